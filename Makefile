@@ -1,0 +1,42 @@
+# One entry point for people and CI. `make run` and `make test` are the two set-up commands.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check fmt lint types contracts pytest bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## the service on SQLite under ./var, the loopback lab, and a first scan of it
+	$(BIN)/cybermission demo
+
+test: check  ## every check and the whole test suite
+
+check: $(STAMP) fmt lint types contracts pytest
+
+fmt: $(STAMP)
+	$(BIN)/ruff format --check cybermission scanners api tests bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check cybermission scanners api tests bench
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+contracts: $(STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)  ## benchmarks against nmap (loopback only); needs Debian's nmap
+	$(BIN)/python -m bench.discovery
+	$(BIN)/python -m bench.modbus_identify
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,123 @@
+"""The scope guard: the one choke point every outgoing connection and datagram passes.
+
+A target is allowed when it lies in at least one *active* scope (inside its validity dates) and in
+none of that scope's exclusions. The guard only judges IP literals: hostnames are resolved first
+(:func:`cybermission.scans.targets.expand_targets`) and every resolved address is judged, so a name
+that resolves outside the scope is refused. The check runs again at send time, right before the
+socket connects, so a scope revoked mid-run stops the run.
+"""
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cybermission.errors import ScopeError, ValidationError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Networks no scope may cover however it is written: the guard refuses scopes that authorise the
+# whole Internet by accident (0.0.0.0/0, 127.0.0.1/0 ... normalise to it).
+_MIN_PREFIX = {4: 8, 6: 32}
+
+
+def parse_network(text: str, *, field: str = "cidr") -> IPNetwork:
+    """Parse a CIDR strictly enough to catch mistakes that widen a scope.
+
+    ``127.0.0.1/0`` is refused (host bits set: it would silently mean the whole Internet), and so is
+    any prefix shorter than /8 (IPv4) or /32 (IPv6).
+    """
+    try:
+        network = ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as exc:
+        raise ValidationError(f"{field}: {text!r} is not a network in CIDR form ({exc})") from exc
+    if network.prefixlen < _MIN_PREFIX[network.version]:
+        raise ValidationError(
+            f"{field}: {text!r} is wider than /{_MIN_PREFIX[network.version]}; "
+            "authorise the networks you mean, one by one"
+        )
+    return network
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeRule:
+    """The part of a stored scope the guard needs."""
+
+    name: str
+    networks: tuple[IPNetwork, ...]
+    exclusions: tuple[IPNetwork, ...] = ()
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        cidrs: Iterable[str],
+        excludes: Iterable[str] = (),
+        valid_from: datetime | None = None,
+        valid_until: datetime | None = None,
+    ) -> "ScopeRule":
+        return cls(
+            name=name,
+            networks=tuple(parse_network(c) for c in cidrs),
+            exclusions=tuple(parse_network(c, field="exclude") for c in excludes),
+            valid_from=valid_from,
+            valid_until=valid_until,
+        )
+
+    def active_at(self, now: datetime) -> bool:
+        if self.valid_from is not None and now < _aware(self.valid_from):
+            return False
+        return not (self.valid_until is not None and now >= _aware(self.valid_until))
+
+    def covers(self, address: IPAddress) -> bool:
+        return any(address in n for n in self.networks if n.version == address.version) and not any(
+            address in x for x in self.exclusions if x.version == address.version
+        )
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class ScopeGuard:
+    """Judges each address against the authorised scopes; raises :class:`ScopeError` if refused."""
+
+    def __init__(self, rules: Sequence[ScopeRule]) -> None:
+        self._rules = tuple(rules)
+
+    @property
+    def rules(self) -> tuple[ScopeRule, ...]:
+        return self._rules
+
+    def check(self, address: str, *, now: datetime | None = None) -> IPAddress:
+        """Return the parsed address when it may be contacted now, else raise ``ScopeError``."""
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError as exc:
+            raise ScopeError(address, "not an IP address; resolve names before the guard") from exc
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1 on the wire
+        moment = now or datetime.now(UTC)
+        active = [r for r in self._rules if r.active_at(moment)]
+        if not active:
+            raise ScopeError(address, "no authorised scope is valid now")
+        if any(r.covers(ip) for r in active):
+            return ip
+        excluded = [r.name for r in active if any(ip in x for x in r.exclusions)]
+        if excluded:
+            raise ScopeError(address, f"excluded by scope {', '.join(sorted(excluded))}")
+        return self._refuse(address)
+
+    def allows(self, address: str, *, now: datetime | None = None) -> bool:
+        try:
+            self.check(address, now=now)
+        except ScopeError:
+            return False
+        return True
+
+    @staticmethod
+    def _refuse(address: str) -> IPAddress:
+        raise ScopeError(address, "outside every authorised scope")

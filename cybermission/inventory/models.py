@@ -1,0 +1,95 @@
+"""Tables of what exists (NetBox-shaped): manufacturers, device types, devices, addresses, services,
+and the change events between scans."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from cybermission.db import UTCDateTime, new_id, utcnow
+
+
+class Manufacturer(SQLModel, table=True):
+    __tablename__ = "manufacturer"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str = Field(max_length=200, unique=True, index=True)
+
+
+class DeviceType(SQLModel, table=True):
+    __tablename__ = "device_type"
+    __table_args__ = (UniqueConstraint("manufacturer_id", "model"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    manufacturer_id: str = Field(foreign_key="manufacturer.id", index=True)
+    model: str = Field(max_length=200)
+    product_code: str | None = Field(default=None, max_length=200)
+
+
+class Device(SQLModel, table=True):
+    """One physical or logical device; gateways carry sub-devices (Modbus units) via parent_id."""
+
+    __tablename__ = "device"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str = Field(default="", max_length=200)
+    device_type_id: str | None = Field(default=None, foreign_key="device_type.id", index=True)
+    parent_id: str | None = Field(default=None, foreign_key="device.id", index=True)
+    # Identity as last observed, denormalised for reads; provenance says which probe said what.
+    vendor: str | None = Field(default=None, max_length=200)
+    product: str | None = Field(default=None, max_length=200)
+    model: str | None = Field(default=None, max_length=200)
+    firmware: str | None = Field(default=None, max_length=200)
+    serial: str | None = Field(default=None, max_length=200, index=True)
+    role: str | None = Field(default=None, max_length=100)
+    unit_id: int | None = None
+    provenance: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    first_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class IPAddress(SQLModel, table=True):
+    __tablename__ = "ip_address"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    address: str = Field(max_length=64, unique=True, index=True)
+    device_id: str = Field(foreign_key="device.id", index=True)
+    first_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Service(SQLModel, table=True):
+    __tablename__ = "service"
+    __table_args__ = (UniqueConstraint("device_id", "port", "transport", "protocol"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    device_id: str = Field(foreign_key="device.id", index=True)
+    address: str = Field(max_length=64)
+    port: int
+    transport: str = Field(max_length=8)
+    protocol: str = Field(max_length=50)
+    facts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    first_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ChangeKind(StrEnum):
+    DEVICE_NEW = "device-new"
+    ATTRIBUTE_CHANGED = "attribute-changed"
+    SERVICE_OPENED = "service-opened"
+    SERVICE_CLOSED = "service-closed"
+
+
+class ChangeEvent(SQLModel, table=True):
+    __tablename__ = "change_event"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    device_id: str = Field(foreign_key="device.id", index=True)
+    scan_run_id: str | None = Field(default=None, foreign_key="scan_run.id", index=True)
+    kind: ChangeKind
+    field: str | None = Field(default=None, max_length=50)
+    old_value: str | None = Field(default=None, max_length=500)
+    new_value: str | None = Field(default=None, max_length=500)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,0 +1,155 @@
+"""The probe interface: what every protocol adapter in ``scanners/`` declares and implements.
+
+Probes are found through the ``cybermission.probes`` entry point group, so the core never imports a
+protocol library. A probe declares its intrusiveness and its *packet manifest*: the exact requests
+it may send and how many of each per device. The :class:`RequestLedger` enforces that manifest at
+send time: a probe that tries to send an undeclared request, or more than declared, is stopped
+before the bytes leave.
+"""
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from importlib.metadata import entry_points
+from typing import ClassVar, Protocol, TypeAlias, runtime_checkable
+
+from cybermission.errors import ProbeError
+from cybermission.net import Connector
+
+logger = logging.getLogger(__name__)
+
+JSONScalar: TypeAlias = str | int | float | bool | None
+JSONValue: TypeAlias = JSONScalar | list["JSONValue"] | dict[str, "JSONValue"]
+Facts: TypeAlias = dict[str, JSONValue]
+
+
+class Intrusiveness(StrEnum):
+    """How much a probe may disturb a device (DESIGN.md §2)."""
+
+    PASSIVE = "passive"  # sends nothing (pcap import)
+    READ_ONLY = "read-only"  # documented read requests only
+    ACTIVE = "active"  # may change device state or load it: never without per-scope opt-in
+
+
+class Transport(StrEnum):
+    TCP = "tcp"
+    UDP = "udp"
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    """One kind of request a probe may send, and how many times per device at most."""
+
+    request: str
+    max_per_device: int
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """Everything a probe may send to one device."""
+
+    entries: tuple[ManifestEntry, ...]
+    connections_per_device: int = 1
+    notes: str = ""
+
+    def limit(self, request: str) -> int:
+        for entry in self.entries:
+            if entry.request == request:
+                return entry.max_per_device
+        return 0
+
+    def as_dict(self) -> dict[str, JSONValue]:
+        return {
+            "connections_per_device": self.connections_per_device,
+            "notes": self.notes,
+            "requests": [
+                {"request": e.request, "max_per_device": e.max_per_device,
+                 "description": e.description}
+                for e in self.entries
+            ],
+        }
+
+
+class ManifestViolationError(ProbeError):
+    """A probe tried to send something its manifest does not allow; nothing was sent."""
+
+
+@dataclass(slots=True)
+class RequestLedger:
+    """Counts what one probe sends to one device and refuses what its manifest does not allow."""
+
+    probe: str
+    manifest: Manifest
+    sent: Counter[str] = field(default_factory=Counter)
+
+    def spend(self, request: str) -> None:
+        """Call right before sending ``request``; raises instead of exceeding the manifest."""
+        limit = self.manifest.limit(request)
+        if self.sent[request] >= limit:
+            raise ManifestViolationError(
+                f"probe {self.probe!r} may send {request!r} at most {limit} time(s) per device"
+            )
+        self.sent[request] += 1
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """One service to identify: an in-scope address and port, and the guarded way to reach it."""
+
+    address: str
+    port: int
+    transport: Transport
+    connector: Connector
+    ledger: RequestLedger
+    options: Mapping[str, JSONValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """Raw evidence a probe gathered about one service; facts keys are documented per probe."""
+
+    probe: str
+    protocol: str
+    address: str
+    port: int
+    transport: Transport
+    facts: Facts
+    observed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@runtime_checkable
+class Probe(Protocol):
+    """What a protocol adapter provides. See ``scanners/README.md`` to add one."""
+
+    name: ClassVar[str]
+    protocol: ClassVar[str]
+    default_ports: ClassVar[tuple[int, ...]]
+    transport: ClassVar[Transport]
+    intrusiveness: ClassVar[Intrusiveness]
+    manifest: ClassVar[Manifest]
+    # Opt-in probes run only when named in settings.enabled_optional_probes.
+    optional: ClassVar[bool]
+
+    async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
+        """Identify the service, or return ``None`` when it is not this protocol.
+
+        Raises ``ProbeTimeoutError`` or ``ProbeProtocolError`` when the device misbehaves.
+        """
+        ...
+
+
+def load_probes() -> dict[str, Probe]:
+    """Instantiate every probe registered under the ``cybermission.probes`` entry point group."""
+    probes: dict[str, Probe] = {}
+    for entry in entry_points(group="cybermission.probes"):
+        probe_cls = entry.load()
+        probe = probe_cls()
+        if not isinstance(probe, Probe):
+            logger.error("entry point is not a probe", extra={"entry_point": entry.name})
+            continue
+        probes[probe.name] = probe
+    return probes

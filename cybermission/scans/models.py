@@ -1,0 +1,72 @@
+"""Tables of what we looked at: scopes, scan runs and the raw observations they produced."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+from cybermission.db import UTCDateTime, new_id, utcnow
+
+
+class ScopeBase(SQLModel):
+    name: str = Field(index=True, unique=True, max_length=100)
+    cidrs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    excludes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    valid_from: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    valid_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reference: str = Field(default="", max_length=500)
+
+
+class Scope(ScopeBase, table=True):
+    __tablename__ = "scope"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ScanStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"  # finished, but some hosts or probes could not be completed
+    FAILED = "failed"
+
+
+class ScanRun(SQLModel, table=True):
+    __tablename__ = "scan_run"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    status: ScanStatus = Field(default=ScanStatus.QUEUED, index=True)
+    targets: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    ports: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    requested_by: str = Field(default="cli", max_length=100)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    hosts_total: int = 0
+    hosts_probed: int = 0
+    open_ports: int = 0
+    observations: int = 0
+    findings: int = 0
+    # Errors the run met: [{"target": ..., "stage": ..., "error": ...}], bounded in length.
+    errors: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # What was sent, per probe and request: {"modbus": {"fc43/mei14/basic": 3}}.
+    sent: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ObservationRecord(SQLModel, table=True):
+    """A probe's raw evidence, kept as seen (the inventory is derived from it)."""
+
+    __tablename__ = "observation"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    scan_run_id: str = Field(foreign_key="scan_run.id", index=True)
+    probe: str = Field(max_length=50)
+    protocol: str = Field(max_length=50)
+    address: str = Field(max_length=64, index=True)
+    port: int
+    transport: str = Field(max_length=8)
+    observed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    facts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
