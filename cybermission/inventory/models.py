@@ -71,12 +71,15 @@ class Service(SQLModel, table=True):
     transport: str = Field(max_length=8)
     protocol: str = Field(max_length=50)
     facts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # False once a rescan of this port found it closed; the row stays for history and findings.
+    is_open: bool = True
     first_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class ChangeKind(StrEnum):
     DEVICE_NEW = "device-new"
+    DEVICE_GONE = "device-gone"
     ATTRIBUTE_CHANGED = "attribute-changed"
     SERVICE_OPENED = "service-opened"
     SERVICE_CLOSED = "service-closed"
