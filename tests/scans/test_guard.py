@@ -1,0 +1,140 @@
+"""The scope guard against tricky inputs: wide networks, names, IPv6, mapped addresses, dates."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cybermission.config import Settings
+from cybermission.errors import ScopeError, ValidationError
+from cybermission.guard import ScopeGuard, ScopeRule, parse_network
+from cybermission.scans.scopes import guard_from_scopes
+from cybermission.scans.targets import expand_targets, resolve_host
+
+
+@pytest.mark.parametrize("cidr", ["0.0.0.0/0", "::/0", "126.0.0.0/7", "2001::/16"])
+def test_parse_network_refuses_too_wide(cidr: str) -> None:
+    with pytest.raises(ValidationError, match="wider"):
+        parse_network(cidr)
+
+
+def test_parse_network_refuses_host_bits_that_would_widen_to_everything() -> None:
+    # 127.0.0.1/0 is not "127.0.0.1": non-strict parsing would make it 0.0.0.0/0.
+    with pytest.raises(ValidationError, match=r"127\.0\.0\.1/0"):
+        parse_network("127.0.0.1/0")
+
+
+def test_parse_network_refuses_garbage_naming_the_field() -> None:
+    with pytest.raises(ValidationError, match="excludes"):
+        parse_network("127.0.0.0/33", field="excludes")
+
+
+def test_scope_rule_build_refuses_everything_scope() -> None:
+    with pytest.raises(ValidationError):
+        ScopeRule.build("internet", ["0.0.0.0/0"])
+
+
+def test_scope_guard_refuses_hostname_literal() -> None:
+    guard = ScopeGuard([ScopeRule.build("lo", ["127.0.0.0/8"])])
+    with pytest.raises(ScopeError, match="resolve names"):
+        guard.check("localhost")
+
+
+def test_scope_guard_judges_localhost_by_its_resolved_addresses() -> None:
+    # Real resolution (/etc/hosts): localhost is 127.0.0.1 (and maybe ::1), not in 127.0.4.0/24.
+    addresses = resolve_host("localhost")
+    assert "127.0.0.1" in addresses
+    guard = ScopeGuard([ScopeRule.build("lab", ["127.0.4.0/24", "::1/128"])])
+    with pytest.raises(ScopeError, match=r"localhost: resolves to 127\.0\.0\.1"):
+        expand_targets(["localhost"], guard=guard)
+
+
+def test_scope_guard_allows_localhost_when_every_address_is_in_scope() -> None:
+    guard = ScopeGuard([ScopeRule.build("lo", ["127.0.0.0/8", "::1/128"])])
+    assert set(expand_targets(["localhost"], guard=guard)) == set(resolve_host("localhost"))
+
+
+def test_scope_guard_ipv6_loopback_refused_without_an_ipv6_scope() -> None:
+    guard = ScopeGuard([ScopeRule.build("lo", ["127.0.0.0/8"])])
+    with pytest.raises(ScopeError, match="outside"):
+        guard.check("::1")
+
+
+def test_scope_guard_ipv6_loopback_allowed_with_an_ipv6_scope() -> None:
+    guard = ScopeGuard([ScopeRule.build("lo6", ["::1/128"])])
+    assert str(guard.check("::1")) == "::1"
+
+
+def test_scope_guard_ipv4_mapped_ipv6_is_judged_as_ipv4() -> None:
+    guard = ScopeGuard([ScopeRule.build("lo", ["127.0.0.0/8", "::/32"])])
+    with pytest.raises(ScopeError):
+        guard.check("::ffff:10.0.0.1")
+    assert str(guard.check("::ffff:127.0.0.5")) == "127.0.0.5"
+
+
+def test_scope_guard_exclusion_inside_allowed_range() -> None:
+    guard = ScopeGuard([ScopeRule.build("plant", ["127.10.0.0/24"], excludes=["127.10.0.128/28"])])
+    assert guard.allows("127.10.0.127")
+    assert guard.allows("127.10.0.144")
+    with pytest.raises(ScopeError, match="excluded by scope plant"):
+        guard.check("127.10.0.130")
+
+
+def test_scope_guard_another_scope_may_allow_what_one_excludes() -> None:
+    guard = ScopeGuard(
+        [
+            ScopeRule.build("plant", ["127.10.0.0/24"], excludes=["127.10.0.128/28"]),
+            ScopeRule.build("maintenance", ["127.10.0.128/30"]),
+        ]
+    )
+    assert guard.allows("127.10.0.129")
+    assert not guard.allows("127.10.0.140")
+
+
+def test_scope_guard_expired_scope_refuses() -> None:
+    now = datetime.now(UTC)
+    guard = ScopeGuard(
+        [ScopeRule.build("old", ["127.10.0.0/16"], valid_until=now - timedelta(seconds=1))]
+    )
+    with pytest.raises(ScopeError, match="no authorised scope is valid now"):
+        guard.check("127.10.0.1")
+
+
+def test_scope_guard_scope_ends_exactly_at_valid_until() -> None:
+    end = datetime(2030, 1, 1, tzinfo=UTC)
+    guard = ScopeGuard([ScopeRule.build("window", ["127.10.0.0/16"], valid_until=end)])
+    assert guard.allows("127.10.0.1", now=end - timedelta(microseconds=1))
+    assert not guard.allows("127.10.0.1", now=end)
+
+
+def test_scope_guard_not_yet_valid_scope_refuses() -> None:
+    start = datetime.now(UTC) + timedelta(hours=1)
+    guard = ScopeGuard([ScopeRule.build("later", ["127.10.0.0/16"], valid_from=start)])
+    assert not guard.allows("127.10.0.1")
+    assert guard.allows("127.10.0.1", now=start)
+
+
+def test_scope_guard_naive_dates_are_taken_as_utc() -> None:
+    start = datetime(2030, 1, 1)  # naive on purpose: stored dates may come back so
+    guard = ScopeGuard([ScopeRule.build("later", ["127.10.0.0/16"], valid_from=start)])
+    assert not guard.allows("127.10.0.1", now=datetime(2029, 12, 31, 23, 0, tzinfo=UTC))
+    assert guard.allows("127.10.0.1", now=datetime(2030, 1, 1, tzinfo=UTC))
+
+
+def test_scope_guard_default_scope_is_loopback_only(settings: Settings) -> None:
+    guard = guard_from_scopes([], settings)
+    assert guard.allows("127.0.0.1")
+    assert guard.allows("127.255.255.254")
+    for outside in ["10.0.0.1", "192.168.1.1", "8.8.8.8", "128.0.0.1", "::ffff:10.0.0.1", "::1"]:
+        assert not guard.allows(outside), outside
+
+
+def test_scope_guard_strips_ipv6_zone_id() -> None:
+    guard = ScopeGuard([ScopeRule.build("ll", ["fe80::/64"])])
+    assert str(guard.check("fe80::1%lo")) == "fe80::1"
+
+
+@pytest.mark.parametrize("text", ["", "127.0.0.1:502", "127.1", "0x7f000001", " 127.0.0.1"])
+def test_scope_guard_refuses_non_literal_forms(text: str) -> None:
+    guard = ScopeGuard([ScopeRule.build("lo", ["127.0.0.0/8"])])
+    with pytest.raises(ScopeError):
+        guard.check(text)
