@@ -1,0 +1,230 @@
+"""Load rule files: YAML with line numbers, validated, compiled once, examples checked at load.
+
+A broken rule never loads half-way: every problem raises :class:`RuleError` whose message starts
+with ``path:line``. The loaded :class:`Rule` objects evaluate a subject document with
+:meth:`Rule.matches`; :class:`RuleSet` indexes them by protocol so each observation only meets the
+rules that apply to it.
+"""
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydantic
+import yaml
+
+from cybermission.errors import RuleError
+from cybermission.findings.models import Severity
+from cybermission.rules.matcher import LineOf, Loc, Predicate, compile_match
+from cybermission.rules.schema import RuleInfo, RuleSpec
+
+logger = logging.getLogger(__name__)
+
+RULE_SUFFIXES = (".yaml", ".yml")
+
+_YamlLoader: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(
+    yaml, "CSafeLoader", yaml.SafeLoader
+)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Rule:
+    """A loaded, compiled rule."""
+
+    spec: RuleSpec
+    path: Path
+    predicate: Predicate = field(repr=False)
+    protocols: frozenset[str]
+    probes: frozenset[str]
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def info(self) -> RuleInfo:
+        return self.spec.info
+
+    @property
+    def severity(self) -> Severity:
+        return self.spec.info.severity
+
+    def applies(self, doc: Mapping[str, object]) -> bool:
+        """Whether the observation is one this rule looks at (``applies-to``)."""
+        if self.protocols and doc.get("protocol") not in self.protocols:
+            return False
+        return not (self.probes and doc.get("probe") not in self.probes)
+
+    def matches(self, doc: Mapping[str, object]) -> bool:
+        """Whether the subject document shows the condition this rule describes."""
+        return self.applies(doc) and self.predicate(doc)
+
+
+class RuleSet:
+    """Rules indexed by protocol, so an observation is checked only against rules for it."""
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        by_protocol: dict[str, list[Rule]] = {}
+        anywhere: list[Rule] = []
+        for rule in self.rules:
+            if not rule.protocols:
+                anywhere.append(rule)
+            for protocol in rule.protocols:
+                by_protocol.setdefault(protocol, []).append(rule)
+        self._anywhere = tuple(anywhere)
+        self._by_protocol = {p: tuple(rs) for p, rs in by_protocol.items()}
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def evaluate(self, doc: Mapping[str, object]) -> list[Rule]:
+        protocol = doc.get("protocol")
+        candidates = self._by_protocol.get(protocol, ()) if isinstance(protocol, str) else ()
+        hits = [rule for rule in candidates if rule.matches(doc)]
+        hits.extend(rule for rule in self._anywhere if rule.matches(doc))
+        return hits
+
+
+def evaluate(rules: Iterable[Rule] | RuleSet, doc: Mapping[str, object]) -> list[Rule]:
+    """The rules whose condition holds for ``doc``."""
+    if isinstance(rules, RuleSet):
+        return rules.evaluate(doc)
+    return [rule for rule in rules if rule.matches(doc)]
+
+
+def load_rules(dirs: Sequence[Path]) -> list[Rule]:
+    """Every ``*.yaml``/``*.yml`` rule under ``dirs`` (recursively), in path order.
+
+    Raises :class:`RuleError` on the first broken file, or when two files share an id.
+    """
+    rules: list[Rule] = []
+    seen: dict[str, Path] = {}
+    for directory in dirs:
+        if not directory.is_dir():
+            raise RuleError(str(directory), None, "rules folder does not exist")
+        paths = sorted(p for p in directory.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
+        for path in paths:
+            rule = load_rule_file(path)
+            if rule.id in seen:
+                raise RuleError(
+                    str(path),
+                    _first_line(path),
+                    f"duplicate rule id {rule.id!r} (also in {seen[rule.id]})",
+                )
+            seen[rule.id] = path
+            rules.append(rule)
+    logger.info("rules loaded", extra={"rules": len(rules), "dirs": [str(d) for d in dirs]})
+    return rules
+
+
+def load_rule_file(path: Path) -> Rule:
+    """One rule file: parsed, validated, compiled, its examples checked."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuleError(source, None, f"cannot read rule file: {exc}") from exc
+    data, lines = _parse(text, source)
+
+    def line_of(loc: Loc) -> int | None:
+        for end in range(len(loc), -1, -1):
+            line = lines.get(loc[:end])
+            if line is not None:
+                return line
+        return None
+
+    try:
+        spec = RuleSpec.model_validate(data)
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        loc = tuple(error["loc"])
+        where = ".".join(str(part) for part in loc) or "rule"
+        raise RuleError(source, line_of(loc), f"{where}: {error['msg']}") from exc
+    if spec.id != path.stem:
+        raise RuleError(
+            source, line_of(("id",)), f"id {spec.id!r} must equal the file stem {path.stem!r}"
+        )
+    predicate = compile_match(spec.match, source=source, line_of=line_of)
+    rule = Rule(
+        spec=spec,
+        path=path,
+        predicate=predicate,
+        protocols=frozenset(spec.applies_to.protocols),
+        probes=frozenset(spec.applies_to.probes),
+    )
+    _check_examples(rule, source, line_of)
+    return rule
+
+
+def example_document(rule: Rule, example: Mapping[str, object]) -> dict[str, object]:
+    """An example as the rule will see it: ``protocol``/``probe`` default to the first declared."""
+    doc = dict(example)
+    if rule.spec.applies_to.protocols:
+        doc.setdefault("protocol", rule.spec.applies_to.protocols[0])
+    if rule.spec.applies_to.probes:
+        doc.setdefault("probe", rule.spec.applies_to.probes[0])
+    return doc
+
+
+def _check_examples(rule: Rule, source: str, line_of: LineOf) -> None:
+    for index, example in enumerate(rule.spec.examples.match):
+        if not rule.matches(example_document(rule, example)):
+            loc: Loc = ("examples", "match", index)
+            raise RuleError(source, line_of(loc), f"examples.match[{index}] does not match")
+    for index, example in enumerate(rule.spec.examples.no_match):
+        if rule.matches(example_document(rule, example)):
+            loc = ("examples", "no-match", index)
+            raise RuleError(source, line_of(loc), f"examples.no-match[{index}] matches")
+
+
+def _first_line(path: Path) -> int | None:
+    try:
+        _, lines = _parse(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, RuleError):
+        return None
+    return lines.get(("id",))
+
+
+def _parse(text: str, source: str) -> tuple[object, dict[Loc, int]]:
+    """YAML to data, plus the line of every key and list item (yaml marks are 0-based)."""
+    loader = _YamlLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise RuleError(source, 1, "empty rule file")
+        lines: dict[Loc, int] = {(): node.start_mark.line + 1}
+        _index(node, (), lines, set(), source)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise RuleError(source, line, f"bad YAML: {exc.problem or exc.context}") from exc
+    except yaml.YAMLError as exc:
+        raise RuleError(source, None, f"bad YAML: {exc}") from exc
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+def _index(node: yaml.Node, loc: Loc, lines: dict[Loc, int], seen: set[int], source: str) -> None:
+    if id(node) in seen:
+        # Aliases would let a small file expand into a huge one; rules have no need for them.
+        raise RuleError(
+            source, node.start_mark.line + 1, "YAML anchors and aliases are not allowed"
+        )
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in keys:
+                raise RuleError(source, key_node.start_mark.line + 1, f"duplicate key {key!r}")
+            keys.add(key)
+            lines[(*loc, key)] = key_node.start_mark.line + 1
+            _index(value_node, (*loc, key), lines, seen, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*loc, index)] = item.start_mark.line + 1
+            _index(item, (*loc, index), lines, seen, source)

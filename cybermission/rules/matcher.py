@@ -1,0 +1,303 @@
+"""Compile a rule's ``match`` block (Sigma semantics) once into a fast predicate over a document.
+
+Semantics, as in Sigma (https://sigmahq.io/docs/basics/modifiers.html):
+
+- a mapping is an AND of its entries;
+- ``field|modifier: [v1, v2]`` is an OR over the values (``|all`` turns it into an AND);
+- ``any: [{...}, ...]`` is an OR of mappings, ``all: [{...}, ...]`` an AND, ``not: {...}`` negates;
+- string comparisons ignore case unless ``|cased`` is given; ``re`` is case-sensitive (``(?i)``);
+- a field holding a list matches when one of its elements matches;
+- a missing field never raises: it simply does not match (and ``field: null`` matches it).
+
+Regular expressions run on RE2 (linear time), because the strings come from devices.
+"""
+
+import ipaddress
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeAlias, TypeGuard
+
+import re2
+
+from cybermission.errors import RuleError
+
+Loc: TypeAlias = tuple[str | int, ...]
+Predicate: TypeAlias = Callable[[Mapping[str, object]], bool]
+ValueTest: TypeAlias = Callable[[object], bool]
+
+# Document locations (path inside the YAML file) to line numbers; the loader provides it.
+LineOf: TypeAlias = Callable[[Loc], int | None]
+
+KEYWORDS = frozenset({"any", "all", "not"})
+OPERATORS = frozenset(
+    {
+        "eq",
+        "exists",
+        "contains",
+        "startswith",
+        "endswith",
+        "re",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "in",
+        "cidr",
+    }
+)
+FLAGS = frozenset({"all", "cased"})
+MODIFIERS = OPERATORS | FLAGS
+
+
+class _Missing:
+    """The value of a field the document does not have (distinct from an explicit null)."""
+
+    __slots__ = ()
+
+
+MISSING = _Missing()
+
+
+def _no_line(_loc: Loc) -> int | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    source: str
+    line_of: LineOf
+
+    def error(self, loc: Loc, message: str) -> RuleError:
+        where = ".".join(str(part) for part in loc)
+        return RuleError(self.source, self.line_of(loc), f"{where}: {message}")
+
+
+def compile_match(
+    match: object, *, source: str = "<rule>", line_of: LineOf = _no_line, loc: Loc = ("match",)
+) -> Predicate:
+    """Compile ``match`` into a predicate; a bad block raises :class:`RuleError` with its line."""
+    ctx = _Context(source, line_of)
+    if not isinstance(match, Mapping) or not match:
+        raise ctx.error(loc, "expected a non-empty mapping of conditions")
+    return _compile_mapping(match, ctx, loc)
+
+
+def resolve(doc: Mapping[str, object], path: tuple[str, ...]) -> object:
+    """The value at a dotted path, or :data:`MISSING` when any step is absent or not a mapping."""
+    value: object = doc
+    for part in path:
+        if not isinstance(value, Mapping):
+            return MISSING
+        value = value.get(part, MISSING)
+        if value is MISSING:
+            return MISSING
+    return value
+
+
+def _compile_mapping(match: Mapping[object, object], ctx: _Context, loc: Loc) -> Predicate:
+    parts: list[Predicate] = []
+    for key, value in match.items():
+        if not isinstance(key, str) or not key:
+            raise ctx.error(loc, f"condition keys must be non-empty strings, got {key!r}")
+        here = (*loc, key)
+        if key in KEYWORDS:
+            parts.append(_compile_keyword(key, value, ctx, here))
+        else:
+            parts.append(_compile_field(key, value, ctx, here))
+    if len(parts) == 1:
+        return parts[0]
+    frozen = tuple(parts)
+    return lambda doc: all(part(doc) for part in frozen)
+
+
+def _compile_keyword(key: str, value: object, ctx: _Context, loc: Loc) -> Predicate:
+    if key == "not":
+        if not isinstance(value, Mapping) or not value:
+            raise ctx.error(loc, "'not' takes a non-empty mapping of conditions")
+        inner = _compile_mapping(value, ctx, loc)
+        return lambda doc: not inner(doc)
+    if not isinstance(value, list) or not value:
+        raise ctx.error(loc, f"'{key}' takes a non-empty list of mappings")
+    subs: list[Predicate] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, Mapping) or not item:
+            raise ctx.error((*loc, index), "expected a non-empty mapping of conditions")
+        subs.append(_compile_mapping(item, ctx, (*loc, index)))
+    frozen = tuple(subs)
+    if key == "any":
+        return lambda doc: any(sub(doc) for sub in frozen)
+    return lambda doc: all(sub(doc) for sub in frozen)
+
+
+def _compile_field(key: str, value: object, ctx: _Context, loc: Loc) -> Predicate:
+    field, *modifiers = key.split("|")
+    path = tuple(field.split("."))
+    if not all(path):
+        raise ctx.error(loc, f"field path {field!r} has an empty segment")
+    unknown = [m for m in modifiers if m not in MODIFIERS]
+    if unknown:
+        raise ctx.error(
+            loc, f"unknown modifier {unknown[0]!r} (known: {', '.join(sorted(MODIFIERS))})"
+        )
+    operators = [m for m in modifiers if m in OPERATORS]
+    if len(operators) > 1:
+        raise ctx.error(loc, f"at most one operator modifier per field, got {operators}")
+    operator = operators[0] if operators else "eq"
+    cased = "cased" in modifiers
+    require_all = "all" in modifiers
+
+    if operator == "exists":
+        if not isinstance(value, bool):
+            raise ctx.error(loc, "'exists' takes true or false")
+        wanted = value
+
+        def exists(doc: Mapping[str, object]) -> bool:
+            found = resolve(doc, path)
+            return (found is not MISSING and found is not None) is wanted
+
+        return exists
+
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ctx.error(loc, "expected at least one value")
+    if operator == "in" and not isinstance(value, list):
+        raise ctx.error(loc, "'in' takes a list of values")
+    tests = [_compile_value(operator, v, cased, ctx, (*loc, i)) for i, v in enumerate(values)]
+    if operator in ("eq", "in") and not require_all:
+        test = _fast_membership(values, cased) or _any_of(tests)
+    else:
+        test = _all_of(tests) if require_all else _any_of(tests)
+    if None in values and operator in ("eq", "in"):
+        # `field: null` (Sigma) matches an absent or null field.
+        def absent_or(doc: Mapping[str, object]) -> bool:
+            found = resolve(doc, path)
+            return found is MISSING or found is None or _on_value(test, found)
+
+        return absent_or
+    return lambda doc: _on_value(test, resolve(doc, path))
+
+
+def _on_value(test: ValueTest, found: object) -> bool:
+    if found is MISSING or found is None:
+        return False
+    if isinstance(found, list):
+        return any(test(item) for item in found)
+    return test(found)
+
+
+def _any_of(tests: Sequence[ValueTest]) -> ValueTest:
+    if len(tests) == 1:
+        return tests[0]
+    frozen = tuple(tests)
+    return lambda v: any(t(v) for t in frozen)
+
+
+def _all_of(tests: Sequence[ValueTest]) -> ValueTest:
+    frozen = tuple(tests)
+    return lambda v: all(t(v) for t in frozen)
+
+
+def _fast_membership(values: Sequence[object], cased: bool) -> ValueTest | None:
+    """Equality against many strings as one set lookup (the common ``field: [a, b, c]`` case)."""
+    strings = [v for v in values if v is not None]
+    if len(strings) < 2 or not all(isinstance(v, str) for v in strings):
+        return None
+    if cased:
+        exact = frozenset(strings)
+        return lambda v: isinstance(v, str) and v in exact
+    folded = frozenset(str(v).casefold() for v in strings)
+    return lambda v: isinstance(v, str) and v.casefold() in folded
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _compile_value(
+    operator: str, expected: object, cased: bool, ctx: _Context, loc: Loc
+) -> ValueTest:
+    if isinstance(expected, list | dict):
+        raise ctx.error(loc, "values must be scalars (string, number, boolean or null)")
+    if operator in ("eq", "in"):
+        return _compile_equals(expected, cased)
+    if operator in ("contains", "startswith", "endswith"):
+        if not isinstance(expected, str):
+            raise ctx.error(loc, f"'{operator}' takes strings, got {expected!r}")
+        return _compile_substring(operator, expected, cased)
+    if operator == "re":
+        return _compile_regex(expected, ctx, loc)
+    if operator in ("gt", "gte", "lt", "lte"):
+        if not _is_number(expected):
+            raise ctx.error(loc, f"'{operator}' takes a number, got {expected!r}")
+        return _compile_order(operator, float(expected))
+    return _compile_cidr(expected, ctx, loc)
+
+
+def _compile_equals(expected: object, cased: bool) -> ValueTest:
+    if expected is None:
+        return lambda v: False  # handled by the absent-or-null wrapper
+    if isinstance(expected, bool):
+        return lambda v: isinstance(v, bool) and v is expected
+    if _is_number(expected):
+        return lambda v: _is_number(v) and v == expected
+    text = str(expected)
+    if cased:
+        return lambda v: isinstance(v, str) and v == text
+    folded = text.casefold()
+    return lambda v: isinstance(v, str) and v.casefold() == folded
+
+
+def _compile_substring(operator: str, expected: str, cased: bool) -> ValueTest:
+    needle = expected if cased else expected.casefold()
+
+    def norm(v: str) -> str:
+        return v if cased else v.casefold()
+
+    if operator == "contains":
+        return lambda v: isinstance(v, str) and needle in norm(v)
+    if operator == "startswith":
+        return lambda v: isinstance(v, str) and norm(v).startswith(needle)
+    return lambda v: isinstance(v, str) and norm(v).endswith(needle)
+
+
+def _compile_regex(expected: object, ctx: _Context, loc: Loc) -> ValueTest:
+    if not isinstance(expected, str):
+        raise ctx.error(loc, f"'re' takes a pattern string, got {expected!r}")
+    options = re2.Options()
+    options.log_errors = False  # the error is reported through RuleError, not on stderr
+    try:
+        pattern = re2.compile(expected, options)
+    except re2.error as exc:
+        detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ctx.error(loc, f"bad regular expression {expected!r} (RE2): {detail}") from exc
+    search = pattern.search
+    return lambda v: isinstance(v, str) and search(v) is not None
+
+
+def _compile_order(operator: str, bound: float) -> ValueTest:
+    if operator == "gt":
+        return lambda v: _is_number(v) and v > bound
+    if operator == "gte":
+        return lambda v: _is_number(v) and v >= bound
+    if operator == "lt":
+        return lambda v: _is_number(v) and v < bound
+    return lambda v: _is_number(v) and v <= bound
+
+
+def _compile_cidr(expected: object, ctx: _Context, loc: Loc) -> ValueTest:
+    if not isinstance(expected, str):
+        raise ctx.error(loc, f"'cidr' takes a network string, got {expected!r}")
+    try:
+        network = ipaddress.ip_network(expected, strict=False)
+    except ValueError as exc:
+        raise ctx.error(loc, f"bad network {expected!r}: {exc}") from exc
+
+    def in_network(v: object) -> bool:
+        if not isinstance(v, str):
+            return False
+        try:
+            return ipaddress.ip_address(v) in network
+        except ValueError:
+            return False
+
+    return in_network
