@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
-from cybermission.db import UTCDateTime, new_id, utcnow
+from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
 
 
 class Severity(StrEnum):
@@ -38,12 +38,14 @@ class Finding(SQLModel, table=True):
     port: int | None = None
     protocol: str | None = Field(default=None, max_length=50)
     title: str = Field(max_length=300)
-    severity: Severity = Field(index=True)
+    severity: Severity = Field(index=True, sa_type=enum_type(Severity))
     score: float = 0.0
     score_breakdown: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False)
     )
-    status: FindingStatus = Field(default=FindingStatus.OPEN, index=True)
+    status: FindingStatus = Field(
+        default=FindingStatus.OPEN, index=True, sa_type=enum_type(FindingStatus)
+    )
     evidence: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     first_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from cybermission.db import UTCDateTime, new_id, utcnow
+from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
 
 
 class Manufacturer(SQLModel, table=True):
@@ -91,7 +91,7 @@ class ChangeEvent(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True)
     device_id: str = Field(foreign_key="device.id", index=True)
     scan_run_id: str | None = Field(default=None, foreign_key="scan_run.id", index=True)
-    kind: ChangeKind
+    kind: ChangeKind = Field(sa_type=enum_type(ChangeKind))
     field: str | None = Field(default=None, max_length=50)
     old_value: str | None = Field(default=None, max_length=500)
     new_value: str | None = Field(default=None, max_length=500)

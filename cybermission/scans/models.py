@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
-from cybermission.db import UTCDateTime, new_id, utcnow
+from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
 
 
 class ScopeBase(SQLModel):
@@ -38,7 +38,9 @@ class ScanRun(SQLModel, table=True):
     __tablename__ = "scan_run"
 
     id: str = Field(default_factory=new_id, primary_key=True)
-    status: ScanStatus = Field(default=ScanStatus.QUEUED, index=True)
+    status: ScanStatus = Field(
+        default=ScanStatus.QUEUED, index=True, sa_type=enum_type(ScanStatus)
+    )
     targets: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     ports: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     requested_by: str = Field(default="cli", max_length=100)

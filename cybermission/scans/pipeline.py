@@ -1,0 +1,413 @@
+"""The scan pipeline, the one module that composes the domains (DESIGN.md §4).
+
+targets --guard--> sweep --> probes by port --> observations --> inventory --> rules --> findings
+
+Sweeping and probing stream: each host that answers is identified as soon as its sweep ends, by a
+bounded number of identification workers; results are written in batches by one writer that runs
+the blocking store work in a thread, so the event loop keeps connecting while the store commits.
+"""
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from cybermission.config import Settings
+from cybermission.db import session_scope, utcnow
+from cybermission.errors import CybermissionError, ProbeError, ScopeError
+from cybermission.findings.models import Finding, Severity
+from cybermission.findings.scoring import score_finding
+from cybermission.findings.service import FindingDraft, record_findings
+from cybermission.guard import ScopeGuard
+from cybermission.inventory.models import Device
+from cybermission.inventory.service import (
+    ServiceSeen,
+    device_addresses,
+    device_services,
+    reconcile_host,
+)
+from cybermission.net import Connector
+from cybermission.probes import (
+    Observation,
+    Probe,
+    ProbeTarget,
+    RequestLedger,
+    Transport,
+    load_probes,
+)
+from cybermission.rules.loader import Rule, load_rules
+from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
+from cybermission.scans.scopes import build_guard
+from cybermission.scans.sweep import HostResult, sweep
+from cybermission.scans.targets import expand_targets
+
+logger = logging.getLogger(__name__)
+
+MAX_RUN_ERRORS = 500
+WRITE_BATCH_HOSTS = 64
+WRITE_BATCH_WAIT_S = 0.25
+
+# Names for open ports no probe identified, so an operator reading the inventory knows what the
+# port usually carries. The service stays protocol "tcp" with identified=false: a guess is not a fact.
+PORT_NAMES: dict[int, str] = {
+    21: "ftp", 22: "ssh", 23: "telnet", 80: "http", 102: "s7comm", 443: "https",
+    502: "modbus", 789: "crimson-v3", 1883: "mqtt", 1911: "niagara-fox", 1962: "pcworx",
+    2404: "iec-104", 2455: "codesys", 4840: "opc-ua", 4911: "niagara-fox-tls", 5094: "hart-ip",
+    9600: "omron-fins", 20000: "dnp3", 20547: "proconos", 44818: "ethernet-ip",
+}
+
+
+@dataclass(slots=True)
+class ScanProgress:
+    """Counters a progress bar or an event stream can show while a run goes."""
+
+    scan_run_id: str
+    hosts_total: int
+    hosts_swept: int = 0
+    hosts_live: int = 0
+    hosts_identified: int = 0
+    open_ports: int = 0
+    observations: int = 0
+    findings: int = 0
+
+
+ProgressCallback = Callable[[ScanProgress], None]
+
+
+@dataclass(slots=True)
+class HostReport:
+    """Everything one host yielded in this run, ready to be written in one batch."""
+
+    address: str
+    open_ports: tuple[int, ...]
+    observations: list[Observation] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    sent: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class _RunState:
+    run_id: str
+    ports: tuple[int, ...]
+    rules: list[Rule]
+    progress: ScanProgress
+    callback: ProgressCallback | None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    errors_dropped: int = 0
+    sent: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def add_errors(self, errors: Iterable[dict[str, Any]]) -> None:
+        for error in errors:
+            if len(self.errors) < MAX_RUN_ERRORS:
+                self.errors.append(error)
+            else:
+                self.errors_dropped += 1
+
+    def tick(self) -> None:
+        if self.callback is not None:
+            self.callback(self.progress)
+
+
+def select_probes(probes: Mapping[str, Probe], settings: Settings) -> dict[int, list[Probe]]:
+    """Probes by port; optional (opt-in) probes only when settings name them."""
+    by_port: dict[int, list[Probe]] = {}
+    for probe in probes.values():
+        if probe.optional and probe.name not in settings.enabled_optional_probes:
+            continue
+        for port in probe.default_ports:
+            by_port.setdefault(port, []).append(probe)
+    return by_port
+
+
+async def identify_host(
+    host: HostResult,
+    *,
+    probes_by_port: Mapping[int, Sequence[Probe]],
+    connector: Connector,
+    timeout_s: float,
+) -> HostReport:
+    """Run the matching probes on one host, one at a time: one connection per device.
+
+    A device that times out or resets is left alone for the rest of the run (back-off), and the
+    report says why.
+    """
+    report = HostReport(address=host.address, open_ports=host.open_ports)
+    backed_off: str | None = None
+    for port in host.open_ports:
+        identified = False
+        for probe in probes_by_port.get(port, ()):
+            if backed_off is not None:
+                report.errors.append({"target": f"{host.address}:{port}", "stage": probe.name,
+                                      "error": f"skipped: backed off ({backed_off})"})
+                continue
+            ledger = RequestLedger(probe=probe.name, manifest=probe.manifest)
+            target = ProbeTarget(address=host.address, port=port, transport=probe.transport,
+                                 connector=connector, ledger=ledger)
+            try:
+                observation = await probe.observe(target, timeout_s=timeout_s)
+            except ScopeError as exc:
+                report.errors.append({"target": host.address, "stage": "scope",
+                                      "error": str(exc)})
+                return report
+            except (ProbeError, OSError) as exc:
+                kind = exc.__class__.__name__
+                report.errors.append({"target": f"{host.address}:{port}", "stage": probe.name,
+                                      "error": f"{kind}: {exc}"[:300]})
+                logger.warning("probe failed", extra={"probe": probe.name,
+                                                      "target": host.address, "port": port,
+                                                      "error": kind})
+                if not isinstance(exc, ProbeError) or "Timeout" in kind:
+                    backed_off = f"{probe.name} on port {port}: {kind}"
+                continue
+            finally:
+                for request, count in ledger.sent.items():
+                    report.sent[(probe.name, request)] += count
+            if observation is not None:
+                report.observations.append(observation)
+                identified = True
+                break
+        if not identified:
+            report.observations.append(
+                Observation(probe="tcp-connect", protocol="tcp", address=host.address, port=port,
+                            transport=Transport.TCP,
+                            facts={"identified": False, "port_name": PORT_NAMES.get(port)})
+            )
+    return report
+
+
+def _subject(observation: Observation, device: Device) -> dict[str, Any]:
+    """The one document every rule sees (rules/README.md)."""
+    return {
+        "probe": observation.probe,
+        "protocol": observation.protocol,
+        "target": {"address": observation.address, "port": observation.port,
+                   "transport": str(observation.transport)},
+        "facts": observation.facts,
+        "asset": {"id": device.id, "vendor": device.vendor, "product": device.product,
+                  "model": device.model, "firmware": device.firmware, "serial": device.serial,
+                  "zone": None, "site": None, "criticality": None},
+    }
+
+
+def _store_batch(engine: Engine, state: _RunState, reports: Sequence[HostReport]) -> None:
+    """Write one batch of hosts in one transaction: observations, inventory, findings."""
+    now = utcnow()
+    with session_scope(engine) as session:
+        drafts: list[FindingDraft] = []
+        for report in reports:
+            session.add_all(
+                ObservationRecord(scan_run_id=state.run_id, probe=o.probe, protocol=o.protocol,
+                                  address=o.address, port=o.port, transport=str(o.transport),
+                                  observed_at=o.observed_at, facts=dict(o.facts))
+                for o in report.observations
+            )
+            seen = [ServiceSeen(port=o.port, transport=str(o.transport), protocol=o.protocol,
+                                probe=o.probe, facts=o.facts) for o in report.observations]
+            result = reconcile_host(session, address=report.address, seen=seen,
+                                    scanned_ports=state.ports, scan_run_id=state.run_id, now=now)
+            for observation in report.observations:
+                service = result.services.get(
+                    (observation.port, str(observation.transport), observation.protocol))
+                subject = _subject(observation, result.device)
+                for rule in state.rules:
+                    if not rule.matches(subject):
+                        continue
+                    score, breakdown = score_finding(severity=Severity(rule.info.severity))
+                    drafts.append(FindingDraft(
+                        rule_id=rule.id, device_id=result.device.id,
+                        service_id=service.id if service else None, port=observation.port,
+                        protocol=observation.protocol, title=rule.info.name,
+                        severity=Severity(rule.info.severity),
+                        evidence={"probe": observation.probe, "address": observation.address,
+                                  "port": observation.port},
+                        score=score, score_breakdown=breakdown,
+                    ))
+            state.progress.observations += len(report.observations)
+        recorded = record_findings(session, scan_run_id=state.run_id, drafts=drafts, now=now)
+        state.progress.findings += len(recorded.created)
+        run = session.get(ScanRun, state.run_id)
+        if run is not None:
+            run.hosts_probed = state.progress.hosts_live
+            run.open_ports = state.progress.open_ports
+            run.observations = state.progress.observations
+            run.findings = state.progress.findings
+
+
+async def _writer(engine: Engine, state: _RunState, queue: asyncio.Queue[HostReport | None]) -> None:
+    done = False
+    while not done:
+        first = await queue.get()
+        if first is None:
+            return
+        batch = [first]
+        deadline = asyncio.get_running_loop().time() + WRITE_BATCH_WAIT_S
+        while len(batch) < WRITE_BATCH_HOSTS:
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                item = queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(
+                    queue.get(), remaining)
+            except (TimeoutError, asyncio.QueueEmpty):
+                break
+            if item is None:
+                done = True
+                break
+            batch.append(item)
+        await asyncio.to_thread(_store_batch, engine, state, batch)
+        for report in batch:
+            state.add_errors(report.errors)
+            state.sent.update(report.sent)
+        state.tick()
+
+
+async def _hosts(
+    results: AsyncIterator[HostResult], state: _RunState
+) -> AsyncIterator[HostResult]:
+    async for host in results:
+        state.progress.hosts_swept += 1
+        state.add_errors({"target": host.address, "stage": "sweep", "error": e}
+                         for e in host.errors)
+        if host.open_ports:
+            state.progress.hosts_live += 1
+            state.progress.open_ports += len(host.open_ports)
+            yield host
+        state.tick()
+
+
+async def execute_scan(
+    *,
+    engine: Engine,
+    settings: Settings,
+    scan_run_id: str,
+    progress: ProgressCallback | None = None,
+    probes: Mapping[str, Probe] | None = None,
+    guard: ScopeGuard | None = None,
+) -> ScanRun:
+    """Run a stored scan to the end and return its final row; never raises for device trouble."""
+    with session_scope(engine) as session:
+        run = session.get(ScanRun, scan_run_id)
+        if run is None:
+            raise CybermissionError(f"no scan run with id {scan_run_id!r}")
+        run.status = ScanStatus.RUNNING
+        run.started_at = utcnow()
+        guard = guard or build_guard(session, settings)
+        targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
+    state = _RunState(run_id=scan_run_id, ports=ports, rules=[],
+                      progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=hosts_total),
+                      callback=progress)
+    logger.info("scan started", extra={"scan_run_id": scan_run_id, "hosts": hosts_total})
+    status = ScanStatus.SUCCEEDED
+    try:
+        state.rules = load_rules(settings.rules_dirs)
+        pacing = settings.pacing.effective()
+        probes_by_port = select_probes(probes if probes is not None else load_probes(), settings)
+        connector = Connector(guard)
+        queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
+        writer = asyncio.create_task(_writer(engine, state, queue))
+        limit = asyncio.Semaphore(pacing.hosts_in_flight)
+
+        async def identify(host: HostResult) -> None:
+            try:
+                report = await identify_host(host, probes_by_port=probes_by_port,
+                                             connector=connector,
+                                             timeout_s=pacing.probe_timeout_s)
+                state.progress.hosts_identified += 1
+                await queue.put(report)
+            finally:
+                limit.release()
+
+        tasks: set[asyncio.Task[None]] = set()
+        hosts = expand_targets(targets, guard=guard)
+        async for host in _hosts(sweep(hosts, ports, guard=guard, pacing=pacing), state):
+            await limit.acquire()
+            task = asyncio.create_task(identify(host))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks)
+        await queue.put(None)
+        await writer
+    except CybermissionError as exc:
+        logger.warning("scan failed", extra={"scan_run_id": scan_run_id, "error": str(exc)})
+        state.add_errors([{"target": None, "stage": "run", "error": str(exc)}])
+        status = ScanStatus.FAILED
+    if status is ScanStatus.SUCCEEDED and state.errors:
+        status = ScanStatus.PARTIAL
+    with session_scope(engine) as session:
+        run = session.get(ScanRun, scan_run_id)
+        assert run is not None
+        run.status = status
+        run.finished_at = utcnow()
+        run.hosts_probed = state.progress.hosts_live
+        run.open_ports = state.progress.open_ports
+        run.observations = state.progress.observations
+        run.findings = state.progress.findings
+        errors = list(state.errors)
+        if state.errors_dropped:
+            errors.append({"target": None, "stage": "run",
+                           "error": f"{state.errors_dropped} more errors not kept"})
+        run.errors = errors
+        sent: dict[str, dict[str, int]] = {}
+        for (probe_name, request), count in sorted(state.sent.items()):
+            sent.setdefault(probe_name, {})[request] = count
+        run.sent = sent
+    logger.info("scan finished", extra={"scan_run_id": scan_run_id, "status": str(status)})
+    return run
+
+
+def build_scan_report(session: Session, scan_run_id: str) -> dict[str, Any]:
+    """The JSON contract of ``cybermission scan --format json`` (README): run, assets, findings."""
+    run = session.get(ScanRun, scan_run_id)
+    if run is None:
+        raise CybermissionError(f"no scan run with id {scan_run_id!r}")
+    addresses = {r.address for r in session.exec(
+        select(ObservationRecord).where(ObservationRecord.scan_run_id == scan_run_id)).all()}
+    from cybermission.inventory.models import IPAddress
+
+    device_ids = sorted({ip.device_id for ip in session.exec(
+        select(IPAddress).where(col(IPAddress.address).in_(addresses))).all()}) if addresses else []
+    assets = []
+    for device_id in device_ids:
+        device = session.get(Device, device_id)
+        if device is None:
+            continue
+        children = session.exec(select(Device).where(Device.parent_id == device_id)).all()
+        assets.append(_asset_json(session, device, children))
+    findings = session.exec(
+        select(Finding).where(Finding.last_scan_run_id == scan_run_id)
+        .order_by(col(Finding.score).desc())).all()
+    return {
+        "scan": {"id": run.id, "status": str(run.status), "targets": run.targets,
+                 "ports": run.ports,
+                 "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
+                 "hosts_total": run.hosts_total, "hosts_probed": run.hosts_probed,
+                 "open_ports": run.open_ports, "errors": run.errors, "sent": run.sent},
+        "assets": assets,
+        "findings": [{"id": f.id, "rule_id": f.rule_id, "severity": str(f.severity),
+                      "score": f.score, "asset_id": f.device_id, "port": f.port,
+                      "title": f.title, "status": str(f.status)} for f in findings],
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _asset_json(session: Session, device: Device, children: Sequence[Device]) -> dict[str, Any]:
+    return {
+        "id": device.id, "addresses": device_addresses(session, device.id),
+        "vendor": device.vendor, "product": device.product, "model": device.model,
+        "firmware": device.firmware, "serial": device.serial,
+        "device_type": device.model or device.product,
+        "services": [{"port": s.port, "transport": s.transport, "protocol": s.protocol,
+                      "open": s.is_open, "facts": s.facts}
+                     for s in device_services(session, device.id)],
+        "units": [{"id": c.id, "unit_id": c.unit_id, "vendor": c.vendor, "product": c.product,
+                   "model": c.model, "firmware": c.firmware, "serial": c.serial}
+                  for c in children],
+    }
