@@ -25,7 +25,7 @@ from cybermission.findings.models import Finding, Severity
 from cybermission.findings.scoring import score_finding
 from cybermission.findings.service import FindingDraft, record_findings
 from cybermission.guard import ScopeGuard
-from cybermission.inventory.models import Device
+from cybermission.inventory.models import Device, IPAddress
 from cybermission.inventory.service import (
     ServiceSeen,
     device_addresses,
@@ -41,7 +41,7 @@ from cybermission.probes import (
     Transport,
     load_probes,
 )
-from cybermission.rules.loader import Rule, load_rules
+from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.sweep import HostResult, sweep
@@ -95,7 +95,7 @@ class HostReport:
 class _RunState:
     run_id: str
     ports: tuple[int, ...]
-    rules: list[Rule]
+    rules: RuleSet
     progress: ScanProgress
     callback: ProgressCallback | None
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -215,9 +215,7 @@ def _store_batch(engine: Engine, state: _RunState, reports: Sequence[HostReport]
                 service = result.services.get(
                     (observation.port, str(observation.transport), observation.protocol))
                 subject = _subject(observation, result.device)
-                for rule in state.rules:
-                    if not rule.matches(subject):
-                        continue
+                for rule in state.rules.evaluate(subject):
                     score, breakdown = score_finding(severity=Severity(rule.info.severity))
                     drafts.append(FindingDraft(
                         rule_id=rule.id, device_id=result.device.id,
@@ -297,13 +295,13 @@ async def execute_scan(
         run.started_at = utcnow()
         guard = guard or build_guard(session, settings)
         targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
-    state = _RunState(run_id=scan_run_id, ports=ports, rules=[],
+    state = _RunState(run_id=scan_run_id, ports=ports, rules=RuleSet(()),
                       progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=hosts_total),
                       callback=progress)
     logger.info("scan started", extra={"scan_run_id": scan_run_id, "hosts": hosts_total})
     status = ScanStatus.SUCCEEDED
     try:
-        state.rules = load_rules(settings.rules_dirs)
+        state.rules = RuleSet(load_rules(settings.rules_dirs))
         pacing = settings.pacing.effective()
         probes_by_port = select_probes(probes if probes is not None else load_probes(), settings)
         connector = Connector(guard)
@@ -367,8 +365,6 @@ def build_scan_report(session: Session, scan_run_id: str) -> dict[str, Any]:
         raise CybermissionError(f"no scan run with id {scan_run_id!r}")
     addresses = {r.address for r in session.exec(
         select(ObservationRecord).where(ObservationRecord.scan_run_id == scan_run_id)).all()}
-    from cybermission.inventory.models import IPAddress
-
     device_ids = sorted({ip.device_id for ip in session.exec(
         select(IPAddress).where(col(IPAddress.address).in_(addresses))).all()}) if addresses else []
     assets = []
