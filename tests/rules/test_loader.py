@@ -1,0 +1,213 @@
+"""The rule loader: the corpus loads and its examples hold; broken files name path:line."""
+
+from pathlib import Path
+
+import pytest
+
+from cybermission.errors import RuleError
+from cybermission.findings.models import Severity
+from cybermission.rules.loader import (
+    RuleSet,
+    evaluate,
+    example_document,
+    load_rule_file,
+    load_rules,
+)
+
+RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
+RULE_FILES = sorted(RULES_DIR.rglob("*.yaml"))
+
+GOOD = """\
+id: {id}
+info:
+  name: Modbus reachable
+  severity: {severity}
+  description: The device answers Modbus.
+  remediation: Restrict the port.
+  references: [MITRE ATT&CK for ICS T0855]
+  tags: [modbus]
+applies-to:
+  protocols: [modbus]
+match:
+  facts.vendor|{modifier}: {value}
+examples:
+  match:
+    - facts: {{vendor: Schneider Electric}}
+  no-match:
+    - facts: {{vendor: Siemens}}
+"""
+
+
+def write_rule(
+    folder: Path, stem: str = "sample-rule", text: str | None = None, **fields: str
+) -> Path:
+    values = {"id": stem, "severity": "high", "modifier": "startswith", "value": "Schneider"}
+    values.update(fields)
+    path = folder / f"{stem}.yaml"
+    path.write_text(text if text is not None else GOOD.format(**values), encoding="utf-8")
+    return path
+
+
+def line_of(path: Path, needle: str) -> int:
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if needle in line:
+            return number
+    raise AssertionError(f"{needle!r} not in {path}")
+
+
+def test_loader_corpus_loads_with_unique_ids() -> None:
+    rules = load_rules([RULES_DIR])
+    assert len(rules) == len(RULE_FILES) >= 15
+    assert len({rule.id for rule in rules}) == len(rules)
+
+
+@pytest.mark.parametrize("path", RULE_FILES, ids=[p.stem for p in RULE_FILES])
+def test_loader_corpus_rule_examples_hold(path: Path) -> None:
+    rule = load_rule_file(path)
+    assert rule.id == path.stem
+    assert rule.info.references, "every rule cites its references"
+    assert any("ATT&CK" in ref for ref in rule.info.references)
+    for example in rule.spec.examples.match:
+        assert rule.matches(example_document(rule, example)), example
+    for example in rule.spec.examples.no_match:
+        assert not rule.matches(example_document(rule, example)), example
+
+
+def test_loader_loads_a_good_rule(tmp_path: Path) -> None:
+    rule = load_rule_file(write_rule(tmp_path))
+    assert rule.id == "sample-rule"
+    assert rule.severity is Severity.HIGH
+    assert rule.matches({"protocol": "modbus", "facts": {"vendor": "Schneider Electric"}})
+    # applies-to filters by protocol before the condition is looked at
+    assert not rule.matches({"protocol": "s7", "facts": {"vendor": "Schneider Electric"}})
+
+
+def test_loader_bad_yaml_names_file_and_line(tmp_path: Path) -> None:
+    text = GOOD.format(id="sample-rule", severity="high", modifier="exists", value="true")
+    text = text.replace("  tags: [modbus]", "  tags: [modbus\n  oops: ]")
+    path = write_rule(tmp_path, text=text)
+    with pytest.raises(RuleError, match=r"bad YAML") as info:
+        load_rule_file(path)
+    assert info.value.path == str(path)
+    assert info.value.line == line_of(path, "oops")
+    assert str(info.value).startswith(f"{path}:{info.value.line}: ")
+
+
+def test_loader_unknown_modifier_names_its_line(tmp_path: Path) -> None:
+    path = write_rule(tmp_path, modifier="beginswith")
+    with pytest.raises(RuleError, match="unknown modifier 'beginswith'") as info:
+        load_rule_file(path)
+    assert str(info.value).startswith(f"{path}:{line_of(path, 'beginswith')}: ")
+
+
+def test_loader_wrong_severity_names_its_line(tmp_path: Path) -> None:
+    path = write_rule(tmp_path, severity="severe")
+    with pytest.raises(RuleError, match=r"info\.severity") as info:
+        load_rule_file(path)
+    assert str(info.value).startswith(f"{path}:{line_of(path, 'severe')}: ")
+
+
+def test_loader_id_must_equal_file_stem(tmp_path: Path) -> None:
+    path = write_rule(tmp_path, stem="sample-rule", id="other-rule")
+    with pytest.raises(RuleError, match="must equal the file stem") as info:
+        load_rule_file(path)
+    assert str(info.value).startswith(f"{path}:1: ")
+
+
+def test_loader_id_must_be_kebab_case(tmp_path: Path) -> None:
+    path = write_rule(tmp_path, stem="Sample_Rule")
+    with pytest.raises(RuleError, match=r"^.*Sample_Rule.yaml:1: id: String should match pattern"):
+        load_rule_file(path)
+
+
+def test_loader_bad_regex_names_its_line(tmp_path: Path) -> None:
+    path = write_rule(tmp_path, modifier="re", value="'(Schneider'")
+    with pytest.raises(RuleError, match=r"bad regular expression .*\(RE2\)") as info:
+        load_rule_file(path)
+    assert str(info.value).startswith(f"{path}:{line_of(path, 'facts.vendor|re')}: ")
+
+
+def test_loader_failing_match_example_is_named(tmp_path: Path) -> None:
+    path = write_rule(tmp_path, value="Siemens")
+    with pytest.raises(RuleError, match=r"examples\.match\[0\] does not match") as info:
+        load_rule_file(path)
+    assert info.value.line == line_of(path, "- facts: {vendor: Schneider Electric}")
+
+
+def test_loader_failing_no_match_example_is_named(tmp_path: Path) -> None:
+    path = write_rule(tmp_path, modifier="exists", value="true")
+    with pytest.raises(RuleError, match=r"examples\.no-match\[0\] matches") as info:
+        load_rule_file(path)
+    assert info.value.line == line_of(path, "- facts: {vendor: Siemens}")
+
+
+def test_loader_missing_field_names_its_parent(tmp_path: Path) -> None:
+    text = GOOD.format(id="sample-rule", severity="high", modifier="exists", value="true")
+    path = write_rule(tmp_path, text=text.replace("  remediation: Restrict the port.\n", ""))
+    with pytest.raises(RuleError, match=r"info\.remediation: Field required") as info:
+        load_rule_file(path)
+    assert info.value.line == line_of(path, "info:")
+
+
+def test_loader_unknown_field_is_refused(tmp_path: Path) -> None:
+    text = GOOD.format(id="sample-rule", severity="high", modifier="exists", value="true")
+    path = write_rule(tmp_path, text=text.replace("  tags:", "  sevrity: low\n  tags:"))
+    with pytest.raises(RuleError, match=r"info\.sevrity: Extra inputs") as info:
+        load_rule_file(path)
+    assert info.value.line == line_of(path, "sevrity")
+
+
+def test_loader_duplicate_key_is_refused(tmp_path: Path) -> None:
+    text = GOOD.format(id="sample-rule", severity="high", modifier="exists", value="true")
+    path = write_rule(tmp_path, text=text.replace("  tags:", "  severity: low\n  tags:"))
+    with pytest.raises(RuleError, match="duplicate key 'severity'") as info:
+        load_rule_file(path)
+    assert info.value.line == line_of(path, "severity: low")
+
+
+def test_loader_yaml_aliases_are_refused(tmp_path: Path) -> None:
+    text = GOOD.format(id="sample-rule", severity="high", modifier="exists", value="true")
+    text = text.replace("  tags: [modbus]", "  tags: &t [modbus]\n  references: *t")
+    text = text.replace("  references: [MITRE ATT&CK for ICS T0855]\n", "")
+    with pytest.raises(RuleError, match="anchors and aliases"):
+        load_rule_file(write_rule(tmp_path, text=text))
+
+
+def test_loader_empty_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RuleError, match=r":1: empty rule file"):
+        load_rule_file(write_rule(tmp_path, text="# nothing\n"))
+
+
+def test_loader_duplicate_ids_across_files(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_rule(tmp_path / "a")
+    second = write_rule(tmp_path / "b")
+    with pytest.raises(RuleError, match="duplicate rule id 'sample-rule'") as info:
+        load_rules([tmp_path])
+    assert str(info.value).startswith(f"{second}:1: ")
+
+
+def test_loader_missing_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(RuleError, match="rules folder does not exist"):
+        load_rules([tmp_path / "absent"])
+
+
+def test_loader_ruleset_evaluates_like_the_plain_list() -> None:
+    rules = load_rules([RULES_DIR])
+    ruleset = RuleSet(rules)
+    doc = {
+        "probe": "modbus",
+        "protocol": "modbus",
+        "target": {"address": "203.0.113.9", "port": 502, "transport": "tcp"},
+        "facts": {"vendor": "Schneider Electric", "product_code": "BMX P34 2020"},
+        "asset": {"zone": "control"},
+    }
+    hits = {rule.id for rule in evaluate(ruleset, doc)}
+    assert hits == {rule.id for rule in evaluate(rules, doc)}
+    assert hits == {
+        "modbus-unauthenticated-reachable",
+        "modbus-device-identity-disclosure",
+        "ics-protocol-public-address",
+    }
+    assert evaluate(ruleset, {"protocol": "unknown"}) == []
