@@ -1,0 +1,408 @@
+"""Loopback Modbus/TCP lab devices: real pymodbus servers with distinct identities, and misfits.
+
+pymodbus 3.11 keeps the device identification in process-wide state (``ModbusControlBlock`` is a
+singleton and ``ModbusDeviceIdentification.stat_data`` is a class attribute), so several servers in
+one process would all answer the last identity set. Each lab device therefore answers FC 43 /
+MEI 14 and FC 17 from its *own* object map: the server's ``trace_pdu`` hook, which pymodbus calls
+with every decoded request and whose return value it executes, swaps those two requests for
+subclasses bound to the device (and to the unit id, behind the gateway). The same hook records
+every request the device received: the read-only proof of the probe tests.
+"""
+
+import asyncio
+import ipaddress
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pymodbus.constants import ExcCodes
+from pymodbus.datastore import ModbusDeviceContext, ModbusServerContext
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.pdu.device import DeviceInformationFactory, ModbusDeviceIdentification
+from pymodbus.pdu.mei_message import ReadDeviceInformationRequest, ReadDeviceInformationResponse
+from pymodbus.pdu.other_message import ReportDeviceIdRequest, ReportDeviceIdResponse
+from pymodbus.server import ModbusTcpServer
+
+from cybermission.probes import JSONValue
+
+logger = logging.getLogger(__name__)
+
+# Object ids of Read Device Identification (Modbus Application Protocol V1.1b3 §6.21).
+OBJECT_NAMES: Mapping[str, int] = {
+    "vendor": 0x00,
+    "product_code": 0x01,
+    "revision": 0x02,
+    "vendor_url": 0x03,
+    "product_name": 0x04,
+    "model": 0x05,
+    "user_application_name": 0x06,
+}
+ANY_UNIT = -1
+
+
+class LabDeviceKind(StrEnum):
+    """How a lab device behaves."""
+
+    MODBUS = "modbus"  # one device: every unit id reaches it
+    GATEWAY = "gateway"  # only the unit ids in ``units`` answer; others get exception 0x0B
+    SILENT = "silent"  # accepts TCP, reads, never answers
+    GARBAGE = "garbage"  # answers every request with bytes that are not Modbus/TCP
+    MALFORMED = "malformed"  # answers FC 43 with a well-framed but truncated object list
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedRequest:
+    """One request a lab device decoded: function code, MEI type (FC 43 only), unit id."""
+
+    function_code: int
+    mei_type: int | None
+    unit_id: int
+
+
+@dataclass(eq=False)
+class LabDevice:
+    """A simulated device on a loopback address; ``start``/``stop`` run it in the current loop.
+
+    ``units`` maps a unit id (``ANY_UNIT`` for a plain device) to its object map; ``identity`` is
+    the expected identity a probe should find (fact name -> value), for tests and the state file.
+    """
+
+    name: str
+    address: str
+    port: int
+    protocol: str
+    identity: dict[str, JSONValue]
+    kind: LabDeviceKind = LabDeviceKind.MODBUS
+    units: dict[int, dict[int, str]] = field(default_factory=dict)
+    requests: list[ReceivedRequest] = field(default_factory=list)
+    responses_sent: int = 0
+    connections: int = 0
+    _server: Any = field(default=None, repr=False)
+    _plain: asyncio.Server | None = field(default=None, repr=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+
+    def as_dict(self) -> dict[str, JSONValue]:
+        return {
+            "name": self.name,
+            "address": self.address,
+            "port": self.port,
+            "protocol": self.protocol,
+            "kind": self.kind.value,
+            "identity": self.identity,
+        }
+
+    def clear_log(self) -> None:
+        self.requests.clear()
+        self.responses_sent = 0
+        self.connections = 0
+
+    async def start(self) -> None:
+        """Listen on ``address:port``; returns once the socket accepts connections."""
+        if self.kind in (LabDeviceKind.MODBUS, LabDeviceKind.GATEWAY):
+            await self._start_modbus()
+        else:
+            self._plain = await asyncio.start_server(self._serve_plain, self.address, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.shutdown()
+            self._server = None
+        if self._plain is not None:
+            self._plain.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await self._plain.wait_closed()
+            self._plain = None
+
+    async def _start_modbus(self) -> None:
+        if self.kind is LabDeviceKind.GATEWAY:
+            devices = {unit: ModbusDeviceContext() for unit in self.units}
+            context = ModbusServerContext(devices=devices, single=False)  # type: ignore[no-untyped-call]
+        else:
+            context = ModbusServerContext(devices=ModbusDeviceContext(), single=True)  # type: ignore[no-untyped-call]
+        self._server = ModbusTcpServer(
+            context,
+            address=(self.address, self.port),
+            trace_pdu=self._trace_pdu,
+            trace_connect=self._trace_connect,
+        )
+        await self._server.serve_forever(background=True)
+
+    def _trace_connect(self, connected: bool) -> None:
+        if connected:
+            self.connections += 1
+
+    def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        if sending:
+            self.responses_sent += 1
+            return pdu
+        mei = pdu.sub_function_code if pdu.function_code == 0x2B else None
+        self.requests.append(ReceivedRequest(pdu.function_code, mei, pdu.dev_id))
+        objects = self.units.get(pdu.dev_id, self.units.get(ANY_UNIT))
+        if objects is None:
+            return pdu  # pymodbus answers 0x0B for a unit the gateway does not have
+        if isinstance(pdu, ReadDeviceInformationRequest):
+            return _DeviceIdRequest.bound(pdu, objects)
+        if isinstance(pdu, ReportDeviceIdRequest):
+            return _ServerIdRequest.bound(pdu, objects)
+        return pdu
+
+    async def _serve_plain(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        rng = random.Random(self.name)  # noqa: S311 - deterministic junk, not security
+        try:
+            while data := await reader.read(512):
+                if self.kind is LabDeviceKind.GARBAGE:
+                    # Protocol id bytes 2..3 forced non-zero: never a valid MBAP header.
+                    junk = bytearray(rng.randbytes(48))
+                    junk[2:4] = b"\xa5\x5a"
+                    writer.write(bytes(junk))
+                elif self.kind is LabDeviceKind.MALFORMED and len(data) >= 7:
+                    # Echo the MBAP header; announce 5 objects and send one and a half.
+                    pdu = b"\x2b\x0e\x01\x81\x00\x00\x05\x00\x04ACME\x01\x09Wid"
+                    header = data[:2] + b"\x00\x00" + (len(pdu) + 1).to_bytes(2, "big") + data[6:7]
+                    writer.write(header + pdu)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+
+class _Control:
+    """The one attribute ``DeviceInformationFactory.get`` reads from a control block."""
+
+    def __init__(self, objects: Mapping[int, str]) -> None:
+        identity = ModbusDeviceIdentification()  # type: ignore[no-untyped-call]
+        # Instance-level map: the class-level one is shared by every identity in the process.
+        identity.stat_data = dict(objects)
+        self.Identity = identity  # the attribute name pymodbus reads
+
+
+def _conformity(objects: Mapping[int, str]) -> int:
+    """0x81 basic, 0x82 regular, 0x83 extended, all with individual access (spec §6.21)."""
+    if any(oid >= 0x80 for oid in objects):
+        return 0x83
+    if any(0x03 <= oid <= 0x06 for oid in objects):
+        return 0x82
+    return 0x81
+
+
+class _DeviceIdRequest(ReadDeviceInformationRequest):
+    """FC 43 / MEI 14 answered from one device's objects."""
+
+    objects: Mapping[int, str] = {}
+
+    @classmethod
+    def bound(cls, pdu: ReadDeviceInformationRequest, objects: Mapping[int, str]) -> ModbusPDU:
+        request = cls(pdu.read_code, pdu.object_id, pdu.dev_id, pdu.transaction_id)
+        request.objects = objects
+        return request
+
+    async def update_datastore(self, _context: ModbusDeviceContext) -> ModbusPDU:
+        conformity = _conformity(self.objects)
+        # Stream read codes beyond the conformity level are refused; 04 (one object) always works.
+        if self.read_code != 0x04 and not 0x01 <= self.read_code <= conformity & 0x7F:
+            return ExceptionResponse(self.function_code, ExcCodes.ILLEGAL_VALUE)
+        if self.read_code == 0x04 and self.object_id not in self.objects:
+            return ExceptionResponse(self.function_code, ExcCodes.ILLEGAL_ADDRESS)
+        control = _Control(self.objects)
+        information = DeviceInformationFactory.get(  # type: ignore[no-untyped-call]
+            control, self.read_code, self.object_id
+        )
+        response = ReadDeviceInformationResponse(
+            read_code=self.read_code,
+            information=information,
+            dev_id=self.dev_id,
+            transaction_id=self.transaction_id,
+        )
+        response.conformity = conformity
+        return response
+
+
+class _ServerIdRequest(ReportDeviceIdRequest):
+    """FC 17 answered with "<vendor> <product name>" of one device, run indicator on."""
+
+    objects: Mapping[int, str] = {}
+
+    @classmethod
+    def bound(cls, pdu: ReportDeviceIdRequest, objects: Mapping[int, str]) -> ModbusPDU:
+        request = cls(dev_id=pdu.dev_id, transaction_id=pdu.transaction_id)
+        request.objects = objects
+        return request
+
+    async def update_datastore(self, _context: ModbusDeviceContext) -> ModbusPDU:
+        text = " ".join(v for k, v in sorted(self.objects.items()) if k in (0x00, 0x04) and v)
+        return ReportDeviceIdResponse(
+            identifier=text.encode("utf-8") or b"lab",
+            dev_id=self.dev_id,
+            transaction_id=self.transaction_id,
+        )
+
+
+def _objects(identity: Mapping[str, str], private: Mapping[int, str]) -> dict[int, str]:
+    objects = {OBJECT_NAMES[key]: value for key, value in identity.items() if key in OBJECT_NAMES}
+    objects.update(private)
+    return objects
+
+
+def _device(
+    name: str,
+    address: str,
+    port: int,
+    identity: dict[str, str],
+    private: Mapping[int, str],
+) -> LabDevice:
+    expected: dict[str, JSONValue] = dict(identity)
+    return LabDevice(
+        name=name,
+        address=address,
+        port=port,
+        protocol="modbus",
+        identity=expected,
+        units={ANY_UNIT: _objects(identity, private)},
+    )
+
+
+def modbus_lab_devices(
+    base: str = "127.0.10.0", *, port: int = 502, misfits: bool = False
+) -> list[LabDevice]:
+    """The Modbus devices of the lab on ``base`` + 11.., port 502; ``misfits`` adds silent,
+    garbage and malformed devices (for tests; the default lab only holds well-behaved ones)."""
+    net = ipaddress.IPv4Address(base)
+
+    def host(offset: int) -> str:
+        return str(net + offset)
+
+    long_url = "https://www.phoenixcontact.com/" + "products/controllers/plcnext/axc-f-2152/" * 2
+    devices = [
+        _device(
+            "modbus-plc-m340",
+            host(11),
+            port,
+            {
+                "vendor": "Schneider Electric",
+                "product_code": "BMX P34 2020",
+                "revision": "v2.5",
+                "vendor_url": "http://www.schneider-electric.com",
+                "product_name": "Modicon M340",
+                "model": "BMX P34 2020",
+                "user_application_name": "PUMP_STATION_3",
+                "serial": "21340587",
+            },
+            {0x80: "21340587"},
+        ),
+        _device(
+            "modbus-meter-pm710",
+            host(12),
+            port,
+            {
+                "vendor": "Schneider Electric",
+                "product_code": "METSEPM710",
+                "revision": "v03.110",
+                "product_name": "PM710 Power Meter",
+                "model": "PM710",
+                "serial": "PM710-58832",
+            },
+            {0x80: "PM710-58832"},
+        ),
+        _device(
+            "modbus-rtu-wago",
+            host(13),
+            port,
+            {
+                "vendor": "WAGO",
+                "product_code": "750-881",
+                "revision": "01.07.13",
+                "vendor_url": "http://www.wago.com",
+                "product_name": "ETHERNET Controller",
+                "model": "750-881",
+                "user_application_name": "WATER_TANK_LEVEL",
+                "serial": "0030DE0A1B2C",
+            },
+            {0x80: "0030DE0A1B2C"},
+        ),
+        _device(
+            "modbus-meter-basic",
+            host(14),
+            port,
+            {"vendor": "ABB", "product_code": "M4M 30", "revision": "1.4.2"},
+            {},
+        ),
+        _device(
+            # Long strings: the regular answer does not fit in one PDU ("more follows").
+            "modbus-plc-long",
+            host(15),
+            port,
+            {
+                "vendor": "Phoenix Contact",
+                "product_code": "2404267",
+                "revision": "2023.0.4",
+                "vendor_url": long_url,
+                "product_name": "PLCnext Control AXC F 2152 " + "(process automation edition) " * 2,
+                "model": "AXC F 2152",
+                "user_application_name": "DISTRICT_HEATING_SUBSTATION_" + "NORTH_" * 8,
+                "serial": "PC-88310247",
+            },
+            {0x80: "HW rev B", 0x81: "Serial Number: PC-88310247"},
+        ),
+    ]
+    gateway_units = {
+        1: {
+            "vendor": "Eaton",
+            "product_code": "PXM 2250",
+            "revision": "v1.3.0",
+            "product_name": "Power Xpert Meter 2250",
+            "model": "PXM2250",
+            "serial": "EAT-22-50117",
+        },
+        3: {
+            "vendor": "Danfoss",
+            "product_code": "FC-302",
+            "revision": "v8.42",
+            "product_name": "VLT AutomationDrive",
+            "model": "FC 302",
+            "user_application_name": "AHU_FAN_2",
+            "serial": "DF302-771903",
+        },
+    }
+    devices.append(
+        LabDevice(
+            name="modbus-gateway",
+            address=host(20),
+            port=port,
+            protocol="modbus",
+            identity={"units": {str(u): dict(i) for u, i in gateway_units.items()}},
+            kind=LabDeviceKind.GATEWAY,
+            units={
+                unit: _objects(ident, {0x80: ident["serial"]})
+                for unit, ident in gateway_units.items()
+            },
+        )
+    )
+    if misfits:
+        for offset, kind in (
+            (30, LabDeviceKind.SILENT),
+            (31, LabDeviceKind.GARBAGE),
+            (32, LabDeviceKind.MALFORMED),
+        ):
+            devices.append(
+                LabDevice(
+                    name=f"modbus-{kind.value}",
+                    address=host(offset),
+                    port=port,
+                    protocol="modbus",
+                    identity={},
+                    kind=kind,
+                )
+            )
+    return devices

@@ -1,0 +1,608 @@
+"""Modbus/TCP identification: FC 43 / MEI 14 Read Device Identification, FC 17 as fallback.
+
+Frames are built by hand and answers decoded defensively here (every length checked, strings
+bounded), on one guarded connection per device that is closed politely.
+
+Sequence (Modbus Application Protocol V1.1b3 §6.21 and §6.13):
+
+1. FC 43 / MEI 14, read code 01 (basic objects 0x00-0x02), following "more follows".
+2. read code 02 (regular objects 0x03-0x06) when the conformity level says regular is supported,
+   or once when the conformity byte is not a valid level.
+3. read code 03 (extended/private objects 0x80-0xFF) when the conformity level says extended.
+4. FC 17 Report Server ID only when FC 43 gave an exception or no object at all.
+
+Each continuation ("more follows" = 0xFF with a next object id) is bounded by
+``MAX_CONTINUATIONS`` and must move forward; the manifest counts continuations.
+
+Unit id: 0xFF by default. The Modbus Messaging on TCP/IP Implementation Guide V1.0b §4.4.2 says a
+device addressed by its IP ignores the unit id and 0xFF "has to be used"; gateways treat 0xFF as
+"the gateway itself" or answer exception 0x0A/0x0B (path unavailable / target failed to respond).
+On those two exceptions the probe retries the basic request once with unit 1, the first unit behind
+most gateways (nmap's modbus-discover starts at unit 1 too). ``target.options["unit_id"]`` pins a
+unit and disables the fallback. Walking every unit behind a gateway is the opt-in
+:class:`ModbusUnitWalkProbe` (name ``modbus-units``).
+
+Outcomes: an identity -> :class:`Observation`; the peer closes without answering a byte -> ``None``
+(it is not a Modbus server for us); bytes that are not a Modbus/TCP answer ->
+``ProbeProtocolError``; silence past ``timeout_s`` (applied to the connect and to each answer) ->
+``ProbeTimeoutError``. A timeout *after* the basic identity was read returns what was read with
+``incomplete`` saying which request went unanswered.
+
+Facts keys (every string is printable, at most ``MAX_VALUE_BYTES`` bytes before decoding):
+
+- ``unit_id`` (int): the unit id that answered.
+- ``conformity_level`` (int | None): raw conformity byte of the FC 43 answer (0x01-0x03, 0x81-0x83).
+- ``vendor`` (0x00), ``product_code`` (0x01), ``revision`` (0x02, firmware "major.minor"),
+  ``vendor_url`` (0x03), ``product_name`` (0x04), ``model`` (0x05),
+  ``user_application_name`` (0x06): str, present only when the device sent the object.
+- ``serial`` (str): from a private object (0x80-0xFF). Convention: a private object whose value is
+  labelled ("serial: X", "S/N=X", "SN X") wins; otherwise object 0x80 as sent.
+- ``objects`` (dict[str, str]): every object received, keyed "0x00".."0xff", at most
+  ``MAX_OBJECTS`` entries.
+- ``server_id`` (str), ``server_id_hex`` (str), ``run_status`` ("on" | "off" | None): FC 17, only
+  when it was sent. Server-id data is device specific; when its second byte is a run indicator
+  (0x00/0xFF, as Wingpath and Schneider PM devices send) ``server_id`` is the text after it,
+  otherwise the text of the whole data with a trailing run indicator removed.
+- ``exceptions`` (dict[str, str]): request name -> Modbus exception name, for requests refused.
+- ``incomplete`` (str): present when a later request went unanswered.
+- ``units`` (list of the above, ``modbus-units`` only).
+"""
+
+import asyncio
+import logging
+import re
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ValidationError
+from cybermission.net import close_politely
+from cybermission.probes import (
+    Facts,
+    Intrusiveness,
+    JSONValue,
+    Manifest,
+    ManifestEntry,
+    Observation,
+    ProbeTarget,
+    RequestLedger,
+    Transport,
+)
+
+logger = logging.getLogger(__name__)
+
+MODBUS_TCP_PORT = 502
+FC_REPORT_SERVER_ID = 0x11
+FC_ENCAPSULATED_INTERFACE = 0x2B
+MEI_READ_DEVICE_ID = 0x0E
+READ_CODE_BASIC = 0x01
+READ_CODE_REGULAR = 0x02
+READ_CODE_EXTENDED = 0x03
+UNIT_ID_DIRECT = 0xFF
+UNIT_ID_FALLBACK = 1
+
+REQUEST_BASIC = "fc43/mei14/basic"
+REQUEST_REGULAR = "fc43/mei14/regular"
+REQUEST_EXTENDED = "fc43/mei14/extended"
+REQUEST_SERVER_ID = "fc17"
+
+MAX_CONTINUATIONS = 2
+MAX_VALUE_BYTES = 256
+MAX_OBJECTS = 64
+MAX_READ_BYTES = 8192
+MAX_WALK_UNITS = 32
+MBAP_HEADER_BYTES = 7
+# MBAP length counts the unit id and the PDU; a PDU is at most 253 bytes (spec §4.1).
+MAX_MBAP_LENGTH = 254
+
+OBJECT_FACTS: Mapping[int, str] = {
+    0x00: "vendor",
+    0x01: "product_code",
+    0x02: "revision",
+    0x03: "vendor_url",
+    0x04: "product_name",
+    0x05: "model",
+    0x06: "user_application_name",
+}
+
+# Modbus Application Protocol V1.1b3 §7.
+EXCEPTION_NAMES: Mapping[int, str] = {
+    0x01: "illegal function",
+    0x02: "illegal data address",
+    0x03: "illegal data value",
+    0x04: "server device failure",
+    0x05: "acknowledge",
+    0x06: "server device busy",
+    0x08: "memory parity error",
+    0x0A: "gateway path unavailable",
+    0x0B: "gateway target device failed to respond",
+}
+_GATEWAY_EXCEPTIONS = frozenset({0x0A, 0x0B})
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SERIAL_LABEL = re.compile(r"^\s*(?:serial(?:\s*(?:number|no\.?))?|s/?n)\s*[:=#]?\s*(.+)$", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusExceptionAnswer:
+    """An exception response: the function code with bit 0x80 set and one exception code."""
+
+    function: int
+    code: int
+
+    @property
+    def name(self) -> str:
+        return EXCEPTION_NAMES.get(self.code, f"exception 0x{self.code:02x}")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceIdAnswer:
+    """A decoded FC 43 / MEI 14 answer (spec §6.21)."""
+
+    read_code: int
+    conformity_level: int
+    more_follows: bool
+    next_object_id: int
+    objects: tuple[tuple[int, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerIdAnswer:
+    """A decoded FC 17 answer: the device-specific data after the byte count (spec §6.13)."""
+
+    data: bytes
+
+
+def clean_text(raw: bytes) -> str:
+    """Bounded printable text from device bytes: UTF-8 when valid, else Latin-1; no controls."""
+    raw = raw[:MAX_VALUE_BYTES]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    return _CONTROL.sub("", text).strip()
+
+
+def build_frame(transaction_id: int, unit_id: int, pdu: bytes) -> bytes:
+    """MBAP header (transaction, protocol 0, length, unit) + PDU (Modbus/TCP guide §3.1.3)."""
+    return struct.pack(">HHHB", transaction_id, 0, len(pdu) + 1, unit_id) + pdu
+
+
+def device_id_request(read_code: int, object_id: int) -> bytes:
+    return bytes((FC_ENCAPSULATED_INTERFACE, MEI_READ_DEVICE_ID, read_code, object_id))
+
+
+def parse_mbap_header(header: bytes) -> tuple[int, int, int]:
+    """Return (transaction id, PDU length, unit id) or raise ``ProbeProtocolError``."""
+    if len(header) != MBAP_HEADER_BYTES:
+        raise ProbeProtocolError(f"MBAP header is {len(header)} bytes, expected 7")
+    transaction_id, protocol_id, length, unit_id = struct.unpack(">HHHB", header)
+    if protocol_id != 0:
+        raise ProbeProtocolError(f"MBAP protocol id is {protocol_id}, not 0 (Modbus)")
+    if not 2 <= length <= MAX_MBAP_LENGTH:
+        raise ProbeProtocolError(f"MBAP length {length} outside 2..{MAX_MBAP_LENGTH}")
+    return transaction_id, length - 1, unit_id
+
+
+def decode_exception(pdu: bytes, function: int) -> ModbusExceptionAnswer | None:
+    """The exception carried by ``pdu`` when it answers ``function`` with bit 0x80 set."""
+    if not pdu or pdu[0] != function | 0x80:
+        return None
+    if len(pdu) != 2:
+        raise ProbeProtocolError(f"exception response is {len(pdu)} bytes, expected 2")
+    return ModbusExceptionAnswer(function=function, code=pdu[1])
+
+
+def decode_device_id(pdu: bytes) -> DeviceIdAnswer | ModbusExceptionAnswer:
+    """Decode an FC 43 / MEI 14 answer PDU; raise ``ProbeProtocolError`` on anything malformed."""
+    exception = decode_exception(pdu, FC_ENCAPSULATED_INTERFACE)
+    if exception is not None:
+        return exception
+    if len(pdu) < 7:
+        raise ProbeProtocolError(f"device identification answer is {len(pdu)} bytes, need 7")
+    function, mei, read_code, conformity, more, next_id, count = pdu[:7]
+    if function != FC_ENCAPSULATED_INTERFACE or mei != MEI_READ_DEVICE_ID:
+        raise ProbeProtocolError(f"expected FC 0x2b MEI 0x0e, got FC 0x{function:02x} 0x{mei:02x}")
+    if read_code not in (1, 2, 3, 4):
+        raise ProbeProtocolError(f"read device id code {read_code} is not 1..4")
+    if more not in (0x00, 0xFF):
+        raise ProbeProtocolError(f"more-follows byte 0x{more:02x} is neither 0x00 nor 0xff")
+    if count > MAX_OBJECTS:
+        raise ProbeProtocolError(f"{count} objects announced, at most {MAX_OBJECTS} accepted")
+    objects: list[tuple[int, bytes]] = []
+    offset = 7
+    for _ in range(count):
+        if offset + 2 > len(pdu):
+            raise ProbeProtocolError("device identification object header is truncated")
+        object_id, length = pdu[offset], pdu[offset + 1]
+        offset += 2
+        if offset + length > len(pdu):
+            raise ProbeProtocolError(
+                f"object 0x{object_id:02x} announces {length} bytes, truncated"
+            )
+        objects.append((object_id, pdu[offset : offset + length]))
+        offset += length
+    if offset != len(pdu):
+        raise ProbeProtocolError(f"{len(pdu) - offset} stray bytes after the announced objects")
+    return DeviceIdAnswer(
+        read_code=read_code,
+        conformity_level=conformity,
+        more_follows=more == 0xFF,
+        next_object_id=next_id,
+        objects=tuple(objects),
+    )
+
+
+def decode_server_id(pdu: bytes) -> ServerIdAnswer | ModbusExceptionAnswer:
+    """Decode an FC 17 answer PDU: function, byte count, that many bytes of data."""
+    exception = decode_exception(pdu, FC_REPORT_SERVER_ID)
+    if exception is not None:
+        return exception
+    if len(pdu) < 2 or pdu[0] != FC_REPORT_SERVER_ID:
+        raise ProbeProtocolError("not a Report Server ID answer")
+    count = pdu[1]
+    if count != len(pdu) - 2:
+        raise ProbeProtocolError(f"byte count {count} but {len(pdu) - 2} data bytes")
+    return ServerIdAnswer(data=pdu[2:])
+
+
+def server_id_facts(answer: ServerIdAnswer) -> Facts:
+    """Split FC 17 data into a printable id and the run indicator (0x00 off, 0xFF on)."""
+    data = answer.data
+    run: int | None = None
+    text = data
+    if len(data) >= 2 and data[1] in (0x00, 0xFF):
+        run, text = data[1], data[2:]
+    elif data and data[-1] in (0x00, 0xFF):
+        run, text = data[-1], data[:-1]
+    return {
+        "server_id": clean_text(text),
+        "server_id_hex": data[:MAX_VALUE_BYTES].hex(),
+        "run_status": None if run is None else ("on" if run == 0xFF else "off"),
+    }
+
+
+def identity_facts(objects: Mapping[int, bytes]) -> Facts:
+    """Facts from the object map: named standard objects, the serial, the raw bounded map."""
+    facts: Facts = {}
+    texts = {object_id: clean_text(value) for object_id, value in objects.items()}
+    for object_id, key in OBJECT_FACTS.items():
+        if texts.get(object_id):
+            facts[key] = texts[object_id]
+    private = {oid: text for oid, text in sorted(texts.items()) if oid >= 0x80 and text}
+    serial = next(
+        (m.group(1).strip() for t in private.values() if (m := _SERIAL_LABEL.match(t))), None
+    )
+    if serial is None:
+        serial = private.get(0x80)
+    if serial:
+        facts["serial"] = serial
+    facts["objects"] = {f"0x{oid:02x}": text for oid, text in sorted(texts.items())}
+    return facts
+
+
+class _Session:
+    """One Modbus/TCP connection: numbered requests, matched answers, bounded reads."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        ledger: RequestLedger,
+        address: str,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.ledger = ledger
+        self.address = address
+        self.transaction_id = 0
+        self.read_bytes = 0
+        self.answered = False
+        self.abandoned: set[int] = set()
+
+    async def request(self, name: str, unit_id: int, pdu: bytes, *, timeout_s: float) -> bytes:
+        """Send one PDU (counted by the ledger first) and return the PDU that answers it."""
+        self.transaction_id = (self.transaction_id + 1) & 0xFFFF
+        tid = self.transaction_id
+        self.ledger.spend(name)
+        self.writer.write(build_frame(tid, unit_id, pdu))
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.writer.drain()
+                while True:
+                    answer_tid, answer = await self._read_frame()
+                    if answer_tid == tid:
+                        self.answered = True
+                        return answer
+                    if answer_tid not in self.abandoned:
+                        raise ProbeProtocolError(
+                            f"answer for transaction {answer_tid}, expected {tid}"
+                        )
+        except TimeoutError as exc:
+            self.abandoned.add(tid)
+            raise ProbeTimeoutError(
+                f"{self.address}: no answer to {name} (unit {unit_id})"
+            ) from exc
+        except (ConnectionError, OSError) as exc:
+            raise ProbeProtocolError(f"{self.address}: connection lost during {name}") from exc
+
+    async def _read_frame(self) -> tuple[int, bytes]:
+        header = await self._read_exactly(MBAP_HEADER_BYTES)
+        tid, pdu_length, _unit = parse_mbap_header(header)
+        return tid, await self._read_exactly(pdu_length)
+
+    async def _read_exactly(self, size: int) -> bytes:
+        if self.read_bytes + size > MAX_READ_BYTES:
+            raise ProbeProtocolError(f"device sent more than {MAX_READ_BYTES} bytes")
+        try:
+            data = await self.reader.readexactly(size)
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial and not self.answered and self.read_bytes == 0:
+                raise _PeerClosedError from exc
+            raise ProbeProtocolError("connection closed in the middle of an answer") from exc
+        self.read_bytes += size
+        return data
+
+
+class _PeerClosedError(Exception):
+    """The peer closed before sending one byte: not a Modbus server for us."""
+
+
+@dataclass(slots=True)
+class _UnitIdentity:
+    """What one unit answered; turned into facts at the end."""
+
+    unit_id: int
+    conformity_level: int | None = None
+    objects: dict[int, bytes] = field(default_factory=dict)
+    exceptions: dict[str, str] = field(default_factory=dict)
+    server_id: ServerIdAnswer | None = None
+    incomplete: str | None = None
+
+    def facts(self) -> Facts:
+        facts: Facts = {"unit_id": self.unit_id, "conformity_level": self.conformity_level}
+        facts.update(identity_facts(self.objects))
+        if self.server_id is not None:
+            facts.update(server_id_facts(self.server_id))
+        if self.exceptions:
+            facts["exceptions"] = {name: text for name, text in self.exceptions.items()}
+        if self.incomplete:
+            facts["incomplete"] = self.incomplete
+        return facts
+
+    @property
+    def identified(self) -> bool:
+        return bool(self.objects) or self.server_id is not None
+
+
+async def _read_category(
+    session: _Session,
+    identity: _UnitIdentity,
+    name: str,
+    read_code: int,
+    first_object: int,
+    *,
+    timeout_s: float,
+) -> DeviceIdAnswer | ModbusExceptionAnswer:
+    """Stream one category (basic/regular/extended), following bounded continuations."""
+    start = first_object
+    first: DeviceIdAnswer | ModbusExceptionAnswer | None = None
+    for _ in range(1 + MAX_CONTINUATIONS):
+        pdu = await session.request(
+            name, identity.unit_id, device_id_request(read_code, start), timeout_s=timeout_s
+        )
+        answer = decode_device_id(pdu)
+        if isinstance(answer, ModbusExceptionAnswer):
+            if first is None:
+                identity.exceptions[name] = answer.name
+                return answer
+            break  # keep what the first answers gave
+        first = first or answer
+        for object_id, value in answer.objects:
+            if len(identity.objects) >= MAX_OBJECTS:
+                break
+            identity.objects.setdefault(object_id, value)
+        # Continue only when the device says so and the next object id moves forward.
+        if not answer.more_follows or answer.next_object_id <= start:
+            break
+        start = answer.next_object_id
+    assert first is not None
+    return first
+
+
+async def _identify_unit(
+    session: _Session, unit_id: int, *, timeout_s: float
+) -> tuple[_UnitIdentity, ModbusExceptionAnswer | None]:
+    """FC 43 basic, then regular/extended as the conformity level allows, FC 17 as fallback."""
+    identity = _UnitIdentity(unit_id=unit_id)
+    basic = await _read_category(
+        session, identity, REQUEST_BASIC, READ_CODE_BASIC, 0x00, timeout_s=timeout_s
+    )
+    if isinstance(basic, DeviceIdAnswer):
+        identity.conformity_level = basic.conformity_level
+        level = basic.conformity_level & 0x7F
+        try:
+            # Conformity level 1..3 (spec §6.21); an invalid byte earns one regular attempt.
+            if level != READ_CODE_BASIC:
+                await _read_category(
+                    session, identity, REQUEST_REGULAR, READ_CODE_REGULAR, 0x03, timeout_s=timeout_s
+                )
+            if level == READ_CODE_EXTENDED:
+                await _read_category(
+                    session,
+                    identity,
+                    REQUEST_EXTENDED,
+                    READ_CODE_EXTENDED,
+                    0x80,
+                    timeout_s=timeout_s,
+                )
+        except ProbeTimeoutError as exc:
+            identity.incomplete = str(exc)
+            return identity, None
+    if identity.objects:
+        return identity, None
+    if isinstance(basic, ModbusExceptionAnswer) and basic.code in _GATEWAY_EXCEPTIONS:
+        return identity, basic
+    answer = decode_server_id(
+        await session.request(
+            REQUEST_SERVER_ID, unit_id, bytes((FC_REPORT_SERVER_ID,)), timeout_s=timeout_s
+        )
+    )
+    if isinstance(answer, ModbusExceptionAnswer):
+        identity.exceptions[REQUEST_SERVER_ID] = answer.name
+    else:
+        identity.server_id = answer
+    return identity, basic if isinstance(basic, ModbusExceptionAnswer) else None
+
+
+def _unit_option(options: Mapping[str, JSONValue], key: str) -> int | None:
+    value = options.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+        raise ValidationError(f"option {key}: expected a unit id 0..255, got {value!r}")
+    return value
+
+
+class ModbusProbe:
+    """Read-only Modbus/TCP identification of one device (see the module docstring)."""
+
+    name: ClassVar[str] = "modbus"
+    protocol: ClassVar[str] = "modbus"
+    default_ports: ClassVar[tuple[int, ...]] = (MODBUS_TCP_PORT,)
+    transport: ClassVar[Transport] = Transport.TCP
+    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
+    optional: ClassVar[bool] = False
+    manifest: ClassVar[Manifest] = Manifest(
+        entries=(
+            # 1 + 1 unit fallback; continuations only follow an answer, so 1 + MAX_CONTINUATIONS.
+            ManifestEntry(REQUEST_BASIC, 1 + MAX_CONTINUATIONS + 1, "FC 43/14 read code 01"),
+            ManifestEntry(REQUEST_REGULAR, 1 + MAX_CONTINUATIONS, "FC 43/14 read code 02"),
+            ManifestEntry(REQUEST_EXTENDED, 1 + MAX_CONTINUATIONS, "FC 43/14 read code 03"),
+            ManifestEntry(REQUEST_SERVER_ID, 1, "FC 17 Report Server ID, fallback"),
+        ),
+        connections_per_device=1,
+        notes="read-only identification; unit 0xFF, then unit 1 on a gateway exception",
+    )
+
+    async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
+        pinned = _unit_option(target.options, "unit_id")
+        units = [pinned] if pinned is not None else [UNIT_ID_DIRECT, UNIT_ID_FALLBACK]
+        reader, writer = await target.connector.open_tcp(
+            target.address, target.port, timeout_s=timeout_s
+        )
+        session = _Session(reader, writer, target.ledger, target.address)
+        try:
+            for unit_id in units:
+                identity, gateway_refusal = await _identify_unit(
+                    session, unit_id, timeout_s=timeout_s
+                )
+                if gateway_refusal is None:
+                    break
+        except _PeerClosedError:
+            logger.info("peer closed without answering", extra={"address": target.address})
+            return None
+        except ProbeProtocolError:
+            logger.warning(
+                "modbus answer does not decode",
+                extra={"address": target.address, "port": target.port},
+            )
+            raise
+        finally:
+            await close_politely(writer)
+        return Observation(
+            probe=self.name,
+            protocol=self.protocol,
+            address=target.address,
+            port=target.port,
+            transport=self.transport,
+            facts=identity.facts(),
+        )
+
+
+class ModbusUnitWalkProbe:
+    """Opt-in: identify each unit id behind a Modbus/TCP gateway, paced, on one connection.
+
+    Options: ``unit_ids`` (list of 0..255, default 1..16, at most ``MAX_WALK_UNITS``),
+    ``unit_pace_s`` (pause between units, default 0.05 s). A unit that answers a gateway
+    exception (0x0A/0x0B) or stays silent is absent; the walk goes on with the next one.
+    """
+
+    name: ClassVar[str] = "modbus-units"
+    protocol: ClassVar[str] = "modbus"
+    default_ports: ClassVar[tuple[int, ...]] = (MODBUS_TCP_PORT,)
+    transport: ClassVar[Transport] = Transport.TCP
+    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
+    optional: ClassVar[bool] = True
+    manifest: ClassVar[Manifest] = Manifest(
+        entries=(
+            ManifestEntry(
+                REQUEST_BASIC, MAX_WALK_UNITS * (1 + MAX_CONTINUATIONS), "FC 43/14 01 per unit"
+            ),
+            ManifestEntry(
+                REQUEST_REGULAR, MAX_WALK_UNITS * (1 + MAX_CONTINUATIONS), "FC 43/14 02 per unit"
+            ),
+            ManifestEntry(
+                REQUEST_EXTENDED, MAX_WALK_UNITS * (1 + MAX_CONTINUATIONS), "FC 43/14 03 per unit"
+            ),
+            ManifestEntry(REQUEST_SERVER_ID, MAX_WALK_UNITS, "FC 17 per unit, fallback"),
+        ),
+        connections_per_device=1,
+        notes=f"walks at most {MAX_WALK_UNITS} unit ids, paced, one connection",
+    )
+
+    async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
+        units = self._unit_ids(target.options)
+        pace = target.options.get("unit_pace_s", 0.05)
+        pace_s = (
+            float(pace) if isinstance(pace, int | float) and not isinstance(pace, bool) else 0.05
+        )
+        reader, writer = await target.connector.open_tcp(
+            target.address, target.port, timeout_s=timeout_s
+        )
+        session = _Session(reader, writer, target.ledger, target.address)
+        found: list[JSONValue] = []
+        absent: list[JSONValue] = []
+        try:
+            for index, unit_id in enumerate(units):
+                if index:
+                    await asyncio.sleep(pace_s)
+                try:
+                    identity, refusal = await _identify_unit(session, unit_id, timeout_s=timeout_s)
+                except ProbeTimeoutError:
+                    absent.append(unit_id)
+                    continue
+                if refusal is not None or not identity.identified:
+                    absent.append(unit_id)
+                else:
+                    found.append(identity.facts())
+        except _PeerClosedError:
+            return None
+        finally:
+            await close_politely(writer)
+        if not found and not session.answered:
+            raise ProbeTimeoutError(f"{target.address}: no unit answered")
+        return Observation(
+            probe=self.name,
+            protocol=self.protocol,
+            address=target.address,
+            port=target.port,
+            transport=self.transport,
+            facts={"units": found, "absent_units": absent},
+        )
+
+    @staticmethod
+    def _unit_ids(options: Mapping[str, JSONValue]) -> list[int]:
+        raw = options.get("unit_ids")
+        if raw is None:
+            return list(range(1, 17))
+        if not isinstance(raw, list) or not raw or len(raw) > MAX_WALK_UNITS:
+            raise ValidationError(f"option unit_ids: expected 1..{MAX_WALK_UNITS} unit ids")
+        units: list[int] = []
+        for value in raw:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+                raise ValidationError(f"option unit_ids: {value!r} is not a unit id 0..255")
+            if value not in units:
+                units.append(value)
+        return units
