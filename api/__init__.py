@@ -1,1 +1,1 @@
-"""api."""
+"""The HTTP API (FastAPI): ``api.app.create_app(settings)``; HTTP only, over the core."""

@@ -1,1 +1,1 @@
-"""routes."""
+"""One route module per resource under /api/v1, plus the health probes."""

@@ -1,0 +1,68 @@
+"""Fixtures for the HTTP API: an app on a migrated store, and clients with and without the token."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from api.app import create_app
+from cybermission.config import Settings
+
+TOKEN = "test-admin-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+BASE_URL = "http://api.test"
+
+
+@pytest.fixture
+def api_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"admin_token": SecretStr(TOKEN)})
+
+
+@pytest.fixture
+def app(api_settings: Settings, engine: Engine) -> FastAPI:
+    # `engine` (tests/conftest.py) is an empty store with every table, on SQLite and PostgreSQL.
+    return create_app(api_settings, engine=engine)
+
+
+async def _client(app: FastAPI, headers: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    # ASGITransport does not run the lifespan; enter it here so startup and shutdown really run.
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(
+            transport=transport, base_url=BASE_URL, headers=headers
+        ) as client:
+            yield client
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client sending the right admin token."""
+    async for c in _client(app, AUTH):
+        yield c
+
+
+@pytest.fixture
+async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client sending no token."""
+    async for c in _client(app, {}):
+        yield c
+
+
+def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    """RFC 9457 shape: the media type and the five members, with our type URI."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["type"] == f"urn:cybermission:problem:{slug}"
+    assert body["status"] == status
+    assert isinstance(body["title"], str)
+    assert body["title"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    assert body["instance"] == response.request.url.path
+    assert "Traceback" not in response.text
+    return body
