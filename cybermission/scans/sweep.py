@@ -1,0 +1,345 @@
+"""Asyncio TCP connect sweep: which ports of which hosts accept a connection, paced and guarded.
+
+Engine shape (see ../shared/BENCHMARKS.md): a fixed pool of worker tasks, one host per worker at a
+time, each probe a non-blocking socket connected with ``loop.sock_connect`` and closed with an
+immediate reset (SO_LINGER 0: no TIME_WAIT, nothing left half-open on the device). A task per probe
+behind a semaphore measured 2 to 4 times slower.
+
+Safety (DESIGN.md §2):
+
+* the scope guard is asked right before *every* connect, so a scope revoked mid-run stops the run;
+  a refused host is reported (``HostResult.errors`` starts with ``"scope: "``), never connected;
+* pacing: a global rate and a per-host rate (GCRA token buckets), a cap on hosts in flight (the
+  worker count) and a cap on sockets in flight;
+* one connection attempt at a time per host while the host is answering.
+
+``sweep`` applies ``pacing.effective()`` itself (idempotent: an already effective profile is kept).
+"""
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+import struct
+from collections import deque
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from cybermission.config import PacingSettings
+from cybermission.errors import ScopeError, ValidationError
+from cybermission.net import Guard
+
+logger = logging.getLogger(__name__)
+
+_LINGER_RESET: Final = struct.pack("ii", 1, 0)
+# Unreachable answers (ICMP) and kernel-side timeouts: nothing listened, nothing refused.
+_FILTERED_ERRNOS: Final = frozenset(
+    {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ETIMEDOUT}
+)
+# Something at the address answered the SYN with a reset.
+_CLOSED_ERRNOS: Final = frozenset({errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED})
+SCOPE_ERROR_PREFIX: Final = "scope: "
+
+
+class PortState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    FILTERED = "filtered"  # timed out or unreachable
+
+
+@dataclass(frozen=True, slots=True)
+class HostResult:
+    """What one host answered. ``errors`` holds ``"<port>: <reason>"`` or ``"scope: <reason>"``."""
+
+    address: str
+    open_ports: tuple[int, ...]
+    closed: int
+    filtered: int
+    errors: tuple[str, ...]
+
+    @property
+    def scope_refused(self) -> bool:
+        """The guard refused the host: nothing was sent to it (no more, if revoked mid-host)."""
+        return any(e.startswith(SCOPE_ERROR_PREFIX) for e in self.errors)
+
+
+class _Pace:
+    """GCRA token bucket handing out send slots: ``delay`` reserves one, returns the wait.
+
+    Reserving (rather than polling) keeps it one float comparison per probe on the hot path and
+    fair between workers: the event loop is single-threaded, so no lock is needed.
+    """
+
+    __slots__ = ("_interval", "_tat", "_tolerance")
+
+    def __init__(self, rate_per_s: float, burst: float) -> None:
+        self._interval = 1.0 / rate_per_s
+        self._tolerance = max(burst - 1.0, 0.0) * self._interval
+        self._tat = 0.0
+
+    def delay(self, now: float) -> float:
+        send_at = self._tat - self._tolerance
+        if send_at < now:
+            send_at = now
+        self._tat = (self._tat if self._tat > send_at else send_at) + self._interval
+        return send_at - now
+
+
+def _check_ports(ports: Sequence[int]) -> tuple[int, ...]:
+    if isinstance(ports, str | bytes) or not ports:
+        raise ValidationError("ports: expected a non-empty list of TCP ports")
+    seen: dict[int, None] = {}
+    for port in ports:
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ValidationError(f"ports: {port!r} is not a TCP port (1-65535)")
+        seen.setdefault(port, None)
+    return tuple(seen)
+
+
+async def sweep(
+    hosts: Iterable[str], ports: Sequence[int], *, guard: Guard, pacing: PacingSettings
+) -> AsyncGenerator[HostResult, None]:
+    """Connect-scan ``ports`` on every host, yielding each host's result as soon as it is done.
+
+    ``hosts`` is consumed lazily (only as workers free up) and results wait in a bounded queue, so
+    memory does not grow with the range. Each host should appear once (``expand_targets`` merges
+    duplicates); a host already in flight when it appears again is reported as a duplicate.
+    Closing the generator early (``aclose``) cancels the workers and closes their sockets.
+    """
+    engine = _Sweep(guard, _check_ports(ports), pacing.effective())
+    # aclosing: an early exit must stop the workers now, not whenever the inner generator is
+    # garbage collected.
+    async with aclosing(engine.run(iter(hosts))) as results:
+        async for result in results:
+            yield result
+
+
+class _Sweep:
+    def __init__(self, guard: Guard, ports: tuple[int, ...], pacing: PacingSettings) -> None:
+        self._guard = guard
+        self._ports = ports
+        self._host_rate = pacing.per_host_rate_per_s
+        # Up to 20 ms worth of probes may leave back to back: smooth, yet no timer per probe.
+        self._global = _Pace(pacing.global_rate_per_s, max(1.0, pacing.global_rate_per_s / 50))
+        self._sockets = _Slots(pacing.sockets_in_flight)
+        self._deadlines = _Deadlines(pacing.connect_timeout_s)
+        self._loop = asyncio.get_running_loop()
+        self._workers = max(1, min(pacing.hosts_in_flight, pacing.sockets_in_flight))
+        self._busy: set[str] = set()
+
+    async def run(self, hosts: Iterator[str]) -> AsyncGenerator[HostResult, None]:
+        # Bounded: a slow consumer holds the workers, and they stop pulling hosts.
+        queue: asyncio.Queue[HostResult | BaseException | None] = asyncio.Queue(self._workers)
+        tasks = [asyncio.create_task(self._worker(hosts, queue)) for _ in range(self._workers)]
+        reaper = asyncio.create_task(self._deadlines.run())
+        try:
+            running = len(tasks)
+            while running:
+                item = await queue.get()
+                if item is None:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            for task in (*tasks, reaper):
+                task.cancel()
+            await asyncio.gather(*tasks, reaper, return_exceptions=True)
+
+    async def _worker(
+        self, hosts: Iterator[str], queue: "asyncio.Queue[HostResult | BaseException | None]"
+    ) -> None:
+        try:
+            for address in hosts:  # shared iterator: each worker pulls the next host when free
+                if address in self._busy:
+                    await queue.put(
+                        HostResult(address, (), 0, 0, ("*: duplicate target, already in flight",))
+                    )
+                    continue
+                self._busy.add(address)
+                try:
+                    result = await self._host(address)
+                finally:
+                    self._busy.discard(address)
+                await queue.put(result)
+        # A broken host iterator (or a bug): hand it to the consumer rather than lose it in a task.
+        except Exception as exc:  # noqa: BLE001
+            await queue.put(exc)
+        await queue.put(None)
+
+    async def _host(self, address: str) -> HostResult:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        pace = _Pace(self._host_rate, 1.0)
+        opened: list[int] = []
+        errors: list[str] = []
+        closed = filtered = 0
+        ports = self._ports
+        for index, port in enumerate(ports):
+            try:
+                state = await self._probe(address, family, port, pace)
+            except ScopeError as exc:
+                errors.append(SCOPE_ERROR_PREFIX + str(exc))
+                break
+            except OSError as exc:
+                errors.append(_describe(port, exc))
+                continue
+            if state is PortState.OPEN:
+                opened.append(port)
+            elif state is PortState.CLOSED:
+                closed += 1
+            else:
+                filtered += 1
+                if index == 0 and len(ports) > 1:
+                    # The host's first probe got no answer at all: it is silent (absent or behind
+                    # a drop filter). No handshake can complete with a silent host, so trying its
+                    # other ports at once cannot load a device; if one does complete after all,
+                    # it is reset on the spot like every probe. Waiting one timeout per port
+                    # instead would make sparse ranges (mostly silent) ports x slower. A host
+                    # that answered anything is never probed with two attempts at once.
+                    outcomes = await asyncio.gather(
+                        *(self._probe(address, family, p, pace) for p in ports[1:]),
+                        return_exceptions=True,
+                    )
+                    for other, outcome in zip(ports[1:], outcomes, strict=True):
+                        if outcome is PortState.OPEN:
+                            opened.append(other)
+                        elif outcome is PortState.CLOSED:
+                            closed += 1
+                        elif outcome is PortState.FILTERED:
+                            filtered += 1
+                        elif isinstance(outcome, ScopeError):
+                            errors.append(SCOPE_ERROR_PREFIX + str(outcome))
+                        elif isinstance(outcome, OSError):
+                            errors.append(_describe(other, outcome))
+                        elif isinstance(outcome, BaseException):
+                            raise outcome
+                    break
+        if errors:
+            logger.warning("sweep host errors", extra={"address": address, "errors": errors})
+        return HostResult(address, tuple(sorted(opened)), closed, filtered, tuple(errors))
+
+    async def _probe(self, address: str, family: int, port: int, pace: _Pace) -> PortState:
+        loop = self._loop
+        now = loop.time()
+        wait = self._global.delay(now)
+        host_wait = pace.delay(now)
+        if host_wait > wait:
+            wait = host_wait
+        if wait > 0:
+            await asyncio.sleep(wait)
+        slots = self._sockets
+        if slots.free > 0:
+            slots.free -= 1
+        else:
+            await slots.take()
+        try:
+            # Send-time scope enforcement: after any pacing wait, right before the SYN.
+            self._guard.check(address)
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                err = sock.connect_ex((address, port))
+                if err == errno.EINPROGRESS:
+                    # What loop.sock_connect does, minus its per-call resolution and coroutine
+                    # layers, and with the timeout from the shared deadline buckets instead of a
+                    # timer handle per connect (the timer heap was the top cost when measured).
+                    done = loop.create_future()
+                    fd = sock.fileno()
+                    loop.add_writer(fd, _connected, done)
+                    self._deadlines.watch(done)
+                    try:
+                        timed_out = await done
+                    finally:
+                        loop.remove_writer(fd)
+                    if timed_out:
+                        return PortState.FILTERED
+                    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            finally:
+                sock.close()
+        finally:
+            slots.give()
+        if err == 0:
+            return PortState.OPEN
+        if err in _CLOSED_ERRNOS:
+            return PortState.CLOSED
+        if err in _FILTERED_ERRNOS:
+            return PortState.FILTERED
+        raise OSError(err, os.strerror(err))
+
+
+def _connected(done: "asyncio.Future[bool]") -> None:
+    if not done.done():
+        done.set_result(False)
+
+
+class _Slots:
+    """A counting limit for sockets in flight whose uncontended path is two integer operations."""
+
+    def __init__(self, count: int) -> None:
+        self.free = count
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def take(self) -> None:
+        while self.free <= 0:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # hand the wake-up we were given to the next in line
+                raise
+        self.free -= 1
+
+    def give(self) -> None:
+        self.free += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+class _Deadlines:
+    """Connect timeouts in coarse buckets: one list append per connect, one sweep per tick.
+
+    A connect watched during a bucket's life times out between ``timeout_s`` and
+    ``timeout_s + 2 * tick_s`` after it started (tick: a twentieth of the timeout).
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.tick_s = max(timeout_s / 20, 0.002)
+        self._current: list[asyncio.Future[bool]] = []
+        self._buckets: deque[tuple[float, list[asyncio.Future[bool]]]] = deque()
+
+    def watch(self, done: "asyncio.Future[bool]") -> None:
+        self._current.append(done)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        opened_at = loop.time()
+        while True:
+            await asyncio.sleep(self.tick_s)
+            now = loop.time()
+            self._buckets.append((opened_at + self.tick_s + self.timeout_s, self._current))
+            self._current = []
+            opened_at = now
+            while self._buckets and self._buckets[0][0] <= now:
+                for done in self._buckets.popleft()[1]:
+                    if not done.done():
+                        done.set_result(True)
+
+
+def _describe(port: int, exc: OSError) -> str:
+    code = errno.errorcode.get(exc.errno or 0, "OSError")
+    return f"{port}: {code}: {exc.strerror or os.strerror(exc.errno or 0)}"
