@@ -1,0 +1,258 @@
+"""Recording findings across scans: upsert by (rule, device, service), reopen, resolve, list pages.
+
+Lifecycle (DESIGN.md §5): one finding per ``rule_id|device_id|service_id``. A rescan that sees the
+condition again updates the same row (``last_seen_at``, score, evidence); a resolved finding that
+recurs is reopened; what people decided (acknowledged, risk-accepted, false-positive) is kept.
+Only a clean rescan of the same device resolves an open finding (:func:`resolve_absent`).
+"""
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import and_, or_
+from sqlmodel import Session, col, select
+
+from cybermission.errors import ValidationError
+from cybermission.findings.models import Finding, FindingStatus, Severity
+from cybermission.probes import JSONValue
+
+logger = logging.getLogger(__name__)
+
+# Statuses that mean "the condition is there and nobody has closed it": rescans may resolve them.
+ACTIVE_STATUSES = (FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED)
+MAX_PAGE = 1000
+# Bound on the size of one IN (...) list; PostgreSQL and SQLite both take far more, this keeps
+# statements small.
+_IN_CHUNK = 500
+
+
+def dedup_key(rule_id: str, device_id: str, service_id: str | None) -> str:
+    """The identity that keeps one finding across rescans."""
+    return f"{rule_id}|{device_id}|{service_id or '-'}"
+
+
+@dataclass(slots=True)
+class FindingDraft:
+    """A finding as one scan sees it, before it meets what is stored."""
+
+    rule_id: str
+    device_id: str
+    service_id: str | None
+    port: int | None
+    protocol: str | None
+    title: str
+    severity: Severity
+    evidence: dict[str, JSONValue]
+    score: float
+    score_breakdown: dict[str, JSONValue]
+
+    @property
+    def dedup_key(self) -> str:
+        return dedup_key(self.rule_id, self.device_id, self.service_id)
+
+
+@dataclass(slots=True)
+class RecordResult:
+    """What :func:`record_findings` did. ``reopened`` is the part of ``updated`` that recurred."""
+
+    created: list[Finding] = field(default_factory=list)
+    updated: list[Finding] = field(default_factory=list)
+    reopened: list[Finding] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class FindingPage:
+    """One page of findings; pass ``next_cursor`` back to get the next one (None: last page)."""
+
+    items: list[Finding]
+    next_cursor: str | None
+
+
+def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start : start + _IN_CHUNK]
+
+
+def record_findings(
+    session: Session, *, scan_run_id: str, drafts: Iterable[FindingDraft], now: datetime
+) -> RecordResult:
+    """Upsert ``drafts`` by dedup key in the caller's transaction; never creates a duplicate.
+
+    Several drafts with the same key in one call collapse into one finding (the last one wins).
+    """
+    latest: dict[str, FindingDraft] = {}
+    for draft in drafts:
+        latest[draft.dedup_key] = draft
+    keys = list(latest)
+    stored: dict[str, Finding] = {}
+    for chunk in _chunks(keys):
+        statement = select(Finding).where(col(Finding.dedup_key).in_(chunk))
+        stored.update((finding.dedup_key, finding) for finding in session.exec(statement))
+
+    result = RecordResult()
+    for key in keys:
+        draft = latest[key]
+        finding = stored.get(key)
+        if finding is None:
+            finding = Finding(
+                dedup_key=key,
+                rule_id=draft.rule_id,
+                device_id=draft.device_id,
+                service_id=draft.service_id,
+                port=draft.port,
+                protocol=draft.protocol,
+                title=draft.title,
+                severity=draft.severity,
+                score=draft.score,
+                score_breakdown=dict(draft.score_breakdown),
+                status=FindingStatus.OPEN,
+                evidence=dict(draft.evidence),
+                first_seen_at=now,
+                last_seen_at=now,
+                last_scan_run_id=scan_run_id,
+            )
+            session.add(finding)
+            result.created.append(finding)
+            continue
+        finding.port = draft.port
+        finding.protocol = draft.protocol
+        finding.title = draft.title
+        finding.severity = draft.severity
+        finding.score = draft.score
+        # New dict objects: the JSON columns are not mutation-tracked, assignment is.
+        finding.score_breakdown = dict(draft.score_breakdown)
+        finding.evidence = dict(draft.evidence)
+        finding.last_seen_at = now
+        finding.last_scan_run_id = scan_run_id
+        if finding.status == FindingStatus.RESOLVED:
+            finding.status = FindingStatus.OPEN
+            result.reopened.append(finding)
+            logger.info(
+                "finding reopened",
+                extra={
+                    "finding_id": finding.id,
+                    "rule_id": finding.rule_id,
+                    "device_id": finding.device_id,
+                    "scan_run_id": scan_run_id,
+                },
+            )
+        session.add(finding)
+        result.updated.append(finding)
+    session.flush()
+    logger.info(
+        "findings recorded",
+        extra={
+            "scan_run_id": scan_run_id,
+            "created": len(result.created),
+            "updated": len(result.updated),
+            "reopened": len(result.reopened),
+        },
+    )
+    return result
+
+
+def resolve_absent(
+    session: Session,
+    *,
+    scan_run_id: str,
+    device_ids: Collection[str],
+    probes_run: set[str] | None,
+    now: datetime,
+) -> list[Finding]:
+    """Resolve open or acknowledged findings of rescanned devices that this run did not see again.
+
+    Call it after :func:`record_findings` for the same run. ``device_ids`` are the devices the run
+    probed completely; ``probes_run`` the probes (named like the observation protocol) that ran
+    on them: a finding of another protocol, or of none, stays as it is because its condition was
+    not looked at again. ``None`` means every probe ran. Risk-accepted and false-positive
+    findings are never touched.
+    """
+    ids = list(device_ids)
+    resolved: list[Finding] = []
+    for chunk in _chunks(ids):
+        statement = select(Finding).where(
+            col(Finding.device_id).in_(chunk),
+            col(Finding.status).in_(ACTIVE_STATUSES),
+            or_(
+                col(Finding.last_scan_run_id).is_(None),
+                col(Finding.last_scan_run_id) != scan_run_id,
+            ),
+        )
+        if probes_run is not None:
+            statement = statement.where(col(Finding.protocol).in_(sorted(probes_run)))
+        for finding in session.exec(statement):
+            finding.status = FindingStatus.RESOLVED
+            finding.last_scan_run_id = scan_run_id
+            session.add(finding)
+            resolved.append(finding)
+            logger.info(
+                "finding resolved",
+                extra={
+                    "finding_id": finding.id,
+                    "rule_id": finding.rule_id,
+                    "device_id": finding.device_id,
+                    "scan_run_id": scan_run_id,
+                    "at": now.isoformat(),
+                },
+            )
+    session.flush()
+    return resolved
+
+
+def _encode_cursor(finding: Finding) -> str:
+    raw = json.dumps([finding.first_seen_at.isoformat(), finding.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        seen, finding_id = json.loads(raw)
+        at = datetime.fromisoformat(seen)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise ValidationError("cursor: expected a cursor returned by a previous page") from exc
+    if not isinstance(finding_id, str) or at.tzinfo is None:
+        raise ValidationError("cursor: expected a cursor returned by a previous page")
+    return at, finding_id
+
+
+def list_findings(
+    session: Session,
+    *,
+    severity: Severity | None = None,
+    rule_id: str | None = None,
+    status: FindingStatus | None = None,
+    device_id: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> FindingPage:
+    """Findings ordered by (first_seen_at, id), filtered, one page at a time (keyset pagination)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValidationError(f"limit: expected 1 to {MAX_PAGE}, got {limit}")
+    statement = select(Finding)
+    if severity is not None:
+        statement = statement.where(col(Finding.severity) == Severity(severity))
+    if rule_id is not None:
+        statement = statement.where(col(Finding.rule_id) == rule_id)
+    if status is not None:
+        statement = statement.where(col(Finding.status) == FindingStatus(status))
+    if device_id is not None:
+        statement = statement.where(col(Finding.device_id) == device_id)
+    if cursor is not None:
+        after_at, after_id = _decode_cursor(cursor)
+        statement = statement.where(
+            or_(
+                col(Finding.first_seen_at) > after_at,
+                and_(col(Finding.first_seen_at) == after_at, col(Finding.id) > after_id),
+            )
+        )
+    statement = statement.order_by(col(Finding.first_seen_at), col(Finding.id)).limit(limit + 1)
+    rows = list(session.exec(statement))
+    items = rows[:limit]
+    next_cursor = _encode_cursor(items[-1]) if len(rows) > limit else None
+    return FindingPage(items=items, next_cursor=next_cursor)
