@@ -1,4 +1,4 @@
-"""Findings: what is wrong, filtered by severity, rule and status, one page at a time."""
+"""Findings: what is wrong, filtered by severity, rule, status and device, a page at a time."""
 
 from typing import Annotated
 
@@ -18,10 +18,19 @@ def get_findings(
     severity: Severity | None = None,
     rule_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     status: FindingStatus | None = None,
+    device_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Page[FindingRead]:
-    findings, next_cursor = list_findings(
-        session, severity=severity, rule_id=rule_id, status=status, limit=limit, cursor=cursor
+    page = list_findings(
+        session,
+        severity=severity,
+        rule_id=rule_id,
+        status=status,
+        device_id=device_id,
+        limit=limit,
+        cursor=cursor,
     )
-    return Page(items=[FindingRead.model_validate(f) for f in findings], next_cursor=next_cursor)
+    return Page(
+        items=[FindingRead.model_validate(f) for f in page.items], next_cursor=page.next_cursor
+    )

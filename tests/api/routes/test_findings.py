@@ -78,3 +78,18 @@ async def test_findings_unknown_severity_names_the_field(client: httpx.AsyncClie
     )
     assert body["errors"][0]["field"] == "severity"
     assert body["errors"][0]["in"] == "query"
+
+
+async def test_findings_filter_by_device(
+    client: httpx.AsyncClient, engine: Engine, seeded: list[str]
+) -> None:
+    with session_scope(engine) as session:
+        device_id = session.get_one(Finding, seeded[2]).device_id
+    assert await _ids(client, device_id=device_id) == {seeded[2]}
+
+
+async def test_findings_bad_cursor_is_422(client: httpx.AsyncClient) -> None:
+    body = assert_problem(
+        await client.get("/api/v1/findings", params={"cursor": "garbage"}), 422, "invalid-input"
+    )
+    assert "cursor" in body["detail"]
