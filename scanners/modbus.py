@@ -22,11 +22,11 @@ most gateways (nmap's modbus-discover starts at unit 1 too). ``target.options["u
 unit and disables the fallback. Walking every unit behind a gateway is the opt-in
 :class:`ModbusUnitWalkProbe` (name ``modbus-units``).
 
-Outcomes: an identity -> :class:`Observation`; the peer closes without answering a byte -> ``None``
-(it is not a Modbus server for us); bytes that are not a Modbus/TCP answer ->
-``ProbeProtocolError``; silence past ``timeout_s`` (applied to the connect and to each answer) ->
-``ProbeTimeoutError``. A timeout *after* the basic identity was read returns what was read with
-``incomplete`` saying which request went unanswered.
+Outcomes: an identity -> :class:`Observation`; the peer closes or resets the connection before
+answering a byte -> ``None`` (it does not speak Modbus to us); bytes that are not a Modbus/TCP
+answer -> ``ProbeProtocolError``; silence past ``timeout_s`` (applied to the connect and to each
+answer) -> ``ProbeTimeoutError``. A timeout *after* the basic identity was read returns what was
+read with ``incomplete`` saying which request went unanswered.
 
 Facts keys (every string is printable, at most ``MAX_VALUE_BYTES`` bytes before decoding):
 
@@ -325,6 +325,8 @@ class _Session:
                 f"{self.address}: no answer to {name} (unit {unit_id})"
             ) from exc
         except (ConnectionError, OSError) as exc:
+            if not self.answered and self.read_bytes == 0:
+                raise _PeerClosedError from exc
             raise ProbeProtocolError(f"{self.address}: connection lost during {name}") from exc
 
     async def _read_frame(self) -> tuple[int, bytes]:
@@ -453,7 +455,7 @@ async def _identify_unit(
         identity.exceptions[REQUEST_SERVER_ID] = answer.name
     else:
         identity.server_id = answer
-    return identity, basic if isinstance(basic, ModbusExceptionAnswer) else None
+    return identity, None
 
 
 def _unit_option(options: Mapping[str, JSONValue], key: str) -> int | None:

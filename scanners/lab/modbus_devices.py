@@ -49,16 +49,18 @@ class LabDeviceKind(StrEnum):
     MODBUS = "modbus"  # one device: every unit id reaches it
     GATEWAY = "gateway"  # only the unit ids in ``units`` answer; others get exception 0x0B
     SILENT = "silent"  # accepts TCP, reads, never answers
+    CLOSING = "closing"  # accepts TCP and closes at once without a byte
     GARBAGE = "garbage"  # answers every request with bytes that are not Modbus/TCP
     MALFORMED = "malformed"  # answers FC 43 with a well-framed but truncated object list
 
 
 @dataclass(frozen=True, slots=True)
 class ReceivedRequest:
-    """One request a lab device decoded: function code, MEI type (FC 43 only), unit id."""
+    """One request a lab device decoded: function code, MEI type and read code (FC 43), unit id."""
 
     function_code: int
     mei_type: int | None
+    read_code: int | None
     unit_id: int
 
 
@@ -77,9 +79,13 @@ class LabDevice:
     identity: dict[str, JSONValue]
     kind: LabDeviceKind = LabDeviceKind.MODBUS
     units: dict[int, dict[int, str]] = field(default_factory=dict)
+    # Older devices refuse FC 43 (exception 01) and only identify through FC 17.
+    server_id: bytes | None = None
     requests: list[ReceivedRequest] = field(default_factory=list)
     responses_sent: int = 0
     connections: int = 0
+    # Every chunk of bytes the device received, decodable or not: proof that nothing was sent.
+    bytes_received: int = 0
     _server: Any = field(default=None, repr=False)
     _plain: asyncio.Server | None = field(default=None, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
@@ -98,6 +104,7 @@ class LabDevice:
         self.requests.clear()
         self.responses_sent = 0
         self.connections = 0
+        self.bytes_received = 0
 
     async def start(self) -> None:
         """Listen on ``address:port``; returns once the socket accepts connections."""
@@ -127,6 +134,7 @@ class LabDevice:
             context,
             address=(self.address, self.port),
             trace_pdu=self._trace_pdu,
+            trace_packet=self._trace_packet,
             trace_connect=self._trace_connect,
         )
         await self._server.serve_forever(background=True)
@@ -135,19 +143,28 @@ class LabDevice:
         if connected:
             self.connections += 1
 
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        # pymodbus passes its whole receive buffer: count that something arrived, not its size.
+        if not sending and data:
+            self.bytes_received += 1
+        return data
+
     def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         if sending:
             self.responses_sent += 1
             return pdu
         mei = pdu.sub_function_code if pdu.function_code == 0x2B else None
-        self.requests.append(ReceivedRequest(pdu.function_code, mei, pdu.dev_id))
+        read_code = pdu.read_code if isinstance(pdu, ReadDeviceInformationRequest) else None
+        self.requests.append(ReceivedRequest(pdu.function_code, mei, read_code, pdu.dev_id))
         objects = self.units.get(pdu.dev_id, self.units.get(ANY_UNIT))
         if objects is None:
             return pdu  # pymodbus answers 0x0B for a unit the gateway does not have
         if isinstance(pdu, ReadDeviceInformationRequest):
+            if self.server_id is not None:
+                return _RefusedDeviceIdRequest(dev_id=pdu.dev_id, transaction_id=pdu.transaction_id)
             return _DeviceIdRequest.bound(pdu, objects)
         if isinstance(pdu, ReportDeviceIdRequest):
-            return _ServerIdRequest.bound(pdu, objects)
+            return _ServerIdRequest.bound(pdu, objects, self.server_id)
         return pdu
 
     async def _serve_plain(
@@ -159,7 +176,10 @@ class LabDevice:
         self._tasks.add(task)
         rng = random.Random(self.name)  # noqa: S311 - deterministic junk, not security
         try:
+            if self.kind is LabDeviceKind.CLOSING:
+                return
             while data := await reader.read(512):
+                self.bytes_received += len(data)
                 if self.kind is LabDeviceKind.GARBAGE:
                     # Protocol id bytes 2..3 forced non-zero: never a valid MBAP header.
                     junk = bytearray(rng.randbytes(48))
@@ -229,21 +249,32 @@ class _DeviceIdRequest(ReadDeviceInformationRequest):
         return response
 
 
+class _RefusedDeviceIdRequest(ReadDeviceInformationRequest):
+    """FC 43 / MEI 14 on a device that does not implement it: exception 01."""
+
+    async def update_datastore(self, _context: ModbusDeviceContext) -> ModbusPDU:
+        return ExceptionResponse(self.function_code, ExcCodes.ILLEGAL_FUNCTION)
+
+
 class _ServerIdRequest(ReportDeviceIdRequest):
-    """FC 17 answered with "<vendor> <product name>" of one device, run indicator on."""
+    """FC 17 answered with the device's server id, else "<vendor> <product name>"; run on."""
 
     objects: Mapping[int, str] = {}
+    server_id: bytes | None = None
 
     @classmethod
-    def bound(cls, pdu: ReportDeviceIdRequest, objects: Mapping[int, str]) -> ModbusPDU:
+    def bound(
+        cls, pdu: ReportDeviceIdRequest, objects: Mapping[int, str], server_id: bytes | None
+    ) -> ModbusPDU:
         request = cls(dev_id=pdu.dev_id, transaction_id=pdu.transaction_id)
         request.objects = objects
+        request.server_id = server_id
         return request
 
     async def update_datastore(self, _context: ModbusDeviceContext) -> ModbusPDU:
         text = " ".join(v for k, v in sorted(self.objects.items()) if k in (0x00, 0x04) and v)
         return ReportDeviceIdResponse(
-            identifier=text.encode("utf-8") or b"lab",
+            identifier=self.server_id or text.encode("utf-8") or b"lab",
             dev_id=self.dev_id,
             transaction_id=self.transaction_id,
         )
@@ -277,7 +308,7 @@ def modbus_lab_devices(
     base: str = "127.0.10.0", *, port: int = 502, misfits: bool = False
 ) -> list[LabDevice]:
     """The Modbus devices of the lab on ``base`` + 11.., port 502; ``misfits`` adds silent,
-    garbage and malformed devices (for tests; the default lab only holds well-behaved ones)."""
+    garbage, malformed and closing devices (for tests; the default lab holds well-behaved ones)."""
     net = ipaddress.IPv4Address(base)
 
     def host(offset: int) -> str:
@@ -348,7 +379,7 @@ def modbus_lab_devices(
                 "product_code": "2404267",
                 "revision": "2023.0.4",
                 "vendor_url": long_url,
-                "product_name": "PLCnext Control AXC F 2152 " + "(process automation edition) " * 2,
+                "product_name": "PLCnext Control AXC F 2152" + " (process automation edition)" * 2,
                 "model": "AXC F 2152",
                 "user_application_name": "DISTRICT_HEATING_SUBSTATION_" + "NORTH_" * 8,
                 "serial": "PC-88310247",
@@ -356,6 +387,17 @@ def modbus_lab_devices(
             {0x80: "HW rev B", 0x81: "Serial Number: PC-88310247"},
         ),
     ]
+    devices.append(
+        LabDevice(
+            name="modbus-legacy-bridge",
+            address=host(16),
+            port=port,
+            protocol="modbus",
+            identity={"server_id": "ProSoft MVI56-MCM v3.04", "run_status": "on"},
+            units={ANY_UNIT: {}},
+            server_id=b"ProSoft MVI56-MCM v3.04",
+        )
+    )
     gateway_units = {
         1: {
             "vendor": "Eaton",
@@ -394,6 +436,7 @@ def modbus_lab_devices(
             (30, LabDeviceKind.SILENT),
             (31, LabDeviceKind.GARBAGE),
             (32, LabDeviceKind.MALFORMED),
+            (33, LabDeviceKind.CLOSING),
         ):
             devices.append(
                 LabDevice(
