@@ -107,7 +107,7 @@ class LabDevice:
         self.bytes_received = 0
 
     async def start(self) -> None:
-        """Listen on ``address:port``; returns once the socket accepts connections."""
+        """Listen on ``address:port``; returns once it accepts, raises ``OSError`` if it cannot."""
         if self.kind in (LabDeviceKind.MODBUS, LabDeviceKind.GATEWAY):
             await self._start_modbus()
         else:
@@ -137,7 +137,11 @@ class LabDevice:
             trace_packet=self._trace_packet,
             trace_connect=self._trace_connect,
         )
-        await self._server.serve_forever(background=True)
+        try:
+            await self._server.serve_forever(background=True)
+        except RuntimeError as exc:  # pymodbus reports a failed bind this way
+            self._server = None
+            raise OSError(f"{self.name}: cannot listen on {self.address}:{self.port}") from exc
 
     def _trace_connect(self, connected: bool) -> None:
         if connected:
