@@ -91,6 +91,7 @@ class ScanAccepted(BaseModel):
 class DeviceRead(_FromRow):
     id: str
     name: str
+    device_type_id: str | None
     parent_id: str | None
     vendor: str | None
     product: str | None
