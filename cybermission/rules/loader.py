@@ -16,7 +16,15 @@ import yaml
 
 from cybermission.errors import RuleError
 from cybermission.findings.models import Severity
-from cybermission.rules.matcher import LineOf, Loc, Predicate, compile_match
+from cybermission.rules.matcher import (
+    MISSING,
+    LineOf,
+    Loc,
+    Predicate,
+    compile_match,
+    match_fields,
+    resolve,
+)
 from cybermission.rules.schema import RuleInfo, RuleSpec
 
 logger = logging.getLogger(__name__)
@@ -37,6 +45,7 @@ class Rule:
     predicate: Predicate = field(repr=False)
     protocols: frozenset[str]
     probes: frozenset[str]
+    fields: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -59,6 +68,15 @@ class Rule:
     def matches(self, doc: Mapping[str, object]) -> bool:
         """Whether the subject document shows the condition this rule describes."""
         return self.applies(doc) and self.predicate(doc)
+
+    def evidence(self, doc: Mapping[str, object]) -> dict[str, object]:
+        """The values of the fields this rule reads, as ``doc`` has them (the finding's proof)."""
+        found: dict[str, object] = {}
+        for name in self.fields:
+            value = resolve(doc, tuple(name.split(".")))
+            if value is not MISSING:
+                found[name] = value
+        return found
 
 
 class RuleSet:
@@ -153,6 +171,7 @@ def load_rule_file(path: Path) -> Rule:
         predicate=predicate,
         protocols=frozenset(spec.applies_to.protocols),
         probes=frozenset(spec.applies_to.probes),
+        fields=match_fields(spec.match),
     )
     _check_examples(rule, source, line_of)
     return rule

@@ -83,15 +83,50 @@ def compile_match(
 
 
 def resolve(doc: Mapping[str, object], path: tuple[str, ...]) -> object:
-    """The value at a dotted path, or :data:`MISSING` when any step is absent or not a mapping."""
+    """The value at a dotted path, or :data:`MISSING` when any step is absent.
+
+    A step through a list of mappings collects the field from each element (``facts.units.vendor``
+    gives the vendor of every unit), so the list rule then applies: one element matching is enough.
+    """
     value: object = doc
-    for part in path:
-        if not isinstance(value, Mapping):
-            return MISSING
-        value = value.get(part, MISSING)
-        if value is MISSING:
+    for depth, part in enumerate(path):
+        if isinstance(value, Mapping):
+            value = value.get(part, MISSING)
+            if value is MISSING:
+                return MISSING
+        elif isinstance(value, list):
+            rest = path[depth:]
+            found: list[object] = []
+            for item in value:
+                if isinstance(item, Mapping):
+                    hit = resolve(item, rest)
+                    if isinstance(hit, list):
+                        found.extend(hit)
+                    elif hit is not MISSING and hit is not None:
+                        found.append(hit)
+            return found if found else MISSING
+        else:
             return MISSING
     return value
+
+
+def match_fields(match: Mapping[str, object]) -> tuple[str, ...]:
+    """The dotted field paths a (valid) ``match`` block reads, in order, each once."""
+    fields: dict[str, None] = {}
+
+    def walk(block: object) -> None:
+        if isinstance(block, Mapping):
+            for key, value in block.items():
+                if key in KEYWORDS:
+                    walk(value)
+                elif isinstance(key, str):
+                    fields.setdefault(key.split("|", 1)[0], None)
+        elif isinstance(block, list):
+            for item in block:
+                walk(item)
+
+    walk(match)
+    return tuple(fields)
 
 
 def _compile_mapping(match: Mapping[object, object], ctx: _Context, loc: Loc) -> Predicate:

@@ -211,3 +211,10 @@ def test_loader_ruleset_evaluates_like_the_plain_list() -> None:
         "ics-protocol-public-address",
     }
     assert evaluate(ruleset, {"protocol": "unknown"}) == []
+
+
+def test_loader_rule_evidence_is_the_fields_it_read(tmp_path: Path) -> None:
+    rule = load_rule_file(write_rule(tmp_path))
+    doc = {"protocol": "modbus", "facts": {"vendor": "Schneider Electric", "serial": "S1"}}
+    assert rule.evidence(doc) == {"facts.vendor": "Schneider Electric"}
+    assert rule.evidence({"protocol": "modbus"}) == {}

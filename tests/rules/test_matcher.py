@@ -5,7 +5,7 @@ from collections.abc import Mapping
 import pytest
 
 from cybermission.errors import RuleError
-from cybermission.rules.matcher import compile_match
+from cybermission.rules.matcher import MISSING, compile_match, match_fields, resolve
 
 DOC: dict[str, object] = {
     "probe": "modbus",
@@ -157,3 +157,22 @@ def test_matcher_error_names_the_condition_path() -> None:
     with pytest.raises(RuleError) as info:
         compile_match({"any": [{"facts.x": 1}, {"facts.y|bogus": 1}]}, source="r.yaml")
     assert str(info.value).startswith("r.yaml: match.any.1.facts.y|bogus: unknown modifier")
+
+
+def test_matcher_path_through_a_list_collects_each_element() -> None:
+    doc = {"facts": {"units": [{"unit_id": 1}, {"unit_id": 2, "vendor": "Schneider"}, 7]}}
+    assert resolve(doc, ("facts", "units", "vendor")) == ["Schneider"]
+    assert resolve(doc, ("facts", "units", "model")) is MISSING
+    assert holds({"facts.units.vendor|exists": True}, doc)
+    assert holds({"facts.units.unit_id|gte": 2}, doc)
+    assert not holds({"facts.units.unit_id|gt": 2}, doc)
+    assert not holds({"facts.units.model|exists": True}, doc)
+
+
+def test_matcher_match_fields_lists_every_field_once() -> None:
+    match = {
+        "facts.vendor|contains": "x",
+        "any": [{"facts.vendor": "y"}, {"target.port|gt": 1}],
+        "not": {"asset.zone": "control"},
+    }
+    assert match_fields(match) == ("facts.vendor", "target.port", "asset.zone")
