@@ -61,9 +61,15 @@ class Rule:
 
     def applies(self, doc: Mapping[str, object]) -> bool:
         """Whether the observation is one this rule looks at (``applies-to``)."""
-        if self.protocols and doc.get("protocol") not in self.protocols:
-            return False
-        return not (self.probes and doc.get("probe") not in self.probes)
+        if self.protocols:
+            protocol = doc.get("protocol")
+            if not isinstance(protocol, str) or protocol not in self.protocols:
+                return False
+        if self.probes:
+            probe = doc.get("probe")
+            if not isinstance(probe, str) or probe not in self.probes:
+                return False
+        return True
 
     def matches(self, doc: Mapping[str, object]) -> bool:
         """Whether the subject document shows the condition this rule describes."""

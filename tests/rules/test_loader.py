@@ -3,10 +3,13 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cybermission.errors import RuleError
 from cybermission.findings.models import Severity
 from cybermission.rules.loader import (
+    Rule,
     RuleSet,
     evaluate,
     example_document,
@@ -16,6 +19,22 @@ from cybermission.rules.loader import (
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 RULE_FILES = sorted(RULES_DIR.rglob("*.yaml"))
+# Field names the corpus reads, so odd documents reach the conditions.
+FIELD_NAMES = [
+    "address",
+    "port",
+    "transport",
+    "vendor",
+    "tls",
+    "units",
+    "title",
+    "has_login_form",
+    "community",
+    "security_policies",
+    "anonymous_allowed",
+    "server_id",
+    "zone",
+]
 
 GOOD = """\
 id: {id}
@@ -218,3 +237,46 @@ def test_loader_rule_evidence_is_the_fields_it_read(tmp_path: Path) -> None:
     doc = {"protocol": "modbus", "facts": {"vendor": "Schneider Electric", "serial": "S1"}}
     assert rule.evidence(doc) == {"facts.vendor": "Schneider Electric"}
     assert rule.evidence({"protocol": "modbus"}) == {}
+
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 70000)
+    | st.sampled_from(
+        ["", "public", "127.0.0.1", "198.51.100.7", "http://x/SecurityPolicy#None", "Login", "tcp"]
+    )
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(FIELD_NAMES), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+subject_documents = st.fixed_dictionaries(
+    {},
+    optional={
+        "probe": json_values,
+        "protocol": st.sampled_from(["modbus", "http", "opcua", "snmp", "fox"]) | json_values,
+        "target": json_values,
+        "facts": json_values,
+        "asset": json_values,
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[Rule]:
+    return load_rules([RULES_DIR])
+
+
+@given(doc=subject_documents)
+def test_loader_corpus_never_raises_on_odd_documents(
+    corpus: list[Rule], doc: dict[str, object]
+) -> None:
+    ruleset = RuleSet(corpus)
+    assert {r.id for r in ruleset.evaluate(doc)} == {r.id for r in corpus if r.matches(doc)}
+    for rule in corpus:
+        rule.evidence(doc)
