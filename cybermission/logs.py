@@ -4,6 +4,7 @@ import logging
 import sys
 
 _STANDARD = set(vars(logging.makeLogRecord({})))
+_DERIVED = {"message", "asctime"}  # set by Formatter.format itself
 
 
 class ExtraFormatter(logging.Formatter):
@@ -11,7 +12,9 @@ class ExtraFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
-        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD and k != "message"}
+        extras = {
+            k: v for k, v in vars(record).items() if k not in _STANDARD and k not in _DERIVED
+        }
         if not extras:
             return base
         return base + " " + " ".join(f"{k}={v!r}" for k, v in sorted(extras.items()))

@@ -148,8 +148,8 @@ def record_findings(
         "findings recorded",
         extra={
             "scan_run_id": scan_run_id,
-            "created": len(result.created),
-            "updated": len(result.updated),
+            "findings_created": len(result.created),
+            "findings_updated": len(result.updated),
             "reopened": len(result.reopened),
         },
     )

@@ -334,11 +334,29 @@ async def execute_scan(
         logger.warning("scan failed", extra={"scan_run_id": scan_run_id, "error": str(exc)})
         state.add_errors([{"target": None, "stage": "run", "error": str(exc)}])
         status = ScanStatus.FAILED
+    except asyncio.CancelledError:
+        state.add_errors([{"target": None, "stage": "run", "error": "interrupted"}])
+        _finish(engine, state, ScanStatus.FAILED)
+        raise
+    except Exception as exc:
+        # Our bug, not the device's: the run must still end as failed, never stay "running".
+        logger.exception("scan crashed", extra={"scan_run_id": scan_run_id})
+        state.add_errors([{"target": None, "stage": "run",
+                           "error": f"internal error: {exc.__class__.__name__}"}])
+        status = ScanStatus.FAILED
     if status is ScanStatus.SUCCEEDED and state.errors:
         status = ScanStatus.PARTIAL
+    run = _finish(engine, state, status)
+    logger.info("scan finished", extra={"scan_run_id": scan_run_id, "status": str(status)})
+    return run
+
+
+def _finish(engine: Engine, state: _RunState, status: ScanStatus) -> ScanRun:
+    """Write the run's final status, counters, errors and what was sent."""
     with session_scope(engine) as session:
-        run = session.get(ScanRun, scan_run_id)
-        assert run is not None
+        run = session.get(ScanRun, state.run_id)
+        if run is None:
+            raise CybermissionError(f"scan run {state.run_id!r} vanished while running")
         run.status = status
         run.finished_at = utcnow()
         run.hosts_probed = state.progress.hosts_live
@@ -354,7 +372,6 @@ async def execute_scan(
         for (probe_name, request), count in sorted(state.sent.items()):
             sent.setdefault(probe_name, {})[request] = count
         run.sent = sent
-    logger.info("scan finished", extra={"scan_run_id": scan_run_id, "status": str(status)})
     return run
 
 
