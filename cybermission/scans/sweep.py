@@ -20,6 +20,7 @@ import asyncio
 import errno
 import logging
 import os
+import select
 import socket
 import struct
 from collections import deque
@@ -36,6 +37,7 @@ from cybermission.net import Guard
 logger = logging.getLogger(__name__)
 
 _LINGER_RESET: Final = struct.pack("ii", 1, 0)
+_EPOLL_CONNECTED: Final = select.EPOLLOUT | select.EPOLLONESHOT
 # Unreachable answers (ICMP) and kernel-side timeouts: nothing listened, nothing refused.
 _FILTERED_ERRNOS: Final = frozenset(
     {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ETIMEDOUT}
@@ -128,6 +130,7 @@ class _Sweep:
         self._sockets = _Slots(pacing.sockets_in_flight)
         self._deadlines = _Deadlines(pacing.connect_timeout_s)
         self._loop = asyncio.get_running_loop()
+        self._completions = _Completions(self._loop)
         self._workers = max(1, min(pacing.hosts_in_flight, pacing.sockets_in_flight))
         self._busy: set[str] = set()
 
@@ -150,6 +153,7 @@ class _Sweep:
             for task in (*tasks, reaper):
                 task.cancel()
             await asyncio.gather(*tasks, reaper, return_exceptions=True)
+            self._completions.close()
 
     async def _worker(
         self, hosts: Iterator[str], queue: "asyncio.Queue[HostResult | BaseException | None]"
@@ -246,17 +250,13 @@ class _Sweep:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
                 err = sock.connect_ex((address, port))
                 if err == errno.EINPROGRESS:
-                    # What loop.sock_connect does, minus its per-call resolution and coroutine
-                    # layers, and with the timeout from the shared deadline buckets instead of a
-                    # timer handle per connect (the timer heap was the top cost when measured).
-                    done = loop.create_future()
                     fd = sock.fileno()
-                    loop.add_writer(fd, _connected, done)
+                    done = self._completions.watch(fd)
                     self._deadlines.watch(done)
                     try:
                         timed_out = await done
                     finally:
-                        loop.remove_writer(fd)
+                        self._completions.forget(fd)
                     if timed_out:
                         return PortState.FILTERED
                     err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -273,9 +273,43 @@ class _Sweep:
         raise OSError(err, os.strerror(err))
 
 
-def _connected(done: "asyncio.Future[bool]") -> None:
-    if not done.done():
-        done.set_result(False)
+class _Completions:
+    """Connect completions through an epoll instance of our own, which the event loop watches.
+
+    Measured on the dense workload: ``loop.sock_connect`` with ``asyncio.timeout`` ran at 15k
+    connects/s; the same wait through ``loop.add_writer`` and shared deadline buckets at 32k/s;
+    this at XXk/s. Each wait is one ``epoll_ctl`` (one-shot, dropped by the kernel when the
+    socket closes) and a dict entry, instead of a selector key, a handle and two ``epoll_ctl``.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._epoll = select.epoll()
+        self._waiting: dict[int, asyncio.Future[bool]] = {}
+        loop.add_reader(self._epoll.fileno(), self._ready)
+
+    def watch(self, fd: int) -> "asyncio.Future[bool]":
+        """A future set to ``False`` once the connect on ``fd`` completed (or failed)."""
+        done = self._loop.create_future()
+        self._epoll.register(fd, _EPOLL_CONNECTED)
+        self._waiting[fd] = done
+        return done
+
+    def forget(self, fd: int) -> None:
+        """Call right before the socket closes; closing takes it out of the epoll set."""
+        # Its number may come back for the next socket at once: no stale future may stay.
+        self._waiting.pop(fd, None)
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._epoll.fileno())
+        self._epoll.close()
+
+    def _ready(self) -> None:
+        waiting = self._waiting
+        for fd, _events in self._epoll.poll(0):
+            done = waiting.get(fd)
+            if done is not None and not done.done():
+                done.set_result(False)
 
 
 class _Slots:
