@@ -150,7 +150,7 @@ def record_findings(
             "scan_run_id": scan_run_id,
             "findings_created": len(result.created),
             "findings_updated": len(result.updated),
-            "reopened": len(result.reopened),
+            "findings_reopened": len(result.reopened),
         },
     )
     return result

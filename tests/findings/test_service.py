@@ -1,5 +1,6 @@
 """Recording findings on SQLite and PostgreSQL: dedup, reopen, decisions kept, resolve, pages."""
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -267,3 +268,23 @@ def test_service_list_findings_rejects_bad_cursor(session: Session, cursor: str)
 def test_service_list_findings_rejects_bad_limit(session: Session, limit: int) -> None:
     with pytest.raises(ValidationError, match="limit"):
         list_findings(session, limit=limit)
+
+
+def test_service_logs_counts_and_reopen(session: Session, caplog: pytest.LogCaptureFixture) -> None:
+    # extra keys that clash with LogRecord attributes ("created") raise only when INFO is on
+    caplog.set_level(logging.INFO, logger="cybermission.findings.service")
+    device = make_device(session)
+    (finding,) = record_findings(
+        session, scan_run_id=make_run(session), drafts=[draft(device)], now=T0
+    ).created
+    finding.status = FindingStatus.RESOLVED
+    session.commit()
+    record_findings(session, scan_run_id=make_run(session), drafts=[draft(device)], now=T0)
+    resolve_absent(
+        session, scan_run_id=make_run(session), device_ids=[device.id], probes_run=None, now=T0
+    )
+    recorded = [r for r in caplog.records if r.getMessage() == "findings recorded"]
+    assert [(r.findings_created, r.findings_reopened) for r in recorded] == [(1, 0), (0, 1)]  # type: ignore[attr-defined]
+    messages = [r.getMessage() for r in caplog.records]
+    assert "finding reopened" in messages
+    assert "finding resolved" in messages
