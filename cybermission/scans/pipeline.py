@@ -142,6 +142,10 @@ async def identify_host(
     for port in host.open_ports:
         identified = False
         for probe in probes_by_port.get(port, ()):
+            if identified and probe.protocol != report.observations[-1].protocol:
+                # The port is identified: only supplements of the same protocol (an opt-in
+                # unit walk after the Modbus identity, say) still run; fallbacks do not.
+                continue
             if backed_off is not None:
                 report.errors.append({"target": f"{host.address}:{port}", "stage": probe.name,
                                       "error": f"skipped: backed off ({backed_off})"})
@@ -171,7 +175,6 @@ async def identify_host(
             if observation is not None:
                 report.observations.append(observation)
                 identified = True
-                break
         if not identified:
             report.observations.append(
                 Observation(probe="tcp-connect", protocol="tcp", address=host.address, port=port,
@@ -195,6 +198,25 @@ def _subject(observation: Observation, device: Device) -> dict[str, Any]:
     }
 
 
+def _services_seen(observations: Sequence[Observation]) -> list[ServiceSeen]:
+    """One service per (port, transport, protocol); a supplement's facts never overwrite the
+    first probe's."""
+    merged: dict[tuple[int, str, str], ServiceSeen] = {}
+    for o in observations:
+        key = (o.port, str(o.transport), o.protocol)
+        first = merged.get(key)
+        if first is None:
+            merged[key] = ServiceSeen(port=o.port, transport=key[1], protocol=o.protocol,
+                                      probe=o.probe, facts=dict(o.facts))
+            continue
+        facts = dict(first.facts)
+        for fact, value in o.facts.items():
+            facts.setdefault(fact, value)
+        merged[key] = ServiceSeen(port=o.port, transport=key[1], protocol=o.protocol,
+                                  probe=first.probe, facts=facts)
+    return list(merged.values())
+
+
 def _store_batch(engine: Engine, state: _RunState, reports: Sequence[HostReport]) -> None:
     """Write one batch of hosts in one transaction: observations, inventory, findings."""
     now = utcnow()
@@ -207,8 +229,7 @@ def _store_batch(engine: Engine, state: _RunState, reports: Sequence[HostReport]
                                   observed_at=o.observed_at, facts=dict(o.facts))
                 for o in report.observations
             )
-            seen = [ServiceSeen(port=o.port, transport=str(o.transport), protocol=o.protocol,
-                                probe=o.probe, facts=o.facts) for o in report.observations]
+            seen = _services_seen(report.observations)
             result = reconcile_host(session, address=report.address, seen=seen,
                                     scanned_ports=state.ports, scan_run_id=state.run_id, now=now)
             for observation in report.observations:

@@ -1,0 +1,5 @@
+"""``python -m cybermission``: the console script."""
+
+from cybermission.cli import main
+
+main()

@@ -1,0 +1,165 @@
+"""The pipeline end to end against real pymodbus servers on 127.50.1.x: targets to findings."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from cybermission.config import PacingProfile, PacingSettings, Settings, load_settings
+from cybermission.errors import ScopeError
+from cybermission.findings.models import Finding
+from cybermission.guard import ScopeGuard, ScopeRule
+from cybermission.inventory.models import Device, Service
+from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.pipeline import build_scan_report, execute_scan
+from cybermission.scans.service import create_scan_run
+from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
+
+BASE = "127.50.1.0"
+NET = "127.50.1.0/26"
+GUARD = ScopeGuard([ScopeRule.build("pipeline-tests", ["127.50.0.0/16"])])
+
+
+@pytest.fixture
+async def lab() -> AsyncIterator[dict[str, LabDevice]]:
+    devices = modbus_lab_devices(BASE, misfits=True)
+    started: list[LabDevice] = []
+    try:
+        for device in devices:
+            await device.start()
+            started.append(device)
+        yield {d.name: d for d in devices}
+    finally:
+        for device in started:
+            await device.stop()
+
+
+def _settings(tmp_path: Path, **overrides: object) -> Settings:
+    pacing = PacingSettings(profile=PacingProfile.LAB, connect_timeout_s=0.5,
+                            probe_timeout_s=0.5)
+    return load_settings(database_url=f"sqlite:///{tmp_path}/x.db", pacing=pacing,
+                         rules_dirs=[Path("rules")], **overrides)
+
+
+async def _scan(engine: Engine, settings: Settings, targets: list[str],
+                guard: ScopeGuard = GUARD, run_guard: ScopeGuard | None = None) -> ScanRun:
+    with Session(engine) as session:
+        run = create_scan_run(session, guard=guard, targets=targets, ports=[502],
+                              settings=settings, requested_by="test")
+        session.commit()
+        run_id = run.id
+    return await execute_scan(engine=engine, settings=settings, scan_run_id=run_id,
+                              guard=run_guard or guard)
+
+
+async def test_execute_scan_identifies_every_lab_device(
+    engine: Engine, lab: dict[str, LabDevice], tmp_path: Path
+) -> None:
+    run = await _scan(engine, _settings(tmp_path), [NET])
+    with Session(engine) as session:
+        devices = {d.serial: d for d in session.exec(select(Device)).all() if d.serial}
+    for name in ("modbus-plc-m340", "modbus-meter-pm710", "modbus-rtu-wago"):
+        expected = lab[name].identity
+        device = devices[str(expected["serial"])]
+        assert device.vendor == expected["vendor"]
+        assert device.firmware == expected["revision"]
+        assert device.model == expected["model"]
+    assert run.hosts_probed == len(lab)
+
+
+async def test_execute_scan_sends_only_declared_requests_one_connection_at_a_time(
+    engine: Engine, lab: dict[str, LabDevice], tmp_path: Path
+) -> None:
+    run = await _scan(engine, _settings(tmp_path), [NET])
+    received = 0
+    for device in lab.values():
+        assert {r.function_code for r in device.requests} <= {43, 17}, device.name
+        assert all(r.mei_type == 14 for r in device.requests if r.function_code == 43)
+        # One connection from the sweep (reset at once), one from the probe: never together.
+        assert device.connections <= 2, device.name
+        received += len(device.requests)
+    assert sum(sum(v.values()) for v in run.sent.values()) >= received > 0
+
+
+async def test_execute_scan_misbehaving_devices_make_a_partial_run(
+    engine: Engine, lab: dict[str, LabDevice], tmp_path: Path
+) -> None:
+    run = await _scan(engine, _settings(tmp_path), [NET])
+    assert run.status is ScanStatus.PARTIAL
+    failed = {e["target"].split(":")[0] for e in run.errors if e["stage"] == "modbus"}
+    assert lab["modbus-silent"].address in failed
+    assert lab["modbus-garbage"].address in failed
+    assert lab["modbus-plc-m340"].address not in failed
+
+
+async def test_execute_scan_rescan_keeps_findings_without_duplicates(
+    engine: Engine, lab: dict[str, LabDevice], tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path)
+    first = await _scan(engine, settings, [NET])
+    with Session(engine) as session:
+        before = {f.dedup_key: f.id for f in session.exec(select(Finding)).all()}
+    second = await _scan(engine, settings, [NET])
+    with Session(engine) as session:
+        after = session.exec(select(Finding)).all()
+        services = session.exec(select(Service)).all()
+    assert before, "the first scan found nothing to judge"
+    assert {f.dedup_key: f.id for f in after} == before
+    assert all(f.last_scan_run_id == second.id for f in after)
+    assert first.findings == len(before)
+    assert second.findings == 0  # nothing new on the rescan
+    assert len(services) == len(lab)
+
+
+async def test_execute_scan_gateway_units_only_when_opted_in(
+    engine: Engine, lab: dict[str, LabDevice], tmp_path: Path
+) -> None:
+    gateway = lab["modbus-gateway"]
+    await _scan(engine, _settings(tmp_path), [gateway.address])
+    with Session(engine) as session:
+        assert session.exec(select(Device).where(Device.unit_id != None)).all() == []  # noqa: E711
+    settings = _settings(tmp_path, enabled_optional_probes=["modbus-units"])
+    await _scan(engine, settings, [gateway.address])
+    with Session(engine) as session:
+        units = session.exec(select(Device).where(Device.unit_id != None)).all()  # noqa: E711
+    assert sorted((u.unit_id, u.vendor) for u in units) == [(1, "Eaton"), (3, "Danfoss")]
+
+
+async def test_execute_scan_refuses_at_send_time_when_scope_shrank(
+    engine: Engine, lab: dict[str, LabDevice], tmp_path: Path
+) -> None:
+    m340 = lab["modbus-plc-m340"]
+    shrunk = ScopeGuard([ScopeRule.build("shrunk", ["127.50.0.0/16"], excludes=[f"{m340.address}/32"])])
+    run = await _scan(engine, _settings(tmp_path), [m340.address], run_guard=shrunk)
+    assert m340.connections == 0
+    assert m340.bytes_received == 0
+    assert any("excluded" in e["error"] for e in run.errors)
+
+
+def test_create_scan_run_out_of_scope_stores_nothing(engine: Engine, tmp_path: Path) -> None:
+    with Session(engine) as session, pytest.raises(ScopeError, match=r"127\.51\.0\.1"):
+        create_scan_run(session, guard=GUARD, targets=["127.50.1.11", "127.51.0.1"],
+                        ports=[502], settings=_settings(tmp_path), requested_by="test")
+    with Session(engine) as session:
+        assert session.exec(select(ScanRun)).all() == []
+
+
+async def test_build_scan_report_follows_the_json_contract(
+    engine: Engine, lab: dict[str, LabDevice], tmp_path: Path
+) -> None:
+    run = await _scan(engine, _settings(tmp_path), [lab["modbus-plc-m340"].address])
+    with Session(engine) as session:
+        report = build_scan_report(session, run.id)
+    assert set(report) == {"scan", "assets", "findings"}
+    assert {"id", "status", "targets", "started_at", "finished_at", "hosts_probed",
+            "errors"} <= set(report["scan"])
+    (asset,) = report["assets"]
+    assert {"id", "addresses", "vendor", "product", "model", "firmware", "serial",
+            "device_type", "services"} <= set(asset)
+    assert asset["addresses"] == [lab["modbus-plc-m340"].address]
+    assert asset["services"][0]["protocol"] == "modbus"
+    assert report["findings"]
+    assert {"id", "rule_id", "severity", "score", "asset_id", "port", "title"} <= set(
+        report["findings"][0])
