@@ -82,11 +82,18 @@ def scopes_add(
     settings = _settings()
     try:
         with session_scope(_engine(settings)) as session:
-            scope = create_scope(session, data=ScopeBase(
-                name=name, cidrs=cidrs, excludes=exclude or [],
-                valid_until=valid_until.replace(tzinfo=valid_until.tzinfo or UTC)
-                if valid_until else None,
-                reference=reference))
+            scope = create_scope(
+                session,
+                data=ScopeBase(
+                    name=name,
+                    cidrs=cidrs,
+                    excludes=exclude or [],
+                    valid_until=valid_until.replace(tzinfo=valid_until.tzinfo or UTC)
+                    if valid_until
+                    else None,
+                    reference=reference,
+                ),
+            )
             err.print(f"scope {scope.name} authorises {', '.join(scope.cidrs)}")
     except CybermissionError as exc:
         raise _fail(exc) from exc
@@ -100,11 +107,21 @@ def scopes_list() -> None:
         scopes = list_scopes(session)
         table = Table("name", "cidrs", "excludes", "valid until", "reference")
         for s in scopes:
-            table.add_row(s.name, ", ".join(s.cidrs), ", ".join(s.excludes),
-                          s.valid_until.isoformat() if s.valid_until else "-", s.reference)
+            table.add_row(
+                s.name,
+                ", ".join(s.cidrs),
+                ", ".join(s.excludes),
+                s.valid_until.isoformat() if s.valid_until else "-",
+                s.reference,
+            )
         if not scopes:
-            table.add_row("(default)", ", ".join(settings.default_scope_cidrs), "", "-",
-                          "settings.default_scope_cidrs")
+            table.add_row(
+                "(default)",
+                ", ".join(settings.default_scope_cidrs),
+                "",
+                "-",
+                "settings.default_scope_cidrs",
+            )
         out.print(table)
 
 
@@ -126,7 +143,9 @@ def _parse_ports(text: str | None) -> list[int] | None:
     for part in text.split(","):
         low, _, high = part.strip().partition("-")
         if not low.isdigit() or (high and not high.isdigit()):
-            raise typer.BadParameter(f"{part!r} is not a port or a port range", param_hint="--ports")
+            raise typer.BadParameter(
+                f"{part!r} is not a port or a port range", param_hint="--ports"
+            )
         ports.extend(range(int(low), int(high or low) + 1))
     return ports
 
@@ -144,22 +163,34 @@ def scan(
     engine = _engine(settings)
     try:
         with session_scope(engine) as session:
-            run = create_scan_run(session, guard=build_guard(session, settings), targets=targets,
-                                  ports=_parse_ports(ports), settings=settings,
-                                  requested_by="cli")
+            run = create_scan_run(
+                session,
+                guard=build_guard(session, settings),
+                targets=targets,
+                ports=_parse_ports(ports),
+                settings=settings,
+                requested_by="cli",
+            )
             run_id, total = run.id, run.hosts_total
     except CybermissionError as exc:
         raise _fail(exc) from exc
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[live]} live, {task.fields[obs]} observations"),
-                  TimeElapsedColumn(), console=err, transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[live]} live, {task.fields[obs]} observations"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
         task = bar.add_task("scanning", total=total, live=0, obs=0)
 
         def show(p: ScanProgress) -> None:
             bar.update(task, completed=p.hosts_swept, live=p.hosts_live, obs=p.observations)
 
-        asyncio.run(execute_scan(engine=engine, settings=settings, scan_run_id=run_id,
-                                 progress=show))
+        asyncio.run(
+            execute_scan(engine=engine, settings=settings, scan_run_id=run_id, progress=show)
+        )
     with session_scope(engine) as session:
         report = build_scan_report(session, run_id)
     if output == "json":
@@ -172,23 +203,34 @@ def scan(
 
 def _print_report(report: dict[str, Any]) -> None:
     scan_ = report["scan"]
-    out.print(f"scan {scan_['id']} {scan_['status']}: {scan_['hosts_probed']} live of "
-              f"{scan_['hosts_total']} hosts, {scan_['open_ports']} open ports")
-    assets = Table("address", "vendor", "product", "model", "firmware", "serial", "services",
-                   title="assets")
+    out.print(
+        f"scan {scan_['id']} {scan_['status']}: {scan_['hosts_probed']} live of "
+        f"{scan_['hosts_total']} hosts, {scan_['open_ports']} open ports"
+    )
+    assets = Table(
+        "address", "vendor", "product", "model", "firmware", "serial", "services", title="assets"
+    )
     for a in report["assets"]:
-        assets.add_row(", ".join(a["addresses"]), a["vendor"] or "", a["product"] or "",
-                       a["model"] or "", a["firmware"] or "", a["serial"] or "",
-                       ", ".join(f"{s['port']}/{s['protocol']}" for s in a["services"]))
+        assets.add_row(
+            ", ".join(a["addresses"]),
+            a["vendor"] or "",
+            a["product"] or "",
+            a["model"] or "",
+            a["firmware"] or "",
+            a["serial"] or "",
+            ", ".join(f"{s['port']}/{s['protocol']}" for s in a["services"]),
+        )
     out.print(assets)
     findings = Table("severity", "score", "rule", "port", "title", title="findings")
     for f in report["findings"]:
-        findings.add_row(f["severity"], f"{f['score']:.1f}", f["rule_id"], str(f["port"]),
-                         f["title"])
+        findings.add_row(
+            f["severity"], f"{f['score']:.1f}", f["rule_id"], str(f["port"]), f["title"]
+        )
     out.print(findings)
     for e in scan_["errors"][:20]:
-        err.print(f"[yellow]{e.get('stage')}[/] {e.get('target')}: {e.get('error')}",
-                  highlight=False)
+        err.print(
+            f"[yellow]{e.get('stage')}[/] {e.get('target')}: {e.get('error')}", highlight=False
+        )
 
 
 @app.command()
@@ -203,8 +245,12 @@ def serve(
 
     settings = _settings()
     _engine(settings).dispose()
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level=settings.log_level.lower())
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level.lower(),
+    )
 
 
 # --- lab ---------------------------------------------------------------------------------------
@@ -226,9 +272,19 @@ def lab_start(*, base: str = "127.0.10.0", wait_s: float = 30.0) -> list[dict[st
         LAB_STATE.unlink(missing_ok=True)
         with LAB_LOG.open("ab") as log:
             proc = subprocess.Popen(  # noqa: S603  (our own module, fixed arguments)
-                [sys.executable, "-m", "scanners.lab", "--base", base,
-                 "--state-file", str(LAB_STATE)],
-                stdout=log, stderr=log, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "scanners.lab",
+                    "--base",
+                    base,
+                    "--state-file",
+                    str(LAB_STATE),
+                ],
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         LAB_PID.write_text(str(proc.pid))
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -242,8 +298,9 @@ def lab_start(*, base: str = "127.0.10.0", wait_s: float = 30.0) -> list[dict[st
 
 
 @lab_app.command("up")
-def lab_up(base: Annotated[str, typer.Option(help="First address of the lab.")] = "127.0.10.0"
-           ) -> None:
+def lab_up(
+    base: Annotated[str, typer.Option(help="First address of the lab.")] = "127.0.10.0",
+) -> None:
     """Start simulated OT devices on loopback."""
     try:
         devices = lab_start(base=base)
@@ -272,8 +329,13 @@ def lab_status() -> None:
         raise typer.Exit(code=1)
     table = Table("name", "address", "port", "protocol", "identity")
     for d in json.loads(LAB_STATE.read_text())["devices"]:
-        table.add_row(d["name"], d["address"], str(d["port"]), d["protocol"],
-                      json.dumps(d.get("identity", {}))[:80])
+        table.add_row(
+            d["name"],
+            d["address"],
+            str(d["port"]),
+            d["protocol"],
+            json.dumps(d.get("identity", {}))[:80],
+        )
     out.print(table)
 
 
@@ -299,19 +361,27 @@ def demo(
     devices = lab_start()
     lab_hosts = sorted({d["address"] for d in devices})
     with session_scope(engine) as session:
-        run = create_scan_run(session, guard=build_guard(session, settings), targets=lab_hosts,
-                              ports=None, settings=settings, requested_by="demo")
+        run = create_scan_run(
+            session,
+            guard=build_guard(session, settings),
+            targets=lab_hosts,
+            ports=None,
+            settings=settings,
+            requested_by="demo",
+        )
         run_id = run.id
     err.print(f"lab: {len(devices)} devices on {len(lab_hosts)} addresses; first scan {run_id}")
-    err.print(f"API: http://{host}:{port}/docs  token: {VAR / 'admin-token'} "
-              "(Authorization: Bearer <token>)")
+    err.print(
+        f"API: http://{host}:{port}/docs  token: {VAR / 'admin-token'} "
+        "(Authorization: Bearer <token>)"
+    )
     application = create_app(settings)
 
     async def main() -> None:
-        server = uvicorn.Server(uvicorn.Config(application, host=host, port=port,
-                                               log_level="info"))
+        server = uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_level="info"))
         scan_task = asyncio.create_task(
-            execute_scan(engine=engine, settings=settings, scan_run_id=run_id))
+            execute_scan(engine=engine, settings=settings, scan_run_id=run_id)
+        )
         await server.serve()
         scan_task.cancel()
 

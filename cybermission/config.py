@@ -41,10 +41,29 @@ class PacingSettings(BaseModel):
 
 
 # The OT port list swept by default: Modbus, S7/MMS, EtherNet/IP, DNP3, IEC 104, OPC UA,
-# Niagara Fox (+TLS), FINS, PCWorx, ProConOS, CODESYS, Crimson, HART-IP, MQTT, web, FTP, Telnet, SSH.
+# Niagara Fox (+TLS), FINS, PCWorx, ProConOS, CODESYS, Crimson, HART-IP, MQTT, web, FTP, Telnet,
+# SSH.
 DEFAULT_PORTS: tuple[int, ...] = (
-    502, 102, 44818, 20000, 2404, 4840, 1911, 4911, 9600, 1962,
-    20547, 2455, 789, 5094, 1883, 80, 443, 21, 23, 22,
+    502,
+    102,
+    44818,
+    20000,
+    2404,
+    4840,
+    1911,
+    4911,
+    9600,
+    1962,
+    20547,
+    2455,
+    789,
+    5094,
+    1883,
+    80,
+    443,
+    21,
+    23,
+    22,
 )
 
 

@@ -12,9 +12,7 @@ class ExtraFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
-        extras = {
-            k: v for k, v in vars(record).items() if k not in _STANDARD and k not in _DERIVED
-        }
+        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD and k not in _DERIVED}
         if not extras:
             return base
         return base + " " + " ".join(f"{k}={v!r}" for k, v in sorted(extras.items()))

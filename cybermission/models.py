@@ -13,7 +13,18 @@ from cybermission.inventory.models import (
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus, Scope
 
 __all__ = [
-    "ChangeEvent", "ChangeKind", "Device", "DeviceType", "Finding", "FindingStatus",
-    "IPAddress", "Manufacturer", "ObservationRecord", "ScanRun", "ScanStatus", "Scope",
-    "Service", "Severity",
+    "ChangeEvent",
+    "ChangeKind",
+    "Device",
+    "DeviceType",
+    "Finding",
+    "FindingStatus",
+    "IPAddress",
+    "Manufacturer",
+    "ObservationRecord",
+    "ScanRun",
+    "ScanStatus",
+    "Scope",
+    "Service",
+    "Severity",
 ]

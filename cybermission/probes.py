@@ -67,8 +67,11 @@ class Manifest:
             "connections_per_device": self.connections_per_device,
             "notes": self.notes,
             "requests": [
-                {"request": e.request, "max_per_device": e.max_per_device,
-                 "description": e.description}
+                {
+                    "request": e.request,
+                    "max_per_device": e.max_per_device,
+                    "description": e.description,
+                }
                 for e in self.entries
             ],
         }

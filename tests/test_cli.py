@@ -27,11 +27,22 @@ async def lab() -> AsyncIterator[dict[str, LabDevice]]:
 
 
 async def _cli(tmp_path: Path, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "CYBERMISSION_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
-           "CYBERMISSION_PACING__PROFILE": "lab", "CYBERMISSION_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "CYBERMISSION_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
+        "CYBERMISSION_PACING__PROFILE": "lab",
+        "CYBERMISSION_LOG_LEVEL": "WARNING",
+    }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cybermission", *args, env=env, cwd=Path.cwd(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "cybermission",
+        *args,
+        env=env,
+        cwd=Path.cwd(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await proc.communicate()
     return proc.returncode or 0, out.decode(), err.decode()
 
@@ -39,8 +50,9 @@ async def _cli(tmp_path: Path, *args: str) -> tuple[int, str, str]:
 async def test_cli_scan_json_follows_the_contract(
     lab: dict[str, LabDevice], tmp_path: Path
 ) -> None:
-    code, out, _ = await _cli(tmp_path, "scan", f"{BASE}/28", "--ports", "502,102",
-                              "--format", "json")
+    code, out, _ = await _cli(
+        tmp_path, "scan", f"{BASE}/28", "--ports", "502,102", "--format", "json"
+    )
     assert code == 0
     report = json.loads(out)
     assert report["scan"]["status"] == "succeeded"
@@ -51,8 +63,9 @@ async def test_cli_scan_json_follows_the_contract(
 
 async def test_cli_scan_accepts_a_dash_range(lab: dict[str, LabDevice], tmp_path: Path) -> None:
     addresses = sorted(d.address for d in lab.values())
-    code, out, _ = await _cli(tmp_path, "scan", f"{addresses[0]}-{addresses[-1]}",
-                              "--ports", "502", "--format", "json")
+    code, out, _ = await _cli(
+        tmp_path, "scan", f"{addresses[0]}-{addresses[-1]}", "--ports", "502", "--format", "json"
+    )
     assert code == 0
     assert json.loads(out)["scan"]["hosts_probed"] == len(addresses)
 
@@ -60,14 +73,16 @@ async def test_cli_scan_accepts_a_dash_range(lab: dict[str, LabDevice], tmp_path
 async def test_cli_scan_out_of_scope_exits_nonzero_and_sends_nothing(
     lab: dict[str, LabDevice], tmp_path: Path
 ) -> None:
-    code, _, err = await _cli(tmp_path, "scopes", "add", "cell-1", "127.50.3.0/24",
-                              "--reference", "CHG-1")
+    code, _, err = await _cli(
+        tmp_path, "scopes", "add", "cell-1", "127.50.3.0/24", "--reference", "CHG-1"
+    )
     assert code == 0, err
     m340 = lab["modbus-plc-m340"]
     code, out, err = await _cli(tmp_path, "scan", m340.address, "--format", "json")
     assert code == 2
     assert out == ""
-    assert m340.address in err and "outside every authorised scope" in err
+    assert m340.address in err
+    assert "outside every authorised scope" in err
     assert m340.connections == 0
 
 

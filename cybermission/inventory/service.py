@@ -117,9 +117,13 @@ def _apply_identity(
             if track and old is not None and attr in TRACKED:
                 events.append(
                     ChangeEvent(
-                        device_id=device.id, scan_run_id=scan_run_id,
-                        kind=ChangeKind.ATTRIBUTE_CHANGED, field=attr,
-                        old_value=str(old)[:500], new_value=value[:500], at=now,
+                        device_id=device.id,
+                        scan_run_id=scan_run_id,
+                        kind=ChangeKind.ATTRIBUTE_CHANGED,
+                        field=attr,
+                        old_value=str(old)[:500],
+                        new_value=value[:500],
+                        at=now,
                     )
                 )
             setattr(device, attr, value)
@@ -161,25 +165,46 @@ def reconcile_host(
     result = ReconcileResult(device=device, is_new=result_is_new)
     if result_is_new:
         result.events.append(
-            ChangeEvent(device_id=device.id, scan_run_id=scan_run_id,
-                        kind=ChangeKind.DEVICE_NEW, new_value=address, at=now)
+            ChangeEvent(
+                device_id=device.id,
+                scan_run_id=scan_run_id,
+                kind=ChangeKind.DEVICE_NEW,
+                new_value=address,
+                at=now,
+            )
         )
     device.last_seen_at = now
     for attr_probe in set(sources.values()):
         subset = {a: v for a, v in identity.items() if sources[a] == attr_probe}
         result.events += _apply_identity(
-            session, device, subset, probe=attr_probe, scan_run_id=scan_run_id, now=now,
+            session,
+            device,
+            subset,
+            probe=attr_probe,
+            scan_run_id=scan_run_id,
+            now=now,
             track=not result_is_new,
         )
     _attach_address(session, device=device, address=address, now=now)
-    _reconcile_services(session, result, address=address, seen=seen,
-                        scanned_ports=set(scanned_ports), scan_run_id=scan_run_id, now=now)
+    _reconcile_services(
+        session,
+        result,
+        address=address,
+        seen=seen,
+        scanned_ports=set(scanned_ports),
+        scan_run_id=scan_run_id,
+        now=now,
+    )
     for service in seen:
         units = service.facts.get("units")
         if isinstance(units, list):
             result.children += _reconcile_units(
-                session, parent=device, units=units, probe=service.probe,
-                scan_run_id=scan_run_id, now=now,
+                session,
+                parent=device,
+                units=units,
+                probe=service.probe,
+                scan_run_id=scan_run_id,
+                now=now,
             )
     session.add_all(result.events)
     return result
@@ -188,8 +213,9 @@ def reconcile_host(
 def _attach_address(session: Session, *, device: Device, address: str, now: datetime) -> None:
     ip = session.exec(select(IPAddress).where(IPAddress.address == address)).first()
     if ip is None:
-        session.add(IPAddress(address=address, device_id=device.id, first_seen_at=now,
-                              last_seen_at=now))
+        session.add(
+            IPAddress(address=address, device_id=device.id, first_seen_at=now, last_seen_at=now)
+        )
         return
     ip.device_id = device.id  # the same serial moved to this address: follow the device
     ip.last_seen_at = now
@@ -215,17 +241,40 @@ def _reconcile_services(
         service = existing.get(key)
         facts = dict(item.facts)
         if service is None:
-            service = Service(device_id=device.id, address=address, port=item.port,
-                              transport=item.transport, protocol=item.protocol, facts=facts,
-                              first_seen_at=now, last_seen_at=now)
+            service = Service(
+                device_id=device.id,
+                address=address,
+                port=item.port,
+                transport=item.transport,
+                protocol=item.protocol,
+                facts=facts,
+                first_seen_at=now,
+                last_seen_at=now,
+            )
             session.add(service)
             if not result.is_new:
-                result.events.append(_service_event(device, ChangeKind.SERVICE_OPENED, item.port,
-                                                    item.protocol, scan_run_id, now))
+                result.events.append(
+                    _service_event(
+                        device,
+                        ChangeKind.SERVICE_OPENED,
+                        item.port,
+                        item.protocol,
+                        scan_run_id,
+                        now,
+                    )
+                )
         else:
             if not service.is_open:
-                result.events.append(_service_event(device, ChangeKind.SERVICE_OPENED, item.port,
-                                                    item.protocol, scan_run_id, now))
+                result.events.append(
+                    _service_event(
+                        device,
+                        ChangeKind.SERVICE_OPENED,
+                        item.port,
+                        item.protocol,
+                        scan_run_id,
+                        now,
+                    )
+                )
             service.is_open = True
             service.facts = facts
             service.address = address
@@ -237,17 +286,30 @@ def _reconcile_services(
         if service.address != address:
             continue
         service.is_open = False
-        result.events.append(_service_event(device, ChangeKind.SERVICE_CLOSED, service.port,
-                                            service.protocol, scan_run_id, now))
+        result.events.append(
+            _service_event(
+                device, ChangeKind.SERVICE_CLOSED, service.port, service.protocol, scan_run_id, now
+            )
+        )
     session.flush()
 
 
 def _service_event(
-    device: Device, kind: ChangeKind, port: int, protocol: str, scan_run_id: str | None,
+    device: Device,
+    kind: ChangeKind,
+    port: int,
+    protocol: str,
+    scan_run_id: str | None,
     now: datetime,
 ) -> ChangeEvent:
-    return ChangeEvent(device_id=device.id, scan_run_id=scan_run_id, kind=kind,
-                       field="service", new_value=f"{port}/{protocol}", at=now)
+    return ChangeEvent(
+        device_id=device.id,
+        scan_run_id=scan_run_id,
+        kind=kind,
+        field="service",
+        new_value=f"{port}/{protocol}",
+        at=now,
+    )
 
 
 def _reconcile_units(
@@ -270,16 +332,32 @@ def _reconcile_units(
         ).first()
         is_new = child is None
         if child is None:
-            child = Device(parent_id=parent.id, unit_id=unit_id, first_seen_at=now,
-                           last_seen_at=now)
+            child = Device(
+                parent_id=parent.id, unit_id=unit_id, first_seen_at=now, last_seen_at=now
+            )
             session.add(child)
             session.flush()
-            session.add(ChangeEvent(device_id=child.id, scan_run_id=scan_run_id,
-                                    kind=ChangeKind.DEVICE_NEW, new_value=f"unit {unit_id}",
-                                    at=now))
+            session.add(
+                ChangeEvent(
+                    device_id=child.id,
+                    scan_run_id=scan_run_id,
+                    kind=ChangeKind.DEVICE_NEW,
+                    new_value=f"unit {unit_id}",
+                    at=now,
+                )
+            )
         child.last_seen_at = now
-        session.add_all(_apply_identity(session, child, identity_from_facts(unit), probe=probe,
-                                        scan_run_id=scan_run_id, now=now, track=not is_new))
+        session.add_all(
+            _apply_identity(
+                session,
+                child,
+                identity_from_facts(unit),
+                probe=probe,
+                scan_run_id=scan_run_id,
+                now=now,
+                track=not is_new,
+            )
+        )
         if not child.name:
             child.name = f"unit {unit_id}"
         children.append((child, unit))

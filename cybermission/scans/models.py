@@ -38,9 +38,7 @@ class ScanRun(SQLModel, table=True):
     __tablename__ = "scan_run"
 
     id: str = Field(default_factory=new_id, primary_key=True)
-    status: ScanStatus = Field(
-        default=ScanStatus.QUEUED, index=True, sa_type=enum_type(ScanStatus)
-    )
+    status: ScanStatus = Field(default=ScanStatus.QUEUED, index=True, sa_type=enum_type(ScanStatus))
     targets: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     ports: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     requested_by: str = Field(default="cli", max_length=100)
@@ -53,7 +51,9 @@ class ScanRun(SQLModel, table=True):
     observations: int = 0
     findings: int = 0
     # Errors the run met: [{"target": ..., "stage": ..., "error": ...}], bounded in length.
-    errors: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    errors: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
     # What was sent, per probe and request: {"modbus": {"fc43/mei14/basic": 3}}.
     sent: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 

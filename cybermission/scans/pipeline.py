@@ -54,12 +54,28 @@ WRITE_BATCH_HOSTS = 64
 WRITE_BATCH_WAIT_S = 0.25
 
 # Names for open ports no probe identified, so an operator reading the inventory knows what the
-# port usually carries. The service stays protocol "tcp" with identified=false: a guess is not a fact.
+# port usually carries. The service stays protocol "tcp" with identified=false: a guess is no fact.
 PORT_NAMES: dict[int, str] = {
-    21: "ftp", 22: "ssh", 23: "telnet", 80: "http", 102: "s7comm", 443: "https",
-    502: "modbus", 789: "crimson-v3", 1883: "mqtt", 1911: "niagara-fox", 1962: "pcworx",
-    2404: "iec-104", 2455: "codesys", 4840: "opc-ua", 4911: "niagara-fox-tls", 5094: "hart-ip",
-    9600: "omron-fins", 20000: "dnp3", 20547: "proconos", 44818: "ethernet-ip",
+    21: "ftp",
+    22: "ssh",
+    23: "telnet",
+    80: "http",
+    102: "s7comm",
+    443: "https",
+    502: "modbus",
+    789: "crimson-v3",
+    1883: "mqtt",
+    1911: "niagara-fox",
+    1962: "pcworx",
+    2404: "iec-104",
+    2455: "codesys",
+    4840: "opc-ua",
+    4911: "niagara-fox-tls",
+    5094: "hart-ip",
+    9600: "omron-fins",
+    20000: "dnp3",
+    20547: "proconos",
+    44818: "ethernet-ip",
 }
 
 
@@ -147,25 +163,45 @@ async def identify_host(
                 # unit walk after the Modbus identity, say) still run; fallbacks do not.
                 continue
             if backed_off is not None:
-                report.errors.append({"target": f"{host.address}:{port}", "stage": probe.name,
-                                      "error": f"skipped: backed off ({backed_off})"})
+                report.errors.append(
+                    {
+                        "target": f"{host.address}:{port}",
+                        "stage": probe.name,
+                        "error": f"skipped: backed off ({backed_off})",
+                    }
+                )
                 continue
             ledger = RequestLedger(probe=probe.name, manifest=probe.manifest)
-            target = ProbeTarget(address=host.address, port=port, transport=probe.transport,
-                                 connector=connector, ledger=ledger)
+            target = ProbeTarget(
+                address=host.address,
+                port=port,
+                transport=probe.transport,
+                connector=connector,
+                ledger=ledger,
+            )
             try:
                 observation = await probe.observe(target, timeout_s=timeout_s)
             except ScopeError as exc:
-                report.errors.append({"target": host.address, "stage": "scope",
-                                      "error": str(exc)})
+                report.errors.append({"target": host.address, "stage": "scope", "error": str(exc)})
                 return report
             except (ProbeError, OSError) as exc:
                 kind = exc.__class__.__name__
-                report.errors.append({"target": f"{host.address}:{port}", "stage": probe.name,
-                                      "error": f"{kind}: {exc}"[:300]})
-                logger.warning("probe failed", extra={"probe": probe.name,
-                                                      "target": host.address, "port": port,
-                                                      "error": kind})
+                report.errors.append(
+                    {
+                        "target": f"{host.address}:{port}",
+                        "stage": probe.name,
+                        "error": f"{kind}: {exc}"[:300],
+                    }
+                )
+                logger.warning(
+                    "probe failed",
+                    extra={
+                        "probe": probe.name,
+                        "target": host.address,
+                        "port": port,
+                        "error": kind,
+                    },
+                )
                 if not isinstance(exc, ProbeError) or "Timeout" in kind:
                     backed_off = f"{probe.name} on port {port}: {kind}"
                 continue
@@ -177,9 +213,14 @@ async def identify_host(
                 identified = True
         if not identified:
             report.observations.append(
-                Observation(probe="tcp-connect", protocol="tcp", address=host.address, port=port,
-                            transport=Transport.TCP,
-                            facts={"identified": False, "port_name": PORT_NAMES.get(port)})
+                Observation(
+                    probe="tcp-connect",
+                    protocol="tcp",
+                    address=host.address,
+                    port=port,
+                    transport=Transport.TCP,
+                    facts={"identified": False, "port_name": PORT_NAMES.get(port)},
+                )
             )
     return report
 
@@ -189,12 +230,23 @@ def _subject(observation: Observation, device: Device) -> dict[str, Any]:
     return {
         "probe": observation.probe,
         "protocol": observation.protocol,
-        "target": {"address": observation.address, "port": observation.port,
-                   "transport": str(observation.transport)},
+        "target": {
+            "address": observation.address,
+            "port": observation.port,
+            "transport": str(observation.transport),
+        },
         "facts": observation.facts,
-        "asset": {"id": device.id, "vendor": device.vendor, "product": device.product,
-                  "model": device.model, "firmware": device.firmware, "serial": device.serial,
-                  "zone": None, "site": None, "criticality": None},
+        "asset": {
+            "id": device.id,
+            "vendor": device.vendor,
+            "product": device.product,
+            "model": device.model,
+            "firmware": device.firmware,
+            "serial": device.serial,
+            "zone": None,
+            "site": None,
+            "criticality": None,
+        },
     }
 
 
@@ -206,14 +258,20 @@ def _services_seen(observations: Sequence[Observation]) -> list[ServiceSeen]:
         key = (o.port, str(o.transport), o.protocol)
         first = merged.get(key)
         if first is None:
-            merged[key] = ServiceSeen(port=o.port, transport=key[1], protocol=o.protocol,
-                                      probe=o.probe, facts=dict(o.facts))
+            merged[key] = ServiceSeen(
+                port=o.port,
+                transport=key[1],
+                protocol=o.protocol,
+                probe=o.probe,
+                facts=dict(o.facts),
+            )
             continue
         facts = dict(first.facts)
         for fact, value in o.facts.items():
             facts.setdefault(fact, value)
-        merged[key] = ServiceSeen(port=o.port, transport=key[1], protocol=o.protocol,
-                                  probe=first.probe, facts=facts)
+        merged[key] = ServiceSeen(
+            port=o.port, transport=key[1], protocol=o.protocol, probe=first.probe, facts=facts
+        )
     return list(merged.values())
 
 
@@ -224,29 +282,52 @@ def _store_batch(engine: Engine, state: _RunState, reports: Sequence[HostReport]
         drafts: list[FindingDraft] = []
         for report in reports:
             session.add_all(
-                ObservationRecord(scan_run_id=state.run_id, probe=o.probe, protocol=o.protocol,
-                                  address=o.address, port=o.port, transport=str(o.transport),
-                                  observed_at=o.observed_at, facts=dict(o.facts))
+                ObservationRecord(
+                    scan_run_id=state.run_id,
+                    probe=o.probe,
+                    protocol=o.protocol,
+                    address=o.address,
+                    port=o.port,
+                    transport=str(o.transport),
+                    observed_at=o.observed_at,
+                    facts=dict(o.facts),
+                )
                 for o in report.observations
             )
             seen = _services_seen(report.observations)
-            result = reconcile_host(session, address=report.address, seen=seen,
-                                    scanned_ports=state.ports, scan_run_id=state.run_id, now=now)
+            result = reconcile_host(
+                session,
+                address=report.address,
+                seen=seen,
+                scanned_ports=state.ports,
+                scan_run_id=state.run_id,
+                now=now,
+            )
             for observation in report.observations:
                 service = result.services.get(
-                    (observation.port, str(observation.transport), observation.protocol))
+                    (observation.port, str(observation.transport), observation.protocol)
+                )
                 subject = _subject(observation, result.device)
                 for rule in state.rules.evaluate(subject):
                     score, breakdown = score_finding(severity=Severity(rule.info.severity))
-                    drafts.append(FindingDraft(
-                        rule_id=rule.id, device_id=result.device.id,
-                        service_id=service.id if service else None, port=observation.port,
-                        protocol=observation.protocol, title=rule.info.name,
-                        severity=Severity(rule.info.severity),
-                        evidence={"probe": observation.probe, "address": observation.address,
-                                  "port": observation.port},
-                        score=score, score_breakdown=breakdown,
-                    ))
+                    drafts.append(
+                        FindingDraft(
+                            rule_id=rule.id,
+                            device_id=result.device.id,
+                            service_id=service.id if service else None,
+                            port=observation.port,
+                            protocol=observation.protocol,
+                            title=rule.info.name,
+                            severity=Severity(rule.info.severity),
+                            evidence={
+                                "probe": observation.probe,
+                                "address": observation.address,
+                                "port": observation.port,
+                            },
+                            score=score,
+                            score_breakdown=breakdown,
+                        )
+                    )
             state.progress.observations += len(report.observations)
         recorded = record_findings(session, scan_run_id=state.run_id, drafts=drafts, now=now)
         state.progress.findings += len(recorded.created)
@@ -258,7 +339,9 @@ def _store_batch(engine: Engine, state: _RunState, reports: Sequence[HostReport]
             run.findings = state.progress.findings
 
 
-async def _writer(engine: Engine, state: _RunState, queue: asyncio.Queue[HostReport | None]) -> None:
+async def _writer(
+    engine: Engine, state: _RunState, queue: asyncio.Queue[HostReport | None]
+) -> None:
     done = False
     while not done:
         first = await queue.get()
@@ -269,8 +352,11 @@ async def _writer(engine: Engine, state: _RunState, queue: asyncio.Queue[HostRep
         while len(batch) < WRITE_BATCH_HOSTS:
             remaining = deadline - asyncio.get_running_loop().time()
             try:
-                item = queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(
-                    queue.get(), remaining)
+                item = (
+                    queue.get_nowait()
+                    if remaining <= 0
+                    else await asyncio.wait_for(queue.get(), remaining)
+                )
             except (TimeoutError, asyncio.QueueEmpty):
                 break
             if item is None:
@@ -284,13 +370,12 @@ async def _writer(engine: Engine, state: _RunState, queue: asyncio.Queue[HostRep
         state.tick()
 
 
-async def _hosts(
-    results: AsyncIterator[HostResult], state: _RunState
-) -> AsyncIterator[HostResult]:
+async def _hosts(results: AsyncIterator[HostResult], state: _RunState) -> AsyncIterator[HostResult]:
     async for host in results:
         state.progress.hosts_swept += 1
-        state.add_errors({"target": host.address, "stage": "sweep", "error": e}
-                         for e in host.errors)
+        state.add_errors(
+            {"target": host.address, "stage": "sweep", "error": e} for e in host.errors
+        )
         if host.open_ports:
             state.progress.hosts_live += 1
             state.progress.open_ports += len(host.open_ports)
@@ -316,9 +401,13 @@ async def execute_scan(
         run.started_at = utcnow()
         guard = guard or build_guard(session, settings)
         targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
-    state = _RunState(run_id=scan_run_id, ports=ports, rules=RuleSet(()),
-                      progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=hosts_total),
-                      callback=progress)
+    state = _RunState(
+        run_id=scan_run_id,
+        ports=ports,
+        rules=RuleSet(()),
+        progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=hosts_total),
+        callback=progress,
+    )
     logger.info("scan started", extra={"scan_run_id": scan_run_id, "hosts": hosts_total})
     status = ScanStatus.SUCCEEDED
     try:
@@ -332,9 +421,12 @@ async def execute_scan(
 
         async def identify(host: HostResult) -> None:
             try:
-                report = await identify_host(host, probes_by_port=probes_by_port,
-                                             connector=connector,
-                                             timeout_s=pacing.probe_timeout_s)
+                report = await identify_host(
+                    host,
+                    probes_by_port=probes_by_port,
+                    connector=connector,
+                    timeout_s=pacing.probe_timeout_s,
+                )
                 state.progress.hosts_identified += 1
                 await queue.put(report)
             finally:
@@ -362,8 +454,9 @@ async def execute_scan(
     except Exception as exc:
         # Our bug, not the device's: the run must still end as failed, never stay "running".
         logger.exception("scan crashed", extra={"scan_run_id": scan_run_id})
-        state.add_errors([{"target": None, "stage": "run",
-                           "error": f"internal error: {exc.__class__.__name__}"}])
+        state.add_errors(
+            [{"target": None, "stage": "run", "error": f"internal error: {exc.__class__.__name__}"}]
+        )
         status = ScanStatus.FAILED
     if status is ScanStatus.SUCCEEDED and state.errors:
         status = ScanStatus.PARTIAL
@@ -386,8 +479,13 @@ def _finish(engine: Engine, state: _RunState, status: ScanStatus) -> ScanRun:
         run.findings = state.progress.findings
         errors = list(state.errors)
         if state.errors_dropped:
-            errors.append({"target": None, "stage": "run",
-                           "error": f"{state.errors_dropped} more errors not kept"})
+            errors.append(
+                {
+                    "target": None,
+                    "stage": "run",
+                    "error": f"{state.errors_dropped} more errors not kept",
+                }
+            )
         run.errors = errors
         sent: dict[str, dict[str, int]] = {}
         for (probe_name, request), count in sorted(state.sent.items()):
@@ -401,10 +499,24 @@ def build_scan_report(session: Session, scan_run_id: str) -> dict[str, Any]:
     run = session.get(ScanRun, scan_run_id)
     if run is None:
         raise CybermissionError(f"no scan run with id {scan_run_id!r}")
-    addresses = {r.address for r in session.exec(
-        select(ObservationRecord).where(ObservationRecord.scan_run_id == scan_run_id)).all()}
-    device_ids = sorted({ip.device_id for ip in session.exec(
-        select(IPAddress).where(col(IPAddress.address).in_(addresses))).all()}) if addresses else []
+    addresses = {
+        r.address
+        for r in session.exec(
+            select(ObservationRecord).where(ObservationRecord.scan_run_id == scan_run_id)
+        ).all()
+    }
+    device_ids = (
+        sorted(
+            {
+                ip.device_id
+                for ip in session.exec(
+                    select(IPAddress).where(col(IPAddress.address).in_(addresses))
+                ).all()
+            }
+        )
+        if addresses
+        else []
+    )
     assets = []
     for device_id in device_ids:
         device = session.get(Device, device_id)
@@ -413,18 +525,38 @@ def build_scan_report(session: Session, scan_run_id: str) -> dict[str, Any]:
         children = session.exec(select(Device).where(Device.parent_id == device_id)).all()
         assets.append(_asset_json(session, device, children))
     findings = session.exec(
-        select(Finding).where(Finding.last_scan_run_id == scan_run_id)
-        .order_by(col(Finding.score).desc())).all()
+        select(Finding)
+        .where(Finding.last_scan_run_id == scan_run_id)
+        .order_by(col(Finding.score).desc())
+    ).all()
     return {
-        "scan": {"id": run.id, "status": str(run.status), "targets": run.targets,
-                 "ports": run.ports,
-                 "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
-                 "hosts_total": run.hosts_total, "hosts_probed": run.hosts_probed,
-                 "open_ports": run.open_ports, "errors": run.errors, "sent": run.sent},
+        "scan": {
+            "id": run.id,
+            "status": str(run.status),
+            "targets": run.targets,
+            "ports": run.ports,
+            "started_at": _iso(run.started_at),
+            "finished_at": _iso(run.finished_at),
+            "hosts_total": run.hosts_total,
+            "hosts_probed": run.hosts_probed,
+            "open_ports": run.open_ports,
+            "errors": run.errors,
+            "sent": run.sent,
+        },
         "assets": assets,
-        "findings": [{"id": f.id, "rule_id": f.rule_id, "severity": str(f.severity),
-                      "score": f.score, "asset_id": f.device_id, "port": f.port,
-                      "title": f.title, "status": str(f.status)} for f in findings],
+        "findings": [
+            {
+                "id": f.id,
+                "rule_id": f.rule_id,
+                "severity": str(f.severity),
+                "score": f.score,
+                "asset_id": f.device_id,
+                "port": f.port,
+                "title": f.title,
+                "status": str(f.status),
+            }
+            for f in findings
+        ],
     }
 
 
@@ -434,14 +566,34 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _asset_json(session: Session, device: Device, children: Sequence[Device]) -> dict[str, Any]:
     return {
-        "id": device.id, "addresses": device_addresses(session, device.id),
-        "vendor": device.vendor, "product": device.product, "model": device.model,
-        "firmware": device.firmware, "serial": device.serial,
+        "id": device.id,
+        "addresses": device_addresses(session, device.id),
+        "vendor": device.vendor,
+        "product": device.product,
+        "model": device.model,
+        "firmware": device.firmware,
+        "serial": device.serial,
         "device_type": device.model or device.product,
-        "services": [{"port": s.port, "transport": s.transport, "protocol": s.protocol,
-                      "open": s.is_open, "facts": s.facts}
-                     for s in device_services(session, device.id)],
-        "units": [{"id": c.id, "unit_id": c.unit_id, "vendor": c.vendor, "product": c.product,
-                   "model": c.model, "firmware": c.firmware, "serial": c.serial}
-                  for c in children],
+        "services": [
+            {
+                "port": s.port,
+                "transport": s.transport,
+                "protocol": s.protocol,
+                "open": s.is_open,
+                "facts": s.facts,
+            }
+            for s in device_services(session, device.id)
+        ],
+        "units": [
+            {
+                "id": c.id,
+                "unit_id": c.unit_id,
+                "vendor": c.vendor,
+                "product": c.product,
+                "model": c.model,
+                "firmware": c.firmware,
+                "serial": c.serial,
+            }
+            for c in children
+        ],
     }

@@ -14,8 +14,13 @@ from cybermission.inventory.service import (
 )
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-IDENTITY = {"vendor": "Schneider Electric", "product_name": "M340", "product_code": "BMXP342020",
-            "revision": "v2.70", "serial": "SN-0042"}
+IDENTITY = {
+    "vendor": "Schneider Electric",
+    "product_name": "M340",
+    "product_code": "BMXP342020",
+    "revision": "v2.70",
+    "serial": "SN-0042",
+}
 
 
 def _modbus(facts: dict[str, object], port: int = 502) -> ServiceSeen:
@@ -28,39 +33,68 @@ def _events(session: Session, device_id: str) -> list[ChangeEvent]:
 
 def test_reconcile_host_creates_device_with_identity(engine: Engine) -> None:
     with Session(engine) as session:
-        result = reconcile_host(session, address="127.50.0.1", seen=[_modbus(IDENTITY)],
-                                scanned_ports=[502], scan_run_id=None, now=T0)
+        result = reconcile_host(
+            session,
+            address="127.50.0.1",
+            seen=[_modbus(IDENTITY)],
+            scanned_ports=[502],
+            scan_run_id=None,
+            now=T0,
+        )
         session.commit()
         device = session.get(Device, result.device.id)
         assert device is not None
         assert (device.vendor, device.product, device.model, device.firmware, device.serial) == (
-            "Schneider Electric", "M340", "BMXP342020", "v2.70", "SN-0042")
+            "Schneider Electric",
+            "M340",
+            "BMXP342020",
+            "v2.70",
+            "SN-0042",
+        )
         assert device.provenance["firmware"]["probe"] == "modbus"
         assert [e.kind for e in _events(session, device.id)] == [ChangeKind.DEVICE_NEW]
 
 
 def test_reconcile_host_records_firmware_change(engine: Engine) -> None:
     with Session(engine) as session:
-        first = reconcile_host(session, address="127.50.0.1", seen=[_modbus(IDENTITY)],
-                               scanned_ports=[502], scan_run_id=None, now=T0)
+        first = reconcile_host(
+            session,
+            address="127.50.0.1",
+            seen=[_modbus(IDENTITY)],
+            scanned_ports=[502],
+            scan_run_id=None,
+            now=T0,
+        )
         upgraded = {**IDENTITY, "revision": "v3.20"}
-        second = reconcile_host(session, address="127.50.0.1", seen=[_modbus(upgraded)],
-                                scanned_ports=[502], scan_run_id=None,
-                                now=T0 + timedelta(days=1))
+        second = reconcile_host(
+            session,
+            address="127.50.0.1",
+            seen=[_modbus(upgraded)],
+            scanned_ports=[502],
+            scan_run_id=None,
+            now=T0 + timedelta(days=1),
+        )
         session.commit()
         assert second.device.id == first.device.id
-        changed = [e for e in _events(session, first.device.id)
-                   if e.kind is ChangeKind.ATTRIBUTE_CHANGED]
+        changed = [
+            e for e in _events(session, first.device.id) if e.kind is ChangeKind.ATTRIBUTE_CHANGED
+        ]
         assert [(e.field, e.old_value, e.new_value) for e in changed] == [
-            ("firmware", "v2.70", "v3.20")]
+            ("firmware", "v2.70", "v3.20")
+        ]
 
 
 def test_reconcile_host_same_facts_make_no_event(engine: Engine) -> None:
     with Session(engine) as session:
         for day in range(3):
-            result = reconcile_host(session, address="127.50.0.1", seen=[_modbus(IDENTITY)],
-                                    scanned_ports=[502], scan_run_id=None,
-                                    now=T0 + timedelta(days=day))
+            result = reconcile_host(
+                session,
+                address="127.50.0.1",
+                seen=[_modbus(IDENTITY)],
+                scanned_ports=[502],
+                scan_run_id=None,
+                now=T0 + timedelta(days=day),
+            )
         session.commit()
         assert len(_events(session, result.device.id)) == 1
         assert len(session.exec(select(Device)).all()) == 1
@@ -68,17 +102,36 @@ def test_reconcile_host_same_facts_make_no_event(engine: Engine) -> None:
 
 
 def test_reconcile_host_service_closed_then_reopened(engine: Engine) -> None:
-    telnet = ServiceSeen(port=23, transport="tcp", protocol="tcp", probe="tcp-connect",
-                         facts={"identified": False})
+    telnet = ServiceSeen(
+        port=23, transport="tcp", protocol="tcp", probe="tcp-connect", facts={"identified": False}
+    )
     with Session(engine) as session:
-        dev = reconcile_host(session, address="127.50.0.2", seen=[_modbus(IDENTITY), telnet],
-                             scanned_ports=[23, 502], scan_run_id=None, now=T0).device
-        reconcile_host(session, address="127.50.0.2", seen=[_modbus(IDENTITY)],
-                       scanned_ports=[23, 502], scan_run_id=None, now=T0 + timedelta(hours=1))
+        dev = reconcile_host(
+            session,
+            address="127.50.0.2",
+            seen=[_modbus(IDENTITY), telnet],
+            scanned_ports=[23, 502],
+            scan_run_id=None,
+            now=T0,
+        ).device
+        reconcile_host(
+            session,
+            address="127.50.0.2",
+            seen=[_modbus(IDENTITY)],
+            scanned_ports=[23, 502],
+            scan_run_id=None,
+            now=T0 + timedelta(hours=1),
+        )
         closed = session.exec(select(Service).where(Service.port == 23)).one()
         assert closed.is_open is False
-        reconcile_host(session, address="127.50.0.2", seen=[_modbus(IDENTITY), telnet],
-                       scanned_ports=[23, 502], scan_run_id=None, now=T0 + timedelta(hours=2))
+        reconcile_host(
+            session,
+            address="127.50.0.2",
+            seen=[_modbus(IDENTITY), telnet],
+            scanned_ports=[23, 502],
+            scan_run_id=None,
+            now=T0 + timedelta(hours=2),
+        )
         session.commit()
         kinds = [e.kind for e in _events(session, dev.id)]
         assert kinds.count(ChangeKind.SERVICE_CLOSED) == 1
@@ -86,23 +139,48 @@ def test_reconcile_host_service_closed_then_reopened(engine: Engine) -> None:
 
 
 def test_reconcile_host_port_not_rescanned_stays_open(engine: Engine) -> None:
-    telnet = ServiceSeen(port=23, transport="tcp", protocol="tcp", probe="tcp-connect",
-                         facts={"identified": False})
+    telnet = ServiceSeen(
+        port=23, transport="tcp", protocol="tcp", probe="tcp-connect", facts={"identified": False}
+    )
     with Session(engine) as session:
-        reconcile_host(session, address="127.50.0.3", seen=[telnet], scanned_ports=[23],
-                       scan_run_id=None, now=T0)
-        reconcile_host(session, address="127.50.0.3", seen=[], scanned_ports=[502],
-                       scan_run_id=None, now=T0 + timedelta(hours=1))
+        reconcile_host(
+            session,
+            address="127.50.0.3",
+            seen=[telnet],
+            scanned_ports=[23],
+            scan_run_id=None,
+            now=T0,
+        )
+        reconcile_host(
+            session,
+            address="127.50.0.3",
+            seen=[],
+            scanned_ports=[502],
+            scan_run_id=None,
+            now=T0 + timedelta(hours=1),
+        )
         session.commit()
         assert session.exec(select(Service)).one().is_open is True
 
 
 def test_reconcile_host_serial_follows_device_to_new_address(engine: Engine) -> None:
     with Session(engine) as session:
-        first = reconcile_host(session, address="127.50.0.4", seen=[_modbus(IDENTITY)],
-                               scanned_ports=[502], scan_run_id=None, now=T0)
-        moved = reconcile_host(session, address="127.50.0.5", seen=[_modbus(IDENTITY)],
-                               scanned_ports=[502], scan_run_id=None, now=T0 + timedelta(days=1))
+        first = reconcile_host(
+            session,
+            address="127.50.0.4",
+            seen=[_modbus(IDENTITY)],
+            scanned_ports=[502],
+            scan_run_id=None,
+            now=T0,
+        )
+        moved = reconcile_host(
+            session,
+            address="127.50.0.5",
+            seen=[_modbus(IDENTITY)],
+            scanned_ports=[502],
+            scan_run_id=None,
+            now=T0 + timedelta(days=1),
+        )
         session.commit()
         assert moved.device.id == first.device.id
         addresses = {ip.address for ip in session.exec(select(IPAddress)).all()}
@@ -110,25 +188,37 @@ def test_reconcile_host_serial_follows_device_to_new_address(engine: Engine) -> 
 
 
 def test_reconcile_host_gateway_units_become_children(engine: Engine) -> None:
-    units = [{"unit_id": 1, "vendor": "Acme", "product_name": "RTU-1", "revision": "1.0"},
-             {"unit_id": 3, "vendor": "Acme", "product_name": "Meter-3", "revision": "2.1"},
-             {"unit_id": "bogus"}, "garbage"]
+    units = [
+        {"unit_id": 1, "vendor": "Acme", "product_name": "RTU-1", "revision": "1.0"},
+        {"unit_id": 3, "vendor": "Acme", "product_name": "Meter-3", "revision": "2.1"},
+        {"unit_id": "bogus"},
+        "garbage",
+    ]
     with Session(engine) as session:
         result = reconcile_host(
-            session, address="127.50.0.6",
+            session,
+            address="127.50.0.6",
             seen=[_modbus({"vendor": "GW Corp", "units": units})],  # type: ignore[dict-item]
-            scanned_ports=[502], scan_run_id=None, now=T0)
+            scanned_ports=[502],
+            scan_run_id=None,
+            now=T0,
+        )
         session.commit()
         children = session.exec(select(Device).where(Device.parent_id == result.device.id)).all()
-        assert sorted((c.unit_id, c.product) for c in children) == [
-            (1, "RTU-1"), (3, "Meter-3")]
+        assert sorted((c.unit_id, c.product) for c in children) == [(1, "RTU-1"), (3, "Meter-3")]
 
 
 def test_list_devices_pages_with_cursor(engine: Engine) -> None:
     with Session(engine) as session:
         for i in range(5):
-            reconcile_host(session, address=f"127.50.1.{i}", seen=[], scanned_ports=[502],
-                           scan_run_id=None, now=T0 + timedelta(minutes=i))
+            reconcile_host(
+                session,
+                address=f"127.50.1.{i}",
+                seen=[],
+                scanned_ports=[502],
+                scan_run_id=None,
+                now=T0 + timedelta(minutes=i),
+            )
         session.commit()
         page1, cursor = list_devices(session, limit=2)
         page2, cursor2 = list_devices(session, limit=2, cursor=cursor)

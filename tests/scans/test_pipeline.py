@@ -37,21 +37,36 @@ async def lab() -> AsyncIterator[dict[str, LabDevice]]:
 
 
 def _settings(tmp_path: Path, **overrides: object) -> Settings:
-    pacing = PacingSettings(profile=PacingProfile.LAB, connect_timeout_s=0.5,
-                            probe_timeout_s=0.5)
-    return load_settings(database_url=f"sqlite:///{tmp_path}/x.db", pacing=pacing,
-                         rules_dirs=[Path("rules")], **overrides)
+    pacing = PacingSettings(profile=PacingProfile.LAB, connect_timeout_s=0.5, probe_timeout_s=0.5)
+    return load_settings(
+        database_url=f"sqlite:///{tmp_path}/x.db",
+        pacing=pacing,
+        rules_dirs=[Path("rules")],
+        **overrides,
+    )
 
 
-async def _scan(engine: Engine, settings: Settings, targets: list[str],
-                guard: ScopeGuard = GUARD, run_guard: ScopeGuard | None = None) -> ScanRun:
+async def _scan(
+    engine: Engine,
+    settings: Settings,
+    targets: list[str],
+    guard: ScopeGuard = GUARD,
+    run_guard: ScopeGuard | None = None,
+) -> ScanRun:
     with Session(engine) as session:
-        run = create_scan_run(session, guard=guard, targets=targets, ports=[502],
-                              settings=settings, requested_by="test")
+        run = create_scan_run(
+            session,
+            guard=guard,
+            targets=targets,
+            ports=[502],
+            settings=settings,
+            requested_by="test",
+        )
         session.commit()
         run_id = run.id
-    return await execute_scan(engine=engine, settings=settings, scan_run_id=run_id,
-                              guard=run_guard or guard)
+    return await execute_scan(
+        engine=engine, settings=settings, scan_run_id=run_id, guard=run_guard or guard
+    )
 
 
 async def test_execute_scan_identifies_every_lab_device(
@@ -131,7 +146,9 @@ async def test_execute_scan_refuses_at_send_time_when_scope_shrank(
     engine: Engine, lab: dict[str, LabDevice], tmp_path: Path
 ) -> None:
     m340 = lab["modbus-plc-m340"]
-    shrunk = ScopeGuard([ScopeRule.build("shrunk", ["127.50.0.0/16"], excludes=[f"{m340.address}/32"])])
+    shrunk = ScopeGuard(
+        [ScopeRule.build("shrunk", ["127.50.0.0/16"], excludes=[f"{m340.address}/32"])]
+    )
     run = await _scan(engine, _settings(tmp_path), [m340.address], run_guard=shrunk)
     assert m340.connections == 0
     assert m340.bytes_received == 0
@@ -140,8 +157,14 @@ async def test_execute_scan_refuses_at_send_time_when_scope_shrank(
 
 def test_create_scan_run_out_of_scope_stores_nothing(engine: Engine, tmp_path: Path) -> None:
     with Session(engine) as session, pytest.raises(ScopeError, match=r"127\.51\.0\.1"):
-        create_scan_run(session, guard=GUARD, targets=["127.50.1.11", "127.51.0.1"],
-                        ports=[502], settings=_settings(tmp_path), requested_by="test")
+        create_scan_run(
+            session,
+            guard=GUARD,
+            targets=["127.50.1.11", "127.51.0.1"],
+            ports=[502],
+            settings=_settings(tmp_path),
+            requested_by="test",
+        )
     with Session(engine) as session:
         assert session.exec(select(ScanRun)).all() == []
 
@@ -153,13 +176,30 @@ async def test_build_scan_report_follows_the_json_contract(
     with Session(engine) as session:
         report = build_scan_report(session, run.id)
     assert set(report) == {"scan", "assets", "findings"}
-    assert {"id", "status", "targets", "started_at", "finished_at", "hosts_probed",
-            "errors"} <= set(report["scan"])
+    assert {
+        "id",
+        "status",
+        "targets",
+        "started_at",
+        "finished_at",
+        "hosts_probed",
+        "errors",
+    } <= set(report["scan"])
     (asset,) = report["assets"]
-    assert {"id", "addresses", "vendor", "product", "model", "firmware", "serial",
-            "device_type", "services"} <= set(asset)
+    assert {
+        "id",
+        "addresses",
+        "vendor",
+        "product",
+        "model",
+        "firmware",
+        "serial",
+        "device_type",
+        "services",
+    } <= set(asset)
     assert asset["addresses"] == [lab["modbus-plc-m340"].address]
     assert asset["services"][0]["protocol"] == "modbus"
     assert report["findings"]
     assert {"id", "rule_id", "severity", "score", "asset_id", "port", "title"} <= set(
-        report["findings"][0])
+        report["findings"][0]
+    )
