@@ -20,9 +20,12 @@ import asyncio
 import errno
 import logging
 import os
+import select
 import socket
 import struct
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -34,6 +37,7 @@ from cybermission.net import Guard
 logger = logging.getLogger(__name__)
 
 _LINGER_RESET: Final = struct.pack("ii", 1, 0)
+_EPOLL_CONNECTED: Final = select.EPOLLOUT | select.EPOLLONESHOT
 # Unreachable answers (ICMP) and kernel-side timeouts: nothing listened, nothing refused.
 _FILTERED_ERRNOS: Final = frozenset(
     {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ETIMEDOUT}
@@ -61,12 +65,12 @@ class HostResult:
 
     @property
     def scope_refused(self) -> bool:
-        """The guard refused the host: no packet was sent to it (or no more, if revoked mid-host)."""
+        """The guard refused the host: nothing was sent to it (no more, if revoked mid-host)."""
         return any(e.startswith(SCOPE_ERROR_PREFIX) for e in self.errors)
 
 
 class _Pace:
-    """GCRA token bucket that hands out send slots: ``delay`` reserves one and says how long to wait.
+    """GCRA token bucket handing out send slots: ``delay`` reserves one, returns the wait.
 
     Reserving (rather than polling) keeps it one float comparison per probe on the hot path and
     fair between workers: the event loop is single-threaded, so no lock is needed.
@@ -100,35 +104,41 @@ def _check_ports(ports: Sequence[int]) -> tuple[int, ...]:
 
 async def sweep(
     hosts: Iterable[str], ports: Sequence[int], *, guard: Guard, pacing: PacingSettings
-) -> AsyncIterator[HostResult]:
+) -> AsyncGenerator[HostResult, None]:
     """Connect-scan ``ports`` on every host, yielding each host's result as soon as it is done.
 
     ``hosts`` is consumed lazily (only as workers free up) and results wait in a bounded queue, so
     memory does not grow with the range. Each host should appear once (``expand_targets`` merges
     duplicates); a host already in flight when it appears again is reported as a duplicate.
-    Closing the generator early (``aclose``, ``break``) cancels the workers and closes their sockets.
+    Closing the generator early (``aclose``) cancels the workers and closes their sockets.
     """
     engine = _Sweep(guard, _check_ports(ports), pacing.effective())
-    async for result in engine.run(iter(hosts)):
-        yield result
+    # aclosing: an early exit must stop the workers now, not whenever the inner generator is
+    # garbage collected.
+    async with aclosing(engine.run(iter(hosts))) as results:
+        async for result in results:
+            yield result
 
 
 class _Sweep:
     def __init__(self, guard: Guard, ports: tuple[int, ...], pacing: PacingSettings) -> None:
         self._guard = guard
         self._ports = ports
-        self._timeout_s = pacing.connect_timeout_s
         self._host_rate = pacing.per_host_rate_per_s
         # Up to 20 ms worth of probes may leave back to back: smooth, yet no timer per probe.
         self._global = _Pace(pacing.global_rate_per_s, max(1.0, pacing.global_rate_per_s / 50))
-        self._sockets = asyncio.Semaphore(pacing.sockets_in_flight)
+        self._sockets = _Slots(pacing.sockets_in_flight)
+        self._deadlines = _Deadlines(pacing.connect_timeout_s)
+        self._loop = asyncio.get_running_loop()
+        self._completions = _Completions(self._loop)
         self._workers = max(1, min(pacing.hosts_in_flight, pacing.sockets_in_flight))
         self._busy: set[str] = set()
 
-    async def run(self, hosts: Iterator[str]) -> AsyncIterator[HostResult]:
+    async def run(self, hosts: Iterator[str]) -> AsyncGenerator[HostResult, None]:
         # Bounded: a slow consumer holds the workers, and they stop pulling hosts.
         queue: asyncio.Queue[HostResult | BaseException | None] = asyncio.Queue(self._workers)
         tasks = [asyncio.create_task(self._worker(hosts, queue)) for _ in range(self._workers)]
+        reaper = asyncio.create_task(self._deadlines.run())
         try:
             running = len(tasks)
             while running:
@@ -140,9 +150,10 @@ class _Sweep:
                 else:
                     yield item
         finally:
-            for task in tasks:
+            for task in (*tasks, reaper):
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, reaper, return_exceptions=True)
+            self._completions.close()
 
     async def _worker(
         self, hosts: Iterator[str], queue: "asyncio.Queue[HostResult | BaseException | None]"
@@ -160,7 +171,8 @@ class _Sweep:
                 finally:
                     self._busy.discard(address)
                 await queue.put(result)
-        except Exception as exc:  # a broken host iterator: hand it to the consumer, not the loop
+        # A broken host iterator (or a bug): hand it to the consumer rather than lose it in a task.
+        except Exception as exc:  # noqa: BLE001
             await queue.put(exc)
         await queue.put(None)
 
@@ -216,31 +228,150 @@ class _Sweep:
         return HostResult(address, tuple(sorted(opened)), closed, filtered, tuple(errors))
 
     async def _probe(self, address: str, family: int, port: int, pace: _Pace) -> PortState:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         now = loop.time()
-        wait = max(self._global.delay(now), pace.delay(now))
+        wait = self._global.delay(now)
+        host_wait = pace.delay(now)
+        if host_wait > wait:
+            wait = host_wait
         if wait > 0:
             await asyncio.sleep(wait)
-        async with self._sockets:
+        slots = self._sockets
+        if slots.free > 0:
+            slots.free -= 1
+        else:
+            await slots.take()
+        try:
             # Send-time scope enforcement: after any pacing wait, right before the SYN.
             self._guard.check(address)
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:
                 sock.setblocking(False)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-                async with asyncio.timeout(self._timeout_s):
-                    await loop.sock_connect(sock, (address, port))
-            except TimeoutError:
-                return PortState.FILTERED
-            except OSError as exc:
-                if exc.errno in _CLOSED_ERRNOS:
-                    return PortState.CLOSED
-                if exc.errno in _FILTERED_ERRNOS:
-                    return PortState.FILTERED
-                raise
+                err = sock.connect_ex((address, port))
+                if err == errno.EINPROGRESS:
+                    fd = sock.fileno()
+                    done = self._completions.watch(fd)
+                    self._deadlines.watch(done)
+                    try:
+                        timed_out = await done
+                    finally:
+                        self._completions.forget(fd)
+                    if timed_out:
+                        return PortState.FILTERED
+                    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             finally:
                 sock.close()
+        finally:
+            slots.give()
+        if err == 0:
             return PortState.OPEN
+        if err in _CLOSED_ERRNOS:
+            return PortState.CLOSED
+        if err in _FILTERED_ERRNOS:
+            return PortState.FILTERED
+        raise OSError(err, os.strerror(err))
+
+
+class _Completions:
+    """Connect completions through an epoll instance of our own, which the event loop watches.
+
+    Measured on the dense workload: ``loop.sock_connect`` with ``asyncio.timeout`` ran at 15k
+    connects/s; the same wait through ``loop.add_writer`` and shared deadline buckets at 32k/s;
+    this at XXk/s. Each wait is one ``epoll_ctl`` (one-shot, dropped by the kernel when the
+    socket closes) and a dict entry, instead of a selector key, a handle and two ``epoll_ctl``.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._epoll = select.epoll()
+        self._waiting: dict[int, asyncio.Future[bool]] = {}
+        loop.add_reader(self._epoll.fileno(), self._ready)
+
+    def watch(self, fd: int) -> "asyncio.Future[bool]":
+        """A future set to ``False`` once the connect on ``fd`` completed (or failed)."""
+        done = self._loop.create_future()
+        self._epoll.register(fd, _EPOLL_CONNECTED)
+        self._waiting[fd] = done
+        return done
+
+    def forget(self, fd: int) -> None:
+        """Call right before the socket closes; closing takes it out of the epoll set."""
+        # Its number may come back for the next socket at once: no stale future may stay.
+        self._waiting.pop(fd, None)
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._epoll.fileno())
+        self._epoll.close()
+
+    def _ready(self) -> None:
+        waiting = self._waiting
+        for fd, _events in self._epoll.poll(0):
+            done = waiting.get(fd)
+            if done is not None and not done.done():
+                done.set_result(False)
+
+
+class _Slots:
+    """A counting limit for sockets in flight whose uncontended path is two integer operations."""
+
+    def __init__(self, count: int) -> None:
+        self.free = count
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def take(self) -> None:
+        while self.free <= 0:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # hand the wake-up we were given to the next in line
+                raise
+        self.free -= 1
+
+    def give(self) -> None:
+        self.free += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+class _Deadlines:
+    """Connect timeouts in coarse buckets: one list append per connect, one sweep per tick.
+
+    A connect watched during a bucket's life times out between ``timeout_s`` and
+    ``timeout_s + 2 * tick_s`` after it started (tick: a twentieth of the timeout).
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.tick_s = max(timeout_s / 20, 0.002)
+        self._current: list[asyncio.Future[bool]] = []
+        self._buckets: deque[tuple[float, list[asyncio.Future[bool]]]] = deque()
+
+    def watch(self, done: "asyncio.Future[bool]") -> None:
+        self._current.append(done)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        opened_at = loop.time()
+        while True:
+            await asyncio.sleep(self.tick_s)
+            now = loop.time()
+            self._buckets.append((opened_at + self.tick_s + self.timeout_s, self._current))
+            self._current = []
+            opened_at = now
+            while self._buckets and self._buckets[0][0] <= now:
+                for done in self._buckets.popleft()[1]:
+                    if not done.done():
+                        done.set_result(True)
 
 
 def _describe(port: int, exc: OSError) -> str:
