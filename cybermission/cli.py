@@ -358,6 +358,7 @@ def demo(
             token_file.chmod(0o600)
         settings = settings.model_copy(update={"admin_token": _secret(token_file.read_text())})
     engine = _engine(settings)
+    started_lab = _lab_pid() is None  # a lab someone started by hand stays up after the demo
     devices = lab_start()
     lab_hosts = sorted({d["address"] for d in devices})
     with session_scope(engine) as session:
@@ -385,7 +386,11 @@ def demo(
         await server.serve()
         scan_task.cancel()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if started_lab:
+            lab_down()
 
 
 def _secret(value: str) -> Any:
