@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pytest
 
@@ -319,3 +320,31 @@ async def test_sweep_lab_profile_lifts_limits() -> None:
     )
     assert len(got) == 50
     assert all(r.closed == 2 for r in got)
+
+
+@dataclass
+class RevokedAfter:
+    """The real guard, its scope revoked (replaced by an expired one) after ``allowed`` checks."""
+
+    allowed: int
+    checks: int = 0
+
+    def check(self, address: str) -> object:
+        self.checks += 1
+        if self.checks <= self.allowed:
+            return SCOPE.check(address)
+        expired = ScopeRule.build(
+            "discovery-tests", ["127.10.0.0/16"], valid_until=datetime.now(UTC)
+        )
+        return ScopeGuard([expired]).check(address)
+
+
+async def test_sweep_scope_revoked_mid_host_stops_that_host() -> None:
+    guard = RevokedAfter(allowed=2)
+    got = await _collect(
+        sweep(["127.10.12.1"], [15120, 15121, 15122, 15123], guard=guard, pacing=FAST)
+    )
+    assert got[0].closed == 2  # the two probes sent before the revocation
+    assert got[0].scope_refused
+    assert "no authorised scope is valid now" in got[0].errors[0]
+    assert guard.checks == 3  # nothing more was tried on that host after the refusal

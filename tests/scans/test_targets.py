@@ -1,10 +1,13 @@
 """Target expansion: syntax, streaming, scope validation before the first address, size cap."""
 
+import ipaddress
 import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cybermission.errors import ScopeError, ValidationError
 from cybermission.guard import ScopeGuard, ScopeRule
@@ -182,3 +185,34 @@ def test_count_targets_counts_what_expansion_yields() -> None:
     specs = ["127.10.0.0/24", "127.10.0.100-127.10.1.9"]
     assert count_targets(specs, guard=guard) == len(list(expand_targets(specs, guard=guard)))
     assert count_targets(specs, guard=guard) == 256 + 10 - 16
+
+
+def test_expand_targets_ipv6_range() -> None:
+    guard = _guard("::/32")
+    assert list(expand_targets(["::1-::3"], guard=guard)) == ["::1", "::2", "::3"]
+
+
+@given(
+    first=st.integers(min_value=0, max_value=1023),
+    size=st.integers(min_value=1, max_value=300),
+    hole_first=st.integers(min_value=0, max_value=1023),
+    hole_prefix=st.integers(min_value=26, max_value=32),
+)
+def test_expand_targets_count_matches_and_every_address_passes_the_guard(
+    first: int, size: int, hole_first: int, hole_prefix: int
+) -> None:
+    base = int(ipaddress.IPv4Address("127.10.0.0"))
+    hole = ipaddress.IPv4Network((base + hole_first, hole_prefix), strict=False)
+    guard = _guard("127.10.0.0/16", excludes=(str(hole),))
+    start = ipaddress.IPv4Address(base + first)
+    spec = f"{start}-{start + size - 1}"
+    try:
+        addresses = list(expand_targets([spec], guard=guard))
+    except ScopeError:  # the whole range lies inside the exclusion
+        assert all(ipaddress.IPv4Address(base + first + i) in hole for i in range(size))
+        return
+    assert len(addresses) == count_targets([spec], guard=guard)
+    assert len(set(addresses)) == len(addresses)
+    assert all(guard.allows(a) for a in addresses)
+    expected = [str(start + i) for i in range(size) if start + i not in hole]
+    assert addresses == expected
