@@ -349,8 +349,9 @@ class _Slots:
 class _Deadlines:
     """Connect timeouts in coarse buckets: one list append per connect, one sweep per tick.
 
-    A connect watched during a bucket's life times out between ``timeout_s`` and
-    ``timeout_s + 2 * tick_s`` after it started (tick: a twentieth of the timeout).
+    A bucket collects the connects started during one tick and expires ``timeout_s`` after the
+    tick ends, so a connect times out between ``timeout_s`` and about ``timeout_s + 2 * tick_s``
+    after it started (tick: a twentieth of the timeout), never earlier, even if the loop is late.
     """
 
     def __init__(self, timeout_s: float) -> None:
@@ -364,13 +365,11 @@ class _Deadlines:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        opened_at = loop.time()
         while True:
             await asyncio.sleep(self.tick_s)
             now = loop.time()
-            self._buckets.append((opened_at + self.tick_s + self.timeout_s, self._current))
+            self._buckets.append((now + self.timeout_s, self._current))
             self._current = []
-            opened_at = now
             while self._buckets and self._buckets[0][0] <= now:
                 for done in self._buckets.popleft()[1]:
                     if not done.done():
