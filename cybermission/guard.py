@@ -49,6 +49,9 @@ class ScopeRule:
     exclusions: tuple[IPNetwork, ...] = ()
     valid_from: datetime | None = None
     valid_until: datetime | None = None
+    # Where the networks are (the stored scope's site and zone), for placing devices found in it.
+    site_id: str | None = None
+    zone_id: str | None = None
 
     @classmethod
     def build(
@@ -58,6 +61,9 @@ class ScopeRule:
         excludes: Iterable[str] = (),
         valid_from: datetime | None = None,
         valid_until: datetime | None = None,
+        *,
+        site_id: str | None = None,
+        zone_id: str | None = None,
     ) -> "ScopeRule":
         return cls(
             name=name,
@@ -65,6 +71,8 @@ class ScopeRule:
             exclusions=tuple(parse_network(c, field="exclude") for c in excludes),
             valid_from=valid_from,
             valid_until=valid_until,
+            site_id=site_id,
+            zone_id=zone_id,
         )
 
     def active_at(self, now: datetime) -> bool:
@@ -110,6 +118,20 @@ class ScopeGuard:
         if excluded:
             raise ScopeError(address, f"excluded by scope {', '.join(sorted(excluded))}")
         return self._refuse(address)
+
+    def rule_for(self, address: str, *, now: datetime | None = None) -> ScopeRule | None:
+        """The most specific active scope covering ``address`` (to place a device), if any."""
+        try:
+            ip = self.check(address, now=now)
+        except ScopeError:
+            return None
+        moment = now or datetime.now(UTC)
+        covering = [r for r in self._rules if r.active_at(moment) and r.covers(ip)]
+        return max(
+            covering,
+            key=lambda r: max(n.prefixlen for n in r.networks if ip in n),
+            default=None,
+        )
 
     def allows(self, address: str, *, now: datetime | None = None) -> bool:
         try:

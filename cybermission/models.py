@@ -4,6 +4,7 @@ from cybermission.findings.models import Finding, FindingStatus, Severity
 from cybermission.inventory.models import (
     ChangeEvent,
     ChangeKind,
+    Criticality,
     Device,
     DeviceType,
     IPAddress,
@@ -11,10 +12,12 @@ from cybermission.inventory.models import (
     Service,
 )
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus, Scope
+from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
 
 __all__ = [
     "ChangeEvent",
     "ChangeKind",
+    "Criticality",
     "Device",
     "DeviceType",
     "Finding",
@@ -22,9 +25,13 @@ __all__ = [
     "IPAddress",
     "Manufacturer",
     "ObservationRecord",
+    "Organization",
     "ScanRun",
     "ScanStatus",
     "Scope",
     "Service",
     "Severity",
+    "Site",
+    "Zone",
+    "ZoneExposure",
 ]

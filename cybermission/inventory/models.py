@@ -11,6 +11,13 @@ from sqlmodel import Field, SQLModel
 from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
 
 
+class Criticality(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
 class Manufacturer(SQLModel, table=True):
     __tablename__ = "manufacturer"
 
@@ -45,6 +52,12 @@ class Device(SQLModel, table=True):
     serial: str | None = Field(default=None, max_length=200, index=True)
     role: str | None = Field(default=None, max_length=100)
     unit_id: int | None = None
+    # Where the device was last seen (from the scope that covered its address) and how much it
+    # matters; criticality is set by people and kept across rescans.
+    organization_id: str | None = Field(default=None, foreign_key="organization.id", index=True)
+    site_id: str | None = Field(default=None, foreign_key="site.id", index=True)
+    zone_id: str | None = Field(default=None, foreign_key="zone.id", index=True)
+    criticality: Criticality | None = Field(default=None, sa_type=enum_type(Criticality))
     provenance: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     first_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

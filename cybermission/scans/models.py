@@ -17,6 +17,9 @@ class ScopeBase(SQLModel):
     valid_from: datetime | None = Field(default=None, sa_type=UTCDateTime)
     valid_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     reference: str = Field(default="", max_length=500)
+    # Where the networks are: findings and the score use the zone's exposure.
+    site_id: str | None = Field(default=None, foreign_key="site.id", index=True)
+    zone_id: str | None = Field(default=None, foreign_key="zone.id", index=True)
 
 
 class Scope(ScopeBase, table=True):
@@ -42,6 +45,8 @@ class ScanRun(SQLModel, table=True):
     targets: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     ports: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     requested_by: str = Field(default="cli", max_length=100)
+    organization_id: str | None = Field(default=None, foreign_key="organization.id", index=True)
+    site_id: str | None = Field(default=None, foreign_key="site.id", index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -46,6 +46,7 @@ from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.sweep import HostResult, sweep
 from cybermission.scans.targets import expand_targets
+from cybermission.sites.models import Site, Zone
 
 logger = logging.getLogger(__name__)
 
@@ -107,13 +108,47 @@ class HostReport:
     sent: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a scope puts the devices it covers: its site, zone and the zone's exposure."""
+
+    organization_id: str | None
+    site_id: str | None
+    site: str | None
+    zone_id: str | None
+    zone: str | None
+    exposure: str | None
+
+
+def load_placements(session: Session) -> dict[str, Placement]:
+    """Placement per zone id and per site id (scopes may name a site without a zone)."""
+    sites = {s.id: s for s in session.exec(select(Site)).all()}
+    placements: dict[str, Placement] = {
+        site.id: Placement(site.organization_id, site.id, site.slug, None, None, None)
+        for site in sites.values()
+    }
+    for zone in session.exec(select(Zone)).all():
+        site = sites.get(zone.site_id)
+        placements[zone.id] = Placement(
+            site.organization_id if site else None,
+            zone.site_id,
+            site.slug if site else None,
+            zone.id,
+            zone.name,
+            str(zone.exposure),
+        )
+    return placements
+
+
 @dataclass(slots=True)
 class _RunState:
     run_id: str
     ports: tuple[int, ...]
     rules: RuleSet
+    guard: ScopeGuard
     progress: ScanProgress
     callback: ProgressCallback | None
+    placements: dict[str, Placement] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     errors_dropped: int = 0
     sent: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -225,7 +260,23 @@ async def identify_host(
     return report
 
 
-def _subject(observation: Observation, device: Device) -> dict[str, Any]:
+def _place(state: _RunState, device: Device, address: str) -> Placement | None:
+    """Put the device in the site and zone of the most specific scope covering its address."""
+    rule = state.guard.rule_for(address)
+    if rule is None:
+        return None
+    placement = state.placements.get(rule.zone_id or "") or state.placements.get(rule.site_id or "")
+    if placement is None:
+        return None
+    device.organization_id = placement.organization_id
+    device.site_id = placement.site_id
+    device.zone_id = placement.zone_id
+    return placement
+
+
+def _subject(
+    observation: Observation, device: Device, placement: Placement | None
+) -> dict[str, Any]:
     """The one document every rule sees (rules/README.md)."""
     return {
         "probe": observation.probe,
@@ -243,9 +294,10 @@ def _subject(observation: Observation, device: Device) -> dict[str, Any]:
             "model": device.model,
             "firmware": device.firmware,
             "serial": device.serial,
-            "zone": None,
-            "site": None,
-            "criticality": None,
+            "zone": placement.zone if placement else None,
+            "zone_exposure": placement.exposure if placement else None,
+            "site": placement.site if placement else None,
+            "criticality": str(device.criticality) if device.criticality else None,
         },
     }
 
@@ -273,6 +325,16 @@ def _services_seen(observations: Sequence[Observation]) -> list[ServiceSeen]:
             port=o.port, transport=key[1], protocol=o.protocol, probe=first.probe, facts=facts
         )
     return list(merged.values())
+
+
+def _evidence(observation: Observation, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """What a finding keeps as proof: where it was seen and the fact values its rule read."""
+    return {
+        "probe": observation.probe,
+        "address": observation.address,
+        "port": observation.port,
+        "fields": dict(fields),
+    }
 
 
 def _store_batch(engine: Engine, state: _RunState, reports: Sequence[HostReport]) -> None:
@@ -303,13 +365,18 @@ def _store_batch(engine: Engine, state: _RunState, reports: Sequence[HostReport]
                 scan_run_id=state.run_id,
                 now=now,
             )
+            placement = _place(state, result.device, report.address)
             for observation in report.observations:
                 service = result.services.get(
                     (observation.port, str(observation.transport), observation.protocol)
                 )
-                subject = _subject(observation, result.device)
+                subject = _subject(observation, result.device, placement)
                 for rule in state.rules.evaluate(subject):
-                    score, breakdown = score_finding(severity=Severity(rule.info.severity))
+                    score, breakdown = score_finding(
+                        severity=Severity(rule.info.severity),
+                        zone_exposure=subject["asset"]["zone_exposure"],
+                        criticality=subject["asset"]["criticality"],
+                    )
                     drafts.append(
                         FindingDraft(
                             rule_id=rule.id,
@@ -319,11 +386,7 @@ def _store_batch(engine: Engine, state: _RunState, reports: Sequence[HostReport]
                             protocol=observation.protocol,
                             title=rule.info.name,
                             severity=Severity(rule.info.severity),
-                            evidence={
-                                "probe": observation.probe,
-                                "address": observation.address,
-                                "port": observation.port,
-                            },
+                            evidence=_evidence(observation, rule.evidence(subject)),
                             score=score,
                             score_breakdown=breakdown,
                         )
@@ -400,11 +463,14 @@ async def execute_scan(
         run.status = ScanStatus.RUNNING
         run.started_at = utcnow()
         guard = guard or build_guard(session, settings)
+        placements = load_placements(session)
         targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
     state = _RunState(
         run_id=scan_run_id,
         ports=ports,
         rules=RuleSet(()),
+        guard=guard,
+        placements=placements,
         progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=hosts_total),
         callback=progress,
     )

@@ -44,7 +44,18 @@ def guard_from_scopes(scopes: Sequence[Scope], settings: Settings) -> ScopeGuard
     if not scopes:
         return ScopeGuard([ScopeRule.build(DEFAULT_SCOPE_NAME, settings.default_scope_cidrs)])
     return ScopeGuard(
-        [ScopeRule.build(s.name, s.cidrs, s.excludes, s.valid_from, s.valid_until) for s in scopes]
+        [
+            ScopeRule.build(
+                s.name,
+                s.cidrs,
+                s.excludes,
+                s.valid_from,
+                s.valid_until,
+                site_id=s.site_id,
+                zone_id=s.zone_id,
+            )
+            for s in scopes
+        ]
     )
 
 

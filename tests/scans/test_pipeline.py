@@ -12,9 +12,11 @@ from cybermission.errors import ScopeError
 from cybermission.findings.models import Finding
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.inventory.models import Device, Service
-from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.models import ScanRun, ScanStatus, ScopeBase
 from cybermission.scans.pipeline import build_scan_report, execute_scan
+from cybermission.scans.scopes import create_scope, guard_from_scopes
 from cybermission.scans.service import create_scan_run
+from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
 
 BASE = "127.50.1.0"
@@ -203,3 +205,33 @@ async def test_build_scan_report_follows_the_json_contract(
     assert {"id", "rule_id", "severity", "score", "asset_id", "port", "title"} <= set(
         report["findings"][0]
     )
+
+
+async def test_execute_scan_places_devices_in_the_scope_zone_and_scores_by_exposure(
+    engine: Engine, lab: dict[str, LabDevice], tmp_path: Path
+) -> None:
+    m340 = lab["modbus-plc-m340"]
+    with Session(engine, expire_on_commit=False) as session:
+        org = Organization(slug="water", name="Water board")
+        site = Site(organization_id=org.id, slug="pump-3", name="Pump station 3")
+        zone = Zone(site_id=site.id, name="plant-dmz", exposure=ZoneExposure.INTERNET)
+        session.add_all([org, site, zone])
+        session.flush()
+        scope = create_scope(
+            session,
+            data=ScopeBase(
+                name="pump-3", cidrs=[f"{m340.address}/32"], site_id=site.id, zone_id=zone.id
+            ),
+        )
+        session.commit()
+        guard = guard_from_scopes([scope], _settings(tmp_path))
+    await _scan(engine, _settings(tmp_path), [m340.address], guard=guard)
+    with Session(engine) as session:
+        device = session.exec(select(Device).where(Device.serial == "21340587")).one()
+        finding = session.exec(
+            select(Finding).where(Finding.rule_id == "modbus-unauthenticated-reachable")
+        ).one()
+    assert (device.site_id, device.zone_id, device.organization_id) == (site.id, zone.id, org.id)
+    exposure = {f["name"]: f for f in finding.score_breakdown["factors"]}["exposure"]
+    assert exposure["value"] > 1.0
+    assert "internet" in exposure["reason"]

@@ -1,8 +1,8 @@
-"""first tables: scopes, scans, observations, inventory, findings
+"""first tables: organisations, sites, zones, scopes, scans, observations, inventory, findings
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 15:19:39.178952
+Create Date: 2026-11-26 15:28:45.363637
 """
 
 from collections.abc import Sequence
@@ -25,10 +25,46 @@ def upgrade() -> None:
     op.create_table('manufacturer',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_manufacturer'))
     )
     with op.batch_alter_table('manufacturer', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_manufacturer_name'), ['name'], unique=True)
+
+    op.create_table('organization',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('slug', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('created_at', cybermission.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_organization'))
+    )
+    with op.batch_alter_table('organization', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_organization_slug'), ['slug'], unique=True)
+
+    op.create_table('device_type',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('manufacturer_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('model', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('product_code', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.ForeignKeyConstraint(['manufacturer_id'], ['manufacturer.id'], name=op.f('fk_device_type_manufacturer_id_manufacturer')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_device_type')),
+    sa.UniqueConstraint('manufacturer_id', 'model', name=op.f('uq_device_type_manufacturer_id_model'))
+    )
+    with op.batch_alter_table('device_type', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_device_type_manufacturer_id'), ['manufacturer_id'], unique=False)
+
+    op.create_table('site',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('organization_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('slug', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('timezone', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('created_at', cybermission.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['organization_id'], ['organization.id'], name=op.f('fk_site_organization_id_organization')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_site'))
+    )
+    with op.batch_alter_table('site', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_site_organization_id'), ['organization_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_site_slug'), ['slug'], unique=True)
 
     op.create_table('scan_run',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -36,6 +72,8 @@ def upgrade() -> None:
     sa.Column('targets', sa.JSON(), nullable=False),
     sa.Column('ports', sa.JSON(), nullable=False),
     sa.Column('requested_by', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('organization_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('site_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('created_at', cybermission.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('started_at', cybermission.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('finished_at', cybermission.db.UTCDateTime(timezone=True), nullable=True),
@@ -46,53 +84,28 @@ def upgrade() -> None:
     sa.Column('findings', sa.Integer(), nullable=False),
     sa.Column('errors', sa.JSON(), nullable=False),
     sa.Column('sent', sa.JSON(), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['organization_id'], ['organization.id'], name=op.f('fk_scan_run_organization_id_organization')),
+    sa.ForeignKeyConstraint(['site_id'], ['site.id'], name=op.f('fk_scan_run_site_id_site')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_scan_run'))
     )
     with op.batch_alter_table('scan_run', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_scan_run_organization_id'), ['organization_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_scan_run_site_id'), ['site_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_scan_run_status'), ['status'], unique=False)
 
-    op.create_table('scope',
+    op.create_table('zone',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('site_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-    sa.Column('cidrs', sa.JSON(), nullable=False),
-    sa.Column('excludes', sa.JSON(), nullable=False),
-    sa.Column('valid_from', cybermission.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('valid_until', cybermission.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('reference', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
-    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('purdue_level', sa.Integer(), nullable=True),
+    sa.Column('exposure', sa.Enum('internet', 'enterprise', 'dmz', 'control', 'isolated', name='zoneexposure', native_enum=False, length=32), nullable=False),
     sa.Column('created_at', cybermission.db.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['site_id'], ['site.id'], name=op.f('fk_zone_site_id_site')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_zone')),
+    sa.UniqueConstraint('site_id', 'name', name=op.f('uq_zone_site_id_name'))
     )
-    with op.batch_alter_table('scope', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_scope_name'), ['name'], unique=True)
-
-    op.create_table('device_type',
-    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('manufacturer_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('model', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('product_code', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
-    sa.ForeignKeyConstraint(['manufacturer_id'], ['manufacturer.id'], ),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('manufacturer_id', 'model')
-    )
-    with op.batch_alter_table('device_type', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_device_type_manufacturer_id'), ['manufacturer_id'], unique=False)
-
-    op.create_table('observation',
-    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('scan_run_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('probe', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
-    sa.Column('protocol', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
-    sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('port', sa.Integer(), nullable=False),
-    sa.Column('transport', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
-    sa.Column('observed_at', cybermission.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('facts', sa.JSON(), nullable=False),
-    sa.ForeignKeyConstraint(['scan_run_id'], ['scan_run.id'], ),
-    sa.PrimaryKeyConstraint('id')
-    )
-    with op.batch_alter_table('observation', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_observation_address'), ['address'], unique=False)
-        batch_op.create_index(batch_op.f('ix_observation_scan_run_id'), ['scan_run_id'], unique=False)
+    with op.batch_alter_table('zone', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_zone_site_id'), ['site_id'], unique=False)
 
     op.create_table('device',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -106,17 +119,64 @@ def upgrade() -> None:
     sa.Column('serial', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('role', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
     sa.Column('unit_id', sa.Integer(), nullable=True),
+    sa.Column('organization_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('site_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('zone_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('criticality', sa.Enum('low', 'medium', 'high', 'critical', name='criticality', native_enum=False, length=32), nullable=True),
     sa.Column('provenance', sa.JSON(), nullable=False),
     sa.Column('first_seen_at', cybermission.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_seen_at', cybermission.db.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['device_type_id'], ['device_type.id'], ),
-    sa.ForeignKeyConstraint(['parent_id'], ['device.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['device_type_id'], ['device_type.id'], name=op.f('fk_device_device_type_id_device_type')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organization.id'], name=op.f('fk_device_organization_id_organization')),
+    sa.ForeignKeyConstraint(['parent_id'], ['device.id'], name=op.f('fk_device_parent_id_device')),
+    sa.ForeignKeyConstraint(['site_id'], ['site.id'], name=op.f('fk_device_site_id_site')),
+    sa.ForeignKeyConstraint(['zone_id'], ['zone.id'], name=op.f('fk_device_zone_id_zone')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_device'))
     )
     with op.batch_alter_table('device', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_device_device_type_id'), ['device_type_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_device_organization_id'), ['organization_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_device_parent_id'), ['parent_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_device_serial'), ['serial'], unique=False)
+        batch_op.create_index(batch_op.f('ix_device_site_id'), ['site_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_device_zone_id'), ['zone_id'], unique=False)
+
+    op.create_table('observation',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('scan_run_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('probe', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
+    sa.Column('protocol', sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
+    sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('port', sa.Integer(), nullable=False),
+    sa.Column('transport', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+    sa.Column('observed_at', cybermission.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('facts', sa.JSON(), nullable=False),
+    sa.ForeignKeyConstraint(['scan_run_id'], ['scan_run.id'], name=op.f('fk_observation_scan_run_id_scan_run')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_observation'))
+    )
+    with op.batch_alter_table('observation', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_observation_address'), ['address'], unique=False)
+        batch_op.create_index(batch_op.f('ix_observation_scan_run_id'), ['scan_run_id'], unique=False)
+
+    op.create_table('scope',
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('cidrs', sa.JSON(), nullable=False),
+    sa.Column('excludes', sa.JSON(), nullable=False),
+    sa.Column('valid_from', cybermission.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('valid_until', cybermission.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('reference', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.Column('site_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('zone_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_at', cybermission.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['site_id'], ['site.id'], name=op.f('fk_scope_site_id_site')),
+    sa.ForeignKeyConstraint(['zone_id'], ['zone.id'], name=op.f('fk_scope_zone_id_zone')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_scope'))
+    )
+    with op.batch_alter_table('scope', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_scope_name'), ['name'], unique=True)
+        batch_op.create_index(batch_op.f('ix_scope_site_id'), ['site_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_scope_zone_id'), ['zone_id'], unique=False)
 
     op.create_table('change_event',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -127,9 +187,9 @@ def upgrade() -> None:
     sa.Column('old_value', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
     sa.Column('new_value', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
     sa.Column('at', cybermission.db.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['device_id'], ['device.id'], ),
-    sa.ForeignKeyConstraint(['scan_run_id'], ['scan_run.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['device_id'], ['device.id'], name=op.f('fk_change_event_device_id_device')),
+    sa.ForeignKeyConstraint(['scan_run_id'], ['scan_run.id'], name=op.f('fk_change_event_scan_run_id_scan_run')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_change_event'))
     )
     with op.batch_alter_table('change_event', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_change_event_device_id'), ['device_id'], unique=False)
@@ -141,8 +201,8 @@ def upgrade() -> None:
     sa.Column('device_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('first_seen_at', cybermission.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_seen_at', cybermission.db.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['device_id'], ['device.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['device_id'], ['device.id'], name=op.f('fk_ip_address_device_id_device')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ip_address'))
     )
     with op.batch_alter_table('ip_address', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_ip_address_address'), ['address'], unique=True)
@@ -159,9 +219,9 @@ def upgrade() -> None:
     sa.Column('is_open', sa.Boolean(), nullable=False),
     sa.Column('first_seen_at', cybermission.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_seen_at', cybermission.db.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['device_id'], ['device.id'], ),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('device_id', 'port', 'transport', 'protocol')
+    sa.ForeignKeyConstraint(['device_id'], ['device.id'], name=op.f('fk_service_device_id_device')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_service')),
+    sa.UniqueConstraint('device_id', 'port', 'transport', 'protocol', name=op.f('uq_service_device_id_port_transport_protocol'))
     )
     with op.batch_alter_table('service', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_service_device_id'), ['device_id'], unique=False)
@@ -183,10 +243,10 @@ def upgrade() -> None:
     sa.Column('first_seen_at', cybermission.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_seen_at', cybermission.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_scan_run_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.ForeignKeyConstraint(['device_id'], ['device.id'], ),
-    sa.ForeignKeyConstraint(['last_scan_run_id'], ['scan_run.id'], ),
-    sa.ForeignKeyConstraint(['service_id'], ['service.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['device_id'], ['device.id'], name=op.f('fk_finding_device_id_device')),
+    sa.ForeignKeyConstraint(['last_scan_run_id'], ['scan_run.id'], name=op.f('fk_finding_last_scan_run_id_scan_run')),
+    sa.ForeignKeyConstraint(['service_id'], ['service.id'], name=op.f('fk_finding_service_id_service')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_finding'))
     )
     with op.batch_alter_table('finding', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_finding_dedup_key'), ['dedup_key'], unique=True)
@@ -224,29 +284,49 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_change_event_device_id'))
 
     op.drop_table('change_event')
-    with op.batch_alter_table('device', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_device_serial'))
-        batch_op.drop_index(batch_op.f('ix_device_parent_id'))
-        batch_op.drop_index(batch_op.f('ix_device_device_type_id'))
+    with op.batch_alter_table('scope', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_scope_zone_id'))
+        batch_op.drop_index(batch_op.f('ix_scope_site_id'))
+        batch_op.drop_index(batch_op.f('ix_scope_name'))
 
-    op.drop_table('device')
+    op.drop_table('scope')
     with op.batch_alter_table('observation', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_observation_scan_run_id'))
         batch_op.drop_index(batch_op.f('ix_observation_address'))
 
     op.drop_table('observation')
+    with op.batch_alter_table('device', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_device_zone_id'))
+        batch_op.drop_index(batch_op.f('ix_device_site_id'))
+        batch_op.drop_index(batch_op.f('ix_device_serial'))
+        batch_op.drop_index(batch_op.f('ix_device_parent_id'))
+        batch_op.drop_index(batch_op.f('ix_device_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_device_device_type_id'))
+
+    op.drop_table('device')
+    with op.batch_alter_table('zone', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_zone_site_id'))
+
+    op.drop_table('zone')
+    with op.batch_alter_table('scan_run', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_scan_run_status'))
+        batch_op.drop_index(batch_op.f('ix_scan_run_site_id'))
+        batch_op.drop_index(batch_op.f('ix_scan_run_organization_id'))
+
+    op.drop_table('scan_run')
+    with op.batch_alter_table('site', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_site_slug'))
+        batch_op.drop_index(batch_op.f('ix_site_organization_id'))
+
+    op.drop_table('site')
     with op.batch_alter_table('device_type', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_device_type_manufacturer_id'))
 
     op.drop_table('device_type')
-    with op.batch_alter_table('scope', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_scope_name'))
+    with op.batch_alter_table('organization', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_organization_slug'))
 
-    op.drop_table('scope')
-    with op.batch_alter_table('scan_run', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_scan_run_status'))
-
-    op.drop_table('scan_run')
+    op.drop_table('organization')
     with op.batch_alter_table('manufacturer', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_manufacturer_name'))
 

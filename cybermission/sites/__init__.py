@@ -1,0 +1,1 @@
+"""Where things are: organisations, their sites and the network zones inside them."""

@@ -1,0 +1,59 @@
+"""Tables of organisations (partners), sites (a plant, a district) and zones (a network cell)."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
+
+
+class Organization(SQLModel, table=True):
+    """A partner that authorised scans; tokens and data are isolated per organisation."""
+
+    __tablename__ = "organization"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    slug: str = Field(max_length=64, unique=True, index=True)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Site(SQLModel, table=True):
+    """A place scanned as one: a plant, a water works, a district's street equipment."""
+
+    __tablename__ = "site"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    organization_id: str = Field(foreign_key="organization.id", index=True)
+    slug: str = Field(max_length=64, unique=True, index=True)
+    name: str = Field(max_length=200)
+    # IANA zone: schedules and scan windows are in the site's local time.
+    timezone: str = Field(default="UTC", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ZoneExposure(StrEnum):
+    """How reachable a zone is from outside; the score weighs findings by it."""
+
+    # The words match the score's exposure factors (cybermission/findings/scoring.py).
+    INTERNET = "internet"
+    ENTERPRISE = "enterprise"  # the IT network, Purdue levels 4-5
+    DMZ = "dmz"
+    CONTROL = "control"  # a control network, Purdue levels 1-3
+    ISOLATED = "isolated"  # a cell with no route out
+
+
+class Zone(SQLModel, table=True):
+    """A network zone of a site (IEC 62443 zone, or a Purdue level)."""
+
+    __tablename__ = "zone"
+    __table_args__ = (UniqueConstraint("site_id", "name"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    site_id: str = Field(foreign_key="site.id", index=True)
+    name: str = Field(max_length=100)
+    purdue_level: int | None = Field(default=None, ge=0, le=5)
+    exposure: ZoneExposure = Field(default=ZoneExposure.CONTROL, sa_type=enum_type(ZoneExposure))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
