@@ -253,7 +253,7 @@ class _Sweep:
                 if err == errno.EINPROGRESS:  # always, even on loopback: wait for the answer
                     fd = sock.fileno()
                     done = self._completions.watch(fd)
-                    self._deadlines.watch(done)
+                    self._deadlines.watch(done, loop.time())
                     try:
                         timed_out = await done
                     finally:
@@ -349,29 +349,33 @@ class _Slots:
 class _Deadlines:
     """Connect timeouts in coarse buckets: one list append per connect, one sweep per tick.
 
-    A bucket collects the connects started during one tick and expires ``timeout_s`` after the
-    tick ends, so a connect times out between ``timeout_s`` and about ``timeout_s + 2 * tick_s``
-    after it started (tick: a twentieth of the timeout), never earlier, even if the loop is late.
+    A bucket takes the connects started during one tick and expires ``timeout_s`` after that tick
+    ends, so a connect times out between ``timeout_s`` and ``timeout_s`` plus a tick (a twentieth
+    of the timeout) plus the loop's lateness after it started; never earlier.
     """
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self.tick_s = max(timeout_s / 20, 0.002)
         self._current: list[asyncio.Future[bool]] = []
+        self._current_end = float("-inf")
         self._buckets: deque[tuple[float, list[asyncio.Future[bool]]]] = deque()
 
-    def watch(self, done: "asyncio.Future[bool]") -> None:
+    def watch(self, done: "asyncio.Future[bool]", now: float) -> None:
+        if now >= self._current_end:
+            self._current = []
+            self._current_end = now + self.tick_s
+            self._buckets.append((self._current_end + self.timeout_s, self._current))
         self._current.append(done)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        buckets = self._buckets
         while True:
             await asyncio.sleep(self.tick_s)
             now = loop.time()
-            self._buckets.append((now + self.timeout_s, self._current))
-            self._current = []
-            while self._buckets and self._buckets[0][0] <= now:
-                for done in self._buckets.popleft()[1]:
+            while buckets and buckets[0][0] <= now:
+                for done in buckets.popleft()[1]:
                     if not done.done():
                         done.set_result(True)
 
