@@ -154,6 +154,9 @@ def _parse_ports(text: str | None) -> list[int] | None:
 def scan(
     targets: Annotated[list[str], typer.Argument(help="Addresses, CIDRs, ranges, names.")],
     ports: Annotated[str | None, typer.Option(help="e.g. 502,102,20000-20010")] = None,
+    udp_ports: Annotated[
+        str | None, typer.Option(help="UDP ports to probe on every target; 'none' for none.")
+    ] = None,
     output: Annotated[str, typer.Option("--format", help="json or table")] = "table",
 ) -> None:
     """Scan now: progress on stderr, the result on stdout."""
@@ -168,6 +171,7 @@ def scan(
                 guard=build_guard(session, settings),
                 targets=targets,
                 ports=_parse_ports(ports),
+                udp_ports=[] if udp_ports == "none" else _parse_ports(udp_ports),
                 settings=settings,
                 requested_by="cli",
             )

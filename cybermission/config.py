@@ -67,6 +67,9 @@ DEFAULT_PORTS: tuple[int, ...] = (
 )
 
 
+DEFAULT_UDP_PORTS: tuple[int, ...] = (47808, 161, 3671, 5683, 44818, 9600)
+
+
 class Settings(BaseSettings):
     """Every setting of the product. Build it with :func:`load_settings`."""
 
@@ -78,6 +81,9 @@ class Settings(BaseSettings):
     # Networks authorised when no scope is stored: loopback only.
     default_scope_cidrs: list[str] = Field(default_factory=lambda: ["127.0.0.0/8"])
     ports: list[int] = Field(default_factory=lambda: list(DEFAULT_PORTS))
+    # UDP ports probed on every target (no sweep: UDP silence is ambiguous). BACnet/IP, SNMP,
+    # KNXnet/IP, CoAP, EtherNet/IP, FINS; only ports that have a registered UDP probe are used.
+    udp_ports: list[int] = Field(default_factory=lambda: list(DEFAULT_UDP_PORTS))
     pacing: PacingSettings = Field(default_factory=PacingSettings)
     # Probes that may disturb a device (unit-id walk, ...) only run when named here.
     enabled_optional_probes: list[str] = Field(default_factory=list)

@@ -144,11 +144,15 @@ def reconcile_host(
     *,
     address: str,
     seen: Sequence[ServiceSeen],
-    scanned_ports: Iterable[int],
+    scanned: Iterable[tuple[int, str]],
     scan_run_id: str | None,
     now: datetime,
 ) -> ReconcileResult:
-    """Fold one host's services from one scan into the inventory and record what changed."""
+    """Fold one host's services from one scan into the inventory and record what changed.
+
+    ``scanned`` lists the (port, transport) pairs this scan looked at: an open service on one of
+    them that was not seen again is closed; services on ports not scanned are left as they were.
+    """
     identity: dict[str, str] = {}
     sources: dict[str, str] = {}
     for service in seen:
@@ -191,7 +195,7 @@ def reconcile_host(
         result,
         address=address,
         seen=seen,
-        scanned_ports=set(scanned_ports),
+        scanned=set(scanned),
         scan_run_id=scan_run_id,
         now=now,
     )
@@ -227,7 +231,7 @@ def _reconcile_services(
     *,
     address: str,
     seen: Sequence[ServiceSeen],
-    scanned_ports: set[int],
+    scanned: set[tuple[int, str]],
     scan_run_id: str | None,
     now: datetime,
 ) -> None:
@@ -281,7 +285,11 @@ def _reconcile_services(
             service.last_seen_at = now
         result.services[key] = service
     for key, service in existing.items():
-        if key in result.services or not service.is_open or service.port not in scanned_ports:
+        if (
+            key in result.services
+            or not service.is_open
+            or (service.port, service.transport) not in scanned
+        ):
             continue
         if service.address != address:
             continue

@@ -44,6 +44,7 @@ class ScanRun(SQLModel, table=True):
     status: ScanStatus = Field(default=ScanStatus.QUEUED, index=True, sa_type=enum_type(ScanStatus))
     targets: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     ports: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    udp_ports: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     requested_by: str = Field(default="cli", max_length=100)
     organization_id: str | None = Field(default=None, foreign_key="organization.id", index=True)
     site_id: str | None = Field(default=None, foreign_key="site.id", index=True)

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
-from cybermission.errors import CybermissionError, ProbeError, ScopeError
+from cybermission.errors import CybermissionError, ProbeError, ProbeTimeoutError, ScopeError
 from cybermission.findings.models import Finding, Severity
 from cybermission.findings.scoring import score_finding
 from cybermission.findings.service import FindingDraft, record_findings
@@ -143,7 +143,7 @@ def load_placements(session: Session) -> dict[str, Placement]:
 @dataclass(slots=True)
 class _RunState:
     run_id: str
-    ports: tuple[int, ...]
+    scanned: tuple[tuple[int, str], ...]
     rules: RuleSet
     guard: ScopeGuard
     progress: ScanProgress
@@ -165,35 +165,129 @@ class _RunState:
             self.callback(self.progress)
 
 
-def select_probes(probes: Mapping[str, Probe], settings: Settings) -> dict[int, list[Probe]]:
-    """Probes by port; optional (opt-in) probes only when settings name them."""
-    by_port: dict[int, list[Probe]] = {}
+@dataclass(frozen=True, slots=True)
+class ProbePlan:
+    """Which probes run on which port, per transport, for one run."""
+
+    tcp: Mapping[int, Sequence[Probe]]
+    udp: Mapping[int, Sequence[Probe]]
+
+    @property
+    def has_udp(self) -> bool:
+        return bool(self.udp)
+
+
+def select_probes(
+    probes: Mapping[str, Probe], settings: Settings, *, udp_ports: Iterable[int] = ()
+) -> ProbePlan:
+    """Probes by transport and port; optional (opt-in) probes only when settings name them.
+
+    UDP has no sweep (silence is the normal answer of an empty address), so UDP probes run on
+    every target, and only for the ``udp_ports`` the run asked for.
+    """
+    tcp: dict[int, list[Probe]] = {}
+    udp: dict[int, list[Probe]] = {}
+    wanted_udp = set(udp_ports)
     for probe in probes.values():
         if probe.optional and probe.name not in settings.enabled_optional_probes:
             continue
         for port in probe.default_ports:
-            by_port.setdefault(port, []).append(probe)
-    return by_port
+            if probe.transport is Transport.UDP:
+                if port in wanted_udp:
+                    udp.setdefault(port, []).append(probe)
+            else:
+                tcp.setdefault(port, []).append(probe)
+    return ProbePlan(tcp=tcp, udp=udp)
+
+
+class _BackOffError(Exception):
+    """The device misbehaved: leave it alone for the rest of the run."""
+
+
+async def _observe(
+    probe: Probe,
+    report: HostReport,
+    *,
+    port: int,
+    connector: Connector,
+    timeout_s: float,
+) -> Observation | None:
+    """Run one probe, account for what it sent, and turn device trouble into report errors."""
+    ledger = RequestLedger(probe=probe.name, manifest=probe.manifest)
+    target = ProbeTarget(
+        address=report.address,
+        port=port,
+        transport=probe.transport,
+        connector=connector,
+        ledger=ledger,
+    )
+    try:
+        return await probe.observe(target, timeout_s=timeout_s)
+    except ProbeTimeoutError:
+        if probe.transport is Transport.UDP:
+            return None  # nobody there: the normal answer of most addresses on a UDP port
+        _record_failure(report, probe, port, "ProbeTimeoutError: no answer in time")
+        raise _BackOffError(f"{probe.name} on port {port}: timeout") from None
+    except (ProbeError, OSError) as exc:
+        kind = exc.__class__.__name__
+        _record_failure(report, probe, port, f"{kind}: {exc}"[:300])
+        if isinstance(exc, OSError):  # reset or refused mid-conversation
+            raise _BackOffError(f"{probe.name} on port {port}: {kind}") from None
+        return None
+    finally:
+        for request, count in ledger.sent.items():
+            report.sent[(probe.name, request)] += count
+
+
+def _record_failure(report: HostReport, probe: Probe, port: int, error: str) -> None:
+    target = f"{report.address}:{port}"
+    report.errors.append({"target": target, "stage": probe.name, "error": error})
+    logger.warning("probe failed", extra={"probe": probe.name, "target": target, "error": error})
 
 
 async def identify_host(
     host: HostResult,
     *,
-    probes_by_port: Mapping[int, Sequence[Probe]],
+    plan: ProbePlan,
     connector: Connector,
     timeout_s: float,
 ) -> HostReport:
     """Run the matching probes on one host, one at a time: one connection per device.
 
     A device that times out or resets is left alone for the rest of the run (back-off), and the
-    report says why.
+    report says why. A refusal by the scope guard stops everything for the host.
     """
     report = HostReport(address=host.address, open_ports=host.open_ports)
+    try:
+        await _identify_tcp(host, report, plan=plan, connector=connector, timeout_s=timeout_s)
+        if plan.has_udp:
+            # Datagram exchanges hold no connection on the device: the UDP probes go together.
+            await asyncio.gather(
+                *(
+                    _identify_udp(
+                        probes, report, port=port, connector=connector, timeout_s=timeout_s
+                    )
+                    for port, probes in plan.udp.items()
+                )
+            )
+    except ScopeError as exc:
+        report.errors.append({"target": host.address, "stage": "scope", "error": str(exc)})
+    return report
+
+
+async def _identify_tcp(
+    host: HostResult,
+    report: HostReport,
+    *,
+    plan: ProbePlan,
+    connector: Connector,
+    timeout_s: float,
+) -> None:
     backed_off: str | None = None
     for port in host.open_ports:
-        identified = False
-        for probe in probes_by_port.get(port, ()):
-            if identified and probe.protocol != report.observations[-1].protocol:
+        identified: str | None = None
+        for probe in plan.tcp.get(port, ()):
+            if identified is not None and probe.protocol != identified:
                 # The port is identified: only supplements of the same protocol (an opt-in
                 # unit walk after the Modbus identity, say) still run; fallbacks do not.
                 continue
@@ -206,47 +300,17 @@ async def identify_host(
                     }
                 )
                 continue
-            ledger = RequestLedger(probe=probe.name, manifest=probe.manifest)
-            target = ProbeTarget(
-                address=host.address,
-                port=port,
-                transport=probe.transport,
-                connector=connector,
-                ledger=ledger,
-            )
             try:
-                observation = await probe.observe(target, timeout_s=timeout_s)
-            except ScopeError as exc:
-                report.errors.append({"target": host.address, "stage": "scope", "error": str(exc)})
-                return report
-            except (ProbeError, OSError) as exc:
-                kind = exc.__class__.__name__
-                report.errors.append(
-                    {
-                        "target": f"{host.address}:{port}",
-                        "stage": probe.name,
-                        "error": f"{kind}: {exc}"[:300],
-                    }
+                observation = await _observe(
+                    probe, report, port=port, connector=connector, timeout_s=timeout_s
                 )
-                logger.warning(
-                    "probe failed",
-                    extra={
-                        "probe": probe.name,
-                        "target": host.address,
-                        "port": port,
-                        "error": kind,
-                    },
-                )
-                if not isinstance(exc, ProbeError) or "Timeout" in kind:
-                    backed_off = f"{probe.name} on port {port}: {kind}"
+            except _BackOffError as exc:
+                backed_off = str(exc)
                 continue
-            finally:
-                for request, count in ledger.sent.items():
-                    report.sent[(probe.name, request)] += count
             if observation is not None:
                 report.observations.append(observation)
-                identified = True
-        if not identified:
+                identified = observation.protocol
+        if identified is None:
             report.observations.append(
                 Observation(
                     probe="tcp-connect",
@@ -257,7 +321,26 @@ async def identify_host(
                     facts={"identified": False, "port_name": PORT_NAMES.get(port)},
                 )
             )
-    return report
+
+
+async def _identify_udp(
+    probes: Sequence[Probe],
+    report: HostReport,
+    *,
+    port: int,
+    connector: Connector,
+    timeout_s: float,
+) -> None:
+    for probe in probes:
+        try:
+            observation = await _observe(
+                probe, report, port=port, connector=connector, timeout_s=timeout_s
+            )
+        except _BackOffError:
+            return
+        if observation is not None:
+            report.observations.append(observation)
+            return
 
 
 def _place(state: _RunState, device: Device, address: str) -> Placement | None:
@@ -361,7 +444,7 @@ def _store_batch(engine: Engine, state: _RunState, reports: Sequence[HostReport]
                 session,
                 address=report.address,
                 seen=seen,
-                scanned_ports=state.ports,
+                scanned=state.scanned,
                 scan_run_id=state.run_id,
                 now=now,
             )
@@ -433,7 +516,9 @@ async def _writer(
         state.tick()
 
 
-async def _hosts(results: AsyncIterator[HostResult], state: _RunState) -> AsyncIterator[HostResult]:
+async def _hosts(
+    results: AsyncIterator[HostResult], state: _RunState, *, udp: bool
+) -> AsyncIterator[HostResult]:
     async for host in results:
         state.progress.hosts_swept += 1
         state.add_errors(
@@ -443,6 +528,8 @@ async def _hosts(results: AsyncIterator[HostResult], state: _RunState) -> AsyncI
             state.progress.hosts_live += 1
             state.progress.open_ports += len(host.open_ports)
             yield host
+        elif udp:
+            yield host  # no TCP port open, but a UDP-only device may still answer
         state.tick()
 
 
@@ -465,9 +552,10 @@ async def execute_scan(
         guard = guard or build_guard(session, settings)
         placements = load_placements(session)
         targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
+        udp_ports = tuple(run.udp_ports)
     state = _RunState(
         run_id=scan_run_id,
-        ports=ports,
+        scanned=tuple((p, "tcp") for p in ports) + tuple((p, "udp") for p in udp_ports),
         rules=RuleSet(()),
         guard=guard,
         placements=placements,
@@ -479,7 +567,9 @@ async def execute_scan(
     try:
         state.rules = RuleSet(load_rules(settings.rules_dirs))
         pacing = settings.pacing.effective()
-        probes_by_port = select_probes(probes if probes is not None else load_probes(), settings)
+        plan = select_probes(
+            probes if probes is not None else load_probes(), settings, udp_ports=udp_ports
+        )
         connector = Connector(guard)
         queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
         writer = asyncio.create_task(_writer(engine, state, queue))
@@ -489,18 +579,23 @@ async def execute_scan(
             try:
                 report = await identify_host(
                     host,
-                    probes_by_port=probes_by_port,
+                    plan=plan,
                     connector=connector,
                     timeout_s=pacing.probe_timeout_s,
                 )
                 state.progress.hosts_identified += 1
+                if not host.open_ports and not report.observations and not report.errors:
+                    return  # a silent address on every UDP port: nothing to write
+                if not host.open_ports:
+                    state.progress.hosts_live += 1
                 await queue.put(report)
             finally:
                 limit.release()
 
         tasks: set[asyncio.Task[None]] = set()
         hosts = expand_targets(targets, guard=guard)
-        async for host in _hosts(sweep(hosts, ports, guard=guard, pacing=pacing), state):
+        swept = sweep(hosts, ports, guard=guard, pacing=pacing)
+        async for host in _hosts(swept, state, udp=plan.has_udp):
             await limit.acquire()
             task = asyncio.create_task(identify(host))
             tasks.add(task)

@@ -28,6 +28,7 @@ def create_scan_run(
     ports: list[int] | None,
     settings: Settings,
     requested_by: str,
+    udp_ports: list[int] | None = None,
 ) -> ScanRun:
     """Validate targets against the scope and store a queued run; nothing is stored on refusal.
 
@@ -42,6 +43,10 @@ def create_scan_run(
     run = ScanRun(
         targets=list(targets),
         ports=validate_ports(list(ports) if ports else list(settings.ports)),
+        # An empty list means "no UDP" here; None means the settings' default.
+        udp_ports=(validate_ports(list(udp_ports)) if udp_ports else [])
+        if udp_ports is not None
+        else list(settings.udp_ports),
         requested_by=requested_by[:100],
         hosts_total=total,
     )

@@ -37,7 +37,7 @@ def test_reconcile_host_creates_device_with_identity(engine: Engine) -> None:
             session,
             address="127.50.0.1",
             seen=[_modbus(IDENTITY)],
-            scanned_ports=[502],
+            scanned=[(502, "tcp")],
             scan_run_id=None,
             now=T0,
         )
@@ -61,7 +61,7 @@ def test_reconcile_host_records_firmware_change(engine: Engine) -> None:
             session,
             address="127.50.0.1",
             seen=[_modbus(IDENTITY)],
-            scanned_ports=[502],
+            scanned=[(502, "tcp")],
             scan_run_id=None,
             now=T0,
         )
@@ -70,7 +70,7 @@ def test_reconcile_host_records_firmware_change(engine: Engine) -> None:
             session,
             address="127.50.0.1",
             seen=[_modbus(upgraded)],
-            scanned_ports=[502],
+            scanned=[(502, "tcp")],
             scan_run_id=None,
             now=T0 + timedelta(days=1),
         )
@@ -91,7 +91,7 @@ def test_reconcile_host_same_facts_make_no_event(engine: Engine) -> None:
                 session,
                 address="127.50.0.1",
                 seen=[_modbus(IDENTITY)],
-                scanned_ports=[502],
+                scanned=[(502, "tcp")],
                 scan_run_id=None,
                 now=T0 + timedelta(days=day),
             )
@@ -110,7 +110,7 @@ def test_reconcile_host_service_closed_then_reopened(engine: Engine) -> None:
             session,
             address="127.50.0.2",
             seen=[_modbus(IDENTITY), telnet],
-            scanned_ports=[23, 502],
+            scanned=[(23, "tcp"), (502, "tcp")],
             scan_run_id=None,
             now=T0,
         ).device
@@ -118,7 +118,7 @@ def test_reconcile_host_service_closed_then_reopened(engine: Engine) -> None:
             session,
             address="127.50.0.2",
             seen=[_modbus(IDENTITY)],
-            scanned_ports=[23, 502],
+            scanned=[(23, "tcp"), (502, "tcp")],
             scan_run_id=None,
             now=T0 + timedelta(hours=1),
         )
@@ -128,7 +128,7 @@ def test_reconcile_host_service_closed_then_reopened(engine: Engine) -> None:
             session,
             address="127.50.0.2",
             seen=[_modbus(IDENTITY), telnet],
-            scanned_ports=[23, 502],
+            scanned=[(23, "tcp"), (502, "tcp")],
             scan_run_id=None,
             now=T0 + timedelta(hours=2),
         )
@@ -147,7 +147,7 @@ def test_reconcile_host_port_not_rescanned_stays_open(engine: Engine) -> None:
             session,
             address="127.50.0.3",
             seen=[telnet],
-            scanned_ports=[23],
+            scanned=[(23, "tcp")],
             scan_run_id=None,
             now=T0,
         )
@@ -155,7 +155,7 @@ def test_reconcile_host_port_not_rescanned_stays_open(engine: Engine) -> None:
             session,
             address="127.50.0.3",
             seen=[],
-            scanned_ports=[502],
+            scanned=[(502, "tcp")],
             scan_run_id=None,
             now=T0 + timedelta(hours=1),
         )
@@ -169,7 +169,7 @@ def test_reconcile_host_serial_follows_device_to_new_address(engine: Engine) -> 
             session,
             address="127.50.0.4",
             seen=[_modbus(IDENTITY)],
-            scanned_ports=[502],
+            scanned=[(502, "tcp")],
             scan_run_id=None,
             now=T0,
         )
@@ -177,7 +177,7 @@ def test_reconcile_host_serial_follows_device_to_new_address(engine: Engine) -> 
             session,
             address="127.50.0.5",
             seen=[_modbus(IDENTITY)],
-            scanned_ports=[502],
+            scanned=[(502, "tcp")],
             scan_run_id=None,
             now=T0 + timedelta(days=1),
         )
@@ -199,7 +199,7 @@ def test_reconcile_host_gateway_units_become_children(engine: Engine) -> None:
             session,
             address="127.50.0.6",
             seen=[_modbus({"vendor": "GW Corp", "units": units})],  # type: ignore[dict-item]
-            scanned_ports=[502],
+            scanned=[(502, "tcp")],
             scan_run_id=None,
             now=T0,
         )
@@ -215,7 +215,7 @@ def test_list_devices_pages_with_cursor(engine: Engine) -> None:
                 session,
                 address=f"127.50.1.{i}",
                 seen=[],
-                scanned_ports=[502],
+                scanned=[(502, "tcp")],
                 scan_run_id=None,
                 now=T0 + timedelta(minutes=i),
             )

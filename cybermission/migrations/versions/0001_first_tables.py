@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 15:28:45.363637
+Create Date: 2026-11-26 15:32:06.126808
 """
 
 from collections.abc import Sequence
@@ -71,6 +71,7 @@ def upgrade() -> None:
     sa.Column('status', sa.Enum('queued', 'running', 'succeeded', 'partial', 'failed', name='scanstatus', native_enum=False, length=32), nullable=False),
     sa.Column('targets', sa.JSON(), nullable=False),
     sa.Column('ports', sa.JSON(), nullable=False),
+    sa.Column('udp_ports', sa.JSON(), nullable=False),
     sa.Column('requested_by', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('organization_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('site_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
