@@ -16,8 +16,12 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade_database(engine: Engine, revision: str = "head") -> None:
-    """Bring the store to ``revision`` on the given engine's connection."""
+def upgrade_database(engine: Engine, revision: str = "heads") -> None:
+    """Bring the store to ``revision`` on the given engine's connection.
+
+    "heads": domains add their tables on their own branches from the first revision, and every
+    branch is applied.
+    """
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
