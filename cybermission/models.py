@@ -1,5 +1,6 @@
 """Every table, imported in one place so metadata (Alembic, tests) sees them all."""
 
+from cybermission.events import Event, EventKind
 from cybermission.findings.models import Finding, FindingStatus, Severity
 from cybermission.inventory.models import (
     ChangeEvent,
@@ -20,6 +21,8 @@ __all__ = [
     "Criticality",
     "Device",
     "DeviceType",
+    "Event",
+    "EventKind",
     "Finding",
     "FindingStatus",
     "IPAddress",

@@ -21,11 +21,12 @@ from sqlmodel import Session, col, select
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.errors import CybermissionError, ProbeError, ProbeTimeoutError, ScopeError
+from cybermission.events import EventKind, record_event
 from cybermission.findings.models import Finding, Severity
 from cybermission.findings.scoring import score_finding
 from cybermission.findings.service import FindingDraft, record_findings
 from cybermission.guard import ScopeGuard
-from cybermission.inventory.models import Device, IPAddress
+from cybermission.inventory.models import ChangeEvent, ChangeKind, Device, IPAddress
 from cybermission.inventory.service import (
     ServiceSeen,
     device_addresses,
@@ -149,6 +150,8 @@ class _RunState:
     progress: ScanProgress
     callback: ProgressCallback | None
     placements: dict[str, Placement] = field(default_factory=dict)
+    # organisation and site of each device written in this run, for its findings' events
+    device_placement: dict[str, dict[str, str | None]] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     errors_dropped: int = 0
     sent: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -420,6 +423,58 @@ def _evidence(observation: Observation, fields: Mapping[str, Any]) -> dict[str, 
     }
 
 
+_CHANGE_EVENTS = {
+    ChangeKind.ATTRIBUTE_CHANGED: EventKind.ASSET_CHANGED,
+    ChangeKind.SERVICE_OPENED: EventKind.SERVICE_OPENED,
+    ChangeKind.SERVICE_CLOSED: EventKind.SERVICE_CLOSED,
+}
+
+
+def _record_asset_events(
+    session: Session,
+    state: _RunState,
+    device: Device,
+    is_new: bool,
+    changes: Sequence[ChangeEvent],
+) -> None:
+    """Tell the event log (alerting's outbox) what the inventory learnt about one device."""
+    where = {"organization_id": device.organization_id, "site_id": device.site_id}
+    state.device_placement[device.id] = where
+    asset = {
+        "device_id": device.id,
+        "name": device.name,
+        "vendor": device.vendor,
+        "model": device.model,
+        "firmware": device.firmware,
+    }
+    if is_new:
+        record_event(
+            session,
+            EventKind.ASSET_CREATED,
+            payload=asset,
+            subject_id=device.id,
+            scan_run_id=state.run_id,
+            **where,
+        )
+    for change in changes:
+        kind = _CHANGE_EVENTS.get(change.kind)
+        if kind is None:
+            continue
+        record_event(
+            session,
+            kind,
+            payload={
+                **asset,
+                "field": change.field,
+                "old": change.old_value,
+                "new": change.new_value,
+            },
+            subject_id=device.id,
+            scan_run_id=state.run_id,
+            **where,
+        )
+
+
 def _store_batch(engine: Engine, state: _RunState, reports: Sequence[HostReport]) -> None:
     """Write one batch of hosts in one transaction: observations, inventory, findings."""
     now = utcnow()
@@ -449,6 +504,7 @@ def _store_batch(engine: Engine, state: _RunState, reports: Sequence[HostReport]
                 now=now,
             )
             placement = _place(state, result.device, report.address)
+            _record_asset_events(session, state, result.device, result.is_new, result.events)
             for observation in report.observations:
                 service = result.services.get(
                     (observation.port, str(observation.transport), observation.protocol)
@@ -477,6 +533,25 @@ def _store_batch(engine: Engine, state: _RunState, reports: Sequence[HostReport]
             state.progress.observations += len(report.observations)
         recorded = record_findings(session, scan_run_id=state.run_id, drafts=drafts, now=now)
         state.progress.findings += len(recorded.created)
+        reopened = {f.id for f in recorded.reopened}
+        for finding in [*recorded.created, *recorded.reopened]:
+            record_event(
+                session,
+                EventKind.FINDING_REOPENED if finding.id in reopened else EventKind.FINDING_CREATED,
+                payload={
+                    "rule_id": finding.rule_id,
+                    "title": finding.title,
+                    "device_id": finding.device_id,
+                    "port": finding.port,
+                    "protocol": finding.protocol,
+                    "score": finding.score,
+                    "address": finding.evidence.get("address"),
+                },
+                subject_id=finding.id,
+                scan_run_id=state.run_id,
+                severity=str(finding.severity),
+                **state.device_placement.get(finding.device_id, {}),
+            )
         run = session.get(ScanRun, state.run_id)
         if run is not None:
             run.hosts_probed = state.progress.hosts_live
@@ -652,6 +727,21 @@ def _finish(engine: Engine, state: _RunState, status: ScanStatus) -> ScanRun:
         for (probe_name, request), count in sorted(state.sent.items()):
             sent.setdefault(probe_name, {})[request] = count
         run.sent = sent
+        record_event(
+            session,
+            EventKind.SCAN_FAILED if status is ScanStatus.FAILED else EventKind.SCAN_FINISHED,
+            payload={
+                "status": str(status),
+                "targets": run.targets[:50],
+                "hosts_probed": run.hosts_probed,
+                "findings": run.findings,
+                "errors": len(errors),
+            },
+            subject_id=run.id,
+            scan_run_id=run.id,
+            organization_id=run.organization_id,
+            site_id=run.site_id,
+        )
     return run
 
 

@@ -9,6 +9,7 @@ from sqlmodel import Session, select
 
 from cybermission.config import PacingProfile, PacingSettings, Settings, load_settings
 from cybermission.errors import ScopeError
+from cybermission.events import EventKind, events_after
 from cybermission.findings.models import Finding
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.inventory.models import Device, Service
@@ -235,3 +236,21 @@ async def test_execute_scan_places_devices_in_the_scope_zone_and_scores_by_expos
     exposure = {f["name"]: f for f in finding.score_breakdown["factors"]}["exposure"]
     assert exposure["value"] > 1.0
     assert "internet" in exposure["reason"]
+
+
+async def test_execute_scan_logs_only_what_is_new_as_events(
+    engine: Engine, lab: dict[str, LabDevice], tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path)
+    target = [lab["modbus-plc-m340"].address]
+    first = await _scan(engine, settings, target)
+    with Session(engine) as session:
+        after_first = events_after(session, after_id=0)
+    kinds = [e.kind for e in after_first]
+    assert kinds.count(EventKind.ASSET_CREATED) == 1
+    assert kinds.count(EventKind.FINDING_CREATED) == first.findings > 0
+    assert kinds[-1] is EventKind.SCAN_FINISHED
+    await _scan(engine, settings, target)
+    with Session(engine) as session:
+        later = events_after(session, after_id=after_first[-1].id or 0)
+    assert [e.kind for e in later] == [EventKind.SCAN_FINISHED]

@@ -1,0 +1,80 @@
+"""The event log: what happened, appended in the same transaction as the change itself.
+
+It is the outbox of alerting (a delivery worker reads it after commit, so a crash loses nothing)
+and the source of the dashboards' event stream. Kinds are dotted nouns: ``scan.finished``,
+``scan.failed``, ``finding.created``, ``finding.reopened``, ``asset.created``, ``asset.changed``,
+``service.opened``, ``service.closed``.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Integer
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from cybermission.db import UTCDateTime, enum_type, utcnow
+
+
+class EventKind(StrEnum):
+    SCAN_FINISHED = "scan.finished"
+    SCAN_FAILED = "scan.failed"
+    FINDING_CREATED = "finding.created"
+    FINDING_REOPENED = "finding.reopened"
+    ASSET_CREATED = "asset.created"
+    ASSET_CHANGED = "asset.changed"
+    SERVICE_OPENED = "service.opened"
+    SERVICE_CLOSED = "service.closed"
+
+
+class Event(SQLModel, table=True):
+    """One fact worth telling; ``id`` grows monotonically, so readers resume from the last seen."""
+
+    __tablename__ = "event"
+
+    # BIGINT on PostgreSQL; INTEGER PRIMARY KEY on SQLite, which is its rowid (autoincrement).
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    kind: EventKind = Field(sa_type=enum_type(EventKind), index=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    organization_id: str | None = Field(default=None, max_length=36, index=True)
+    site_id: str | None = Field(default=None, max_length=36)
+    scan_run_id: str | None = Field(default=None, max_length=36)
+    subject_id: str | None = Field(default=None, max_length=36)  # finding, device or run id
+    severity: str | None = Field(default=None, max_length=16)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+def record_event(
+    session: Session,
+    kind: EventKind,
+    *,
+    payload: dict[str, Any],
+    subject_id: str | None = None,
+    scan_run_id: str | None = None,
+    organization_id: str | None = None,
+    site_id: str | None = None,
+    severity: str | None = None,
+) -> Event:
+    """Append an event to the caller's transaction (it commits or vanishes with the change)."""
+    event = Event(
+        kind=kind,
+        payload=payload,
+        subject_id=subject_id,
+        scan_run_id=scan_run_id,
+        organization_id=organization_id,
+        site_id=site_id,
+        severity=severity,
+    )
+    session.add(event)
+    return event
+
+
+def events_after(session: Session, *, after_id: int, limit: int = 500) -> list[Event]:
+    """Events with ``id > after_id`` in order: how the outbox worker and streams catch up."""
+    query = select(Event).where(col(Event.id) > after_id).order_by(col(Event.id)).limit(limit)
+    return list(session.exec(query).all())
