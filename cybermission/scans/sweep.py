@@ -71,10 +71,12 @@ class HostResult:
 
 
 class _Pace:
-    """GCRA token bucket handing out send slots: ``delay`` reserves one, returns the wait.
+    """GCRA token bucket: a send conforms when ``wait_s`` is 0, and ``take`` then books it.
 
-    Reserving (rather than polling) keeps it one float comparison per probe on the hot path and
-    fair between workers: the event loop is single-threaded, so no lock is needed.
+    Judged on the clock at send time, never by reserving a future slot: a reserved slot lets a
+    late-woken worker and an on-time one leave closer together than the rate allows. With burst 1
+    two sends are never closer than ``1 / rate_per_s``. The event loop is single-threaded, so
+    checking and booking need no lock.
     """
 
     __slots__ = ("_interval", "_tat", "_tolerance")
@@ -84,12 +86,11 @@ class _Pace:
         self._tolerance = max(burst - 1.0, 0.0) * self._interval
         self._tat = 0.0
 
-    def delay(self, now: float) -> float:
-        send_at = self._tat - self._tolerance
-        if send_at < now:
-            send_at = now
-        self._tat = (self._tat if self._tat > send_at else send_at) + self._interval
-        return send_at - now
+    def wait_s(self, now: float) -> float:
+        return self._tat - self._tolerance - now
+
+    def take(self, now: float) -> None:
+        self._tat = (self._tat if self._tat > now else now) + self._interval
 
 
 def _check_ports(ports: Sequence[int]) -> tuple[int, ...]:
@@ -230,19 +231,24 @@ class _Sweep:
 
     async def _probe(self, address: str, family: int, port: int, pace: _Pace) -> PortState:
         loop = self._loop
-        now = loop.time()
-        wait = self._global.delay(now)
-        host_wait = pace.delay(now)
-        if host_wait > wait:
-            wait = host_wait
-        if wait > 0:
-            await asyncio.sleep(wait)
         slots = self._sockets
         if slots.free > 0:
             slots.free -= 1
         else:
             await slots.take()
         try:
+            # Pacing last, so nothing can wait between the booked send time and the SYN.
+            while True:
+                now = loop.time()
+                wait = self._global.wait_s(now)
+                host_wait = pace.wait_s(now)
+                if host_wait > wait:
+                    wait = host_wait
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+            self._global.take(now)
+            pace.take(now)
             # Send-time scope enforcement: after any pacing wait, right before the SYN.
             self._guard.check(address)
             sock = socket.socket(family, socket.SOCK_STREAM)

@@ -253,7 +253,8 @@ async def test_sweep_global_rate_spaces_sends_across_hosts() -> None:
     await _collect(sweep(hosts, [15060], guard=guard, pacing=pacing))
     sends = sorted(t for _, t in guard.checks)
     assert len(sends) == 5
-    assert min(b - a for a, b in itertools.pairwise(sends)) >= 0.05 * 0.99
+    # A margin for the process being preempted between booking a send and the guard check.
+    assert min(b - a for a, b in itertools.pairwise(sends)) >= 0.05 * 0.9
 
 
 async def test_sweep_records_socket_errors_and_goes_on() -> None:
