@@ -7,6 +7,7 @@ that resolves outside the scope is refused. The check runs again at send time, r
 socket connects, so a scope revoked mid-run stops the run.
 """
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -86,6 +87,15 @@ class ScopeRule:
         )
 
 
+@functools.lru_cache(maxsize=65_536)
+def _parse_address(address: str) -> IPAddress:
+    """Parse once per address: a sweep judges every address once per port, at send time."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1 on the wire
+    return ip
+
+
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
@@ -103,11 +113,9 @@ class ScopeGuard:
     def check(self, address: str, *, now: datetime | None = None) -> IPAddress:
         """Return the parsed address when it may be contacted now, else raise ``ScopeError``."""
         try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
+            ip = _parse_address(address)
         except ValueError as exc:
             raise ScopeError(address, "not an IP address; resolve names before the guard") from exc
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1 on the wire
         moment = now or datetime.now(UTC)
         active = [r for r in self._rules if r.active_at(moment)]
         if not active:

@@ -149,8 +149,15 @@ def load_probes() -> dict[str, Probe]:
     """Instantiate every probe registered under the ``cybermission.probes`` entry point group."""
     probes: dict[str, Probe] = {}
     for entry in entry_points(group="cybermission.probes"):
-        probe_cls = entry.load()
-        probe = probe_cls()
+        try:
+            probe = entry.load()()
+        except (ImportError, AttributeError):
+            # A broken plug-in must not stop every other probe; tests load each entry point.
+            logger.exception(
+                "probe entry point does not load",
+                extra={"entry_point": entry.name},
+            )
+            continue
         if not isinstance(probe, Probe):
             logger.error("entry point is not a probe", extra={"entry_point": entry.name})
             continue

@@ -1,0 +1,27 @@
+"""Every registered probe loads and declares what the safety model needs."""
+
+from importlib.metadata import entry_points
+
+import pytest
+
+from cybermission.probes import Intrusiveness, Probe, Transport, load_probes
+
+ENTRY_POINTS = sorted(entry_points(group="cybermission.probes"), key=lambda e: e.name)
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS, ids=[e.name for e in ENTRY_POINTS])
+def test_probe_entry_point_loads_a_complete_probe(entry: object) -> None:
+    probe = entry.load()()  # type: ignore[attr-defined]
+    assert isinstance(probe, Probe)
+    assert probe.name == entry.name  # type: ignore[attr-defined]
+    assert probe.default_ports
+    assert probe.transport in (Transport.TCP, Transport.UDP)
+    assert probe.manifest.entries, "a probe must declare every request it may send"
+    assert all(e.max_per_device >= 1 for e in probe.manifest.entries)
+    assert probe.manifest.connections_per_device == 1
+    if probe.intrusiveness is Intrusiveness.ACTIVE:
+        assert probe.optional, "active probes only run when a scope opts in"
+
+
+def test_load_probes_finds_every_entry_point() -> None:
+    assert set(load_probes()) == {e.name for e in ENTRY_POINTS}
