@@ -142,7 +142,9 @@ def load_placements(session: Session) -> dict[str, Placement]:
 
 
 @dataclass(slots=True)
-class _RunState:
+class RunState:
+    """What storing a run's results needs: its rules, guard (for placement) and counters."""
+
     run_id: str
     scanned: tuple[tuple[int, str], ...]
     rules: RuleSet
@@ -346,7 +348,7 @@ async def _identify_udp(
             return
 
 
-def _place(state: _RunState, device: Device, address: str) -> Placement | None:
+def _place(state: RunState, device: Device, address: str) -> Placement | None:
     """Put the device in the site and zone of the most specific scope covering its address."""
     rule = state.guard.rule_for(address)
     if rule is None:
@@ -432,7 +434,7 @@ _CHANGE_EVENTS = {
 
 def _record_asset_events(
     session: Session,
-    state: _RunState,
+    state: RunState,
     device: Device,
     is_new: bool,
     changes: Sequence[ChangeEvent],
@@ -475,83 +477,37 @@ def _record_asset_events(
         )
 
 
-def _store_batch(engine: Engine, state: _RunState, reports: Sequence[HostReport]) -> None:
+def run_state(
+    session: Session,
+    settings: Settings,
+    scan_run_id: str,
+    *,
+    guard: ScopeGuard | None = None,
+    progress: ProgressCallback | None = None,
+) -> RunState:
+    """The state storing results of ``scan_run_id`` needs, read from the store.
+
+    The embedded pipeline and the sensors' central ingestion both build it here, so both write
+    through :func:`store_reports` (SCALE-OUT.md: one code path).
+    """
+    run = session.get(ScanRun, scan_run_id)
+    if run is None:
+        raise CybermissionError(f"no scan run with id {scan_run_id!r}")
+    return RunState(
+        run_id=scan_run_id,
+        scanned=tuple((p, "tcp") for p in run.ports) + tuple((p, "udp") for p in run.udp_ports),
+        rules=RuleSet(load_rules(settings.rules_dirs)),
+        guard=guard or build_guard(session, settings),
+        placements=load_placements(session),
+        progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=run.hosts_total),
+        callback=progress,
+    )
+
+
+def _store_batch(engine: Engine, state: RunState, reports: Sequence[HostReport]) -> None:
     """Write one batch of hosts in one transaction: observations, inventory, findings."""
-    now = utcnow()
     with session_scope(engine) as session:
-        drafts: list[FindingDraft] = []
-        for report in reports:
-            session.add_all(
-                ObservationRecord(
-                    scan_run_id=state.run_id,
-                    probe=o.probe,
-                    protocol=o.protocol,
-                    address=o.address,
-                    port=o.port,
-                    transport=str(o.transport),
-                    observed_at=o.observed_at,
-                    facts=dict(o.facts),
-                )
-                for o in report.observations
-            )
-            seen = _services_seen(report.observations)
-            result = reconcile_host(
-                session,
-                address=report.address,
-                seen=seen,
-                scanned=state.scanned,
-                scan_run_id=state.run_id,
-                now=now,
-            )
-            placement = _place(state, result.device, report.address)
-            _record_asset_events(session, state, result.device, result.is_new, result.events)
-            for observation in report.observations:
-                service = result.services.get(
-                    (observation.port, str(observation.transport), observation.protocol)
-                )
-                subject = _subject(observation, result.device, placement)
-                for rule in state.rules.evaluate(subject):
-                    score, breakdown = score_finding(
-                        severity=Severity(rule.info.severity),
-                        zone_exposure=subject["asset"]["zone_exposure"],
-                        criticality=subject["asset"]["criticality"],
-                    )
-                    drafts.append(
-                        FindingDraft(
-                            rule_id=rule.id,
-                            device_id=result.device.id,
-                            service_id=service.id if service else None,
-                            port=observation.port,
-                            protocol=observation.protocol,
-                            title=rule.info.name,
-                            severity=Severity(rule.info.severity),
-                            evidence=_evidence(observation, rule.evidence(subject)),
-                            score=score,
-                            score_breakdown=breakdown,
-                        )
-                    )
-            state.progress.observations += len(report.observations)
-        recorded = record_findings(session, scan_run_id=state.run_id, drafts=drafts, now=now)
-        state.progress.findings += len(recorded.created)
-        reopened = {f.id for f in recorded.reopened}
-        for finding in [*recorded.created, *recorded.reopened]:
-            record_event(
-                session,
-                EventKind.FINDING_REOPENED if finding.id in reopened else EventKind.FINDING_CREATED,
-                payload={
-                    "rule_id": finding.rule_id,
-                    "title": finding.title,
-                    "device_id": finding.device_id,
-                    "port": finding.port,
-                    "protocol": finding.protocol,
-                    "score": finding.score,
-                    "address": finding.evidence.get("address"),
-                },
-                subject_id=finding.id,
-                scan_run_id=state.run_id,
-                severity=str(finding.severity),
-                **state.device_placement.get(finding.device_id, {}),
-            )
+        store_reports(session, state, reports)
         run = session.get(ScanRun, state.run_id)
         if run is not None:
             run.hosts_probed = state.progress.hosts_live
@@ -560,9 +516,86 @@ def _store_batch(engine: Engine, state: _RunState, reports: Sequence[HostReport]
             run.findings = state.progress.findings
 
 
-async def _writer(
-    engine: Engine, state: _RunState, queue: asyncio.Queue[HostReport | None]
-) -> None:
+def store_reports(session: Session, state: RunState, reports: Sequence[HostReport]) -> None:
+    """Apply hosts' reports in the caller's transaction: observations, inventory, findings and
+    their events; ``state.progress`` counts the observations and new findings written."""
+    now = utcnow()
+    drafts: list[FindingDraft] = []
+    for report in reports:
+        session.add_all(
+            ObservationRecord(
+                scan_run_id=state.run_id,
+                probe=o.probe,
+                protocol=o.protocol,
+                address=o.address,
+                port=o.port,
+                transport=str(o.transport),
+                observed_at=o.observed_at,
+                facts=dict(o.facts),
+            )
+            for o in report.observations
+        )
+        seen = _services_seen(report.observations)
+        result = reconcile_host(
+            session,
+            address=report.address,
+            seen=seen,
+            scanned=state.scanned,
+            scan_run_id=state.run_id,
+            now=now,
+        )
+        placement = _place(state, result.device, report.address)
+        _record_asset_events(session, state, result.device, result.is_new, result.events)
+        for observation in report.observations:
+            service = result.services.get(
+                (observation.port, str(observation.transport), observation.protocol)
+            )
+            subject = _subject(observation, result.device, placement)
+            for rule in state.rules.evaluate(subject):
+                score, breakdown = score_finding(
+                    severity=Severity(rule.info.severity),
+                    zone_exposure=subject["asset"]["zone_exposure"],
+                    criticality=subject["asset"]["criticality"],
+                )
+                drafts.append(
+                    FindingDraft(
+                        rule_id=rule.id,
+                        device_id=result.device.id,
+                        service_id=service.id if service else None,
+                        port=observation.port,
+                        protocol=observation.protocol,
+                        title=rule.info.name,
+                        severity=Severity(rule.info.severity),
+                        evidence=_evidence(observation, rule.evidence(subject)),
+                        score=score,
+                        score_breakdown=breakdown,
+                    )
+                )
+        state.progress.observations += len(report.observations)
+    recorded = record_findings(session, scan_run_id=state.run_id, drafts=drafts, now=now)
+    state.progress.findings += len(recorded.created)
+    reopened = {f.id for f in recorded.reopened}
+    for finding in [*recorded.created, *recorded.reopened]:
+        record_event(
+            session,
+            EventKind.FINDING_REOPENED if finding.id in reopened else EventKind.FINDING_CREATED,
+            payload={
+                "rule_id": finding.rule_id,
+                "title": finding.title,
+                "device_id": finding.device_id,
+                "port": finding.port,
+                "protocol": finding.protocol,
+                "score": finding.score,
+                "address": finding.evidence.get("address"),
+            },
+            subject_id=finding.id,
+            scan_run_id=state.run_id,
+            severity=str(finding.severity),
+            **state.device_placement.get(finding.device_id, {}),
+        )
+
+
+async def _writer(engine: Engine, state: RunState, queue: asyncio.Queue[HostReport | None]) -> None:
     done = False
     while not done:
         first = await queue.get()
@@ -592,7 +625,7 @@ async def _writer(
 
 
 async def _hosts(
-    results: AsyncIterator[HostResult], state: _RunState, *, udp: bool
+    results: AsyncIterator[HostResult], state: RunState, *, udp: bool
 ) -> AsyncIterator[HostResult]:
     async for host in results:
         state.progress.hosts_swept += 1
@@ -628,7 +661,7 @@ async def execute_scan(
         placements = load_placements(session)
         targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
         udp_ports = tuple(run.udp_ports)
-    state = _RunState(
+    state = RunState(
         run_id=scan_run_id,
         scanned=tuple((p, "tcp") for p in ports) + tuple((p, "udp") for p in udp_ports),
         rules=RuleSet(()),
@@ -685,7 +718,7 @@ async def execute_scan(
         status = ScanStatus.FAILED
     except asyncio.CancelledError:
         state.add_errors([{"target": None, "stage": "run", "error": "interrupted"}])
-        _finish(engine, state, ScanStatus.FAILED)
+        finish_run(engine, state, ScanStatus.FAILED)
         raise
     except Exception as exc:
         # Our bug, not the device's: the run must still end as failed, never stay "running".
@@ -696,12 +729,12 @@ async def execute_scan(
         status = ScanStatus.FAILED
     if status is ScanStatus.SUCCEEDED and state.errors:
         status = ScanStatus.PARTIAL
-    run = _finish(engine, state, status)
+    run = finish_run(engine, state, status)
     logger.info("scan finished", extra={"scan_run_id": scan_run_id, "status": str(status)})
     return run
 
 
-def _finish(engine: Engine, state: _RunState, status: ScanStatus) -> ScanRun:
+def finish_run(engine: Engine, state: RunState, status: ScanStatus) -> ScanRun:
     """Write the run's final status, counters, errors and what was sent."""
     with session_scope(engine) as session:
         run = session.get(ScanRun, state.run_id)
