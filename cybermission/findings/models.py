@@ -1,4 +1,5 @@
-"""The finding table: one row per (rule, device, service), kept and updated across rescans."""
+"""The findings tables: findings (one per rule, device, service), their audited transitions, the
+imported CISA advisories with their affected products, and the known-exploited CVEs."""
 
 from datetime import datetime
 from enum import StrEnum
@@ -50,3 +51,71 @@ class Finding(SQLModel, table=True):
     first_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_scan_run_id: str | None = Field(default=None, foreign_key="scan_run.id")
+    # Set while risk-accepted: at that moment the acceptance lapses and the finding reopens.
+    accepted_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class FindingTransition(SQLModel, table=True):
+    """One status change of a finding: who, when, from, to, why (the audit trail)."""
+
+    __tablename__ = "finding_transition"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    finding_id: str = Field(foreign_key="finding.id", index=True)
+    from_status: FindingStatus | None = Field(default=None, sa_type=enum_type(FindingStatus))
+    to_status: FindingStatus = Field(sa_type=enum_type(FindingStatus))
+    # A person's name or token subject, or "system" for rescans and expiries.
+    actor: str = Field(max_length=200)
+    reason: str = Field(max_length=2000)
+    until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    scan_run_id: str | None = Field(default=None, max_length=36)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+
+
+class Advisory(SQLModel, table=True):
+    """One CISA ICS advisory (CSAF 2.0 document), as last imported."""
+
+    __tablename__ = "advisory"
+
+    id: str = Field(primary_key=True, max_length=64)  # document.tracking.id, e.g. ICSA-24-004-01
+    title: str = Field(max_length=500)
+    cves: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    cvss_score: float | None = None
+    cvss_vector: str | None = Field(default=None, max_length=200)
+    published_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revision: str = Field(default="", max_length=32)
+    kev: bool = Field(default=False, index=True)
+    source: str = Field(default="", max_length=500)
+    imported_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AdvisoryProduct(SQLModel, table=True):
+    """One affected product of an advisory: a leaf of its CSAF product tree."""
+
+    __tablename__ = "advisory_product"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    advisory_id: str = Field(foreign_key="advisory.id", index=True, max_length=64)
+    product_id: str = Field(max_length=200)  # the CSAF product_id inside the document
+    vendor: str = Field(max_length=300)
+    # The vendor name after alias folding ("Allen-Bradley" -> "rockwell automation").
+    vendor_key: str = Field(max_length=300, index=True)
+    product: str = Field(max_length=500)
+    version: str | None = Field(default=None, max_length=500)  # version or range, as written
+    branch_path: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    cves: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    cvss_score: float | None = None
+    cvss_vector: str | None = Field(default=None, max_length=200)
+
+
+class KnownExploited(SQLModel, table=True):
+    """A CVE listed in CISA's Known Exploited Vulnerabilities catalogue (as imported)."""
+
+    __tablename__ = "known_exploited"
+
+    cve_id: str = Field(primary_key=True, max_length=32)
+    vendor: str = Field(default="", max_length=300)
+    product: str = Field(default="", max_length=300)
+    date_added: str = Field(default="", max_length=32)
+    imported_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,9 +1,13 @@
-"""Recording findings across scans: upsert by (rule, device, service), reopen, resolve, list pages.
+"""Findings across scans: upsert by (rule, device, service), the audited lifecycle, list pages.
 
 Lifecycle (DESIGN.md §5): one finding per ``rule_id|device_id|service_id``. A rescan that sees the
 condition again updates the same row (``last_seen_at``, score, evidence); a resolved finding that
-recurs is reopened; what people decided (acknowledged, risk-accepted, false-positive) is kept.
-Only a clean rescan of the same device resolves an open finding (:func:`resolve_absent`).
+recurs is reopened; what people decided (acknowledged, risk-accepted, false-positive) is kept, so a
+re-import never reopens an accepted finding. Only a rescan of the same device, by the same probes,
+on the same port, that no longer sees the condition resolves an open finding
+(:func:`resolve_absent`). A risk acceptance carries an expiry; :func:`expire_acceptances` reopens
+it when it lapses. People move findings with :func:`transition_finding` along :data:`TRANSITIONS`.
+Every status change, by a person or by the system, writes a :class:`FindingTransition` row.
 """
 
 import base64
@@ -13,12 +17,13 @@ import logging
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
-from cybermission.errors import ValidationError
-from cybermission.findings.models import Finding, FindingStatus, Severity
+from cybermission.errors import ConflictError, NotFoundError, ValidationError
+from cybermission.findings.models import Finding, FindingStatus, FindingTransition, Severity
 from cybermission.probes import JSONValue
 
 logger = logging.getLogger(__name__)
@@ -29,6 +34,43 @@ MAX_PAGE = 1000
 # Bound on the size of one IN (...) list; PostgreSQL and SQLite both take far more, this keeps
 # statements small.
 _IN_CHUNK = 500
+SYSTEM_ACTOR: Final = "system"
+
+# Who may move a finding where. Resolved and false-positive findings only go back to open: a
+# person who changes their mind reopens first, so the trail shows it.
+TRANSITIONS: Final[dict[FindingStatus, frozenset[FindingStatus]]] = {
+    FindingStatus.OPEN: frozenset(
+        {
+            FindingStatus.ACKNOWLEDGED,
+            FindingStatus.RISK_ACCEPTED,
+            FindingStatus.FALSE_POSITIVE,
+            FindingStatus.RESOLVED,
+        }
+    ),
+    FindingStatus.ACKNOWLEDGED: frozenset(
+        {
+            FindingStatus.OPEN,
+            FindingStatus.RISK_ACCEPTED,
+            FindingStatus.FALSE_POSITIVE,
+            FindingStatus.RESOLVED,
+        }
+    ),
+    FindingStatus.RISK_ACCEPTED: frozenset(
+        {
+            FindingStatus.OPEN,
+            FindingStatus.ACKNOWLEDGED,
+            FindingStatus.RISK_ACCEPTED,  # extend or shorten the acceptance
+            FindingStatus.FALSE_POSITIVE,
+            FindingStatus.RESOLVED,
+        }
+    ),
+    FindingStatus.FALSE_POSITIVE: frozenset({FindingStatus.OPEN}),
+    FindingStatus.RESOLVED: frozenset({FindingStatus.OPEN}),
+}
+# Decisions that need a written why in the audit trail.
+_REASON_REQUIRED: Final = frozenset(
+    {FindingStatus.RISK_ACCEPTED, FindingStatus.FALSE_POSITIVE, FindingStatus.RESOLVED}
+)
 
 
 def dedup_key(rule_id: str, device_id: str, service_id: str | None) -> str:
@@ -78,6 +120,31 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
         yield values[start : start + _IN_CHUNK]
 
 
+def _audit(
+    session: Session,
+    finding: Finding,
+    *,
+    from_status: FindingStatus | None,
+    actor: str,
+    reason: str,
+    now: datetime,
+    until: datetime | None = None,
+    scan_run_id: str | None = None,
+) -> FindingTransition:
+    transition = FindingTransition(
+        finding_id=finding.id,
+        from_status=from_status,
+        to_status=finding.status,
+        actor=actor,
+        reason=reason,
+        until=until,
+        scan_run_id=scan_run_id,
+        at=now,
+    )
+    session.add(transition)
+    return transition
+
+
 def record_findings(
     session: Session, *, scan_run_id: str, drafts: Iterable[FindingDraft], now: datetime
 ) -> RecordResult:
@@ -117,6 +184,15 @@ def record_findings(
                 last_scan_run_id=scan_run_id,
             )
             session.add(finding)
+            _audit(
+                session,
+                finding,
+                from_status=None,
+                actor=SYSTEM_ACTOR,
+                reason="condition seen",
+                now=now,
+                scan_run_id=scan_run_id,
+            )
             result.created.append(finding)
             continue
         finding.port = draft.port
@@ -131,6 +207,15 @@ def record_findings(
         finding.last_scan_run_id = scan_run_id
         if finding.status == FindingStatus.RESOLVED:
             finding.status = FindingStatus.OPEN
+            _audit(
+                session,
+                finding,
+                from_status=FindingStatus.RESOLVED,
+                actor=SYSTEM_ACTOR,
+                reason="condition seen again after it was resolved",
+                now=now,
+                scan_run_id=scan_run_id,
+            )
             result.reopened.append(finding)
             logger.info(
                 "finding reopened",
@@ -163,14 +248,17 @@ def resolve_absent(
     device_ids: Collection[str],
     probes_run: set[str] | None,
     now: datetime,
+    ports_scanned: Collection[int] | None = None,
 ) -> list[Finding]:
     """Resolve open or acknowledged findings of rescanned devices that this run did not see again.
 
-    Call it after :func:`record_findings` for the same run. ``device_ids`` are the devices the run
-    probed completely; ``probes_run`` the probes (named like the observation protocol) that ran
-    on them: a finding of another protocol, or of none, stays as it is because its condition was
-    not looked at again. ``None`` means every probe ran. Risk-accepted and false-positive
-    findings are never touched.
+    Call it once, after every :func:`record_findings` of the same run. ``device_ids`` are the
+    devices the run probed completely (no probe timed out or backed off); ``probes_run`` the
+    probes (named like the observation protocol) that ran on them: a finding of another protocol,
+    or of none, stays as it is because its condition was not looked at again. ``None`` means every
+    probe ran. ``ports_scanned``: a finding on a port the run did not look at stays too (findings
+    without a port, such as advisory matches, are judged by ``probes_run`` alone). Risk-accepted
+    and false-positive findings are never touched.
     """
     ids = list(device_ids)
     resolved: list[Finding] = []
@@ -185,10 +273,24 @@ def resolve_absent(
         )
         if probes_run is not None:
             statement = statement.where(col(Finding.protocol).in_(sorted(probes_run)))
+        if ports_scanned is not None:
+            statement = statement.where(
+                or_(col(Finding.port).is_(None), col(Finding.port).in_(sorted(set(ports_scanned))))
+            )
         for finding in session.exec(statement):
+            previous = finding.status
             finding.status = FindingStatus.RESOLVED
             finding.last_scan_run_id = scan_run_id
             session.add(finding)
+            _audit(
+                session,
+                finding,
+                from_status=previous,
+                actor=SYSTEM_ACTOR,
+                reason="rescanned by the same probes: condition gone",
+                now=now,
+                scan_run_id=scan_run_id,
+            )
             resolved.append(finding)
             logger.info(
                 "finding resolved",
@@ -202,6 +304,106 @@ def resolve_absent(
             )
     session.flush()
     return resolved
+
+
+def transition_finding(
+    session: Session,
+    *,
+    finding_id: str,
+    to: FindingStatus,
+    actor: str,
+    reason: str,
+    until: datetime | None = None,
+    now: datetime,
+) -> Finding:
+    """Move a finding to ``to`` on a person's decision, in the caller's transaction, audited.
+
+    ``to`` must be allowed from the current status (:data:`TRANSITIONS`). Risk acceptance needs an
+    ``until`` in the future; risk acceptance, false positive and resolution need a reason.
+    Raises :class:`NotFoundError`, :class:`ConflictError` (transition not allowed) or
+    :class:`ValidationError` (missing actor, reason or expiry).
+    """
+    target = FindingStatus(to)
+    actor = actor.strip()
+    reason = reason.strip()
+    if not actor:
+        raise ValidationError("actor: expected who makes the change")
+    if target in _REASON_REQUIRED and not reason:
+        raise ValidationError(f"reason: expected why the finding is {target.value}")
+    if target is FindingStatus.RISK_ACCEPTED:
+        if until is None:
+            raise ValidationError("until: a risk acceptance needs an expiry")
+        if until.tzinfo is None:
+            raise ValidationError("until: expected a time with its UTC offset")
+        if until <= now:
+            raise ValidationError(f"until: expected a time after {now.isoformat()}")
+    elif until is not None:
+        raise ValidationError("until: only a risk acceptance has an expiry")
+    finding = session.get(Finding, finding_id)
+    if finding is None:
+        raise NotFoundError(f"no finding with id {finding_id!r}")
+    previous = finding.status
+    if target not in TRANSITIONS[previous]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[previous]))
+        raise ConflictError(
+            f"status: a {previous.value} finding cannot become {target.value} (allowed: {allowed})"
+        )
+    finding.status = target
+    finding.accepted_until = until if target is FindingStatus.RISK_ACCEPTED else None
+    session.add(finding)
+    _audit(session, finding, from_status=previous, actor=actor, reason=reason, now=now, until=until)
+    session.flush()
+    logger.info(
+        "finding transitioned",
+        extra={
+            "finding_id": finding.id,
+            "from_status": previous.value,
+            "to_status": target.value,
+            "actor": actor,
+        },
+    )
+    return finding
+
+
+def expire_acceptances(session: Session, *, now: datetime) -> list[Finding]:
+    """Reopen every risk-accepted finding whose acceptance lapsed at or before ``now``.
+
+    Called at the start of each scan run and by the scheduler; idempotent.
+    """
+    statement = select(Finding).where(
+        col(Finding.status) == FindingStatus.RISK_ACCEPTED,
+        col(Finding.accepted_until).is_not(None),
+        col(Finding.accepted_until) <= now,
+    )
+    reopened: list[Finding] = []
+    for finding in session.exec(statement):
+        lapsed = finding.accepted_until
+        finding.status = FindingStatus.OPEN
+        finding.accepted_until = None
+        session.add(finding)
+        _audit(
+            session,
+            finding,
+            from_status=FindingStatus.RISK_ACCEPTED,
+            actor=SYSTEM_ACTOR,
+            reason=f"risk acceptance expired at {lapsed.isoformat() if lapsed else '?'}",
+            now=now,
+        )
+        reopened.append(finding)
+    session.flush()
+    if reopened:
+        logger.info("risk acceptances expired", extra={"findings_reopened": len(reopened)})
+    return reopened
+
+
+def list_transitions(session: Session, *, finding_id: str) -> list[FindingTransition]:
+    """The audit trail of one finding, oldest first."""
+    statement = (
+        select(FindingTransition)
+        .where(col(FindingTransition.finding_id) == finding_id)
+        .order_by(col(FindingTransition.at), col(FindingTransition.id))
+    )
+    return list(session.exec(statement))
 
 
 def _encode_cursor(finding: Finding) -> str:
