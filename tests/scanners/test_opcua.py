@@ -1,0 +1,314 @@
+"""Tests of the OPC UA probe against asyncua lab servers and the real capture opcua/opcua.pcap."""
+
+import asyncio
+import contextlib
+import struct
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ScopeError
+from cybermission.guard import ScopeGuard, ScopeRule
+from cybermission.net import Connector
+from cybermission.probes import (
+    Manifest,
+    ManifestEntry,
+    ManifestViolationError,
+    ProbeTarget,
+    RequestLedger,
+    Transport,
+)
+from scanners.lab.opcua_devices import OpcUaLabDevice, opcua_lab_devices
+from scanners.opcua import (
+    ID_GET_ENDPOINTS_REQUEST,
+    ID_GET_ENDPOINTS_RESPONSE,
+    MAX_STRING_BYTES,
+    REQUEST_CLOSE,
+    REQUEST_GET_ENDPOINTS,
+    REQUEST_HELLO,
+    REQUEST_OPEN,
+    SECURITY_POLICY_NONE,
+    OpcUaProbe,
+    ServiceFault,
+    decode_acknowledge,
+    decode_get_endpoints_response,
+    decode_open_response,
+    endpoint_facts,
+)
+from tests.conftest import shared_data
+from tests.scanners.industrial_fixtures import (
+    IcsTargetFactory,
+    MisfitKind,
+    ics_connector,
+    ics_target,
+    misfit,
+    tcp_streams,
+)
+
+__all__ = ["ics_connector", "ics_target"]  # fixtures used by name below
+
+TIMEOUT_S = 2.0
+LAB_BASE = "127.22.1.0"
+_MESSAGE_NAMES = {"HEL": REQUEST_HELLO, "OPN": REQUEST_OPEN, "CLO": REQUEST_CLOSE}
+
+
+# asyncua loads a whole address space per server (seconds): one lab for the module.
+MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def opcua_lab_servers() -> AsyncIterator[dict[str, OpcUaLabDevice]]:
+    devices = opcua_lab_devices(LAB_BASE)
+    started: list[OpcUaLabDevice] = []
+    try:
+        for device in devices:
+            await device.start()
+            started.append(device)
+        yield {device.name: device for device in devices}
+    finally:
+        for device in started:
+            await device.stop()
+
+
+@pytest.fixture
+def opcua_lab(opcua_lab_servers: dict[str, OpcUaLabDevice]) -> dict[str, OpcUaLabDevice]:
+    """The module's servers with their request logs cleared for this test."""
+    for device in opcua_lab_servers.values():
+        device.clear_log()
+    return opcua_lab_servers
+
+
+def _target(make: IcsTargetFactory, device: OpcUaLabDevice) -> ProbeTarget:
+    return make(device.address, device.port, OpcUaProbe())
+
+
+def _ua_messages(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type + chunk, body) of each UA TCP message in a reassembled stream."""
+    messages = []
+    offset = 0
+    while offset + 8 <= len(data):
+        (size,) = struct.unpack("<I", data[offset + 4 : offset + 8])
+        messages.append((data[offset : offset + 4], data[offset + 8 : offset + size]))
+        offset += size
+    return messages
+
+
+def _capture_endpoint_answers() -> list[bytes]:
+    """GetEndpoints response bodies (after the security and sequence headers) of the capture."""
+    answers = []
+    for stream in tcp_streams(shared_data("pcaps", "opcua", "opcua.pcap")):
+        for kind, body in _ua_messages(stream.data):
+            service = struct.pack("<BBH", 1, 0, ID_GET_ENDPOINTS_RESPONSE)
+            if kind == b"MSGF" and body[16:20] == service:
+                answers.append(body[16:])
+    return answers
+
+
+@pytest.mark.parametrize("name", ["opcua-scada-gateway", "opcua-plc-s71500"])
+@MODULE_LOOP
+async def test_opcua_probe_reports_application_and_security_facts(
+    opcua_lab: dict[str, OpcUaLabDevice], ics_target: IcsTargetFactory, name: str
+) -> None:
+    device = opcua_lab[name]
+    observation = await OpcUaProbe().observe(_target(ics_target, device), timeout_s=TIMEOUT_S)
+    assert observation is not None
+    facts = observation.facts
+    for key in ("application_uri", "product_uri", "application_name", "anonymous_allowed"):
+        assert facts[key] == device.identity[key]
+    assert facts["security_none_offered"] == device.identity["security_none_offered"]
+    assert facts["security_policies"] == device.identity["security_policies"]
+    tokens = facts["user_token_types"]
+    assert isinstance(tokens, list)
+    assert sorted(str(t) for t in tokens) == device.identity["user_token_types"]
+    assert facts["product_name"] == device.identity["application_name"]
+    assert observation.protocol == "opcua"
+
+
+@MODULE_LOOP
+async def test_opcua_probe_lists_each_endpoint_with_mode_and_policy(
+    opcua_lab: dict[str, OpcUaLabDevice], ics_target: IcsTargetFactory
+) -> None:
+    device = opcua_lab["opcua-plc-s71500"]
+    observation = await OpcUaProbe().observe(_target(ics_target, device), timeout_s=TIMEOUT_S)
+    assert observation is not None
+    endpoints = observation.facts["endpoints"]
+    assert isinstance(endpoints, list)
+    pairs = {(e["security_mode"], e["security_policy"]) for e in endpoints if isinstance(e, dict)}
+    basic = "http://opcfoundation.org/UA/SecurityPolicy#Basic256Sha256"
+    assert pairs == {("None", SECURITY_POLICY_NONE), ("Sign", basic), ("SignAndEncrypt", basic)}
+    assert observation.facts["anonymous_allowed"] is False
+    assert isinstance(observation.facts["server_certificate_sha1"], str)
+
+
+@pytest.mark.parametrize("name", ["opcua-scada-gateway", "opcua-plc-s71500"])
+@MODULE_LOOP
+async def test_opcua_probe_sends_only_declared_messages_and_never_a_session(
+    opcua_lab: dict[str, OpcUaLabDevice], ics_target: IcsTargetFactory, name: str
+) -> None:
+    device, probe = opcua_lab[name], OpcUaProbe()
+    target = _target(ics_target, device)
+    assert await probe.observe(target, timeout_s=TIMEOUT_S) is not None
+    await asyncio.sleep(0.05)  # let the server process the CLO
+    assert device.requests
+    received = Counter(
+        REQUEST_GET_ENDPOINTS
+        if r.message_type == "MSG" and r.service_id == ID_GET_ENDPOINTS_REQUEST
+        else _MESSAGE_NAMES.get(r.message_type, f"{r.message_type}/{r.service_id}")
+        for r in device.requests
+    )
+    assert received == target.ledger.sent
+    assert set(received) == {e.request for e in probe.manifest.entries}
+    assert all(count <= probe.manifest.limit(name) for name, count in received.items())
+    assert device.connections == probe.manifest.connections_per_device == 1
+
+
+@MODULE_LOOP
+async def test_opcua_probe_manifest_refuses_undeclared_request_before_sending(
+    opcua_lab: dict[str, OpcUaLabDevice], ics_connector: Connector
+) -> None:
+    device = opcua_lab["opcua-scada-gateway"]
+    only_close = Manifest(entries=(ManifestEntry(REQUEST_CLOSE, 1, "close only"),))
+    target = ProbeTarget(
+        device.address,
+        device.port,
+        Transport.TCP,
+        ics_connector,
+        RequestLedger("opcua", only_close),
+    )
+    with pytest.raises(ManifestViolationError):
+        await OpcUaProbe().observe(target, timeout_s=TIMEOUT_S)
+    await asyncio.sleep(0.05)
+    assert device.requests == []
+
+
+@MODULE_LOOP
+async def test_opcua_probe_refuses_out_of_scope_target_before_connecting(
+    opcua_lab: dict[str, OpcUaLabDevice],
+) -> None:
+    device = opcua_lab["opcua-scada-gateway"]
+    narrow = Connector(ScopeGuard([ScopeRule.build("elsewhere", ["127.22.200.0/24"])]))
+    target = ProbeTarget(
+        device.address,
+        device.port,
+        Transport.TCP,
+        narrow,
+        RequestLedger("opcua", OpcUaProbe.manifest),
+    )
+    with pytest.raises(ScopeError):
+        await OpcUaProbe().observe(target, timeout_s=TIMEOUT_S)
+    await asyncio.sleep(0.05)
+    assert device.connections == 0
+
+
+@MODULE_LOOP
+async def test_opcua_probe_raises_timeout_on_silent_device(ics_target: IcsTargetFactory) -> None:
+    async with misfit(MisfitKind.SILENT, 4840) as device:
+        async with asyncio.timeout(10):
+            with pytest.raises(ProbeTimeoutError):
+                await OpcUaProbe().observe(
+                    ics_target(device.address, 4840, OpcUaProbe()), timeout_s=0.3
+                )
+        assert device.connections == 1
+
+
+@MODULE_LOOP
+async def test_opcua_probe_raises_protocol_error_on_garbage(ics_target: IcsTargetFactory) -> None:
+    async with misfit(MisfitKind.GARBAGE, 4840) as device:
+        with pytest.raises(ProbeProtocolError):
+            await OpcUaProbe().observe(
+                ics_target(device.address, 4840, OpcUaProbe()), timeout_s=TIMEOUT_S
+            )
+        assert device.bytes_received > 0
+
+
+@MODULE_LOOP
+async def test_opcua_probe_returns_none_when_peer_closes(ics_target: IcsTargetFactory) -> None:
+    async with misfit(MisfitKind.CLOSING, 4840) as device:
+        target = ics_target(device.address, 4840, OpcUaProbe())
+        assert await OpcUaProbe().observe(target, timeout_s=TIMEOUT_S) is None
+
+
+def test_opcua_decoder_reads_endpoints_from_capture() -> None:
+    answers = _capture_endpoint_answers()
+    assert answers
+    decoded = decode_get_endpoints_response(answers[0])
+    assert isinstance(decoded, list)
+    assert decoded
+    facts = endpoint_facts(decoded)
+    assert SECURITY_POLICY_NONE in facts["security_policies"]  # type: ignore[operator]
+    assert facts["security_none_offered"] is True
+    assert isinstance(facts["application_uri"], str)
+    assert facts["application_uri"]
+    assert all(isinstance(e, dict) and e["url"] for e in facts["endpoints"])  # type: ignore[union-attr]
+
+
+def test_opcua_decoder_reads_ack_and_open_response_from_capture() -> None:
+    streams = tcp_streams(shared_data("pcaps", "opcua", "opcua.pcap"))
+    server = next(s for s in streams if s.source[1] == 12001)
+    messages = dict(_ua_messages(server.data)[:2])
+    ack = decode_acknowledge(messages[b"ACKF"])
+    assert ack.protocol_version == 0
+    assert ack.receive_buffer_size == 0xFFFF
+    token = decode_open_response(messages[b"OPNF"])
+    assert token.channel_id == 0x195F
+
+
+def test_opcua_decoder_reports_service_fault() -> None:
+    # ServiceFault (i=397) with ServiceResult BadServiceUnsupported (0x800B0000).
+    body = struct.pack("<BBH", 1, 0, 397) + b"\x00" * 8 + struct.pack("<II", 1, 0x800B0000)
+    body += b"\x00" + struct.pack("<i", -1) + b"\x00\x00\x00"
+    assert decode_get_endpoints_response(body) == ServiceFault(0x800B0000)
+
+
+def test_opcua_decoder_bounds_strings() -> None:
+    answers = _capture_endpoint_answers()
+    facts = endpoint_facts(decode_get_endpoints_response(answers[0]))  # type: ignore[arg-type]
+    for value in facts.values():
+        if isinstance(value, str):
+            assert len(value) <= MAX_STRING_BYTES
+            assert value.isprintable()
+
+
+def _check(body: bytes) -> None:
+    try:
+        decoded = decode_get_endpoints_response(body)
+    except ProbeProtocolError:
+        return
+    if isinstance(decoded, list):
+        facts = endpoint_facts(decoded)
+        for value in facts.values():
+            if isinstance(value, str):
+                assert len(value) <= MAX_STRING_BYTES
+                assert value.isprintable()
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400))
+def test_opcua_decoder_fuzz_random_bytes_only_raise_protocol_error(data: bytes) -> None:
+    _check(data)
+    for decode in (decode_open_response, decode_acknowledge):
+        with contextlib.suppress(ProbeProtocolError):
+            decode(data)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_opcua_decoder_fuzz_mutated_capture_only_raises_protocol_error(
+    data: st.DataObject,
+) -> None:
+    seeds = _capture_endpoint_answers()[:2]
+    body = bytearray(data.draw(st.sampled_from(seeds)))
+    for _ in range(data.draw(st.integers(1, 6))):
+        action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        position = data.draw(st.integers(0, max(len(body) - 1, 0)))
+        if action == "flip" and body:
+            body[position] = data.draw(st.integers(0, 255))
+        elif action == "cut":
+            del body[position:]
+        else:
+            body[position:position] = data.draw(st.binary(min_size=1, max_size=8))
+    _check(bytes(body))
