@@ -70,6 +70,40 @@ DEFAULT_PORTS: tuple[int, ...] = (
 DEFAULT_UDP_PORTS: tuple[int, ...] = (47808, 161, 3671, 5683, 44818, 9600)
 
 
+class BrokerSettings(BaseModel):
+    """The RabbitMQ broker of the distributed mode (SCALE-OUT.md); unused in the embedded mode."""
+
+    # The central service's AMQP account; the vhost part is replaced per site (``site.<slug>``).
+    url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # The management API provisions per-site vhosts, users, permissions and shovels.
+    management_url: str = "http://127.0.0.1:15672"
+    management_user: str = "guest"
+    management_password: SecretStr = SecretStr("guest")
+    # Address written into enrolment bundles: what a sensor dials (amqps://... in production).
+    public_url: str = "amqp://127.0.0.1:5672/"
+    # PEM file of the CA that signs the broker's certificate; pinned by every sensor.
+    ca_file: Path | None = None
+    central_vhost: str = "cybermission"
+    confirm_timeout_s: float = Field(default=10.0, gt=0)
+    # Chunks are sized to take about this long at the site's pacing (well under the 30-minute
+    # consumer timeout of RabbitMQ 3.10), and never hold more hosts than chunk_max_hosts.
+    chunk_target_s: float = Field(default=600.0, gt=0)
+    chunk_max_hosts: int = Field(default=4096, ge=1)
+    # A chunk not done this long after dispatch is re-dispatched, at most chunk_attempts times.
+    chunk_deadline_s: float = Field(default=1800.0, gt=0)
+    chunk_attempts: int = Field(default=3, ge=1)
+    # Length of the scan window when a scan gives none: chunks queued longer are skipped.
+    window_s: float = Field(default=4 * 3600.0, gt=0)
+
+
+class SensorSettings(BaseModel):
+    """A site sensor's own settings (the bundle holds its broker address and credentials)."""
+
+    journal_path: Path = Path("var/sensor-journal.db")
+    # Results waiting for the broker's confirm are retried this often while the link is down.
+    flush_interval_s: float = Field(default=5.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Every setting of the product. Build it with :func:`load_settings`."""
 
@@ -85,6 +119,8 @@ class Settings(BaseSettings):
     # KNXnet/IP, CoAP, EtherNet/IP, FINS; only ports that have a registered UDP probe are used.
     udp_ports: list[int] = Field(default_factory=lambda: list(DEFAULT_UDP_PORTS))
     pacing: PacingSettings = Field(default_factory=PacingSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    sensor: SensorSettings = Field(default_factory=SensorSettings)
     # Probes that may disturb a device (unit-id walk, ...) only run when named here.
     enabled_optional_probes: list[str] = Field(default_factory=list)
     rules_dirs: list[Path] = Field(default_factory=lambda: [Path("rules")])
