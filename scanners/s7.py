@@ -1,0 +1,498 @@
+"""Siemens S7comm identification: COTP connect, setup communication, SZL 0x0011 and 0x001C reads.
+
+Frames are built by hand (TPKT RFC 1006, COTP ISO 8073 class 0, S7comm as documented by the
+Wireshark S7comm dissector and Siemens' "System Software for S7-300/400 System and Standard
+Functions", chapter 34 "System Status Lists") and answers decoded defensively here.
+
+Sequence, per connection (at most ``len(TSAP_PAIRS)`` connections, one at a time):
+
+1. COTP Connection Request with calling TSAP 0x0100 and called TSAP 0x0102 (rack 0, slot 2: the
+   S7-300 CPU); when the device refuses (COTP DR or a close before a byte), the next pair is tried
+   on a new connection: 0x0100/0x0200 (nmap's alternative, S7-400/ET 200 CPs), then 0x0100/0x0101
+   (rack 0, slot 1: S7-1200/1500 CPUs). ``target.options["tsap"] = [calling, called]`` pins one.
+2. S7 Setup Communication (function 0xF0, PDU length 480). An answer whose protocol id is 0x72
+   instead of 0x32 is S7CommPlus (S7-1200 from V4 and S7-1500 without PUT/GET): the probe stops
+   there with ``s7comm_plus=True``.
+3. SZL read 0x0011 index 0 (module identification: order number, hardware and firmware version).
+4. SZL read 0x001C index 0 (component identification: station and module names, serial number,
+   copyright, module type name), unless ``target.options["szl_001c"]`` is false. **Hazard**: SZL
+   reads have been reported to stop old S7-300 CPUs; the read is on by default because the serial
+   number is what merges a device's services, and the scope can turn it off per target.
+
+An answer split over several data units ("last data unit" = 0x01) is decoded as far as its
+complete records go; the continuation is not requested (the identity records come first).
+
+Outcomes: identity -> :class:`Observation`; every TSAP refused or closed before a byte -> ``None``;
+an answer that is not TPKT/COTP, or a setup answered in neither S7comm nor S7CommPlus (or by a
+close) -> ``None`` (not S7 on this port: MMS tries port 102 next);
+malformed S7 answers -> ``ProbeProtocolError``; silence past ``timeout_s`` -> ``ProbeTimeoutError``.
+
+Facts keys (strings printable, at most ``MAX_TEXT_BYTES`` bytes before decoding):
+
+- ``tsap`` (str "0x0100/0x0102"), ``pdu_length`` (int), ``s7comm_plus`` (bool).
+- ``vendor`` ("Siemens" once the device spoke S7comm).
+- SZL 0x0011: ``order_number`` and ``product_code`` (index 0x0001, the module's MLFB),
+  ``hardware_order_number`` (index 0x0006), ``hardware_version`` (str, index 0x0006),
+  ``firmware`` ("V3.2.14", index 0x0007), ``bootloader`` ("A37.12.12", index 0x0081).
+- SZL 0x001C: ``system_name`` (1), ``module_name`` (2), ``plant_identification`` (3),
+  ``copyright`` (4), ``serial`` (5), ``model`` and ``module_type`` (7), ``memory_card_serial`` (8),
+  ``location`` (11).
+- ``szl_errors`` (dict SZL id -> return code), ``szl_001c`` (bool: whether 0x001C was read).
+"""
+
+import asyncio
+import logging
+import re
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ValidationError
+from cybermission.net import close_politely
+from cybermission.probes import (
+    Facts,
+    Intrusiveness,
+    JSONValue,
+    Manifest,
+    ManifestEntry,
+    Observation,
+    ProbeTarget,
+    RequestLedger,
+    Transport,
+)
+
+logger = logging.getLogger(__name__)
+
+S7_PORT = 102
+TPKT_VERSION = 3
+COTP_CR = 0xE0
+COTP_CC = 0xD0
+COTP_DR = 0x80
+COTP_DT = 0xF0
+S7_PROTOCOL_ID = 0x32
+S7COMM_PLUS_PROTOCOL_ID = 0x72
+ROSCTR_JOB = 0x01
+ROSCTR_ACK_DATA = 0x03
+ROSCTR_USERDATA = 0x07
+FUNCTION_SETUP = 0xF0
+SZL_GROUP = 0x04
+SZL_READ = 0x01
+SZL_MODULE_ID = 0x0011
+SZL_COMPONENT_ID = 0x001C
+REQUESTED_PDU_LENGTH = 480
+
+REQUEST_COTP = "cotp/cr"
+REQUEST_SETUP = "s7/setup-communication"
+REQUEST_SZL_0011 = "szl/0x0011"
+REQUEST_SZL_001C = "szl/0x001c"
+
+# (calling, called) TSAPs tried in order, one connection each (see the module docstring).
+TSAP_PAIRS: tuple[tuple[int, int], ...] = ((0x0100, 0x0102), (0x0100, 0x0200), (0x0100, 0x0101))
+MAX_TEXT_BYTES = 64
+MAX_FRAME_BYTES = 2048
+MAX_READ_BYTES = 8192
+MAX_RECORDS = 32
+
+# SZL 0x001C record indexes (System Software for S7-300/400, §34.5 "SSL-ID W#16#xy1C").
+COMPONENT_FACTS: Mapping[int, str] = {
+    0x0001: "system_name",
+    0x0002: "module_name",
+    0x0003: "plant_identification",
+    0x0004: "copyright",
+    0x0005: "serial",
+    0x0007: "module_type",
+    0x0008: "memory_card_serial",
+    0x000B: "location",
+}
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True, slots=True)
+class SzlAnswer:
+    """A decoded SZL read answer: the list's id and index, record length and complete records."""
+
+    szl_id: int
+    index: int
+    record_length: int
+    announced: int
+    records: tuple[bytes, ...]
+    more_follows: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SzlError:
+    """An SZL read the device refused (data return code other than 0xFF)."""
+
+    return_code: int
+
+
+def clean_text(raw: bytes) -> str:
+    """Bounded printable text from a fixed-width, NUL/space padded S7 string field."""
+    raw = raw[:MAX_TEXT_BYTES].split(b"\x00", 1)[0]
+    return _CONTROL.sub("", raw.decode("latin-1")).strip()
+
+
+def tpkt(payload: bytes) -> bytes:
+    """RFC 1006 §6: version 3, reserved 0, total length."""
+    return struct.pack(">BBH", TPKT_VERSION, 0, len(payload) + 4) + payload
+
+
+def cotp_connection_request(calling_tsap: int, called_tsap: int) -> bytes:
+    """ISO 8073 CR TPDU class 0 with TPDU size 1024 (0xC0), calling (0xC1) and called (0xC2)."""
+    parameters = (
+        b"\xc0\x01\x0a"
+        + b"\xc1\x02"
+        + struct.pack(">H", calling_tsap)
+        + b"\xc2\x02"
+        + struct.pack(">H", called_tsap)
+    )
+    header = struct.pack(">BBHHB", 6 + len(parameters), COTP_CR, 0x0000, 0x0001, 0x00)
+    return tpkt(header + parameters)
+
+
+def cotp_data(payload: bytes) -> bytes:
+    """ISO 8073 DT TPDU, last data unit (EOT bit set)."""
+    return tpkt(b"\x02\xf0\x80" + payload)
+
+
+def setup_communication(sequence: int) -> bytes:
+    """S7 job 0xF0: max AMQ calling/called 1, PDU length ``REQUESTED_PDU_LENGTH``."""
+    parameters = struct.pack(">BBHHH", FUNCTION_SETUP, 0, 1, 1, REQUESTED_PDU_LENGTH)
+    header = struct.pack(">BBHHHH", S7_PROTOCOL_ID, ROSCTR_JOB, 0, sequence, len(parameters), 0)
+    return cotp_data(header + parameters)
+
+
+def szl_read(sequence: int, szl_id: int, index: int = 0) -> bytes:
+    """S7 userdata, CPU functions group 4 (SZL), subfunction 1 (read SZL), first data unit."""
+    parameters = bytes((0x00, 0x01, 0x12, 0x04, 0x11, 0x40 | SZL_GROUP, SZL_READ, 0x00))
+    data = struct.pack(">BBHHH", 0xFF, 0x09, 4, szl_id, index)
+    header = struct.pack(
+        ">BBHHHH", S7_PROTOCOL_ID, ROSCTR_USERDATA, 0, sequence, len(parameters), len(data)
+    )
+    return cotp_data(header + parameters + data)
+
+
+def parse_tpkt_header(header: bytes) -> int:
+    """Payload length announced by a TPKT header; ``ProbeProtocolError`` when it is not TPKT."""
+    if len(header) != 4 or header[0] != TPKT_VERSION or header[1] != 0:
+        raise ProbeProtocolError("not a TPKT header")
+    length = int.from_bytes(header[2:4], "big")
+    if not 7 <= length <= MAX_FRAME_BYTES:
+        raise ProbeProtocolError(f"TPKT length {length} outside 7..{MAX_FRAME_BYTES}")
+    return length - 4
+
+
+def cotp_type(payload: bytes) -> int:
+    """The TPDU code of a COTP payload (ISO 8073 §13.2: length indicator, then the code)."""
+    if len(payload) < 2 or payload[0] + 1 > len(payload):
+        raise ProbeProtocolError("COTP header truncated")
+    return payload[1] & 0xF0
+
+
+def cotp_user_data(payload: bytes) -> bytes:
+    """The user data of a DT TPDU."""
+    if cotp_type(payload) != COTP_DT:
+        raise ProbeProtocolError(f"expected COTP DT, got 0x{payload[1]:02x}")
+    return payload[payload[0] + 1 :]
+
+
+@dataclass(frozen=True, slots=True)
+class S7Header:
+    """The S7comm header (10 bytes; 12 for ack-data, which adds error class and code)."""
+
+    protocol_id: int
+    rosctr: int
+    sequence: int
+    parameters: bytes
+    data: bytes
+    error: int
+
+
+def parse_s7(pdu: bytes) -> S7Header:
+    """Split an S7comm PDU into parameters and data with every length checked."""
+    if len(pdu) < 10 or pdu[0] != S7_PROTOCOL_ID:
+        raise ProbeProtocolError("not an S7comm PDU")
+    _, rosctr, _, sequence, param_len, data_len = struct.unpack(">BBHHHH", pdu[:10])
+    offset, error = 10, 0
+    if rosctr in (0x02, ROSCTR_ACK_DATA):
+        if len(pdu) < 12:
+            raise ProbeProtocolError("S7 ack header truncated")
+        (error,) = struct.unpack(">H", pdu[10:12])
+        offset = 12
+    if offset + param_len + data_len != len(pdu):
+        raise ProbeProtocolError(
+            f"S7 lengths {param_len}+{data_len} do not match {len(pdu) - offset} bytes"
+        )
+    parameters = pdu[offset : offset + param_len]
+    return S7Header(
+        protocol_id=pdu[0],
+        rosctr=rosctr,
+        sequence=sequence,
+        parameters=parameters,
+        data=pdu[offset + param_len :],
+        error=error,
+    )
+
+
+def decode_setup_answer(pdu: bytes) -> int:
+    """The negotiated PDU length of a Setup Communication ack-data."""
+    header = parse_s7(pdu)
+    if header.rosctr != ROSCTR_ACK_DATA or header.error != 0:
+        raise ProbeProtocolError(f"setup communication refused (error 0x{header.error:04x})")
+    if len(header.parameters) != 8 or header.parameters[0] != FUNCTION_SETUP:
+        raise ProbeProtocolError("setup communication answer has no 0xF0 parameters")
+    return int.from_bytes(header.parameters[6:8], "big")
+
+
+def decode_szl_answer(pdu: bytes) -> SzlAnswer | SzlError:
+    """Decode a userdata SZL answer; records are cut to what was actually received."""
+    header = parse_s7(pdu)
+    params = header.parameters
+    if header.rosctr != ROSCTR_USERDATA or len(params) < 8 or params[2] != 0x12:
+        raise ProbeProtocolError("not a userdata answer")
+    if params[5] & 0x0F != SZL_GROUP or params[6] != SZL_READ:
+        raise ProbeProtocolError(f"userdata answer for group/subfunction 0x{params[5]:02x}")
+    more_follows = len(params) >= 12 and params[9] != 0x00
+    data = header.data
+    if len(data) < 4:
+        raise ProbeProtocolError("SZL data header truncated")
+    return_code, _transport, length = struct.unpack(">BBH", data[:4])
+    if return_code != 0xFF:
+        return SzlError(return_code=return_code)
+    body = data[4:]
+    if length != len(body) or length < 8:
+        raise ProbeProtocolError(f"SZL data length {length} but {len(body)} bytes")
+    szl_id, index, record_length, announced = struct.unpack(">HHHH", body[:8])
+    if not 2 <= record_length <= 512:
+        raise ProbeProtocolError(f"SZL record length {record_length} outside 2..512")
+    raw = body[8:]
+    complete = min(len(raw) // record_length, announced, MAX_RECORDS)
+    if not more_follows and len(raw) != announced * record_length:
+        raise ProbeProtocolError(f"SZL announces {announced} records, {len(raw)} bytes follow")
+    records = tuple(raw[i * record_length : (i + 1) * record_length] for i in range(complete))
+    return SzlAnswer(szl_id, index, record_length, announced, records, more_follows)
+
+
+def _version(ausbg: bytes, ausbe: bytes) -> str:
+    """``V3.2.14`` from the last four bytes of a 0x0011 record (letter, major, minor, patch)."""
+    letter = chr(ausbg[0]) if 0x41 <= ausbg[0] <= 0x5A else ""
+    return f"{letter}{ausbg[1]}.{ausbe[0]}.{ausbe[1]}"
+
+
+def module_identity_facts(answer: SzlAnswer) -> Facts:
+    """Facts of SZL 0x0011 (§34.2: index, MLFB[20], BGTyp, Ausbg, Ausbe per 28-byte record)."""
+    facts: Facts = {}
+    for record in answer.records:
+        if len(record) < 28:
+            continue
+        (index,) = struct.unpack(">H", record[:2])
+        mlfb = clean_text(record[2:22])
+        ausbg, ausbe = record[24:26], record[26:28]
+        if index == 0x0001 and mlfb:
+            facts["order_number"] = mlfb
+            facts["product_code"] = mlfb
+        elif index == 0x0006:
+            if mlfb:
+                facts["hardware_order_number"] = mlfb
+            facts["hardware_version"] = str(struct.unpack(">H", ausbe)[0])
+        elif index == 0x0007:
+            facts["firmware"] = _version(ausbg, ausbe)
+        elif index == 0x0081:
+            facts["bootloader"] = _version(ausbg, ausbe)
+    return facts
+
+
+def component_identity_facts(answer: SzlAnswer) -> Facts:
+    """Facts of SZL 0x001C (§34.5: index then a 32-byte name per 34-byte record)."""
+    facts: Facts = {}
+    for record in answer.records:
+        if len(record) < 4:
+            continue
+        (index,) = struct.unpack(">H", record[:2])
+        key = COMPONENT_FACTS.get(index)
+        text = clean_text(record[2:34])
+        if key and text:
+            facts[key] = text
+    if "module_type" in facts:
+        facts["model"] = facts["module_type"]
+    return facts
+
+
+def _tsap_option(options: Mapping[str, JSONValue]) -> Sequence[tuple[int, int]]:
+    value = options.get("tsap")
+    if value is None:
+        return TSAP_PAIRS
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFFFF for v in value)
+    ):
+        calling, called = value
+        assert isinstance(calling, int)
+        assert isinstance(called, int)
+        return ((calling, called),)
+    raise ValidationError(f"option tsap: expected [calling, called] 0..0xffff, got {value!r}")
+
+
+class _RefusedError(Exception):
+    """The device refused the COTP connection (DR, or closed before a byte)."""
+
+
+class _NotS7Error(Exception):
+    """The answer is not COTP, or the setup is not answered in S7: another protocol (MMS)."""
+
+
+class _Session:
+    """One ISO-on-TCP connection: TPKT frames, bounded reads, S7 sequence numbers."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        ledger: RequestLedger,
+        address: str,
+        timeout_s: float,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.ledger = ledger
+        self.address = address
+        self.timeout_s = timeout_s
+        self.read_bytes = 0
+        self.sequence = 0
+
+    async def exchange(self, name: str, frame: bytes) -> bytes:
+        """Send ``frame`` (counted first) and return the COTP payload of the answer."""
+        self.ledger.spend(name)
+        self.writer.write(frame)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self.writer.drain()
+                header = await self._read(4)
+                return await self._read(parse_tpkt_header(header))
+        except TimeoutError as exc:
+            raise ProbeTimeoutError(f"{self.address}: no answer to {name}") from exc
+
+    async def _read(self, size: int) -> bytes:
+        if self.read_bytes + size > MAX_READ_BYTES:
+            raise ProbeProtocolError(f"device sent more than {MAX_READ_BYTES} bytes")
+        try:
+            data = await self.reader.readexactly(size)
+        except asyncio.IncompleteReadError as exc:
+            if self.read_bytes == 0 and not exc.partial:
+                raise _RefusedError from exc
+            raise ProbeProtocolError("connection closed in the middle of an answer") from exc
+        except (ConnectionError, OSError) as exc:
+            if self.read_bytes == 0:
+                raise _RefusedError from exc
+            raise ProbeProtocolError("connection lost during an answer") from exc
+        self.read_bytes += size
+        return data
+
+    def next_sequence(self) -> int:
+        self.sequence = self.sequence % 0xFFFF + 1
+        return self.sequence
+
+
+class S7Probe:
+    """Read-only S7comm identification of one CPU (see the module docstring)."""
+
+    name: ClassVar[str] = "s7"
+    protocol: ClassVar[str] = "s7comm"
+    default_ports: ClassVar[tuple[int, ...]] = (S7_PORT,)
+    transport: ClassVar[Transport] = Transport.TCP
+    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
+    optional: ClassVar[bool] = False
+    manifest: ClassVar[Manifest] = Manifest(
+        entries=(
+            ManifestEntry(REQUEST_COTP, len(TSAP_PAIRS), "COTP CR, one per TSAP pair tried"),
+            ManifestEntry(REQUEST_SETUP, 1, "S7 setup communication (0xF0)"),
+            ManifestEntry(REQUEST_SZL_0011, 1, "SZL read 0x0011 index 0: module identification"),
+            ManifestEntry(REQUEST_SZL_001C, 1, "SZL read 0x001C index 0: component identification"),
+        ),
+        connections_per_device=len(TSAP_PAIRS),
+        notes=(
+            "one connection at a time; a new one only after the device refused a TSAP pair. "
+            "HAZARD: SZL reads have stopped old S7-300 CPUs; the 0x001C read is on by default "
+            "and off with options szl_001c=false"
+        ),
+    )
+
+    async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
+        pairs = _tsap_option(target.options)
+        read_001c = target.options.get("szl_001c", True) is not False
+        for calling, called in pairs:
+            reader, writer = await target.connector.open_tcp(
+                target.address, target.port, timeout_s=timeout_s
+            )
+            session = _Session(reader, writer, target.ledger, target.address, timeout_s)
+            try:
+                facts = await self._identify(session, calling, called, read_001c=read_001c)
+            except _RefusedError:
+                logger.info(
+                    "s7 tsap refused",
+                    extra={"address": target.address, "tsap": f"0x{calling:04x}/0x{called:04x}"},
+                )
+                continue
+            except _NotS7Error:
+                return None
+            except ProbeProtocolError:
+                logger.warning(
+                    "s7 answer does not decode",
+                    extra={"address": target.address, "port": target.port},
+                )
+                raise
+            finally:
+                await close_politely(writer)
+            return Observation(
+                probe=self.name,
+                protocol=self.protocol,
+                address=target.address,
+                port=target.port,
+                transport=self.transport,
+                facts=facts,
+            )
+        return None
+
+    @staticmethod
+    async def _identify(session: _Session, calling: int, called: int, *, read_001c: bool) -> Facts:
+        try:
+            answer = await session.exchange(REQUEST_COTP, cotp_connection_request(calling, called))
+            kind = cotp_type(answer)
+        except ProbeProtocolError as exc:
+            raise _NotS7Error from exc
+        if kind == COTP_DR:
+            raise _RefusedError
+        if kind != COTP_CC:
+            raise _NotS7Error
+        facts: Facts = {"tsap": f"0x{calling:04x}/0x{called:04x}"}
+        try:
+            pdu = cotp_user_data(await session.exchange(REQUEST_SETUP, setup_communication(1)))
+        except ProbeProtocolError as exc:
+            raise _NotS7Error from exc
+        if pdu[:1] not in (bytes((S7_PROTOCOL_ID,)), bytes((S7COMM_PLUS_PROTOCOL_ID,))):
+            raise _NotS7Error
+        if pdu[:1] == bytes((S7COMM_PLUS_PROTOCOL_ID,)):
+            facts.update({"s7comm_plus": True, "vendor": "Siemens"})
+            return facts
+        facts["pdu_length"] = decode_setup_answer(pdu)
+        facts.update({"s7comm_plus": False, "vendor": "Siemens"})
+        errors: dict[str, JSONValue] = {}
+        reads = [(REQUEST_SZL_0011, SZL_MODULE_ID, module_identity_facts)]
+        if read_001c:
+            reads.append((REQUEST_SZL_001C, SZL_COMPONENT_ID, component_identity_facts))
+        for name, szl_id, to_facts in reads:
+            raw = await session.exchange(name, szl_read(session.next_sequence() + 1, szl_id))
+            decoded = decode_szl_answer(cotp_user_data(raw))
+            if isinstance(decoded, SzlError):
+                errors[f"0x{szl_id:04x}"] = f"0x{decoded.return_code:02x}"
+                continue
+            if decoded.szl_id & 0x00FF != szl_id & 0x00FF:
+                raise ProbeProtocolError(f"asked SZL 0x{szl_id:04x}, got 0x{decoded.szl_id:04x}")
+            facts.update(to_facts(decoded))
+        facts["szl_001c"] = read_001c
+        if errors:
+            facts["szl_errors"] = errors
+        return facts
