@@ -24,7 +24,12 @@ from cybermission.errors import CybermissionError, ProbeError, ProbeTimeoutError
 from cybermission.events import EventKind, record_event
 from cybermission.findings.models import Finding, Severity
 from cybermission.findings.scoring import score_finding
-from cybermission.findings.service import FindingDraft, record_findings
+from cybermission.findings.service import (
+    FindingDraft,
+    expire_acceptances,
+    record_findings,
+    resolve_absent,
+)
 from cybermission.guard import ScopeGuard
 from cybermission.inventory.models import ChangeEvent, ChangeKind, Device, IPAddress
 from cybermission.inventory.service import (
@@ -157,6 +162,10 @@ class RunState:
     errors: list[dict[str, Any]] = field(default_factory=list)
     errors_dropped: int = 0
     sent: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # Auto-resolve (DESIGN.md §5): devices whose every probe finished, and the protocols of the
+    # probes that ran; findings of other protocols are not judged by this run.
+    clean_devices: set[str] = field(default_factory=set)
+    probes_run: frozenset[str] = frozenset()
 
     def add_errors(self, errors: Iterable[dict[str, Any]]) -> None:
         for error in errors:
@@ -545,6 +554,8 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
             now=now,
         )
         placement = _place(state, result.device, report.address)
+        if not report.errors:
+            state.clean_devices.add(result.device.id)
         _record_asset_events(session, state, result.device, result.is_new, result.events)
         for observation in report.observations:
             service = result.services.get(
@@ -657,6 +668,7 @@ async def execute_scan(
             raise CybermissionError(f"no scan run with id {scan_run_id!r}")
         run.status = ScanStatus.RUNNING
         run.started_at = utcnow()
+        expire_acceptances(session, now=run.started_at)
         guard = guard or build_guard(session, settings)
         placements = load_placements(session)
         targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
@@ -677,6 +689,9 @@ async def execute_scan(
         pacing = settings.pacing.effective()
         plan = select_probes(
             probes if probes is not None else load_probes(), settings, udp_ports=udp_ports
+        )
+        state.probes_run = frozenset(
+            {p.protocol for ps in (*plan.tcp.values(), *plan.udp.values()) for p in ps} | {"tcp"}
         )
         connector = Connector(guard)
         queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
@@ -760,6 +775,16 @@ def finish_run(engine: Engine, state: RunState, status: ScanStatus) -> ScanRun:
         for (probe_name, request), count in sorted(state.sent.items()):
             sent.setdefault(probe_name, {})[request] = count
         run.sent = sent
+        if status is not ScanStatus.FAILED and state.probes_run and state.clean_devices:
+            # A failed run proves nothing gone; a finished one resolves what it looked at again.
+            resolve_absent(
+                session,
+                scan_run_id=run.id,
+                device_ids=state.clean_devices,
+                probes_run=set(state.probes_run),
+                ports_scanned={port for port, _ in state.scanned},
+                now=run.finished_at,
+            )
         record_event(
             session,
             EventKind.SCAN_FAILED if status is ScanStatus.FAILED else EventKind.SCAN_FINISHED,
