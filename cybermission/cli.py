@@ -23,6 +23,7 @@ from cybermission.db import create_db_engine, session_scope
 from cybermission.errors import CybermissionError
 from cybermission.logs import configure_logging
 from cybermission.migrations import upgrade_database
+from cybermission.probes import load_probes
 from cybermission.scans.models import ScopeBase
 from cybermission.scans.pipeline import ScanProgress, build_scan_report, execute_scan
 from cybermission.scans.scopes import build_guard, create_scope, delete_scope, list_scopes
@@ -235,6 +236,40 @@ def _print_report(report: dict[str, Any]) -> None:
         err.print(
             f"[yellow]{e.get('stage')}[/] {e.get('target')}: {e.get('error')}", highlight=False
         )
+
+
+@app.command()
+def probes(
+    output: Annotated[str, typer.Option("--format", help="json or table")] = "table",
+) -> None:
+    """The packet manifest: every probe, how intrusive it is, and exactly what it may send."""
+    found = sorted(load_probes().items())
+    if output == "json":
+        manifests = {
+            name: {
+                "protocol": probe.protocol,
+                "transport": str(probe.transport),
+                "ports": list(probe.default_ports),
+                "intrusiveness": str(probe.intrusiveness),
+                "optional": probe.optional,
+                **probe.manifest.as_dict(),
+            }
+            for name, probe in found
+        }
+        sys.stdout.write(json.dumps(manifests, indent=2) + "\n")
+        return
+    table = Table("probe", "ports", "intrusiveness", "opt-in", "request", "max/device", "what")
+    for name, probe in found:
+        head = [
+            name,
+            f"{','.join(map(str, probe.default_ports))}/{probe.transport}",
+            str(probe.intrusiveness),
+            "yes" if probe.optional else "no",
+        ]
+        for i, entry in enumerate(probe.manifest.entries):
+            cells = head if i == 0 else ["", "", "", ""]
+            table.add_row(*cells, entry.request, str(entry.max_per_device), entry.description)
+    out.print(table)
 
 
 @app.command()

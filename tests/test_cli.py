@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cybermission.probes import load_probes
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
 
 BASE = "127.50.2.0"
@@ -92,3 +93,15 @@ async def test_cli_scopes_add_refuses_the_whole_internet(tmp_path: Path) -> None
     assert "127.0.0.1/0" in err
     code, out, _ = await _cli(tmp_path, "scopes", "list")
     assert "oops" not in out
+
+
+async def test_cli_probes_prints_every_manifest(tmp_path: Path) -> None:
+    code, out, _ = await _cli(tmp_path, "probes", "--format", "json")
+    assert code == 0
+    manifests = json.loads(out)
+    for name, probe in load_probes().items():
+        shown = manifests[name]
+        assert shown["intrusiveness"] == str(probe.intrusiveness)
+        assert {r["request"]: r["max_per_device"] for r in shown["requests"]} == {
+            e.request: e.max_per_device for e in probe.manifest.entries
+        }
