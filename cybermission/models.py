@@ -1,5 +1,6 @@
 """Every table, imported in one place so metadata (Alembic, tests) sees them all."""
 
+from cybermission.alerts.models import AlertChannel, AlertPolicy, Delivery, OutboxCursor
 from cybermission.events import Event, EventKind
 from cybermission.findings.models import Finding, FindingStatus, Severity
 from cybermission.inventory.models import (
@@ -8,17 +9,22 @@ from cybermission.inventory.models import (
     Criticality,
     Device,
     DeviceType,
+    Interface,
     IPAddress,
     Manufacturer,
     Service,
 )
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus, Scope
+from cybermission.scans.schedules import Schedule, ScheduleAudit, ScheduleRun
 from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
 
 __all__ = [
+    "AlertChannel",
+    "AlertPolicy",
     "ChangeEvent",
     "ChangeKind",
     "Criticality",
+    "Delivery",
     "Device",
     "DeviceType",
     "Event",
@@ -26,11 +32,16 @@ __all__ = [
     "Finding",
     "FindingStatus",
     "IPAddress",
+    "Interface",
     "Manufacturer",
     "ObservationRecord",
     "Organization",
+    "OutboxCursor",
     "ScanRun",
     "ScanStatus",
+    "Schedule",
+    "ScheduleAudit",
+    "ScheduleRun",
     "Scope",
     "Service",
     "Severity",

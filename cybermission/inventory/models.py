@@ -63,6 +63,19 @@ class Device(SQLModel, table=True):
     last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class Interface(SQLModel, table=True):
+    """A network interface known by its MAC address: the same MAC on two addresses is one device."""
+
+    __tablename__ = "interface"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    device_id: str = Field(foreign_key="device.id", index=True)
+    # Lower-case, colon-separated (normalised by the inventory before it is stored).
+    mac: str = Field(max_length=17, unique=True, index=True)
+    first_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class IPAddress(SQLModel, table=True):
     __tablename__ = "ip_address"
 

@@ -7,6 +7,7 @@ address. Each identity attribute keeps its provenance (which probe said it, when
 
 import base64
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +21,7 @@ from cybermission.inventory.models import (
     ChangeKind,
     Device,
     DeviceType,
+    Interface,
     IPAddress,
     Manufacturer,
     Service,
@@ -70,7 +72,27 @@ def identity_from_facts(facts: Mapping[str, Any]) -> dict[str, str]:
     return identity
 
 
-def _find_device(session: Session, *, address: str, identity: Mapping[str, str]) -> Device | None:
+_MAC_HEX = re.compile(r"[0-9a-f]{12}")
+
+
+def normalise_mac(value: object) -> str | None:
+    """``00-30-DE-0A-1B-2C``, ``0030.de0a.1b2c`` and ``0030DE0A1B2C`` are one MAC; junk is None."""
+    if not isinstance(value, str):
+        return None
+    digits = re.sub(r"[^0-9a-f]", "", value.lower())
+    if not _MAC_HEX.fullmatch(digits) or digits in ("000000000000", "ffffffffffff"):
+        return None
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+def _macs(seen: Sequence[ServiceSeen]) -> list[str]:
+    found = (normalise_mac(s.facts.get("mac")) for s in seen)
+    return sorted({m for m in found if m is not None})
+
+
+def _find_device(
+    session: Session, *, address: str, identity: Mapping[str, str], macs: Sequence[str] = ()
+) -> Device | None:
     serial = identity.get("serial")
     if serial:
         query = select(Device).where(Device.serial == serial, col(Device.parent_id).is_(None))
@@ -79,6 +101,10 @@ def _find_device(session: Session, *, address: str, identity: Mapping[str, str])
         by_serial = session.exec(query).first()
         if by_serial is not None:
             return by_serial
+    if macs:
+        interface = session.exec(select(Interface).where(col(Interface.mac).in_(macs))).first()
+        if interface is not None:
+            return session.get(Device, interface.device_id)
     ip = session.exec(select(IPAddress).where(IPAddress.address == address)).first()
     return session.get(Device, ip.device_id) if ip is not None else None
 
@@ -155,12 +181,18 @@ def reconcile_host(
     """
     identity: dict[str, str] = {}
     sources: dict[str, str] = {}
+    conflicts: dict[str, list[dict[str, str]]] = {}
     for service in seen:
         for attr, value in identity_from_facts(service.facts).items():
             if attr not in identity:
                 identity[attr] = value
                 sources[attr] = service.probe
-    device = _find_device(session, address=address, identity=identity)
+            elif identity[attr] != value:
+                # Two protocols disagree (a gateway's web page and its Modbus identity, say):
+                # the first probe's value stands, the other is kept with its source.
+                conflicts.setdefault(attr, []).append({"probe": service.probe, "value": value})
+    macs = _macs(seen)
+    device = _find_device(session, address=address, identity=identity, macs=macs)
     result_is_new = device is None
     if device is None:
         device = Device(first_seen_at=now, last_seen_at=now)
@@ -189,7 +221,14 @@ def reconcile_host(
             now=now,
             track=not result_is_new,
         )
+    if conflicts:
+        provenance = dict(device.provenance)
+        for attr, others in conflicts.items():
+            provenance[attr] = {**provenance.get(attr, {}), "conflicts": others[:8]}
+        device.provenance = provenance
     _attach_address(session, device=device, address=address, now=now)
+    for mac in macs:
+        _attach_interface(session, device=device, mac=mac, now=now)
     _reconcile_services(
         session,
         result,
@@ -212,6 +251,15 @@ def reconcile_host(
             )
     session.add_all(result.events)
     return result
+
+
+def _attach_interface(session: Session, *, device: Device, mac: str, now: datetime) -> None:
+    interface = session.exec(select(Interface).where(Interface.mac == mac)).first()
+    if interface is None:
+        session.add(Interface(device_id=device.id, mac=mac, first_seen_at=now, last_seen_at=now))
+        return
+    interface.device_id = device.id
+    interface.last_seen_at = now
 
 
 def _attach_address(session: Session, *, device: Device, address: str, now: datetime) -> None:

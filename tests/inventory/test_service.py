@@ -5,11 +5,19 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from cybermission.inventory.models import ChangeEvent, ChangeKind, Device, IPAddress, Service
+from cybermission.inventory.models import (
+    ChangeEvent,
+    ChangeKind,
+    Device,
+    Interface,
+    IPAddress,
+    Service,
+)
 from cybermission.inventory.service import (
     ServiceSeen,
     decode_cursor,
     list_devices,
+    normalise_mac,
     reconcile_host,
 )
 
@@ -227,3 +235,53 @@ def test_list_devices_pages_with_cursor(engine: Engine) -> None:
         assert len(ids) == len(set(ids)) == 5
         assert cursor3 is None
         assert decode_cursor(cursor or "")[1] == page1[-1].id
+
+
+def test_reconcile_host_same_mac_on_two_addresses_is_one_device(engine: Engine) -> None:
+    knx = ServiceSeen(
+        port=3671, transport="udp", protocol="knx", probe="knx", facts={"mac": "00-24-6D-01-02-03"}
+    )
+    web = ServiceSeen(
+        port=80, transport="tcp", protocol="http", probe="http", facts={"mac": "00246d010203"}
+    )
+    with Session(engine) as session:
+        first = reconcile_host(
+            session, address="127.50.0.7", seen=[knx], scanned=[], scan_run_id=None, now=T0
+        )
+        second = reconcile_host(
+            session, address="127.50.0.8", seen=[web], scanned=[], scan_run_id=None, now=T0
+        )
+        session.commit()
+        assert second.device.id == first.device.id
+        assert [i.mac for i in session.exec(select(Interface)).all()] == ["00:24:6d:01:02:03"]
+
+
+def test_reconcile_host_keeps_conflicting_facts_with_their_source(engine: Engine) -> None:
+    modbus = _modbus({"vendor": "Schneider Electric", "revision": "v2.70"})
+    web = ServiceSeen(
+        port=80, transport="tcp", protocol="http", probe="http", facts={"vendor": "Telemecanique"}
+    )
+    with Session(engine) as session:
+        result = reconcile_host(
+            session,
+            address="127.50.0.9",
+            seen=[modbus, web],
+            scanned=[],
+            scan_run_id=None,
+            now=T0,
+        )
+        session.commit()
+        device = session.get(Device, result.device.id)
+        assert device is not None
+        assert device.vendor == "Schneider Electric"
+        assert device.provenance["vendor"]["probe"] == "modbus"
+        assert device.provenance["vendor"]["conflicts"] == [
+            {"probe": "http", "value": "Telemecanique"}
+        ]
+
+
+def test_normalise_mac_refuses_junk() -> None:
+    assert normalise_mac("0030.DE0A.1B2C") == "00:30:de:0a:1b:2c"
+    assert normalise_mac("ff:ff:ff:ff:ff:ff") is None
+    assert normalise_mac("not a mac") is None
+    assert normalise_mac(42) is None
