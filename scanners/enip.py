@@ -1,0 +1,323 @@
+"""EtherNet/IP identification: encapsulation ListIdentity and ListServices, over TCP and UDP.
+
+Frames are built by hand and answers decoded defensively here (THE CIP Networks Library Vol. 2,
+EtherNet/IP Adaptation of CIP, §2-4 encapsulation commands; Identity item §2-4.3.2). Neither
+command opens a session nor reaches the CIP object model: they are the discovery commands every
+EtherNet/IP device answers, also to unregistered peers.
+
+:class:`EnipProbe` (``enip``, 44818/tcp): ListIdentity (0x63), then ListServices (0x04), on one
+connection. :class:`EnipUdpProbe` (``enip-udp``, 44818/udp): one ListIdentity datagram.
+
+Outcomes: identity -> :class:`Observation`; the peer closes before a byte -> ``None``; an answer
+that is not an encapsulation reply to our command -> ``ProbeProtocolError``; silence past
+``timeout_s`` -> ``ProbeTimeoutError`` (a silent ListServices after the identity only sets
+``incomplete``).
+
+Facts keys (strings printable, at most ``MAX_TEXT_BYTES`` bytes before decoding):
+
+- ``vendor_id`` (int), ``vendor`` (ODVA vendor name, :mod:`scanners.enip_vendors`),
+  ``device_type`` (int), ``device_type_name`` (str), ``product_code`` (int as str, the CIP
+  product code), ``revision`` / ``firmware`` ("major.minor"), ``status`` (int),
+  ``status_flags`` (list: owned, configured, minor/major (un)recoverable fault),
+  ``serial`` ("0x0012ab34", 8 hex digits), ``product_name`` (str), ``state`` (int),
+  ``state_name`` (str), ``encapsulation_version`` (int), ``socket_address`` ("a.b.c.d:port", as
+  the device reports itself; often its real address behind NAT).
+- ``services`` (list of {name, version, capabilities}: ListServices, TCP only), ``incomplete``.
+"""
+
+import asyncio
+import ipaddress
+import logging
+import re
+import struct
+from dataclasses import dataclass
+from typing import ClassVar
+
+from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
+from cybermission.net import close_politely
+from cybermission.probes import (
+    Facts,
+    Intrusiveness,
+    JSONValue,
+    Manifest,
+    ManifestEntry,
+    Observation,
+    ProbeTarget,
+    Transport,
+)
+from scanners.enip_vendors import DEVICE_TYPES, vendor_name
+
+logger = logging.getLogger(__name__)
+
+ENIP_PORT = 44818
+COMMAND_LIST_SERVICES = 0x0004
+COMMAND_LIST_IDENTITY = 0x0063
+ITEM_IDENTITY = 0x000C
+ITEM_SERVICE = 0x0100
+HEADER_BYTES = 24
+MAX_BODY_BYTES = 1024
+MAX_ITEMS = 8
+MAX_TEXT_BYTES = 64
+SENDER_CONTEXT = b"cybermsn"
+
+REQUEST_LIST_IDENTITY = "list-identity"
+REQUEST_LIST_SERVICES = "list-services"
+
+# Identity object attribute 8 (CIP Vol. 1 §5A-2.2).
+STATES = {
+    0: "nonexistent",
+    1: "self testing",
+    2: "standby",
+    3: "operational",
+    4: "major recoverable fault",
+    5: "major unrecoverable fault",
+    255: "default",
+}
+# Identity object attribute 5 bits (CIP Vol. 1 §5A-2.2, table 5A-2.4).
+STATUS_BITS = {
+    0: "owned",
+    2: "configured",
+    8: "minor recoverable fault",
+    9: "minor unrecoverable fault",
+    10: "major recoverable fault",
+    11: "major unrecoverable fault",
+}
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean_text(raw: bytes) -> str:
+    raw = raw[:MAX_TEXT_BYTES]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    return _CONTROL.sub("", text).strip()
+
+
+def encapsulation_request(command: int) -> bytes:
+    """24-byte header: command, length 0, session 0, status 0, sender context, options 0."""
+    return struct.pack("<HHII8sI", command, 0, 0, 0, SENDER_CONTEXT, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class EncapsulationReply:
+    command: int
+    status: int
+    context: bytes
+    body: bytes
+
+
+def parse_header(header: bytes) -> tuple[int, int, int, bytes]:
+    """(command, body length, status, sender context) of an encapsulation header."""
+    if len(header) != HEADER_BYTES:
+        raise ProbeProtocolError(f"encapsulation header is {len(header)} bytes, expected 24")
+    command, length, _session, status, context, _options = struct.unpack("<HHII8sI", header)
+    if command not in (COMMAND_LIST_IDENTITY, COMMAND_LIST_SERVICES, 0x0065, 0x006F, 0x0070):
+        raise ProbeProtocolError(f"encapsulation command 0x{command:04x} unknown here")
+    if length > MAX_BODY_BYTES:
+        raise ProbeProtocolError(f"encapsulation length {length} above {MAX_BODY_BYTES}")
+    return command, length, status, context
+
+
+def decode_reply(data: bytes) -> EncapsulationReply:
+    """A whole encapsulation message (header + body), lengths checked."""
+    command, length, status, context = parse_header(data[:HEADER_BYTES])
+    if len(data) != HEADER_BYTES + length:
+        raise ProbeProtocolError(f"encapsulation announces {length} bytes, {len(data) - 24} sent")
+    return EncapsulationReply(command, status, context, data[HEADER_BYTES:])
+
+
+def decode_items(body: bytes) -> list[tuple[int, bytes]]:
+    """The common packet format item list: count, then (type id, length, data) each."""
+    if len(body) < 2:
+        raise ProbeProtocolError("item count missing")
+    (count,) = struct.unpack("<H", body[:2])
+    if count > MAX_ITEMS:
+        raise ProbeProtocolError(f"{count} items announced, at most {MAX_ITEMS} accepted")
+    items, offset = [], 2
+    for _ in range(count):
+        if offset + 4 > len(body):
+            raise ProbeProtocolError("item header truncated")
+        item_type, length = struct.unpack("<HH", body[offset : offset + 4])
+        offset += 4
+        if offset + length > len(body):
+            raise ProbeProtocolError(f"item 0x{item_type:04x} announces {length} bytes, truncated")
+        items.append((item_type, body[offset : offset + length]))
+        offset += length
+    return items
+
+
+def identity_facts(item: bytes) -> Facts:
+    """Facts of a CIP Identity item (Vol. 2 §2-4.3.2, table 2-4.4)."""
+    if len(item) < 33:
+        raise ProbeProtocolError(f"identity item is {len(item)} bytes, need 33")
+    (version,) = struct.unpack("<H", item[:2])
+    # The socket address is big-endian (sockaddr_in), the rest little-endian.
+    _family, sin_port, sin_addr = struct.unpack(">hH4s", item[2:10])
+    vendor_id, device_type, product_code, major, minor, status, serial = struct.unpack(
+        "<HHHBBHI", item[18:32]
+    )
+    name_length = item[32]
+    if 33 + name_length > len(item):
+        raise ProbeProtocolError(f"product name announces {name_length} bytes, truncated")
+    name = clean_text(item[33 : 33 + name_length])
+    state = item[33 + name_length] if len(item) > 33 + name_length else None
+    facts: Facts = {
+        "encapsulation_version": version,
+        "socket_address": f"{ipaddress.IPv4Address(sin_addr)}:{sin_port}",
+        "vendor_id": vendor_id,
+        "vendor": vendor_name(vendor_id),
+        "device_type": device_type,
+        "device_type_name": DEVICE_TYPES.get(device_type, f"device type 0x{device_type:02x}"),
+        "product_code": str(product_code),
+        "revision": f"{major}.{minor}",
+        "firmware": f"{major}.{minor}",
+        "status": status,
+        "status_flags": [text for bit, text in STATUS_BITS.items() if status & (1 << bit)],
+        "serial": f"0x{serial:08x}",
+        "product_name": name,
+    }
+    if state is not None:
+        facts["state"] = state
+        facts["state_name"] = STATES.get(state, f"state {state}")
+    return facts
+
+
+def decode_list_identity(reply: EncapsulationReply) -> Facts:
+    if reply.command != COMMAND_LIST_IDENTITY:
+        raise ProbeProtocolError(f"expected a ListIdentity reply, got 0x{reply.command:04x}")
+    if reply.status != 0:
+        raise ProbeProtocolError(f"ListIdentity refused with status 0x{reply.status:08x}")
+    identities = [data for kind, data in decode_items(reply.body) if kind == ITEM_IDENTITY]
+    if not identities:
+        raise ProbeProtocolError("ListIdentity reply without an identity item")
+    return identity_facts(identities[0])
+
+
+def decode_list_services(reply: EncapsulationReply) -> list[JSONValue]:
+    """Service items (Vol. 2 §2-4.6.3): version, capability flags, 16-byte NUL padded name."""
+    if reply.command != COMMAND_LIST_SERVICES:
+        raise ProbeProtocolError(f"expected a ListServices reply, got 0x{reply.command:04x}")
+    services: list[JSONValue] = []
+    for kind, data in decode_items(reply.body):
+        if kind != ITEM_SERVICE or len(data) < 4:
+            continue
+        version, flags = struct.unpack("<HH", data[:4])
+        name = clean_text(data[4:20].split(b"\x00", 1)[0])
+        services.append({"name": name, "version": version, "capabilities": flags})
+    return services
+
+
+async def _read_reply(reader: asyncio.StreamReader, timeout_s: float, first: bool) -> bytes:
+    try:
+        async with asyncio.timeout(timeout_s):
+            header = await reader.readexactly(HEADER_BYTES)
+            _command, length, _status, _context = parse_header(header)
+            return header + await reader.readexactly(length)
+    except TimeoutError:
+        raise  # an OSError subclass: silence is not a closed peer
+    except asyncio.IncompleteReadError as exc:
+        if first and not exc.partial:
+            raise _PeerClosedError from exc
+        raise ProbeProtocolError("connection closed in the middle of a reply") from exc
+    except (ConnectionError, OSError) as exc:
+        if first:
+            raise _PeerClosedError from exc
+        raise ProbeProtocolError("connection lost during a reply") from exc
+
+
+class _PeerClosedError(Exception):
+    """The peer closed before answering: not EtherNet/IP for us."""
+
+
+class EnipProbe:
+    """Read-only EtherNet/IP identification over TCP (see the module docstring)."""
+
+    name: ClassVar[str] = "enip"
+    protocol: ClassVar[str] = "enip"
+    default_ports: ClassVar[tuple[int, ...]] = (ENIP_PORT,)
+    transport: ClassVar[Transport] = Transport.TCP
+    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
+    optional: ClassVar[bool] = False
+    manifest: ClassVar[Manifest] = Manifest(
+        entries=(
+            ManifestEntry(REQUEST_LIST_IDENTITY, 1, "encapsulation ListIdentity (0x63)"),
+            ManifestEntry(REQUEST_LIST_SERVICES, 1, "encapsulation ListServices (0x04)"),
+        ),
+        connections_per_device=1,
+        notes="discovery commands only: no session registered, no CIP request",
+    )
+
+    async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
+        reader, writer = await target.connector.open_tcp(
+            target.address, target.port, timeout_s=timeout_s
+        )
+        try:
+            target.ledger.spend(REQUEST_LIST_IDENTITY)
+            writer.write(encapsulation_request(COMMAND_LIST_IDENTITY))
+            try:
+                raw = await _read_reply(reader, timeout_s, first=True)
+            except TimeoutError as exc:
+                raise ProbeTimeoutError(f"{target.address}: no ListIdentity reply") from exc
+            facts = decode_list_identity(decode_reply(raw))
+            target.ledger.spend(REQUEST_LIST_SERVICES)
+            writer.write(encapsulation_request(COMMAND_LIST_SERVICES))
+            try:
+                raw = await _read_reply(reader, timeout_s, first=False)
+                facts["services"] = decode_list_services(decode_reply(raw))
+            except TimeoutError:
+                facts["incomplete"] = f"{target.address}: no ListServices reply"
+        except _PeerClosedError:
+            logger.info("peer closed without answering", extra={"address": target.address})
+            return None
+        except ProbeProtocolError:
+            logger.warning("enip reply does not decode", extra={"address": target.address})
+            raise
+        finally:
+            await close_politely(writer)
+        return Observation(
+            probe=self.name,
+            protocol=self.protocol,
+            address=target.address,
+            port=target.port,
+            transport=self.transport,
+            facts=facts,
+        )
+
+
+class EnipUdpProbe:
+    """Read-only EtherNet/IP identification over UDP: one ListIdentity datagram."""
+
+    name: ClassVar[str] = "enip-udp"
+    protocol: ClassVar[str] = "enip"
+    default_ports: ClassVar[tuple[int, ...]] = (ENIP_PORT,)
+    transport: ClassVar[Transport] = Transport.UDP
+    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
+    optional: ClassVar[bool] = False
+    manifest: ClassVar[Manifest] = Manifest(
+        entries=(ManifestEntry(REQUEST_LIST_IDENTITY, 1, "encapsulation ListIdentity (0x63)"),),
+        connections_per_device=0,
+        notes="one unicast datagram, no retry",
+    )
+
+    async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
+        target.ledger.spend(REQUEST_LIST_IDENTITY)
+        try:
+            raw = await target.connector.exchange_udp(
+                target.address,
+                target.port,
+                encapsulation_request(COMMAND_LIST_IDENTITY),
+                timeout_s=timeout_s,
+            )
+        except ConnectionRefusedError:
+            return None  # ICMP port unreachable: nothing listens
+        facts = decode_list_identity(decode_reply(raw))
+        return Observation(
+            probe=self.name,
+            protocol=self.protocol,
+            address=target.address,
+            port=target.port,
+            transport=self.transport,
+            facts=facts,
+        )
