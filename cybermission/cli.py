@@ -25,9 +25,16 @@ from cybermission.logs import configure_logging
 from cybermission.migrations import upgrade_database
 from cybermission.probes import load_probes
 from cybermission.scans.models import ScopeBase
-from cybermission.scans.pipeline import ScanProgress, build_scan_report, execute_scan
+from cybermission.scans.passive import load_capture_reader, passive_decoders
+from cybermission.scans.pipeline import (
+    ScanProgress,
+    build_scan_report,
+    execute_scan,
+    import_observations,
+)
 from cybermission.scans.scopes import build_guard, create_scope, delete_scope, list_scopes
 from cybermission.scans.service import create_scan_run
+from cybermission.sensors.commands import central, sensor, sensors_app, sites_app
 
 app = typer.Typer(help="Safe inventory and exposure of OT devices.", no_args_is_help=True)
 scopes_app = typer.Typer(help="Authorised networks.", no_args_is_help=True)
@@ -36,6 +43,12 @@ db_app = typer.Typer(help="The store.", no_args_is_help=True)
 app.add_typer(scopes_app, name="scopes")
 app.add_typer(lab_app, name="lab")
 app.add_typer(db_app, name="db")
+app.add_typer(sites_app, name="sites")
+app.add_typer(sensors_app, name="sensors")
+app.command("sensor")(sensor)
+app.command("central")(central)
+import_app = typer.Typer(help="Passive discovery from recorded traffic.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
 
 err = Console(stderr=True)
 out = Console(soft_wrap=True)
@@ -236,6 +249,32 @@ def _print_report(report: dict[str, Any]) -> None:
         err.print(
             f"[yellow]{e.get('stage')}[/] {e.get('target')}: {e.get('error')}", highlight=False
         )
+
+
+@import_app.command("pcap")
+def import_pcap(
+    path: Annotated[Path, typer.Argument(help="A pcap or pcapng capture.")],
+    output: Annotated[str, typer.Option("--format", help="json or table")] = "table",
+) -> None:
+    """Build observations and assets from a capture, without sending a packet."""
+    settings = _settings()
+    engine = _engine(settings)
+    try:
+        reader = load_capture_reader("pcap")
+        run = import_observations(
+            engine=engine,
+            settings=settings,
+            source=f"pcap:{path.name}",
+            observations=reader.observations(path, passive_decoders()),
+        )
+    except CybermissionError as exc:
+        raise _fail(exc) from exc
+    with session_scope(engine) as session:
+        report = build_scan_report(session, run.id)
+    if output == "json":
+        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+    else:
+        _print_report(report)
 
 
 @app.command()

@@ -145,6 +145,23 @@ class Probe(Protocol):
         ...
 
 
+@runtime_checkable
+class PassiveDecoder(Protocol):
+    """A probe that can also read a recorded answer: passive discovery from a capture.
+
+    ``decode_answer`` gets the payload of one segment or datagram the device *sent* (from one of
+    the probe's ports) and returns the facts it carries, or ``None`` when the bytes are not an
+    answer it knows. It must never raise for hostile bytes other than ``ProbeProtocolError``.
+    """
+
+    name: ClassVar[str]
+    protocol: ClassVar[str]
+    default_ports: ClassVar[tuple[int, ...]]
+    transport: ClassVar[Transport]
+
+    def decode_answer(self, payload: bytes) -> Facts | None: ...
+
+
 def load_probes() -> dict[str, Probe]:
     """Instantiate every probe registered under the ``cybermission.probes`` entry point group."""
     probes: dict[str, Probe] = {}

@@ -523,6 +523,37 @@ class ModbusProbe:
         )
 
 
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts from recorded Modbus/TCP answers (passive import): FC 43/14 and FC 17 frames.
+
+        A segment may hold several frames; frames of other function codes are skipped.
+        """
+        facts: Facts = {}
+        offset = 0
+        while offset + MBAP_HEADER_BYTES <= len(payload):
+            _tid, pdu_length, unit_id = parse_mbap_header(
+                payload[offset : offset + MBAP_HEADER_BYTES]
+            )
+            pdu = payload[offset + MBAP_HEADER_BYTES : offset + MBAP_HEADER_BYTES + pdu_length]
+            offset += MBAP_HEADER_BYTES + pdu_length
+            if len(pdu) != pdu_length:
+                raise ProbeProtocolError("Modbus frame truncated in the capture")
+            if pdu[:1] == bytes([FC_ENCAPSULATED_INTERFACE]) and pdu[1:2] == bytes(
+                [MEI_READ_DEVICE_ID]
+            ):
+                answer = decode_device_id(pdu)
+                if isinstance(answer, DeviceIdAnswer):
+                    found = identity_facts(dict(answer.objects))
+                    found["conformity_level"] = answer.conformity_level
+                    found["unit_id"] = unit_id
+                    facts = {**found, **facts}
+            elif pdu[:1] == bytes([FC_REPORT_SERVER_ID]):
+                answer_17 = decode_server_id(pdu)
+                if isinstance(answer_17, ServerIdAnswer):
+                    facts = {**server_id_facts(answer_17), "unit_id": unit_id, **facts}
+        return facts or None
+
+
 class ModbusUnitWalkProbe:
     """Opt-in: identify each unit id behind a Modbus/TCP gateway, paced, on one connection.
 

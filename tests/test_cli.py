@@ -11,6 +11,7 @@ import pytest
 
 from cybermission.probes import load_probes
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
+from tests.conftest import shared_data
 
 BASE = "127.50.2.0"
 
@@ -105,3 +106,12 @@ async def test_cli_probes_prints_every_manifest(tmp_path: Path) -> None:
         assert {r["request"]: r["max_per_device"] for r in shown["requests"]} == {
             e.request: e.max_per_device for e in probe.manifest.entries
         }
+
+
+async def test_cli_import_pcap_reports_the_capture_assets(tmp_path: Path) -> None:
+    capture = shared_data("pcaps", "modbus", "mod_17.pcap")
+    code, out, err = await _cli(tmp_path, "import", "pcap", str(capture), "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    (asset,) = report["assets"]
+    assert asset["services"][0]["facts"]["server_id"] == "Wingpath Limited"

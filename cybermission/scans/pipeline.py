@@ -803,6 +803,44 @@ def finish_run(engine: Engine, state: RunState, status: ScanStatus) -> ScanRun:
     return run
 
 
+def import_observations(
+    *,
+    engine: Engine,
+    settings: Settings,
+    source: str,
+    observations: Iterable[Observation],
+    requested_by: str = "import",
+) -> ScanRun:
+    """Store observations read from a capture as a run of their own: inventory, rules, findings.
+
+    Nothing is sent and nothing is closed: a capture shows what answered, not what is gone.
+    """
+    by_address: dict[str, HostReport] = {}
+    for observation in observations:
+        report = by_address.setdefault(
+            observation.address, HostReport(address=observation.address, open_ports=())
+        )
+        report.observations.append(observation)
+    with session_scope(engine) as session:
+        run = ScanRun(
+            targets=[source[:200]],
+            ports=[],
+            udp_ports=[],
+            requested_by=requested_by,
+            hosts_total=len(by_address),
+            status=ScanStatus.RUNNING,
+            started_at=utcnow(),
+        )
+        session.add(run)
+        session.flush()
+        state = run_state(session, settings, run.id)
+    reports = list(by_address.values())
+    state.progress.hosts_live = len(reports)
+    for start in range(0, len(reports), WRITE_BATCH_HOSTS):
+        _store_batch(engine, state, reports[start : start + WRITE_BATCH_HOSTS])
+    return finish_run(engine, state, ScanStatus.SUCCEEDED)
+
+
 def build_scan_report(session: Session, scan_run_id: str) -> dict[str, Any]:
     """The JSON contract of ``cybermission scan --format json`` (README): run, assets, findings."""
     run = session.get(ScanRun, scan_run_id)

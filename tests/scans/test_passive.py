@@ -1,0 +1,82 @@
+"""Passive discovery from real captures: assets built, not a packet sent."""
+
+import socket
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from cybermission.config import Settings
+from cybermission.errors import ValidationError
+from cybermission.inventory.models import Device, Service
+from cybermission.scans.models import ObservationRecord, ScanStatus
+from cybermission.scans.passive import load_capture_reader, passive_decoders
+from cybermission.scans.pipeline import import_observations
+from tests.conftest import shared_data
+
+
+def _import(engine: Engine, settings: Settings, path: Path) -> str:
+    reader = load_capture_reader("pcap")
+    run = import_observations(
+        engine=engine,
+        settings=settings,
+        source=f"pcap:{path.name}",
+        observations=reader.observations(path, passive_decoders()),
+    )
+    assert run.status is ScanStatus.SUCCEEDED
+    return run.id
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch, engine: Engine) -> None:
+    """Any socket opened during the import fails the test: passive means nothing sent."""
+
+    for method in ("connect", "connect_ex", "send", "sendto", "sendmsg"):
+        original = getattr(socket.socket, method)
+
+        def refuse(
+            sock: socket.socket, *args: object, _original: object = original, **kwargs: object
+        ) -> object:
+            # Netlink (the kernel's routing table, read by scapy) is not the network.
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                raise AssertionError("passive import used an IP socket")
+            return _original(sock, *args, **kwargs)  # type: ignore[operator]
+
+        monkeypatch.setattr(socket.socket, method, refuse)
+
+
+def test_import_pcap_builds_the_modbus_asset_of_a_real_capture(
+    engine: Engine, settings: Settings, no_network: None
+) -> None:
+    run_id = _import(engine, settings, shared_data("pcaps", "modbus", "mod_17.pcap"))
+    with Session(engine) as session:
+        services = session.exec(select(Service).where(Service.protocol == "modbus")).all()
+        observations = session.exec(
+            select(ObservationRecord).where(ObservationRecord.scan_run_id == run_id)
+        ).all()
+    (service,) = services
+    assert service.port == 502
+    assert service.facts["server_id"] == "Wingpath Limited"
+    assert service.facts["passive"] is True
+    assert {o.probe for o in observations} >= {"passive:modbus"}
+
+
+def test_import_pcap_every_shared_capture_imports_without_error(
+    engine: Engine, settings: Settings, no_network: None
+) -> None:
+    root = shared_data("pcaps")
+    captures = sorted(p for p in root.rglob("*") if p.suffix in (".pcap", ".pcapng", ".cap"))
+    assert captures
+    for capture in captures:
+        _import(engine, settings, capture)
+    with Session(engine) as session:
+        assert session.exec(select(Device)).first() is not None
+
+
+def test_import_pcap_refuses_a_file_that_is_not_a_capture(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.pcap"
+    bogus.write_text("not a capture")
+    reader = load_capture_reader("pcap")
+    with pytest.raises(ValidationError, match="not a pcap"):
+        list(reader.observations(bogus, passive_decoders()))
