@@ -28,7 +28,6 @@ Facts keys (strings printable, at most ``MAX_TEXT_BYTES`` bytes before decoding)
 import asyncio
 import ipaddress
 import logging
-import re
 import struct
 from dataclasses import dataclass
 from typing import ClassVar
@@ -83,8 +82,6 @@ STATUS_BITS = {
     11: "major unrecoverable fault",
 }
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
 
 def clean_text(raw: bytes) -> str:
     raw = raw[:MAX_TEXT_BYTES]
@@ -92,7 +89,7 @@ def clean_text(raw: bytes) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    return _CONTROL.sub("", text).strip()
+    return "".join(c for c in text if c.isprintable()).strip()
 
 
 def encapsulation_request(command: int) -> bytes:

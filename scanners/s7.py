@@ -42,7 +42,6 @@ Facts keys (strings printable, at most ``MAX_TEXT_BYTES`` bytes before decoding)
 
 import asyncio
 import logging
-import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -106,8 +105,6 @@ COMPONENT_FACTS: Mapping[int, str] = {
     0x000B: "location",
 }
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
 
 @dataclass(frozen=True, slots=True)
 class SzlAnswer:
@@ -131,7 +128,7 @@ class SzlError:
 def clean_text(raw: bytes) -> str:
     """Bounded printable text from a fixed-width, NUL/space padded S7 string field."""
     raw = raw[:MAX_TEXT_BYTES].split(b"\x00", 1)[0]
-    return _CONTROL.sub("", raw.decode("latin-1")).strip()
+    return "".join(c for c in raw.decode("latin-1") if c.isprintable()).strip()
 
 
 def tpkt(payload: bytes) -> bytes:
