@@ -24,6 +24,7 @@ from cybermission.errors import CybermissionError
 from cybermission.logs import configure_logging
 from cybermission.migrations import upgrade_database
 from cybermission.probes import load_probes
+from cybermission.rules.commands import rules_app
 from cybermission.scans.models import ScopeBase
 from cybermission.scans.passive import load_capture_reader, passive_decoders
 from cybermission.scans.pipeline import (
@@ -43,6 +44,7 @@ db_app = typer.Typer(help="The store.", no_args_is_help=True)
 app.add_typer(scopes_app, name="scopes")
 app.add_typer(lab_app, name="lab")
 app.add_typer(db_app, name="db")
+app.add_typer(rules_app, name="rules")
 app.add_typer(sites_app, name="sites")
 app.add_typer(sensors_app, name="sensors")
 app.command("sensor")(sensor)
