@@ -1,0 +1,150 @@
+"""Alert channels and policies in the store: validated creation, reads, and which events match."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlmodel import Session, col, delete, select
+
+from cybermission.alerts.channels import SEVERITY_ORDER, validate_channel_config
+from cybermission.alerts.models import AlertChannel, AlertPolicy, ChannelKind, Delivery
+from cybermission.errors import ConflictError, NotFoundError, ValidationError
+from cybermission.events import Event, EventKind
+
+# What a policy may ask for. "Asset disappeared" is service.closed: the pipeline closes a device's
+# services when a clean rescan no longer sees them.
+ALERTABLE_KINDS: frozenset[str] = frozenset(str(k) for k in EventKind)
+
+
+def create_channel(
+    session: Session,
+    *,
+    name: str,
+    kind: ChannelKind,
+    config: dict[str, Any],
+    organization_id: str | None = None,
+    enabled: bool = True,
+) -> AlertChannel:
+    if not name.strip():
+        raise ValidationError("name: give the channel a name")
+    if session.exec(select(AlertChannel).where(AlertChannel.name == name)).first() is not None:
+        raise ConflictError(f"name: a channel named {name!r} already exists")
+    channel = AlertChannel(
+        name=name,
+        kind=kind,
+        config=validate_channel_config(kind, config),
+        organization_id=organization_id,
+        enabled=enabled,
+    )
+    session.add(channel)
+    session.flush()
+    return channel
+
+
+def list_channels(session: Session, *, organization_id: str | None = None) -> list[AlertChannel]:
+    query = select(AlertChannel).order_by(col(AlertChannel.name))
+    if organization_id is not None:
+        query = query.where(AlertChannel.organization_id == organization_id)
+    return list(session.exec(query).all())
+
+
+def get_channel_or_raise(session: Session, channel_id: str) -> AlertChannel:
+    channel = session.get(AlertChannel, channel_id)
+    if channel is None:
+        raise NotFoundError(f"no alert channel with id {channel_id!r}")
+    return channel
+
+
+def delete_channel(session: Session, channel_id: str) -> None:
+    """Remove a channel with its policies and its delivery history (nothing else points to it)."""
+    channel = get_channel_or_raise(session, channel_id)
+    session.exec(delete(AlertPolicy).where(col(AlertPolicy.channel_id) == channel.id))
+    session.exec(delete(Delivery).where(col(Delivery.channel_id) == channel.id))
+    session.delete(channel)
+
+
+def create_policy(
+    session: Session,
+    *,
+    name: str,
+    channel_id: str,
+    kinds: Sequence[str],
+    min_severity: str | None = None,
+    site_id: str | None = None,
+    organization_id: str | None = None,
+    enabled: bool = True,
+) -> AlertPolicy:
+    channel = get_channel_or_raise(session, channel_id)
+    if not kinds:
+        raise ValidationError("kinds: name at least one event kind")
+    unknown = sorted(set(kinds) - ALERTABLE_KINDS)
+    if unknown:
+        raise ValidationError(f"kinds: {unknown} are not event kinds ({sorted(ALERTABLE_KINDS)})")
+    if min_severity is not None and min_severity not in SEVERITY_ORDER:
+        raise ValidationError(f"min_severity: {min_severity!r} is not one of {SEVERITY_ORDER}")
+    if channel.organization_id is not None and organization_id != channel.organization_id:
+        # A partner's channel only ever carries that partner's events.
+        raise ValidationError("organization_id: must be the channel's organisation")
+    policy = AlertPolicy(
+        name=name,
+        channel_id=channel.id,
+        kinds=sorted(set(kinds)),
+        min_severity=min_severity,
+        site_id=site_id,
+        organization_id=organization_id,
+        enabled=enabled,
+    )
+    session.add(policy)
+    session.flush()
+    return policy
+
+
+def list_policies(session: Session, *, organization_id: str | None = None) -> list[AlertPolicy]:
+    query = select(AlertPolicy).order_by(col(AlertPolicy.created_at))
+    if organization_id is not None:
+        query = query.where(AlertPolicy.organization_id == organization_id)
+    return list(session.exec(query).all())
+
+
+def get_policy_or_raise(session: Session, policy_id: str) -> AlertPolicy:
+    policy = session.get(AlertPolicy, policy_id)
+    if policy is None:
+        raise NotFoundError(f"no alert policy with id {policy_id!r}")
+    return policy
+
+
+def severity_at_least(severity: str | None, minimum: str | None) -> bool:
+    if minimum is None:
+        return True
+    if severity not in SEVERITY_ORDER:
+        return False
+    return SEVERITY_ORDER.index(severity) >= SEVERITY_ORDER.index(minimum)
+
+
+def policy_matches(policy: AlertPolicy, event: Event) -> bool:
+    """Kind, organisation (a global policy sees every one), site, then severity when it has one."""
+    if not policy.enabled or str(event.kind) not in policy.kinds:
+        return False
+    if policy.organization_id is not None and event.organization_id != policy.organization_id:
+        return False
+    if policy.site_id is not None and event.site_id != policy.site_id:
+        return False
+    if event.kind in (EventKind.FINDING_CREATED, EventKind.FINDING_REOPENED):
+        return severity_at_least(event.severity, policy.min_severity)
+    return True
+
+
+def list_deliveries(
+    session: Session,
+    *,
+    status: str | None = None,
+    channel_id: str | None = None,
+    limit: int = 100,
+) -> list[Delivery]:
+    query = (
+        select(Delivery).order_by(col(Delivery.created_at).desc(), col(Delivery.id)).limit(limit)
+    )
+    if status is not None:
+        query = query.where(Delivery.status == status)
+    if channel_id is not None:
+        query = query.where(Delivery.channel_id == channel_id)
+    return list(session.exec(query).all())
