@@ -7,9 +7,22 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy import Engine
 
-from api.deps import require_admin
+from api.deps import authenticate
 from api.errors import install_error_handlers
-from api.routes import assets, findings, health, scans, scopes
+from api.routes import (
+    advisories,
+    assets,
+    events,
+    exports,
+    findings,
+    health,
+    metrics,
+    organizations,
+    rules,
+    scans,
+    scopes,
+    tokens,
+)
 from cybermission import __version__
 from cybermission.config import Settings
 from cybermission.db import create_db_engine
@@ -21,8 +34,9 @@ API_PREFIX = "/api/v1"
 DESCRIPTION = """
 Safe inventory and exposure of OT devices on authorised networks.
 
-Every `/api/v1` call needs `Authorization: Bearer <admin token>` (`CYBERMISSION_ADMIN_TOKEN`).
-Errors are RFC 9457 problem details (`application/problem+json`).
+Every `/api/v1` call needs `Authorization: Bearer <token>`: an API token (roles admin, operator,
+analyst, viewer, integration; optionally limited to one organisation) or the admin token of
+`CYBERMISSION_ADMIN_TOKEN`. Errors are RFC 9457 problem details (`application/problem+json`).
 """
 
 
@@ -63,13 +77,28 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     install_error_handlers(app)
 
     app.include_router(health.router)
-    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_admin)])
-    for module in (scans, assets, findings, scopes):
+    app.include_router(metrics.router)
+    # Every /api/v1 route authenticates first (before body validation); each route then requires
+    # the permission it needs (api.deps.require) and filters by the caller's organisation.
+    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authenticate)])
+    for module in (
+        scans,
+        assets,
+        findings,
+        scopes,
+        rules,
+        advisories,
+        organizations,
+        tokens,
+        events,
+        exports,
+    ):
         v1.include_router(module.router)
     app.include_router(
         v1,
         responses={
-            401: {"description": "Missing or wrong bearer token (problem details)"},
+            401: {"description": "Missing, unknown, revoked or expired token (problem details)"},
+            403: {"description": "The token's role may not do this (problem details)"},
             422: {"description": "Invalid request (problem details)"},
         },
     )

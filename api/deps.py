@@ -1,7 +1,14 @@
-"""Request dependencies: settings, engine, one transactional session, and the admin bearer check."""
+"""Request dependencies: settings, engine, one transactional session, and who the caller is.
+
+Authentication: the settings' admin token (a global admin) or a stored API token
+(``cybermission.auth``). Authorisation: :func:`require` checks a role's permission; the
+organisation check (a scoped token sees only its organisation's rows) is done by each route on
+what it reads, and a row of another organisation is "not found", never "forbidden", so ids of
+other partners cannot be probed.
+"""
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
@@ -9,18 +16,24 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from api.errors import AuthenticationError
+from api.errors import AuthenticationError, ForbiddenError
+from cybermission.auth.models import Permission, Role
+from cybermission.auth.service import Principal, verify_token
 from cybermission.config import Settings
 from cybermission.db import session_scope
 
 # auto_error=False: the refusal (401 problem + WWW-Authenticate) is ours, not FastAPI's 403.
 _bearer = HTTPBearer(
     auto_error=False,
-    scheme_name="admin-token",
-    description="The admin token from CYBERMISSION_ADMIN_TOKEN.",
+    scheme_name="bearer-token",
+    description=(
+        "An API token (`cybermission tokens create`, or POST /api/v1/tokens), or the admin token "
+        "from CYBERMISSION_ADMIN_TOKEN."
+    ),
 )
 
 ADMIN_PRINCIPAL = "api:admin"
+SETTINGS_ADMIN = Principal(name=ADMIN_PRINCIPAL, role=Role.ADMIN)
 
 
 def get_settings(request: Request) -> Settings:
@@ -46,24 +59,68 @@ def get_session(engine: EngineDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def require_admin(
+def authenticate(
     settings: SettingsDep,
+    engine: EngineDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """Return the caller's principal, or raise :class:`AuthenticationError`."""
-    if settings.admin_token is None:
-        raise AuthenticationError(
-            "the API has no admin token configured: set CYBERMISSION_ADMIN_TOKEN to a long random "
-            "secret (for example `python -c 'import secrets; print(secrets.token_urlsafe(32))'`) "
-            "and restart; `cybermission demo` generates one and prints it"
-        )
+) -> Principal:
+    """Return the caller, or raise :class:`AuthenticationError`."""
     if credentials is None:
-        raise AuthenticationError("send the admin token as `Authorization: Bearer <token>`")
-    expected = settings.admin_token.get_secret_value().encode()
-    # Constant-time comparison: response timing must not reveal how much of the token matched.
-    if not expected or not hmac.compare_digest(credentials.credentials.encode(), expected):
-        raise AuthenticationError("the bearer token is not valid", invalid_token=True)
-    return ADMIN_PRINCIPAL
+        raise AuthenticationError(
+            "send an API token as `Authorization: Bearer <token>`"
+            + ("" if settings.admin_token is not None else _NO_ADMIN_HINT)
+        )
+    presented = credentials.credentials
+    if settings.admin_token is not None:
+        expected = settings.admin_token.get_secret_value().encode()
+        # Constant time: response timing must not reveal how much of the token matched.
+        if expected and hmac.compare_digest(presented.encode(), expected):
+            return SETTINGS_ADMIN
+    with session_scope(engine) as session:
+        principal = verify_token(session, presented)
+    if principal is None:
+        raise AuthenticationError(
+            "the bearer token is not valid (unknown, revoked or expired)"
+            + ("" if settings.admin_token is not None else _NO_ADMIN_HINT),
+            invalid_token=True,
+        )
+    return principal
 
 
-PrincipalDep = Annotated[str, Depends(require_admin)]
+_NO_ADMIN_HINT = (
+    "; no admin token is configured either: set CYBERMISSION_ADMIN_TOKEN to a long random secret "
+    "(for example `python -c 'import secrets; print(secrets.token_urlsafe(32))'`) and restart, or "
+    "create a token with `cybermission tokens create` (`cybermission demo` generates one)"
+)
+
+CallerDep = Annotated[Principal, Depends(authenticate)]
+
+
+def require(permission: Permission) -> Callable[[Principal], Principal]:
+    """A dependency that lets through only callers whose role carries ``permission``."""
+
+    def check(caller: CallerDep) -> Principal:
+        if not caller.can(permission):
+            raise ForbiddenError(
+                f"the {caller.role} role may not do this (it needs the {permission!s} permission)"
+            )
+        return caller
+
+    check.__name__ = f"require_{permission.value.replace('-', '_')}"
+    return check
+
+
+def require_admin(caller: CallerDep) -> Principal:
+    """Admins only (every permission)."""
+    if caller.role is not Role.ADMIN:
+        raise ForbiddenError(f"the {caller.role} role may not do this (admins only)")
+    return caller
+
+
+def principal_name(caller: CallerDep) -> str:
+    return caller.name
+
+
+# The caller's name, for audit columns (``requested_by``, ``actor``).
+PrincipalDep = Annotated[str, Depends(principal_name)]
+Reader = Annotated[Principal, Depends(require(Permission.READ))]

@@ -6,6 +6,7 @@ Mapping (the core raises, this module translates):
 error                            status  why
 ===============================  ======  ===========================================
 ``AuthenticationError``          401     RFC 9110 §15.5.2, with ``WWW-Authenticate: Bearer``
+``ForbiddenError``               403     the token is valid, its role may not do this
 ``ScopeError``                   403     the request is valid but the target is not authorised
 ``NotFoundError``                404
 ``ConflictError``                409
@@ -48,13 +49,21 @@ BEARER_REALM = 'Bearer realm="cybermission"'
 
 
 class AuthenticationError(Exception):
-    """The request carries no usable admin token (or the service has none configured)."""
+    """The request carries no usable token (none, unknown, revoked or expired)."""
 
     def __init__(self, detail: str, *, invalid_token: bool = False) -> None:
         super().__init__(detail)
         self.detail = detail
         # RFC 6750 §3.1: error="invalid_token" only when a token was presented and refused.
         self.invalid_token = invalid_token
+
+
+class ForbiddenError(Exception):
+    """The caller is authenticated but its role lacks the permission (RFC 9110 §15.5.4)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 class NotReadyError(Exception):
@@ -101,6 +110,17 @@ async def _authentication(request: Request, exc: Exception) -> JSONResponse:
         detail=exc.detail,
         instance=_instance(request),
         headers={"WWW-Authenticate": challenge},
+    )
+
+
+async def _forbidden(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ForbiddenError)
+    return problem_response(
+        status=403,
+        slug="forbidden",
+        title="Not allowed for this role",
+        detail=exc.detail,
+        instance=_instance(request),
     )
 
 
@@ -195,6 +215,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Register every translation on ``app``."""
     app.add_exception_handler(AuthenticationError, _authentication)
+    app.add_exception_handler(ForbiddenError, _forbidden)
     app.add_exception_handler(CybermissionError, _core)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http)

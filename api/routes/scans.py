@@ -1,4 +1,8 @@
-"""Scan runs: start one in the background (scope checked first), follow it, list recent ones."""
+"""Scan runs: start one in the background (scope checked first), follow it, cancel it, list them.
+
+A token of an organisation scans only within its organisation's scopes, and its runs belong to
+its organisation.
+"""
 
 import asyncio
 import dataclasses
@@ -6,24 +10,31 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response, status
 from sqlalchemy import Engine
+from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import EngineDep, PrincipalDep, SessionDep, SettingsDep
+from api.deps import EngineDep, Reader, SessionDep, SettingsDep, require
 from api.schemas import MAX_PAGE, ScanAccepted, ScanCreate, ScanProgressRead, ScanRunRead
+from api.visibility import org_filter, scan_run_or_404, visible_scopes
+from cybermission.auth.models import Permission
+from cybermission.auth.service import Principal
 from cybermission.config import Settings
 from cybermission.db import session_scope
+from cybermission.errors import ConflictError
+from cybermission.guard import ScopeGuard
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.pipeline import ScanProgress, execute_scan
-from cybermission.scans.scopes import build_guard
-from cybermission.scans.service import create_scan_run, get_scan_run_or_raise, list_scan_runs
+from cybermission.scans.scopes import guard_from_scopes
+from cybermission.scans.service import create_scan_run
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/scans", tags=["scans"])
 
 ScanRunId = Annotated[str, Path(max_length=64)]
+Operator = Annotated[Principal, Depends(require(Permission.SCAN))]
 
 
 class ScanTasks:
@@ -38,6 +49,8 @@ class ScanTasks:
         self._engine = engine
         self._settings = settings
         self._tasks: set[asyncio.Task[None]] = set()
+        self._by_run: dict[str, asyncio.Task[None]] = {}
+        self._organization: dict[str, str | None] = {}
         self._progress: dict[str, ScanProgress] = {}
 
     def __len__(self) -> int:
@@ -47,11 +60,46 @@ class ScanTasks:
         """The latest counters of a run still going in this process, else None."""
         return self._progress.get(scan_run_id)
 
-    def start(self, scan_run_id: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._run(scan_run_id), name=f"scan-{scan_run_id}")
+    def running(self) -> list[tuple[str, str | None, ScanProgress]]:
+        """(run id, organisation, latest counters) of every run going in this process."""
+        return [
+            (run_id, self._organization.get(run_id), progress)
+            for run_id, progress in list(self._progress.items())
+        ]
+
+    def start(
+        self,
+        scan_run_id: str,
+        *,
+        guard: ScopeGuard | None = None,
+        organization_id: str | None = None,
+    ) -> asyncio.Task[None]:
+        """Run ``scan_run_id`` in the background; ``guard`` narrows it to an organisation's."""
+        task = asyncio.create_task(self._run(scan_run_id, guard), name=f"scan-{scan_run_id}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._by_run[scan_run_id] = task
+        self._organization[scan_run_id] = organization_id
+
+        def forget(_: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            self._by_run.pop(scan_run_id, None)
+            self._organization.pop(scan_run_id, None)
+
+        task.add_done_callback(forget)
         return task
+
+    async def cancel(self, scan_run_id: str) -> bool:
+        """Cancel a run of this process and wait until it is recorded; False if none is running.
+
+        The pipeline catches the cancellation, marks the run failed with "interrupted" and
+        re-raises; what it had written stays (findings, assets), nothing half-written.
+        """
+        task = self._by_run.get(scan_run_id)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return True
 
     async def wait(self) -> None:
         """Wait for every running scan (tests, graceful drains)."""
@@ -63,7 +111,7 @@ class ScanTasks:
             task.cancel()
         await self.wait()
 
-    async def _run(self, scan_run_id: str) -> None:
+    async def _run(self, scan_run_id: str, guard: ScopeGuard | None) -> None:
         logger.info("scan started by api", extra={"scan_run_id": scan_run_id})
 
         def remember(progress: ScanProgress) -> None:
@@ -76,6 +124,7 @@ class ScanTasks:
                 settings=self._settings,
                 scan_run_id=scan_run_id,
                 progress=remember,
+                guard=guard,
             )
         except asyncio.CancelledError:
             await asyncio.shield(
@@ -107,18 +156,31 @@ def _record_failure(engine: Engine, scan_run_id: str, error: str) -> None:
         session.add(run)
 
 
-def _create_run(engine: Engine, settings: Settings, body: ScanCreate, principal: str) -> ScanRun:
+def _create_run(
+    engine: Engine, settings: Settings, body: ScanCreate, caller: Principal
+) -> tuple[ScanRun, ScopeGuard]:
     # Committed before the task starts, so the pipeline finds the row; refused scans store nothing.
     with session_scope(engine) as session:
-        guard = build_guard(session, settings)
-        return create_scan_run(
+        scopes = visible_scopes(session, caller)
+        # A global caller falls back to the settings' default when no scope is stored; an
+        # organisation with no scope of its own may scan nothing.
+        guard = (
+            ScopeGuard([])
+            if caller.organization_id is not None and not scopes
+            else guard_from_scopes(scopes, settings)
+        )
+        run = create_scan_run(
             session,
             guard=guard,
             targets=body.targets,
             ports=body.ports,
             settings=settings,
-            requested_by=principal,
+            requested_by=caller.name,
         )
+        run.organization_id = caller.organization_id
+        session.add(run)
+        session.flush()
+        return run, guard
 
 
 def scan_tasks(request: Request) -> ScanTasks:
@@ -147,11 +209,11 @@ async def post_scan(
     response: Response,
     engine: EngineDep,
     settings: SettingsDep,
-    principal: PrincipalDep,
+    caller: Operator,
 ) -> ScanAccepted:
     # Target expansion may resolve names (blocking): keep it off the event loop.
-    run = await run_in_threadpool(_create_run, engine, settings, body, principal)
-    scan_tasks(request).start(run.id)
+    run, guard = await run_in_threadpool(_create_run, engine, settings, body, caller)
+    scan_tasks(request).start(run.id, guard=guard, organization_id=caller.organization_id)
     url = str(request.url_for("get_scan", scan_run_id=run.id).path)
     response.headers["Location"] = url
     return ScanAccepted(id=run.id, status=run.status, url=url)
@@ -159,9 +221,20 @@ async def post_scan(
 
 @router.get("", summary="Recent scan runs, newest first")
 def get_scans(
-    session: SessionDep, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50
+    session: SessionDep,
+    caller: Reader,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    status: ScanStatus | None = None,
 ) -> list[ScanRunRead]:
-    return [ScanRunRead.model_validate(r) for r in list_scan_runs(session, limit=limit)]
+    query = (
+        select(ScanRun)
+        .where(org_filter(caller, col(ScanRun.organization_id)))
+        .order_by(col(ScanRun.created_at).desc(), col(ScanRun.id))
+        .limit(limit)
+    )
+    if status is not None:
+        query = query.where(col(ScanRun.status) == status)
+    return [ScanRunRead.model_validate(r) for r in session.exec(query).all()]
 
 
 @router.get(
@@ -170,9 +243,38 @@ def get_scans(
     summary="One scan run: status, progress counts, errors, what was sent",
     responses={404: {"description": "No such scan run"}},
 )
-def get_scan(scan_run_id: ScanRunId, session: SessionDep, request: Request) -> ScanRunRead:
-    read = ScanRunRead.model_validate(get_scan_run_or_raise(session, scan_run_id))
+def get_scan(
+    scan_run_id: ScanRunId, session: SessionDep, request: Request, caller: Reader
+) -> ScanRunRead:
+    read = ScanRunRead.model_validate(scan_run_or_404(session, caller, scan_run_id))
     live = scan_tasks(request).progress(scan_run_id)
     if live is not None and read.finished_at is None:
         read.progress = ScanProgressRead.model_validate(live)
     return read
+
+
+def _read_run(engine: Engine, caller: Principal, scan_run_id: str) -> ScanRun:
+    with session_scope(engine) as session:
+        return scan_run_or_404(session, caller, scan_run_id)
+
+
+@router.post(
+    "/{scan_run_id}/cancel",
+    summary="Cancel a running scan; it ends failed with the error 'interrupted'",
+    responses={
+        404: {"description": "No such scan run"},
+        409: {"description": "The run is not running in this service"},
+    },
+)
+async def cancel_scan(
+    scan_run_id: ScanRunId, request: Request, engine: EngineDep, caller: Operator
+) -> ScanRunRead:
+    run = await run_in_threadpool(_read_run, engine, caller, scan_run_id)
+    if run.finished_at is not None:
+        raise ConflictError(f"scan run {scan_run_id!r} already finished ({run.status})")
+    if not await scan_tasks(request).cancel(scan_run_id):
+        raise ConflictError(f"scan run {scan_run_id!r} is not running in this service")
+    logger.info("scan cancelled", extra={"scan_run_id": scan_run_id, "by": caller.name})
+    return ScanRunRead.model_validate(
+        await run_in_threadpool(_read_run, engine, caller, scan_run_id)
+    )

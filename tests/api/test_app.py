@@ -26,7 +26,7 @@ async def test_create_app_serves_openapi(anonymous: httpx.AsyncClient) -> None:
         "/api/v1/scopes",
     ):
         assert path in schema["paths"], path
-    assert schema["components"]["securitySchemes"]["admin-token"]["scheme"] == "bearer"
+    assert schema["components"]["securitySchemes"]["bearer-token"]["scheme"] == "bearer"
     assert "ScanRunRead" in schema["components"]["schemas"]
 
 

@@ -76,7 +76,7 @@ async def test_findings_unknown_severity_names_the_field(client: httpx.AsyncClie
         422,
         "invalid-request",
     )
-    assert body["errors"][0]["field"] == "severity"
+    assert body["errors"][0]["field"] == "severity[0]"
     assert body["errors"][0]["in"] == "query"
 
 

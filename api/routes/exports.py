@@ -1,0 +1,499 @@
+"""Exports, streamed page by page (never built in memory): assets and findings as CSV or JSON,
+findings as OCSF Vulnerability Finding events, the inventory as a CycloneDX document.
+
+Each page is read in its own short transaction by keyset, so a long download neither holds a
+transaction open nor loads the table; rows written meanwhile may or may not appear.
+"""
+
+import csv
+import io
+import json
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from api.deps import EngineDep, Reader
+from api.routes.findings import FiltersDep, FindingFilters, FindingSort, finding_page
+from api.visibility import org_filter
+from cybermission import __version__
+from cybermission.auth.service import Principal
+from cybermission.db import session_scope, utcnow
+from cybermission.findings.models import Finding, FindingStatus, Severity
+from cybermission.inventory.models import Device, IPAddress, Service
+
+router = APIRouter(prefix="/exports", tags=["exports"])
+
+PAGE = 1000
+
+FINDING_COLUMNS = (
+    "id",
+    "rule_id",
+    "severity",
+    "score",
+    "status",
+    "title",
+    "device_id",
+    "device_name",
+    "vendor",
+    "model",
+    "address",
+    "port",
+    "protocol",
+    "organization_id",
+    "site_id",
+    "zone_id",
+    "first_seen_at",
+    "last_seen_at",
+)
+ASSET_COLUMNS = (
+    "id",
+    "name",
+    "parent_id",
+    "unit_id",
+    "vendor",
+    "product",
+    "model",
+    "firmware",
+    "serial",
+    "role",
+    "criticality",
+    "organization_id",
+    "site_id",
+    "zone_id",
+    "addresses",
+    "services",
+    "first_seen_at",
+    "last_seen_at",
+)
+
+# OCSF 1.1.0, Vulnerability Finding (class 2002, category 2 Findings).
+OCSF_VERSION = "1.1.0"
+OCSF_CLASS_UID = 2002
+OCSF_CATEGORY_UID = 2
+OCSF_SEVERITY_ID = {
+    Severity.INFO: 1,  # Informational
+    Severity.LOW: 2,
+    Severity.MEDIUM: 3,
+    Severity.HIGH: 4,
+    Severity.CRITICAL: 5,
+}
+# status_id: 1 New, 2 In Progress, 3 Suppressed, 4 Resolved.
+OCSF_STATUS = {
+    FindingStatus.OPEN: (1, "New"),
+    FindingStatus.ACKNOWLEDGED: (2, "In Progress"),
+    FindingStatus.RISK_ACCEPTED: (3, "Suppressed"),
+    FindingStatus.FALSE_POSITIVE: (3, "Suppressed"),
+    FindingStatus.RESOLVED: (4, "Resolved"),
+}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+# --- paging ------------------------------------------------------------------------------------
+
+
+def _finding_pages(
+    engine: Engine, caller: Principal, filters: FindingFilters
+) -> Iterator[list[tuple[Finding, Device, str | None]]]:
+    cursor: str | None = None
+    while True:
+        with session_scope(engine) as session:
+            rows, cursor = finding_page(
+                session, caller, filters, sort=FindingSort.FIRST_SEEN, limit=PAGE, cursor=cursor
+            )
+            devices = _by_id(session, Device, {f.device_id for f in rows})
+            services = _by_id(session, Service, {f.service_id for f in rows if f.service_id})
+        yield [
+            (
+                f,
+                devices[f.device_id],
+                services[f.service_id].address if f.service_id in services else None,
+            )
+            for f in rows
+        ]
+        if cursor is None:
+            return
+
+
+def _by_id(session: Session, table: type[Any], ids: set[str]) -> dict[str, Any]:
+    if not ids:
+        return {}
+    return {row.id: row for row in session.exec(select(table).where(col(table.id).in_(ids)))}
+
+
+def _device_pages(
+    engine: Engine, caller: Principal, *, top_level: bool = False
+) -> Iterator[list[tuple[Device, list[str], list[Service]]]]:
+    last: tuple[datetime, str] | None = None
+    while True:
+        with session_scope(engine) as session:
+            query = select(Device).where(org_filter(caller, col(Device.organization_id)))
+            if top_level:
+                query = query.where(col(Device.parent_id).is_(None))
+            if last is not None:
+                query = query.where(
+                    (col(Device.first_seen_at) > last[0])
+                    | ((col(Device.first_seen_at) == last[0]) & (col(Device.id) > last[1]))
+                )
+            query = query.order_by(col(Device.first_seen_at), col(Device.id)).limit(PAGE)
+            devices = list(session.exec(query).all())
+            page = _with_details(session, devices)
+        yield page
+        if len(devices) < PAGE:
+            return
+        last = (devices[-1].first_seen_at, devices[-1].id)
+
+
+def _with_details(
+    session: Session, devices: Sequence[Device]
+) -> list[tuple[Device, list[str], list[Service]]]:
+    ids = [d.id for d in devices]
+    addresses: dict[str, list[str]] = {i: [] for i in ids}
+    services: dict[str, list[Service]] = {i: [] for i in ids}
+    if ids:
+        for ip in session.exec(select(IPAddress).where(col(IPAddress.device_id).in_(ids))):
+            addresses[ip.device_id].append(ip.address)
+        query = select(Service).where(col(Service.device_id).in_(ids)).order_by(col(Service.port))
+        for service in session.exec(query):
+            services[service.device_id].append(service)
+    return [(d, sorted(addresses[d.id]), services[d.id]) for d in devices]
+
+
+# --- shapes ------------------------------------------------------------------------------------
+
+
+def _finding_row(finding: Finding, device: Device, address: str | None) -> dict[str, Any]:
+    return {
+        "id": finding.id,
+        "rule_id": finding.rule_id,
+        "severity": str(finding.severity),
+        "score": finding.score,
+        "status": str(finding.status),
+        "title": finding.title,
+        "device_id": finding.device_id,
+        "device_name": device.name,
+        "vendor": device.vendor,
+        "model": device.model,
+        "address": address,
+        "port": finding.port,
+        "protocol": finding.protocol,
+        "organization_id": device.organization_id,
+        "site_id": device.site_id,
+        "zone_id": device.zone_id,
+        "first_seen_at": _iso(finding.first_seen_at),
+        "last_seen_at": _iso(finding.last_seen_at),
+    }
+
+
+def _asset_row(device: Device, addresses: list[str], services: list[Service]) -> dict[str, Any]:
+    return {
+        "id": device.id,
+        "name": device.name,
+        "parent_id": device.parent_id,
+        "unit_id": device.unit_id,
+        "vendor": device.vendor,
+        "product": device.product,
+        "model": device.model,
+        "firmware": device.firmware,
+        "serial": device.serial,
+        "role": device.role,
+        "criticality": str(device.criticality) if device.criticality else None,
+        "organization_id": device.organization_id,
+        "site_id": device.site_id,
+        "zone_id": device.zone_id,
+        "addresses": addresses,
+        "services": [f"{s.port}/{s.transport}/{s.protocol}" for s in services if s.is_open],
+        "first_seen_at": _iso(device.first_seen_at),
+        "last_seen_at": _iso(device.last_seen_at),
+    }
+
+
+def ocsf_finding(finding: Finding, device: Device, address: str | None) -> dict[str, Any]:
+    """One finding as an OCSF 1.1 Vulnerability Finding event (class_uid 2002)."""
+    if finding.status is FindingStatus.RESOLVED:
+        activity_id, activity = 3, "Close"
+    elif finding.status is FindingStatus.OPEN and finding.first_seen_at == finding.last_seen_at:
+        activity_id, activity = 1, "Create"
+    else:
+        activity_id, activity = 2, "Update"
+    status_id, status = OCSF_STATUS[finding.status]
+    evidence = finding.evidence
+    references = evidence.get("references") if isinstance(evidence, dict) else None
+    device_obj: dict[str, Any] = {
+        "uid": device.id,
+        "name": device.name or None,
+        "type_id": 99,  # Other: an OT device has no closer OCSF device type
+        "type": "OT device",
+        "ip": address,
+        "vendor_name": device.vendor,
+        "model": device.model,
+        "hw_info": {"serial_number": device.serial} if device.serial else None,
+    }
+    event: dict[str, Any] = {
+        "activity_id": activity_id,
+        "activity_name": activity,
+        "category_uid": OCSF_CATEGORY_UID,
+        "category_name": "Findings",
+        "class_uid": OCSF_CLASS_UID,
+        "class_name": "Vulnerability Finding",
+        "type_uid": OCSF_CLASS_UID * 100 + activity_id,
+        "type_name": f"Vulnerability Finding: {activity}",
+        "time": _ms(finding.last_seen_at),
+        "severity_id": OCSF_SEVERITY_ID[finding.severity],
+        "severity": str(finding.severity).capitalize()
+        if finding.severity is not Severity.INFO
+        else "Informational",
+        "status_id": status_id,
+        "status": status,
+        "metadata": {
+            "version": OCSF_VERSION,
+            "product": {
+                "name": "cybermission",
+                "vendor_name": "cybermission",
+                "version": __version__,
+            },
+            "uid": finding.id,
+        },
+        "finding_info": {
+            "uid": finding.id,
+            "title": finding.title,
+            "types": [finding.rule_id],
+            "first_seen_time": _ms(finding.first_seen_at),
+            "last_seen_time": _ms(finding.last_seen_at),
+            "product_uid": "cybermission",
+        },
+        "vulnerabilities": [
+            {
+                "title": finding.title,
+                "severity": str(finding.severity),
+                "vendor_name": device.vendor,
+                "first_seen_time": _ms(finding.first_seen_at),
+                "last_seen_time": _ms(finding.last_seen_at),
+                "references": references if isinstance(references, list) else None,
+            }
+        ],
+        "device": {k: v for k, v in device_obj.items() if v is not None},
+        "resources": [{"uid": device.id, "name": device.name or device.id, "type": "device"}],
+        "unmapped": {
+            "rule_id": finding.rule_id,
+            "score": finding.score,
+            "score_breakdown": finding.score_breakdown,
+            "port": finding.port,
+            "protocol": finding.protocol,
+            "site_id": device.site_id,
+            "zone_id": device.zone_id,
+        },
+    }
+    event["vulnerabilities"][0] = {
+        k: v for k, v in event["vulnerabilities"][0].items() if v is not None
+    }
+    return event
+
+
+def cyclonedx_component(
+    device: Device, addresses: list[str], services: list[Service], children: list[Device]
+) -> dict[str, Any]:
+    """A device as a CycloneDX 1.6 component of type "device", firmware nested inside."""
+    properties = [{"name": "cybermission:address", "value": a} for a in addresses]
+    properties += [
+        {"name": "cybermission:service", "value": f"{s.port}/{s.transport}/{s.protocol}"}
+        for s in services
+        if s.is_open
+    ]
+    for key in ("serial", "role", "site_id", "zone_id", "criticality", "unit_id"):
+        value = getattr(device, key)
+        if value is not None:
+            properties.append({"name": f"cybermission:{key}", "value": str(value)})
+    component: dict[str, Any] = {
+        "type": "device",
+        "bom-ref": device.id,
+        "name": device.model or device.product or device.name or device.id,
+    }
+    if device.vendor:
+        component["manufacturer"] = {"name": device.vendor}
+    if device.product and device.product != component["name"]:
+        component["description"] = device.product
+    nested: list[dict[str, Any]] = []
+    if device.firmware:
+        nested.append(
+            {
+                "type": "firmware",
+                "bom-ref": f"{device.id}:firmware",
+                "name": f"{component['name']} firmware",
+                "version": device.firmware,
+            }
+        )
+    nested += [cyclonedx_component(child, [], [], []) for child in children]
+    if nested:
+        component["components"] = nested
+    if properties:
+        component["properties"] = properties
+    return component
+
+
+# --- streams -----------------------------------------------------------------------------------
+
+
+def _csv_stream(columns: Sequence[str], pages: Iterable[list[dict[str, Any]]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for page in pages:
+        for row in page:
+            writer.writerow({k: " ".join(v) if isinstance(v, list) else v for k, v in row.items()})
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _json_array(
+    pages: Iterable[list[dict[str, Any]]], *, head: str = "[", tail: str = "]"
+) -> Iterator[str]:
+    yield head
+    first = True
+    for page in pages:
+        chunk = ",".join(json.dumps(item, separators=(",", ":")) for item in page)
+        if chunk:
+            yield chunk if first else "," + chunk
+            first = False
+    yield tail
+
+
+def _download(body: Iterator[str], media_type: str, filename: str) -> StreamingResponse:
+    return StreamingResponse(
+        body,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _finding_dicts(
+    engine: Engine, caller: Principal, filters: FindingFilters, shape: Callable[..., dict[str, Any]]
+) -> Iterator[list[dict[str, Any]]]:
+    for page in _finding_pages(engine, caller, filters):
+        yield [shape(f, d, a) for f, d, a in page]
+
+
+def _asset_dicts(engine: Engine, caller: Principal) -> Iterator[list[dict[str, Any]]]:
+    for page in _device_pages(engine, caller):
+        yield [_asset_row(d, a, s) for d, a, s in page]
+
+
+_CSV = {"description": "CSV with a header row", "content": {"text/csv": {}}}
+_JSON = {"description": "A JSON array", "content": {"application/json": {}}}
+
+
+@router.get(
+    "/findings.csv",
+    summary="Findings as CSV (filters as on /findings)",
+    response_class=StreamingResponse,
+    responses={200: _CSV},
+)
+def export_findings_csv(
+    engine: EngineDep, caller: Reader, filters: FiltersDep
+) -> StreamingResponse:
+    pages = _finding_dicts(engine, caller, filters, _finding_row)
+    return _download(_csv_stream(FINDING_COLUMNS, pages), "text/csv", "findings.csv")
+
+
+@router.get(
+    "/findings.json",
+    summary="Findings as a JSON array (filters as on /findings)",
+    response_class=StreamingResponse,
+    responses={200: _JSON},
+)
+def export_findings_json(
+    engine: EngineDep, caller: Reader, filters: FiltersDep
+) -> StreamingResponse:
+    pages = _finding_dicts(engine, caller, filters, _finding_row)
+    return _download(_json_array(pages), "application/json", "findings.json")
+
+
+@router.get(
+    "/findings.ocsf.json",
+    summary="Findings as OCSF 1.1 Vulnerability Finding events (class_uid 2002), a JSON array",
+    response_class=StreamingResponse,
+    responses={200: _JSON},
+)
+def export_findings_ocsf(
+    engine: EngineDep, caller: Reader, filters: FiltersDep
+) -> StreamingResponse:
+    pages = _finding_dicts(engine, caller, filters, ocsf_finding)
+    return _download(_json_array(pages), "application/json", "findings.ocsf.json")
+
+
+@router.get(
+    "/assets.csv", summary="Devices as CSV", response_class=StreamingResponse, responses={200: _CSV}
+)
+def export_assets_csv(engine: EngineDep, caller: Reader) -> StreamingResponse:
+    return _download(
+        _csv_stream(ASSET_COLUMNS, _asset_dicts(engine, caller)), "text/csv", "assets.csv"
+    )
+
+
+@router.get(
+    "/assets.json",
+    summary="Devices as a JSON array",
+    response_class=StreamingResponse,
+    responses={200: _JSON},
+)
+def export_assets_json(engine: EngineDep, caller: Reader) -> StreamingResponse:
+    return _download(_json_array(_asset_dicts(engine, caller)), "application/json", "assets.json")
+
+
+def _cyclonedx_pages(engine: Engine, caller: Principal) -> Iterator[list[dict[str, Any]]]:
+    for page in _device_pages(engine, caller, top_level=True):
+        parents = [d.id for d, _, _ in page]
+        children: dict[str, list[Device]] = {i: [] for i in parents}
+        if parents:
+            with session_scope(engine) as session:
+                query = (
+                    select(Device)
+                    .where(col(Device.parent_id).in_(parents))
+                    .order_by(col(Device.unit_id))
+                )
+                for child in session.exec(query):
+                    assert child.parent_id is not None
+                    children[child.parent_id].append(child)
+        yield [cyclonedx_component(d, a, s, children[d.id]) for d, a, s in page]
+
+
+@router.get(
+    "/inventory.cdx.json",
+    summary="The inventory as a CycloneDX 1.6 JSON document (devices, nested firmware)",
+    response_class=StreamingResponse,
+    responses={
+        200: {"description": "CycloneDX 1.6", "content": {"application/vnd.cyclonedx+json": {}}}
+    },
+)
+def export_cyclonedx(engine: EngineDep, caller: Reader) -> StreamingResponse:
+    header = {
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "serialNumber": f"urn:uuid:{uuid.uuid4()}",
+        "version": 1,
+        "metadata": {
+            "timestamp": utcnow().isoformat(),
+            "tools": {
+                "components": [
+                    {"type": "application", "name": "cybermission", "version": __version__}
+                ]
+            },
+        },
+    }
+    head = json.dumps(header, separators=(",", ":"))[:-1] + ',"components":['
+    body = _json_array(_cyclonedx_pages(engine, caller), head=head, tail="]}")
+    return _download(body, "application/vnd.cyclonedx+json; version=1.6", "inventory.cdx.json")

@@ -1,0 +1,120 @@
+"""/metrics in the Prometheus text format: scans, durations, devices, findings, read at scrape.
+
+The figures come from the store at scrape time (a custom collector over a few GROUP BY queries),
+so every replica reports the same truth and nothing is lost on restart. Open like /healthz:
+counts only, no identifiers.
+"""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, func
+from sqlmodel import col, select
+
+from api.deps import get_engine
+from cybermission.db import session_scope
+from cybermission.findings.models import Finding
+from cybermission.inventory.models import Device, Service
+from cybermission.scans.models import ScanRun
+
+router = APIRouter(tags=["health"])
+
+# Scan durations span seconds (a /28) to hours (a metropolis).
+DURATION_BUCKETS_S = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0)
+# The histogram covers the latest runs: bounded work per scrape.
+DURATION_WINDOW = 10_000
+
+
+class StoreCollector(Collector):
+    """Reads the store at each scrape."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        with session_scope(self._engine) as session:
+            scans = GaugeMetricFamily(
+                "cybermission_scans", "Scan runs by status", labels=["status"]
+            )
+            query = select(ScanRun.status, func.count()).group_by(col(ScanRun.status))
+            for status, count in session.exec(query):
+                scans.add_metric([str(status)], count)
+            yield scans
+
+            runs = select(ScanRun.started_at, ScanRun.finished_at).where(
+                col(ScanRun.finished_at).is_not(None), col(ScanRun.started_at).is_not(None)
+            )
+            runs = runs.order_by(col(ScanRun.finished_at).desc()).limit(DURATION_WINDOW)
+            durations = [
+                (finished - started).total_seconds()
+                for started, finished in session.exec(runs)
+                if started is not None and finished is not None
+            ]
+            buckets = [
+                (str(bound), sum(1 for d in durations if d <= bound))
+                for bound in DURATION_BUCKETS_S
+            ]
+            buckets.append(("+Inf", len(durations)))
+            yield HistogramMetricFamily(
+                "cybermission_scan_duration_seconds",
+                f"Durations of the latest {DURATION_WINDOW} finished scan runs",
+                buckets=buckets,
+                sum_value=sum(durations),
+            )
+
+            devices = GaugeMetricFamily(
+                "cybermission_devices",
+                "Devices with an open service, by protocol",
+                labels=["protocol"],
+            )
+            query = (
+                select(Service.protocol, func.count(func.distinct(Service.device_id)))
+                .where(col(Service.is_open))
+                .group_by(col(Service.protocol))
+            )
+            for protocol, count in session.exec(query):
+                devices.add_metric([protocol], count)
+            yield devices
+            yield GaugeMetricFamily(
+                "cybermission_devices_total",
+                "Devices in the inventory",
+                value=session.exec(select(func.count()).select_from(Device)).one(),
+            )
+
+            findings = GaugeMetricFamily(
+                "cybermission_findings",
+                "Findings by severity and state",
+                labels=["severity", "status"],
+            )
+            by_state = select(Finding.severity, Finding.status, func.count()).group_by(
+                col(Finding.severity), col(Finding.status)
+            )
+            for severity, status, count in session.exec(by_state):
+                findings.add_metric([str(severity), str(status)], count)
+            yield findings
+
+
+def _registry(
+    request: Request, engine: Annotated[Engine, Depends(get_engine)]
+) -> CollectorRegistry:
+    # One registry per application, never the process-global default (tests build many apps).
+    registry: CollectorRegistry | None = getattr(request.app.state, "metrics_registry", None)
+    if registry is None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(StoreCollector(engine))
+        request.app.state.metrics_registry = registry
+    return registry
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text exposition format)",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics"}},
+)
+def metrics(registry: Annotated[CollectorRegistry, Depends(_registry)]) -> Response:
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,1 @@
+"""Who may call the service: API tokens (stored hashed), roles and organisation scoping."""

@@ -1,0 +1,129 @@
+"""``cybermission tokens create|list|revoke``: API tokens from the command line."""
+
+import json
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cybermission.auth.models import ApiToken, Role
+from cybermission.auth.service import create_token, list_tokens, revoke_token
+from cybermission.config import load_settings
+from cybermission.db import create_db_engine, session_scope, utcnow
+from cybermission.errors import CybermissionError
+from cybermission.logs import configure_logging
+from cybermission.migrations import upgrade_database
+
+tokens_app = typer.Typer(help="API tokens (stored hashed; the secret is shown once).")
+
+_err = Console(stderr=True)
+_out = Console(soft_wrap=True)
+
+
+def _token_json(token: ApiToken) -> dict[str, str | None]:
+    return {
+        "id": token.id,
+        "name": token.name,
+        "role": str(token.role),
+        "organization_id": token.organization_id,
+        "prefix": token.prefix,
+        "created_by": token.created_by,
+        "created_at": token.created_at.isoformat(),
+        "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+        "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
+    }
+
+
+def _fail(exc: CybermissionError) -> typer.Exit:
+    _err.print(f"[red]error:[/] {exc}", highlight=False)
+    return typer.Exit(code=2)
+
+
+@tokens_app.command("create")
+def create(
+    name: Annotated[str, typer.Option(help="What the token is for (a person, a SIEM, ...).")],
+    role: Annotated[Role, typer.Option(help="What the token may do.")] = Role.VIEWER,
+    organization_id: Annotated[
+        str | None, typer.Option(help="Limit the token to one organisation (default: global).")
+    ] = None,
+    expires_in_days: Annotated[
+        int | None, typer.Option(min=1, max=3650, help="Expire after this many days.")
+    ] = None,
+    output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """Create a token and print its secret once (only its SHA-256 is stored)."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    engine = create_db_engine(settings.database_url)
+    try:
+        upgrade_database(engine)
+        expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
+        with session_scope(engine) as session:
+            issued = create_token(
+                session,
+                name=name,
+                role=role,
+                organization_id=organization_id,
+                created_by="cli",
+                expires_at=expires,
+            )
+            data = _token_json(issued.token)
+    except CybermissionError as exc:
+        raise _fail(exc) from exc
+    finally:
+        engine.dispose()
+    if output == "json":
+        print(json.dumps({**data, "token": issued.secret}))
+        return
+    _out.print(f"token {data['id']} ({data['role']}) created; the secret is shown only now:")
+    print(issued.secret)
+
+
+@tokens_app.command("list")
+def list_(
+    output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """Every token (never the secrets)."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    engine = create_db_engine(settings.database_url)
+    try:
+        upgrade_database(engine)
+        with session_scope(engine) as session:
+            rows = [_token_json(t) for t in list_tokens(session)]
+    finally:
+        engine.dispose()
+    if output == "json":
+        print(json.dumps(rows))
+        return
+    table = Table("id", "name", "role", "organisation", "created", "revoked")
+    for row in rows:
+        table.add_row(
+            row["id"],
+            row["name"],
+            row["role"],
+            row["organization_id"] or "(global)",
+            row["created_at"],
+            row["revoked_at"] or "",
+        )
+    _out.print(table)
+
+
+@tokens_app.command("revoke")
+def revoke(token_id: Annotated[str, typer.Argument(help="The token's id.")]) -> None:
+    """Revoke a token at once."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    engine = create_db_engine(settings.database_url)
+    try:
+        upgrade_database(engine)
+        with session_scope(engine) as session:
+            token = revoke_token(session, token_id)
+            revoked_at = token.revoked_at
+    except CybermissionError as exc:
+        raise _fail(exc) from exc
+    finally:
+        engine.dispose()
+    _out.print(f"token {token_id} revoked at {revoked_at}")
