@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import Engine
 
+from cybermission.auth.commands import tokens_app
 from cybermission.config import Settings, load_settings
 from cybermission.db import create_db_engine, session_scope
 from cybermission.errors import CybermissionError
@@ -44,6 +45,7 @@ db_app = typer.Typer(help="The store.", no_args_is_help=True)
 app.add_typer(scopes_app, name="scopes")
 app.add_typer(lab_app, name="lab")
 app.add_typer(db_app, name="db")
+app.add_typer(tokens_app, name="tokens")
 app.add_typer(rules_app, name="rules")
 app.add_typer(sites_app, name="sites")
 app.add_typer(sensors_app, name="sensors")
@@ -174,11 +176,16 @@ def scan(
         str | None, typer.Option(help="UDP ports to probe on every target; 'none' for none.")
     ] = None,
     output: Annotated[str, typer.Option("--format", help="json or table")] = "table",
+    engine_name: Annotated[
+        str | None, typer.Option("--engine", help="sweep (built in) or nmap (optional extra)")
+    ] = None,
 ) -> None:
     """Scan now: progress on stderr, the result on stdout."""
     if output not in ("json", "table"):
         raise typer.BadParameter("use json or table", param_hint="--format")
     settings = _settings()
+    if engine_name:
+        settings = settings.model_copy(update={"discovery_engine": engine_name})
     engine = _engine(settings)
     try:
         with session_scope(engine) as session:

@@ -16,7 +16,9 @@ from cybermission.errors import CybermissionError
 from cybermission.logs import configure_logging
 from cybermission.migrations import upgrade_database
 
-tokens_app = typer.Typer(help="API tokens (stored hashed; the secret is shown once).")
+tokens_app = typer.Typer(
+    help="API tokens (stored hashed; the secret is shown once).", no_args_is_help=True
+)
 
 _err = Console(stderr=True)
 _out = Console(soft_wrap=True)
