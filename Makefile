@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,lab]'
+	$(BIN)/pip install -q -e '.[dev,lab,nmap]'
 	touch $(STAMP)
 
 run: $(STAMP)  ## the service on SQLite under ./var, the loopback lab, and a first scan of it

@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     # KNXnet/IP, CoAP, EtherNet/IP, FINS; only ports that have a registered UDP probe are used.
     udp_ports: list[int] = Field(default_factory=lambda: list(DEFAULT_UDP_PORTS))
     pacing: PacingSettings = Field(default_factory=PacingSettings)
+    # "sweep" (built in) or an installed engine such as "nmap" (the optional nmap extra).
+    discovery_engine: str = "sweep"
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     sensor: SensorSettings = Field(default_factory=SensorSettings)
     # Probes that may disturb a device (unit-id walk, ...) only run when named here.

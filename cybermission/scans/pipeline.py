@@ -48,6 +48,7 @@ from cybermission.probes import (
     load_probes,
 )
 from cybermission.rules.loader import RuleSet, load_rules
+from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.sweep import HostResult, sweep
@@ -635,6 +636,24 @@ async def _writer(engine: Engine, state: RunState, queue: asyncio.Queue[HostRepo
         state.tick()
 
 
+async def _replay(hosts: Sequence[HostResult]) -> AsyncIterator[HostResult]:
+    for host in hosts:
+        yield host
+
+
+def _prefer_engine_observations(
+    report: HostReport, found: Mapping[tuple[str, int], Observation]
+) -> None:
+    """Where no probe of ours identified a port, an engine's script output is better than
+    nothing (it stays the engine's text, with the engine named as the probe)."""
+    if not found:
+        return
+    report.observations = [
+        found.get((o.address, o.port), o) if o.probe == "tcp-connect" else o
+        for o in report.observations
+    ]
+
+
 async def _hosts(
     results: AsyncIterator[HostResult], state: RunState, *, udp: bool
 ) -> AsyncIterator[HostResult]:
@@ -707,6 +726,7 @@ async def execute_scan(
                     timeout_s=pacing.probe_timeout_s,
                 )
                 state.progress.hosts_identified += 1
+                _prefer_engine_observations(report, engine_observations)
                 if not host.open_ports and not report.observations and not report.errors:
                     return  # a silent address on every UDP port: nothing to write
                 if not host.open_ports:
@@ -717,7 +737,20 @@ async def execute_scan(
 
         tasks: set[asyncio.Task[None]] = set()
         hosts = expand_targets(targets, guard=guard)
-        swept = sweep(hosts, ports, guard=guard, pacing=pacing)
+        engine_observations: dict[tuple[str, int], Observation] = {}
+        swept: AsyncIterator[HostResult]
+        if settings.discovery_engine == BUILTIN_ENGINE:
+            swept = sweep(hosts, ports, guard=guard, pacing=pacing)
+        else:
+            found = await load_engine(settings.discovery_engine).discover(
+                list(hosts),
+                ports,
+                guard=guard,
+                pacing=pacing,
+                script_ports=[p for p in ports if p not in plan.tcp],
+            )
+            engine_observations = {(o.address, o.port): o for o in found.observations}
+            swept = _replay(found.hosts)
         async for host in _hosts(swept, state, udp=plan.has_udp):
             await limit.acquire()
             task = asyncio.create_task(identify(host))
