@@ -1,0 +1,210 @@
+"""Mitsubishi MELSEC identification: CPU model read (command 0101) over MELSOFT or SLMP framing.
+
+Two framings of the same "read CPU model name" (command 0x0101):
+
+- **MELSOFT** (GX Works' Ethernet protocol, 5007/tcp and 5006/udp on Q/L series CPUs): the
+  request bytes are the ones GX Works sends (recorded in ``pcaps/melsec-q/melsecq_tcp.pcapng``;
+  nmap's melsecq-discover sends the same); the answer starts with 0xD7, carries its length at
+  offsets 19..20 (little-endian, bytes after offset 21), the 16-character model at 41 and the
+  2-byte model code after it.
+- **SLMP** 3E binary frame (5562 and other SLMP ports; MELSEC Communication Protocol Reference
+  Manual SH-080008, §3 frame and "Read Type Name" 0101/0000): subheader 0x5000, network 0, PC
+  0xFF, I/O 0x03FF, station 0, monitoring timer 4 s; the answer (subheader 0xD000) carries an end
+  code, then the model[16] and model code.
+
+The framing follows the port (5562 -> SLMP, others MELSOFT); ``target.options["frame"]``
+("melsoft" | "slmp") pins it. One request per device.
+
+Outcomes: identity -> :class:`Observation`; a closed peer -> ``None``; other bytes ->
+``ProbeProtocolError``; silence -> ``ProbeTimeoutError``.
+
+Facts keys: ``vendor`` ("Mitsubishi Electric"), ``model`` (CPU model, printable, at most 16
+characters), ``model_code`` ("0x0268"), ``frame`` ("melsoft" | "slmp"), ``end_code`` (SLMP,
+"0x0000"; a non-zero end code gives no model).
+"""
+
+import asyncio
+import logging
+import struct
+from typing import ClassVar
+
+from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ValidationError
+from cybermission.net import close_politely
+from cybermission.probes import (
+    Facts,
+    Intrusiveness,
+    Manifest,
+    ManifestEntry,
+    Observation,
+    ProbeTarget,
+    Transport,
+)
+
+logger = logging.getLogger(__name__)
+
+MELSOFT_TCP_PORT = 5007
+MELSOFT_UDP_PORT = 5006
+SLMP_PORT = 5562
+VENDOR = "Mitsubishi Electric"
+REQUEST_CPU_MODEL = "cpu-model/0101"
+
+# GX Works "read CPU model" request as recorded (melsecq_tcp.pcapng, frame 4).
+MELSOFT_CPU_MODEL_REQUEST = bytes.fromhex(
+    "57000000001111070000ffff030000fe03000014001c080a0800000000000000040101010000000001"
+)
+# 3E binary: subheader, network 0, PC 0xFF, I/O 0x03FF, station 0, length 6, timer 16 x 250 ms,
+# command 0x0101, subcommand 0x0000 (little-endian fields).
+SLMP_CPU_MODEL_REQUEST = bytes.fromhex("500000ffff0300060010000101" + "0000")
+MAX_ANSWER_BYTES = 512
+
+
+def _model(raw: bytes) -> str:
+    return "".join(c for c in raw[:16].decode("latin-1") if c.isprintable()).strip()
+
+
+def decode_melsoft_answer(data: bytes) -> Facts:
+    """Facts of a MELSOFT CPU model answer (layout in the module docstring)."""
+    if len(data) < 59 or data[0] != 0xD7:
+        raise ProbeProtocolError("not a MELSOFT answer (0xD7, at least 59 bytes)")
+    (length,) = struct.unpack("<H", data[19:21])
+    if length != len(data) - 21:
+        raise ProbeProtocolError(f"MELSOFT length {length} but {len(data) - 21} bytes follow")
+    (code,) = struct.unpack("<H", data[57:59])
+    return {
+        "vendor": VENDOR,
+        "model": _model(data[41:57]),
+        "model_code": f"0x{code:04x}",
+        "frame": "melsoft",
+    }
+
+
+def decode_slmp_answer(data: bytes) -> Facts:
+    """Facts of an SLMP 3E binary Read Type Name answer."""
+    if len(data) < 11 or data[:2] != b"\xd0\x00":
+        raise ProbeProtocolError("not an SLMP 3E binary answer (0xD000)")
+    length, end_code = struct.unpack("<HH", data[7:11])
+    if length != len(data) - 9:
+        raise ProbeProtocolError(f"SLMP length {length} but {len(data) - 9} bytes follow")
+    facts: Facts = {"vendor": VENDOR, "frame": "slmp", "end_code": f"0x{end_code:04x}"}
+    if end_code != 0:
+        return facts
+    if len(data) < 29:
+        raise ProbeProtocolError("SLMP Read Type Name answer is truncated")
+    facts["model"] = _model(data[11:27])
+    facts["model_code"] = f"0x{struct.unpack('<H', data[27:29])[0]:04x}"
+    return facts
+
+
+def _frame(target: ProbeTarget) -> str:
+    frame = target.options.get("frame")
+    if frame is None:
+        return "slmp" if target.port == SLMP_PORT else "melsoft"
+    if frame not in ("melsoft", "slmp"):
+        raise ValidationError(f"option frame: expected 'melsoft' or 'slmp', got {frame!r}")
+    return str(frame)
+
+
+def _decode(frame: str, data: bytes) -> Facts:
+    return decode_slmp_answer(data) if frame == "slmp" else decode_melsoft_answer(data)
+
+
+def _request(frame: str) -> bytes:
+    return SLMP_CPU_MODEL_REQUEST if frame == "slmp" else MELSOFT_CPU_MODEL_REQUEST
+
+
+_MANIFEST = Manifest(
+    entries=(ManifestEntry(REQUEST_CPU_MODEL, 1, "read CPU model name (0101)"),),
+    connections_per_device=1,
+    notes="one read request; framing by port (5562 SLMP 3E, else MELSOFT)",
+)
+
+
+class MelsecProbe:
+    """Read-only MELSEC CPU model read over TCP (see the module docstring)."""
+
+    name: ClassVar[str] = "melsec"
+    protocol: ClassVar[str] = "melsec"
+    default_ports: ClassVar[tuple[int, ...]] = (MELSOFT_TCP_PORT, SLMP_PORT)
+    transport: ClassVar[Transport] = Transport.TCP
+    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
+    optional: ClassVar[bool] = False
+    manifest: ClassVar[Manifest] = _MANIFEST
+
+    async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
+        frame = _frame(target)
+        reader, writer = await target.connector.open_tcp(
+            target.address, target.port, timeout_s=timeout_s
+        )
+        try:
+            target.ledger.spend(REQUEST_CPU_MODEL)
+            writer.write(_request(frame))
+            try:
+                async with asyncio.timeout(timeout_s):
+                    data = await _read_answer(reader, frame)
+            except TimeoutError as exc:
+                raise ProbeTimeoutError(f"{target.address}: no CPU model answer") from exc
+            except (ConnectionError, OSError):
+                return None
+            if not data:
+                return None
+            facts = _decode(frame, data)
+        finally:
+            await close_politely(writer)
+        return Observation(
+            probe=self.name,
+            protocol=self.protocol,
+            address=target.address,
+            port=target.port,
+            transport=self.transport,
+            facts=facts,
+        )
+
+
+async def _read_answer(reader: asyncio.StreamReader, frame: str) -> bytes:
+    """One whole answer: the header up to the length field, then as many bytes as it says."""
+    head_len, length_at, rest_from = (9, 7, 9) if frame == "slmp" else (21, 19, 21)
+    try:
+        head = await reader.readexactly(head_len)
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            return b""
+        raise ProbeProtocolError("answer shorter than its header") from exc
+    (length,) = struct.unpack("<H", head[length_at : length_at + 2])
+    if rest_from + length > MAX_ANSWER_BYTES:
+        raise ProbeProtocolError(f"answer announces {length} bytes")
+    try:
+        return head + await reader.readexactly(length)
+    except asyncio.IncompleteReadError as exc:
+        raise ProbeProtocolError("answer shorter than its length field") from exc
+
+
+class MelsecUdpProbe:
+    """Read-only MELSEC CPU model read over UDP: one datagram."""
+
+    name: ClassVar[str] = "melsec-udp"
+    protocol: ClassVar[str] = "melsec"
+    default_ports: ClassVar[tuple[int, ...]] = (MELSOFT_UDP_PORT,)
+    transport: ClassVar[Transport] = Transport.UDP
+    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
+    optional: ClassVar[bool] = False
+    manifest: ClassVar[Manifest] = Manifest(
+        entries=_MANIFEST.entries, connections_per_device=0, notes="one datagram, no retry"
+    )
+
+    async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
+        frame = _frame(target)
+        target.ledger.spend(REQUEST_CPU_MODEL)
+        try:
+            data = await target.connector.exchange_udp(
+                target.address, target.port, _request(frame), timeout_s=timeout_s
+            )
+        except ConnectionRefusedError:
+            return None
+        return Observation(
+            probe=self.name,
+            protocol=self.protocol,
+            address=target.address,
+            port=target.port,
+            transport=self.transport,
+            facts=_decode(frame, data),
+        )
