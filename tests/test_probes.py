@@ -25,3 +25,13 @@ def test_probe_entry_point_loads_a_complete_probe(entry: object) -> None:
 
 def test_load_probes_finds_every_entry_point() -> None:
     assert set(load_probes()) == {e.name for e in ENTRY_POINTS}
+
+
+LAB_ENTRY_POINTS = sorted(entry_points(group="cybermission.lab"), key=lambda e: e.name)
+
+
+@pytest.mark.parametrize("entry", LAB_ENTRY_POINTS, ids=[e.name for e in LAB_ENTRY_POINTS])
+def test_lab_entry_point_loads_devices_on_loopback(entry: object) -> None:
+    devices = entry.load()("127.0.10.0")  # type: ignore[attr-defined]
+    assert devices
+    assert all(d.address.startswith("127.") for d in devices)
