@@ -313,6 +313,165 @@ def bacnet_lab_devices(
     return devices
 
 
+# --- SNMP (pysnmp agent) -----------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class SnmpDevice(SimDevice):
+    """A pysnmp command responder (GET only) with its own system group and communities."""
+
+    system: dict[str, Any] = field(default_factory=dict)
+    communities: tuple[str, ...] = ("public",)
+    versions: tuple[int, ...] = (0, 1)  # message processing models: 0 SNMPv1, 1 SNMPv2c
+    _engine: Any = field(default=None, repr=False)
+
+    @property
+    def udp(self) -> bool:
+        return True
+
+    def _record(self, datagram: bytes) -> None:
+        """Name what arrived like the probe manifest does: get/v2c, get/v1, else what it was."""
+        from pyasn1.codec.ber import decoder  # type: ignore[import-untyped]
+        from pyasn1.error import PyAsn1Error  # type: ignore[import-untyped]
+        from pysnmp.proto import api  # type: ignore[import-untyped]
+
+        self.bytes_received += len(datagram)
+        try:
+            version = int(api.decodeMessageVersion(datagram))
+            module = api.PROTOCOL_MODULES[version]
+            message, _ = decoder.decode(datagram, asn1Spec=module.Message())
+            pdu = module.apiMessage.get_pdu(message)
+            kind = "get" if pdu.isSameTypeWith(module.GetRequestPDU()) else type(pdu).__name__
+        except (PyAsn1Error, KeyError, ValueError):
+            self.requests.append("undecodable")
+            return
+        self.requests.append(f"{kind}/{'v2c' if version == 1 else 'v1'}")
+
+    async def _start(self) -> None:
+        from pysnmp.carrier.asyncio.dgram import udp  # type: ignore[import-untyped]
+        from pysnmp.entity import config, engine  # type: ignore[import-untyped]
+        from pysnmp.entity.rfc3413 import cmdrsp, context  # type: ignore[import-untyped]
+
+        device = self
+
+        class _RecordingTransport(udp.UdpAsyncioTransport):  # type: ignore[misc]
+            def datagram_received(self, datagram: bytes, address: Any) -> None:
+                device._record(datagram)
+                super().datagram_received(datagram, address)
+
+        snmp_engine = engine.SnmpEngine()
+        for model in (0, 1):
+            if model not in self.versions:
+                # An agent without this version drops its messages (snmpInBadVersions).
+                snmp_engine.message_processing_subsystems.pop(model, None)
+        transport = _RecordingTransport().open_server_mode((self.address, self.port))
+        config.add_transport(snmp_engine, udp.DOMAIN_NAME, transport)
+        for index, community in enumerate(self.communities):
+            config.add_v1_system(snmp_engine, f"area-{index}", community)
+        for model in (1, 2):
+            for index in range(len(self.communities)):
+                config.add_vacm_user(
+                    snmp_engine, model, f"area-{index}", "noAuthNoPriv", (1, 3, 6, 1, 2, 1)
+                )
+        snmp_context = context.SnmpContext(snmp_engine)
+        builder = snmp_context.get_mib_instrum().get_mib_builder()
+        for name, value in self.system.items():
+            (instance,) = builder.import_symbols("__SNMPv2-MIB", name)
+            instance.syntax = instance.syntax.clone(value)
+        cmdrsp.GetCommandResponder(snmp_engine, snmp_context)
+        self._engine = snmp_engine
+        # The transport binds in a task: wait for it so a bind failure surfaces here.
+        for _ in range(100):
+            if getattr(transport, "transport", None) is not None:
+                return
+            await asyncio.sleep(0.005)
+        self._engine.close_dispatcher()
+        self._engine = None
+        raise OSError(f"{self.name}: cannot listen on {self.address}:{self.port}/udp")
+
+    async def _stop(self) -> None:
+        if self._engine is not None:
+            self._engine.close_dispatcher()
+            self._engine = None
+        await super()._stop()
+
+
+def snmp_lab_devices(
+    base: str = "127.0.10.0", *, port: int = 161, misfits: bool = False
+) -> list[SimDevice]:
+    """SNMP agents on ``base`` + 82 (managed switch) and + 83 (v1-only serial gateway)."""
+    net = ipaddress.IPv4Address(base)
+    scalance = "Siemens, SIMATIC NET, SCALANCE X208, 6GK5 208-0BA00-2AA3, HW: 3, FW: V4.1.4"
+    nport = "NPort 5150 Firmware V3.9 Build 19032621"
+    devices: list[SimDevice] = [
+        SnmpDevice(
+            name="snmp-switch-scalance",
+            address=str(net + 82),
+            port=port,
+            protocol="snmp",
+            identity={
+                "community": "public",
+                "snmp_version": "v2c",
+                "sys_descr": scalance,
+                "sys_object_id": "1.3.6.1.4.1.4329.6.1.2.3",
+                "sys_name": "sw-substation-north-01",
+                "sys_contact": "ot-network@metro.example",
+                "sys_location": "Substation North, cabinet 3",
+                "enterprise": 4329,
+                "vendor": "Siemens",
+                "model": "SCALANCE X208",
+                "product_code": "6GK5 208-0BA00-2AA3",
+                "firmware": "4.1.4",
+                "hardware": "3",
+            },
+            system={
+                "sysDescr": scalance,
+                "sysObjectID": (1, 3, 6, 1, 4, 1, 4329, 6, 1, 2, 3),
+                "sysName": "sw-substation-north-01",
+                "sysContact": "ot-network@metro.example",
+                "sysLocation": "Substation North, cabinet 3",
+            },
+        ),
+        SnmpDevice(
+            name="snmp-serial-gateway-moxa",
+            address=str(net + 83),
+            port=port,
+            protocol="snmp",
+            identity={
+                "community": "plant-ro",
+                "snmp_version": "v1",
+                "sys_descr": nport,
+                "sys_object_id": "1.3.6.1.4.1.8691.2.7",
+                "sys_name": "nport-pumping-station-7",
+                "enterprise": 8691,
+                "vendor": "Moxa",
+                "model": "NPort 5150",
+                "firmware": "3.9",
+            },
+            system={
+                "sysDescr": nport,
+                "sysObjectID": (1, 3, 6, 1, 4, 1, 8691, 2, 7),
+                "sysName": "nport-pumping-station-7",
+            },
+            communities=("plant-ro",),
+            versions=(0,),
+        ),
+    ]
+    if misfits:
+        for offset, behaviour in ((98, Behaviour.SILENT), (99, Behaviour.GARBAGE)):
+            devices.append(
+                SnmpDevice(
+                    name=f"snmp-{behaviour.value}",
+                    address=str(net + offset),
+                    port=port,
+                    protocol="snmp",
+                    identity={},
+                    behaviour=behaviour,
+                )
+            )
+    return devices
+
+
 def building_lab_devices(base: str = "127.0.10.0") -> list[SimDevice]:
     """Every building and urban device of the default lab, on ``base`` + 80..99."""
-    return [*bacnet_lab_devices(base)]
+    return [*bacnet_lab_devices(base), *snmp_lab_devices(base)]
