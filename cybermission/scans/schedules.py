@@ -9,9 +9,10 @@ Decisions, in order, at the moment a run is due (``now`` is always passed in, fo
 
 1. **misfire**: due more than ``misfire_grace_s`` ago (the service was down): ``run_once`` runs
    one catch-up run for all missed times, ``skip`` records the miss and waits for the next time;
-2. **blackout** then **window**: outside, ``wait`` parks the run until the next allowed moment,
+2. **overlap**: a run of this schedule still going (or waiting for its window) absorbs this one,
+   which is recorded as skipped;
+3. **blackout** then **window**: outside, ``wait`` parks the run until the next allowed moment,
    ``skip`` records it as skipped;
-3. **overlap**: a run of this schedule still going (or waiting) means this one is skipped;
 4. the scan run is created (targets judged by the scope guard, as for any scan) and started.
 """
 
@@ -522,6 +523,13 @@ def _decide(
     launched: list[str],
     honour_window: bool = True,
 ) -> None:
+    # Overlap first: a run still going, or already waiting for the window, absorbs this one.
+    other = _running(session, schedule.id)
+    if other is not None and other.id != run.id:
+        run.outcome = RunOutcome.SKIPPED_OVERLAP
+        state = "waiting for its window" if other.outcome is RunOutcome.WAITING else "running"
+        run.reason = f"skipped: run {other.id} of this schedule is still {state}"[:500]
+        return
     blackout = in_blackout(blackouts_of(schedule), tz, now)
     outside = honour_window and not in_window(windows_of(schedule), tz, now)
     if blackout is not None or outside:
@@ -542,11 +550,6 @@ def _decide(
         run.outcome = RunOutcome.WAITING
         run.start_after = start_after
         run.reason = f"waiting: {why}; starts at {start_after.isoformat()}"[:500]
-        return
-    other = _running(session, schedule.id)
-    if other is not None and other.id != run.id:
-        run.outcome = RunOutcome.SKIPPED_OVERLAP
-        run.reason = f"skipped: run {other.id} of this schedule is still {other.outcome}"[:500]
         return
     _start(session, schedule, run, settings, launched)
 
