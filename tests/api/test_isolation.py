@@ -1,0 +1,236 @@
+"""Authorisation as a matrix: role x endpoint x organisation.
+
+Each cell asserts one of: allowed (the route ran), forbidden (403: the role lacks the
+permission), or not found (404: the row belongs to another organisation, whose existence a
+scoped token must not learn). Callers: a global token and a token of organisation A; targets:
+rows of organisation A and of organisation B.
+"""
+
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from sqlmodel import SQLModel
+
+from api.app import create_app
+from cybermission.auth.models import ROLE_PERMISSIONS, Permission, Role
+from cybermission.config import Settings
+from cybermission.db import create_db_engine
+from tests.api.conftest import BASE_URL, assert_problem
+from tests.api.world import World, build_world
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # {device}, {finding}, ... are replaced by the target organisation's ids
+    permission: Permission
+    body: dict[str, Any] | None = None
+    # Statuses that mean "the route ran" for this endpoint.
+    ok: tuple[int, ...] = (200,)
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+BY_ID = [
+    Endpoint("GET", "/assets/{device}", Permission.READ),
+    Endpoint("GET", "/assets/{device}/history", Permission.READ),
+    Endpoint("GET", "/assets/{device}/findings", Permission.READ),
+    Endpoint("PATCH", "/assets/{device}", Permission.TRIAGE, {"criticality": "high"}),
+    Endpoint("GET", "/findings/{finding}", Permission.READ),
+    Endpoint("GET", "/findings/{finding}/transitions", Permission.READ),
+    Endpoint(
+        "PATCH",
+        "/findings/{finding}",
+        Permission.TRIAGE,
+        {"status": "acknowledged", "reason": "seen by the plant"},
+    ),
+    Endpoint("GET", "/scans/{scan}", Permission.READ),
+    # The run is finished: the route ran and answers 409 (nothing to cancel).
+    Endpoint("POST", "/scans/{scan}/cancel", Permission.SCAN, ok=(409,)),
+    Endpoint("GET", "/scopes/{scope}", Permission.READ),
+    Endpoint("PATCH", "/scopes/{scope}", Permission.MANAGE_SCOPES, {"reference": "CHG-2"}),
+    Endpoint("DELETE", "/scopes/{scope}", Permission.MANAGE_SCOPES, ok=(204,)),
+    Endpoint("GET", "/organizations/{organization}", Permission.READ),
+    Endpoint("GET", "/sites/{site}", Permission.READ),
+    Endpoint("GET", "/sites/{site}/zones", Permission.READ),
+    Endpoint(
+        "POST", "/sites/{site}/zones", Permission.MANAGE_ORGANIZATIONS, {"name": "dmz"}, (201,)
+    ),
+    Endpoint("DELETE", "/tokens/{token}", Permission.MANAGE_TOKENS, ok=(204,)),
+]
+
+CALLERS = [("global", "b"), ("a", "a"), ("a", "b")]  # (caller organisation, target organisation)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World]:
+    """The world built once; each cell works on its own copy of the database file."""
+    path = tmp_path_factory.mktemp("world") / "world.db"
+    engine = create_db_engine(f"sqlite:///{path}")
+    SQLModel.metadata.create_all(engine)
+    world = build_world(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path, world
+
+
+@pytest.fixture
+def world_engine(template: tuple[Path, World], tmp_path: Path) -> Iterator[Engine]:
+    copy = tmp_path / "cell.db"
+    shutil.copy(template[0], copy)
+    engine = create_db_engine(f"sqlite:///{copy}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+async def cell_client(
+    api_settings: Settings, world_engine: Engine
+) -> AsyncIterator[httpx.AsyncClient]:
+    app: FastAPI = create_app(api_settings, engine=world_engine)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            yield client
+
+
+def _expected(role: Role, caller_org: str, target_org: str, endpoint: Endpoint) -> str:
+    if endpoint.permission not in ROLE_PERMISSIONS[role]:
+        return "forbidden"
+    if caller_org != "global" and caller_org != target_org:
+        return "not-found"
+    return "allowed"
+
+
+@pytest.mark.parametrize("endpoint", BY_ID, ids=str)
+@pytest.mark.parametrize(("caller_org", "target_org"), CALLERS, ids=lambda v: str(v))
+@pytest.mark.parametrize("role", list(Role), ids=str)
+async def test_isolation_matrix_by_id(
+    cell_client: httpx.AsyncClient,
+    template: tuple[Path, World],
+    role: Role,
+    caller_org: str,
+    target_org: str,
+    endpoint: Endpoint,
+) -> None:
+    world = template[1]
+    rows = world.orgs[target_org]
+    path = "/api/v1" + endpoint.path.format(**vars(rows))
+    response = await cell_client.request(
+        endpoint.method, path, json=endpoint.body, headers=world.auth(role, caller_org)
+    )
+    expected = _expected(role, caller_org, target_org, endpoint)
+    if expected == "forbidden":
+        assert_problem(response, 403, "forbidden")
+    elif expected == "not-found":
+        assert_problem(response, 404, "not-found")
+    else:
+        assert response.status_code in endpoint.ok, response.text
+
+
+LISTS = [
+    ("/assets", "device", lambda body: [i["id"] for i in body["items"]]),
+    ("/findings", "finding", lambda body: [i["id"] for i in body["items"]]),
+    ("/scans", "scan", lambda body: [i["id"] for i in body]),
+    ("/scopes", "scope", lambda body: [i["id"] for i in body]),
+    ("/events?after_id=0", "event", lambda body: [i["id"] for i in body]),
+    ("/organizations", "organization", lambda body: [i["id"] for i in body]),
+    ("/sites", "site", lambda body: [i["id"] for i in body]),
+    ("/exports/findings.json", "finding", lambda body: [i["id"] for i in body]),
+    ("/exports/assets.json", "device", lambda body: [i["id"] for i in body]),
+    (
+        "/exports/findings.ocsf.json",
+        "finding",
+        lambda body: [i["finding_info"]["uid"] for i in body],
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "attr", "ids_of"), LISTS, ids=[p for p, _, _ in LISTS])
+@pytest.mark.parametrize("caller_org", ["global", "a"])
+@pytest.mark.parametrize("role", list(Role), ids=str)
+async def test_isolation_matrix_lists(
+    cell_client: httpx.AsyncClient,
+    template: tuple[Path, World],
+    role: Role,
+    caller_org: str,
+    path: str,
+    attr: str,
+    ids_of: Any,
+) -> None:
+    world = template[1]
+    response = await cell_client.get("/api/v1" + path, headers=world.auth(role, caller_org))
+    assert response.status_code == 200, response.text
+    seen = set(ids_of(response.json()))
+    assert getattr(world.orgs["a"], attr) in seen
+    assert (getattr(world.orgs["b"], attr) in seen) is (caller_org == "global")
+
+
+@pytest.mark.parametrize("role", list(Role), ids=str)
+async def test_isolation_tokens_list_only_for_token_managers(
+    cell_client: httpx.AsyncClient, template: tuple[Path, World], role: Role
+) -> None:
+    world = template[1]
+    response = await cell_client.get("/api/v1/tokens", headers=world.auth(role, "a"))
+    if Permission.MANAGE_TOKENS not in ROLE_PERMISSIONS[role]:
+        assert_problem(response, 403, "forbidden")
+        return
+    ids = {t["id"] for t in response.json()}
+    assert world.orgs["a"].token in ids
+    assert world.orgs["b"].token not in ids
+    assert "token_sha256" not in response.text
+
+
+@pytest.mark.parametrize(("caller_org", "allowed"), [("global", True), ("a", False)])
+async def test_isolation_only_global_admin_adds_organisations(
+    cell_client: httpx.AsyncClient, template: tuple[Path, World], caller_org: str, allowed: bool
+) -> None:
+    world = template[1]
+    response = await cell_client.post(
+        "/api/v1/organizations",
+        json={"slug": "org-c", "name": "C"},
+        headers=world.auth(Role.ADMIN, caller_org),
+    )
+    if allowed:
+        assert response.status_code == 201, response.text
+    else:
+        assert_problem(response, 403, "forbidden")
+
+
+async def test_isolation_org_admin_cannot_mint_tokens_elsewhere(
+    cell_client: httpx.AsyncClient, template: tuple[Path, World]
+) -> None:
+    world = template[1]
+    response = await cell_client.post(
+        "/api/v1/tokens",
+        json={"name": "x", "role": "viewer", "organization_id": world.orgs["b"].organization},
+        headers=world.auth(Role.ADMIN, "a"),
+    )
+    assert_problem(response, 403, "forbidden")
+
+
+async def test_isolation_org_token_scans_only_its_scopes(
+    cell_client: httpx.AsyncClient, template: tuple[Path, World]
+) -> None:
+    world = template[1]
+    headers = world.auth(Role.OPERATOR, "a")
+    refused = await cell_client.post(
+        "/api/v1/scans", json={"targets": [world.orgs["b"].address], "ports": [9]}, headers=headers
+    )
+    assert_problem(refused, 403, "scope-refused")
+    accepted = await cell_client.post(
+        "/api/v1/scans", json={"targets": [world.orgs["a"].address], "ports": [9]}, headers=headers
+    )
+    assert accepted.status_code == 202, accepted.text
+    run = (await cell_client.get(accepted.headers["location"], headers=headers)).json()
+    assert run["organization_id"] == world.orgs["a"].organization
+    assert run["requested_by"] == "token:operator-a"
