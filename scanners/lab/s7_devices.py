@@ -186,7 +186,7 @@ def _with_sequence(pdu: bytes, request: bytes) -> bytes:
     )
 
 
-def _cotp_cc(request: bytes) -> bytes:
+def cotp_cc(request: bytes) -> bytes:
     """COTP CC echoing the CR's parameters, destination reference = the CR's source reference."""
     cotp = request[4:]
     params = cotp[7 : cotp[0] + 1]
@@ -213,7 +213,7 @@ def _replay_responder(refused_tsap: int | None, plus: bool) -> Any:
             if refused_tsap is not None and called_tsap(frame) == refused_tsap:
                 # COTP DR, reason 0x80 (normal disconnect initiated by the session entity).
                 return bytes.fromhex("0300000b06800000000180")
-            return _cotp_cc(frame)
+            return cotp_cc(frame)
         if plus:
             return _with_sequence(S7COMM_PLUS_ANSWER, frame) if name != "not-s7" else CLOSE
         recorded = {
