@@ -11,9 +11,11 @@ Addresses: ``base`` + 80..99 in the default lab (base 127.0.10.0); tests use 127
 """
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import random
+import warnings
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -472,6 +474,107 @@ def snmp_lab_devices(
     return devices
 
 
+# --- MQTT (amqtt broker) -----------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class MqttBroker(SimDevice):
+    """An amqtt broker; ``allow_anonymous`` decides whether CONNECT without credentials passes."""
+
+    allow_anonymous: bool = True
+    _broker: Any = field(default=None, repr=False)
+
+    def _record(self, packet: Any) -> None:
+        kind = type(packet).__name__.removesuffix("Packet").lower()
+        if kind == "connect":
+            self.connections += 1
+        if kind in ("subscribe", "unsubscribe"):
+            payload = packet.payload
+            topics = getattr(payload, "topics", None) or []
+            names = [t[0] if isinstance(t, tuple) else t for t in topics]
+            kind = f"{kind}/{','.join(str(n) for n in names)}"
+        self.requests.append(kind)
+
+    async def _start(self) -> None:
+        from amqtt.broker import Broker  # type: ignore[import-untyped]
+        from amqtt.events import MQTTEvents  # type: ignore[import-untyped]
+
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.address}:{self.port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {
+                    "allow_anonymous": self.allow_anonymous
+                },
+            },
+        }
+        broker = Broker(config)
+        manager = broker.plugins_manager
+        fire = manager.fire_event
+        device = self
+
+        # Every packet the broker decodes passes this event: the read-only proof.
+        async def recording_fire(event: Any, *args: Any, **kwargs: Any) -> Any:
+            if event == MQTTEvents.PACKET_RECEIVED and "packet" in kwargs:
+                device._record(kwargs["packet"])
+            return await fire(event, *args, **kwargs)
+
+        manager.fire_event = recording_fire
+        try:
+            await broker.start()
+        except Exception as exc:  # amqtt wraps bind errors in its own BrokerError
+            raise OSError(f"{self.name}: cannot listen on {self.address}:{self.port}") from exc
+        self._broker = broker
+
+    async def _stop(self) -> None:
+        if self._broker is not None:
+            await self._broker.shutdown()
+            self._broker = None
+            # amqtt 0.12 leaves the stream of a client that closed before CONNECT unclosed:
+            # collect it now, while the loop runs, instead of warning in a later test.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                gc.collect()
+        await super()._stop()
+
+
+def mqtt_lab_devices(
+    base: str = "127.0.10.0", *, port: int = 1883, misfits: bool = False
+) -> list[SimDevice]:
+    """Brokers on ``base`` + 84 (anonymous allowed) and + 85 (credentials required)."""
+    net = ipaddress.IPv4Address(base)
+    devices: list[SimDevice] = [
+        MqttBroker(
+            name="mqtt-broker-open",
+            address=str(net + 84),
+            port=port,
+            protocol="mqtt",
+            identity={"anonymous_allowed": True, "connack_code": 0, "protocol_level": 4},
+            allow_anonymous=True,
+        ),
+        MqttBroker(
+            name="mqtt-broker-locked",
+            address=str(net + 85),
+            port=port,
+            protocol="mqtt",
+            identity={"anonymous_allowed": False, "connack_code": 5},
+            allow_anonymous=False,
+        ),
+    ]
+    if misfits:
+        for offset, behaviour in ((98, Behaviour.SILENT), (99, Behaviour.GARBAGE)):
+            devices.append(
+                MqttBroker(
+                    name=f"mqtt-{behaviour.value}",
+                    address=str(net + offset),
+                    port=port,
+                    protocol="mqtt",
+                    identity={},
+                    behaviour=behaviour,
+                )
+            )
+    return devices
+
+
 def building_lab_devices(base: str = "127.0.10.0") -> list[SimDevice]:
     """Every building and urban device of the default lab, on ``base`` + 80..99."""
-    return [*bacnet_lab_devices(base), *snmp_lab_devices(base)]
+    return [*bacnet_lab_devices(base), *snmp_lab_devices(base), *mqtt_lab_devices(base)]
