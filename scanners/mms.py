@@ -10,9 +10,11 @@ ISO session (ISO 8327), presentation (ISO 8823) and ACSE (ISO 8650). Sequence, o
 
 The probe then closes the TCP connection (the server releases the association).
 
-The probe returns ``None`` quickly when the port is not MMS: a COTP refusal or close, an S7 device
-(which refuses TSAP 0x0001 or answers anything but a session ACCEPT), a session REFUSE. Answers are
-decoded with a bounded BER reader (definite lengths only, at most ``MAX_BER_DEPTH`` levels).
+The probe returns ``None`` when the port is not MMS: a COTP refusal or close, an S7 device (which
+refuses TSAP 0x0001, or accepts it and then ignores or refuses the session CONNECT: silence after
+the COTP CC is "not MMS" too), a session REFUSE. The pipeline runs a port's probes in entry-point
+name order, so ``mms`` runs before ``s7`` on 102: it must never make the S7 probe lose its turn.
+Answers are decoded with a bounded BER reader (definite lengths, short tags only).
 
 Outcomes: identity -> :class:`Observation`; not MMS -> ``None``; a broken answer after the
 association -> ``ProbeProtocolError``; silence -> ``ProbeTimeoutError``.
@@ -53,7 +55,6 @@ TSAP = 0x0001
 SPDU_ACCEPT = 0x0E
 SPDU_GIVE_TOKENS = 0x01
 MAX_TEXT_BYTES = 128
-MAX_BER_DEPTH = 8
 MAX_READ_BYTES = 8192
 
 REQUEST_COTP = "cotp/cr"
@@ -202,7 +203,13 @@ class MmsProbe:
                 answer = await exchange(REQUEST_COTP, cotp_connection_request(TSAP, TSAP))
                 if cotp_type(answer) != COTP_CC:
                     raise _NotMmsError
-                answer = await exchange(REQUEST_INITIATE, cotp_data(INITIATE_SPDU))
+                try:
+                    answer = await exchange(REQUEST_INITIATE, cotp_data(INITIATE_SPDU))
+                except ProbeTimeoutError as exc:
+                    # An S7 stack accepts the COTP connection and ignores a session SPDU: a
+                    # silent association after a COTP CC says "not MMS", not "device gone", so
+                    # the S7 probe still gets its turn on this port.
+                    raise _NotMmsError from exc
                 if cotp_type(answer) != COTP_DT:
                     raise _NotMmsError
                 spdu = answer[answer[0] + 1 :]

@@ -4,8 +4,9 @@ python-snap7 3.3's pure-Python ``snap7.server.Server`` answers setup communicati
 itself, but with one hard-coded identity and a 0x001C answer whose header announces no record. Each
 lab CPU is a subclass answering SZL 0x0011 and 0x001C in the record layout real CPUs send (see
 :func:`module_records`) from its own identity, and logging every request it decoded and every
-connection (peeking at the COTP CR): the read-only proof of the tests. The server runs in its own
-threads (one per client, ``max_clients`` 4), bound to the lab address.
+connection (peeking at the COTP CR): the read-only proof of the tests. Like a real CPU (and unlike
+snap7, which accepts any TSAP) it refuses a called TSAP outside 0x01xx..0x03xx with a COTP DR.
+The server runs in its own threads (one per client, ``max_clients`` 4), bound to the lab address.
 
 Replay devices answer with bytes recorded from a real CPU 315-2 PN/DP (``pcaps/s7/s7_all.pcap``),
 refusing the first TSAP pair as a CP-fronted station does; an S7CommPlus device answers the setup
@@ -13,6 +14,7 @@ with protocol id 0x72 as an S7-1500 without PUT/GET does.
 """
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import struct
@@ -42,6 +44,10 @@ RECORDED_SZL_001C = bytes.fromhex(
     "4a4e53343036363432303137000000000000000000000000000000000007435055203331352d3220504e2f44"
     "5000000000000000000000000000000000000008"
 )
+# COTP DR, reason 0x80 (normal disconnect initiated by the session entity).
+COTP_DISCONNECT = bytes.fromhex("0300000b06800000000180")
+# Connection types a CPU accepts as the high byte of the called TSAP: PG, OP, S7 basic.
+SIEMENS_TSAP_CLASSES = frozenset({0x01, 0x02, 0x03})
 S7COMM_PLUS_ANSWER = bytes.fromhex("72010010000000000000000000000000000000000072")
 
 
@@ -153,10 +159,21 @@ class _LabS7Server(snap7.server.Server):
         # Every connection opens with a COTP CR; peek at it so snap7 still reads it itself.
         try:
             client_socket.settimeout(2.0)
-            head = client_socket.recv(16, socket.MSG_PEEK)
+            head = client_socket.recv(64, socket.MSG_PEEK)
         except OSError:
             head = b""
         self.device.log(classify_s7(head) if len(head) >= 6 else "nothing", connection=True)
+        tsap = called_tsap(head) if len(head) >= 11 and head[5] == 0xE0 else None
+        if tsap is not None and tsap >> 8 not in SIEMENS_TSAP_CLASSES:
+            # A CPU refuses a TSAP that is not PG/OP/S7-basic (0x01xx..0x03xx): COTP DR.
+            with contextlib.suppress(OSError):
+                client_socket.sendall(COTP_DISCONNECT)
+                client_socket.close()
+            with self.client_lock:
+                self.client_count = max(0, self.client_count - 1)
+                if threading.current_thread() in self.clients:
+                    self.clients.remove(threading.current_thread())
+            return
         super()._handle_client(client_socket, address)
 
     def _process_request(self, request_data: bytes, client_address: tuple[str, int]) -> Any:
@@ -211,8 +228,7 @@ def _replay_responder(refused_tsap: int | None, plus: bool) -> Any:
         name = classify_s7(frame)
         if name == "cotp/cr":
             if refused_tsap is not None and called_tsap(frame) == refused_tsap:
-                # COTP DR, reason 0x80 (normal disconnect initiated by the session entity).
-                return bytes.fromhex("0300000b06800000000180")
+                return COTP_DISCONNECT
             return cotp_cc(frame)
         if plus:
             return _with_sequence(S7COMM_PLUS_ANSWER, frame) if name != "not-s7" else CLOSE

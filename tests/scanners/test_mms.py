@@ -105,6 +105,18 @@ async def test_mms_probe_returns_none_on_s7_cpu(
     assert REQUEST_IDENTIFY not in target.ledger.sent
 
 
+async def test_mms_probe_returns_none_on_snap7_cpu_refusing_its_tsap(
+    mms_lab: dict[str, Any], plc_target: PlcTargetFactory
+) -> None:
+    device, probe = mms_lab["s7-cpu-315"], MmsProbe()
+    target = plc_target(device, probe)
+    assert await probe.observe(target, timeout_s=TIMEOUT_S) is None
+    assert dict(target.ledger.sent) == {REQUEST_COTP: 1}
+    s7 = await S7Probe().observe(plc_target(device, S7Probe()), timeout_s=TIMEOUT_S)
+    assert s7 is not None
+    assert s7.facts["serial"] == device.identity["serial"]
+
+
 async def test_mms_probe_manifest_refuses_undeclared_request_before_sending(
     mms_lab: dict[str, Any],
 ) -> None:
