@@ -1,0 +1,1 @@
+"""Site sensors: the distributed mode on Celery and RabbitMQ (SCALE-OUT.md)."""

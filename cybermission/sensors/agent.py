@@ -1,0 +1,323 @@
+"""The site sensor: a Celery worker that scans chunks of its own site and sends results back.
+
+Late acks, prefetch 1, concurrency 1, JSON only, ``asyncio.run`` per task (SCALE-OUT.md). It never
+touches the central store: it re-checks each chunk against the networks it was enrolled for,
+journals results locally, and publishes them to its site's ``results`` exchange with publisher
+confirms. A killed sensor leaves its chunk unacknowledged: RabbitMQ redelivers it.
+"""
+
+import asyncio
+import json
+import logging
+import ssl
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from cybermission.config import Settings
+from cybermission.db import utcnow
+from cybermission.errors import CybermissionError, ScopeError, ValidationError
+from cybermission.guard import ScopeGuard, ScopeRule
+from cybermission.net import Connector
+from cybermission.probes import Probe, load_probes
+from cybermission.scans.pipeline import HostReport, identify_host, select_probes
+from cybermission.scans.sweep import HostResult, sweep
+from cybermission.scans.targets import expand_targets
+from cybermission.sensors.broker import (
+    INGEST_TASK,
+    RESULTS,
+    SCAN_QUEUE,
+    SCAN_TASK,
+    BrokerError,
+    publish_task,
+)
+from cybermission.sensors.journal import Journal
+from cybermission.sensors.service import report_to_json
+
+logger = logging.getLogger(__name__)
+
+# Hosts per results part: a part stays far below RabbitMQ's frame and message limits.
+PART_HOSTS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """What ``sensors enroll`` printed once: where to connect, who to be, which CA to pin."""
+
+    sensor_id: str
+    site: str
+    broker_url: str
+    networks: tuple[str, ...]
+    ca_pem: str | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> "Bundle":
+        try:
+            data = json.loads(path.read_text())
+            return cls(
+                sensor_id=str(data["sensor_id"]),
+                site=str(data["site"]),
+                broker_url=str(data["broker_url"]),
+                networks=tuple(str(n) for n in data["networks"]),
+                ca_pem=data.get("ca_pem"),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValidationError(f"bundle: {path} is not an enrolment bundle ({exc})") from exc
+
+    def guard(self) -> ScopeGuard:
+        return ScopeGuard([ScopeRule.build(f"sensor-{self.site}", self.networks)])
+
+    def ssl_options(self) -> dict[str, Any] | bool:
+        """TLS with the bundle's CA pinned (and nothing else trusted) when the URL is amqps."""
+        if not self.broker_url.startswith("amqps"):
+            return False
+        context = ssl.create_default_context(cadata=self.ca_pem) if self.ca_pem else None
+        if context is None:
+            raise ValidationError("bundle: amqps needs ca_pem to pin the broker's CA")
+        return {"context": context}
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    reports: list[HostReport] = field(default_factory=list)
+    hosts_swept: int = 0
+    hosts_live: int = 0
+    open_ports: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def scan_chunk(
+    targets: Sequence[str],
+    ports: Sequence[int],
+    udp_ports: Sequence[int],
+    *,
+    guard: ScopeGuard,
+    settings: Settings,
+    probes: Mapping[str, Probe] | None = None,
+) -> ChunkResult:
+    """Sweep and identify a chunk's targets, as the embedded pipeline does, without a store."""
+    result = ChunkResult()
+    pacing = settings.pacing.effective()
+    plan = select_probes(
+        probes if probes is not None else load_probes(), settings, udp_ports=udp_ports
+    )
+    connector = Connector(guard)
+    limit = asyncio.Semaphore(pacing.hosts_in_flight)
+
+    async def identify(host: HostResult) -> None:
+        try:
+            report = await identify_host(
+                host, plan=plan, connector=connector, timeout_s=pacing.probe_timeout_s
+            )
+            if not host.open_ports and not report.observations and not report.errors:
+                return
+            if not host.open_ports:
+                result.hosts_live += 1
+            result.reports.append(report)
+        finally:
+            limit.release()
+
+    tasks: set[asyncio.Task[None]] = set()
+    async for host in sweep(
+        expand_targets(targets, guard=guard), ports, guard=guard, pacing=pacing
+    ):
+        result.hosts_swept += 1
+        result.errors.extend(
+            {"target": host.address, "stage": "sweep", "error": e} for e in host.errors
+        )
+        if host.open_ports:
+            result.hosts_live += 1
+            result.open_ports += len(host.open_ports)
+        elif not plan.has_udp:
+            continue
+        await limit.acquire()
+        task = asyncio.create_task(identify(host))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.gather(*tasks)
+    result.reports.sort(key=lambda r: r.address)
+    return result
+
+
+def result_parts(
+    message: Mapping[str, Any], state: str, result: ChunkResult
+) -> list[dict[str, Any]]:
+    """The chunk's results in parts; the last one carries the chunk's totals."""
+    batches = [
+        result.reports[i : i + PART_HOSTS] for i in range(0, len(result.reports), PART_HOSTS)
+    ]
+    batches = batches or [[]]
+    parts: list[dict[str, Any]] = []
+    for number, batch in enumerate(batches):
+        part: dict[str, Any] = {
+            "chunk_id": message["chunk_id"],
+            "scan_run_id": message["scan_run_id"],
+            "part": number,
+            "state": state,
+            "reports": [report_to_json(r) for r in batch],
+        }
+        if number == len(batches) - 1:
+            part.update(
+                last=True,
+                hosts_swept=result.hosts_swept,
+                hosts_live=result.hosts_live,
+                open_ports=result.open_ports,
+                errors=result.errors[:200],
+            )
+        parts.append(part)
+    return parts
+
+
+class SensorRuntime:
+    """The sensor's state shared by its task and its flusher thread."""
+
+    def __init__(self, bundle: Bundle, settings: Settings, journal: Journal) -> None:
+        self.bundle = bundle
+        self.settings = settings
+        self.journal = journal
+        self.guard = bundle.guard()
+        self._flush_lock = threading.Lock()
+
+    def flush(self, chunk_id: str | None = None) -> int:
+        """Publish unconfirmed parts, confirmed one by one; stops at the first broker refusal."""
+        published = 0
+        with self._flush_lock:
+            for item in self.journal.unconfirmed(chunk_id):
+                try:
+                    publish_task(
+                        self.bundle.broker_url,
+                        exchange=RESULTS,
+                        routing_key=RESULTS,
+                        task_name=INGEST_TASK,
+                        args=[item.body],
+                        task_id=f"{item.chunk_id}.{item.part}.{uuid.uuid4().hex[:8]}",
+                        timeout_s=self.settings.broker.confirm_timeout_s,
+                        ssl=self.bundle.ssl_options(),
+                    )
+                except BrokerError as exc:
+                    logger.warning(
+                        "results buffered", extra={"chunk_id": item.chunk_id, "error": str(exc)}
+                    )
+                    break
+                self.journal.confirm(item.chunk_id, item.part)
+                published += 1
+        return published
+
+    def handle(self, message: Mapping[str, Any]) -> str:
+        """Scan one chunk once; returns what happened (for logs and tests)."""
+        chunk_id = str(message["chunk_id"])
+        if self.journal.finished(chunk_id):
+            # A redelivery of finished work: probe nothing, re-publish what is unconfirmed.
+            self.flush(chunk_id)
+            return "replayed"
+        not_after = datetime.fromisoformat(str(message["not_after"]))
+        if utcnow() > not_after:
+            state, result = "skipped", ChunkResult()
+        else:
+            try:
+                # Defence in depth: the chunk must lie inside the networks of the enrolment.
+                expand_targets(list(message["targets"]), guard=self.guard)
+            except (ScopeError, ValidationError) as exc:
+                state = "failed"
+                result = ChunkResult(errors=[{"target": None, "stage": "scope", "error": str(exc)}])
+            else:
+                state = "done"
+                result = asyncio.run(
+                    scan_chunk(
+                        list(message["targets"]),
+                        [int(p) for p in message["ports"]],
+                        [int(p) for p in message.get("udp_ports", [])],
+                        guard=self.guard,
+                        settings=self.settings,
+                    )
+                )
+        self.journal.record(chunk_id, state, result_parts(message, state, result))
+        self.flush(chunk_id)
+        logger.info("chunk finished", extra={"chunk_id": chunk_id, "state": state})
+        return state
+
+    def flusher(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.sensor.flush_interval_s):
+            if self.journal.buffered():
+                self.flush()
+
+
+def sensor_app(runtime: SensorRuntime) -> Celery:
+    """The sensor's Celery app: it consumes its site's ``scan`` queue and runs one task."""
+    app = Celery("cybermission-sensor", set_as_current=False)
+    app.conf.update(
+        broker_url=runtime.bundle.broker_url,
+        broker_use_ssl=runtime.bundle.ssl_options(),
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        accept_content=["json"],
+        task_serializer="json",
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=1,
+        # The sensor's user may not declare anything (configure "^$"): queues are provisioned.
+        task_queues=[Queue(SCAN_QUEUE, no_declare=True)],
+        task_default_queue=SCAN_QUEUE,
+        task_create_missing_queues=False,
+        task_ignore_result=True,
+        worker_enable_remote_control=False,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        # The solo pool runs the task in the consumer's loop: the ack and the next delivery
+        # follow at once (a thread pool waited for the loop's next wake-up). AMQP heartbeats
+        # cannot be answered during a task there, so they are off: a chunk lasts minutes and
+        # TCP keepalive and the reaper cover a dead link.
+        broker_heartbeat=0,
+    )
+
+    @app.task(name=SCAN_TASK, ignore_result=True)  # type: ignore[misc]
+    def scan(message: dict[str, Any]) -> str:
+        return runtime.handle(message)
+
+    _only(app, SCAN_TASK)
+    return app
+
+
+def _only(app: Celery, name: str) -> None:
+    """Drop Celery's built-in tasks: a worker executes exactly the one task it exists for."""
+    app.finalize()
+    for task_name in list(app.tasks):
+        if task_name != name:
+            del app.tasks[task_name]
+
+
+def run_sensor(bundle: Bundle, settings: Settings) -> None:
+    """Run the sensor until it is stopped (SIGTERM finishes the current chunk first)."""
+    if not bundle.networks:
+        raise CybermissionError("bundle: the sensor has no networks to scan")
+    journal = Journal(settings.sensor.journal_path)
+    runtime = SensorRuntime(bundle, settings, journal)
+    stop = threading.Event()
+    flusher = threading.Thread(target=runtime.flusher, args=(stop,), daemon=True)
+    flusher.start()
+    app = sensor_app(runtime)
+    try:
+        worker = app.Worker(
+            pool="solo",
+            concurrency=1,
+            without_gossip=True,
+            without_mingle=True,
+            without_heartbeat=True,
+            quiet=True,
+            loglevel=settings.log_level,
+        )
+        worker.start()
+    finally:
+        stop.set()
+        journal.close()

@@ -1,0 +1,119 @@
+"""The central ingest worker: applies sensors' results parts, relays chunks, reaps late ones.
+
+It consumes the central vhost's ``ingest`` queue, which only the sites' shovels feed, registers
+only the ingest task and accepts JSON only: a message naming any other task, or in another
+content type, is neither executed nor deserialised. The site of a part is the routing key the
+site's shovel stamped (``site.<slug>``), never a claim of the message.
+"""
+
+import logging
+import threading
+from typing import Any
+
+from celery import Celery, Task
+from kombu import Exchange, Queue
+
+from cybermission.config import Settings
+from cybermission.db import create_db_engine
+from cybermission.migrations import upgrade_database
+from cybermission.sensors.broker import INGEST, INGEST_TASK, Management, vhost_url
+from cybermission.sensors.service import (
+    RejectionReason,
+    ingest_part,
+    record_rejection,
+    reap_chunks,
+    relay_outbox,
+)
+
+logger = logging.getLogger(__name__)
+
+RELAY_INTERVAL_S = 1.0
+REAP_INTERVAL_S = 30.0
+
+
+def ingest_app(settings: Settings) -> Celery:
+    engine = create_db_engine(settings.database_url)
+    app = Celery("cybermission-central", set_as_current=False)
+    app.conf.update(
+        broker_url=vhost_url(settings.broker.url, settings.broker.central_vhost),
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        accept_content=["json"],
+        task_serializer="json",
+        # Acked after the transaction commits: a crash before it means a redelivery.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_queues=[Queue(INGEST, Exchange(INGEST, type="topic"), routing_key="site.*")],
+        task_default_queue=INGEST,
+        task_create_missing_queues=False,
+        task_ignore_result=True,
+        worker_enable_remote_control=False,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        # The solo pool runs the task in the consumer's loop: the ack and the next delivery
+        # follow at once (a thread pool waited for the loop's next wake-up). AMQP heartbeats
+        # cannot be answered during a task there, so they are off: a chunk lasts minutes and
+        # TCP keepalive and the reaper cover a dead link.
+        broker_heartbeat=0,
+    )
+
+    @app.task(name=INGEST_TASK, bind=True, ignore_result=True)  # type: ignore[misc]
+    def ingest(self: Task, part: dict[str, Any]) -> str:
+        routing_key = str((self.request.delivery_info or {}).get("routing_key") or "")
+        if not routing_key.startswith("site."):
+            # Not from a site's shovel (someone with central rights published it): no site.
+            record_rejection(
+                engine, None, RejectionReason.FOREIGN, None, f"routing key {routing_key!r}"
+            )
+            return "rejected"
+        outcome = ingest_part(
+            engine, settings, site_slug=routing_key.removeprefix("site."), part=part
+        )
+        return "applied" if outcome.applied else f"rejected: {outcome.reason}"
+
+    app.finalize()
+    for name in list(app.tasks):
+        if name != INGEST_TASK:
+            del app.tasks[name]
+    return app
+
+
+def _loop(settings: Settings, stop: threading.Event) -> None:
+    engine = create_db_engine(settings.database_url)
+    since_reap = REAP_INTERVAL_S
+    while not stop.wait(RELAY_INTERVAL_S):
+        try:
+            relay_outbox(engine, settings)
+            since_reap += RELAY_INTERVAL_S
+            if since_reap >= REAP_INTERVAL_S:
+                reap_chunks(engine, settings)
+                since_reap = 0.0
+        except Exception:
+            # The loop must outlive a database hiccup; the next round retries.
+            logger.exception("relay round failed")
+
+
+def run_central(settings: Settings, *, relay: bool = True) -> None:
+    """The ingest worker, with the outbox relay and the reaper in a thread beside it."""
+    upgrade_database(create_db_engine(settings.database_url))
+    with Management(settings.broker) as mgmt:
+        mgmt.ensure_central()
+    stop = threading.Event()
+    if relay:
+        threading.Thread(target=_loop, args=(settings, stop), daemon=True).start()
+    app = ingest_app(settings)
+    try:
+        app.Worker(
+            pool="solo",
+            concurrency=1,
+            without_gossip=True,
+            without_mingle=True,
+            without_heartbeat=True,
+            quiet=True,
+            loglevel=settings.log_level,
+        ).start()
+    finally:
+        stop.set()

@@ -1,0 +1,599 @@
+"""The central side of the distributed mode: sites, enrolment, chunks, relay, reaper, ingestion.
+
+A distributed scan is written in one transaction: the run, its chunks and (the chunk rows being
+their own outbox) what the relay must publish. Results come back in parts that are applied once,
+through the same :func:`cybermission.scans.pipeline.store_reports` the embedded mode uses.
+"""
+
+import ipaddress
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from cybermission.config import Settings
+from cybermission.db import session_scope, utcnow
+from cybermission.errors import ConflictError, NotFoundError, ValidationError
+from cybermission.guard import ScopeGuard, ScopeRule
+from cybermission.probes import Observation, Transport
+from cybermission.scans.models import ScanRun, ScanStatus, Scope, ScopeBase
+from cybermission.scans.pipeline import HostReport, RunState, finish_run, run_state, store_reports
+from cybermission.scans.scopes import create_scope
+from cybermission.scans.service import create_scan_run
+from cybermission.scans.targets import expand_targets
+from cybermission.sensors.broker import (
+    SCAN_QUEUE,
+    SCAN_TASK,
+    SENSOR_PERMISSIONS,
+    BrokerError,
+    Management,
+    new_password,
+    publish_task,
+    site_vhost,
+    vhost_url,
+)
+from cybermission.sensors.models import (
+    Chunk,
+    ChunkPart,
+    ChunkState,
+    RejectedPart,
+    RejectionReason,
+    Sensor,
+    SensorState,
+)
+from cybermission.sites.models import Organization, Site
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ORGANIZATION = "default"
+
+
+# --- sites and sensors -------------------------------------------------------------------------
+
+
+def add_site(
+    session: Session,
+    *,
+    slug: str,
+    scope: Sequence[str],
+    name: str | None = None,
+    timezone: str = "UTC",
+    organization: str = DEFAULT_ORGANIZATION,
+) -> Site:
+    """A site and its authorised networks (a scope named after it)."""
+    if session.exec(select(Site).where(Site.slug == slug)).first() is not None:
+        raise ConflictError(f"slug: a site named {slug!r} already exists")
+    org = session.exec(select(Organization).where(Organization.slug == organization)).first()
+    if org is None:
+        org = Organization(slug=organization, name=organization)
+        session.add(org)
+        session.flush()
+    site = Site(organization_id=org.id, slug=slug, name=name or slug, timezone=timezone)
+    session.add(site)
+    session.flush()
+    create_scope(session, data=ScopeBase(name=f"site-{slug}", cidrs=list(scope), site_id=site.id))
+    return site
+
+
+def get_site_or_raise(session: Session, slug: str) -> Site:
+    site = session.exec(select(Site).where(Site.slug == slug)).first()
+    if site is None:
+        raise NotFoundError(f"no site named {slug!r}")
+    return site
+
+
+def site_networks(session: Session, site_id: str) -> list[str]:
+    scopes = session.exec(select(Scope).where(Scope.site_id == site_id)).all()
+    return [cidr for s in scopes for cidr in s.cidrs]
+
+
+def site_guard(session: Session, site: Site) -> ScopeGuard:
+    """Only the site's own scopes: a site's run can never reach another site's networks."""
+    scopes = session.exec(select(Scope).where(Scope.site_id == site.id)).all()
+    if not scopes:
+        raise ValidationError(f"site: {site.slug!r} has no authorised networks")
+    return ScopeGuard(
+        [
+            ScopeRule.build(
+                s.name,
+                s.cidrs,
+                s.excludes,
+                s.valid_from,
+                s.valid_until,
+                site_id=s.site_id,
+                zone_id=s.zone_id,
+            )
+            for s in scopes
+        ]
+    )
+
+
+def enroll_sensor(session: Session, settings: Settings, *, slug: str) -> dict[str, Any]:
+    """Create a pending sensor and its broker user; return the one-time bundle.
+
+    The password exists only in the bundle (the broker keeps its hash); the user has no
+    permission until :func:`approve_sensor`, so a new sensor cannot even open its vhost.
+    """
+    site = get_site_or_raise(session, slug)
+    sensor = Sensor(site_id=site.id, username="", networks=site_networks(session, site.id))
+    sensor.username = f"sensor.{slug}.{sensor.id[:8]}"
+    password = new_password()
+    with Management(settings.broker) as mgmt:
+        mgmt.ensure_site(slug)
+        mgmt.create_user(sensor.username, password)
+    session.add(sensor)
+    session.flush()
+    ca = settings.broker.ca_file.read_text() if settings.broker.ca_file else None
+    return {
+        "sensor_id": sensor.id,
+        "site": slug,
+        "broker_url": vhost_url(
+            settings.broker.public_url,
+            site_vhost(slug),
+            username=sensor.username,
+            password=password,
+        ),
+        "ca_pem": ca,
+        "networks": sensor.networks,
+    }
+
+
+def _sensor_or_raise(session: Session, sensor_id: str) -> tuple[Sensor, Site]:
+    sensor = session.get(Sensor, sensor_id)
+    if sensor is None:
+        raise NotFoundError(f"no sensor with id {sensor_id!r}")
+    site = session.get(Site, sensor.site_id)
+    if site is None:
+        raise NotFoundError(f"sensor {sensor_id!r} has no site")
+    return sensor, site
+
+
+def approve_sensor(session: Session, settings: Settings, *, sensor_id: str) -> Sensor:
+    sensor, site = _sensor_or_raise(session, sensor_id)
+    if sensor.state is SensorState.REVOKED:
+        raise ConflictError(f"sensor {sensor_id!r} is revoked; enrol a new one")
+    with Management(settings.broker) as mgmt:
+        mgmt.set_permissions(site_vhost(site.slug), sensor.username, SENSOR_PERMISSIONS)
+    sensor.state = SensorState.APPROVED
+    sensor.approved_at = utcnow()
+    return sensor
+
+
+def revoke_sensor(session: Session, settings: Settings, *, sensor_id: str) -> Sensor:
+    """Delete the sensor's broker user (no reconnect) and close its open connections."""
+    sensor, site = _sensor_or_raise(session, sensor_id)
+    with Management(settings.broker) as mgmt:
+        mgmt.clear_permissions(site_vhost(site.slug), sensor.username)
+        mgmt.delete_user(sensor.username)
+        mgmt.close_connections(sensor.username)
+    sensor.state = SensorState.REVOKED
+    sensor.revoked_at = utcnow()
+    return sensor
+
+
+# --- planning ----------------------------------------------------------------------------------
+
+
+def _ranges(addresses: Iterable[str]) -> list[str]:
+    """Consecutive addresses folded into ``a-b`` ranges: chunk messages stay small."""
+    out: list[str] = []
+    first: Any = None
+    last: Any = None
+    for text in addresses:
+        address = ipaddress.ip_address(text)
+        if last is not None and address.version == last.version and int(address) == int(last) + 1:
+            last = address
+            continue
+        if first is not None:
+            out.append(str(first) if first == last else f"{first}-{last}")
+        first = last = address
+    if first is not None:
+        out.append(str(first) if first == last else f"{first}-{last}")
+    return out
+
+
+def chunk_hosts(settings: Settings, ports: int) -> int:
+    """Hosts per chunk so one takes about ``chunk_target_s`` at the site's pacing."""
+    pacing = settings.pacing.effective()
+    per_s = pacing.global_rate_per_s / max(1, ports)
+    return max(1, min(settings.broker.chunk_max_hosts, int(settings.broker.chunk_target_s * per_s)))
+
+
+def _batched(items: Iterator[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def create_site_scan(
+    session: Session,
+    settings: Settings,
+    *,
+    slug: str,
+    targets: Sequence[str] | None = None,
+    ports: list[int] | None = None,
+    udp_ports: list[int] | None = None,
+    not_after: datetime | None = None,
+    hosts_per_chunk: int | None = None,
+    requested_by: str = "cli",
+) -> ScanRun:
+    """Write a site's run and its chunks (each its own outbox entry) in the caller's transaction.
+
+    Targets default to the site's networks and must lie inside them. ``not_after`` is the end of
+    the scan window: a chunk still queued then is skipped, never probed late.
+    """
+    site = get_site_or_raise(session, slug)
+    guard = site_guard(session, site)
+    wanted = list(targets) if targets else site_networks(session, site.id)
+    run = create_scan_run(
+        session,
+        guard=guard,
+        targets=wanted,
+        ports=ports,
+        settings=settings,
+        requested_by=requested_by,
+        udp_ports=udp_ports,
+    )
+    run.organization_id = site.organization_id
+    run.site_id = site.id
+    deadline = not_after or utcnow() + timedelta(seconds=settings.broker.window_s)
+    size = hosts_per_chunk or chunk_hosts(settings, len(run.ports))
+    for seq, batch in enumerate(_batched(expand_targets(wanted, guard=guard), size)):
+        session.add(
+            Chunk(
+                scan_run_id=run.id,
+                site_id=site.id,
+                seq=seq,
+                targets=_ranges(batch),
+                hosts=len(batch),
+                not_after=deadline,
+            )
+        )
+    session.flush()
+    return run
+
+
+# --- relay and reaper --------------------------------------------------------------------------
+
+
+def chunk_message(chunk: Chunk, run: ScanRun) -> dict[str, Any]:
+    return {
+        "chunk_id": chunk.id,
+        "scan_run_id": chunk.scan_run_id,
+        "seq": chunk.seq,
+        "targets": chunk.targets,
+        "ports": run.ports,
+        "udp_ports": run.udp_ports,
+        "not_after": chunk.not_after.isoformat(),
+        "attempt": chunk.attempts,
+    }
+
+
+def relay_outbox(engine: Engine, settings: Settings, *, limit: int = 500) -> int:
+    """Publish undispatched chunks, each confirmed by the broker before it is marked dispatched.
+
+    A crash between confirm and mark publishes the chunk again: the sensor journal and idempotent
+    ingestion make that harmless (at-least-once, applied once).
+    """
+    with session_scope(engine) as session:
+        pending = session.exec(
+            select(Chunk, ScanRun, Site)
+            .join(ScanRun, col(ScanRun.id) == col(Chunk.scan_run_id))
+            .join(Site, col(Site.id) == col(Chunk.site_id))
+            .where(col(Chunk.dispatched_at).is_(None), Chunk.state == ChunkState.PENDING)
+            .order_by(col(Chunk.scan_run_id), col(Chunk.seq))
+            .limit(limit)
+        ).all()
+        work = [(c.id, chunk_message(c, r), s.slug, r.id) for c, r, s in pending]
+    sent = 0
+    for chunk_id, message, slug, run_id in work:
+        try:
+            publish_task(
+                vhost_url(settings.broker.url, site_vhost(slug)),
+                exchange="",
+                routing_key=SCAN_QUEUE,
+                task_name=SCAN_TASK,
+                args=[message],
+                task_id=f"{chunk_id}.{message['attempt']}",
+                timeout_s=settings.broker.confirm_timeout_s,
+            )
+        except BrokerError as exc:
+            logger.warning("chunk not dispatched", extra={"chunk_id": chunk_id, "error": str(exc)})
+            continue
+        with session_scope(engine) as session:
+            chunk = session.get(Chunk, chunk_id)
+            if chunk is not None and chunk.dispatched_at is None:
+                chunk.dispatched_at = utcnow()
+            run = session.get(ScanRun, run_id)
+            if run is not None and run.status is ScanStatus.QUEUED:
+                run.status = ScanStatus.RUNNING
+                run.started_at = utcnow()
+        sent += 1
+    return sent
+
+
+def reap_chunks(engine: Engine, settings: Settings) -> list[str]:
+    """Re-dispatch chunks past their deadline, up to ``chunk_attempts``; then fail them.
+
+    Returns the ids of runs that ended because of it.
+    """
+    limit = utcnow() - timedelta(seconds=settings.broker.chunk_deadline_s)
+    runs: set[str] = set()
+    with session_scope(engine) as session:
+        late = session.exec(
+            select(Chunk).where(
+                col(Chunk.dispatched_at) < limit,
+                col(Chunk.state).in_([ChunkState.PENDING, ChunkState.RUNNING]),
+            )
+        ).all()
+        for chunk in late:
+            if chunk.attempts + 1 >= settings.broker.chunk_attempts:
+                chunk.state = ChunkState.FAILED
+                chunk.finished_at = utcnow()
+                chunk.errors = [
+                    {"target": None, "stage": "chunk", "error": f"chunk {chunk.seq}: interrupted"}
+                ]
+                runs.add(chunk.scan_run_id)
+            else:
+                chunk.attempts += 1
+                chunk.dispatched_at = None  # back in the outbox
+                logger.warning("chunk re-dispatched", extra={"chunk_id": chunk.id})
+    return [r for r in runs if finish_if_complete(engine, r)]
+
+
+# --- ingestion ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    applied: bool
+    reason: RejectionReason | None = None
+    run_finished: bool = False
+
+
+def report_from_json(data: dict[str, Any]) -> HostReport:
+    """A HostReport back from its JSON form (:func:`report_to_json`); KeyError/ValueError if bad."""
+    report = HostReport(
+        address=str(data["address"]), open_ports=tuple(int(p) for p in data["open_ports"])
+    )
+    for o in data["observations"]:
+        report.observations.append(
+            Observation(
+                probe=str(o["probe"]),
+                protocol=str(o["protocol"]),
+                address=str(o["address"]),
+                port=int(o["port"]),
+                transport=Transport(o["transport"]),
+                facts=dict(o["facts"]),
+                observed_at=datetime.fromisoformat(o["observed_at"]),
+            )
+        )
+    report.errors.extend(dict(e) for e in data.get("errors", []))
+    for probe, request, count in data.get("sent", []):
+        report.sent[(str(probe), str(request))] += int(count)
+    return report
+
+
+def report_to_json(report: HostReport) -> dict[str, Any]:
+    return {
+        "address": report.address,
+        "open_ports": list(report.open_ports),
+        "observations": [
+            {
+                "probe": o.probe,
+                "protocol": o.protocol,
+                "address": o.address,
+                "port": o.port,
+                "transport": str(o.transport),
+                "facts": o.facts,
+                "observed_at": o.observed_at.isoformat(),
+            }
+            for o in report.observations
+        ],
+        "errors": report.errors,
+        "sent": [[p, r, c] for (p, r), c in sorted(report.sent.items())],
+    }
+
+
+_states: dict[str, RunState] = {}
+_states_lock = threading.Lock()
+
+
+def record_rejection(
+    engine: Engine, site_id: str | None, reason: RejectionReason, chunk_id: str | None, detail: str
+) -> IngestOutcome:
+    with session_scope(engine) as session:
+        session.add(
+            RejectedPart(site_id=site_id, reason=reason, chunk_id=chunk_id, detail=detail[:500])
+        )
+    logger.warning(
+        "results part rejected",
+        extra={"site_id": site_id, "reason": str(reason), "chunk_id": chunk_id, "detail": detail},
+    )
+    return IngestOutcome(applied=False, reason=reason)
+
+
+def ingest_part(
+    engine: Engine, settings: Settings, *, site_slug: str, part: dict[str, Any]
+) -> IngestOutcome:
+    """Apply one results part once, in one transaction, if it belongs to ``site_slug``.
+
+    ``site_slug`` comes from the broker (the routing key the site's shovel stamps), never from the
+    message. A part naming a chunk, run or address of another site is rejected and counted; a part
+    already applied is counted as a duplicate and changes nothing.
+    """
+    with Session(engine) as session:
+        site = session.exec(select(Site).where(Site.slug == site_slug)).first()
+        site_id = site.id if site else None
+        try:
+            chunk_id = str(part["chunk_id"])
+            number = int(part["part"])
+            chunk = session.get(Chunk, chunk_id)
+            reports = [report_from_json(r) for r in part.get("reports", [])]
+        except (KeyError, ValueError, TypeError) as exc:
+            return record_rejection(engine, site_id, RejectionReason.MALFORMED, None, repr(exc))
+        if site is None or chunk is None or chunk.site_id != site.id:
+            return record_rejection(
+                engine, site_id, RejectionReason.FOREIGN, chunk_id, "chunk of another site"
+            )
+        if part.get("scan_run_id") != chunk.scan_run_id:
+            return record_rejection(
+                engine, site_id, RejectionReason.FOREIGN, chunk_id, "run mismatch"
+            )
+        guard = site_guard(session, site)
+        outside = [r.address for r in reports if guard.rule_for(r.address) is None]
+        if outside:
+            return record_rejection(
+                engine, site_id, RejectionReason.FOREIGN, chunk_id, f"outside: {outside[:3]}"
+            )
+        if session.exec(
+            select(ChunkPart).where(ChunkPart.chunk_id == chunk_id, ChunkPart.part == number)
+        ).first():
+            return record_rejection(
+                engine, site_id, RejectionReason.DUPLICATE, chunk_id, f"part {number}"
+            )
+        run_id = chunk.scan_run_id
+    with _states_lock:
+        state = _states.get(run_id)
+        if state is None:
+            with Session(engine) as session:
+                state = run_state(session, settings, run_id)
+            _states.clear()  # one run at a time is typical; keep memory bounded
+            _states[run_id] = state
+    try:
+        with session_scope(engine) as session:
+            session.add(
+                ChunkPart(scan_run_id=run_id, chunk_id=chunk_id, part=number, hosts=len(reports))
+            )
+            session.flush()  # the idempotency key first: a concurrent twin fails here
+            before = (state.progress.observations, state.progress.findings)
+            store_reports(session, state, reports)
+            session.flush()
+            # The chunk row is touched last (scenario 9 holds a lock on it to stop here).
+            chunk = session.get(Chunk, chunk_id)
+            assert chunk is not None
+            chunk.parts_done += 1
+            chunk.observations += state.progress.observations - before[0]
+            chunk.findings += state.progress.findings - before[1]
+            chunk.errors = [*chunk.errors, *(e for r in reports for e in r.errors)][:200]
+            sent = dict(chunk.sent)
+            for r in reports:
+                for (probe, request), count in r.sent.items():
+                    key = f"{probe}\t{request}"
+                    sent[key] = int(sent.get(key, 0)) + count
+            chunk.sent = sent
+            if part.get("last"):
+                chunk.parts_total = number + 1
+                chunk.hosts_swept = int(part.get("hosts_swept", 0))
+                chunk.hosts_live = int(part.get("hosts_live", 0))
+                chunk.open_ports = int(part.get("open_ports", 0))
+                chunk.errors = [*chunk.errors, *part.get("errors", [])][:200]
+            state_name = part.get("state", "done")
+            if chunk.parts_total is not None and chunk.parts_done >= chunk.parts_total:
+                chunk.state = (
+                    ChunkState(state_name)
+                    if state_name in ("done", "skipped", "failed")
+                    else ChunkState.DONE
+                )
+                chunk.finished_at = utcnow()
+            else:
+                chunk.state = ChunkState.RUNNING
+            for sensor in session.exec(
+                select(Sensor).where(
+                    Sensor.site_id == chunk.site_id, Sensor.state == SensorState.APPROVED
+                )
+            ).all():
+                sensor.last_seen_at = utcnow()
+    except IntegrityError:
+        _states.pop(run_id, None)  # counters of a rolled-back transaction are void
+        return record_rejection(
+            engine, site_id, RejectionReason.DUPLICATE, chunk_id, f"part {number}"
+        )
+    except BaseException:
+        _states.pop(run_id, None)
+        raise
+    return IngestOutcome(applied=True, run_finished=finish_if_complete(engine, run_id))
+
+
+def finish_if_complete(engine: Engine, run_id: str) -> bool:
+    """End the run once every chunk is done, skipped or failed; True if this call ended it."""
+    with session_scope(engine) as session:
+        run = session.get(ScanRun, run_id)
+        if run is None or run.status in (
+            ScanStatus.SUCCEEDED,
+            ScanStatus.PARTIAL,
+            ScanStatus.FAILED,
+        ):
+            return False
+        chunks = session.exec(select(Chunk).where(Chunk.scan_run_id == run_id)).all()
+        if any(not c.state.terminal for c in chunks):
+            return False
+    state = RunState(
+        run_id=run_id,
+        scanned=(),
+        rules=None,  # type: ignore[arg-type]  # finishing stores nothing
+        guard=ScopeGuard([]),
+        progress=_progress(chunks, run_id),
+        callback=None,
+    )
+    for c in chunks:
+        state.add_errors(c.errors)
+        if c.state is ChunkState.SKIPPED:
+            state.add_errors(
+                [
+                    {
+                        "target": None,
+                        "stage": "chunk",
+                        "error": f"chunk {c.seq}: window closed, skipped",
+                    }
+                ]
+            )
+        for key, count in c.sent.items():
+            probe, _, request = key.partition("\t")
+            state.sent[(probe, request)] += int(count)
+    if any(c.state is ChunkState.FAILED for c in chunks) and not any(
+        c.state is ChunkState.DONE for c in chunks
+    ):
+        status = ScanStatus.FAILED
+    elif state.errors or any(c.state is not ChunkState.DONE for c in chunks):
+        status = ScanStatus.PARTIAL
+    else:
+        status = ScanStatus.SUCCEEDED
+    finish_run(engine, state, status)
+    _states.pop(run_id, None)
+    logger.info("distributed scan finished", extra={"scan_run_id": run_id, "status": str(status)})
+    return True
+
+
+def _progress(chunks: Sequence[Chunk], run_id: str) -> Any:
+    from cybermission.scans.pipeline import ScanProgress
+
+    return ScanProgress(
+        scan_run_id=run_id,
+        hosts_total=sum(c.hosts for c in chunks),
+        hosts_swept=sum(c.hosts_swept for c in chunks),
+        hosts_live=sum(c.hosts_live for c in chunks),
+        open_ports=sum(c.open_ports for c in chunks),
+        observations=sum(c.observations for c in chunks),
+        findings=sum(c.findings for c in chunks),
+    )
+
+
+def count_rejections(session: Session) -> dict[tuple[str | None, str], int]:
+    rows = session.exec(
+        select(RejectedPart.site_id, RejectedPart.reason, func.count()).group_by(
+            col(RejectedPart.site_id), col(RejectedPart.reason)
+        )
+    ).all()
+    return {(site_id, str(reason)): int(n) for site_id, reason, n in rows}

@@ -1,0 +1,240 @@
+"""Fixtures of the distributed mode: a real RabbitMQ (uniquely named vhosts and users, removed
+afterwards), a PostgreSQL store shared with subprocesses, sensors and the central worker as
+subprocesses, and pymodbus lab devices on the per-site ranges 127.30/16 (A) and 127.31/16 (B)."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from cybermission import models  # noqa: F401
+from cybermission.config import PacingProfile, PacingSettings, Settings, load_settings
+from cybermission.db import session_scope
+from cybermission.migrations import upgrade_database
+from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.sensors import models as sensor_models  # noqa: F401
+from cybermission.sensors.broker import Management, site_vhost
+from cybermission.sensors.service import add_site, approve_sensor, enroll_sensor
+from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
+from tests.conftest import _postgres_engine
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "cybermission"]
+MANAGEMENT = "http://127.0.0.1:15672"
+
+
+def _rabbitmq_up() -> bool:
+    try:
+        return httpx.get(
+            f"{MANAGEMENT}/api/overview", auth=("guest", "guest"), timeout=2
+        ).is_success
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> None:
+    if not _rabbitmq_up():
+        if os.environ.get("CYBERMISSION_TEST_REQUIRE_POSTGRES") == "1":
+            raise RuntimeError("RabbitMQ management API on 127.0.0.1:15672 is not reachable")
+        pytest.skip("RabbitMQ with the management plugin is not running on 127.0.0.1")
+
+
+@pytest.fixture
+def pg_engine(rabbitmq: None) -> Iterator[Engine]:
+    for engine in _postgres_engine():
+        upgrade_database(engine)  # as `cybermission central` does: the migrations, not create_all
+        yield engine
+
+
+@dataclass
+class Cluster:
+    """One distributed deployment for one test: its own central vhost, sites and processes."""
+
+    engine: Engine
+    settings: Settings
+    tmp: Path
+    tag: str
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    sites: list[str] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            CYBERMISSION_DATABASE_URL=self.settings.database_url,
+            CYBERMISSION_BROKER__CENTRAL_VHOST=self.settings.broker.central_vhost,
+            CYBERMISSION_PACING__PROFILE="lab",
+            CYBERMISSION_PACING__CONNECT_TIMEOUT_S="0.5",
+            CYBERMISSION_PACING__PROBE_TIMEOUT_S=str(self.settings.pacing.probe_timeout_s),
+            CYBERMISSION_SENSOR__FLUSH_INTERVAL_S="0.5",
+            CYBERMISSION_UDP_PORTS="[]",
+            CYBERMISSION_LOG_LEVEL="INFO",
+        )
+        return env
+
+    def site(self, letter: str, networks: list[str]) -> str:
+        slug = f"{letter}{self.tag}"
+        with session_scope(self.engine) as session:
+            add_site(session, slug=slug, scope=networks)
+        self.sites.append(slug)
+        return slug
+
+    def enroll(self, slug: str, *, approve: bool = True) -> tuple[str, Path]:
+        with session_scope(self.engine) as session:
+            bundle = enroll_sensor(session, self.settings, slug=slug)
+        self.users.append(bundle["broker_url"].split("//", 1)[1].split(":", 1)[0])
+        path = self.tmp / f"bundle-{bundle['sensor_id']}.json"
+        path.write_text(json.dumps(bundle))
+        if approve:
+            with session_scope(self.engine) as session:
+                approve_sensor(session, self.settings, sensor_id=bundle["sensor_id"])
+        return bundle["sensor_id"], path
+
+    def bundle(self, path: Path) -> dict[str, Any]:
+        return dict(json.loads(path.read_text()))
+
+    def start(self, *args: str, log: str) -> subprocess.Popen[bytes]:
+        with (self.tmp / log).open("ab") as out:
+            proc = subprocess.Popen(
+                [*CLI, *args], cwd=ROOT, env=self.env(), stdout=out, stderr=subprocess.STDOUT
+            )
+        self.procs.append(proc)
+        return proc
+
+    def start_sensor(
+        self, slug: str, bundle: Path, *, journal: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        journal_path = self.tmp / (journal or f"journal-{slug}.db")
+        return self.start(
+            "sensor",
+            "--site",
+            slug,
+            "--bundle",
+            str(bundle),
+            "--journal",
+            str(journal_path),
+            log=f"sensor-{slug}.log",
+        )
+
+    def start_central(self) -> subprocess.Popen[bytes]:
+        return self.start("central", log="central.log")
+
+    def stop(self, proc: subprocess.Popen[bytes], *, kill: bool = False) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    async def wait_run(self, run_id: str, *, timeout_s: float = 60.0) -> ScanRun:
+        """Wait (serving the simulators meanwhile) until the run ended."""
+        return await self.wait_for(lambda: _ended(self.engine, run_id), timeout_s=timeout_s)
+
+    async def wait_for(self, check: Callable[[], Any], *, timeout_s: float = 60.0) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            value = check()
+            if value:
+                return value
+            for proc in self.procs:
+                if proc.poll() not in (None, 0, -9, -15):
+                    raise AssertionError(f"a subprocess died: {self.logs()}")
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"timed out; logs:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.tmp.glob("*.log"))
+        )
+
+
+def _ended(engine: Engine, run_id: str) -> ScanRun | None:
+    with Session(engine) as session:
+        run = session.get(ScanRun, run_id)
+        if run is not None and run.status not in (ScanStatus.QUEUED, ScanStatus.RUNNING):
+            return run
+    return None
+
+
+@pytest.fixture
+def cluster(pg_engine: Engine, tmp_path: Path) -> Iterator[Cluster]:
+    tag = uuid.uuid4().hex[:8]
+    pacing = PacingSettings(profile=PacingProfile.LAB, connect_timeout_s=0.5, probe_timeout_s=1.0)
+    settings = load_settings(
+        database_url=pg_engine.url.render_as_string(hide_password=False),
+        pacing=pacing,
+        rules_dirs=[ROOT / "rules"],
+        udp_ports=[],
+        broker={"central_vhost": f"cm-test-{tag}"},
+    )
+    c = Cluster(engine=pg_engine, settings=settings, tmp=tmp_path, tag=tag)
+    try:
+        yield c
+    finally:
+        for proc in c.procs:
+            c.stop(proc, kill=True)
+        with Management(settings.broker) as mgmt:
+            for slug in c.sites:
+                mgmt.delete_site(slug)
+            for user in c.users:
+                mgmt.delete_user(user)
+            mgmt.delete_vhost(settings.broker.central_vhost)
+
+
+def _mark_serials(devices: list[LabDevice], mark: str) -> None:
+    """Serials unique to one site: identity resolution merges equal serials across sites."""
+    for device in devices:
+        for objects in device.units.values():
+            for oid, value in list(objects.items()):
+                if oid >= 0x80:
+                    objects[oid] = (
+                        value.replace("Serial Number: ", f"Serial Number: {mark}")
+                        if value.startswith("Serial")
+                        else mark + value
+                    )
+
+
+async def start_devices(base: str, *, misfits: bool = False, mark: str = "") -> list[LabDevice]:
+    devices = modbus_lab_devices(base, misfits=misfits)
+    _mark_serials(devices, mark)
+    for device in devices:
+        await device.start()
+    return devices
+
+
+@pytest.fixture
+async def devices() -> AsyncIterator[Callable[..., Any]]:
+    started: list[LabDevice] = []
+
+    async def start(base: str, *, misfits: bool = False, mark: str = "") -> list[LabDevice]:
+        found = await start_devices(base, misfits=misfits, mark=mark)
+        started.extend(found)
+        return found
+
+    yield start
+    for device in started:
+        await device.stop()
+
+
+def run_ids(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        return [r.id for r in session.exec(select(ScanRun)).all()]
+
+
+__all__ = ["Cluster", "site_vhost"]
