@@ -15,6 +15,9 @@ import gc
 import ipaddress
 import logging
 import random
+import shutil
+import ssl
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -575,6 +578,164 @@ def mqtt_lab_devices(
     return devices
 
 
+# --- HTTP/HTTPS (asyncio server with canned HMI pages) -----------------------------------------
+
+
+def self_signed_context(common_name: str, *, directory: str) -> ssl.SSLContext:
+    """A server TLS context with a fresh self-signed certificate, written in ``directory``."""
+    from datetime import UTC, datetime, timedelta
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Metro Water Lab"),
+        ]
+    )
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    folder = Path(directory)
+    cert_path, key_path = folder / f"{common_name}.crt", folder / f"{common_name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+@dataclass(eq=False)
+class WebServer(SimDevice):
+    """A tiny HTTP(S) server answering every request with one canned page, logging request lines."""
+
+    page: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    tls_common_name: str | None = None
+
+    async def _start(self) -> None:
+        context: ssl.SSLContext | None = None
+        if self.tls_common_name is not None:
+            directory = tempfile.mkdtemp(prefix="cybermission-lab-")
+            try:
+                context = self_signed_context(self.tls_common_name, directory=directory)
+            finally:
+                shutil.rmtree(directory, ignore_errors=True)
+        self._handles.append(
+            await asyncio.start_server(self._serve, self.address, self.port, ssl=context)
+        )
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            async with asyncio.timeout(5):
+                head = await reader.readuntil(b"\r\n\r\n")
+            self.bytes_received += len(head)
+            method, _, rest = head.partition(b" ")
+            path = rest.split(b" ", 1)[0]
+            self.requests.append(f"{method.decode('latin-1').lower()} {path.decode('latin-1')}")
+            lines = ["HTTP/1.1 200 OK", f"Content-Length: {len(self.page)}", "Connection: close"]
+            lines += [f"{k}: {v}" for k, v in self.headers]
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + self.page)
+            await writer.drain()
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+
+_S7_PAGE = b"""<!DOCTYPE html><html><head><title>SIMATIC S7-1200 station PLC_WATER_1</title>
+<script src="/Portal/Portal.mwsl?PriNav=Start"></script></head><body>
+<form method="post" action="/FORMS/portal/login"><input type="text" name="Login">
+<input type="password" name="Password"><input type="submit" value="Log in"></form></body></html>"""
+_NIAGARA_PAGE = b"""<html><head><title>Niagara Web Login - BMS_NORTH</title></head><body>
+<form action="/prelogin" method="post"><input name="j_username"><input type='password'
+name="j_password"></form></body></html>"""
+
+
+def http_lab_devices(
+    base: str = "127.0.10.0", *, port: int = 80, tls_port: int = 443, misfits: bool = False
+) -> list[SimDevice]:
+    """Web HMIs on ``base`` + 86 (S7-1200 page, HTTP) and + 87 (Niagara station, HTTPS)."""
+    net = ipaddress.IPv4Address(base)
+    devices: list[SimDevice] = [
+        WebServer(
+            name="http-hmi-s7",
+            address=str(net + 86),
+            port=port,
+            protocol="http",
+            identity={
+                "status": 200,
+                "title": "SIMATIC S7-1200 station PLC_WATER_1",
+                "has_login_form": True,
+                "server": "Siemens S7 web server",
+                "fingerprint": "siemens-s7-web",
+                "vendor": "Siemens",
+                "tls": False,
+            },
+            page=_S7_PAGE,
+            headers=(("Server", "Siemens S7 web server"), ("Content-Type", "text/html")),
+        ),
+        WebServer(
+            name="https-niagara",
+            address=str(net + 87),
+            port=tls_port,
+            protocol="http",
+            identity={
+                "status": 200,
+                "title": "Niagara Web Login - BMS_NORTH",
+                "has_login_form": True,
+                "server": "Niagara Web Server/4.10.1.36",
+                "fingerprint": "tridium-niagara",
+                "vendor": "Tridium",
+                "tls": True,
+                "cert_self_signed": True,
+                "cert_expired": False,
+            },
+            page=_NIAGARA_PAGE,
+            headers=(("Server", "Niagara Web Server/4.10.1.36"), ("Content-Type", "text/html")),
+            tls_common_name="bms-north.metro.lab",
+        ),
+    ]
+    if misfits:
+        for offset, behaviour in ((98, Behaviour.SILENT), (99, Behaviour.GARBAGE)):
+            devices.append(
+                WebServer(
+                    name=f"http-{behaviour.value}",
+                    address=str(net + offset),
+                    port=port,
+                    protocol="http",
+                    identity={},
+                    behaviour=behaviour,
+                )
+            )
+    return devices
+
+
 def building_lab_devices(base: str = "127.0.10.0") -> list[SimDevice]:
     """Every building and urban device of the default lab, on ``base`` + 80..99."""
-    return [*bacnet_lab_devices(base), *snmp_lab_devices(base), *mqtt_lab_devices(base)]
+    return [
+        *bacnet_lab_devices(base),
+        *snmp_lab_devices(base),
+        *mqtt_lab_devices(base),
+        *http_lab_devices(base),
+    ]

@@ -1,0 +1,348 @@
+"""HTTP/HTTPS identification: one GET /, title, Server, login form, web-HMI fingerprints, TLS.
+
+One guarded connection per service; TLS (ports 443, 8443, or ``options["tls"]``) is started on
+it with verification off, because the point is to read the certificate the device presents, not
+to trust it. Redirects are never followed: the target of one is reported as ``location``.
+
+Sequence: ``get /`` (RFC 9112 request line + Host, User-Agent, Accept, Connection: close), then
+the answer is read to the end of the body, at most ``MAX_BODY_BYTES`` of body and
+``MAX_HEADER_BYTES`` of headers.
+
+Outcomes: a response -> facts; the peer closes before a byte -> ``None``; bytes that are not
+HTTP/1.x -> ``ProbeProtocolError``; silence -> ``ProbeTimeoutError``; a TLS handshake failure on
+a TLS port -> ``ProbeProtocolError``.
+
+Facts keys (strings printable and bounded):
+
+- ``status`` (int), ``reason``, ``server``, ``powered_by`` (X-Powered-By), ``www_authenticate``,
+  ``location`` (str, when present), ``content_type``.
+- ``title`` (str): the HTML <title>; ``has_login_form`` (bool): a password input in the page.
+- ``tls`` (bool); with TLS: ``tls_version``, ``cert_subject``, ``cert_issuer``, ``cert_not_after``
+  (ISO-8601), ``cert_self_signed`` (bool), ``cert_expired`` (bool).
+- ``fingerprint`` (str): a known web HMI (:data:`FINGERPRINTS`), with ``vendor`` and ``product``.
+- ``truncated`` (bool): the body was longer than what was read.
+"""
+
+import asyncio
+import logging
+import re
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
+from cybermission.net import close_politely
+from cybermission.probes import (
+    Facts,
+    Intrusiveness,
+    Manifest,
+    ManifestEntry,
+    Observation,
+    ProbeTarget,
+    Transport,
+)
+
+logger = logging.getLogger(__name__)
+
+REQUEST_GET = "get /"
+TLS_PORTS = frozenset({443, 8443, 4443})
+MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADERS = 100
+MAX_BODY_BYTES = 64 * 1024
+MAX_VALUE_BYTES = 256
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.I | re.S)
+_PASSWORD = re.compile(rb"<input\b[^>]*\btype\s*=\s*[\"']?password\b", re.I)
+_STATUS = re.compile(rb"^HTTP/1\.[01] (\d{3})(?: (.*))?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """A known web HMI: markers searched (case-insensitively) in title, Server header and body."""
+
+    name: str
+    vendor: str
+    product: str
+    markers: tuple[str, ...]
+
+
+FINGERPRINTS: tuple[Fingerprint, ...] = (
+    Fingerprint(
+        "siemens-s7-web",
+        "Siemens",
+        "SIMATIC S7 web server",
+        ("/Portal/Portal.mwsl", "S7-1200", "S7-1500", "SIMATIC S7", "S7 Web"),
+    ),
+    Fingerprint("siemens-scalance", "Siemens", "SCALANCE web management", ("SCALANCE",)),
+    Fingerprint(
+        "schneider-modicon",
+        "Schneider Electric",
+        "Modicon web server",
+        ("Schneider-WEB", "Modicon", "BMX NOE", "BMX P34"),
+    ),
+    Fingerprint("wago-wbm", "WAGO", "Web-based Management", ("WAGO", "Web-based Management")),
+    Fingerprint(
+        "tridium-niagara",
+        "Tridium",
+        "Niagara station",
+        ("Niagara Web Server", "niagara", "/prelogin", "Tridium"),
+    ),
+    Fingerprint("moxa-nport", "Moxa", "NPort web console", ("MoxaHttp", "NPort", "MOXA")),
+    Fingerprint(
+        "rockwell-web",
+        "Rockwell Automation",
+        "web server",
+        ("Rockwell Automation", "Allen-Bradley"),
+    ),
+    Fingerprint(
+        "phoenix-contact", "Phoenix Contact", "web-based management", ("Phoenix Contact", "PLCnext")
+    ),
+    Fingerprint("beckhoff", "Beckhoff", "TwinCAT web", ("Beckhoff", "TwinCAT")),
+    Fingerprint("hirschmann", "Hirschmann", "web management", ("Hirschmann",)),
+)
+
+
+def clean_text(raw: bytes) -> str:
+    raw = raw[:MAX_VALUE_BYTES]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def get_request(host: str) -> bytes:
+    return (
+        f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: cybermission\r\nAccept: */*\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    body: bytes
+    truncated: bool
+
+
+def parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
+    """Status line and headers (RFC 9112 §4, §5); names lower-cased, values bounded."""
+    lines = head.split(b"\r\n")
+    match = _STATUS.match(lines[0])
+    if match is None:
+        raise ProbeProtocolError("not an HTTP/1.x status line")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        if len(headers) >= MAX_HEADERS:
+            raise ProbeProtocolError(f"more than {MAX_HEADERS} headers")
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name != name.strip():
+            raise ProbeProtocolError("malformed header line")
+        key = clean_text(name).lower()
+        headers.setdefault(key, clean_text(value))
+    return int(match.group(1)), clean_text(match.group(2) or b""), headers
+
+
+def decode_chunked(data: bytes) -> tuple[bytes, bool]:
+    """De-chunk what was read (RFC 9112 §7.1); (body, complete)."""
+    body = bytearray()
+    offset = 0
+    while True:
+        end = data.find(b"\r\n", offset)
+        if end < 0 or end - offset > 16:
+            return bytes(body), False
+        size_text = data[offset:end].split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError as exc:
+            raise ProbeProtocolError("chunk size is not hexadecimal") from exc
+        if size == 0:
+            return bytes(body), True
+        start = end + 2
+        body += data[start : start + size]
+        if start + size + 2 > len(data):
+            return bytes(body), False
+        offset = start + size + 2
+
+
+def page_facts(response: HttpResponse) -> Facts:
+    facts: Facts = {"status": response.status, "reason": response.reason}
+    for header, key in (
+        ("server", "server"),
+        ("x-powered-by", "powered_by"),
+        ("www-authenticate", "www_authenticate"),
+        ("location", "location"),
+        ("content-type", "content_type"),
+    ):
+        if response.headers.get(header):
+            facts[key] = response.headers[header]
+    body = response.body
+    if match := _TITLE.search(body):
+        facts["title"] = clean_text(match.group(1))
+    facts["has_login_form"] = _PASSWORD.search(body) is not None
+    if response.truncated:
+        facts["truncated"] = True
+    haystack = " ".join(
+        (
+            str(facts.get("title", "")),
+            str(facts.get("server", "")),
+            str(facts.get("www_authenticate", "")),
+            body[:MAX_BODY_BYTES].decode("latin-1"),
+        )
+    ).lower()
+    for fingerprint in FINGERPRINTS:
+        if any(marker.lower() in haystack for marker in fingerprint.markers):
+            facts["fingerprint"] = fingerprint.name
+            facts["vendor"] = fingerprint.vendor
+            facts["product"] = fingerprint.product
+            break
+    return facts
+
+
+def _name(pairs: object) -> str:
+    """RFC 4514-like text of a cryptography Name."""
+    text = getattr(pairs, "rfc4514_string", None)
+    return clean_text(text().encode()) if callable(text) else ""
+
+
+def certificate_facts(der: bytes, *, now: datetime | None = None) -> Facts:
+    """Subject, issuer, expiry of the peer certificate (DER), parsed with cryptography."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise ProbeProtocolError("peer certificate does not parse") from exc
+    not_after = cert.not_valid_after_utc
+    moment = now or datetime.now(UTC)
+    return {
+        "cert_subject": _name(cert.subject),
+        "cert_issuer": _name(cert.issuer),
+        "cert_not_after": not_after.isoformat(),
+        "cert_self_signed": cert.subject == cert.issuer,
+        "cert_expired": not_after < moment,
+    }
+
+
+async def read_response(reader: asyncio.StreamReader) -> HttpResponse:
+    """Read the head (bounded), then the body per Content-Length / chunked / close (bounded)."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.LimitOverrunError as exc:
+        raise ProbeProtocolError("HTTP head longer than the read limit") from exc
+    if len(head) > MAX_HEADER_BYTES:
+        raise ProbeProtocolError("HTTP head is too long")
+    status, reason, headers = parse_head(head[:-4])
+    length_text = headers.get("content-length")
+    chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+    if length_text is not None and not chunked:
+        if not length_text.isdigit():
+            raise ProbeProtocolError("Content-Length is not a number")
+        length = int(length_text)
+        body = await reader.read(min(length, MAX_BODY_BYTES)) if length else b""
+        while len(body) < min(length, MAX_BODY_BYTES):
+            more = await reader.read(min(length, MAX_BODY_BYTES) - len(body))
+            if not more:
+                break
+            body += more
+        return HttpResponse(status, reason, headers, body, truncated=length > len(body))
+    raw = bytearray()
+    while len(raw) <= MAX_BODY_BYTES:
+        more = await reader.read(MAX_BODY_BYTES + 1 - len(raw))
+        if not more:
+            break
+        raw += more
+        if chunked and raw.endswith(b"0\r\n\r\n"):
+            break
+    truncated = len(raw) > MAX_BODY_BYTES
+    data = bytes(raw[:MAX_BODY_BYTES])
+    if chunked:
+        data, complete = decode_chunked(data)
+        truncated = truncated or not complete
+    return HttpResponse(status, reason, headers, data, truncated=truncated)
+
+
+class HttpProbe:
+    """Read-only HTTP/HTTPS identification: one GET / (see the module docstring)."""
+
+    name: ClassVar[str] = "http"
+    protocol: ClassVar[str] = "http"
+    default_ports: ClassVar[tuple[int, ...]] = (80, 443, 8080, 8443)
+    transport: ClassVar[Transport] = Transport.TCP
+    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
+    optional: ClassVar[bool] = False
+    manifest: ClassVar[Manifest] = Manifest(
+        entries=(ManifestEntry(REQUEST_GET, 1, "GET / with Connection: close; no redirect"),),
+        connections_per_device=1,
+        notes="one GET per service, body read up to 64 KiB; TLS without verification",
+    )
+
+    async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
+        use_tls = target.options.get("tls")
+        tls = use_tls if isinstance(use_tls, bool) else target.port in TLS_PORTS
+        reader, writer = await target.connector.open_tcp(
+            target.address, target.port, timeout_s=timeout_s
+        )
+        facts: Facts = {"tls": tls}
+        try:
+            if tls:
+                facts.update(await self._start_tls(writer, target, timeout_s=timeout_s))
+            target.ledger.spend(REQUEST_GET)
+            writer.write(get_request(target.address))
+            async with asyncio.timeout(timeout_s):
+                await writer.drain()
+                response = await read_response(reader)
+        except TimeoutError as exc:
+            raise ProbeTimeoutError(f"{target.address}:{target.port} no HTTP answer") from exc
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial:
+                return None
+            raise ProbeProtocolError("connection closed inside the HTTP head") from exc
+        except (ConnectionError, ssl.SSLError) as exc:
+            raise ProbeProtocolError(
+                f"{target.address}:{target.port} {exc.__class__.__name__}"
+            ) from exc
+        finally:
+            await close_politely(writer)
+        facts.update(page_facts(response))
+        return Observation(
+            probe=self.name,
+            protocol=self.protocol,
+            address=target.address,
+            port=target.port,
+            transport=self.transport,
+            facts=facts,
+        )
+
+    @staticmethod
+    async def _start_tls(
+        writer: asyncio.StreamWriter, target: ProbeTarget, *, timeout_s: float
+    ) -> Facts:
+        context = ssl.create_default_context()
+        # We read the certificate a device presents; trusting it is not the point.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        try:
+            async with asyncio.timeout(timeout_s):
+                await writer.start_tls(context)
+        except TimeoutError as exc:
+            raise ProbeTimeoutError(f"{target.address}:{target.port} TLS handshake") from exc
+        except (ssl.SSLError, ConnectionError) as exc:
+            raise ProbeProtocolError(
+                f"{target.address}:{target.port} TLS handshake failed"
+            ) from exc
+        ssl_object = writer.get_extra_info("ssl_object")
+        facts: Facts = {}
+        if isinstance(ssl_object, ssl.SSLObject):
+            facts["tls_version"] = ssl_object.version() or ""
+            der = ssl_object.getpeercert(binary_form=True)
+            if der:
+                facts.update(certificate_facts(der))
+        return facts
