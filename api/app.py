@@ -1,17 +1,21 @@
 """The HTTP application factory: ``create_app(settings)`` builds it all, nothing at import time."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import authenticate
 from api.errors import install_error_handlers
 from api.routes import (
     advisories,
+    alerts,
     assets,
+    dashboard,
     events,
     exports,
     findings,
@@ -20,12 +24,15 @@ from api.routes import (
     organizations,
     rules,
     scans,
+    schedules,
     scopes,
     tokens,
 )
 from cybermission import __version__
+from cybermission.alerts.worker import DeliveryWorker
 from cybermission.config import Settings
 from cybermission.db import create_db_engine
+from cybermission.scans.scheduler import ScheduleRunner
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +47,41 @@ analyst, viewer, integration; optionally limited to one organisation) or the adm
 """
 
 
-def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
+class BackgroundServices:
+    """The scheduler and the delivery worker of a service process."""
+
+    def __init__(self, runner: ScheduleRunner, worker: DeliveryWorker) -> None:
+        self.runner = runner
+        self.worker = worker
+
+    def stop(self) -> None:
+        self.runner.stop()
+        self.worker.stop()
+
+
+def start_background(
+    engine: Engine, settings: Settings, tasks: scans.ScanTasks
+) -> BackgroundServices:
+    loop = asyncio.get_running_loop()
+
+    def launch(scan_run_id: str) -> None:
+        # Ticks run in APScheduler's thread; scan tasks live on the event loop.
+        loop.call_soon_threadsafe(tasks.start, scan_run_id)
+
+    runner = ScheduleRunner(engine, settings=settings, launch=launch)
+    worker = DeliveryWorker(engine)
+    runner.start()
+    worker.start()
+    return BackgroundServices(runner, worker)
+
+
+def create_app(
+    settings: Settings, *, engine: Engine | None = None, background: bool = False
+) -> FastAPI:
     """Build the application for ``settings``.
+
+    ``background=True`` (``cybermission serve`` and ``demo``) also runs the scheduler and the
+    alert delivery worker in this process (each only while it holds its store-wide lock).
 
     ``engine`` lets a caller (tests, the CLI) share an engine it owns; otherwise the app creates
     one from ``settings.database_url`` at startup and disposes of it at shutdown. The app never
@@ -54,10 +94,13 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         store = create_db_engine(settings.database_url) if engine is None else engine
         app.state.engine = store
         tasks = scans.install_scan_tasks(app, engine=store, settings=settings)
+        services = start_background(store, settings, tasks) if background else None
         logger.info("api started", extra={"version": __version__})
         try:
             yield
         finally:
+            if services is not None:
+                await run_in_threadpool(services.stop)
             if len(tasks):
                 logger.info("cancelling running scans", extra={"running": len(tasks)})
             await tasks.cancel_all()
@@ -77,6 +120,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     install_error_handlers(app)
 
     app.include_router(health.router)
+    app.include_router(dashboard.page_router)
     app.include_router(metrics.router)
     # Every /api/v1 route authenticates first (before body validation); each route then requires
     # the permission it needs (api.deps.require) and filters by the caller's organisation.
@@ -92,6 +136,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         tokens,
         events,
         exports,
+        schedules,
+        alerts,
+        dashboard,
     ):
         v1.include_router(module.router)
     app.include_router(

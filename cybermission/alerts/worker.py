@@ -37,7 +37,7 @@ from cybermission.alerts.models import (
 from cybermission.alerts.service import policy_matches
 from cybermission.db import create_db_engine, session_scope, utcnow
 from cybermission.events import Event, events_after
-from cybermission.scans.scheduler import ProcessLock
+from cybermission.locks import ProcessLock
 
 logger = logging.getLogger(__name__)
 

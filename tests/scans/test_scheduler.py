@@ -9,8 +9,9 @@ from sqlmodel import select
 
 from cybermission.config import Settings
 from cybermission.db import session_scope
+from cybermission.locks import ProcessLock
 from cybermission.scans.models import ScopeBase
-from cybermission.scans.scheduler import ProcessLock, ScheduleRunner
+from cybermission.scans.scheduler import ScheduleRunner
 from cybermission.scans.schedules import RunOutcome, ScheduleBase, ScheduleRun, create_schedule
 from cybermission.scans.scopes import create_scope
 

@@ -1,0 +1,279 @@
+"""Scan schedules: list, read, create, change, remove, run now; their decisions and audit trail.
+
+Reading needs the read permission; writing and run-now the schedule permission (operators). An
+organisation's token sees and manages only schedules of its own sites' scopes.
+"""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import EngineDep, Reader, SessionDep, SettingsDep, require
+from api.routes.scans import scan_tasks
+from api.visibility import scope_or_404, site_or_404
+from cybermission.auth.models import Permission
+from cybermission.auth.service import Principal
+from cybermission.config import Settings
+from cybermission.db import session_scope
+from cybermission.errors import NotFoundError
+from cybermission.scans.schedules import (
+    Blackout,
+    Misfire,
+    OutsideWindow,
+    RunOutcome,
+    RunTrigger,
+    ScanWindow,
+    Schedule,
+    ScheduleBase,
+    create_schedule,
+    delete_schedule,
+    get_schedule_or_raise,
+    list_schedule_audit,
+    list_schedule_runs,
+    list_schedules,
+    run_schedule_now,
+    update_schedule,
+)
+
+router = APIRouter(prefix="/schedules", tags=["schedules"])
+
+ScheduleId = Annotated[str, Path(max_length=64)]
+Scheduler = Annotated[Principal, Depends(require(Permission.SCHEDULE))]
+MAX_GRACE_S = 7 * 24 * 3600
+
+
+class ScheduleFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    site_id: str | None = Field(default=None, max_length=64)
+    targets: list[str] = Field(default_factory=list, max_length=256)
+    ports: list[int] | None = Field(default=None, min_length=1, max_length=1024)
+    cron: str | None = Field(default=None, max_length=100, examples=["0 2 * * 1-5"])
+    interval_s: int | None = Field(default=None, ge=60, le=366 * 24 * 3600)
+    windows: list[ScanWindow] = Field(default_factory=list, max_length=32)
+    blackouts: list[Blackout] = Field(default_factory=list, max_length=256)
+    outside_window: OutsideWindow = OutsideWindow.WAIT
+    misfire: Misfire = Misfire.RUN_ONCE
+    misfire_grace_s: int = Field(default=300, ge=0, le=MAX_GRACE_S)
+    enabled: bool = True
+
+
+class ScheduleCreate(ScheduleFields):
+    name: str = Field(min_length=1, max_length=100)
+    scope_id: str = Field(max_length=64)
+
+
+class ScheduleUpdate(BaseModel):
+    """Only the fields sent are changed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    scope_id: str | None = Field(default=None, max_length=64)
+    site_id: str | None = Field(default=None, max_length=64)
+    targets: list[str] | None = Field(default=None, max_length=256)
+    ports: list[int] | None = Field(default=None, min_length=1, max_length=1024)
+    cron: str | None = Field(default=None, max_length=100)
+    interval_s: int | None = Field(default=None, ge=60, le=366 * 24 * 3600)
+    windows: list[ScanWindow] | None = Field(default=None, max_length=32)
+    blackouts: list[Blackout] | None = Field(default=None, max_length=256)
+    outside_window: OutsideWindow | None = None
+    misfire: Misfire | None = None
+    misfire_grace_s: int | None = Field(default=None, ge=0, le=MAX_GRACE_S)
+    enabled: bool | None = None
+
+
+class ScheduleRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    scope_id: str
+    site_id: str | None
+    organization_id: str | None
+    targets: list[str]
+    ports: list[int] | None
+    cron: str | None
+    interval_s: int | None
+    windows: list[ScanWindow]
+    blackouts: list[Blackout]
+    outside_window: OutsideWindow
+    misfire: Misfire
+    misfire_grace_s: int
+    enabled: bool
+    next_due_at: datetime | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ScheduleRunRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    schedule_id: str
+    trigger: RunTrigger
+    due_at: datetime
+    decided_at: datetime
+    outcome: RunOutcome
+    start_after: datetime | None
+    scan_run_id: str | None
+    reason: str
+    actor: str
+
+
+class ScheduleAuditRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    schedule_id: str
+    action: str
+    actor: str
+    at: datetime
+    changes: dict[str, Any]
+
+
+def _visible(session: Session, caller: Principal, schedule_id: str) -> Schedule:
+    schedule = get_schedule_or_raise(session, schedule_id)
+    if not caller.sees(schedule.organization_id):
+        raise NotFoundError(f"no schedule with id {schedule_id!r}")
+    return schedule
+
+
+def _check_placement(
+    session: Session, caller: Principal, scope_id: str | None, site_id: str | None
+) -> None:
+    if scope_id is not None:
+        scope_or_404(session, caller, scope_id)
+    if site_id is not None:
+        site_or_404(session, caller, site_id)
+
+
+def _stored(fields: dict[str, Any]) -> dict[str, Any]:
+    """Windows and blackouts as the JSON the table keeps."""
+    for key in ("windows", "blackouts"):
+        if fields.get(key) is not None:
+            fields[key] = [item.model_dump(mode="json") for item in fields[key]]
+    return fields
+
+
+@router.get("", summary="Schedules the caller sees, by name")
+def get_schedules(session: SessionDep, caller: Reader) -> list[ScheduleRead]:
+    return [
+        ScheduleRead.model_validate(s)
+        for s in list_schedules(session, organization_id=caller.organization_id)
+    ]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a schedule (cron or interval, in the site's time zone)",
+    responses={
+        403: {"description": "Targets outside the schedule's scope, or the role may not"},
+        409: {"description": "A schedule with that name exists"},
+    },
+)
+def post_schedule(
+    body: ScheduleCreate, session: SessionDep, settings: SettingsDep, caller: Scheduler
+) -> ScheduleRead:
+    _check_placement(session, caller, body.scope_id, body.site_id)
+    data = ScheduleBase.model_validate(body.model_dump(mode="json"))
+    schedule = create_schedule(session, data=data, settings=settings, actor=caller.name)
+    return ScheduleRead.model_validate(schedule)
+
+
+@router.get("/{schedule_id}", summary="One schedule", responses={404: {"description": "None"}})
+def get_schedule(schedule_id: ScheduleId, session: SessionDep, caller: Reader) -> ScheduleRead:
+    return ScheduleRead.model_validate(_visible(session, caller, schedule_id))
+
+
+@router.patch("/{schedule_id}", summary="Change a schedule (audited)")
+def patch_schedule(
+    schedule_id: ScheduleId,
+    body: ScheduleUpdate,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: Scheduler,
+) -> ScheduleRead:
+    _visible(session, caller, schedule_id)
+    changes = {k: getattr(body, k) for k in body.model_fields_set}
+    _check_placement(session, caller, changes.get("scope_id"), changes.get("site_id"))
+    schedule = update_schedule(
+        session,
+        schedule_id=schedule_id,
+        changes=_stored(changes),
+        settings=settings,
+        actor=caller.name,
+    )
+    return ScheduleRead.model_validate(schedule)
+
+
+@router.delete(
+    "/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove a schedule"
+)
+def remove_schedule(schedule_id: ScheduleId, session: SessionDep, caller: Scheduler) -> Response:
+    _visible(session, caller, schedule_id)
+    delete_schedule(session, schedule_id=schedule_id, actor=caller.name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _run_now(
+    engine: Engine, settings: Settings, caller: Principal, schedule_id: str
+) -> tuple[ScheduleRunRead, str | None, str | None]:
+    # Committed before the scan task starts, so the pipeline finds its run.
+    with session_scope(engine) as session:
+        schedule = _visible(session, caller, schedule_id)
+        run, scan_id = run_schedule_now(
+            session, schedule_id=schedule_id, settings=settings, actor=caller.name
+        )
+        return ScheduleRunRead.model_validate(run), scan_id, schedule.organization_id
+
+
+@router.post(
+    "/{schedule_id}/run",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Run now: the window is waived, blackouts and overlap are not; says what it did",
+)
+async def post_run_now(
+    schedule_id: ScheduleId,
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    caller: Scheduler,
+) -> ScheduleRunRead:
+    run, scan_id, organization_id = await run_in_threadpool(
+        _run_now, engine, settings, caller, schedule_id
+    )
+    if scan_id is not None:
+        scan_tasks(request).start(scan_id, organization_id=organization_id)
+    return run
+
+
+@router.get("/{schedule_id}/runs", summary="The scheduler's decisions, newest first")
+def get_schedule_runs(
+    schedule_id: ScheduleId,
+    session: SessionDep,
+    caller: Reader,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[ScheduleRunRead]:
+    _visible(session, caller, schedule_id)
+    runs = list_schedule_runs(session, schedule_id=schedule_id, limit=limit)
+    return [ScheduleRunRead.model_validate(r) for r in runs]
+
+
+@router.get("/{schedule_id}/audit", summary="Who changed the schedule, oldest first")
+def get_schedule_audit(
+    schedule_id: ScheduleId,
+    session: SessionDep,
+    caller: Reader,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[ScheduleAuditRead]:
+    _visible(session, caller, schedule_id)
+    audit = list_schedule_audit(session, schedule_id=schedule_id, limit=limit)
+    return [ScheduleAuditRead.model_validate(a) for a in audit]

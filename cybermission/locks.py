@@ -1,0 +1,90 @@
+"""Store-wide process locks: exactly one scheduler, one delivery worker per store."""
+
+import fcntl
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy import Connection, Engine, text
+
+_memory_locks: dict[str, threading.Lock] = {}
+_memory_guard = threading.Lock()
+
+
+class ProcessLock:
+    """Exactly one holder per store across processes.
+
+    PostgreSQL: a session advisory lock (``pg_try_advisory_lock``); SQLite: ``flock`` on a file
+    beside the database. Both vanish with the holding process, ``kill -9`` included, so a crashed
+    holder never blocks its successor and no lease has to expire first.
+    """
+
+    def __init__(self, engine: Engine, name: str) -> None:
+        self._engine = engine
+        self._name = name
+        self._connection: Connection | None = None
+        self._file: IO[bytes] | None = None
+        self._memory: threading.Lock | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._connection is not None or self._file is not None or self._memory is not None
+
+    def acquire(self) -> bool:
+        """Take the lock if free; never blocks. True if this object holds it now."""
+        if self.held:
+            return True
+        dialect = self._engine.dialect.name
+        if dialect == "postgresql":
+            return self._acquire_postgres()
+        database = self._engine.url.database
+        if dialect == "sqlite" and database and database != ":memory:":
+            return self._acquire_file(Path(f"{database}.{self._name}.lock"))
+        with _memory_guard:
+            lock = _memory_locks.setdefault(self._name, threading.Lock())
+        if lock.acquire(blocking=False):
+            self._memory = lock
+            return True
+        return False
+
+    def _acquire_postgres(self) -> bool:
+        # Advisory lock keys are bigint: the first 8 bytes of a hash of the name, signed.
+        key = int.from_bytes(hashlib.sha256(self._name.encode()).digest()[:8], "big", signed=True)
+        connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        got = bool(connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+        if got:
+            self._connection = connection
+            self._key = key
+        else:
+            connection.close()
+        return got
+
+    def _acquire_file(self, path: Path) -> bool:
+        handle = path.open("ab")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n".encode())
+        handle.flush()
+        self._file = handle
+        return True
+
+    def release(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            finally:
+                self._connection.close()
+                self._connection = None
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+        if self._memory is not None:
+            self._memory.release()
+            self._memory = None

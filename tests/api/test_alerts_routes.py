@@ -1,0 +1,120 @@
+"""Alert channels, policies and deliveries over HTTP: secrets never read back, roles, isolation,
+and a failed delivery sent again to a real receiver."""
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from api.app import create_app
+from cybermission.alerts.worker import DeliveryWorker
+from cybermission.auth.models import Role
+from cybermission.config import Settings
+from tests.alerts.conftest import SECRET, HttpReceiver, add_events, http_receiver  # noqa: F401
+from tests.api.conftest import AUTH, BASE_URL, assert_problem
+from tests.api.world import World, build_world
+
+
+@pytest.fixture
+def world(sqlite_engine: Engine) -> World:
+    return build_world(sqlite_engine)
+
+
+@pytest.fixture
+async def http(
+    api_settings: Settings, sqlite_engine: Engine, world: World
+) -> AsyncIterator[httpx.AsyncClient]:
+    app: FastAPI = create_app(api_settings, engine=sqlite_engine)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            yield client
+
+
+def _webhook(url: str, name: str = "soc") -> dict[str, object]:
+    return {"name": name, "kind": "webhook", "config": {"url": url, "secret": SECRET}}
+
+
+async def test_alert_channel_secret_is_write_only(http: httpx.AsyncClient) -> None:
+    created = await http.post(
+        "/api/v1/alert-channels", json=_webhook("http://127.24.0.20:9/hook"), headers=AUTH
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["config"]["secret"] == "***"
+    listed = (await http.get("/api/v1/alert-channels", headers=AUTH)).text
+    assert SECRET not in listed
+
+
+async def test_alert_channel_bad_config_names_the_field(http: httpx.AsyncClient) -> None:
+    body = {"name": "siem", "kind": "syslog", "config": {"host": "127.24.0.21", "port": 0}}
+    response = await http.post("/api/v1/alert-channels", json=body, headers=AUTH)
+    assert assert_problem(response, 422, "invalid-input")["detail"].startswith("config.port")
+
+
+async def test_alert_channels_need_the_manage_permission(
+    http: httpx.AsyncClient, world: World
+) -> None:
+    operator = world.auth(Role.OPERATOR, "global")
+    response = await http.post(
+        "/api/v1/alert-channels", json=_webhook("http://127.24.0.20:9/"), headers=operator
+    )
+    assert_problem(response, 403, "forbidden")
+
+
+async def test_alert_channels_of_another_organisation_are_not_found(
+    http: httpx.AsyncClient, world: World
+) -> None:
+    body = {
+        **_webhook("http://127.24.0.20:9/", "b-soc"),
+        "organization_id": world.orgs["b"].organization,
+    }
+    theirs = (await http.post("/api/v1/alert-channels", json=body, headers=AUTH)).json()
+    admin_a = world.auth(Role.ADMIN, "a")
+    mine = await http.post(
+        "/api/v1/alert-channels", json=_webhook("http://127.24.0.20:9/", "a-soc"), headers=admin_a
+    )
+    assert mine.json()["organization_id"] == world.orgs["a"].organization
+    listed = (await http.get("/api/v1/alert-channels", headers=admin_a)).json()
+    assert [c["name"] for c in listed] == ["a-soc"]
+    assert_problem(
+        await http.get(f"/api/v1/alert-channels/{theirs['id']}", headers=admin_a), 404, "not-found"
+    )
+    policy = {"name": "p", "channel_id": theirs["id"], "kinds": ["finding.created"]}
+    assert_problem(
+        await http.post("/api/v1/alert-policies", json=policy, headers=admin_a), 404, "not-found"
+    )
+
+
+async def test_failed_delivery_is_sent_again_on_retry(
+    http: httpx.AsyncClient,
+    sqlite_engine: Engine,
+    http_receiver: HttpReceiver,  # noqa: F811
+) -> None:
+    channel = (
+        await http.post("/api/v1/alert-channels", json=_webhook(http_receiver.url), headers=AUTH)
+    ).json()
+    policy = {
+        "name": "critical",
+        "channel_id": channel["id"],
+        "kinds": ["finding.created"],
+        "min_severity": "critical",
+    }
+    assert (await http.post("/api/v1/alert-policies", json=policy, headers=AUTH)).status_code == 201
+    http_receiver.status = 404  # a permanent refusal: the delivery fails at once
+    [event] = add_events(sqlite_engine, 1)
+    await run_in_threadpool(DeliveryWorker(sqlite_engine).run_once)
+    [failed] = (await http.get("/api/v1/deliveries?status=failed", headers=AUTH)).json()
+    assert failed["idempotency_key"] == f"{event.id}:{channel['id']}"
+    assert failed["last_error"] == "webhook: HTTP 404"
+    http_receiver.status = 200
+    retried = await http.post(f"/api/v1/deliveries/{failed['id']}/retry", headers=AUTH)
+    assert retried.json()["status"] == "pending"
+    await run_in_threadpool(DeliveryWorker(sqlite_engine).run_once)
+    [done] = (await http.get("/api/v1/deliveries", headers=AUTH)).json()
+    assert done["status"] == "delivered"
+    assert http_receiver.received_keys() == [failed["idempotency_key"]] * 2
+    again = await http.post(f"/api/v1/deliveries/{failed['id']}/retry", headers=AUTH)
+    assert_problem(again, 409, "conflict")
