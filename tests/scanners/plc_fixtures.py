@@ -5,6 +5,7 @@ reader of classic pcap and pcapng files (Ethernet, IPv4, TCP and UDP payloads) f
 the real captures under ../shared/data/pcaps.
 """
 
+import functools
 import struct
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -102,8 +103,9 @@ def _frames(data: bytes) -> tuple[int, list[bytes]]:
     return linktype, frames
 
 
-def read_packets(path: Path) -> list[Packet]:
-    """Every IPv4 TCP/UDP payload of an Ethernet capture, in order."""
+@functools.cache
+def read_packets(path: Path) -> tuple[Packet, ...]:
+    """Every IPv4 TCP/UDP payload of an Ethernet capture, in order (read once per run)."""
     linktype, frames = _frames(path.read_bytes())
     assert linktype == 1, "only Ethernet captures are read here"
     packets: list[Packet] = []
@@ -126,7 +128,7 @@ def read_packets(path: Path) -> list[Packet]:
         source, destination = struct.unpack(">HH", segment[:4])
         if payload:
             packets.append(Packet(transport, source, destination, payload))
-    return packets
+    return tuple(packets)
 
 
 def mutate(data: Any, seeds: Sequence[bytes]) -> bytes:
