@@ -238,3 +238,77 @@ def run_ids(engine: Engine) -> list[str]:
 
 
 __all__ = ["Cluster", "site_vhost"]
+
+
+def digest(engine: Engine) -> dict[str, Any]:
+    """The database state a scan leaves, without ids and times: devices with their site,
+    services, findings and events (alert outbox) by kind — what parity compares."""
+    from collections import Counter
+
+    from cybermission.events import Event
+    from cybermission.findings.models import Finding
+    from cybermission.inventory.models import Device, IPAddress, Service
+    from cybermission.scans.models import ObservationRecord
+    from cybermission.sites.models import Site
+
+    with Session(engine) as session:
+        sites = {s.id: s.slug for s in session.exec(select(Site)).all()}
+        addresses: dict[str, list[str]] = {}
+        for ip in session.exec(select(IPAddress)).all():
+            addresses.setdefault(ip.device_id, []).append(ip.address)
+        devices = {
+            d.id: (
+                sites.get(d.site_id or ""),
+                d.serial,
+                d.vendor,
+                d.model,
+                d.unit_id,
+                tuple(sorted(addresses.get(d.id, []))),
+            )
+            for d in session.exec(select(Device)).all()
+        }
+        return {
+            "devices": sorted(devices.values(), key=repr),
+            "services": sorted(
+                (devices[s.device_id], s.port, s.protocol, s.is_open)
+                for s in session.exec(select(Service)).all()
+            ),
+            "findings": sorted(
+                (f.rule_id, devices[f.device_id], f.port, str(f.status))
+                for f in session.exec(select(Finding)).all()
+            ),
+            "events": sorted(
+                Counter(str(e.kind) for e in session.exec(select(Event)).all()).items()
+            ),
+            "observations": len(session.exec(select(ObservationRecord)).all()),
+        }
+
+
+async def embedded_digest(
+    tmp: Path, slug: str, networks: list[str], settings: Settings
+) -> dict[str, Any]:
+    """The same site scanned in the embedded mode (no broker) on a fresh SQLite store."""
+    from cybermission.db import create_db_engine
+    from cybermission.scans.pipeline import execute_scan
+    from cybermission.scans.scopes import build_guard
+    from cybermission.scans.service import create_scan_run
+
+    engine = create_db_engine(f"sqlite:///{tmp}/embedded-{uuid.uuid4().hex[:6]}.db")
+    upgrade_database(engine)
+    try:
+        with session_scope(engine) as session:
+            add_site(session, slug=slug, scope=networks)
+            run = create_scan_run(
+                session,
+                guard=build_guard(session, settings),
+                targets=networks,
+                ports=[502],
+                settings=settings,
+                requested_by="test",
+                udp_ports=[],
+            )
+            run_id = run.id
+        await execute_scan(engine=engine, settings=settings, scan_run_id=run_id)
+        return digest(engine)
+    finally:
+        engine.dispose()

@@ -1,7 +1,17 @@
 """Acceptance of the distributed mode (issue 6) on the machine's RabbitMQ and PostgreSQL."""
 
+import json
+import os
+import pickle
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import pytest
+from amqp.exceptions import AccessRefused, NotAllowed
+from kombu import Connection
+from amqp import Message
 
 from sqlmodel import Session, select
 
@@ -9,10 +19,12 @@ from cybermission.db import session_scope
 from cybermission.findings.models import Finding
 from cybermission.inventory.models import Device
 from cybermission.scans.models import ScanStatus
-from cybermission.sensors.service import create_site_scan
+from cybermission.sensors.broker import INGEST_TASK, RESULTS, SCAN_QUEUE, Management, site_vhost
+from cybermission.sensors.models import Chunk, RejectedPart, RejectionReason
+from cybermission.sensors.service import count_rejections, create_site_scan
 from cybermission.sites.models import Site
 from scanners.lab.modbus_devices import LabDeviceKind
-from tests.sensors.conftest import Cluster
+from tests.sensors.conftest import Cluster, digest
 
 A_NET = "127.30.1.0/26"
 B_NET = "127.31.1.0/26"
@@ -62,3 +74,132 @@ async def test_two_sites_each_sensor_scans_only_its_own_range(
     assert "21340587" in by_site[a]
     assert by_site[b] == {f"B-{serial}" for serial in by_site[a]}
     assert finding_sites == {a, b}
+
+
+def _connect(url: str) -> Connection:
+    conn = Connection(url, connect_timeout=5)
+    conn.ensure_connection(max_retries=0)
+    return conn
+
+
+async def test_sensor_credentials_are_refused_everywhere_but_their_own_queues(
+    cluster: Cluster,
+) -> None:
+    a = cluster.site("a", ["127.30.2.0/28"])
+    b = cluster.site("b", ["127.31.2.0/28"])
+    _, bundle_a = cluster.enroll(a)
+    cluster.enroll(b)
+    with Management(cluster.settings.broker) as mgmt:
+        mgmt.ensure_central()
+    url_a = cluster.bundle(bundle_a)["broker_url"]
+    for vhost in (site_vhost(b), cluster.settings.broker.central_vhost):
+        with pytest.raises(NotAllowed, match="access to vhost"):
+            _connect(url_a.rsplit("/", 1)[0] + "/" + vhost)
+    with _connect(url_a) as conn:
+        with pytest.raises(AccessRefused):  # its own results: write only, never read
+            conn.default_channel.basic_consume(RESULTS, callback=lambda _m: None)
+    with _connect(url_a) as conn:
+        with pytest.raises(AccessRefused):  # no queue of its own to declare or feed "scan"
+            conn.default_channel.basic_publish(Message(b"{}"), exchange="", routing_key=SCAN_QUEUE)
+            conn.default_channel.basic_qos(0, 1, False)  # the refusal arrives asynchronously
+    with _connect(url_a) as conn:  # what it may do: read scan, publish results
+        conn.default_channel.basic_publish(Message(b"{}"), exchange=RESULTS, routing_key=RESULTS)
+        conn.default_channel.basic_consume(SCAN_QUEUE, callback=lambda _m: None)
+
+
+def _publish_raw(url: str, body: bytes, *, content_type: str, task: str) -> None:
+    with _connect(url) as conn:
+        conn.Producer(auto_declare=False).publish(
+            body,
+            exchange=RESULTS,
+            routing_key=RESULTS,
+            content_type=content_type,
+            content_encoding="binary" if "pickle" in content_type else "utf-8",
+            headers={"task": task, "id": str(uuid.uuid4()), "lang": "py"},
+            declare=[],
+        )
+
+
+def _rejections(cluster: Cluster) -> list[RejectedPart]:
+    with Session(cluster.engine) as session:
+        return list(session.exec(select(RejectedPart)).all())
+
+
+async def test_forged_result_naming_another_sites_run_is_rejected_and_counted(
+    cluster: Cluster,
+) -> None:
+    a = cluster.site("a", ["127.30.3.0/28"])
+    b = cluster.site("b", ["127.31.3.0/28"])
+    _, bundle_a = cluster.enroll(a)
+    run_b = _scan(cluster, b)  # no sensor for B: its chunk waits in B's queue
+    with Session(cluster.engine) as session:
+        chunk_b = session.exec(select(Chunk).where(Chunk.scan_run_id == run_b)).first()
+        assert chunk_b is not None
+        site_a = session.exec(select(Site).where(Site.slug == a)).one()
+    cluster.start_central()
+    before = digest(cluster.engine)
+    forged = {
+        "chunk_id": chunk_b.id,
+        "scan_run_id": run_b,
+        "part": 0,
+        "state": "done",
+        "last": True,
+        "reports": [
+            {
+                "address": "127.31.3.5",
+                "open_ports": [502],
+                "observations": [],
+                "errors": [],
+                "sent": [],
+            }
+        ],
+    }
+    _publish_raw(
+        cluster.bundle(bundle_a)["broker_url"],
+        json.dumps(
+            [[forged], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+        ).encode(),
+        content_type="application/json",
+        task=INGEST_TASK,
+    )
+    rejected = await cluster.wait_for(lambda: _rejections(cluster))
+    assert [(r.site_id, r.reason, r.chunk_id) for r in rejected] == [
+        (site_a.id, RejectionReason.FOREIGN, chunk_b.id)
+    ]
+    assert digest(cluster.engine) == before
+    with Session(cluster.engine) as session:
+        assert session.get(Chunk, chunk_b.id).parts_done == 0  # type: ignore[union-attr]
+        assert count_rejections(session) == {(site_a.id, "foreign"): 1}
+
+
+async def test_results_with_unknown_task_or_non_json_are_neither_run_nor_decoded(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    a = cluster.site("a", ["127.30.4.0/28"])
+    _, bundle_a = cluster.enroll(a)
+    cluster.start_central()
+    url = cluster.bundle(bundle_a)["broker_url"]
+    marker = tmp_path / "unpickled"
+
+    class Boom:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (os.system, (f"touch {marker}",))
+
+    args = json.dumps([[{}], {}, {}]).encode()
+    _publish_raw(url, args, content_type="application/json", task="os.system")
+    _publish_raw(url, args, content_type="application/json", task="celery.chord_unlock")
+    _publish_raw(
+        url,
+        pickle.dumps(((Boom(),), {}, {})),
+        content_type="application/x-python-serialize",
+        task=INGEST_TASK,
+    )
+    # A last, well-formed but empty part: once it is counted, the three before were consumed.
+    _publish_raw(url, args, content_type="application/json", task=INGEST_TASK)
+    rejected = await cluster.wait_for(lambda: _rejections(cluster))
+    assert [r.reason for r in rejected] == [RejectionReason.MALFORMED]
+    assert not marker.exists()
+    with Management(cluster.settings.broker) as mgmt:
+        assert mgmt.queue_depth(cluster.settings.broker.central_vhost, "ingest") == 0
+    log = (tmp_path / "central.log").read_text()
+    assert "os.system" in log and "unregistered" in log.lower()
