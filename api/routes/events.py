@@ -33,6 +33,7 @@ router = APIRouter(prefix="/events", tags=["events"])
 Streamer = Annotated[Principal, Depends(require(Permission.STREAM))]
 
 POLL_S = 0.5
+MAX_EVENT_ID = 2**63 - 1  # BIGINT
 BATCH = 500
 
 
@@ -50,7 +51,7 @@ def _events_after(session: Session, caller: Principal, after_id: int, limit: int
 def get_events(
     session: SessionDep,
     caller: Reader,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=MAX_EVENT_ID)] = 0,
     kind: EventKind | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> list[EventRead]:
@@ -85,7 +86,7 @@ def _parse_last_event_id(value: str | None) -> int | None:
         parsed = int(value)
     except ValueError as exc:
         raise ValidationError("Last-Event-ID: expected an event id from this stream") from exc
-    if parsed < 0:
+    if not 0 <= parsed <= MAX_EVENT_ID:
         raise ValidationError("Last-Event-ID: expected an event id from this stream")
     return parsed
 
@@ -102,7 +103,8 @@ async def stream_events(
     caller: Streamer,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
     after_id: Annotated[
-        int | None, Query(ge=0, description="Start after this id (default: now)")
+        int | None,
+        Query(ge=0, le=MAX_EVENT_ID, description="Start after this id (default: now)"),
     ] = None,
     heartbeat_s: Annotated[float, Query(ge=0.5, le=300)] = 15.0,
 ) -> StreamingResponse:

@@ -229,3 +229,41 @@ async def test_scans_end_to_end_finds_modbus_device(lab_app: FastAPI, modbus_dev
             assert finding["severity"] == "high"
             assert finding["status"] == "open"
             assert finding["last_scan_run_id"] == run["id"]
+
+
+async def test_scans_cancel_marks_run_interrupted(api_settings: Settings, engine: Engine) -> None:
+    """POST /scans/{id}/cancel stops the task; the run ends failed with 'interrupted'."""
+    connected = asyncio.Event()
+    address = "127.40.0.4"
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.set()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, address, 502)
+    slow = api_settings.model_copy(update={"pacing": PacingSettings(probe_timeout_s=600.0)})
+    app = create_app(slow, engine=engine)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url=BASE_URL, headers=AUTH
+            ) as client:
+                response = await client.post(
+                    "/api/v1/scans", json={"targets": [address], "ports": [502]}
+                )
+                assert response.status_code == 202
+                await asyncio.wait_for(connected.wait(), timeout=60)
+                location = response.headers["location"]
+                cancelled = await client.post(f"{location}/cancel")
+                assert cancelled.status_code == 200, cancelled.text
+                run = cancelled.json()
+                again = await client.post(f"{location}/cancel")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert run["status"] == "failed"
+    assert run["finished_at"] is not None
+    assert any(e["error"] == "interrupted" for e in run["errors"])
+    assert_problem(again, 409, "conflict")

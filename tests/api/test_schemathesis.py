@@ -1,0 +1,115 @@
+"""Property-based tests from the OpenAPI schema (schemathesis): no request makes a server error.
+
+In process against the ASGI app with an admin token, on a SQLite store whose only scope is a
+loopback /24 of the api tests' range, so a generated scan can reach nothing else. The endless
+event stream is left out (it is tested on a real server in routes/test_events.py).
+"""
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from hypothesis import HealthCheck, settings
+from pydantic import SecretStr
+from schemathesis.core import NotSet
+from schemathesis.generation.case import Case
+from sqlmodel import Session, SQLModel
+
+from api.app import create_app
+from cybermission.config import load_settings
+from cybermission.db import create_db_engine
+from cybermission.scans.models import Scope
+from tests.api.conftest import AUTH, BASE_URL, TOKEN
+from tests.api.world import build_world
+
+FUZZ_SCOPE = "127.40.3.0/24"
+EXAMPLES_PER_OPERATION = 6
+CALL_TIMEOUT_S = 60
+
+
+def _app(tmp: Path) -> FastAPI:
+    engine = create_db_engine(f"sqlite:///{tmp}/fuzz.db")
+    SQLModel.metadata.create_all(engine)
+    build_world(engine)
+    with Session(engine) as session:
+        session.add(Scope(name="fuzz", cidrs=[FUZZ_SCOPE]))
+        session.commit()
+    # build_world's scopes cover 127.40.1.0/24 and 127.40.2.0/24: nothing listens there either.
+    app_settings = load_settings(
+        database_url=str(engine.url), rules_dirs=[Path("rules")], admin_token=SecretStr(TOKEN)
+    )
+    return create_app(app_settings, engine=engine)
+
+
+class AppThread:
+    """The app, its lifespan and one client on an event loop of their own (hypothesis is sync)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.loop = asyncio.new_event_loop()
+        self._ready: Future[httpx.AsyncClient] = Future()
+        self._stop = asyncio.Event()
+        self._thread = threading.Thread(target=self.loop.run_until_complete, args=(self._main(),))
+
+    async def _main(self) -> None:
+        async with self.app.router.lifespan_context(self.app):
+            transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+                self._ready.set_result(client)
+                await self._stop.wait()
+
+    def __enter__(self) -> "AppThread":
+        self._thread.start()
+        self.client = self._ready.result(timeout=CALL_TIMEOUT_S)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=CALL_TIMEOUT_S)
+        self.loop.close()
+
+    def request(self, **kwargs: Any) -> httpx.Response:
+        future = asyncio.run_coroutine_threadsafe(self.client.request(**kwargs), self.loop)
+        return future.result(timeout=CALL_TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppThread]:
+    with AppThread(_app(tmp_path_factory.mktemp("fuzz"))) as running:
+        yield running
+
+
+# The schema is read at collection from an app that is built but never started (no store).
+schema = schemathesis.openapi.from_dict(
+    create_app(load_settings(database_url="sqlite://")).openapi()
+).exclude(path="/api/v1/events/stream")
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_schemathesis_no_server_errors(case: Case, fuzz_app: AppThread) -> None:
+    body: dict[str, Any] = {}
+    if isinstance(case.body, bytes):
+        body["content"] = case.body
+    elif not isinstance(case.body, NotSet):
+        body["json"] = case.body
+    response = fuzz_app.request(
+        method=case.method,
+        url=case.formatted_path,
+        headers={**(case.headers or {}), **AUTH},
+        params=case.query if not isinstance(case.query, NotSet) else None,
+        **body,
+    )
+    assert response.status_code < 500, (case.method, case.formatted_path, response.text)
