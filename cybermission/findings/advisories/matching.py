@@ -103,10 +103,12 @@ class _Entry:
 def _parts_and_patterns(name: str) -> tuple[frozenset[str], tuple[str, ...]]:
     parts: set[str] = set()
     patterns: list[str] = []
-    for chunk in chunks(name):
-        if "*" in chunk:
-            prefix = compact(chunk.split("*", 1)[0])
-            if len(prefix) >= _MIN_PATTERN_CHARS:
+    # Placeholders for a model digit ("CJ2M-CPU□□", "CJ2M-CPU[][]") are patterns too.
+    globbed = name.replace("□", "*").replace("[]", "*")
+    for token in globbed.split():
+        if "*" in token:
+            prefix = compact(token.split("*", 1)[0])
+            if len(prefix) >= _MIN_PATTERN_CHARS and prefix not in patterns:
                 patterns.append(prefix)
     for group in _PAREN_RE.findall(name):
         for item in re.split(r"[,;/]|\bor\b|\band\b", group):
@@ -178,8 +180,7 @@ class AdvisoryIndex:
         self._by_vendor.setdefault(key, []).append(entry)
         by_chunk = self._by_chunk.setdefault(key, {})
         for word in entry.chunk_set:
-            if is_model_chunk(word) or word.isdigit():
-                by_chunk.setdefault(word, []).append(entry)
+            by_chunk.setdefault(word, []).append(entry)
         by_pattern = self._by_pattern.setdefault(key, {})
         for part in (*parts, *patterns):
             by_pattern.setdefault(part[:_MIN_PATTERN_CHARS], []).append(entry)
@@ -190,10 +191,20 @@ class AdvisoryIndex:
         if not key or key not in self._by_vendor:
             return []
         given = tuple(n for n in device.names if n and n.strip())
-        names = [*given, *families(given)]
+        implied = families(given)
+        names = [*given, *implied]
         compacts = {compact(n) for n in names} - {""}
         name_chunks = [chunks(n) for n in names]
-        device_words = {w for words in name_chunks for w in words}
+        # Candidates come through words that name models (or numbers), and through the words of
+        # implied families that carry none ("NJ/NX Series").
+        device_words = {
+            w for words in name_chunks for w in words if is_model_chunk(w) or w.isdigit()
+        }
+        for family in implied:
+            words = chunks(family)
+            device_words.update(
+                [w for w in words if any(c.isdigit() for c in w)] or [max(words, key=len)]
+            )
         candidates: dict[int, _Entry] = {}
         by_chunk = self._by_chunk.get(key, {})
         for word in device_words:
@@ -206,7 +217,9 @@ class AdvisoryIndex:
         version = parse_version(device.firmware)
         best: dict[str, AdvisoryMatch] = {}
         for entry in candidates.values():
-            found = _judge(entry, compacts, name_chunks, version, device.firmware)
+            found = _judge(
+                entry, compacts, name_chunks, [chunks(f) for f in implied], version, device.firmware
+            )
             if found is None:
                 continue
             confidence, reason = found
@@ -232,7 +245,10 @@ class AdvisoryIndex:
 
 
 def _product_evidence(
-    entry: _Entry, compacts: set[str], name_chunks: Sequence[tuple[str, ...]]
+    entry: _Entry,
+    compacts: set[str],
+    name_chunks: Sequence[tuple[str, ...]],
+    family_chunks: Sequence[tuple[str, ...]] = (),
 ) -> tuple[bool, str] | None:
     """(is a part number, why) when a device string names this product, else None."""
     for value in sorted(compacts):
@@ -245,6 +261,10 @@ def _product_evidence(
         # The advisory lists part numbers and the device has one that is not among them: a
         # shared family word ("S7-300") would only say "a sibling model is affected".
         return None
+    for words in family_chunks:
+        # A family the part number implies, named word for word ("NJ/NX Series").
+        if _contains_run(entry.chunks, words):
+            return False, f"family {' '.join(words)!r} named in product {entry.product!r}"
     for words in name_chunks:
         if not _is_part_number(compact(" ".join(words))):
             # A model word inside a descriptive name ("M340" of "Modicon M340") stands alone.
@@ -287,10 +307,11 @@ def _judge(
     entry: _Entry,
     compacts: set[str],
     name_chunks: Sequence[tuple[str, ...]],
+    family_chunks: Sequence[tuple[str, ...]],
     version: tuple[int | None, ...] | None,
     firmware: str | None,
 ) -> tuple[Confidence, str] | None:
-    evidence = _product_evidence(entry, compacts, name_chunks)
+    evidence = _product_evidence(entry, compacts, name_chunks, family_chunks)
     if evidence is None:
         return None
     by_part, product_reason = evidence

@@ -110,7 +110,8 @@ def is_model_chunk(chunk: str) -> bool:
 
 
 # Families named by part-number prefixes, so a device that only reports its order number also
-# meets advisories written for the family ("SIMATIC S7-300 CPU family"). Compact prefixes.
+# meets advisories written for the family ("SIMATIC S7-300 CPU family"). Compact prefixes; "|"
+# separates names of the same family from the narrowest to the widest.
 FAMILY_BY_PART_PREFIX: Final[dict[str, str]] = {
     "6es731": "SIMATIC S7-300",
     "6es721": "SIMATIC S7-1200",
@@ -125,7 +126,18 @@ FAMILY_BY_PART_PREFIX: Final[dict[str, str]] = {
     "tm241": "Modicon M241",
     "tm251": "Modicon M251",
     "1756": "ControlLogix",
-    "1769": "CompactLogix",
+    "1769l1": "CompactLogix 5370 L1|CompactLogix 5370",
+    "1769l2": "CompactLogix 5370 L2|CompactLogix 5370",
+    "1769l3": "CompactLogix 5370 L3|CompactLogix 5370",
+    "5069l3": "CompactLogix 5380",
+    "nj101": "NJ/NX Series",
+    "nj301": "NJ/NX Series",
+    "nj501": "NJ/NX Series",
+    "nx1p2": "NJ/NX Series",
+    "nx102": "NJ/NX Series",
+    "nx701": "NJ/NX Series",
+    "cj2m": "SYSMAC CJ2M",
+    "cj2h": "SYSMAC CJ2H",
     "1766": "MicroLogix 1400",
     "1763": "MicroLogix 1100",
 }
@@ -137,8 +149,8 @@ def families(names: tuple[str, ...]) -> tuple[str, ...]:
     for name in names:
         value = compact(name)
         for prefix, family in FAMILY_BY_PART_PREFIX.items():
-            if value.startswith(prefix) and family not in found:
-                found.append(family)
+            if value.startswith(prefix):
+                found.extend(f for f in family.split("|") if f not in found)
     return tuple(found)
 
 
@@ -160,6 +172,14 @@ _AND_PRIOR_RE: Final = re.compile(
 _PRIOR_TO_RE: Final = re.compile(
     r"(prior to|before|earlier than|older than|up to|through|until)\s*(?:[a-z]{1,3}\s*)?"
     + _VERSION,
+    re.IGNORECASE,
+)
+_SPAN_RE: Final = re.compile(
+    r"\s*(?:[a-z]{1,3}\s*)?"
+    + _VERSION
+    + r"\s*(?:-|to|through)\s*(?:[a-z]{1,3}\s*)?"
+    + _VERSION
+    + r"\s*",
     re.IGNORECASE,
 )
 _OTHER_DIMENSION_RE: Final = re.compile(
@@ -238,7 +258,8 @@ class VersionSpec:
                 if order < 0 or (order == 0 and not lower_inc):
                     continue
             if upper is not None:
-                order = compare_versions(version, upper)
+                # "<= 33" covers every 33.x: an inclusive upper bound compares its own length.
+                order = compare_versions(version[: len(upper)] if upper_inc else version, upper)
                 if order > 0 or (order == 0 and not upper_inc):
                     continue
             return VersionOutcome.IN_RANGE
@@ -280,6 +301,9 @@ def parse_version_spec(text: str | None) -> VersionSpec:
     for word, number in _PRIOR_TO_RE.findall(body):
         inclusive = word.casefold() in ("up to", "through", "until")
         bounds.append(("<=" if inclusive else "<", _version_of(number)))
+    span = _SPAN_RE.fullmatch(body)
+    if not bounds and span is not None:
+        bounds = [(">=", _version_of(span.group(1))), ("<=", _version_of(span.group(2)))]
     if not bounds:
         version = parse_version(body)
         if version is not None and re.fullmatch(
