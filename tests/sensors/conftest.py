@@ -270,12 +270,18 @@ def digest(engine: Engine) -> dict[str, Any]:
         return {
             "devices": sorted(devices.values(), key=repr),
             "services": sorted(
-                (devices[s.device_id], s.port, s.protocol, s.is_open)
-                for s in session.exec(select(Service)).all()
+                (
+                    (devices[s.device_id], s.port, s.protocol, s.is_open)
+                    for s in session.exec(select(Service)).all()
+                ),
+                key=repr,
             ),
             "findings": sorted(
-                (f.rule_id, devices[f.device_id], f.port, str(f.status))
-                for f in session.exec(select(Finding)).all()
+                (
+                    (f.rule_id, devices[f.device_id], f.port, str(f.status))
+                    for f in session.exec(select(Finding)).all()
+                ),
+                key=repr,
             ),
             "events": sorted(
                 Counter(str(e.kind) for e in session.exec(select(Event)).all()).items()

@@ -1,5 +1,6 @@
 """Acceptance of the distributed mode (issue 6) on the machine's RabbitMQ and PostgreSQL."""
 
+import ipaddress
 import json
 import os
 import pickle
@@ -9,22 +10,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from amqp import Message
 from amqp.exceptions import AccessRefused, NotAllowed
 from kombu import Connection
-from amqp import Message
-
+from sqlalchemy import text
 from sqlmodel import Session, select
 
 from cybermission.db import session_scope
 from cybermission.findings.models import Finding
 from cybermission.inventory.models import Device
-from cybermission.scans.models import ScanStatus
-from cybermission.sensors.broker import INGEST_TASK, RESULTS, SCAN_QUEUE, Management, site_vhost
-from cybermission.sensors.models import Chunk, RejectedPart, RejectionReason
-from cybermission.sensors.service import count_rejections, create_site_scan
+from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.sensors.broker import (
+    INGEST_TASK,
+    RESULTS,
+    SCAN_QUEUE,
+    SCAN_TASK,
+    Management,
+    publish_task,
+    site_vhost,
+    vhost_url,
+)
+from cybermission.sensors.models import Chunk, ChunkPart, RejectedPart, RejectionReason
+from cybermission.sensors.service import chunk_message, count_rejections, create_site_scan
 from cybermission.sites.models import Site
-from scanners.lab.modbus_devices import LabDeviceKind
-from tests.sensors.conftest import Cluster, digest
+from scanners.lab.modbus_devices import LabDevice, LabDeviceKind
+from tests.sensors.conftest import Cluster, digest, embedded_digest
 
 A_NET = "127.30.1.0/26"
 B_NET = "127.31.1.0/26"
@@ -203,3 +213,158 @@ async def test_results_with_unknown_task_or_non_json_are_neither_run_nor_decoded
         assert mgmt.queue_depth(cluster.settings.broker.central_vhost, "ingest") == 0
     log = (tmp_path / "central.log").read_text()
     assert "os.system" in log and "unregistered" in log.lower()
+
+
+def _requests(lab: list[LabDevice]) -> dict[str, int]:
+    return {
+        d.address: len(d.requests)
+        for d in lab
+        if d.kind in (LabDeviceKind.MODBUS, LabDeviceKind.GATEWAY)
+    }
+
+
+def _republish(cluster: Cluster, slug: str, chunk: Chunk) -> None:
+    with Session(cluster.engine) as session:
+        run = session.get(ScanRun, chunk.scan_run_id)
+        assert run is not None
+        message = chunk_message(chunk, run)
+    publish_task(
+        vhost_url(cluster.settings.broker.url, site_vhost(slug)),
+        exchange="",
+        routing_key=SCAN_QUEUE,
+        task_name=SCAN_TASK,
+        args=[message],
+        task_id=str(uuid.uuid4()),
+        timeout_s=5,
+    )
+
+
+def _chunks(cluster: Cluster, run_id: str) -> list[Chunk]:
+    with Session(cluster.engine) as session:
+        return list(
+            session.exec(select(Chunk).where(Chunk.scan_run_id == run_id).order_by(Chunk.seq)).all()
+        )
+
+
+def _chunk_of(chunks: list[Chunk], address: str) -> int:
+    ip = ipaddress.ip_address(address)
+    for chunk in chunks:
+        for spec in chunk.targets:
+            first, _, last = spec.partition("-")
+            if ipaddress.ip_address(first) <= ip <= ipaddress.ip_address(last or first):
+                return chunk.seq
+    raise AssertionError(address)
+
+
+async def test_sensor_killed_mid_chunk_only_that_chunk_is_probed_again(
+    cluster: Cluster, devices: Callable[..., Any], tmp_path: Path
+) -> None:
+    net = "127.30.5.0/26"
+    lab = await devices("127.30.5.0", misfits=True)
+    by_name = {d.name: d for d in lab}
+    a = cluster.site("a", [net])
+    _, bundle = cluster.enroll(a)
+    cluster.start_central()
+    sensor = cluster.start_sensor(a, bundle)
+    run_id = _scan(cluster, a, chunk=16)
+    chunks = _chunks(cluster, run_id)
+    silent = by_name["modbus-silent"]
+    same_chunk = [
+        d for d in lab if _chunk_of(chunks, d.address) == _chunk_of(chunks, silent.address)
+    ]
+    # Mid-chunk: the silent device holds its probe for the probe timeout, the others of its chunk
+    # have answered already.
+    await cluster.wait_for(
+        lambda: (
+            silent.connections
+            and all(
+                d.requests
+                for d in same_chunk
+                if d.kind is LabDeviceKind.MODBUS or d.kind is LabDeviceKind.GATEWAY
+            )
+        )
+    )
+    cluster.stop(sensor, kill=True)
+    at_kill = _requests(lab)
+    cluster.start_sensor(a, bundle)
+    run = await cluster.wait_run(run_id)
+    assert run.status is ScanStatus.PARTIAL  # the misfits, as in the embedded mode
+    final = _requests(lab)
+    for device in lab:
+        device.clear_log()
+    embedded = await embedded_digest(tmp_path, a, [net], cluster.settings)
+    baseline = _requests(lab)
+    killed = _chunk_of(chunks, silent.address)
+    expected = {
+        address: (at_kill[address] if _chunk_of(chunks, address) == killed else 0) + count
+        for address, count in baseline.items()
+    }
+    assert final == expected
+    assert any(at_kill[d.address] for d in same_chunk if d.address in at_kill)
+    assert digest(cluster.engine) == embedded  # 0 lost, 0 duplicate (parity, scenario 12)
+
+
+async def test_redelivered_finished_chunk_sends_nothing_and_changes_nothing(
+    cluster: Cluster, devices: Callable[..., Any], tmp_path: Path
+) -> None:
+    net = "127.30.6.0/27"
+    lab = await devices("127.30.6.0")
+    a = cluster.site("a", [net])
+    _, bundle = cluster.enroll(a)
+    cluster.start_central()
+    cluster.start_sensor(a, bundle)
+    run_id = _scan(cluster, a, chunk=8)
+    assert (await cluster.wait_run(run_id)).status is ScanStatus.SUCCEEDED
+    before, sent = digest(cluster.engine), _requests(lab)
+    for chunk in _chunks(cluster, run_id):
+        _republish(cluster, a, chunk)
+    log = tmp_path / f"sensor-{a}.log"
+    await cluster.wait_for(lambda: log.read_text().count("'replayed'") >= 4)
+    assert _requests(lab) == sent
+    assert digest(cluster.engine) == before
+    for device in lab:
+        device.clear_log()
+    assert before == await embedded_digest(tmp_path, a, [net], cluster.settings)
+
+
+async def test_ingestion_killed_before_commit_applies_everything_once(
+    cluster: Cluster, devices: Callable[..., Any], tmp_path: Path
+) -> None:
+    net = "127.30.7.0/26"
+    lab = await devices("127.30.7.0")
+    a = cluster.site("a", [net])
+    _, bundle = cluster.enroll(a)
+    central = cluster.start("central", "--no-relay", log="central.log")
+    cluster.start_sensor(a, bundle)
+    run_id = _scan(cluster, a, chunk=64)
+    (chunk,) = _chunks(cluster, run_id)
+    with cluster.engine.connect() as lock:
+        # Ingestion updates the chunk row last, after the part, observations, inventory and
+        # findings are inserted: holding that row stops it between insert and commit.
+        lock.execute(
+            text("SELECT id FROM chunk WHERE id = :id FOR NO KEY UPDATE"), {"id": chunk.id}
+        )
+        _republish(cluster, a, chunk)  # what the relay does
+
+        def waiting() -> bool:
+            with cluster.engine.connect() as conn:
+                return bool(
+                    conn.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                            " current_database() AND wait_event_type = 'Lock'"
+                        )
+                    ).scalar()
+                )
+
+        await cluster.wait_for(waiting)
+        cluster.stop(central, kill=True)
+        lock.rollback()
+    cluster.start("central", "--no-relay", log="central.log")
+    run = await cluster.wait_run(run_id)
+    assert run.status is ScanStatus.SUCCEEDED
+    with Session(cluster.engine) as session:
+        assert len(session.exec(select(ChunkPart)).all()) == 1
+    for device in lab:
+        device.clear_log()
+    assert digest(cluster.engine) == await embedded_digest(tmp_path, a, [net], cluster.settings)
