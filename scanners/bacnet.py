@@ -134,7 +134,8 @@ def clean_text(raw: bytes, *, encoding: str = "utf-8") -> str:
         text = raw.decode(encoding)
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    return _CONTROL.sub("", text).strip()
+    # Controls and every other unprintable code point (format, separators) go.
+    return "".join(c for c in text if c.isprintable()).strip()
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,7 +111,8 @@ def clean_text(raw: bytes) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    return " ".join(_CONTROL.sub(" ", text).split())
+    text = "".join(c for c in _CONTROL.sub(" ", text) if c.isprintable())
+    return " ".join(text.split())
 
 
 def get_request(host: str) -> bytes:

@@ -152,7 +152,7 @@ def clean_text(raw: bytes) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    return _CONTROL.sub("", text).strip()
+    return "".join(c for c in text if c.isprintable()).strip()
 
 
 class _PeerClosedError(Exception):

@@ -125,7 +125,9 @@ def clean_text(raw: bytes) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    return _CONTROL.sub(" ", text).strip()
+    # Controls become spaces; other unprintable code points (format, separators) go.
+    text = _CONTROL.sub(" ", text)
+    return "".join(c for c in text if c.isprintable()).strip()
 
 
 # --- BER (X.690 §8), definite lengths only ---------------------------------------------------

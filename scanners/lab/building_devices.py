@@ -11,6 +11,7 @@ Addresses: ``base`` + 80..99 in the default lab (base 127.0.10.0); tests use 127
 """
 
 import asyncio
+import contextlib
 import gc
 import ipaddress
 import logging
@@ -18,6 +19,7 @@ import random
 import shutil
 import ssl
 import tempfile
+import threading
 import warnings
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -731,6 +733,219 @@ def http_lab_devices(
     return devices
 
 
+# --- Telnet (telnetlib3), FTP (pyftpdlib), SSH banner ------------------------------------------
+
+
+def classify_telnet_input(data: bytes) -> list[str]:
+    """Name what a Telnet client sent: option refusals (IAC WONT/DONT x), else "data"."""
+    names: list[str] = []
+    index = 0
+    while index < len(data):
+        if data[index] == 0xFF and index + 2 < len(data) and data[index + 1] in (0xFC, 0xFE):
+            names.append("telnet/refuse-option")
+            index += 3
+        else:
+            names.append("data")
+            index += 1
+    return names
+
+
+@dataclass(eq=False)
+class TelnetDevice(SimDevice):
+    """A telnetlib3 server that negotiates options, prints a banner and a login prompt."""
+
+    banner: str = ""
+    _server: Any = field(default=None, repr=False)
+
+    async def _start(self) -> None:
+        import telnetlib3
+
+        device = self
+
+        class _Recording(telnetlib3.TelnetServer):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                device.connections += 1
+                super().connection_made(transport)
+
+            received = b""
+
+            def data_received(self, data: bytes) -> None:
+                device.bytes_received += len(data)
+                # Classify the whole stream: a refusal may arrive split across reads.
+                before = classify_telnet_input(self.received)
+                self.received += data
+                del device.requests[len(device.requests) - len(before) :]
+                device.requests.extend(classify_telnet_input(self.received))
+                super().data_received(data)
+
+        async def shell(reader: Any, writer: Any) -> None:
+            writer.write(self.banner)
+            await writer.drain()
+            # Wait for the client to leave; a login is never expected from the probe.
+            with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
+                await asyncio.wait_for(reader.read(1), 5)
+            writer.close()
+
+        self._server = await telnetlib3.create_server(
+            host=self.address,
+            port=self.port,
+            protocol_factory=_Recording,
+            shell=shell,
+            connect_maxwait=0.5,
+        )
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        await super()._stop()
+
+
+@dataclass(eq=False)
+class FtpDevice(SimDevice):
+    """A pyftpdlib server (its own thread and loop) with a custom greeting; logs commands."""
+
+    banner: str = ""
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _server: Any = field(default=None, repr=False)
+
+    async def _start(self) -> None:
+        # pyftpdlib 2.2 still imports asyncore on Python 3.11: its warning is not ours to fix.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from pyftpdlib.authorizers import DummyAuthorizer  # type: ignore[import-untyped]
+            from pyftpdlib.handlers import FTPHandler  # type: ignore[import-untyped]
+            from pyftpdlib.servers import FTPServer  # type: ignore[import-untyped]
+
+        device = self
+
+        class _Recording(FTPHandler):  # type: ignore[misc]
+            banner = self.banner
+            authorizer = DummyAuthorizer()
+
+            def on_connect(self) -> None:
+                device.connections += 1
+
+            def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
+                device.requests.append(cmd)
+                device.bytes_received += len(line)
+                super().pre_process_command(line, cmd, arg)
+
+        logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
+        self._server = FTPServer((self.address, self.port), _Recording)
+        self._stopping.clear()
+
+        def serve() -> None:
+            while not self._stopping.is_set():
+                self._server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
+            self._server.close_all()
+
+        self._thread = threading.Thread(target=serve, name=self.name, daemon=True)
+        self._thread.start()
+
+    async def _stop(self) -> None:
+        if self._thread is not None:
+            self._stopping.set()
+            await asyncio.to_thread(self._thread.join, 5)
+            self._thread = None
+        await super()._stop()
+
+
+@dataclass(eq=False)
+class SshBannerDevice(SimDevice):
+    """Sends an SSH identification string and logs any byte received (the probe sends none)."""
+
+    banner: str = ""
+
+    async def _start(self) -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            try:
+                writer.write(self.banner.encode() + b"\r\n")
+                await writer.drain()
+                while data := await reader.read(256):
+                    self.bytes_received += len(data)
+                    self.requests.append("data")
+            except ConnectionError:
+                pass
+            finally:
+                writer.close()
+
+        self._handles.append(await asyncio.start_server(serve, self.address, self.port))
+
+
+_NPORT_BANNER = (
+    "\r\n\r\nModel name       : NPort 5150\r\nMAC address      : 00:90:E8:4A:1B:22\r\n"
+    "Serial No.       : 4711\r\nFirmware version : 3.9 Build 19032621\r\n\r\n"
+    "Please keyin your password: "
+)
+
+
+def banner_lab_devices(
+    base: str = "127.0.10.0",
+    *,
+    telnet_port: int = 23,
+    ftp_port: int = 21,
+    ssh_port: int = 22,
+    misfits: bool = False,
+) -> list[SimDevice]:
+    """Telnet serial gateway (+88), FTP on a PLC (+89), SSH on a router (+90)."""
+    net = ipaddress.IPv4Address(base)
+    devices: list[SimDevice] = [
+        TelnetDevice(
+            name="telnet-serial-gateway",
+            address=str(net + 88),
+            port=telnet_port,
+            protocol="telnet",
+            identity={"vendor": "Moxa", "model": "NPort 5150", "prompt": "password"},
+            banner=_NPORT_BANNER,
+        ),
+        FtpDevice(
+            name="ftp-plc",
+            address=str(net + 89),
+            port=ftp_port,
+            protocol="ftp",
+            identity={
+                "banner": "VxWorks (5.4.2) FTP server ready",
+                "code": 220,
+                "implicit_tls": False,
+                "vendor": "Wind River",
+                "firmware": "5.4.2",
+            },
+            banner="VxWorks (5.4.2) FTP server ready",
+        ),
+        SshBannerDevice(
+            name="ssh-cell-router",
+            address=str(net + 90),
+            port=ssh_port,
+            protocol="ssh",
+            identity={
+                "ssh_protocol": "2.0",
+                "software": "dropbear_2019.78",
+                "product": "Dropbear SSH",
+                "firmware": "2019.78",
+            },
+            banner="SSH-2.0-dropbear_2019.78",
+        ),
+    ]
+    if misfits:
+        for offset, behaviour in ((98, Behaviour.SILENT), (99, Behaviour.GARBAGE)):
+            for protocol, port in (("telnet", telnet_port), ("ftp", ftp_port), ("ssh", ssh_port)):
+                devices.append(
+                    SshBannerDevice(
+                        name=f"{protocol}-{behaviour.value}",
+                        address=str(net + offset),
+                        port=port,
+                        protocol=protocol,
+                        identity={},
+                        behaviour=behaviour,
+                    )
+                )
+    return devices
+
+
 def building_lab_devices(base: str = "127.0.10.0") -> list[SimDevice]:
     """Every building and urban device of the default lab, on ``base`` + 80..99."""
     return [
@@ -738,4 +953,5 @@ def building_lab_devices(base: str = "127.0.10.0") -> list[SimDevice]:
         *snmp_lab_devices(base),
         *mqtt_lab_devices(base),
         *http_lab_devices(base),
+        *banner_lab_devices(base),
     ]

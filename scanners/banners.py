@@ -1,0 +1,408 @@
+"""Telnet, FTP and SSH banners: what a management service says about itself before any login.
+
+One guarded connection per service, closed politely; nothing is ever typed at a prompt.
+
+- :class:`TelnetProbe` (23/tcp): reads, refusing every option the server proposes (RFC 854:
+  ``IAC DO x`` -> ``IAC WONT x``, ``IAC WILL x`` -> ``IAC DONT x``, each option refused once;
+  subnegotiations skipped, RFC 855), until the text goes quiet or a prompt shows. A service that
+  greets like SSH or FTP is not reported as Telnet (nmap's mislabelling of Telnet banners is the
+  reason this is checked).
+- :class:`FtpProbe` (21/tcp): reads the 220 greeting (multi-line replies, RFC 959 §4.2), then
+  ``QUIT``. No FEAT, no login.
+- :class:`SshProbe` (22/tcp): reads the identification string (RFC 4253 §4.2) and sends nothing.
+
+Outcomes: a banner -> facts; the peer closes without a byte, or the greeting is another
+protocol's -> ``None``; bytes that are not the protocol -> ``ProbeProtocolError``; silence ->
+``ProbeTimeoutError``.
+
+Facts keys (strings printable and bounded):
+
+- every probe: ``banner`` (str, at most ``MAX_BANNER_BYTES`` bytes before decoding), ``vendor``,
+  ``product``, ``model``, ``firmware`` when the banner names them (:data:`BANNER_PATTERNS`).
+- telnet: ``options_refused`` (list of "do <n>" / "will <n>"), ``prompt`` ("login" | "password" |
+  "shell" | None).
+- ftp: ``code`` (int, 220), ``implicit_tls`` (bool, false: plain text on connect).
+- ssh: ``ssh_protocol`` ("2.0" | "1.99" | ...), ``software``, ``comments``.
+"""
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
+from cybermission.net import close_politely
+from cybermission.probes import (
+    Facts,
+    Intrusiveness,
+    Manifest,
+    ManifestEntry,
+    Observation,
+    ProbeTarget,
+    Transport,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_BANNER_BYTES = 1024
+MAX_READ_BYTES = 8192
+MAX_NEGOTIATIONS = 32
+MAX_FTP_LINES = 20
+MAX_SSH_PRELUDE_LINES = 8
+
+REQUEST_TELNET_REFUSE = "telnet/refuse-option"
+REQUEST_FTP_QUIT = "QUIT"
+
+IAC, DONT, DO, WONT, WILL, SB, SE = 255, 254, 253, 252, 251, 250, 240
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_PROMPTS = (
+    ("login", re.compile(r"(?:login|user(?:name)?)\s*:\s*$", re.I)),
+    ("password", re.compile(r"password\s*:\s*$", re.I)),
+    ("shell", re.compile(r"[>#$%]\s*$")),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BannerPattern:
+    """A product recognised in a banner: regex with optional named groups model and firmware."""
+
+    vendor: str
+    product: str
+    pattern: re.Pattern[str]
+
+
+BANNER_PATTERNS: tuple[BannerPattern, ...] = (
+    BannerPattern(
+        "Moxa", "NPort", re.compile(r"\b(?:Model name\s*:\s*)?(?P<model>NPort [\w-]+)", re.I)
+    ),
+    BannerPattern("Moxa", "MGate", re.compile(r"\b(?P<model>MGate [\w-]+)", re.I)),
+    BannerPattern(
+        "Lantronix", "Device server", re.compile(r"Lantronix(?: (?P<model>[\w-]+))?", re.I)
+    ),
+    BannerPattern(
+        "Digi", "Connect", re.compile(r"\bDigi (?P<model>Connect[\w -]*?)(?:\r|\n|$)", re.I)
+    ),
+    BannerPattern("Siemens", "SCALANCE", re.compile(r"\b(?P<model>SCALANCE [\w-]+)", re.I)),
+    BannerPattern(
+        "Cisco", "IOS", re.compile(r"Cisco (?:IOS|Systems)|User Access Verification", re.I)
+    ),
+    BannerPattern(
+        "Wind River", "VxWorks", re.compile(r"VxWorks(?: \(?(?P<firmware>[\d.]+))?", re.I)
+    ),
+    BannerPattern("ProFTPD Project", "ProFTPD", re.compile(r"ProFTPD (?P<firmware>[\d.]+\w*)")),
+    BannerPattern("vsftpd", "vsftpd", re.compile(r"\(vsFTPd (?P<firmware>[\d.]+)\)", re.I)),
+    BannerPattern("pyftpdlib", "pyftpdlib", re.compile(r"pyftpdlib (?P<firmware>[\d.]+)")),
+    BannerPattern("OpenBSD Project", "OpenSSH", re.compile(r"OpenSSH_(?P<firmware>[\w.]+)")),
+    BannerPattern("Matt Johnston", "Dropbear SSH", re.compile(r"dropbear_(?P<firmware>[\w.]+)")),
+)
+
+
+def clean_text(raw: bytes) -> str:
+    raw = raw[:MAX_BANNER_BYTES]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = "".join(c for c in text if c.isprintable() or c == "\n")
+    return "\n".join(line.rstrip() for line in text.strip().split("\n") if line.strip())
+
+
+def product_facts(banner: str) -> Facts:
+    for known in BANNER_PATTERNS:
+        match = known.pattern.search(banner)
+        if match is None:
+            continue
+        facts: Facts = {"vendor": known.vendor, "product": known.product}
+        groups = match.groupdict()
+        if groups.get("model"):
+            facts["model"] = groups["model"].strip()
+        if groups.get("firmware"):
+            facts["firmware"] = groups["firmware"]
+        return facts
+    return {}
+
+
+def _observation(
+    probe: "TelnetProbe | FtpProbe | SshProbe", target: ProbeTarget, facts: Facts
+) -> Observation:
+    return Observation(
+        probe=probe.name,
+        protocol=probe.protocol,
+        address=target.address,
+        port=target.port,
+        transport=probe.transport,
+        facts=facts,
+    )
+
+
+# --- Telnet ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TelnetStream:
+    """RFC 854 stream state: text so far, replies owed, options already refused."""
+
+    text: bytearray = field(default_factory=bytearray)
+    replies: list[tuple[int, int]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    negotiated: bool = False
+    _pending: bytes = b""
+
+    def feed(self, data: bytes) -> None:
+        """Split ``data`` into text and commands; owe one refusal per option proposed."""
+        data = self._pending + data
+        self._pending = b""
+        index = 0
+        while index < len(data):
+            byte = data[index]
+            if byte != IAC:
+                if len(self.text) < MAX_BANNER_BYTES:
+                    self.text.append(byte)
+                index += 1
+                continue
+            if index + 1 >= len(data):
+                self._pending = data[index:]
+                return
+            command = data[index + 1]
+            if command == IAC:  # escaped 0xFF data byte
+                if len(self.text) < MAX_BANNER_BYTES:
+                    self.text.append(IAC)
+                index += 2
+            elif command in (DO, DONT, WILL, WONT):
+                if index + 2 >= len(data):
+                    self._pending = data[index:]
+                    return
+                self.negotiated = True
+                self._answer(command, data[index + 2])
+                index += 3
+            elif command == SB:
+                end = data.find(bytes((IAC, SE)), index + 2)
+                if end < 0:
+                    # Keep a bounded tail of the unfinished subnegotiation.
+                    self._pending = data[index:][:512]
+                    return
+                self.negotiated = True
+                index = end + 2
+            else:  # NOP, GA, AYT, ...: no data, nothing owed
+                self.negotiated = True
+                index += 2
+
+    def _answer(self, command: int, option: int) -> None:
+        if command in (DONT, WONT):
+            return  # already off on our side: nothing to say (RFC 854 loop avoidance)
+        label = f"{'do' if command == DO else 'will'} {option}"
+        if label in self.refused or len(self.refused) >= MAX_NEGOTIATIONS:
+            return
+        self.refused.append(label)
+        self.replies.append((WONT if command == DO else DONT, option))
+
+
+def telnet_prompt(text: str) -> str | None:
+    for name, pattern in _PROMPTS:
+        if pattern.search(text):
+            return name
+    return None
+
+
+class TelnetProbe:
+    """Telnet banner after option negotiation (see the module docstring)."""
+
+    name: ClassVar[str] = "telnet"
+    protocol: ClassVar[str] = "telnet"
+    default_ports: ClassVar[tuple[int, ...]] = (23,)
+    transport: ClassVar[Transport] = Transport.TCP
+    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
+    optional: ClassVar[bool] = False
+    manifest: ClassVar[Manifest] = Manifest(
+        entries=(
+            ManifestEntry(
+                REQUEST_TELNET_REFUSE,
+                MAX_NEGOTIATIONS,
+                "IAC WONT/DONT answering a proposed option, once per option",
+            ),
+        ),
+        connections_per_device=1,
+        notes="refuses options and reads the banner; never types at a prompt",
+    )
+
+    async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
+        reader, writer = await target.connector.open_tcp(
+            target.address, target.port, timeout_s=timeout_s
+        )
+        stream = TelnetStream()
+        received = 0
+        # Once text arrived, a short quiet spell ends the banner.
+        idle_s = min(0.3, timeout_s / 3)
+        try:
+            async with asyncio.timeout(timeout_s):
+                while received < MAX_READ_BYTES:
+                    wait = idle_s if stream.text.strip() else None
+                    try:
+                        async with asyncio.timeout(wait):
+                            data = await reader.read(1024)
+                    except TimeoutError:
+                        break
+                    if not data:
+                        break
+                    received += len(data)
+                    stream.feed(data)
+                    for command, option in stream.replies:
+                        target.ledger.spend(REQUEST_TELNET_REFUSE)
+                        writer.write(bytes((IAC, command, option)))
+                    stream.replies.clear()
+                    await writer.drain()
+                    if telnet_prompt(clean_text(bytes(stream.text))) in ("login", "password"):
+                        break
+        except TimeoutError as exc:
+            if not stream.text.strip() and not stream.negotiated:
+                raise ProbeTimeoutError(f"{target.address}:{target.port} said nothing") from exc
+        except (ConnectionError, OSError) as exc:
+            if received == 0:
+                return None
+            logger.info("telnet peer reset", extra={"address": target.address, "error": str(exc)})
+        finally:
+            await close_politely(writer)
+        if received == 0:
+            return None
+        banner = clean_text(bytes(stream.text))
+        if not stream.negotiated and (banner.startswith("SSH-") or re.match(r"^220[ -]", banner)):
+            return None  # an SSH or FTP greeting on this port: not Telnet
+        facts: Facts = {
+            "banner": banner,
+            "options_refused": list(stream.refused),
+            "prompt": telnet_prompt(banner),
+        }
+        facts.update(product_facts(banner))
+        return _observation(self, target, facts)
+
+
+# --- FTP ---------------------------------------------------------------------------------------
+
+
+def parse_ftp_greeting(lines: list[bytes]) -> tuple[int, str]:
+    """(code, text) of a complete reply (RFC 959 §4.2); raises ``ProbeProtocolError``."""
+    if not lines or not re.match(rb"^\d{3}[ -]", lines[0]):
+        raise ProbeProtocolError("not an FTP reply")
+    code = int(lines[0][:3])
+    text = b"\n".join(line[4:] if line[:3] == lines[0][:3] else line for line in lines)
+    return code, clean_text(text)
+
+
+class FtpProbe:
+    """FTP greeting, then QUIT (see the module docstring)."""
+
+    name: ClassVar[str] = "ftp"
+    protocol: ClassVar[str] = "ftp"
+    default_ports: ClassVar[tuple[int, ...]] = (21,)
+    transport: ClassVar[Transport] = Transport.TCP
+    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
+    optional: ClassVar[bool] = False
+    manifest: ClassVar[Manifest] = Manifest(
+        entries=(ManifestEntry(REQUEST_FTP_QUIT, 1, "QUIT after the greeting"),),
+        connections_per_device=1,
+        notes="reads the 220 greeting; no login, no FEAT",
+    )
+
+    async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
+        reader, writer = await target.connector.open_tcp(
+            target.address, target.port, timeout_s=timeout_s
+        )
+        lines: list[bytes] = []
+        try:
+            async with asyncio.timeout(timeout_s):
+                while len(lines) < MAX_FTP_LINES:
+                    line = await reader.readline()
+                    if not line:
+                        break
+                    if not line.endswith(b"\n"):
+                        raise ProbeProtocolError("FTP reply line longer than the read limit")
+                    lines.append(line.rstrip(b"\r\n")[:MAX_BANNER_BYTES])
+                    # The last line of a reply repeats the code followed by a space.
+                    if re.match(rb"^\d{3} ", lines[-1]) and lines[-1][:3] == lines[0][:3]:
+                        break
+                    if len(lines) == 1 and not re.match(rb"^\d{3}[ -]", lines[0]):
+                        break
+            if lines and lines[0].startswith(b"SSH-"):
+                return None
+            code, text = parse_ftp_greeting(lines) if lines else (0, "")
+            if not lines:
+                return None
+            if code in (120, 220, 421):  # ready, ready soon, or refusing service
+                target.ledger.spend(REQUEST_FTP_QUIT)
+                writer.write(b"QUIT\r\n")
+                await writer.drain()
+        except TimeoutError as exc:
+            raise ProbeTimeoutError(f"{target.address}:{target.port} no FTP greeting") from exc
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
+            if not lines:
+                return None
+            raise ProbeProtocolError("FTP greeting is malformed") from exc
+        finally:
+            await close_politely(writer)
+        facts: Facts = {"banner": text, "code": code, "implicit_tls": False}
+        facts.update(product_facts(text))
+        return _observation(self, target, facts)
+
+
+# --- SSH ---------------------------------------------------------------------------------------
+
+
+def parse_ssh_identification(line: bytes) -> Facts:
+    """``SSH-protoversion-softwareversion SP comments`` (RFC 4253 §4.2)."""
+    match = re.match(rb"^SSH-([\x21-\x2c\x2e-\x7e]+)-([\x21-\x7e]+)(?: (.*))?$", line)
+    if match is None:
+        raise ProbeProtocolError("not an SSH identification string")
+    facts: Facts = {
+        "banner": clean_text(line),
+        "ssh_protocol": clean_text(match.group(1)),
+        "software": clean_text(match.group(2)),
+    }
+    if match.group(3):
+        facts["comments"] = clean_text(match.group(3))
+    facts.update(product_facts(clean_text(line)))
+    return facts
+
+
+class SshProbe:
+    """SSH identification string; sends nothing (see the module docstring)."""
+
+    name: ClassVar[str] = "ssh"
+    protocol: ClassVar[str] = "ssh"
+    default_ports: ClassVar[tuple[int, ...]] = (22,)
+    transport: ClassVar[Transport] = Transport.TCP
+    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
+    optional: ClassVar[bool] = False
+    manifest: ClassVar[Manifest] = Manifest(
+        entries=(), connections_per_device=1, notes="reads the identification string only"
+    )
+
+    async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
+        reader, writer = await target.connector.open_tcp(
+            target.address, target.port, timeout_s=timeout_s
+        )
+        try:
+            async with asyncio.timeout(timeout_s):
+                for index in range(MAX_SSH_PRELUDE_LINES):
+                    line = await reader.readline()
+                    if not line:
+                        return None
+                    if not line.endswith(b"\n") or len(line) > 255:
+                        raise ProbeProtocolError("SSH identification line is too long")
+                    text = line.rstrip(b"\r\n")
+                    if text.startswith(b"SSH-"):
+                        facts = parse_ssh_identification(text)
+                        break
+                    if index == 0 and re.match(rb"^\d{3}[ -]", text):
+                        return None  # an FTP/SMTP greeting
+                else:
+                    raise ProbeProtocolError("no SSH identification string")
+        except TimeoutError as exc:
+            raise ProbeTimeoutError(f"{target.address}:{target.port} no SSH banner") from exc
+        except (ConnectionError, ValueError, asyncio.LimitOverrunError) as exc:
+            raise ProbeProtocolError("SSH banner is malformed") from exc
+        finally:
+            await close_politely(writer)
+        return _observation(self, target, facts)
