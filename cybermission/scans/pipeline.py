@@ -22,6 +22,9 @@ from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.errors import CybermissionError, ProbeError, ProbeTimeoutError, ScopeError
 from cybermission.events import EventKind, record_event
+from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL, advisory_drafts
+from cybermission.findings.advisories.matching import AdvisoryIndex, DeviceIdentity
+from cybermission.findings.advisories.normalise import change_direction
 from cybermission.findings.models import Finding, Severity
 from cybermission.findings.scoring import score_finding
 from cybermission.findings.service import (
@@ -167,6 +170,8 @@ class RunState:
     # probes that ran; findings of other protocols are not judged by this run.
     clean_devices: set[str] = field(default_factory=set)
     probes_run: frozenset[str] = frozenset()
+    # Imported CISA advisories, matched against every device the run writes.
+    advisories: AdvisoryIndex | None = None
 
     def add_errors(self, errors: Iterable[dict[str, Any]]) -> None:
         for error in errors:
@@ -385,19 +390,103 @@ def _subject(
             "transport": str(observation.transport),
         },
         "facts": observation.facts,
-        "asset": {
-            "id": device.id,
-            "vendor": device.vendor,
-            "product": device.product,
-            "model": device.model,
-            "firmware": device.firmware,
-            "serial": device.serial,
-            "zone": placement.zone if placement else None,
-            "zone_exposure": placement.exposure if placement else None,
-            "site": placement.site if placement else None,
-            "criticality": str(device.criticality) if device.criticality else None,
-        },
+        "asset": _asset(device, placement),
     }
+
+
+def _asset(device: Device, placement: Placement | None) -> dict[str, Any]:
+    """The ``asset`` part of every subject document: the device, its zone and criticality."""
+    return {
+        "id": device.id,
+        "vendor": device.vendor,
+        "product": device.product,
+        "model": device.model,
+        "firmware": device.firmware,
+        "serial": device.serial,
+        "zone": placement.zone if placement else None,
+        "zone_exposure": placement.exposure if placement else None,
+        "site": placement.site if placement else None,
+        "criticality": str(device.criticality) if device.criticality else None,
+    }
+
+
+# Facts that name a device beside its inventory attributes, for advisory matching.
+_NAMING_FACTS = ("product_code", "order_number", "product_name", "model", "product")
+
+
+def _judge_device(
+    state: RunState,
+    report: HostReport,
+    device: Device,
+    changes: Sequence[ChangeEvent],
+    placement: Placement | None,
+) -> list[FindingDraft]:
+    """Findings beyond one observation: change events run through the rules as ``history``
+    documents (rules/README.md), and the device's identity meets the imported advisories."""
+    asset = _asset(device, placement)
+    drafts: list[FindingDraft] = []
+    for change in changes:
+        subject: dict[str, Any] = {
+            "probe": "history",
+            "protocol": "history",
+            "target": {"address": report.address, "port": None, "transport": None},
+            "facts": {
+                "kind": str(change.kind),
+                "field": change.field,
+                "old": change.old_value,
+                "new": change.new_value,
+                "direction": change_direction(change.old_value, change.new_value)
+                if change.field == "firmware"
+                else None,
+            },
+            "asset": asset,
+        }
+        for rule in state.rules.evaluate(subject):
+            score, breakdown = score_finding(
+                severity=Severity(rule.info.severity),
+                zone_exposure=asset["zone_exposure"],
+                criticality=asset["criticality"],
+            )
+            drafts.append(
+                FindingDraft(
+                    rule_id=rule.id,
+                    device_id=device.id,
+                    service_id=None,
+                    port=None,
+                    protocol="history",
+                    title=rule.info.name,
+                    severity=Severity(rule.info.severity),
+                    evidence=_history_evidence(report.address, rule.evidence(subject)),
+                    score=score,
+                    score_breakdown=breakdown,
+                )
+            )
+    if state.advisories is not None and len(state.advisories) and device.vendor:
+        names = [device.product, device.model]
+        for observation in report.observations:
+            names.extend(
+                value
+                for key in _NAMING_FACTS
+                if isinstance(value := observation.facts.get(key), str)
+            )
+        identity = DeviceIdentity(
+            vendor=device.vendor,
+            firmware=device.firmware,
+            names=tuple(dict.fromkeys(n for n in names if n)),
+        )
+        drafts.extend(
+            advisory_drafts(
+                state.advisories.match(identity),
+                device_id=device.id,
+                zone_exposure=asset["zone_exposure"],
+                criticality=asset["criticality"],
+            )
+        )
+    return drafts
+
+
+def _history_evidence(address: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {"probe": "history", "address": address, "port": None, "fields": dict(fields)}
 
 
 def _services_seen(observations: Sequence[Observation]) -> list[ServiceSeen]:
@@ -511,6 +600,7 @@ def run_state(
         placements=load_placements(session),
         progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=run.hosts_total),
         callback=progress,
+        advisories=AdvisoryIndex.load(session),
     )
 
 
@@ -583,6 +673,7 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
                         score_breakdown=breakdown,
                     )
                 )
+        drafts.extend(_judge_device(state, report, result.device, result.events, placement))
         state.progress.observations += len(report.observations)
     recorded = record_findings(session, scan_run_id=state.run_id, drafts=drafts, now=now)
     state.progress.findings += len(recorded.created)
@@ -690,6 +781,7 @@ async def execute_scan(
         expire_acceptances(session, now=run.started_at)
         guard = guard or build_guard(session, settings)
         placements = load_placements(session)
+        advisories = AdvisoryIndex.load(session)
         targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
         udp_ports = tuple(run.udp_ports)
     state = RunState(
@@ -698,6 +790,7 @@ async def execute_scan(
         rules=RuleSet(()),
         guard=guard,
         placements=placements,
+        advisories=advisories,
         progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=hosts_total),
         callback=progress,
     )
@@ -710,7 +803,8 @@ async def execute_scan(
             probes if probes is not None else load_probes(), settings, udp_ports=udp_ports
         )
         state.probes_run = frozenset(
-            {p.protocol for ps in (*plan.tcp.values(), *plan.udp.values()) for p in ps} | {"tcp"}
+            {p.protocol for ps in (*plan.tcp.values(), *plan.udp.values()) for p in ps}
+            | {"tcp", ADVISORY_PROTOCOL}
         )
         connector = Connector(guard)
         queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)

@@ -332,3 +332,12 @@ def parse_version_spec(text: str | None) -> VersionSpec:
     return VersionSpec(
         text=raw, intervals=tuple(intervals), points=tuple(points), conditional=conditional
     )
+
+
+def change_direction(old: str | None, new: str | None) -> str:
+    """How a version changed: "upgrade", "downgrade", "same" or "unknown" (not comparable)."""
+    before, after = parse_version(old), parse_version(new)
+    if before is None or after is None:
+        return "unknown"
+    order = compare_versions(after, before)
+    return "same" if order == 0 else ("upgrade" if order > 0 else "downgrade")
