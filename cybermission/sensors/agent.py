@@ -18,8 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from celery import Celery
-from kombu import Queue
+from celery import Celery  # type: ignore[import-untyped]
+from kombu import Queue  # type: ignore[import-untyped]
 
 from cybermission.config import Settings
 from cybermission.db import utcnow
@@ -281,7 +281,7 @@ def sensor_app(runtime: SensorRuntime) -> Celery:
         broker_heartbeat=0,
     )
 
-    @app.task(name=SCAN_TASK, ignore_result=True)  # type: ignore[misc]
+    @app.task(name=SCAN_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
     def scan(message: dict[str, Any]) -> str:
         return runtime.handle(message)
 

@@ -15,9 +15,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
-from celery import Celery
-from kombu import Connection
-from kombu.exceptions import KombuError
+from celery import Celery  # type: ignore[import-untyped]
+from kombu import Connection  # type: ignore[import-untyped]
+from kombu.exceptions import KombuError  # type: ignore[import-untyped]
 
 from cybermission.config import BrokerSettings
 from cybermission.errors import CybermissionError

@@ -10,18 +10,18 @@ import logging
 import threading
 from typing import Any
 
-from celery import Celery, Task
-from kombu import Exchange, Queue
+from celery import Celery, Task  # type: ignore[import-untyped]
+from kombu import Exchange, Queue  # type: ignore[import-untyped]
 
 from cybermission.config import Settings
 from cybermission.db import create_db_engine
 from cybermission.migrations import upgrade_database
 from cybermission.sensors.broker import INGEST, INGEST_TASK, Management, vhost_url
+from cybermission.sensors.models import RejectionReason
 from cybermission.sensors.service import (
-    RejectionReason,
     ingest_part,
-    record_rejection,
     reap_chunks,
+    record_rejection,
     relay_outbox,
 )
 
@@ -60,7 +60,7 @@ def ingest_app(settings: Settings) -> Celery:
         broker_heartbeat=0,
     )
 
-    @app.task(name=INGEST_TASK, bind=True, ignore_result=True)  # type: ignore[misc]
+    @app.task(name=INGEST_TASK, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def ingest(self: Task, part: dict[str, Any]) -> str:
         routing_key = str((self.request.delivery_info or {}).get("routing_key") or "")
         if not routing_key.startswith("site."):

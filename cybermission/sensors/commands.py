@@ -108,8 +108,11 @@ def sensor(
         settings.sensor.journal_path = journal
     try:
         loaded = Bundle.load(bundle)
-        if loaded.site != site:
-            raise CybermissionError(f"--site {site!r} but the bundle is for {loaded.site!r}")
+    except CybermissionError as exc:
+        raise _fail(exc) from exc
+    if loaded.site != site:
+        raise _fail(CybermissionError(f"--site {site!r} but the bundle is for {loaded.site!r}"))
+    try:
         run_sensor(loaded, settings)
     except CybermissionError as exc:
         raise _fail(exc) from exc

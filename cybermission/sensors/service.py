@@ -22,8 +22,16 @@ from cybermission.db import session_scope, utcnow
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.probes import Observation, Transport
+from cybermission.rules.loader import RuleSet
 from cybermission.scans.models import ScanRun, ScanStatus, Scope, ScopeBase
-from cybermission.scans.pipeline import HostReport, RunState, finish_run, run_state, store_reports
+from cybermission.scans.pipeline import (
+    HostReport,
+    RunState,
+    ScanProgress,
+    finish_run,
+    run_state,
+    store_reports,
+)
 from cybermission.scans.scopes import create_scope
 from cybermission.scans.service import create_scan_run
 from cybermission.scans.targets import expand_targets
@@ -542,7 +550,7 @@ def finish_if_complete(engine: Engine, run_id: str) -> bool:
     state = RunState(
         run_id=run_id,
         scanned=(),
-        rules=None,  # type: ignore[arg-type]  # finishing stores nothing
+        rules=RuleSet(()),  # finishing stores nothing
         guard=ScopeGuard([]),
         progress=_progress(chunks, run_id),
         callback=None,
@@ -576,9 +584,7 @@ def finish_if_complete(engine: Engine, run_id: str) -> bool:
     return True
 
 
-def _progress(chunks: Sequence[Chunk], run_id: str) -> Any:
-    from cybermission.scans.pipeline import ScanProgress
-
+def _progress(chunks: Sequence[Chunk], run_id: str) -> ScanProgress:
     return ScanProgress(
         scan_run_id=run_id,
         hosts_total=sum(c.hosts for c in chunks),
