@@ -1,0 +1,227 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright) against the service
+served by uvicorn on loopback: the numbers of a seeded store appear on the page."""
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import uvicorn
+from sqlalchemy import Engine
+
+from api.app import create_app
+from cybermission.config import Settings
+from cybermission.db import session_scope, utcnow
+from cybermission.events import EventKind, record_event
+from cybermission.findings.models import Finding, FindingStatus, Severity
+from cybermission.inventory.models import Device, Service
+from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.sites.models import Organization, Site
+from tests.api.conftest import TOKEN
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HOST = "127.24.3.1"
+
+if not CHROMIUM.exists():
+    if os.environ.get("CYBERMISSION_TEST_REQUIRE_POSTGRES") == "1":
+        raise RuntimeError("/usr/bin/chromium is missing: CI must `apt-get install -y chromium`")
+    pytest.skip(
+        "Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True
+    )
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+
+def _seed(engine: Engine) -> None:
+    """Two sites; 4 devices (3 Schneider Electric, 1 Siemens); modbus on 3, s7 on 1; active
+    findings 3 critical + 2 high (+1 resolved, not counted); a running scan; recent events."""
+    now = utcnow()
+    with session_scope(engine) as session:
+        org = Organization(slug="water", name="Water")
+        session.add(org)
+        session.flush()
+        north = Site(organization_id=org.id, slug="north", name="Water Works North")
+        south = Site(organization_id=org.id, slug="south", name="Pumping South")
+        session.add_all([north, south])
+        session.flush()
+        devices = [
+            Device(
+                name=f"plc-{i}",
+                vendor=vendor,
+                model="M340",
+                organization_id=org.id,
+                site_id=(north if i < 3 else south).id,
+            )
+            for i, vendor in enumerate(["Schneider Electric"] * 3 + ["Siemens"])
+        ]
+        session.add_all(devices)
+        session.flush()
+        for i, device in enumerate(devices):
+            protocol, port = ("modbus", 502) if i < 3 else ("s7", 102)
+            session.add(
+                Service(
+                    device_id=device.id,
+                    address=f"127.24.4.{i + 1}",
+                    port=port,
+                    transport="tcp",
+                    protocol=protocol,
+                )
+            )
+        severities = [Severity.CRITICAL] * 3 + [Severity.HIGH] * 2
+        for i, severity in enumerate(severities):
+            session.add(
+                Finding(
+                    dedup_key=f"k{i}",
+                    rule_id="modbus-unauthenticated-reachable",
+                    device_id=devices[i % 3].id,
+                    title="Modbus reachable",
+                    severity=severity,
+                )
+            )
+        session.add(
+            Finding(
+                dedup_key="old",
+                rule_id="old-rule",
+                device_id=devices[3].id,
+                title="Old",
+                severity=Severity.CRITICAL,
+                status=FindingStatus.RESOLVED,
+            )
+        )
+        session.add(
+            ScanRun(
+                status=ScanStatus.RUNNING,
+                targets=["127.24.4.0/24"],
+                ports=[502],
+                hosts_total=256,
+                started_at=now - timedelta(minutes=1),
+            )
+        )
+        record_event(
+            session,
+            EventKind.ASSET_CHANGED,
+            organization_id=org.id,
+            payload={
+                "vendor": "Siemens",
+                "model": "S7-1200",
+                "field": "firmware",
+                "old": "V4.2",
+                "new": "V4.5",
+            },
+        )
+
+
+@pytest.fixture
+def server(engine: Engine, api_settings: Settings) -> Iterator[str]:
+    _seed(engine)
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(api_settings, engine=engine),
+        host=HOST,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+    )
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30  # against hanging, not a speed assertion
+    while not uv.started:
+        assert thread.is_alive(), "uvicorn stopped while starting"
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://{HOST}:{port}"
+    uv.should_exit = True
+    thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # One browser for the module (a launch costs more than a page); each test has its own page.
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(server: str, browser: Browser) -> Iterator[Page]:
+    # Closed before the server stops: an open page holds the event stream open.
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()
+
+
+def _count(page: Page, table: str, label: str, cell: str = ".count") -> str:
+    return page.locator(f"#{table} tr[data-label='{label}'] {cell}").first.inner_text()
+
+
+def _check_numbers(page: Page) -> None:
+    expect(page.locator("#devices-total")).to_have_text("4")
+    expect(page.locator("#findings-active")).to_have_text("5")
+    expect(page.locator("#scans-running")).to_have_text("1")
+    assert _count(page, "findings-by-severity", "critical") == "3"
+    assert _count(page, "findings-by-severity", "high") == "2"
+    assert _count(page, "findings-by-severity", "medium") == "0"
+    assert _count(page, "findings-by-site", "Water Works North", ".total") == "5"
+    assert (
+        _count(page, "findings-by-site", "Water Works North", "[data-severity='critical']") == "3"
+    )
+    assert _count(page, "devices-by-protocol", "modbus") == "3"
+    assert _count(page, "devices-by-protocol", "s7") == "1"
+    assert _count(page, "devices-by-vendor", "Schneider Electric") == "3"
+    assert _count(page, "devices-by-vendor", "Siemens") == "1"
+    expect(page.locator("#recent-changes")).to_contain_text("firmware: V4.2 -> V4.5")
+    expect(page.locator("#running-scans")).to_contain_text("127.24.4.0/24")
+
+
+def test_dashboard_token_in_the_address_shows_the_numbers(server: str, page: Page) -> None:
+    response = page.goto(f"{server}/dashboard?token={TOKEN}")
+    assert response is not None
+    assert response.status == 200
+    _check_numbers(page)
+    # The script kept the token in the tab and took it out of the address bar.
+    assert "token" not in page.url
+    assert page.evaluate("sessionStorage.getItem('cybermission.token')") == TOKEN
+
+
+def test_dashboard_login_form_fetches_the_numbers(server: str, page: Page) -> None:
+    page.goto(f"{server}/dashboard")
+    expect(page.locator("#board")).to_be_hidden()
+    page.fill("#token-input", TOKEN)
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#board")).to_be_visible()
+    _check_numbers(page)  # rendered by the script from /api/v1/dashboard this time
+
+
+def test_dashboard_refuses_a_wrong_token(server: str, page: Page) -> None:
+    response = page.goto(f"{server}/dashboard?token=not-a-token")
+    assert response is not None
+    assert response.status == 401
+    expect(page.locator("#login-error")).to_contain_text("not valid")
+    expect(page.locator("#board")).to_be_hidden()
+
+
+def test_dashboard_loads_nothing_from_outside(server: str, page: Page) -> None:
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{server}/dashboard?token={TOKEN}")
+    expect(page.locator("#devices-total")).to_have_text("4")
+    assert requested
+    assert all(url.startswith(server) for url in requested), requested
