@@ -1,0 +1,117 @@
+"""Organisations, sites and zones: create and list them, and place a scope in a site's zone."""
+
+from sqlmodel import Session, col, select
+
+from cybermission.errors import ConflictError, NotFoundError, ValidationError
+from cybermission.scans.models import Scope
+from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
+
+
+def create_organization(session: Session, *, slug: str, name: str) -> Organization:
+    """A partner organisation; ``slug`` is unique."""
+    slug = _slug(slug)
+    if session.exec(select(Organization).where(Organization.slug == slug)).first() is not None:
+        raise ConflictError(f"slug: an organisation {slug!r} already exists")
+    organization = Organization(slug=slug, name=name.strip() or slug)
+    session.add(organization)
+    session.flush()
+    return organization
+
+
+def create_site(
+    session: Session, *, organization: str, slug: str, name: str, timezone: str = "UTC"
+) -> Site:
+    """A site of an organisation (given by slug); ``slug`` is unique across sites."""
+    org = session.exec(select(Organization).where(Organization.slug == organization)).first()
+    if org is None:
+        raise NotFoundError(f"organization: no organisation {organization!r}")
+    slug = _slug(slug)
+    if session.exec(select(Site).where(Site.slug == slug)).first() is not None:
+        raise ConflictError(f"slug: a site {slug!r} already exists")
+    site = Site(organization_id=org.id, slug=slug, name=name.strip() or slug, timezone=timezone)
+    session.add(site)
+    session.flush()
+    return site
+
+
+def create_zone(
+    session: Session,
+    *,
+    site: str,
+    name: str,
+    exposure: ZoneExposure | str = ZoneExposure.CONTROL,
+    purdue_level: int | None = None,
+) -> Zone:
+    """A network zone of a site (by slug): its exposure weighs the score of what it holds."""
+    owner = get_site_or_raise(session, slug=site)
+    try:
+        level = ZoneExposure(exposure)
+    except ValueError as exc:
+        allowed = ", ".join(e.value for e in ZoneExposure)
+        raise ValidationError(f"exposure: expected one of {allowed}, got {exposure!r}") from exc
+    if purdue_level is not None and not 0 <= purdue_level <= 5:
+        raise ValidationError(f"purdue_level: expected 0 to 5, got {purdue_level}")
+    name = name.strip()
+    if not name:
+        raise ValidationError("name: expected a zone name")
+    clash = session.exec(select(Zone).where(Zone.site_id == owner.id, Zone.name == name)).first()
+    if clash is not None:
+        raise ConflictError(f"name: site {site!r} already has a zone {name!r}")
+    zone = Zone(site_id=owner.id, name=name, exposure=level, purdue_level=purdue_level)
+    session.add(zone)
+    session.flush()
+    return zone
+
+
+def get_site_or_raise(session: Session, *, slug: str) -> Site:
+    site = session.exec(select(Site).where(Site.slug == slug)).first()
+    if site is None:
+        raise NotFoundError(f"site: no site {slug!r}")
+    return site
+
+
+def list_organizations(session: Session) -> list[Organization]:
+    return list(session.exec(select(Organization).order_by(col(Organization.slug))))
+
+
+def list_sites(session: Session) -> list[Site]:
+    return list(session.exec(select(Site).order_by(col(Site.slug))))
+
+
+def list_zones(session: Session, *, site: str | None = None) -> list[Zone]:
+    statement = select(Zone).order_by(col(Zone.site_id), col(Zone.name))
+    if site is not None:
+        statement = statement.where(Zone.site_id == get_site_or_raise(session, slug=site).id)
+    return list(session.exec(statement))
+
+
+def attach_scope(session: Session, *, scope: str, site: str, zone: str | None = None) -> Scope:
+    """Place the devices a scope (by name) covers in a site and, optionally, one of its zones.
+
+    The next scan puts them there; rules then see ``asset.zone`` and the score the exposure.
+    """
+    stored = session.exec(select(Scope).where(Scope.name == scope)).first()
+    if stored is None:
+        raise NotFoundError(f"scope: no scope named {scope!r}")
+    owner = get_site_or_raise(session, slug=site)
+    stored.site_id = owner.id
+    stored.zone_id = None
+    if zone is not None:
+        found = session.exec(
+            select(Zone).where(Zone.site_id == owner.id, Zone.name == zone)
+        ).first()
+        if found is None:
+            raise NotFoundError(f"zone: site {site!r} has no zone {zone!r}")
+        stored.zone_id = found.id
+    session.add(stored)
+    session.flush()
+    return stored
+
+
+def _slug(value: str) -> str:
+    slug = value.strip().lower()
+    if not slug or not all(c.isalnum() or c in "-_" for c in slug) or len(slug) > 64:
+        raise ValidationError(
+            f"slug: expected letters, digits, '-' or '_' (64 at most), got {value!r}"
+        )
+    return slug
