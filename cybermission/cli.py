@@ -290,7 +290,7 @@ def serve(
     settings = _settings()
     _engine(settings).dispose()
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, background=True),
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
@@ -420,7 +420,7 @@ def demo(
         f"API: http://{host}:{port}/docs  token: {VAR / 'admin-token'} "
         "(Authorization: Bearer <token>)"
     )
-    application = create_app(settings)
+    application = create_app(settings, background=True)
 
     async def main() -> None:
         server = uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_level="info"))
