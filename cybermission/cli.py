@@ -21,14 +21,17 @@ from sqlalchemy import Engine
 from cybermission.config import Settings, load_settings
 from cybermission.db import create_db_engine, session_scope
 from cybermission.errors import CybermissionError
+from cybermission.findings.commands import advisories_app
 from cybermission.logs import configure_logging
 from cybermission.migrations import upgrade_database
 from cybermission.probes import load_probes
+from cybermission.rules.commands import rules_app
 from cybermission.scans.models import ScopeBase
 from cybermission.scans.pipeline import ScanProgress, build_scan_report, execute_scan
 from cybermission.scans.scopes import build_guard, create_scope, delete_scope, list_scopes
 from cybermission.scans.service import create_scan_run
 from cybermission.sensors.commands import central, sensor, sensors_app, sites_app
+from cybermission.sites.commands import zones_app
 
 app = typer.Typer(help="Safe inventory and exposure of OT devices.", no_args_is_help=True)
 scopes_app = typer.Typer(help="Authorised networks.", no_args_is_help=True)
@@ -37,6 +40,9 @@ db_app = typer.Typer(help="The store.", no_args_is_help=True)
 app.add_typer(scopes_app, name="scopes")
 app.add_typer(lab_app, name="lab")
 app.add_typer(db_app, name="db")
+app.add_typer(rules_app, name="rules")
+app.add_typer(advisories_app, name="advisories")
+app.add_typer(zones_app, name="zones")
 app.add_typer(sites_app, name="sites")
 app.add_typer(sensors_app, name="sensors")
 app.command("sensor")(sensor)
