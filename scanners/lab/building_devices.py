@@ -833,7 +833,12 @@ class FtpDevice(SimDevice):
                 device.bytes_received += len(line)
                 super().pre_process_command(line, cmd, arg)
 
-        logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
+        # pyftpdlib configures stderr logging unless its logger has a handler, and logs every
+        # serve_forever() turn of the polling loop below at INFO.
+        ftp_logger = logging.getLogger("pyftpdlib")
+        if not ftp_logger.handlers:
+            ftp_logger.addHandler(logging.NullHandler())
+        ftp_logger.setLevel(logging.WARNING)
         self._server = FTPServer((self.address, self.port), _Recording)
         self._stopping.clear()
 
