@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import ColumnElement, tuple_
 from sqlalchemy.sql.elements import SQLCoreOperations
 
 from cybermission.errors import ValidationError
@@ -52,7 +52,11 @@ def after(
     *,
     descending: bool,
 ) -> ColumnElement[bool]:
-    """Rows strictly after (value, last_id) in the order (key, id), both asc or both desc."""
-    if descending:
-        return or_(key < value, and_(key == value, ident < last_id))
-    return or_(key > value, and_(key == value, ident > last_id))
+    """Rows strictly after (value, last_id) in the order (key, id), both asc or both desc.
+
+    A row-value comparison (SQL:1999; SQLite 3.15+, PostgreSQL) rather than ``k > v OR (k = v
+    AND id > i)``: both planners turn it into one range scan of a (key, id) index.
+    """
+    row = tuple_(key, ident)
+    bound = tuple_(value, last_id)
+    return row < bound if descending else row > bound

@@ -7,7 +7,7 @@ event stream is left out (it is tested on a real server in routes/test_events.py
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
