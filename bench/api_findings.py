@@ -128,22 +128,22 @@ def populate(engine: Engine, findings: int) -> dict[str, str]:
             "last_seen_at, provenance) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, '{{}}')"
         )
         if engine.dialect.name == "postgresql":
-            with cursor.copy(  # type: ignore[attr-defined]
+            with cursor.copy(
                 "COPY device (id, name, organization_id, site_id, zone_id, first_seen_at, "
                 "last_seen_at, provenance) FROM STDIN"
             ) as copy:
                 for row in device_rows:
                     copy.write_row((*row, "{}"))
-            with cursor.copy(f"COPY finding ({COLUMNS}) FROM STDIN") as copy:  # type: ignore[attr-defined]
-                for row in _finding_rows(findings, device_ids):
-                    copy.write_row(row)
+            with cursor.copy(f"COPY finding ({COLUMNS}) FROM STDIN") as copy:
+                for finding in _finding_rows(findings, device_ids):
+                    copy.write_row(finding)
         else:
             cursor.executemany(device_sql.format(p="?"), device_rows)
             placeholders = ", ".join("?" * 14)
             batch: list[tuple[object, ...]] = []
-            for row in _finding_rows(findings, device_ids):
+            for finding in _finding_rows(findings, device_ids):
                 batch.append(
-                    tuple(v.replace(tzinfo=None) if isinstance(v, datetime) else v for v in row)
+                    tuple(v.replace(tzinfo=None) if isinstance(v, datetime) else v for v in finding)
                 )
                 if len(batch) == 50_000:
                     cursor.executemany(
