@@ -6,6 +6,7 @@ import os
 import pickle
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from kombu import Connection
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from cybermission.db import session_scope
+from cybermission.db import session_scope, utcnow
 from cybermission.findings.models import Finding
 from cybermission.inventory.models import Device
 from cybermission.scans.models import ScanRun, ScanStatus
@@ -30,8 +31,14 @@ from cybermission.sensors.broker import (
     site_vhost,
     vhost_url,
 )
-from cybermission.sensors.models import Chunk, ChunkPart, RejectedPart, RejectionReason
-from cybermission.sensors.service import chunk_message, count_rejections, create_site_scan
+from cybermission.sensors.models import Chunk, ChunkPart, ChunkState, RejectedPart, RejectionReason
+from cybermission.sensors.service import (
+    approve_sensor,
+    chunk_message,
+    count_rejections,
+    create_site_scan,
+    revoke_sensor,
+)
 from cybermission.sites.models import Site
 from scanners.lab.modbus_devices import LabDevice, LabDeviceKind
 from tests.sensors.conftest import Cluster, digest, embedded_digest
@@ -372,3 +379,52 @@ async def test_ingestion_killed_before_commit_applies_everything_once(
     for device in lab:
         device.clear_log()
     assert digest(cluster.engine) == await embedded_digest(tmp_path, a, [net], cluster.settings)
+
+
+async def test_chunk_whose_window_closed_while_queued_is_skipped_unprobed(
+    cluster: Cluster, devices: Callable[..., Any]
+) -> None:
+    lab = await devices("127.30.8.0")
+    a = cluster.site("a", ["127.30.8.0/27"])
+    _, bundle = cluster.enroll(a)
+    cluster.start_central()
+    cluster.start_sensor(a, bundle)
+    run_id = _scan(cluster, a, chunk=16, not_after=utcnow() - timedelta(seconds=1))
+    run = await cluster.wait_run(run_id)
+    assert run.status is ScanStatus.PARTIAL
+    assert {c.state for c in _chunks(cluster, run_id)} == {ChunkState.SKIPPED}
+    assert any("window closed" in str(e["error"]) for e in run.errors)
+    assert not any(d.connections or d.requests for d in lab)
+
+
+def _user_connections(cluster: Cluster, user: str) -> int:
+    with Management(cluster.settings.broker) as mgmt:
+        connections = mgmt._call("GET", "/connections?columns=name,user") or []
+    return sum(1 for c in connections if c.get("user") == user)
+
+
+async def test_new_sensor_gets_no_work_until_approved_and_revoked_one_cannot_reconnect(
+    cluster: Cluster, devices: Callable[..., Any]
+) -> None:
+    lab = await devices("127.30.9.0")
+    a = cluster.site("a", ["127.30.9.0/27"])
+    sensor_id, bundle = cluster.enroll(a, approve=False)
+    url = cluster.bundle(bundle)["broker_url"]
+    user = url.split("//", 1)[1].split(":", 1)[0]
+    cluster.start_central()
+    cluster.start_sensor(a, bundle)
+    run_id = _scan(cluster, a, chunk=32)
+    with Management(cluster.settings.broker) as mgmt:
+        await cluster.wait_for(lambda: mgmt.queue_depth(site_vhost(a), SCAN_QUEUE) == 1)
+    with pytest.raises(NotAllowed, match="access to vhost"):
+        _connect(url)  # pending: the broker itself keeps it out
+    assert not any(d.connections for d in lab)
+    with session_scope(cluster.engine) as session:
+        approve_sensor(session, cluster.settings, sensor_id=sensor_id)
+    assert (await cluster.wait_run(run_id, timeout_s=90)).status is ScanStatus.SUCCEEDED
+    await cluster.wait_for(lambda: _user_connections(cluster, user))
+    with session_scope(cluster.engine) as session:
+        revoke_sensor(session, cluster.settings, sensor_id=sensor_id)
+    await cluster.wait_for(lambda: _user_connections(cluster, user) == 0)
+    with pytest.raises(AccessRefused):
+        _connect(url)
