@@ -9,7 +9,6 @@ confirms. A killed sensor leaves its chunk unacknowledged: RabbitMQ redelivers i
 import asyncio
 import json
 import logging
-import ssl
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery  # type: ignore[import-untyped]
 from kombu import Queue  # type: ignore[import-untyped]
@@ -75,13 +75,19 @@ class Bundle:
         return ScopeGuard([ScopeRule.build(f"sensor-{self.site}", self.networks)])
 
     def ssl_options(self) -> dict[str, Any] | bool:
-        """TLS with the bundle's CA pinned (and nothing else trusted) when the URL is amqps."""
+        """TLS trusting the bundle's CA alone (pinned), hostname checked, when the URL is amqps.
+
+        py-amqp builds the context from ``context`` with ``ssl.create_default_context``: given
+        ``cadata``, it loads that CA and not the system store.
+        """
         if not self.broker_url.startswith("amqps"):
             return False
-        context = ssl.create_default_context(cadata=self.ca_pem) if self.ca_pem else None
-        if context is None:
+        if not self.ca_pem:
             raise ValidationError("bundle: amqps needs ca_pem to pin the broker's CA")
-        return {"context": context}
+        return {
+            "context": {"cadata": self.ca_pem, "check_hostname": True},
+            "server_hostname": urlsplit(self.broker_url).hostname,
+        }
 
 
 @dataclass(slots=True)
