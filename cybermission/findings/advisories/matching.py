@@ -197,8 +197,12 @@ class AdvisoryIndex:
         name_chunks = [chunks(n) for n in names]
         # Candidates come through words that name models (or numbers), and through the words of
         # implied families that carry none ("NJ/NX Series").
+        # Short numbers ("1", "20") appear in thousands of product names and select nothing.
         device_words = {
-            w for words in name_chunks for w in words if is_model_chunk(w) or w.isdigit()
+            w
+            for words in name_chunks
+            for w in words
+            if is_model_chunk(w) or (w.isdigit() and len(w) >= 3)
         }
         for family in implied:
             words = chunks(family)
@@ -215,11 +219,10 @@ class AdvisoryIndex:
             for entry in by_pattern.get(value[:_MIN_PATTERN_CHARS], ()):
                 candidates[id(entry)] = entry
         version = parse_version(device.firmware)
+        view = _DeviceView.of(compacts, name_chunks, implied)
         best: dict[str, AdvisoryMatch] = {}
         for entry in candidates.values():
-            found = _judge(
-                entry, compacts, name_chunks, [chunks(f) for f in implied], version, device.firmware
-            )
+            found = _judge(entry, view, version, device.firmware)
             if found is None:
                 continue
             confidence, reason = found
@@ -244,40 +247,66 @@ class AdvisoryIndex:
         return sorted(best.values(), key=lambda m: m.advisory_id)
 
 
-def _product_evidence(
-    entry: _Entry,
-    compacts: set[str],
-    name_chunks: Sequence[tuple[str, ...]],
-    family_chunks: Sequence[tuple[str, ...]] = (),
-) -> tuple[bool, str] | None:
+@dataclass(frozen=True, slots=True)
+class _DeviceView:
+    """What matching reads of one device, computed once per device, not once per candidate."""
+
+    compacts: tuple[str, ...]
+    has_part: bool
+    name_chunks: tuple[tuple[str, ...], ...]
+    model_names: tuple[tuple[str, ...], ...]  # names that name a model on their own
+    model_words: frozenset[str]  # model words of descriptive (not part-number) names
+    family_chunks: tuple[tuple[str, ...], ...]
+
+    @classmethod
+    def of(
+        cls, compacts: set[str], name_chunks: Sequence[tuple[str, ...]], families: Sequence[str]
+    ) -> "_DeviceView":
+        words: set[str] = set()
+        for name in name_chunks:
+            if not _is_part_number(compact(" ".join(name))):
+                words.update(w for w in name if is_model_chunk(w))
+        return cls(
+            compacts=tuple(sorted(compacts)),
+            has_part=any(_is_part_number(v) for v in compacts),
+            name_chunks=tuple(name_chunks),
+            model_names=tuple(n for n in name_chunks if _names_a_model(n)),
+            model_words=frozenset(words),
+            family_chunks=tuple(chunks(f) for f in families),
+        )
+
+
+def _product_evidence(entry: _Entry, device: _DeviceView) -> tuple[bool, str] | None:
     """(is a part number, why) when a device string names this product, else None."""
-    for value in sorted(compacts):
+    for value in device.compacts:
         if value in entry.parts:
             return True, f"part number {value!r} named by the advisory"
         for pattern in entry.patterns:
             if value.startswith(pattern):
                 return True, f"part number {value!r} fits the pattern {pattern.upper()}*"
-    if (entry.parts or entry.patterns) and any(_is_part_number(v) for v in compacts):
+    if (entry.parts or entry.patterns) and device.has_part:
         # The advisory lists part numbers and the device has one that is not among them: a
         # shared family word ("S7-300") would only say "a sibling model is affected".
         return None
-    for words in family_chunks:
+    for words in device.family_chunks:
         # A family the part number implies, named word for word ("NJ/NX Series").
         if _contains_run(entry.chunks, words):
             return False, f"family {' '.join(words)!r} named in product {entry.product!r}"
-    for words in name_chunks:
-        if not _is_part_number(compact(" ".join(words))):
-            # A model word inside a descriptive name ("M340" of "Modicon M340") stands alone.
-            for word in words:
-                if is_model_chunk(word) and word in entry.chunk_set:
-                    return False, f"model {word!r} named in product {entry.product!r}"
-    for words in name_chunks:
+    # A model word inside a descriptive name ("M340" of "Modicon M340") stands alone.
+    shared = device.model_words & entry.chunk_set
+    if shared:
+        word = min(shared)
+        return False, f"model {word!r} named in product {entry.product!r}"
+    for words in device.model_names:
         # One name contains the other, word for word: "Modicon M340" in "Modicon M340 CPU",
         # "AXC F 2152" in "PLCnext Control AXC F 2152"; the contained one must name a model.
-        if _names_a_model(words) and _contains_run(entry.chunks, words):
+        if _contains_run(entry.chunks, words):
             return False, f"model {' '.join(words)!r} named in product {entry.product!r}"
-        core = entry.chunks
-        if _names_a_model(core) and _contains_run(words, core):
+    core = entry.chunks
+    if not _names_a_model(core):
+        return None
+    for words in device.name_chunks:
+        if _contains_run(words, core):
             return False, f"product {entry.product!r} named by the device as {' '.join(words)!r}"
     return None
 
@@ -305,13 +334,11 @@ def _contains_run(words: tuple[str, ...], run: tuple[str, ...]) -> bool:
 
 def _judge(
     entry: _Entry,
-    compacts: set[str],
-    name_chunks: Sequence[tuple[str, ...]],
-    family_chunks: Sequence[tuple[str, ...]],
+    device: _DeviceView,
     version: tuple[int | None, ...] | None,
     firmware: str | None,
 ) -> tuple[Confidence, str] | None:
-    evidence = _product_evidence(entry, compacts, name_chunks, family_chunks)
+    evidence = _product_evidence(entry, device)
     if evidence is None:
         return None
     by_part, product_reason = evidence
