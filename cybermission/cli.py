@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import Engine
 
+from cybermission.auth.commands import tokens_app
 from cybermission.config import Settings, load_settings
 from cybermission.db import create_db_engine, session_scope
 from cybermission.errors import CybermissionError
@@ -27,7 +28,13 @@ from cybermission.migrations import upgrade_database
 from cybermission.probes import load_probes
 from cybermission.rules.commands import rules_app
 from cybermission.scans.models import ScopeBase
-from cybermission.scans.pipeline import ScanProgress, build_scan_report, execute_scan
+from cybermission.scans.passive import load_capture_reader, passive_decoders
+from cybermission.scans.pipeline import (
+    ScanProgress,
+    build_scan_report,
+    execute_scan,
+    import_observations,
+)
 from cybermission.scans.scopes import build_guard, create_scope, delete_scope, list_scopes
 from cybermission.scans.service import create_scan_run
 from cybermission.sensors.commands import central, sensor, sensors_app, sites_app
@@ -40,6 +47,7 @@ db_app = typer.Typer(help="The store.", no_args_is_help=True)
 app.add_typer(scopes_app, name="scopes")
 app.add_typer(lab_app, name="lab")
 app.add_typer(db_app, name="db")
+app.add_typer(tokens_app, name="tokens")
 app.add_typer(rules_app, name="rules")
 app.add_typer(advisories_app, name="advisories")
 app.add_typer(zones_app, name="zones")
@@ -47,6 +55,8 @@ app.add_typer(sites_app, name="sites")
 app.add_typer(sensors_app, name="sensors")
 app.command("sensor")(sensor)
 app.command("central")(central)
+import_app = typer.Typer(help="Passive discovery from recorded traffic.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
 
 err = Console(stderr=True)
 out = Console(soft_wrap=True)
@@ -170,11 +180,16 @@ def scan(
         str | None, typer.Option(help="UDP ports to probe on every target; 'none' for none.")
     ] = None,
     output: Annotated[str, typer.Option("--format", help="json or table")] = "table",
+    engine_name: Annotated[
+        str | None, typer.Option("--engine", help="sweep (built in) or nmap (optional extra)")
+    ] = None,
 ) -> None:
     """Scan now: progress on stderr, the result on stdout."""
     if output not in ("json", "table"):
         raise typer.BadParameter("use json or table", param_hint="--format")
     settings = _settings()
+    if engine_name:
+        settings = settings.model_copy(update={"discovery_engine": engine_name})
     engine = _engine(settings)
     try:
         with session_scope(engine) as session:
@@ -247,6 +262,32 @@ def _print_report(report: dict[str, Any]) -> None:
         err.print(
             f"[yellow]{e.get('stage')}[/] {e.get('target')}: {e.get('error')}", highlight=False
         )
+
+
+@import_app.command("pcap")
+def import_pcap(
+    path: Annotated[Path, typer.Argument(help="A pcap or pcapng capture.")],
+    output: Annotated[str, typer.Option("--format", help="json or table")] = "table",
+) -> None:
+    """Build observations and assets from a capture, without sending a packet."""
+    settings = _settings()
+    engine = _engine(settings)
+    try:
+        reader = load_capture_reader("pcap")
+        run = import_observations(
+            engine=engine,
+            settings=settings,
+            source=f"pcap:{path.name}",
+            observations=reader.observations(path, passive_decoders()),
+        )
+    except CybermissionError as exc:
+        raise _fail(exc) from exc
+    with session_scope(engine) as session:
+        report = build_scan_report(session, run.id)
+    if output == "json":
+        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+    else:
+        _print_report(report)
 
 
 @app.command()
