@@ -14,6 +14,7 @@ import pytest
 from amqp import Message
 from amqp.exceptions import AccessRefused, NotAllowed
 from kombu import Connection
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlmodel import Session, select
 
@@ -31,12 +32,14 @@ from cybermission.sensors.broker import (
     site_vhost,
     vhost_url,
 )
+from cybermission.sensors.metrics import SensorCollector
 from cybermission.sensors.models import Chunk, ChunkPart, ChunkState, RejectedPart, RejectionReason
 from cybermission.sensors.service import (
     approve_sensor,
     chunk_message,
     count_rejections,
     create_site_scan,
+    relay_outbox,
     revoke_sensor,
 )
 from cybermission.sites.models import Site
@@ -428,3 +431,29 @@ async def test_new_sensor_gets_no_work_until_approved_and_revoked_one_cannot_rec
     await cluster.wait_for(lambda: _user_connections(cluster, user) == 0)
     with pytest.raises(AccessRefused):
         _connect(url)
+
+
+async def test_metrics_expose_queue_depth_chunks_and_rejections_per_site(
+    cluster: Cluster,
+) -> None:
+    a = cluster.site("a", ["127.30.10.0/28"])
+    cluster.enroll(a, approve=False)
+    run_id = _scan(cluster, a, chunk=8)
+    assert relay_outbox(cluster.engine, cluster.settings) == 2
+    with session_scope(cluster.engine) as session:
+        site = session.exec(select(Site).where(Site.slug == a)).one()
+        session.add(RejectedPart(site_id=site.id, reason=RejectionReason.DUPLICATE))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SensorCollector(cluster.engine, cluster.settings.broker))
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"site": a, **labels})
+
+    assert sample("cybermission_site_chunks", state="pending") == 2
+    assert sample("cybermission_site_chunks", state="failed") == 0
+    assert sample("cybermission_site_rejected_parts", reason="duplicate") == 1
+    with Management(cluster.settings.broker) as mgmt:
+        await cluster.wait_for(lambda: mgmt.queue_depth(site_vhost(a), SCAN_QUEUE) == 2)
+    assert sample("cybermission_site_queue_depth") == 2
+    assert sample("cybermission_site_buffered_parts") == 0
+    assert run_id
