@@ -164,6 +164,9 @@ class MmsProbe:
     transport: ClassVar[Transport] = Transport.TCP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
+    # After S7 on port 102 (the pipeline runs a port's probes by ascending order): MMS is the
+    # fallback when the ISO session is not S7.
+    order: ClassVar[int] = 200
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(REQUEST_COTP, 1, "COTP CR, TSAP 0x0001"),

@@ -13,8 +13,9 @@ from cybermission.events import EventKind, events_after
 from cybermission.findings.models import Finding
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.inventory.models import Device, Service
+from cybermission.probes import load_probes
 from cybermission.scans.models import ScanRun, ScanStatus, ScopeBase
-from cybermission.scans.pipeline import build_scan_report, execute_scan
+from cybermission.scans.pipeline import build_scan_report, execute_scan, select_probes
 from cybermission.scans.scopes import create_scope, guard_from_scopes
 from cybermission.scans.service import create_scan_run
 from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
@@ -254,3 +255,11 @@ async def test_execute_scan_logs_only_what_is_new_as_events(
     with Session(engine) as session:
         later = events_after(session, after_id=after_first[-1].id or 0)
     assert [e.kind for e in later] == [EventKind.SCAN_FINISHED]
+
+
+def test_select_probes_runs_fallbacks_after_the_main_probe_of_a_port(tmp_path: Path) -> None:
+    plan = select_probes(
+        load_probes(), _settings(tmp_path, enabled_optional_probes=["modbus-units"])
+    )
+    assert [p.name for p in plan.tcp[102]][:2] == ["s7", "mms"]
+    assert [p.name for p in plan.tcp[502]] == ["modbus", "modbus-units"]
