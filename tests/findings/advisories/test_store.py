@@ -82,6 +82,13 @@ def session(engine: Engine) -> Iterator[Session]:
         yield session
 
 
+@pytest.fixture
+def sqlite_session(sqlite_engine: Engine) -> Iterator[Session]:
+    """For file handling that does not depend on the database (the store paths run on both)."""
+    with Session(sqlite_engine, expire_on_commit=False) as session:
+        yield session
+
+
 def write(path: Path, document: object) -> Path:
     path.write_text(json.dumps(document), encoding="utf-8")
     return path
@@ -161,22 +168,22 @@ def test_store_older_release_does_not_replace_a_newer_one(session: Session, tmp_
     ],
 )
 def test_store_bad_file_is_reported_and_nothing_written(
-    session: Session, tmp_path: Path, content: str, message: str
+    sqlite_session: Session, tmp_path: Path, content: str, message: str
 ) -> None:
     folder = tmp_path / "csaf"
     folder.mkdir()
     write(folder / "good.json", csaf())
     (folder / "bad.json").write_text(content, encoding="utf-8")
-    report = import_advisories(session, folder, now=NOW)
-    session.commit()
+    report = import_advisories(sqlite_session, folder, now=NOW)
+    sqlite_session.commit()
     assert report.created == 1
     assert len(report.errors) == 1
     assert report.errors[0].startswith(f"{folder / 'bad.json'}: ")
     assert message in report.errors[0]
-    assert count(session, Advisory) == 1
+    assert count(sqlite_session, Advisory) == 1
 
 
-def test_store_imports_from_a_tar_archive(session: Session, tmp_path: Path) -> None:
+def test_store_imports_from_a_tar_archive(sqlite_session: Session, tmp_path: Path) -> None:
     archive = tmp_path / "csaf.tar.xz"
     with tarfile.open(archive, "w:xz") as tar:
         for name, doc in (("2024/a.json", csaf()), ("2024/b.json", csaf("ICSA-99-002-01"))):
@@ -184,13 +191,13 @@ def test_store_imports_from_a_tar_archive(session: Session, tmp_path: Path) -> N
             info = tarfile.TarInfo(name)
             info.size = len(raw)
             tar.addfile(info, io.BytesIO(raw))
-    report = import_advisories(session, archive, now=NOW)
+    report = import_advisories(sqlite_session, archive, now=NOW)
     assert (report.created, report.errors) == (2, [])
 
 
-def test_store_missing_source_is_an_error(session: Session, tmp_path: Path) -> None:
+def test_store_missing_source_is_an_error(sqlite_session: Session, tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="no such file or folder"):
-        import_advisories(session, tmp_path / "absent.json", now=NOW)
+        import_advisories(sqlite_session, tmp_path / "absent.json", now=NOW)
 
 
 def test_store_kev_import_flags_advisories(session: Session, tmp_path: Path) -> None:
@@ -209,12 +216,12 @@ def test_store_kev_import_flags_advisories(session: Session, tmp_path: Path) -> 
     assert later.kev is True
 
 
-def test_store_bad_kev_file_writes_nothing(session: Session, tmp_path: Path) -> None:
+def test_store_bad_kev_file_writes_nothing(sqlite_session: Session, tmp_path: Path) -> None:
     kev = {"vulnerabilities": [{"cveID": "CVE-2024-0001"}, {"cveID": "not-a-cve"}]}
     with pytest.raises(ValidationError, match=r"vulnerabilities\[1\]\.cveID"):
-        import_kev(session, write(tmp_path / "kev.json", kev), now=NOW)
+        import_kev(sqlite_session, write(tmp_path / "kev.json", kev), now=NOW)
     with pytest.raises(ValidationError, match="expected CISA's KEV JSON"):
-        import_kev(session, write(tmp_path / "other.json", [1, 2]), now=NOW)
+        import_kev(sqlite_session, write(tmp_path / "other.json", [1, 2]), now=NOW)
 
 
 def test_store_imports_the_whole_cisa_archive(sqlite_engine: Engine) -> None:
