@@ -1,0 +1,52 @@
+"""`cybermission advisories import|kev`: exit codes and what they print."""
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from cybermission.cli import app
+from tests.findings.advisories.test_store import csaf
+
+
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"CYBERMISSION_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db"}
+
+
+def test_commands_import_then_reimport(tmp_path: Path) -> None:
+    source = tmp_path / "a.json"
+    source.write_text(json.dumps(csaf()), encoding="utf-8")
+    first = CliRunner().invoke(app, ["advisories", "import", str(source)], env=env(tmp_path))
+    assert first.exit_code == 0, first.output
+    assert '"created": 1' in first.output
+    again = CliRunner().invoke(app, ["advisories", "import", str(source)], env=env(tmp_path))
+    assert again.exit_code == 0
+    assert '"unchanged": 1' in again.output
+
+
+def test_commands_bad_document_exits_1_and_names_it(tmp_path: Path) -> None:
+    folder = tmp_path / "csaf"
+    folder.mkdir()
+    (folder / "bad.json").write_text("{", encoding="utf-8")
+    result = CliRunner().invoke(app, ["advisories", "import", str(folder)], env=env(tmp_path))
+    assert result.exit_code == 1
+    assert f"{folder / 'bad.json'}: not JSON" in result.output
+
+
+def test_commands_missing_source_exits_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["advisories", "import", str(tmp_path / "absent")], env=env(tmp_path)
+    )
+    assert result.exit_code == 2
+    assert "no such file or folder" in result.output
+
+
+def test_commands_kev_flags_advisories(tmp_path: Path) -> None:
+    source = tmp_path / "a.json"
+    source.write_text(json.dumps(csaf()), encoding="utf-8")
+    CliRunner().invoke(app, ["advisories", "import", str(source)], env=env(tmp_path))
+    kev = tmp_path / "kev.json"
+    kev.write_text(json.dumps({"vulnerabilities": [{"cveID": "CVE-2024-0001"}]}), encoding="utf-8")
+    result = CliRunner().invoke(app, ["advisories", "kev", str(kev)], env=env(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert '"advisories_flagged": 1' in result.output
