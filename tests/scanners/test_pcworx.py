@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ScopeError
 from cybermission.guard import ScopeGuard, ScopeRule
+from cybermission.net import Connector
 from cybermission.probes import (
     Manifest,
     ManifestEntry,
@@ -19,7 +20,6 @@ from cybermission.probes import (
     ProbeTarget,
     RequestLedger,
 )
-from cybermission.net import Connector
 from scanners.lab.legacy_devices import legacy_lab_devices, legacy_misfits
 from scanners.pcap import PcapReaderImporter
 from scanners.pcworx import (

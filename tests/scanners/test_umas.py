@@ -183,7 +183,8 @@ def test_umas_decoder_reads_quantum_cpu_from_capture() -> None:
 def test_umas_decoder_finds_no_identity_in_mod_90_exception() -> None:
     answers = _umas_frames(MOD90_CAPTURE, from_device=True)
     raw = [p.payload for p in read_packets(shared_data(*MOD90_CAPTURE)) if p.source_port == 502]
-    assert raw and not answers  # mod_90 answers FC 90 with exception 0xda
+    assert raw
+    assert not answers
     assert UmasProbe().decode_answer(raw[0]) is None
 
 
