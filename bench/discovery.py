@@ -24,8 +24,7 @@ from pathlib import Path
 from bench.lab_listeners import plan_live_hosts
 from cybermission.config import PacingProfile, PacingSettings
 from cybermission.guard import ScopeGuard, ScopeRule
-from cybermission.scans.sweep import sweep
-from cybermission.scans.targets import expand_targets
+from cybermission.scans.sweep_processes import sweep_specs
 
 PORTS = [502, 102, 44818, 2404, 20000, 4840, 1911, 9600, 80, 443]
 DENSE_NETWORK = "127.100.0.0/20"
@@ -59,21 +58,21 @@ class Figures:
         return statistics.median(self.nmap_s)
 
 
-async def _sweep_once(network: str) -> Found:
+async def _sweep_once(network: str, processes: int) -> Found:
     guard = ScopeGuard([ScopeRule.build("bench", [network])])
     pacing = PacingSettings(profile=PacingProfile.LAB)
     found: Found = set()
-    async for result in sweep(
-        expand_targets([network], guard=guard), PORTS, guard=guard, pacing=pacing
+    async for result in sweep_specs(
+        [network], PORTS, guard=guard, pacing=pacing, processes=processes
     ):
         found.update((result.address, port) for port in result.open_ports)
     return found
 
 
-def run_cybermission(network: str) -> tuple[float, Found]:
+def run_cybermission(network: str, processes: int = 1) -> tuple[float, Found]:
     gc.collect()
     started = time.perf_counter()
-    found = asyncio.run(_sweep_once(network))
+    found = asyncio.run(_sweep_once(network, processes))
     return time.perf_counter() - started, found
 
 
@@ -108,7 +107,13 @@ def run_nmap(network: str, extra: list[str]) -> tuple[float, Found]:
 
 
 def run_workload(
-    name: str, network: str, *, repeat: int, silent: bool, nmap_extra: list[str]
+    name: str,
+    network: str,
+    *,
+    repeat: int,
+    silent: bool,
+    nmap_extra: list[str],
+    processes: int = 1,
 ) -> Figures:
     addresses = [str(a) for a in ipaddress.ip_network(network)]
     plan = plan_live_hosts(addresses, PORTS, fraction=LIVE_FRACTION, seed=SEED)
@@ -131,7 +136,7 @@ def run_workload(
             cm_times, nmap_times = [], []
             cm_ok = nmap_ok = same = True
             for _ in range(repeat):
-                cm_s, cm_found = run_cybermission(network)
+                cm_s, cm_found = run_cybermission(network, processes)
                 nmap_s, nmap_found = run_nmap(network, nmap_extra)
                 cm_times.append(cm_s)
                 nmap_times.append(nmap_s)
@@ -180,7 +185,7 @@ def report(figures: Figures) -> None:
     )
 
 
-def run_sparse(repeat: int) -> Figures | None:
+def run_sparse(repeat: int, processes: int = 1) -> Figures | None:
     """Workload 2 inside a network namespace this benchmark creates (and removes)."""
     missing = [tool for tool in ("ip", "nft") if shutil.which(tool) is None]
     if os.geteuid() != 0 or missing:
@@ -203,6 +208,8 @@ def run_sparse(repeat: int) -> Figures | None:
                 "--inner-sparse",
                 "--sparse-repeat",
                 str(repeat),
+                "--processes",
+                str(processes),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -227,25 +234,38 @@ def main() -> None:
     parser.add_argument("--skip-sparse", action="store_true")
     parser.add_argument("--skip-dense", action="store_true")
     parser.add_argument("--inner-sparse", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--processes", type=int, default=1, help="sweep processes (one event loop per core)"
+    )
     args = parser.parse_args()
     # 15,000 sockets in flight in the lab profile: lift the soft descriptor limit to the hard one.
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.inner_sparse:
         figures = run_workload(
-            "sparse", SPARSE_NETWORK, repeat=args.sparse_repeat, silent=True, nmap_extra=NMAP_SPARSE
+            "sparse",
+            SPARSE_NETWORK,
+            repeat=args.sparse_repeat,
+            silent=True,
+            nmap_extra=NMAP_SPARSE,
+            processes=args.processes,
         )
         print(json.dumps(asdict(figures)))
         return
     failed = False
     if not args.skip_dense:
         dense = run_workload(
-            "dense", DENSE_NETWORK, repeat=args.repeat, silent=False, nmap_extra=NMAP_DENSE
+            "dense",
+            DENSE_NETWORK,
+            repeat=args.repeat,
+            silent=False,
+            nmap_extra=NMAP_DENSE,
+            processes=args.processes,
         )
         report(dense)
         failed |= not (dense.cybermission_found_ok and dense.same_open_ports)
     if not args.skip_sparse:
-        sparse = run_sparse(args.sparse_repeat)
+        sparse = run_sparse(args.sparse_repeat, args.processes)
         if sparse is not None:
             report(sparse)
             failed |= not (sparse.cybermission_found_ok and sparse.same_open_ports)

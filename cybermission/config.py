@@ -24,6 +24,8 @@ class PacingSettings(BaseModel):
     sockets_in_flight: int = Field(default=512, ge=1)
     connect_timeout_s: float = Field(default=2.0, gt=0)
     probe_timeout_s: float = Field(default=5.0, gt=0)
+    # Sweep processes (one event loop per core) for large ranges; 1 keeps everything in-process.
+    processes: int = Field(default=1, ge=1, le=64)
 
     def effective(self) -> "PacingSettings":
         """The lab profile lifts every limit for loopback benchmarks; safe keeps the values."""
@@ -36,6 +38,7 @@ class PacingSettings(BaseModel):
                 sockets_in_flight=15_000,
                 connect_timeout_s=self.connect_timeout_s if self.connect_timeout_s != 2.0 else 1.0,
                 probe_timeout_s=self.probe_timeout_s if self.probe_timeout_s != 5.0 else 2.0,
+                processes=self.processes,
             )
         return self
 

@@ -54,7 +54,8 @@ from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
 from cybermission.scans.scopes import build_guard
-from cybermission.scans.sweep import HostResult, sweep
+from cybermission.scans.sweep import HostResult
+from cybermission.scans.sweep_processes import sweep_specs
 from cybermission.scans.targets import expand_targets
 from cybermission.sites.models import Site, Zone
 
@@ -840,7 +841,9 @@ async def execute_scan(
         engine_observations: dict[tuple[str, int], Observation] = {}
         swept: AsyncIterator[HostResult]
         if settings.discovery_engine == BUILTIN_ENGINE:
-            swept = sweep(hosts, ports, guard=guard, pacing=pacing)
+            swept = sweep_specs(
+                targets, ports, guard=guard, pacing=pacing, processes=pacing.processes
+            )
         else:
             found = await load_engine(settings.discovery_engine).discover(
                 list(hosts),
