@@ -18,7 +18,6 @@ from cybermission.errors import RuleError
 from cybermission.findings.models import Severity
 from cybermission.rules.matcher import (
     MISSING,
-    LineOf,
     Loc,
     Predicate,
     compile_match,
@@ -128,8 +127,7 @@ def load_rules(dirs: Sequence[Path]) -> list[Rule]:
     for directory in dirs:
         if not directory.is_dir():
             raise RuleError(str(directory), None, "rules folder does not exist")
-        paths = sorted(p for p in directory.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
-        for path in paths:
+        for path in rule_paths(directory):
             rule = load_rule_file(path)
             if rule.id in seen:
                 raise RuleError(
@@ -143,8 +141,13 @@ def load_rules(dirs: Sequence[Path]) -> list[Rule]:
     return rules
 
 
-def load_rule_file(path: Path) -> Rule:
-    """One rule file: parsed, validated, compiled, its examples checked."""
+def rule_paths(directory: Path) -> list[Path]:
+    """The rule files under ``directory`` (recursively), in path order."""
+    return sorted(p for p in directory.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
+
+
+def load_rule_file(path: Path, *, check_examples: bool = True) -> Rule:
+    """One rule file: parsed, validated, compiled, and (by default) its examples checked."""
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -179,7 +182,10 @@ def load_rule_file(path: Path) -> Rule:
         probes=frozenset(spec.applies_to.probes),
         fields=match_fields(spec.match),
     )
-    _check_examples(rule, source, line_of)
+    if check_examples:
+        failures = example_failures(rule)
+        if failures:
+            raise failures[0]
     return rule
 
 
@@ -193,15 +199,23 @@ def example_document(rule: Rule, example: Mapping[str, object]) -> dict[str, obj
     return doc
 
 
-def _check_examples(rule: Rule, source: str, line_of: LineOf) -> None:
+def example_failures(rule: Rule) -> list[RuleError]:
+    """Every example of ``rule`` that does not behave as declared, each as ``path:line`` error."""
+    failed: list[tuple[Loc, str]] = []
     for index, example in enumerate(rule.spec.examples.match):
         if not rule.matches(example_document(rule, example)):
-            loc: Loc = ("examples", "match", index)
-            raise RuleError(source, line_of(loc), f"examples.match[{index}] does not match")
+            failed.append((("examples", "match", index), f"examples.match[{index}] does not match"))
     for index, example in enumerate(rule.spec.examples.no_match):
         if rule.matches(example_document(rule, example)):
-            loc = ("examples", "no-match", index)
-            raise RuleError(source, line_of(loc), f"examples.no-match[{index}] matches")
+            failed.append((("examples", "no-match", index), f"examples.no-match[{index}] matches"))
+    if not failed:
+        return []
+    source = str(rule.path)
+    try:  # lines only matter for the report: parse again, once, when something failed
+        _, lines = _parse(rule.path.read_text(encoding="utf-8"), source)
+    except (OSError, RuleError):
+        lines = {}
+    return [RuleError(source, lines.get(loc), message) for loc, message in failed]
 
 
 def _first_line(path: Path) -> int | None:
