@@ -444,7 +444,7 @@ class HartIpUdpProbe:
     optional: ClassVar[bool] = False
     manifest: ClassVar[Manifest] = Manifest(
         entries=_ENTRIES,
-        connections_per_device=0,
+        connections_per_device=1,  # one HART-IP session: one socket, one source port
         notes="one HART-IP session over UDP, one datagram per request, no retry",
     )
 
