@@ -46,6 +46,7 @@ from scanners.s7 import (
     cotp_data,
     cotp_type,
     parse_tpkt_header,
+    recorded_tpdus,
 )
 
 logger = logging.getLogger(__name__)
@@ -237,3 +238,25 @@ class MmsProbe:
             transport=self.transport,
             facts=facts,
         )
+
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of a recorded server stream (passive import): the Identify answer, if any.
+
+        A session ACCEPT (the server's side of an MMS association) alone gives
+        ``mms_association=True``; other MMS answers (reads, reports) are skipped.
+        """
+        facts: Facts = {}
+        for code, tpdu in recorded_tpdus(payload):
+            if code != COTP_DT or not tpdu:
+                continue
+            if tpdu[0] == SPDU_ACCEPT:
+                facts["mms_association"] = True
+            elif tpdu[0] == SPDU_GIVE_TOKENS:
+                try:
+                    found = decode_identify_answer(tpdu)
+                except ProbeProtocolError:
+                    continue  # another confirmed service, a report, a cut answer
+                if "identify_error" not in found:
+                    facts.update(found)
+                    facts["mms_association"] = True
+        return facts or None

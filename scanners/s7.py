@@ -43,7 +43,7 @@ Facts keys (strings printable, at most ``MAX_TEXT_BYTES`` bytes before decoding)
 import asyncio
 import logging
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -333,6 +333,34 @@ def _tsap_option(options: Mapping[str, JSONValue]) -> Sequence[tuple[int, int]]:
     raise ValidationError(f"option tsap: expected [calling, called] 0..0xffff, got {value!r}")
 
 
+def recorded_tpdus(stream: bytes) -> Iterator[tuple[int, bytes]]:
+    """(COTP code, payload) of each TPKT frame of a recorded stream (passive import).
+
+    DT user data split over several TPDUs (EOT bit clear, ISO 8073 §13.7) is joined and yielded
+    once complete. Stops at the first frame that is not TPKT or is cut by the capture's end.
+    """
+    offset, pending = 0, b""
+    while offset + 4 <= len(stream):
+        try:
+            length = parse_tpkt_header(stream[offset : offset + 4])
+            payload = stream[offset + 4 : offset + 4 + length]
+            if len(payload) != length:
+                return
+            code = cotp_type(payload)
+        except ProbeProtocolError:
+            return
+        offset += 4 + length
+        if code != COTP_DT:
+            yield code, payload
+            continue
+        pending += payload[payload[0] + 1 :]
+        if len(pending) > MAX_READ_BYTES:
+            return
+        if payload[0] >= 2 and payload[2] & 0x80:
+            yield code, pending
+            pending = b""
+
+
 class _RefusedError(Exception):
     """The device refused the COTP connection (DR, or closed before a byte)."""
 
@@ -493,3 +521,40 @@ class S7Probe:
         if errors:
             facts["szl_errors"] = errors
         return facts
+
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of a recorded server stream (passive import): setup and SZL 0x11/0x1C answers.
+
+        Other S7 traffic (reads, block lists, other SZLs) is skipped; a stream that never
+        carried an S7comm PDU yields ``None``.
+        """
+        facts: Facts = {}
+        for code, pdu in recorded_tpdus(payload):
+            if code != COTP_DT or not pdu:
+                continue
+            if pdu[0] == S7COMM_PLUS_PROTOCOL_ID:
+                facts.update({"vendor": "Siemens", "s7comm_plus": True})
+                continue
+            if pdu[0] != S7_PROTOCOL_ID:
+                continue
+            facts.setdefault("vendor", "Siemens")
+            facts.setdefault("s7comm_plus", False)
+            try:
+                header = parse_s7(pdu)
+                if header.rosctr == ROSCTR_ACK_DATA and header.parameters[:1] == bytes(
+                    (FUNCTION_SETUP,)
+                ):
+                    facts["pdu_length"] = decode_setup_answer(pdu)
+                    continue
+                if header.rosctr != ROSCTR_USERDATA:
+                    continue
+                decoded = decode_szl_answer(pdu)
+            except ProbeProtocolError:
+                continue  # a request echoed, another userdata group, or a cut answer
+            if isinstance(decoded, SzlError):
+                continue
+            if decoded.szl_id & 0x00FF == SZL_MODULE_ID:
+                facts.update(module_identity_facts(decoded))
+            elif decoded.szl_id & 0x00FF == SZL_COMPONENT_ID:
+                facts.update(component_identity_facts(decoded))
+        return facts or None
