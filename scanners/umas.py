@@ -20,9 +20,12 @@ Unit id 0 and session 0, as recorded. One connection, closed politely. Outcomes:
 :class:`Observation`; a Modbus exception to FC 90 or a peer that closes before a byte -> ``None``
 (no UMAS there); other bytes -> ``ProbeProtocolError``; silence -> ``ProbeTimeoutError``.
 
-Facts keys: ``vendor`` ("Schneider Electric"), ``cpu_module`` = ``model`` (printable, at most
-32 bytes), ``plc_id`` (hex of the 22 bytes before the name), ``max_frame_size`` (int, INIT_COMM),
-``umas_refused`` (request -> status, when a sub-function was answered 0xfd).
+The observation's protocol is ``modbus``: UMAS supplements the Modbus identity of the port.
+
+Facts keys: ``umas`` (true), ``vendor`` ("Schneider Electric"), ``cpu_module`` = ``model``
+(printable, at most 32 bytes), ``plc_id`` (hex of the 22 bytes before the name),
+``max_frame_size`` (int, INIT_COMM), ``umas_refused`` (request -> status, when a sub-function was
+answered 0xfd).
 """
 
 import asyncio
@@ -109,7 +112,7 @@ def read_id_facts(data: bytes) -> Facts:
     if not text.isprintable():
         raise ProbeProtocolError("UMAS CPU module name is not text")
     name = text.strip()
-    facts: Facts = {"vendor": VENDOR, "plc_id": data[:NAME_LENGTH_OFFSET].hex()}
+    facts: Facts = {"umas": True, "vendor": VENDOR, "plc_id": data[:NAME_LENGTH_OFFSET].hex()}
     if name:
         facts["cpu_module"] = name
         facts["model"] = name
@@ -136,7 +139,9 @@ class UmasProbe:
     """Opt-in, read-only UMAS identification (see the module docstring)."""
 
     name: ClassVar[str] = "umas"
-    protocol: ClassVar[str] = "umas"
+    # A supplement to the Modbus identity of the same port (the pipeline runs only probes of the
+    # protocol that identified a port, like the modbus-units walk).
+    protocol: ClassVar[str] = "modbus"
     default_ports: ClassVar[tuple[int, ...]] = (MODBUS_TCP_PORT,)
     transport: ClassVar[Transport] = Transport.TCP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
@@ -147,7 +152,7 @@ class UmasProbe:
         reader, writer = await target.connector.open_tcp(
             target.address, target.port, timeout_s=timeout_s
         )
-        facts: Facts = {}
+        facts: Facts = {"umas": True}
         refused: dict[str, JSONValue] = {}
         try:
             for tid, (request, sub_function, data) in enumerate(SEQUENCE, start=1):
@@ -161,7 +166,7 @@ class UmasProbe:
                 except (ConnectionError, OSError):
                     frame = b""
                 if not frame:
-                    if facts:
+                    if len(facts) > 1:
                         break
                     return None
                 answer = decode_frame(frame, expected_tid=tid)

@@ -191,14 +191,16 @@ def test_umas_decoder_finds_no_identity_in_mod_90_exception() -> None:
 def test_umas_pcap_import_builds_modicon_from_capture() -> None:
     path = shared_data(*UMAS_CAPTURE)
     observations = list(PcapReaderImporter().observations(path, [ModbusProbe(), UmasProbe()]))
-    umas = [o for o in observations if o.protocol == "umas"]
+    umas = [o for o in observations if o.facts.get("umas")]
     assert len(umas) == 1
+    assert umas[0].protocol == "modbus"
     assert umas[0].facts["model"] == "140 CPU 311 10"
 
 
 def _check(data: bytes) -> None:
     with contextlib.suppress(ProbeProtocolError):
         facts = UmasProbe().decode_answer(data) or {}
+        assert facts.pop("umas", True) is True
         for key, value in facts.items():
             assert isinstance(value, str)
             assert value.isprintable()
