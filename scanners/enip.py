@@ -152,17 +152,30 @@ def identity_facts(item: bytes) -> Facts:
     (version,) = struct.unpack("<H", item[:2])
     # The socket address is big-endian (sockaddr_in), the rest little-endian.
     _family, sin_port, sin_addr = struct.unpack(">hH4s", item[2:10])
-    vendor_id, device_type, product_code, major, minor, status, serial = struct.unpack(
-        "<HHHBBHI", item[18:32]
-    )
-    name_length = item[32]
-    if 33 + name_length > len(item):
-        raise ProbeProtocolError(f"product name announces {name_length} bytes, truncated")
-    name = clean_text(item[33 : 33 + name_length])
-    state = item[33 + name_length] if len(item) > 33 + name_length else None
-    facts: Facts = {
+    return {
         "encapsulation_version": version,
         "socket_address": f"{ipaddress.IPv4Address(sin_addr)}:{sin_port}",
+        **identity_attribute_facts(item[18:]),
+    }
+
+
+def identity_attribute_facts(data: bytes) -> Facts:
+    """Facts of the Identity object's attributes 1-7 (+ state 8), as in the identity item.
+
+    The layout is shared by the Identity item of ListIdentity and a Get_Attributes_All answer
+    of the Identity object (Vol. 1 §5A-2.2).
+    """
+    if len(data) < 15:
+        raise ProbeProtocolError(f"identity attributes are {len(data)} bytes, need 15")
+    vendor_id, device_type, product_code, major, minor, status, serial = struct.unpack(
+        "<HHHBBHI", data[:14]
+    )
+    name_length = data[14]
+    if 15 + name_length > len(data):
+        raise ProbeProtocolError(f"product name announces {name_length} bytes, truncated")
+    name = clean_text(data[15 : 15 + name_length])
+    state = data[15 + name_length] if len(data) > 15 + name_length else None
+    facts: Facts = {
         "vendor_id": vendor_id,
         "vendor": vendor_name(vendor_id),
         "device_type": device_type,
@@ -224,6 +237,64 @@ async def _read_reply(reader: asyncio.StreamReader, timeout_s: float, first: boo
         raise ProbeProtocolError("connection lost during a reply") from exc
 
 
+# Encapsulation commands seen in recorded sessions (Vol. 2 §2-3.2) and CPF data items (§2-6.3).
+_REGISTER_SESSION, _SEND_RR_DATA, _SEND_UNIT_DATA = 0x0065, 0x006F, 0x0070
+_ITEM_CONNECTED_DATA, _ITEM_UNCONNECTED_DATA = 0x00B1, 0x00B2
+_GET_ATTRIBUTES_ALL_REPLY = 0x81  # service 0x01 with the reply bit (Vol. 1 §2-4)
+
+
+def _cip_identity(message: bytes) -> Facts:
+    """Identity facts of a CIP Get_Attributes_All reply that has the Identity layout.
+
+    The reply does not name the object it answers for; it is taken as the Identity object's
+    when the layout fits exactly (name length consistent, at most a state byte and a few
+    attributes after it, a printable name).
+    """
+    if len(message) < 4 or message[0] != _GET_ATTRIBUTES_ALL_REPLY or message[2] != 0:
+        raise ProbeProtocolError("not a successful Get_Attributes_All reply")
+    data = message[4 + 2 * message[3] :]
+    if len(data) < 15 or not 15 + data[14] <= len(data) <= 15 + data[14] + 12:
+        raise ProbeProtocolError("reply does not have the Identity object's layout")
+    facts = identity_attribute_facts(data)
+    if not data[14] or len(str(facts["product_name"])) != data[14]:
+        raise ProbeProtocolError("identity product name is not printable text")
+    return facts
+
+
+def _recorded_facts(stream: bytes) -> Facts:
+    """Facts of recorded encapsulation messages: a TCP stream or one UDP datagram."""
+    facts: Facts = {}
+    offset = 0
+    while offset + HEADER_BYTES <= len(stream):
+        (length,) = struct.unpack_from("<H", stream, offset + 2)
+        message = stream[offset : offset + HEADER_BYTES + length]
+        offset += HEADER_BYTES + length
+        try:
+            reply = decode_reply(message)
+        except ProbeProtocolError:
+            continue  # a command we do not read, or cut by the capture
+        try:
+            if reply.command == COMMAND_LIST_IDENTITY:
+                facts = {**decode_list_identity(reply), **facts}
+            elif reply.command == COMMAND_LIST_SERVICES:
+                facts.setdefault("services", decode_list_services(reply))
+            elif reply.command == _REGISTER_SESSION and reply.status == 0 and len(reply.body) >= 2:
+                facts.setdefault("encapsulation_version", struct.unpack("<H", reply.body[:2])[0])
+            elif reply.command in (_SEND_RR_DATA, _SEND_UNIT_DATA) and reply.status == 0:
+                for kind, data in decode_items(reply.body[6:]):
+                    if kind == _ITEM_CONNECTED_DATA:
+                        data = data[2:]  # the connection's sequence count
+                    elif kind != _ITEM_UNCONNECTED_DATA:
+                        continue
+                    try:
+                        facts = {**facts, **_cip_identity(data)}
+                    except ProbeProtocolError:
+                        continue
+        except ProbeProtocolError:
+            continue
+    return facts
+
+
 class _PeerClosedError(Exception):
     """The peer closed before answering: not EtherNet/IP for us."""
 
@@ -282,6 +353,12 @@ class EnipProbe:
             facts=facts,
         )
 
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of a recorded server stream (passive import): ListIdentity, ListServices,
+        RegisterSession, and an Identity Get_Attributes_All reply inside SendRRData/SendUnitData.
+        """
+        return _recorded_facts(payload) or None
+
 
 class EnipUdpProbe:
     """Read-only EtherNet/IP identification over UDP: one ListIdentity datagram."""
@@ -318,3 +395,7 @@ class EnipUdpProbe:
             transport=self.transport,
             facts=facts,
         )
+
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of one recorded ListIdentity reply datagram (passive import)."""
+        return _recorded_facts(payload) or None
