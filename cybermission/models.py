@@ -1,6 +1,7 @@
 """Every table, imported in one place so metadata (Alembic, tests) sees them all."""
 
 from cybermission.alerts.models import AlertChannel, AlertPolicy, Delivery, OutboxCursor
+from cybermission.auth.models import ApiToken, Role
 from cybermission.events import Event, EventKind
 from cybermission.findings.models import Finding, FindingStatus, Severity
 from cybermission.inventory.models import (
@@ -16,13 +17,17 @@ from cybermission.inventory.models import (
 )
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus, Scope
 from cybermission.scans.schedules import Schedule, ScheduleAudit, ScheduleRun
+from cybermission.sensors.models import Chunk, ChunkPart, RejectedPart, Sensor
 from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
 
 __all__ = [
     "AlertChannel",
     "AlertPolicy",
+    "ApiToken",
     "ChangeEvent",
     "ChangeKind",
+    "Chunk",
+    "ChunkPart",
     "Criticality",
     "Delivery",
     "Device",
@@ -37,12 +42,15 @@ __all__ = [
     "ObservationRecord",
     "Organization",
     "OutboxCursor",
+    "RejectedPart",
+    "Role",
     "ScanRun",
     "ScanStatus",
     "Schedule",
     "ScheduleAudit",
     "ScheduleRun",
     "Scope",
+    "Sensor",
     "Service",
     "Severity",
     "Site",

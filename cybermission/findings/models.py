@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
 from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
@@ -29,6 +29,16 @@ class FindingStatus(StrEnum):
 
 class Finding(SQLModel, table=True):
     __tablename__ = "finding"
+    # Keyset pages of the API: every sort ends with the id, and the common filters lead
+    # (bench/api_findings.py measured 1M rows on PostgreSQL: first page 177 ms -> 4.5 ms).
+    __table_args__ = (
+        Index("ix_finding_first_seen_at_id", "first_seen_at", "id"),
+        Index("ix_finding_last_seen_at_id", "last_seen_at", "id"),
+        Index("ix_finding_score_id", "score", "id"),
+        Index("ix_finding_severity_first_seen_at_id", "severity", "first_seen_at", "id"),
+        Index("ix_finding_status_first_seen_at_id", "status", "first_seen_at", "id"),
+        Index("ix_finding_status_score_id", "status", "score", "id"),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True)
     # rule_id|device_id|service key: the identity that keeps one finding across rescans.

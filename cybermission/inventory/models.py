@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
@@ -39,6 +39,10 @@ class Device(SQLModel, table=True):
     """One physical or logical device; gateways carry sub-devices (Modbus units) via parent_id."""
 
     __tablename__ = "device"
+    # Organisation-scoped listings (API tokens of one partner).
+    __table_args__ = (
+        Index("ix_device_organization_id_site_id_id", "organization_id", "site_id", "id"),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True)
     name: str = Field(default="", max_length=200)
