@@ -167,6 +167,11 @@ class FinsUdpProbe:
             return None
         return _observation(self.name, target, self.transport, decode_controller_data(answer))
 
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of one recorded datagram (passive import): a 0501 answer; other FINS traffic
+        carries no identity here."""
+        return _recorded_controller_data(payload)
+
 
 class FinsProbe:
     """Read-only Omron FINS/TCP identification (see the module docstring)."""
@@ -231,6 +236,39 @@ class FinsProbe:
         facts.update({"node": server, "client_node": client})
         return _observation(self.name, target, self.transport, facts)
 
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of a recorded FINS/TCP server stream (passive import): node address answer
+        and a 0501 answer; other frames are skipped, a frame cut by the capture ends it."""
+        facts: Facts = {}
+        offset = 0
+        while offset + TCP_HEADER_BYTES <= len(payload):
+            try:
+                length, command, error = parse_tcp_header(
+                    payload[offset : offset + TCP_HEADER_BYTES]
+                )
+            except ProbeProtocolError:
+                break  # not FINS/TCP from here on (or not at all)
+            body = payload[offset + TCP_HEADER_BYTES : offset + 8 + length]
+            offset += 8 + length
+            if len(body) != length - 8 or error != 0:
+                break
+            try:
+                if command == 1:
+                    client, server = decode_node_answer(body)
+                    facts.update({"node": server, "client_node": client})
+                elif command == 2:
+                    facts.update(_recorded_controller_data(body) or {})
+            except ProbeProtocolError:
+                continue
+        return facts or None
+
 
 class _PeerClosedError(Exception):
     """The peer closed before answering: not FINS/TCP for us."""
+
+
+def _recorded_controller_data(frame: bytes) -> Facts | None:
+    """The facts of a 0501 answer frame; ``None`` for other FINS frames."""
+    if frame[10:12] != COMMAND_CONTROLLER_DATA_READ or len(frame) < 12 or not frame[0] & 0x40:
+        return None
+    return decode_controller_data(frame)

@@ -124,6 +124,8 @@ class _Capture:
         if transport is Transport.TCP and (packet.flags & 0x3F) == _SYN_ACK:
             found = self.services.setdefault(endpoint, {})
             found.setdefault("", _Service(protocol="tcp", probe="passive", first_at=seen_at))
+        if transport is Transport.UDP and packet.sport != packet.dport:
+            self._decode_towards(packet, seen_at)
         decoders = self.by_port.get((packet.sport, transport)) or self.learned.get(endpoint)
         if decoders is None:
             if packet.payload and self.matchers:
@@ -134,6 +136,17 @@ class _Capture:
                 self._decode(decoder, endpoint, packet.payload, seen_at)
         if transport is Transport.TCP:
             self._reassemble(packet, endpoint, decoders, seen_at)
+
+    def _decode_towards(self, packet: _Packet, seen_at: float) -> None:
+        """A UDP answer sent *to* a probe's port from another port belongs to the destination.
+
+        Some captures record answers with the request's addresses (``fins/fins.pcap``); the
+        decoders only accept answers, so the requests to that port decode to nothing.
+        """
+        server = (packet.destination, packet.dport, packet.transport)
+        for decoder in self.by_port.get((packet.dport, packet.transport), ()):
+            if packet.sport not in decoder.default_ports:
+                self._decode(decoder, server, packet.payload, seen_at)
 
     def _learn(self, packet: _Packet) -> None:
         """A client request a probe recognises makes its destination a service of that probe."""
