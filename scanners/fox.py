@@ -1,0 +1,290 @@
+"""Niagara Fox identification: the fox hello exchange on 1911/tcp, and on 4911/tcp over TLS (Foxs).
+
+Tridium publishes no Fox specification; the exchange follows what the public descriptions show
+(nmap's ``fox-info`` script, the Niagara 4 hardening guide, Wireshark traces in Tridium's forums).
+No capture of a Fox session exists in ``../shared/data/pcaps``: the lab station is a replay-style
+server written from the same description, not a recording.
+
+Sequence (one connection): ``fox hello``, the client hello nmap sends::
+
+    fox a 1 -1 fox hello\\n{\\nfox.version=s:1.0\\nid=i:1\\n};;\\n
+
+The station answers ``fox a 0 -1 fox hello`` and a ``{ ... };;`` block of ``key=type:value`` lines
+(``s`` string, ``i`` int, ``b`` boolean, ``o`` object ``<name> <length>[...]``). The probe then
+closes: it never authenticates (the next step of a real session).
+
+``FoxTlsProbe`` (``fox-tls``, 4911) does the same inside TLS without verification and reads the
+certificate the station presents. Outcomes: a hello -> facts; first bytes that are not ``fox `` ->
+``None`` (another protocol on the port); a broken hello -> ``ProbeProtocolError``; silence ->
+``ProbeTimeoutError``.
+
+Facts keys (strings printable, at most ``MAX_VALUE_BYTES`` bytes before decoding):
+
+- ``fox_version``, ``host_name``, ``host_address``, ``app_name``, ``app_version``, ``vm_name``,
+  ``vm_version``, ``os_name``, ``os_version``, ``station_name``, ``language``, ``time_zone``
+  (the zone name, before the first ``;``), ``host_id``, ``vm_uuid``, ``brand_id``,
+  ``auth_agent_types`` (list), when the station sends them.
+- ``vendor`` (``Tridium``, or the brand id when it is another OEM brand), ``product``
+  (= ``app_name``), ``firmware`` and ``version`` (= ``app_version``: the Niagara version, which
+  the end-of-life rules read).
+- ``tls`` (bool): false on plain Fox; with TLS also ``tls_version``, ``cert_subject``,
+  ``cert_issuer``, ``cert_not_after``, ``cert_self_signed``, ``cert_expired``.
+"""
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Mapping
+from typing import ClassVar
+
+from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
+from cybermission.net import close_politely
+from cybermission.probes import (
+    Facts,
+    Intrusiveness,
+    JSONValue,
+    Manifest,
+    ManifestEntry,
+    Observation,
+    ProbeTarget,
+    Transport,
+)
+from scanners.http import certificate_facts
+
+logger = logging.getLogger(__name__)
+
+FOX_PORT = 1911
+FOXS_PORT = 4911
+REQUEST_HELLO = "fox hello"
+FOX_HELLO = b"fox a 1 -1 fox hello\n{\nfox.version=s:1.0\nid=i:1\n};;\n"
+HELLO_END = b"};;"
+
+MAX_HELLO_BYTES = 16 * 1024
+MAX_VALUE_BYTES = 256
+MAX_FIELDS = 128
+MAX_AUTH_AGENTS = 8
+
+# Hello keys -> fact names.
+HELLO_FIELDS: Mapping[str, str] = {
+    "fox.version": "fox_version",
+    "hostName": "host_name",
+    "hostAddress": "host_address",
+    "app.name": "app_name",
+    "app.version": "app_version",
+    "vm.name": "vm_name",
+    "vm.version": "vm_version",
+    "os.name": "os_name",
+    "os.version": "os_version",
+    "station.name": "station_name",
+    "lang": "language",
+    "timeZone": "time_zone",
+    "hostId": "host_id",
+    "vmUuid": "vm_uuid",
+    "brandId": "brand_id",
+}
+# Brand ids of Tridium's own builds; other brands are OEM builds sold under their name.
+TRIDIUM_BRANDS = frozenset({"tridium", "vykon", "niagara"})
+
+
+def _text(raw: bytes) -> str:
+    raw = raw[:MAX_VALUE_BYTES]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    return "".join(c for c in text if c.isprintable()).strip()
+
+
+def parse_hello(data: bytes) -> dict[str, str]:
+    """``key -> value`` of a fox hello message; raises ``ProbeProtocolError`` when malformed."""
+    if len(data) > MAX_HELLO_BYTES:
+        raise ProbeProtocolError(f"fox hello longer than {MAX_HELLO_BYTES} bytes")
+    first, newline, rest = data.partition(b"\n")
+    if not first.startswith(b"fox ") or not newline:
+        raise ProbeProtocolError("not a fox message")
+    if b"fox hello" not in first:
+        raise ProbeProtocolError("fox message is not a hello")
+    if not rest.startswith(b"{\n"):
+        raise ProbeProtocolError("fox hello without its { block")
+    offset = 2
+    fields: dict[str, str] = {}
+    while offset < len(rest):
+        if rest.startswith(HELLO_END, offset):
+            return fields
+        if len(fields) >= MAX_FIELDS:
+            raise ProbeProtocolError(f"fox hello with more than {MAX_FIELDS} fields")
+        end = rest.find(b"\n", offset)
+        if end < 0:
+            raise ProbeProtocolError("fox hello line is not terminated")
+        line = rest[offset:end]
+        key, equals, typed = line.partition(b"=")
+        kind, colon, value = typed.partition(b":")
+        if not equals or not colon or not key or len(kind) != 1:
+            raise ProbeProtocolError("fox hello line is not key=type:value")
+        if kind == b"o":
+            # Object: "<name> <length>[<length bytes>]", which may span lines.
+            name, _, rest_of_line = value.partition(b" ")
+            length_text, bracket, _ = rest_of_line.partition(b"[")
+            if not bracket or not length_text.isdigit() or len(length_text) > 6:
+                raise ProbeProtocolError("fox hello object without a length")
+            start = offset + len(key) + 3 + len(name) + 1 + len(length_text) + 1
+            close = start + int(length_text)
+            if close >= len(rest) or rest[close : close + 1] != b"]":
+                raise ProbeProtocolError("fox hello object overruns the message")
+            end = rest.find(b"\n", close)
+            if end < 0:
+                raise ProbeProtocolError("fox hello line is not terminated")
+            fields[_text(key)] = f"object {_text(name)}"
+        elif kind in (b"s", b"i", b"b", b"f", b"l", b"d"):
+            fields[_text(key)] = _text(value)
+        else:
+            raise ProbeProtocolError(f"fox hello value type {kind!r} is unknown")
+        offset = end + 1
+    raise ProbeProtocolError("fox hello is not closed by };;")
+
+
+def hello_facts(fields: Mapping[str, str]) -> Facts:
+    """Facts of a parsed hello (see the module docstring)."""
+    facts: Facts = {}
+    for key, fact in HELLO_FIELDS.items():
+        value = fields.get(key)
+        if value:
+            facts[fact] = value
+    zone = facts.get("time_zone")
+    if isinstance(zone, str):
+        facts["time_zone"] = zone.split(";", 1)[0]
+    agents = fields.get("authAgentTypeSpecs")
+    if agents:
+        facts["auth_agent_types"] = [a.strip() for a in agents.split(",")[:MAX_AUTH_AGENTS]]
+    brand = facts.get("brand_id")
+    if isinstance(brand, str) and brand.lower() not in TRIDIUM_BRANDS:
+        facts["vendor"] = brand
+    else:
+        facts["vendor"] = "Tridium"
+    if "app_name" in facts:
+        facts["product"] = facts["app_name"]
+    if "app_version" in facts:
+        facts["firmware"] = facts["version"] = facts["app_version"]
+    return facts
+
+
+async def read_hello(reader: asyncio.StreamReader) -> bytes | None:
+    """The station's hello up to ``};;``; ``None`` when the first bytes are not Fox."""
+    head = await reader.read(4)
+    if not head:
+        return None
+    while len(head) < 4 and (more := await reader.read(4 - len(head))):
+        head += more
+    if head != b"fox ":
+        return None
+    data = bytearray(head)
+    while HELLO_END not in data:
+        if len(data) > MAX_HELLO_BYTES:
+            raise ProbeProtocolError(f"fox hello longer than {MAX_HELLO_BYTES} bytes")
+        more = await reader.read(4096)
+        if not more:
+            raise ProbeProtocolError("connection closed inside the fox hello")
+        data += more
+    return bytes(data[: data.index(HELLO_END) + len(HELLO_END)])
+
+
+class FoxProbe:
+    """Read-only Niagara Fox identification: one fox hello (see the module docstring)."""
+
+    name: ClassVar[str] = "fox"
+    protocol: ClassVar[str] = "fox"
+    default_ports: ClassVar[tuple[int, ...]] = (FOX_PORT,)
+    transport: ClassVar[Transport] = Transport.TCP
+    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
+    optional: ClassVar[bool] = False
+    tls: ClassVar[bool] = False
+    manifest: ClassVar[Manifest] = Manifest(
+        entries=(ManifestEntry(REQUEST_HELLO, 1, "client fox hello (fox.version 1.0); no login"),),
+        connections_per_device=1,
+        notes="one connection, one hello, then close; never authenticates",
+    )
+
+    async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
+        reader, writer = await target.connector.open_tcp(
+            target.address, target.port, timeout_s=timeout_s
+        )
+        facts: Facts = {"tls": self.tls}
+        try:
+            if self.tls:
+                facts.update(await self._start_tls(writer, target, timeout_s=timeout_s))
+            target.ledger.spend(REQUEST_HELLO)
+            writer.write(FOX_HELLO)
+            async with asyncio.timeout(timeout_s):
+                await writer.drain()
+                hello = await read_hello(reader)
+        except TimeoutError as exc:
+            raise ProbeTimeoutError(f"{target.address}:{target.port} no fox hello") from exc
+        except (ConnectionError, ssl.SSLError) as exc:
+            raise ProbeProtocolError(
+                f"{target.address}:{target.port} {exc.__class__.__name__}"
+            ) from exc
+        finally:
+            await close_politely(writer)
+        if hello is None:
+            return None
+        facts.update(hello_facts(parse_hello(hello)))
+        return Observation(
+            probe=self.name,
+            protocol=self.protocol,
+            address=target.address,
+            port=target.port,
+            transport=self.transport,
+            facts=facts,
+        )
+
+    @staticmethod
+    async def _start_tls(
+        writer: asyncio.StreamWriter, target: ProbeTarget, *, timeout_s: float
+    ) -> dict[str, JSONValue]:
+        context = ssl.create_default_context()
+        # We read the certificate the station presents; trusting it is not the point.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        try:
+            async with asyncio.timeout(timeout_s):
+                await writer.start_tls(context)
+        except TimeoutError as exc:
+            raise ProbeTimeoutError(f"{target.address}:{target.port} TLS handshake") from exc
+        except (ssl.SSLError, ConnectionError) as exc:
+            raise ProbeProtocolError(
+                f"{target.address}:{target.port} TLS handshake failed"
+            ) from exc
+        ssl_object = writer.get_extra_info("ssl_object")
+        facts: dict[str, JSONValue] = {}
+        if isinstance(ssl_object, ssl.SSLObject):
+            facts["tls_version"] = ssl_object.version() or ""
+            der = ssl_object.getpeercert(binary_form=True)
+            if der:
+                facts.update(certificate_facts(der))
+        return facts
+
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of a recorded station hello; a client hello or other Fox message is ``None``."""
+        if not payload.startswith(b"fox "):
+            raise ProbeProtocolError("not a fox message")
+        first = payload.split(b"\n", 1)[0]
+        if b"fox hello" not in first or HELLO_END not in payload:
+            return None
+        fields = parse_hello(payload[: payload.index(HELLO_END) + len(HELLO_END)])
+        if not any(key in fields for key in HELLO_FIELDS if key != "fox.version"):
+            return None  # our own (client) hello carries nothing but the version and id
+        facts = hello_facts(fields)
+        facts["tls"] = False
+        return facts
+
+
+class FoxTlsProbe(FoxProbe):
+    """Foxs: the same hello inside TLS on 4911; the certificate is read too."""
+
+    name: ClassVar[str] = "fox-tls"
+    default_ports: ClassVar[tuple[int, ...]] = (FOXS_PORT,)
+    tls: ClassVar[bool] = True
+
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """A capture of Foxs holds TLS records only: nothing to read."""
+        return None
