@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
 from cybermission.alerts.channels import SEVERITY_ORDER, validate_channel_config
@@ -35,8 +36,7 @@ def create_channel(
         organization_id=organization_id,
         enabled=enabled,
     )
-    session.add(channel)
-    session.flush()
+    _insert(session, channel, "organization_id")
     return channel
 
 
@@ -93,9 +93,18 @@ def create_policy(
         organization_id=organization_id,
         enabled=enabled,
     )
-    session.add(policy)
-    session.flush()
+    _insert(session, policy, "organization_id or site_id")
     return policy
+
+
+def _insert(session: Session, row: AlertChannel | AlertPolicy, references: str) -> None:
+    """Insert in a savepoint: an unknown organisation or site (a foreign key the database
+    refuses) is the caller's mistake, named, and the rest of the transaction stays usable."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError as exc:
+        raise ValidationError(f"{references}: refers to nothing stored") from exc
 
 
 def list_policies(session: Session, *, organization_id: str | None = None) -> list[AlertPolicy]:
