@@ -112,6 +112,29 @@ def _request(frame: str) -> bytes:
     return SLMP_CPU_MODEL_REQUEST if frame == "slmp" else MELSOFT_CPU_MODEL_REQUEST
 
 
+def _recorded_facts(stream: bytes) -> Facts | None:
+    """Facts of recorded answers (passive import): CPU model answers in either framing, found by
+    their subheader (0xD7 MELSOFT, 0xD000 SLMP 3E); answers to other commands are skipped."""
+    facts: Facts = {}
+    offset = 0
+    while offset < len(stream):
+        frame = stream[offset:]
+        if frame[:1] == b"\xd7" and len(frame) >= 21:
+            end = 21 + struct.unpack("<H", frame[19:21])[0]
+        elif frame[:2] == b"\xd0\x00" and len(frame) >= 9:
+            end = 9 + struct.unpack("<H", frame[7:9])[0]
+        else:
+            break  # not a MELSEC answer, or cut by the capture
+        offset += end
+        try:
+            found = _decode("melsoft" if frame[0] == 0xD7 else "slmp", frame[:end])
+        except ProbeProtocolError:
+            continue  # an answer to another command
+        if "model" in found or not facts:
+            facts.update(found)
+    return facts or None
+
+
 _MANIFEST = Manifest(
     entries=(ManifestEntry(REQUEST_CPU_MODEL, 1, "read CPU model name (0101)"),),
     connections_per_device=1,
@@ -158,6 +181,10 @@ class MelsecProbe:
             transport=self.transport,
             facts=facts,
         )
+
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of a recorded server stream (passive import)."""
+        return _recorded_facts(payload)
 
 
 async def _read_answer(reader: asyncio.StreamReader, frame: str) -> bytes:
@@ -208,3 +235,7 @@ class MelsecUdpProbe:
             transport=self.transport,
             facts=_decode(frame, data),
         )
+
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of one recorded answer datagram (passive import)."""
+        return _recorded_facts(payload)
