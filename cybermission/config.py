@@ -67,10 +67,14 @@ DEFAULT_PORTS: tuple[int, ...] = (
     21,
     23,
     22,
+    1200,  # CODESYS v2
+    11740,  # CODESYS v3
+    5007,  # MELSEC SLMP/MC
+    5562,  # MELSEC (Q series Ethernet)
 )
 
 
-DEFAULT_UDP_PORTS: tuple[int, ...] = (47808, 161, 3671, 5683, 44818, 9600)
+DEFAULT_UDP_PORTS: tuple[int, ...] = (47808, 161, 3671, 5683, 44818, 9600, 5094, 5006)
 
 
 class BrokerSettings(BaseModel):
@@ -119,7 +123,7 @@ class Settings(BaseSettings):
     default_scope_cidrs: list[str] = Field(default_factory=lambda: ["127.0.0.0/8"])
     ports: list[int] = Field(default_factory=lambda: list(DEFAULT_PORTS))
     # UDP ports probed on every target (no sweep: UDP silence is ambiguous). BACnet/IP, SNMP,
-    # KNXnet/IP, CoAP, EtherNet/IP, FINS; only ports that have a registered UDP probe are used.
+    # KNXnet/IP, CoAP, EtherNet/IP, FINS, HART-IP, MELSEC; only ports with a UDP probe are used.
     udp_ports: list[int] = Field(default_factory=lambda: list(DEFAULT_UDP_PORTS))
     pacing: PacingSettings = Field(default_factory=PacingSettings)
     # "sweep" (built in) or an installed engine such as "nmap" (the optional nmap extra).
