@@ -513,6 +513,60 @@ def endpoint_facts(endpoints: list[Endpoint]) -> Facts:
     return facts
 
 
+def parse_chunk_header(header: bytes) -> tuple[bytes, bytes, int]:
+    """(message type, chunk type, chunk size) of a UA TCP message header (§7.1.2.2)."""
+    message_type, chunk_type = header[:3], header[3:4]
+    (size,) = struct.unpack("<I", header[4:8])
+    if message_type not in (b"ACK", b"ERR", b"OPN", b"MSG", b"CLO"):
+        raise ProbeProtocolError(f"not an OPC UA message type: {message_type!r}")
+    if chunk_type not in (b"F", b"C", b"A"):
+        raise ProbeProtocolError(f"OPC UA chunk type {chunk_type!r}")
+    if not 8 <= size <= MAX_CHUNK_BYTES + 8:
+        raise ProbeProtocolError(f"OPC UA message size {size}")
+    return message_type, chunk_type, size
+
+
+def _recorded_facts(stream: bytes) -> Facts:
+    """Facts of a recorded server stream: the ACK and any GetEndpoints answer.
+
+    MSG chunks are joined as :class:`_Channel` does; other services, encrypted bodies and
+    a chunk cut by the capture's end are skipped.
+    """
+    facts: Facts = {}
+    offset, parts = 0, list[bytes]()
+    while offset + 8 <= len(stream):
+        try:
+            message_type, chunk_type, size = parse_chunk_header(stream[offset : offset + 8])
+        except ProbeProtocolError:
+            break
+        body = stream[offset + 8 : offset + size]
+        offset += size
+        if len(body) != size - 8:
+            break
+        try:
+            if message_type == b"ACK":
+                ack = decode_acknowledge(body)
+                facts["protocol_version"] = ack.protocol_version
+                facts["receive_buffer_size"] = ack.receive_buffer_size
+                facts["max_message_size"] = ack.max_message_size
+            if message_type != b"MSG" or len(body) < 16:
+                continue
+            parts.append(body[16:] if parts else body)
+            if chunk_type == b"C" and len(parts) < MAX_CHUNKS:
+                continue
+            message, parts = b"".join(parts), []
+            if chunk_type != b"F":
+                continue  # aborted, or more chunks than accepted
+            decoded = decode_get_endpoints_response(message[16:])
+            if isinstance(decoded, ServiceFault):
+                facts.setdefault("service_fault", f"0x{decoded.status_code:08x}")
+            else:
+                facts.update(endpoint_facts(decoded))
+        except ProbeProtocolError:
+            continue  # another service's answer, or an encrypted body
+    return facts
+
+
 # --- the session -----------------------------------------------------------------------------
 
 
@@ -546,15 +600,7 @@ class _Channel:
 
     async def chunk(self) -> tuple[bytes, bytes, bytes]:
         """(message type, chunk type, body after the 8-byte header)."""
-        header = await self._read_exactly(8)
-        message_type, chunk_type = header[:3], header[3:4]
-        (size,) = struct.unpack("<I", header[4:])
-        if message_type not in (b"ACK", b"ERR", b"OPN", b"MSG", b"CLO"):
-            raise ProbeProtocolError(f"not an OPC UA message type: {message_type!r}")
-        if chunk_type not in (b"F", b"C", b"A"):
-            raise ProbeProtocolError(f"OPC UA chunk type {chunk_type!r}")
-        if not 8 <= size <= MAX_CHUNK_BYTES + 8:
-            raise ProbeProtocolError(f"OPC UA message size {size}")
+        message_type, chunk_type, size = parse_chunk_header(await self._read_exactly(8))
         return message_type, chunk_type, await self._read_exactly(size - 8)
 
     async def message(self) -> tuple[bytes, bytes]:
@@ -676,3 +722,11 @@ class OpcUaProbe:
         writer.write(close_channel_message(token.channel_id, token.token_id, 3, 3))
         await writer.drain()
         return facts
+
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of a recorded server stream (passive import): ACK and GetEndpoints answers."""
+        return _recorded_facts(payload) or None
+
+    def matches_request(self, payload: bytes) -> bool:
+        """A client's Hello (final chunk): finds OPC UA servers on any port in a capture."""
+        return payload[:4] == b"HELF"
