@@ -7,6 +7,7 @@ rules that apply to it.
 """
 
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,9 @@ _YamlLoader: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(
 )
 
 
+_ATTACK_ID = re.compile(r"\b[Tt]0\d{3}\b")
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Rule:
     """A loaded, compiled rule."""
@@ -57,6 +61,12 @@ class Rule:
     @property
     def severity(self) -> Severity:
         return self.spec.info.severity
+
+    @property
+    def attack_techniques(self) -> tuple[str, ...]:
+        """MITRE ATT&CK for ICS technique ids (T0xxx) named in references or tags, for SIEMs."""
+        found = _ATTACK_ID.findall(" ".join([*self.spec.info.references, *self.spec.info.tags]))
+        return tuple(dict.fromkeys(t.upper() for t in found))
 
     def applies(self, doc: Mapping[str, object]) -> bool:
         """Whether the observation is one this rule looks at (``applies-to``)."""

@@ -50,7 +50,7 @@ from cybermission.probes import (
     Transport,
     load_probes,
 )
-from cybermission.rules.loader import RuleSet, load_rules
+from cybermission.rules.loader import Rule, RuleSet, load_rules
 from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
 from cybermission.scans.scopes import build_guard
@@ -463,7 +463,7 @@ def _judge_device(
                     protocol="history",
                     title=rule.info.name,
                     severity=Severity(rule.info.severity),
-                    evidence=_history_evidence(report.address, rule.evidence(subject)),
+                    evidence=_history_evidence(report.address, rule, subject),
                     score=score,
                     score_breakdown=breakdown,
                 )
@@ -492,8 +492,14 @@ def _judge_device(
     return drafts
 
 
-def _history_evidence(address: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-    return {"probe": "history", "address": address, "port": None, "fields": dict(fields)}
+def _history_evidence(address: str, rule: Rule, subject: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "probe": "history",
+        "address": address,
+        "port": None,
+        "fields": dict(rule.evidence(subject)),
+        "attack_techniques": list(rule.attack_techniques),
+    }
 
 
 def _services_seen(observations: Sequence[Observation]) -> list[ServiceSeen]:
@@ -521,13 +527,15 @@ def _services_seen(observations: Sequence[Observation]) -> list[ServiceSeen]:
     return list(merged.values())
 
 
-def _evidence(observation: Observation, fields: Mapping[str, Any]) -> dict[str, Any]:
-    """What a finding keeps as proof: where it was seen and the fact values its rule read."""
+def _evidence(observation: Observation, rule: Rule, subject: Mapping[str, Any]) -> dict[str, Any]:
+    """What a finding keeps as proof: where it was seen, the fact values its rule read, and the
+    ATT&CK for ICS techniques the rule names (alert channels pass them to SIEMs)."""
     return {
         "probe": observation.probe,
         "address": observation.address,
         "port": observation.port,
-        "fields": dict(fields),
+        "fields": dict(rule.evidence(subject)),
+        "attack_techniques": list(rule.attack_techniques),
     }
 
 
@@ -675,7 +683,7 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
                         protocol=observation.protocol,
                         title=rule.info.name,
                         severity=Severity(rule.info.severity),
-                        evidence=_evidence(observation, rule.evidence(subject)),
+                        evidence=_evidence(observation, rule, subject),
                         score=score,
                         score_breakdown=breakdown,
                     )
@@ -697,6 +705,7 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
                 "protocol": finding.protocol,
                 "score": finding.score,
                 "address": finding.evidence.get("address"),
+                "attack_techniques": finding.evidence.get("attack_techniques", []),
             },
             subject_id=finding.id,
             scan_run_id=state.run_id,

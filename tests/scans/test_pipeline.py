@@ -248,6 +248,10 @@ async def test_execute_scan_logs_only_what_is_new_as_events(
     with Session(engine) as session:
         after_first = events_after(session, after_id=0)
     kinds = [e.kind for e in after_first]
+    unauthenticated = next(
+        e for e in after_first if e.payload.get("rule_id") == "modbus-unauthenticated-reachable"
+    )
+    assert unauthenticated.payload["attack_techniques"] == ["T0855", "T0836"]
     assert kinds.count(EventKind.ASSET_CREATED) == 1
     assert kinds.count(EventKind.FINDING_CREATED) == first.findings > 0
     assert kinds[-1] is EventKind.SCAN_FINISHED
