@@ -465,6 +465,51 @@ class Dnp3Probe:
             facts=facts,
         )
 
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of a recorded outstation stream (passive import; see ``_recorded_facts``)."""
+        return _recorded_facts(payload) or None
+
+
+def _recorded_facts(stream: bytes) -> Facts:
+    """Facts of recorded outstation frames (passive import): addresses from every link frame
+    the outstation sent (DIR=0), Group 0 attributes from an application response carrying them.
+
+    Frames from a master (DIR=1) are skipped; a frame that fails its checks ends the stream.
+    """
+    facts: Facts = {}
+    fragment = bytearray()
+    offset = 0
+    while offset + HEADER_BYTES <= len(stream):
+        try:
+            size = frame_size(stream[offset : offset + HEADER_BYTES])
+            frame = decode_link_frame(stream[offset : offset + size])
+        except ProbeProtocolError:
+            break
+        offset += size
+        if frame.from_master:
+            continue
+        facts.setdefault("outstation_address", frame.source)
+        facts.setdefault("master_address", frame.destination)
+        if frame.function == LINK_STATUS and not frame.primary:
+            facts["link_dfc"] = bool(frame.control & CONTROL_DFC)
+        if not frame.primary or not frame.user_data:
+            continue
+        transport = frame.user_data[0]
+        if transport & 0x40:  # FIR (IEEE 1815-2012 §8.2.1)
+            fragment = bytearray()
+        fragment += frame.user_data[1:]
+        if len(fragment) > 2048:
+            fragment = bytearray()
+        if not transport & 0x80:  # not FIN yet
+            continue
+        try:
+            answer = decode_attributes_response(bytes(fragment))
+        except ProbeProtocolError:
+            continue  # a request echo or a response this decoder does not read
+        if answer.attributes:
+            facts.update(attribute_facts(answer))
+    return facts
+
 
 class Dnp3AttributesProbe(Dnp3Probe):
     """Opt-in: link status, then one READ of the Group 0 device attributes (module docstring)."""

@@ -109,6 +109,13 @@ class _Capture:
 
     def __init__(self, decoders: Sequence[PassiveDecoder]) -> None:
         self.by_port: dict[tuple[int, Transport], list[PassiveDecoder]] = {}
+        # A probe that inherits its base probe's decoder (dnp3-attributes, mqtt-sys) reads the
+        # same bytes to the same facts: the first one registered speaks for both.
+        distinct: dict[tuple[object, Transport, tuple[int, ...]], PassiveDecoder] = {}
+        for decoder in decoders:
+            key = (type(decoder).decode_answer, decoder.transport, decoder.default_ports)
+            distinct.setdefault(key, decoder)
+        decoders = list(distinct.values())
         for decoder in decoders:
             for port in decoder.default_ports:
                 self.by_port.setdefault((port, decoder.transport), []).append(decoder)
