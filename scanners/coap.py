@@ -279,7 +279,10 @@ def _uint(value: int) -> bytes:
 
 def parse_link_format(text: str) -> list[Link]:
     """Links of a CoRE Link Format document (RFC 6690 §2), counts and lengths bounded."""
-    text = text[:MAX_LINK_FORMAT_BYTES]
+    if len(text) > MAX_LINK_FORMAT_BYTES:
+        # Read what fits: the links before the last separator inside the bound.
+        text = text[:MAX_LINK_FORMAT_BYTES]
+        text = text[: max(text.rfind(",<"), 0)]
     links: list[Link] = []
     index, size = 0, len(text)
     while index < size and len(links) < MAX_LINKS_PARSED:

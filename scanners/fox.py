@@ -14,9 +14,10 @@ The station answers ``fox a 0 -1 fox hello`` and a ``{ ... };;`` block of ``key=
 closes: it never authenticates (the next step of a real session).
 
 ``FoxTlsProbe`` (``fox-tls``, 4911) does the same inside TLS without verification and reads the
-certificate the station presents. Outcomes: a hello -> facts; first bytes that are not ``fox `` ->
-``None`` (another protocol on the port); a broken hello -> ``ProbeProtocolError``; silence ->
-``ProbeTimeoutError``.
+certificate the station presents. Outcomes: a hello -> facts; first bytes that are not ``fox ``, or
+a connection closed or reset before a whole hello -> ``None`` (another protocol on the port); a
+broken hello or a failed TLS handshake -> ``ProbeProtocolError``; silence (a cleartext station
+waits for more bytes of a TLS ClientHello too) -> ``ProbeTimeoutError``.
 
 Facts keys (strings printable, at most ``MAX_VALUE_BYTES`` bytes before decoding):
 
@@ -219,7 +220,10 @@ class FoxProbe:
                 hello = await read_hello(reader)
         except TimeoutError as exc:
             raise ProbeTimeoutError(f"{target.address}:{target.port} no fox hello") from exc
-        except (ConnectionError, ssl.SSLError) as exc:
+        except ConnectionError:
+            # Dropped before a whole hello: like a peer that closes at once, not Fox.
+            hello = None
+        except ssl.SSLError as exc:
             raise ProbeProtocolError(
                 f"{target.address}:{target.port} {exc.__class__.__name__}"
             ) from exc
