@@ -373,6 +373,66 @@ class Iec104Probe:
             facts["common_address"] = addresses[0]
         return facts
 
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of a recorded outstation stream (passive import; see ``_recorded_facts``)."""
+        return _recorded_facts(payload) or None
+
+    def matches_request(self, payload: bytes) -> bool:
+        """A controlling station's STARTDT act or TESTFR act: finds outstations on any port."""
+        return payload[:6] in (u_frame(U_STARTDT_ACT), u_frame(U_TESTFR_ACT))
+
+
+def _recorded_facts(stream: bytes) -> Facts:
+    """Facts of a recorded outstation stream (passive import): the same keys as the probes,
+    from whatever the session shows (U-frame confirmations, ASDUs of I-frames).
+
+    A frame that does not decode ends the stream (the capture joined it mid-frame).
+    """
+    facts: Facts = {}
+    addresses: list[JSONValue] = []
+    types: list[JSONValue] = []
+    objects = 0
+    offset = 0
+    while offset + 2 <= len(stream):
+        end = offset + 2 + stream[offset + 1]
+        try:
+            apdu = decode_apdu(stream[offset:end])
+        except ProbeProtocolError:
+            break
+        offset = end
+        facts["iec104"] = True
+        if apdu.u_function == U_TESTFR_CON:
+            facts["testfr_confirmed"] = True
+        elif apdu.u_function == U_STARTDT_CON:
+            facts["startdt_confirmed"] = True
+        if apdu.kind != "I":
+            continue
+        try:
+            asdu = decode_asdu(apdu.asdu)
+        except ProbeProtocolError:
+            continue
+        if asdu.common_address not in addresses and len(addresses) < MAX_I_FRAMES:
+            addresses.append(asdu.common_address)
+        if asdu.type_id == C_IC_NA_1:
+            if asdu.cause == COT_ACTIVATION_CON:
+                facts["interrogation"] = "refused" if asdu.negative else "confirmed"
+            elif asdu.cause == COT_ACTIVATION_TERM:
+                facts["interrogation"] = "terminated"
+        elif (name := asdu_type_name(asdu.type_id)) not in types:
+            types.append(name)
+        if asdu.type_id != C_IC_NA_1:
+            objects = min(objects + asdu.count, MAX_OBJECTS_COUNTED)
+    if addresses:
+        facts.update(
+            {
+                "common_addresses": addresses,
+                "common_address": addresses[0],
+                "asdu_types": types,
+                "information_objects": objects,
+            }
+        )
+    return facts
+
 
 class Iec104InterrogationProbe(Iec104Probe):
     """Opt-in: TESTFR, then STARTDT and one general interrogation (see the module docstring)."""

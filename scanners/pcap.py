@@ -213,14 +213,21 @@ class _Capture:
             return  # one segment was already decoded on its own
         stream = bytes(flow.data)
         for decoder in flow.decoders:
-            self._decode(decoder, flow.endpoint, stream, flow.first_at)
+            # The stream holds every segment: its facts are the fuller view, they override.
+            self._decode(decoder, flow.endpoint, stream, flow.first_at, override=True)
 
     def close_all(self) -> None:
         while self.flows:
             self._close(next(iter(self.flows)))
 
     def _decode(
-        self, decoder: PassiveDecoder, endpoint: _Endpoint, payload: bytes, at: float
+        self,
+        decoder: PassiveDecoder,
+        endpoint: _Endpoint,
+        payload: bytes,
+        at: float,
+        *,
+        override: bool = False,
     ) -> None:
         try:
             facts = decoder.decode_answer(payload)
@@ -235,6 +242,9 @@ class _Capture:
                 protocol=decoder.protocol, probe=f"passive:{decoder.name}", first_at=at
             )
             found[decoder.name] = service
+        if override:
+            service.facts.update(facts)
+            return
         for fact, value in facts.items():
             service.facts.setdefault(fact, value)
 
