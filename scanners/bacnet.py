@@ -608,6 +608,32 @@ class BacnetProbe:
             facts=facts,
         )
 
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of one recorded datagram (passive import): an I-Am, or a ReadProperty(Multiple)
+        ACK about a Device object; reads of other objects and requests give ``None``."""
+        apdu = decode_datagram(payload)
+        results = PropertyResults()
+        i_am: IAm | None = None
+        if apdu.pdu_type == PDU_UNCONFIRMED and apdu.service == SERVICE_I_AM:
+            i_am = decode_i_am(apdu)
+        elif apdu.pdu_type != PDU_COMPLEX_ACK or apdu.segmented:
+            return None
+        elif apdu.service == SERVICE_READ_PROPERTY_MULTIPLE:
+            results = decode_rpm_ack(apdu.body)
+            if results.object_instance is None:
+                return None  # another object's properties: not the device's identity
+        elif apdu.service == SERVICE_READ_PROPERTY:
+            instance, prop, value = decode_rp_ack(apdu.body)
+            object_type, _ = _object_id(parse_tags(apdu.body)[0].data)
+            if object_type != OBJECT_TYPE_DEVICE or prop not in DEVICE_PROPERTIES:
+                return None
+            results.object_instance = instance
+            if value is not None:
+                results.values[prop] = value
+        else:
+            return None
+        return identity_facts(i_am, results)
+
     @staticmethod
     def _decode(datagram: bytes, target: ProbeTarget) -> Apdu:
         try:

@@ -126,6 +126,8 @@ class _Capture:
         self.services: dict[_Endpoint, dict[str, _Service]] = {}
 
     def read(self, packet: _Packet, seen_at: float) -> None:
+        if _is_group(packet.source):
+            return  # no device sends from a broadcast or multicast address: a forged packet
         transport = packet.transport
         endpoint = (packet.source, packet.sport, transport)
         if transport is Transport.TCP and (packet.flags & 0x3F) == _SYN_ACK:
@@ -150,6 +152,8 @@ class _Capture:
         Some captures record answers with the request's addresses (``fins/fins.pcap``); the
         decoders only accept answers, so the requests to that port decode to nothing.
         """
+        if _is_group(packet.destination):
+            return  # a broadcast answer (a BACnet I-Am) belongs to its sender only
         server = (packet.destination, packet.dport, packet.transport)
         for decoder in self.by_port.get((packet.dport, packet.transport), ()):
             if packet.sport not in decoder.default_ports:
@@ -312,6 +316,13 @@ def _check_magic(path: Path) -> None:
         raise ValidationError(f"file: cannot read {path} ({exc.strerror})") from exc
     if magic not in _MAGICS:
         raise ValidationError(f"file: {path} is not a pcap or pcapng capture")
+
+
+def _is_group(packed: bytes) -> bool:
+    """Multicast, limited broadcast, or (taken as) a subnet broadcast ending in .255."""
+    if len(packed) == 4:
+        return packed[0] >= 224 or packed[3] == 255
+    return packed[0] == 0xFF
 
 
 def _parse_frame(link_type: int, frame: bytes) -> _Packet | None:
