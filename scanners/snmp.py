@@ -437,3 +437,15 @@ class SnmpProbe:
                     facts=response_facts(response),
                 )
         raise ProbeTimeoutError(f"{target.address}:{target.port}/udp no SNMP answer")
+
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of one recorded v1/v2c Response datagram (passive import).
+
+        A community read off the wire is a credential: it is kept only when it is a factory
+        default (``DEFAULT_COMMUNITIES`` or "private"), else replaced by ``community_hidden``.
+        """
+        facts = response_facts(decode_response(payload))
+        if facts.get("community") not in (*DEFAULT_COMMUNITIES, "private"):
+            facts.pop("community", None)
+            facts["community_hidden"] = True
+        return facts
