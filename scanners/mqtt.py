@@ -155,6 +155,49 @@ def clean_text(raw: bytes) -> str:
     return "".join(c for c in text if c.isprintable()).strip()
 
 
+def _recorded_packets(stream: bytes) -> list[tuple[int, bytes]]:
+    """(first byte, body) of the whole packets of a recorded stream (§2.2 fixed header),
+    at most ``MAX_PACKETS``; a packet cut by the capture's end or too long ends the list."""
+    packets: list[tuple[int, bytes]] = []
+    offset = 0
+    while offset < len(stream) and len(packets) < MAX_PACKETS:
+        first, length, position = stream[offset], 0, offset + 1
+        for shift in range(4):
+            if position >= len(stream):
+                return packets
+            length |= (stream[position] & 0x7F) << (7 * shift)
+            position += 1
+            if not stream[position - 1] & 0x80:
+                break
+        else:
+            return packets
+        if length > MAX_PACKET_BYTES or position + length > len(stream):
+            return packets
+        packets.append((first, stream[position : position + length]))
+        offset = position + length
+    return packets
+
+
+def _recorded_facts(stream: bytes) -> Facts:
+    """Facts of a recorded broker stream: the CONNACK first, then a ``$SYS/broker/version``
+    PUBLISH if the client asked for it. Whether the client sent credentials is not in these
+    bytes, so ``anonymous_allowed`` is never set here."""
+    packets = _recorded_packets(stream)
+    if not packets:
+        return {}
+    facts = connack_facts(decode_connack(*packets[0]))
+    del facts["anonymous_allowed"], facts["protocol_level"]
+    topic = SYS_VERSION_TOPIC.encode()
+    for packet_type, payload in packets[1:]:
+        if packet_type & 0xF0 != 0x30 or len(payload) < 2:
+            continue  # not a PUBLISH (§3.3)
+        size = int.from_bytes(payload[:2], "big")
+        if payload[2 : 2 + size] == topic:
+            qos_id = 2 if packet_type & 0x06 else 0
+            facts["broker_version"] = clean_text(payload[2 + size + qos_id :])
+    return facts
+
+
 class _PeerClosedError(Exception):
     """The peer closed before answering a byte."""
 
@@ -257,6 +300,10 @@ class MqttProbe:
                 extra={"address": target.address, "port": target.port},
             )
             raise
+
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of a recorded broker stream (passive import; see ``_recorded_facts``)."""
+        return _recorded_facts(payload) or None
 
 
 class MqttSysProbe(MqttProbe):
