@@ -270,6 +270,55 @@ async def read_response(reader: asyncio.StreamReader) -> HttpResponse:
     return HttpResponse(status, reason, headers, data, truncated=truncated)
 
 
+_TLS_HANDSHAKE, _TLS_CERTIFICATE = 22, 11  # RFC 5246 §6.2.1 content type, §7.4 message type
+_REQUEST_LINE = re.compile(rb"^(?:GET|HEAD|POST|PUT|OPTIONS) \S{1,2048} HTTP/1\.[01]\r\n")
+
+
+def _recorded_response(stream: bytes) -> Facts:
+    """Facts of the first response of a recorded plain HTTP stream (bounded like the probe)."""
+    end = stream.find(b"\r\n\r\n", 0, MAX_HEADER_BYTES)
+    if end < 0:
+        raise ProbeProtocolError("no complete HTTP head in the stream")
+    status, reason, headers = parse_head(stream[:end])
+    rest = stream[end + 4 :]
+    length_text = headers.get("content-length", "")
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body, complete = decode_chunked(rest[:MAX_BODY_BYTES])
+        truncated = not complete
+    elif length_text.isdigit():
+        body = rest[: min(int(length_text), MAX_BODY_BYTES)]
+        truncated = int(length_text) > len(body)
+    else:
+        body, truncated = rest[:MAX_BODY_BYTES], len(rest) > MAX_BODY_BYTES
+    return page_facts(HttpResponse(status, reason, headers, body, truncated))
+
+
+def _recorded_certificate(stream: bytes) -> Facts:
+    """Certificate facts of a recorded TLS 1.0-1.2 server stream: the first certificate of the
+    Certificate handshake message, which travels in clear (TLS 1.3 encrypts it: nothing)."""
+    handshake = bytearray()
+    offset = 0
+    while offset + 5 <= len(stream) and stream[offset] == _TLS_HANDSHAKE:
+        length = int.from_bytes(stream[offset + 3 : offset + 5], "big")
+        handshake += stream[offset + 5 : offset + 5 + length]
+        offset += 5 + length
+        if len(handshake) > MAX_BODY_BYTES:
+            break
+    position = 0
+    while position + 4 <= len(handshake):
+        kind = handshake[position]
+        length = int.from_bytes(handshake[position + 1 : position + 4], "big")
+        message = bytes(handshake[position + 4 : position + 4 + length])
+        position += 4 + length
+        if kind != _TLS_CERTIFICATE or len(message) < 6:
+            continue
+        size = int.from_bytes(message[3:6], "big")
+        der = message[6 : 6 + size]
+        if len(der) == size and size:
+            return {"tls": True, **certificate_facts(der)}
+    return {}
+
+
 class HttpProbe:
     """Read-only HTTP/HTTPS identification: one GET / (see the module docstring)."""
 
@@ -321,6 +370,19 @@ class HttpProbe:
             transport=self.transport,
             facts=facts,
         )
+
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of a recorded server stream (passive import): the first plain response, or
+        the server certificate of a TLS 1.0-1.2 handshake."""
+        if payload[:1] == bytes((_TLS_HANDSHAKE,)):
+            return _recorded_certificate(payload) or None
+        if not payload.startswith(b"HTTP/1."):
+            return None
+        return {"tls": False, **_recorded_response(payload)}
+
+    def matches_request(self, payload: bytes) -> bool:
+        """An HTTP/1.x request line: finds web servers on any port in a capture."""
+        return _REQUEST_LINE.match(payload) is not None
 
     @staticmethod
     async def _start_tls(
