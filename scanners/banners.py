@@ -278,6 +278,23 @@ class TelnetProbe:
         facts.update(product_facts(banner))
         return _observation(self, target, facts)
 
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of a recorded server stream (passive import): the text before the first login
+        or password prompt, so what a user then typed (echoed) is never kept."""
+        stream = TelnetStream()
+        stream.feed(payload[:MAX_READ_BYTES])
+        text = bytes(stream.text)
+        for colon in re.finditer(rb":", text):  # every login/password prompt ends with one
+            if telnet_prompt(clean_text(text[: colon.end()])) in ("login", "password"):
+                text = text[: colon.end()]
+                break
+        banner = clean_text(text)
+        if not banner and not stream.negotiated:
+            return None
+        if not stream.negotiated and (banner.startswith("SSH-") or re.match(r"^220[ -]", banner)):
+            return None  # an SSH or FTP greeting on this port: not Telnet
+        return {"banner": banner, "prompt": telnet_prompt(banner), **product_facts(banner)}
+
 
 # --- FTP ---------------------------------------------------------------------------------------
 
@@ -346,6 +363,18 @@ class FtpProbe:
         facts.update(product_facts(text))
         return _observation(self, target, facts)
 
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of a recorded server stream (passive import): its first reply, the greeting."""
+        lines: list[bytes] = []
+        for raw in payload[:MAX_READ_BYTES].split(b"\n")[:MAX_FTP_LINES]:
+            lines.append(raw.rstrip(b"\r")[:MAX_BANNER_BYTES])
+            if re.match(rb"^\d{3} ", lines[-1]) and lines[-1][:3] == lines[0][:3]:
+                break
+        code, text = parse_ftp_greeting(lines)
+        if code not in (120, 220, 421):
+            return None
+        return {"banner": text, "code": code, "implicit_tls": False, **product_facts(text)}
+
 
 # --- SSH ---------------------------------------------------------------------------------------
 
@@ -406,3 +435,11 @@ class SshProbe:
         finally:
             await close_politely(writer)
         return _observation(self, target, facts)
+
+    def decode_answer(self, payload: bytes) -> Facts | None:
+        """Facts of a recorded server stream (passive import): its identification string."""
+        for line in payload[:MAX_READ_BYTES].split(b"\n")[:MAX_SSH_PRELUDE_LINES]:
+            text = line.rstrip(b"\r")
+            if text.startswith(b"SSH-") and len(text) <= 255:
+                return parse_ssh_identification(text)
+        return None
