@@ -62,6 +62,56 @@ def test_import_pcap_builds_the_modbus_asset_of_a_real_capture(
     assert {o.probe for o in observations} >= {"passive:modbus"}
 
 
+# What importing each protocol's capture must store (MANIFEST.md's table, values decoded).
+IDENTITIES = [
+    (("s7", "s7_all.pcap"), 102, "s7comm", {"system_name": "SIMATIC 300(1)"}),
+    (("s7", "s7_all.pcap"), 102, "s7comm", {"serial": "S C-JNS406642017"}),
+    (("s7", "s7_all.pcap"), 102, "s7comm", {"order_number": "6ES7 315-2EH14-0AB0"}),
+    (("melsec-q", "melsecq_tcp.pcapng"), 5007, "melsec", {"model": "Q03UDECPU"}),
+    (("melsec-q", "melsecq_udp.pcapng"), 5006, "melsec", {"model": "Q03UDECPU"}),
+    (("bacnet", "bacnet.pcap"), 47808, "bacnet", {"model": "Simple BACnet Server"}),
+    (("opcua", "opcua.pcap"), 12001, "opcua", {"anonymous_allowed": True}),
+    (("enip", "cip.pcap"), 44818, "enip", {"product_name": "1756-L71/B LOGIX5571"}),
+    (("iec104", "iec104.pcap"), 2404, "iec104", {"startdt_confirmed": True, "common_address": 10}),
+    (("dnp3", "read_and_response.pcap"), 20000, "dnp3", {"outstation_address": 10}),
+    (("iec61850", "piccolo.pcap"), 102, "mms", {"vendor": "INFO TECH", "model": "S61850 for PC"}),
+    (("fins", "fins.pcap"), 9600, "fins", {"model": "AAAAAAAAAAAAAAAAAAAA"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("capture", "port", "protocol", "expected"),
+    IDENTITIES,
+    ids=[f"{c[-1]}:{next(iter(e))}" for c, _, _, e in IDENTITIES],
+)
+def test_import_pcap_stores_the_identity_a_capture_holds(
+    engine: Engine,
+    settings: Settings,
+    no_network: None,
+    capture: tuple[str, ...],
+    port: int,
+    protocol: str,
+    expected: dict[str, object],
+) -> None:
+    _import(engine, settings, shared_data("pcaps", *capture))
+    with Session(engine) as session:
+        services = session.exec(
+            select(Service).where(Service.protocol == protocol, Service.port == port)
+        ).all()
+    assert len(services) == 1
+    assert {key: services[0].facts.get(key) for key in expected} == expected
+    assert services[0].facts["passive"] is True
+
+
+def test_import_pcap_s7_capture_builds_a_device_with_its_serial(
+    engine: Engine, settings: Settings, no_network: None
+) -> None:
+    _import(engine, settings, shared_data("pcaps", "s7", "s7_all.pcap"))
+    with Session(engine) as session:
+        serials = {device.serial for device in session.exec(select(Device)).all()}
+    assert "S C-JNS406642017" in serials
+
+
 def test_import_pcap_every_shared_capture_imports_without_error(
     engine: Engine, settings: Settings, no_network: None
 ) -> None:
