@@ -149,9 +149,13 @@ class Probe(Protocol):
 class PassiveDecoder(Protocol):
     """A probe that can also read a recorded answer: passive discovery from a capture.
 
-    ``decode_answer`` gets the payload of one segment or datagram the device *sent* (from one of
-    the probe's ports) and returns the facts it carries, or ``None`` when the bytes are not an
-    answer it knows. It must never raise for hostile bytes other than ``ProbeProtocolError``.
+    ``decode_answer`` gets bytes the device *sent* (from one of the probe's ports): one UDP
+    datagram, one TCP segment, or a reassembled server-to-client TCP stream that may hold several
+    frames and may be cut at its end. It returns the facts they carry, or ``None`` when they are
+    not an answer it knows, and never raises for hostile bytes other than ``ProbeProtocolError``.
+
+    A probe may also define ``matches_request(payload: bytes) -> bool``, recognising what a
+    client sends it, so the importer finds its service on a non-default port (OPC UA on 12001).
     """
 
     name: ClassVar[str]
