@@ -1,5 +1,6 @@
 """The rule loader: the corpus loads and its examples hold; broken files name path:line."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ from cybermission.errors import RuleError
 from cybermission.findings.models import Severity
 from cybermission.rules.loader import (
     Rule,
+    RuleFileCache,
     RuleSet,
+    default_rule_cache,
     evaluate,
     example_document,
     load_rule_file,
@@ -237,6 +240,77 @@ def test_loader_rule_evidence_is_the_fields_it_read(tmp_path: Path) -> None:
     doc = {"protocol": "modbus", "facts": {"vendor": "Schneider Electric", "serial": "S1"}}
     assert rule.evidence(doc) == {"facts.vendor": "Schneider Electric"}
     assert rule.evidence({"protocol": "modbus"}) == {}
+
+
+def test_loader_cache_reuses_unchanged_files(tmp_path: Path) -> None:
+    write_rule(tmp_path, "rule-a")
+    write_rule(tmp_path, "rule-b")
+    cache = RuleFileCache()
+    first = load_rules([tmp_path], cache=cache)
+    again = load_rules([tmp_path], cache=cache)
+    assert [r.id for r in again] == ["rule-a", "rule-b"]
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    assert len(cache) == 2
+
+
+def test_loader_cache_reloads_a_file_whose_size_changed(tmp_path: Path) -> None:
+    path = write_rule(tmp_path, severity="high")
+    cache = RuleFileCache()
+    (before,) = load_rules([tmp_path], cache=cache)
+    stamp = path.stat().st_mtime_ns
+    write_rule(tmp_path, severity="critical")
+    os.utime(path, ns=(stamp, stamp))  # same mtime: only the size tells
+    (after,) = load_rules([tmp_path], cache=cache)
+    assert (before.severity, after.severity) == (Severity.HIGH, Severity.CRITICAL)
+
+
+def test_loader_cache_reloads_a_file_whose_mtime_changed(tmp_path: Path) -> None:
+    path = write_rule(tmp_path, severity="high")
+    cache = RuleFileCache()
+    (before,) = load_rules([tmp_path], cache=cache)
+    size, stamp = path.stat().st_size, path.stat().st_mtime_ns
+    write_rule(tmp_path, severity="info")  # same length: only the mtime tells
+    os.utime(path, ns=(stamp + 1_000, stamp + 1_000))
+    (after,) = load_rules([tmp_path], cache=cache)
+    assert path.stat().st_size == size
+    assert (before.severity, after.severity) == (Severity.HIGH, Severity.INFO)
+
+
+def test_loader_cache_sees_files_added_and_removed(tmp_path: Path) -> None:
+    first = write_rule(tmp_path, "rule-a")
+    cache = RuleFileCache()
+    assert [r.id for r in load_rules([tmp_path], cache=cache)] == ["rule-a"]
+    write_rule(tmp_path, "rule-b")
+    first.unlink()
+    assert [r.id for r in load_rules([tmp_path], cache=cache)] == ["rule-b"]
+
+
+def test_loader_cache_never_serves_a_file_broken_since(tmp_path: Path) -> None:
+    path = write_rule(tmp_path)
+    cache = RuleFileCache()
+    load_rules([tmp_path], cache=cache)
+    path.write_text("id: [unclosed\n", encoding="utf-8")
+    with pytest.raises(RuleError, match=rf"^{path}:\d+: bad YAML"):
+        load_rules([tmp_path], cache=cache)
+
+
+def test_loader_cache_by_default_is_shared_by_every_call(tmp_path: Path) -> None:
+    write_rule(tmp_path)
+    (first,) = load_rules([tmp_path])
+    (again,) = load_rules([tmp_path])
+    assert first is again
+    assert default_rule_cache() is default_rule_cache()
+
+
+def test_loader_cache_reports_the_folder_spelling_it_was_given(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    write_rule(tmp_path / "real")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    cache = RuleFileCache()
+    (direct,) = load_rules([tmp_path / "real"], cache=cache)
+    (linked,) = load_rules([tmp_path / "link"], cache=cache)
+    assert linked.path == tmp_path / "link" / "sample-rule.yaml"
+    assert linked.predicate is direct.predicate
 
 
 scalars = (
