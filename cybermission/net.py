@@ -1,18 +1,25 @@
 """Guarded network access: the only way probes and sweeps open sockets.
 
 Every connect and every datagram goes through :class:`Connector`, which asks the scope guard right
-before the packet would leave. Closing uses an immediate reset for sweeps (no TIME_WAIT pile-up)
-and a polite FIN for probes that spoke to the device.
+before the packet would leave: once per TCP connection, and before *each* datagram of a
+:class:`UdpSession` (one socket, one source port, answers only from the target, bounded).
+Closing uses an immediate reset for sweeps (no TIME_WAIT pile-up) and a polite FIN for probes
+that spoke to the device.
 """
 
 import asyncio
 import socket
 import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 from cybermission.errors import ProbeTimeoutError
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
+MAX_DATAGRAM_BYTES = 65535  # answers are cut to this (or the session's own bound)
+MAX_QUEUED_DATAGRAMS = 16  # answers kept unread per session; more are dropped
+_ERROR_PORT = -1  # marks an ICMP error in the inbox
 
 
 class Guard(Protocol):
@@ -44,32 +51,119 @@ class Connector:
     async def exchange_udp(
         self, address: str, port: int, payload: bytes, *, timeout_s: float
     ) -> bytes:
-        """Send one datagram to an in-scope address and wait for one answer."""
+        """Send one datagram to an in-scope address and wait for one answer (a fresh socket)."""
+        async with self.open_udp(address, port) as session:
+            session.send(payload)
+            return await session.receive(timeout_s=timeout_s)
+
+    @asynccontextmanager
+    async def open_udp(
+        self,
+        address: str,
+        port: int,
+        *,
+        follow_port: bool = False,
+        max_datagram_bytes: int = MAX_DATAGRAM_BYTES,
+    ) -> AsyncIterator["UdpSession"]:
+        """One UDP socket (one source port) for a whole exchange with an in-scope address.
+
+        The guard judges the address here and again before every datagram. Only answers from
+        ``address`` are kept: from ``port`` itself, or with ``follow_port`` from any port of that
+        address, later datagrams then going to the port that answered (HART-IP gateways answer a
+        session from another port).
+        """
         self.guard.check(address)
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        answer: asyncio.Future[bytes] = loop.create_future()
-
-        class _Once(asyncio.DatagramProtocol):
-            def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-                if not answer.done():
-                    answer.set_result(data)
-
-            def error_received(self, exc: Exception) -> None:
-                if not answer.done():
-                    answer.set_exception(exc)
-
+        inbox = _Inbox(address, None if follow_port else port, max_datagram_bytes)
+        # A connected socket lets the kernel report ICMP port unreachable and drop strangers;
+        # following the port needs an unconnected one, filtered by address in _Inbox.
+        remote = None if follow_port else (address, port)
         transport, _ = await loop.create_datagram_endpoint(
-            _Once, remote_addr=(address, port), family=family
+            lambda: inbox, remote_addr=remote, family=family
         )
         try:
-            transport.sendto(payload)
-            async with asyncio.timeout(timeout_s):
-                return await answer
-        except TimeoutError as exc:
-            raise ProbeTimeoutError(f"{address}:{port}/udp no answer") from exc
+            yield UdpSession(self.guard, transport, inbox, address, port, connected=not follow_port)
         finally:
             transport.close()
+
+
+class _Inbox(asyncio.DatagramProtocol):
+    """Keeps at most ``MAX_QUEUED_DATAGRAMS`` answers from the target, each cut to the bound."""
+
+    def __init__(self, address: str, port: int | None, max_datagram_bytes: int) -> None:
+        self.address = address
+        self.port = port
+        self.max_datagram_bytes = max_datagram_bytes
+        self.queue: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue(MAX_QUEUED_DATAGRAMS)
+        self.error: OSError | None = None
+        self.waiter: asyncio.Future[None] | None = None
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        if addr[0] != self.address or (self.port is not None and addr[1] != self.port):
+            return
+        if not self.queue.full():
+            self.queue.put_nowait((data[: self.max_datagram_bytes], int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, OSError):
+            self.error = exc
+            if not self.queue.full():
+                # Wake a pending receive: the error is its answer (ICMP port unreachable).
+                self.queue.put_nowait((b"", _ERROR_PORT))
+
+
+class UdpSession:
+    """Datagrams to one in-scope address on one socket: guarded sends, filtered, bounded answers."""
+
+    def __init__(
+        self,
+        guard: Guard,
+        transport: asyncio.DatagramTransport,
+        inbox: _Inbox,
+        address: str,
+        port: int,
+        *,
+        connected: bool,
+    ) -> None:
+        self._guard = guard
+        self._transport = transport
+        self._inbox = inbox
+        self._connected = connected
+        self.address = address
+        self.port = port
+        self.sent = 0
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        """The local address and port every datagram of this session leaves from."""
+        host, port = self._transport.get_extra_info("sockname")[:2]
+        return str(host), int(port)
+
+    def send(self, payload: bytes) -> None:
+        """Send one datagram after the guard judged the address again (scopes can change)."""
+        self._guard.check(self.address)
+        if self._connected:
+            self._transport.sendto(payload)
+        else:
+            self._transport.sendto(payload, (self.address, self.port))
+        self.sent += 1
+
+    async def receive(self, *, timeout_s: float) -> bytes:
+        """The next answer from the target; ``ProbeTimeoutError`` after ``timeout_s`` of silence.
+
+        An ICMP error reported for this socket (port unreachable) is raised as the ``OSError``.
+        """
+        try:
+            async with asyncio.timeout(timeout_s):
+                data, port = await self._inbox.queue.get()
+        except TimeoutError as exc:
+            raise ProbeTimeoutError(f"{self.address}:{self.port}/udp no answer") from exc
+        if port == _ERROR_PORT and self._inbox.error is not None:
+            error, self._inbox.error = self._inbox.error, None
+            raise error
+        self.port = port
+        return data
 
 
 async def close_politely(writer: asyncio.StreamWriter, *, timeout_s: float = 1.0) -> None:

@@ -1,0 +1,187 @@
+"""The TCP plumbing every probe shares: counted sends, bounded reads, polite close, outcomes.
+
+A probe speaks to a device through one :class:`ProbeStream` opened by :func:`open_stream` (the
+connector asks the scope guard right there) or, for the usual one-connection identification,
+through :func:`observe_stream`, which also maps the outcomes the probe contract names:
+
+- every request is counted by the ledger *before* its bytes are queued (``send``), so an
+  undeclared or excess request raises ``ManifestViolationError`` and nothing leaves;
+- reads are bounded in total (``max_read_bytes``); silence becomes ``ProbeTimeoutError``
+  (``deadline``); a close or reset in the middle of an answer becomes ``ProbeProtocolError``;
+- a peer that closes or resets before sending one byte raises :class:`PeerClosedError`, which
+  :func:`observe_stream` turns into ``None`` ("not this protocol"): it never leaves a probe.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import NoReturn
+
+from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
+from cybermission.net import close_politely
+from cybermission.probes import Facts, Observation, Probe, ProbeTarget, RequestLedger
+
+logger = logging.getLogger(__name__)
+
+
+class PeerClosedError(Exception):
+    """The peer closed or reset the connection before sending one byte: not our protocol.
+
+    A control-flow signal inside a probe (mapped to ``None``), never raised out of ``observe``.
+    """
+
+
+class ProbeStream:
+    """One guarded TCP connection of one probe to one device."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        ledger: RequestLedger,
+        address: str,
+        max_read_bytes: int,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.ledger = ledger
+        self.address = address
+        self.max_read_bytes = max_read_bytes
+        self.read_bytes = 0
+
+    def send(self, request: str, data: bytes) -> None:
+        """Count ``request`` in the ledger, then queue ``data`` (``flush`` or a read sends it)."""
+        self.ledger.spend(request)
+        self.writer.write(data)
+
+    async def flush(self) -> None:
+        """Wait until the queued bytes are handed to the kernel (flow control)."""
+        try:
+            await self.writer.drain()
+        except (ConnectionError, OSError) as exc:
+            self._lost(exc)
+
+    @asynccontextmanager
+    async def deadline(self, timeout_s: float, waiting_for: str) -> AsyncIterator[None]:
+        """Silence for ``timeout_s`` inside the block raises ``ProbeTimeoutError``."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                yield
+        except TimeoutError as exc:
+            raise ProbeTimeoutError(f"{self.address}: no {waiting_for}") from exc
+
+    async def exchange(
+        self, request: str, data: bytes, read: Callable[[], Awaitable[bytes]], *, timeout_s: float
+    ) -> bytes:
+        """Send one counted request and return what ``read`` reads within ``timeout_s``."""
+        self.send(request, data)
+        async with self.deadline(timeout_s, f"answer to {request}"):
+            await self.flush()
+            return await read()
+
+    async def read_exactly(self, size: int) -> bytes:
+        """``size`` bytes, within the connection's total read budget."""
+        self._budget(size)
+        try:
+            data = await self.reader.readexactly(size)
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial and self.read_bytes == 0:
+                raise PeerClosedError from exc
+            raise ProbeProtocolError(
+                f"{self.address}: connection closed in the middle of an answer"
+            ) from exc
+        except (ConnectionError, OSError) as exc:
+            self._lost(exc)
+        self.read_bytes += size
+        return data
+
+    async def read_framed(self, header_bytes: int, body_bytes: Callable[[bytes], int]) -> bytes:
+        """A header, then the ``body_bytes(header)`` bytes it announces (checked there)."""
+        header = await self.read_exactly(header_bytes)
+        return header + await self.read_exactly(body_bytes(header))
+
+    async def read_some(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` that are there; ``b""`` when the peer closed after an answer."""
+        size = min(max_bytes, self.max_read_bytes - self.read_bytes)
+        if size <= 0:
+            raise ProbeProtocolError(f"device sent more than {self.max_read_bytes} bytes")
+        try:
+            data = await self.reader.read(size)
+        except (ConnectionError, OSError) as exc:
+            self._lost(exc)
+        if not data and self.read_bytes == 0:
+            raise PeerClosedError
+        self.read_bytes += len(data)
+        return data
+
+    def _budget(self, size: int) -> None:
+        if self.read_bytes + size > self.max_read_bytes:
+            raise ProbeProtocolError(f"device sent more than {self.max_read_bytes} bytes")
+
+    def _lost(self, exc: BaseException) -> NoReturn:
+        if self.read_bytes == 0:
+            raise PeerClosedError from exc
+        raise ProbeProtocolError(f"{self.address}: connection lost") from exc
+
+
+@asynccontextmanager
+async def open_stream(
+    target: ProbeTarget, *, timeout_s: float, max_read_bytes: int
+) -> AsyncIterator[ProbeStream]:
+    """Connect through the target's guarded connector; close politely (FIN) however it ends."""
+    reader, writer = await target.connector.open_tcp(
+        target.address, target.port, timeout_s=timeout_s
+    )
+    try:
+        yield ProbeStream(
+            reader,
+            writer,
+            ledger=target.ledger,
+            address=target.address,
+            max_read_bytes=max_read_bytes,
+        )
+    finally:
+        await close_politely(writer)
+
+
+def observation(probe: Probe, target: ProbeTarget, facts: Facts) -> Observation:
+    """The probe's observation of ``target``."""
+    return Observation(
+        probe=probe.name,
+        protocol=probe.protocol,
+        address=target.address,
+        port=target.port,
+        transport=probe.transport,
+        facts=facts,
+    )
+
+
+async def observe_stream(
+    probe: Probe,
+    target: ProbeTarget,
+    identify: Callable[[ProbeStream], Awaitable[Facts | None]],
+    *,
+    timeout_s: float,
+    max_read_bytes: int,
+) -> Observation | None:
+    """One connection, ``identify`` on it, the outcomes mapped (see the module docstring).
+
+    ``identify`` returns the facts, or ``None`` when the answers say "not this protocol".
+    """
+    try:
+        async with open_stream(target, timeout_s=timeout_s, max_read_bytes=max_read_bytes) as s:
+            facts = await identify(s)
+    except PeerClosedError:
+        logger.info(
+            "peer closed without answering", extra={"probe": probe.name, "address": target.address}
+        )
+        return None
+    except ProbeProtocolError:
+        logger.warning(
+            "answer does not decode",
+            extra={"probe": probe.name, "address": target.address, "port": target.port},
+        )
+        raise
+    return None if facts is None else observation(probe, target, facts)

@@ -1,0 +1,192 @@
+"""Tests for the connector's UDP session: one socket, guard per datagram, filtered, bounded."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import cast
+
+import pytest
+
+from cybermission.errors import ProbeTimeoutError, ScopeError
+from cybermission.guard import ScopeGuard, ScopeRule
+from cybermission.net import MAX_QUEUED_DATAGRAMS, Connector, UdpSession
+
+# Address plan: this module binds 127.64.0.0/24 only.
+SERVER = "127.64.0.11"
+OTHER = "127.64.0.12"
+OUT_OF_SCOPE = "127.64.1.1"
+
+
+@dataclass
+class _Echo(asyncio.DatagramProtocol):
+    """A UDP server that records each datagram's source and answers ``reply(payload)``."""
+
+    answer: bool = True
+    received: list[tuple[bytes, tuple[str, int]]] = field(default_factory=list)
+    transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        source = (str(addr[0]), int(addr[1]))
+        self.received.append((data, source))
+        if self.answer and self.transport is not None:
+            self.transport.sendto(b"re:" + data, source)
+
+
+@asynccontextmanager
+async def _serve(address: str, *, answer: bool = True) -> AsyncIterator[tuple[_Echo, int]]:
+    loop = asyncio.get_running_loop()
+    echo = _Echo(answer=answer)
+    transport, _ = await loop.create_datagram_endpoint(lambda: echo, local_addr=(address, 0))
+    try:
+        yield echo, int(transport.get_extra_info("sockname")[1])
+    finally:
+        transport.close()
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[tuple[_Echo, int]]:
+    async with _serve(SERVER) as served:
+        yield served
+
+
+class _CountingGuard:
+    """The real scope guard, counting its checks and refusing everything once ``closed``."""
+
+    def __init__(self) -> None:
+        self.inner = ScopeGuard([ScopeRule.build("net", ["127.64.0.0/24"])])
+        self.checks = 0
+        self.closed = False
+
+    def check(self, address: str) -> object:
+        self.checks += 1
+        if self.closed:
+            raise ScopeError(address, "scope withdrawn")
+        return self.inner.check(address)
+
+
+@pytest.fixture
+def connector() -> Connector:
+    return Connector(ScopeGuard([ScopeRule.build("net", ["127.64.0.0/24"])]))
+
+
+async def test_open_udp_sends_every_datagram_from_one_source_port(
+    connector: Connector, echo: tuple[_Echo, int]
+) -> None:
+    server, port = echo
+    async with connector.open_udp(SERVER, port) as session:
+        answers = []
+        for payload in (b"one", b"two", b"three"):
+            session.send(payload)
+            answers.append(await session.receive(timeout_s=2))
+        local = session.local_address
+    assert answers == [b"re:one", b"re:two", b"re:three"]
+    assert [data for data, _ in server.received] == [b"one", b"two", b"three"]
+    assert {source for _, source in server.received} == {local}
+
+
+async def test_open_udp_asks_the_guard_before_every_datagram(echo: tuple[_Echo, int]) -> None:
+    server, port = echo
+    guard = _CountingGuard()
+    connector = Connector(guard)
+    async with connector.open_udp(SERVER, port) as session:
+        session.send(b"one")
+        await session.receive(timeout_s=2)
+        session.send(b"two")
+        await session.receive(timeout_s=2)
+        assert guard.checks == 3  # the open and each datagram
+        guard.closed = True
+        with pytest.raises(ScopeError):
+            session.send(b"three")
+    assert [data for data, _ in server.received] == [b"one", b"two"]
+
+
+async def test_open_udp_refuses_an_out_of_scope_address_before_a_socket(
+    connector: Connector,
+) -> None:
+    with pytest.raises(ScopeError):
+        async with connector.open_udp(OUT_OF_SCOPE, 5683):
+            pass
+
+
+async def test_udp_session_ignores_answers_from_another_address(connector: Connector) -> None:
+    async with (
+        _serve(SERVER, answer=False) as (server, port),
+        _serve(OTHER, answer=False) as (stranger, _),
+        connector.open_udp(SERVER, port, follow_port=True) as session,
+    ):
+        session.send(b"hello")
+        await asyncio.sleep(0.05)
+        assert stranger.transport is not None
+        stranger.transport.sendto(b"spoofed", server.received[-1][1])
+        with pytest.raises(ProbeTimeoutError):
+            await session.receive(timeout_s=0.2)
+
+
+async def test_udp_session_ignores_another_port_unless_following(connector: Connector) -> None:
+    async with (
+        _serve(SERVER, answer=False) as (server, port),
+        _serve(SERVER, answer=False) as (moved, _),
+    ):
+        assert moved.transport is not None
+        async with connector.open_udp(SERVER, port) as fixed:
+            fixed.send(b"a")
+            await asyncio.sleep(0.05)
+            moved.transport.sendto(b"from another port", server.received[-1][1])
+            with pytest.raises(ProbeTimeoutError):
+                await fixed.receive(timeout_s=0.2)
+        async with connector.open_udp(SERVER, port, follow_port=True) as following:
+            following.send(b"a")
+            await asyncio.sleep(0.05)
+            moved.transport.sendto(b"from another port", server.received[-1][1])
+            assert await following.receive(timeout_s=2) == b"from another port"
+            following.send(b"b")
+            await asyncio.sleep(0.05)
+    assert [data for data, _ in moved.received] == [b"b"]
+    assert [data for data, _ in server.received] == [b"a", b"a"]
+
+
+async def _drain(session: UdpSession) -> list[bytes]:
+    kept: list[bytes] = []
+    while True:
+        try:
+            kept.append(await session.receive(timeout_s=0.2))
+        except ProbeTimeoutError:
+            return kept
+
+
+async def test_udp_session_bounds_answers_in_size_and_number(connector: Connector) -> None:
+    async with (
+        _serve(SERVER, answer=False) as (server, port),
+        connector.open_udp(SERVER, port, max_datagram_bytes=8) as session,
+    ):
+        session.send(b"x")
+        await asyncio.sleep(0.05)
+        assert server.transport is not None
+        for index in range(MAX_QUEUED_DATAGRAMS + 8):
+            server.transport.sendto(b"%02d" % index + b"-" * 30, session.local_address)
+        await asyncio.sleep(0.1)
+        kept = await _drain(session)
+    assert len(kept) == MAX_QUEUED_DATAGRAMS
+    assert kept[0] == b"00------"
+
+
+async def test_udp_session_raises_port_unreachable(connector: Connector) -> None:
+    async with _serve(SERVER, answer=False) as (_, port):
+        pass  # the port is free again: nothing listens there
+    async with connector.open_udp(SERVER, port) as session:
+        session.send(b"anyone?")
+        with pytest.raises(ConnectionRefusedError):
+            await session.receive(timeout_s=2)
+
+
+async def test_exchange_udp_answers_one_datagram_each_from_a_new_socket(
+    connector: Connector, echo: tuple[_Echo, int]
+) -> None:
+    server, port = echo
+    assert await connector.exchange_udp(SERVER, port, b"a", timeout_s=2) == b"re:a"
+    assert await connector.exchange_udp(SERVER, port, b"b", timeout_s=2) == b"re:b"
+    assert len({source for _, source in server.received}) == 2
