@@ -23,6 +23,8 @@ from cybermission.config import Settings, load_settings
 from cybermission.db import create_db_engine, session_scope
 from cybermission.errors import CybermissionError
 from cybermission.findings.commands import advisories_app
+from cybermission.findings.triage import findings_app
+from cybermission.inventory.commands import assets_app
 from cybermission.logs import configure_logging
 from cybermission.migrations import upgrade_database
 from cybermission.probes import load_probes
@@ -50,6 +52,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(rules_app, name="rules")
 app.add_typer(advisories_app, name="advisories")
+app.add_typer(findings_app, name="findings")
+app.add_typer(assets_app, name="assets")
 app.add_typer(zones_app, name="zones")
 app.add_typer(sites_app, name="sites")
 app.add_typer(sensors_app, name="sensors")
