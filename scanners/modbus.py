@@ -57,7 +57,6 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ValidationError
-from cybermission.net import close_politely
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -66,9 +65,9 @@ from cybermission.probes import (
     ManifestEntry,
     Observation,
     ProbeTarget,
-    RequestLedger,
     Transport,
 )
+from scanners.stream import ProbeStream, observe_stream
 
 logger = logging.getLogger(__name__)
 
@@ -283,38 +282,28 @@ def identity_facts(objects: Mapping[int, bytes]) -> Facts:
 
 
 class _Session:
-    """One Modbus/TCP connection: numbered requests, matched answers, bounded reads."""
+    """Numbered Modbus/TCP requests on one probe stream, answers matched by transaction id."""
 
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        ledger: RequestLedger,
-        address: str,
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.ledger = ledger
-        self.address = address
+    def __init__(self, stream: ProbeStream) -> None:
+        self.stream = stream
         self.transaction_id = 0
-        self.read_bytes = 0
-        self.answered = False
         self.abandoned: set[int] = set()
 
     async def request(self, name: str, unit_id: int, pdu: bytes, *, timeout_s: float) -> bytes:
         """Send one PDU (counted by the ledger first) and return the PDU that answers it."""
         self.transaction_id = (self.transaction_id + 1) & 0xFFFF
         tid = self.transaction_id
-        self.ledger.spend(name)
-        self.writer.write(build_frame(tid, unit_id, pdu))
+        self.stream.send(name, build_frame(tid, unit_id, pdu))
         try:
             async with asyncio.timeout(timeout_s):
-                await self.writer.drain()
+                await self.stream.flush()
                 while True:
-                    answer_tid, answer = await self._read_frame()
+                    frame = await self.stream.read_framed(
+                        MBAP_HEADER_BYTES, lambda header: parse_mbap_header(header)[1]
+                    )
+                    answer_tid = parse_mbap_header(frame[:MBAP_HEADER_BYTES])[0]
                     if answer_tid == tid:
-                        self.answered = True
-                        return answer
+                        return frame[MBAP_HEADER_BYTES:]
                     if answer_tid not in self.abandoned:
                         raise ProbeProtocolError(
                             f"answer for transaction {answer_tid}, expected {tid}"
@@ -322,33 +311,8 @@ class _Session:
         except TimeoutError as exc:
             self.abandoned.add(tid)
             raise ProbeTimeoutError(
-                f"{self.address}: no answer to {name} (unit {unit_id})"
+                f"{self.stream.address}: no answer to {name} (unit {unit_id})"
             ) from exc
-        except (ConnectionError, OSError) as exc:
-            if not self.answered and self.read_bytes == 0:
-                raise _PeerClosedError from exc
-            raise ProbeProtocolError(f"{self.address}: connection lost during {name}") from exc
-
-    async def _read_frame(self) -> tuple[int, bytes]:
-        header = await self._read_exactly(MBAP_HEADER_BYTES)
-        tid, pdu_length, _unit = parse_mbap_header(header)
-        return tid, await self._read_exactly(pdu_length)
-
-    async def _read_exactly(self, size: int) -> bytes:
-        if self.read_bytes + size > MAX_READ_BYTES:
-            raise ProbeProtocolError(f"device sent more than {MAX_READ_BYTES} bytes")
-        try:
-            data = await self.reader.readexactly(size)
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial and not self.answered and self.read_bytes == 0:
-                raise _PeerClosedError from exc
-            raise ProbeProtocolError("connection closed in the middle of an answer") from exc
-        self.read_bytes += size
-        return data
-
-
-class _PeerClosedError(Exception):
-    """The peer closed before sending one byte: not a Modbus server for us."""
 
 
 @dataclass(slots=True)
@@ -491,37 +455,20 @@ class ModbusProbe:
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
         pinned = _unit_option(target.options, "unit_id")
         units = [pinned] if pinned is not None else [UNIT_ID_DIRECT, UNIT_ID_FALLBACK]
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        session = _Session(reader, writer, target.ledger, target.address)
-        try:
+
+        async def identify(stream: ProbeStream) -> Facts:
+            session = _Session(stream)
             for unit_id in units:
                 identity, gateway_refusal = await _identify_unit(
                     session, unit_id, timeout_s=timeout_s
                 )
                 if gateway_refusal is None:
                     break
-        except _PeerClosedError:
-            logger.info("peer closed without answering", extra={"address": target.address})
-            return None
-        except ProbeProtocolError:
-            logger.warning(
-                "modbus answer does not decode",
-                extra={"address": target.address, "port": target.port},
-            )
-            raise
-        finally:
-            await close_politely(writer)
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=identity.facts(),
-        )
+            return identity.facts()
 
+        return await observe_stream(
+            self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
+        )
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts from recorded Modbus/TCP answers (passive import): FC 43/14 and FC 17 frames.
@@ -591,13 +538,11 @@ class ModbusUnitWalkProbe:
         pace_s = (
             float(pace) if isinstance(pace, int | float) and not isinstance(pace, bool) else 0.05
         )
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        session = _Session(reader, writer, target.ledger, target.address)
-        found: list[JSONValue] = []
-        absent: list[JSONValue] = []
-        try:
+
+        async def walk(stream: ProbeStream) -> Facts:
+            session = _Session(stream)
+            found: list[JSONValue] = []
+            absent: list[JSONValue] = []
             for index, unit_id in enumerate(units):
                 if index:
                     await asyncio.sleep(pace_s)
@@ -610,19 +555,12 @@ class ModbusUnitWalkProbe:
                     absent.append(unit_id)
                 else:
                     found.append(identity.facts())
-        except _PeerClosedError:
-            return None
-        finally:
-            await close_politely(writer)
-        if not found and not session.answered:
-            raise ProbeTimeoutError(f"{target.address}: no unit answered")
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts={"units": found, "absent_units": absent},
+            if not found and stream.read_bytes == 0:
+                raise ProbeTimeoutError(f"{target.address}: no unit answered")
+            return {"units": found, "absent_units": absent}
+
+        return await observe_stream(
+            self, target, walk, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
         )
 
     @staticmethod
