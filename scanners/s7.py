@@ -40,15 +40,13 @@ Facts keys (strings printable, at most ``MAX_TEXT_BYTES`` bytes before decoding)
 - ``szl_errors`` (dict SZL id -> return code), ``szl_001c`` (bool: whether 0x001C was read).
 """
 
-import asyncio
 import logging
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ValidationError
-from cybermission.net import close_politely
+from cybermission.errors import ProbeProtocolError, ValidationError
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -57,9 +55,9 @@ from cybermission.probes import (
     ManifestEntry,
     Observation,
     ProbeTarget,
-    RequestLedger,
     Transport,
 )
+from scanners.stream import PeerClosedError, ProbeStream, observation, open_stream
 
 logger = logging.getLogger(__name__)
 
@@ -362,7 +360,8 @@ def recorded_tpdus(stream: bytes) -> Iterator[tuple[int, bytes]]:
 
 
 class _RefusedError(Exception):
-    """The device refused the COTP connection (DR, or closed before a byte)."""
+    """The device refused the COTP connection with a DR (a close before a byte is
+    ``PeerClosedError``)."""
 
 
 class _NotS7Error(Exception):
@@ -370,51 +369,22 @@ class _NotS7Error(Exception):
 
 
 class _Session:
-    """One ISO-on-TCP connection: TPKT frames, bounded reads, S7 sequence numbers."""
+    """TPKT frames on one probe stream, S7 sequence numbers."""
 
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        ledger: RequestLedger,
-        address: str,
-        timeout_s: float,
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.ledger = ledger
-        self.address = address
+    def __init__(self, stream: ProbeStream, timeout_s: float) -> None:
+        self.stream = stream
         self.timeout_s = timeout_s
-        self.read_bytes = 0
         self.sequence = 0
 
     async def exchange(self, name: str, frame: bytes) -> bytes:
         """Send ``frame`` (counted first) and return the COTP payload of the answer."""
-        self.ledger.spend(name)
-        self.writer.write(frame)
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                await self.writer.drain()
-                header = await self._read(4)
-                return await self._read(parse_tpkt_header(header))
-        except TimeoutError as exc:
-            raise ProbeTimeoutError(f"{self.address}: no answer to {name}") from exc
-
-    async def _read(self, size: int) -> bytes:
-        if self.read_bytes + size > MAX_READ_BYTES:
-            raise ProbeProtocolError(f"device sent more than {MAX_READ_BYTES} bytes")
-        try:
-            data = await self.reader.readexactly(size)
-        except asyncio.IncompleteReadError as exc:
-            if self.read_bytes == 0 and not exc.partial:
-                raise _RefusedError from exc
-            raise ProbeProtocolError("connection closed in the middle of an answer") from exc
-        except (ConnectionError, OSError) as exc:
-            if self.read_bytes == 0:
-                raise _RefusedError from exc
-            raise ProbeProtocolError("connection lost during an answer") from exc
-        self.read_bytes += size
-        return data
+        answer = await self.stream.exchange(
+            name,
+            frame,
+            lambda: self.stream.read_framed(4, parse_tpkt_header),
+            timeout_s=self.timeout_s,
+        )
+        return answer[4:]
 
     def next_sequence(self) -> int:
         self.sequence = self.sequence % 0xFFFF + 1
@@ -449,13 +419,14 @@ class S7Probe:
         pairs = _tsap_option(target.options)
         read_001c = target.options.get("szl_001c", True) is not False
         for calling, called in pairs:
-            reader, writer = await target.connector.open_tcp(
-                target.address, target.port, timeout_s=timeout_s
-            )
-            session = _Session(reader, writer, target.ledger, target.address, timeout_s)
             try:
-                facts = await self._identify(session, calling, called, read_001c=read_001c)
-            except _RefusedError:
+                async with open_stream(
+                    target, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
+                ) as stream:
+                    facts = await self._identify(
+                        _Session(stream, timeout_s), calling, called, read_001c=read_001c
+                    )
+            except (_RefusedError, PeerClosedError):
                 logger.info(
                     "s7 tsap refused",
                     extra={"address": target.address, "tsap": f"0x{calling:04x}/0x{called:04x}"},
@@ -469,16 +440,7 @@ class S7Probe:
                     extra={"address": target.address, "port": target.port},
                 )
                 raise
-            finally:
-                await close_politely(writer)
-            return Observation(
-                probe=self.name,
-                protocol=self.protocol,
-                address=target.address,
-                port=target.port,
-                transport=self.transport,
-                facts=facts,
-            )
+            return observation(self, target, facts)
         return None
 
     @staticmethod
