@@ -48,7 +48,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ValidationError
-from cybermission.net import close_politely
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -59,6 +58,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.stream import ProbeStream, observe_stream
 
 logger = logging.getLogger(__name__)
 
@@ -278,42 +278,20 @@ def attribute_facts(answer: AttributesAnswer) -> Facts:
     return facts
 
 
-class _PeerClosedError(Exception):
-    """The peer closed before one byte: not DNP3 for us."""
-
-
 class _Link:
-    """Bounded frame reads on one connection."""
+    """Bounded, counted DNP3 link frames on one probe stream."""
 
-    def __init__(self, reader: asyncio.StreamReader, address: str) -> None:
-        self.reader = reader
-        self.address = address
-        self.read_bytes = 0
+    def __init__(self, stream: ProbeStream) -> None:
+        self.stream = stream
         self.frames = 0
-
-    async def _exactly(self, size: int) -> bytes:
-        if self.read_bytes + size > MAX_READ_BYTES:
-            raise ProbeProtocolError(f"device sent more than {MAX_READ_BYTES} bytes")
-        try:
-            data = await self.reader.readexactly(size)
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial and self.read_bytes == 0:
-                raise _PeerClosedError from exc
-            raise ProbeProtocolError("connection closed in the middle of a frame") from exc
-        except (ConnectionError, OSError) as exc:
-            if self.read_bytes == 0:
-                raise _PeerClosedError from exc
-            raise ProbeProtocolError("connection lost") from exc
-        self.read_bytes += size
-        return data
 
     async def frame(self) -> LinkFrame:
         if self.frames >= MAX_FRAMES:
             raise ProbeProtocolError(f"more than {MAX_FRAMES} frames from the outstation")
         self.frames += 1
-        header = await self._exactly(HEADER_BYTES)
-        size = frame_size(header)
-        return decode_link_frame(header + await self._exactly(size - HEADER_BYTES))
+        return decode_link_frame(
+            await self.stream.read_framed(HEADER_BYTES, lambda h: frame_size(h) - HEADER_BYTES)
+        )
 
 
 def _address_option(options: Mapping[str, JSONValue], key: str, default: int) -> int:
@@ -339,7 +317,7 @@ def _addresses(options: Mapping[str, JSONValue]) -> list[int]:
 
 
 async def _find_outstation(
-    target: ProbeTarget, link: _Link, writer: asyncio.StreamWriter, timeout_s: float
+    target: ProbeTarget, link: _Link, timeout_s: float
 ) -> tuple[LinkFrame, list[int]]:
     """Request Link Status on each candidate address until one answers."""
     master = _address_option(target.options, "dnp3_master_address", DEFAULT_MASTER)
@@ -353,9 +331,8 @@ async def _find_outstation(
     pending: asyncio.Task[LinkFrame] | None = None
     try:
         for destination in _addresses(target.options):
-            target.ledger.spend(REQUEST_LINK_STATUS)
-            writer.write(request_link_status(destination, master))
-            await writer.drain()
+            link.stream.send(REQUEST_LINK_STATUS, request_link_status(destination, master))
+            await link.stream.flush()
             tried.append(destination)
             pending = pending or asyncio.ensure_future(link.frame())
             done, _ = await asyncio.wait({pending}, timeout=wait_s)
@@ -386,13 +363,11 @@ def _link_facts(frame: LinkFrame, tried: list[int]) -> Facts:
 async def _read_attributes(
     target: ProbeTarget,
     link: _Link,
-    writer: asyncio.StreamWriter,
     status: LinkFrame,
     timeout_s: float,
 ) -> Facts:
-    target.ledger.spend(REQUEST_ATTRIBUTES)
-    writer.write(attributes_read_request(status.source, status.destination))
-    await writer.drain()
+    link.stream.send(REQUEST_ATTRIBUTES, attributes_read_request(status.source, status.destination))
+    await link.stream.flush()
     fragment = bytearray()
     try:
         async with asyncio.timeout(timeout_s):
@@ -436,33 +411,17 @@ class Dnp3Probe:
     read_attributes: ClassVar[bool] = False
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        link = _Link(reader, target.address)
-        try:
-            status, tried = await _find_outstation(target, link, writer, timeout_s)
+
+        async def identify(stream: ProbeStream) -> Facts:
+            link = _Link(stream)
+            status, tried = await _find_outstation(target, link, timeout_s)
             facts = _link_facts(status, tried)
             if self.read_attributes:
-                facts.update(await _read_attributes(target, link, writer, status, timeout_s))
-        except _PeerClosedError:
-            logger.info("peer closed without answering", extra={"address": target.address})
-            return None
-        except ProbeProtocolError:
-            logger.warning(
-                "dnp3 answer does not decode",
-                extra={"address": target.address, "port": target.port},
-            )
-            raise
-        finally:
-            await close_politely(writer)
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
+                facts.update(await _read_attributes(target, link, status, timeout_s))
+            return facts
+
+        return await observe_stream(
+            self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
         )
 
     def decode_answer(self, payload: bytes) -> Facts | None:
