@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ValidationError
-from cybermission.net import close_politely
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -47,6 +46,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.stream import ProbeStream, observe_stream
 
 logger = logging.getLogger(__name__)
 
@@ -199,40 +199,28 @@ def decode_asdu(asdu: bytes) -> Asdu:
     )
 
 
-class _PeerClosedError(Exception):
-    """The peer closed before one byte: not IEC 104 for us."""
-
-
 class _Apdus:
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self.reader = reader
-        self.read_bytes = 0
+    """Counted sends and bounded APDU reads on one probe stream."""
 
-    async def _exactly(self, size: int) -> bytes:
-        if self.read_bytes + size > MAX_READ_BYTES:
-            raise ProbeProtocolError(f"device sent more than {MAX_READ_BYTES} bytes")
-        try:
-            data = await self.reader.readexactly(size)
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial and self.read_bytes == 0:
-                raise _PeerClosedError from exc
-            raise ProbeProtocolError("connection closed in the middle of an APDU") from exc
-        except (ConnectionError, OSError) as exc:
-            if self.read_bytes == 0:
-                raise _PeerClosedError from exc
-            raise ProbeProtocolError("connection lost") from exc
-        self.read_bytes += size
-        return data
+    def __init__(self, stream: ProbeStream) -> None:
+        self.stream = stream
+
+    async def send(self, name: str, wire: bytes) -> None:
+        self.stream.send(name, wire)
+        await self.stream.flush()
 
     async def next(self, timeout_s: float, waiting_for: str) -> Apdu:
         try:
             async with asyncio.timeout(timeout_s):
-                head = await self._exactly(2)
-                if head[0] != START:
-                    raise ProbeProtocolError("not an IEC 104 APDU (start octet 0x68 missing)")
-                return decode_apdu(head + await self._exactly(head[1]))
+                return decode_apdu(await self.stream.read_framed(2, _apdu_length))
         except TimeoutError as exc:
             raise ProbeTimeoutError(f"no {waiting_for}") from exc
+
+
+def _apdu_length(head: bytes) -> int:
+    if head[0] != START:
+        raise ProbeProtocolError("not an IEC 104 APDU (start octet 0x68 missing)")
+    return head[1]
 
 
 def _common_address(target: ProbeTarget) -> int:
@@ -260,50 +248,23 @@ class Iec104Probe:
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
         common_address = _common_address(target)
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        apdus = _Apdus(reader)
-        try:
-            facts = await self._testfr(target, apdus, writer, timeout_s)
+
+        async def identify(stream: ProbeStream) -> Facts:
+            apdus = _Apdus(stream)
+            facts = await self._testfr(apdus, timeout_s)
             if self.interrogate:
-                facts.update(
-                    await self._interrogate(target, apdus, writer, common_address, timeout_s)
-                )
-        except _PeerClosedError:
-            logger.info("peer closed without answering", extra={"address": target.address})
-            return None
+                facts.update(await self._interrogate(apdus, common_address, timeout_s))
+            return facts
+
+        try:
+            return await observe_stream(
+                self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
+            )
         except ProbeTimeoutError as exc:
             raise ProbeTimeoutError(f"{target.address}: {exc}") from exc
-        except ProbeProtocolError:
-            logger.warning(
-                "iec104 answer does not decode",
-                extra={"address": target.address, "port": target.port},
-            )
-            raise
-        finally:
-            await close_politely(writer)
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
-        )
 
-    @staticmethod
-    async def _send(
-        target: ProbeTarget, writer: asyncio.StreamWriter, name: str, wire: bytes
-    ) -> None:
-        target.ledger.spend(name)
-        writer.write(wire)
-        await writer.drain()
-
-    async def _testfr(
-        self, target: ProbeTarget, apdus: _Apdus, writer: asyncio.StreamWriter, timeout_s: float
-    ) -> Facts:
-        await self._send(target, writer, REQUEST_TESTFR, u_frame(U_TESTFR_ACT))
+    async def _testfr(self, apdus: _Apdus, timeout_s: float) -> Facts:
+        await apdus.send(REQUEST_TESTFR, u_frame(U_TESTFR_ACT))
         answer = await apdus.next(timeout_s, "TESTFR con")
         if answer.u_function != U_TESTFR_CON:
             raise ProbeProtocolError(f"TESTFR act answered by a {answer.kind}-frame")
@@ -311,20 +272,16 @@ class Iec104Probe:
 
     async def _interrogate(
         self,
-        target: ProbeTarget,
         apdus: _Apdus,
-        writer: asyncio.StreamWriter,
         common_address: int,
         timeout_s: float,
     ) -> Facts:
-        await self._send(target, writer, REQUEST_STARTDT, u_frame(U_STARTDT_ACT))
+        await apdus.send(REQUEST_STARTDT, u_frame(U_STARTDT_ACT))
         answer = await apdus.next(timeout_s, "STARTDT con")
         if answer.u_function != U_STARTDT_CON:
             raise ProbeProtocolError(f"STARTDT act answered by a {answer.kind}-frame")
         facts: Facts = {"startdt_confirmed": True}
-        await self._send(
-            target, writer, REQUEST_INTERROGATION, interrogation_frame(0, 0, common_address)
-        )
+        await apdus.send(REQUEST_INTERROGATION, interrogation_frame(0, 0, common_address))
         addresses: list[int] = []
         types: list[str] = []
         objects = 0
@@ -355,12 +312,12 @@ class Iec104Probe:
                         types.append(name)
                     objects = min(objects + asdu.count, MAX_OBJECTS_COUNTED)
                 if received % ACK_EVERY == 0:
-                    await self._send(target, writer, REQUEST_S_ACK, s_frame(received))
+                    await apdus.send(REQUEST_S_ACK, s_frame(received))
         except ProbeTimeoutError:
             pass  # keep what arrived; ``interrogation`` says how far it went
         if received % ACK_EVERY:
-            await self._send(target, writer, REQUEST_S_ACK, s_frame(received))
-        await self._send(target, writer, REQUEST_STOPDT, u_frame(U_STOPDT_ACT))
+            await apdus.send(REQUEST_S_ACK, s_frame(received))
+        await apdus.send(REQUEST_STOPDT, u_frame(U_STOPDT_ACT))
         facts.update(
             {
                 "interrogation": state,
