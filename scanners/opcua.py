@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
-from cybermission.net import close_politely
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -58,6 +57,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.stream import ProbeStream, observe_stream
 
 logger = logging.getLogger(__name__)
 
@@ -570,38 +570,22 @@ def _recorded_facts(stream: bytes) -> Facts:
 # --- the session -----------------------------------------------------------------------------
 
 
-class _PeerClosedError(Exception):
-    """The peer closed before one byte: not OPC UA for us."""
-
-
 class _Channel:
-    """Reads whole UA TCP messages (all chunks) with bounded sizes."""
+    """Counted sends and whole UA TCP messages (all chunks, bounded) on one probe stream."""
 
-    def __init__(self, reader: asyncio.StreamReader, address: str) -> None:
-        self.reader = reader
-        self.address = address
-        self.read_bytes = 0
+    def __init__(self, stream: ProbeStream) -> None:
+        self.stream = stream
+        self.address = stream.address
 
-    async def _read_exactly(self, size: int) -> bytes:
-        if self.read_bytes + size > MAX_READ_BYTES:
-            raise ProbeProtocolError(f"device sent more than {MAX_READ_BYTES} bytes")
-        try:
-            data = await self.reader.readexactly(size)
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial and self.read_bytes == 0:
-                raise _PeerClosedError from exc
-            raise ProbeProtocolError("connection closed in the middle of a message") from exc
-        except (ConnectionError, OSError) as exc:
-            if self.read_bytes == 0:
-                raise _PeerClosedError from exc
-            raise ProbeProtocolError("connection lost") from exc
-        self.read_bytes += size
-        return data
+    async def send(self, name: str, message: bytes) -> None:
+        self.stream.send(name, message)
+        await self.stream.flush()
 
     async def chunk(self) -> tuple[bytes, bytes, bytes]:
         """(message type, chunk type, body after the 8-byte header)."""
-        message_type, chunk_type, size = parse_chunk_header(await self._read_exactly(8))
-        return message_type, chunk_type, await self._read_exactly(size - 8)
+        chunk = await self.stream.read_framed(8, lambda header: parse_chunk_header(header)[2] - 8)
+        message_type, chunk_type, _size = parse_chunk_header(chunk[:8])
+        return message_type, chunk_type, chunk[8:]
 
     async def message(self) -> tuple[bytes, bytes]:
         """One message: ERR raises; MSG chunks are reassembled (symmetric headers dropped)."""
@@ -646,40 +630,21 @@ class OpcUaProbe:
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
         host = f"[{target.address}]" if ":" in target.address else target.address
         endpoint_url = f"opc.tcp://{host}:{target.port}"
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        channel = _Channel(reader, target.address)
-        facts: Facts = {}
-        try:
+
+        async def identify(stream: ProbeStream) -> Facts:
             async with asyncio.timeout(timeout_s * 4):
-                facts = await self._exchange(target, writer, channel, endpoint_url, timeout_s)
-        except _PeerClosedError:
-            logger.info("peer closed without answering", extra={"address": target.address})
-            return None
+                return await self._exchange(target, _Channel(stream), endpoint_url, timeout_s)
+
+        try:
+            return await observe_stream(
+                self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
+            )
         except TimeoutError as exc:
             raise ProbeTimeoutError(f"{target.address}: OPC UA server went silent") from exc
-        except ProbeProtocolError:
-            logger.warning(
-                "opcua answer does not decode",
-                extra={"address": target.address, "port": target.port},
-            )
-            raise
-        finally:
-            await close_politely(writer)
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
-        )
 
     async def _exchange(
         self,
         target: ProbeTarget,
-        writer: asyncio.StreamWriter,
         channel: _Channel,
         endpoint_url: str,
         timeout_s: float,
@@ -694,22 +659,19 @@ class OpcUaProbe:
                 raise ProbeProtocolError(f"expected {expected!r}, got {message_type!r}")
             return body
 
-        target.ledger.spend(REQUEST_HELLO)
-        writer.write(hello_message(endpoint_url))
-        await writer.drain()
+        await channel.send(REQUEST_HELLO, hello_message(endpoint_url))
         ack = decode_acknowledge(await answer(b"ACK"))
         facts: Facts = {
             "protocol_version": ack.protocol_version,
             "receive_buffer_size": ack.receive_buffer_size,
             "max_message_size": ack.max_message_size,
         }
-        target.ledger.spend(REQUEST_OPEN)
-        writer.write(open_channel_message(sequence=1, request_id=1))
-        await writer.drain()
+        await channel.send(REQUEST_OPEN, open_channel_message(sequence=1, request_id=1))
         token = decode_open_response(await answer(b"OPN"))
-        target.ledger.spend(REQUEST_GET_ENDPOINTS)
-        writer.write(get_endpoints_message(token.channel_id, token.token_id, 2, 2, endpoint_url))
-        await writer.drain()
+        await channel.send(
+            REQUEST_GET_ENDPOINTS,
+            get_endpoints_message(token.channel_id, token.token_id, 2, 2, endpoint_url),
+        )
         body = await answer(b"MSG")
         if len(body) < 16:
             raise ProbeProtocolError("MSG shorter than its security and sequence headers")
@@ -718,9 +680,9 @@ class OpcUaProbe:
             facts["service_fault"] = f"0x{decoded.status_code:08x}"
         else:
             facts.update(endpoint_facts(decoded))
-        target.ledger.spend(REQUEST_CLOSE)
-        writer.write(close_channel_message(token.channel_id, token.token_id, 3, 3))
-        await writer.drain()
+        await channel.send(
+            REQUEST_CLOSE, close_channel_message(token.channel_id, token.token_id, 3, 3)
+        )
         return facts
 
     def decode_answer(self, payload: bytes) -> Facts | None:
