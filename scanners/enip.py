@@ -25,7 +25,6 @@ Facts keys (strings printable, at most ``MAX_TEXT_BYTES`` bytes before decoding)
 - ``services`` (list of {name, version, capabilities}: ListServices, TCP only), ``incomplete``.
 """
 
-import asyncio
 import ipaddress
 import logging
 import struct
@@ -33,7 +32,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
-from cybermission.net import close_politely
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -45,6 +43,7 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.enip_vendors import DEVICE_TYPES, vendor_name
+from scanners.stream import ProbeStream, observe_stream
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +54,7 @@ ITEM_IDENTITY = 0x000C
 ITEM_SERVICE = 0x0100
 HEADER_BYTES = 24
 MAX_BODY_BYTES = 1024
+MAX_READ_BYTES = 2 * (HEADER_BYTES + MAX_BODY_BYTES)  # the two replies of one connection
 MAX_ITEMS = 8
 MAX_TEXT_BYTES = 64
 SENDER_CONTEXT = b"cybermsn"
@@ -219,22 +219,8 @@ def decode_list_services(reply: EncapsulationReply) -> list[JSONValue]:
     return services
 
 
-async def _read_reply(reader: asyncio.StreamReader, timeout_s: float, first: bool) -> bytes:
-    try:
-        async with asyncio.timeout(timeout_s):
-            header = await reader.readexactly(HEADER_BYTES)
-            _command, length, _status, _context = parse_header(header)
-            return header + await reader.readexactly(length)
-    except TimeoutError:
-        raise  # an OSError subclass: silence is not a closed peer
-    except asyncio.IncompleteReadError as exc:
-        if first and not exc.partial:
-            raise _PeerClosedError from exc
-        raise ProbeProtocolError("connection closed in the middle of a reply") from exc
-    except (ConnectionError, OSError) as exc:
-        if first:
-            raise _PeerClosedError from exc
-        raise ProbeProtocolError("connection lost during a reply") from exc
+async def _read_reply(stream: ProbeStream) -> bytes:
+    return await stream.read_framed(HEADER_BYTES, lambda header: parse_header(header)[1])
 
 
 # Encapsulation commands seen in recorded sessions (Vol. 2 §2-3.2) and CPF data items (§2-6.3).
@@ -295,10 +281,6 @@ def _recorded_facts(stream: bytes) -> Facts:
     return facts
 
 
-class _PeerClosedError(Exception):
-    """The peer closed before answering: not EtherNet/IP for us."""
-
-
 class EnipProbe:
     """Read-only EtherNet/IP identification over TCP (see the module docstring)."""
 
@@ -318,39 +300,29 @@ class EnipProbe:
     )
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        try:
-            target.ledger.spend(REQUEST_LIST_IDENTITY)
-            writer.write(encapsulation_request(COMMAND_LIST_IDENTITY))
-            try:
-                raw = await _read_reply(reader, timeout_s, first=True)
-            except TimeoutError as exc:
-                raise ProbeTimeoutError(f"{target.address}: no ListIdentity reply") from exc
+
+        async def identify(stream: ProbeStream) -> Facts:
+            raw = await stream.exchange(
+                REQUEST_LIST_IDENTITY,
+                encapsulation_request(COMMAND_LIST_IDENTITY),
+                lambda: _read_reply(stream),
+                timeout_s=timeout_s,
+            )
             facts = decode_list_identity(decode_reply(raw))
-            target.ledger.spend(REQUEST_LIST_SERVICES)
-            writer.write(encapsulation_request(COMMAND_LIST_SERVICES))
             try:
-                raw = await _read_reply(reader, timeout_s, first=False)
+                raw = await stream.exchange(
+                    REQUEST_LIST_SERVICES,
+                    encapsulation_request(COMMAND_LIST_SERVICES),
+                    lambda: _read_reply(stream),
+                    timeout_s=timeout_s,
+                )
                 facts["services"] = decode_list_services(decode_reply(raw))
-            except TimeoutError:
+            except ProbeTimeoutError:
                 facts["incomplete"] = f"{target.address}: no ListServices reply"
-        except _PeerClosedError:
-            logger.info("peer closed without answering", extra={"address": target.address})
-            return None
-        except ProbeProtocolError:
-            logger.warning("enip reply does not decode", extra={"address": target.address})
-            raise
-        finally:
-            await close_politely(writer)
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
+            return facts
+
+        return await observe_stream(
+            self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
         )
 
     def decode_answer(self, payload: bytes) -> Facts | None:
