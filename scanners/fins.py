@@ -17,13 +17,11 @@ Facts keys (strings printable, at most 40 bytes before decoding): ``vendor`` ("O
 the answer carries the area data), ``node`` (FINS/TCP server node), ``client_node``.
 """
 
-import asyncio
 import logging
 import struct
 from typing import ClassVar
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
-from cybermission.net import close_politely
+from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -33,6 +31,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.stream import ProbeStream, observe_stream
 
 logger = logging.getLogger(__name__)
 
@@ -191,50 +190,36 @@ class FinsProbe:
     )
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        received = 0
 
-        async def read_message() -> tuple[int, bytes]:
-            nonlocal received
-            try:
-                async with asyncio.timeout(timeout_s):
-                    header = await reader.readexactly(TCP_HEADER_BYTES)
-                    length, command, error = parse_tcp_header(header)
-                    body = await reader.readexactly(length - 8)
-            except TimeoutError as exc:
-                raise ProbeTimeoutError(f"{target.address}: no FINS/TCP answer") from exc
-            except asyncio.IncompleteReadError as exc:
-                if received == 0 and not exc.partial:
-                    raise _PeerClosedError from exc
-                raise ProbeProtocolError("connection closed in the middle of an answer") from exc
-            except (ConnectionError, OSError) as exc:
-                raise _PeerClosedError from exc
-            received += 1
+        async def exchange(stream: ProbeStream, request: str, frame: bytes) -> tuple[int, bytes]:
+            message = await stream.exchange(
+                request,
+                frame,
+                lambda: stream.read_framed(
+                    TCP_HEADER_BYTES, lambda header: parse_tcp_header(header)[0] - 8
+                ),
+                timeout_s=timeout_s,
+            )
+            _length, command, error = parse_tcp_header(message[:TCP_HEADER_BYTES])
             if error != 0:
                 raise ProbeProtocolError(f"FINS/TCP error code 0x{error:08x}")
-            return command, body
+            return command, message[TCP_HEADER_BYTES:]
 
-        try:
-            target.ledger.spend(REQUEST_NODE_ADDRESS)
-            writer.write(tcp_node_request())
-            command, body = await read_message()
+        async def identify(stream: ProbeStream) -> Facts:
+            command, body = await exchange(stream, REQUEST_NODE_ADDRESS, tcp_node_request())
             if command != 1:
                 raise ProbeProtocolError(f"FINS/TCP command {command}, expected 1")
             client, server = decode_node_answer(body)
-            target.ledger.spend(REQUEST_CONTROLLER_DATA)
-            writer.write(tcp_frame(fins_frame(server, client)))
-            command, body = await read_message()
+            command, body = await exchange(
+                stream, REQUEST_CONTROLLER_DATA, tcp_frame(fins_frame(server, client))
+            )
             if command != 2:
                 raise ProbeProtocolError(f"FINS/TCP command {command}, expected 2")
-            facts = decode_controller_data(body)
-        except _PeerClosedError:
-            return None
-        finally:
-            await close_politely(writer)
-        facts.update({"node": server, "client_node": client})
-        return _observation(self.name, target, self.transport, facts)
+            return {**decode_controller_data(body), "node": server, "client_node": client}
+
+        return await observe_stream(
+            self, target, identify, timeout_s=timeout_s, max_read_bytes=2 * MAX_TCP_LENGTH
+        )
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of a recorded FINS/TCP server stream (passive import): node address answer
@@ -261,10 +246,6 @@ class FinsProbe:
             except ProbeProtocolError:
                 continue
         return facts or None
-
-
-class _PeerClosedError(Exception):
-    """The peer closed before answering: not FINS/TCP for us."""
 
 
 def _recorded_controller_data(frame: bytes) -> Facts | None:
