@@ -111,11 +111,13 @@ def _ours(
             for ip in session.exec(select(IPAddress)).all():
                 device = session.get(Device, ip.device_id)
                 services = session.exec(select(Service).where(Service.device_id == ip.device_id))
-                parts = [json.dumps(s.facts) for s in services]
+                parts = [json.dumps(s.facts, ensure_ascii=False) for s in services]
                 if device is not None:
-                    parts.append(json.dumps(device.model_dump(mode="json")))
+                    parts.append(json.dumps(device.model_dump(mode="json"), ensure_ascii=False))
                     children = session.exec(select(Device).where(Device.parent_id == device.id))
-                    parts += [json.dumps(c.model_dump(mode="json")) for c in children]
+                    parts += [
+                        json.dumps(c.model_dump(mode="json"), ensure_ascii=False) for c in children
+                    ]
                 text[ip.address] = " ".join(parts).lower()
         engine.dispose()
     return elapsed, text
