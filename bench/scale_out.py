@@ -36,7 +36,6 @@ from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
 from cybermission.scans.pipeline import execute_scan
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.service import create_scan_run
-from cybermission.sensors.broker import Management
 from cybermission.sensors.models import ChunkPart
 from cybermission.sensors.service import (
     add_site,
@@ -44,6 +43,7 @@ from cybermission.sensors.service import (
     create_site_scan,
     enroll_sensor,
 )
+from cybermission.sensors.topology import Management
 
 BASES = ("127.30.64.0", "127.30.72.0", "127.31.64.0", "127.31.72.0")
 ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -1,4 +1,4 @@
-"""/metrics in the Prometheus text format: scans, durations, devices, findings, read at scrape.
+"""/metrics in the Prometheus text format: scans, durations, devices, findings, sites' sensors.
 
 The figures come from the store at scrape time (a custom collector over a few GROUP BY queries),
 so every replica reports the same truth and nothing is lost on restart. Open like /healthz:
@@ -15,11 +15,13 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
-from api.deps import get_engine
+from api.deps import get_engine, get_settings
+from cybermission.config import Settings
 from cybermission.db import session_scope
 from cybermission.findings.models import Finding
 from cybermission.inventory.models import Device, Service
 from cybermission.scans.models import ScanRun
+from cybermission.sensors.metrics import SensorCollector
 
 router = APIRouter(tags=["health"])
 
@@ -99,13 +101,17 @@ class StoreCollector(Collector):
 
 
 def _registry(
-    request: Request, engine: Annotated[Engine, Depends(get_engine)]
+    request: Request,
+    engine: Annotated[Engine, Depends(get_engine)],
+    settings: Annotated[Settings, Depends(get_settings)],
 ) -> CollectorRegistry:
     # One registry per application, never the process-global default (tests build many apps).
     registry: CollectorRegistry | None = getattr(request.app.state, "metrics_registry", None)
     if registry is None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(StoreCollector(engine))
+        # Per-site figures of the distributed mode (issue 6, scenario 13); silent without sensors.
+        registry.register(SensorCollector(engine, settings.broker))
         request.app.state.metrics_registry = registry
     return registry
 

@@ -30,16 +30,10 @@ from cybermission.probes import Probe, load_probes
 from cybermission.scans.pipeline import HostReport, identify_host, select_probes
 from cybermission.scans.sweep import HostResult, sweep
 from cybermission.scans.targets import expand_targets
-from cybermission.sensors.broker import (
-    INGEST_TASK,
-    RESULTS,
-    SCAN_QUEUE,
-    SCAN_TASK,
-    BrokerError,
-    publish_task,
-)
+from cybermission.sensors.broker import INGEST_TASK, SCAN_TASK, publish_task
 from cybermission.sensors.journal import Journal
 from cybermission.sensors.service import report_to_json
+from cybermission.sensors.topology import RESULTS, SCAN_QUEUE, BrokerError
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from kombu import Exchange, Queue  # type: ignore[import-untyped]
 from cybermission.config import Settings
 from cybermission.db import create_db_engine
 from cybermission.migrations import upgrade_database
-from cybermission.sensors.broker import INGEST, INGEST_TASK, Management, vhost_url
+from cybermission.sensors.broker import INGEST_TASK
 from cybermission.sensors.models import RejectionReason
 from cybermission.sensors.service import (
     ingest_part,
@@ -24,6 +24,7 @@ from cybermission.sensors.service import (
     record_rejection,
     relay_outbox,
 )
+from cybermission.sensors.topology import INGEST, Management, vhost_url
 
 logger = logging.getLogger(__name__)
 

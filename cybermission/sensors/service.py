@@ -35,17 +35,7 @@ from cybermission.scans.pipeline import (
 from cybermission.scans.scopes import create_scope
 from cybermission.scans.service import create_scan_run
 from cybermission.scans.targets import expand_targets
-from cybermission.sensors.broker import (
-    SCAN_QUEUE,
-    SCAN_TASK,
-    SENSOR_PERMISSIONS,
-    BrokerError,
-    Management,
-    new_password,
-    publish_task,
-    site_vhost,
-    vhost_url,
-)
+from cybermission.sensors.broker import SCAN_TASK, publish_task
 from cybermission.sensors.models import (
     Chunk,
     ChunkPart,
@@ -54,6 +44,15 @@ from cybermission.sensors.models import (
     RejectionReason,
     Sensor,
     SensorState,
+)
+from cybermission.sensors.topology import (
+    SCAN_QUEUE,
+    SENSOR_PERMISSIONS,
+    BrokerError,
+    Management,
+    new_password,
+    site_vhost,
+    vhost_url,
 )
 from cybermission.sites.models import Organization, Site
 

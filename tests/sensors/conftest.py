@@ -25,8 +25,13 @@ from cybermission.db import session_scope
 from cybermission.migrations import upgrade_database
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.sensors import models as sensor_models  # noqa: F401
-from cybermission.sensors.broker import Management, site_vhost
-from cybermission.sensors.service import add_site, approve_sensor, enroll_sensor
+from cybermission.sensors.service import (
+    add_site,
+    approve_sensor,
+    create_site_scan,
+    enroll_sensor,
+)
+from cybermission.sensors.topology import Management, site_vhost
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
 from tests.conftest import _postgres_engine
 
@@ -102,6 +107,14 @@ class Cluster:
             with session_scope(self.engine) as session:
                 approve_sensor(session, self.settings, sensor_id=bundle["sensor_id"])
         return bundle["sensor_id"], path
+
+    def scan(self, slug: str, *, chunk: int = 8, **kwargs: Any) -> str:
+        """A site scan of port 502 in chunks of ``chunk`` hosts; returns the run id."""
+        with session_scope(self.engine) as session:
+            run = create_site_scan(
+                session, self.settings, slug=slug, ports=[502], hosts_per_chunk=chunk, **kwargs
+            )
+            return run.id
 
     def bundle(self, path: Path) -> dict[str, Any]:
         return dict(json.loads(path.read_text()))

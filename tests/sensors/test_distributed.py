@@ -14,7 +14,6 @@ import pytest
 from amqp import Message
 from amqp.exceptions import AccessRefused, NotAllowed
 from kombu import Connection
-from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlmodel import Session, select
 
@@ -22,40 +21,21 @@ from cybermission.db import session_scope, utcnow
 from cybermission.findings.models import Finding
 from cybermission.inventory.models import Device
 from cybermission.scans.models import ScanRun, ScanStatus
-from cybermission.sensors.broker import (
-    INGEST_TASK,
-    RESULTS,
-    SCAN_QUEUE,
-    SCAN_TASK,
-    Management,
-    publish_task,
-    site_vhost,
-    vhost_url,
-)
-from cybermission.sensors.metrics import SensorCollector
+from cybermission.sensors.broker import INGEST_TASK, SCAN_TASK, publish_task
 from cybermission.sensors.models import Chunk, ChunkPart, ChunkState, RejectedPart, RejectionReason
 from cybermission.sensors.service import (
     approve_sensor,
     chunk_message,
     count_rejections,
-    create_site_scan,
-    relay_outbox,
     revoke_sensor,
 )
+from cybermission.sensors.topology import RESULTS, SCAN_QUEUE, Management, site_vhost, vhost_url
 from cybermission.sites.models import Site
 from scanners.lab.modbus_devices import LabDevice, LabDeviceKind
 from tests.sensors.conftest import Cluster, digest, embedded_digest
 
 A_NET = "127.30.1.0/26"
 B_NET = "127.31.1.0/26"
-
-
-def _scan(cluster: Cluster, slug: str, *, chunk: int = 8, **kwargs: Any) -> str:
-    with session_scope(cluster.engine) as session:
-        run = create_site_scan(
-            session, cluster.settings, slug=slug, ports=[502], hosts_per_chunk=chunk, **kwargs
-        )
-        return run.id
 
 
 async def test_two_sites_each_sensor_scans_only_its_own_range(
@@ -70,12 +50,12 @@ async def test_two_sites_each_sensor_scans_only_its_own_range(
     cluster.start_central()
     cluster.start_sensor(a, bundle_a)
     cluster.start_sensor(b, bundle_b)
-    run_a = await cluster.wait_run(_scan(cluster, a))
+    run_a = await cluster.wait_run(cluster.scan(a))
     assert run_a.status is ScanStatus.SUCCEEDED, run_a.errors
     assert all(d.connections for d in lab_a if d.kind is LabDeviceKind.MODBUS)
     assert not any(d.connections or d.requests for d in lab_b)  # B's sensor stayed idle
     seen_a = [len(d.requests) for d in lab_a]
-    run_b = await cluster.wait_run(_scan(cluster, b))
+    run_b = await cluster.wait_run(cluster.scan(b))
     assert run_b.status is ScanStatus.SUCCEEDED, run_b.errors
     assert [len(d.requests) for d in lab_a] == seen_a  # nothing of B's run reached A
     assert all(d.connections for d in lab_b if d.kind is LabDeviceKind.MODBUS)
@@ -154,7 +134,7 @@ async def test_forged_result_naming_another_sites_run_is_rejected_and_counted(
     a = cluster.site("a", ["127.30.3.0/28"])
     b = cluster.site("b", ["127.31.3.0/28"])
     _, bundle_a = cluster.enroll(a)
-    run_b = _scan(cluster, b)  # no sensor for B: its chunk waits in B's queue
+    run_b = cluster.scan(b)  # no sensor for B: its chunk waits in B's queue
     with Session(cluster.engine) as session:
         chunk_b = session.exec(select(Chunk).where(Chunk.scan_run_id == run_b)).first()
         assert chunk_b is not None
@@ -280,7 +260,7 @@ async def test_sensor_killed_mid_chunk_only_that_chunk_is_probed_again(
     _, bundle = cluster.enroll(a)
     cluster.start_central()
     sensor = cluster.start_sensor(a, bundle)
-    run_id = _scan(cluster, a, chunk=16)
+    run_id = cluster.scan(a, chunk=16)
     chunks = _chunks(cluster, run_id)
     silent = by_name["modbus-silent"]
     same_chunk = [
@@ -327,7 +307,7 @@ async def test_redelivered_finished_chunk_sends_nothing_and_changes_nothing(
     _, bundle = cluster.enroll(a)
     cluster.start_central()
     cluster.start_sensor(a, bundle)
-    run_id = _scan(cluster, a, chunk=8)
+    run_id = cluster.scan(a, chunk=8)
     assert (await cluster.wait_run(run_id)).status is ScanStatus.SUCCEEDED
     before, sent = digest(cluster.engine), _requests(lab)
     for chunk in _chunks(cluster, run_id):
@@ -350,7 +330,7 @@ async def test_ingestion_killed_before_commit_applies_everything_once(
     _, bundle = cluster.enroll(a)
     central = cluster.start("central", "--no-relay", log="central.log")
     cluster.start_sensor(a, bundle)
-    run_id = _scan(cluster, a, chunk=64)
+    run_id = cluster.scan(a, chunk=64)
     (chunk,) = _chunks(cluster, run_id)
     with cluster.engine.connect() as lock:
         # Ingestion updates the chunk row last, after the part, observations, inventory and
@@ -392,7 +372,7 @@ async def test_chunk_whose_window_closed_while_queued_is_skipped_unprobed(
     _, bundle = cluster.enroll(a)
     cluster.start_central()
     cluster.start_sensor(a, bundle)
-    run_id = _scan(cluster, a, chunk=16, not_after=utcnow() - timedelta(seconds=1))
+    run_id = cluster.scan(a, chunk=16, not_after=utcnow() - timedelta(seconds=1))
     run = await cluster.wait_run(run_id)
     assert run.status is ScanStatus.PARTIAL
     assert {c.state for c in _chunks(cluster, run_id)} == {ChunkState.SKIPPED}
@@ -416,7 +396,7 @@ async def test_new_sensor_gets_no_work_until_approved_and_revoked_one_cannot_rec
     user = url.split("//", 1)[1].split(":", 1)[0]
     cluster.start_central()
     cluster.start_sensor(a, bundle)
-    run_id = _scan(cluster, a, chunk=32)
+    run_id = cluster.scan(a, chunk=32)
     with Management(cluster.settings.broker) as mgmt:
         await cluster.wait_for(lambda: mgmt.queue_depth(site_vhost(a), SCAN_QUEUE) == 1)
     with pytest.raises(NotAllowed, match="access to vhost"):
@@ -431,29 +411,3 @@ async def test_new_sensor_gets_no_work_until_approved_and_revoked_one_cannot_rec
     await cluster.wait_for(lambda: _user_connections(cluster, user) == 0)
     with pytest.raises(AccessRefused):
         _connect(url)
-
-
-async def test_metrics_expose_queue_depth_chunks_and_rejections_per_site(
-    cluster: Cluster,
-) -> None:
-    a = cluster.site("a", ["127.30.10.0/28"])
-    cluster.enroll(a, approve=False)
-    run_id = _scan(cluster, a, chunk=8)
-    assert relay_outbox(cluster.engine, cluster.settings) == 2
-    with session_scope(cluster.engine) as session:
-        site = session.exec(select(Site).where(Site.slug == a)).one()
-        session.add(RejectedPart(site_id=site.id, reason=RejectionReason.DUPLICATE))
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SensorCollector(cluster.engine, cluster.settings.broker))
-
-    def sample(name: str, **labels: str) -> float | None:
-        return registry.get_sample_value(name, {"site": a, **labels})
-
-    assert sample("cybermission_site_chunks", state="pending") == 2
-    assert sample("cybermission_site_chunks", state="failed") == 0
-    assert sample("cybermission_site_rejected_parts", reason="duplicate") == 1
-    with Management(cluster.settings.broker) as mgmt:
-        await cluster.wait_for(lambda: mgmt.queue_depth(site_vhost(a), SCAN_QUEUE) == 2)
-    assert sample("cybermission_site_queue_depth") == 2
-    assert sample("cybermission_site_buffered_parts") == 0
-    assert run_id
