@@ -32,11 +32,11 @@ import contextlib
 import logging
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
-from cybermission.net import close_politely
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -46,6 +46,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.stream import ProbeStream, observe_stream
 
 logger = logging.getLogger(__name__)
 
@@ -123,19 +124,20 @@ def connack_facts(connack: Connack) -> Facts:
 
 
 async def read_packet(
-    reader: asyncio.StreamReader, *, expect: int | None = None
+    read_exactly: Callable[[int], Awaitable[bytes]], *, expect: int | None = None
 ) -> tuple[int, bytes]:
-    """(first byte, body) of one packet; the remaining length is bounded (§2.2.3).
+    """(first byte, body) of one packet read with ``read_exactly``; the remaining length is
+    bounded (§2.2.3).
 
     With ``expect``, a different first byte raises at once instead of waiting for a body whose
     announced length a non-MQTT peer never sends.
     """
-    first = await reader.readexactly(1)
+    first = await read_exactly(1)
     if expect is not None and first[0] != expect:
         raise ProbeProtocolError(f"first byte 0x{first[0]:02x}, expected 0x{expect:02x}")
     length = 0
     for shift in range(4):
-        (byte,) = await reader.readexactly(1)
+        (byte,) = await read_exactly(1)
         length |= (byte & 0x7F) << (7 * shift)
         if not byte & 0x80:
             break
@@ -143,7 +145,7 @@ async def read_packet(
         raise ProbeProtocolError("MQTT remaining length is longer than 4 bytes")
     if length > MAX_PACKET_BYTES:
         raise ProbeProtocolError(f"MQTT packet of {length} bytes, at most {MAX_PACKET_BYTES}")
-    return first[0], await reader.readexactly(length)
+    return first[0], await read_exactly(length)
 
 
 def clean_text(raw: bytes) -> str:
@@ -198,10 +200,6 @@ def _recorded_facts(stream: bytes) -> Facts:
     return facts
 
 
-class _PeerClosedError(Exception):
-    """The peer closed before answering a byte."""
-
-
 class MqttProbe:
     """Read-only MQTT identification: does the broker accept anonymous clients?"""
 
@@ -221,47 +219,39 @@ class MqttProbe:
     )
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        try:
-            facts = await self._session(reader, writer, target, timeout_s=timeout_s)
-        except _PeerClosedError:
-            return None
-        finally:
-            await close_politely(writer)
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
+
+        async def identify(stream: ProbeStream) -> Facts:
+            return await self._session(stream, target, timeout_s=timeout_s)
+
+        # Three packets at most are read before the opt-in topic's (bounded) ones.
+        return await observe_stream(
+            self,
+            target,
+            identify,
+            timeout_s=timeout_s,
+            max_read_bytes=(MAX_PACKETS + 3) * (MAX_PACKET_BYTES + 5),
         )
 
     async def _session(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        stream: ProbeStream,
         target: ProbeTarget,
         *,
         timeout_s: float,
     ) -> Facts:
-        connack = await self._connect(reader, writer, target, timeout_s=timeout_s)
+        connack = await self._connect(stream, target, timeout_s=timeout_s)
         facts = connack_facts(connack)
         if connack.code == 0:
-            facts.update(await self._while_connected(reader, writer, target, timeout_s=timeout_s))
-            target.ledger.spend(REQUEST_DISCONNECT)
-            writer.write(DISCONNECT_PACKET)
+            facts.update(await self._while_connected(stream, target, timeout_s=timeout_s))
+            stream.send(REQUEST_DISCONNECT, DISCONNECT_PACKET)
             # The broker may close first; the answer is already read.
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.drain()
+            with contextlib.suppress(ProbeProtocolError):
+                await stream.flush()
         return facts
 
     async def _while_connected(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        stream: ProbeStream,
         target: ProbeTarget,
         *,
         timeout_s: float,
@@ -271,35 +261,20 @@ class MqttProbe:
 
     @staticmethod
     async def _connect(
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        stream: ProbeStream,
         target: ProbeTarget,
         *,
         timeout_s: float,
     ) -> Connack:
         client_id = f"cybermission-{secrets.token_hex(4)}"
-        target.ledger.spend(REQUEST_CONNECT)
-        writer.write(connect_packet(client_id))
+        stream.send(REQUEST_CONNECT, connect_packet(client_id))
         try:
             async with asyncio.timeout(timeout_s):
-                await writer.drain()
-                packet_type, body = await read_packet(reader, expect=0x20)
+                await stream.flush()
+                packet_type, body = await read_packet(stream.read_exactly, expect=0x20)
         except TimeoutError as exc:
             raise ProbeTimeoutError(f"{target.address}:{target.port} no CONNACK") from exc
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial:
-                raise _PeerClosedError from exc
-            raise ProbeProtocolError("connection closed in the middle of a packet") from exc
-        except (ConnectionError, OSError) as exc:
-            raise _PeerClosedError from exc
-        try:
-            return decode_connack(packet_type, body)
-        except ProbeProtocolError:
-            logger.warning(
-                "mqtt answer does not decode",
-                extra={"address": target.address, "port": target.port},
-            )
-            raise
+        return decode_connack(packet_type, body)
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of a recorded broker stream (passive import; see ``_recorded_facts``)."""
@@ -324,22 +299,20 @@ class MqttSysProbe(MqttProbe):
 
     async def _while_connected(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        stream: ProbeStream,
         target: ProbeTarget,
         *,
         timeout_s: float,
     ) -> Facts:
         topic = SYS_VERSION_TOPIC.encode()
         body = (1).to_bytes(2, "big") + _string(topic) + b"\x00"
-        target.ledger.spend(REQUEST_SUBSCRIBE)
-        writer.write(b"\x82" + _remaining_length(len(body)) + body)  # §3.8, packet id 1
+        stream.send(REQUEST_SUBSCRIBE, b"\x82" + _remaining_length(len(body)) + body)  # §3.8, id 1
         version: str | None = None
         try:
             async with asyncio.timeout(timeout_s):
-                await writer.drain()
+                await stream.flush()
                 for _ in range(MAX_PACKETS):
-                    packet_type, payload = await read_packet(reader)
+                    packet_type, payload = await read_packet(stream.read_exactly)
                     if packet_type & 0xF0 == 0x30:  # PUBLISH (§3.3), QoS 0 has no packet id
                         if len(payload) < 2:
                             raise ProbeProtocolError("PUBLISH is truncated")
@@ -351,9 +324,6 @@ class MqttSysProbe(MqttProbe):
                             break
         except TimeoutError:
             pass  # no retained version: the broker does not publish it
-        except asyncio.IncompleteReadError as exc:
-            raise ProbeProtocolError("connection closed in the middle of a packet") from exc
         body = (2).to_bytes(2, "big") + _string(topic)
-        target.ledger.spend(REQUEST_UNSUBSCRIBE)
-        writer.write(b"\xa2" + _remaining_length(len(body)) + body)  # §3.10, packet id 2
+        stream.send(REQUEST_UNSUBSCRIBE, b"\xa2" + _remaining_length(len(body)) + body)  # §3.10
         return {"broker_version": version} if version else {}

@@ -146,7 +146,7 @@ def test_mqtt_decoder_fuzz_only_raises_protocol_error(data: bytes) -> None:
         reader.feed_data(data)
         reader.feed_eof()
         with contextlib.suppress(ProbeProtocolError, asyncio.IncompleteReadError):
-            packet_type, body = await read_packet(reader)
+            packet_type, body = await read_packet(reader.readexactly)
             facts = connack_facts(decode_connack(packet_type, body))
             assert isinstance(facts["anonymous_allowed"], bool)
 
