@@ -33,7 +33,6 @@ from cybermission.migrations import upgrade_database
 findings_app = typer.Typer(help="Findings: list them, triage them.", no_args_is_help=True)
 
 _err = Console(stderr=True, soft_wrap=True, highlight=False)
-_out = Console(soft_wrap=True, highlight=False)
 
 
 def _engine() -> Engine:
@@ -100,6 +99,8 @@ def list_command(
         sys.stdout.write("".join(json.dumps(r) + "\n" for r in rows))
         return
     table = Table("id", "severity", "score", "decision", "status", "rule", "device", "port")
+    for column in (table.columns[0], table.columns[5], table.columns[6]):
+        column.no_wrap = True
     for r in rows:
         table.add_row(
             r["id"],
@@ -111,7 +112,11 @@ def list_command(
             r["device_id"],
             "" if r["port"] is None else str(r["port"]),
         )
-    _out.print(table)
+    out = Console(highlight=False)
+    if not out.is_terminal:
+        # Piped or captured: full ids to copy into ``findings set``, not cells cut to 80 columns.
+        out.width = 220
+    out.print(table)
     _err.print(f"{len(rows)} findings")
 
 
