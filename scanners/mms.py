@@ -24,12 +24,11 @@ Facts keys: ``vendor`` (vendorName), ``model`` (modelName), ``revision`` and ``f
 strings printable, at most ``MAX_TEXT_BYTES`` bytes before decoding.
 """
 
-import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
-from cybermission.net import close_politely
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -48,6 +47,7 @@ from scanners.s7 import (
     parse_tpkt_header,
     recorded_tpdus,
 )
+from scanners.stream import PeerClosedError, ProbeStream, observe_stream
 
 logger = logging.getLogger(__name__)
 
@@ -152,8 +152,26 @@ def decode_identify_answer(spdu: bytes) -> Facts:
     return facts
 
 
-class _NotMmsError(Exception):
-    """The peer refused, closed, or answered something other than an ISO association."""
+async def _associated(exchange: Callable[[str, bytes], Awaitable[bytes]]) -> bool:
+    """Whether the COTP connection and the MMS association were accepted; a refusal, a close,
+    or anything other than an ISO association answer means "not MMS" (``False``)."""
+    try:
+        answer = await exchange(REQUEST_COTP, cotp_connection_request(TSAP, TSAP))
+        if cotp_type(answer) != COTP_CC:
+            return False
+        try:
+            answer = await exchange(REQUEST_INITIATE, cotp_data(INITIATE_SPDU))
+        except ProbeTimeoutError:
+            # An S7 stack accepts the COTP connection and ignores a session SPDU: a silent
+            # association after a COTP CC says "not MMS", not "device gone", so the S7 probe
+            # still gets its turn on this port.
+            return False
+        if cotp_type(answer) != COTP_DT:
+            return False
+        # Anything but ACCEPT: a session REFUSE, or an S7 PDU.
+        return answer[answer[0] + 1 :][:1] == bytes((SPDU_ACCEPT,))
+    except (ProbeProtocolError, PeerClosedError):
+        return False
 
 
 class MmsProbe:
@@ -179,64 +197,27 @@ class MmsProbe:
     )
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        received = 0
 
-        async def exchange(name: str, frame: bytes) -> bytes:
-            nonlocal received
-            target.ledger.spend(name)
-            writer.write(frame)
-            try:
-                async with asyncio.timeout(timeout_s):
-                    await writer.drain()
-                    header = await reader.readexactly(4)
-                    body = await reader.readexactly(parse_tpkt_header(header))
-            except TimeoutError as exc:
-                raise ProbeTimeoutError(f"{target.address}: no answer to {name}") from exc
-            except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
-                raise _NotMmsError from exc
-            received += len(body) + 4
-            if received > MAX_READ_BYTES:
-                raise ProbeProtocolError(f"device sent more than {MAX_READ_BYTES} bytes")
-            return body
+        async def identify(stream: ProbeStream) -> Facts | None:
+            async def exchange(name: str, frame: bytes) -> bytes:
+                answer = await stream.exchange(
+                    name,
+                    frame,
+                    lambda: stream.read_framed(4, parse_tpkt_header),
+                    timeout_s=timeout_s,
+                )
+                return answer[4:]
 
-        try:
-            try:
-                answer = await exchange(REQUEST_COTP, cotp_connection_request(TSAP, TSAP))
-                if cotp_type(answer) != COTP_CC:
-                    raise _NotMmsError
-                try:
-                    answer = await exchange(REQUEST_INITIATE, cotp_data(INITIATE_SPDU))
-                except ProbeTimeoutError as exc:
-                    # An S7 stack accepts the COTP connection and ignores a session SPDU: a
-                    # silent association after a COTP CC says "not MMS", not "device gone", so
-                    # the S7 probe still gets its turn on this port.
-                    raise _NotMmsError from exc
-                if cotp_type(answer) != COTP_DT:
-                    raise _NotMmsError
-                spdu = answer[answer[0] + 1 :]
-                if spdu[:1] != bytes((SPDU_ACCEPT,)):
-                    raise _NotMmsError  # session REFUSE, or an S7 PDU
-            except ProbeProtocolError as exc:
-                raise _NotMmsError from exc
+            if not await _associated(exchange):
+                logger.info("not mms", extra={"address": target.address, "port": target.port})
+                return None
             answer = await exchange(REQUEST_IDENTIFY, cotp_data(IDENTIFY_SPDU))
             if cotp_type(answer) != COTP_DT:
                 raise ProbeProtocolError("Identify answered outside a COTP DT")
-            facts = decode_identify_answer(answer[answer[0] + 1 :])
-        except _NotMmsError:
-            logger.info("not mms", extra={"address": target.address, "port": target.port})
-            return None
-        finally:
-            await close_politely(writer)
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
+            return decode_identify_answer(answer[answer[0] + 1 :])
+
+        return await observe_stream(
+            self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
         )
 
     def decode_answer(self, payload: bytes) -> Facts | None:
