@@ -18,13 +18,12 @@ Facts keys (printable strings, at most ``MAX_STRING_BYTES`` bytes before decodin
 ``incomplete`` (request name).
 """
 
-import asyncio
 import logging
 import struct
+from functools import partial
 from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
-from cybermission.net import close_politely
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -34,6 +33,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.stream import ClosedBetweenAnswersError, ProbeStream, observe_stream
 
 logger = logging.getLogger(__name__)
 
@@ -101,50 +101,35 @@ class CrimsonProbe:
     manifest: ClassVar[Manifest] = _MANIFEST
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        found: dict[int, str] = {}
-        incomplete: str | None = None
-        try:
+
+        async def identify(stream: ProbeStream) -> Facts:
+            found: dict[int, str] = {}
+            incomplete: str | None = None
             for request, payload in (
                 (REQUEST_MANUFACTURER, MANUFACTURER_REQUEST),
                 (REQUEST_MODEL, MODEL_REQUEST),
             ):
-                target.ledger.spend(request)
-                writer.write(payload)
                 try:
-                    async with asyncio.timeout(timeout_s):
-                        frame = await _read_frame(reader)
-                except TimeoutError as exc:
+                    frame = await stream.exchange(
+                        request,
+                        payload,
+                        partial(stream.read_framed, 2, _frame_length),
+                        timeout_s=timeout_s,
+                    )
+                except (ProbeTimeoutError, ClosedBetweenAnswersError):
                     if not found:
-                        raise ProbeTimeoutError(f"{target.address}: no Crimson answer") from exc
-                    incomplete = request
-                    break
-                except (ConnectionError, OSError):
-                    frame = b""
-                if not frame:
-                    if not found:
-                        return None
+                        raise
                     incomplete = request
                     break
                 register, text = decode_crimson_answer(frame)
                 found[register] = text
-        except ProbeProtocolError:
-            logger.warning("crimson answer does not decode", extra={"address": target.address})
-            raise
-        finally:
-            await close_politely(writer)
-        facts = _identity(found)
-        if incomplete:
-            facts["incomplete"] = incomplete
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
+            facts = _identity(found)
+            if incomplete:
+                facts["incomplete"] = incomplete
+            return facts
+
+        return await observe_stream(
+            self, target, identify, timeout_s=timeout_s, max_read_bytes=2 * (2 + MAX_ANSWER_BYTES)
         )
 
     def decode_answer(self, payload: bytes) -> Facts | None:
@@ -153,18 +138,9 @@ class CrimsonProbe:
         return _identity({register: text}) or None
 
 
-async def _read_frame(reader: asyncio.StreamReader) -> bytes:
-    """One length-prefixed frame; ``b""`` when the peer closed before a byte."""
-    try:
-        head = await reader.readexactly(2)
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return b""
-        raise ProbeProtocolError("Crimson answer shorter than its length field") from exc
-    (length,) = struct.unpack(">H", head)
+def _frame_length(head: bytes) -> int:
+    """The length announced by a Crimson answer's 2-byte prefix, bounded."""
+    length = int.from_bytes(head, "big")
     if length > MAX_ANSWER_BYTES:
         raise ProbeProtocolError(f"Crimson answer announces {length} bytes")
-    try:
-        return head + await reader.readexactly(length)
-    except asyncio.IncompleteReadError as exc:
-        raise ProbeProtocolError("Crimson answer shorter than its length field") from exc
+    return length

@@ -32,6 +32,14 @@ class PeerClosedError(Exception):
     """
 
 
+class ClosedBetweenAnswersError(ProbeProtocolError):
+    """The peer closed cleanly after answering, before the next answer began.
+
+    Still a protocol error for most probes; one that can report what it read as ``incomplete``
+    catches it.
+    """
+
+
 class ProbeStream:
     """One guarded TCP connection of one probe to one device."""
 
@@ -89,6 +97,8 @@ class ProbeStream:
         except asyncio.IncompleteReadError as exc:
             if not exc.partial and self.read_bytes == 0:
                 raise PeerClosedError from exc
+            if not exc.partial:
+                raise ClosedBetweenAnswersError(f"{self.address}: connection closed") from exc
             raise ProbeProtocolError(
                 f"{self.address}: connection closed in the middle of an answer"
             ) from exc
