@@ -25,13 +25,12 @@ Facts keys (printable, at most ``MAX_STRING_BYTES`` bytes): ``vendor`` ("Phoenix
 ``firmware`` ("4.42"), ``firmware_date``, ``firmware_time``, ``session_id`` (int).
 """
 
-import asyncio
 import logging
 import struct
+from functools import partial
 from typing import ClassVar
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
-from cybermission.net import close_politely
+from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -41,6 +40,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.stream import ProbeStream, observe_stream
 
 logger = logging.getLogger(__name__)
 
@@ -139,44 +139,20 @@ class PcworxProbe:
     manifest: ClassVar[Manifest] = _MANIFEST
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        try:
 
+        async def identify(stream: ProbeStream) -> Facts:
             async def exchange(request: str, payload: bytes) -> bytes:
-                target.ledger.spend(request)
-                writer.write(payload)
-                try:
-                    async with asyncio.timeout(timeout_s):
-                        return await _read_answer(reader)
-                except TimeoutError as exc:
-                    raise ProbeTimeoutError(f"{target.address}: no answer to {request}") from exc
+                read = partial(stream.read_framed, 4, _answer_length)
+                return await stream.exchange(request, payload, read, timeout_s=timeout_s)
 
-            try:
-                first = await exchange(REQUEST_INITIATE, INITIATE_REQUEST)
-            except (ConnectionError, OSError):
-                return None
-            if not first:
-                return None
-            session_id = decode_session_id(first)
+            session_id = decode_session_id(await exchange(REQUEST_INITIATE, INITIATE_REQUEST))
             check_answer(await exchange(REQUEST_SESSION, session_request(session_id)), 0x05)
             facts = decode_info_answer(await exchange(REQUEST_INFO, info_request(session_id)))
-        except ProbeProtocolError:
-            logger.warning("pcworx answer does not decode", extra={"address": target.address})
-            raise
-        except (ConnectionError, OSError) as exc:
-            raise ProbeProtocolError(f"{target.address}: PC WORX connection dropped") from exc
-        finally:
-            await close_politely(writer)
-        facts["session_id"] = session_id
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
+            facts["session_id"] = session_id
+            return facts
+
+        return await observe_stream(
+            self, target, identify, timeout_s=timeout_s, max_read_bytes=3 * MAX_ANSWER_BYTES
         )
 
     def decode_answer(self, payload: bytes) -> Facts | None:
@@ -187,20 +163,11 @@ class PcworxProbe:
         return decode_info_answer(payload)
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> bytes:
-    """One whole answer by its length field; ``b""`` when the peer closed before a byte."""
-    try:
-        head = await reader.readexactly(4)
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return b""
-        raise ProbeProtocolError("PC WORX answer shorter than its header") from exc
+def _answer_length(head: bytes) -> int:
+    """Bytes after the 4-byte header, from its length field (bounded)."""
     if head[0] != ANSWER_MARK:
         raise ProbeProtocolError("not a PC WORX answer (0x81)")
-    (length,) = struct.unpack(">H", head[2:4])
+    length = int.from_bytes(head[2:4], "big")
     if not 4 <= length <= MAX_ANSWER_BYTES:
         raise ProbeProtocolError(f"PC WORX answer announces {length} bytes")
-    try:
-        return head + await reader.readexactly(length - 4)
-    except asyncio.IncompleteReadError as exc:
-        raise ProbeProtocolError("PC WORX answer shorter than its length field") from exc
+    return length - 4

@@ -30,13 +30,12 @@ Facts keys (printable, bounded by their field width): ``ladder_logic_runtime``, 
 type when present), ``project_name``, ``boot_project``, ``project_source_code``.
 """
 
-import asyncio
 import logging
 import re
+from functools import partial
 from typing import ClassVar
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
-from cybermission.net import close_politely
+from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -46,6 +45,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.stream import ProbeStream, observe_stream
 
 logger = logging.getLogger(__name__)
 
@@ -116,34 +116,14 @@ class ProconosProbe:
     manifest: ClassVar[Manifest] = _MANIFEST
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        try:
-            target.ledger.spend(REQUEST_INFO)
-            writer.write(INFO_REQUEST)
-            try:
-                async with asyncio.timeout(timeout_s):
-                    data = await _read_answer(reader)
-            except TimeoutError as exc:
-                raise ProbeTimeoutError(f"{target.address}: no ProConOS answer") from exc
-            except (ConnectionError, OSError):
-                return None
-            if not data:
-                return None
-            facts = decode_info_answer(data)
-        except ProbeProtocolError:
-            logger.warning("proconos answer does not decode", extra={"address": target.address})
-            raise
-        finally:
-            await close_politely(writer)
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
+
+        async def identify(stream: ProbeStream) -> Facts:
+            read = partial(_read_answer, stream)
+            data = await stream.exchange(REQUEST_INFO, INFO_REQUEST, read, timeout_s=timeout_s)
+            return decode_info_answer(data)
+
+        return await observe_stream(
+            self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_ANSWER_BYTES
         )
 
     def decode_answer(self, payload: bytes) -> Facts | None:
@@ -151,7 +131,7 @@ class ProconosProbe:
         return decode_info_answer(payload)
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> bytes:
+async def _read_answer(stream: ProbeStream) -> bytes:
     """Bytes until the fixed fields are complete, the peer closes, or bytes are not ProConOS.
 
     The answer carries no length field the public scripts rely on, so reading stops once the
@@ -159,11 +139,9 @@ async def _read_answer(reader: asyncio.StreamReader) -> bytes:
     """
     data = b""
     while len(data) < MIN_ANSWER_BYTES:
-        chunk = await reader.read(MAX_ANSWER_BYTES - len(data))
+        chunk = await stream.read_some(MAX_ANSWER_BYTES - len(data))
         if not chunk:
-            if data:
-                raise ProbeProtocolError(f"ProConOS answer cut after {len(data)} bytes")
-            return b""
+            raise ProbeProtocolError(f"ProConOS answer cut after {len(data)} bytes")
         data += chunk
         if data[: len(ANSWER_MAGIC)] != ANSWER_MAGIC[: len(data)]:
             raise ProbeProtocolError("not a ProConOS answer (cc 01)")
