@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
+from cybermission.net import UdpSession
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -510,6 +511,18 @@ class CoapProbe:
     )
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
+        # One socket for every exchange: block continuations and device reads come from the
+        # source port of the first request (servers tie Block2 state to the endpoint, RFC 7959).
+        async with target.connector.open_udp(
+            target.address,
+            target.port,
+            max_datagram_bytes=MAX_DATAGRAM_BYTES + 1,  # one byte more: decode_message refuses it
+        ) as session:
+            return await self._identify(target, session, timeout_s=timeout_s)
+
+    async def _identify(
+        self, target: ProbeTarget, session: UdpSession, *, timeout_s: float
+    ) -> Observation:
         message_id = secrets.randbelow(0x10000)
         token = secrets.token_bytes(4)
         request = get_request(WELL_KNOWN_CORE, message_id, token)
@@ -517,7 +530,7 @@ class CoapProbe:
         for attempt in range(2):
             target.ledger.spend(REQUEST_CORE)
             try:
-                datagram = await self._exchange(target, request, timeout_s / 2)
+                datagram = await self._exchange(session, request, timeout_s / 2)
             except ProbeTimeoutError:
                 if attempt:
                     raise
@@ -536,14 +549,18 @@ class CoapProbe:
         if answer.code != CODE_CONTENT:
             return self._observation(target, facts)
         payload, incomplete = await self._rest_of_list(
-            target, answer, message_id, token, timeout_s=timeout_s
+            target, session, answer, message_id, token, timeout_s=timeout_s
         )
         links = parse_link_format(self._link_text(payload, complete=incomplete is None))
         facts.update(resources_facts(links))
         linked = {link_path(link.target) for link in links}
         for index, path in enumerate(p for p in DEVICE_INFO_PATHS if p in linked):
             read = await self._read_info(
-                target, path, (message_id + MAX_BLOCKS + index) & 0xFFFF, timeout_s=timeout_s
+                target,
+                session,
+                path,
+                (message_id + MAX_BLOCKS + index) & 0xFFFF,
+                timeout_s=timeout_s,
             )
             if isinstance(read, str):
                 incomplete = incomplete or read
@@ -567,13 +584,12 @@ class CoapProbe:
         )
 
     @staticmethod
-    async def _exchange(target: ProbeTarget, request: bytes, timeout_s: float) -> bytes:
+    async def _exchange(session: UdpSession, request: bytes, timeout_s: float) -> bytes:
+        session.send(request)
         try:
-            return await target.connector.exchange_udp(
-                target.address, target.port, request, timeout_s=timeout_s
-            )
+            return await session.receive(timeout_s=timeout_s)
         except OSError as exc:  # ICMP port unreachable: nothing listens
-            raise ProbeTimeoutError(f"{target.address}:{target.port}/udp unreachable") from exc
+            raise ProbeTimeoutError(f"{session.address}:{session.port}/udp unreachable") from exc
 
     @staticmethod
     def _answer(datagram: bytes, target: ProbeTarget, message_id: int, token: bytes) -> Message:
@@ -589,6 +605,7 @@ class CoapProbe:
     async def _rest_of_list(
         self,
         target: ProbeTarget,
+        session: UdpSession,
         first: Message,
         message_id: int,
         token: bytes,
@@ -611,7 +628,7 @@ class CoapProbe:
             )
             try:
                 answer = self._answer(
-                    await self._exchange(target, request, timeout_s), target, next_id, token
+                    await self._exchange(session, request, timeout_s), target, next_id, token
                 )
             except ProbeTimeoutError:
                 return bytes(payload), "resource list block unanswered"
@@ -631,7 +648,13 @@ class CoapProbe:
         return data.decode("utf-8", "replace")
 
     async def _read_info(
-        self, target: ProbeTarget, path: str, message_id: int, *, timeout_s: float
+        self,
+        target: ProbeTarget,
+        session: UdpSession,
+        path: str,
+        message_id: int,
+        *,
+        timeout_s: float,
     ) -> dict[str, str] | str:
         """Fields of one device-information resource, or why there are none."""
         token = secrets.token_bytes(4)
@@ -640,7 +663,7 @@ class CoapProbe:
         request = get_request(path, message_id, token, accept=accept)
         try:
             answer = self._answer(
-                await self._exchange(target, request, timeout_s), target, message_id, token
+                await self._exchange(session, request, timeout_s), target, message_id, token
             )
         except ProbeTimeoutError:
             return f"get {path} unanswered"

@@ -28,16 +28,14 @@ manufacturer name for a known id, else "HART manufacturer N"), ``expanded_device
 13, ISO date when valid), ``command_errors`` (command -> response code), ``session_timer_ms``.
 """
 
-import asyncio
 import logging
-import socket
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
-from cybermission.net import close_politely
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -47,6 +45,13 @@ from cybermission.probes import (
     Observation,
     ProbeTarget,
     Transport,
+)
+from scanners.stream import (
+    ClosedBetweenAnswersError,
+    PeerClosedError,
+    ProbeStream,
+    observation,
+    observe_stream,
 )
 
 logger = logging.getLogger(__name__)
@@ -310,7 +315,7 @@ async def _identify(exchange: Exchange) -> Facts:
 
     opened = await send(REQUEST_INITIATE, MSG_ID_INITIATE, b"")
     if opened is None:
-        raise _ClosedError
+        raise PeerClosedError
     facts: Facts = {}
     if opened.status != 0:
         raise ProbeProtocolError(f"HART-IP session refused, status {opened.status}")
@@ -345,10 +350,6 @@ async def _identify(exchange: Exchange) -> Facts:
     return facts
 
 
-class _ClosedError(Exception):
-    """The peer closed before answering the session initiate: not HART-IP."""
-
-
 class HartIpProbe:
     """Read-only HART-IP identification over TCP (see the module docstring)."""
 
@@ -365,37 +366,20 @@ class HartIpProbe:
     )
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
 
-        async def exchange(request: str, message: bytes) -> bytes | None:
-            target.ledger.spend(request)
-            writer.write(message)
-            try:
-                async with asyncio.timeout(timeout_s):
-                    return await _read_message(reader)
-            except TimeoutError as exc:
-                raise ProbeTimeoutError(f"{target.address}: no answer to {request}") from exc
-            except (ConnectionError, OSError):
-                return None
+        async def identify(stream: ProbeStream) -> Facts:
+            async def exchange(request: str, message: bytes) -> bytes | None:
+                read = partial(stream.read_framed, HEADER_BYTES, _body_bytes)
+                try:
+                    return await stream.exchange(request, message, read, timeout_s=timeout_s)
+                except ClosedBetweenAnswersError:
+                    return None  # the device ended the session: _identify stops there
 
-        try:
-            facts = await _identify(exchange)
-        except _ClosedError:
-            return None
-        except ProbeProtocolError:
-            logger.warning("hart-ip answer does not decode", extra={"address": target.address})
-            raise
-        finally:
-            await close_politely(writer)
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
+            return await _identify(exchange)
+
+        # Five answers at most (initiate, commands 0, 20, 13, close).
+        return await observe_stream(
+            self, target, identify, timeout_s=timeout_s, max_read_bytes=5 * MAX_MESSAGE_BYTES
         )
 
     def decode_answer(self, payload: bytes) -> Facts | None:
@@ -403,34 +387,14 @@ class HartIpProbe:
         return answer_facts(decode_message(payload)) or None
 
 
-async def _read_message(reader: asyncio.StreamReader) -> bytes | None:
-    try:
-        head = await reader.readexactly(HEADER_BYTES)
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return None
-        raise ProbeProtocolError("HART-IP answer shorter than its header") from exc
+def _body_bytes(head: bytes) -> int:
+    """Bytes after the HART-IP header, from its byte count (bounded)."""
     if head[0] != 1:
         raise ProbeProtocolError("not a HART-IP version 1 message")
     (length,) = struct.unpack(">H", head[6:8])
     if not HEADER_BYTES <= length <= MAX_MESSAGE_BYTES:
         raise ProbeProtocolError(f"HART-IP byte count {length}")
-    try:
-        return head + await reader.readexactly(length - HEADER_BYTES)
-    except asyncio.IncompleteReadError as exc:
-        raise ProbeProtocolError("HART-IP answer shorter than its byte count") from exc
-
-
-class _Datagrams(asyncio.DatagramProtocol):
-    """Keeps datagrams from one address (any port: the session may move, see the docstring)."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.queue: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue(maxsize=16)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        if addr[0] == self.address and not self.queue.full():
-            self.queue.put_nowait((data[:MAX_MESSAGE_BYTES], int(addr[1])))
+    return int(length) - HEADER_BYTES
 
 
 class HartIpUdpProbe:
@@ -449,43 +413,27 @@ class HartIpUdpProbe:
     )
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        # Connector.exchange_udp opens a connected socket per datagram; a HART-IP session needs
-        # one source port and may be answered from another server port, so the probe keeps its
-        # own socket and asks the same scope guard before every datagram.
-        target.connector.guard.check(target.address)
-        loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(target.address), family=family
-        )
-        port = target.port
+        # One socket for the whole session; a gateway may answer from another port of the
+        # same address (the capture shows 5095), later datagrams then go there.
+        async with target.connector.open_udp(
+            target.address, target.port, follow_port=True, max_datagram_bytes=MAX_MESSAGE_BYTES
+        ) as session:
 
-        async def exchange(request: str, message: bytes) -> bytes | None:
-            nonlocal port
-            target.ledger.spend(request)
-            target.connector.guard.check(target.address)
-            transport.sendto(message, (target.address, port))
+            async def exchange(request: str, message: bytes) -> bytes | None:
+                target.ledger.spend(request)
+                session.send(message)
+                try:
+                    return await session.receive(timeout_s=timeout_s)
+                except ProbeTimeoutError as exc:
+                    raise ProbeTimeoutError(
+                        f"{target.address}/udp: no answer to {request}"
+                    ) from exc
+
             try:
-                async with asyncio.timeout(timeout_s):
-                    data, port = await protocol.queue.get()
-            except TimeoutError as exc:
-                raise ProbeTimeoutError(f"{target.address}/udp: no answer to {request}") from exc
-            return data
-
-        try:
-            facts = await _identify(exchange)
-        except _ClosedError:
-            return None
-        finally:
-            transport.close()
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
-        )
+                facts = await _identify(exchange)
+            except PeerClosedError:
+                return None
+        return observation(self, target, facts)
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of one recorded HART-IP answer datagram (passive import)."""

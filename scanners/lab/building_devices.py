@@ -50,6 +50,7 @@ class SimDevice:
     identity: dict[str, JSONValue]
     behaviour: Behaviour = Behaviour.NORMAL
     requests: list[str] = field(default_factory=list)
+    sources: list[tuple[str, int]] = field(default_factory=list)  # UDP: who sent each request
     connections: int = 0
     bytes_received: int = 0
     _handles: list[Any] = field(default_factory=list, repr=False)
@@ -65,6 +66,7 @@ class SimDevice:
 
     def clear_log(self) -> None:
         self.requests.clear()
+        self.sources.clear()
         self.connections = 0
         self.bytes_received = 0
 

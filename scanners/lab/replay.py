@@ -62,6 +62,7 @@ class ReplayDevice:
     transport: str = "tcp"
     kind: ReplayKind = ReplayKind.SCRIPTED
     requests: list[str] = field(default_factory=list)
+    sources: list[tuple[str, int]] = field(default_factory=list)  # UDP: who sent each request
     connections: int = 0
     bytes_received: int = 0
     responses_sent: int = 0
@@ -81,6 +82,7 @@ class ReplayDevice:
 
     def clear_log(self) -> None:
         self.requests.clear()
+        self.sources.clear()
         self.connections = self.bytes_received = self.responses_sent = 0
 
     async def start(self) -> None:
@@ -162,6 +164,8 @@ class _Datagrams(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         device = self.device
         device.bytes_received += len(data)
+        if len(device.sources) < MAX_LOG:
+            device.sources.append((str(addr[0]), int(addr[1])))
         if device.kind is ReplayKind.CLOSING:
             return
         reply = device.answer(data, {})

@@ -159,6 +159,8 @@ class CoapDevice(SimDevice):
                 method = str(request.code).split(" ")[0].lower()
                 path = "/" + "/".join(request.opt.uri_path)
                 device.requests.append(_coap_name(method, path, block))
+                host, port, *_ = request.remote.address
+                device.sources.append((str(host), int(port)))
                 return await super().render_to_pipe(pipe)
 
         site = _Recording()

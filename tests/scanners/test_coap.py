@@ -121,6 +121,16 @@ async def test_coap_probe_follows_block2_through_a_long_resource_list(
     assert device.requests.count(REQUEST_CORE_BLOCK) == 2
 
 
+async def test_coap_probe_sends_block_continuations_from_the_first_source_port(
+    lab: dict[str, Any],
+) -> None:
+    device, probe = lab["coap-cabinet"], CoapProbe()
+    assert await probe.observe(_target(device, probe), timeout_s=TIMEOUT_S) is not None
+    assert device.requests == [REQUEST_CORE, REQUEST_CORE_BLOCK, REQUEST_CORE_BLOCK, "get /3/0"]
+    assert len(device.sources) == len(device.requests)
+    assert len(set(device.sources)) == 1
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [

@@ -221,3 +221,12 @@ def test_hart_decoder_fuzz_mutated_real_answers_only_raise_protocol_error(
     data: st.DataObject,
 ) -> None:
     _check(mutate(data, _recorded("tcp")[1] + _recorded("udp")[1]))
+
+
+async def test_hart_udp_probe_sends_the_whole_session_from_one_source_port(
+    lab: dict[str, Any],
+) -> None:
+    device, probe = lab["hart-wihartgw-udp"], HartIpUdpProbe()
+    assert await probe.observe(_target(device, probe), timeout_s=TIMEOUT_S) is not None
+    assert len(device.sources) == len(SEQUENCE)
+    assert len(set(device.sources)) == 1
