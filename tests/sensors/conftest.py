@@ -3,6 +3,7 @@ afterwards), a PostgreSQL store shared with subprocesses, sensors and the centra
 subprocesses, and pymodbus lab devices on the per-site ranges 127.30/16 (A) and 127.31/16 (B)."""
 
 import asyncio
+import ipaddress
 import json
 import os
 import signal
@@ -25,14 +26,23 @@ from cybermission.db import session_scope
 from cybermission.migrations import upgrade_database
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.sensors import models as sensor_models  # noqa: F401
+from cybermission.sensors.broker import SCAN_TASK, publish_task
+from cybermission.sensors.models import Chunk
 from cybermission.sensors.service import (
     add_site,
     approve_sensor,
+    chunk_message,
     create_site_scan,
     enroll_sensor,
 )
-from cybermission.sensors.topology import Management, site_vhost
-from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
+from cybermission.sensors.topology import (
+    SCAN_QUEUE,
+    SENSOR_PERMISSIONS,
+    Management,
+    site_vhost,
+    vhost_url,
+)
+from scanners.lab.modbus_devices import LabDevice, LabDeviceKind, modbus_lab_devices
 from tests.conftest import _postgres_engine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,6 +128,29 @@ class Cluster:
 
     def bundle(self, path: Path) -> dict[str, Any]:
         return dict(json.loads(path.read_text()))
+
+    def sensor_user(self, bundle: Path) -> str:
+        return str(self.bundle(bundle)["broker_url"]).split("//", 1)[1].split(":", 1)[0]
+
+    def cut_link(self, slug: str, user: str) -> int:
+        """The site's link down, as the broker sees it: the sensor's open connections are closed
+        and reconnects refused (no permission on its vhost) until :meth:`restore_link`."""
+        with Management(self.settings.broker) as mgmt:
+            mgmt.clear_permissions(site_vhost(slug), user)
+            return mgmt.close_connections(user)
+
+    def restore_link(self, slug: str, user: str) -> None:
+        with Management(self.settings.broker) as mgmt:
+            mgmt.set_permissions(site_vhost(slug), user, SENSOR_PERMISSIONS)
+
+    def connections(self, *, user: str | None = None, vhost: str | None = None) -> int:
+        with Management(self.settings.broker) as mgmt:
+            return sum(
+                1
+                for c in mgmt.connections()
+                if (user is None or c.get("user") == user)
+                and (vhost is None or c.get("vhost") == vhost)
+            )
 
     def start(self, *args: str, log: str) -> subprocess.Popen[bytes]:
         with (self.tmp / log).open("ab") as out:
@@ -250,9 +283,6 @@ def run_ids(engine: Engine) -> list[str]:
         return [r.id for r in session.exec(select(ScanRun)).all()]
 
 
-__all__ = ["Cluster", "site_vhost"]
-
-
 def digest(engine: Engine) -> dict[str, Any]:
     """The database state a scan leaves, without ids and times: devices with their site,
     services, findings and events (alert outbox) by kind — what parity compares."""
@@ -331,3 +361,44 @@ async def embedded_digest(
         return digest(engine)
     finally:
         engine.dispose()
+
+
+def requests_by_address(lab: list[LabDevice]) -> dict[str, int]:
+    return {
+        d.address: len(d.requests)
+        for d in lab
+        if d.kind in (LabDeviceKind.MODBUS, LabDeviceKind.GATEWAY)
+    }
+
+
+def republish(cluster: Cluster, slug: str, chunk: Chunk) -> None:
+    with Session(cluster.engine) as session:
+        run = session.get(ScanRun, chunk.scan_run_id)
+        assert run is not None
+        message = chunk_message(chunk, run)
+    publish_task(
+        vhost_url(cluster.settings.broker.url, site_vhost(slug)),
+        exchange="",
+        routing_key=SCAN_QUEUE,
+        task_name=SCAN_TASK,
+        args=[message],
+        task_id=str(uuid.uuid4()),
+        timeout_s=5,
+    )
+
+
+def chunks_of(cluster: Cluster, run_id: str) -> list[Chunk]:
+    with Session(cluster.engine) as session:
+        return list(
+            session.exec(select(Chunk).where(Chunk.scan_run_id == run_id).order_by(Chunk.seq)).all()
+        )
+
+
+def chunk_seq_of(chunks: list[Chunk], address: str) -> int:
+    ip = ipaddress.ip_address(address)
+    for chunk in chunks:
+        for spec in chunk.targets:
+            first, _, last = spec.partition("-")
+            if ipaddress.ip_address(first) <= ip <= ipaddress.ip_address(last or first):
+                return chunk.seq
+    raise AssertionError(address)

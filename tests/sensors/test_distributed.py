@@ -1,6 +1,5 @@
 """Acceptance of the distributed mode (issue 6) on the machine's RabbitMQ and PostgreSQL."""
 
-import ipaddress
 import json
 import os
 import pickle
@@ -20,19 +19,26 @@ from sqlmodel import Session, select
 from cybermission.db import session_scope, utcnow
 from cybermission.findings.models import Finding
 from cybermission.inventory.models import Device
-from cybermission.scans.models import ScanRun, ScanStatus
-from cybermission.sensors.broker import INGEST_TASK, SCAN_TASK, publish_task
+from cybermission.scans.models import ScanStatus
+from cybermission.sensors.broker import INGEST_TASK
 from cybermission.sensors.models import Chunk, ChunkPart, ChunkState, RejectedPart, RejectionReason
 from cybermission.sensors.service import (
     approve_sensor,
-    chunk_message,
     count_rejections,
     revoke_sensor,
 )
-from cybermission.sensors.topology import RESULTS, SCAN_QUEUE, Management, site_vhost, vhost_url
+from cybermission.sensors.topology import RESULTS, SCAN_QUEUE, Management, site_vhost
 from cybermission.sites.models import Site
-from scanners.lab.modbus_devices import LabDevice, LabDeviceKind
-from tests.sensors.conftest import Cluster, digest, embedded_digest
+from scanners.lab.modbus_devices import LabDeviceKind
+from tests.sensors.conftest import (
+    Cluster,
+    chunk_seq_of,
+    chunks_of,
+    digest,
+    embedded_digest,
+    republish,
+    requests_by_address,
+)
 
 A_NET = "127.30.1.0/26"
 B_NET = "127.31.1.0/26"
@@ -209,47 +215,6 @@ async def test_results_with_unknown_task_or_non_json_are_neither_run_nor_decoded
     assert "unregistered" in log.lower()
 
 
-def _requests(lab: list[LabDevice]) -> dict[str, int]:
-    return {
-        d.address: len(d.requests)
-        for d in lab
-        if d.kind in (LabDeviceKind.MODBUS, LabDeviceKind.GATEWAY)
-    }
-
-
-def _republish(cluster: Cluster, slug: str, chunk: Chunk) -> None:
-    with Session(cluster.engine) as session:
-        run = session.get(ScanRun, chunk.scan_run_id)
-        assert run is not None
-        message = chunk_message(chunk, run)
-    publish_task(
-        vhost_url(cluster.settings.broker.url, site_vhost(slug)),
-        exchange="",
-        routing_key=SCAN_QUEUE,
-        task_name=SCAN_TASK,
-        args=[message],
-        task_id=str(uuid.uuid4()),
-        timeout_s=5,
-    )
-
-
-def _chunks(cluster: Cluster, run_id: str) -> list[Chunk]:
-    with Session(cluster.engine) as session:
-        return list(
-            session.exec(select(Chunk).where(Chunk.scan_run_id == run_id).order_by(Chunk.seq)).all()
-        )
-
-
-def _chunk_of(chunks: list[Chunk], address: str) -> int:
-    ip = ipaddress.ip_address(address)
-    for chunk in chunks:
-        for spec in chunk.targets:
-            first, _, last = spec.partition("-")
-            if ipaddress.ip_address(first) <= ip <= ipaddress.ip_address(last or first):
-                return chunk.seq
-    raise AssertionError(address)
-
-
 async def test_sensor_killed_mid_chunk_only_that_chunk_is_probed_again(
     cluster: Cluster, devices: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -261,10 +226,10 @@ async def test_sensor_killed_mid_chunk_only_that_chunk_is_probed_again(
     cluster.start_central()
     sensor = cluster.start_sensor(a, bundle)
     run_id = cluster.scan(a, chunk=16)
-    chunks = _chunks(cluster, run_id)
+    chunks = chunks_of(cluster, run_id)
     silent = by_name["modbus-silent"]
     same_chunk = [
-        d for d in lab if _chunk_of(chunks, d.address) == _chunk_of(chunks, silent.address)
+        d for d in lab if chunk_seq_of(chunks, d.address) == chunk_seq_of(chunks, silent.address)
     ]
     # Mid-chunk: the silent device holds its probe for the probe timeout, the others of its chunk
     # have answered already.
@@ -279,18 +244,18 @@ async def test_sensor_killed_mid_chunk_only_that_chunk_is_probed_again(
         )
     )
     cluster.stop(sensor, kill=True)
-    at_kill = _requests(lab)
+    at_kill = requests_by_address(lab)
     cluster.start_sensor(a, bundle)
     run = await cluster.wait_run(run_id)
     assert run.status is ScanStatus.PARTIAL  # the misfits, as in the embedded mode
-    final = _requests(lab)
+    final = requests_by_address(lab)
     for device in lab:
         device.clear_log()
     embedded = await embedded_digest(tmp_path, a, [net], cluster.settings)
-    baseline = _requests(lab)
-    killed = _chunk_of(chunks, silent.address)
+    baseline = requests_by_address(lab)
+    killed = chunk_seq_of(chunks, silent.address)
     expected = {
-        address: (at_kill[address] if _chunk_of(chunks, address) == killed else 0) + count
+        address: (at_kill[address] if chunk_seq_of(chunks, address) == killed else 0) + count
         for address, count in baseline.items()
     }
     assert final == expected
@@ -309,12 +274,12 @@ async def test_redelivered_finished_chunk_sends_nothing_and_changes_nothing(
     cluster.start_sensor(a, bundle)
     run_id = cluster.scan(a, chunk=8)
     assert (await cluster.wait_run(run_id)).status is ScanStatus.SUCCEEDED
-    before, sent = digest(cluster.engine), _requests(lab)
-    for chunk in _chunks(cluster, run_id):
-        _republish(cluster, a, chunk)
+    before, sent = digest(cluster.engine), requests_by_address(lab)
+    for chunk in chunks_of(cluster, run_id):
+        republish(cluster, a, chunk)
     log = tmp_path / f"sensor-{a}.log"
     await cluster.wait_for(lambda: log.read_text().count("'replayed'") >= 4)
-    assert _requests(lab) == sent
+    assert requests_by_address(lab) == sent
     assert digest(cluster.engine) == before
     for device in lab:
         device.clear_log()
@@ -331,14 +296,14 @@ async def test_ingestion_killed_before_commit_applies_everything_once(
     central = cluster.start("central", "--no-relay", log="central.log")
     cluster.start_sensor(a, bundle)
     run_id = cluster.scan(a, chunk=64)
-    (chunk,) = _chunks(cluster, run_id)
+    (chunk,) = chunks_of(cluster, run_id)
     with cluster.engine.connect() as lock:
         # Ingestion updates the chunk row last, after the part, observations, inventory and
         # findings are inserted: holding that row stops it between insert and commit.
         lock.execute(
             text("SELECT id FROM chunk WHERE id = :id FOR NO KEY UPDATE"), {"id": chunk.id}
         )
-        _republish(cluster, a, chunk)  # what the relay does
+        republish(cluster, a, chunk)  # what the relay does
 
         def waiting() -> bool:
             with cluster.engine.connect() as conn:
@@ -375,7 +340,7 @@ async def test_chunk_whose_window_closed_while_queued_is_skipped_unprobed(
     run_id = cluster.scan(a, chunk=16, not_after=utcnow() - timedelta(seconds=1))
     run = await cluster.wait_run(run_id)
     assert run.status is ScanStatus.PARTIAL
-    assert {c.state for c in _chunks(cluster, run_id)} == {ChunkState.SKIPPED}
+    assert {c.state for c in chunks_of(cluster, run_id)} == {ChunkState.SKIPPED}
     assert any("window closed" in str(e["error"]) for e in run.errors)
     assert not any(d.connections or d.requests for d in lab)
 

@@ -1,0 +1,109 @@
+"""Scenarios 7 and 8: a site link down longer than a chunk, and the broker dropping every
+connection mid-run (the clients' view of a broker restart), on the machine's RabbitMQ."""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from sqlmodel import Session, select
+
+from cybermission.scans.models import ScanStatus
+from cybermission.sensors.journal import Journal
+from cybermission.sensors.metrics import SensorCollector
+from cybermission.sensors.models import ChunkPart, ChunkState, RejectedPart
+from scanners.lab.modbus_devices import LabDevice, LabDeviceKind
+from tests.sensors.conftest import (
+    Cluster,
+    chunk_seq_of,
+    chunks_of,
+    digest,
+    embedded_digest,
+    requests_by_address,
+)
+
+
+@contextmanager
+def _journal(path: Path) -> Iterator[Journal]:
+    journal = Journal(path)  # a second reader of the sensor's file (SQLite WAL)
+    try:
+        yield journal
+    finally:
+        journal.close()
+
+
+def _parts(cluster: Cluster, chunk_id: str | None = None) -> int:
+    with Session(cluster.engine) as session:
+        query = select(ChunkPart)
+        if chunk_id is not None:
+            query = query.where(ChunkPart.chunk_id == chunk_id)
+        return len(session.exec(query).all())
+
+
+def _rejected(cluster: Cluster) -> list[str]:
+    with Session(cluster.engine) as session:
+        return [str(r.reason) for r in session.exec(select(RejectedPart)).all()]
+
+
+def _mid_chunk(lab: list[LabDevice], chunks: Any) -> Callable[[], bool]:
+    """True once the silent device holds its probe and the rest of its chunk has answered."""
+    silent = next(d for d in lab if d.name == "modbus-silent")
+    same = [
+        d
+        for d in lab
+        if chunk_seq_of(chunks, d.address) == chunk_seq_of(chunks, silent.address)
+        and d.kind in (LabDeviceKind.MODBUS, LabDeviceKind.GATEWAY)
+    ]
+    return lambda: bool(silent.connections) and all(d.requests for d in same)
+
+
+async def test_site_link_down_longer_than_a_chunk_buffers_results_and_ingests_them_once(
+    cluster: Cluster, devices: Callable[..., Any], tmp_path: Path
+) -> None:
+    net = "127.30.12.0/26"
+    lab = await devices("127.30.12.0", misfits=True)
+    a = cluster.site("a", [net])
+    _, bundle = cluster.enroll(a)
+    user = cluster.sensor_user(bundle)
+    journal_path = tmp_path / "journal-a.db"
+    cluster.start_central()
+    cluster.start_sensor(a, bundle, journal=journal_path.name)
+    # The management API lists a connection once its stats arrived: see the sensor's first.
+    await cluster.wait_for(lambda: cluster.connections(user=user))
+    run_id = cluster.scan(a, chunk=16)
+    chunks = chunks_of(cluster, run_id)
+    silent = next(d for d in lab if d.name == "modbus-silent")
+    cut = next(c for c in chunks if c.seq == chunk_seq_of(chunks, silent.address))
+    await cluster.wait_for(_mid_chunk(lab, chunks))
+    assert cluster.cut_link(a, user) >= 1
+    with _journal(journal_path) as journal:
+        # The chunk ends while the link is down: its results wait in the journal ...
+        await cluster.wait_for(lambda: journal.finished(cut.id))
+        assert journal.buffered() >= 1
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(SensorCollector(cluster.engine, cluster.settings.broker))
+        assert registry.get_sample_value("cybermission_site_sensor_connections", {"site": a}) == 0
+        # ... and stay there while the sensor keeps retrying, for longer than a chunk takes here
+        # (about the 1 s probe timeout): four more refused rounds of its 0.5 s flusher.
+        log = tmp_path / f"sensor-{a}.log"
+        base = log.read_text().count("results buffered")
+        await cluster.wait_for(lambda: log.read_text().count("results buffered") >= base + 4)
+        assert journal.unconfirmed(cut.id)
+        assert _parts(cluster, cut.id) == 0
+        cluster.restore_link(a, user)
+        run = await cluster.wait_run(run_id, timeout_s=90)
+        assert journal.buffered() == 0
+    assert run.status is ScanStatus.PARTIAL  # the misfits, as in the embedded mode
+    final = chunks_of(cluster, run_id)
+    assert {c.state for c in final} == {ChunkState.DONE}
+    # Ingested once: one row per part, no duplicate, nothing probed twice (the redelivered chunk
+    # was replayed from the journal), the same database state as the embedded mode.
+    assert _parts(cluster) == sum(c.parts_total or 0 for c in final)
+    assert _rejected(cluster) == []
+    sent = requests_by_address(lab)
+    for device in lab:
+        device.clear_log()
+    embedded = await embedded_digest(tmp_path, a, [net], cluster.settings)
+    assert sent == requests_by_address(lab)
+    assert digest(cluster.engine) == embedded
