@@ -33,6 +33,7 @@ from cybermission.findings.advisories.normalise import (
     VersionSpec,
     chunks,
     compact,
+    expand_product_name,
     families,
     is_model_chunk,
     parse_version,
@@ -91,6 +92,8 @@ class _Entry:
     branch_path: tuple[str, ...]
     chunks: tuple[str, ...]
     chunk_set: frozenset[str]
+    # Words that name one model ("r04cpu", "m340"), from the name and its expansions.
+    model_chunks: frozenset[str]
     parts: frozenset[str]
     patterns: tuple[str, ...]
     spec: VersionSpec
@@ -162,13 +165,25 @@ class AdvisoryIndex:
         words = chunks(product.product)
         parts, patterns = _parts_and_patterns(product.product)
         in_name = _NAME_RANGE_RE.search(product.product)
+        # Sibling lists ("R04/08/16/32/120(EN)CPU") name each sibling as a word of its own.
+        expanded: set[str] = set()
+        for variant in expand_product_name(product.product):
+            expanded.update(chunks(variant))
+            expanded.add(compact(variant))
+            for pattern in _parts_and_patterns(variant)[1]:
+                if pattern not in patterns:
+                    patterns = (*patterns, pattern)
+        outside_range = chunks(_NAME_RANGE_RE.sub(" ", product.product))
         entry = _Entry(
             advisory_id=product.advisory_id,
             product_id=product.product_id,
             product=product.product,
             branch_path=tuple(product.branch_path),
             chunks=words,
-            chunk_set=frozenset(words),
+            chunk_set=frozenset(words) | expanded,
+            model_chunks=frozenset(
+                w for w in (*outside_range, *expanded) if is_model_chunk(w) and "*" not in w
+            ),
             parts=parts,
             patterns=patterns,
             spec=parse_version_spec(product.version),
@@ -289,8 +304,10 @@ def _product_evidence(entry: _Entry, device: _DeviceView) -> tuple[bool, str] | 
         # shared family word ("S7-300") would only say "a sibling model is affected".
         return None
     for words in device.family_chunks:
-        # A family the part number implies, named word for word ("NJ/NX Series").
-        if _contains_run(entry.chunks, words):
+        # A family the part number implies, named word for word ("NJ/NX Series", "MELSEC iQ-R
+        # series CPU modules"); a product that also names a model of its own ("iQ-R series
+        # R08CPU", "MELSEC iQ-R series RJ71C24") is that model, not the family.
+        if _contains_run(entry.chunks, words) and not (entry.model_chunks - set(words)):
             return False, f"family {' '.join(words)!r} named in product {entry.product!r}"
     # A model word inside a descriptive name ("M340" of "Modicon M340") stands alone.
     shared = device.model_words & entry.chunk_set

@@ -143,6 +143,14 @@ FAMILY_BY_PART_PREFIX: Final[dict[str, str]] = {
 }
 
 
+# Families whose model names follow a grammar rather than a prefix (Mitsubishi: "R04CPU",
+# "R08SFCPU", "R120ENCPU" are MELSEC iQ-R CPUs; "FX5U-32MT/ES" is iQ-F). Compact names.
+FAMILY_BY_PART_RE: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+    (re.compile(r"^r\d{2,3}(en|p|sf|psf|f|mt|c)?cpu"), "iQ-R"),
+    (re.compile(r"^fx5(u|uc|uj|s)?\d"), "iQ-F"),
+)
+
+
 def families(names: tuple[str, ...]) -> tuple[str, ...]:
     """Family names implied by the part numbers among ``names``."""
     found: list[str] = []
@@ -151,7 +159,64 @@ def families(names: tuple[str, ...]) -> tuple[str, ...]:
         for prefix, family in FAMILY_BY_PART_PREFIX.items():
             if value.startswith(prefix):
                 found.extend(f for f in family.split("|") if f not in found)
+        for pattern, family in FAMILY_BY_PART_RE:
+            if pattern.match(value):
+                found.extend(f for f in family.split("|") if f not in found)
     return tuple(found)
+
+
+# "R04/08/16/32/120(EN)CPU": letters, then numbers separated by "/", then the rest of the word.
+_SLASH_NUMBERS_RE: Final = re.compile(r"(?<![0-9A-Za-z])([A-Za-z]{1,4})(\d+(?:/\d+)+)(\S*)")
+# An option glued to a word: "(EN)", "(-P)", "(-R2/R4)", "(C)"; short alternatives only.
+_GLUED_OPTION_RE: Final = re.compile(r"(?<=\S)\(([A-Za-z0-9-]{1,6}(?:/[A-Za-z0-9-]{1,6})*)\)")
+_OPTION_ONLY_RE: Final = re.compile(r"\([A-Za-z0-9/-]{1,20}\)")
+_SHORT_SUFFIX_RE: Final = re.compile(r"\s+([A-Za-z]{2,4})\b")
+_MAX_VARIANTS: Final = 64
+
+
+def expand_product_name(name: str) -> tuple[str, ...]:
+    """The model names a compressed product name stands for, without the name itself.
+
+    Mitsubishi and others list siblings in one name: "R04/08/16/32/120(EN)CPU" is R04CPU, R08CPU,
+    ..., R120CPU and R04ENCPU, ..., R120ENCPU; "R00/01/02 CPU" is R00CPU, R01CPU, R02CPU;
+    "L02CPU(-P)" is L02CPU and L02CPU-P; "RJ71C24(-R2/R4)" is RJ71C24, RJ71C24-R2, RJ71C24-R4.
+    A number list needs a letter prefix ("522/722" and "3060/00" are left alone).
+    """
+    words: list[str] = []
+    for found in _SLASH_NUMBERS_RE.finditer(name):
+        prefix, numbers, rest = found.groups()
+        if not rest or _OPTION_ONLY_RE.fullmatch(rest):
+            # "R00/01/02 CPU": the model's suffix is the next short word.
+            after = _SHORT_SUFFIX_RE.match(name, found.end())
+            if after is not None:
+                rest += after.group(1)
+        words.extend(prefix + number + rest for number in numbers.split("/"))
+    for token in name.split():
+        if _GLUED_OPTION_RE.search(token) and not _SLASH_NUMBERS_RE.search(token):
+            words.append(token)
+    variants: list[str] = []
+    for word in words:
+        for variant in _expand_options(word):
+            if variant != name and variant not in variants:
+                variants.append(variant)
+            if len(variants) >= _MAX_VARIANTS:
+                return tuple(variants)
+    return tuple(variants)
+
+
+def _expand_options(word: str) -> list[str]:
+    found = _GLUED_OPTION_RE.search(word)
+    if found is None:
+        return [word]
+    head, tail = word[: found.start()], word[found.end() :]
+    expanded: list[str] = []
+    options = found.group(1).split("/")
+    if options[0].startswith("-"):
+        # "(-R2/R4)": the dash is written once for every alternative.
+        options = [o if o.startswith("-") else "-" + o for o in options]
+    for option in ("", *options):
+        expanded.extend(_expand_options(head + option + tail))
+    return expanded
 
 
 # ---- versions ------------------------------------------------------------------------------
