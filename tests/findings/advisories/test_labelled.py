@@ -50,6 +50,12 @@ DEVICES: dict[str, DeviceIdentity] = {
     # scanners/lab/mms_devices.py
     "r04cpu 55": DeviceIdentity("Mitsubishi Electric", "55", ("R04CPU",)),
     "sel-751 R410-V2": DeviceIdentity("SEL", "R410-V2", ("SEL-751",)),
+    # Identities as the s7, melsec and enip probes report such devices (not lab devices).
+    "s7-1515 V2.8.1": DeviceIdentity("Siemens", "V2.8.1", ("6ES7 515-2AM01-0AB0",)),
+    "fx5u 1.240": DeviceIdentity("Mitsubishi Electric", "1.240", ("FX5U-32MT/ES",)),
+    "controllogix 32.011": DeviceIdentity(
+        "Rockwell Automation/Allen-Bradley", "32.011", ("1756-L83E/B",)
+    ),
 }
 
 
@@ -116,7 +122,36 @@ HELD_OUT: tuple[Pair, ...] = (
     Pair("sel-751 R410-V2", "ICSA-24-095-02", False, "SEL-751 R400 line fixed in R400-V2"),
     Pair("s7-1200 V4.4.0", "ICSA-21-152-01", True, "S7-1200 CPU family < V4.5.0"),
 )
-ADVISORIES = frozenset(p.advisory for p in (*PAIRS, *HELD_OUT))
+# Labelled by reading each advisory's product tree (and committed) before the matcher first ran on
+# them, after the sibling-list and family changes that the HELD_OUT misses asked for; never tuned
+# against. The old HELD_OUT set guided those changes, so it is no longer held out.
+NEW_HELD_OUT: tuple[Pair, ...] = (
+    Pair("s7-1515 V2.8.1", "ICSA-19-344-06", True, "S7-1500 family >= 2.8.1 (CVE-2019-10943)"),
+    Pair("s7-1515 V2.8.1", "ICSA-20-042-11", False, "S7-1500 family >= V2.5 and < V2.8"),
+    Pair("s7-1515 V2.8.1", "ICSA-21-152-01", True, "S7-1500 CPU family < V2.9.2"),
+    Pair("s7-1515 V2.8.1", "ICSA-22-167-14", True, "S7-1500 CPU family < V3.0.1"),
+    Pair("s7-1515 V2.8.1", "ICSA-18-226-02", False, "S7-1500 CPU family < V2.5.2"),
+    Pair("s7-1515 V2.8.1", "ICSA-22-314-02", True, "CPU 1515-2 PN 6ES7515-2AM01-0AB0, all"),
+    Pair("s7-1515 V2.8.1", "ICSA-21-131-15", False, "CPU 1518(F)-4 PN/DP MFP only"),
+    Pair("s7-1515 V2.8.1", "ICSA-19-283-02", False, "S7-1500 CPU family < V2.0"),
+    Pair("fx5u 1.240", "ICSA-22-090-04", True, "iQ-F FX5U(C) CPU modules, all versions"),
+    Pair("fx5u 1.240", "ICSA-23-061-01", True, "all models of FX5U(C) CPU modules, all"),
+    Pair("fx5u 1.240", "ICSA-22-139-01", True, "FX5U-xMy/z (serial 17X) < 1.270"),
+    Pair("fx5u 1.240", "ICSA-20-245-01", False, "FX5U(C) <= 1.210"),
+    Pair("fx5u 1.240", "ICSA-23-143-03", True, "FX5U-32MT/ES >= 1.220, <= 1.281"),
+    Pair("fx5u 1.240", "ICSA-23-306-03", True, "FX5U-32MT/ES, all versions"),
+    Pair("fx5u 1.240", "ICSA-20-324-05", False, "iQ-R modules only"),
+    Pair("fx5u 1.240", "ICSA-21-147-05", False, "iQ-R CPUs only"),
+    Pair("controllogix 32.011", "ICSA-22-144-01", True, "ControlLogix 5580 <= 32.013"),
+    Pair("controllogix 32.011", "ICSA-23-026-06", True, "ControlLogix 5580 controllers 28 - 32"),
+    Pair("controllogix 32.011", "ICSA-24-107-03", False, "ControlLogix 5580 V35.011 only"),
+    Pair("controllogix 32.011", "ICSA-24-163-01", False, "ControlLogix 5580 V34.011 only"),
+    Pair("controllogix 32.011", "ICSA-22-342-03", True, "ControlLogix 5580 >= 31.011"),
+    Pair("controllogix 32.011", "ICSA-17-094-05", False, "ControlLogix 5580 28.01x, 29.011"),
+    Pair("controllogix 32.011", "ICSA-22-354-02", False, "ControlLogix 5570 (1756-L7x) only"),
+    Pair("controllogix 32.011", "ICSA-24-030-05", False, "ControlLogix 5570 20.011 only"),
+)
+ADVISORIES = frozenset(p.advisory for p in (*PAIRS, *HELD_OUT, *NEW_HELD_OUT))
 
 
 @pytest.fixture(scope="module")
