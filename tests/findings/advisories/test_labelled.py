@@ -245,3 +245,15 @@ def test_labelled_held_out_pairs(index: AdvisoryIndex) -> None:
         print(" ", line)
     assert precision >= HELD_OUT_PRECISION_FLOOR, wrong
     assert recall >= HELD_OUT_RECALL_FLOOR, wrong
+
+
+def test_labelled_new_held_out_pairs(index: AdvisoryIndex) -> None:
+    precision, recall, wrong = _figures(index, None, NEW_HELD_OUT)
+    print(
+        f"\nnew held out, {len(NEW_HELD_OUT)} pairs: precision {precision:.3f}, "
+        f"recall {recall:.3f}"
+    )
+    for line in wrong:
+        print(" ", line)
+    assert precision >= HELD_OUT_PRECISION_FLOOR, wrong
+    assert recall >= HELD_OUT_RECALL_FLOOR, wrong
