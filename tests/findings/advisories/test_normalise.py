@@ -5,6 +5,7 @@ import pytest
 from cybermission.findings.advisories.normalise import (
     VersionOutcome,
     compact,
+    expand_product_name,
     families,
     parse_version,
     parse_version_spec,
@@ -64,3 +65,42 @@ def test_normalise_family_from_part_number() -> None:
 )
 def test_normalise_version_ranges(spec: str, firmware: str | None, outcome: VersionOutcome) -> None:
     assert parse_version_spec(spec).check(parse_version(firmware)) is outcome
+
+
+@pytest.mark.parametrize(
+    ("name", "expanded"),
+    [
+        (
+            "R04/08/16/32/120(EN)CPU",
+            {"R04CPU", "R08CPU", "R16CPU", "R32CPU", "R120CPU"}
+            | {"R04ENCPU", "R08ENCPU", "R16ENCPU", "R32ENCPU", "R120ENCPU"},
+        ),
+        ("MELSEC iQ-R series CPU module products R00/01/02 CPU", {"R00CPU", "R01CPU", "R02CPU"}),
+        ("L02CPU(-P)", {"L02CPU", "L02CPU-P"}),
+        ("L26CPU-(P)BT", {"L26CPU-BT", "L26CPU-PBT"}),
+        ("RJ71C24(-R2/R4)", {"RJ71C24", "RJ71C24-R2", "RJ71C24-R4"}),
+        ("Desigo PXC12/22/36-E.D", {"PXC12-E.D", "PXC22-E.D", "PXC36-E.D"}),
+    ],
+)
+def test_normalise_expands_sibling_lists_and_glued_options(name: str, expanded: set[str]) -> None:
+    assert set(expand_product_name(name)) == expanded
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "MiniMed Paradigm 522/722 pumps",  # no letter prefix: not a model list
+        "System 1 6.x Part No. 3060/00",
+        "SIMATIC S7-1200 CPU 1215C DC/DC/Rly (6ES7215-1HG40-0XB0)",  # a part number, not options
+        "SCALANCE XB205-3 (ST, E/IP)",
+    ],
+)
+def test_normalise_leaves_other_slashes_and_parentheses_alone(name: str) -> None:
+    assert expand_product_name(name) == ()
+
+
+def test_normalise_families_of_mitsubishi_models() -> None:
+    assert families(("R04CPU",)) == ("iQ-R",)
+    assert families(("R120ENCPU",)) == ("iQ-R",)
+    assert families(("FX5U-32MT/ES",)) == ("iQ-F",)
+    assert families(("RJ71C24",)) == ()  # a network module, not an iQ-R CPU
