@@ -250,8 +250,7 @@ def test_labelled_held_out_pairs(index: AdvisoryIndex) -> None:
 def test_labelled_new_held_out_pairs(index: AdvisoryIndex) -> None:
     precision, recall, wrong = _figures(index, None, NEW_HELD_OUT)
     print(
-        f"\nnew held out, {len(NEW_HELD_OUT)} pairs: precision {precision:.3f}, "
-        f"recall {recall:.3f}"
+        f"\nnew held out, {len(NEW_HELD_OUT)} pairs: precision {precision:.3f}, recall {recall:.3f}"
     )
     for line in wrong:
         print(" ", line)
