@@ -33,7 +33,6 @@ Facts keys (strings printable, at most ``MAX_VALUE_BYTES`` bytes before decoding
 """
 
 import logging
-import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.bacnet_vendors import BACNET_VENDORS
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -123,19 +123,6 @@ ERROR_CODES = {
     53: "service-request-denied",
     5: "operational-problem",
 }
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def clean_text(raw: bytes, *, encoding: str = "utf-8") -> str:
-    """Bounded printable text from device bytes; undecodable bytes fall back to Latin-1."""
-    raw = raw[:MAX_VALUE_BYTES]
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    # Controls and every other unprintable code point (format, separators) go.
-    return "".join(c for c in text if c.isprintable()).strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +252,9 @@ def application_value(tag: Tag) -> JSONValue:
         if not data:
             return ""
         encodings = {0: "utf-8", 3: "utf-32-be", 4: "utf-16-be", 5: "latin-1"}
-        return clean_text(data[1:], encoding=encodings.get(data[0], "latin-1"))
+        return device_text(
+            data[1:], encoding=encodings.get(data[0], "latin-1"), max_bytes=MAX_VALUE_BYTES
+        )
     if number == 12 and len(data) == 4:
         object_type, instance = _object_id(data)
         return f"{object_type},{instance}"

@@ -42,6 +42,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,6 @@ REQUEST_FTP_QUIT = "QUIT"
 
 IAC, DONT, DO, WONT, WILL, SB, SE = 255, 254, 253, 252, 251, 250, 240
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _PROMPTS = (
     ("login", re.compile(r"(?:login|user(?:name)?)\s*:\s*$", re.I)),
     ("password", re.compile(r"password\s*:\s*$", re.I)),
@@ -99,15 +99,9 @@ BANNER_PATTERNS: tuple[BannerPattern, ...] = (
 )
 
 
-def clean_text(raw: bytes) -> str:
-    raw = raw[:MAX_BANNER_BYTES]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = "".join(c for c in text if c.isprintable() or c == "\n")
-    return "\n".join(line.rstrip() for line in text.strip().split("\n") if line.strip())
+def banner_text(raw: bytes) -> str:
+    """Printable banner lines (line breaks kept), bounded to ``MAX_BANNER_BYTES``."""
+    return device_text(raw, max_bytes=MAX_BANNER_BYTES, keep_newlines=True)
 
 
 def product_facts(banner: str) -> Facts:
@@ -254,7 +248,7 @@ class TelnetProbe:
                         writer.write(bytes((IAC, command, option)))
                     stream.replies.clear()
                     await writer.drain()
-                    if telnet_prompt(clean_text(bytes(stream.text))) in ("login", "password"):
+                    if telnet_prompt(banner_text(bytes(stream.text))) in ("login", "password"):
                         break
         except TimeoutError as exc:
             if not stream.text.strip() and not stream.negotiated:
@@ -267,7 +261,7 @@ class TelnetProbe:
             await close_politely(writer)
         if received == 0:
             return None
-        banner = clean_text(bytes(stream.text))
+        banner = banner_text(bytes(stream.text))
         if not stream.negotiated and (banner.startswith("SSH-") or re.match(r"^220[ -]", banner)):
             return None  # an SSH or FTP greeting on this port: not Telnet
         facts: Facts = {
@@ -285,10 +279,10 @@ class TelnetProbe:
         stream.feed(payload[:MAX_READ_BYTES])
         text = bytes(stream.text)
         for colon in re.finditer(rb":", text):  # every login/password prompt ends with one
-            if telnet_prompt(clean_text(text[: colon.end()])) in ("login", "password"):
+            if telnet_prompt(banner_text(text[: colon.end()])) in ("login", "password"):
                 text = text[: colon.end()]
                 break
-        banner = clean_text(text)
+        banner = banner_text(text)
         if not banner and not stream.negotiated:
             return None
         if not stream.negotiated and (banner.startswith("SSH-") or re.match(r"^220[ -]", banner)):
@@ -305,7 +299,7 @@ def parse_ftp_greeting(lines: list[bytes]) -> tuple[int, str]:
         raise ProbeProtocolError("not an FTP reply")
     code = int(lines[0][:3])
     text = b"\n".join(line[4:] if line[:3] == lines[0][:3] else line for line in lines)
-    return code, clean_text(text)
+    return code, banner_text(text)
 
 
 class FtpProbe:
@@ -385,13 +379,13 @@ def parse_ssh_identification(line: bytes) -> Facts:
     if match is None:
         raise ProbeProtocolError("not an SSH identification string")
     facts: Facts = {
-        "banner": clean_text(line),
-        "ssh_protocol": clean_text(match.group(1)),
-        "software": clean_text(match.group(2)),
+        "banner": banner_text(line),
+        "ssh_protocol": banner_text(match.group(1)),
+        "software": banner_text(match.group(2)),
     }
     if match.group(3):
-        facts["comments"] = clean_text(match.group(3))
-    facts.update(product_facts(clean_text(line)))
+        facts["comments"] = banner_text(match.group(3))
+    facts.update(product_facts(banner_text(line)))
     return facts
 
 

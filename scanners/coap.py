@@ -52,6 +52,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -124,17 +125,8 @@ INFO_KEYS: Mapping[str, str] = {
 }
 
 
-def _text(raw: bytes) -> str:
-    raw = raw[:MAX_ATTR_BYTES]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return "".join(c for c in text if c.isprintable()).strip()
-
-
 def _bounded(text: str) -> str:
-    return _text(text.encode("utf-8", "replace"))
+    return device_text(text.encode("utf-8", "replace"), max_bytes=MAX_ATTR_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,8 +408,9 @@ def device_info(payload: bytes, content_format: int | None) -> dict[str, str]:
     info: dict[str, str] = {}
     if content_format == FORMAT_LWM2M_TLV:
         for resource, value in decode_tlv(payload).items():
-            if resource in LWM2M_DEVICE and _text(value):
-                info[LWM2M_DEVICE[resource]] = _text(value)
+            text = device_text(value, max_bytes=MAX_ATTR_BYTES)
+            if resource in LWM2M_DEVICE and text:
+                info[LWM2M_DEVICE[resource]] = text
         return info
     if content_format in (FORMAT_JSON, FORMAT_SENML_JSON) or payload[:1] in (b"{", b"["):
         try:
@@ -453,8 +446,10 @@ def device_info(payload: bytes, content_format: int | None) -> dict[str, str]:
         for separator in (b":", b"="):
             key, found, value = line.partition(separator)
             if found:
-                if _text(key) and _text(value):
-                    info[_text(key)] = _text(value)
+                name = device_text(key, max_bytes=MAX_ATTR_BYTES)
+                text = device_text(value, max_bytes=MAX_ATTR_BYTES)
+                if name and text:
+                    info[name] = text
                 break
     return info
 

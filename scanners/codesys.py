@@ -38,6 +38,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ MAX_ANSWER_BYTES = 1024
 
 
 def _string(data: bytes, offset: int) -> str:
-    raw = data[offset : offset + FIELD_BYTES].split(b"\x00", 1)[0]
-    return "".join(c for c in raw.decode("latin-1") if c.isprintable()).strip()
+    """The NUL-terminated string of the fixed-width field at ``offset``."""
+    field = data[offset : offset + FIELD_BYTES].split(b"\x00", 1)[0]
+    return device_text(field, max_bytes=FIELD_BYTES, encoding="latin-1")
 
 
 def decode_identity_answer(data: bytes) -> Facts:

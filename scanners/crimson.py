@@ -34,6 +34,7 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.stream import ClosedBetweenAnswersError, ProbeStream, observe_stream
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +51,6 @@ MAX_STRING_BYTES = 128
 _FACT_BY_ID = {MANUFACTURER_ID: "vendor", MODEL_ID: "model"}
 
 
-def clean_text(raw: bytes) -> str:
-    """Printable text up to the first NUL, bounded."""
-    raw = raw[:MAX_STRING_BYTES].split(b"\x00", 1)[0]
-    return "".join(c for c in raw.decode("latin-1") if c.isprintable()).strip()
-
-
 def decode_crimson_answer(frame: bytes) -> tuple[int, str]:
     """(register id, string) of one whole answer frame (length prefix included)."""
     if len(frame) < 6:
@@ -68,7 +63,9 @@ def decode_crimson_answer(frame: bytes) -> tuple[int, str]:
         raise ProbeProtocolError(f"Crimson answer for unknown register 0x{register:04x}")
     if status != 0x0300:
         raise ProbeProtocolError(f"Crimson answer status 0x{status:04x}")
-    return register, clean_text(frame[6:])
+    return register, device_text(
+        frame[6:].split(b"\x00", 1)[0], max_bytes=MAX_STRING_BYTES, encoding="latin-1"
+    )
 
 
 def _identity(found: dict[int, str]) -> Facts:

@@ -41,7 +41,6 @@ Facts keys (strings printable, at most ``MAX_TEXT_BYTES`` bytes before decoding)
 
 import asyncio
 import logging
-import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,6 +58,7 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.stream import ProbeStream, observe_stream
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +99,6 @@ ATTRIBUTE_FACTS: Mapping[int, str] = {
     247: "location",
 }
 
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
 
 def _crc_table() -> tuple[int, ...]:
     table = []
@@ -121,15 +119,6 @@ def crc_dnp(data: bytes) -> int:
     for byte in data:
         crc = (crc >> 8) ^ _CRC_TABLE[(crc ^ byte) & 0xFF]
     return ~crc & 0xFFFF
-
-
-def clean_text(raw: bytes) -> str:
-    raw = raw[:MAX_TEXT_BYTES]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return _CONTROL_CHARS.sub("", text).strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +255,10 @@ def decode_attributes_response(fragment: bytes) -> AttributesAnswer:
 
 def attribute_facts(answer: AttributesAnswer) -> Facts:
     facts: Facts = {"iin": answer.iin.hex()}
-    texts = {variation: clean_text(value) for variation, value in answer.attributes.items()}
+    texts = {
+        variation: device_text(value, max_bytes=MAX_TEXT_BYTES)
+        for variation, value in answer.attributes.items()
+    }
     for variation, key in ATTRIBUTE_FACTS.items():
         if texts.get(variation):
             facts[key] = texts[variation]

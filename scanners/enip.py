@@ -44,6 +44,7 @@ from cybermission.probes import (
 )
 from scanners.enip_vendors import DEVICE_TYPES, vendor_name
 from scanners.stream import ProbeStream, observe_stream
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -81,15 +82,6 @@ STATUS_BITS = {
     10: "major recoverable fault",
     11: "major unrecoverable fault",
 }
-
-
-def clean_text(raw: bytes) -> str:
-    raw = raw[:MAX_TEXT_BYTES]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return "".join(c for c in text if c.isprintable()).strip()
 
 
 def encapsulation_request(command: int) -> bytes:
@@ -173,7 +165,7 @@ def identity_attribute_facts(data: bytes) -> Facts:
     name_length = data[14]
     if 15 + name_length > len(data):
         raise ProbeProtocolError(f"product name announces {name_length} bytes, truncated")
-    name = clean_text(data[15 : 15 + name_length])
+    name = device_text(data[15 : 15 + name_length], max_bytes=MAX_TEXT_BYTES)
     state = data[15 + name_length] if len(data) > 15 + name_length else None
     facts: Facts = {
         "vendor_id": vendor_id,
@@ -214,7 +206,7 @@ def decode_list_services(reply: EncapsulationReply) -> list[JSONValue]:
         if kind != ITEM_SERVICE or len(data) < 4:
             continue
         version, flags = struct.unpack("<HH", data[:4])
-        name = clean_text(data[4:20].split(b"\x00", 1)[0])
+        name = device_text(data[4:20].split(b"\x00", 1)[0], max_bytes=MAX_TEXT_BYTES)
         services.append({"name": name, "version": version, "capabilities": flags})
     return services
 

@@ -32,6 +32,7 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.stream import ProbeStream, observe_stream
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +48,6 @@ REQUEST_NODE_ADDRESS = "fins-tcp/node-address"
 REQUEST_CONTROLLER_DATA = "fins/0501"
 
 MEMORY_CARDS = {0: "none", 1: "flash", 2: "EPROM", 4: "EEPROM"}
-
-
-def clean_text(raw: bytes) -> str:
-    return "".join(
-        c for c in raw[:40].split(b"\x00", 1)[0].decode("latin-1") if c.isprintable()
-    ).strip()
 
 
 def fins_frame(destination_node: int, source_node: int) -> bytes:
@@ -109,8 +104,10 @@ def decode_controller_data(frame: bytes) -> Facts:
         return facts
     if len(data) < 40:
         raise ProbeProtocolError(f"controller data is {len(data)} bytes, need 40")
-    facts["model"] = clean_text(data[:20])
-    facts["firmware"] = clean_text(data[20:40])
+    facts["model"] = device_text(data[:20].split(b"\x00", 1)[0], max_bytes=20, encoding="latin-1")
+    facts["firmware"] = device_text(
+        data[20:40].split(b"\x00", 1)[0], max_bytes=20, encoding="latin-1"
+    )
     area = data[80:92]
     if len(area) == 12:
         program, iom, dm, tc, em, _steps, card, card_size = struct.unpack(">HBHBBHBH", area)

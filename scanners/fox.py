@@ -51,6 +51,7 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.http import certificate_facts
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -85,15 +86,6 @@ HELLO_FIELDS: Mapping[str, str] = {
 }
 # Brand ids of Tridium's own builds; other brands are OEM builds sold under their name.
 TRIDIUM_BRANDS = frozenset({"tridium", "vykon", "niagara"})
-
-
-def _text(raw: bytes) -> str:
-    raw = raw[:MAX_VALUE_BYTES]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return "".join(c for c in text if c.isprintable()).strip()
 
 
 def parse_hello(data: bytes) -> dict[str, str]:
@@ -135,11 +127,12 @@ def parse_hello(data: bytes) -> dict[str, str]:
             end = rest.find(b"\n", close)
             if end < 0:
                 raise ProbeProtocolError("fox hello line is not terminated")
-            fields[_text(key)] = f"object {_text(name)}"
+            text = f"object {device_text(name, max_bytes=MAX_VALUE_BYTES)}"
         elif kind in (b"s", b"i", b"b", b"f", b"l", b"d"):
-            fields[_text(key)] = _text(value)
+            text = device_text(value, max_bytes=MAX_VALUE_BYTES)
         else:
             raise ProbeProtocolError(f"fox hello value type {kind!r} is unknown")
+        fields[device_text(key, max_bytes=MAX_VALUE_BYTES)] = text
         offset = end + 1
     raise ProbeProtocolError("fox hello is not closed by };;")
 

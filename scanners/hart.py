@@ -53,6 +53,7 @@ from scanners.stream import (
     observation,
     observe_stream,
 )
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -182,11 +183,6 @@ def decode_pdu(pdu: bytes) -> HartResponse:
     return HartResponse(command, pdu[1 : 1 + address_len], body[0], body[1], body[2:])
 
 
-def _latin(raw: bytes) -> str:
-    raw = raw[:MAX_STRING_BYTES].split(b"\x00", 1)[0]
-    return "".join(c for c in raw.decode("latin-1") if c.isprintable()).strip()
-
-
 def packed_ascii(raw: bytes) -> str:
     """HART packed ASCII: 4 characters in 3 bytes, 6 bits each (HCF_SPEC-099 §8.4)."""
     bits = int.from_bytes(raw, "big")
@@ -246,7 +242,9 @@ def tag_facts(response: HartResponse) -> Facts:
     data = response.data
     facts: Facts = {}
     if response.command == 20:
-        if text := _latin(data[:32]):
+        if text := device_text(
+            data[:32].split(b"\x00", 1)[0], max_bytes=MAX_STRING_BYTES, encoding="latin-1"
+        ):
             facts["long_tag"] = text
     elif response.command == 13:
         if len(data) < 21:

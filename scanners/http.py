@@ -43,6 +43,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,6 @@ MAX_HEADERS = 100
 MAX_BODY_BYTES = 64 * 1024
 MAX_VALUE_BYTES = 256
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.I | re.S)
 _PASSWORD = re.compile(rb"<input\b[^>]*\btype\s*=\s*[\"']?password\b", re.I)
 _STATUS = re.compile(rb"^HTTP/1\.[01] (\d{3})(?: (.*))?$")
@@ -105,14 +105,9 @@ FINGERPRINTS: tuple[Fingerprint, ...] = (
 )
 
 
-def clean_text(raw: bytes) -> str:
-    raw = raw[:MAX_VALUE_BYTES]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    text = "".join(c for c in _CONTROL.sub(" ", text) if c.isprintable())
-    return " ".join(text.split())
+def one_line_text(raw: bytes) -> str:
+    """Device text on one line: white space runs (obs-fold, a title over lines) fold to a space."""
+    return " ".join(device_text(raw, max_bytes=MAX_VALUE_BYTES).split())
 
 
 def get_request(host: str) -> bytes:
@@ -146,9 +141,9 @@ def parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
         name, sep, value = line.partition(b":")
         if not sep or not name or name != name.strip():
             raise ProbeProtocolError("malformed header line")
-        key = clean_text(name).lower()
-        headers.setdefault(key, clean_text(value))
-    return int(match.group(1)), clean_text(match.group(2) or b""), headers
+        key = one_line_text(name).lower()
+        headers.setdefault(key, one_line_text(value))
+    return int(match.group(1)), one_line_text(match.group(2) or b""), headers
 
 
 def decode_chunked(data: bytes) -> tuple[bytes, bool]:
@@ -186,7 +181,7 @@ def page_facts(response: HttpResponse) -> Facts:
             facts[key] = response.headers[header]
     body = response.body
     if match := _TITLE.search(body):
-        facts["title"] = clean_text(match.group(1))
+        facts["title"] = one_line_text(match.group(1))
     facts["has_login_form"] = _PASSWORD.search(body) is not None
     if response.truncated:
         facts["truncated"] = True
@@ -210,7 +205,7 @@ def page_facts(response: HttpResponse) -> Facts:
 def _name(pairs: object) -> str:
     """RFC 4514-like text of a cryptography Name."""
     text = getattr(pairs, "rfc4514_string", None)
-    return clean_text(text().encode()) if callable(text) else ""
+    return one_line_text(text().encode()) if callable(text) else ""
 
 
 def certificate_facts(der: bytes, *, now: datetime | None = None) -> Facts:

@@ -48,6 +48,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +112,6 @@ KNX_MANUFACTURERS: Mapping[int, str] = {
     78: "Somfy",
     131: "MDT technologies",
 }
-
-
-def _text(raw: bytes) -> str:
-    """Bounded printable ISO 8859-1 text (§7.5.4.2: the friendly name is Latin-1, NUL-padded)."""
-    raw = raw.split(b"\x00", 1)[0][:MAX_TEXT_BYTES]
-    return "".join(c for c in raw.decode("latin-1") if c.isprintable()).strip()
 
 
 def header(service: int, body_length: int) -> bytes:
@@ -188,7 +183,8 @@ def device_info_facts(body: bytes) -> Facts:
         "multicast_address": str(ipaddress.IPv4Address(multicast)),
         "mac": ":".join(f"{b:02x}" for b in mac),
     }
-    friendly = _text(name)
+    # §7.5.4.2: the friendly name is ISO 8859-1, NUL-padded.
+    friendly = device_text(name.split(b"\x00", 1)[0], max_bytes=MAX_TEXT_BYTES, encoding="latin-1")
     if friendly:
         facts["friendly_name"] = friendly
         facts["product"] = friendly

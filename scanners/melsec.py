@@ -39,6 +39,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,6 @@ SLMP_CPU_MODEL_REQUEST = bytes.fromhex("500000ffff0300060010000101" + "0000")
 MAX_ANSWER_BYTES = 512
 
 
-def _model(raw: bytes) -> str:
-    return "".join(c for c in raw[:16].decode("latin-1") if c.isprintable()).strip()
-
-
 def decode_melsoft_answer(data: bytes) -> Facts:
     """Facts of a MELSOFT CPU model answer (layout in the module docstring)."""
     if len(data) < 59 or data[0] != 0xD7:
@@ -72,7 +69,7 @@ def decode_melsoft_answer(data: bytes) -> Facts:
     (code,) = struct.unpack("<H", data[57:59])
     return {
         "vendor": VENDOR,
-        "model": _model(data[41:57]),
+        "model": device_text(data[41:57], max_bytes=16, encoding="latin-1"),
         "model_code": f"0x{code:04x}",
         "frame": "melsoft",
     }
@@ -90,7 +87,7 @@ def decode_slmp_answer(data: bytes) -> Facts:
         return facts
     if len(data) < 29:
         raise ProbeProtocolError("SLMP Read Type Name answer is truncated")
-    facts["model"] = _model(data[11:27])
+    facts["model"] = device_text(data[11:27], max_bytes=16, encoding="latin-1")
     facts["model_code"] = f"0x{struct.unpack('<H', data[27:29])[0]:04x}"
     return facts
 

@@ -48,6 +48,7 @@ from scanners.s7 import (
     recorded_tpdus,
 )
 from scanners.stream import PeerClosedError, ProbeStream, observe_stream
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -108,15 +109,6 @@ def children(value: bytes) -> list[tuple[int, bytes]]:
     return items
 
 
-def _text(raw: bytes) -> str:
-    raw = raw[:MAX_TEXT_BYTES]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return "".join(c for c in text if c.isprintable()).strip()
-
-
 def _expect(value: bytes, tag: int, what: str) -> bytes:
     got, inner, end = read_tlv(value, 0)
     if got != tag or end != len(value):
@@ -146,7 +138,7 @@ def decode_identify_answer(spdu: bytes) -> Facts:
     names = {0x80: "vendor", 0x81: "model", 0x82: "revision"}
     for field_tag, value in children(fields[1][1]):
         if field_tag in names:
-            facts[names[field_tag]] = _text(value)
+            facts[names[field_tag]] = device_text(value, max_bytes=MAX_TEXT_BYTES)
     if "revision" in facts:
         facts["firmware"] = facts["revision"]
     return facts

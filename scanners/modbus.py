@@ -68,6 +68,7 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.stream import ProbeStream, observe_stream
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,6 @@ EXCEPTION_NAMES: Mapping[int, str] = {
 }
 _GATEWAY_EXCEPTIONS = frozenset({0x0A, 0x0B})
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SERIAL_LABEL = re.compile(r"^\s*(?:serial(?:\s*(?:number|no\.?))?|s/?n)\s*[:=#]?\s*(.+)$", re.I)
 
 
@@ -151,16 +151,6 @@ class ServerIdAnswer:
     """A decoded FC 17 answer: the device-specific data after the byte count (spec §6.13)."""
 
     data: bytes
-
-
-def clean_text(raw: bytes) -> str:
-    """Bounded printable text from device bytes: UTF-8 when valid, else Latin-1; no controls."""
-    raw = raw[:MAX_VALUE_BYTES]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return _CONTROL.sub("", text).strip()
 
 
 def build_frame(transaction_id: int, unit_id: int, pdu: bytes) -> bytes:
@@ -256,7 +246,7 @@ def server_id_facts(answer: ServerIdAnswer) -> Facts:
     elif data and data[-1] in (0x00, 0xFF):
         run, text = data[-1], data[:-1]
     return {
-        "server_id": clean_text(text),
+        "server_id": device_text(text, max_bytes=MAX_VALUE_BYTES),
         "server_id_hex": data[:MAX_VALUE_BYTES].hex(),
         "run_status": None if run is None else ("on" if run == 0xFF else "off"),
     }
@@ -265,7 +255,10 @@ def server_id_facts(answer: ServerIdAnswer) -> Facts:
 def identity_facts(objects: Mapping[int, bytes]) -> Facts:
     """Facts from the object map: named standard objects, the serial, the raw bounded map."""
     facts: Facts = {}
-    texts = {object_id: clean_text(value) for object_id, value in objects.items()}
+    texts = {
+        object_id: device_text(value, max_bytes=MAX_VALUE_BYTES)
+        for object_id, value in objects.items()
+    }
     for object_id, key in OBJECT_FACTS.items():
         if texts.get(object_id):
             facts[key] = texts[object_id]

@@ -30,7 +30,6 @@ Facts keys:
 import asyncio
 import contextlib
 import logging
-import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.stream import ProbeStream, observe_stream
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,6 @@ CONNACK_REASONS = {
     4: "bad user name or password",
     5: "not authorized",
 }
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,15 +147,6 @@ async def read_packet(
     return first[0], await read_exactly(length)
 
 
-def clean_text(raw: bytes) -> str:
-    raw = raw[:MAX_VALUE_BYTES]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return "".join(c for c in text if c.isprintable()).strip()
-
-
 def _recorded_packets(stream: bytes) -> list[tuple[int, bytes]]:
     """(first byte, body) of the whole packets of a recorded stream (§2.2 fixed header),
     at most ``MAX_PACKETS``; a packet cut by the capture's end or too long ends the list."""
@@ -196,7 +186,9 @@ def _recorded_facts(stream: bytes) -> Facts:
         size = int.from_bytes(payload[:2], "big")
         if payload[2 : 2 + size] == topic:
             qos_id = 2 if packet_type & 0x06 else 0
-            facts["broker_version"] = clean_text(payload[2 + size + qos_id :])
+            facts["broker_version"] = device_text(
+                payload[2 + size + qos_id :], max_bytes=MAX_VALUE_BYTES
+            )
     return facts
 
 
@@ -320,7 +312,9 @@ class MqttSysProbe(MqttProbe):
                         name = payload[2 : 2 + size]
                         qos_id = 2 if packet_type & 0x06 else 0
                         if name == topic:
-                            version = clean_text(payload[2 + size + qos_id :])
+                            version = device_text(
+                                payload[2 + size + qos_id :], max_bytes=MAX_VALUE_BYTES
+                            )
                             break
         except TimeoutError:
             pass  # no retained version: the broker does not publish it

@@ -40,7 +40,6 @@ Facts keys (strings printable, at most ``MAX_STRING_BYTES`` bytes before decodin
 import asyncio
 import hashlib
 import logging
-import re
 import struct
 import time
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.stream import ProbeStream, observe_stream
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -94,18 +94,6 @@ _EPOCH_OFFSET_TICKS = 116444736000000000
 SECURITY_MODES = {0: "Invalid", 1: "None", 2: "Sign", 3: "SignAndEncrypt"}
 USER_TOKEN_TYPES = {0: "Anonymous", 1: "UserName", 2: "Certificate", 3: "IssuedToken"}
 APPLICATION_TYPES = {0: "Server", 1: "Client", 2: "ClientAndServer", 3: "DiscoveryServer"}
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def clean_text(raw: bytes) -> str:
-    """Bounded printable text: UTF-8 (the UA String encoding), Latin-1 when invalid."""
-    raw = raw[:MAX_STRING_BYTES]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return _CONTROL.sub("", text).strip()
 
 
 # --- encoding (OPC 10000-6 §5.2) -------------------------------------------------------------
@@ -227,7 +215,7 @@ class _Reader:
 
     def string(self) -> str | None:
         raw = self.byte_string()
-        return None if raw is None else clean_text(raw)
+        return None if raw is None else device_text(raw, max_bytes=MAX_STRING_BYTES)
 
     def array_length(self) -> int:
         count = self.i32()

@@ -41,6 +41,7 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.stream import ProbeStream, observe_stream
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +78,9 @@ def info_request(session_id: int) -> bytes:
 
 
 def _string(data: bytes, offset: int) -> str:
-    raw = data[offset : offset + MAX_STRING_BYTES].split(b"\x00", 1)[0]
-    return "".join(c for c in raw.decode("latin-1") if c.isprintable()).strip()
+    """The NUL-terminated string at ``offset``, bounded."""
+    field = data[offset : offset + MAX_STRING_BYTES].split(b"\x00", 1)[0]
+    return device_text(field, max_bytes=MAX_STRING_BYTES, encoding="latin-1")
 
 
 def check_answer(data: bytes, kind: int) -> None:

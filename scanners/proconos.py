@@ -46,6 +46,7 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.stream import ProbeStream, observe_stream
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +67,6 @@ FIELDS: tuple[tuple[str, int, int], ...] = (
 _VERSIONED = re.compile(r"^(?P<name>.*?)[\s:]+(?P<version>V\s?\d[\w.:]*)")
 
 
-def _field(raw: bytes) -> str:
-    raw = raw.split(b"\x00", 1)[0]
-    return "".join(c for c in raw.decode("latin-1") if c.isprintable()).strip()
-
-
 def decode_info_answer(data: bytes) -> Facts:
     """Facts of one information answer (layout in the module docstring)."""
     if data[:2] != ANSWER_MAGIC:
@@ -79,7 +75,9 @@ def decode_info_answer(data: bytes) -> Facts:
         raise ProbeProtocolError(f"ProConOS answer of {len(data)} bytes, fields need 106")
     facts: Facts = {}
     for fact, offset, width in FIELDS:
-        text = _field(data[offset : offset + width])
+        text = device_text(
+            data[offset : offset + width].split(b"\x00", 1)[0], max_bytes=width, encoding="latin-1"
+        )
         if text:
             facts[fact] = text
     runtime = facts.get("ladder_logic_runtime")

@@ -58,6 +58,7 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.stream import PeerClosedError, ProbeStream, observation, open_stream
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +122,6 @@ class SzlError:
     """An SZL read the device refused (data return code other than 0xFF)."""
 
     return_code: int
-
-
-def clean_text(raw: bytes) -> str:
-    """Bounded printable text from a fixed-width, NUL/space padded S7 string field."""
-    raw = raw[:MAX_TEXT_BYTES].split(b"\x00", 1)[0]
-    return "".join(c for c in raw.decode("latin-1") if c.isprintable()).strip()
 
 
 def tpkt(payload: bytes) -> bytes:
@@ -283,7 +278,9 @@ def module_identity_facts(answer: SzlAnswer) -> Facts:
         if len(record) < 28:
             continue
         (index,) = struct.unpack(">H", record[:2])
-        mlfb = clean_text(record[2:22])
+        mlfb = device_text(
+            record[2:22].split(b"\x00", 1)[0], max_bytes=MAX_TEXT_BYTES, encoding="latin-1"
+        )
         ausbg, ausbe = record[24:26], record[26:28]
         if index == 0x0001 and mlfb:
             facts["order_number"] = mlfb
@@ -307,7 +304,9 @@ def component_identity_facts(answer: SzlAnswer) -> Facts:
             continue
         (index,) = struct.unpack(">H", record[:2])
         key = COMPONENT_FACTS.get(index)
-        text = clean_text(record[2:34])
+        text = device_text(
+            record[2:34].split(b"\x00", 1)[0], max_bytes=MAX_TEXT_BYTES, encoding="latin-1"
+        )
         if key and text:
             facts[key] = text
     if "module_type" in facts:

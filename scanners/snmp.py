@@ -45,6 +45,7 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.enterprise_numbers import ENTERPRISE_NUMBERS
+from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,6 @@ ERROR_STATUS = {
     16: "authorizationError",
 }
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Model patterns per vendor: product family names as vendors print them in sysDescr.
 _MODEL_PATTERNS: Mapping[str, re.Pattern[str]] = {
     "Siemens": re.compile(
@@ -117,17 +117,6 @@ _FIRMWARE = re.compile(
 )
 _HARDWARE = re.compile(r"\bHW\s*[:=]?\s*([\w.-]+)", re.I)
 _SIEMENS_ORDER = re.compile(r"\b(6[A-Z]{2}\d ?\d{3}-\d[A-Z]{2}\d{2}-\d[A-Z]{2}\d)\b")
-
-
-def clean_text(raw: bytes) -> str:
-    raw = raw[:MAX_VALUE_BYTES]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    # Controls become spaces; other unprintable code points (format, separators) go.
-    text = _CONTROL.sub(" ", text)
-    return "".join(c for c in text if c.isprintable()).strip()
 
 
 # --- BER (X.690 §8), definite lengths only ---------------------------------------------------
@@ -235,7 +224,7 @@ def decode_oid(value: bytes) -> str:
 
 def _value(tag: int, value: bytes) -> JSONValue:
     if tag == TAG_OCTET_STRING:
-        return clean_text(value)
+        return device_text(value, max_bytes=MAX_VALUE_BYTES)
     if tag == TAG_OID:
         return decode_oid(value)
     if tag in (TAG_INTEGER,):
@@ -335,7 +324,7 @@ def describe(sys_descr: str, sys_object_id: str | None) -> Facts:
 
 def response_facts(response: SnmpResponse) -> Facts:
     facts: Facts = {
-        "community": clean_text(response.community),
+        "community": device_text(response.community, max_bytes=MAX_VALUE_BYTES),
         "snmp_version": "v2c" if response.version == VERSION_V2C else "v1",
     }
     for oid, value in response.varbinds:

@@ -21,7 +21,7 @@ from scanners.banners import (
     SshProbe,
     TelnetProbe,
     TelnetStream,
-    clean_text,
+    banner_text,
     parse_ftp_greeting,
     parse_ssh_identification,
 )
@@ -191,7 +191,7 @@ def test_telnet_stream_fuzz_is_bounded(chunks: list[bytes]) -> None:
         stream.feed(chunk)
     assert len(stream.text) <= MAX_BANNER_BYTES
     assert len(stream.refused) <= 32
-    banner = clean_text(bytes(stream.text))
+    banner = banner_text(bytes(stream.text))
     assert all(c.isprintable() or c == "\n" for c in banner)
 
 
