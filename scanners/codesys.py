@@ -28,7 +28,6 @@ import struct
 from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
-from cybermission.net import close_politely
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -38,6 +37,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.stream import ProbeStream, observe_stream
 from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
@@ -115,43 +115,21 @@ class CodesysProbe:
     manifest: ClassVar[Manifest] = _MANIFEST
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        data = b""
-        little = True
-        try:
+
+        async def identify(stream: ProbeStream) -> Facts:
             for request, payload, little in (
                 (REQUEST_IDENTIFY_LE, IDENTIFY_LE, True),
                 (REQUEST_IDENTIFY_BE, IDENTIFY_BE, False),
             ):
-                target.ledger.spend(request)
-                writer.write(payload)
-                try:
-                    answer = await _read_answer(reader, little, timeout_s / 2)
-                except (ConnectionError, OSError):
-                    return None
-                if answer is None:
-                    return None
-                data = answer
-                if data:
-                    break
-            if not data:
-                raise ProbeTimeoutError(f"{target.address}: no CODESYS answer")
-            facts = decode_identity_answer(data)
-        except ProbeProtocolError:
-            logger.warning("codesys answer does not decode", extra={"address": target.address})
-            raise
-        finally:
-            await close_politely(writer)
-        facts["byte_order"] = "little" if little else "big"
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
+                stream.send(request, payload)
+                if data := await _read_answer(stream, little, timeout_s / 2):
+                    facts = decode_identity_answer(data)
+                    facts["byte_order"] = "little" if little else "big"
+                    return facts
+            raise ProbeTimeoutError(f"{target.address}: no CODESYS answer")
+
+        return await observe_stream(
+            self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_ANSWER_BYTES
         )
 
     def decode_answer(self, payload: bytes) -> Facts | None:
@@ -159,20 +137,21 @@ class CodesysProbe:
         return decode_identity_answer(payload)
 
 
-async def _read_answer(reader: asyncio.StreamReader, little: bool, wait_s: float) -> bytes | None:
-    """The answer; ``b""`` when nothing came in ``wait_s``; ``None`` when the peer closed.
+async def _read_answer(stream: ProbeStream, little: bool, wait_s: float) -> bytes:
+    """The answer; ``b""`` when nothing came in ``wait_s``.
 
-    Reading stops at the block's declared end, at the product field's end, or when the peer goes
-    quiet after answering (real runtimes answer in one segment).
+    Reading stops at the block's declared end, at the product field's end, or when the peer closes
+    or goes quiet after answering (real runtimes answer in one segment).
     """
     data = b""
     want = WANTED_BYTES
     try:
         async with asyncio.timeout(wait_s):
+            await stream.flush()
             while len(data) < want:
-                chunk = await reader.read(MAX_ANSWER_BYTES - len(data))
+                chunk = await stream.read_some(MAX_ANSWER_BYTES - len(data))
                 if not chunk:
-                    return data or None
+                    return data
                 data += chunk
                 if data[0] != BLOCK_MAGIC:
                     raise ProbeProtocolError("not a CODESYS V2 answer (0xbb)")
