@@ -28,14 +28,13 @@ Facts keys: ``umas`` (true), ``vendor`` ("Schneider Electric"), ``cpu_module`` =
 answered 0xfd).
 """
 
-import asyncio
 import logging
 import struct
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
-from cybermission.net import close_politely
+from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -46,6 +45,8 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.modbus import MAX_MBAP_LENGTH, MBAP_HEADER_BYTES, build_frame, parse_mbap_header
+from scanners.stream import ClosedBetweenAnswersError, ProbeStream, observe_stream
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +57,6 @@ SUB_INIT_COMM, SUB_READ_ID = 0x01, 0x02
 REQUEST_READ_ID = "umas/read-id"
 REQUEST_INIT_COMM = "umas/init-comm"
 UNIT_ID = 0x00
-MBAP_HEADER_BYTES = 7
-MAX_MBAP_LENGTH = 254
 NAME_LENGTH_OFFSET = 22
 MAX_NAME_BYTES = 32  # module names are short ("BMX P58 6040"); longer is not READ_ID
 VENDOR = "Schneider Electric"
@@ -69,8 +68,7 @@ SEQUENCE: tuple[tuple[str, int, bytes], ...] = (
 
 
 def umas_request(transaction_id: int, sub_function: int, data: bytes = b"") -> bytes:
-    pdu = bytes([FC_UMAS, 0x00, sub_function]) + data
-    return struct.pack(">HHHB", transaction_id, 0, len(pdu) + 1, UNIT_ID) + pdu
+    return build_frame(transaction_id, UNIT_ID, bytes([FC_UMAS, 0x00, sub_function]) + data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,23 +147,19 @@ class UmasProbe:
     manifest: ClassVar[Manifest] = _MANIFEST
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        facts: Facts = {"umas": True}
-        refused: dict[str, JSONValue] = {}
-        try:
+
+        async def identify(stream: ProbeStream) -> Facts | None:
+            facts: Facts = {"umas": True}
+            refused: dict[str, JSONValue] = {}
             for tid, (request, sub_function, data) in enumerate(SEQUENCE, start=1):
-                target.ledger.spend(request)
-                writer.write(umas_request(tid, sub_function, data))
                 try:
-                    async with asyncio.timeout(timeout_s):
-                        frame = await _read_frame(reader)
-                except TimeoutError as exc:
-                    raise ProbeTimeoutError(f"{target.address}: no answer to {request}") from exc
-                except (ConnectionError, OSError):
-                    frame = b""
-                if not frame:
+                    frame = await stream.exchange(
+                        request,
+                        umas_request(tid, sub_function, data),
+                        partial(stream.read_framed, MBAP_HEADER_BYTES, _pdu_bytes),
+                        timeout_s=timeout_s,
+                    )
+                except ClosedBetweenAnswersError:
                     if len(facts) > 1:
                         break
                     return None
@@ -179,20 +173,16 @@ class UmasProbe:
                     facts.update(read_id_facts(answer.data))
                 else:
                     facts.update(init_comm_facts(answer.data))
-        except ProbeProtocolError:
-            logger.warning("umas answer does not decode", extra={"address": target.address})
-            raise
-        finally:
-            await close_politely(writer)
-        if refused:
-            facts["umas_refused"] = refused
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
+            if refused:
+                facts["umas_refused"] = refused
+            return facts
+
+        return await observe_stream(
+            self,
+            target,
+            identify,
+            timeout_s=timeout_s,
+            max_read_bytes=len(SEQUENCE) * (MBAP_HEADER_BYTES - 1 + MAX_MBAP_LENGTH),
         )
 
     def decode_answer(self, payload: bytes) -> Facts | None:
@@ -223,18 +213,6 @@ class UmasProbe:
         return facts or None
 
 
-async def _read_frame(reader: asyncio.StreamReader) -> bytes:
-    """One Modbus/TCP frame; ``b""`` when the peer closed before a byte."""
-    try:
-        head = await reader.readexactly(MBAP_HEADER_BYTES)
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return b""
-        raise ProbeProtocolError("Modbus answer shorter than its header") from exc
-    protocol, length = struct.unpack(">HH", head[2:6])
-    if protocol != 0 or not 2 <= length <= MAX_MBAP_LENGTH:
-        raise ProbeProtocolError(f"not a Modbus/TCP answer (protocol {protocol}, {length})")
-    try:
-        return head + await reader.readexactly(length - 1)
-    except asyncio.IncompleteReadError as exc:
-        raise ProbeProtocolError("Modbus answer shorter than its length field") from exc
+def _pdu_bytes(header: bytes) -> int:
+    """The PDU bytes a (checked) MBAP header announces after it."""
+    return parse_mbap_header(header)[1]
