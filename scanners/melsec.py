@@ -23,13 +23,12 @@ characters), ``model_code`` ("0x0268"), ``frame`` ("melsoft" | "slmp"), ``end_co
 "0x0000"; a non-zero end code gives no model).
 """
 
-import asyncio
 import logging
 import struct
+from functools import partial
 from typing import ClassVar
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ValidationError
-from cybermission.net import close_politely
+from cybermission.errors import ProbeProtocolError, ValidationError
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -39,6 +38,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.stream import ProbeStream, observe_stream
 from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ MELSOFT_CPU_MODEL_REQUEST = bytes.fromhex(
 # command 0x0101, subcommand 0x0000 (little-endian fields).
 SLMP_CPU_MODEL_REQUEST = bytes.fromhex("500000ffff0300060010000101" + "0000")
 MAX_ANSWER_BYTES = 512
+# Each answer header ends with its 2-byte length of what follows (MELSOFT at 19, SLMP 3E at 7).
+MELSOFT_HEAD_BYTES, SLMP_HEAD_BYTES = 21, 9
 
 
 def decode_melsoft_answer(data: bytes) -> Facts:
@@ -152,31 +154,17 @@ class MelsecProbe:
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
         frame = _frame(target)
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        try:
-            target.ledger.spend(REQUEST_CPU_MODEL)
-            writer.write(_request(frame))
-            try:
-                async with asyncio.timeout(timeout_s):
-                    data = await _read_answer(reader, frame)
-            except TimeoutError as exc:
-                raise ProbeTimeoutError(f"{target.address}: no CPU model answer") from exc
-            except (ConnectionError, OSError):
-                return None
-            if not data:
-                return None
-            facts = _decode(frame, data)
-        finally:
-            await close_politely(writer)
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
+        head_bytes = SLMP_HEAD_BYTES if frame == "slmp" else MELSOFT_HEAD_BYTES
+
+        async def identify(stream: ProbeStream) -> Facts:
+            read = partial(stream.read_framed, head_bytes, _body_bytes)
+            data = await stream.exchange(
+                REQUEST_CPU_MODEL, _request(frame), read, timeout_s=timeout_s
+            )
+            return _decode(frame, data)
+
+        return await observe_stream(
+            self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_ANSWER_BYTES
         )
 
     def decode_answer(self, payload: bytes) -> Facts | None:
@@ -184,22 +172,12 @@ class MelsecProbe:
         return _recorded_facts(payload)
 
 
-async def _read_answer(reader: asyncio.StreamReader, frame: str) -> bytes:
-    """One whole answer: the header up to the length field, then as many bytes as it says."""
-    head_len, length_at, rest_from = (9, 7, 9) if frame == "slmp" else (21, 19, 21)
-    try:
-        head = await reader.readexactly(head_len)
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return b""
-        raise ProbeProtocolError("answer shorter than its header") from exc
-    (length,) = struct.unpack("<H", head[length_at : length_at + 2])
-    if rest_from + length > MAX_ANSWER_BYTES:
+def _body_bytes(head: bytes) -> int:
+    """The bytes after the header that its closing length field (little-endian) announces."""
+    (length,) = struct.unpack("<H", head[-2:])
+    if len(head) + length > MAX_ANSWER_BYTES:
         raise ProbeProtocolError(f"answer announces {length} bytes")
-    try:
-        return head + await reader.readexactly(length)
-    except asyncio.IncompleteReadError as exc:
-        raise ProbeProtocolError("answer shorter than its length field") from exc
+    return int(length)
 
 
 class MelsecUdpProbe:
