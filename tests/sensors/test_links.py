@@ -13,6 +13,7 @@ from cybermission.scans.models import ScanStatus
 from cybermission.sensors.journal import Journal
 from cybermission.sensors.metrics import SensorCollector
 from cybermission.sensors.models import ChunkPart, ChunkState, RejectedPart
+from cybermission.sensors.topology import Management, site_vhost
 from scanners.lab.modbus_devices import LabDevice, LabDeviceKind
 from tests.sensors.conftest import (
     Cluster,
@@ -107,3 +108,53 @@ async def test_site_link_down_longer_than_a_chunk_buffers_results_and_ingests_th
     embedded = await embedded_digest(tmp_path, a, [net], cluster.settings)
     assert sent == requests_by_address(lab)
     assert digest(cluster.engine) == embedded
+
+
+async def test_broker_dropping_every_connection_mid_run_gives_the_undisturbed_result(
+    cluster: Cluster, devices: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Scenario 7, on the machine's shared RabbitMQ: restarting it would disturb everyone else.
+
+    What a restart does to this deployment's clients is what closing all of its connections
+    does: RabbitMQ ends each one with connection.close 320 CONNECTION_FORCED (the reason text
+    differs: "shutdown" or "Closed via management plugin"), unacknowledged deliveries go back to
+    their queue, and durable queues with persistent messages (all of ours: queues durable,
+    delivery mode 2, publisher confirms) keep their content. The clients therefore take the
+    same paths: the sensor's and the central worker's Celery consumers reconnect with retries,
+    the relay and the sensor's flusher keep their unconfirmed work (outbox rows, journal
+    entries) and publish it again, the shovels restart. Reconnects refused while the broker is
+    down are covered by scenario 8 (refused by permission there, by TCP here: both are
+    recoverable connection errors for kombu).
+    """
+    net = "127.30.13.0/26"
+    lab = await devices("127.30.13.0", misfits=True)
+    a = cluster.site("a", [net])
+    _, bundle = cluster.enroll(a)
+    user = cluster.sensor_user(bundle)
+    central_vhost = cluster.settings.broker.central_vhost
+    cluster.start_central()
+    cluster.start_sensor(a, bundle)
+    await cluster.wait_for(
+        lambda: cluster.connections(user=user) and cluster.connections(vhost=central_vhost)
+    )
+    run_id = cluster.scan(a, chunk=8)
+    chunks = chunks_of(cluster, run_id)
+    await cluster.wait_for(_mid_chunk(lab, chunks))
+    with Management(cluster.settings.broker) as mgmt:
+        dropped = mgmt.close_connections(vhost=site_vhost(a)) + mgmt.close_connections(
+            vhost=central_vhost
+        )
+    assert dropped >= 2  # at least the sensor's consumer and the central worker's
+    run = await cluster.wait_run(run_id, timeout_s=90)
+    assert run.status is ScanStatus.PARTIAL  # the misfits, as in the embedded mode
+    assert {c.state for c in chunks_of(cluster, run_id)} == {ChunkState.DONE}
+    # Redeliveries are counted duplicates at most; nothing foreign, nothing malformed.
+    assert set(_rejected(cluster)) <= {"duplicate"}
+    sent = requests_by_address(lab)
+    for device in lab:
+        device.clear_log()
+    embedded = await embedded_digest(tmp_path, a, [net], cluster.settings)
+    assert sent == requests_by_address(lab)  # no device probed twice
+    assert digest(cluster.engine) == embedded
+    for log in ("central.log", f"sensor-{a}.log"):  # both consumers really reconnected
+        assert "Connection to broker lost" in (tmp_path / log).read_text()
