@@ -8,9 +8,9 @@ Sequence: ``get /`` (RFC 9112 request line + Host, User-Agent, Accept, Connectio
 the answer is read to the end of the body, at most ``MAX_BODY_BYTES`` of body and
 ``MAX_HEADER_BYTES`` of headers.
 
-Outcomes: a response -> facts; the peer closes before a byte -> ``None``; bytes that are not
-HTTP/1.x -> ``ProbeProtocolError``; silence -> ``ProbeTimeoutError``; a TLS handshake failure on
-a TLS port -> ``ProbeProtocolError``.
+Outcomes: a response -> facts; the peer closes or resets before a byte -> ``None``; bytes that
+are not HTTP/1.x -> ``ProbeProtocolError``; silence -> ``ProbeTimeoutError``; a TLS handshake
+failure on a TLS port -> ``ProbeProtocolError``.
 
 Facts keys (strings printable and bounded):
 
@@ -23,17 +23,16 @@ Facts keys (strings printable and bounded):
 - ``truncated`` (bool): the body was longer than what was read.
 """
 
-import asyncio
 import logging
 import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import ClassVar
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
-from cybermission.net import close_politely
+from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -43,6 +42,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.stream import ProbeStream, observe_stream
 from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
@@ -227,14 +227,20 @@ def certificate_facts(der: bytes, *, now: datetime | None = None) -> Facts:
     }
 
 
-async def read_response(reader: asyncio.StreamReader) -> HttpResponse:
+def tls_facts(ssl_object: ssl.SSLObject | None) -> Facts:
+    """The TLS version and the certificate facts of a started TLS session."""
+    if ssl_object is None:
+        return {}
+    facts: Facts = {"tls_version": ssl_object.version() or ""}
+    der = ssl_object.getpeercert(binary_form=True)
+    if der:
+        facts.update(certificate_facts(der))
+    return facts
+
+
+async def read_response(stream: ProbeStream) -> HttpResponse:
     """Read the head (bounded), then the body per Content-Length / chunked / close (bounded)."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.LimitOverrunError as exc:
-        raise ProbeProtocolError("HTTP head longer than the read limit") from exc
-    if len(head) > MAX_HEADER_BYTES:
-        raise ProbeProtocolError("HTTP head is too long")
+    head = await stream.read_until(b"\r\n\r\n", MAX_HEADER_BYTES)
     status, reason, headers = parse_head(head[:-4])
     length_text = headers.get("content-length")
     chunked = "chunked" in headers.get("transfer-encoding", "").lower()
@@ -242,16 +248,16 @@ async def read_response(reader: asyncio.StreamReader) -> HttpResponse:
         if not length_text.isdigit():
             raise ProbeProtocolError("Content-Length is not a number")
         length = int(length_text)
-        body = await reader.read(min(length, MAX_BODY_BYTES)) if length else b""
+        body = await stream.read_some(min(length, MAX_BODY_BYTES)) if length else b""
         while len(body) < min(length, MAX_BODY_BYTES):
-            more = await reader.read(min(length, MAX_BODY_BYTES) - len(body))
+            more = await stream.read_some(min(length, MAX_BODY_BYTES) - len(body))
             if not more:
                 break
             body += more
         return HttpResponse(status, reason, headers, body, truncated=length > len(body))
     raw = bytearray()
     while len(raw) <= MAX_BODY_BYTES:
-        more = await reader.read(MAX_BODY_BYTES + 1 - len(raw))
+        more = await stream.read_some(MAX_BODY_BYTES + 1 - len(raw))
         if not more:
             break
         raw += more
@@ -332,38 +338,26 @@ class HttpProbe:
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
         use_tls = target.options.get("tls")
         tls = use_tls if isinstance(use_tls, bool) else target.port in TLS_PORTS
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        facts: Facts = {"tls": tls}
-        try:
+
+        async def identify(stream: ProbeStream) -> Facts:
+            facts: Facts = {"tls": tls}
             if tls:
-                facts.update(await self._start_tls(writer, target, timeout_s=timeout_s))
-            target.ledger.spend(REQUEST_GET)
-            writer.write(get_request(target.address))
-            async with asyncio.timeout(timeout_s):
-                await writer.drain()
-                response = await read_response(reader)
-        except TimeoutError as exc:
-            raise ProbeTimeoutError(f"{target.address}:{target.port} no HTTP answer") from exc
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial:
-                return None
-            raise ProbeProtocolError("connection closed inside the HTTP head") from exc
-        except (ConnectionError, ssl.SSLError) as exc:
-            raise ProbeProtocolError(
-                f"{target.address}:{target.port} {exc.__class__.__name__}"
-            ) from exc
-        finally:
-            await close_politely(writer)
-        facts.update(page_facts(response))
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
+                facts.update(tls_facts(await stream.start_tls(timeout_s)))
+            response = await stream.exchange(
+                REQUEST_GET,
+                get_request(target.address),
+                partial(read_response, stream),
+                timeout_s=timeout_s,
+            )
+            facts.update(page_facts(response))
+            return facts
+
+        return await observe_stream(
+            self,
+            target,
+            identify,
+            timeout_s=timeout_s,
+            max_read_bytes=MAX_HEADER_BYTES + MAX_BODY_BYTES + 1,
         )
 
     def decode_answer(self, payload: bytes) -> Facts | None:
@@ -378,29 +372,3 @@ class HttpProbe:
     def matches_request(self, payload: bytes) -> bool:
         """An HTTP/1.x request line: finds web servers on any port in a capture."""
         return _REQUEST_LINE.match(payload) is not None
-
-    @staticmethod
-    async def _start_tls(
-        writer: asyncio.StreamWriter, target: ProbeTarget, *, timeout_s: float
-    ) -> Facts:
-        context = ssl.create_default_context()
-        # We read the certificate a device presents; trusting it is not the point.
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        try:
-            async with asyncio.timeout(timeout_s):
-                await writer.start_tls(context)
-        except TimeoutError as exc:
-            raise ProbeTimeoutError(f"{target.address}:{target.port} TLS handshake") from exc
-        except (ssl.SSLError, ConnectionError) as exc:
-            raise ProbeProtocolError(
-                f"{target.address}:{target.port} TLS handshake failed"
-            ) from exc
-        ssl_object = writer.get_extra_info("ssl_object")
-        facts: Facts = {}
-        if isinstance(ssl_object, ssl.SSLObject):
-            facts["tls_version"] = ssl_object.version() or ""
-            der = ssl_object.getpeercert(binary_form=True)
-            if der:
-                facts.update(certificate_facts(der))
-        return facts

@@ -9,20 +9,25 @@ through :func:`observe_stream`, which also maps the outcomes the probe contract 
 - reads are bounded in total (``max_read_bytes``); silence becomes ``ProbeTimeoutError``
   (``deadline``); a close or reset in the middle of an answer becomes ``ProbeProtocolError``;
 - a peer that closes or resets before sending one byte raises :class:`PeerClosedError`, which
-  :func:`observe_stream` turns into ``None`` ("not this protocol"): it never leaves a probe.
+  :func:`observe_stream` turns into ``None`` ("not this protocol"): it never leaves a probe;
+- ``start_tls`` upgrades the connection without verifying the peer (HTTPS, Foxs read the
+  certificate); a failed handshake or a broken TLS record is a ``ProbeProtocolError``.
 """
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
 from cybermission.net import close_politely
 from cybermission.probes import Facts, Observation, Probe, ProbeTarget, RequestLedger
 
 logger = logging.getLogger(__name__)
+
+Answer = TypeVar("Answer")
 
 
 class PeerClosedError(Exception):
@@ -81,13 +86,32 @@ class ProbeStream:
             raise ProbeTimeoutError(f"{self.address}: no {waiting_for}") from exc
 
     async def exchange(
-        self, request: str, data: bytes, read: Callable[[], Awaitable[bytes]], *, timeout_s: float
-    ) -> bytes:
+        self,
+        request: str,
+        data: bytes,
+        read: Callable[[], Awaitable[Answer]],
+        *,
+        timeout_s: float,
+    ) -> Answer:
         """Send one counted request and return what ``read`` reads within ``timeout_s``."""
         self.send(request, data)
         async with self.deadline(timeout_s, f"answer to {request}"):
             await self.flush()
             return await read()
+
+    async def start_tls(self, timeout_s: float) -> ssl.SSLObject | None:
+        """TLS on this connection, the peer unverified: probes read the certificate a device
+        presents, they do not trust it. A failed handshake is a ``ProbeProtocolError``."""
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        async with self.deadline(timeout_s, "TLS handshake"):
+            try:
+                await self.writer.start_tls(context)
+            except (ssl.SSLError, ConnectionError) as exc:
+                raise ProbeProtocolError(f"{self.address}: TLS handshake failed") from exc
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        return ssl_object if isinstance(ssl_object, ssl.SSLObject) else None
 
     async def read_exactly(self, size: int) -> bytes:
         """``size`` bytes, within the connection's total read budget."""
@@ -95,16 +119,28 @@ class ProbeStream:
         try:
             data = await self.reader.readexactly(size)
         except asyncio.IncompleteReadError as exc:
-            if not exc.partial and self.read_bytes == 0:
-                raise PeerClosedError from exc
-            if not exc.partial:
-                raise ClosedBetweenAnswersError(f"{self.address}: connection closed") from exc
-            raise ProbeProtocolError(
-                f"{self.address}: connection closed in the middle of an answer"
-            ) from exc
+            self._incomplete(exc)
         except (ConnectionError, OSError) as exc:
             self._lost(exc)
         self.read_bytes += size
+        return data
+
+    async def read_until(self, separator: bytes, max_bytes: int) -> bytes:
+        """Bytes up to and including ``separator``, at most ``max_bytes`` of them (and within the
+        read budget); a close before the separator is handled as in ``read_exactly``."""
+        self._budget(1)
+        try:
+            data = await self.reader.readuntil(separator)
+        except asyncio.IncompleteReadError as exc:
+            self._incomplete(exc)
+        except asyncio.LimitOverrunError as exc:
+            raise ProbeProtocolError(f"{self.address}: no {separator!r} in a bounded read") from exc
+        except (ConnectionError, OSError) as exc:
+            self._lost(exc)
+        if len(data) > max_bytes:
+            raise ProbeProtocolError(f"{self.address}: no {separator!r} in {max_bytes} bytes")
+        self._budget(len(data))
+        self.read_bytes += len(data)
         return data
 
     async def read_framed(self, header_bytes: int, body_bytes: Callable[[bytes], int]) -> bytes:
@@ -130,7 +166,18 @@ class ProbeStream:
         if self.read_bytes + size > self.max_read_bytes:
             raise ProbeProtocolError(f"device sent more than {self.max_read_bytes} bytes")
 
+    def _incomplete(self, exc: asyncio.IncompleteReadError) -> NoReturn:
+        if not exc.partial and self.read_bytes == 0:
+            raise PeerClosedError from exc
+        if not exc.partial:
+            raise ClosedBetweenAnswersError(f"{self.address}: connection closed") from exc
+        raise ProbeProtocolError(
+            f"{self.address}: connection closed in the middle of an answer"
+        ) from exc
+
     def _lost(self, exc: BaseException) -> NoReturn:
+        if isinstance(exc, ssl.SSLError):  # an OSError, but a broken TLS record is no close
+            raise ProbeProtocolError(f"{self.address}: {exc.__class__.__name__}") from exc
         if self.read_bytes == 0:
             raise PeerClosedError from exc
         raise ProbeProtocolError(f"{self.address}: connection lost") from exc

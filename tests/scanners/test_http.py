@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import cast
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,8 @@ from hypothesis import strategies as st
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ScopeError
 from cybermission.probes import Manifest, ManifestEntry, ManifestViolationError, RequestLedger
 from scanners.http import (
+    MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
     MAX_VALUE_BYTES,
     REQUEST_GET,
     HttpProbe,
@@ -21,6 +24,7 @@ from scanners.http import (
     read_response,
 )
 from scanners.lab.building_devices import SimDevice, http_lab_devices
+from scanners.stream import ProbeStream
 from tests.scanners.building_fixtures import (
     TargetFactory,
     assert_read_only,
@@ -155,9 +159,17 @@ def test_http_decoder_fuzz_only_raises_protocol_error(data: bytes) -> None:
         reader = asyncio.StreamReader()
         reader.feed_data(b"HTTP/1.1 200 OK\r\n" + data)
         reader.feed_eof()
+        # Reads never touch the writer; the ledger is never asked.
+        stream = ProbeStream(
+            reader,
+            cast(asyncio.StreamWriter, None),
+            ledger=RequestLedger("http", HttpProbe.manifest),
+            address="fuzz",
+            max_read_bytes=MAX_HEADER_BYTES + MAX_BODY_BYTES + 1,
+        )
         try:
-            response = await read_response(reader)
-        except (ProbeProtocolError, asyncio.IncompleteReadError):
+            response = await read_response(stream)
+        except ProbeProtocolError:
             return
         for value in page_facts(response).values():
             if isinstance(value, str):
