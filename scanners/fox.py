@@ -15,8 +15,8 @@ closes: it never authenticates (the next step of a real session).
 
 ``FoxTlsProbe`` (``fox-tls``, 4911) does the same inside TLS without verification and reads the
 certificate the station presents. Outcomes: a hello -> facts; first bytes that are not ``fox ``, or
-a connection closed or reset before a whole hello -> ``None`` (another protocol on the port); a
-broken hello or a failed TLS handshake -> ``ProbeProtocolError``; silence (a cleartext station
+a connection closed or reset before a byte -> ``None`` (another protocol on the port); a broken
+or cut hello or a failed TLS handshake -> ``ProbeProtocolError``; silence (a cleartext station
 waits for more bytes of a TLS ClientHello too) -> ``ProbeTimeoutError``.
 
 Facts keys (strings printable, at most ``MAX_VALUE_BYTES`` bytes before decoding):
@@ -32,25 +32,23 @@ Facts keys (strings printable, at most ``MAX_VALUE_BYTES`` bytes before decoding
   ``cert_issuer``, ``cert_not_after``, ``cert_self_signed``, ``cert_expired``.
 """
 
-import asyncio
 import logging
-import ssl
 from collections.abc import Mapping
+from functools import partial
 from typing import ClassVar
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
-from cybermission.net import close_politely
+from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
     Facts,
     Intrusiveness,
-    JSONValue,
     Manifest,
     ManifestEntry,
     Observation,
     ProbeTarget,
     Transport,
 )
-from scanners.http import certificate_facts
+from scanners.http import tls_facts
+from scanners.stream import ProbeStream, observe_stream
 from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
@@ -162,20 +160,18 @@ def hello_facts(fields: Mapping[str, str]) -> Facts:
     return facts
 
 
-async def read_hello(reader: asyncio.StreamReader) -> bytes | None:
-    """The station's hello up to ``};;``; ``None`` when the first bytes are not Fox."""
-    head = await reader.read(4)
-    if not head:
-        return None
-    while len(head) < 4 and (more := await reader.read(4 - len(head))):
+async def read_hello(stream: ProbeStream) -> bytes:
+    """The station's hello up to ``};;``; ``b""`` when the first bytes are not Fox."""
+    head = await stream.read_some(4)
+    while len(head) < 4 and (more := await stream.read_some(4 - len(head))):
         head += more
     if head != b"fox ":
-        return None
+        return b""
     data = bytearray(head)
     while HELLO_END not in data:
         if len(data) > MAX_HELLO_BYTES:
             raise ProbeProtocolError(f"fox hello longer than {MAX_HELLO_BYTES} bytes")
-        more = await reader.read(4096)
+        more = await stream.read_some(4096)
         if not more:
             raise ProbeProtocolError("connection closed inside the fox hello")
         data += more
@@ -199,66 +195,21 @@ class FoxProbe:
     )
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        facts: Facts = {"tls": self.tls}
-        try:
-            if self.tls:
-                facts.update(await self._start_tls(writer, target, timeout_s=timeout_s))
-            target.ledger.spend(REQUEST_HELLO)
-            writer.write(FOX_HELLO)
-            async with asyncio.timeout(timeout_s):
-                await writer.drain()
-                hello = await read_hello(reader)
-        except TimeoutError as exc:
-            raise ProbeTimeoutError(f"{target.address}:{target.port} no fox hello") from exc
-        except ConnectionError:
-            # Dropped before a whole hello: like a peer that closes at once, not Fox.
-            hello = None
-        except ssl.SSLError as exc:
-            raise ProbeProtocolError(
-                f"{target.address}:{target.port} {exc.__class__.__name__}"
-            ) from exc
-        finally:
-            await close_politely(writer)
-        if hello is None:
-            return None
-        facts.update(hello_facts(parse_hello(hello)))
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
-        )
 
-    @staticmethod
-    async def _start_tls(
-        writer: asyncio.StreamWriter, target: ProbeTarget, *, timeout_s: float
-    ) -> dict[str, JSONValue]:
-        context = ssl.create_default_context()
-        # We read the certificate the station presents; trusting it is not the point.
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        try:
-            async with asyncio.timeout(timeout_s):
-                await writer.start_tls(context)
-        except TimeoutError as exc:
-            raise ProbeTimeoutError(f"{target.address}:{target.port} TLS handshake") from exc
-        except (ssl.SSLError, ConnectionError) as exc:
-            raise ProbeProtocolError(
-                f"{target.address}:{target.port} TLS handshake failed"
-            ) from exc
-        ssl_object = writer.get_extra_info("ssl_object")
-        facts: dict[str, JSONValue] = {}
-        if isinstance(ssl_object, ssl.SSLObject):
-            facts["tls_version"] = ssl_object.version() or ""
-            der = ssl_object.getpeercert(binary_form=True)
-            if der:
-                facts.update(certificate_facts(der))
-        return facts
+        async def identify(stream: ProbeStream) -> Facts | None:
+            facts: Facts = {"tls": self.tls}
+            if self.tls:
+                facts.update(tls_facts(await stream.start_tls(timeout_s)))
+            read = partial(read_hello, stream)
+            hello = await stream.exchange(REQUEST_HELLO, FOX_HELLO, read, timeout_s=timeout_s)
+            if not hello:
+                return None
+            facts.update(hello_facts(parse_hello(hello)))
+            return facts
+
+        return await observe_stream(
+            self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_HELLO_BYTES + 4096
+        )
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of a recorded station hello; a client hello or other Fox message is ``None``."""
