@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from cybermission.config import Settings
 from cybermission.db import utcnow
 from cybermission.locks import ProcessLock
-from cybermission.scans.schedules import TickReport, tick
+from cybermission.scans.schedules import SitePlanner, TickReport, tick
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,9 @@ ScanLauncher = Callable[[str], object]
 class ScheduleRunner:
     """Ticks the schedules from an APScheduler background job while it holds the scheduler lock.
 
-    ``launch`` starts a stored scan run (the service passes its scan task runner). ``now`` is
+    ``launch`` starts a stored scan run (the service passes its scan task runner). ``plan_site``
+    (``cybermission.sensors.service.plan_site_scan`` in a distributed deployment) takes the runs
+    of scopes whose site has a sensor: those are dispatched as chunks, not launched. ``now`` is
     injectable: tests drive :meth:`tick_once` with a controlled clock instead of sleeping.
     """
 
@@ -41,8 +43,10 @@ class ScheduleRunner:
         launch: ScanLauncher,
         tick_s: float = 15.0,
         now: Callable[[], datetime] = utcnow,
+        plan_site: SitePlanner | None = None,
     ) -> None:
         self._engine = engine
+        self._plan_site = plan_site
         self._launch = launch
         self._settings = settings
         self._tick_s = tick_s
@@ -60,7 +64,9 @@ class ScheduleRunner:
         with self._tick_guard:
             if not self._lock.acquire():
                 return None
-            report = tick(self._engine, settings=self._settings, now=self._now())
+            report = tick(
+                self._engine, settings=self._settings, now=self._now(), plan_site=self._plan_site
+            )
         for scan_run_id in report.launched:
             self._launch(scan_run_id)
         return report

@@ -14,12 +14,17 @@ Decisions, in order, at the moment a run is due (``now`` is always passed in, fo
 3. **blackout** then **window**: outside, ``wait`` parks the run until the next allowed moment,
    ``skip`` records it as skipped;
 4. the scan run is created (targets judged by the scope guard, as for any scan) and started.
+
+A scope that belongs to a site scanned by its own sensor (the distributed mode, SCALE-OUT.md) is
+handed to a :class:`SitePlanner` instead: it writes the run and its chunks, bounded by the end of
+the current window or the next blackout, and the central relay dispatches them; nothing is
+launched here. The planner is injected (the scans domain never imports the sensors package).
 """
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -415,6 +420,52 @@ def list_schedule_audit(
 # -- deciding ---------------------------------------------------------------------------------
 
 
+class SitePlanner(Protocol):
+    """Writes a site's distributed scan in the caller's transaction, or returns None when the
+    site has no sensor to run it (the embedded pipeline runs it then)."""
+
+    def __call__(
+        self,
+        session: Session,
+        settings: Settings,
+        *,
+        site_id: str,
+        targets: list[str],
+        ports: list[int] | None,
+        not_after: datetime | None,
+        requested_by: str,
+    ) -> ScanRun | None: ...
+
+
+def _window_end(window: ScanWindow, local: datetime) -> datetime:
+    """The end of ``window``'s occurrence that contains ``local``."""
+    day = local.date()
+    if window.end <= window.start and local.time().replace(tzinfo=None) >= window.start:
+        day += timedelta(days=1)  # the evening part of a window crossing midnight
+    return datetime.combine(day, window.end, tzinfo=local.tzinfo)
+
+
+def allowed_until(
+    schedule: Schedule, tz: ZoneInfo, moment: datetime, *, honour_window: bool = True
+) -> datetime | None:
+    """When scanning that may start at ``moment`` must stop: the close of the window it is in
+    (adjacent windows joined) or the start of the next blackout; None if nothing bounds it."""
+    ends: list[datetime] = []
+    windows = windows_of(schedule)
+    if honour_window and windows and in_window(windows, tz, moment):
+        end = moment
+        for _ in range(MAX_HOPS):
+            local = end.astimezone(tz)
+            containing = [w for w in windows if w.contains(local)]
+            if not containing:
+                break
+            end = max(_window_end(w, local) for w in containing).astimezone(UTC)
+        ends.append(end)
+    starts = [start for start, _ in (b.bounds(tz) for b in blackouts_of(schedule))]
+    ends.extend(start for start in starts if start > moment)
+    return min(ends, default=None)
+
+
 def in_blackout(blackouts: list[Blackout], tz: ZoneInfo, moment: datetime) -> Blackout | None:
     for blackout in blackouts:
         start, end = blackout.bounds(tz)
@@ -488,9 +539,55 @@ def _running(session: Session, schedule_id: str) -> ScheduleRun | None:
     ).first()
 
 
+def _start_on_site(
+    session: Session,
+    schedule: Schedule,
+    run: ScheduleRun,
+    settings: Settings,
+    plan_site: SitePlanner,
+    not_after: datetime | None,
+) -> bool:
+    """Hand the run to the scope's site sensor; False if the scope's site has none."""
+    scope = session.get(Scope, schedule.scope_id)
+    if scope is None or scope.site_id is None:
+        return False
+    try:
+        scan = plan_site(
+            session,
+            settings,
+            site_id=scope.site_id,
+            targets=list(schedule.targets),
+            ports=schedule.ports,
+            not_after=not_after,
+            requested_by=f"schedule:{schedule.name}"[:100],
+        )
+    except ScopeError as exc:
+        run.outcome = RunOutcome.REFUSED
+        run.reason = f"scope guard refused the targets: {exc}"[:500]
+        return True
+    if scan is None:
+        return False
+    run.outcome = RunOutcome.STARTED
+    run.scan_run_id = scan.id
+    run.start_after = None
+    run.reason = f"dispatched to the sensor of site {scope.site_id}"[:500]
+    return True
+
+
 def _start(
-    session: Session, schedule: Schedule, run: ScheduleRun, settings: Settings, launched: list[str]
+    session: Session,
+    schedule: Schedule,
+    run: ScheduleRun,
+    settings: Settings,
+    launched: list[str],
+    *,
+    plan_site: SitePlanner | None = None,
+    not_after: datetime | None = None,
 ) -> None:
+    if plan_site is not None and _start_on_site(
+        session, schedule, run, settings, plan_site, not_after
+    ):
+        return  # a distributed run (or refused): the relay dispatches it, nothing to launch
     try:
         scan = create_scan_run(
             session,
@@ -505,7 +602,11 @@ def _start(
         run.reason = f"scope guard refused the targets: {exc}"[:500]
         return
     scan.organization_id = schedule.organization_id
-    scan.site_id = schedule.site_id
+    if schedule.site_id is not None:
+        scan.site_id = schedule.site_id
+    else:  # the scope's site, as for the time zone: its assets and findings carry that site
+        scope = session.get(Scope, schedule.scope_id)
+        scan.site_id = scope.site_id if scope is not None else None
     run.outcome = RunOutcome.STARTED
     run.scan_run_id = scan.id
     run.start_after = None
@@ -522,6 +623,7 @@ def _decide(
     settings: Settings,
     launched: list[str],
     honour_window: bool = True,
+    plan_site: SitePlanner | None = None,
 ) -> None:
     # Overlap first: a run still going, or already waiting for the window, absorbs this one.
     other = _running(session, schedule.id)
@@ -551,7 +653,15 @@ def _decide(
         run.start_after = start_after
         run.reason = f"waiting: {why}; starts at {start_after.isoformat()}"[:500]
         return
-    _start(session, schedule, run, settings, launched)
+    _start(
+        session,
+        schedule,
+        run,
+        settings,
+        launched,
+        plan_site=plan_site,
+        not_after=allowed_until(schedule, tz, now, honour_window=honour_window),
+    )
 
 
 @dataclass
@@ -563,7 +673,13 @@ class TickReport:
 
 
 def _tick_schedule(
-    session: Session, schedule: Schedule, *, now: datetime, settings: Settings, report: TickReport
+    session: Session,
+    schedule: Schedule,
+    *,
+    now: datetime,
+    settings: Settings,
+    report: TickReport,
+    plan_site: SitePlanner | None,
 ) -> None:
     tz = schedule_timezone(session, schedule)
     # Runs parked for a window whose moment has come.
@@ -574,7 +690,14 @@ def _tick_schedule(
         .where(col(ScheduleRun.start_after) <= now)
     ).all():
         _decide(
-            session, schedule, waiting, now=now, tz=tz, settings=settings, launched=report.launched
+            session,
+            schedule,
+            waiting,
+            now=now,
+            tz=tz,
+            settings=settings,
+            launched=report.launched,
+            plan_site=plan_site,
         )
         waiting.decided_at = now
         session.add(waiting)
@@ -593,7 +716,16 @@ def _tick_schedule(
     if late_s > schedule.misfire_grace_s and schedule.misfire is Misfire.SKIP:
         run.reason = f"skipped: missed by {int(late_s)} s (the scheduler was not running)"
     else:
-        _decide(session, schedule, run, now=now, tz=tz, settings=settings, launched=report.launched)
+        _decide(
+            session,
+            schedule,
+            run,
+            now=now,
+            tz=tz,
+            settings=settings,
+            launched=report.launched,
+            plan_site=plan_site,
+        )
         if late_s > schedule.misfire_grace_s:
             run.reason = f"catch-up of a run missed by {int(late_s)} s; {run.reason}".rstrip("; ")[
                 :500
@@ -605,8 +737,13 @@ def _tick_schedule(
     session.add(schedule)
 
 
-def tick(engine: Engine, *, settings: Settings, now: datetime) -> TickReport:
-    """Decide every due schedule and waiting run at ``now``; one transaction per schedule."""
+def tick(
+    engine: Engine, *, settings: Settings, now: datetime, plan_site: SitePlanner | None = None
+) -> TickReport:
+    """Decide every due schedule and waiting run at ``now``; one transaction per schedule.
+
+    With ``plan_site``, a schedule whose scope belongs to a site with a sensor runs there.
+    """
     report = TickReport()
     with session_scope(engine) as session:
         ids = list(session.exec(select(Schedule.id).where(col(Schedule.enabled))).all())
@@ -617,7 +754,14 @@ def tick(engine: Engine, *, settings: Settings, now: datetime) -> TickReport:
                 schedule = session.get(Schedule, schedule_id)
                 if schedule is None or not schedule.enabled:
                     continue
-                _tick_schedule(session, schedule, now=now, settings=settings, report=report)
+                _tick_schedule(
+                    session,
+                    schedule,
+                    now=now,
+                    settings=settings,
+                    report=report,
+                    plan_site=plan_site,
+                )
         except ValidationError:
             # A schedule that no longer validates (its site's zone removed, ...) must not stop
             # the others; its runs are not launched (the transaction rolled back).
@@ -633,6 +777,7 @@ def run_schedule_now(
     settings: Settings,
     actor: str,
     now: datetime | None = None,
+    plan_site: SitePlanner | None = None,
 ) -> tuple[ScheduleRun, str | None]:
     """Run a schedule now (an operator's decision: the window is waived, blackouts and overlap
     are not). Returns the decision and the scan run to launch, if one was started."""
@@ -657,6 +802,7 @@ def run_schedule_now(
         settings=settings,
         launched=launched,
         honour_window=False,
+        plan_site=plan_site,
     )
     session.add(run)
     session.flush()

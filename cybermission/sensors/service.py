@@ -271,6 +271,40 @@ def create_site_scan(
     return run
 
 
+def plan_site_scan(
+    session: Session,
+    settings: Settings,
+    *,
+    site_id: str,
+    targets: list[str],
+    ports: list[int] | None,
+    not_after: datetime | None,
+    requested_by: str,
+) -> ScanRun | None:
+    """The scheduler's :class:`cybermission.scans.schedules.SitePlanner` in the distributed mode.
+
+    A site with an approved sensor scans there (chunks, dispatched by the relay); a site without
+    one returns None and the embedded pipeline runs the scan as before.
+    """
+    site = session.get(Site, site_id)
+    if site is None:
+        return None
+    sensor = session.exec(
+        select(Sensor.id).where(Sensor.site_id == site_id, Sensor.state == SensorState.APPROVED)
+    ).first()
+    if sensor is None:
+        return None
+    return create_site_scan(
+        session,
+        settings,
+        slug=site.slug,
+        targets=targets,
+        ports=ports,
+        not_after=not_after,
+        requested_by=requested_by,
+    )
+
+
 # --- relay and reaper --------------------------------------------------------------------------
 
 
