@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
-from cybermission.net import close_politely
 from cybermission.probes import (
     Facts,
     Intrusiveness,
@@ -42,6 +41,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.stream import ClosedBetweenAnswersError, ProbeStream, observe_stream
 from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ MAX_READ_BYTES = 8192
 MAX_NEGOTIATIONS = 32
 MAX_FTP_LINES = 20
 MAX_SSH_PRELUDE_LINES = 8
+MAX_SSH_LINE_BYTES = 255  # RFC 4253 §4.2, CR LF included
 
 REQUEST_TELNET_REFUSE = "telnet/refuse-option"
 REQUEST_FTP_QUIT = "QUIT"
@@ -117,19 +118,6 @@ def product_facts(banner: str) -> Facts:
             facts["firmware"] = groups["firmware"]
         return facts
     return {}
-
-
-def _observation(
-    probe: "TelnetProbe | FtpProbe | SshProbe", target: ProbeTarget, facts: Facts
-) -> Observation:
-    return Observation(
-        probe=probe.name,
-        protocol=probe.protocol,
-        address=target.address,
-        port=target.port,
-        transport=probe.transport,
-        facts=facts,
-    )
 
 
 # --- Telnet ------------------------------------------------------------------------------------
@@ -201,6 +189,27 @@ def telnet_prompt(text: str) -> str | None:
     return None
 
 
+async def _read_telnet(stream: ProbeStream, telnet: TelnetStream, *, idle_s: float) -> None:
+    """Read, refusing each proposed option, until the peer closes, the text goes quiet for
+    ``idle_s``, a login/password prompt shows, or ``MAX_READ_BYTES`` were read."""
+    while stream.read_bytes < MAX_READ_BYTES:
+        wait = idle_s if telnet.text.strip() else None
+        try:
+            async with asyncio.timeout(wait):
+                data = await stream.read_some(1024)
+        except TimeoutError:
+            return
+        if not data:
+            return
+        telnet.feed(data)
+        for command, option in telnet.replies:
+            stream.send(REQUEST_TELNET_REFUSE, bytes((IAC, command, option)))
+        telnet.replies.clear()
+        await stream.flush()
+        if telnet_prompt(banner_text(bytes(telnet.text))) in ("login", "password"):
+            return
+
+
 class TelnetProbe:
     """Telnet banner after option negotiation (see the module docstring)."""
 
@@ -223,54 +232,38 @@ class TelnetProbe:
     )
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
+
+        async def identify(stream: ProbeStream) -> Facts | None:
+            telnet = TelnetStream()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    # Once text arrived, a short quiet spell ends the banner.
+                    await _read_telnet(stream, telnet, idle_s=min(0.3, timeout_s / 3))
+            except TimeoutError as exc:
+                if not telnet.text.strip() and not telnet.negotiated:
+                    raise ProbeTimeoutError(f"{target.address}:{target.port} said nothing") from exc
+            except ProbeProtocolError as exc:
+                # The connection was lost after some text (the read budget is never reached:
+                # _read_telnet stops first): what was read stands.
+                logger.info(
+                    "telnet peer reset", extra={"address": target.address, "error": str(exc)}
+                )
+            banner = banner_text(bytes(telnet.text))
+            if not telnet.negotiated and (
+                banner.startswith("SSH-") or re.match(r"^220[ -]", banner)
+            ):
+                return None  # an SSH or FTP greeting on this port: not Telnet
+            facts: Facts = {
+                "banner": banner,
+                "options_refused": list(telnet.refused),
+                "prompt": telnet_prompt(banner),
+            }
+            facts.update(product_facts(banner))
+            return facts
+
+        return await observe_stream(
+            self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
         )
-        stream = TelnetStream()
-        received = 0
-        # Once text arrived, a short quiet spell ends the banner.
-        idle_s = min(0.3, timeout_s / 3)
-        try:
-            async with asyncio.timeout(timeout_s):
-                while received < MAX_READ_BYTES:
-                    wait = idle_s if stream.text.strip() else None
-                    try:
-                        async with asyncio.timeout(wait):
-                            data = await reader.read(1024)
-                    except TimeoutError:
-                        break
-                    if not data:
-                        break
-                    received += len(data)
-                    stream.feed(data)
-                    for command, option in stream.replies:
-                        target.ledger.spend(REQUEST_TELNET_REFUSE)
-                        writer.write(bytes((IAC, command, option)))
-                    stream.replies.clear()
-                    await writer.drain()
-                    if telnet_prompt(banner_text(bytes(stream.text))) in ("login", "password"):
-                        break
-        except TimeoutError as exc:
-            if not stream.text.strip() and not stream.negotiated:
-                raise ProbeTimeoutError(f"{target.address}:{target.port} said nothing") from exc
-        except (ConnectionError, OSError) as exc:
-            if received == 0:
-                return None
-            logger.info("telnet peer reset", extra={"address": target.address, "error": str(exc)})
-        finally:
-            await close_politely(writer)
-        if received == 0:
-            return None
-        banner = banner_text(bytes(stream.text))
-        if not stream.negotiated and (banner.startswith("SSH-") or re.match(r"^220[ -]", banner)):
-            return None  # an SSH or FTP greeting on this port: not Telnet
-        facts: Facts = {
-            "banner": banner,
-            "options_refused": list(stream.refused),
-            "prompt": telnet_prompt(banner),
-        }
-        facts.update(product_facts(banner))
-        return _observation(self, target, facts)
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of a recorded server stream (passive import): the text before the first login
@@ -302,6 +295,24 @@ def parse_ftp_greeting(lines: list[bytes]) -> tuple[int, str]:
     return code, banner_text(text)
 
 
+async def _read_ftp_reply(stream: ProbeStream) -> list[bytes]:
+    """The lines of the first reply (RFC 959 §4.2), each cut to ``MAX_BANNER_BYTES``; a first
+    line that is not a reply ends it (the caller decides)."""
+    lines: list[bytes] = []
+    while len(lines) < MAX_FTP_LINES:
+        try:
+            line = await stream.read_until(b"\n", MAX_READ_BYTES)
+        except ClosedBetweenAnswersError:
+            break
+        lines.append(line.rstrip(b"\r\n")[:MAX_BANNER_BYTES])
+        # The last line of a reply repeats the code followed by a space.
+        if re.match(rb"^\d{3} ", lines[-1]) and lines[-1][:3] == lines[0][:3]:
+            break
+        if len(lines) == 1 and not re.match(rb"^\d{3}[ -]", lines[0]):
+            break
+    return lines
+
+
 class FtpProbe:
     """FTP greeting, then QUIT (see the module docstring)."""
 
@@ -318,44 +329,23 @@ class FtpProbe:
     )
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
+
+        async def identify(stream: ProbeStream) -> Facts | None:
+            async with stream.deadline(timeout_s, "FTP greeting"):
+                lines = await _read_ftp_reply(stream)
+                if not lines or lines[0].startswith(b"SSH-"):
+                    return None
+                code, text = parse_ftp_greeting(lines)
+                if code in (120, 220, 421):  # ready, ready soon, or refusing service
+                    stream.send(REQUEST_FTP_QUIT, b"QUIT\r\n")
+                    await stream.flush()
+            facts: Facts = {"banner": text, "code": code, "implicit_tls": False}
+            facts.update(product_facts(text))
+            return facts
+
+        return await observe_stream(
+            self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
         )
-        lines: list[bytes] = []
-        try:
-            async with asyncio.timeout(timeout_s):
-                while len(lines) < MAX_FTP_LINES:
-                    line = await reader.readline()
-                    if not line:
-                        break
-                    if not line.endswith(b"\n"):
-                        raise ProbeProtocolError("FTP reply line longer than the read limit")
-                    lines.append(line.rstrip(b"\r\n")[:MAX_BANNER_BYTES])
-                    # The last line of a reply repeats the code followed by a space.
-                    if re.match(rb"^\d{3} ", lines[-1]) and lines[-1][:3] == lines[0][:3]:
-                        break
-                    if len(lines) == 1 and not re.match(rb"^\d{3}[ -]", lines[0]):
-                        break
-            if lines and lines[0].startswith(b"SSH-"):
-                return None
-            code, text = parse_ftp_greeting(lines) if lines else (0, "")
-            if not lines:
-                return None
-            if code in (120, 220, 421):  # ready, ready soon, or refusing service
-                target.ledger.spend(REQUEST_FTP_QUIT)
-                writer.write(b"QUIT\r\n")
-                await writer.drain()
-        except TimeoutError as exc:
-            raise ProbeTimeoutError(f"{target.address}:{target.port} no FTP greeting") from exc
-        except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
-            if not lines:
-                return None
-            raise ProbeProtocolError("FTP greeting is malformed") from exc
-        finally:
-            await close_politely(writer)
-        facts: Facts = {"banner": text, "code": code, "implicit_tls": False}
-        facts.update(product_facts(text))
-        return _observation(self, target, facts)
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of a recorded server stream (passive import): its first reply, the greeting."""
@@ -403,32 +393,24 @@ class SshProbe:
     )
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        reader, writer = await target.connector.open_tcp(
-            target.address, target.port, timeout_s=timeout_s
-        )
-        try:
-            async with asyncio.timeout(timeout_s):
+
+        async def identify(stream: ProbeStream) -> Facts | None:
+            async with stream.deadline(timeout_s, "SSH banner"):
                 for index in range(MAX_SSH_PRELUDE_LINES):
-                    line = await reader.readline()
-                    if not line:
+                    try:
+                        line = await stream.read_until(b"\n", MAX_SSH_LINE_BYTES)
+                    except ClosedBetweenAnswersError:
                         return None
-                    if not line.endswith(b"\n") or len(line) > 255:
-                        raise ProbeProtocolError("SSH identification line is too long")
                     text = line.rstrip(b"\r\n")
                     if text.startswith(b"SSH-"):
-                        facts = parse_ssh_identification(text)
-                        break
+                        return parse_ssh_identification(text)
                     if index == 0 and re.match(rb"^\d{3}[ -]", text):
                         return None  # an FTP/SMTP greeting
-                else:
-                    raise ProbeProtocolError("no SSH identification string")
-        except TimeoutError as exc:
-            raise ProbeTimeoutError(f"{target.address}:{target.port} no SSH banner") from exc
-        except (ConnectionError, ValueError, asyncio.LimitOverrunError) as exc:
-            raise ProbeProtocolError("SSH banner is malformed") from exc
-        finally:
-            await close_politely(writer)
-        return _observation(self, target, facts)
+            raise ProbeProtocolError("no SSH identification string")
+
+        return await observe_stream(
+            self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
+        )
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of a recorded server stream (passive import): its identification string."""
