@@ -50,6 +50,7 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.bacnet_vendors import BACNET_VENDORS
+from scanners.stream import observation
 from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
@@ -588,14 +589,7 @@ class BacnetProbe:
         facts["services"] = services
         if incomplete:
             facts["incomplete"] = incomplete
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
-        )
+        return observation(self, target, facts)
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of one recorded datagram (passive import): an I-Am, or a ReadProperty(Multiple)

@@ -52,6 +52,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.stream import observation
 from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
@@ -536,13 +537,13 @@ class CoapProbe:
         facts: Facts = {"dtls": False}
         if answer.mtype == TYPE_RST:
             facts["reset"] = True
-            return self._observation(target, facts)
+            return observation(self, target, facts)
         facts["core_code"] = answer.code_text
         if answer.code == 0:
             facts["incomplete"] = "empty ACK: the separate response was not awaited"
-            return self._observation(target, facts)
+            return observation(self, target, facts)
         if answer.code != CODE_CONTENT:
-            return self._observation(target, facts)
+            return observation(self, target, facts)
         payload, incomplete = await self._rest_of_list(
             target, session, answer, message_id, token, timeout_s=timeout_s
         )
@@ -566,17 +567,7 @@ class CoapProbe:
                 break
         if incomplete:
             facts["incomplete"] = incomplete
-        return self._observation(target, facts)
-
-    def _observation(self, target: ProbeTarget, facts: Facts) -> Observation:
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
-        )
+        return observation(self, target, facts)
 
     @staticmethod
     async def _exchange(session: UdpSession, request: bytes, timeout_s: float) -> bytes:

@@ -43,7 +43,7 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.enip_vendors import DEVICE_TYPES, vendor_name
-from scanners.stream import ProbeStream, observe_stream
+from scanners.stream import ProbeStream, observation, observe_stream
 from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
@@ -351,14 +351,7 @@ class EnipUdpProbe:
         except ConnectionRefusedError:
             return None  # ICMP port unreachable: nothing listens
         facts = decode_list_identity(decode_reply(raw))
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
-        )
+        return observation(self, target, facts)
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of one recorded ListIdentity reply datagram (passive import)."""

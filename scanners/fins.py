@@ -31,7 +31,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
-from scanners.stream import ProbeStream, observe_stream
+from scanners.stream import ProbeStream, observation, observe_stream
 from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
@@ -125,19 +125,6 @@ def decode_controller_data(frame: bytes) -> Facts:
     return facts
 
 
-def _observation(
-    probe: str, target: ProbeTarget, transport: Transport, facts: Facts
-) -> Observation:
-    return Observation(
-        probe=probe,
-        protocol="fins",
-        address=target.address,
-        port=target.port,
-        transport=transport,
-        facts=facts,
-    )
-
-
 class FinsUdpProbe:
     """Read-only Omron FINS identification over UDP (see the module docstring)."""
 
@@ -161,7 +148,7 @@ class FinsUdpProbe:
             )
         except ConnectionRefusedError:
             return None
-        return _observation(self.name, target, self.transport, decode_controller_data(answer))
+        return observation(self, target, decode_controller_data(answer))
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of one recorded datagram (passive import): a 0501 answer; other FINS traffic

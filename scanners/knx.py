@@ -48,6 +48,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.stream import observation
 from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
@@ -292,14 +293,7 @@ class KnxProbe:
                 extra={"address": target.address, "port": target.port},
             )
             raise
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=facts,
-        )
+        return observation(self, target, facts)
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of a recorded description or search response; requests give ``None``."""

@@ -38,7 +38,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
-from scanners.stream import ProbeStream, observe_stream
+from scanners.stream import ProbeStream, observation, observe_stream
 from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
@@ -202,14 +202,7 @@ class MelsecUdpProbe:
             )
         except ConnectionRefusedError:
             return None
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=self.transport,
-            facts=_decode(frame, data),
-        )
+        return observation(self, target, _decode(frame, data))
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of one recorded answer datagram (passive import)."""

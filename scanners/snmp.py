@@ -45,6 +45,7 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.enterprise_numbers import ENTERPRISE_NUMBERS
+from scanners.stream import observation
 from scanners.text import device_text
 
 logger = logging.getLogger(__name__)
@@ -417,14 +418,7 @@ class SnmpProbe:
                     raise
                 if response.request_id != request_id:
                     raise ProbeProtocolError("SNMP response to another request id")
-                return Observation(
-                    probe=self.name,
-                    protocol=self.protocol,
-                    address=target.address,
-                    port=target.port,
-                    transport=self.transport,
-                    facts=response_facts(response),
-                )
+                return observation(self, target, response_facts(response))
         raise ProbeTimeoutError(f"{target.address}:{target.port}/udp no SNMP answer")
 
     def decode_answer(self, payload: bytes) -> Facts | None:
