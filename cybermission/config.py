@@ -90,6 +90,9 @@ class BrokerSettings(BaseModel):
     public_url: str = "amqp://127.0.0.1:5672/"
     # PEM file of the CA that signs the broker's certificate; pinned by every sensor.
     ca_file: Path | None = None
+    # The CA the central service pins for its own amqps:// ``url`` and an https management_url,
+    # when it reaches the broker under another name or CA than the sensors do; else ca_file.
+    central_ca_file: Path | None = None
     central_vhost: str = "cybermission"
     confirm_timeout_s: float = Field(default=10.0, gt=0)
     # Chunks are sized to take about this long at the site's pacing (well under the 30-minute

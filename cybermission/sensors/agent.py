@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from celery import Celery  # type: ignore[import-untyped]
 from kombu import Queue  # type: ignore[import-untyped]
@@ -33,7 +32,7 @@ from cybermission.scans.targets import expand_targets
 from cybermission.sensors.broker import INGEST_TASK, SCAN_TASK, publish_task
 from cybermission.sensors.journal import Journal
 from cybermission.sensors.service import report_to_json
-from cybermission.sensors.topology import RESULTS, SCAN_QUEUE, BrokerError
+from cybermission.sensors.topology import RESULTS, SCAN_QUEUE, BrokerError, amqp_ssl
 
 logger = logging.getLogger(__name__)
 
@@ -69,19 +68,11 @@ class Bundle:
         return ScopeGuard([ScopeRule.build(f"sensor-{self.site}", self.networks)])
 
     def ssl_options(self) -> dict[str, Any] | bool:
-        """TLS trusting the bundle's CA alone (pinned), hostname checked, when the URL is amqps.
-
-        py-amqp builds the context from ``context`` with ``ssl.create_default_context``: given
-        ``cadata``, it loads that CA and not the system store.
-        """
-        if not self.broker_url.startswith("amqps"):
-            return False
-        if not self.ca_pem:
-            raise ValidationError("bundle: amqps needs ca_pem to pin the broker's CA")
-        return {
-            "context": {"cadata": self.ca_pem, "check_hostname": True},
-            "server_hostname": urlsplit(self.broker_url).hostname,
-        }
+        """TLS trusting the bundle's CA alone (pinned), hostname checked, when the URL is amqps."""
+        try:
+            return amqp_ssl(self.broker_url, self.ca_pem)
+        except ValidationError as exc:
+            raise ValidationError(f"bundle: {exc}") from exc
 
 
 @dataclass(slots=True)

@@ -24,7 +24,7 @@ from cybermission.sensors.service import (
     record_rejection,
     relay_outbox,
 )
-from cybermission.sensors.topology import INGEST, Management, vhost_url
+from cybermission.sensors.topology import INGEST, Management, central_ssl, vhost_url
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ def ingest_app(settings: Settings) -> Celery:
     app = Celery("cybermission-central", set_as_current=False)
     app.conf.update(
         broker_url=vhost_url(settings.broker.url, settings.broker.central_vhost),
+        broker_use_ssl=central_ssl(settings.broker),
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         accept_content=["json"],

@@ -50,6 +50,7 @@ from cybermission.sensors.topology import (
     SENSOR_PERMISSIONS,
     BrokerError,
     Management,
+    central_ssl,
     new_password,
     site_vhost,
     vhost_url,
@@ -338,6 +339,7 @@ def relay_outbox(engine: Engine, settings: Settings, *, limit: int = 500) -> int
         ).all()
         work = [(c.id, chunk_message(c, r), s.slug, r.id) for c, r, s in pending]
     sent = 0
+    tls = central_ssl(settings.broker) if work else False
     for chunk_id, message, slug, run_id in work:
         try:
             publish_task(
@@ -348,6 +350,7 @@ def relay_outbox(engine: Engine, settings: Settings, *, limit: int = 500) -> int
                 args=[message],
                 task_id=f"{chunk_id}.{message['attempt']}",
                 timeout_s=settings.broker.confirm_timeout_s,
+                ssl=tls,
             )
         except BrokerError as exc:
             logger.warning("chunk not dispatched", extra={"chunk_id": chunk_id, "error": str(exc)})

@@ -11,16 +11,18 @@ AMQP stack (import-linter: only the sensors' workers talk to Celery and AMQP).
 """
 
 import logging
+import ssl
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
 from cybermission.config import BrokerSettings
-from cybermission.errors import CybermissionError
+from cybermission.errors import CybermissionError, ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,37 @@ def vhost_url(url: str, vhost: str, *, username: str | None = None, password: st
     return urlunsplit((parts.scheme, netloc, "/" + quote(vhost, safe=""), "", ""))
 
 
+def amqp_ssl(url: str, ca_pem: str | None) -> dict[str, Any] | bool:
+    """py-amqp TLS options for ``url``: False for amqp://; for amqps:// a context that trusts
+    ``ca_pem`` alone (pinned, not the system store) and checks the broker's host name.
+
+    py-amqp builds the context from ``context`` with ``ssl.create_default_context``: given
+    ``cadata``, it loads that CA only.
+    """
+    if not url.startswith("amqps"):
+        return False
+    if not ca_pem:
+        raise ValidationError("broker: amqps needs the broker's CA to pin (a PEM)")
+    return {
+        "context": {"cadata": ca_pem, "check_hostname": True},
+        "server_hostname": urlsplit(url).hostname,
+    }
+
+
+def central_ca(settings: BrokerSettings) -> Path | None:
+    return settings.central_ca_file or settings.ca_file
+
+
+def central_ssl(settings: BrokerSettings) -> dict[str, Any] | bool:
+    """TLS options of the central service's own AMQP connections (``settings.url``)."""
+    ca = central_ca(settings)
+    try:
+        pem = ca.read_text() if ca is not None else None
+    except OSError as exc:
+        raise ValidationError(f"broker: cannot read the CA file {ca}: {exc}") from exc
+    return amqp_ssl(settings.url, pem)
+
+
 @dataclass(frozen=True, slots=True)
 class Permissions:
     configure: str
@@ -64,10 +97,13 @@ class Management:
 
     def __init__(self, settings: BrokerSettings, *, timeout_s: float = 10.0) -> None:
         self._settings = settings
+        ca = central_ca(settings)
         self._client = httpx.Client(
             base_url=settings.management_url.rstrip("/") + "/api",
             auth=(settings.management_user, settings.management_password.get_secret_value()),
             timeout=timeout_s,
+            # https management: the pinned CA when one is set, else the system store.
+            verify=ssl.create_default_context(cafile=str(ca)) if ca is not None else True,
         )
 
     def close(self) -> None:
