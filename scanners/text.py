@@ -4,6 +4,8 @@
 _LINE_BREAKS = str.maketrans({"\r": "\n"})
 # White space controls that separate words; other controls (NUL padding, ESC, ...) just go.
 _SPACING_CONTROLS = frozenset("\t\n\v\f\r\x85")
+# What CPython's UTF-8 and UTF-16/32 decoders say of a character cut at the end.
+_CUT_REASONS = frozenset({"unexpected end of data", "truncated data"})
 
 
 def device_text(
@@ -38,9 +40,9 @@ def _decode(raw: bytes, encoding: str, *, truncated: bool) -> str:
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        # Only the tail the cut split is incomplete: keep what precedes it.
-        # (a decoder reports its first error, so what precedes it decodes).
-        if truncated and exc.reason == "unexpected end of data" and exc.end == len(raw):
+        # Only the character the cut split is incomplete: what precedes it decodes (a decoder
+        # reports its first error).
+        if truncated and exc.end == len(raw) and exc.reason in _CUT_REASONS:
             return raw[: exc.start].decode(encoding)
         return raw.decode("latin-1")
 

@@ -48,6 +48,10 @@ def test_device_text_keeps_utf8_when_the_cut_splits_a_character() -> None:
     assert device_text("abcä".encode(), max_bytes=4) == "abc"
 
 
+def test_device_text_keeps_utf16_when_the_cut_splits_a_code_unit() -> None:
+    assert device_text("Kessel".encode("utf-16-be"), max_bytes=7, encoding="utf-16-be") == "Kes"
+
+
 def test_device_text_keeps_newlines_when_asked() -> None:
     raw = b"  Welcome\r\n\r\nto the\rrouter  \n\x00\n login: "
     assert device_text(raw, keep_newlines=True) == "Welcome\nto the\nrouter\n login:"
