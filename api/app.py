@@ -33,6 +33,7 @@ from cybermission.alerts.worker import DeliveryWorker
 from cybermission.config import Settings
 from cybermission.db import create_db_engine
 from cybermission.scans.scheduler import ScheduleRunner
+from cybermission.sensors.service import plan_site_scan
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ def start_background(
         # Ticks run in APScheduler's thread; scan tasks live on the event loop.
         loop.call_soon_threadsafe(tasks.start, scan_run_id)
 
-    runner = ScheduleRunner(engine, settings=settings, launch=launch)
+    # A site with an approved sensor scans there (chunks the central relay dispatches).
+    runner = ScheduleRunner(engine, settings=settings, launch=launch, plan_site=plan_site_scan)
     worker = DeliveryWorker(engine)
     runner.start()
     worker.start()

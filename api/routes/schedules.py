@@ -39,6 +39,7 @@ from cybermission.scans.schedules import (
     run_schedule_now,
     update_schedule,
 )
+from cybermission.sensors.service import plan_site_scan
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 
@@ -230,7 +231,11 @@ def _run_now(
     with session_scope(engine) as session:
         schedule = _visible(session, caller, schedule_id)
         run, scan_id = run_schedule_now(
-            session, schedule_id=schedule_id, settings=settings, actor=caller.name
+            session,
+            schedule_id=schedule_id,
+            settings=settings,
+            actor=caller.name,
+            plan_site=plan_site_scan,
         )
         return ScheduleRunRead.model_validate(run), scan_id, schedule.organization_id
 

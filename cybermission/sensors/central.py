@@ -18,12 +18,8 @@ from cybermission.db import create_db_engine
 from cybermission.migrations import upgrade_database
 from cybermission.sensors.broker import INGEST_TASK
 from cybermission.sensors.models import RejectionReason
-from cybermission.sensors.service import (
-    ingest_part,
-    reap_chunks,
-    record_rejection,
-    relay_outbox,
-)
+from cybermission.sensors.relay import reap_chunks, relay_outbox
+from cybermission.sensors.service import ingest_part, record_rejection
 from cybermission.sensors.topology import INGEST, Management, central_ssl, vhost_url
 
 logger = logging.getLogger(__name__)

@@ -28,10 +28,10 @@ from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.sensors import models as sensor_models  # noqa: F401
 from cybermission.sensors.broker import SCAN_TASK, publish_task
 from cybermission.sensors.models import Chunk
+from cybermission.sensors.relay import chunk_message
 from cybermission.sensors.service import (
     add_site,
     approve_sensor,
-    chunk_message,
     create_site_scan,
     enroll_sensor,
 )

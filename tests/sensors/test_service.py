@@ -25,7 +25,8 @@ from cybermission.scans.schedules import (
 )
 from cybermission.sensors.metrics import SensorCollector
 from cybermission.sensors.models import Chunk, ChunkPart, ChunkState, RejectedPart
-from cybermission.sensors.service import plan_site_scan, reap_chunks, relay_outbox
+from cybermission.sensors.relay import reap_chunks, relay_outbox
+from cybermission.sensors.service import plan_site_scan
 from cybermission.sensors.topology import SCAN_QUEUE, Management, site_vhost
 from cybermission.sites.models import Site
 from scanners.lab.modbus_devices import LabDeviceKind

@@ -1,0 +1,116 @@
+"""The chunk relay and the reaper: the only central code that publishes to the broker (Celery).
+
+Kept apart from :mod:`cybermission.sensors.service` so the API process can plan site scans (rows in
+the store, picked up by the relay in ``cybermission central``) without importing Celery.
+"""
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from cybermission.config import Settings
+from cybermission.db import session_scope, utcnow
+from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.sensors.broker import SCAN_TASK, publish_task
+from cybermission.sensors.models import Chunk, ChunkState
+from cybermission.sensors.service import finish_if_complete
+from cybermission.sensors.topology import (
+    SCAN_QUEUE,
+    BrokerError,
+    central_ssl,
+    site_vhost,
+    vhost_url,
+)
+from cybermission.sites.models import Site
+
+logger = logging.getLogger(__name__)
+
+
+def chunk_message(chunk: Chunk, run: ScanRun) -> dict[str, Any]:
+    return {
+        "chunk_id": chunk.id,
+        "scan_run_id": chunk.scan_run_id,
+        "seq": chunk.seq,
+        "targets": chunk.targets,
+        "ports": run.ports,
+        "udp_ports": run.udp_ports,
+        "not_after": chunk.not_after.isoformat(),
+        "attempt": chunk.attempts,
+    }
+
+
+def relay_outbox(engine: Engine, settings: Settings, *, limit: int = 500) -> int:
+    """Publish undispatched chunks, each confirmed by the broker before it is marked dispatched.
+
+    A crash between confirm and mark publishes the chunk again: the sensor journal and idempotent
+    ingestion make that harmless (at-least-once, applied once).
+    """
+    with session_scope(engine) as session:
+        pending = session.exec(
+            select(Chunk, ScanRun, Site)
+            .join(ScanRun, col(ScanRun.id) == col(Chunk.scan_run_id))
+            .join(Site, col(Site.id) == col(Chunk.site_id))
+            .where(col(Chunk.dispatched_at).is_(None), Chunk.state == ChunkState.PENDING)
+            .order_by(col(Chunk.scan_run_id), col(Chunk.seq))
+            .limit(limit)
+        ).all()
+        work = [(c.id, chunk_message(c, r), s.slug, r.id) for c, r, s in pending]
+    sent = 0
+    tls = central_ssl(settings.broker) if work else False
+    for chunk_id, message, slug, run_id in work:
+        try:
+            publish_task(
+                vhost_url(settings.broker.url, site_vhost(slug)),
+                exchange="",
+                routing_key=SCAN_QUEUE,
+                task_name=SCAN_TASK,
+                args=[message],
+                task_id=f"{chunk_id}.{message['attempt']}",
+                timeout_s=settings.broker.confirm_timeout_s,
+                ssl=tls,
+            )
+        except BrokerError as exc:
+            logger.warning("chunk not dispatched", extra={"chunk_id": chunk_id, "error": str(exc)})
+            continue
+        with session_scope(engine) as session:
+            chunk = session.get(Chunk, chunk_id)
+            if chunk is not None and chunk.dispatched_at is None:
+                chunk.dispatched_at = utcnow()
+            run = session.get(ScanRun, run_id)
+            if run is not None and run.status is ScanStatus.QUEUED:
+                run.status = ScanStatus.RUNNING
+                run.started_at = utcnow()
+        sent += 1
+    return sent
+
+
+def reap_chunks(engine: Engine, settings: Settings) -> list[str]:
+    """Re-dispatch chunks past their deadline, up to ``chunk_attempts``; then fail them.
+
+    Returns the ids of runs that ended because of it.
+    """
+    limit = utcnow() - timedelta(seconds=settings.broker.chunk_deadline_s)
+    runs: set[str] = set()
+    with session_scope(engine) as session:
+        late = session.exec(
+            select(Chunk).where(
+                col(Chunk.dispatched_at) < limit,
+                col(Chunk.state).in_([ChunkState.PENDING, ChunkState.RUNNING]),
+            )
+        ).all()
+        for chunk in late:
+            if chunk.attempts + 1 >= settings.broker.chunk_attempts:
+                chunk.state = ChunkState.FAILED
+                chunk.finished_at = utcnow()
+                chunk.errors = [
+                    {"target": None, "stage": "chunk", "error": f"chunk {chunk.seq}: interrupted"}
+                ]
+                runs.add(chunk.scan_run_id)
+            else:
+                chunk.attempts += 1
+                chunk.dispatched_at = None  # back in the outbox
+                logger.warning("chunk re-dispatched", extra={"chunk_id": chunk.id})
+    return [r for r in runs if finish_if_complete(engine, r)]
