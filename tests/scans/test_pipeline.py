@@ -41,7 +41,8 @@ async def lab() -> AsyncIterator[dict[str, LabDevice]]:
 
 
 def _settings(tmp_path: Path, **overrides: object) -> Settings:
-    pacing = PacingSettings(profile=PacingProfile.LAB, connect_timeout_s=0.5, probe_timeout_s=0.5)
+    # Generous timeouts: a loaded CI machine must not turn a slow answer into a failed probe.
+    pacing = PacingSettings(profile=PacingProfile.LAB, connect_timeout_s=1.0, probe_timeout_s=1.5)
     return load_settings(
         database_url=f"sqlite:///{tmp_path}/x.db",
         pacing=pacing,
