@@ -46,10 +46,6 @@ def target_factory() -> TargetFactory:
     return make
 
 
-def out_of_scope_connector() -> Connector:
-    return Connector(ScopeGuard([ScopeRule.build("elsewhere", ["127.23.250.0/24"])]))
-
-
 async def run_devices(devices: Sequence[SimDevice]) -> AsyncIterator[dict[str, SimDevice]]:
     """Start ``devices``, yield them by name, stop them (use from an async fixture)."""
     started: list[SimDevice] = []

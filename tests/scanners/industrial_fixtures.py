@@ -1,18 +1,14 @@
 """Shared fixtures of the industrial probe tests (DNP3, IEC 104, OPC UA, replayed protocols).
 
 Address plan: everything on 127.22.0.0/16 (OPC UA lab 127.22.1.x, DNP3 127.22.2.x, IEC 104
-127.22.3.x, replay servers 127.22.4.x, misfits 127.22.9.x). Test modules import the fixtures they
+127.22.3.x, replay servers 127.22.4.x). Test modules import the fixtures they
 use by name. Also a tiny pcap reader that reassembles TCP streams, for decoder tests on the real
 captures under ../shared/data/pcaps.
 """
 
-import asyncio
-import contextlib
-import random
 import struct
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,7 +18,6 @@ from cybermission.net import Connector
 from cybermission.probes import JSONValue, Probe, ProbeTarget, RequestLedger, Transport
 
 ICS_SCOPE = "127.22.0.0/16"
-MISFIT_BASE = "127.22.9."
 
 IcsTargetFactory = Callable[..., ProbeTarget]
 
@@ -53,68 +48,6 @@ def ics_target(ics_connector: Connector) -> IcsTargetFactory:
         )
 
     return make
-
-
-class MisfitKind(StrEnum):
-    SILENT = "silent"  # accepts, reads, never answers
-    CLOSING = "closing"  # accepts and closes without a byte
-    GARBAGE = "garbage"  # answers every chunk with random bytes
-
-
-@dataclass(eq=False)
-class MisfitDevice:
-    """A TCP listener that misbehaves in one way, counting what it received."""
-
-    kind: MisfitKind
-    address: str
-    port: int
-    connections: int = 0
-    bytes_received: int = 0
-    _server: asyncio.Server | None = field(default=None, repr=False)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.address, self.port)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        rng = random.Random(f"{self.kind}{self.port}")
-        try:
-            if self.kind is MisfitKind.CLOSING:
-                return
-            while data := await reader.read(4096):
-                self.bytes_received += len(data)
-                if self.kind is MisfitKind.GARBAGE:
-                    # 0xA5 first: never a DNP3 start (0x05 0x64), IEC 104 start (0x68) or UA type.
-                    writer.write(b"\xa5" + rng.randbytes(63))
-                    await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            self._tasks.discard(task)
-            writer.close()
-
-
-@contextlib.asynccontextmanager
-async def misfit(kind: MisfitKind, port: int) -> AsyncIterator[MisfitDevice]:
-    """One misfit on 127.22.9.<1..3> (by kind) listening on ``port``."""
-    host = {MisfitKind.SILENT: 1, MisfitKind.CLOSING: 2, MisfitKind.GARBAGE: 3}[kind]
-    device = MisfitDevice(kind, f"{MISFIT_BASE}{host}", port)
-    await device.start()
-    try:
-        yield device
-    finally:
-        await device.stop()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,17 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ScopeError
-from cybermission.guard import ScopeGuard, ScopeRule
-from cybermission.net import Connector
+from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
 from cybermission.probes import (
-    Manifest,
-    ManifestEntry,
-    ManifestViolationError,
     Probe,
-    ProbeTarget,
-    RequestLedger,
-    Transport,
 )
 from scanners.dnp3 import (
     MAX_TEXT_BYTES,
@@ -42,10 +34,8 @@ from scanners.lab.dnp3_devices import Dnp3LabDevice, ReceivedFrame, dnp3_lab_dev
 from tests.conftest import shared_data
 from tests.scanners.industrial_fixtures import (
     IcsTargetFactory,
-    MisfitKind,
     ics_connector,
     ics_target,
-    misfit,
     tcp_streams,
 )
 
@@ -186,38 +176,6 @@ def test_dnp3_requests_never_carry_functions_of_operate_or_restart_captures() ->
         assert _app_function(frame) in (None, 0x01)
 
 
-async def test_dnp3_probe_manifest_refuses_undeclared_request_before_sending(
-    dnp3_lab: dict[str, Dnp3LabDevice], ics_connector: Connector
-) -> None:
-    device = dnp3_lab["dnp3-rtu-sel3530"]
-    nothing = Manifest(entries=(ManifestEntry(REQUEST_ATTRIBUTES, 1, "not link status"),))
-    target = ProbeTarget(
-        device.address, device.port, Transport.TCP, ics_connector, RequestLedger("dnp3", nothing)
-    )
-    with pytest.raises(ManifestViolationError):
-        await Dnp3Probe().observe(target, timeout_s=TIMEOUT_S)
-    await asyncio.sleep(0.05)
-    assert device.requests == []
-
-
-async def test_dnp3_probe_refuses_out_of_scope_target_before_connecting(
-    dnp3_lab: dict[str, Dnp3LabDevice],
-) -> None:
-    device = dnp3_lab["dnp3-rtu-sel3530"]
-    narrow = Connector(ScopeGuard([ScopeRule.build("elsewhere", ["127.22.200.0/24"])]))
-    target = ProbeTarget(
-        device.address,
-        device.port,
-        Transport.TCP,
-        narrow,
-        RequestLedger("dnp3", Dnp3Probe.manifest),
-    )
-    with pytest.raises(ScopeError):
-        await Dnp3Probe().observe(target, timeout_s=TIMEOUT_S)
-    await asyncio.sleep(0.05)
-    assert device.connections == 0
-
-
 async def test_dnp3_probe_raises_timeout_when_no_address_answers(
     dnp3_lab: dict[str, Dnp3LabDevice], ics_target: IcsTargetFactory
 ) -> None:
@@ -228,28 +186,6 @@ async def test_dnp3_probe_raises_timeout_when_no_address_answers(
             ics_target(device.address, device.port, Dnp3Probe(), options), timeout_s=TIMEOUT_S
         )
     assert [f.link_function for f in device.requests] == [9, 9]
-
-
-async def test_dnp3_probe_raises_timeout_on_silent_device(ics_target: IcsTargetFactory) -> None:
-    async with misfit(MisfitKind.SILENT, 20000) as device:
-        target = ics_target(device.address, 20000, Dnp3Probe(), {**FAST, "dnp3_addresses": [1]})
-        async with asyncio.timeout(10):
-            with pytest.raises(ProbeTimeoutError):
-                await Dnp3Probe().observe(target, timeout_s=0.3)
-        assert device.connections == 1
-
-
-async def test_dnp3_probe_raises_protocol_error_on_garbage(ics_target: IcsTargetFactory) -> None:
-    async with misfit(MisfitKind.GARBAGE, 20000) as device:
-        target = ics_target(device.address, 20000, Dnp3Probe(), dict(FAST))
-        with pytest.raises(ProbeProtocolError):
-            await Dnp3Probe().observe(target, timeout_s=TIMEOUT_S)
-
-
-async def test_dnp3_probe_returns_none_when_peer_closes(ics_target: IcsTargetFactory) -> None:
-    async with misfit(MisfitKind.CLOSING, 20000) as device:
-        target = ics_target(device.address, 20000, Dnp3Probe(), dict(FAST))
-        assert await Dnp3Probe().observe(target, timeout_s=TIMEOUT_S) is None
 
 
 def test_dnp3_crc_matches_reference_value() -> None:

@@ -1,6 +1,5 @@
 """Tests of the EtherNet/IP probes against scripted lab devices and the recorded captures."""
 
-import asyncio
 import contextlib
 import struct
 from collections import Counter
@@ -11,15 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ScopeError
-from cybermission.guard import ScopeGuard, ScopeRule
-from cybermission.net import Connector
+from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
-    Manifest,
-    ManifestEntry,
-    ManifestViolationError,
-    ProbeTarget,
-    RequestLedger,
     Transport,
 )
 from scanners.enip import (
@@ -41,7 +33,6 @@ from tests.scanners.plc_fixtures import (
     PLC_LAB_BASE,
     PlcTargetFactory,
     mutate,
-    plc_connector,
     read_packets,
     run_devices,
     target_factory,
@@ -112,69 +103,6 @@ async def test_enip_probe_sends_only_declared_read_requests(
     received = Counter(device.requests)
     assert received == {REQUEST_LIST_IDENTITY: 1, REQUEST_LIST_SERVICES: 1} == target.ledger.sent
     assert device.connections == probe.manifest.connections_per_device == 1
-
-
-async def test_enip_probe_manifest_refuses_undeclared_request_before_sending(
-    enip_lab: dict[str, Any],
-) -> None:
-    device = enip_lab["enip-plc-m580"]
-    only_services = Manifest(entries=(ManifestEntry(REQUEST_LIST_SERVICES, 1, "only"),))
-    target = ProbeTarget(
-        device.address, 44818, Transport.TCP, plc_connector(), RequestLedger("enip", only_services)
-    )
-    with pytest.raises(ManifestViolationError):
-        await EnipProbe().observe(target, timeout_s=TIMEOUT_S)
-    await asyncio.sleep(0.05)
-    assert device.bytes_received == 0
-
-
-async def test_enip_probe_raises_timeout_on_silent_device(
-    enip_lab: dict[str, Any], plc_target: PlcTargetFactory
-) -> None:
-    device, probe = enip_lab["enip-silent"], EnipProbe()
-    async with asyncio.timeout(10):
-        with pytest.raises(ProbeTimeoutError):
-            await probe.observe(plc_target(device, probe), timeout_s=0.3)
-
-
-async def test_enip_probe_raises_protocol_error_on_garbage(
-    enip_lab: dict[str, Any], plc_target: PlcTargetFactory
-) -> None:
-    device, probe = enip_lab["enip-garbage"], EnipProbe()
-    with pytest.raises(ProbeProtocolError):
-        await probe.observe(plc_target(device, probe), timeout_s=TIMEOUT_S)
-
-
-async def test_enip_probe_returns_none_when_peer_closes(
-    enip_lab: dict[str, Any], plc_target: PlcTargetFactory
-) -> None:
-    device, probe = enip_lab["enip-closing"], EnipProbe()
-    assert await probe.observe(plc_target(device, probe), timeout_s=TIMEOUT_S) is None
-
-
-async def test_enip_udp_probe_returns_none_when_port_unreachable(
-    plc_target: PlcTargetFactory,
-) -> None:
-    class Nowhere:
-        address, port = "127.21.1.99", 44818
-
-    probe = EnipUdpProbe()
-    async with asyncio.timeout(10):
-        assert await probe.observe(plc_target(Nowhere(), probe), timeout_s=1.0) is None
-
-
-async def test_enip_probe_refuses_out_of_scope_target_before_connecting(
-    enip_lab: dict[str, Any],
-) -> None:
-    device = enip_lab["enip-plc-m580"]
-    narrow = Connector(ScopeGuard([ScopeRule.build("elsewhere", ["127.21.200.0/24"])]))
-    for probe in (EnipProbe(), EnipUdpProbe()):
-        target = ProbeTarget(
-            device.address, 44818, probe.transport, narrow, RequestLedger("e", probe.manifest)
-        )
-        with pytest.raises(ScopeError):
-            await probe.observe(target, timeout_s=TIMEOUT_S)
-    assert device.connections == 0
 
 
 def test_enip_vendor_table_names_the_common_vendors() -> None:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ScopeError
-from cybermission.probes import Manifest, ManifestEntry, ManifestViolationError, RequestLedger
+from cybermission.errors import ProbeProtocolError
+from cybermission.probes import RequestLedger
 from scanners.http import (
     MAX_BODY_BYTES,
     MAX_HEADER_BYTES,
@@ -28,9 +28,7 @@ from scanners.stream import ProbeStream
 from tests.scanners.building_fixtures import (
     TargetFactory,
     assert_read_only,
-    out_of_scope_connector,
     run_devices,
-    settle,
     target_factory,
 )
 
@@ -89,50 +87,6 @@ async def test_http_probe_sends_only_one_get(
     assert await probe.observe(target, timeout_s=TIMEOUT_S) is not None
     assert device.requests == [REQUEST_GET]
     assert_read_only(device, probe, target)
-
-
-async def test_http_probe_manifest_refuses_undeclared_request_before_sending(
-    http_lab: dict[str, SimDevice], building_target: TargetFactory
-) -> None:
-    device, probe = http_lab["http-hmi-s7"], HttpProbe()
-    base = building_target(device, probe)
-    other = Manifest(entries=(ManifestEntry("head /", 1, "not the probe's request"),))
-    target = type(base)(
-        base.address, base.port, base.transport, base.connector, RequestLedger("http", other)
-    )
-    with pytest.raises(ManifestViolationError):
-        await probe.observe(target, timeout_s=TIMEOUT_S)
-    await settle()
-    assert device.bytes_received == 0
-
-
-async def test_http_probe_raises_timeout_on_silent_server(
-    http_lab: dict[str, SimDevice], building_target: TargetFactory
-) -> None:
-    device, probe = http_lab["http-silent"], HttpProbe()
-    async with asyncio.timeout(10):
-        with pytest.raises(ProbeTimeoutError):
-            await probe.observe(building_target(device, probe), timeout_s=0.2)
-
-
-async def test_http_probe_raises_protocol_error_on_garbage(
-    http_lab: dict[str, SimDevice], building_target: TargetFactory
-) -> None:
-    device, probe = http_lab["http-garbage"], HttpProbe()
-    with pytest.raises((ProbeProtocolError, ProbeTimeoutError)):
-        await probe.observe(building_target(device, probe), timeout_s=0.3)
-    assert device.bytes_received > 0
-
-
-async def test_http_probe_refuses_out_of_scope_target_before_connecting(
-    http_lab: dict[str, SimDevice], building_target: TargetFactory
-) -> None:
-    device, probe = http_lab["http-hmi-s7"], HttpProbe()
-    target = building_target(device, probe, connector=out_of_scope_connector())
-    with pytest.raises(ScopeError):
-        await probe.observe(target, timeout_s=TIMEOUT_S)
-    await settle()
-    assert device.connections == 0
 
 
 def test_http_page_facts_bound_title_and_find_password_inputs() -> None:

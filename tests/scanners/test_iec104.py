@@ -9,17 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ScopeError
-from cybermission.guard import ScopeGuard, ScopeRule
-from cybermission.net import Connector
+from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
-    Manifest,
-    ManifestEntry,
-    ManifestViolationError,
     Probe,
     ProbeTarget,
-    RequestLedger,
-    Transport,
 )
 from scanners.iec104 import (
     REQUEST_INTERROGATION,
@@ -39,10 +32,8 @@ from scanners.lab.iec104_devices import Iec104LabDevice, ReceivedApdu, iec104_la
 from tests.conftest import shared_data
 from tests.scanners.industrial_fixtures import (
     IcsTargetFactory,
-    MisfitKind,
     ics_connector,
     ics_target,
-    misfit,
     tcp_streams,
 )
 
@@ -140,61 +131,6 @@ def test_iec104_interrogation_is_opt_in() -> None:
     assert Iec104InterrogationProbe.optional is True
     assert Iec104Probe.optional is False
     assert [e.request for e in Iec104Probe.manifest.entries] == [REQUEST_TESTFR]
-
-
-async def test_iec104_probe_manifest_refuses_undeclared_request_before_sending(
-    iec104_lab: dict[str, Iec104LabDevice], ics_connector: Connector
-) -> None:
-    device = iec104_lab["iec104-pv-plant"]
-    only_stop = Manifest(entries=(ManifestEntry(REQUEST_STOPDT, 1, "stop only"),))
-    target = ProbeTarget(
-        device.address, device.port, Transport.TCP, ics_connector, RequestLedger("x", only_stop)
-    )
-    with pytest.raises(ManifestViolationError):
-        await Iec104Probe().observe(target, timeout_s=TIMEOUT_S)
-    await asyncio.sleep(0.15)
-    assert device.requests == []
-
-
-async def test_iec104_probe_refuses_out_of_scope_target_before_connecting(
-    iec104_lab: dict[str, Iec104LabDevice],
-) -> None:
-    device = iec104_lab["iec104-pv-plant"]
-    narrow = Connector(ScopeGuard([ScopeRule.build("elsewhere", ["127.22.200.0/24"])]))
-    target = ProbeTarget(
-        device.address,
-        device.port,
-        Transport.TCP,
-        narrow,
-        RequestLedger("iec104", Iec104Probe.manifest),
-    )
-    with pytest.raises(ScopeError):
-        await Iec104Probe().observe(target, timeout_s=TIMEOUT_S)
-    await asyncio.sleep(0.1)
-    assert device.connections == 0
-
-
-async def test_iec104_probe_raises_timeout_on_silent_device(ics_target: IcsTargetFactory) -> None:
-    async with misfit(MisfitKind.SILENT, 2404) as device:
-        async with asyncio.timeout(10):
-            with pytest.raises(ProbeTimeoutError):
-                await Iec104Probe().observe(
-                    ics_target(device.address, 2404, Iec104Probe()), timeout_s=0.3
-                )
-
-
-async def test_iec104_probe_raises_protocol_error_on_garbage(ics_target: IcsTargetFactory) -> None:
-    async with misfit(MisfitKind.GARBAGE, 2404) as device:
-        with pytest.raises(ProbeProtocolError):
-            await Iec104Probe().observe(
-                ics_target(device.address, 2404, Iec104Probe()), timeout_s=TIMEOUT_S
-            )
-
-
-async def test_iec104_probe_returns_none_when_peer_closes(ics_target: IcsTargetFactory) -> None:
-    async with misfit(MisfitKind.CLOSING, 2404) as device:
-        target = ics_target(device.address, 2404, Iec104Probe())
-        assert await Iec104Probe().observe(target, timeout_s=TIMEOUT_S) is None
 
 
 def test_iec104_decoder_reads_live_session_from_capture() -> None:

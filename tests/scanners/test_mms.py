@@ -1,6 +1,5 @@
 """Tests of the IEC 61850 MMS probe against replaying lab IEDs and the recorded captures."""
 
-import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -10,17 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ScopeError
-from cybermission.guard import ScopeGuard, ScopeRule
-from cybermission.net import Connector
-from cybermission.probes import (
-    Manifest,
-    ManifestEntry,
-    ManifestViolationError,
-    ProbeTarget,
-    RequestLedger,
-    Transport,
-)
+from cybermission.errors import ProbeProtocolError
 from scanners.lab.mms_devices import mms_lab_devices
 from scanners.lab.s7_devices import s7_lab_devices
 from scanners.mms import (
@@ -38,7 +27,6 @@ from tests.scanners.plc_fixtures import (
     PLC_LAB_BASE,
     PlcTargetFactory,
     mutate,
-    plc_connector,
     read_packets,
     run_devices,
     target_factory,
@@ -115,42 +103,6 @@ async def test_mms_probe_returns_none_on_snap7_cpu_refusing_its_tsap(
     s7 = await S7Probe().observe(plc_target(device, S7Probe()), timeout_s=TIMEOUT_S)
     assert s7 is not None
     assert s7.facts["serial"] == device.identity["serial"]
-
-
-async def test_mms_probe_manifest_refuses_undeclared_request_before_sending(
-    mms_lab: dict[str, Any],
-) -> None:
-    device = mms_lab["mms-ied-ref615"]
-    only_identify = Manifest(entries=(ManifestEntry(REQUEST_IDENTIFY, 1, "only"),))
-    target = ProbeTarget(
-        device.address, 102, Transport.TCP, plc_connector(), RequestLedger("mms", only_identify)
-    )
-    with pytest.raises(ManifestViolationError):
-        await MmsProbe().observe(target, timeout_s=TIMEOUT_S)
-    await asyncio.sleep(0.05)
-    assert device.bytes_received == 0
-
-
-async def test_mms_probe_raises_timeout_on_silent_device(
-    mms_lab: dict[str, Any], plc_target: PlcTargetFactory
-) -> None:
-    device, probe = mms_lab["mms-silent"], MmsProbe()
-    async with asyncio.timeout(10):
-        with pytest.raises(ProbeTimeoutError):
-            await probe.observe(plc_target(device, probe), timeout_s=0.3)
-
-
-async def test_mms_probe_refuses_out_of_scope_target_before_connecting(
-    mms_lab: dict[str, Any],
-) -> None:
-    device = mms_lab["mms-ied-ref615"]
-    narrow = Connector(ScopeGuard([ScopeRule.build("elsewhere", ["127.21.200.0/24"])]))
-    target = ProbeTarget(
-        device.address, 102, Transport.TCP, narrow, RequestLedger("mms", MmsProbe.manifest)
-    )
-    with pytest.raises(ScopeError):
-        await MmsProbe().observe(target, timeout_s=TIMEOUT_S)
-    assert device.connections == 0
 
 
 def test_mms_decoder_reads_identify_answer_from_capture() -> None:

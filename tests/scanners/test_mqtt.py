@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ScopeError
-from cybermission.probes import Manifest, ManifestEntry, ManifestViolationError, RequestLedger
+from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
+from cybermission.probes import RequestLedger
 from scanners.lab.building_devices import SimDevice, mqtt_lab_devices
 from scanners.mqtt import (
     REQUEST_CONNECT,
@@ -23,7 +23,6 @@ from scanners.mqtt import (
 from tests.scanners.building_fixtures import (
     TargetFactory,
     assert_read_only,
-    out_of_scope_connector,
     run_devices,
     settle,
     target_factory,
@@ -86,49 +85,6 @@ async def test_mqtt_sys_probe_subscribes_only_when_opted_in(
     await settle()
     assert_read_only(device, probe, target)
     assert "subscribe/$SYS/broker/version" in device.requests
-
-
-async def test_mqtt_probe_manifest_refuses_undeclared_request_before_sending(
-    mqtt_lab: dict[str, SimDevice], building_target: TargetFactory
-) -> None:
-    device, probe = mqtt_lab["mqtt-broker-open"], MqttProbe()
-    base = building_target(device, probe)
-    nothing = Manifest(entries=(ManifestEntry(REQUEST_DISCONNECT, 1, "disconnect only"),))
-    target = type(base)(
-        base.address, base.port, base.transport, base.connector, RequestLedger("mqtt", nothing)
-    )
-    with pytest.raises(ManifestViolationError):
-        await probe.observe(target, timeout_s=TIMEOUT_S)
-    await settle()
-    assert device.requests == []
-
-
-async def test_mqtt_probe_raises_timeout_on_silent_broker(
-    mqtt_lab: dict[str, SimDevice], building_target: TargetFactory
-) -> None:
-    device, probe = mqtt_lab["mqtt-silent"], MqttProbe()
-    async with asyncio.timeout(10):
-        with pytest.raises(ProbeTimeoutError):
-            await probe.observe(building_target(device, probe), timeout_s=0.2)
-
-
-async def test_mqtt_probe_raises_protocol_error_on_garbage(
-    mqtt_lab: dict[str, SimDevice], building_target: TargetFactory
-) -> None:
-    device, probe = mqtt_lab["mqtt-garbage"], MqttProbe()
-    with pytest.raises(ProbeProtocolError):
-        await probe.observe(building_target(device, probe), timeout_s=TIMEOUT_S)
-
-
-async def test_mqtt_probe_refuses_out_of_scope_target_before_connecting(
-    mqtt_lab: dict[str, SimDevice], building_target: TargetFactory
-) -> None:
-    device, probe = mqtt_lab["mqtt-broker-open"], MqttProbe()
-    target = building_target(device, probe, connector=out_of_scope_connector())
-    with pytest.raises(ScopeError):
-        await probe.observe(target, timeout_s=TIMEOUT_S)
-    await settle()
-    assert device.requests == []
 
 
 def test_mqtt_decoder_reads_connack_codes() -> None:

@@ -11,16 +11,9 @@ import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ScopeError
-from cybermission.guard import ScopeGuard, ScopeRule
-from cybermission.net import Connector
+from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
-    Manifest,
-    ManifestEntry,
-    ManifestViolationError,
     ProbeTarget,
-    RequestLedger,
-    Transport,
 )
 from scanners.lab.opcua_devices import OpcUaLabDevice, opcua_lab_devices
 from scanners.opcua import (
@@ -42,10 +35,8 @@ from scanners.opcua import (
 from tests.conftest import shared_data
 from tests.scanners.industrial_fixtures import (
     IcsTargetFactory,
-    MisfitKind,
     ics_connector,
     ics_target,
-    misfit,
     tcp_streams,
 )
 
@@ -164,72 +155,6 @@ async def test_opcua_probe_sends_only_declared_messages_and_never_a_session(
     assert set(received) == {e.request for e in probe.manifest.entries}
     assert all(count <= probe.manifest.limit(name) for name, count in received.items())
     assert device.connections == probe.manifest.connections_per_device == 1
-
-
-@MODULE_LOOP
-async def test_opcua_probe_manifest_refuses_undeclared_request_before_sending(
-    opcua_lab: dict[str, OpcUaLabDevice], ics_connector: Connector
-) -> None:
-    device = opcua_lab["opcua-scada-gateway"]
-    only_close = Manifest(entries=(ManifestEntry(REQUEST_CLOSE, 1, "close only"),))
-    target = ProbeTarget(
-        device.address,
-        device.port,
-        Transport.TCP,
-        ics_connector,
-        RequestLedger("opcua", only_close),
-    )
-    with pytest.raises(ManifestViolationError):
-        await OpcUaProbe().observe(target, timeout_s=TIMEOUT_S)
-    await asyncio.sleep(0.05)
-    assert device.requests == []
-
-
-@MODULE_LOOP
-async def test_opcua_probe_refuses_out_of_scope_target_before_connecting(
-    opcua_lab: dict[str, OpcUaLabDevice],
-) -> None:
-    device = opcua_lab["opcua-scada-gateway"]
-    narrow = Connector(ScopeGuard([ScopeRule.build("elsewhere", ["127.22.200.0/24"])]))
-    target = ProbeTarget(
-        device.address,
-        device.port,
-        Transport.TCP,
-        narrow,
-        RequestLedger("opcua", OpcUaProbe.manifest),
-    )
-    with pytest.raises(ScopeError):
-        await OpcUaProbe().observe(target, timeout_s=TIMEOUT_S)
-    await asyncio.sleep(0.05)
-    assert device.connections == 0
-
-
-@MODULE_LOOP
-async def test_opcua_probe_raises_timeout_on_silent_device(ics_target: IcsTargetFactory) -> None:
-    async with misfit(MisfitKind.SILENT, 4840) as device:
-        async with asyncio.timeout(10):
-            with pytest.raises(ProbeTimeoutError):
-                await OpcUaProbe().observe(
-                    ics_target(device.address, 4840, OpcUaProbe()), timeout_s=0.3
-                )
-        assert device.connections == 1
-
-
-@MODULE_LOOP
-async def test_opcua_probe_raises_protocol_error_on_garbage(ics_target: IcsTargetFactory) -> None:
-    async with misfit(MisfitKind.GARBAGE, 4840) as device:
-        with pytest.raises(ProbeProtocolError):
-            await OpcUaProbe().observe(
-                ics_target(device.address, 4840, OpcUaProbe()), timeout_s=TIMEOUT_S
-            )
-        assert device.bytes_received > 0
-
-
-@MODULE_LOOP
-async def test_opcua_probe_returns_none_when_peer_closes(ics_target: IcsTargetFactory) -> None:
-    async with misfit(MisfitKind.CLOSING, 4840) as device:
-        target = ics_target(device.address, 4840, OpcUaProbe())
-        assert await OpcUaProbe().observe(target, timeout_s=TIMEOUT_S) is None
 
 
 def test_opcua_decoder_reads_endpoints_from_capture() -> None:

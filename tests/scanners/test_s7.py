@@ -10,16 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ScopeError
-from cybermission.guard import ScopeGuard, ScopeRule
-from cybermission.net import Connector
+from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
 from cybermission.probes import (
-    Manifest,
-    ManifestEntry,
-    ManifestViolationError,
     ProbeTarget,
-    RequestLedger,
-    Transport,
 )
 from scanners.lab.s7_devices import s7_lab_devices
 from scanners.s7 import (
@@ -42,7 +35,6 @@ from tests.scanners.plc_fixtures import (
     PLC_LAB_BASE,
     PlcTargetFactory,
     mutate,
-    plc_connector,
     read_packets,
     run_devices,
     target_factory,
@@ -182,21 +174,6 @@ async def test_s7_probe_stops_at_s7comm_plus(
     _assert_read_only(device, target)
 
 
-async def test_s7_probe_manifest_refuses_undeclared_request_before_sending(
-    s7_lab: dict[str, Any],
-) -> None:
-    device = s7_lab["s7-cpu-315-recorded"]
-    only_setup = Manifest(entries=(ManifestEntry(REQUEST_SETUP, 1, "setup only"),))
-    target = ProbeTarget(
-        device.address, 102, Transport.TCP, plc_connector(), RequestLedger("s7", only_setup)
-    )
-    with pytest.raises(ManifestViolationError):
-        await S7Probe().observe(target, timeout_s=TIMEOUT_S)
-    await asyncio.sleep(0.05)
-    assert device.bytes_received == 0
-    assert device.requests == []
-
-
 async def test_s7_probe_raises_timeout_on_silent_device(
     s7_lab: dict[str, Any], plc_target: PlcTargetFactory
 ) -> None:
@@ -217,19 +194,6 @@ async def test_s7_probe_returns_none_on_garbage_and_closing_devices(
     target = plc_target(closing, probe)
     assert await probe.observe(target, timeout_s=TIMEOUT_S) is None
     assert target.ledger.sent[REQUEST_COTP] == 3  # every TSAP pair, then gives up
-
-
-async def test_s7_probe_refuses_out_of_scope_target_before_connecting(
-    s7_lab: dict[str, Any],
-) -> None:
-    device = s7_lab["s7-cpu-315-recorded"]
-    narrow = Connector(ScopeGuard([ScopeRule.build("elsewhere", ["127.21.200.0/24"])]))
-    target = ProbeTarget(
-        device.address, 102, Transport.TCP, narrow, RequestLedger("s7", S7Probe.manifest)
-    )
-    with pytest.raises(ScopeError):
-        await S7Probe().observe(target, timeout_s=TIMEOUT_S)
-    assert device.connections == 0
 
 
 def test_s7_decoder_reads_module_identification_from_capture() -> None:

@@ -11,10 +11,8 @@ from hypothesis import strategies as st
 from cybermission.errors import (
     ProbeProtocolError,
     ProbeTimeoutError,
-    ScopeError,
     ValidationError,
 )
-from cybermission.probes import Manifest, ManifestEntry, ManifestViolationError, RequestLedger
 from scanners.lab.building_devices import SimDevice, snmp_lab_devices
 from scanners.snmp import (
     MAX_VALUE_BYTES,
@@ -29,9 +27,7 @@ from scanners.snmp import (
 from tests.scanners.building_fixtures import (
     TargetFactory,
     assert_read_only,
-    out_of_scope_connector,
     run_devices,
-    settle,
     target_factory,
 )
 
@@ -100,21 +96,6 @@ async def test_snmp_probe_sends_only_declared_get_requests(
     assert_read_only(device, probe, target)
 
 
-async def test_snmp_probe_manifest_refuses_undeclared_request_before_sending(
-    snmp_lab: dict[str, SimDevice], building_target: TargetFactory
-) -> None:
-    device, probe = snmp_lab["snmp-switch-scalance"], SnmpProbe()
-    base = building_target(device, probe)
-    only_v1 = Manifest(entries=(ManifestEntry(REQUEST_V1, 1, "v1 only"),))
-    target = type(base)(
-        base.address, base.port, base.transport, base.connector, RequestLedger("snmp", only_v1)
-    )
-    with pytest.raises(ManifestViolationError):
-        await probe.observe(target, timeout_s=TIMEOUT_S)
-    await settle()
-    assert device.bytes_received == 0
-
-
 async def test_snmp_probe_rejects_unbounded_community_list(
     snmp_lab: dict[str, SimDevice], building_target: TargetFactory
 ) -> None:
@@ -134,25 +115,6 @@ async def test_snmp_probe_raises_timeout_on_silent_device(
         with pytest.raises(ProbeTimeoutError):
             await probe.observe(target, timeout_s=0.2)
     assert dict(target.ledger.sent) == {REQUEST_V2C: 1, REQUEST_V1: 1}
-
-
-async def test_snmp_probe_raises_protocol_error_on_garbage(
-    snmp_lab: dict[str, SimDevice], building_target: TargetFactory
-) -> None:
-    device, probe = snmp_lab["snmp-garbage"], SnmpProbe()
-    with pytest.raises(ProbeProtocolError):
-        await probe.observe(building_target(device, probe), timeout_s=TIMEOUT_S)
-
-
-async def test_snmp_probe_refuses_out_of_scope_target_before_sending(
-    snmp_lab: dict[str, SimDevice], building_target: TargetFactory
-) -> None:
-    device, probe = snmp_lab["snmp-switch-scalance"], SnmpProbe()
-    target = building_target(device, probe, connector=out_of_scope_connector())
-    with pytest.raises(ScopeError):
-        await probe.observe(target, timeout_s=TIMEOUT_S)
-    await settle()
-    assert device.bytes_received == 0
 
 
 def test_snmp_decoder_reads_real_agent_response() -> None:

@@ -1,6 +1,5 @@
 """Tests of the opt-in UMAS probe against replayed Modicon CPUs and the umas/mod_90 captures."""
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,13 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ScopeError
+from cybermission.errors import ProbeProtocolError
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.net import Connector
 from cybermission.probes import (
-    Manifest,
-    ManifestEntry,
-    ManifestViolationError,
     Probe,
     ProbeTarget,
     RequestLedger,
@@ -90,7 +86,8 @@ async def test_umas_probe_returns_none_on_modbus_exception(lab: dict[str, Any]) 
     def refuse(frame: bytes, state: dict[str, Any]) -> bytes | None:
         if frame[7:8] == bytes([FC_UMAS]):
             return frame[:4] + b"\x00\x03\x00\xda\x01"
-        return original(frame, state)
+        answer: bytes | None = original(frame, state)
+        return answer
 
     device.responder = refuse
     probe = UmasProbe()
@@ -103,48 +100,6 @@ async def test_umas_lab_device_also_answers_the_modbus_probe(lab: dict[str, Any]
     observation = await probe.observe(_target(device, probe), timeout_s=TIMEOUT_S)
     assert observation is not None
     assert observation.facts["product_code"] == "BMX P34 2020"
-
-
-async def test_umas_probe_manifest_refuses_undeclared_request_before_sending(
-    lab: dict[str, Any],
-) -> None:
-    device = lab["umas-quantum"]
-    base = _target(device, UmasProbe())
-    nothing = Manifest(entries=(ManifestEntry("other", 1, "other"),))
-    target = ProbeTarget(
-        base.address, base.port, base.transport, base.connector, RequestLedger("u", nothing)
-    )
-    with pytest.raises(ManifestViolationError):
-        await UmasProbe().observe(target, timeout_s=TIMEOUT_S)
-    await asyncio.sleep(0.05)
-    assert device.bytes_received == 0
-
-
-async def test_umas_probe_raises_timeout_on_silent_device(lab: dict[str, Any]) -> None:
-    probe = UmasProbe()
-    async with asyncio.timeout(10):
-        with pytest.raises(ProbeTimeoutError):
-            await probe.observe(_target(lab["misfit-silent"], probe), timeout_s=0.3)
-
-
-async def test_umas_probe_raises_protocol_error_on_garbage(lab: dict[str, Any]) -> None:
-    probe = UmasProbe()
-    with pytest.raises(ProbeProtocolError):
-        await probe.observe(_target(lab["misfit-garbage"], probe), timeout_s=TIMEOUT_S)
-
-
-async def test_umas_probe_returns_none_when_peer_closes(lab: dict[str, Any]) -> None:
-    probe = UmasProbe()
-    assert await probe.observe(_target(lab["misfit-closing"], probe), timeout_s=TIMEOUT_S) is None
-
-
-async def test_umas_probe_refuses_out_of_scope_target_before_connecting(
-    lab: dict[str, Any],
-) -> None:
-    device, probe = lab["umas-quantum"], UmasProbe()
-    with pytest.raises(ScopeError):
-        await probe.observe(_target(device, probe, "127.25.200.0/24"), timeout_s=TIMEOUT_S)
-    assert device.connections == 0
 
 
 def _umas_frames(capture: tuple[str, ...], *, from_device: bool) -> list[bytes]:
