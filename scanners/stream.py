@@ -101,14 +101,21 @@ class ProbeStream:
 
     async def start_tls(self, timeout_s: float) -> ssl.SSLObject | None:
         """TLS on this connection, the peer unverified: probes read the certificate a device
-        presents, they do not trust it. A failed handshake is a ``ProbeProtocolError``."""
+        presents, they do not trust it. A peer that closes before answering is ``PeerClosedError``
+        (``None`` for the probe); a handshake that answers wrongly is a ``ProbeProtocolError``."""
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         async with self.deadline(timeout_s, "TLS handshake"):
             try:
                 await self.writer.start_tls(context)
-            except (ssl.SSLError, ConnectionError) as exc:
+            except (ssl.SSLEOFError, ConnectionError) as exc:
+                # Closed or reset before a byte of handshake came back: not a TLS service,
+                # the same "peer closed first" as on a plain connection.
+                if self.read_bytes == 0:
+                    raise PeerClosedError from exc
+                raise ProbeProtocolError(f"{self.address}: TLS handshake failed") from exc
+            except ssl.SSLError as exc:  # bytes came back, and they are not a TLS handshake
                 raise ProbeProtocolError(f"{self.address}: TLS handshake failed") from exc
         ssl_object = self.writer.get_extra_info("ssl_object")
         return ssl_object if isinstance(ssl_object, ssl.SSLObject) else None

@@ -121,12 +121,7 @@ DIFFERS: dict[tuple[str, Case], Differs] = {
 }
 
 # Probes that break the contract today: reported, kept as strict expected failures so a fix shows.
-VIOLATIONS: dict[tuple[str, Case], str] = {
-    ("fox-tls", Case.CLOSING): (
-        "a peer closing during the TLS handshake gives ProbeProtocolError, not None "
-        "(scanners/stream.py start_tls)"
-    ),
-}
+VIOLATIONS: dict[tuple[str, Case], str] = {}
 
 # Options that keep a probe's misfit runs short without changing what it does.
 OPTIONS: dict[str, dict[str, JSONValue]] = {
