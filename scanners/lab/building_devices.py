@@ -23,7 +23,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from cybermission.probes import JSONValue
 
@@ -53,6 +53,28 @@ class SimDevice:
     sources: list[tuple[str, int]] = field(default_factory=list)  # UDP: who sent each request
     connections: int = 0
     bytes_received: int = 0
+
+    # The silent and garbage twins the probe tests use, on base+98 and base+99.
+    MISFIT_OFFSETS: ClassVar[tuple[tuple[int, Behaviour], ...]] = (
+        (98, Behaviour.SILENT),
+        (99, Behaviour.GARBAGE),
+    )
+
+    @classmethod
+    def misfits(cls, net: ipaddress.IPv4Address, port: int, protocol: str) -> list[Self]:
+        """A silent and a garbage device of this kind, for tests only."""
+        return [
+            cls(
+                name=f"{protocol}-{behaviour.value}",
+                address=str(net + offset),
+                port=port,
+                protocol=protocol,
+                identity={},
+                behaviour=behaviour,
+            )
+            for offset, behaviour in cls.MISFIT_OFFSETS
+        ]
+
     _handles: list[Any] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, JSONValue]:
@@ -308,17 +330,7 @@ def bacnet_lab_devices(
         ),
     ]
     if misfits:
-        for offset, behaviour in ((98, Behaviour.SILENT), (99, Behaviour.GARBAGE)):
-            devices.append(
-                BacnetDevice(
-                    name=f"bacnet-{behaviour.value}",
-                    address=str(net + offset),
-                    port=port,
-                    protocol="bacnet",
-                    identity={},
-                    behaviour=behaviour,
-                )
-            )
+        devices += BacnetDevice.misfits(net, port, "bacnet")
     return devices
 
 
@@ -467,17 +479,7 @@ def snmp_lab_devices(
         ),
     ]
     if misfits:
-        for offset, behaviour in ((98, Behaviour.SILENT), (99, Behaviour.GARBAGE)):
-            devices.append(
-                SnmpDevice(
-                    name=f"snmp-{behaviour.value}",
-                    address=str(net + offset),
-                    port=port,
-                    protocol="snmp",
-                    identity={},
-                    behaviour=behaviour,
-                )
-            )
+        devices += SnmpDevice.misfits(net, port, "snmp")
     return devices
 
 
@@ -568,17 +570,7 @@ def mqtt_lab_devices(
         ),
     ]
     if misfits:
-        for offset, behaviour in ((98, Behaviour.SILENT), (99, Behaviour.GARBAGE)):
-            devices.append(
-                MqttBroker(
-                    name=f"mqtt-{behaviour.value}",
-                    address=str(net + offset),
-                    port=port,
-                    protocol="mqtt",
-                    identity={},
-                    behaviour=behaviour,
-                )
-            )
+        devices += MqttBroker.misfits(net, port, "mqtt")
     return devices
 
 
@@ -721,17 +713,7 @@ def http_lab_devices(
         ),
     ]
     if misfits:
-        for offset, behaviour in ((98, Behaviour.SILENT), (99, Behaviour.GARBAGE)):
-            devices.append(
-                WebServer(
-                    name=f"http-{behaviour.value}",
-                    address=str(net + offset),
-                    port=port,
-                    protocol="http",
-                    identity={},
-                    behaviour=behaviour,
-                )
-            )
+        devices += WebServer.misfits(net, port, "http")
     return devices
 
 
@@ -938,18 +920,8 @@ def banner_lab_devices(
         ),
     ]
     if misfits:
-        for offset, behaviour in ((98, Behaviour.SILENT), (99, Behaviour.GARBAGE)):
-            for protocol, port in (("telnet", telnet_port), ("ftp", ftp_port), ("ssh", ssh_port)):
-                devices.append(
-                    SshBannerDevice(
-                        name=f"{protocol}-{behaviour.value}",
-                        address=str(net + offset),
-                        port=port,
-                        protocol=protocol,
-                        identity={},
-                        behaviour=behaviour,
-                    )
-                )
+        for protocol, port in (("telnet", telnet_port), ("ftp", ftp_port), ("ssh", ssh_port)):
+            devices += SshBannerDevice.misfits(net, port, protocol)
     return devices
 
 
