@@ -2,6 +2,7 @@
 to ``chunk_attempts``, then failed and their run ended) and the scheduler's site planner (a
 schedule of a site with a sensor becomes chunks); real RabbitMQ and PostgreSQL."""
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -76,7 +77,14 @@ async def test_reaper_redispatches_a_late_chunk_and_the_sensor_probes_it_once(
     cluster.start_sensor(a, bundle)
     run = await cluster.wait_run(run_id)
     assert run.status is ScanStatus.SUCCEEDED
-    log = (tmp_path / f"sensor-{a}.log").read_text().splitlines()
+    # The run ends once both chunks are ingested; the queued duplicate may reach the sensor just
+    # after. Wait for the sensor to take it (bounded), then count: replayed exactly once.
+    log_path = tmp_path / f"sensor-{a}.log"
+    for _ in range(300):
+        if "'replayed'" in log_path.read_text():
+            break
+        await asyncio.sleep(0.1)
+    log = log_path.read_text().splitlines()
     assert sum("'replayed'" in line for line in log) == 1  # the 2nd copy: journal, no probe
     with Session(cluster.engine) as session:
         assert len(session.exec(select(ChunkPart)).all()) == 2
