@@ -5,6 +5,7 @@ exists elsewhere. Rows with no organisation (devices outside every placed scope)
 global tokens only.
 """
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, true
@@ -27,41 +28,40 @@ def org_filter(caller: Principal, column: SQLCoreOperations[Any]) -> ColumnEleme
     return column == caller.organization_id
 
 
-def _visible(caller: Principal, organization_id: str | None, what: str, ident: str) -> None:
-    if not caller.sees(organization_id):
+def _get_visible(
+    session: Session,
+    caller: Principal,
+    model: type[T],
+    ident: str,
+    what: str,
+    organization_of: Callable[[T], str | None],
+) -> T:
+    """The row ``ident`` of ``model`` if the caller's organisation may see it; otherwise, and
+    when it does not exist, the same not-found (no hint that it exists elsewhere)."""
+    row = session.get(model, ident)
+    if row is None or not caller.sees(organization_of(row)):
         raise NotFoundError(f"no {what} with id {ident!r}")
+    return row
 
 
 def device_or_404(session: Session, caller: Principal, device_id: str) -> Device:
-    device = session.get(Device, device_id)
-    if device is None:
-        raise NotFoundError(f"no device with id {device_id!r}")
-    _visible(caller, device.organization_id, "device", device_id)
-    return device
+    return _get_visible(session, caller, Device, device_id, "device", lambda d: d.organization_id)
 
 
 def scan_run_or_404(session: Session, caller: Principal, scan_run_id: str) -> ScanRun:
-    run = session.get(ScanRun, scan_run_id)
-    if run is None:
-        raise NotFoundError(f"no scan run with id {scan_run_id!r}")
-    _visible(caller, run.organization_id, "scan run", scan_run_id)
-    return run
+    return _get_visible(
+        session, caller, ScanRun, scan_run_id, "scan run", lambda r: r.organization_id
+    )
 
 
 def organization_or_404(session: Session, caller: Principal, organization_id: str) -> Organization:
-    org = session.get(Organization, organization_id)
-    if org is None:
-        raise NotFoundError(f"no organisation with id {organization_id!r}")
-    _visible(caller, org.id, "organisation", organization_id)
-    return org
+    return _get_visible(
+        session, caller, Organization, organization_id, "organisation", lambda o: o.id
+    )
 
 
 def site_or_404(session: Session, caller: Principal, site_id: str) -> Site:
-    site = session.get(Site, site_id)
-    if site is None:
-        raise NotFoundError(f"no site with id {site_id!r}")
-    _visible(caller, site.organization_id, "site", site_id)
-    return site
+    return _get_visible(session, caller, Site, site_id, "site", lambda s: s.organization_id)
 
 
 def zone_or_404(session: Session, caller: Principal, zone_id: str) -> Zone:
@@ -81,11 +81,9 @@ def scope_organization(session: Session, scope: Scope) -> str | None:
 
 
 def scope_or_404(session: Session, caller: Principal, scope_id: str) -> Scope:
-    scope = session.get(Scope, scope_id)
-    if scope is None:
-        raise NotFoundError(f"no scope with id {scope_id!r}")
-    _visible(caller, scope_organization(session, scope), "scope", scope_id)
-    return scope
+    return _get_visible(
+        session, caller, Scope, scope_id, "scope", lambda s: scope_organization(session, s)
+    )
 
 
 def visible_scopes(session: Session, caller: Principal) -> list[Scope]:
