@@ -168,29 +168,43 @@ def test_labelled_set_covers_the_classes_and_reasons_of_the_issue(
     assert {r: reasons[r] for r in Reason if reasons[r] < MIN_PER_REASON} == {}
 
 
-def test_load_labelled_set_rejects_an_unquoted_version(tmp_path: Path) -> None:
-    """YAML reads firmware 2.42 as a float; the loader must refuse it rather than keep 2.42000."""
+def _one_device_set(tmp_path: Path, firmware: str, pairs: str) -> Path:
     path = tmp_path / "set.yaml"
     path.write_text(
         "devices:\n"
-        "  - {id: d, vendor: V, firmware: 2.42, names: [X], family: F,\n"
-        "     seen_in_tests: false, complete: true,\n"
-        "     affected: [{id: ICSA-23-033-04, why: '\"X\"', classes: [name]}]}\n",
+        f"  - {{id: d, vendor: V, firmware: {firmware}, names: [X], family: F,\n"
+        f"     seen_in_tests: false, complete: true, {pairs}}}\n",
         encoding="utf-8",
+    )
+    return path
+
+
+def test_load_labelled_set_rejects_an_unquoted_version(tmp_path: Path) -> None:
+    """YAML reads firmware 2.42 as a float; the loader must refuse it rather than keep 2.42000."""
+    path = _one_device_set(
+        tmp_path, "2.42", "affected: [{id: ICSA-23-033-04, why: '\"X\"', classes: [name]}]"
     )
     with pytest.raises(ValueError, match="'firmware'"):
         load_labelled_set(path)
 
 
 def test_load_labelled_set_rejects_a_negative_without_a_known_reason(tmp_path: Path) -> None:
-    path = tmp_path / "set.yaml"
-    path.write_text(
-        "devices:\n"
-        "  - {id: d, vendor: V, firmware: '1.0', names: [X], family: F,\n"
-        "     seen_in_tests: false, complete: true,\n"
-        "     not_affected: [{id: ICSA-23-033-04, reason: unlucky,\n"
-        "                     why: '\"X\"', classes: [name]}]}\n",
-        encoding="utf-8",
+    path = _one_device_set(
+        tmp_path,
+        "'1.0'",
+        "not_affected: [{id: ICSA-23-033-04, reason: unlucky, why: '\"X\"', classes: [name]}]",
     )
     with pytest.raises(ValueError, match="unlucky"):
         load_labelled_set(path)
+
+
+def test_load_labelled_set_accepts_a_well_formed_device(tmp_path: Path) -> None:
+    path = _one_device_set(
+        tmp_path, "'2.42'", "affected: [{id: ICSA-23-033-04, why: '\"X\"', classes: [name]}]"
+    )
+    (device,) = load_labelled_set(path)
+    assert (device.firmware, device.affected, device.not_affected) == (
+        "2.42",
+        frozenset({"ICSA-23-033-04"}),
+        frozenset(),
+    )
