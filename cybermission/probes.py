@@ -25,6 +25,10 @@ JSONScalar: TypeAlias = str | int | float | bool | None
 JSONValue: TypeAlias = JSONScalar | list["JSONValue"] | dict[str, "JSONValue"]
 Facts: TypeAlias = dict[str, JSONValue]
 
+# A port's probes run by ascending ``order``; a probe that is only a fallback on a port another
+# protocol shares (MMS after S7 on 102) declares a larger one.
+DEFAULT_PROBE_ORDER = 100
+
 
 class Intrusiveness(StrEnum):
     """How much a probe may disturb a device (DESIGN.md §2)."""
@@ -136,6 +140,9 @@ class Probe(Protocol):
     manifest: ClassVar[Manifest]
     # Opt-in probes run only when named in settings.enabled_optional_probes.
     optional: ClassVar[bool]
+    # Rank among the probes of one port (DEFAULT_PROBE_ORDER unless a fallback); opt-in probes of
+    # the same rank run after the others, as supplements of the protocol identified first.
+    order: ClassVar[int]
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
         """Identify the service, or return ``None`` when it is not this protocol.

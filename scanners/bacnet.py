@@ -40,6 +40,7 @@ from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
 from cybermission.probes import (
+    DEFAULT_PROBE_ORDER,
     Facts,
     Intrusiveness,
     JSONValue,
@@ -522,6 +523,7 @@ class BacnetProbe:
     transport: ClassVar[Transport] = Transport.UDP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
+    order: ClassVar[int] = DEFAULT_PROBE_ORDER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(REQUEST_WHO_IS, 1, "unicast Who-Is without range"),

@@ -43,6 +43,7 @@ from typing import ClassVar
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
 from cybermission.net import UdpSession
 from cybermission.probes import (
+    DEFAULT_PROBE_ORDER,
     Facts,
     Intrusiveness,
     JSONValue,
@@ -491,6 +492,7 @@ class CoapProbe:
     transport: ClassVar[Transport] = Transport.UDP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
+    order: ClassVar[int] = DEFAULT_PROBE_ORDER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(REQUEST_CORE, 2, "CON GET /.well-known/core, one retransmission"),

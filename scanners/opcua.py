@@ -47,6 +47,7 @@ from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
 from cybermission.probes import (
+    DEFAULT_PROBE_ORDER,
     Facts,
     Intrusiveness,
     JSONValue,
@@ -604,6 +605,7 @@ class OpcUaProbe:
     transport: ClassVar[Transport] = Transport.TCP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
+    order: ClassVar[int] = DEFAULT_PROBE_ORDER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(REQUEST_HELLO, 1, "HEL: UA TCP Hello with the endpoint URL"),

@@ -62,7 +62,6 @@ from cybermission.sites.models import Site, Zone
 logger = logging.getLogger(__name__)
 
 MAX_RUN_ERRORS = 500
-DEFAULT_PROBE_ORDER = 100
 WRITE_BATCH_HOSTS = 64
 WRITE_BATCH_WAIT_S = 0.25
 
@@ -212,9 +211,7 @@ def select_probes(
     wanted_udp = set(udp_ports)
     # Entry points come sorted by name; a probe that is a fallback on a shared port (MMS after
     # S7 on 102) says so with a larger ``order`` (default 100). Supplements follow their base.
-    ranked = sorted(
-        probes.values(), key=lambda p: (getattr(p, "order", DEFAULT_PROBE_ORDER), p.optional)
-    )
+    ranked = sorted(probes.values(), key=lambda p: (p.order, p.optional))
     for probe in ranked:
         if probe.optional and probe.name not in settings.enabled_optional_probes:
             continue
