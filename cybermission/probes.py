@@ -9,7 +9,7 @@ before the bytes leave.
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -171,6 +171,22 @@ class PassiveDecoder(Protocol):
     transport: ClassVar[Transport]
 
     def decode_answer(self, payload: bytes) -> Facts | None: ...
+
+
+def declared_ports(probes: Iterable[Probe], transport: Transport) -> list[int]:
+    """Every port ``probes`` declare for ``transport``, ascending and once each."""
+    return sorted({port for p in probes if p.transport is transport for port in p.default_ports})
+
+
+def resolve_ports(configured: Sequence[int] | None, transport: Transport) -> list[int]:
+    """The configured ports, or when none are configured (``None``) the installed probes' ports.
+
+    The probes are the one list of what cybermission speaks: the default sweep follows them, so a
+    new probe's ports are swept without another list to edit.
+    """
+    if configured is not None:
+        return list(configured)
+    return declared_ports(load_probes().values(), transport)
 
 
 def load_probes() -> dict[str, Probe]:

@@ -65,31 +65,6 @@ MAX_RUN_ERRORS = 500
 WRITE_BATCH_HOSTS = 64
 WRITE_BATCH_WAIT_S = 0.25
 
-# Names for open ports no probe identified, so an operator reading the inventory knows what the
-# port usually carries. The service stays protocol "tcp" with identified=false: a guess is no fact.
-PORT_NAMES: dict[int, str] = {
-    21: "ftp",
-    22: "ssh",
-    23: "telnet",
-    80: "http",
-    102: "s7comm",
-    443: "https",
-    502: "modbus",
-    789: "crimson-v3",
-    1883: "mqtt",
-    1911: "niagara-fox",
-    1962: "pcworx",
-    2404: "iec-104",
-    2455: "codesys",
-    4840: "opc-ua",
-    4911: "niagara-fox-tls",
-    5094: "hart-ip",
-    9600: "omron-fins",
-    20000: "dnp3",
-    20547: "proconos",
-    44818: "ethernet-ip",
-}
-
 
 @dataclass(slots=True)
 class ScanProgress:
@@ -196,6 +171,15 @@ class ProbePlan:
     @property
     def has_udp(self) -> bool:
         return bool(self.udp)
+
+    def port_name(self, port: int) -> str | None:
+        """What an open TCP port no probe identified usually carries: its first probe's protocol.
+
+        Kept as a fact beside ``identified: false`` (the service stays protocol "tcp": a guess
+        is no fact), so an operator reading the inventory knows what the port is for.
+        """
+        probes = self.tcp.get(port)
+        return probes[0].protocol if probes else None
 
 
 def select_probes(
@@ -342,7 +326,7 @@ async def _identify_tcp(
                     address=host.address,
                     port=port,
                     transport=Transport.TCP,
-                    facts={"identified": False, "port_name": PORT_NAMES.get(port)},
+                    facts={"identified": False, "port_name": plan.port_name(port)},
                 )
             )
 
