@@ -270,18 +270,23 @@ def test_select_probes_runs_fallbacks_after_the_main_probe_of_a_port(tmp_path: P
     assert [p.name for p in plan.tcp[502]] == ["modbus", "modbus-units"]
 
 
-def test_create_scan_run_without_ports_sweeps_every_port_the_probes_declare(
-    engine: Engine, tmp_path: Path
-) -> None:
+def _run_with_default_ports(engine: Engine, settings: Settings) -> ScanRun:
+    """A run created without ports: the settings' ports, else the probes' ones."""
     with Session(engine) as session:
-        run = create_scan_run(
+        return create_scan_run(
             session,
             guard=GUARD,
             targets=["127.50.1.11"],
             ports=None,
-            settings=_settings(tmp_path),
+            settings=settings,
             requested_by="test",
         )
+
+
+def test_create_scan_run_without_ports_sweeps_every_port_the_probes_declare(
+    engine: Engine, tmp_path: Path
+) -> None:
+    run = _run_with_default_ports(engine, _settings(tmp_path))
     for probe in load_probes().values():
         swept = run.ports if probe.transport is Transport.TCP else run.udp_ports
         assert set(probe.default_ports) <= set(swept), probe.name
@@ -293,16 +298,7 @@ def test_create_scan_run_without_ports_sweeps_every_port_the_probes_declare(
 def test_create_scan_run_configured_ports_replace_the_probes_ports(
     engine: Engine, tmp_path: Path
 ) -> None:
-    settings = _settings(tmp_path, ports=[3389, 502], udp_ports=[])
-    with Session(engine) as session:
-        run = create_scan_run(
-            session,
-            guard=GUARD,
-            targets=["127.50.1.11"],
-            ports=None,
-            settings=settings,
-            requested_by="test",
-        )
+    run = _run_with_default_ports(engine, _settings(tmp_path, ports=[3389, 502], udp_ports=[]))
     assert (run.ports, run.udp_ports) == ([502, 3389], [])
 
 
