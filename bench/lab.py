@@ -4,10 +4,11 @@
 
 The lab runs in its own process (``python -m scanners.lab``) on ``--base``. The expected identity of
 each device is what the lab's state file declares (vendor, model, firmware, serial, names...).
-cybermission scans every lab address with the ``lab`` pacing profile (TCP ports of the lab plus the
-default OT list, UDP ports of the lab); the peer is ``nmap -n -Pn -sT -sV`` with its ICS scripts on
-the same TCP ports, and ``-sU`` with the UDP ICS scripts on the UDP ports. A field counts as found
-when its value appears in what the tool reports for that device's address (case-insensitive).
+cybermission scans every lab address with the ``lab`` pacing profile (TCP ports of the lab plus
+every port the probes declare, UDP ports likewise); the peer is ``nmap -n -Pn -sT -sV`` with its ICS
+scripts on the same TCP ports, and ``-sU`` with the UDP ICS scripts on the UDP ports. A field counts
+as found when its value appears in what the tool reports for that device's address
+(case-insensitive).
 Prints wall times, fields found by each tool, and the fields only one of them found.
 """
 
@@ -28,16 +29,11 @@ from typing import Any
 from sqlmodel import Session, SQLModel, select
 
 from cybermission import models  # noqa: F401
-from cybermission.config import (
-    DEFAULT_PORTS,
-    DEFAULT_UDP_PORTS,
-    PacingProfile,
-    PacingSettings,
-    load_settings,
-)
+from cybermission.config import PacingProfile, PacingSettings, load_settings
 from cybermission.db import create_db_engine
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.inventory.models import Device, IPAddress, Service
+from cybermission.probes import Transport, resolve_ports
 from cybermission.scans.pipeline import execute_scan
 from cybermission.scans.service import create_scan_run
 
@@ -159,9 +155,9 @@ def main() -> None:
             udp_ports = {d["port"] for d in devices if d["protocol"] in UDP_PROTOCOLS}
             tcp = sorted(
                 {d["port"] for d in devices if d["protocol"] not in UDP_PROTOCOLS}
-                | set(DEFAULT_PORTS)
+                | set(resolve_ports(None, Transport.TCP))
             )
-            udp = sorted(udp_ports | set(DEFAULT_UDP_PORTS))
+            udp = sorted(udp_ports | set(resolve_ports(None, Transport.UDP)))
             expected = {(d["address"], v.lower()) for d in devices for v in _values(d["identity"])}
             ours_s, ours = _ours(devices, tcp, udp)
             found_ours = {(a, v) for a, v in expected if v in ours.get(a, "")}

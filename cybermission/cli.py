@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine
@@ -22,6 +23,7 @@ from cybermission.auth.commands import tokens_app
 from cybermission.config import Settings, load_settings
 from cybermission.db import create_db_engine, session_scope
 from cybermission.errors import CybermissionError
+from cybermission.extras import require_extra
 from cybermission.findings.commands import advisories_app
 from cybermission.findings.triage import findings_app
 from cybermission.inventory.commands import assets_app
@@ -84,7 +86,8 @@ def _engine(settings: Settings) -> Engine:
 
 
 def _fail(exc: CybermissionError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    # escape: a message may hold brackets ("ports: [70000]", "cybermission[lab]") Rich would eat.
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
     return typer.Exit(code=2)
 
 
@@ -362,6 +365,7 @@ def _lab_pid() -> int | None:
 
 def lab_start(*, base: str = "127.0.10.0", wait_s: float = 30.0) -> list[dict[str, Any]]:
     """Start the lab in its own process (``python -m scanners.lab``) and wait until it listens."""
+    require_extra("lab", feature="cybermission lab")
     VAR.mkdir(exist_ok=True)
     if _lab_pid() is None:
         LAB_STATE.unlink(missing_ok=True)

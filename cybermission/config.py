@@ -43,40 +43,6 @@ class PacingSettings(BaseModel):
         return self
 
 
-# The OT port list swept by default: Modbus, S7/MMS, EtherNet/IP, DNP3, IEC 104, OPC UA,
-# Niagara Fox (+TLS), FINS, PCWorx, ProConOS, CODESYS, Crimson, HART-IP, MQTT, web, FTP, Telnet,
-# SSH.
-DEFAULT_PORTS: tuple[int, ...] = (
-    502,
-    102,
-    44818,
-    20000,
-    2404,
-    4840,
-    1911,
-    4911,
-    9600,
-    1962,
-    20547,
-    2455,
-    789,
-    5094,
-    1883,
-    80,
-    443,
-    21,
-    23,
-    22,
-    1200,  # CODESYS v2
-    11740,  # CODESYS v3
-    5007,  # MELSEC SLMP/MC
-    5562,  # MELSEC (Q series Ethernet)
-)
-
-
-DEFAULT_UDP_PORTS: tuple[int, ...] = (47808, 161, 3671, 5683, 44818, 9600, 5094, 5006)
-
-
 class BrokerSettings(BaseModel):
     """The RabbitMQ broker of the distributed mode (SCALE-OUT.md); unused in the embedded mode."""
 
@@ -124,10 +90,13 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///var/cybermission.db"
     # Networks authorised when no scope is stored: loopback only.
     default_scope_cidrs: list[str] = Field(default_factory=lambda: ["127.0.0.0/8"])
-    ports: list[int] = Field(default_factory=lambda: list(DEFAULT_PORTS))
-    # UDP ports probed on every target (no sweep: UDP silence is ambiguous). BACnet/IP, SNMP,
-    # KNXnet/IP, CoAP, EtherNet/IP, FINS, HART-IP, MELSEC; only ports with a UDP probe are used.
-    udp_ports: list[int] = Field(default_factory=lambda: list(DEFAULT_UDP_PORTS))
+    # TCP ports swept. None: every TCP port the installed probes declare (``cybermission probes``
+    # lists them), resolved when a run is created; a port no probe declares is swept only if
+    # listed here.
+    ports: list[int] | None = None
+    # UDP ports probed on every target (no sweep: UDP silence is ambiguous); only ports with a UDP
+    # probe are used. None: every UDP port the installed probes declare; []: no UDP.
+    udp_ports: list[int] | None = None
     pacing: PacingSettings = Field(default_factory=PacingSettings)
     # "sweep" (built in) or an installed engine such as "nmap" (the optional nmap extra).
     discovery_engine: str = "sweep"

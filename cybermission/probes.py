@@ -9,7 +9,7 @@ before the bytes leave.
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 JSONScalar: TypeAlias = str | int | float | bool | None
 JSONValue: TypeAlias = JSONScalar | list["JSONValue"] | dict[str, "JSONValue"]
 Facts: TypeAlias = dict[str, JSONValue]
+
+# A port's probes run by ascending ``order``; a probe that is only a fallback on a port another
+# protocol shares (MMS after S7 on 102) declares a larger one.
+DEFAULT_PROBE_ORDER = 100
 
 
 class Intrusiveness(StrEnum):
@@ -136,6 +140,9 @@ class Probe(Protocol):
     manifest: ClassVar[Manifest]
     # Opt-in probes run only when named in settings.enabled_optional_probes.
     optional: ClassVar[bool]
+    # Rank among the probes of one port (DEFAULT_PROBE_ORDER unless a fallback); opt-in probes of
+    # the same rank run after the others, as supplements of the protocol identified first.
+    order: ClassVar[int]
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
         """Identify the service, or return ``None`` when it is not this protocol.
@@ -164,6 +171,22 @@ class PassiveDecoder(Protocol):
     transport: ClassVar[Transport]
 
     def decode_answer(self, payload: bytes) -> Facts | None: ...
+
+
+def declared_ports(probes: Iterable[Probe], transport: Transport) -> list[int]:
+    """Every port ``probes`` declare for ``transport``, ascending and once each."""
+    return sorted({port for p in probes if p.transport is transport for port in p.default_ports})
+
+
+def resolve_ports(configured: Sequence[int] | None, transport: Transport) -> list[int]:
+    """The configured ports, or when none are configured (``None``) the installed probes' ports.
+
+    The probes are the one list of what cybermission speaks: the default sweep follows them, so a
+    new probe's ports are swept without another list to edit.
+    """
+    if configured is not None:
+        return list(configured)
+    return declared_ports(load_probes().values(), transport)
 
 
 def load_probes() -> dict[str, Probe]:

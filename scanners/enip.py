@@ -33,6 +33,7 @@ from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
 from cybermission.probes import (
+    DEFAULT_PROBE_ORDER,
     Facts,
     Intrusiveness,
     JSONValue,
@@ -282,6 +283,7 @@ class EnipProbe:
     transport: ClassVar[Transport] = Transport.TCP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
+    order: ClassVar[int] = DEFAULT_PROBE_ORDER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(REQUEST_LIST_IDENTITY, 1, "encapsulation ListIdentity (0x63)"),
@@ -333,6 +335,7 @@ class EnipUdpProbe:
     transport: ClassVar[Transport] = Transport.UDP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
+    order: ClassVar[int] = DEFAULT_PROBE_ORDER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(ManifestEntry(REQUEST_LIST_IDENTITY, 1, "encapsulation ListIdentity (0x63)"),),
         connections_per_device=0,

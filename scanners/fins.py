@@ -23,6 +23,7 @@ from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
+    DEFAULT_PROBE_ORDER,
     Facts,
     Intrusiveness,
     Manifest,
@@ -134,6 +135,7 @@ class FinsUdpProbe:
     transport: ClassVar[Transport] = Transport.UDP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
+    order: ClassVar[int] = DEFAULT_PROBE_ORDER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(ManifestEntry(REQUEST_CONTROLLER_DATA, 1, "FINS 0501 controller data read"),),
         connections_per_device=0,
@@ -165,6 +167,7 @@ class FinsProbe:
     transport: ClassVar[Transport] = Transport.TCP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
+    order: ClassVar[int] = DEFAULT_PROBE_ORDER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(REQUEST_NODE_ADDRESS, 1, "FINS/TCP node address data send"),

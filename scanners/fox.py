@@ -39,6 +39,7 @@ from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
+    DEFAULT_PROBE_ORDER,
     Facts,
     Intrusiveness,
     Manifest,
@@ -187,6 +188,7 @@ class FoxProbe:
     transport: ClassVar[Transport] = Transport.TCP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
+    order: ClassVar[int] = DEFAULT_PROBE_ORDER
     tls: ClassVar[bool] = False
     manifest: ClassVar[Manifest] = Manifest(
         entries=(ManifestEntry(REQUEST_HELLO, 1, "client fox hello (fox.version 1.0); no login"),),

@@ -34,6 +34,7 @@ from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
+    DEFAULT_PROBE_ORDER,
     Facts,
     Intrusiveness,
     Manifest,
@@ -329,6 +330,7 @@ class HttpProbe:
     transport: ClassVar[Transport] = Transport.TCP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
+    order: ClassVar[int] = DEFAULT_PROBE_ORDER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(ManifestEntry(REQUEST_GET, 1, "GET / with Connection: close; no redirect"),),
         connections_per_device=1,

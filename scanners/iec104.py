@@ -37,6 +37,7 @@ from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ValidationError
 from cybermission.probes import (
+    DEFAULT_PROBE_ORDER,
     Facts,
     Intrusiveness,
     JSONValue,
@@ -239,6 +240,7 @@ class Iec104Probe:
     transport: ClassVar[Transport] = Transport.TCP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
+    order: ClassVar[int] = DEFAULT_PROBE_ORDER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(ManifestEntry(REQUEST_TESTFR, 1, "U-format TESTFR act (link test)"),),
         connections_per_device=1,

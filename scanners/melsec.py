@@ -30,6 +30,7 @@ from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ValidationError
 from cybermission.probes import (
+    DEFAULT_PROBE_ORDER,
     Facts,
     Intrusiveness,
     Manifest,
@@ -150,6 +151,7 @@ class MelsecProbe:
     transport: ClassVar[Transport] = Transport.TCP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
+    order: ClassVar[int] = DEFAULT_PROBE_ORDER
     manifest: ClassVar[Manifest] = _MANIFEST
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
@@ -189,6 +191,7 @@ class MelsecUdpProbe:
     transport: ClassVar[Transport] = Transport.UDP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
+    order: ClassVar[int] = DEFAULT_PROBE_ORDER
     manifest: ClassVar[Manifest] = Manifest(
         entries=_MANIFEST.entries, connections_per_device=0, notes="one datagram, no retry"
     )

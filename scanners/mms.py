@@ -12,8 +12,8 @@ The probe then closes the TCP connection (the server releases the association).
 
 The probe returns ``None`` when the port is not MMS: a COTP refusal or close, an S7 device (which
 refuses TSAP 0x0001, or accepts it and then ignores or refuses the session CONNECT: silence after
-the COTP CC is "not MMS" too), a session REFUSE. The pipeline runs a port's probes in entry-point
-name order, so ``mms`` runs before ``s7`` on 102: it must never make the S7 probe lose its turn.
+the COTP CC is "not MMS" too), a session REFUSE. The pipeline runs a port's probes by ascending
+``order``: ``mms`` (200) runs on 102 only after ``s7`` (100) returned no S7comm identity.
 Answers are decoded with a bounded BER reader (definite lengths, short tags only).
 
 Outcomes: identity -> :class:`Observation`; not MMS -> ``None``; a broken answer after the

@@ -37,6 +37,7 @@ from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
+    DEFAULT_PROBE_ORDER,
     Facts,
     Intrusiveness,
     Manifest,
@@ -111,6 +112,7 @@ class ProconosProbe:
     transport: ClassVar[Transport] = Transport.TCP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
+    order: ClassVar[int] = DEFAULT_PROBE_ORDER
     manifest: ClassVar[Manifest] = _MANIFEST
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:

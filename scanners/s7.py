@@ -48,6 +48,7 @@ from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ValidationError
 from cybermission.probes import (
+    DEFAULT_PROBE_ORDER,
     Facts,
     Intrusiveness,
     JSONValue,
@@ -399,6 +400,7 @@ class S7Probe:
     transport: ClassVar[Transport] = Transport.TCP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
+    order: ClassVar[int] = DEFAULT_PROBE_ORDER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(REQUEST_COTP, len(TSAP_PAIRS), "COTP CR, one per TSAP pair tried"),

@@ -36,6 +36,7 @@ from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
+    DEFAULT_PROBE_ORDER,
     Facts,
     Intrusiveness,
     JSONValue,
@@ -144,6 +145,7 @@ class UmasProbe:
     transport: ClassVar[Transport] = Transport.TCP
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = True
+    order: ClassVar[int] = DEFAULT_PROBE_ORDER
     manifest: ClassVar[Manifest] = _MANIFEST
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:

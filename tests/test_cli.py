@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from cybermission.cli import _fail
+from cybermission.errors import CybermissionError
 from cybermission.probes import load_probes
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
 from tests.conftest import shared_data
@@ -86,6 +88,13 @@ async def test_cli_scan_out_of_scope_exits_nonzero_and_sends_nothing(
     assert m340.address in err
     assert "outside every authorised scope" in err
     assert m340.connections == 0
+
+
+def test_cli_error_message_keeps_its_brackets(capsys: pytest.CaptureFixture[str]) -> None:
+    # Rich reads "[lab]" as markup: the install hint of a missing extra must survive.
+    exit_ = _fail(CybermissionError("pip install 'cybermission[lab]'"))
+    assert exit_.exit_code == 2
+    assert "pip install 'cybermission[lab]'" in capsys.readouterr().err
 
 
 async def test_cli_scopes_add_refuses_the_whole_internet(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from importlib.metadata import entry_points
 import pytest
 
 from cybermission.probes import Intrusiveness, Probe, Transport, load_probes
+from scanners.modbus import ModbusProbe
 
 ENTRY_POINTS = sorted(entry_points(group="cybermission.probes"), key=lambda e: e.name)
 
@@ -15,6 +16,7 @@ def test_probe_entry_point_loads_a_complete_probe(entry: object) -> None:
     assert isinstance(probe, Probe)
     assert probe.name == entry.name  # type: ignore[attr-defined]
     assert probe.default_ports
+    assert isinstance(probe.order, int)
     assert probe.transport in (Transport.TCP, Transport.UDP)
     # A TCP probe may send nothing and only read a greeting (SSH); a UDP probe must ask.
     assert probe.manifest.entries or probe.transport is Transport.TCP
@@ -33,6 +35,24 @@ def test_probe_entry_point_loads_a_complete_probe(entry: object) -> None:
 
 def test_load_probes_finds_every_entry_point() -> None:
     assert set(load_probes()) == {e.name for e in ENTRY_POINTS}
+
+
+def test_probe_protocol_requires_an_order() -> None:
+    members = {
+        member: getattr(ModbusProbe, member)
+        for member in (
+            "name",
+            "protocol",
+            "default_ports",
+            "transport",
+            "intrusiveness",
+            "manifest",
+            "optional",
+            "observe",
+        )
+    }
+    assert not isinstance(type("Unranked", (), members)(), Probe)
+    assert isinstance(type("Ranked", (), {**members, "order": 100})(), Probe)
 
 
 LAB_ENTRY_POINTS = sorted(entry_points(group="cybermission.lab"), key=lambda e: e.name)

@@ -1,1 +1,2 @@
-"""scans."""
+"""Scan runs: scopes and targets, the TCP sweep, discovery engines, probing to findings, schedules,
+and passive import from captures."""

@@ -62,34 +62,8 @@ from cybermission.sites.models import Site, Zone
 logger = logging.getLogger(__name__)
 
 MAX_RUN_ERRORS = 500
-DEFAULT_PROBE_ORDER = 100
 WRITE_BATCH_HOSTS = 64
 WRITE_BATCH_WAIT_S = 0.25
-
-# Names for open ports no probe identified, so an operator reading the inventory knows what the
-# port usually carries. The service stays protocol "tcp" with identified=false: a guess is no fact.
-PORT_NAMES: dict[int, str] = {
-    21: "ftp",
-    22: "ssh",
-    23: "telnet",
-    80: "http",
-    102: "s7comm",
-    443: "https",
-    502: "modbus",
-    789: "crimson-v3",
-    1883: "mqtt",
-    1911: "niagara-fox",
-    1962: "pcworx",
-    2404: "iec-104",
-    2455: "codesys",
-    4840: "opc-ua",
-    4911: "niagara-fox-tls",
-    5094: "hart-ip",
-    9600: "omron-fins",
-    20000: "dnp3",
-    20547: "proconos",
-    44818: "ethernet-ip",
-}
 
 
 @dataclass(slots=True)
@@ -198,6 +172,15 @@ class ProbePlan:
     def has_udp(self) -> bool:
         return bool(self.udp)
 
+    def port_name(self, port: int) -> str | None:
+        """What an open TCP port no probe identified usually carries: its first probe's protocol.
+
+        Kept as a fact beside ``identified: false`` (the service stays protocol "tcp": a guess
+        is no fact), so an operator reading the inventory knows what the port is for.
+        """
+        probes = self.tcp.get(port)
+        return probes[0].protocol if probes else None
+
 
 def select_probes(
     probes: Mapping[str, Probe], settings: Settings, *, udp_ports: Iterable[int] = ()
@@ -212,9 +195,7 @@ def select_probes(
     wanted_udp = set(udp_ports)
     # Entry points come sorted by name; a probe that is a fallback on a shared port (MMS after
     # S7 on 102) says so with a larger ``order`` (default 100). Supplements follow their base.
-    ranked = sorted(
-        probes.values(), key=lambda p: (getattr(p, "order", DEFAULT_PROBE_ORDER), p.optional)
-    )
+    ranked = sorted(probes.values(), key=lambda p: (p.order, p.optional))
     for probe in ranked:
         if probe.optional and probe.name not in settings.enabled_optional_probes:
             continue
@@ -345,7 +326,7 @@ async def _identify_tcp(
                     address=host.address,
                     port=port,
                     transport=Transport.TCP,
-                    facts={"identified": False, "port_name": PORT_NAMES.get(port)},
+                    facts={"identified": False, "port_name": plan.port_name(port)},
                 )
             )
 

@@ -5,6 +5,7 @@ from sqlmodel import Session, col, select
 from cybermission.config import Settings
 from cybermission.errors import NotFoundError, ValidationError
 from cybermission.guard import ScopeGuard
+from cybermission.probes import Transport, resolve_ports
 from cybermission.scans.models import ScanRun
 from cybermission.scans.targets import count_targets
 
@@ -42,11 +43,13 @@ def create_scan_run(
     total = count_targets(targets, guard=guard)
     run = ScanRun(
         targets=list(targets),
-        ports=validate_ports(list(ports) if ports else list(settings.ports)),
+        ports=validate_ports(
+            list(ports) if ports else resolve_ports(settings.ports, Transport.TCP)
+        ),
         # An empty list means "no UDP" here; None means the settings' default.
         udp_ports=(validate_ports(list(udp_ports)) if udp_ports else [])
         if udp_ports is not None
-        else list(settings.udp_ports),
+        else resolve_ports(settings.udp_ports, Transport.UDP),
         requested_by=requested_by[:100],
         hosts_total=total,
     )

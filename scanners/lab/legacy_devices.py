@@ -13,7 +13,7 @@ with recorded bytes where a capture holds them and encodes the rest from its ide
   The ``81 01`` initiate answer of both is built from pcworx-info's description (session id at
   offset 17): no capture holds one.
 - +106 CODESYS V2 runtime answering the little-endian query (2455/tcp), +107 one answering only
-  the big-endian query (2455/tcp too: 1200 is not in the default sweep ports), encoded from the
+  the big-endian query (2455/tcp too), encoded from the
   codesys-v2-discover layout.
 - +108 Modicon Quantum 140 CPU 311 10 (502/tcp): UMAS answers recorded in ``pcaps/umas/
   umas.pcap``; +109 a Modicon M340 BMX P34 2020 encoded on them. Both also answer Modbus FC 43
@@ -448,7 +448,7 @@ def legacy_lab_devices(base: str = "127.0.10.0") -> list[ReplayDevice]:
         _device(
             "codesys-750-841",
             str(net + 107),
-            2455,  # 1200 is not in the default sweep ports yet
+            2455,
             "codesys",
             wago841,
             _codesys(

@@ -14,6 +14,8 @@ CLI contract (the core spawns it; it never imports ``scanners``)::
 - SIGTERM or SIGINT: stops every device, removes the state file, exits 0.
 - A device that cannot listen (address in use, permission): stops what started, writes no state
   file, prints the reason to stderr and exits 1.
+- The ``lab`` extra's simulator libraries missing: prints which, and the pip command, to stderr and
+  exits 2 before loading any device.
 """
 
 import argparse
@@ -31,6 +33,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Protocol
 
+from cybermission.errors import CybermissionError
+from cybermission.extras import require_extra
 from cybermission.probes import JSONValue
 
 logger = logging.getLogger(__name__)
@@ -128,4 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = ipaddress.IPv4Address(args.base)
     if not base.is_loopback:
         parser.error(f"--base {base} is not in 127.0.0.0/8: the lab only runs on loopback")
+    try:
+        require_extra("lab", feature="the lab")
+    except CybermissionError as exc:
+        print(f"lab failed: {exc}", file=sys.stderr, flush=True)
+        return 2
     return asyncio.run(run_lab(str(base), args.state_file))

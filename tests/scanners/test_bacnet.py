@@ -10,18 +10,20 @@ from hypothesis import strategies as st
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
 from scanners.bacnet import (
-    MAX_VALUE_BYTES,
     REQUEST_RP,
     REQUEST_RPM,
     REQUEST_WHO_IS,
     BacnetProbe,
+    identity_facts,
+)
+from scanners.bacnet_encoding import (
+    MAX_VALUE_BYTES,
     PropertyResults,
     application_value,
     decode_datagram,
     decode_i_am,
     decode_rp_ack,
     decode_rpm_ack,
-    identity_facts,
     parse_tags,
 )
 from scanners.lab.building_devices import SimDevice, bacnet_lab_devices

@@ -18,25 +18,25 @@ from cybermission.probes import (
     ProbeTarget,
     RequestLedger,
 )
-from scanners.coap import (
+from scanners.coap import REQUEST_CORE, REQUEST_CORE_BLOCK, CoapProbe
+from scanners.coap_message import (
     CODE_CONTENT,
+    OPTION_BLOCK2,
+    OPTION_CONTENT_FORMAT,
+    TYPE_ACK,
+    TYPE_CON,
+    Message,
+    decode_message,
+    encode_message,
+    get_request,
+)
+from scanners.coap_resources import (
     FORMAT_LINK,
     FORMAT_LWM2M_TLV,
     MAX_ATTR_BYTES,
     MAX_LINKS,
-    OPTION_BLOCK2,
-    OPTION_CONTENT_FORMAT,
-    REQUEST_CORE,
-    REQUEST_CORE_BLOCK,
-    TYPE_ACK,
-    TYPE_CON,
-    CoapProbe,
-    Message,
-    decode_message,
     decode_tlv,
     device_info,
-    encode_message,
-    get_request,
     parse_link_format,
     resources_facts,
 )

@@ -17,20 +17,22 @@ from cybermission.probes import (
 )
 from scanners.lab.opcua_devices import OpcUaLabDevice, opcua_lab_devices
 from scanners.opcua import (
-    ID_GET_ENDPOINTS_REQUEST,
-    ID_GET_ENDPOINTS_RESPONSE,
-    MAX_STRING_BYTES,
     REQUEST_CLOSE,
     REQUEST_GET_ENDPOINTS,
     REQUEST_HELLO,
     REQUEST_OPEN,
-    SECURITY_POLICY_NONE,
     OpcUaProbe,
+    endpoint_facts,
+)
+from scanners.opcua_binary import (
+    ID_GET_ENDPOINTS_REQUEST,
+    ID_GET_ENDPOINTS_RESPONSE,
+    MAX_STRING_BYTES,
+    SECURITY_POLICY_NONE,
     ServiceFault,
     decode_acknowledge,
     decode_get_endpoints_response,
     decode_open_response,
-    endpoint_facts,
 )
 from tests.conftest import shared_data
 from tests.scanners.industrial_fixtures import (

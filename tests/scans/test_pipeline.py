@@ -13,8 +13,8 @@ from cybermission.events import EventKind, events_after
 from cybermission.findings.models import Finding
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.inventory.models import Device, Service
-from cybermission.probes import load_probes
-from cybermission.scans.models import ScanRun, ScanStatus, ScopeBase
+from cybermission.probes import Transport, load_probes
+from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus, ScopeBase
 from cybermission.scans.pipeline import build_scan_report, execute_scan, select_probes
 from cybermission.scans.scopes import create_scope, guard_from_scopes
 from cybermission.scans.service import create_scan_run
@@ -268,3 +268,55 @@ def test_select_probes_runs_fallbacks_after_the_main_probe_of_a_port(tmp_path: P
     )
     assert [p.name for p in plan.tcp[102]][:2] == ["s7", "mms"]
     assert [p.name for p in plan.tcp[502]] == ["modbus", "modbus-units"]
+
+
+def _run_with_default_ports(engine: Engine, settings: Settings) -> ScanRun:
+    """A run created without ports: the settings' ports, else the probes' ones."""
+    with Session(engine) as session:
+        return create_scan_run(
+            session,
+            guard=GUARD,
+            targets=["127.50.1.11"],
+            ports=None,
+            settings=settings,
+            requested_by="test",
+        )
+
+
+def test_create_scan_run_without_ports_sweeps_every_port_the_probes_declare(
+    engine: Engine, tmp_path: Path
+) -> None:
+    run = _run_with_default_ports(engine, _settings(tmp_path))
+    for probe in load_probes().values():
+        swept = run.ports if probe.transport is Transport.TCP else run.udp_ports
+        assert set(probe.default_ports) <= set(swept), probe.name
+    declared = {(port, p.transport) for p in load_probes().values() for port in p.default_ports}
+    assert {(port, Transport.TCP) for port in run.ports} <= declared
+    assert {(port, Transport.UDP) for port in run.udp_ports} <= declared
+
+
+def test_create_scan_run_configured_ports_replace_the_probes_ports(
+    engine: Engine, tmp_path: Path
+) -> None:
+    run = _run_with_default_ports(engine, _settings(tmp_path, ports=[3389, 502], udp_ports=[]))
+    assert (run.ports, run.udp_ports) == ([502, 3389], [])
+
+
+def test_probe_plan_names_a_port_after_its_first_probe(tmp_path: Path) -> None:
+    plan = select_probes(load_probes(), _settings(tmp_path))
+    assert plan.port_name(102) == "s7comm"  # s7 before the mms fallback
+    assert plan.port_name(4911) == "fox"
+    assert plan.port_name(3389) is None  # no probe declares it
+
+
+async def test_execute_scan_keeps_the_port_name_of_an_open_port_no_probe_identified(
+    engine: Engine, lab: dict[str, LabDevice], tmp_path: Path
+) -> None:
+    closing = lab["modbus-closing"].address
+    run = await _scan(engine, _settings(tmp_path), [closing])
+    with Session(engine) as session:
+        (record,) = session.exec(
+            select(ObservationRecord).where(ObservationRecord.scan_run_id == run.id)
+        ).all()
+    assert (record.protocol, record.port) == ("tcp", 502)
+    assert record.facts == {"identified": False, "port_name": "modbus"}
