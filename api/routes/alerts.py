@@ -10,25 +10,25 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import Session
 
 from api.deps import Reader, SessionDep, require
-from cybermission.alerts.channels import redact_config, validate_channel_config
-from cybermission.alerts.models import AlertChannel, ChannelKind, Delivery, DeliveryStatus
+from cybermission.alerts.channels import redact_config
+from cybermission.alerts.models import AlertChannel, ChannelKind, DeliveryStatus
 from cybermission.alerts.service import (
     create_channel,
     create_policy,
     delete_channel,
+    delete_policy,
     get_channel_or_raise,
-    get_policy_or_raise,
     list_channels,
     list_deliveries,
     list_policies,
+    retry_failed_delivery,
+    update_channel,
 )
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
-from cybermission.db import utcnow
-from cybermission.errors import ConflictError, NotFoundError, ValidationError
+from cybermission.errors import ValidationError
 
 router = APIRouter(tags=["alerts"])
 
@@ -118,16 +118,9 @@ class DeliveryRead(BaseModel):
     delivered_at: datetime | None
 
 
-def _channel(session: Session, caller: Principal, channel_id: str) -> AlertChannel:
-    channel = get_channel_or_raise(session, channel_id)
-    if not caller.sees(channel.organization_id):
-        raise NotFoundError(f"no alert channel with id {channel_id!r}")
-    return channel
-
-
 @router.get("/alert-channels", summary="Alert channels the caller sees (secrets hidden)")
 def get_channels(session: SessionDep, caller: Reader) -> list[ChannelRead]:
-    channels = list_channels(session, organization_id=caller.organization_id)
+    channels = list_channels(session, visible_to=caller.organization_id)
     return [ChannelRead.of(c) for c in channels]
 
 
@@ -156,21 +149,21 @@ def post_channel(body: ChannelCreate, session: SessionDep, caller: Manager) -> C
 
 @router.get("/alert-channels/{channel_id}", summary="One channel (secrets hidden)")
 def get_channel(channel_id: ItemId, session: SessionDep, caller: Reader) -> ChannelRead:
-    return ChannelRead.of(_channel(session, caller, channel_id))
+    channel = get_channel_or_raise(session, channel_id, visible_to=caller.organization_id)
+    return ChannelRead.of(channel)
 
 
 @router.patch("/alert-channels/{channel_id}", summary="Change a channel's config or switch it")
 def patch_channel(
     channel_id: ItemId, body: ChannelUpdate, session: SessionDep, caller: Manager
 ) -> ChannelRead:
-    channel = _channel(session, caller, channel_id)
-    if body.config is not None:
-        # A secret left out (or sent back as "***") keeps its stored value.
-        merged = {**channel.config, **{k: v for k, v in body.config.items() if v != "***"}}
-        channel.config = validate_channel_config(channel.kind, merged)
-    if body.enabled is not None:
-        channel.enabled = body.enabled
-    session.add(channel)
+    channel = update_channel(
+        session,
+        channel_id,
+        visible_to=caller.organization_id,
+        config=body.config,
+        enabled=body.enabled,
+    )
     return ChannelRead.of(channel)
 
 
@@ -180,14 +173,13 @@ def patch_channel(
     summary="Remove a channel with its policies and deliveries",
 )
 def remove_channel(channel_id: ItemId, session: SessionDep, caller: Manager) -> Response:
-    _channel(session, caller, channel_id)
-    delete_channel(session, channel_id)
+    delete_channel(session, channel_id, visible_to=caller.organization_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/alert-policies", summary="Alert policies the caller sees")
 def get_policies(session: SessionDep, caller: Reader) -> list[PolicyRead]:
-    policies = list_policies(session, organization_id=caller.organization_id)
+    policies = list_policies(session, visible_to=caller.organization_id)
     return [PolicyRead.model_validate(p) for p in policies]
 
 
@@ -197,7 +189,7 @@ def get_policies(session: SessionDep, caller: Reader) -> list[PolicyRead]:
     summary="Choose what a channel receives: event kinds, a minimum severity, a site",
 )
 def post_policy(body: PolicyCreate, session: SessionDep, caller: Manager) -> PolicyRead:
-    channel = _channel(session, caller, body.channel_id)
+    channel = get_channel_or_raise(session, body.channel_id, visible_to=caller.organization_id)
     policy = create_policy(
         session,
         name=body.name,
@@ -217,10 +209,7 @@ def post_policy(body: PolicyCreate, session: SessionDep, caller: Manager) -> Pol
     summary="Remove a policy (planned deliveries are still sent)",
 )
 def remove_policy(policy_id: ItemId, session: SessionDep, caller: Manager) -> Response:
-    policy = get_policy_or_raise(session, policy_id)
-    if not caller.sees(policy.organization_id):
-        raise NotFoundError(f"no alert policy with id {policy_id!r}")
-    session.delete(policy)
+    delete_policy(session, policy_id, visible_to=caller.organization_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -232,18 +221,12 @@ def get_deliveries(
     channel_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryRead]:
-    visible = {c.id for c in list_channels(session, organization_id=caller.organization_id)}
-    if channel_id is not None and channel_id not in visible:
-        return []
-    rows = (
-        list_deliveries(session, status=status_, channel_id=channel_id, limit=limit)
-        if caller.is_global
-        else [
-            d
-            for c in sorted(visible)
-            if channel_id in (None, c)
-            for d in list_deliveries(session, status=status_, channel_id=c, limit=limit)
-        ][:limit]
+    rows = list_deliveries(
+        session,
+        visible_to=caller.organization_id,
+        status=status_,
+        channel_id=channel_id,
+        limit=limit,
     )
     return [DeliveryRead.model_validate(d) for d in rows]
 
@@ -254,14 +237,5 @@ def get_deliveries(
     responses={409: {"description": "The delivery has not failed"}},
 )
 def retry_delivery(delivery_id: ItemId, session: SessionDep, caller: Manager) -> DeliveryRead:
-    delivery = session.get(Delivery, delivery_id)
-    if delivery is None:
-        raise NotFoundError(f"no delivery with id {delivery_id!r}")
-    _channel(session, caller, delivery.channel_id)
-    if delivery.status is not DeliveryStatus.FAILED:
-        raise ConflictError(f"status: the delivery is {delivery.status}, not failed")
-    delivery.status = DeliveryStatus.PENDING
-    delivery.attempts = 0
-    delivery.next_attempt_at = utcnow()
-    session.add(delivery)
+    delivery = retry_failed_delivery(session, delivery_id, visible_to=caller.organization_id)
     return DeliveryRead.model_validate(delivery)

@@ -4,10 +4,8 @@ findings; criticality set by analysts."""
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from sqlmodel import col, select
 
 from api.deps import Reader, SessionDep, require
-from api.pagination import after, decode_cursor, encode_cursor
 from api.schemas import (
     MAX_PAGE,
     ChangeEventRead,
@@ -18,12 +16,19 @@ from api.schemas import (
     Page,
     ServiceRead,
 )
-from api.visibility import device_or_404, org_filter
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
-from cybermission.findings.models import Finding
-from cybermission.inventory.models import ChangeEvent, Criticality, Device, Service
-from cybermission.inventory.service import device_addresses, device_events, device_services
+from cybermission.findings.service import list_device_findings
+from cybermission.inventory.criticality import set_criticality
+from cybermission.inventory.models import Criticality, Device
+from cybermission.inventory.service import (
+    device_addresses,
+    device_events,
+    device_services,
+    get_device_or_raise,
+    list_device_changes,
+    list_devices,
+)
 
 router = APIRouter(prefix="/assets", tags=["assets"])
 
@@ -47,29 +52,17 @@ def get_assets(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[DeviceRead]:
-    query = select(Device).where(org_filter(caller, col(Device.organization_id)))
-    if site_id is not None:
-        query = query.where(col(Device.site_id) == site_id)
-    if zone_id is not None:
-        query = query.where(col(Device.zone_id) == zone_id)
-    if vendor is not None:
-        query = query.where(col(Device.vendor) == vendor)
-    if criticality is not None:
-        query = query.where(col(Device.criticality) == criticality)
-    if protocol is not None:
-        with_protocol = select(Service.device_id).where(col(Service.protocol) == protocol)
-        query = query.where(col(Device.id).in_(with_protocol))
-    if cursor is not None:
-        value, last_id = decode_cursor(cursor, sort="first_seen_at")
-        query = query.where(
-            after(col(Device.first_seen_at), col(Device.id), value, last_id, descending=False)
-        )
-    query = query.order_by(col(Device.first_seen_at), col(Device.id)).limit(limit + 1)
-    rows = list(session.exec(query).all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor("first_seen_at", rows[-1].first_seen_at, rows[-1].id)
+    rows, next_cursor = list_devices(
+        session=session,
+        visible_to=caller.organization_id,
+        site_id=site_id,
+        zone_id=zone_id,
+        vendor=vendor,
+        criticality=criticality,
+        protocol=protocol,
+        cursor=cursor,
+        limit=limit,
+    )
     return Page(items=[DeviceRead.model_validate(d) for d in rows], next_cursor=next_cursor)
 
 
@@ -94,7 +87,10 @@ def _detail(session: SessionDep, device: Device) -> DeviceDetail:
     responses={404: {"description": "No such device"}},
 )
 def get_asset(device_id: DeviceId, session: SessionDep, caller: Reader) -> DeviceDetail:
-    return _detail(session, device_or_404(session, caller, device_id))
+    device = get_device_or_raise(
+        session=session, device_id=device_id, visible_to=caller.organization_id
+    )
+    return _detail(session, device)
 
 
 @router.patch(
@@ -105,10 +101,8 @@ def get_asset(device_id: DeviceId, session: SessionDep, caller: Reader) -> Devic
 def patch_asset(
     device_id: DeviceId, body: DeviceUpdate, session: SessionDep, caller: Triager
 ) -> DeviceDetail:
-    device = device_or_404(session, caller, device_id)
-    device.criticality = body.criticality
-    session.add(device)
-    session.flush()
+    get_device_or_raise(session=session, device_id=device_id, visible_to=caller.organization_id)
+    device = set_criticality(session, device_id=device_id, criticality=body.criticality)
     return _detail(session, device)
 
 
@@ -124,19 +118,12 @@ def get_asset_history(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[ChangeEventRead]:
-    device = device_or_404(session, caller, device_id)
-    query = select(ChangeEvent).where(ChangeEvent.device_id == device.id)
-    if cursor is not None:
-        value, last_id = decode_cursor(cursor, sort="-at")
-        query = query.where(
-            after(col(ChangeEvent.at), col(ChangeEvent.id), value, last_id, descending=True)
-        )
-    query = query.order_by(col(ChangeEvent.at).desc(), col(ChangeEvent.id).desc()).limit(limit + 1)
-    rows = list(session.exec(query).all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor("-at", rows[-1].at, rows[-1].id)
+    device = get_device_or_raise(
+        session=session, device_id=device_id, visible_to=caller.organization_id
+    )
+    rows, next_cursor = list_device_changes(
+        session=session, device_id=device.id, cursor=cursor, limit=limit
+    )
     return Page(items=[ChangeEventRead.model_validate(c) for c in rows], next_cursor=next_cursor)
 
 
@@ -148,11 +135,8 @@ def get_asset_history(
 def get_asset_findings(
     device_id: DeviceId, session: SessionDep, caller: Reader
 ) -> list[FindingRead]:
-    device = device_or_404(session, caller, device_id)
-    query = (
-        select(Finding)
-        .where(Finding.device_id == device.id)
-        .order_by(col(Finding.score).desc(), col(Finding.id))
-        .limit(MAX_PAGE)
+    device = get_device_or_raise(
+        session=session, device_id=device_id, visible_to=caller.organization_id
     )
-    return [FindingRead.model_validate(f) for f in session.exec(query).all()]
+    rows = list_device_findings(session=session, device_id=device.id, limit=MAX_PAGE)
+    return [FindingRead.model_validate(f) for f in rows]

@@ -5,20 +5,19 @@ protocol identity (a Modbus unit behind a gateway is a child of the gateway devi
 address. Each identity attribute keeps its provenance (which probe said it, when).
 """
 
-import base64
-import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from cybermission.errors import NotFoundError, ValidationError
 from cybermission.inventory.models import (
     ChangeEvent,
     ChangeKind,
+    Criticality,
     Device,
     DeviceType,
     Interface,
@@ -26,6 +25,8 @@ from cybermission.inventory.models import (
     Manufacturer,
     Service,
 )
+from cybermission.pagination import keyset_page
+from cybermission.visibility import get_visible_or_raise, sees, visible
 
 # Identity attributes and the fact keys probes use for them, in order of preference.
 IDENTITY_FACTS: dict[str, tuple[str, ...]] = {
@@ -423,49 +424,62 @@ def _reconcile_units(
 # --- reads -------------------------------------------------------------------------------------
 
 
-def _encode_cursor(moment: datetime, ident: str) -> str:
-    raw = json.dumps([moment.isoformat(), ident]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Cursors are opaque to clients: (timestamp, id) of the last item, base64url JSON."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        moment, ident = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(moment), str(ident)
-    except (ValueError, TypeError) as exc:
-        raise ValidationError("cursor: not a cursor returned by this API") from exc
-
-
 def list_devices(
-    session: Session, *, limit: int = 100, cursor: str | None = None
+    *,
+    session: Session,
+    visible_to: str | None,
+    site_id: str | None = None,
+    zone_id: str | None = None,
+    vendor: str | None = None,
+    criticality: Criticality | None = None,
+    protocol: str | None = None,
+    top_level: bool = False,
+    cursor: str | None = None,
+    limit: int = 100,
 ) -> tuple[list[Device], str | None]:
-    """Devices by first sighting, oldest first, with an opaque cursor for the next page."""
-    query = select(Device).order_by(col(Device.first_seen_at), col(Device.id))
-    if cursor is not None:
-        moment, ident = decode_cursor(cursor)
-        query = query.where(
-            (col(Device.first_seen_at) > moment)
-            | ((col(Device.first_seen_at) == moment) & (col(Device.id) > ident))
-        )
-    rows = list(session.exec(query.limit(limit + 1)).all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = _encode_cursor(rows[-1].first_seen_at, rows[-1].id)
-    return rows, next_cursor
+    """Devices ``visible_to`` sees, by first sighting (oldest first), filtered (every filter
+    optional, ANDed; ``protocol``: a service of that protocol, ``top_level``: no gateway units),
+    one keyset page at a time, with the next page's cursor (None on the last page)."""
+    query = select(Device).where(visible(col(Device.organization_id), visible_to))
+    if site_id is not None:
+        query = query.where(col(Device.site_id) == site_id)
+    if zone_id is not None:
+        query = query.where(col(Device.zone_id) == zone_id)
+    if vendor is not None:
+        query = query.where(col(Device.vendor) == vendor)
+    if criticality is not None:
+        query = query.where(col(Device.criticality) == criticality)
+    if protocol is not None:
+        with_protocol = select(Service.device_id).where(col(Service.protocol) == protocol)
+        query = query.where(col(Device.id).in_(with_protocol))
+    if top_level:
+        query = query.where(col(Device.parent_id).is_(None))
+    return keyset_page(
+        session,
+        query,
+        sort="first_seen_at",
+        key=col(Device.first_seen_at),
+        ident=col(Device.id),
+        value_of=lambda d: d.first_seen_at,
+        limit=limit,
+        cursor=cursor,
+    )
 
 
-def get_device(session: Session, *, device_id: str) -> Device | None:
-    return session.get(Device, device_id)
-
-
-def get_device_or_raise(session: Session, device_id: str) -> Device:
+def get_device(*, session: Session, device_id: str, visible_to: str | None) -> Device | None:
     device = session.get(Device, device_id)
-    if device is None:
-        raise NotFoundError(f"no device with id {device_id!r}")
-    return device
+    return device if device is not None and sees(visible_to, device.organization_id) else None
+
+
+def get_device_or_raise(*, session: Session, device_id: str, visible_to: str | None) -> Device:
+    return get_visible_or_raise(
+        session,
+        Device,
+        device_id,
+        visible_to=visible_to,
+        what="device",
+        organization_of=lambda d: d.organization_id,
+    )
 
 
 def device_addresses(session: Session, device_id: str) -> list[str]:
@@ -486,3 +500,103 @@ def device_events(session: Session, device_id: str, *, limit: int = 50) -> list[
         .limit(limit)
     )
     return list(session.exec(query).all())
+
+
+def list_device_changes(
+    *, session: Session, device_id: str, cursor: str | None = None, limit: int = 100
+) -> tuple[list[ChangeEvent], str | None]:
+    """What changed on a device, newest first, one keyset page at a time."""
+    return keyset_page(
+        session,
+        select(ChangeEvent).where(ChangeEvent.device_id == device_id),
+        sort="-at",
+        key=col(ChangeEvent.at),
+        ident=col(ChangeEvent.id),
+        value_of=lambda c: c.at,
+        descending=True,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+def get_devices_by_id(*, session: Session, device_ids: Collection[str]) -> dict[str, Device]:
+    if not device_ids:
+        return {}
+    query = select(Device).where(col(Device.id).in_(device_ids))
+    return {d.id: d for d in session.exec(query)}
+
+
+def get_services_by_id(*, session: Session, service_ids: Collection[str]) -> dict[str, Service]:
+    if not service_ids:
+        return {}
+    query = select(Service).where(col(Service.id).in_(service_ids))
+    return {s.id: s for s in session.exec(query)}
+
+
+def list_addresses_by_device(
+    *, session: Session, device_ids: Collection[str]
+) -> dict[str, list[str]]:
+    """Each device's addresses, sorted (a device with none has an empty list)."""
+    addresses: dict[str, list[str]] = {i: [] for i in device_ids}
+    if device_ids:
+        query = select(IPAddress).where(col(IPAddress.device_id).in_(device_ids))
+        for ip in session.exec(query):
+            addresses[ip.device_id].append(ip.address)
+    return {i: sorted(found) for i, found in addresses.items()}
+
+
+def list_services_by_device(
+    *, session: Session, device_ids: Collection[str]
+) -> dict[str, list[Service]]:
+    """Each device's services, open or closed, by port."""
+    services: dict[str, list[Service]] = {i: [] for i in device_ids}
+    if device_ids:
+        query = select(Service).where(col(Service.device_id).in_(device_ids))
+        for service in session.exec(query.order_by(col(Service.port))):
+            services[service.device_id].append(service)
+    return services
+
+
+def list_units_by_gateway(
+    *, session: Session, gateway_ids: Collection[str]
+) -> dict[str, list[Device]]:
+    """The units behind each gateway (child devices), by unit id."""
+    units: dict[str, list[Device]] = {i: [] for i in gateway_ids}
+    if gateway_ids:
+        query = select(Device).where(col(Device.parent_id).in_(gateway_ids))
+        for unit in session.exec(query.order_by(col(Device.unit_id))):
+            assert unit.parent_id is not None
+            units[unit.parent_id].append(unit)
+    return units
+
+
+def count_devices(*, session: Session, visible_to: str | None) -> int:
+    query = select(func.count()).select_from(Device)
+    return session.exec(query.where(visible(col(Device.organization_id), visible_to))).one()
+
+
+def count_devices_by_protocol(
+    *, session: Session, visible_to: str | None, limit: int | None = None
+) -> list[tuple[str, int]]:
+    """(protocol, devices with an open service of it), most devices first, then by protocol."""
+    devices = func.count(func.distinct(Service.device_id))
+    query = select(Service.protocol, devices).where(col(Service.is_open))
+    if visible_to is not None:
+        # Placement lives on the device: join only when an organisation narrows the count.
+        query = query.join(Device, col(Device.id) == col(Service.device_id))
+        query = query.where(visible(col(Device.organization_id), visible_to))
+    query = query.group_by(col(Service.protocol)).order_by(devices.desc(), col(Service.protocol))
+    return [(protocol, count) for protocol, count in session.exec(query.limit(limit))]
+
+
+def count_devices_by_vendor(
+    *, session: Session, visible_to: str | None, limit: int | None = None
+) -> list[tuple[str | None, int]]:
+    """(vendor, devices), most devices first, then by vendor (None: not identified)."""
+    query = (
+        select(Device.vendor, func.count())
+        .where(visible(col(Device.organization_id), visible_to))
+        .group_by(col(Device.vendor))
+        .order_by(func.count().desc(), col(Device.vendor))
+    )
+    return [(vendor, count) for vendor, count in session.exec(query.limit(limit))]
