@@ -5,7 +5,7 @@ from sqlmodel import Session, col, select
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.scans.models import Scope
 from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
-from cybermission.visibility import get_visible_or_raise, visible
+from cybermission.visibility import get_visible_or_raise, sees, visible
 
 
 def create_organization(session: Session, *, slug: str, name: str) -> Organization:
@@ -148,11 +148,12 @@ def get_site_by_id_or_raise(*, session: Session, site_id: str, visible_to: str |
 
 
 def get_zone_or_raise(*, session: Session, zone_id: str, visible_to: str | None) -> Zone:
-    """The zone if ``visible_to`` sees its site."""
+    """The zone if ``visible_to`` sees its site; a zone of another organisation's site is not
+    found, as if it did not exist (the error names nothing of that organisation)."""
     zone = session.get(Zone, zone_id)
-    if zone is None:
+    site = session.get(Site, zone.site_id) if zone is not None else None
+    if zone is None or site is None or not sees(visible_to, site.organization_id):
         raise NotFoundError(f"no zone with id {zone_id!r}")
-    get_site_by_id_or_raise(session=session, site_id=zone.site_id, visible_to=visible_to)
     return zone
 
 
