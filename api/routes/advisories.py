@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from api.deps import Reader, SessionDep
-from api.schemas import MAX_PAGE, AdvisoryDetail, AdvisoryProductRead, AdvisoryRead, Page
+from api.schemas import MAX_PAGE, Page
+from api.schemas.advisories import AdvisoryDetailRead, AdvisoryProductRead, AdvisoryRead
 from cybermission.findings.advisories.catalogue import (
     get_advisory_or_raise,
     list_advisories,
@@ -37,10 +38,12 @@ def get_advisories(
     summary="One advisory with its affected products",
     responses={404: {"description": "No such advisory"}},
 )
-def get_advisory(advisory_id: AdvisoryId, session: SessionDep, caller: Reader) -> AdvisoryDetail:
+def get_advisory(
+    advisory_id: AdvisoryId, session: SessionDep, caller: Reader
+) -> AdvisoryDetailRead:
     advisory = get_advisory_or_raise(session=session, advisory_id=advisory_id)
     products = list_advisory_products(session=session, advisory_id=advisory.id)
-    return AdvisoryDetail.model_validate(
+    return AdvisoryDetailRead.model_validate(
         {
             **AdvisoryRead.model_validate(advisory).model_dump(),
             "products": [AdvisoryProductRead.model_validate(p) for p in products],

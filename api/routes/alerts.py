@@ -5,15 +5,20 @@ permission (admins). Secrets in channel configs (webhook ``secret``, MQTT ``pass
 write-only: reads show ``***``. An organisation's token sees and manages its own channels only.
 """
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Reader, SessionDep, require
-from cybermission.alerts.channels import redact_config
-from cybermission.alerts.models import AlertChannel, ChannelKind, DeliveryStatus
+from api.schemas.alerts import (
+    AlertChannelCreate,
+    AlertChannelRead,
+    AlertChannelUpdate,
+    AlertPolicyCreate,
+    AlertPolicyRead,
+    DeliveryRead,
+)
+from cybermission.alerts.models import DeliveryStatus
 from cybermission.alerts.service import (
     create_channel,
     create_policy,
@@ -36,92 +41,10 @@ ItemId = Annotated[str, Path(max_length=64)]
 Manager = Annotated[Principal, Depends(require(Permission.MANAGE_CHANNELS))]
 
 
-class ChannelCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=100)
-    kind: ChannelKind
-    config: dict[str, Any] = Field(
-        examples=[{"url": "https://soc.example/hooks/cm", "secret": "a-long-shared-secret"}]
-    )
-    organization_id: str | None = Field(default=None, max_length=64)
-    enabled: bool = True
-
-
-class ChannelUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    config: dict[str, Any] | None = None
-    enabled: bool | None = None
-
-
-class ChannelRead(BaseModel):
-    id: str
-    name: str
-    kind: ChannelKind
-    config: dict[str, Any]
-    organization_id: str | None
-    enabled: bool
-    created_at: datetime
-
-    @classmethod
-    def of(cls, channel: AlertChannel) -> "ChannelRead":
-        return cls(
-            id=channel.id,
-            name=channel.name,
-            kind=channel.kind,
-            config=redact_config(channel.config),
-            organization_id=channel.organization_id,
-            enabled=channel.enabled,
-            created_at=channel.created_at,
-        )
-
-
-class PolicyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=100)
-    channel_id: str = Field(max_length=64)
-    kinds: list[str] = Field(min_length=1, max_length=16, examples=[["finding.created"]])
-    min_severity: str | None = Field(default=None, max_length=16, examples=["high"])
-    site_id: str | None = Field(default=None, max_length=64)
-    enabled: bool = True
-
-
-class PolicyRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    name: str
-    channel_id: str
-    kinds: list[str]
-    min_severity: str | None
-    site_id: str | None
-    organization_id: str | None
-    enabled: bool
-    created_at: datetime
-
-
-class DeliveryRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    event_id: int
-    channel_id: str
-    policy_id: str | None
-    idempotency_key: str
-    status: DeliveryStatus
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None
-    created_at: datetime
-    delivered_at: datetime | None
-
-
 @router.get("/alert-channels", summary="Alert channels the caller sees (secrets hidden)")
-def get_channels(session: SessionDep, caller: Reader) -> list[ChannelRead]:
+def get_channels(session: SessionDep, caller: Reader) -> list[AlertChannelRead]:
     channels = list_channels(session, visible_to=caller.organization_id)
-    return [ChannelRead.of(c) for c in channels]
+    return [AlertChannelRead.model_validate(c) for c in channels]
 
 
 @router.post(
@@ -130,7 +53,9 @@ def get_channels(session: SessionDep, caller: Reader) -> list[ChannelRead]:
     summary="Add a channel: webhook {url, secret}, syslog {host, port, transport}, mqtt {host}",
     responses={409: {"description": "A channel with that name exists"}},
 )
-def post_channel(body: ChannelCreate, session: SessionDep, caller: Manager) -> ChannelRead:
+def post_channel(
+    body: AlertChannelCreate, session: SessionDep, caller: Manager
+) -> AlertChannelRead:
     organization_id = body.organization_id
     if caller.organization_id is not None:
         if organization_id not in (None, caller.organization_id):
@@ -144,19 +69,19 @@ def post_channel(body: ChannelCreate, session: SessionDep, caller: Manager) -> C
         organization_id=organization_id,
         enabled=body.enabled,
     )
-    return ChannelRead.of(channel)
+    return AlertChannelRead.model_validate(channel)
 
 
 @router.get("/alert-channels/{channel_id}", summary="One channel (secrets hidden)")
-def get_channel(channel_id: ItemId, session: SessionDep, caller: Reader) -> ChannelRead:
+def get_channel(channel_id: ItemId, session: SessionDep, caller: Reader) -> AlertChannelRead:
     channel = get_channel_or_raise(session, channel_id, visible_to=caller.organization_id)
-    return ChannelRead.of(channel)
+    return AlertChannelRead.model_validate(channel)
 
 
 @router.patch("/alert-channels/{channel_id}", summary="Change a channel's config or switch it")
 def patch_channel(
-    channel_id: ItemId, body: ChannelUpdate, session: SessionDep, caller: Manager
-) -> ChannelRead:
+    channel_id: ItemId, body: AlertChannelUpdate, session: SessionDep, caller: Manager
+) -> AlertChannelRead:
     channel = update_channel(
         session,
         channel_id,
@@ -164,7 +89,7 @@ def patch_channel(
         config=body.config,
         enabled=body.enabled,
     )
-    return ChannelRead.of(channel)
+    return AlertChannelRead.model_validate(channel)
 
 
 @router.delete(
@@ -178,9 +103,9 @@ def remove_channel(channel_id: ItemId, session: SessionDep, caller: Manager) -> 
 
 
 @router.get("/alert-policies", summary="Alert policies the caller sees")
-def get_policies(session: SessionDep, caller: Reader) -> list[PolicyRead]:
+def get_policies(session: SessionDep, caller: Reader) -> list[AlertPolicyRead]:
     policies = list_policies(session, visible_to=caller.organization_id)
-    return [PolicyRead.model_validate(p) for p in policies]
+    return [AlertPolicyRead.model_validate(p) for p in policies]
 
 
 @router.post(
@@ -188,7 +113,7 @@ def get_policies(session: SessionDep, caller: Reader) -> list[PolicyRead]:
     status_code=status.HTTP_201_CREATED,
     summary="Choose what a channel receives: event kinds, a minimum severity, a site",
 )
-def post_policy(body: PolicyCreate, session: SessionDep, caller: Manager) -> PolicyRead:
+def post_policy(body: AlertPolicyCreate, session: SessionDep, caller: Manager) -> AlertPolicyRead:
     channel = get_channel_or_raise(session, body.channel_id, visible_to=caller.organization_id)
     policy = create_policy(
         session,
@@ -200,7 +125,7 @@ def post_policy(body: PolicyCreate, session: SessionDep, caller: Manager) -> Pol
         organization_id=channel.organization_id,
         enabled=body.enabled,
     )
-    return PolicyRead.model_validate(policy)
+    return AlertPolicyRead.model_validate(policy)
 
 
 @router.delete(

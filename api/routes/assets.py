@@ -6,16 +6,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from api.deps import Reader, SessionDep, require
-from api.schemas import (
-    MAX_PAGE,
+from api.schemas import MAX_PAGE, Page
+from api.schemas.assets import (
     ChangeEventRead,
-    DeviceDetail,
+    DeviceDetailRead,
     DeviceRead,
     DeviceUpdate,
-    FindingRead,
-    Page,
     ServiceRead,
 )
+from api.schemas.findings import FindingRead
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
 from cybermission.findings.service import list_device_findings
@@ -66,9 +65,9 @@ def get_assets(
     return Page(items=[DeviceRead.model_validate(d) for d in rows], next_cursor=next_cursor)
 
 
-def _detail(session: SessionDep, device: Device) -> DeviceDetail:
+def _detail(session: SessionDep, device: Device) -> DeviceDetailRead:
     changes = device_events(session, device.id, limit=RECENT_CHANGES)
-    return DeviceDetail.model_validate(
+    return DeviceDetailRead.model_validate(
         {
             **DeviceRead.model_validate(device).model_dump(),
             "provenance": device.provenance,
@@ -86,7 +85,7 @@ def _detail(session: SessionDep, device: Device) -> DeviceDetail:
     summary="One device with its addresses, services and recent changes",
     responses={404: {"description": "No such device"}},
 )
-def get_asset(device_id: DeviceId, session: SessionDep, caller: Reader) -> DeviceDetail:
+def get_asset(device_id: DeviceId, session: SessionDep, caller: Reader) -> DeviceDetailRead:
     device = get_device_or_raise(
         session=session, device_id=device_id, visible_to=caller.organization_id
     )
@@ -100,7 +99,7 @@ def get_asset(device_id: DeviceId, session: SessionDep, caller: Reader) -> Devic
 )
 def patch_asset(
     device_id: DeviceId, body: DeviceUpdate, session: SessionDep, caller: Triager
-) -> DeviceDetail:
+) -> DeviceDetailRead:
     get_device_or_raise(session=session, device_id=device_id, visible_to=caller.organization_id)
     device = set_criticality(session, device_id=device_id, criticality=body.criticality)
     return _detail(session, device)

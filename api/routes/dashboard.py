@@ -11,7 +11,6 @@ allows only the page's own inline script and style.
 """
 
 import secrets
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -20,13 +19,19 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import BaseModel
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Reader, SessionDep, authenticate, get_engine, get_settings
 from api.errors import AuthenticationError
 from api.routes.scans import scan_tasks
+from api.schemas.dashboard import (
+    CountRead,
+    DashboardRead,
+    RecentChangeRead,
+    RunningScanRead,
+    SiteFindingsRead,
+)
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
 from cybermission.db import session_scope, utcnow
@@ -56,49 +61,6 @@ TOP = 20
 RECENT = 25
 
 
-class Count(BaseModel):
-    label: str
-    count: int
-
-
-class SiteFindings(BaseModel):
-    site: str
-    counts: dict[str, int]  # severity -> active findings
-    total: int
-
-
-class RecentChange(BaseModel):
-    id: int
-    at: datetime
-    kind: str
-    severity: str | None
-    summary: str
-
-
-class RunningScan(BaseModel):
-    id: str
-    status: ScanStatus
-    targets: list[str]
-    started_at: datetime | None
-    hosts_total: int
-    hosts_swept: int
-    hosts_live: int
-    findings: int
-    percent: int
-
-
-class DashboardSummary(BaseModel):
-    generated_at: datetime
-    devices_total: int
-    findings_active: int
-    findings_by_severity: list[Count]
-    findings_by_site: list[SiteFindings]
-    devices_by_protocol: list[Count]
-    devices_by_vendor: list[Count]
-    recent_changes: list[RecentChange]
-    running_scans: list[RunningScan]
-
-
 def _summary_line(event: Event) -> str:
     payload = event.payload
     if "title" in payload:
@@ -114,7 +76,7 @@ def _summary_line(event: Event) -> str:
 
 def build_summary(
     session: Session, caller: Principal, progress: dict[str, dict[str, int]]
-) -> DashboardSummary:
+) -> DashboardRead:
     """Every number of the page, limited to what the caller's organisation sees."""
     visible_to = caller.organization_id
     by_severity = count_active_findings_by_severity(session=session, visible_to=visible_to)
@@ -125,7 +87,7 @@ def build_summary(
         per = sites.setdefault(site_name or NO_SITE, {str(s): 0 for s in SEVERITIES})
         per[str(severity)] += count
     by_site = sorted(
-        (SiteFindings(site=name, counts=c, total=sum(c.values())) for name, c in sites.items()),
+        (SiteFindingsRead(site=name, counts=c, total=sum(c.values())) for name, c in sites.items()),
         key=lambda s: (-s.counts[Severity.CRITICAL], -s.total, s.site),
     )
     protocols = count_devices_by_protocol(session=session, visible_to=visible_to, limit=TOP)
@@ -138,7 +100,7 @@ def build_summary(
         total = live.get("hosts_total", run.hosts_total)
         swept = live.get("hosts_swept", 0)
         running.append(
-            RunningScan(
+            RunningScanRead(
                 id=run.id,
                 status=run.status,
                 targets=run.targets[:5],
@@ -150,16 +112,18 @@ def build_summary(
                 percent=min(100, (100 * swept) // total) if total else 0,
             )
         )
-    return DashboardSummary(
+    return DashboardRead(
         generated_at=utcnow(),
         devices_total=count_devices(session=session, visible_to=visible_to),
         findings_active=sum(by_severity.values()),
-        findings_by_severity=[Count(label=str(s), count=by_severity.get(s, 0)) for s in SEVERITIES],
+        findings_by_severity=[
+            CountRead(label=str(s), count=by_severity.get(s, 0)) for s in SEVERITIES
+        ],
         findings_by_site=by_site,
-        devices_by_protocol=[Count(label=p, count=n) for p, n in protocols],
-        devices_by_vendor=[Count(label=v or UNKNOWN_VENDOR, count=n) for v, n in vendors],
+        devices_by_protocol=[CountRead(label=p, count=n) for p, n in protocols],
+        devices_by_vendor=[CountRead(label=v or UNKNOWN_VENDOR, count=n) for v, n in vendors],
         recent_changes=[
-            RecentChange(
+            RecentChangeRead(
                 id=e.id or 0,
                 at=e.at,
                 kind=str(e.kind),
@@ -185,7 +149,7 @@ def _progress(request: Request) -> dict[str, dict[str, int]]:
 
 
 @router.get("", summary="The numbers of the dashboard page, for the caller's organisation")
-def get_dashboard(request: Request, session: SessionDep, caller: Reader) -> DashboardSummary:
+def get_dashboard(request: Request, session: SessionDep, caller: Reader) -> DashboardRead:
     return build_summary(session, caller, _progress(request))
 
 
@@ -205,7 +169,7 @@ def _caller(request: Request, token: str) -> Principal:
 
 
 def _render(request: Request, token: str | None, nonce: str) -> tuple[str, int]:
-    summary: DashboardSummary | None = None
+    summary: DashboardRead | None = None
     error: str | None = None
     status = 200
     if token:

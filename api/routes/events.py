@@ -19,7 +19,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, Reader, SessionDep, require
 from api.routes.scans import scan_tasks
-from api.schemas import MAX_PAGE, EventRead, ScanProgressRead
+from api.schemas import MAX_PAGE
+from api.schemas.events import EventRead
+from api.schemas.scans import ScanProgressRead
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
 from cybermission.db import session_scope

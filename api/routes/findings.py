@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from api.deps import Reader, SessionDep, require
-from api.schemas import MAX_PAGE, FindingRead, FindingTransitionRead, FindingUpdate, Page
+from api.schemas import MAX_PAGE, Page
+from api.schemas.findings import FindingRead, FindingTransitionRead, FindingUpdate
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
 from cybermission.db import utcnow

@@ -7,7 +7,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import EngineDep
 from api.errors import NotReadyError
-from api.schemas import HealthRead
+from api.schemas.health import HealthRead
 from cybermission import __version__
 from cybermission.db import store_holds
 from cybermission.scans.models import ScanRun

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from api.deps import Reader, SessionDep, require
 from api.errors import ForbiddenError
-from api.schemas import (
+from api.schemas.organizations import (
     OrganizationCreate,
     OrganizationRead,
     SiteCreate,

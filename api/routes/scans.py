@@ -15,7 +15,8 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, Reader, SessionDep, SettingsDep, require
-from api.schemas import MAX_PAGE, ScanAccepted, ScanCreate, ScanProgressRead, ScanRunRead
+from api.schemas import MAX_PAGE
+from api.schemas.scans import ScanProgressRead, ScanRunAcceptedRead, ScanRunCreate, ScanRunRead
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
 from cybermission.config import Settings
@@ -155,7 +156,7 @@ def _record_failure(engine: Engine, scan_run_id: str, error: str) -> None:
 
 
 def _create_run(
-    engine: Engine, settings: Settings, body: ScanCreate, caller: Principal
+    engine: Engine, settings: Settings, body: ScanRunCreate, caller: Principal
 ) -> tuple[ScanRun, ScopeGuard]:
     # Committed before the task starts, so the pipeline finds the row; refused scans store nothing.
     with session_scope(engine) as session:
@@ -202,19 +203,19 @@ def install_scan_tasks(app: FastAPI, *, engine: Engine, settings: Settings) -> S
     },
 )
 async def post_scan(
-    body: ScanCreate,
+    body: ScanRunCreate,
     request: Request,
     response: Response,
     engine: EngineDep,
     settings: SettingsDep,
     caller: Operator,
-) -> ScanAccepted:
+) -> ScanRunAcceptedRead:
     # Target expansion may resolve names (blocking): keep it off the event loop.
     run, guard = await run_in_threadpool(_create_run, engine, settings, body, caller)
     scan_tasks(request).start(run.id, guard=guard, organization_id=caller.organization_id)
     url = str(request.url_for("get_scan", scan_run_id=run.id).path)
     response.headers["Location"] = url
-    return ScanAccepted(id=run.id, status=run.status, url=url)
+    return ScanRunAcceptedRead(id=run.id, status=run.status, url=url)
 
 
 @router.get("", summary="Recent scan runs, newest first")

@@ -4,28 +4,27 @@ Reading needs the read permission; writing and run-now the schedule permission (
 organisation's token sees and manages only schedules of its own sites' scopes.
 """
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, Reader, SessionDep, SettingsDep, require
 from api.routes.scans import scan_tasks
+from api.schemas.schedules import (
+    ScheduleAuditRead,
+    ScheduleCreate,
+    ScheduleRead,
+    ScheduleRunRead,
+    ScheduleUpdate,
+)
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
 from cybermission.config import Settings
 from cybermission.db import session_scope
 from cybermission.scans.schedules import (
-    Blackout,
-    Misfire,
-    OutsideWindow,
-    RunOutcome,
-    RunTrigger,
-    ScanWindow,
     ScheduleBase,
     create_schedule,
     delete_schedule,
@@ -44,98 +43,6 @@ router = APIRouter(prefix="/schedules", tags=["schedules"])
 
 ScheduleId = Annotated[str, Path(max_length=64)]
 Scheduler = Annotated[Principal, Depends(require(Permission.SCHEDULE))]
-MAX_GRACE_S = 7 * 24 * 3600
-
-
-class ScheduleFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    site_id: str | None = Field(default=None, max_length=64)
-    targets: list[str] = Field(default_factory=list, max_length=256)
-    ports: list[int] | None = Field(default=None, min_length=1, max_length=1024)
-    cron: str | None = Field(default=None, max_length=100, examples=["0 2 * * 1-5"])
-    interval_s: int | None = Field(default=None, ge=60, le=366 * 24 * 3600)
-    windows: list[ScanWindow] = Field(default_factory=list, max_length=32)
-    blackouts: list[Blackout] = Field(default_factory=list, max_length=256)
-    outside_window: OutsideWindow = OutsideWindow.WAIT
-    misfire: Misfire = Misfire.RUN_ONCE
-    misfire_grace_s: int = Field(default=300, ge=0, le=MAX_GRACE_S)
-    enabled: bool = True
-
-
-class ScheduleCreate(ScheduleFields):
-    name: str = Field(min_length=1, max_length=100)
-    scope_id: str = Field(max_length=64)
-
-
-class ScheduleUpdate(BaseModel):
-    """Only the fields sent are changed."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, min_length=1, max_length=100)
-    scope_id: str | None = Field(default=None, max_length=64)
-    site_id: str | None = Field(default=None, max_length=64)
-    targets: list[str] | None = Field(default=None, max_length=256)
-    ports: list[int] | None = Field(default=None, min_length=1, max_length=1024)
-    cron: str | None = Field(default=None, max_length=100)
-    interval_s: int | None = Field(default=None, ge=60, le=366 * 24 * 3600)
-    windows: list[ScanWindow] | None = Field(default=None, max_length=32)
-    blackouts: list[Blackout] | None = Field(default=None, max_length=256)
-    outside_window: OutsideWindow | None = None
-    misfire: Misfire | None = None
-    misfire_grace_s: int | None = Field(default=None, ge=0, le=MAX_GRACE_S)
-    enabled: bool | None = None
-
-
-class ScheduleRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    name: str
-    scope_id: str
-    site_id: str | None
-    organization_id: str | None
-    targets: list[str]
-    ports: list[int] | None
-    cron: str | None
-    interval_s: int | None
-    windows: list[ScanWindow]
-    blackouts: list[Blackout]
-    outside_window: OutsideWindow
-    misfire: Misfire
-    misfire_grace_s: int
-    enabled: bool
-    next_due_at: datetime | None
-    created_by: str
-    created_at: datetime
-    updated_at: datetime
-
-
-class ScheduleRunRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    schedule_id: str
-    trigger: RunTrigger
-    due_at: datetime
-    decided_at: datetime
-    outcome: RunOutcome
-    start_after: datetime | None
-    scan_run_id: str | None
-    reason: str
-    actor: str
-
-
-class ScheduleAuditRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    schedule_id: str
-    action: str
-    actor: str
-    at: datetime
-    changes: dict[str, Any]
 
 
 def _check_placement(

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response, status
 
 from api.deps import Reader, SessionDep, require
-from api.schemas import ScopeCreate, ScopeRead, ScopeUpdate
+from api.schemas.scopes import ScopeCreate, ScopeRead, ScopeUpdate
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
 from cybermission.scans.models import ScopeBase

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Response, status
 
 from api.deps import SessionDep, require
 from api.errors import ForbiddenError
-from api.schemas import TokenCreate, TokenIssued, TokenRead
+from api.schemas.tokens import TokenCreate, TokenIssuedRead, TokenRead
 from cybermission.auth.models import Permission
 from cybermission.auth.service import (
     Principal,
@@ -38,7 +38,7 @@ def get_tokens(session: SessionDep, caller: Manager) -> list[TokenRead]:
     summary="Create a token; its secret is in this response only",
     responses={403: {"description": "An organisation's admin asked for another organisation"}},
 )
-def post_token(body: TokenCreate, session: SessionDep, caller: Manager) -> TokenIssued:
+def post_token(body: TokenCreate, session: SessionDep, caller: Manager) -> TokenIssuedRead:
     organization_id = body.organization_id
     if caller.organization_id is not None:
         if organization_id is None:
@@ -57,7 +57,7 @@ def post_token(body: TokenCreate, session: SessionDep, caller: Manager) -> Token
         created_by=caller.name,
         expires_at=body.expires_at,
     )
-    return TokenIssued.model_validate(
+    return TokenIssuedRead.model_validate(
         {**TokenRead.model_validate(issued.token).model_dump(), "token": issued.secret}
     )
 
