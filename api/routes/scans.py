@@ -175,10 +175,8 @@ def _create_run(
             ports=body.ports,
             settings=settings,
             requested_by=caller.name,
+            organization_id=caller.organization_id,
         )
-        run.organization_id = caller.organization_id
-        session.add(run)
-        session.flush()
         return run, guard
 
 

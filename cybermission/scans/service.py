@@ -33,8 +33,11 @@ def create_scan_run(
     settings: Settings,
     requested_by: str,
     udp_ports: list[int] | None = None,
+    organization_id: str | None = None,
 ) -> ScanRun:
     """Validate targets against the scope and store a queued run; nothing is stored on refusal.
+
+    ``organization_id``: whose run it is (an organisation's caller sees only its own runs).
 
     Raises ``ScopeError`` for any target outside the authorised scopes and ``ValidationError`` for
     malformed targets or ports, before any packet is sent.
@@ -52,6 +55,7 @@ def create_scan_run(
         if udp_ports is not None
         else list(settings.udp_ports),
         requested_by=requested_by[:100],
+        organization_id=organization_id,
         hosts_total=total,
     )
     session.add(run)
