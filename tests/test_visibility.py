@@ -7,8 +7,9 @@ from sqlmodel import Session, col, select
 
 from cybermission.errors import NotFoundError
 from cybermission.inventory.models import Device
+from cybermission.inventory.service import get_device_or_raise
 from cybermission.sites.models import Organization
-from cybermission.visibility import get_visible_or_raise, sees, visible
+from cybermission.visibility import sees, visible
 
 
 @pytest.mark.parametrize(
@@ -23,17 +24,6 @@ from cybermission.visibility import get_visible_or_raise, sees, visible
 )
 def test_visibility_sees(visible_to: str | None, row_organization: str | None, seen: bool) -> None:
     assert sees(visible_to, row_organization) is seen
-
-
-def _lookup(session: Session, device_id: str, visible_to: str | None) -> Device:
-    return get_visible_or_raise(
-        session,
-        Device,
-        device_id,
-        visible_to=visible_to,
-        what="device",
-        organization_of=lambda d: d.organization_id,
-    )
 
 
 def test_visibility_filter_and_lookup_agree(engine: Engine) -> None:
@@ -52,9 +42,12 @@ def test_visibility_filter_and_lookup_agree(engine: Engine) -> None:
             assert {d.name for d in session.exec(query)} == names
             for key, device in devices.items():
                 if key in names:
-                    assert _lookup(session, device.id, visible_to).id == device.id
+                    found = get_device_or_raise(
+                        session=session, device_id=device.id, visible_to=visible_to
+                    )
+                    assert found.id == device.id
                     continue
                 with pytest.raises(NotFoundError) as hidden:
-                    _lookup(session, device.id, visible_to)
+                    get_device_or_raise(session=session, device_id=device.id, visible_to=visible_to)
                 # Hidden and absent read the same: nothing tells that the id exists elsewhere.
                 assert str(hidden.value) == f"no device with id {device.id!r}"

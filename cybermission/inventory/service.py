@@ -6,10 +6,10 @@ address. Each identity attribute keeps its provenance (which probe said it, when
 """
 
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -36,6 +36,8 @@ IDENTITY_FACTS: dict[str, tuple[str, ...]] = {
     "firmware": ("firmware", "revision"),
     "serial": ("serial",),
 }
+RowT = TypeVar("RowT")
+
 # Changes to these produce a change event (DESIGN.md §4: history).
 TRACKED = ("vendor", "model", "firmware", "serial")
 _MAX_ATTR = 200
@@ -533,41 +535,44 @@ def get_services_by_id(*, session: Session, service_ids: Collection[str]) -> dic
     return {s.id: s for s in session.exec(query)}
 
 
+def _grouped(
+    keys: Collection[str], rows: Iterable[RowT], key_of: Callable[[RowT], str | None]
+) -> dict[str, list[RowT]]:
+    """``rows`` in their order, grouped by ``key_of``; a key with no row has an empty list."""
+    groups: dict[str, list[RowT]] = {key: [] for key in keys}
+    for row in rows:
+        key = key_of(row)
+        assert key is not None  # the query selected rows of these keys only
+        groups[key].append(row)
+    return groups
+
+
 def list_addresses_by_device(
     *, session: Session, device_ids: Collection[str]
 ) -> dict[str, list[str]]:
     """Each device's addresses, sorted (a device with none has an empty list)."""
-    addresses: dict[str, list[str]] = {i: [] for i in device_ids}
-    if device_ids:
-        query = select(IPAddress).where(col(IPAddress.device_id).in_(device_ids))
-        for ip in session.exec(query):
-            addresses[ip.device_id].append(ip.address)
-    return {i: sorted(found) for i, found in addresses.items()}
+    query = select(IPAddress).where(col(IPAddress.device_id).in_(device_ids))
+    rows = session.exec(query) if device_ids else ()
+    grouped = _grouped(device_ids, rows, lambda ip: ip.device_id)
+    return {i: sorted(ip.address for ip in ips) for i, ips in grouped.items()}
 
 
 def list_services_by_device(
     *, session: Session, device_ids: Collection[str]
 ) -> dict[str, list[Service]]:
     """Each device's services, open or closed, by port."""
-    services: dict[str, list[Service]] = {i: [] for i in device_ids}
-    if device_ids:
-        query = select(Service).where(col(Service.device_id).in_(device_ids))
-        for service in session.exec(query.order_by(col(Service.port))):
-            services[service.device_id].append(service)
-    return services
+    query = select(Service).where(col(Service.device_id).in_(device_ids))
+    rows = session.exec(query.order_by(col(Service.port))) if device_ids else ()
+    return _grouped(device_ids, rows, lambda s: s.device_id)
 
 
 def list_units_by_gateway(
     *, session: Session, gateway_ids: Collection[str]
 ) -> dict[str, list[Device]]:
     """The units behind each gateway (child devices), by unit id."""
-    units: dict[str, list[Device]] = {i: [] for i in gateway_ids}
-    if gateway_ids:
-        query = select(Device).where(col(Device.parent_id).in_(gateway_ids))
-        for unit in session.exec(query.order_by(col(Device.unit_id))):
-            assert unit.parent_id is not None
-            units[unit.parent_id].append(unit)
-    return units
+    query = select(Device).where(col(Device.parent_id).in_(gateway_ids))
+    rows = session.exec(query.order_by(col(Device.unit_id))) if gateway_ids else ()
+    return _grouped(gateway_ids, rows, lambda d: d.parent_id)
 
 
 def count_devices(*, session: Session, visible_to: str | None) -> int:
