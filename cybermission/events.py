@@ -94,7 +94,7 @@ def list_recent_events(*, session: Session, visible_to: str | None, limit: int) 
     return list(session.exec(query.order_by(col(Event.id).desc()).limit(limit)).all())
 
 
-def last_event_id(session: Session) -> int:
+def last_event_id(*, session: Session) -> int:
     """The id of the newest event of every organisation (0 when there is none): where a stream
     that wants only new events starts."""
     return int(session.exec(select(func.max(Event.id))).one() or 0)

@@ -83,8 +83,8 @@ def patch_channel(
     channel_id: ItemId, body: AlertChannelUpdate, session: SessionDep, caller: Manager
 ) -> AlertChannelRead:
     channel = update_channel(
-        session,
-        channel_id,
+        session=session,
+        channel_id=channel_id,
         visible_to=caller.organization_id,
         config=body.config,
         enabled=body.enabled,
@@ -134,7 +134,7 @@ def post_policy(body: AlertPolicyCreate, session: SessionDep, caller: Manager) -
     summary="Remove a policy (planned deliveries are still sent)",
 )
 def remove_policy(policy_id: ItemId, session: SessionDep, caller: Manager) -> Response:
-    delete_policy(session, policy_id, visible_to=caller.organization_id)
+    delete_policy(session=session, policy_id=policy_id, visible_to=caller.organization_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -162,5 +162,7 @@ def get_deliveries(
     responses={409: {"description": "The delivery has not failed"}},
 )
 def retry_delivery(delivery_id: ItemId, session: SessionDep, caller: Manager) -> DeliveryRead:
-    delivery = retry_failed_delivery(session, delivery_id, visible_to=caller.organization_id)
+    delivery = retry_failed_delivery(
+        session=session, delivery_id=delivery_id, visible_to=caller.organization_id
+    )
     return DeliveryRead.model_validate(delivery)

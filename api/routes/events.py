@@ -66,7 +66,7 @@ def _read_batch(engine: Engine, caller: Principal, after_id: int) -> list[EventR
 
 def _last_id(engine: Engine) -> int:
     with session_scope(engine) as session:
-        return last_event_id(session)
+        return last_event_id(session=session)
 
 
 def _frame(data: str, *, event: str, ident: int | None = None) -> str:

@@ -69,9 +69,9 @@ def get_channel_or_raise(
 
 
 def update_channel(
+    *,
     session: Session,
     channel_id: str,
-    *,
     visible_to: str | None,
     config: dict[str, Any] | None = None,
     enabled: bool | None = None,
@@ -159,7 +159,7 @@ def get_policy_or_raise(session: Session, policy_id: str, *, visible_to: str | N
     )
 
 
-def delete_policy(session: Session, policy_id: str, *, visible_to: str | None) -> None:
+def delete_policy(*, session: Session, policy_id: str, visible_to: str | None) -> None:
     """Remove a policy; deliveries it already planned are still sent."""
     session.delete(get_policy_or_raise(session, policy_id, visible_to=visible_to))
 
@@ -208,7 +208,7 @@ def list_deliveries(
 
 
 def retry_failed_delivery(
-    session: Session, delivery_id: str, *, visible_to: str | None
+    *, session: Session, delivery_id: str, visible_to: str | None
 ) -> Delivery:
     """Plan a failed delivery again, at once, with the same idempotency key (a receiver that
     got it after all drops the copy); only a failed one (:class:`ConflictError` otherwise)."""

@@ -74,7 +74,7 @@ def build_guard(session: Session, settings: Settings) -> ScopeGuard:
     return guard_from_scopes(list_scopes(session), settings)
 
 
-def scope_organization(session: Session, scope: Scope) -> str | None:
+def _scope_organization(session: Session, scope: Scope) -> str | None:
     """A scope belongs to the organisation of its site; a scope with no site is global."""
     if scope.site_id is None:
         return None
@@ -89,7 +89,7 @@ def get_scope_or_raise(*, session: Session, scope_id: str, visible_to: str | Non
         scope_id,
         visible_to=visible_to,
         what="scope",
-        organization_of=lambda s: scope_organization(session, s),
+        organization_of=lambda s: _scope_organization(session, s),
     )
 
 
