@@ -7,7 +7,7 @@ from sqlmodel import Session, col, select
 
 from cybermission.errors import NotFoundError
 from cybermission.inventory.models import Device
-from cybermission.inventory.service import get_device_or_raise
+from cybermission.inventory.queries import get_device_or_raise
 from cybermission.sites.models import Organization
 from cybermission.visibility import sees, visible
 

@@ -20,14 +20,8 @@ from cybermission.auth.service import Principal
 from cybermission.findings.service import list_device_findings
 from cybermission.inventory.criticality import set_criticality
 from cybermission.inventory.models import Criticality, Device
-from cybermission.inventory.service import (
-    device_addresses,
-    device_events,
-    device_services,
-    get_device_or_raise,
-    list_device_changes,
-    list_devices,
-)
+from cybermission.inventory.queries import get_device_or_raise, list_device_changes, list_devices
+from cybermission.inventory.service import device_addresses, device_events, device_services
 
 router = APIRouter(prefix="/assets", tags=["assets"])
 

@@ -37,7 +37,7 @@ from cybermission.auth.service import Principal
 from cybermission.db import session_scope, utcnow
 from cybermission.events import Event, list_recent_events
 from cybermission.findings.models import Severity
-from cybermission.inventory.service import (
+from cybermission.inventory.queries import (
     count_devices,
     count_devices_by_protocol,
     count_devices_by_vendor,

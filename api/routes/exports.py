@@ -24,7 +24,7 @@ from cybermission.auth.service import Principal
 from cybermission.db import session_scope, utcnow
 from cybermission.findings.models import Finding, FindingStatus, Severity
 from cybermission.inventory.models import Device, Service
-from cybermission.inventory.service import (
+from cybermission.inventory.queries import (
     list_addresses_by_device,
     list_devices,
     list_services_by_device,

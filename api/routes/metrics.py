@@ -18,7 +18,7 @@ from api.deps import get_engine, get_settings
 from cybermission.config import Settings
 from cybermission.db import session_scope
 from cybermission.findings.service import count_findings_by_state
-from cybermission.inventory.service import count_devices, count_devices_by_protocol
+from cybermission.inventory.queries import count_devices, count_devices_by_protocol
 from cybermission.scans.service import count_scan_runs_by_status, list_scan_durations_s
 from cybermission.sensors.metrics import SensorCollector
 

@@ -21,7 +21,7 @@ from cybermission.errors import NotFoundError
 from cybermission.findings.models import Finding, FindingStatus, Severity
 from cybermission.findings.service import ACTIVE_STATUSES
 from cybermission.inventory.models import Device
-from cybermission.inventory.service import get_device, get_devices_by_id, get_services_by_id
+from cybermission.inventory.queries import get_device, get_devices_by_id, get_services_by_id
 from cybermission.pagination import SortValue, keyset_page
 from cybermission.sites.models import Site
 from cybermission.visibility import visible

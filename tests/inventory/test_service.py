@@ -13,9 +13,9 @@ from cybermission.inventory.models import (
     IPAddress,
     Service,
 )
+from cybermission.inventory.queries import list_devices
 from cybermission.inventory.service import (
     ServiceSeen,
-    list_devices,
     normalise_mac,
     reconcile_host,
 )
