@@ -7,7 +7,7 @@ another organisation reads as not found: a partner must not learn that an id exi
 """
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, true
 from sqlalchemy.sql.elements import SQLCoreOperations
@@ -15,7 +15,16 @@ from sqlmodel import Session
 
 from cybermission.errors import NotFoundError
 
+
+class Owned(Protocol):
+    """A row that names its organisation (None: a row of no organisation)."""
+
+    @property
+    def organization_id(self) -> str | None: ...
+
+
 RowT = TypeVar("RowT")
+OwnedT = TypeVar("OwnedT", bound=Owned)
 
 
 def sees(visible_to: str | None, organization_id: str | None) -> bool:
@@ -45,3 +54,21 @@ def get_visible_or_raise(
     if row is None or not sees(visible_to, organization_of(row)):
         raise NotFoundError(f"no {what} with id {ident!r}")
     return row
+
+
+def _own_organization(row: Owned) -> str | None:
+    return row.organization_id
+
+
+def get_owned_or_raise(
+    session: Session, model: type[OwnedT], ident: str, *, visible_to: str | None, what: str
+) -> OwnedT:
+    """:func:`get_visible_or_raise` for a row that names its organisation itself."""
+    return get_visible_or_raise(
+        session,
+        model,
+        ident,
+        visible_to=visible_to,
+        what=what,
+        organization_of=_own_organization,
+    )

@@ -17,7 +17,7 @@ from cybermission.alerts.models import (
 from cybermission.db import utcnow
 from cybermission.errors import ConflictError, ValidationError
 from cybermission.events import Event, EventKind
-from cybermission.visibility import get_visible_or_raise, visible
+from cybermission.visibility import get_owned_or_raise, get_visible_or_raise, visible
 
 # What a policy may ask for. "Asset disappeared" is service.closed: the pipeline closes a device's
 # services when a clean rescan no longer sees them.
@@ -58,13 +58,8 @@ def list_channels(session: Session, *, visible_to: str | None) -> list[AlertChan
 def get_channel_or_raise(
     session: Session, channel_id: str, *, visible_to: str | None
 ) -> AlertChannel:
-    return get_visible_or_raise(
-        session,
-        AlertChannel,
-        channel_id,
-        visible_to=visible_to,
-        what="alert channel",
-        organization_of=lambda c: c.organization_id,
+    return get_owned_or_raise(
+        session, AlertChannel, channel_id, visible_to=visible_to, what="alert channel"
     )
 
 
@@ -149,13 +144,8 @@ def list_policies(session: Session, *, visible_to: str | None) -> list[AlertPoli
 
 
 def get_policy_or_raise(session: Session, policy_id: str, *, visible_to: str | None) -> AlertPolicy:
-    return get_visible_or_raise(
-        session,
-        AlertPolicy,
-        policy_id,
-        visible_to=visible_to,
-        what="alert policy",
-        organization_of=lambda p: p.organization_id,
+    return get_owned_or_raise(
+        session, AlertPolicy, policy_id, visible_to=visible_to, what="alert policy"
     )
 
 

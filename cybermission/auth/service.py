@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from cybermission.auth.models import ROLE_PERMISSIONS, ApiToken, Permission, Role
 from cybermission.db import utcnow
 from cybermission.errors import ValidationError
-from cybermission.visibility import get_visible_or_raise, sees, visible
+from cybermission.visibility import get_owned_or_raise, sees, visible
 
 logger = logging.getLogger(__name__)
 
@@ -104,14 +104,7 @@ def list_tokens(session: Session, *, visible_to: str | None = None) -> list[ApiT
 
 
 def get_token_or_raise(session: Session, token_id: str, *, visible_to: str | None) -> ApiToken:
-    return get_visible_or_raise(
-        session,
-        ApiToken,
-        token_id,
-        visible_to=visible_to,
-        what="token",
-        organization_of=lambda t: t.organization_id,
-    )
+    return get_owned_or_raise(session, ApiToken, token_id, visible_to=visible_to, what="token")
 
 
 def revoke_token(session: Session, token_id: str) -> ApiToken:

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from cybermission.inventory.models import ChangeEvent, Criticality, Device, IPAddress, Service
 from cybermission.pagination import keyset_page
-from cybermission.visibility import get_visible_or_raise, sees, visible
+from cybermission.visibility import get_owned_or_raise, sees, visible
 
 RowT = TypeVar("RowT")
 
@@ -68,14 +68,7 @@ def get_device(*, session: Session, device_id: str, visible_to: str | None) -> D
 
 
 def get_device_or_raise(*, session: Session, device_id: str, visible_to: str | None) -> Device:
-    return get_visible_or_raise(
-        session,
-        Device,
-        device_id,
-        visible_to=visible_to,
-        what="device",
-        organization_of=lambda d: d.organization_id,
-    )
+    return get_owned_or_raise(session, Device, device_id, visible_to=visible_to, what="device")
 
 
 def list_device_changes(

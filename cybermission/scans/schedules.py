@@ -42,7 +42,7 @@ from cybermission.scans.scopes import build_guard, guard_from_scopes
 from cybermission.scans.service import create_scan_run
 from cybermission.scans.targets import count_targets
 from cybermission.sites.models import Site
-from cybermission.visibility import get_visible_or_raise, visible
+from cybermission.visibility import get_owned_or_raise, visible
 
 MIN_INTERVAL_S = 60
 # Stop looking for an allowed moment after this many blackout/window hops (a year of blackouts).
@@ -383,13 +383,8 @@ def delete_schedule(
 def get_schedule_or_raise(
     session: Session, schedule_id: str, *, visible_to: str | None
 ) -> Schedule:
-    return get_visible_or_raise(
-        session,
-        Schedule,
-        schedule_id,
-        visible_to=visible_to,
-        what="schedule",
-        organization_of=lambda s: s.organization_id,
+    return get_owned_or_raise(
+        session, Schedule, schedule_id, visible_to=visible_to, what="schedule"
     )
 
 

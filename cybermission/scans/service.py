@@ -10,7 +10,7 @@ from cybermission.errors import ValidationError
 from cybermission.guard import ScopeGuard
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.targets import count_targets
-from cybermission.visibility import get_visible_or_raise, sees, visible
+from cybermission.visibility import get_owned_or_raise, sees, visible
 
 MAX_TARGET_SPECS = 1024
 
@@ -69,14 +69,7 @@ def get_scan_run(*, session: Session, scan_run_id: str, visible_to: str | None) 
 
 
 def get_scan_run_or_raise(*, session: Session, scan_run_id: str, visible_to: str | None) -> ScanRun:
-    return get_visible_or_raise(
-        session,
-        ScanRun,
-        scan_run_id,
-        visible_to=visible_to,
-        what="scan run",
-        organization_of=lambda r: r.organization_id,
-    )
+    return get_owned_or_raise(session, ScanRun, scan_run_id, visible_to=visible_to, what="scan run")
 
 
 def list_scan_runs(

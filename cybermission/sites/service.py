@@ -5,7 +5,7 @@ from sqlmodel import Session, col, select
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.scans.models import Scope
 from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
-from cybermission.visibility import get_visible_or_raise, sees, visible
+from cybermission.visibility import get_owned_or_raise, get_visible_or_raise, sees, visible
 
 
 def create_organization(session: Session, *, slug: str, name: str) -> Organization:
@@ -137,14 +137,7 @@ def get_organization_or_raise(
 
 def get_site_by_id_or_raise(*, session: Session, site_id: str, visible_to: str | None) -> Site:
     """The site ``site_id`` if ``visible_to`` sees it (:func:`get_site_or_raise` finds by slug)."""
-    return get_visible_or_raise(
-        session,
-        Site,
-        site_id,
-        visible_to=visible_to,
-        what="site",
-        organization_of=lambda s: s.organization_id,
-    )
+    return get_owned_or_raise(session, Site, site_id, visible_to=visible_to, what="site")
 
 
 def get_zone_or_raise(*, session: Session, zone_id: str, visible_to: str | None) -> Zone:
