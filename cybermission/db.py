@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, event
+from sqlalchemy import DateTime, Engine, event, inspect, text
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -78,6 +78,15 @@ def create_db_engine(database_url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(database_url, pool_pre_ping=True)
+
+
+def store_holds(engine: Engine, table: str) -> bool:
+    """Whether the store answers and holds ``table`` (whether it was migrated, for the table
+    of a first migration); raises :class:`sqlalchemy.exc.SQLAlchemyError` when it does not
+    answer."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+        return inspect(connection).has_table(table)
 
 
 @contextmanager

@@ -10,10 +10,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Integer
+from sqlalchemy import JSON, BigInteger, Column, Integer, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from cybermission.db import UTCDateTime, enum_type, utcnow
+from cybermission.visibility import visible
 
 
 class EventKind(StrEnum):
@@ -74,7 +75,26 @@ def record_event(
     return event
 
 
-def events_after(session: Session, *, after_id: int, limit: int = 500) -> list[Event]:
-    """Events with ``id > after_id`` in order: how the outbox worker and streams catch up."""
-    query = select(Event).where(col(Event.id) > after_id).order_by(col(Event.id)).limit(limit)
-    return list(session.exec(query).all())
+def events_after(
+    session: Session, *, after_id: int, limit: int = 500, visible_to: str | None = None
+) -> list[Event]:
+    """Events with ``id > after_id`` in order: how the outbox worker and streams catch up.
+
+    ``visible_to``: only the events of that organisation (None, the worker's: every event).
+    """
+    query = select(Event).where(
+        col(Event.id) > after_id, visible(col(Event.organization_id), visible_to)
+    )
+    return list(session.exec(query.order_by(col(Event.id)).limit(limit)).all())
+
+
+def list_recent_events(*, session: Session, visible_to: str | None, limit: int) -> list[Event]:
+    """The latest events ``visible_to`` sees, newest first."""
+    query = select(Event).where(visible(col(Event.organization_id), visible_to))
+    return list(session.exec(query.order_by(col(Event.id).desc()).limit(limit)).all())
+
+
+def last_event_id(*, session: Session) -> int:
+    """The id of the newest event of every organisation (0 when there is none): where a stream
+    that wants only new events starts."""
+    return int(session.exec(select(func.max(Event.id))).one() or 0)

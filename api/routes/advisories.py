@@ -6,13 +6,15 @@ Advisories are public documents shared by every organisation: any reader sees th
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from sqlmodel import col, select
 
 from api.deps import Reader, SessionDep
-from api.pagination import after, decode_cursor, encode_cursor
-from api.schemas import MAX_PAGE, AdvisoryDetail, AdvisoryProductRead, AdvisoryRead, Page
-from cybermission.errors import NotFoundError
-from cybermission.findings.models import Advisory, AdvisoryProduct
+from api.schemas import MAX_PAGE, Page
+from api.schemas.advisories import AdvisoryDetailRead, AdvisoryProductRead, AdvisoryRead
+from cybermission.findings.advisories.catalogue import (
+    get_advisory_or_raise,
+    list_advisories,
+    list_advisory_products,
+)
 
 router = APIRouter(prefix="/advisories", tags=["advisories"])
 
@@ -27,19 +29,7 @@ def get_advisories(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Page[AdvisoryRead]:
-    query = select(Advisory)
-    if kev is not None:
-        query = query.where(col(Advisory.kev) == kev)
-    if cursor is not None:
-        value, last_id = decode_cursor(cursor, sort="id")
-        query = query.where(
-            after(col(Advisory.id), col(Advisory.id), value, last_id, descending=False)
-        )
-    rows = list(session.exec(query.order_by(col(Advisory.id)).limit(limit + 1)).all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor("id", rows[-1].id, rows[-1].id)
+    rows, next_cursor = list_advisories(session=session, kev=kev, cursor=cursor, limit=limit)
     return Page(items=[AdvisoryRead.model_validate(a) for a in rows], next_cursor=next_cursor)
 
 
@@ -48,16 +38,12 @@ def get_advisories(
     summary="One advisory with its affected products",
     responses={404: {"description": "No such advisory"}},
 )
-def get_advisory(advisory_id: AdvisoryId, session: SessionDep, caller: Reader) -> AdvisoryDetail:
-    advisory = session.get(Advisory, advisory_id)
-    if advisory is None:
-        raise NotFoundError(f"no advisory with id {advisory_id!r}")
-    products = session.exec(
-        select(AdvisoryProduct)
-        .where(AdvisoryProduct.advisory_id == advisory.id)
-        .order_by(col(AdvisoryProduct.vendor), col(AdvisoryProduct.product))
-    ).all()
-    return AdvisoryDetail.model_validate(
+def get_advisory(
+    advisory_id: AdvisoryId, session: SessionDep, caller: Reader
+) -> AdvisoryDetailRead:
+    advisory = get_advisory_or_raise(session=session, advisory_id=advisory_id)
+    products = list_advisory_products(session=session, advisory_id=advisory.id)
+    return AdvisoryDetailRead.model_validate(
         {
             **AdvisoryRead.model_validate(advisory).model_dump(),
             "products": [AdvisoryProductRead.model_validate(p) for p in products],

@@ -5,30 +5,35 @@ permission (admins). Secrets in channel configs (webhook ``secret``, MQTT ``pass
 write-only: reads show ``***``. An organisation's token sees and manages its own channels only.
 """
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import Session
 
 from api.deps import Reader, SessionDep, require
-from cybermission.alerts.channels import redact_config, validate_channel_config
-from cybermission.alerts.models import AlertChannel, ChannelKind, Delivery, DeliveryStatus
+from api.schemas.alerts import (
+    AlertChannelCreate,
+    AlertChannelRead,
+    AlertChannelUpdate,
+    AlertPolicyCreate,
+    AlertPolicyRead,
+    DeliveryRead,
+)
+from cybermission.alerts.models import DeliveryStatus
 from cybermission.alerts.service import (
     create_channel,
     create_policy,
     delete_channel,
+    delete_policy,
     get_channel_or_raise,
-    get_policy_or_raise,
     list_channels,
     list_deliveries,
     list_policies,
+    retry_failed_delivery,
+    update_channel,
 )
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
-from cybermission.db import utcnow
-from cybermission.errors import ConflictError, NotFoundError, ValidationError
+from cybermission.errors import ValidationError
 
 router = APIRouter(tags=["alerts"])
 
@@ -36,99 +41,10 @@ ItemId = Annotated[str, Path(max_length=64)]
 Manager = Annotated[Principal, Depends(require(Permission.MANAGE_CHANNELS))]
 
 
-class ChannelCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=100)
-    kind: ChannelKind
-    config: dict[str, Any] = Field(
-        examples=[{"url": "https://soc.example/hooks/cm", "secret": "a-long-shared-secret"}]
-    )
-    organization_id: str | None = Field(default=None, max_length=64)
-    enabled: bool = True
-
-
-class ChannelUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    config: dict[str, Any] | None = None
-    enabled: bool | None = None
-
-
-class ChannelRead(BaseModel):
-    id: str
-    name: str
-    kind: ChannelKind
-    config: dict[str, Any]
-    organization_id: str | None
-    enabled: bool
-    created_at: datetime
-
-    @classmethod
-    def of(cls, channel: AlertChannel) -> "ChannelRead":
-        return cls(
-            id=channel.id,
-            name=channel.name,
-            kind=channel.kind,
-            config=redact_config(channel.config),
-            organization_id=channel.organization_id,
-            enabled=channel.enabled,
-            created_at=channel.created_at,
-        )
-
-
-class PolicyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=100)
-    channel_id: str = Field(max_length=64)
-    kinds: list[str] = Field(min_length=1, max_length=16, examples=[["finding.created"]])
-    min_severity: str | None = Field(default=None, max_length=16, examples=["high"])
-    site_id: str | None = Field(default=None, max_length=64)
-    enabled: bool = True
-
-
-class PolicyRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    name: str
-    channel_id: str
-    kinds: list[str]
-    min_severity: str | None
-    site_id: str | None
-    organization_id: str | None
-    enabled: bool
-    created_at: datetime
-
-
-class DeliveryRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    event_id: int
-    channel_id: str
-    policy_id: str | None
-    idempotency_key: str
-    status: DeliveryStatus
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None
-    created_at: datetime
-    delivered_at: datetime | None
-
-
-def _channel(session: Session, caller: Principal, channel_id: str) -> AlertChannel:
-    channel = get_channel_or_raise(session, channel_id)
-    if not caller.sees(channel.organization_id):
-        raise NotFoundError(f"no alert channel with id {channel_id!r}")
-    return channel
-
-
 @router.get("/alert-channels", summary="Alert channels the caller sees (secrets hidden)")
-def get_channels(session: SessionDep, caller: Reader) -> list[ChannelRead]:
-    channels = list_channels(session, organization_id=caller.organization_id)
-    return [ChannelRead.of(c) for c in channels]
+def get_channels(session: SessionDep, caller: Reader) -> list[AlertChannelRead]:
+    channels = list_channels(session, visible_to=caller.organization_id)
+    return [AlertChannelRead.model_validate(c) for c in channels]
 
 
 @router.post(
@@ -137,7 +53,9 @@ def get_channels(session: SessionDep, caller: Reader) -> list[ChannelRead]:
     summary="Add a channel: webhook {url, secret}, syslog {host, port, transport}, mqtt {host}",
     responses={409: {"description": "A channel with that name exists"}},
 )
-def post_channel(body: ChannelCreate, session: SessionDep, caller: Manager) -> ChannelRead:
+def post_channel(
+    body: AlertChannelCreate, session: SessionDep, caller: Manager
+) -> AlertChannelRead:
     organization_id = body.organization_id
     if caller.organization_id is not None:
         if organization_id not in (None, caller.organization_id):
@@ -151,27 +69,27 @@ def post_channel(body: ChannelCreate, session: SessionDep, caller: Manager) -> C
         organization_id=organization_id,
         enabled=body.enabled,
     )
-    return ChannelRead.of(channel)
+    return AlertChannelRead.model_validate(channel)
 
 
 @router.get("/alert-channels/{channel_id}", summary="One channel (secrets hidden)")
-def get_channel(channel_id: ItemId, session: SessionDep, caller: Reader) -> ChannelRead:
-    return ChannelRead.of(_channel(session, caller, channel_id))
+def get_channel(channel_id: ItemId, session: SessionDep, caller: Reader) -> AlertChannelRead:
+    channel = get_channel_or_raise(session, channel_id, visible_to=caller.organization_id)
+    return AlertChannelRead.model_validate(channel)
 
 
 @router.patch("/alert-channels/{channel_id}", summary="Change a channel's config or switch it")
 def patch_channel(
-    channel_id: ItemId, body: ChannelUpdate, session: SessionDep, caller: Manager
-) -> ChannelRead:
-    channel = _channel(session, caller, channel_id)
-    if body.config is not None:
-        # A secret left out (or sent back as "***") keeps its stored value.
-        merged = {**channel.config, **{k: v for k, v in body.config.items() if v != "***"}}
-        channel.config = validate_channel_config(channel.kind, merged)
-    if body.enabled is not None:
-        channel.enabled = body.enabled
-    session.add(channel)
-    return ChannelRead.of(channel)
+    channel_id: ItemId, body: AlertChannelUpdate, session: SessionDep, caller: Manager
+) -> AlertChannelRead:
+    channel = update_channel(
+        session=session,
+        channel_id=channel_id,
+        visible_to=caller.organization_id,
+        config=body.config,
+        enabled=body.enabled,
+    )
+    return AlertChannelRead.model_validate(channel)
 
 
 @router.delete(
@@ -180,15 +98,14 @@ def patch_channel(
     summary="Remove a channel with its policies and deliveries",
 )
 def remove_channel(channel_id: ItemId, session: SessionDep, caller: Manager) -> Response:
-    _channel(session, caller, channel_id)
-    delete_channel(session, channel_id)
+    delete_channel(session, channel_id, visible_to=caller.organization_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/alert-policies", summary="Alert policies the caller sees")
-def get_policies(session: SessionDep, caller: Reader) -> list[PolicyRead]:
-    policies = list_policies(session, organization_id=caller.organization_id)
-    return [PolicyRead.model_validate(p) for p in policies]
+def get_policies(session: SessionDep, caller: Reader) -> list[AlertPolicyRead]:
+    policies = list_policies(session, visible_to=caller.organization_id)
+    return [AlertPolicyRead.model_validate(p) for p in policies]
 
 
 @router.post(
@@ -196,8 +113,8 @@ def get_policies(session: SessionDep, caller: Reader) -> list[PolicyRead]:
     status_code=status.HTTP_201_CREATED,
     summary="Choose what a channel receives: event kinds, a minimum severity, a site",
 )
-def post_policy(body: PolicyCreate, session: SessionDep, caller: Manager) -> PolicyRead:
-    channel = _channel(session, caller, body.channel_id)
+def post_policy(body: AlertPolicyCreate, session: SessionDep, caller: Manager) -> AlertPolicyRead:
+    channel = get_channel_or_raise(session, body.channel_id, visible_to=caller.organization_id)
     policy = create_policy(
         session,
         name=body.name,
@@ -208,7 +125,7 @@ def post_policy(body: PolicyCreate, session: SessionDep, caller: Manager) -> Pol
         organization_id=channel.organization_id,
         enabled=body.enabled,
     )
-    return PolicyRead.model_validate(policy)
+    return AlertPolicyRead.model_validate(policy)
 
 
 @router.delete(
@@ -217,10 +134,7 @@ def post_policy(body: PolicyCreate, session: SessionDep, caller: Manager) -> Pol
     summary="Remove a policy (planned deliveries are still sent)",
 )
 def remove_policy(policy_id: ItemId, session: SessionDep, caller: Manager) -> Response:
-    policy = get_policy_or_raise(session, policy_id)
-    if not caller.sees(policy.organization_id):
-        raise NotFoundError(f"no alert policy with id {policy_id!r}")
-    session.delete(policy)
+    delete_policy(session=session, policy_id=policy_id, visible_to=caller.organization_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -232,18 +146,12 @@ def get_deliveries(
     channel_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryRead]:
-    visible = {c.id for c in list_channels(session, organization_id=caller.organization_id)}
-    if channel_id is not None and channel_id not in visible:
-        return []
-    rows = (
-        list_deliveries(session, status=status_, channel_id=channel_id, limit=limit)
-        if caller.is_global
-        else [
-            d
-            for c in sorted(visible)
-            if channel_id in (None, c)
-            for d in list_deliveries(session, status=status_, channel_id=c, limit=limit)
-        ][:limit]
+    rows = list_deliveries(
+        session,
+        visible_to=caller.organization_id,
+        status=status_,
+        channel_id=channel_id,
+        limit=limit,
     )
     return [DeliveryRead.model_validate(d) for d in rows]
 
@@ -254,14 +162,7 @@ def get_deliveries(
     responses={409: {"description": "The delivery has not failed"}},
 )
 def retry_delivery(delivery_id: ItemId, session: SessionDep, caller: Manager) -> DeliveryRead:
-    delivery = session.get(Delivery, delivery_id)
-    if delivery is None:
-        raise NotFoundError(f"no delivery with id {delivery_id!r}")
-    _channel(session, caller, delivery.channel_id)
-    if delivery.status is not DeliveryStatus.FAILED:
-        raise ConflictError(f"status: the delivery is {delivery.status}, not failed")
-    delivery.status = DeliveryStatus.PENDING
-    delivery.attempts = 0
-    delivery.next_attempt_at = utcnow()
-    session.add(delivery)
+    delivery = retry_failed_delivery(
+        session=session, delivery_id=delivery_id, visible_to=caller.organization_id
+    )
     return DeliveryRead.model_validate(delivery)

@@ -4,25 +4,23 @@ findings; criticality set by analysts."""
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from sqlmodel import col, select
 
 from api.deps import Reader, SessionDep, require
-from api.pagination import after, decode_cursor, encode_cursor
-from api.schemas import (
-    MAX_PAGE,
+from api.schemas import MAX_PAGE, Page
+from api.schemas.assets import (
     ChangeEventRead,
-    DeviceDetail,
+    DeviceDetailRead,
     DeviceRead,
     DeviceUpdate,
-    FindingRead,
-    Page,
     ServiceRead,
 )
-from api.visibility import device_or_404, org_filter
+from api.schemas.findings import FindingRead
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
-from cybermission.findings.models import Finding
-from cybermission.inventory.models import ChangeEvent, Criticality, Device, Service
+from cybermission.findings.service import list_device_findings
+from cybermission.inventory.criticality import set_criticality
+from cybermission.inventory.models import Criticality, Device
+from cybermission.inventory.queries import get_device_or_raise, list_device_changes, list_devices
 from cybermission.inventory.service import device_addresses, device_events, device_services
 
 router = APIRouter(prefix="/assets", tags=["assets"])
@@ -47,35 +45,23 @@ def get_assets(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[DeviceRead]:
-    query = select(Device).where(org_filter(caller, col(Device.organization_id)))
-    if site_id is not None:
-        query = query.where(col(Device.site_id) == site_id)
-    if zone_id is not None:
-        query = query.where(col(Device.zone_id) == zone_id)
-    if vendor is not None:
-        query = query.where(col(Device.vendor) == vendor)
-    if criticality is not None:
-        query = query.where(col(Device.criticality) == criticality)
-    if protocol is not None:
-        with_protocol = select(Service.device_id).where(col(Service.protocol) == protocol)
-        query = query.where(col(Device.id).in_(with_protocol))
-    if cursor is not None:
-        value, last_id = decode_cursor(cursor, sort="first_seen_at")
-        query = query.where(
-            after(col(Device.first_seen_at), col(Device.id), value, last_id, descending=False)
-        )
-    query = query.order_by(col(Device.first_seen_at), col(Device.id)).limit(limit + 1)
-    rows = list(session.exec(query).all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor("first_seen_at", rows[-1].first_seen_at, rows[-1].id)
+    rows, next_cursor = list_devices(
+        session=session,
+        visible_to=caller.organization_id,
+        site_id=site_id,
+        zone_id=zone_id,
+        vendor=vendor,
+        criticality=criticality,
+        protocol=protocol,
+        cursor=cursor,
+        limit=limit,
+    )
     return Page(items=[DeviceRead.model_validate(d) for d in rows], next_cursor=next_cursor)
 
 
-def _detail(session: SessionDep, device: Device) -> DeviceDetail:
+def _detail(session: SessionDep, device: Device) -> DeviceDetailRead:
     changes = device_events(session, device.id, limit=RECENT_CHANGES)
-    return DeviceDetail.model_validate(
+    return DeviceDetailRead.model_validate(
         {
             **DeviceRead.model_validate(device).model_dump(),
             "provenance": device.provenance,
@@ -93,8 +79,11 @@ def _detail(session: SessionDep, device: Device) -> DeviceDetail:
     summary="One device with its addresses, services and recent changes",
     responses={404: {"description": "No such device"}},
 )
-def get_asset(device_id: DeviceId, session: SessionDep, caller: Reader) -> DeviceDetail:
-    return _detail(session, device_or_404(session, caller, device_id))
+def get_asset(device_id: DeviceId, session: SessionDep, caller: Reader) -> DeviceDetailRead:
+    device = get_device_or_raise(
+        session=session, device_id=device_id, visible_to=caller.organization_id
+    )
+    return _detail(session, device)
 
 
 @router.patch(
@@ -104,11 +93,9 @@ def get_asset(device_id: DeviceId, session: SessionDep, caller: Reader) -> Devic
 )
 def patch_asset(
     device_id: DeviceId, body: DeviceUpdate, session: SessionDep, caller: Triager
-) -> DeviceDetail:
-    device = device_or_404(session, caller, device_id)
-    device.criticality = body.criticality
-    session.add(device)
-    session.flush()
+) -> DeviceDetailRead:
+    get_device_or_raise(session=session, device_id=device_id, visible_to=caller.organization_id)
+    device = set_criticality(session, device_id=device_id, criticality=body.criticality)
     return _detail(session, device)
 
 
@@ -124,19 +111,12 @@ def get_asset_history(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[ChangeEventRead]:
-    device = device_or_404(session, caller, device_id)
-    query = select(ChangeEvent).where(ChangeEvent.device_id == device.id)
-    if cursor is not None:
-        value, last_id = decode_cursor(cursor, sort="-at")
-        query = query.where(
-            after(col(ChangeEvent.at), col(ChangeEvent.id), value, last_id, descending=True)
-        )
-    query = query.order_by(col(ChangeEvent.at).desc(), col(ChangeEvent.id).desc()).limit(limit + 1)
-    rows = list(session.exec(query).all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor("-at", rows[-1].at, rows[-1].id)
+    device = get_device_or_raise(
+        session=session, device_id=device_id, visible_to=caller.organization_id
+    )
+    rows, next_cursor = list_device_changes(
+        session=session, device_id=device.id, cursor=cursor, limit=limit
+    )
     return Page(items=[ChangeEventRead.model_validate(c) for c in rows], next_cursor=next_cursor)
 
 
@@ -148,11 +128,8 @@ def get_asset_history(
 def get_asset_findings(
     device_id: DeviceId, session: SessionDep, caller: Reader
 ) -> list[FindingRead]:
-    device = device_or_404(session, caller, device_id)
-    query = (
-        select(Finding)
-        .where(Finding.device_id == device.id)
-        .order_by(col(Finding.score).desc(), col(Finding.id))
-        .limit(MAX_PAGE)
+    device = get_device_or_raise(
+        session=session, device_id=device_id, visible_to=caller.organization_id
     )
-    return [FindingRead.model_validate(f) for f in session.exec(query).all()]
+    rows = list_device_findings(session=session, device_id=device.id, limit=MAX_PAGE)
+    return [FindingRead.model_validate(f) for f in rows]

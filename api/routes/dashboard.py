@@ -11,7 +11,6 @@ allows only the page's own inline script and style.
 """
 
 import secrets
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -20,78 +19,46 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import BaseModel
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Reader, SessionDep, authenticate, get_engine, get_settings
 from api.errors import AuthenticationError
 from api.routes.scans import scan_tasks
-from api.visibility import org_filter
+from api.schemas.dashboard import (
+    CountRead,
+    DashboardRead,
+    RecentChangeRead,
+    RunningScanRead,
+    SiteFindingsRead,
+)
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
 from cybermission.db import session_scope, utcnow
-from cybermission.events import Event
-from cybermission.findings.models import Finding, FindingStatus, Severity
-from cybermission.inventory.models import Device, Service
-from cybermission.scans.models import ScanRun, ScanStatus
-from cybermission.sites.models import Site
+from cybermission.events import Event, list_recent_events
+from cybermission.findings.models import Severity
+from cybermission.inventory.queries import (
+    count_devices,
+    count_devices_by_protocol,
+    count_devices_by_vendor,
+)
+from cybermission.scans.models import ScanStatus
+from cybermission.scans.placed_findings import (
+    count_active_findings_by_severity,
+    count_active_findings_by_site,
+)
+from cybermission.scans.service import list_scan_runs
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 page_router = APIRouter(tags=["dashboard"])
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 SEVERITIES = [Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO]
-# Findings that still ask for attention.
-ACTIVE = [FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED]
+ACTIVE_RUNS = (ScanStatus.QUEUED, ScanStatus.RUNNING)
 NO_SITE = "(no site)"
 UNKNOWN_VENDOR = "(unknown)"
 TOP = 20
 RECENT = 25
-
-
-class Count(BaseModel):
-    label: str
-    count: int
-
-
-class SiteFindings(BaseModel):
-    site: str
-    counts: dict[str, int]  # severity -> active findings
-    total: int
-
-
-class RecentChange(BaseModel):
-    id: int
-    at: datetime
-    kind: str
-    severity: str | None
-    summary: str
-
-
-class RunningScan(BaseModel):
-    id: str
-    status: ScanStatus
-    targets: list[str]
-    started_at: datetime | None
-    hosts_total: int
-    hosts_swept: int
-    hosts_live: int
-    findings: int
-    percent: int
-
-
-class DashboardSummary(BaseModel):
-    generated_at: datetime
-    devices_total: int
-    findings_active: int
-    findings_by_severity: list[Count]
-    findings_by_site: list[SiteFindings]
-    devices_by_protocol: list[Count]
-    devices_by_vendor: list[Count]
-    recent_changes: list[RecentChange]
-    running_scans: list[RunningScan]
 
 
 def _summary_line(event: Event) -> str:
@@ -109,70 +76,31 @@ def _summary_line(event: Event) -> str:
 
 def build_summary(
     session: Session, caller: Principal, progress: dict[str, dict[str, int]]
-) -> DashboardSummary:
+) -> DashboardRead:
     """Every number of the page, limited to what the caller's organisation sees."""
-    visible_device = org_filter(caller, col(Device.organization_id))
-    active = select(Finding).join(Device, col(Device.id) == col(Finding.device_id))
-    active = active.where(col(Finding.status).in_(ACTIVE), visible_device)
-
-    by_severity = dict(
-        session.exec(
-            select(Finding.severity, func.count())
-            .join(Device, col(Device.id) == col(Finding.device_id))
-            .where(col(Finding.status).in_(ACTIVE), visible_device)
-            .group_by(col(Finding.severity))
-        ).all()
-    )
+    visible_to = caller.organization_id
+    by_severity = count_active_findings_by_severity(session=session, visible_to=visible_to)
     sites: dict[str, dict[str, int]] = {}
-    for site_name, severity, count in session.exec(
-        select(Site.name, Finding.severity, func.count())
-        .join(Device, col(Device.id) == col(Finding.device_id))
-        .join(Site, col(Site.id) == col(Device.site_id), isouter=True)
-        .where(col(Finding.status).in_(ACTIVE), visible_device)
-        .group_by(col(Site.name), col(Finding.severity))
-    ).all():
+    for site_name, severity, count in count_active_findings_by_site(
+        session=session, visible_to=visible_to
+    ):
         per = sites.setdefault(site_name or NO_SITE, {str(s): 0 for s in SEVERITIES})
         per[str(severity)] += count
     by_site = sorted(
-        (SiteFindings(site=name, counts=c, total=sum(c.values())) for name, c in sites.items()),
+        (SiteFindingsRead(site=name, counts=c, total=sum(c.values())) for name, c in sites.items()),
         key=lambda s: (-s.counts[Severity.CRITICAL], -s.total, s.site),
     )
-    protocols = session.exec(
-        select(Service.protocol, func.count(func.distinct(Service.device_id)))
-        .join(Device, col(Device.id) == col(Service.device_id))
-        .where(col(Service.is_open), visible_device)
-        .group_by(col(Service.protocol))
-        .order_by(func.count(func.distinct(Service.device_id)).desc(), col(Service.protocol))
-        .limit(TOP)
-    ).all()
-    vendors = session.exec(
-        select(Device.vendor, func.count())
-        .where(visible_device)
-        .group_by(col(Device.vendor))
-        .order_by(func.count().desc(), col(Device.vendor))
-        .limit(TOP)
-    ).all()
-    devices_total = session.exec(select(func.count()).select_from(Device).where(visible_device))
-    events = session.exec(
-        select(Event)
-        .where(org_filter(caller, col(Event.organization_id)))
-        .order_by(col(Event.id).desc())
-        .limit(RECENT)
-    ).all()
-    runs = session.exec(
-        select(ScanRun)
-        .where(col(ScanRun.status).in_([ScanStatus.QUEUED, ScanStatus.RUNNING]))
-        .where(org_filter(caller, col(ScanRun.organization_id)))
-        .order_by(col(ScanRun.created_at).desc())
-        .limit(TOP)
-    ).all()
+    protocols = count_devices_by_protocol(session=session, visible_to=visible_to, limit=TOP)
+    vendors = count_devices_by_vendor(session=session, visible_to=visible_to, limit=TOP)
+    events = list_recent_events(session=session, visible_to=visible_to, limit=RECENT)
+    runs = list_scan_runs(session=session, visible_to=visible_to, statuses=ACTIVE_RUNS, limit=TOP)
     running = []
     for run in runs:
         live = progress.get(run.id, {})
         total = live.get("hosts_total", run.hosts_total)
         swept = live.get("hosts_swept", 0)
         running.append(
-            RunningScan(
+            RunningScanRead(
                 id=run.id,
                 status=run.status,
                 targets=run.targets[:5],
@@ -184,16 +112,18 @@ def build_summary(
                 percent=min(100, (100 * swept) // total) if total else 0,
             )
         )
-    return DashboardSummary(
+    return DashboardRead(
         generated_at=utcnow(),
-        devices_total=devices_total.one(),
+        devices_total=count_devices(session=session, visible_to=visible_to),
         findings_active=sum(by_severity.values()),
-        findings_by_severity=[Count(label=str(s), count=by_severity.get(s, 0)) for s in SEVERITIES],
+        findings_by_severity=[
+            CountRead(label=str(s), count=by_severity.get(s, 0)) for s in SEVERITIES
+        ],
         findings_by_site=by_site,
-        devices_by_protocol=[Count(label=p, count=n) for p, n in protocols],
-        devices_by_vendor=[Count(label=v or UNKNOWN_VENDOR, count=n) for v, n in vendors],
+        devices_by_protocol=[CountRead(label=p, count=n) for p, n in protocols],
+        devices_by_vendor=[CountRead(label=v or UNKNOWN_VENDOR, count=n) for v, n in vendors],
         recent_changes=[
-            RecentChange(
+            RecentChangeRead(
                 id=e.id or 0,
                 at=e.at,
                 kind=str(e.kind),
@@ -219,7 +149,7 @@ def _progress(request: Request) -> dict[str, dict[str, int]]:
 
 
 @router.get("", summary="The numbers of the dashboard page, for the caller's organisation")
-def get_dashboard(request: Request, session: SessionDep, caller: Reader) -> DashboardSummary:
+def get_dashboard(request: Request, session: SessionDep, caller: Reader) -> DashboardRead:
     return build_summary(session, caller, _progress(request))
 
 
@@ -239,7 +169,7 @@ def _caller(request: Request, token: str) -> Principal:
 
 
 def _render(request: Request, token: str | None, nonce: str) -> tuple[str, int]:
-    summary: DashboardSummary | None = None
+    summary: DashboardRead | None = None
     error: str | None = None
     status = 200
     if token:

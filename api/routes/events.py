@@ -14,19 +14,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import Engine, func
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, Reader, SessionDep, require
 from api.routes.scans import scan_tasks
-from api.schemas import MAX_PAGE, EventRead, ScanProgressRead
-from api.visibility import org_filter
+from api.schemas import MAX_PAGE
+from api.schemas.events import EventRead
+from api.schemas.scans import ScanProgressRead
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
 from cybermission.db import session_scope
 from cybermission.errors import ValidationError
-from cybermission.events import Event, EventKind
+from cybermission.events import EventKind, events_after, last_event_id
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -37,16 +37,6 @@ MAX_EVENT_ID = 2**63 - 1  # BIGINT
 BATCH = 500
 
 
-def _events_after(session: Session, caller: Principal, after_id: int, limit: int) -> list[Event]:
-    query = (
-        select(Event)
-        .where(col(Event.id) > after_id, org_filter(caller, col(Event.organization_id)))
-        .order_by(col(Event.id))
-        .limit(limit)
-    )
-    return list(session.exec(query).all())
-
-
 @router.get("", summary="Stored events with id > after_id, oldest first")
 def get_events(
     session: SessionDep,
@@ -55,7 +45,12 @@ def get_events(
     kind: EventKind | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> list[EventRead]:
-    rows = _events_after(session, caller, after_id, limit if kind is None else MAX_PAGE)
+    rows = events_after(
+        session,
+        after_id=after_id,
+        limit=limit if kind is None else MAX_PAGE,
+        visible_to=caller.organization_id,
+    )
     if kind is not None:
         rows = [e for e in rows if e.kind == kind][:limit]
     return [EventRead.model_validate(e) for e in rows]
@@ -63,15 +58,15 @@ def get_events(
 
 def _read_batch(engine: Engine, caller: Principal, after_id: int) -> list[EventRead]:
     with session_scope(engine) as session:
-        return [
-            EventRead.model_validate(e) for e in _events_after(session, caller, after_id, BATCH)
-        ]
+        rows = events_after(
+            session, after_id=after_id, limit=BATCH, visible_to=caller.organization_id
+        )
+        return [EventRead.model_validate(e) for e in rows]
 
 
 def _last_id(engine: Engine) -> int:
     with session_scope(engine) as session:
-        last = session.exec(select(func.max(Event.id))).one()
-        return int(last or 0)
+        return last_event_id(session=session)
 
 
 def _frame(data: str, *, event: str, ident: int | None = None) -> str:

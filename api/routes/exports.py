@@ -16,16 +16,26 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
 
 from api.deps import EngineDep, Reader
-from api.routes.findings import FiltersDep, FindingFilters, FindingSort, finding_page
-from api.visibility import org_filter
+from api.routes.findings import FiltersDep
 from cybermission import __version__
 from cybermission.auth.service import Principal
 from cybermission.db import session_scope, utcnow
 from cybermission.findings.models import Finding, FindingStatus, Severity
-from cybermission.inventory.models import Device, IPAddress, Service
+from cybermission.inventory.models import Device, Service
+from cybermission.inventory.queries import (
+    list_addresses_by_device,
+    list_devices,
+    list_services_by_device,
+    list_units_by_gateway,
+)
+from cybermission.scans.placed_findings import (
+    FindingFilters,
+    PlacedFinding,
+    list_placed_findings,
+    place_findings,
+)
 
 router = APIRouter(prefix="/exports", tags=["exports"])
 
@@ -106,69 +116,42 @@ def _ms(moment: datetime) -> int:
 
 def _finding_pages(
     engine: Engine, caller: Principal, filters: FindingFilters
-) -> Iterator[list[tuple[Finding, Device, str | None]]]:
+) -> Iterator[list[PlacedFinding]]:
     cursor: str | None = None
     while True:
         with session_scope(engine) as session:
-            rows, cursor = finding_page(
-                session, caller, filters, sort=FindingSort.FIRST_SEEN, limit=PAGE, cursor=cursor
+            rows, cursor = list_placed_findings(
+                session=session,
+                visible_to=caller.organization_id,
+                filters=filters,
+                cursor=cursor,
+                limit=PAGE,
             )
-            devices = _by_id(session, Device, {f.device_id for f in rows})
-            services = _by_id(session, Service, {f.service_id for f in rows if f.service_id})
-        yield [
-            (
-                f,
-                devices[f.device_id],
-                services[f.service_id].address if f.service_id in services else None,
-            )
-            for f in rows
-        ]
+            page = place_findings(session=session, findings=rows)
+        yield page
         if cursor is None:
             return
-
-
-def _by_id(session: Session, table: type[Any], ids: set[str]) -> dict[str, Any]:
-    if not ids:
-        return {}
-    return {row.id: row for row in session.exec(select(table).where(col(table.id).in_(ids)))}
 
 
 def _device_pages(
     engine: Engine, caller: Principal, *, top_level: bool = False
 ) -> Iterator[list[tuple[Device, list[str], list[Service]]]]:
-    last: tuple[datetime, str] | None = None
+    cursor: str | None = None
     while True:
         with session_scope(engine) as session:
-            query = select(Device).where(org_filter(caller, col(Device.organization_id)))
-            if top_level:
-                query = query.where(col(Device.parent_id).is_(None))
-            if last is not None:
-                query = query.where(
-                    (col(Device.first_seen_at) > last[0])
-                    | ((col(Device.first_seen_at) == last[0]) & (col(Device.id) > last[1]))
-                )
-            query = query.order_by(col(Device.first_seen_at), col(Device.id)).limit(PAGE)
-            devices = list(session.exec(query).all())
-            page = _with_details(session, devices)
-        yield page
-        if len(devices) < PAGE:
+            devices, cursor = list_devices(
+                session=session,
+                visible_to=caller.organization_id,
+                top_level=top_level,
+                cursor=cursor,
+                limit=PAGE,
+            )
+            ids = [d.id for d in devices]
+            addresses = list_addresses_by_device(session=session, device_ids=ids)
+            services = list_services_by_device(session=session, device_ids=ids)
+        yield [(d, addresses[d.id], services[d.id]) for d in devices]
+        if cursor is None:
             return
-        last = (devices[-1].first_seen_at, devices[-1].id)
-
-
-def _with_details(
-    session: Session, devices: Sequence[Device]
-) -> list[tuple[Device, list[str], list[Service]]]:
-    ids = [d.id for d in devices]
-    addresses: dict[str, list[str]] = {i: [] for i in ids}
-    services: dict[str, list[Service]] = {i: [] for i in ids}
-    if ids:
-        for ip in session.exec(select(IPAddress).where(col(IPAddress.device_id).in_(ids))):
-            addresses[ip.device_id].append(ip.address)
-        query = select(Service).where(col(Service.device_id).in_(ids)).order_by(col(Service.port))
-        for service in session.exec(query):
-            services[service.device_id].append(service)
-    return [(d, sorted(addresses[d.id]), services[d.id]) for d in devices]
 
 
 # --- shapes ------------------------------------------------------------------------------------
@@ -384,7 +367,7 @@ def _finding_dicts(
     engine: Engine, caller: Principal, filters: FindingFilters, shape: Callable[..., dict[str, Any]]
 ) -> Iterator[list[dict[str, Any]]]:
     for page in _finding_pages(engine, caller, filters):
-        yield [shape(f, d, a) for f, d, a in page]
+        yield [shape(p.finding, p.device, p.address) for p in page]
 
 
 def _asset_dicts(engine: Engine, caller: Principal) -> Iterator[list[dict[str, Any]]]:
@@ -456,18 +439,10 @@ def export_assets_json(engine: EngineDep, caller: Reader) -> StreamingResponse:
 
 def _cyclonedx_pages(engine: Engine, caller: Principal) -> Iterator[list[dict[str, Any]]]:
     for page in _device_pages(engine, caller, top_level=True):
-        parents = [d.id for d, _, _ in page]
-        children: dict[str, list[Device]] = {i: [] for i in parents}
-        if parents:
-            with session_scope(engine) as session:
-                query = (
-                    select(Device)
-                    .where(col(Device.parent_id).in_(parents))
-                    .order_by(col(Device.unit_id))
-                )
-                for child in session.exec(query):
-                    assert child.parent_id is not None
-                    children[child.parent_id].append(child)
+        with session_scope(engine) as session:
+            children = list_units_by_gateway(
+                session=session, gateway_ids=[d.id for d, _, _ in page]
+            )
         yield [cyclonedx_component(d, a, s, children[d.id]) for d, a, s in page]
 
 

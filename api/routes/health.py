@@ -3,13 +3,13 @@
 import logging
 
 from fastapi import APIRouter
-from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import EngineDep
 from api.errors import NotReadyError
-from api.schemas import HealthRead
+from api.schemas.health import HealthRead
 from cybermission import __version__
+from cybermission.db import store_holds
 from cybermission.scans.models import ScanRun
 
 logger = logging.getLogger(__name__)
@@ -29,10 +29,8 @@ def healthz() -> HealthRead:
 )
 def readyz(engine: EngineDep) -> HealthRead:
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-            # The app never creates tables (Alembic does): an unmigrated store is not ready.
-            migrated = inspect(conn).has_table(ScanRun.__tablename__)
+        # The app never creates tables (Alembic does): an unmigrated store is not ready.
+        migrated = store_holds(engine, ScanRun.__tablename__)
     except SQLAlchemyError as exc:
         logger.warning("store unreachable", extra={"error": exc.__class__.__name__})
         raise NotReadyError("the store does not answer") from exc

@@ -12,15 +12,14 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func
-from sqlmodel import col, select
+from sqlalchemy import Engine
 
 from api.deps import get_engine, get_settings
 from cybermission.config import Settings
 from cybermission.db import session_scope
-from cybermission.findings.models import Finding
-from cybermission.inventory.models import Device, Service
-from cybermission.scans.models import ScanRun
+from cybermission.findings.service import count_findings_by_state
+from cybermission.inventory.queries import count_devices, count_devices_by_protocol
+from cybermission.scans.service import count_scan_runs_by_status, list_scan_durations_s
 from cybermission.sensors.metrics import SensorCollector
 
 router = APIRouter(tags=["health"])
@@ -42,20 +41,11 @@ class StoreCollector(Collector):
             scans = GaugeMetricFamily(
                 "cybermission_scans", "Scan runs by status", labels=["status"]
             )
-            query = select(ScanRun.status, func.count()).group_by(col(ScanRun.status))
-            for status, count in session.exec(query):
-                scans.add_metric([str(status)], count)
+            for run_status, runs in count_scan_runs_by_status(session=session):
+                scans.add_metric([str(run_status)], runs)
             yield scans
 
-            runs = select(ScanRun.started_at, ScanRun.finished_at).where(
-                col(ScanRun.finished_at).is_not(None), col(ScanRun.started_at).is_not(None)
-            )
-            runs = runs.order_by(col(ScanRun.finished_at).desc()).limit(DURATION_WINDOW)
-            durations = [
-                (finished - started).total_seconds()
-                for started, finished in session.exec(runs)
-                if started is not None and finished is not None
-            ]
+            durations = list_scan_durations_s(session=session, limit=DURATION_WINDOW)
             buckets = [
                 (str(bound), sum(1 for d in durations if d <= bound))
                 for bound in DURATION_BUCKETS_S
@@ -73,18 +63,13 @@ class StoreCollector(Collector):
                 "Devices with an open service, by protocol",
                 labels=["protocol"],
             )
-            query = (
-                select(Service.protocol, func.count(func.distinct(Service.device_id)))
-                .where(col(Service.is_open))
-                .group_by(col(Service.protocol))
-            )
-            for protocol, count in session.exec(query):
+            for protocol, count in count_devices_by_protocol(session=session, visible_to=None):
                 devices.add_metric([protocol], count)
             yield devices
             yield GaugeMetricFamily(
                 "cybermission_devices_total",
                 "Devices in the inventory",
-                value=session.exec(select(func.count()).select_from(Device)).one(),
+                value=count_devices(session=session, visible_to=None),
             )
 
             findings = GaugeMetricFamily(
@@ -92,10 +77,7 @@ class StoreCollector(Collector):
                 "Findings by severity and state",
                 labels=["severity", "status"],
             )
-            by_state = select(Finding.severity, Finding.status, func.count()).group_by(
-                col(Finding.severity), col(Finding.status)
-            )
-            for severity, status, count in session.exec(by_state):
+            for severity, status, count in count_findings_by_state(session=session):
                 findings.add_metric([str(severity), str(status)], count)
             yield findings
 

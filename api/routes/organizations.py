@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, Path, status
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from api.deps import Reader, SessionDep, require
 from api.errors import ForbiddenError
-from api.schemas import (
+from api.schemas.organizations import (
     OrganizationCreate,
     OrganizationRead,
     SiteCreate,
@@ -21,11 +21,17 @@ from api.schemas import (
     ZoneCreate,
     ZoneRead,
 )
-from api.visibility import org_filter, organization_or_404, site_or_404
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
 from cybermission.errors import ConflictError, ValidationError
 from cybermission.sites.models import Organization, Site, Zone
+from cybermission.sites.service import (
+    get_organization_or_raise,
+    get_site_by_id_or_raise,
+    list_organizations,
+    list_site_zones,
+    list_sites,
+)
 
 router = APIRouter(tags=["organisations"])
 
@@ -44,12 +50,8 @@ def _insert(session: Session, row: Organization | Site | Zone, what: str) -> Non
 
 @router.get("/organizations", summary="Organisations the caller sees, by slug")
 def get_organizations(session: SessionDep, caller: Reader) -> list[OrganizationRead]:
-    query = (
-        select(Organization)
-        .where(org_filter(caller, col(Organization.id)))
-        .order_by(col(Organization.slug))
-    )
-    return [OrganizationRead.model_validate(o) for o in session.exec(query).all()]
+    rows = list_organizations(session, visible_to=caller.organization_id)
+    return [OrganizationRead.model_validate(o) for o in rows]
 
 
 @router.post(
@@ -76,13 +78,16 @@ def post_organization(
 def get_organization(
     organization_id: Ident, session: SessionDep, caller: Reader
 ) -> OrganizationRead:
-    return OrganizationRead.model_validate(organization_or_404(session, caller, organization_id))
+    organization = get_organization_or_raise(
+        session=session, organization_id=organization_id, visible_to=caller.organization_id
+    )
+    return OrganizationRead.model_validate(organization)
 
 
 @router.get("/sites", summary="Sites the caller sees, by slug")
 def get_sites(session: SessionDep, caller: Reader) -> list[SiteRead]:
-    query = select(Site).where(org_filter(caller, col(Site.organization_id)))
-    return [SiteRead.model_validate(s) for s in session.exec(query.order_by(col(Site.slug))).all()]
+    rows = list_sites(session, visible_to=caller.organization_id)
+    return [SiteRead.model_validate(s) for s in rows]
 
 
 @router.post(
@@ -92,7 +97,9 @@ def get_sites(session: SessionDep, caller: Reader) -> list[SiteRead]:
     responses={409: {"description": "The slug is taken"}},
 )
 def post_site(body: SiteCreate, session: SessionDep, caller: Manager) -> SiteRead:
-    organization_or_404(session, caller, body.organization_id)
+    get_organization_or_raise(
+        session=session, organization_id=body.organization_id, visible_to=caller.organization_id
+    )
     _check_timezone(body.timezone)
     site = Site(
         organization_id=body.organization_id,
@@ -115,7 +122,10 @@ def _check_timezone(name: str) -> None:
     "/sites/{site_id}", summary="One site", responses={404: {"description": "No such site"}}
 )
 def get_site(site_id: Ident, session: SessionDep, caller: Reader) -> SiteRead:
-    return SiteRead.model_validate(site_or_404(session, caller, site_id))
+    site = get_site_by_id_or_raise(
+        session=session, site_id=site_id, visible_to=caller.organization_id
+    )
+    return SiteRead.model_validate(site)
 
 
 @router.get(
@@ -124,9 +134,8 @@ def get_site(site_id: Ident, session: SessionDep, caller: Reader) -> SiteRead:
     responses={404: {"description": "No such site"}},
 )
 def get_zones(site_id: Ident, session: SessionDep, caller: Reader) -> list[ZoneRead]:
-    site = site_or_404(session, caller, site_id)
-    query = select(Zone).where(Zone.site_id == site.id).order_by(col(Zone.name))
-    return [ZoneRead.model_validate(z) for z in session.exec(query).all()]
+    rows = list_site_zones(session=session, site_id=site_id, visible_to=caller.organization_id)
+    return [ZoneRead.model_validate(z) for z in rows]
 
 
 @router.post(
@@ -136,7 +145,9 @@ def get_zones(site_id: Ident, session: SessionDep, caller: Reader) -> list[ZoneR
     responses={404: {"description": "No such site"}, 409: {"description": "The name is taken"}},
 )
 def post_zone(site_id: Ident, body: ZoneCreate, session: SessionDep, caller: Manager) -> ZoneRead:
-    site = site_or_404(session, caller, site_id)
+    site = get_site_by_id_or_raise(
+        session=session, site_id=site_id, visible_to=caller.organization_id
+    )
     zone = Zone(
         site_id=site.id, name=body.name, purdue_level=body.purdue_level, exposure=body.exposure
     )

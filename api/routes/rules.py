@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 
 from api.deps import Reader, SettingsDep
-from api.schemas import RuleRead
+from api.schemas.rules import RuleRead
 from cybermission.config import Settings
 from cybermission.errors import NotFoundError
 from cybermission.rules.loader import Rule, load_rules

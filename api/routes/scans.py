@@ -12,12 +12,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response, status
 from sqlalchemy import Engine
-from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, Reader, SessionDep, SettingsDep, require
-from api.schemas import MAX_PAGE, ScanAccepted, ScanCreate, ScanProgressRead, ScanRunRead
-from api.visibility import org_filter, scan_run_or_404, visible_scopes
+from api.schemas import MAX_PAGE
+from api.schemas.scans import ScanProgressRead, ScanRunAcceptedRead, ScanRunCreate, ScanRunRead
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
 from cybermission.config import Settings
@@ -26,8 +25,8 @@ from cybermission.errors import ConflictError
 from cybermission.guard import ScopeGuard
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.pipeline import ScanProgress, execute_scan
-from cybermission.scans.scopes import guard_from_scopes
-from cybermission.scans.service import create_scan_run
+from cybermission.scans.scopes import guard_from_scopes, list_scopes
+from cybermission.scans.service import create_scan_run, get_scan_run_or_raise, list_scan_runs
 
 logger = logging.getLogger(__name__)
 
@@ -157,11 +156,11 @@ def _record_failure(engine: Engine, scan_run_id: str, error: str) -> None:
 
 
 def _create_run(
-    engine: Engine, settings: Settings, body: ScanCreate, caller: Principal
+    engine: Engine, settings: Settings, body: ScanRunCreate, caller: Principal
 ) -> tuple[ScanRun, ScopeGuard]:
     # Committed before the task starts, so the pipeline finds the row; refused scans store nothing.
     with session_scope(engine) as session:
-        scopes = visible_scopes(session, caller)
+        scopes = list_scopes(session, visible_to=caller.organization_id)
         # A global caller falls back to the settings' default when no scope is stored; an
         # organisation with no scope of its own may scan nothing.
         guard = (
@@ -176,10 +175,8 @@ def _create_run(
             ports=body.ports,
             settings=settings,
             requested_by=caller.name,
+            organization_id=caller.organization_id,
         )
-        run.organization_id = caller.organization_id
-        session.add(run)
-        session.flush()
         return run, guard
 
 
@@ -204,19 +201,19 @@ def install_scan_tasks(app: FastAPI, *, engine: Engine, settings: Settings) -> S
     },
 )
 async def post_scan(
-    body: ScanCreate,
+    body: ScanRunCreate,
     request: Request,
     response: Response,
     engine: EngineDep,
     settings: SettingsDep,
     caller: Operator,
-) -> ScanAccepted:
+) -> ScanRunAcceptedRead:
     # Target expansion may resolve names (blocking): keep it off the event loop.
     run, guard = await run_in_threadpool(_create_run, engine, settings, body, caller)
     scan_tasks(request).start(run.id, guard=guard, organization_id=caller.organization_id)
     url = str(request.url_for("get_scan", scan_run_id=run.id).path)
     response.headers["Location"] = url
-    return ScanAccepted(id=run.id, status=run.status, url=url)
+    return ScanRunAcceptedRead(id=run.id, status=run.status, url=url)
 
 
 @router.get("", summary="Recent scan runs, newest first")
@@ -226,15 +223,13 @@ def get_scans(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     status: ScanStatus | None = None,
 ) -> list[ScanRunRead]:
-    query = (
-        select(ScanRun)
-        .where(org_filter(caller, col(ScanRun.organization_id)))
-        .order_by(col(ScanRun.created_at).desc(), col(ScanRun.id))
-        .limit(limit)
+    runs = list_scan_runs(
+        session=session,
+        visible_to=caller.organization_id,
+        statuses=None if status is None else [status],
+        limit=limit,
     )
-    if status is not None:
-        query = query.where(col(ScanRun.status) == status)
-    return [ScanRunRead.model_validate(r) for r in session.exec(query).all()]
+    return [ScanRunRead.model_validate(r) for r in runs]
 
 
 @router.get(
@@ -246,7 +241,10 @@ def get_scans(
 def get_scan(
     scan_run_id: ScanRunId, session: SessionDep, request: Request, caller: Reader
 ) -> ScanRunRead:
-    read = ScanRunRead.model_validate(scan_run_or_404(session, caller, scan_run_id))
+    run = get_scan_run_or_raise(
+        session=session, scan_run_id=scan_run_id, visible_to=caller.organization_id
+    )
+    read = ScanRunRead.model_validate(run)
     live = scan_tasks(request).progress(scan_run_id)
     if live is not None and read.finished_at is None:
         read.progress = ScanProgressRead.model_validate(live)
@@ -255,7 +253,9 @@ def get_scan(
 
 def _read_run(engine: Engine, caller: Principal, scan_run_id: str) -> ScanRun:
     with session_scope(engine) as session:
-        return scan_run_or_404(session, caller, scan_run_id)
+        return get_scan_run_or_raise(
+            session=session, scan_run_id=scan_run_id, visible_to=caller.organization_id
+        )
 
 
 @router.post(

@@ -4,31 +4,27 @@ Reading needs the read permission; writing and run-now the schedule permission (
 organisation's token sees and manages only schedules of its own sites' scopes.
 """
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, Reader, SessionDep, SettingsDep, require
 from api.routes.scans import scan_tasks
-from api.visibility import scope_or_404, site_or_404
+from api.schemas.schedules import (
+    ScheduleAuditRead,
+    ScheduleCreate,
+    ScheduleRead,
+    ScheduleRunRead,
+    ScheduleUpdate,
+)
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
 from cybermission.config import Settings
 from cybermission.db import session_scope
-from cybermission.errors import NotFoundError
 from cybermission.scans.schedules import (
-    Blackout,
-    Misfire,
-    OutsideWindow,
-    RunOutcome,
-    RunTrigger,
-    ScanWindow,
-    Schedule,
     ScheduleBase,
     create_schedule,
     delete_schedule,
@@ -39,120 +35,23 @@ from cybermission.scans.schedules import (
     run_schedule_now,
     update_schedule,
 )
+from cybermission.scans.scopes import get_scope_or_raise
 from cybermission.sensors.service import plan_site_scan
+from cybermission.sites.service import get_site_by_id_or_raise
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 
 ScheduleId = Annotated[str, Path(max_length=64)]
 Scheduler = Annotated[Principal, Depends(require(Permission.SCHEDULE))]
-MAX_GRACE_S = 7 * 24 * 3600
-
-
-class ScheduleFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    site_id: str | None = Field(default=None, max_length=64)
-    targets: list[str] = Field(default_factory=list, max_length=256)
-    ports: list[int] | None = Field(default=None, min_length=1, max_length=1024)
-    cron: str | None = Field(default=None, max_length=100, examples=["0 2 * * 1-5"])
-    interval_s: int | None = Field(default=None, ge=60, le=366 * 24 * 3600)
-    windows: list[ScanWindow] = Field(default_factory=list, max_length=32)
-    blackouts: list[Blackout] = Field(default_factory=list, max_length=256)
-    outside_window: OutsideWindow = OutsideWindow.WAIT
-    misfire: Misfire = Misfire.RUN_ONCE
-    misfire_grace_s: int = Field(default=300, ge=0, le=MAX_GRACE_S)
-    enabled: bool = True
-
-
-class ScheduleCreate(ScheduleFields):
-    name: str = Field(min_length=1, max_length=100)
-    scope_id: str = Field(max_length=64)
-
-
-class ScheduleUpdate(BaseModel):
-    """Only the fields sent are changed."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, min_length=1, max_length=100)
-    scope_id: str | None = Field(default=None, max_length=64)
-    site_id: str | None = Field(default=None, max_length=64)
-    targets: list[str] | None = Field(default=None, max_length=256)
-    ports: list[int] | None = Field(default=None, min_length=1, max_length=1024)
-    cron: str | None = Field(default=None, max_length=100)
-    interval_s: int | None = Field(default=None, ge=60, le=366 * 24 * 3600)
-    windows: list[ScanWindow] | None = Field(default=None, max_length=32)
-    blackouts: list[Blackout] | None = Field(default=None, max_length=256)
-    outside_window: OutsideWindow | None = None
-    misfire: Misfire | None = None
-    misfire_grace_s: int | None = Field(default=None, ge=0, le=MAX_GRACE_S)
-    enabled: bool | None = None
-
-
-class ScheduleRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    name: str
-    scope_id: str
-    site_id: str | None
-    organization_id: str | None
-    targets: list[str]
-    ports: list[int] | None
-    cron: str | None
-    interval_s: int | None
-    windows: list[ScanWindow]
-    blackouts: list[Blackout]
-    outside_window: OutsideWindow
-    misfire: Misfire
-    misfire_grace_s: int
-    enabled: bool
-    next_due_at: datetime | None
-    created_by: str
-    created_at: datetime
-    updated_at: datetime
-
-
-class ScheduleRunRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    schedule_id: str
-    trigger: RunTrigger
-    due_at: datetime
-    decided_at: datetime
-    outcome: RunOutcome
-    start_after: datetime | None
-    scan_run_id: str | None
-    reason: str
-    actor: str
-
-
-class ScheduleAuditRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    schedule_id: str
-    action: str
-    actor: str
-    at: datetime
-    changes: dict[str, Any]
-
-
-def _visible(session: Session, caller: Principal, schedule_id: str) -> Schedule:
-    schedule = get_schedule_or_raise(session, schedule_id)
-    if not caller.sees(schedule.organization_id):
-        raise NotFoundError(f"no schedule with id {schedule_id!r}")
-    return schedule
 
 
 def _check_placement(
     session: Session, caller: Principal, scope_id: str | None, site_id: str | None
 ) -> None:
     if scope_id is not None:
-        scope_or_404(session, caller, scope_id)
+        get_scope_or_raise(session=session, scope_id=scope_id, visible_to=caller.organization_id)
     if site_id is not None:
-        site_or_404(session, caller, site_id)
+        get_site_by_id_or_raise(session=session, site_id=site_id, visible_to=caller.organization_id)
 
 
 def _stored(fields: dict[str, Any]) -> dict[str, Any]:
@@ -167,7 +66,7 @@ def _stored(fields: dict[str, Any]) -> dict[str, Any]:
 def get_schedules(session: SessionDep, caller: Reader) -> list[ScheduleRead]:
     return [
         ScheduleRead.model_validate(s)
-        for s in list_schedules(session, organization_id=caller.organization_id)
+        for s in list_schedules(session, visible_to=caller.organization_id)
     ]
 
 
@@ -191,7 +90,8 @@ def post_schedule(
 
 @router.get("/{schedule_id}", summary="One schedule", responses={404: {"description": "None"}})
 def get_schedule(schedule_id: ScheduleId, session: SessionDep, caller: Reader) -> ScheduleRead:
-    return ScheduleRead.model_validate(_visible(session, caller, schedule_id))
+    schedule = get_schedule_or_raise(session, schedule_id, visible_to=caller.organization_id)
+    return ScheduleRead.model_validate(schedule)
 
 
 @router.patch("/{schedule_id}", summary="Change a schedule (audited)")
@@ -202,7 +102,7 @@ def patch_schedule(
     settings: SettingsDep,
     caller: Scheduler,
 ) -> ScheduleRead:
-    _visible(session, caller, schedule_id)
+    get_schedule_or_raise(session, schedule_id, visible_to=caller.organization_id)
     changes = {k: getattr(body, k) for k in body.model_fields_set}
     _check_placement(session, caller, changes.get("scope_id"), changes.get("site_id"))
     schedule = update_schedule(
@@ -219,7 +119,7 @@ def patch_schedule(
     "/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove a schedule"
 )
 def remove_schedule(schedule_id: ScheduleId, session: SessionDep, caller: Scheduler) -> Response:
-    _visible(session, caller, schedule_id)
+    get_schedule_or_raise(session, schedule_id, visible_to=caller.organization_id)
     delete_schedule(session, schedule_id=schedule_id, actor=caller.name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -229,7 +129,7 @@ def _run_now(
 ) -> tuple[ScheduleRunRead, str | None, str | None]:
     # Committed before the scan task starts, so the pipeline finds its run.
     with session_scope(engine) as session:
-        schedule = _visible(session, caller, schedule_id)
+        schedule = get_schedule_or_raise(session, schedule_id, visible_to=caller.organization_id)
         run, scan_id = run_schedule_now(
             session,
             schedule_id=schedule_id,
@@ -267,7 +167,7 @@ def get_schedule_runs(
     caller: Reader,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[ScheduleRunRead]:
-    _visible(session, caller, schedule_id)
+    get_schedule_or_raise(session, schedule_id, visible_to=caller.organization_id)
     runs = list_schedule_runs(session, schedule_id=schedule_id, limit=limit)
     return [ScheduleRunRead.model_validate(r) for r in runs]
 
@@ -279,6 +179,6 @@ def get_schedule_audit(
     caller: Reader,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[ScheduleAuditRead]:
-    _visible(session, caller, schedule_id)
+    get_schedule_or_raise(session, schedule_id, visible_to=caller.organization_id)
     audit = list_schedule_audit(session, schedule_id=schedule_id, limit=limit)
     return [ScheduleAuditRead.model_validate(a) for a in audit]

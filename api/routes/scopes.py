@@ -6,17 +6,20 @@ Admins manage scopes; an organisation's admin manages only scopes placed on its 
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
-from sqlmodel import Session
 
 from api.deps import Reader, SessionDep, require
-from api.schemas import ScopeCreate, ScopeRead, ScopeUpdate
-from api.visibility import scope_or_404, site_or_404, visible_scopes, zone_or_404
+from api.schemas.scopes import ScopeCreate, ScopeRead, ScopeUpdate
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
-from cybermission.errors import ValidationError
-from cybermission.guard import parse_network
 from cybermission.scans.models import ScopeBase
-from cybermission.scans.scopes import create_scope, delete_scope
+from cybermission.scans.scopes import (
+    check_scope_placement,
+    create_scope,
+    delete_scope,
+    get_scope_or_raise,
+    list_scopes,
+    update_scope,
+)
 
 router = APIRouter(prefix="/scopes", tags=["scopes"])
 
@@ -24,28 +27,18 @@ ScopeId = Annotated[str, Path(max_length=64)]
 Manager = Annotated[Principal, Depends(require(Permission.MANAGE_SCOPES))]
 
 
-def _check_placement(
-    session: Session, caller: Principal, site_id: str | None, zone_id: str | None
-) -> None:
-    """The site and zone exist, are the caller's, and the zone lies in the site."""
-    if caller.organization_id is not None and site_id is None:
-        raise ValidationError("site_id: an organisation's scope must name one of its sites")
-    if site_id is not None:
-        site_or_404(session, caller, site_id)
-    if zone_id is not None:
-        zone = zone_or_404(session, caller, zone_id)
-        if site_id is None or zone.site_id != site_id:
-            raise ValidationError("zone_id: the zone must belong to the scope's site_id")
-
-
 @router.get("", summary="The scopes the caller sees, by name")
 def get_scopes(session: SessionDep, caller: Reader) -> list[ScopeRead]:
-    return [ScopeRead.model_validate(s) for s in visible_scopes(session, caller)]
+    rows = list_scopes(session, visible_to=caller.organization_id)
+    return [ScopeRead.model_validate(s) for s in rows]
 
 
 @router.get("/{scope_id}", summary="One scope", responses={404: {"description": "No such scope"}})
 def get_scope(scope_id: ScopeId, session: SessionDep, caller: Reader) -> ScopeRead:
-    return ScopeRead.model_validate(scope_or_404(session, caller, scope_id))
+    scope = get_scope_or_raise(
+        session=session, scope_id=scope_id, visible_to=caller.organization_id
+    )
+    return ScopeRead.model_validate(scope)
 
 
 @router.post(
@@ -55,7 +48,12 @@ def get_scope(scope_id: ScopeId, session: SessionDep, caller: Reader) -> ScopeRe
     responses={409: {"description": "A scope with that name exists"}},
 )
 def post_scope(body: ScopeCreate, session: SessionDep, caller: Manager) -> ScopeRead:
-    _check_placement(session, caller, body.site_id, body.zone_id)
+    check_scope_placement(
+        session=session,
+        site_id=body.site_id,
+        zone_id=body.zone_id,
+        visible_to=caller.organization_id,
+    )
     scope = create_scope(session, data=ScopeBase.model_validate(body.model_dump()))
     return ScopeRead.model_validate(scope)
 
@@ -68,27 +66,12 @@ def post_scope(body: ScopeCreate, session: SessionDep, caller: Manager) -> Scope
 def patch_scope(
     scope_id: ScopeId, body: ScopeUpdate, session: SessionDep, caller: Manager
 ) -> ScopeRead:
-    scope = scope_or_404(session, caller, scope_id)
-    changes = body.model_dump(exclude_unset=True)
-    for cidr in changes.get("cidrs") or []:
-        parse_network(cidr, field="cidrs")
-    for cidr in changes.get("excludes") or []:
-        parse_network(cidr, field="excludes")
-    if "cidrs" in changes and not changes["cidrs"]:
-        raise ValidationError("cidrs: a scope needs at least one network")
-    site_id = changes.get("site_id", scope.site_id)
-    zone_id = changes.get("zone_id", scope.zone_id)
-    _check_placement(session, caller, site_id, zone_id)
-    valid_from = changes.get("valid_from", scope.valid_from)
-    valid_until = changes.get("valid_until", scope.valid_until)
-    if valid_from is not None and valid_until is not None and valid_until <= valid_from:
-        raise ValidationError("valid_until: must come after valid_from")
-    for field, value in changes.items():
-        if field == "reference" and value is None:
-            continue
-        setattr(scope, field, value)
-    session.add(scope)
-    session.flush()
+    scope = update_scope(
+        session=session,
+        scope_id=scope_id,
+        changes=body.model_dump(exclude_unset=True),
+        visible_to=caller.organization_id,
+    )
     return ScopeRead.model_validate(scope)
 
 
@@ -99,6 +82,8 @@ def patch_scope(
     responses={404: {"description": "No such scope"}},
 )
 def remove_scope(scope_id: ScopeId, session: SessionDep, caller: Manager) -> Response:
-    scope = scope_or_404(session, caller, scope_id)
+    scope = get_scope_or_raise(
+        session=session, scope_id=scope_id, visible_to=caller.organization_id
+    )
     delete_scope(session, name=scope.name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

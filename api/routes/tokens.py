@@ -9,11 +9,16 @@ from fastapi import APIRouter, Depends, Path, Response, status
 
 from api.deps import SessionDep, require
 from api.errors import ForbiddenError
-from api.schemas import TokenCreate, TokenIssued, TokenRead
-from api.visibility import organization_or_404
+from api.schemas.tokens import TokenCreate, TokenIssuedRead, TokenRead
 from cybermission.auth.models import Permission
-from cybermission.auth.service import Principal, create_token, list_tokens, revoke_token
-from cybermission.errors import NotFoundError
+from cybermission.auth.service import (
+    Principal,
+    create_token,
+    get_token_or_raise,
+    list_tokens,
+    revoke_token,
+)
+from cybermission.sites.service import get_organization_or_raise
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 
@@ -23,7 +28,7 @@ Manager = Annotated[Principal, Depends(require(Permission.MANAGE_TOKENS))]
 
 @router.get("", summary="Tokens (never their secrets), newest first")
 def get_tokens(session: SessionDep, caller: Manager) -> list[TokenRead]:
-    rows = list_tokens(session, organization_id=caller.organization_id)
+    rows = list_tokens(session, visible_to=caller.organization_id)
     return [TokenRead.model_validate(t) for t in rows]
 
 
@@ -33,7 +38,7 @@ def get_tokens(session: SessionDep, caller: Manager) -> list[TokenRead]:
     summary="Create a token; its secret is in this response only",
     responses={403: {"description": "An organisation's admin asked for another organisation"}},
 )
-def post_token(body: TokenCreate, session: SessionDep, caller: Manager) -> TokenIssued:
+def post_token(body: TokenCreate, session: SessionDep, caller: Manager) -> TokenIssuedRead:
     organization_id = body.organization_id
     if caller.organization_id is not None:
         if organization_id is None:
@@ -41,7 +46,9 @@ def post_token(body: TokenCreate, session: SessionDep, caller: Manager) -> Token
         elif organization_id != caller.organization_id:
             raise ForbiddenError("an organisation's admin creates tokens of its organisation only")
     if organization_id is not None:
-        organization_or_404(session, caller, organization_id)
+        get_organization_or_raise(
+            session=session, organization_id=organization_id, visible_to=caller.organization_id
+        )
     issued = create_token(
         session,
         name=body.name,
@@ -50,7 +57,7 @@ def post_token(body: TokenCreate, session: SessionDep, caller: Manager) -> Token
         created_by=caller.name,
         expires_at=body.expires_at,
     )
-    return TokenIssued.model_validate(
+    return TokenIssuedRead.model_validate(
         {**TokenRead.model_validate(issued.token).model_dump(), "token": issued.secret}
     )
 
@@ -62,8 +69,6 @@ def post_token(body: TokenCreate, session: SessionDep, caller: Manager) -> Token
     responses={404: {"description": "No such token"}},
 )
 def delete_token(token_id: TokenId, session: SessionDep, caller: Manager) -> Response:
-    visible = {t.id for t in list_tokens(session, organization_id=caller.organization_id)}
-    if token_id not in visible:
-        raise NotFoundError(f"no token with id {token_id!r}")
+    get_token_or_raise(session, token_id, visible_to=caller.organization_id)
     revoke_token(session, token_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -7,9 +7,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
 from cybermission.alerts.channels import SEVERITY_ORDER, validate_channel_config
-from cybermission.alerts.models import AlertChannel, AlertPolicy, ChannelKind, Delivery
-from cybermission.errors import ConflictError, NotFoundError, ValidationError
+from cybermission.alerts.models import (
+    AlertChannel,
+    AlertPolicy,
+    ChannelKind,
+    Delivery,
+    DeliveryStatus,
+)
+from cybermission.db import utcnow
+from cybermission.errors import ConflictError, ValidationError
 from cybermission.events import Event, EventKind
+from cybermission.visibility import get_owned_or_raise, get_visible_or_raise, visible
 
 # What a policy may ask for. "Asset disappeared" is service.closed: the pipeline closes a device's
 # services when a clean rescan no longer sees them.
@@ -40,23 +48,44 @@ def create_channel(
     return channel
 
 
-def list_channels(session: Session, *, organization_id: str | None = None) -> list[AlertChannel]:
+def list_channels(session: Session, *, visible_to: str | None) -> list[AlertChannel]:
+    """The channels ``visible_to`` sees, by name."""
     query = select(AlertChannel).order_by(col(AlertChannel.name))
-    if organization_id is not None:
-        query = query.where(AlertChannel.organization_id == organization_id)
+    query = query.where(visible(col(AlertChannel.organization_id), visible_to))
     return list(session.exec(query).all())
 
 
-def get_channel_or_raise(session: Session, channel_id: str) -> AlertChannel:
-    channel = session.get(AlertChannel, channel_id)
-    if channel is None:
-        raise NotFoundError(f"no alert channel with id {channel_id!r}")
+def get_channel_or_raise(
+    session: Session, channel_id: str, *, visible_to: str | None
+) -> AlertChannel:
+    return get_owned_or_raise(
+        session, AlertChannel, channel_id, visible_to=visible_to, what="alert channel"
+    )
+
+
+def update_channel(
+    *,
+    session: Session,
+    channel_id: str,
+    visible_to: str | None,
+    config: dict[str, Any] | None = None,
+    enabled: bool | None = None,
+) -> AlertChannel:
+    """Change a channel's config (merged into the stored one, validated) or switch it; a secret
+    left out of ``config``, or sent back as "***" (how reads show it), keeps its stored value."""
+    channel = get_channel_or_raise(session, channel_id, visible_to=visible_to)
+    if config is not None:
+        merged = {**channel.config, **{k: v for k, v in config.items() if v != "***"}}
+        channel.config = validate_channel_config(channel.kind, merged)
+    if enabled is not None:
+        channel.enabled = enabled
+    session.add(channel)
     return channel
 
 
-def delete_channel(session: Session, channel_id: str) -> None:
+def delete_channel(session: Session, channel_id: str, *, visible_to: str | None) -> None:
     """Remove a channel with its policies and its delivery history (nothing else points to it)."""
-    channel = get_channel_or_raise(session, channel_id)
+    channel = get_channel_or_raise(session, channel_id, visible_to=visible_to)
     session.exec(delete(AlertPolicy).where(col(AlertPolicy.channel_id) == channel.id))
     session.exec(delete(Delivery).where(col(Delivery.channel_id) == channel.id))
     session.delete(channel)
@@ -73,7 +102,7 @@ def create_policy(
     organization_id: str | None = None,
     enabled: bool = True,
 ) -> AlertPolicy:
-    channel = get_channel_or_raise(session, channel_id)
+    channel = get_channel_or_raise(session, channel_id, visible_to=None)
     if not kinds:
         raise ValidationError("kinds: name at least one event kind")
     unknown = sorted(set(kinds) - ALERTABLE_KINDS)
@@ -107,18 +136,22 @@ def _insert(session: Session, row: AlertChannel | AlertPolicy, references: str) 
         raise ValidationError(f"{references}: refers to nothing stored") from exc
 
 
-def list_policies(session: Session, *, organization_id: str | None = None) -> list[AlertPolicy]:
+def list_policies(session: Session, *, visible_to: str | None) -> list[AlertPolicy]:
+    """The policies ``visible_to`` sees, oldest first."""
     query = select(AlertPolicy).order_by(col(AlertPolicy.created_at))
-    if organization_id is not None:
-        query = query.where(AlertPolicy.organization_id == organization_id)
+    query = query.where(visible(col(AlertPolicy.organization_id), visible_to))
     return list(session.exec(query).all())
 
 
-def get_policy_or_raise(session: Session, policy_id: str) -> AlertPolicy:
-    policy = session.get(AlertPolicy, policy_id)
-    if policy is None:
-        raise NotFoundError(f"no alert policy with id {policy_id!r}")
-    return policy
+def get_policy_or_raise(session: Session, policy_id: str, *, visible_to: str | None) -> AlertPolicy:
+    return get_owned_or_raise(
+        session, AlertPolicy, policy_id, visible_to=visible_to, what="alert policy"
+    )
+
+
+def delete_policy(*, session: Session, policy_id: str, visible_to: str | None) -> None:
+    """Remove a policy; deliveries it already planned are still sent."""
+    session.delete(get_policy_or_raise(session, policy_id, visible_to=visible_to))
 
 
 def severity_at_least(severity: str | None, minimum: str | None) -> bool:
@@ -145,15 +178,44 @@ def policy_matches(policy: AlertPolicy, event: Event) -> bool:
 def list_deliveries(
     session: Session,
     *,
+    visible_to: str | None,
     status: str | None = None,
     channel_id: str | None = None,
     limit: int = 100,
 ) -> list[Delivery]:
+    """Deliveries to the channels ``visible_to`` sees, newest first (ties by id)."""
     query = (
         select(Delivery).order_by(col(Delivery.created_at).desc(), col(Delivery.id)).limit(limit)
     )
+    if visible_to is not None:
+        channels = select(AlertChannel.id).where(AlertChannel.organization_id == visible_to)
+        query = query.where(col(Delivery.channel_id).in_(channels))
     if status is not None:
         query = query.where(Delivery.status == status)
     if channel_id is not None:
         query = query.where(Delivery.channel_id == channel_id)
     return list(session.exec(query).all())
+
+
+def retry_failed_delivery(
+    *, session: Session, delivery_id: str, visible_to: str | None
+) -> Delivery:
+    """Plan a failed delivery again, at once, with the same idempotency key (a receiver that
+    got it after all drops the copy); only a failed one (:class:`ConflictError` otherwise)."""
+    delivery = get_visible_or_raise(
+        session,
+        Delivery,
+        delivery_id,
+        visible_to=visible_to,
+        what="delivery",
+        organization_of=lambda d: (
+            get_channel_or_raise(session, d.channel_id, visible_to=None).organization_id
+        ),
+    )
+    if delivery.status is not DeliveryStatus.FAILED:
+        raise ConflictError(f"status: the delivery is {delivery.status}, not failed")
+    delivery.status = DeliveryStatus.PENDING
+    delivery.attempts = 0
+    delivery.next_attempt_at = utcnow()
+    session.add(delivery)
+    return delivery

@@ -13,7 +13,8 @@ from sqlmodel import Session, col, select
 
 from cybermission.auth.models import ROLE_PERMISSIONS, ApiToken, Permission, Role
 from cybermission.db import utcnow
-from cybermission.errors import NotFoundError, ValidationError
+from cybermission.errors import ValidationError
+from cybermission.visibility import get_owned_or_raise, sees, visible
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class Principal:
 
     def sees(self, organization_id: str | None) -> bool:
         """Whether a row of ``organization_id`` is visible (none: global callers only)."""
-        return self.organization_id is None or self.organization_id == organization_id
+        return sees(self.organization_id, organization_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,24 +96,20 @@ def create_token(
     return IssuedToken(token=token, secret=secret)
 
 
-def list_tokens(session: Session, *, organization_id: str | None = None) -> list[ApiToken]:
-    """Tokens by creation, newest first; only one organisation's when ``organization_id`` is set."""
+def list_tokens(session: Session, *, visible_to: str | None = None) -> list[ApiToken]:
+    """Tokens by creation, newest first, that ``visible_to`` sees (None, the CLI's: every one)."""
     query = select(ApiToken).order_by(col(ApiToken.created_at).desc(), col(ApiToken.id))
-    if organization_id is not None:
-        query = query.where(ApiToken.organization_id == organization_id)
+    query = query.where(visible(col(ApiToken.organization_id), visible_to))
     return list(session.exec(query).all())
 
 
-def get_token_or_raise(session: Session, token_id: str) -> ApiToken:
-    token = session.get(ApiToken, token_id)
-    if token is None:
-        raise NotFoundError(f"no token with id {token_id!r}")
-    return token
+def get_token_or_raise(session: Session, token_id: str, *, visible_to: str | None) -> ApiToken:
+    return get_owned_or_raise(session, ApiToken, token_id, visible_to=visible_to, what="token")
 
 
 def revoke_token(session: Session, token_id: str) -> ApiToken:
     """Revoke a token at once (idempotent: revoking twice keeps the first time)."""
-    token = get_token_or_raise(session, token_id)
+    token = get_token_or_raise(session, token_id, visible_to=None)
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         session.add(token)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, func, or_
 from sqlmodel import Session, col, select
 
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
@@ -458,3 +458,25 @@ def list_findings(
     items = rows[:limit]
     next_cursor = _encode_cursor(items[-1]) if len(rows) > limit else None
     return FindingPage(items=items, next_cursor=next_cursor)
+
+
+def list_device_findings(*, session: Session, device_id: str, limit: int) -> list[Finding]:
+    """A device's findings, highest score first (ties by id)."""
+    statement = (
+        select(Finding)
+        .where(Finding.device_id == device_id)
+        .order_by(col(Finding.score).desc(), col(Finding.id))
+        .limit(limit)
+    )
+    return list(session.exec(statement).all())
+
+
+def count_findings_by_state(*, session: Session) -> list[tuple[Severity, FindingStatus, int]]:
+    """(severity, status, findings) for every pair that has any, across every organisation."""
+    statement = select(Finding.severity, Finding.status, func.count()).group_by(
+        col(Finding.severity), col(Finding.status)
+    )
+    return [
+        (Severity(severity), FindingStatus(status), count)
+        for severity, status, count in session.exec(statement)
+    ]

@@ -5,8 +5,6 @@ protocol identity (a Modbus unit behind a gateway is a child of the gateway devi
 address. Each identity attribute keeps its provenance (which probe said it, when).
 """
 
-import base64
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +13,6 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from cybermission.errors import NotFoundError, ValidationError
 from cybermission.inventory.models import (
     ChangeEvent,
     ChangeKind,
@@ -421,51 +418,6 @@ def _reconcile_units(
 
 
 # --- reads -------------------------------------------------------------------------------------
-
-
-def _encode_cursor(moment: datetime, ident: str) -> str:
-    raw = json.dumps([moment.isoformat(), ident]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Cursors are opaque to clients: (timestamp, id) of the last item, base64url JSON."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        moment, ident = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(moment), str(ident)
-    except (ValueError, TypeError) as exc:
-        raise ValidationError("cursor: not a cursor returned by this API") from exc
-
-
-def list_devices(
-    session: Session, *, limit: int = 100, cursor: str | None = None
-) -> tuple[list[Device], str | None]:
-    """Devices by first sighting, oldest first, with an opaque cursor for the next page."""
-    query = select(Device).order_by(col(Device.first_seen_at), col(Device.id))
-    if cursor is not None:
-        moment, ident = decode_cursor(cursor)
-        query = query.where(
-            (col(Device.first_seen_at) > moment)
-            | ((col(Device.first_seen_at) == moment) & (col(Device.id) > ident))
-        )
-    rows = list(session.exec(query.limit(limit + 1)).all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = _encode_cursor(rows[-1].first_seen_at, rows[-1].id)
-    return rows, next_cursor
-
-
-def get_device(session: Session, *, device_id: str) -> Device | None:
-    return session.get(Device, device_id)
-
-
-def get_device_or_raise(session: Session, device_id: str) -> Device:
-    device = session.get(Device, device_id)
-    if device is None:
-        raise NotFoundError(f"no device with id {device_id!r}")
-    return device
 
 
 def device_addresses(session: Session, device_id: str) -> list[str]:

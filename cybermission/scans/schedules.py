@@ -36,12 +36,13 @@ from sqlmodel import Field, Session, SQLModel, col, delete, select
 
 from cybermission.config import Settings
 from cybermission.db import UTCDateTime, enum_type, new_id, session_scope, utcnow
-from cybermission.errors import ConflictError, NotFoundError, ScopeError, ValidationError
+from cybermission.errors import ConflictError, ScopeError, ValidationError
 from cybermission.scans.models import ScanRun, Scope
 from cybermission.scans.scopes import build_guard, guard_from_scopes
 from cybermission.scans.service import create_scan_run
 from cybermission.scans.targets import count_targets
 from cybermission.sites.models import Site
+from cybermission.visibility import get_owned_or_raise, visible
 
 MIN_INTERVAL_S = 60
 # Stop looking for an allowed moment after this many blackout/window hops (a year of blackouts).
@@ -336,7 +337,7 @@ def update_schedule(
 ) -> Schedule:
     """Apply ``changes`` (fields of ScheduleBase), re-plan the next run, audit old -> new."""
     now = now or utcnow()
-    schedule = get_schedule_or_raise(session, schedule_id)
+    schedule = get_schedule_or_raise(session, schedule_id, visible_to=None)
     unknown = set(changes) - set(ScheduleBase.model_fields)
     if unknown:
         raise ValidationError(f"{sorted(unknown)[0]}: not a schedule field")
@@ -366,7 +367,7 @@ def delete_schedule(
 ) -> None:
     """Remove a schedule and its decisions; the audit keeps what it was and who removed it."""
     now = now or utcnow()
-    schedule = get_schedule_or_raise(session, schedule_id)
+    schedule = get_schedule_or_raise(session, schedule_id, visible_to=None)
     _audit(
         session,
         schedule.id,
@@ -379,17 +380,18 @@ def delete_schedule(
     session.delete(schedule)
 
 
-def get_schedule_or_raise(session: Session, schedule_id: str) -> Schedule:
-    schedule = session.get(Schedule, schedule_id)
-    if schedule is None:
-        raise NotFoundError(f"no schedule with id {schedule_id!r}")
-    return schedule
+def get_schedule_or_raise(
+    session: Session, schedule_id: str, *, visible_to: str | None
+) -> Schedule:
+    return get_owned_or_raise(
+        session, Schedule, schedule_id, visible_to=visible_to, what="schedule"
+    )
 
 
-def list_schedules(session: Session, *, organization_id: str | None = None) -> list[Schedule]:
+def list_schedules(session: Session, *, visible_to: str | None) -> list[Schedule]:
+    """The schedules ``visible_to`` sees, by name."""
     query = select(Schedule).order_by(col(Schedule.name))
-    if organization_id is not None:
-        query = query.where(Schedule.organization_id == organization_id)
+    query = query.where(visible(col(Schedule.organization_id), visible_to))
     return list(session.exec(query).all())
 
 
@@ -782,7 +784,7 @@ def run_schedule_now(
     """Run a schedule now (an operator's decision: the window is waived, blackouts and overlap
     are not). Returns the decision and the scan run to launch, if one was started."""
     now = now or utcnow()
-    schedule = get_schedule_or_raise(session, schedule_id)
+    schedule = get_schedule_or_raise(session, schedule_id, visible_to=None)
     tz = schedule_timezone(session, schedule)
     run = ScheduleRun(
         schedule_id=schedule.id,

@@ -1,13 +1,17 @@
 """Scan runs in the store: creation (validated against the scope first) and reads."""
 
+from collections.abc import Collection
+
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from cybermission.config import Settings
-from cybermission.errors import NotFoundError, ValidationError
+from cybermission.errors import ValidationError
 from cybermission.guard import ScopeGuard
 from cybermission.probes import Transport, resolve_ports
-from cybermission.scans.models import ScanRun
+from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.targets import count_targets
+from cybermission.visibility import get_owned_or_raise, sees, visible
 
 MAX_TARGET_SPECS = 1024
 
@@ -30,8 +34,11 @@ def create_scan_run(
     settings: Settings,
     requested_by: str,
     udp_ports: list[int] | None = None,
+    organization_id: str | None = None,
 ) -> ScanRun:
     """Validate targets against the scope and store a queued run; nothing is stored on refusal.
+
+    ``organization_id``: whose run it is (an organisation's caller sees only its own runs).
 
     Raises ``ScopeError`` for any target outside the authorised scopes and ``ValidationError`` for
     malformed targets or ports, before any packet is sent.
@@ -51,6 +58,7 @@ def create_scan_run(
         if udp_ports is not None
         else resolve_ports(settings.udp_ports, Transport.UDP),
         requested_by=requested_by[:100],
+        organization_id=organization_id,
         hosts_total=total,
     )
     session.add(run)
@@ -58,17 +66,44 @@ def create_scan_run(
     return run
 
 
-def get_scan_run(session: Session, scan_run_id: str) -> ScanRun | None:
-    return session.get(ScanRun, scan_run_id)
-
-
-def get_scan_run_or_raise(session: Session, scan_run_id: str) -> ScanRun:
+def get_scan_run(*, session: Session, scan_run_id: str, visible_to: str | None) -> ScanRun | None:
     run = session.get(ScanRun, scan_run_id)
-    if run is None:
-        raise NotFoundError(f"no scan run with id {scan_run_id!r}")
-    return run
+    return run if run is not None and sees(visible_to, run.organization_id) else None
 
 
-def list_scan_runs(session: Session, *, limit: int = 50) -> list[ScanRun]:
-    query = select(ScanRun).order_by(col(ScanRun.created_at).desc()).limit(limit)
+def get_scan_run_or_raise(*, session: Session, scan_run_id: str, visible_to: str | None) -> ScanRun:
+    return get_owned_or_raise(session, ScanRun, scan_run_id, visible_to=visible_to, what="scan run")
+
+
+def list_scan_runs(
+    *,
+    session: Session,
+    visible_to: str | None,
+    statuses: Collection[ScanStatus] | None = None,
+    limit: int = 50,
+) -> list[ScanRun]:
+    """The runs ``visible_to`` sees, newest first (ties by id), of ``statuses`` when given."""
+    query = select(ScanRun).where(visible(col(ScanRun.organization_id), visible_to))
+    if statuses is not None:
+        query = query.where(col(ScanRun.status).in_(statuses))
+    query = query.order_by(col(ScanRun.created_at).desc(), col(ScanRun.id)).limit(limit)
     return list(session.exec(query).all())
+
+
+def count_scan_runs_by_status(*, session: Session) -> list[tuple[ScanStatus, int]]:
+    """(status, runs) for every status that has any, across every organisation."""
+    query = select(ScanRun.status, func.count()).group_by(col(ScanRun.status))
+    return [(ScanStatus(status), count) for status, count in session.exec(query)]
+
+
+def list_scan_durations_s(*, session: Session, limit: int) -> list[float]:
+    """How long the latest ``limit`` finished runs took, in seconds, latest first."""
+    query = select(ScanRun.started_at, ScanRun.finished_at).where(
+        col(ScanRun.finished_at).is_not(None), col(ScanRun.started_at).is_not(None)
+    )
+    query = query.order_by(col(ScanRun.finished_at).desc()).limit(limit)
+    return [
+        (finished - started).total_seconds()
+        for started, finished in session.exec(query)
+        if started is not None and finished is not None
+    ]

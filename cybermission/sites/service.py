@@ -5,6 +5,7 @@ from sqlmodel import Session, col, select
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.scans.models import Scope
 from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
+from cybermission.visibility import get_owned_or_raise, get_visible_or_raise, sees, visible
 
 
 def create_organization(session: Session, *, slug: str, name: str) -> Organization:
@@ -70,12 +71,16 @@ def get_site_or_raise(session: Session, *, slug: str) -> Site:
     return site
 
 
-def list_organizations(session: Session) -> list[Organization]:
-    return list(session.exec(select(Organization).order_by(col(Organization.slug))))
+def list_organizations(session: Session, *, visible_to: str | None) -> list[Organization]:
+    """The organisations ``visible_to`` sees (its own, or every one), by slug."""
+    query = select(Organization).where(visible(col(Organization.id), visible_to))
+    return list(session.exec(query.order_by(col(Organization.slug))))
 
 
-def list_sites(session: Session) -> list[Site]:
-    return list(session.exec(select(Site).order_by(col(Site.slug))))
+def list_sites(session: Session, *, visible_to: str | None = None) -> list[Site]:
+    """The sites ``visible_to`` sees (None, the CLI's: every site), by slug."""
+    query = select(Site).where(visible(col(Site.organization_id), visible_to))
+    return list(session.exec(query.order_by(col(Site.slug))))
 
 
 def list_zones(session: Session, *, site: str | None = None) -> list[Zone]:
@@ -115,3 +120,38 @@ def _slug(value: str) -> str:
             f"slug: expected letters, digits, '-' or '_' (64 at most), got {value!r}"
         )
     return slug
+
+
+def get_organization_or_raise(
+    *, session: Session, organization_id: str, visible_to: str | None
+) -> Organization:
+    return get_visible_or_raise(
+        session,
+        Organization,
+        organization_id,
+        visible_to=visible_to,
+        what="organisation",
+        organization_of=lambda o: o.id,
+    )
+
+
+def get_site_by_id_or_raise(*, session: Session, site_id: str, visible_to: str | None) -> Site:
+    """The site ``site_id`` if ``visible_to`` sees it (:func:`get_site_or_raise` finds by slug)."""
+    return get_owned_or_raise(session, Site, site_id, visible_to=visible_to, what="site")
+
+
+def get_zone_or_raise(*, session: Session, zone_id: str, visible_to: str | None) -> Zone:
+    """The zone if ``visible_to`` sees its site; a zone of another organisation's site is not
+    found, as if it did not exist (the error names nothing of that organisation)."""
+    zone = session.get(Zone, zone_id)
+    site = session.get(Site, zone.site_id) if zone is not None else None
+    if zone is None or site is None or not sees(visible_to, site.organization_id):
+        raise NotFoundError(f"no zone with id {zone_id!r}")
+    return zone
+
+
+def list_site_zones(*, session: Session, site_id: str, visible_to: str | None) -> list[Zone]:
+    """The zones of a site ``visible_to`` sees, by name."""
+    site = get_site_by_id_or_raise(session=session, site_id=site_id, visible_to=visible_to)
+    query = select(Zone).where(Zone.site_id == site.id).order_by(col(Zone.name))
+    return list(session.exec(query).all())

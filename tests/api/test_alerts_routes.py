@@ -2,20 +2,23 @@
 and a failed delivery sent again to a real receiver."""
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.app import create_app
+from cybermission.alerts.models import AlertChannel, Delivery
 from cybermission.alerts.worker import DeliveryWorker
 from cybermission.auth.models import Role
 from cybermission.config import Settings
 from tests.alerts.conftest import SECRET, HttpReceiver, add_events, http_receiver  # noqa: F401
 from tests.api.conftest import AUTH, BASE_URL, assert_problem
-from tests.api.world import World, build_world
+from tests.api.world import T0, World, build_world
 
 
 @pytest.fixture
@@ -118,3 +121,36 @@ async def test_failed_delivery_is_sent_again_on_retry(
     assert http_receiver.received_keys() == [failed["idempotency_key"]] * 2
     again = await http.post(f"/api/v1/deliveries/{failed['id']}/retry", headers=AUTH)
     assert_problem(again, 409, "conflict")
+
+
+async def test_deliveries_of_an_organisation_are_newest_first_across_its_channels(
+    http: httpx.AsyncClient, sqlite_engine: Engine, world: World
+) -> None:
+    admin_a = world.auth(Role.ADMIN, "a")
+    channels = [
+        (
+            await http.post(
+                "/api/v1/alert-channels", json=_webhook("http://127.24.0.20:9/", name), headers=AUTH
+            )
+        ).json()["id"]
+        for name in ("a-soc", "a-siem", "b-soc")
+    ]
+    with Session(sqlite_engine) as session:
+        for channel_id, organization in zip(channels, ("a", "a", "b"), strict=True):
+            channel = session.get(AlertChannel, channel_id)
+            assert channel is not None
+            channel.organization_id = world.orgs[organization].organization
+            session.add(channel)
+        # Alternate the two channels of A in time, so no grouping by channel reads as newest first.
+        for minute in range(6):
+            session.add(
+                Delivery(
+                    event_id=minute,
+                    channel_id=channels[minute % 3],
+                    idempotency_key=f"{minute}:{channels[minute % 3]}",
+                    created_at=T0 + timedelta(minutes=minute),
+                )
+            )
+        session.commit()
+    listed = (await http.get("/api/v1/deliveries?limit=3", headers=admin_a)).json()
+    assert [d["event_id"] for d in listed] == [4, 3, 1]

@@ -234,3 +234,23 @@ async def test_isolation_org_token_scans_only_its_scopes(
     run = (await cell_client.get(accepted.headers["location"], headers=headers)).json()
     assert run["organization_id"] == world.orgs["a"].organization
     assert run["requested_by"] == "token:operator-a"
+
+
+async def test_isolation_zone_of_another_organisation_names_nothing_of_it(
+    cell_client: httpx.AsyncClient, template: tuple[Path, World]
+) -> None:
+    world = template[1]
+    mine, theirs = world.orgs["a"], world.orgs["b"]
+    response = await cell_client.post(
+        "/api/v1/scopes",
+        json={
+            "name": "x",
+            "cidrs": ["127.40.1.0/28"],
+            "site_id": mine.site,
+            "zone_id": theirs.zone,
+        },
+        headers=world.auth(Role.ADMIN, "a"),
+    )
+    detail = assert_problem(response, 404, "not-found")["detail"]
+    assert detail == f"no zone with id {theirs.zone!r}"
+    assert theirs.site not in detail

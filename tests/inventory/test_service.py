@@ -13,13 +13,13 @@ from cybermission.inventory.models import (
     IPAddress,
     Service,
 )
+from cybermission.inventory.queries import list_devices
 from cybermission.inventory.service import (
     ServiceSeen,
-    decode_cursor,
-    list_devices,
     normalise_mac,
     reconcile_host,
 )
+from cybermission.pagination import decode_cursor
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 IDENTITY = {
@@ -228,13 +228,13 @@ def test_list_devices_pages_with_cursor(engine: Engine) -> None:
                 now=T0 + timedelta(minutes=i),
             )
         session.commit()
-        page1, cursor = list_devices(session, limit=2)
-        page2, cursor2 = list_devices(session, limit=2, cursor=cursor)
-        page3, cursor3 = list_devices(session, limit=2, cursor=cursor2)
+        page1, cursor = list_devices(session=session, visible_to=None, limit=2)
+        page2, cursor2 = list_devices(session=session, visible_to=None, limit=2, cursor=cursor)
+        page3, cursor3 = list_devices(session=session, visible_to=None, limit=2, cursor=cursor2)
         ids = [d.id for d in page1 + page2 + page3]
         assert len(ids) == len(set(ids)) == 5
         assert cursor3 is None
-        assert decode_cursor(cursor or "")[1] == page1[-1].id
+        assert decode_cursor(cursor or "", sort="first_seen_at")[1] == page1[-1].id
 
 
 def test_reconcile_host_same_mac_on_two_addresses_is_one_device(engine: Engine) -> None:

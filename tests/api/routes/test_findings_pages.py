@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from api.routes.findings import SEVERITY_RANK, FindingSort
 from cybermission.findings.models import Finding, FindingStatus, Severity
 from cybermission.inventory.models import Device
+from cybermission.scans.placed_findings import SEVERITY_RANK, FindingSort
 from tests.api.conftest import assert_problem
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from api.app import create_app
-from api.schemas import MAX_TARGETS
+from api.schemas.scans import MAX_TARGETS
 from cybermission.config import PacingProfile, PacingSettings, Settings
 from cybermission.scans.models import ScanRun
 from tests.api.conftest import AUTH, BASE_URL, assert_problem

@@ -2,21 +2,35 @@
 
 Keyset (not OFFSET) so that page 10,000 costs what page 1 costs and rows inserted meanwhile
 neither repeat nor vanish. A cursor names the sort it was issued for; reusing it with another
-sort is a 422, not a silently wrong page.
+sort is a validation error, not a silently wrong page. The services' paged lists
+(``list_devices``, ``list_placed_findings``, ...) read one page with :func:`keyset_page`.
 """
 
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, tuple_
 from sqlalchemy.sql.elements import SQLCoreOperations
+from sqlmodel import Session
+from sqlmodel.sql.expression import SelectOfScalar
 
 from cybermission.errors import ValidationError
 
 SortValue = datetime | float | int | str
+
+
+class Keyed(Protocol):
+    """A row with a string primary key (the tie-breaker of every sort)."""
+
+    @property
+    def id(self) -> str: ...
+
+
+RowT = TypeVar("RowT", bound=Keyed)
 
 
 def encode_cursor(sort: str, value: SortValue, ident: str) -> str:
@@ -27,7 +41,7 @@ def encode_cursor(sort: str, value: SortValue, ident: str) -> str:
 
 
 def decode_cursor(cursor: str, *, sort: str) -> tuple[SortValue, str]:
-    """The (value, id) of the last row of the previous page; 422 for anything we did not issue."""
+    """The (value, id) of the last row of the previous page; refuses anything we did not issue."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         issued_for, kind, value, ident = json.loads(raw)
@@ -60,3 +74,31 @@ def after(
     row = tuple_(key, ident)
     bound = tuple_(value, last_id)
     return row < bound if descending else row > bound
+
+
+def keyset_page(
+    session: Session,
+    query: SelectOfScalar[RowT],
+    *,
+    sort: str,
+    key: SQLCoreOperations[Any],
+    ident: SQLCoreOperations[Any],
+    value_of: Callable[[RowT], SortValue],
+    descending: bool = False,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[RowT], str | None]:
+    """One page of ``query`` in the order (``key``, ``ident``), and the next page's cursor.
+
+    ``sort`` names the order in the cursor; ``value_of`` reads a row's sort key (what ``key``
+    selects). The cursor is None on the last page. One row more than ``limit`` is read to know.
+    """
+    if cursor is not None:
+        value, last_id = decode_cursor(cursor, sort=sort)
+        query = query.where(after(key, ident, value, last_id, descending=descending))
+    order = (key.desc(), ident.desc()) if descending else (key, ident)
+    rows = list(session.exec(query.order_by(*order).limit(limit + 1)).all())
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(sort, value_of(rows[-1]), rows[-1].id)

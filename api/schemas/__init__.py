@@ -1,0 +1,52 @@
+"""Request and response bodies of the HTTP API, one module per resource; the shared pieces here.
+
+One convention (CONVENTIONS.md, the I/O ladder):
+
+- ``<Thing>Create`` and ``<Thing>Update`` are request bodies (POST, PATCH) on
+  :class:`RequestModel`: closed (an unknown field is refused) and bounded (every string, list and
+  number has the limit one request may ask for). An Update's fields are all optional; only the
+  fields sent change.
+- ``<Thing>Read`` is a stored row as the API answers it, on :class:`ReadModel`, built with
+  ``<Thing>Read.model_validate(row)``. A fuller answer about one row is ``<Thing><Variant>Read``
+  (``DeviceDetailRead``: the device with its addresses, services and changes). A list paged by
+  cursor is ``Page[<Thing>Read]``; a bounded list is a JSON array of ``<Thing>Read``.
+- ``<Thing>Base`` is the core's (``ScopeBase``, ``ScheduleBase``): a Create is validated into it
+  before the service stores it. The api keeps no Base of its own on purpose: a request's bounds
+  are not a stored row's (a scope written by the CLI may hold more networks than one request may
+  send), and a Read that inherited them would refuse such a row on its way out.
+
+Field names are the wire's: they never change with a class name.
+"""
+
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+MAX_PAGE = 500
+
+T = TypeVar("T")
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Slug = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+]
+
+
+class RequestModel(BaseModel):
+    """A request body: fields it does not declare are refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReadModel(BaseModel):
+    """An answer, read from a row's attributes (``model_validate(row)``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list; pass ``next_cursor`` back as ``?cursor=`` for the next one."""
+
+    items: list[T]
+    next_cursor: str | None = None

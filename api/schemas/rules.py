@@ -1,0 +1,16 @@
+"""Rules: one loaded rule, as its pack describes it."""
+
+from api.schemas import ReadModel
+from cybermission.findings.models import Severity
+
+
+class RuleRead(ReadModel):
+    id: str
+    name: str
+    severity: Severity
+    description: str
+    remediation: str
+    references: list[str]
+    tags: list[str]
+    protocols: list[str]
+    probes: list[str]
