@@ -73,17 +73,40 @@ def start() -> Settings:
 
 
 def open_store(settings: Settings, *, migrate: bool = False) -> Engine:
-    """The store's engine, its schema brought to head.
+    """The store's engine, its schema at the revision of this code.
 
-    Every command still migrates at start; ``migrate`` marks the ones that always will
-    (``db upgrade``, ``serve``, ``demo``).
+    ``migrate`` applies the migrations (``db upgrade``, ``serve``, ``demo``); so does an embedded
+    SQLite store that does not exist yet. Otherwise the store's revision is only read, and a
+    store that is behind (or ahead) stops the command with exit 2 and what to do.
     """
-    from cybermission.db import create_db_engine
-    from cybermission.migrations import upgrade_database
+    # Every table on the metadata, as the migrations' env imports them: a session flushing one
+    # domain's rows resolves foreign keys to the others' tables (finding -> service).
+    from cybermission import models  # noqa: F401
+    from cybermission.db import create_db_engine, is_new_sqlite_store
+    from cybermission.errors import CybermissionError
+    from cybermission.migrations import script_revisions, store_revisions, upgrade_database
 
+    new = is_new_sqlite_store(settings.database_url)  # before the engine creates the file
     engine = create_db_engine(settings.database_url)
-    upgrade_database(engine)
-    return engine
+    if migrate or new:
+        upgrade_database(engine)
+        return engine
+    stored, scripts = store_revisions(engine), script_revisions()
+    if stored == scripts.heads:
+        return engine
+    engine.dispose()
+    where = store_location(settings)
+    if stored - scripts.known:
+        unknown = ", ".join(sorted(stored - scripts.known))
+        problem = f"the store at {where} has revisions this cybermission does not know ({unknown})"
+        problem += ": a newer version migrated it"
+    elif not stored:
+        problem = f"the store at {where} has no schema yet: run `cybermission db upgrade`"
+    else:
+        lacking = ", ".join(sorted(scripts.heads - stored))
+        problem = f"the store at {where} is behind this cybermission (it lacks {lacking}): "
+        problem += "run `cybermission db upgrade`"
+    raise fail(CybermissionError(problem))
 
 
 def store_location(settings: Settings) -> str:
