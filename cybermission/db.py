@@ -68,12 +68,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
+def _sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite URL; None for another database or an in-memory one."""
+    if not database_url.startswith("sqlite"):
+        return None
+    path = database_url.split("///", 1)[-1]
+    return Path(path) if path and path != ":memory:" and "///" in database_url else None
+
+
+def is_new_sqlite_store(database_url: str) -> bool:
+    """True for an embedded SQLite store that does not exist yet (a file absent, or in memory)."""
+    if not database_url.startswith("sqlite"):
+        return False
+    path = _sqlite_file(database_url)
+    return path is None or not path.exists()
+
+
 def create_db_engine(database_url: str) -> Engine:
     """Build the engine for ``database_url``; creates the SQLite folder when needed."""
     if database_url.startswith("sqlite"):
-        path = database_url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = _sqlite_file(database_url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(database_url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -6,11 +6,17 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 from sqlmodel import SQLModel
 
 from cybermission.db import create_db_engine
-from cybermission.migrations import upgrade_database
+from cybermission.migrations import (
+    alembic_config,
+    script_revisions,
+    store_revisions,
+    upgrade_database,
+)
 from tests.conftest import _postgres_engine
 
 
@@ -50,3 +56,24 @@ def test_sqlite_store_uses_wal(tmp_path: Path) -> None:
         mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
     engine.dispose()
     assert mode == "wal"
+
+
+def test_script_revisions_are_alembics_heads() -> None:
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert script_revisions().heads == set(scripts.get_heads())
+    assert script_revisions().known == {r.revision for r in scripts.walk_revisions()}
+
+
+def test_store_revisions_of_an_empty_store_are_none(empty_engine: Engine) -> None:
+    assert store_revisions(empty_engine) == frozenset()
+
+
+def test_store_revisions_after_the_migrations_are_the_heads(empty_engine: Engine) -> None:
+    upgrade_database(empty_engine)
+    assert store_revisions(empty_engine) == script_revisions().heads
+
+
+def test_store_revisions_of_a_store_behind_lack_a_head(empty_engine: Engine) -> None:
+    upgrade_database(empty_engine, "0001")
+    assert store_revisions(empty_engine) == {"0001"}
+    assert "0001" not in script_revisions().heads

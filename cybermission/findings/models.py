@@ -2,7 +2,6 @@
 imported CISA advisories with their affected products, and the known-exploited CVEs."""
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index
@@ -10,21 +9,9 @@ from sqlmodel import Field, SQLModel
 
 from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
 
-
-class Severity(StrEnum):
-    INFO = "info"
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    CRITICAL = "critical"
-
-
-class FindingStatus(StrEnum):
-    OPEN = "open"
-    ACKNOWLEDGED = "acknowledged"
-    RISK_ACCEPTED = "risk-accepted"
-    FALSE_POSITIVE = "false-positive"
-    RESOLVED = "resolved"
+# Re-exported: the services, the rules and the API import the words with the tables.
+from cybermission.findings.grades import FindingStatus as FindingStatus
+from cybermission.findings.grades import Severity as Severity
 
 
 class Finding(SQLModel, table=True):

@@ -206,6 +206,41 @@ def load_rules(dirs: Sequence[Path], *, cache: RuleFileCache | None = None) -> l
     return rules
 
 
+def lint_rules(directory: Path) -> tuple[list[Rule], list[RuleError]]:
+    """Parse, validate and compile every rule under ``directory``; every problem, not the first.
+
+    Examples are not run (that is :func:`test_rules`); duplicate ids across files are reported.
+    """
+    rules: list[Rule] = []
+    problems: list[RuleError] = []
+    seen: dict[str, Rule] = {}
+    for path in rule_paths(directory):
+        try:
+            rule = load_rule_file(path, check_examples=False)
+        except RuleError as exc:
+            problems.append(exc)
+            continue
+        first = seen.get(rule.id)
+        if first is not None:
+            problems.append(
+                RuleError(str(path), None, f"duplicate rule id {rule.id!r} (also in {first.path})")
+            )
+            continue
+        seen[rule.id] = rule
+        rules.append(rule)
+    return rules, problems
+
+
+def check_rule_examples(directory: Path) -> tuple[int, list[RuleError]]:
+    """Lint, then run every example of every valid rule: (examples run, problems)."""
+    rules, problems = lint_rules(directory)
+    examples = 0
+    for rule in rules:
+        examples += len(rule.spec.examples.match) + len(rule.spec.examples.no_match)
+        problems.extend(example_failures(rule))
+    return examples, problems
+
+
 def rule_paths(directory: Path) -> list[Path]:
     """The rule files under ``directory`` (recursively), in path order."""
     return sorted(p for p in directory.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())

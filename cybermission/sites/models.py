@@ -1,12 +1,14 @@
 """Tables of organisations (partners), sites (a plant, a district) and zones (a network cell)."""
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
+
+# Re-exported: the services and the API import the exposure with the zone table.
+from cybermission.sites.exposure import ZoneExposure as ZoneExposure
 
 
 class Organization(SQLModel, table=True):
@@ -32,17 +34,6 @@ class Site(SQLModel, table=True):
     # IANA zone: schedules and scan windows are in the site's local time.
     timezone: str = Field(default="UTC", max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class ZoneExposure(StrEnum):
-    """How reachable a zone is from outside; the score weighs findings by it."""
-
-    # The words match the score's exposure factors (cybermission/findings/scoring.py).
-    INTERNET = "internet"
-    ENTERPRISE = "enterprise"  # the IT network, Purdue levels 4-5
-    DMZ = "dmz"
-    CONTROL = "control"  # a control network, Purdue levels 1-3
-    ISOLATED = "isolated"  # a cell with no route out
 
 
 class Zone(SQLModel, table=True):

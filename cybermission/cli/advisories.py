@@ -11,36 +11,28 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from cybermission.config import load_settings
-from cybermission.db import create_db_engine, session_scope, utcnow
+from cybermission.cli.runtime import command_group, err, fail, open_store, start
 from cybermission.errors import CybermissionError
-from cybermission.findings.advisories.store import import_advisories, import_kev
-from cybermission.logs import configure_logging
-from cybermission.migrations import upgrade_database
 
-advisories_app = typer.Typer(help="CISA ICS advisories (CSAF 2.0) and the KEV catalogue.")
-
-_err = Console(stderr=True, soft_wrap=True, highlight=False)
+app = command_group("CISA ICS advisories (CSAF 2.0) and the KEV catalogue.", no_args_is_help=False)
 
 
-@advisories_app.command("import")
+@app.command("import")
 def import_command(
     path: Annotated[Path, typer.Argument(help="A CSAF JSON file, a folder, or an archive.")],
 ) -> None:
     """Import (or update) CSAF advisories; archives (.tar.xz, .tgz, .zip) are streamed."""
-    settings = load_settings()
-    configure_logging(settings.log_level)
-    engine = create_db_engine(settings.database_url)
-    upgrade_database(engine)
+    from cybermission.db import session_scope, utcnow
+    from cybermission.findings.advisories.store import import_advisories
+
+    engine = open_store(start())
     started = time.perf_counter()
     try:
         with session_scope(engine) as session:
             report = import_advisories(session, path, now=utcnow())
     except CybermissionError as exc:
-        _err.print(f"error: {exc}")
-        raise typer.Exit(code=2) from exc
+        raise fail(exc) from exc
     for line in report.errors:
         sys.stdout.write(line + "\n")
     summary = {
@@ -51,27 +43,26 @@ def import_command(
         "errors": len(report.errors),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    _err.print(json.dumps(summary))
+    err().print(json.dumps(summary))
     if report.errors:
         raise typer.Exit(code=1)
 
 
-@advisories_app.command("kev")
+@app.command("kev")
 def kev_command(
     path: Annotated[Path, typer.Argument(help="CISA's known_exploited_vulnerabilities.json.")],
 ) -> None:
     """Import the KEV catalogue and flag the advisories that name one of its CVEs."""
-    settings = load_settings()
-    configure_logging(settings.log_level)
-    engine = create_db_engine(settings.database_url)
-    upgrade_database(engine)
+    from cybermission.db import session_scope, utcnow
+    from cybermission.findings.advisories.store import import_kev
+
+    engine = open_store(start())
     try:
         with session_scope(engine) as session:
             report = import_kev(session, path, now=utcnow())
     except CybermissionError as exc:
-        _err.print(f"error: {exc}")
-        raise typer.Exit(code=2) from exc
-    _err.print(
+        raise fail(exc) from exc
+    err().print(
         json.dumps(
             {
                 "entries": report.entries,

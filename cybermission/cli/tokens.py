@@ -1,27 +1,20 @@
 """``cybermission tokens create|list|revoke``: API tokens from the command line."""
 
+from __future__ import annotations
+
 import json
-from datetime import timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from cybermission.auth.models import ApiToken, Role
-from cybermission.auth.service import create_token, list_tokens, revoke_token
-from cybermission.config import load_settings
-from cybermission.db import create_db_engine, session_scope, utcnow
+from cybermission.auth.roles import Role
+from cybermission.cli.runtime import command_group, fail, open_store, out, start
 from cybermission.errors import CybermissionError
-from cybermission.logs import configure_logging
-from cybermission.migrations import upgrade_database
 
-tokens_app = typer.Typer(
-    help="API tokens (stored hashed; the secret is shown once).", no_args_is_help=True
-)
+if TYPE_CHECKING:
+    from cybermission.auth.models import ApiToken
 
-_err = Console(stderr=True)
-_out = Console(soft_wrap=True)
+app = command_group("API tokens (stored hashed; the secret is shown once).")
 
 
 def _token_json(token: ApiToken) -> dict[str, str | None]:
@@ -38,12 +31,7 @@ def _token_json(token: ApiToken) -> dict[str, str | None]:
     }
 
 
-def _fail(exc: CybermissionError) -> typer.Exit:
-    _err.print(f"[red]error:[/] {exc}", highlight=False)
-    return typer.Exit(code=2)
-
-
-@tokens_app.command("create")
+@app.command("create")
 def create(
     name: Annotated[str, typer.Option(help="What the token is for (a person, a SIEM, ...).")],
     role: Annotated[Role, typer.Option(help="What the token may do.")] = Role.VIEWER,
@@ -56,11 +44,13 @@ def create(
     output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """Create a token and print its secret once (only its SHA-256 is stored)."""
-    settings = load_settings()
-    configure_logging(settings.log_level)
-    engine = create_db_engine(settings.database_url)
+    from datetime import timedelta
+
+    from cybermission.auth.service import create_token
+    from cybermission.db import session_scope, utcnow
+
+    engine = open_store(start())
     try:
-        upgrade_database(engine)
         expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
         with session_scope(engine) as session:
             issued = create_token(
@@ -73,26 +63,28 @@ def create(
             )
             data = _token_json(issued.token)
     except CybermissionError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     finally:
         engine.dispose()
     if output == "json":
         print(json.dumps({**data, "token": issued.secret}))
         return
-    _out.print(f"token {data['id']} ({data['role']}) created; the secret is shown only now:")
+    out().print(f"token {data['id']} ({data['role']}) created; the secret is shown only now:")
     print(issued.secret)
 
 
-@tokens_app.command("list")
+@app.command("list")
 def list_(
     output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """Every token (never the secrets)."""
-    settings = load_settings()
-    configure_logging(settings.log_level)
-    engine = create_db_engine(settings.database_url)
+    from rich.table import Table
+
+    from cybermission.auth.service import list_tokens
+    from cybermission.db import session_scope
+
+    engine = open_store(start())
     try:
-        upgrade_database(engine)
         with session_scope(engine) as session:
             rows = [_token_json(t) for t in list_tokens(session)]
     finally:
@@ -110,22 +102,22 @@ def list_(
             row["created_at"],
             row["revoked_at"] or "",
         )
-    _out.print(table)
+    out().print(table)
 
 
-@tokens_app.command("revoke")
+@app.command("revoke")
 def revoke(token_id: Annotated[str, typer.Argument(help="The token's id.")]) -> None:
     """Revoke a token at once."""
-    settings = load_settings()
-    configure_logging(settings.log_level)
-    engine = create_db_engine(settings.database_url)
+    from cybermission.auth.service import revoke_token
+    from cybermission.db import session_scope
+
+    engine = open_store(start())
     try:
-        upgrade_database(engine)
         with session_scope(engine) as session:
             token = revoke_token(session, token_id)
             revoked_at = token.revoked_at
     except CybermissionError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     finally:
         engine.dispose()
-    _out.print(f"token {token_id} revoked at {revoked_at}")
+    out().print(f"token {token_id} revoked at {revoked_at}")

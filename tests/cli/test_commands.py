@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cybermission.cli import _fail
+from cybermission.cli.runtime import fail
 from cybermission.errors import CybermissionError
 from cybermission.probes import load_probes
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
@@ -92,7 +92,7 @@ async def test_cli_scan_out_of_scope_exits_nonzero_and_sends_nothing(
 
 def test_cli_error_message_keeps_its_brackets(capsys: pytest.CaptureFixture[str]) -> None:
     # Rich reads "[lab]" as markup: the install hint of a missing extra must survive.
-    exit_ = _fail(CybermissionError("pip install 'cybermission[lab]'"))
+    exit_ = fail(CybermissionError("pip install 'cybermission[lab]'"))
     assert exit_.exit_code == 2
     assert "pip install 'cybermission[lab]'" in capsys.readouterr().err
 

@@ -11,36 +11,23 @@ Exit status: 0 done; 1 the change was refused (not an allowed move, a missing re
 2 no such finding, or the store cannot be reached.
 """
 
-import getpass
+from __future__ import annotations
+
 import json
 import sys
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy import Engine
 
-from cybermission.config import load_settings
-from cybermission.db import create_db_engine, session_scope, utcnow
+from cybermission.cli.runtime import command_group, err, fail, open_store, start
 from cybermission.errors import ConflictError, CybermissionError, ValidationError
-from cybermission.findings.models import Finding, FindingStatus, Severity
-from cybermission.findings.service import MAX_PAGE, list_findings, transition_finding
-from cybermission.logs import configure_logging
-from cybermission.migrations import upgrade_database
+from cybermission.findings.grades import FindingStatus, Severity
 
-findings_app = typer.Typer(help="Findings: list them, triage them.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from cybermission.findings.models import Finding
 
-_err = Console(stderr=True, soft_wrap=True, highlight=False)
-
-
-def _engine() -> Engine:
-    settings = load_settings()
-    configure_logging(settings.log_level)
-    engine = create_db_engine(settings.database_url)
-    upgrade_database(engine)
-    return engine
+app = command_group("Findings: list them, triage them.")
 
 
 def _row(finding: Finding) -> dict[str, Any]:
@@ -62,7 +49,7 @@ def _row(finding: Finding) -> dict[str, Any]:
     }
 
 
-@findings_app.command("list")
+@app.command("list")
 def list_command(
     severity: Annotated[Severity | None, typer.Option(help="Only this severity.")] = None,
     status: Annotated[FindingStatus | None, typer.Option(help="Only this status.")] = None,
@@ -72,11 +59,17 @@ def list_command(
     output: Annotated[str, typer.Option("--format", help="table or json (JSON lines)")] = "table",
 ) -> None:
     """Findings, oldest first, filtered."""
-    if output not in ("json", "table"):
-        raise typer.BadParameter("use json or table", param_hint="--format")
+    from rich.console import Console
+    from rich.table import Table
+
+    from cybermission.cli.report import check_format
+    from cybermission.db import session_scope
+    from cybermission.findings.service import MAX_PAGE, list_findings
+
+    check_format(output)
     rows: list[dict[str, Any]] = []
     try:
-        with session_scope(_engine()) as session:
+        with session_scope(open_store(start())) as session:
             cursor: str | None = None
             while len(rows) < limit:
                 page = list_findings(
@@ -93,8 +86,7 @@ def list_command(
                 if cursor is None:
                     break
     except CybermissionError as exc:
-        _err.print(f"error: {exc}")
-        raise typer.Exit(code=2) from exc
+        raise fail(exc) from exc
     if output == "json":
         sys.stdout.write("".join(json.dumps(r) + "\n" for r in rows))
         return
@@ -117,7 +109,7 @@ def list_command(
         # Piped or captured: full ids to copy into ``findings set``, not cells cut to 80 columns.
         out.width = 220
     out.print(table)
-    _err.print(f"{len(rows)} findings")
+    err().print(f"{len(rows)} findings")
 
 
 def parse_until(text: str) -> datetime:
@@ -134,7 +126,7 @@ def parse_until(text: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-@findings_app.command("set")
+@app.command("set")
 def set_command(
     state: Annotated[FindingStatus, typer.Argument(help="The new status.")],
     finding_id: Annotated[str, typer.Argument(metavar="ID", help="The finding's id.")],
@@ -152,10 +144,16 @@ def set_command(
     ] = None,
 ) -> None:
     """Move a finding to STATE (audited: who, when, from, to, why)."""
+    import getpass
+
+    from cybermission.db import session_scope, utcnow
+    from cybermission.findings.models import Finding
+    from cybermission.findings.service import transition_finding
+
     who = actor if actor is not None else getpass.getuser()
     try:
         expiry = parse_until(until) if until is not None else None
-        with session_scope(_engine()) as session:
+        with session_scope(open_store(start())) as session:
             previous = session.get(Finding, finding_id)
             before = str(previous.status) if previous is not None else None
             finding = transition_finding(
@@ -169,9 +167,7 @@ def set_command(
             )
             result = {**_row(finding), "from_status": before, "actor": who, "reason": reason}
     except (ConflictError, ValidationError) as exc:
-        _err.print(f"error: {exc}")
-        raise typer.Exit(code=1) from exc
+        raise fail(exc, code=1) from exc
     except CybermissionError as exc:
-        _err.print(f"error: {exc}")
-        raise typer.Exit(code=2) from exc
+        raise fail(exc) from exc
     sys.stdout.write(json.dumps(result) + "\n")

@@ -1,0 +1,114 @@
+"""What every command shares: the one start-up path (settings, logging, the store) and the exits.
+
+Nothing heavy is imported here at module level: ``cybermission --help`` loads every command
+module, so the settings, the store and rich's consoles are imported when a command runs.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from sqlalchemy import Engine
+
+    from cybermission.config import Settings
+    from cybermission.errors import CybermissionError
+
+# Typer coerces a flag the command line left unset (None) through a pydantic adapter, which
+# costs ~110 modules on `cybermission scan --help`; a False default is taken as is.
+_UNSET_FLAGS = {"help": False, "install_completion": False, "show_completion": False}
+
+
+def command_group(help_text: str, *, no_args_is_help: bool = True) -> typer.Typer:
+    """A Typer app (the root or a group) built the same way for every group of the CLI.
+
+    Help is plain click text, not rich panels: typer's rich help imports rich.markdown,
+    markdown-it and pygments (~80 modules), which would double the cost of ``--help``.
+    """
+    return typer.Typer(
+        help=help_text,
+        no_args_is_help=no_args_is_help,
+        rich_markup_mode=None,
+        # Click caps help at 80 columns; rich used the terminal's width: 120 keeps lines whole.
+        context_settings={"default_map": dict(_UNSET_FLAGS), "max_content_width": 120},
+    )
+
+
+@cache
+def out() -> Console:
+    """Results for people (tables, summaries) on stdout."""
+    from rich.console import Console
+
+    return Console(soft_wrap=True)
+
+
+@cache
+def err() -> Console:
+    """Progress, notes and errors on stderr (stdout is kept for results)."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def fail(exc: CybermissionError, *, code: int = 2) -> typer.Exit:
+    """Print ``error: <what>`` on stderr and return the exit to raise (``raise fail(exc)``)."""
+    from rich.markup import escape
+
+    err().print(f"[bold red]error:[/] {escape(str(exc))}")
+    return typer.Exit(code=code)
+
+
+def start() -> Settings:
+    """Settings from the environment, and logging configured from them."""
+    from cybermission.config import load_settings
+    from cybermission.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return settings
+
+
+def open_store(settings: Settings, *, migrate: bool = False) -> Engine:
+    """The store's engine, its schema at the revision of this code.
+
+    ``migrate`` applies the migrations (``db upgrade``, ``serve``, ``demo``); so does an embedded
+    SQLite store that does not exist yet. Otherwise the store's revision is only read, and a
+    store that is behind (or ahead) stops the command with exit 2 and what to do.
+    """
+    # Every table on the metadata, as the migrations' env imports them: a session flushing one
+    # domain's rows resolves foreign keys to the others' tables (finding -> service).
+    from cybermission import models  # noqa: F401
+    from cybermission.db import create_db_engine, is_new_sqlite_store
+    from cybermission.errors import CybermissionError
+    from cybermission.migrations import script_revisions, store_revisions, upgrade_database
+
+    new = is_new_sqlite_store(settings.database_url)  # before the engine creates the file
+    engine = create_db_engine(settings.database_url)
+    if migrate or new:
+        upgrade_database(engine)
+        return engine
+    stored, scripts = store_revisions(engine), script_revisions()
+    if stored == scripts.heads:
+        return engine
+    engine.dispose()
+    where = store_location(settings)
+    if stored - scripts.known:
+        unknown = ", ".join(sorted(stored - scripts.known))
+        problem = f"the store at {where} has revisions this cybermission does not know ({unknown})"
+        problem += ": a newer version migrated it"
+    elif not stored:
+        problem = f"the store at {where} has no schema yet: run `cybermission db upgrade`"
+    else:
+        lacking = ", ".join(sorted(scripts.heads - stored))
+        problem = f"the store at {where} is behind this cybermission (it lacks {lacking}): "
+        problem += "run `cybermission db upgrade`"
+    raise fail(CybermissionError(problem))
+
+
+def store_location(settings: Settings) -> str:
+    """The store's URL without its credentials, to name it in messages."""
+    return settings.database_url.split("@")[-1]

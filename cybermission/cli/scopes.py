@@ -1,0 +1,89 @@
+"""``cybermission scopes add|list|remove``: the networks an organisation authorises for scanning."""
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from cybermission.cli.runtime import command_group, err, fail, open_store, out, start
+from cybermission.errors import CybermissionError
+
+app = command_group("Authorised networks.")
+
+
+@app.command("add")
+def scopes_add(
+    name: str,
+    cidrs: Annotated[list[str], typer.Argument(help="Networks to authorise, in CIDR form.")],
+    exclude: Annotated[list[str] | None, typer.Option(help="Networks to keep out.")] = None,
+    valid_until: Annotated[datetime | None, typer.Option(help="Authorisation end.")] = None,
+    reference: Annotated[str, typer.Option(help="Ticket or contract reference.")] = "",
+) -> None:
+    """Authorise networks for scanning."""
+    from cybermission.db import session_scope
+    from cybermission.scans.models import ScopeBase
+    from cybermission.scans.scopes import create_scope
+
+    settings = start()
+    try:
+        with session_scope(open_store(settings)) as session:
+            scope = create_scope(
+                session,
+                data=ScopeBase(
+                    name=name,
+                    cidrs=cidrs,
+                    excludes=exclude or [],
+                    valid_until=valid_until.replace(tzinfo=valid_until.tzinfo or UTC)
+                    if valid_until
+                    else None,
+                    reference=reference,
+                ),
+            )
+            err().print(f"scope {scope.name} authorises {', '.join(scope.cidrs)}")
+    except CybermissionError as exc:
+        raise fail(exc) from exc
+
+
+@app.command("list")
+def scopes_list() -> None:
+    """Show authorised scopes (the default loopback scope applies when none is stored)."""
+    from rich.table import Table
+
+    from cybermission.db import session_scope
+    from cybermission.scans.scopes import list_scopes
+
+    settings = start()
+    with session_scope(open_store(settings)) as session:
+        scopes = list_scopes(session)
+        table = Table("name", "cidrs", "excludes", "valid until", "reference")
+        for s in scopes:
+            table.add_row(
+                s.name,
+                ", ".join(s.cidrs),
+                ", ".join(s.excludes),
+                s.valid_until.isoformat() if s.valid_until else "-",
+                s.reference,
+            )
+        if not scopes:
+            table.add_row(
+                "(default)",
+                ", ".join(settings.default_scope_cidrs),
+                "",
+                "-",
+                "settings.default_scope_cidrs",
+            )
+        out().print(table)
+
+
+@app.command("remove")
+def scopes_remove(name: str) -> None:
+    """Withdraw an authorisation."""
+    from cybermission.db import session_scope
+    from cybermission.scans.scopes import delete_scope
+
+    settings = start()
+    try:
+        with session_scope(open_store(settings)) as session:
+            delete_scope(session, name=name)
+    except CybermissionError as exc:
+        raise fail(exc) from exc

@@ -1,0 +1,95 @@
+"""Site sensors: ``sensors enroll|approve|revoke``, and the ``sensor`` and ``central`` workers."""
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cybermission.cli.runtime import command_group, err, fail, open_store, start
+from cybermission.errors import CybermissionError
+
+app = command_group("Site sensors: enrolment, approval, revocation.")
+
+
+@app.command("enroll")
+def sensors_enroll(slug: str) -> None:
+    """Enrol a sensor for a site and print its one-time bundle (keep it secret)."""
+    from cybermission.db import session_scope
+    from cybermission.sensors.service import enroll_sensor
+
+    settings = start()
+    try:
+        with session_scope(open_store(settings)) as session:
+            bundle = enroll_sensor(session, settings, slug=slug)
+    except CybermissionError as exc:
+        raise fail(exc) from exc
+    sys.stdout.write(json.dumps(bundle, indent=2) + "\n")
+    err().print(f"sensor {bundle['sensor_id']} is pending: approve it with `sensors approve`")
+
+
+@app.command("approve")
+def sensors_approve(sensor_id: str) -> None:
+    """Give a pending sensor its broker rights: it starts receiving its site's chunks."""
+    from cybermission.db import session_scope
+    from cybermission.sensors.service import approve_sensor
+
+    settings = start()
+    try:
+        with session_scope(open_store(settings)) as session:
+            approve_sensor(session, settings, sensor_id=sensor_id)
+    except CybermissionError as exc:
+        raise fail(exc) from exc
+    err().print(f"sensor {sensor_id} approved")
+
+
+@app.command("revoke")
+def sensors_revoke(sensor_id: str) -> None:
+    """Delete a sensor's broker user and close its connections: it cannot reconnect."""
+    from cybermission.db import session_scope
+    from cybermission.sensors.service import revoke_sensor
+
+    settings = start()
+    try:
+        with session_scope(open_store(settings)) as session:
+            revoke_sensor(session, settings, sensor_id=sensor_id)
+    except CybermissionError as exc:
+        raise fail(exc) from exc
+    err().print(f"sensor {sensor_id} revoked")
+
+
+def sensor(
+    site: Annotated[str, typer.Option("--site", help="The site this sensor scans.")],
+    bundle: Annotated[Path, typer.Option("--bundle", help="The enrolment bundle file.")],
+    journal: Annotated[Path | None, typer.Option(help="The local journal file.")] = None,
+) -> None:
+    """Run a site sensor (a Celery worker that dials out to the broker)."""
+    from cybermission.sensors.agent import Bundle, run_sensor
+
+    settings = start()
+    if journal is not None:
+        settings.sensor.journal_path = journal
+    try:
+        loaded = Bundle.load(bundle)
+    except CybermissionError as exc:
+        raise fail(exc) from exc
+    if loaded.site != site:
+        raise fail(CybermissionError(f"--site {site!r} but the bundle is for {loaded.site!r}"))
+    try:
+        run_sensor(loaded, settings)
+    except CybermissionError as exc:
+        raise fail(exc) from exc
+
+
+def central(
+    relay: Annotated[bool, typer.Option(help="Also run the outbox relay and reaper.")] = True,
+) -> None:
+    """Run the central ingest worker (with the chunk relay and the reaper)."""
+    from cybermission.sensors.central import run_central
+
+    settings = start()
+    try:
+        run_central(settings, relay=relay)
+    except CybermissionError as exc:
+        raise fail(exc) from exc

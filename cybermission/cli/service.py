@@ -1,0 +1,93 @@
+"""``cybermission serve`` and ``demo``: the API and its scheduler; the demo adds the lab, a scan.
+
+Both bring the store to head first: the service is what an upgrade starts.
+"""
+
+from typing import Annotated
+
+import typer
+
+from cybermission.cli.lab import VAR, lab_down, lab_pid, lab_start
+from cybermission.cli.runtime import err, open_store, start
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Run the API (and the in-process scheduler)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = start()
+    open_store(settings, migrate=True).dispose()
+    uvicorn.run(
+        create_app(settings, background=True),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+def demo(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """What `make run` does: the lab, the store under ./var, a first scan, and the service."""
+    import asyncio
+    import secrets
+
+    import uvicorn
+    from pydantic import SecretStr
+
+    from api.app import create_app
+    from cybermission.db import session_scope
+    from cybermission.scans.pipeline import execute_scan
+    from cybermission.scans.scopes import build_guard
+    from cybermission.scans.service import create_scan_run
+
+    settings = start()
+    if settings.admin_token is None:
+        token_file = VAR / "admin-token"
+        VAR.mkdir(exist_ok=True)
+        if not token_file.exists():
+            token_file.write_text(secrets.token_urlsafe(32))
+            token_file.chmod(0o600)
+        settings = settings.model_copy(
+            update={"admin_token": SecretStr(token_file.read_text().strip())}
+        )
+    engine = open_store(settings, migrate=True)
+    started_lab = lab_pid() is None  # a lab someone started by hand stays up after the demo
+    devices = lab_start()
+    lab_hosts = sorted({d["address"] for d in devices})
+    with session_scope(engine) as session:
+        run = create_scan_run(
+            session,
+            guard=build_guard(session, settings),
+            targets=lab_hosts,
+            ports=None,
+            settings=settings,
+            requested_by="demo",
+        )
+        run_id = run.id
+    err().print(f"lab: {len(devices)} devices on {len(lab_hosts)} addresses; first scan {run_id}")
+    err().print(
+        f"API: http://{host}:{port}/docs  token: {VAR / 'admin-token'} "
+        "(Authorization: Bearer <token>)"
+    )
+    application = create_app(settings, background=True)
+
+    async def main() -> None:
+        server = uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_level="info"))
+        scan_task = asyncio.create_task(
+            execute_scan(engine=engine, settings=settings, scan_run_id=run_id)
+        )
+        await server.serve()
+        scan_task.cancel()
+
+    try:
+        asyncio.run(main())
+    finally:
+        if started_lab:
+            lab_down()

@@ -1,0 +1,1 @@
+"""The console script: each command group as a user runs it."""
