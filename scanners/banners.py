@@ -35,6 +35,7 @@ from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     Manifest,
     ManifestEntry,
@@ -221,6 +222,7 @@ class TelnetProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.BANNER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(
@@ -325,6 +327,7 @@ class FtpProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.BANNER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(ManifestEntry(REQUEST_FTP_QUIT, 1, "QUIT after the greeting"),),
         connections_per_device=1,
@@ -392,6 +395,7 @@ class SshProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.BANNER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(), connections_per_device=1, notes="reads the identification string only"
     )

@@ -41,6 +41,7 @@ from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     Manifest,
     ManifestEntry,
@@ -189,6 +190,7 @@ class FoxProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
     tls: ClassVar[bool] = False
     manifest: ClassVar[Manifest] = Manifest(
         entries=(ManifestEntry(REQUEST_HELLO, 1, "client fox hello (fox.version 1.0); no login"),),

@@ -37,6 +37,7 @@ from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, Validatio
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     JSONValue,
     Manifest,
@@ -375,6 +376,7 @@ class SnmpProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.MANAGEMENT
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(
