@@ -19,7 +19,7 @@ Entry format (every key checked; unknown keys are errors)::
     - id: moxa-nport-console            # kebab-case, unique
       kind: device                      # device | os | software
       authority: banner
-      protocols: [telnet]               # probes whose text it reads: http, telnet, ftp, ssh
+      protocols: [telnet]               # probes whose text it reads: http, telnet, ftp, ssh, snmp
       match:                            # every field must match (AND), case-insensitive RE2
         banner: '\\bNPort [\\w-]+'
       extract:                          # optional patterns, each adding its named groups
@@ -31,7 +31,8 @@ Entry format (every key checked; unknown keys are errors)::
         - fields: {banner: 'Model name : NPort 5110'}
           facts: {vendor: Moxa, model: NPort 5110}
 
-Fields: ``banner`` (telnet, ftp, ssh); ``title``, ``server``, ``body``, ``www_authenticate``,
+Fields: ``banner`` (telnet, ftp, ssh; for snmp the sysDescr, read by ``os`` and ``software``
+entries only); ``title``, ``server``, ``body``, ``www_authenticate``,
 ``location``, ``powered_by`` (http). A fact whose template leaves nothing after the groups that did
 not match is left out. Per kind, the first matching fingerprint of the file wins.
 """
@@ -57,6 +58,9 @@ FIELDS_BY_PROTOCOL: Mapping[str, frozenset[str]] = {
     "telnet": frozenset({"banner"}),
     "ftp": frozenset({"banner"}),
     "ssh": frozenset({"banner"}),
+    # sysDescr: only what runs on the device (os, software) is read from it here; the device's
+    # own identity in it is the SNMP probe's, with management authority.
+    "snmp": frozenset({"banner"}),
 }
 _ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
@@ -182,6 +186,8 @@ def parse_entry(raw: object, index: int) -> Fingerprint:
         or not set(protocols) <= set(FIELDS_BY_PROTOCOL)
     ):
         raise _fail(where, f"protocols: expected a list of {sorted(FIELDS_BY_PROTOCOL)}")
+    if kind is FingerprintKind.DEVICE and "snmp" in protocols:
+        raise _fail(where, "protocols: a device fingerprint does not read SNMP's sysDescr")
     allowed_fields = frozenset().union(*(FIELDS_BY_PROTOCOL[p] for p in protocols))
     match_raw = _text_map(raw.get("match"), f"{where} match")
     if not match_raw:
