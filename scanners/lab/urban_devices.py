@@ -10,8 +10,8 @@
   DESCRIPTION_RESPONSE encoded from the KNXnet/IP Core spec (03.08.02 §7.5.4 DIBs), only for
   the NAT-mode HPAI 0.0.0.0:0 (§8.6.3.3), the way it answers to the datagram's source.
 
-Addresses: ``base`` + 120..125 in the default lab (base 127.0.10.0); misfits (silent, garbage,
-closing) on + 126..128 with ``misfits=True``, for tests.
+Addresses: ``base`` + 120..125, 129, 130 in the default lab (base 127.0.10.0); misfits (silent,
+garbage, closing) on + 126..128 with ``misfits=True``, for tests.
 """
 
 import asyncio
@@ -301,6 +301,61 @@ def _cabinet(name: str, address: str) -> CoapDevice:
     )
 
 
+def _meter(name: str, address: str) -> CoapDevice:
+    """A water meter gateway whose device information is ``key: value`` text at ``/dev``."""
+    resources: dict[str, tuple[dict[str, str], int, bytes]] = {
+        "/flow": ({"rt": "ucum:m3/h", "if": "core.s", "obs": ""}, FORMAT_TEXT, b"3.7"),
+        "/volume": ({"rt": "ucum:m3", "if": "core.s"}, FORMAT_TEXT, b"48211.09"),
+        "/dev": (
+            {"if": "core.rp", "ct": "0"},
+            FORMAT_TEXT,
+            b"Manufacturer: Kamstrup\nModel: flowIQ 3100\nSerial: 71234889\nFirmware: 1.12\n",
+        ),
+    }
+    identity: dict[str, JSONValue] = {
+        "vendor": "Kamstrup",
+        "model": "flowIQ 3100",
+        "serial": "71234889",
+        "firmware": "1.12",
+        "device_info_path": "/dev",
+    }
+    return CoapDevice(
+        name=name,
+        address=address,
+        port=COAP_PORT,
+        protocol="coap",
+        identity=identity,
+        resources=resources,
+    )
+
+
+def _parking(name: str, address: str) -> CoapDevice:
+    """A parking sensor whose device information sits at its own path, typed rt="core.dev"."""
+    resources: dict[str, tuple[dict[str, str], int, bytes]] = {
+        "/bay/occupied": ({"rt": "parking.bay", "if": "core.s", "obs": ""}, FORMAT_TEXT, b"1"),
+        "/mgmt/identity": (
+            {"rt": "core.dev", "if": "core.rp", "ct": "50"},
+            FORMAT_JSON,
+            b'{"manufacturer":"Nedap","model":"SENSIT 3","serial":"NS3-00912","fw":"5.0.2"}',
+        ),
+    }
+    identity: dict[str, JSONValue] = {
+        "vendor": "Nedap",
+        "model": "SENSIT 3",
+        "serial": "NS3-00912",
+        "firmware": "5.0.2",
+        "device_info_path": "/mgmt/identity",
+    }
+    return CoapDevice(
+        name=name,
+        address=address,
+        port=COAP_PORT,
+        protocol="coap",
+        identity=identity,
+        resources=resources,
+    )
+
+
 def _coap_not_found(frame: bytes, state: dict[str, Any]) -> bytes | None:
     """A bare CoAP node: 4.04 piggybacked on every confirmable request (RFC 7252 §5.2.1)."""
     if len(frame) < 4 or frame[0] >> 6 != 1 or frame[0] & 0x0F > 8:
@@ -310,11 +365,15 @@ def _coap_not_found(frame: bytes, state: dict[str, Any]) -> bytes | None:
 
 
 def coap_lab_devices(base: str = "127.0.10.0", *, misfits: bool = False) -> list[Any]:
-    """CoAP street-light controller on ``base`` + 120, cabinet on + 121; misfits on + 126..127."""
+    """CoAP street-light controller on ``base`` + 120, cabinet on + 121, water meter (``/dev``)
+    on + 129, parking sensor (``rt="core.dev"`` at its own path) on + 130; misfits on
+    + 126..128."""
     net = ipaddress.IPv4Address(base)
     devices: list[Any] = [
         _streetlight("coap-streetlight", str(net + 120)),
         _cabinet("coap-cabinet", str(net + 121)),
+        _meter("coap-water-meter", str(net + 129)),
+        _parking("coap-parking-sensor", str(net + 130)),
     ]
     if misfits:
         devices.append(

@@ -241,6 +241,7 @@ def _assert_units(units: dict[str, dict[str, JSONValue]], expected: JSONValue) -
         assert isinstance(identity, dict)
         assert {k: units[unit_id].get(k) for k in identity} == identity
 
+
 async def test_modbus_unit_walk_covers_units_1_to_247_by_default(
     modbus_lab: dict[str, LabDevice], make_target: TargetFactory
 ) -> None:
