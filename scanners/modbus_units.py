@@ -82,9 +82,10 @@ class ModbusUnitWalkProbe:
     §4.4.2); its identity is the observation's own, as :class:`ModbusProbe` reports it. Then each
     unit of :func:`unit_range` (default 1-247), ``options["request_interval_s"]`` apart: the scan's
     per-host pacing (``1 / pacing.per_host_rate_per_s``, which every scan passes), else
-    ``DEFAULT_UNIT_PACE_S``, the safe profile's 2 requests/s. A unit that answers a gateway exception (0x0A/0x0B), nothing
-    identifying, or stays silent is absent. ``MAX_SILENT_UNITS`` silent units in a row stop the
-    walk (a gateway that stops answering is left alone, DESIGN.md §2); ``walk_stopped`` says where.
+    ``DEFAULT_UNIT_PACE_S``, the safe profile's 2 requests/s. A unit that answers a gateway
+    exception (0x0A/0x0B), nothing identifying, or stays silent is absent. ``MAX_SILENT_UNITS``
+    silent units in a row stop the walk (a gateway that stops answering is left alone, DESIGN.md
+    §2); ``walk_stopped`` says where.
     """
 
     name: ClassVar[str] = "modbus-units"
@@ -119,10 +120,10 @@ class ModbusUnitWalkProbe:
         ),
         connections_per_device=1,
         notes=(
-            f"unit 0xFF (the gateway), then options unit_ids (default 1-{MAX_WALK_UNITS}, at most "
-            f"{MAX_WALK_UNITS} units), one unit per request_interval_s (the per-host "
-            f"pacing; default {DEFAULT_UNIT_PACE_S} s); stops after {MAX_SILENT_UNITS} silent units in a row; "
-            "one connection"
+            f"unit 0xFF (the gateway), then options unit_ids (default 1-{MAX_WALK_UNITS}, "
+            f"at most {MAX_WALK_UNITS} units), one unit per request_interval_s (the per-host "
+            f"pacing; default {DEFAULT_UNIT_PACE_S} s); stops after {MAX_SILENT_UNITS} "
+            "silent units in a row; one connection"
         ),
     )
 
