@@ -284,6 +284,7 @@ def test_mqtt_decoder_reads_connack_and_sys_version_but_not_anonymity() -> None:
         "session_present": False,
         "tls": False,
         "broker_version": "mosquitto version 2.0.18",
+        "software": "mosquitto version 2.0.18",
     }
 
 
