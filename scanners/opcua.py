@@ -41,7 +41,7 @@ Facts keys (strings printable, at most ``opcua_binary.MAX_STRING_BYTES`` bytes b
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
@@ -54,6 +54,7 @@ from cybermission.probes import (
     Manifest,
     ManifestEntry,
     Observation,
+    Probe,
     ProbeTarget,
     Transport,
 )
@@ -288,6 +289,37 @@ def endpoint_url_of(target: ProbeTarget) -> str:
     return f"opc.tcp://{host}:{target.port}"
 
 
+async def observe_channel(
+    probe: Probe,
+    target: ProbeTarget,
+    talk: Callable[[Conversation], Awaitable[Facts]],
+    *,
+    timeout_s: float,
+    answers: int,
+) -> Observation | None:
+    """Run ``talk`` on one guarded connection; the whole of it may last ``answers`` timeouts."""
+    endpoint_url = endpoint_url_of(target)
+
+    async def identify(stream: ProbeStream) -> Facts:
+        async with asyncio.timeout(timeout_s * answers):
+            return await talk(Conversation(Channel(stream), endpoint_url, timeout_s))
+
+    try:
+        return await observe_stream(
+            probe, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
+        )
+    except TimeoutError as exc:
+        raise ProbeTimeoutError(f"{target.address}: OPC UA server went silent") from exc
+
+
+# HEL and OPN: the first two requests of every conversation (CLO ends it).
+CHANNEL_ENTRIES: tuple[ManifestEntry, ...] = (
+    ManifestEntry(REQUEST_HELLO, 1, "HEL: UA TCP Hello with the endpoint URL"),
+    ManifestEntry(REQUEST_OPEN, 1, "OPN: OpenSecureChannel, SecurityPolicy None, Issue"),
+)
+CLOSE_ENTRY = ManifestEntry(REQUEST_CLOSE, 1, "CLO: CloseSecureChannel")
+
+
 class OpcUaProbe:
     """Read-only OPC UA endpoint discovery of one server (see the module docstring)."""
 
@@ -301,37 +333,19 @@ class OpcUaProbe:
     authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
-            ManifestEntry(REQUEST_HELLO, 1, "HEL: UA TCP Hello with the endpoint URL"),
-            ManifestEntry(REQUEST_OPEN, 1, "OPN: OpenSecureChannel, SecurityPolicy None, Issue"),
+            *CHANNEL_ENTRIES,
             ManifestEntry(REQUEST_GET_ENDPOINTS, 1, "MSG: GetEndpoints (discovery service)"),
-            ManifestEntry(REQUEST_CLOSE, 1, "CLO: CloseSecureChannel"),
+            CLOSE_ENTRY,
         ),
         connections_per_device=1,
         notes="endpoint discovery only: never CreateSession, ActivateSession, Read or Browse",
     )
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        endpoint_url = endpoint_url_of(target)
+        return await observe_channel(self, target, self._exchange, timeout_s=timeout_s, answers=4)
 
-        async def identify(stream: ProbeStream) -> Facts:
-            async with asyncio.timeout(timeout_s * 4):
-                return await self._exchange(target, Channel(stream), endpoint_url, timeout_s)
-
-        try:
-            return await observe_stream(
-                self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
-            )
-        except TimeoutError as exc:
-            raise ProbeTimeoutError(f"{target.address}: OPC UA server went silent") from exc
-
-    async def _exchange(
-        self,
-        target: ProbeTarget,
-        channel: Channel,
-        endpoint_url: str,
-        timeout_s: float,
-    ) -> Facts:
-        conversation = Conversation(channel, endpoint_url, timeout_s)
+    @staticmethod
+    async def _exchange(conversation: Conversation) -> Facts:
         facts = await conversation.open()
         decoded = await conversation.get_endpoints()
         if isinstance(decoded, ServiceFault):

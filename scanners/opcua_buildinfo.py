@@ -25,7 +25,6 @@ gateway's, BuildInfo is the device's firmware identity, on a PC the server progr
 - ``build_info_unread`` (str): why nothing was read (no anonymous None endpoint, a refusal).
 """
 
-import asyncio
 import logging
 from typing import ClassVar
 
@@ -42,15 +41,12 @@ from cybermission.probes import (
     Transport,
 )
 from scanners.opcua import (
-    MAX_READ_BYTES,
+    CHANNEL_ENTRIES,
+    CLOSE_ENTRY,
     OPCUA_PORT,
-    REQUEST_CLOSE,
     REQUEST_GET_ENDPOINTS,
-    REQUEST_HELLO,
-    REQUEST_OPEN,
-    Channel,
     Conversation,
-    endpoint_url_of,
+    observe_channel,
 )
 from scanners.opcua_binary import SECURITY_POLICY_NONE, USER_TOKEN_TYPES, Endpoint, ServiceFault
 from scanners.opcua_session import (
@@ -65,7 +61,6 @@ from scanners.opcua_session import (
     decode_status_response,
     read_build_info_message,
 )
-from scanners.stream import ProbeStream, observe_stream
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +109,7 @@ class OpcUaBuildInfoProbe:
     authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
-            ManifestEntry(REQUEST_HELLO, 1, "HEL: UA TCP Hello with the endpoint URL"),
-            ManifestEntry(REQUEST_OPEN, 1, "OPN: OpenSecureChannel, SecurityPolicy None, Issue"),
+            *CHANNEL_ENTRIES,
             ManifestEntry(REQUEST_GET_ENDPOINTS, 1, "MSG: GetEndpoints, to find anonymous None"),
             ManifestEntry(
                 REQUEST_CREATE_SESSION, 1, "MSG: CreateSession, only on an anonymous None endpoint"
@@ -129,7 +123,7 @@ class OpcUaBuildInfoProbe:
                 "MSG: Read, Value of ServerStatus.BuildInfo i=2261..2265 (5 nodes), nothing else",
             ),
             ManifestEntry(REQUEST_CLOSE_SESSION, 1, "MSG: CloseSession of the session it made"),
-            ManifestEntry(REQUEST_CLOSE, 1, "CLO: CloseSecureChannel"),
+            CLOSE_ENTRY,
         ),
         connections_per_device=1,
         notes=(
@@ -139,22 +133,14 @@ class OpcUaBuildInfoProbe:
     )
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        endpoint_url = endpoint_url_of(target)
+        return await observe_channel(self, target, self._talk, timeout_s=timeout_s, answers=8)
 
-        async def identify(stream: ProbeStream) -> Facts:
-            conversation = Conversation(Channel(stream), endpoint_url, timeout_s)
-            async with asyncio.timeout(timeout_s * 8):
-                await conversation.open()
-                facts = await self._read(conversation)
-                await conversation.close()
-                return facts
-
-        try:
-            return await observe_stream(
-                self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
-            )
-        except TimeoutError as exc:
-            raise ProbeTimeoutError(f"{target.address}: OPC UA server went silent") from exc
+    @staticmethod
+    async def _talk(conversation: Conversation) -> Facts:
+        await conversation.open()
+        facts = await OpcUaBuildInfoProbe._read(conversation)
+        await conversation.close()
+        return facts
 
     @staticmethod
     async def _read(conversation: Conversation) -> Facts:

@@ -45,42 +45,26 @@ def test_load_probes_finds_every_entry_point() -> None:
     assert set(load_probes()) == {e.name for e in ENTRY_POINTS}
 
 
-def test_probe_protocol_requires_an_order() -> None:
-    members = {
-        member: getattr(ModbusProbe, member)
-        for member in (
-            "name",
-            "protocol",
-            "default_ports",
-            "transport",
-            "intrusiveness",
-            "manifest",
-            "optional",
-            "authority",
-            "observe",
-        )
-    }
-    assert not isinstance(type("Unranked", (), members)(), Probe)
-    assert isinstance(type("Ranked", (), {**members, "order": 100})(), Probe)
+PROBE_MEMBERS = (
+    "name",
+    "protocol",
+    "default_ports",
+    "transport",
+    "intrusiveness",
+    "manifest",
+    "optional",
+    "order",
+    "authority",
+    "observe",
+)
 
 
-def test_probe_protocol_requires_an_authority() -> None:
-    members = {
-        member: getattr(ModbusProbe, member)
-        for member in (
-            "name",
-            "protocol",
-            "default_ports",
-            "transport",
-            "intrusiveness",
-            "manifest",
-            "optional",
-            "order",
-            "observe",
-        )
-    }
-    assert not isinstance(type("Unsourced", (), members)(), Probe)
-    assert isinstance(type("Sourced", (), {**members, "authority": ModbusProbe.authority})(), Probe)
+@pytest.mark.parametrize("member", ["order", "authority"])
+def test_probe_protocol_requires_the_member(member: str) -> None:
+    members = {name: getattr(ModbusProbe, name) for name in PROBE_MEMBERS}
+    assert isinstance(type("Complete", (), members)(), Probe)
+    del members[member]
+    assert not isinstance(type("Lacking", (), members)(), Probe)
 
 
 def test_identity_authority_ranks_device_over_management_over_banner() -> None:

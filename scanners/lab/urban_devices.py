@@ -191,6 +191,22 @@ class CoapDevice(SimDevice):
         await super()._stop()
 
 
+def _coap_device(
+    name: str,
+    address: str,
+    identity: dict[str, JSONValue],
+    resources: dict[str, tuple[dict[str, str], int, bytes]],
+) -> CoapDevice:
+    return CoapDevice(
+        name=name,
+        address=address,
+        port=COAP_PORT,
+        protocol="coap",
+        identity=identity,
+        resources=resources,
+    )
+
+
 def _streetlight(name: str, address: str) -> CoapDevice:
     """A street-light controller: lamp, dimming, sensors, schedule, /device and LwM2M /3/0."""
     info = {
@@ -247,14 +263,7 @@ def _streetlight(name: str, address: str) -> CoapDevice:
         "device_info_path": "/device",
         "resource_count": 8,
     }
-    return CoapDevice(
-        name=name,
-        address=address,
-        port=COAP_PORT,
-        protocol="coap",
-        identity=identity,
-        resources=resources,
-    )
+    return _coap_device(name, address, identity, resources)
 
 
 CABINET_LAMPS = 40
@@ -291,14 +300,7 @@ def _cabinet(name: str, address: str) -> CoapDevice:
         "device_info_path": "/3/0",
         "resource_count": CABINET_LAMPS + 3,
     }
-    return CoapDevice(
-        name=name,
-        address=address,
-        port=COAP_PORT,
-        protocol="coap",
-        identity=identity,
-        resources=resources,
-    )
+    return _coap_device(name, address, identity, resources)
 
 
 def _meter(name: str, address: str) -> CoapDevice:
@@ -319,14 +321,7 @@ def _meter(name: str, address: str) -> CoapDevice:
         "firmware": "1.12",
         "device_info_path": "/dev",
     }
-    return CoapDevice(
-        name=name,
-        address=address,
-        port=COAP_PORT,
-        protocol="coap",
-        identity=identity,
-        resources=resources,
-    )
+    return _coap_device(name, address, identity, resources)
 
 
 def _parking(name: str, address: str) -> CoapDevice:
@@ -346,14 +341,7 @@ def _parking(name: str, address: str) -> CoapDevice:
         "firmware": "5.0.2",
         "device_info_path": "/mgmt/identity",
     }
-    return CoapDevice(
-        name=name,
-        address=address,
-        port=COAP_PORT,
-        protocol="coap",
-        identity=identity,
-        resources=resources,
-    )
+    return _coap_device(name, address, identity, resources)
 
 
 def _coap_not_found(frame: bytes, state: dict[str, Any]) -> bytes | None:
