@@ -16,9 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cybermission.errors import ProbeProtocolError
-from cybermission.guard import ScopeGuard, ScopeRule
-from cybermission.net import Connector
-from cybermission.probes import Probe, ProbeTarget, RequestLedger
 from scanners.codesys3 import (
     REQUEST_IDENTIFY,
     TCP_MAGIC,
@@ -33,9 +30,9 @@ from scanners.lab.legacy_devices import (
     codesys3_responder,
     legacy_lab_devices,
 )
-from tests.scanners.plc_fixtures import mutate, run_devices
+from tests.scanners.plc_fixtures import mutate, run_devices, target_factory
 
-BASE = "127.25.7.0"
+BASE = "127.21.7.0"  # inside the PLC tests' scope (plc_fixtures)
 TIMEOUT_S = 2.0
 PFC200 = cds3_identification(
     node="PFC200-438F4C",
@@ -48,15 +45,7 @@ PFC200 = cds3_identification(
 )
 
 
-def _target(device: Any, probe: Probe) -> ProbeTarget:
-    connector = Connector(ScopeGuard([ScopeRule.build("codesys3-tests", ["127.25.0.0/16"])]))
-    return ProbeTarget(
-        device.address,
-        device.port,
-        probe.transport,
-        connector,
-        RequestLedger(probe.name, probe.manifest),
-    )
+_target = target_factory()
 
 
 @pytest.fixture
