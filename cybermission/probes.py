@@ -38,6 +38,39 @@ class Intrusiveness(StrEnum):
     ACTIVE = "active"  # may change device state or load it: never without per-scope opt-in
 
 
+class IdentityAuthority(StrEnum):
+    """How far a probe's source may be believed about the device's identity (DESIGN.md §4).
+
+    The inventory chooses each attribute of an asset from the fact of the strongest authority
+    (``rank``); ``scanners/README.md`` ("Facts and their authority") is the contract.
+    """
+
+    # The device's own identification protocol: Modbus FC 43, S7 SZL, CIP identity, BACnet
+    # device object, OPC UA BuildInfo, FINS/MELSEC CPU model, DNP3 attributes, HART, KNX, Fox.
+    DEVICE = "device"
+    # A management agent speaking for the device: SNMP's system group.
+    MANAGEMENT = "management"
+    # Text written for people: web pages, Telnet/FTP/SSH banners, MQTT, CoAP documents.
+    BANNER = "banner"
+
+    @property
+    def rank(self) -> int:
+        """Larger is stronger: device 3, management 2, banner 1."""
+        return _AUTHORITY_RANK[self]
+
+
+_AUTHORITY_RANK = {
+    IdentityAuthority.DEVICE: 3,
+    IdentityAuthority.MANAGEMENT: 2,
+    IdentityAuthority.BANNER: 1,
+}
+
+# Fact keys that state the device's identity. A probe emits them only when its source has the
+# authority to say them about the device itself; an embedded OS or a server product found in a
+# banner is an ``os`` / ``software`` fact instead, and a product code is ``product_code``.
+IDENTITY_FACT_KEYS: tuple[str, ...] = ("vendor", "product", "model", "firmware", "serial", "mac")
+
+
 class Transport(StrEnum):
     TCP = "tcp"
     UDP = "udp"
@@ -143,6 +176,8 @@ class Probe(Protocol):
     # Rank among the probes of one port (DEFAULT_PROBE_ORDER unless a fallback); opt-in probes of
     # the same rank run after the others, as supplements of the protocol identified first.
     order: ClassVar[int]
+    # What the identity facts of this probe's observations are worth (IdentityAuthority).
+    authority: ClassVar[IdentityAuthority]
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
         """Identify the service, or return ``None`` when it is not this protocol.
@@ -171,6 +206,13 @@ class PassiveDecoder(Protocol):
     transport: ClassVar[Transport]
 
     def decode_answer(self, payload: bytes) -> Facts | None: ...
+
+
+def identity_authority(probe_name: str, probes: Mapping[str, Probe]) -> IdentityAuthority | None:
+    """The authority of an observation's ``probe`` name: a passive import (``passive:<name>``)
+    has the authority of the probe whose decoder read it; an unknown probe has none."""
+    probe = probes.get(probe_name.removeprefix("passive:"))
+    return probe.authority if probe is not None else None
 
 
 def declared_ports(probes: Iterable[Probe], transport: Transport) -> list[int]:

@@ -17,12 +17,17 @@ protocol's -> ``None``; bytes that are not the protocol -> ``ProbeProtocolError`
 
 Facts keys (strings printable and bounded):
 
-- every probe: ``banner`` (str, at most ``MAX_BANNER_BYTES`` bytes before decoding), ``vendor``,
-  ``product``, ``model``, ``firmware`` when the banner names them (:data:`BANNER_PATTERNS`).
+- every probe: ``banner`` (str, at most ``MAX_BANNER_BYTES`` bytes before decoding); from the
+  banner fingerprints (``scanners/fingerprints.yaml``, authority banner): ``vendor``, ``product``,
+  ``model``, ``firmware``, ``serial``, ``mac`` only when the banner names the *device* (a Moxa
+  NPort console's information block), ``os`` and ``os_vendor`` when it names an embedded OS
+  ("VxWorks 5.5.1", "Wind River"), ``software`` and ``software_vendor`` when it names the server
+  program (ProFTPD, vsftpd). An OS or a server program is never the device's vendor or firmware.
 - telnet: ``options_refused`` (list of "do <n>" / "will <n>"), ``prompt`` ("login" | "password" |
   "shell" | None).
 - ftp: ``code`` (int, 220), ``implicit_tls`` (bool, false: plain text on connect).
-- ssh: ``ssh_protocol`` ("2.0" | "1.99" | ...), ``software``, ``comments``.
+- ssh: ``ssh_protocol`` ("2.0" | "1.99" | ...), ``software`` (the software version as sent,
+  RFC 4253 §4.2), ``comments``.
 """
 
 import asyncio
@@ -35,6 +40,7 @@ from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     Manifest,
     ManifestEntry,
@@ -42,6 +48,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.fingerprints import fingerprint_facts
 from scanners.stream import ClosedBetweenAnswersError, ProbeStream, observe_stream
 from scanners.text import device_text
 
@@ -66,59 +73,17 @@ _PROMPTS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class BannerPattern:
-    """A product recognised in a banner: regex with optional named groups model and firmware."""
-
-    vendor: str
-    product: str
-    pattern: re.Pattern[str]
-
-
-BANNER_PATTERNS: tuple[BannerPattern, ...] = (
-    BannerPattern(
-        "Moxa", "NPort", re.compile(r"\b(?:Model name\s*:\s*)?(?P<model>NPort [\w-]+)", re.I)
-    ),
-    BannerPattern("Moxa", "MGate", re.compile(r"\b(?P<model>MGate [\w-]+)", re.I)),
-    BannerPattern(
-        "Lantronix", "Device server", re.compile(r"Lantronix(?: (?P<model>[\w-]+))?", re.I)
-    ),
-    BannerPattern(
-        "Digi", "Connect", re.compile(r"\bDigi (?P<model>Connect[\w -]*?)(?:\r|\n|$)", re.I)
-    ),
-    BannerPattern("Siemens", "SCALANCE", re.compile(r"\b(?P<model>SCALANCE [\w-]+)", re.I)),
-    BannerPattern(
-        "Cisco", "IOS", re.compile(r"Cisco (?:IOS|Systems)|User Access Verification", re.I)
-    ),
-    BannerPattern(
-        "Wind River", "VxWorks", re.compile(r"VxWorks(?: \(?(?P<firmware>[\d.]+))?", re.I)
-    ),
-    BannerPattern("ProFTPD Project", "ProFTPD", re.compile(r"ProFTPD (?P<firmware>[\d.]+\w*)")),
-    BannerPattern("vsftpd", "vsftpd", re.compile(r"\(vsFTPd (?P<firmware>[\d.]+)\)", re.I)),
-    BannerPattern("pyftpdlib", "pyftpdlib", re.compile(r"pyftpdlib (?P<firmware>[\d.]+)")),
-    BannerPattern("OpenBSD Project", "OpenSSH", re.compile(r"OpenSSH_(?P<firmware>[\w.]+)")),
-    BannerPattern("Matt Johnston", "Dropbear SSH", re.compile(r"dropbear_(?P<firmware>[\w.]+)")),
-)
-
-
 def banner_text(raw: bytes) -> str:
     """Printable banner lines (line breaks kept), bounded to ``MAX_BANNER_BYTES``."""
     return device_text(raw, max_bytes=MAX_BANNER_BYTES, keep_newlines=True)
 
 
-def product_facts(banner: str) -> Facts:
-    for known in BANNER_PATTERNS:
-        match = known.pattern.search(banner)
-        if match is None:
-            continue
-        facts: Facts = {"vendor": known.vendor, "product": known.product}
-        groups = match.groupdict()
-        if groups.get("model"):
-            facts["model"] = groups["model"].strip()
-        if groups.get("firmware"):
-            facts["firmware"] = groups["firmware"]
-        return facts
-    return {}
+def banner_facts(protocol: str, banner: str) -> Facts:
+    """What the banner says about the device, its OS or its server program
+    (``scanners/fingerprints.yaml``)."""
+    facts = fingerprint_facts(protocol, {"banner": banner})
+    facts.pop("fingerprint", None)
+    return facts
 
 
 # --- Telnet ------------------------------------------------------------------------------------
@@ -221,6 +186,7 @@ class TelnetProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.BANNER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(
@@ -260,7 +226,7 @@ class TelnetProbe:
                 "options_refused": list(telnet.refused),
                 "prompt": telnet_prompt(banner),
             }
-            facts.update(product_facts(banner))
+            facts.update(banner_facts("telnet", banner))
             return facts
 
         return await observe_stream(
@@ -282,7 +248,7 @@ class TelnetProbe:
             return None
         if not stream.negotiated and (banner.startswith("SSH-") or re.match(r"^220[ -]", banner)):
             return None  # an SSH or FTP greeting on this port: not Telnet
-        return {"banner": banner, "prompt": telnet_prompt(banner), **product_facts(banner)}
+        return {"banner": banner, "prompt": telnet_prompt(banner), **banner_facts("telnet", banner)}
 
 
 # --- FTP ---------------------------------------------------------------------------------------
@@ -325,6 +291,7 @@ class FtpProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.BANNER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(ManifestEntry(REQUEST_FTP_QUIT, 1, "QUIT after the greeting"),),
         connections_per_device=1,
@@ -343,7 +310,7 @@ class FtpProbe:
                     stream.send(REQUEST_FTP_QUIT, b"QUIT\r\n")
                     await stream.flush()
             facts: Facts = {"banner": text, "code": code, "implicit_tls": False}
-            facts.update(product_facts(text))
+            facts.update(banner_facts("ftp", text))
             return facts
 
         return await observe_stream(
@@ -360,7 +327,7 @@ class FtpProbe:
         code, text = parse_ftp_greeting(lines)
         if code not in (120, 220, 421):
             return None
-        return {"banner": text, "code": code, "implicit_tls": False, **product_facts(text)}
+        return {"banner": text, "code": code, "implicit_tls": False, **banner_facts("ftp", text)}
 
 
 # --- SSH ---------------------------------------------------------------------------------------
@@ -378,8 +345,8 @@ def parse_ssh_identification(line: bytes) -> Facts:
     }
     if match.group(3):
         facts["comments"] = banner_text(match.group(3))
-    facts.update(product_facts(banner_text(line)))
-    return facts
+    # The software version as sent stays the ``software`` fact; fingerprints add who makes it.
+    return {**banner_facts("ssh", banner_text(line)), **facts}
 
 
 class SshProbe:
@@ -392,6 +359,7 @@ class SshProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.BANNER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(), connections_per_device=1, notes="reads the identification string only"
     )

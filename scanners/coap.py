@@ -12,9 +12,11 @@ Sequence (each request one confirmable GET in one datagram; the answer is expect
    the timeout.
 2. ``get /.well-known/core block``: the next blocks when the answer has Block2 "more"
    (at most ``MAX_BLOCKS`` - 1 continuations, ``MAX_LINK_FORMAT_BYTES`` in all).
-3. Only for paths the list links: ``get /device``, ``get /.well-known/device`` (JSON or
-   ``key: value`` text) and ``get /3/0`` (LwM2M Device object, Accept TLV), once each, no
-   retransmission; the first one that yields a vendor or model ends the reads.
+3. Only for resources the list links: ``get /device``, ``get /.well-known/device``, ``get /d``,
+   ``get /dev`` (JSON, SenML or ``key: value`` text), ``get /3/0`` (LwM2M Device object,
+   Accept TLV), then ``get <rt=core.dev>``: the first other link whose resource type is
+   ``core.dev``, at any path; once each, no retransmission; the first one that yields a vendor or
+   model ends the reads.
 
 Outcomes: silence -> ``ProbeTimeoutError``; a datagram that is not a CoAP answer to our request
 -> ``ProbeProtocolError``; a CoAP answer -> facts (an error code or a reset are facts too).
@@ -42,6 +44,7 @@ from cybermission.net import UdpSession
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     Manifest,
     ManifestEntry,
@@ -66,6 +69,7 @@ from scanners.coap_resources import (
     FORMAT_LWM2M_TLV,
     FORMAT_SENML_JSON,
     MAX_LINK_FORMAT_BYTES,
+    Link,
     device_info,
     info_facts,
     link_path,
@@ -80,10 +84,47 @@ COAP_PORT = 5683
 WELL_KNOWN_CORE = "/.well-known/core"
 REQUEST_CORE = "get /.well-known/core"
 REQUEST_CORE_BLOCK = "get /.well-known/core block"
-# Device-information resources read only when linked, in this order.
-DEVICE_INFO_PATHS: tuple[str, ...] = ("/device", "/.well-known/device", "/3/0")
+# Device-information resources read only when linked, in this order: well-known paths, then the
+# first link whose resource type says it is device information (RFC 6690 §3.1 "rt"), whatever
+# its path. Each is read at most once.
+DEVICE_INFO_PATHS: tuple[str, ...] = ("/device", "/.well-known/device", "/d", "/dev", "/3/0")
+DEVICE_INFO_TYPES: frozenset[str] = frozenset({"core.dev"})
+REQUEST_TYPED_INFO = "get <rt=core.dev>"
 
 MAX_BLOCKS = 4
+MAX_INFO_PATH_CHARS = 64
+MAX_INFO_PATH_SEGMENTS = 4
+
+
+def _askable(path: str) -> bool:
+    """A device-given path this probe will request: absolute, short, a few plain segments."""
+    segments = path.strip("/").split("/")
+    return (
+        path.startswith("/")
+        and len(path) <= MAX_INFO_PATH_CHARS
+        and len(segments) <= MAX_INFO_PATH_SEGMENTS
+        and all(segment and segment.isascii() and segment.isprintable() for segment in segments)
+    )
+
+
+def info_resources(links: list[Link]) -> list[tuple[str, str]]:
+    """(path, manifest request) of the device-information resources the list links, in the
+    order they are read: the known paths, then the first other link typed ``core.dev``."""
+    linked = {link_path(link.target) for link in links}
+    reads = [(path, f"get {path}") for path in DEVICE_INFO_PATHS if path in linked]
+    typed = next(
+        (
+            link_path(link.target)
+            for link in links
+            if DEVICE_INFO_TYPES & set(link.attributes.get("rt", "").split())
+            and link_path(link.target) not in DEVICE_INFO_PATHS
+            and _askable(link_path(link.target))
+        ),
+        None,
+    )
+    if typed is not None:
+        reads.append((typed, REQUEST_TYPED_INFO))
+    return reads
 
 
 class CoapProbe:
@@ -96,6 +137,7 @@ class CoapProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.BANNER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(REQUEST_CORE, 2, "CON GET /.well-known/core, one retransmission"),
@@ -105,6 +147,11 @@ class CoapProbe:
             *(
                 ManifestEntry(f"get {path}", 1, "CON GET of a linked device-information resource")
                 for path in DEVICE_INFO_PATHS
+            ),
+            ManifestEntry(
+                REQUEST_TYPED_INFO,
+                1,
+                'CON GET of the first other link with rt="core.dev" (device information)',
             ),
         ),
         connections_per_device=1,
@@ -154,12 +201,12 @@ class CoapProbe:
         )
         links = parse_link_format(self._link_text(payload, complete=incomplete is None))
         facts.update(resources_facts(links))
-        linked = {link_path(link.target) for link in links}
-        for index, path in enumerate(p for p in DEVICE_INFO_PATHS if p in linked):
+        for index, (path, request_name) in enumerate(info_resources(links)):
             read = await self._read_info(
                 target,
                 session,
                 path,
+                request_name,
                 (message_id + MAX_BLOCKS + index) & 0xFFFF,
                 timeout_s=timeout_s,
             )
@@ -243,6 +290,7 @@ class CoapProbe:
         target: ProbeTarget,
         session: UdpSession,
         path: str,
+        request_name: str,
         message_id: int,
         *,
         timeout_s: float,
@@ -250,7 +298,7 @@ class CoapProbe:
         """Fields of one device-information resource, or why there are none."""
         token = secrets.token_bytes(4)
         accept = FORMAT_LWM2M_TLV if path == "/3/0" else None
-        target.ledger.spend(f"get {path}")
+        target.ledger.spend(request_name)
         request = get_request(path, message_id, token, accept=accept)
         try:
             answer = self._answer(

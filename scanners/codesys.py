@@ -9,7 +9,7 @@ starts with ``0xbb`` and holds NUL-terminated strings at offsets 64 (OS name), 9
 practice its version) and 128 (product type).
 
 No capture of CODESYS is in ``pcaps``: the layout is the script's, and the lab runtimes encode it.
-CODESYS V3 (11740/tcp, block driver + layer-7 services) is not probed here.
+CODESYS V3 (11740/tcp) is :mod:`scanners.codesys3`.
 
 One connection, closed politely; each framing at most once, the big-endian one only after the
 little-endian one went unanswered for half of ``timeout_s``. Outcomes: identity ->
@@ -31,6 +31,7 @@ from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     Manifest,
     ManifestEntry,
@@ -114,6 +115,7 @@ class CodesysProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
     manifest: ClassVar[Manifest] = _MANIFEST
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:

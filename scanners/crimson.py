@@ -27,6 +27,7 @@ from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     Manifest,
     ManifestEntry,
@@ -97,6 +98,7 @@ class CrimsonProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
     manifest: ClassVar[Manifest] = _MANIFEST
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:

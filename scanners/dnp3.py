@@ -50,6 +50,7 @@ from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, Validatio
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     JSONValue,
     Manifest,
@@ -391,6 +392,7 @@ class Dnp3Probe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(

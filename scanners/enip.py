@@ -17,9 +17,10 @@ Facts keys (strings printable, at most ``MAX_TEXT_BYTES`` bytes before decoding)
 
 - ``vendor_id`` (int), ``vendor`` (ODVA vendor name, :mod:`scanners.enip_vendors`),
   ``device_type`` (int), ``device_type_name`` (str), ``product_code`` (int as str, the CIP
-  product code), ``revision`` / ``firmware`` ("major.minor"), ``status`` (int),
-  ``status_flags`` (list: owned, configured, minor/major (un)recoverable fault),
-  ``serial`` ("0x0012ab34", 8 hex digits), ``product_name`` (str), ``state`` (int),
+  product code: a code, never a model), ``revision`` / ``firmware`` ("major.minor"), ``status``
+  (int), ``status_flags`` (list: owned, configured, minor/major (un)recoverable fault),
+  ``serial`` ("0x0012ab34", 8 hex digits), ``product_name`` (str) and, when it is not empty,
+  ``product`` and ``model`` (= ``product_name``, "1756-L71/B LOGIX5571"), ``state`` (int),
   ``state_name`` (str), ``encapsulation_version`` (int), ``socket_address`` ("a.b.c.d:port", as
   the device reports itself; often its real address behind NAT).
 - ``services`` (list of {name, version, capabilities}: ListServices, TCP only), ``incomplete``.
@@ -35,6 +36,7 @@ from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     JSONValue,
     Manifest,
@@ -181,6 +183,11 @@ def identity_attribute_facts(data: bytes) -> Facts:
         "serial": f"0x{serial:08x}",
         "product_name": name,
     }
+    if name:
+        # The CIP product name is the catalogue name ("1756-L71/B LOGIX5571"): the product and
+        # model. The product code is a number that only means something in the vendor's table.
+        facts["product"] = name
+        facts["model"] = name
     if state is not None:
         facts["state"] = state
         facts["state_name"] = STATES.get(state, f"state {state}")
@@ -284,6 +291,7 @@ class EnipProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(REQUEST_LIST_IDENTITY, 1, "encapsulation ListIdentity (0x63)"),
@@ -336,6 +344,7 @@ class EnipUdpProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
     manifest: ClassVar[Manifest] = Manifest(
         entries=(ManifestEntry(REQUEST_LIST_IDENTITY, 1, "encapsulation ListIdentity (0x63)"),),
         connections_per_device=0,

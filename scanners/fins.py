@@ -25,6 +25,7 @@ from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     Manifest,
     ManifestEntry,
@@ -136,6 +137,7 @@ class FinsUdpProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
     manifest: ClassVar[Manifest] = Manifest(
         entries=(ManifestEntry(REQUEST_CONTROLLER_DATA, 1, "FINS 0501 controller data read"),),
         connections_per_device=0,
@@ -168,6 +170,7 @@ class FinsProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(REQUEST_NODE_ADDRESS, 1, "FINS/TCP node address data send"),

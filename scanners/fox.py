@@ -28,6 +28,7 @@ Facts keys (strings printable, at most ``MAX_VALUE_BYTES`` bytes before decoding
 - ``vendor`` (``Tridium``, or the brand id when it is another OEM brand), ``product``
   (= ``app_name``), ``firmware`` and ``version`` (= ``app_version``: the Niagara version, which
   the end-of-life rules read).
+- ``os`` (``os_name`` and ``os_version``, "QNX 6.4.1"): the host operating system.
 - ``tls`` (bool): false on plain Fox; with TLS also ``tls_version``, ``cert_subject``,
   ``cert_issuer``, ``cert_not_after``, ``cert_self_signed``, ``cert_expired``.
 """
@@ -41,6 +42,7 @@ from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     Manifest,
     ManifestEntry,
@@ -158,6 +160,9 @@ def hello_facts(fields: Mapping[str, str]) -> Facts:
         facts["product"] = facts["app_name"]
     if "app_version" in facts:
         facts["firmware"] = facts["version"] = facts["app_version"]
+    if "os_name" in facts:
+        # The station's host OS (QNX on a JACE): an os fact, never the device's identity.
+        facts["os"] = " ".join(str(facts[k]) for k in ("os_name", "os_version") if k in facts)
     return facts
 
 
@@ -189,6 +194,7 @@ class FoxProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
     tls: ClassVar[bool] = False
     manifest: ClassVar[Manifest] = Manifest(
         entries=(ManifestEntry(REQUEST_HELLO, 1, "client fox hello (fox.version 1.0); no login"),),

@@ -19,7 +19,11 @@ Facts keys (strings printable and bounded):
 - ``title`` (str): the HTML <title>; ``has_login_form`` (bool): a password input in the page.
 - ``tls`` (bool); with TLS: ``tls_version``, ``cert_subject``, ``cert_issuer``, ``cert_not_after``
   (ISO-8601), ``cert_self_signed`` (bool), ``cert_expired`` (bool).
-- ``fingerprint`` (str): a known web HMI (:data:`FINGERPRINTS`), with ``vendor`` and ``product``.
+- Page fingerprints (``scanners/fingerprints.yaml``, authority banner): ``fingerprint`` (str, the
+  id of the device entry that matched) with ``vendor``, ``product``, ``model``, ``firmware`` as the
+  page states them; ``os``, ``os_vendor`` (an embedded OS named by the Server header) and
+  ``software``, ``software_vendor`` (the web server program, from the Server header). A web
+  server's product is never the device's vendor or product.
 - ``truncated`` (bool): the body was longer than what was read.
 """
 
@@ -36,6 +40,7 @@ from cybermission.errors import ProbeProtocolError
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     Manifest,
     ManifestEntry,
@@ -43,6 +48,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.fingerprints import fingerprint_facts
 from scanners.stream import ProbeStream, observe_stream
 from scanners.text import device_text
 
@@ -58,52 +64,6 @@ MAX_VALUE_BYTES = 256
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.I | re.S)
 _PASSWORD = re.compile(rb"<input\b[^>]*\btype\s*=\s*[\"']?password\b", re.I)
 _STATUS = re.compile(rb"^HTTP/1\.[01] (\d{3})(?: (.*))?$")
-
-
-@dataclass(frozen=True, slots=True)
-class Fingerprint:
-    """A known web HMI: markers searched (case-insensitively) in title, Server header and body."""
-
-    name: str
-    vendor: str
-    product: str
-    markers: tuple[str, ...]
-
-
-FINGERPRINTS: tuple[Fingerprint, ...] = (
-    Fingerprint(
-        "siemens-s7-web",
-        "Siemens",
-        "SIMATIC S7 web server",
-        ("/Portal/Portal.mwsl", "S7-1200", "S7-1500", "SIMATIC S7", "S7 Web"),
-    ),
-    Fingerprint("siemens-scalance", "Siemens", "SCALANCE web management", ("SCALANCE",)),
-    Fingerprint(
-        "schneider-modicon",
-        "Schneider Electric",
-        "Modicon web server",
-        ("Schneider-WEB", "Modicon", "BMX NOE", "BMX P34"),
-    ),
-    Fingerprint("wago-wbm", "WAGO", "Web-based Management", ("WAGO", "Web-based Management")),
-    Fingerprint(
-        "tridium-niagara",
-        "Tridium",
-        "Niagara station",
-        ("Niagara Web Server", "niagara", "/prelogin", "Tridium"),
-    ),
-    Fingerprint("moxa-nport", "Moxa", "NPort web console", ("MoxaHttp", "NPort", "MOXA")),
-    Fingerprint(
-        "rockwell-web",
-        "Rockwell Automation",
-        "web server",
-        ("Rockwell Automation", "Allen-Bradley"),
-    ),
-    Fingerprint(
-        "phoenix-contact", "Phoenix Contact", "web-based management", ("Phoenix Contact", "PLCnext")
-    ),
-    Fingerprint("beckhoff", "Beckhoff", "TwinCAT web", ("Beckhoff", "TwinCAT")),
-    Fingerprint("hirschmann", "Hirschmann", "web management", ("Hirschmann",)),
-)
 
 
 def one_line_text(raw: bytes) -> str:
@@ -186,20 +146,19 @@ def page_facts(response: HttpResponse) -> Facts:
     facts["has_login_form"] = _PASSWORD.search(body) is not None
     if response.truncated:
         facts["truncated"] = True
-    haystack = " ".join(
-        (
-            str(facts.get("title", "")),
-            str(facts.get("server", "")),
-            str(facts.get("www_authenticate", "")),
-            body[:MAX_BODY_BYTES].decode("latin-1"),
+    facts.update(
+        fingerprint_facts(
+            "http",
+            {
+                "title": str(facts.get("title", "")),
+                "server": str(facts.get("server", "")),
+                "www_authenticate": str(facts.get("www_authenticate", "")),
+                "location": str(facts.get("location", "")),
+                "powered_by": str(facts.get("powered_by", "")),
+                "body": body[:MAX_BODY_BYTES].decode("latin-1"),
+            },
         )
-    ).lower()
-    for fingerprint in FINGERPRINTS:
-        if any(marker.lower() in haystack for marker in fingerprint.markers):
-            facts["fingerprint"] = fingerprint.name
-            facts["vendor"] = fingerprint.vendor
-            facts["product"] = fingerprint.product
-            break
+    )
     return facts
 
 
@@ -331,6 +290,7 @@ class HttpProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.BANNER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(ManifestEntry(REQUEST_GET, 1, "GET / with Connection: close; no redirect"),),
         connections_per_device=1,

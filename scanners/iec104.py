@@ -39,6 +39,7 @@ from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, Validatio
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     JSONValue,
     Manifest,
@@ -241,6 +242,7 @@ class Iec104Probe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
     manifest: ClassVar[Manifest] = Manifest(
         entries=(ManifestEntry(REQUEST_TESTFR, 1, "U-format TESTFR act (link test)"),),
         connections_per_device=1,

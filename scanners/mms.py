@@ -31,6 +31,7 @@ from typing import ClassVar
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
 from cybermission.probes import (
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     Manifest,
     ManifestEntry,
@@ -178,6 +179,7 @@ class MmsProbe:
     # After S7 on port 102 (the pipeline runs a port's probes by ascending order): MMS is the
     # fallback when the ISO session is not S7.
     order: ClassVar[int] = 200
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(REQUEST_COTP, 1, "COTP CR, TSAP 0x0001"),

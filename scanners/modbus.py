@@ -18,9 +18,10 @@ Unit id: 0xFF by default. The Modbus Messaging on TCP/IP Implementation Guide V1
 device addressed by its IP ignores the unit id and 0xFF "has to be used"; gateways treat 0xFF as
 "the gateway itself" or answer exception 0x0A/0x0B (path unavailable / target failed to respond).
 On those two exceptions the probe retries the basic request once with unit 1, the first unit behind
-most gateways (nmap's modbus-discover starts at unit 1 too). ``target.options["unit_id"]`` pins a
-unit and disables the fallback. Walking every unit behind a gateway is the opt-in
-:class:`ModbusUnitWalkProbe` (name ``modbus-units``).
+most gateways (nmap's modbus-discover starts at unit 1 too), and reports what unit 1 said as a unit
+behind the gateway (``gateway``, ``units``), not as the gateway's identity.
+``target.options["unit_id"]`` pins a unit and disables the fallback. Walking every unit behind a
+gateway is the opt-in :class:`scanners.modbus_units.ModbusUnitWalkProbe` (name ``modbus-units``).
 
 Outcomes: an identity -> :class:`Observation`; the peer closes or resets the connection before
 answering a byte -> ``None`` (it does not speak Modbus to us); bytes that are not a Modbus/TCP
@@ -35,8 +36,10 @@ Facts keys (every string is printable, at most ``MAX_VALUE_BYTES`` bytes before 
 - ``vendor`` (0x00), ``product_code`` (0x01), ``revision`` (0x02, firmware "major.minor"),
   ``vendor_url`` (0x03), ``product_name`` (0x04), ``model`` (0x05),
   ``user_application_name`` (0x06): str, present only when the device sent the object.
-- ``serial`` (str): from a private object (0x80-0xFF). Convention: a private object whose value is
-  labelled ("serial: X", "S/N=X", "SN X") wins; otherwise object 0x80 as sent.
+- ``serial`` (str): only from a private object (0x80-0xFF) that the device's vendor documents as
+  its serial (:mod:`scanners.modbus_vendors`, matched on object 0x00). Private objects are
+  device-specific text ("SNMP agent enabled", "HW rev B"): their content never makes a serial,
+  whatever it starts with, and neither does their position alone.
 - ``objects`` (dict[str, str]): every object received, keyed "0x00".."0xff", at most
   ``MAX_OBJECTS`` entries.
 - ``server_id`` (str), ``server_id_hex`` (str), ``run_status`` ("on" | "off" | None): FC 17, only
@@ -45,12 +48,17 @@ Facts keys (every string is printable, at most ``MAX_VALUE_BYTES`` bytes before 
   otherwise the text of the whole data with a trailing run indicator removed.
 - ``exceptions`` (dict[str, str]): request name -> Modbus exception name, for requests refused.
 - ``incomplete`` (str): present when a later request went unanswered.
-- ``units`` (list of the above, ``modbus-units`` only).
+- ``gateway`` (bool): unit 0xFF answered a gateway exception (0x0A/0x0B), so the address is a
+  gateway and the device identified through unit 1 is behind it: that identity is reported in
+  ``units``, never as the gateway's own. The top-level identity keys always describe the device
+  that answered unit 0xFF (or the pinned ``unit_id``).
+- ``units`` (list of the above, each with its ``unit_id``): the fallback unit 1 behind a gateway;
+  with ``modbus-units`` every unit that answered. ``absent_units`` (list of int) and
+  ``walk_stopped`` (str) are ``modbus-units`` only.
 """
 
 import asyncio
 import logging
-import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,6 +68,7 @@ from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, Validatio
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     JSONValue,
     Manifest,
@@ -68,6 +77,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from scanners.modbus_vendors import documented_private_objects
 from scanners.stream import ProbeStream, observe_stream
 from scanners.text import device_text
 
@@ -92,7 +102,6 @@ MAX_CONTINUATIONS = 2
 MAX_VALUE_BYTES = 256
 MAX_OBJECTS = 64
 MAX_READ_BYTES = 8192
-MAX_WALK_UNITS = 32
 MBAP_HEADER_BYTES = 7
 # MBAP length counts the unit id and the PDU; a PDU is at most 253 bytes (spec §4.1).
 MAX_MBAP_LENGTH = 254
@@ -120,8 +129,6 @@ EXCEPTION_NAMES: Mapping[int, str] = {
     0x0B: "gateway target device failed to respond",
 }
 _GATEWAY_EXCEPTIONS = frozenset({0x0A, 0x0B})
-
-_SERIAL_LABEL = re.compile(r"^\s*(?:serial(?:\s*(?:number|no\.?))?|s/?n)\s*[:=#]?\s*(.+)$", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,19 +270,15 @@ def identity_facts(objects: Mapping[int, bytes]) -> Facts:
     for object_id, key in OBJECT_FACTS.items():
         if texts.get(object_id):
             facts[key] = texts[object_id]
-    private = {oid: text for oid, text in sorted(texts.items()) if oid >= 0x80 and text}
-    serial = next(
-        (m.group(1).strip() for t in private.values() if (m := _SERIAL_LABEL.match(t))), None
-    )
-    if serial is None:
-        serial = private.get(0x80)
-    if serial:
-        facts["serial"] = serial
+    # Private objects mean something only where their vendor documents it (spec §6.21).
+    for object_id, key in documented_private_objects(texts.get(0x00)).items():
+        if texts.get(object_id):
+            facts[key] = texts[object_id].strip()
     facts["objects"] = {f"0x{oid:02x}": text for oid, text in sorted(texts.items())}
     return facts
 
 
-class _Session:
+class Session:
     """Numbered Modbus/TCP requests on one probe stream, answers matched by transaction id."""
 
     def __init__(self, stream: ProbeStream) -> None:
@@ -310,7 +313,7 @@ class _Session:
 
 
 @dataclass(slots=True)
-class _UnitIdentity:
+class UnitIdentity:
     """What one unit answered; turned into facts at the end."""
 
     unit_id: int
@@ -337,8 +340,8 @@ class _UnitIdentity:
 
 
 async def _read_category(
-    session: _Session,
-    identity: _UnitIdentity,
+    session: Session,
+    identity: UnitIdentity,
     name: str,
     read_code: int,
     first_object: int,
@@ -371,11 +374,11 @@ async def _read_category(
     return first
 
 
-async def _identify_unit(
-    session: _Session, unit_id: int, *, timeout_s: float
-) -> tuple[_UnitIdentity, ModbusExceptionAnswer | None]:
+async def identify_unit(
+    session: Session, unit_id: int, *, timeout_s: float
+) -> tuple[UnitIdentity, ModbusExceptionAnswer | None]:
     """FC 43 basic, then regular/extended as the conformity level allows, FC 17 as fallback."""
-    identity = _UnitIdentity(unit_id=unit_id)
+    identity = UnitIdentity(unit_id=unit_id)
     basic = await _read_category(
         session, identity, REQUEST_BASIC, READ_CODE_BASIC, 0x00, timeout_s=timeout_s
     )
@@ -435,6 +438,7 @@ class ModbusProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             # 1 + 1 unit fallback; continuations only follow an answer, so 1 + MAX_CONTINUATIONS.
@@ -452,14 +456,16 @@ class ModbusProbe:
         units = [pinned] if pinned is not None else [UNIT_ID_DIRECT, UNIT_ID_FALLBACK]
 
         async def identify(stream: ProbeStream) -> Facts:
-            session = _Session(stream)
-            for unit_id in units:
-                identity, gateway_refusal = await _identify_unit(
-                    session, unit_id, timeout_s=timeout_s
-                )
-                if gateway_refusal is None:
-                    break
-            return identity.facts()
+            session = Session(stream)
+            own, gateway_refusal = await identify_unit(session, units[0], timeout_s=timeout_s)
+            facts = own.facts()
+            if gateway_refusal is None or len(units) == 1:
+                return facts
+            # The address is a gateway: what unit 1 says describes a device behind it.
+            behind, _ = await identify_unit(session, units[1], timeout_s=timeout_s)
+            facts["gateway"] = True
+            facts["units"] = [behind.facts()] if behind.identified else []
+            return facts
 
         return await observe_stream(
             self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
@@ -494,82 +500,3 @@ class ModbusProbe:
                 if isinstance(answer_17, ServerIdAnswer):
                     facts = {**server_id_facts(answer_17), "unit_id": unit_id, **facts}
         return facts or None
-
-
-class ModbusUnitWalkProbe:
-    """Opt-in: identify each unit id behind a Modbus/TCP gateway, paced, on one connection.
-
-    Options: ``unit_ids`` (list of 0..255, default 1..16, at most ``MAX_WALK_UNITS``),
-    ``unit_pace_s`` (pause between units, default 0.05 s). A unit that answers a gateway
-    exception (0x0A/0x0B) or stays silent is absent; the walk goes on with the next one.
-    """
-
-    name: ClassVar[str] = "modbus-units"
-    protocol: ClassVar[str] = "modbus"
-    default_ports: ClassVar[tuple[int, ...]] = (MODBUS_TCP_PORT,)
-    transport: ClassVar[Transport] = Transport.TCP
-    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
-    optional: ClassVar[bool] = True
-    order: ClassVar[int] = DEFAULT_PROBE_ORDER
-    manifest: ClassVar[Manifest] = Manifest(
-        entries=(
-            ManifestEntry(
-                REQUEST_BASIC, MAX_WALK_UNITS * (1 + MAX_CONTINUATIONS), "FC 43/14 01 per unit"
-            ),
-            ManifestEntry(
-                REQUEST_REGULAR, MAX_WALK_UNITS * (1 + MAX_CONTINUATIONS), "FC 43/14 02 per unit"
-            ),
-            ManifestEntry(
-                REQUEST_EXTENDED, MAX_WALK_UNITS * (1 + MAX_CONTINUATIONS), "FC 43/14 03 per unit"
-            ),
-            ManifestEntry(REQUEST_SERVER_ID, MAX_WALK_UNITS, "FC 17 per unit, fallback"),
-        ),
-        connections_per_device=1,
-        notes=f"walks at most {MAX_WALK_UNITS} unit ids, paced, one connection",
-    )
-
-    async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        units = self._unit_ids(target.options)
-        pace = target.options.get("unit_pace_s", 0.05)
-        pace_s = (
-            float(pace) if isinstance(pace, int | float) and not isinstance(pace, bool) else 0.05
-        )
-
-        async def walk(stream: ProbeStream) -> Facts:
-            session = _Session(stream)
-            found: list[JSONValue] = []
-            absent: list[JSONValue] = []
-            for index, unit_id in enumerate(units):
-                if index:
-                    await asyncio.sleep(pace_s)
-                try:
-                    identity, refusal = await _identify_unit(session, unit_id, timeout_s=timeout_s)
-                except ProbeTimeoutError:
-                    absent.append(unit_id)
-                    continue
-                if refusal is not None or not identity.identified:
-                    absent.append(unit_id)
-                else:
-                    found.append(identity.facts())
-            if not found and stream.read_bytes == 0:
-                raise ProbeTimeoutError(f"{target.address}: no unit answered")
-            return {"units": found, "absent_units": absent}
-
-        return await observe_stream(
-            self, target, walk, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
-        )
-
-    @staticmethod
-    def _unit_ids(options: Mapping[str, JSONValue]) -> list[int]:
-        raw = options.get("unit_ids")
-        if raw is None:
-            return list(range(1, 17))
-        if not isinstance(raw, list) or not raw or len(raw) > MAX_WALK_UNITS:
-            raise ValidationError(f"option unit_ids: expected 1..{MAX_WALK_UNITS} unit ids")
-        units: list[int] = []
-        for value in raw:
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
-                raise ValidationError(f"option unit_ids: {value!r} is not a unit id 0..255")
-            if value not in units:
-                units.append(value)
-        return units

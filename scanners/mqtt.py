@@ -24,7 +24,8 @@ Facts keys:
 - ``connack_code`` (int) and ``connack_reason`` (str): CONNACK return code (§3.2.2.3).
 - ``protocol_level`` (int): 4 (the level offered and accepted); ``session_present`` (bool).
 - ``tls`` (bool): false (plain TCP).
-- ``broker_version`` (str, ``mqtt-sys`` only): the retained ``$SYS/broker/version`` payload.
+- ``broker_version`` (str, ``mqtt-sys`` only): the retained ``$SYS/broker/version`` payload;
+  ``software`` repeats it: the broker program ("mosquitto version 2.0.18"), never the device's.
 """
 
 import asyncio
@@ -39,6 +40,7 @@ from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     Manifest,
     ManifestEntry,
@@ -187,7 +189,7 @@ def _recorded_facts(stream: bytes) -> Facts:
         size = int.from_bytes(payload[:2], "big")
         if payload[2 : 2 + size] == topic:
             qos_id = 2 if packet_type & 0x06 else 0
-            facts["broker_version"] = device_text(
+            facts["broker_version"] = facts["software"] = device_text(
                 payload[2 + size + qos_id :], max_bytes=MAX_VALUE_BYTES
             )
     return facts
@@ -203,6 +205,7 @@ class MqttProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.BANNER
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(REQUEST_CONNECT, 1, "CONNECT without credentials, clean session"),
@@ -322,4 +325,4 @@ class MqttSysProbe(MqttProbe):
             pass  # no retained version: the broker does not publish it
         body = (2).to_bytes(2, "big") + _string(topic)
         stream.send(REQUEST_UNSUBSCRIBE, b"\xa2" + _remaining_length(len(body)) + body)  # §3.10
-        return {"broker_version": version} if version else {}
+        return {"broker_version": version, "software": version} if version else {}

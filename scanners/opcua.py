@@ -22,7 +22,8 @@ Facts keys (strings printable, at most ``opcua_binary.MAX_STRING_BYTES`` bytes b
 - ``application_uri``, ``product_uri``, ``application_name`` (str): the server's
   ApplicationDescription from the first endpoint that carries one. ``product_name`` repeats
   ``application_name`` for the inventory. Build info (manufacturer, software version) lives in
-  the Server object and needs a session, so this probe never reports it.
+  the Server object and needs a session: the opt-in ``opcua-buildinfo`` probe reads it
+  (:mod:`scanners.opcua_buildinfo`); this one never does.
 - ``application_type`` (str): Server, Client, ClientAndServer or DiscoveryServer.
 - ``discovery_urls`` (list[str]).
 - ``endpoints`` (list of {``url``, ``security_mode``, ``security_policy``, ``user_token_types``,
@@ -40,22 +41,26 @@ Facts keys (strings printable, at most ``opcua_binary.MAX_STRING_BYTES`` bytes b
 import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from cybermission.errors import ProbeProtocolError, ProbeTimeoutError
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     JSONValue,
     Manifest,
     ManifestEntry,
     Observation,
+    Probe,
     ProbeTarget,
     Transport,
 )
 from scanners.opcua_binary import (
     SECURITY_POLICY_NONE,
+    ChannelToken,
     Endpoint,
     ServiceFault,
     close_channel_message,
@@ -131,7 +136,7 @@ def endpoint_facts(endpoints: list[Endpoint]) -> Facts:
 def _recorded_facts(stream: bytes) -> Facts:
     """Facts of a recorded server stream: the ACK and any GetEndpoints answer.
 
-    MSG chunks are joined as :class:`_Channel` does; other services, encrypted bodies and
+    MSG chunks are joined as :class:`Channel` does; other services, encrypted bodies and
     a chunk cut by the capture's end are skipped.
     """
     facts: Facts = {}
@@ -172,7 +177,7 @@ def _recorded_facts(stream: bytes) -> Facts:
 # --- the session -----------------------------------------------------------------------------
 
 
-class _Channel:
+class Channel:
     """Counted sends and whole UA TCP messages (all chunks, bounded) on one probe stream."""
 
     def __init__(self, stream: ProbeStream) -> None:
@@ -209,6 +214,112 @@ class _Channel:
         raise ProbeProtocolError(f"more than {MAX_CHUNKS} chunks in one message")
 
 
+MessageBuilder = Callable[[int, int, int, int], bytes]
+
+
+class Conversation:
+    """One secure channel (SecurityPolicy None) on a :class:`Channel`: Hello, Open, numbered
+    service requests, Close; each answer awaited at most ``timeout_s``."""
+
+    def __init__(self, channel: Channel, endpoint_url: str, timeout_s: float) -> None:
+        self.channel = channel
+        self.endpoint_url = endpoint_url
+        self.timeout_s = timeout_s
+        self.token = ChannelToken(channel_id=0, token_id=0)
+        self.sequence = 1  # OPN is message 1
+
+    async def answer(self, expected: bytes) -> bytes:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                message_type, body = await self.channel.message()
+        except TimeoutError as exc:
+            raise ProbeTimeoutError(
+                f"{self.channel.address}: no {expected.decode()} answer"
+            ) from exc
+        if message_type != expected:
+            raise ProbeProtocolError(f"expected {expected!r}, got {message_type!r}")
+        return body
+
+    async def open(self) -> Facts:
+        """HEL/ACK then OpenSecureChannel; the ACK's facts."""
+        await self.channel.send(REQUEST_HELLO, hello_message(self.endpoint_url))
+        ack = decode_acknowledge(await self.answer(b"ACK"))
+        await self.channel.send(REQUEST_OPEN, open_channel_message(sequence=1, request_id=1))
+        self.token = decode_open_response(await self.answer(b"OPN"))
+        return {
+            "protocol_version": ack.protocol_version,
+            "receive_buffer_size": ack.receive_buffer_size,
+            "max_message_size": ack.max_message_size,
+        }
+
+    async def request(self, name: str, build: MessageBuilder) -> bytes:
+        """Send the ``MSG`` that ``build(channel, token, sequence, request id)`` makes (counted
+        as ``name``) and return its answer's body after the security and sequence headers."""
+        self.sequence += 1
+        await self.channel.send(
+            name, build(self.token.channel_id, self.token.token_id, self.sequence, self.sequence)
+        )
+        body = await self.answer(b"MSG")
+        if len(body) < 16:
+            raise ProbeProtocolError("MSG shorter than its security and sequence headers")
+        return body[16:]
+
+    async def get_endpoints(self) -> list[Endpoint] | ServiceFault:
+        body = await self.request(
+            REQUEST_GET_ENDPOINTS,
+            lambda channel, token, seq, req: get_endpoints_message(
+                channel, token, seq, req, self.endpoint_url
+            ),
+        )
+        return decode_get_endpoints_response(body)
+
+    async def close(self) -> None:
+        """CloseSecureChannel: no answer is expected (OPC 10000-4 §5.5.3)."""
+        self.sequence += 1
+        await self.channel.send(
+            REQUEST_CLOSE,
+            close_channel_message(
+                self.token.channel_id, self.token.token_id, self.sequence, self.sequence
+            ),
+        )
+
+
+def endpoint_url_of(target: ProbeTarget) -> str:
+    host = f"[{target.address}]" if ":" in target.address else target.address
+    return f"opc.tcp://{host}:{target.port}"
+
+
+async def observe_channel(
+    probe: Probe,
+    target: ProbeTarget,
+    talk: Callable[[Conversation], Awaitable[Facts]],
+    *,
+    timeout_s: float,
+    answers: int,
+) -> Observation | None:
+    """Run ``talk`` on one guarded connection; the whole of it may last ``answers`` timeouts."""
+    endpoint_url = endpoint_url_of(target)
+
+    async def identify(stream: ProbeStream) -> Facts:
+        async with asyncio.timeout(timeout_s * answers):
+            return await talk(Conversation(Channel(stream), endpoint_url, timeout_s))
+
+    try:
+        return await observe_stream(
+            probe, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
+        )
+    except TimeoutError as exc:
+        raise ProbeTimeoutError(f"{target.address}: OPC UA server went silent") from exc
+
+
+# HEL and OPN: the first two requests of every conversation (CLO ends it).
+CHANNEL_ENTRIES: tuple[ManifestEntry, ...] = (
+    ManifestEntry(REQUEST_HELLO, 1, "HEL: UA TCP Hello with the endpoint URL"),
+    ManifestEntry(REQUEST_OPEN, 1, "OPN: OpenSecureChannel, SecurityPolicy None, Issue"),
+)
+CLOSE_ENTRY = ManifestEntry(REQUEST_CLOSE, 1, "CLO: CloseSecureChannel")
+
+
 class OpcUaProbe:
     """Read-only OPC UA endpoint discovery of one server (see the module docstring)."""
 
@@ -219,73 +330,29 @@ class OpcUaProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
-            ManifestEntry(REQUEST_HELLO, 1, "HEL: UA TCP Hello with the endpoint URL"),
-            ManifestEntry(REQUEST_OPEN, 1, "OPN: OpenSecureChannel, SecurityPolicy None, Issue"),
+            *CHANNEL_ENTRIES,
             ManifestEntry(REQUEST_GET_ENDPOINTS, 1, "MSG: GetEndpoints (discovery service)"),
-            ManifestEntry(REQUEST_CLOSE, 1, "CLO: CloseSecureChannel"),
+            CLOSE_ENTRY,
         ),
         connections_per_device=1,
         notes="endpoint discovery only: never CreateSession, ActivateSession, Read or Browse",
     )
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        host = f"[{target.address}]" if ":" in target.address else target.address
-        endpoint_url = f"opc.tcp://{host}:{target.port}"
+        return await observe_channel(self, target, self._exchange, timeout_s=timeout_s, answers=4)
 
-        async def identify(stream: ProbeStream) -> Facts:
-            async with asyncio.timeout(timeout_s * 4):
-                return await self._exchange(target, _Channel(stream), endpoint_url, timeout_s)
-
-        try:
-            return await observe_stream(
-                self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
-            )
-        except TimeoutError as exc:
-            raise ProbeTimeoutError(f"{target.address}: OPC UA server went silent") from exc
-
-    async def _exchange(
-        self,
-        target: ProbeTarget,
-        channel: _Channel,
-        endpoint_url: str,
-        timeout_s: float,
-    ) -> Facts:
-        async def answer(expected: bytes) -> bytes:
-            try:
-                async with asyncio.timeout(timeout_s):
-                    message_type, body = await channel.message()
-            except TimeoutError as exc:
-                raise ProbeTimeoutError(f"{target.address}: no {expected.decode()} answer") from exc
-            if message_type != expected:
-                raise ProbeProtocolError(f"expected {expected!r}, got {message_type!r}")
-            return body
-
-        await channel.send(REQUEST_HELLO, hello_message(endpoint_url))
-        ack = decode_acknowledge(await answer(b"ACK"))
-        facts: Facts = {
-            "protocol_version": ack.protocol_version,
-            "receive_buffer_size": ack.receive_buffer_size,
-            "max_message_size": ack.max_message_size,
-        }
-        await channel.send(REQUEST_OPEN, open_channel_message(sequence=1, request_id=1))
-        token = decode_open_response(await answer(b"OPN"))
-        await channel.send(
-            REQUEST_GET_ENDPOINTS,
-            get_endpoints_message(token.channel_id, token.token_id, 2, 2, endpoint_url),
-        )
-        body = await answer(b"MSG")
-        if len(body) < 16:
-            raise ProbeProtocolError("MSG shorter than its security and sequence headers")
-        decoded = decode_get_endpoints_response(body[16:])
+    @staticmethod
+    async def _exchange(conversation: Conversation) -> Facts:
+        facts = await conversation.open()
+        decoded = await conversation.get_endpoints()
         if isinstance(decoded, ServiceFault):
             facts["service_fault"] = f"0x{decoded.status_code:08x}"
         else:
             facts.update(endpoint_facts(decoded))
-        await channel.send(
-            REQUEST_CLOSE, close_channel_message(token.channel_id, token.token_id, 3, 3)
-        )
+        await conversation.close()
         return facts
 
     def decode_answer(self, payload: bytes) -> Facts | None:

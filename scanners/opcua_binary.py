@@ -42,31 +42,35 @@ APPLICATION_TYPES = {0: "Server", 1: "Client", 2: "ClientAndServer", 3: "Discove
 # --- encoding (OPC 10000-6 §5.2) -------------------------------------------------------------
 
 
-def _string(value: str | None) -> bytes:
+def ua_string(value: str | None) -> bytes:
     if value is None:
         return struct.pack("<i", -1)
     raw = value.encode("utf-8")
     return struct.pack("<i", len(raw)) + raw
 
 
-def _numeric_node_id(identifier: int) -> bytes:
+def numeric_node_id(identifier: int) -> bytes:
     """FourByte NodeId encoding (namespace 0, identifier < 65536)."""
     return struct.pack("<BBH", 0x01, 0, identifier)
 
 
-def _request_header(handle: int) -> bytes:
-    """RequestHeader (OPC 10000-4 §7.33): null auth token, now, handle, no diagnostics."""
+NULL_NODE_ID = b"\x00\x00"  # TwoByte NodeId 0
+
+
+def request_header(handle: int, authentication_token: bytes = NULL_NODE_ID) -> bytes:
+    """RequestHeader (OPC 10000-4 §7.33): the session's token (null outside a session), now,
+    handle, no diagnostics."""
     ticks = int(time.time() * 10_000_000) + _EPOCH_OFFSET_TICKS
     return (
-        b"\x00\x00"  # AuthenticationToken: null TwoByte NodeId
+        authentication_token
         + struct.pack("<qII", ticks, handle, 0)
-        + _string(None)  # AuditEntryId
+        + ua_string(None)  # AuditEntryId
         + struct.pack("<I", 10_000)  # TimeoutHint, ms
         + b"\x00\x00\x00"  # AdditionalHeader: null ExtensionObject
     )
 
 
-def _frame(message_type: bytes, body: bytes) -> bytes:
+def ua_frame(message_type: bytes, body: bytes) -> bytes:
     """UA TCP message header (§7.1.2.2): type, 'F' final chunk, total size."""
     return message_type + b"F" + struct.pack("<I", len(body) + 8) + body
 
@@ -75,51 +79,51 @@ def hello_message(endpoint_url: str) -> bytes:
     body = struct.pack(
         "<IIIII", 0, RECEIVE_BUFFER_BYTES, RECEIVE_BUFFER_BYTES, MAX_MESSAGE_BYTES, 0
     )
-    return _frame(b"HEL", body + _string(endpoint_url))
+    return ua_frame(b"HEL", body + ua_string(endpoint_url))
 
 
 def open_channel_message(sequence: int, request_id: int) -> bytes:
     """OPN with the asymmetric security header for policy None (§6.7.2.3), then the request."""
-    security = _string(SECURITY_POLICY_NONE) + _string(None) + _string(None)
+    security = ua_string(SECURITY_POLICY_NONE) + ua_string(None) + ua_string(None)
     request = (
-        _numeric_node_id(ID_OPEN_REQUEST)
-        + _request_header(request_id)
+        numeric_node_id(ID_OPEN_REQUEST)
+        + request_header(request_id)
         # ClientProtocolVersion 0, RequestType Issue (0), SecurityMode None (1).
         + struct.pack("<Iii", 0, 0, 1)
-        + _string(None)  # ClientNonce: null ByteString (same wire form as a String)
+        + ua_string(None)  # ClientNonce: null ByteString (same wire form as a String)
         + struct.pack("<I", 60_000)  # RequestedLifetime, ms
     )
     sequence_header = struct.pack("<II", sequence, request_id)
-    return _frame(b"OPN", struct.pack("<I", 0) + security + sequence_header + request)
+    return ua_frame(b"OPN", struct.pack("<I", 0) + security + sequence_header + request)
 
 
-def _symmetric(
+def symmetric_message(
     message_type: bytes, channel: int, token: int, seq: int, req: int, body: bytes
 ) -> bytes:
-    return _frame(message_type, struct.pack("<IIII", channel, token, seq, req) + body)
+    return ua_frame(message_type, struct.pack("<IIII", channel, token, seq, req) + body)
 
 
 def get_endpoints_message(
     channel_id: int, token_id: int, sequence: int, request_id: int, endpoint_url: str
 ) -> bytes:
     request = (
-        _numeric_node_id(ID_GET_ENDPOINTS_REQUEST)
-        + _request_header(request_id)
-        + _string(endpoint_url)
+        numeric_node_id(ID_GET_ENDPOINTS_REQUEST)
+        + request_header(request_id)
+        + ua_string(endpoint_url)
         + struct.pack("<ii", -1, -1)  # LocaleIds, ProfileUris: null arrays
     )
-    return _symmetric(b"MSG", channel_id, token_id, sequence, request_id, request)
+    return symmetric_message(b"MSG", channel_id, token_id, sequence, request_id, request)
 
 
 def close_channel_message(channel_id: int, token_id: int, sequence: int, request_id: int) -> bytes:
-    request = _numeric_node_id(ID_CLOSE_REQUEST) + _request_header(request_id)
-    return _symmetric(b"CLO", channel_id, token_id, sequence, request_id, request)
+    request = numeric_node_id(ID_CLOSE_REQUEST) + request_header(request_id)
+    return symmetric_message(b"CLO", channel_id, token_id, sequence, request_id, request)
 
 
 # --- decoding --------------------------------------------------------------------------------
 
 
-class _Reader:
+class Reader:
     """A bounds-checked cursor over one message body; every overrun is ``ProbeProtocolError``."""
 
     def __init__(self, data: bytes) -> None:
@@ -148,7 +152,7 @@ class _Reader:
         (value,) = struct.unpack("<i", self.take(4))
         return int(value)
 
-    def byte_string(self) -> bytes | None:
+    def byteua_string(self) -> bytes | None:
         length = self.i32()
         if length == -1:
             return None
@@ -157,7 +161,7 @@ class _Reader:
         return self.take(length)
 
     def string(self) -> str | None:
-        raw = self.byte_string()
+        raw = self.byteua_string()
         return None if raw is None else device_text(raw, max_bytes=MAX_STRING_BYTES)
 
     def array_length(self) -> int:
@@ -180,7 +184,7 @@ class _Reader:
             return self.u16(), self.u32()
         if kind in (0x03, 0x05):  # String, ByteString
             namespace = self.u16()
-            return namespace, self.byte_string() or b""
+            return namespace, self.byteua_string() or b""
         if kind == 0x04:  # Guid
             namespace = self.u16()
             return namespace, self.take(16)
@@ -188,21 +192,21 @@ class _Reader:
 
     def expanded_flags_skip(self, encoding: int) -> None:
         if encoding & 0x80:
-            self.byte_string()  # NamespaceUri
+            self.byteua_string()  # NamespaceUri
         if encoding & 0x40:
             self.u32()  # ServerIndex
 
     def localized_text(self) -> str | None:
         mask = self.u8()
         if mask & 0x01:
-            self.byte_string()  # Locale
+            self.byteua_string()  # Locale
         return self.string() if mask & 0x02 else None
 
     def extension_object_skip(self) -> None:
         self.node_id()
         encoding = self.u8()
         if encoding in (0x01, 0x02):
-            self.byte_string()
+            self.byteua_string()
         elif encoding != 0x00:
             raise ProbeProtocolError(f"ExtensionObject encoding 0x{encoding:02x}")
 
@@ -214,7 +218,7 @@ class _Reader:
             if mask & bit:
                 self.i32()
         if mask & 0x10:
-            self.byte_string()
+            self.byteua_string()
         if mask & 0x20:
             self.u32()
         if mask & 0x40:
@@ -276,35 +280,35 @@ def decode_acknowledge(body: bytes) -> Acknowledge:
 
 def decode_error(body: bytes) -> str:
     """An ERR message as "0x<status>: reason" (§7.1.2.5)."""
-    reader = _Reader(body)
+    reader = Reader(body)
     code = reader.u32()
     reason = reader.string() or ""
     return f"0x{code:08x}: {reason}".rstrip(": ")
 
 
-def _expect_service(reader: _Reader, expected: int) -> None:
+def expect_service(reader: Reader, expected: int) -> None:
     encoding = reader.data[reader.offset] if reader.offset < len(reader.data) else 0
     namespace, identifier = reader.node_id()
     reader.expanded_flags_skip(encoding)
     if namespace != 0 or identifier not in (expected, ID_SERVICE_FAULT):
         raise ProbeProtocolError(f"unexpected OPC UA service {namespace}:{identifier!r}")
     if identifier == ID_SERVICE_FAULT:
-        raise _ServiceFaultError(ServiceFault(_response_header(reader)))
+        raise ServiceFaultError(ServiceFault(response_header(reader)))
 
 
-def _response_header(reader: _Reader) -> int:
+def response_header(reader: Reader) -> int:
     """Skip a ResponseHeader (OPC 10000-4 §7.34) and return its ServiceResult."""
     reader.take(8)  # Timestamp
     reader.u32()  # RequestHandle
     status = reader.u32()
     reader.diagnostic_info_skip()
     for _ in range(reader.array_length()):
-        reader.byte_string()  # StringTable
+        reader.byteua_string()  # StringTable
     reader.extension_object_skip()
     return status
 
 
-class _ServiceFaultError(Exception):
+class ServiceFaultError(Exception):
     def __init__(self, fault: ServiceFault) -> None:
         super().__init__(f"service fault 0x{fault.status_code:08x}")
         self.fault = fault
@@ -312,19 +316,19 @@ class _ServiceFaultError(Exception):
 
 def decode_open_response(body: bytes) -> ChannelToken:
     """Decode an OPN body: asymmetric security header, sequence header, the response."""
-    reader = _Reader(body)
+    reader = Reader(body)
     reader.u32()  # SecureChannelId (repeated in the token)
     policy = reader.string()
     if policy != SECURITY_POLICY_NONE:
         raise ProbeProtocolError(f"OPN answered with security policy {policy!r}")
-    reader.byte_string()  # SenderCertificate
-    reader.byte_string()  # ReceiverCertificateThumbprint
+    reader.byteua_string()  # SenderCertificate
+    reader.byteua_string()  # ReceiverCertificateThumbprint
     reader.take(8)  # SequenceNumber, RequestId
     try:
-        _expect_service(reader, ID_OPEN_RESPONSE)
-    except _ServiceFaultError as exc:
+        expect_service(reader, ID_OPEN_RESPONSE)
+    except ServiceFaultError as exc:
         raise ProbeProtocolError(f"OpenSecureChannel refused: {exc}") from exc
-    status = _response_header(reader)
+    status = response_header(reader)
     if status & 0x80000000:
         raise ProbeProtocolError(f"OpenSecureChannel refused: 0x{status:08x}")
     reader.u32()  # ServerProtocolVersion
@@ -332,13 +336,13 @@ def decode_open_response(body: bytes) -> ChannelToken:
     return ChannelToken(channel_id=channel_id, token_id=token_id)
 
 
-def _application(reader: _Reader) -> tuple[str | None, str | None, str | None, str, list[str]]:
+def _application(reader: Reader) -> tuple[str | None, str | None, str | None, str, list[str]]:
     application_uri = reader.string()
     product_uri = reader.string()
     name = reader.localized_text()
     app_type = reader.i32()
-    reader.byte_string()  # GatewayServerUri
-    reader.byte_string()  # DiscoveryProfileUri
+    reader.byteua_string()  # GatewayServerUri
+    reader.byteua_string()  # DiscoveryProfileUri
     urls = [reader.string() or "" for _ in range(reader.array_length())]
     return (
         application_uri,
@@ -349,19 +353,19 @@ def _application(reader: _Reader) -> tuple[str | None, str | None, str | None, s
     )
 
 
-def _endpoint(reader: _Reader) -> Endpoint:
+def _endpoint(reader: Reader) -> Endpoint:
     url = reader.string()
     application_uri, product_uri, name, app_type, discovery = _application(reader)
-    certificate = reader.byte_string()
+    certificate = reader.byteua_string()
     mode = reader.i32()
     policy = reader.string()
     tokens = []
     for _ in range(reader.array_length()):
         policy_id = reader.string()
         token_type = reader.i32()
-        reader.byte_string()  # IssuedTokenType
-        reader.byte_string()  # IssuerEndpointUrl
-        reader.byte_string()  # SecurityPolicyUri
+        reader.byteua_string()  # IssuedTokenType
+        reader.byteua_string()  # IssuerEndpointUrl
+        reader.byteua_string()  # SecurityPolicyUri
         tokens.append(
             UserTokenPolicy(policy_id, USER_TOKEN_TYPES.get(token_type, f"type {token_type}"))
         )
@@ -385,12 +389,12 @@ def _endpoint(reader: _Reader) -> Endpoint:
 
 def decode_get_endpoints_response(body: bytes) -> list[Endpoint] | ServiceFault:
     """Decode a reassembled MSG body (after the symmetric security and sequence headers)."""
-    reader = _Reader(body)
+    reader = Reader(body)
     try:
-        _expect_service(reader, ID_GET_ENDPOINTS_RESPONSE)
-    except _ServiceFaultError as exc:
+        expect_service(reader, ID_GET_ENDPOINTS_RESPONSE)
+    except ServiceFaultError as exc:
         return exc.fault
-    status = _response_header(reader)
+    status = response_header(reader)
     if status & 0x80000000:
         return ServiceFault(status)
     count = reader.array_length()

@@ -19,8 +19,14 @@ Sequence, per connection (at most ``len(TSAP_PAIRS)`` connections, one at a time
    reads have been reported to stop old S7-300 CPUs; the read is on by default because the serial
    number is what merges a device's services, and the scope can turn it off per target.
 
+5. Fallbacks, only for what steps 3 and 4 left missing (a short or empty list: python-snap7's
+   server sends 26-byte 0x0011 records without versions and a 0x001C header announcing no
+   record): SZL 0x0111 index 0x0001 (order number) and 0x0007 (firmware), SZL 0x011C index 0x0005
+   (serial) and 0x0007 (module type), the single-record forms of the same lists (§34.2, §34.5).
+
 An answer split over several data units ("last data unit" = 0x01) is decoded as far as its
-complete records go; the continuation is not requested (the identity records come first).
+complete records go; the continuation is not requested (the identity records come first). A
+record too short for its version bytes still gives its order number.
 
 Outcomes: identity -> :class:`Observation`; every TSAP refused or closed before a byte -> ``None``;
 an answer that is not TPKT/COTP, or a setup answered in neither S7comm nor S7CommPlus (or by a
@@ -37,12 +43,13 @@ Facts keys (strings printable, at most ``MAX_TEXT_BYTES`` bytes before decoding)
 - SZL 0x001C: ``system_name`` (1), ``module_name`` (2), ``plant_identification`` (3),
   ``copyright`` (4), ``serial`` (5), ``model`` and ``module_type`` (7), ``memory_card_serial`` (8),
   ``location`` (11).
-- ``szl_errors`` (dict SZL id -> return code), ``szl_001c`` (bool: whether 0x001C was read).
+- ``szl_errors`` (dict SZL id, or "id/index" for a fallback, -> return code or "empty"),
+  ``szl_001c`` (bool: whether 0x001C was read), ``szl_fallbacks`` (list of "id/index" read).
 """
 
 import logging
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -50,6 +57,7 @@ from cybermission.errors import ProbeProtocolError, ValidationError
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     JSONValue,
     Manifest,
@@ -85,6 +93,18 @@ REQUEST_COTP = "cotp/cr"
 REQUEST_SETUP = "s7/setup-communication"
 REQUEST_SZL_0011 = "szl/0x0011"
 REQUEST_SZL_001C = "szl/0x001c"
+REQUEST_SZL_0111 = "szl/0x0111"
+REQUEST_SZL_011C = "szl/0x011c"
+SZL_MODULE_RECORD = 0x0111
+SZL_COMPONENT_RECORD = 0x011C
+
+# (request, SZL id, index, the fact whose absence asks for it): single records of 0x0011/0x001C.
+FALLBACK_READS: tuple[tuple[str, int, int, str], ...] = (
+    (REQUEST_SZL_0111, SZL_MODULE_RECORD, 0x0001, "order_number"),
+    (REQUEST_SZL_0111, SZL_MODULE_RECORD, 0x0007, "firmware"),
+    (REQUEST_SZL_011C, SZL_COMPONENT_RECORD, 0x0005, "serial"),
+    (REQUEST_SZL_011C, SZL_COMPONENT_RECORD, 0x0007, "model"),
+)
 
 # (calling, called) TSAPs tried in order, one connection each (see the module docstring).
 TSAP_PAIRS: tuple[tuple[int, int], ...] = ((0x0100, 0x0102), (0x0100, 0x0200), (0x0100, 0x0101))
@@ -256,6 +276,10 @@ def decode_szl_answer(pdu: bytes) -> SzlAnswer | SzlError:
     if length != len(body) or length < 8:
         raise ProbeProtocolError(f"SZL data length {length} but {len(body)} bytes")
     szl_id, index, record_length, announced = struct.unpack(">HHHH", body[:8])
+    if record_length == 0 or announced == 0:
+        # A list header announcing no record (python-snap7's default 0x001C answer does so
+        # whatever follows): an empty list, for the fallback reads, not an undecodable answer.
+        return SzlAnswer(szl_id, index, record_length, 0, (), more_follows)
     if not 2 <= record_length <= 512:
         raise ProbeProtocolError(f"SZL record length {record_length} outside 2..512")
     raw = body[8:]
@@ -276,19 +300,21 @@ def module_identity_facts(answer: SzlAnswer) -> Facts:
     """Facts of SZL 0x0011 (§34.2: index, MLFB[20], BGTyp, Ausbg, Ausbe per 28-byte record)."""
     facts: Facts = {}
     for record in answer.records:
-        if len(record) < 28:
+        if len(record) < 22:
             continue
         (index,) = struct.unpack(">H", record[:2])
         mlfb = device_text(
             record[2:22].split(b"\x00", 1)[0], max_bytes=MAX_TEXT_BYTES, encoding="latin-1"
         )
+        if index in (0x0001, 0x0006) and mlfb:
+            # A short record (python-snap7 sends 26 bytes) still carries the order number.
+            facts["hardware_order_number" if index == 0x0006 else "order_number"] = mlfb
+            if index == 0x0001:
+                facts["product_code"] = mlfb
+        if len(record) < 28:
+            continue  # no version bytes
         ausbg, ausbe = record[24:26], record[26:28]
-        if index == 0x0001 and mlfb:
-            facts["order_number"] = mlfb
-            facts["product_code"] = mlfb
-        elif index == 0x0006:
-            if mlfb:
-                facts["hardware_order_number"] = mlfb
+        if index == 0x0006:
             facts["hardware_version"] = str(struct.unpack(">H", ausbe)[0])
         elif index == 0x0007:
             facts["firmware"] = _version(ausbg, ausbe)
@@ -391,6 +417,30 @@ class _Session:
         return self.sequence
 
 
+async def _read_list(
+    session: _Session,
+    name: str,
+    szl_id: int,
+    index: int,
+    to_facts: Callable[[SzlAnswer], Facts],
+    facts: Facts,
+    errors: dict[str, JSONValue],
+) -> None:
+    """One SZL read; its facts join ``facts``, a refusal joins ``errors``."""
+    raw = await session.exchange(name, szl_read(session.next_sequence() + 1, szl_id, index))
+    decoded = decode_szl_answer(cotp_user_data(raw))
+    key = f"0x{szl_id:04x}" if index == 0 else f"0x{szl_id:04x}/0x{index:04x}"
+    if isinstance(decoded, SzlError):
+        errors[key] = f"0x{decoded.return_code:02x}"
+        return
+    if decoded.szl_id & 0x00FF != szl_id & 0x00FF:
+        raise ProbeProtocolError(f"asked SZL 0x{szl_id:04x}, got 0x{decoded.szl_id:04x}")
+    if not decoded.records:
+        errors[key] = "empty"
+    for fact, value in to_facts(decoded).items():
+        facts.setdefault(fact, value)
+
+
 class S7Probe:
     """Read-only S7comm identification of one CPU (see the module docstring)."""
 
@@ -401,12 +451,25 @@ class S7Probe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(REQUEST_COTP, len(TSAP_PAIRS), "COTP CR, one per TSAP pair tried"),
             ManifestEntry(REQUEST_SETUP, 1, "S7 setup communication (0xF0)"),
             ManifestEntry(REQUEST_SZL_0011, 1, "SZL read 0x0011 index 0: module identification"),
             ManifestEntry(REQUEST_SZL_001C, 1, "SZL read 0x001C index 0: component identification"),
+            ManifestEntry(
+                REQUEST_SZL_0111,
+                2,
+                "fallback: SZL 0x0111 index 1 (order number) and 7 (firmware), each only when "
+                "0x0011 did not give it",
+            ),
+            ManifestEntry(
+                REQUEST_SZL_011C,
+                2,
+                "fallback: SZL 0x011C index 5 (serial) and 7 (module type), each only when "
+                "0x001C did not give it (off with szl_001c=false)",
+            ),
         ),
         connections_per_device=len(TSAP_PAIRS),
         notes=(
@@ -472,14 +535,20 @@ class S7Probe:
         if read_001c:
             reads.append((REQUEST_SZL_001C, SZL_COMPONENT_ID, component_identity_facts))
         for name, szl_id, to_facts in reads:
-            raw = await session.exchange(name, szl_read(session.next_sequence() + 1, szl_id))
-            decoded = decode_szl_answer(cotp_user_data(raw))
-            if isinstance(decoded, SzlError):
-                errors[f"0x{szl_id:04x}"] = f"0x{decoded.return_code:02x}"
-                continue
-            if decoded.szl_id & 0x00FF != szl_id & 0x00FF:
-                raise ProbeProtocolError(f"asked SZL 0x{szl_id:04x}, got 0x{decoded.szl_id:04x}")
-            facts.update(to_facts(decoded))
+            await _read_list(session, name, szl_id, 0, to_facts, facts, errors)
+        # Short or empty lists: the single records of the same lists, only for what is missing.
+        read_back: list[JSONValue] = []
+        for name, szl_id, index, wanted in FALLBACK_READS:
+            if wanted not in facts and (read_001c or szl_id == SZL_MODULE_RECORD):
+                read_back.append(f"0x{szl_id:04x}/0x{index:04x}")
+                to_facts = (
+                    module_identity_facts
+                    if szl_id == SZL_MODULE_RECORD
+                    else component_identity_facts
+                )
+                await _read_list(session, name, szl_id, index, to_facts, facts, errors)
+        if read_back:
+            facts["szl_fallbacks"] = read_back
         facts["szl_001c"] = read_001c
         if errors:
             facts["szl_errors"] = errors

@@ -20,9 +20,13 @@ Facts keys (strings printable, at most ``MAX_VALUE_BYTES`` bytes before decoding
 - ``sys_descr``, ``sys_object_id`` (dotted OID), ``sys_name``, ``sys_contact``, ``sys_location``
   (str); ``sys_uptime`` (int, hundredths of a second).
 - ``enterprise`` (int) and ``vendor`` (str) from the sysObjectID's enterprise number
-  (:data:`ENTERPRISE_NUMBERS`), else a vendor name found in sysDescr.
+  (:data:`ENTERPRISE_NUMBERS`), else a vendor name found in sysDescr as a word. Authority
+  management: the agent speaks for the device.
 - ``model``, ``product_code`` (Siemens order number), ``firmware``, ``hardware`` (str): parsed from
   sysDescr when it carries them.
+- ``os``, ``os_vendor`` (an OS named in sysDescr: Linux, VxWorks, Windows, Cisco IOS; fingerprints
+  of ``scanners/fingerprints.yaml``) and ``software``, ``software_vendor`` (the agent program of a
+  sysObjectID under net-snmp's or UCD's enterprise, :data:`AGENT_ENTERPRISES`): never ``vendor``.
 - ``errors`` (dict[str, str]): object -> "noSuchObject" / "noSuchInstance" for objects refused.
 """
 
@@ -37,6 +41,7 @@ from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, Validatio
 from cybermission.probes import (
     DEFAULT_PROBE_ORDER,
     Facts,
+    IdentityAuthority,
     Intrusiveness,
     JSONValue,
     Manifest,
@@ -45,7 +50,8 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
-from scanners.enterprise_numbers import ENTERPRISE_NUMBERS
+from scanners.enterprise_numbers import AGENT_ENTERPRISES, ENTERPRISE_NUMBERS
+from scanners.fingerprints import fingerprint_facts
 from scanners.stream import observation
 from scanners.text import device_text
 
@@ -298,6 +304,11 @@ def decode_response(message: bytes) -> SnmpResponse:
     )
 
 
+def _names(text: str, word: str) -> bool:
+    """``word`` appears in ``text`` as a word ("WAGO" is not in "Chicago")."""
+    return re.search(rf"\b{re.escape(word)}\b", text, re.I) is not None
+
+
 def describe(sys_descr: str, sys_object_id: str | None) -> Facts:
     """Vendor, model, order code, firmware and hardware from sysDescr and sysObjectID."""
     facts: Facts = {}
@@ -307,9 +318,11 @@ def describe(sys_descr: str, sys_object_id: str | None) -> Facts:
         if number.isdigit() and len(number) <= 9:
             facts["enterprise"] = int(number)
             vendor = ENTERPRISE_NUMBERS.get(int(number))
+            facts.update(AGENT_ENTERPRISES.get(int(number), {}))
+    # An embedded OS or the agent program named in sysDescr: os / software facts.
+    facts.update(fingerprint_facts("snmp", {"banner": sys_descr}))
     if vendor is None:
-        lowered = sys_descr.lower()
-        vendor = next((v for v in _MODEL_PATTERNS if v.split()[0].lower() in lowered), None)
+        vendor = next((v for v in _MODEL_PATTERNS if _names(sys_descr, v.split()[0])), None)
     if vendor is not None:
         facts["vendor"] = vendor
         pattern = _MODEL_PATTERNS.get(vendor)
@@ -375,6 +388,7 @@ class SnmpProbe:
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     optional: ClassVar[bool] = False
     order: ClassVar[int] = DEFAULT_PROBE_ORDER
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.MANAGEMENT
     manifest: ClassVar[Manifest] = Manifest(
         entries=(
             ManifestEntry(

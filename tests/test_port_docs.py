@@ -1,4 +1,5 @@
-"""The documentation's port lists are generated from the probes, and a test fails when one drifts.
+"""The documentation's port lists (and each probe's identity authority) are generated from the
+probes, and a test fails when one drifts.
 
 The probes' ``default_ports`` are the one list of ports (the default sweep is derived from them at
 run time); ``scanners/README.md`` and ``deploy/cybermission.env.example`` show them between
@@ -20,15 +21,18 @@ BEGIN, END = "probe-ports", "/probe-ports"
 
 
 def probe_table(probes: Mapping[str, Probe]) -> str:
-    """The markdown table of every probe's ports, by probe name."""
+    """The markdown table of every probe's ports and identity authority, by probe name."""
     lines = [
-        "| probe | protocol | ports | order | opt-in |",
-        "|---|---|---|---|---|",
+        "| probe | protocol | ports | order | opt-in | authority |",
+        "|---|---|---|---|---|---|",
     ]
     for name, probe in sorted(probes.items()):
         ports = ", ".join(f"{port}/{probe.transport}" for port in probe.default_ports)
         optional = "yes" if probe.optional else ""
-        lines.append(f"| `{name}` | {probe.protocol} | {ports} | {probe.order} | {optional} |")
+        lines.append(
+            f"| `{name}` | {probe.protocol} | {ports} | {probe.order} | {optional} "
+            f"| {probe.authority} |"
+        )
     tcp = ",".join(map(str, declared_ports(probes.values(), Transport.TCP)))
     udp = ",".join(map(str, declared_ports(probes.values(), Transport.UDP)))
     lines += ["", f"Default sweep: TCP {tcp}; UDP {udp}."]

@@ -4,7 +4,14 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from cybermission.probes import Intrusiveness, Probe, Transport, load_probes
+from cybermission.probes import (
+    IdentityAuthority,
+    Intrusiveness,
+    Probe,
+    Transport,
+    identity_authority,
+    load_probes,
+)
 from scanners.modbus import ModbusProbe
 
 ENTRY_POINTS = sorted(entry_points(group="cybermission.probes"), key=lambda e: e.name)
@@ -17,6 +24,7 @@ def test_probe_entry_point_loads_a_complete_probe(entry: object) -> None:
     assert probe.name == entry.name  # type: ignore[attr-defined]
     assert probe.default_ports
     assert isinstance(probe.order, int)
+    assert isinstance(probe.authority, IdentityAuthority)
     assert probe.transport in (Transport.TCP, Transport.UDP)
     # A TCP probe may send nothing and only read a greeting (SSH); a UDP probe must ask.
     assert probe.manifest.entries or probe.transport is Transport.TCP
@@ -37,22 +45,39 @@ def test_load_probes_finds_every_entry_point() -> None:
     assert set(load_probes()) == {e.name for e in ENTRY_POINTS}
 
 
-def test_probe_protocol_requires_an_order() -> None:
-    members = {
-        member: getattr(ModbusProbe, member)
-        for member in (
-            "name",
-            "protocol",
-            "default_ports",
-            "transport",
-            "intrusiveness",
-            "manifest",
-            "optional",
-            "observe",
-        )
-    }
-    assert not isinstance(type("Unranked", (), members)(), Probe)
-    assert isinstance(type("Ranked", (), {**members, "order": 100})(), Probe)
+PROBE_MEMBERS = (
+    "name",
+    "protocol",
+    "default_ports",
+    "transport",
+    "intrusiveness",
+    "manifest",
+    "optional",
+    "order",
+    "authority",
+    "observe",
+)
+
+
+@pytest.mark.parametrize("member", ["order", "authority"])
+def test_probe_protocol_requires_the_member(member: str) -> None:
+    members = {name: getattr(ModbusProbe, name) for name in PROBE_MEMBERS}
+    assert isinstance(type("Complete", (), members)(), Probe)
+    del members[member]
+    assert not isinstance(type("Lacking", (), members)(), Probe)
+
+
+def test_identity_authority_ranks_device_over_management_over_banner() -> None:
+    ranks = [a.rank for a in (IdentityAuthority.DEVICE, IdentityAuthority.MANAGEMENT)]
+    assert ranks[0] > ranks[1] > IdentityAuthority.BANNER.rank
+
+
+def test_identity_authority_of_a_passive_observation_is_its_decoders() -> None:
+    probes = load_probes()
+    assert identity_authority("passive:modbus", probes) is IdentityAuthority.DEVICE
+    assert identity_authority("snmp", probes) is IdentityAuthority.MANAGEMENT
+    assert identity_authority("ftp", probes) is IdentityAuthority.BANNER
+    assert identity_authority("tcp-connect", probes) is None
 
 
 LAB_ENTRY_POINTS = sorted(entry_points(group="cybermission.lab"), key=lambda e: e.name)

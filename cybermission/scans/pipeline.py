@@ -43,6 +43,7 @@ from cybermission.inventory.service import (
 )
 from cybermission.net import Connector
 from cybermission.probes import (
+    JSONValue,
     Observation,
     Probe,
     ProbeTarget,
@@ -167,6 +168,9 @@ class ProbePlan:
 
     tcp: Mapping[int, Sequence[Probe]]
     udp: Mapping[int, Sequence[Probe]]
+    # Options every probe's target carries: ``request_interval_s`` is the per-host pacing, for
+    # probes that send a series to one device (a gateway's unit walk).
+    options: Mapping[str, JSONValue] = field(default_factory=dict)
 
     @property
     def has_udp(self) -> bool:
@@ -205,7 +209,8 @@ def select_probes(
                     udp.setdefault(port, []).append(probe)
             else:
                 tcp.setdefault(port, []).append(probe)
-    return ProbePlan(tcp=tcp, udp=udp)
+    interval_s = 1.0 / settings.pacing.effective().per_host_rate_per_s
+    return ProbePlan(tcp=tcp, udp=udp, options={"request_interval_s": interval_s})
 
 
 class _BackOffError(Exception):
@@ -219,6 +224,7 @@ async def _observe(
     port: int,
     connector: Connector,
     timeout_s: float,
+    options: Mapping[str, JSONValue],
 ) -> Observation | None:
     """Run one probe, account for what it sent, and turn device trouble into report errors."""
     ledger = RequestLedger(probe=probe.name, manifest=probe.manifest)
@@ -228,6 +234,7 @@ async def _observe(
         transport=probe.transport,
         connector=connector,
         ledger=ledger,
+        options=options,
     )
     try:
         return await probe.observe(target, timeout_s=timeout_s)
@@ -273,7 +280,12 @@ async def identify_host(
             await asyncio.gather(
                 *(
                     _identify_udp(
-                        probes, report, port=port, connector=connector, timeout_s=timeout_s
+                        probes,
+                        report,
+                        port=port,
+                        connector=connector,
+                        timeout_s=timeout_s,
+                        options=plan.options,
                     )
                     for port, probes in plan.udp.items()
                 )
@@ -310,7 +322,12 @@ async def _identify_tcp(
                 continue
             try:
                 observation = await _observe(
-                    probe, report, port=port, connector=connector, timeout_s=timeout_s
+                    probe,
+                    report,
+                    port=port,
+                    connector=connector,
+                    timeout_s=timeout_s,
+                    options=plan.options,
                 )
             except _BackOffError as exc:
                 backed_off = str(exc)
@@ -338,11 +355,12 @@ async def _identify_udp(
     port: int,
     connector: Connector,
     timeout_s: float,
+    options: Mapping[str, JSONValue],
 ) -> None:
     for probe in probes:
         try:
             observation = await _observe(
-                probe, report, port=port, connector=connector, timeout_s=timeout_s
+                probe, report, port=port, connector=connector, timeout_s=timeout_s, options=options
             )
         except _BackOffError:
             return
@@ -485,7 +503,7 @@ def _history_evidence(address: str, rule: Rule, subject: Mapping[str, Any]) -> d
 
 def _services_seen(observations: Sequence[Observation]) -> list[ServiceSeen]:
     """One service per (port, transport, protocol); a supplement's facts never overwrite the
-    first probe's."""
+    first probe's, except that its ``units`` (a gateway walk) add the units the first lacks."""
     merged: dict[tuple[int, str, str], ServiceSeen] = {}
     for o in observations:
         key = (o.port, str(o.transport), o.protocol)
@@ -502,10 +520,24 @@ def _services_seen(observations: Sequence[Observation]) -> list[ServiceSeen]:
         facts = dict(first.facts)
         for fact, value in o.facts.items():
             facts.setdefault(fact, value)
+        facts["units"] = _merged_units(first.facts.get("units"), o.facts.get("units"))
+        if not facts["units"]:
+            del facts["units"]
         merged[key] = ServiceSeen(
             port=o.port, transport=key[1], protocol=o.protocol, probe=first.probe, facts=facts
         )
     return list(merged.values())
+
+
+def _merged_units(first: object, more: object) -> list[Any]:
+    """The units of both lists, one per ``unit_id``, the first list's entries winning."""
+    units = [u for u in (first if isinstance(first, list) else []) if isinstance(u, Mapping)]
+    known = {u.get("unit_id") for u in units}
+    for unit in more if isinstance(more, list) else []:
+        if isinstance(unit, Mapping) and unit.get("unit_id") not in known:
+            units.append(unit)
+            known.add(unit.get("unit_id"))
+    return units
 
 
 def _evidence(observation: Observation, rule: Rule, subject: Mapping[str, Any]) -> dict[str, Any]:

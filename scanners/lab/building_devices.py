@@ -686,6 +686,8 @@ def http_lab_devices(
                 "server": "Siemens S7 web server",
                 "fingerprint": "siemens-s7-web",
                 "vendor": "Siemens",
+                "product": "SIMATIC S7-1200",
+                "software": "Siemens S7 web server",
                 "tls": False,
             },
             page=_S7_PAGE,
@@ -703,6 +705,8 @@ def http_lab_devices(
                 "server": "Niagara Web Server/4.10.1.36",
                 "fingerprint": "tridium-niagara",
                 "vendor": "Tridium",
+                "firmware": "4.10.1.36",
+                "software": "Niagara Web Server/4.10.1.36",
                 "tls": True,
                 "cert_self_signed": True,
                 "cert_expired": False,
@@ -801,6 +805,7 @@ class FtpDevice(SimDevice):
             warnings.simplefilter("ignore", DeprecationWarning)
             from pyftpdlib.authorizers import DummyAuthorizer  # type: ignore[import-untyped]
             from pyftpdlib.handlers import FTPHandler  # type: ignore[import-untyped]
+            from pyftpdlib.ioloop import IOLoop  # type: ignore[import-untyped]
             from pyftpdlib.servers import FTPServer  # type: ignore[import-untyped]
 
         device = self
@@ -823,7 +828,9 @@ class FtpDevice(SimDevice):
         if not ftp_logger.handlers:
             ftp_logger.addHandler(logging.NullHandler())
         ftp_logger.setLevel(logging.WARNING)
-        self._server = FTPServer((self.address, self.port), _Recording)
+        # Its own poller: pyftpdlib's default IOLoop is one per process, and two FTP devices
+        # serving it from two threads would close each other's sockets.
+        self._server = FTPServer((self.address, self.port), _Recording, ioloop=IOLoop())
         self._stopping.clear()
 
         def serve() -> None:
@@ -880,7 +887,7 @@ def banner_lab_devices(
     ssh_port: int = 22,
     misfits: bool = False,
 ) -> list[SimDevice]:
-    """Telnet serial gateway (+88), FTP on a PLC (+89), SSH on a router (+90)."""
+    """Telnet serial gateway (+88), FTP on a PLC (+89) and an HMI (+91), SSH on a router (+90)."""
     net = ipaddress.IPv4Address(base)
     devices: list[SimDevice] = [
         TelnetDevice(
@@ -888,7 +895,14 @@ def banner_lab_devices(
             address=str(net + 88),
             port=telnet_port,
             protocol="telnet",
-            identity={"vendor": "Moxa", "model": "NPort 5150", "prompt": "password"},
+            identity={
+                "vendor": "Moxa",
+                "model": "NPort 5150",
+                "serial": "4711",
+                "firmware": "3.9 Build 19032621",
+                "mac": "00:90:E8:4A:1B:22",
+                "prompt": "password",
+            },
             banner=_NPORT_BANNER,
         ),
         FtpDevice(
@@ -896,14 +910,33 @@ def banner_lab_devices(
             address=str(net + 89),
             port=ftp_port,
             protocol="ftp",
+            # The embedded OS is no device identity: os facts, no vendor, no firmware.
             identity={
                 "banner": "VxWorks (5.4.2) FTP server ready",
                 "code": 220,
                 "implicit_tls": False,
-                "vendor": "Wind River",
-                "firmware": "5.4.2",
+                "os": "VxWorks 5.4.2",
+                "os_vendor": "Wind River",
+                "vendor": None,
+                "firmware": None,
             },
             banner="VxWorks (5.4.2) FTP server ready",
+        ),
+        FtpDevice(
+            # Issue 12's trap: an HMI whose FTP greeting names VxWorks 5.5.1.
+            name="ftp-hmi",
+            address=str(net + 91),
+            port=ftp_port,
+            protocol="ftp",
+            identity={
+                "code": 220,
+                "os": "VxWorks 5.5.1",
+                "os_vendor": "Wind River",
+                "vendor": None,
+                "product": None,
+                "firmware": None,
+            },
+            banner="VxWorks FTP server (VxWorks 5.5.1) ready.",
         ),
         SshBannerDevice(
             name="ssh-cell-router",
@@ -913,8 +946,9 @@ def banner_lab_devices(
             identity={
                 "ssh_protocol": "2.0",
                 "software": "dropbear_2019.78",
-                "product": "Dropbear SSH",
-                "firmware": "2019.78",
+                "software_vendor": "Matt Johnston",
+                "product": None,
+                "firmware": None,
             },
             banner="SSH-2.0-dropbear_2019.78",
         ),

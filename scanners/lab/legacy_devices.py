@@ -1,4 +1,4 @@
-"""Loopback lab controllers for Crimson v3, HART-IP, ProConOS, PC WORX, CODESYS V2 and UMAS.
+"""Loopback lab controllers: Crimson v3, HART-IP, ProConOS, PC WORX, CODESYS V2 and V3, UMAS.
 
 No PyPI simulator speaks these protocols, so each device is a :class:`ReplayDevice` that answers
 with recorded bytes where a capture holds them and encodes the rest from its identity:
@@ -15,6 +15,9 @@ with recorded bytes where a capture holds them and encodes the rest from its ide
 - +106 CODESYS V2 runtime answering the little-endian query (2455/tcp), +107 one answering only
   the big-endian query (2455/tcp too), encoded from the
   codesys-v2-discover layout.
+- +110 a WAGO PFC200 and +111 a CODESYS Control Win runtime (CODESYS V3, 11740/tcp): their
+  name-service identification encoded from the layout nmap's ``codesys3`` library documents (the
+  runtime names of +110 are those of its documented example output); no capture exists.
 - +108 Modicon Quantum 140 CPU 311 10 (502/tcp): UMAS answers recorded in ``pcaps/umas/
   umas.pcap``; +109 a Modicon M340 BMX P34 2020 encoded on them. Both also answer Modbus FC 43
   basic identification; every other Modbus function gets exception 01.
@@ -230,6 +233,97 @@ def _codesys(answer: bytes, *, little: bool) -> Responder:
     return respond
 
 
+# --- CODESYS V3 (TCP block driver, name service) ----------------------------------------------
+
+CDS3_TCP_MAGIC = 0xE8170100
+
+
+def cds3_splitter(buffer: bytes) -> int | None:
+    """One TCP block driver frame: 8-byte header whose second u32 is the total length."""
+    if len(buffer) < 8:
+        return None
+    return max(int.from_bytes(buffer[4:8], "little"), 8)
+
+
+def _cds3_request(frame: bytes) -> tuple[int, int, bytes, bytes] | None:
+    """(service, name-service kind, receiver, sender) of a framed datagram, or ``None``."""
+    if len(frame) < 14 or int.from_bytes(frame[:4], "little") != CDS3_TCP_MAGIC:
+        return None
+    datagram = frame[8:]
+    if datagram[0] != 0xC5:
+        return None
+    receiver_len, sender_len = 2 * (datagram[5] & 0x0F), 2 * (datagram[5] >> 4)
+    start = 2 * (datagram[1] & 0x07)
+    receiver = datagram[start : start + receiver_len]
+    sender = datagram[start + receiver_len : start + receiver_len + sender_len]
+    offset = start + receiver_len + sender_len
+    offset += -(8 + offset) % 4
+    kind = int.from_bytes(datagram[offset : offset + 2], "little") if len(datagram) > offset else 0
+    return datagram[3], kind, receiver, sender
+
+
+def classify_cds3(frame: bytes) -> str:
+    request = _cds3_request(frame)
+    if request is None:
+        return "not-cds3"
+    service, kind, _receiver, _sender = request
+    if service == 3 and kind == 0xC202:
+        return "cds3/name-service/identify"
+    return f"cds3/service-{service}/0x{kind:04x}"
+
+
+def cds3_identification(
+    *,
+    node: str,
+    device: str,
+    vendor: str,
+    version: tuple[int, int, int, int],
+    target_id: int,
+    target_type: int,
+    serial: str = "",
+) -> bytes:
+    """A name-service identification (kind 0xC280, version 4.0) in the layout nmap's codesys3
+    library documents: fixed fields, then names in UTF-16LE with a NUL each, serial, OEM data."""
+    names = [text.encode("utf-16-le") + b"\x00\x00" for text in (node, device, vendor)]
+    fixed = struct.pack(
+        "<HHI HBBH HHH IIII BBB 9x",
+        0xC280,
+        0x0400,
+        0x4711,
+        4,  # max channels
+        1,  # Intel byte order
+        0,
+        0,  # no parent address
+        len(node),
+        len(device),
+        len(vendor),
+        target_type,
+        target_id,
+        int.from_bytes(bytes(version), "big"),
+        0,
+        len(serial),
+        0,  # no OEM data
+        2,  # block driver: TCP
+    )
+    return fixed + b"".join(names) + serial.encode("ascii") + b"\x00"
+
+
+def codesys3_responder(identification: bytes) -> Responder:
+    def respond(frame: bytes, _state: dict[str, Any]) -> bytes | None:
+        request = _cds3_request(frame)
+        if request is None or request[:2] != (3, 0xC202):
+            return CLOSE
+        _service, _kind, receiver, sender = request
+        header = bytes(
+            (0xC5, (13 << 3) | 3, 0x40, 4, 0, ((len(receiver) // 2) << 4) | (len(sender) // 2))
+        )
+        datagram = header + sender + receiver  # answered back to the asking endpoint
+        datagram += bytes(-(8 + len(datagram)) % 4) + identification
+        return struct.pack("<II", CDS3_TCP_MAGIC, 8 + len(datagram)) + datagram
+
+    return respond
+
+
 # --- UMAS over Modbus/TCP --------------------------------------------------------------------
 
 RECORDED_UMAS_READ_ID = bytes.fromhex(
@@ -316,7 +410,7 @@ def _device(
 
 
 def legacy_lab_devices(base: str = "127.0.10.0") -> list[ReplayDevice]:
-    """Every device of this module on ``base`` + 100..109 (see the module docstring)."""
+    """Every device of this module on ``base`` + 100..111 (see the module docstring)."""
     net = ipaddress.IPv4Address(base)
     dsp: dict[str, JSONValue] = {"vendor": "Red Lion Controls", "model": "DSPSX000"}
     hart: dict[str, JSONValue] = {
@@ -455,6 +549,58 @@ def legacy_lab_devices(base: str = "127.0.10.0") -> list[ReplayDevice]:
                 codesys_answer("Nucleus PLUS", "1.14", "WAGO 750-841", little=False), little=False
             ),
             classify_codesys,
+        ),
+        _device(
+            "codesys3-pfc200",
+            str(net + 110),
+            11740,
+            "codesys",
+            {
+                "vendor": "WAGO",
+                "product": "WAGO 750-8206 PFC200 2ETH RS CAN DPS",
+                "node_name": "PFC200-438F4C",
+                "firmware": "5.15.4.0",
+                "target_id": "0x10061204",
+                "runtime": "CODESYS V3",
+            },
+            codesys3_responder(
+                cds3_identification(
+                    node="PFC200-438F4C",
+                    device="WAGO 750-8206 PFC200 2ETH RS CAN DPS",
+                    vendor="WAGO",
+                    version=(5, 15, 4, 0),
+                    target_id=0x10061204,
+                    target_type=0x1000,
+                )
+            ),
+            classify_cds3,
+            cds3_splitter,
+        ),
+        _device(
+            "codesys3-control-win",
+            str(net + 111),
+            11740,
+            "codesys",
+            {
+                "vendor": "CODESYS GmbH",
+                "product": "CODESYS Control Win V3 x64",
+                "node_name": "ENG-WS-07",
+                "firmware": "3.5.19.30",
+                "serial": "0000-8823-1174",
+            },
+            codesys3_responder(
+                cds3_identification(
+                    node="ENG-WS-07",
+                    device="CODESYS Control Win V3 x64",
+                    vendor="CODESYS GmbH",
+                    version=(3, 5, 19, 30),
+                    target_id=0x0000_1006,
+                    target_type=0x1006,
+                    serial="0000-8823-1174",
+                )
+            ),
+            classify_cds3,
+            cds3_splitter,
         ),
         _device(
             "umas-quantum",

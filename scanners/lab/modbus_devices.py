@@ -332,7 +332,6 @@ def modbus_lab_devices(
                 "product_name": "Modicon M340",
                 "model": "BMX P34 2020",
                 "user_application_name": "PUMP_STATION_3",
-                "serial": "21340587",
             },
             {0x80: "21340587"},
         ),
@@ -346,7 +345,6 @@ def modbus_lab_devices(
                 "revision": "v03.110",
                 "product_name": "PM710 Power Meter",
                 "model": "PM710",
-                "serial": "PM710-58832",
             },
             {0x80: "PM710-58832"},
         ),
@@ -362,7 +360,6 @@ def modbus_lab_devices(
                 "product_name": "ETHERNET Controller",
                 "model": "750-881",
                 "user_application_name": "WATER_TANK_LEVEL",
-                "serial": "0030DE0A1B2C",
             },
             {0x80: "0030DE0A1B2C"},
         ),
@@ -386,7 +383,6 @@ def modbus_lab_devices(
                 "product_name": "PLCnext Control AXC F 2152" + " (process automation edition)" * 2,
                 "model": "AXC F 2152",
                 "user_application_name": "DISTRICT_HEATING_SUBSTATION_" + "NORTH_" * 8,
-                "serial": "PC-88310247",
             },
             {0x80: "HW rev B", 0x81: "Serial Number: PC-88310247"},
         ),
@@ -402,6 +398,27 @@ def modbus_lab_devices(
             server_id=b"ProSoft MVI56-MCM v3.04",
         )
     )
+    # Wrong-identity traps (issue 12): two different PLCs whose private object 0x80 reads like a
+    # serial label. Neither documents its private objects: they must not get a serial from them.
+    for offset, name, model, revision in (
+        (17, "modbus-plc-m580-a", "BMEP582040", "v3.10"),
+        (18, "modbus-plc-m580-b", "BMEP584040", "v2.90"),
+    ):
+        devices.append(
+            _device(
+                name,
+                host(offset),
+                port,
+                {
+                    "vendor": "Schneider Electric",
+                    "product_code": model,
+                    "revision": revision,
+                    "product_name": "Modicon M580",
+                    "model": model,
+                },
+                {0x80: "SNMP agent enabled", 0x81: "SN-less build", 0x82: "Serial port 2 off"},
+            )
+        )
     gateway_units = {
         1: {
             "vendor": "Eaton",
@@ -409,7 +426,6 @@ def modbus_lab_devices(
             "revision": "v1.3.0",
             "product_name": "Power Xpert Meter 2250",
             "model": "PXM2250",
-            "serial": "EAT-22-50117",
         },
         3: {
             "vendor": "Danfoss",
@@ -418,7 +434,6 @@ def modbus_lab_devices(
             "product_name": "VLT AutomationDrive",
             "model": "FC 302",
             "user_application_name": "AHU_FAN_2",
-            "serial": "DF302-771903",
         },
     }
     devices.append(
@@ -429,12 +444,15 @@ def modbus_lab_devices(
             protocol="modbus",
             identity={"units": {str(u): dict(i) for u, i in gateway_units.items()}},
             kind=LabDeviceKind.GATEWAY,
+            # Private object 0x80 holds what reads like a serial; Eaton and Danfoss document no
+            # private objects here, so it stays raw.
             units={
-                unit: _objects(ident, {0x80: ident["serial"]})
+                unit: _objects(ident, {0x80: f"{ident['vendor'][:3].upper()}-{unit:04d}-0117"})
                 for unit, ident in gateway_units.items()
             },
         )
     )
+    devices.append(_wide_gateway(host(21), port))
     if misfits:
         for offset, kind in (
             (30, LabDeviceKind.SILENT),
@@ -453,3 +471,56 @@ def modbus_lab_devices(
                 )
             )
     return devices
+
+
+# The gateway of the wide walk: it answers unit 0xFF for itself (Modbus/TCP guide §4.4.2) and has
+# units beyond 16, up to the last individual address 247. Unit 162 (A2h, the factory address of
+# the sensor) is a Rexroth CIMS MK IV cylinder sensor whose manual documents its private objects
+# (F 037 300 069 appendix C.4: 00h vendor "Bosch Rexroth B.V.", 01h customer number, 81h serial).
+WIDE_GATEWAY_OWN = {
+    "vendor": "Moxa",
+    "product_code": "MGate MB3180",
+    "revision": "v2.2",
+    "product_name": "MGate MB3180",
+    "model": "MB3180",
+}
+WIDE_GATEWAY_UNITS: dict[int, tuple[dict[str, str], dict[int, str]]] = {
+    1: (
+        {"vendor": "ABB", "product_code": "ACS580", "revision": "2.15", "model": "ACS580"},
+        {},
+    ),
+    17: (
+        {"vendor": "Socomec", "product_code": "DIRIS A40", "revision": "1.2"},
+        {0x80: "SNMP agent enabled"},
+    ),
+    162: (
+        {
+            "vendor": "Bosch Rexroth B.V.",
+            "product_code": "R 905 023 540",
+            "revision": "2.01",
+            "serial": "259824/001",
+        },
+        {0x81: "259824/001", 0x90: "R905023540"},
+    ),
+    247: (
+        {"vendor": "Carlo Gavazzi", "product_code": "EM24DINAV93XO2X", "revision": "A.07"},
+        {},
+    ),
+}
+
+
+def _wide_gateway(address: str, port: int) -> LabDevice:
+    units: dict[int, dict[int, str]] = {0xFF: _objects(WIDE_GATEWAY_OWN, {})}
+    expected: dict[str, JSONValue] = {}
+    for unit, (identity, private) in WIDE_GATEWAY_UNITS.items():
+        units[unit] = _objects(identity, private)
+        expected[str(unit)] = dict(identity)
+    return LabDevice(
+        name="modbus-gateway-wide",
+        address=address,
+        port=port,
+        protocol="modbus",
+        identity={**WIDE_GATEWAY_OWN, "units": expected},
+        kind=LabDeviceKind.GATEWAY,
+        units=units,
+    )

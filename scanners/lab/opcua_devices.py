@@ -51,6 +51,8 @@ class OpcUaLabDevice:
     policies: list[ua.SecurityPolicyType]
     tokens: list[type]
     manufacturer: str = ""
+    software_version: str = "1.0"
+    build_number: str = "1"
     protocol: str = "opcua"
     requests: list[ReceivedMessage] = field(default_factory=list)
     connections: int = 0
@@ -59,6 +61,17 @@ class OpcUaLabDevice:
     def clear_log(self) -> None:
         self.requests.clear()
         self.connections = 0
+
+    @property
+    def build_info(self) -> dict[str, str]:
+        """What the server's ServerStatus.BuildInfo holds (the opcua-buildinfo probe reads it)."""
+        return {
+            "manufacturer_name": self.manufacturer,
+            "product_name": self.application_name,
+            "product_uri": self.product_uri,
+            "software_version": self.software_version,
+            "build_number": self.build_number,
+        }
 
     async def start(self) -> None:
         server = Server()
@@ -87,8 +100,8 @@ class OpcUaLabDevice:
             self.product_uri,
             self.manufacturer,
             self.application_name,
-            "1.0",
-            "1",
+            self.software_version,
+            self.build_number,
             datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC),
         )
         await self._start_recording(server)
@@ -166,6 +179,8 @@ def _device(
     policies: list[ua.SecurityPolicyType],
     tokens: list[type],
     port: int,
+    software_version: str,
+    build_number: str,
 ) -> OpcUaLabDevice:
     token_names = {
         ua.AnonymousIdentityToken: "Anonymous",
@@ -190,6 +205,8 @@ def _device(
         product_uri=product_uri,
         application_name=application_name,
         manufacturer=manufacturer,
+        software_version=software_version,
+        build_number=build_number,
         policies=policies,
         tokens=tokens,
     )
@@ -209,6 +226,8 @@ def opcua_lab_devices(base: str = "127.0.10.0", *, port: int = OPCUA_PORT) -> li
             policies=[ua.SecurityPolicyType.NoSecurity],
             tokens=[ua.AnonymousIdentityToken, ua.UserNameIdentityToken],
             port=port,
+            software_version="6.14.263.0",
+            build_number="263",
         ),
         _device(
             "opcua-plc-s71500",
@@ -224,5 +243,7 @@ def opcua_lab_devices(base: str = "127.0.10.0", *, port: int = OPCUA_PORT) -> li
             ],
             tokens=[ua.UserNameIdentityToken, ua.X509IdentityToken],
             port=port,
+            software_version="V3.0.3",
+            build_number="3",
         ),
     ]

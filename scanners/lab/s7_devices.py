@@ -119,6 +119,10 @@ class S7LabDevice:
     szl_0011: bytes
     szl_001c: bytes
     protocol: str = "s7comm"
+    # Single records by (SZL id, index): 0x0111 and 0x011C, the fallbacks of short lists.
+    records: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    # Answer every SZL as python-snap7's own server does (short 0x0011, empty 0x001C header).
+    snap7_answers: bool = False
     requests: list[str] = field(default_factory=list)
     connections: int = 0
     _server: "_LabS7Server | None" = field(default=None, repr=False)
@@ -181,6 +185,11 @@ class _LabS7Server(snap7.server.Server):
         return super()._process_request(request_data, client_address)
 
     def _get_szl_data(self, szl_id: int, szl_index: int) -> bytes | None:
+        if self.device.snap7_answers:
+            answer: bytes | None = super()._get_szl_data(szl_id, szl_index)
+            return answer
+        if (szl_id, szl_index) in self.device.records:
+            return self.device.records[(szl_id, szl_index)]
         if szl_id == 0x0011:
             return self.device.szl_0011
         if szl_id == 0x001C:
@@ -270,10 +279,38 @@ def _cpu(
     )
 
 
+def _short_lists_cpu(name: str, address: str, port: int) -> S7LabDevice:
+    """A CPU whose full lists are short or empty but whose single records answer: 0x0011 with
+    only its order number (a record without version bytes), 0x001C with a header and no record;
+    0x0111 index 7 (firmware), 0x011C index 5 (serial) and 7 (module type) as records."""
+    order_number = "6ES7 313-5BG04-0AB0"
+    mlfb = order_number.encode("latin-1").ljust(20, b" ")
+    firmware_record = struct.pack(">H", 0x0007) + b" " * 20 + bytes((0, 0xC0, 0x56, 3, 3, 10))
+    return S7LabDevice(
+        name=name,
+        address=address,
+        port=port,
+        identity={
+            "vendor": "Siemens",
+            "order_number": order_number,
+            "firmware": "V3.3.10",
+            "serial": "S C-E5T711632016",
+            "model": "CPU 313C",
+        },
+        szl_0011=struct.pack(">HH", 22, 1) + struct.pack(">H", 0x0001) + mlfb,
+        szl_001c=struct.pack(">HH", 34, 0),
+        records={
+            (0x0111, 0x0007): struct.pack(">HH", 28, 1) + firmware_record,
+            (0x011C, 0x0005): component_records({5: "S C-E5T711632016"}),
+            (0x011C, 0x0007): component_records({7: "CPU 313C"}),
+        },
+    )
+
+
 def s7_lab_devices(
     base: str = "127.0.10.0", *, port: int = 102, misfits: bool = False
 ) -> list[S7LabDevice | ReplayDevice]:
-    """S7 devices on ``base`` + 40..43; ``misfits`` adds silent, garbage, closing (60..62)."""
+    """S7 devices on ``base`` + 38..43; ``misfits`` adds silent, garbage, closing (60..62)."""
     net = ipaddress.IPv4Address(base)
 
     def host(offset: int) -> str:
@@ -336,6 +373,18 @@ def s7_lab_devices(
             responder=_replay_responder(refused_tsap=None, plus=True),
             classify=classify_s7,
             splitter=tpkt_splitter,
+        ),
+        _short_lists_cpu("s7-cpu-short-lists", host(38), port),
+        S7LabDevice(
+            # python-snap7's own SZL answers, unchanged: a 26-byte 0x0011 record without
+            # versions and a 0x001C whose header announces no record.
+            name="s7-cpu-snap7",
+            address=host(39),
+            port=port,
+            identity={"vendor": "Siemens", "order_number": "6ES7 315-2EH14-0AB0"},
+            szl_0011=b"",
+            szl_001c=b"",
+            snap7_answers=True,
         ),
     ]
     if misfits:

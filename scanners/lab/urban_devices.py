@@ -10,8 +10,8 @@
   DESCRIPTION_RESPONSE encoded from the KNXnet/IP Core spec (03.08.02 §7.5.4 DIBs), only for
   the NAT-mode HPAI 0.0.0.0:0 (§8.6.3.3), the way it answers to the datagram's source.
 
-Addresses: ``base`` + 120..125 in the default lab (base 127.0.10.0); misfits (silent, garbage,
-closing) on + 126..128 with ``misfits=True``, for tests.
+Addresses: ``base`` + 120..125, 129, 130 in the default lab (base 127.0.10.0); misfits (silent,
+garbage, closing) on + 126..128 with ``misfits=True``, for tests.
 """
 
 import asyncio
@@ -191,6 +191,22 @@ class CoapDevice(SimDevice):
         await super()._stop()
 
 
+def _coap_device(
+    name: str,
+    address: str,
+    identity: dict[str, JSONValue],
+    resources: dict[str, tuple[dict[str, str], int, bytes]],
+) -> CoapDevice:
+    return CoapDevice(
+        name=name,
+        address=address,
+        port=COAP_PORT,
+        protocol="coap",
+        identity=identity,
+        resources=resources,
+    )
+
+
 def _streetlight(name: str, address: str) -> CoapDevice:
     """A street-light controller: lamp, dimming, sensors, schedule, /device and LwM2M /3/0."""
     info = {
@@ -247,14 +263,7 @@ def _streetlight(name: str, address: str) -> CoapDevice:
         "device_info_path": "/device",
         "resource_count": 8,
     }
-    return CoapDevice(
-        name=name,
-        address=address,
-        port=COAP_PORT,
-        protocol="coap",
-        identity=identity,
-        resources=resources,
-    )
+    return _coap_device(name, address, identity, resources)
 
 
 CABINET_LAMPS = 40
@@ -291,14 +300,48 @@ def _cabinet(name: str, address: str) -> CoapDevice:
         "device_info_path": "/3/0",
         "resource_count": CABINET_LAMPS + 3,
     }
-    return CoapDevice(
-        name=name,
-        address=address,
-        port=COAP_PORT,
-        protocol="coap",
-        identity=identity,
-        resources=resources,
-    )
+    return _coap_device(name, address, identity, resources)
+
+
+def _meter(name: str, address: str) -> CoapDevice:
+    """A water meter gateway whose device information is ``key: value`` text at ``/dev``."""
+    resources: dict[str, tuple[dict[str, str], int, bytes]] = {
+        "/flow": ({"rt": "ucum:m3/h", "if": "core.s", "obs": ""}, FORMAT_TEXT, b"3.7"),
+        "/volume": ({"rt": "ucum:m3", "if": "core.s"}, FORMAT_TEXT, b"48211.09"),
+        "/dev": (
+            {"if": "core.rp", "ct": "0"},
+            FORMAT_TEXT,
+            b"Manufacturer: Kamstrup\nModel: flowIQ 3100\nSerial: 71234889\nFirmware: 1.12\n",
+        ),
+    }
+    identity: dict[str, JSONValue] = {
+        "vendor": "Kamstrup",
+        "model": "flowIQ 3100",
+        "serial": "71234889",
+        "firmware": "1.12",
+        "device_info_path": "/dev",
+    }
+    return _coap_device(name, address, identity, resources)
+
+
+def _parking(name: str, address: str) -> CoapDevice:
+    """A parking sensor whose device information sits at its own path, typed rt="core.dev"."""
+    resources: dict[str, tuple[dict[str, str], int, bytes]] = {
+        "/bay/occupied": ({"rt": "parking.bay", "if": "core.s", "obs": ""}, FORMAT_TEXT, b"1"),
+        "/mgmt/identity": (
+            {"rt": "core.dev", "if": "core.rp", "ct": "50"},
+            FORMAT_JSON,
+            b'{"manufacturer":"Nedap","model":"SENSIT 3","serial":"NS3-00912","fw":"5.0.2"}',
+        ),
+    }
+    identity: dict[str, JSONValue] = {
+        "vendor": "Nedap",
+        "model": "SENSIT 3",
+        "serial": "NS3-00912",
+        "firmware": "5.0.2",
+        "device_info_path": "/mgmt/identity",
+    }
+    return _coap_device(name, address, identity, resources)
 
 
 def _coap_not_found(frame: bytes, state: dict[str, Any]) -> bytes | None:
@@ -310,11 +353,15 @@ def _coap_not_found(frame: bytes, state: dict[str, Any]) -> bytes | None:
 
 
 def coap_lab_devices(base: str = "127.0.10.0", *, misfits: bool = False) -> list[Any]:
-    """CoAP street-light controller on ``base`` + 120, cabinet on + 121; misfits on + 126..127."""
+    """CoAP street-light controller on ``base`` + 120, cabinet on + 121, water meter (``/dev``)
+    on + 129, parking sensor (``rt="core.dev"`` at its own path) on + 130; misfits on
+    + 126..128."""
     net = ipaddress.IPv4Address(base)
     devices: list[Any] = [
         _streetlight("coap-streetlight", str(net + 120)),
         _cabinet("coap-cabinet", str(net + 121)),
+        _meter("coap-water-meter", str(net + 129)),
+        _parking("coap-parking-sensor", str(net + 130)),
     ]
     if misfits:
         devices.append(

@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cybermission.errors import ProbeProtocolError
-from cybermission.probes import Manifest, ManifestViolationError, Probe, RequestLedger
+from cybermission.probes import (
+    IDENTITY_FACT_KEYS,
+    Manifest,
+    ManifestViolationError,
+    Probe,
+    RequestLedger,
+)
 from scanners.banners import (
     DO,
     IAC,
@@ -142,11 +148,55 @@ def test_ftp_and_ssh_decoders_read_real_greetings() -> None:
         "Welcome\nProFTPD 1.3.5 Server",
     )
     facts = parse_ssh_identification(b"SSH-2.0-OpenSSH_8.4p1 Debian-5+deb11u1")
-    assert facts["product"] == "OpenSSH"
-    assert facts["firmware"] == "8.4p1"
+    # The server program is software, never the device's product or firmware.
+    assert (facts["software"], facts["software_vendor"]) == ("OpenSSH_8.4p1", "OpenBSD Project")
+    assert not {"vendor", "product", "firmware"} & set(facts)
     assert facts["comments"] == "Debian-5+deb11u1"
     with pytest.raises(ProbeProtocolError):
         parse_ssh_identification(b"HTTP/1.1 400 Bad Request")
+
+
+async def test_ftp_probe_an_hmi_greeting_naming_vxworks_gives_os_facts_only(
+    banner_lab: dict[str, SimDevice], building_target: TargetFactory
+) -> None:
+    """The trap of issue 12: "VxWorks 5.5.1" once became the HMI's vendor/product/firmware."""
+    device, probe = banner_lab["ftp-hmi"], FtpProbe()
+    observation = await probe.observe(building_target(device, probe), timeout_s=TIMEOUT_S)
+    assert observation is not None
+    facts = observation.facts
+    assert (facts["os"], facts["os_vendor"]) == ("VxWorks 5.5.1", "Wind River")
+    assert not set(IDENTITY_FACT_KEYS) & set(facts)
+
+
+async def test_telnet_probe_reads_firmware_serial_and_mac_of_a_device_console(
+    banner_lab: dict[str, SimDevice], building_target: TargetFactory
+) -> None:
+    device, probe = banner_lab["telnet-serial-gateway"], TelnetProbe()
+    observation = await probe.observe(building_target(device, probe), timeout_s=TIMEOUT_S)
+    assert observation is not None
+    facts = observation.facts
+    assert (facts["serial"], facts["firmware"], facts["mac"]) == (
+        "4711",
+        "3.9 Build 19032621",
+        "00:90:E8:4A:1B:22",
+    )
+
+
+@pytest.mark.parametrize(
+    ("greeting", "facts"),
+    [
+        (b"220 ProFTPD 1.3.5e Server (Debian)\r\n", {"software": "ProFTPD 1.3.5e"}),
+        (b"220 (vsFTPd 3.0.3)\r\n", {"software": "vsftpd 3.0.3"}),
+        (b"220 VxWorks FTP server (VxWorks 5.5.1) ready.\r\n", {"os": "VxWorks 5.5.1"}),
+    ],
+)
+def test_ftp_decoder_names_server_programs_and_oses_never_the_device(
+    greeting: bytes, facts: dict[str, str]
+) -> None:
+    decoded = FtpProbe().decode_answer(greeting)
+    assert decoded is not None
+    assert {k: decoded.get(k) for k in facts} == facts
+    assert not set(IDENTITY_FACT_KEYS) & set(decoded)
 
 
 @settings(max_examples=300)

@@ -18,7 +18,13 @@ from cybermission.probes import (
     ProbeTarget,
     RequestLedger,
 )
-from scanners.coap import REQUEST_CORE, REQUEST_CORE_BLOCK, CoapProbe
+from scanners.coap import (
+    REQUEST_CORE,
+    REQUEST_CORE_BLOCK,
+    REQUEST_TYPED_INFO,
+    CoapProbe,
+    info_resources,
+)
 from scanners.coap_message import (
     CODE_CONTENT,
     OPTION_BLOCK2,
@@ -133,6 +139,7 @@ async def test_coap_probe_sends_block_continuations_from_the_first_source_port(
     [
         ("coap-streetlight", [REQUEST_CORE, "get /device"]),
         ("coap-cabinet", [REQUEST_CORE, REQUEST_CORE_BLOCK, REQUEST_CORE_BLOCK, "get /3/0"]),
+        ("coap-water-meter", [REQUEST_CORE, "get /dev"]),
     ],
 )
 async def test_coap_probe_sends_only_declared_requests(
@@ -146,6 +153,42 @@ async def test_coap_probe_sends_only_declared_requests(
     assert set(received) <= {e.request for e in probe.manifest.entries}
     assert all(count <= probe.manifest.limit(name) for name, count in received.items())
     assert received == target.ledger.sent
+
+
+@pytest.mark.parametrize("name", ["coap-water-meter", "coap-parking-sensor"])
+async def test_coap_probe_reads_device_information_the_resource_list_advertises(
+    lab: dict[str, Any], name: str
+) -> None:
+    device, probe = lab[name], CoapProbe()
+    observation = await probe.observe(_target(device, probe), timeout_s=TIMEOUT_S)
+    assert observation is not None
+    facts = observation.facts
+    assert {k: facts.get(k) for k in device.identity} == device.identity
+    assert "incomplete" not in facts
+
+
+async def test_coap_probe_asks_a_typed_device_resource_once_under_its_manifest_name(
+    lab: dict[str, Any],
+) -> None:
+    device, probe = lab["coap-parking-sensor"], CoapProbe()
+    target = _target(device, probe)
+    assert await probe.observe(target, timeout_s=TIMEOUT_S) is not None
+    assert device.requests == [REQUEST_CORE, "get /mgmt/identity"]
+    assert dict(target.ledger.sent) == {REQUEST_CORE: 1, REQUEST_TYPED_INFO: 1}
+
+
+def test_coap_info_resources_order_and_bounds() -> None:
+    links = parse_link_format(
+        '</3/0>;rt="oma.lwm2m",</x>;rt="core.dev",</y>;rt="core.dev",</dev>,</device>'
+    )
+    assert info_resources(links) == [
+        ("/device", "get /device"),
+        ("/dev", "get /dev"),
+        ("/3/0", "get /3/0"),
+        ("/x", REQUEST_TYPED_INFO),
+    ]
+    hostile = parse_link_format("</" + "a/" * 10 + '>;rt="core.dev",<//>;rt="core.dev"')
+    assert info_resources(hostile) == []
 
 
 async def test_coap_probe_reads_device_resources_only_when_linked(lab: dict[str, Any]) -> None:

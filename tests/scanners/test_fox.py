@@ -56,6 +56,7 @@ JACE = {
     "vm_version": "25.0-b70",
     "os_name": "QNX",
     "os_version": "6.5.0",
+    "os": "QNX 6.5.0",
     "station_name": "BMS_North",
     "language": "en",
     "time_zone": "Europe/Paris",

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cybermission.errors import ProbeProtocolError
+from cybermission.errors import ProbeProtocolError, ProbeTimeoutError, ValidationError
 from cybermission.probes import (
+    JSONValue,
     Probe,
     ProbeTarget,
 )
@@ -25,7 +26,6 @@ from scanners.modbus import (
     DeviceIdAnswer,
     ModbusExceptionAnswer,
     ModbusProbe,
-    ModbusUnitWalkProbe,
     ServerIdAnswer,
     decode_device_id,
     decode_server_id,
@@ -33,12 +33,14 @@ from scanners.modbus import (
     parse_mbap_header,
     server_id_facts,
 )
+from scanners.modbus_units import MAX_SILENT_UNITS, ModbusUnitWalkProbe, unit_range
 from tests.conftest import shared_data
 from tests.scanners.conftest import TargetFactory
 
 TIMEOUT_S = 2.0
 IDENTIFIED = [
     "modbus-plc-m340",
+    "modbus-plc-m580-a",
     "modbus-meter-pm710",
     "modbus-rtu-wago",
     "modbus-meter-basic",
@@ -136,18 +138,40 @@ async def test_modbus_probe_follows_more_follows_for_long_objects(
     assert observation.facts["user_application_name"] == device.identity["user_application_name"]
 
 
-async def test_modbus_probe_prefers_labelled_private_object_for_serial(
+async def test_modbus_probe_takes_no_serial_from_a_labelled_private_object(
     modbus_lab: dict[str, LabDevice], make_target: TargetFactory
 ) -> None:
     device, probe = modbus_lab["modbus-plc-long"], ModbusProbe()
     observation = await probe.observe(make_target(device, probe), timeout_s=TIMEOUT_S)
     assert observation is not None
-    assert observation.facts["serial"] == "PC-88310247"
+    assert "serial" not in observation.facts
     assert observation.facts["objects"] == {
         **{k: v for k, v in observation.facts["objects"].items() if k < "0x80"},  # type: ignore[union-attr]
         "0x80": "HW rev B",
         "0x81": "Serial Number: PC-88310247",
     }
+
+
+async def test_modbus_probe_two_plcs_with_a_serial_like_private_object_get_no_serial(
+    modbus_lab: dict[str, LabDevice], make_target: TargetFactory
+) -> None:
+    """The trap of issue 12: "SNMP agent enabled" once read as serial "MP agent enabled"."""
+    probe = ModbusProbe()
+    seen = []
+    for name in ("modbus-plc-m580-a", "modbus-plc-m580-b"):
+        observation = await probe.observe(make_target(modbus_lab[name], probe), timeout_s=TIMEOUT_S)
+        assert observation is not None
+        assert "serial" not in observation.facts
+        assert observation.facts["objects"]["0x80"] == "SNMP agent enabled"  # type: ignore[index,call-overload]
+        seen.append((observation.facts["model"], observation.facts["revision"]))
+    assert seen == [("BMEP582040", "v3.10"), ("BMEP584040", "v2.90")]
+
+
+def test_modbus_serial_comes_only_from_a_private_object_the_vendor_documents() -> None:
+    undocumented = identity_facts({0x00: b"Schneider Electric", 0x80: b"21340587"})
+    documented = identity_facts({0x00: b"Bosch Rexroth B.V.", 0x80: b"HW 3", 0x81: b"259824/001"})
+    assert "serial" not in undocumented
+    assert documented["serial"] == "259824/001"
 
 
 async def test_modbus_probe_skips_regular_objects_on_basic_only_device(
@@ -174,14 +198,19 @@ async def test_modbus_probe_falls_back_to_report_server_id(
     assert dict(target.ledger.sent) == {REQUEST_BASIC: 1, REQUEST_SERVER_ID: 1}
 
 
-async def test_modbus_probe_falls_back_to_unit_1_behind_gateway(
+async def test_modbus_probe_reports_unit_1_behind_a_gateway_as_a_unit(
     modbus_lab: dict[str, LabDevice], make_target: TargetFactory
 ) -> None:
     device, probe = modbus_lab["modbus-gateway"], ModbusProbe()
     observation = await probe.observe(make_target(device, probe), timeout_s=TIMEOUT_S)
     assert observation is not None
-    assert observation.facts["unit_id"] == 1
-    assert observation.facts["vendor"] == "Eaton"
+    facts = observation.facts
+    assert facts["unit_id"] == 0xFF
+    assert facts["gateway"] is True
+    assert "vendor" not in facts  # the gateway did not identify itself: no borrowed identity
+    (unit,) = facts["units"]  # type: ignore[misc]
+    assert isinstance(unit, dict)
+    assert (unit["unit_id"], unit["vendor"]) == (1, "Eaton")
     assert [r.unit_id for r in device.requests][:2] == [0xFF, 1]
 
 
@@ -189,27 +218,90 @@ async def test_modbus_unit_walk_identifies_each_gateway_unit(
     modbus_lab: dict[str, LabDevice], make_target: TargetFactory
 ) -> None:
     device, probe = modbus_lab["modbus-gateway"], ModbusUnitWalkProbe()
-    target = make_target(device, probe, {"unit_ids": [1, 2, 3, 4], "unit_pace_s": 0.0})
+    target = make_target(device, probe, {"unit_ids": [1, "2-4"], "request_interval_s": 0.0})
     observation = await probe.observe(target, timeout_s=TIMEOUT_S)
     assert observation is not None
-    units = observation.facts["units"]
-    expected = device.identity["units"]
-    assert isinstance(units, list)
-    assert isinstance(expected, dict)
-    found = {}
-    for unit in units:
-        assert isinstance(unit, dict)
-        wanted = expected[str(unit["unit_id"])]
-        assert isinstance(wanted, dict)
-        found[str(unit["unit_id"])] = {key: unit.get(key) for key in wanted}
-    assert found == expected
+    _assert_units(_units(observation.facts), device.identity["units"])
     assert observation.facts["absent_units"] == [2, 4]
+    assert observation.facts["gateway"] is True
+
+
+def _units(facts: dict[str, JSONValue]) -> dict[str, dict[str, JSONValue]]:
+    """Each walked unit's facts, keyed like a lab gateway's expected identity."""
+    units = facts["units"]
+    assert isinstance(units, list)
+    return {str(u["unit_id"]): u for u in units if isinstance(u, dict)}
+
+
+def _assert_units(units: dict[str, dict[str, JSONValue]], expected: JSONValue) -> None:
+    """Each expected unit was found with every fact of its expected identity."""
+    assert isinstance(expected, dict)
+    assert set(units) == set(expected)
+    for unit_id, identity in expected.items():
+        assert isinstance(identity, dict)
+        assert {k: units[unit_id].get(k) for k in identity} == identity
+
+
+async def test_modbus_unit_walk_covers_units_1_to_247_by_default(
+    modbus_lab: dict[str, LabDevice], make_target: TargetFactory
+) -> None:
+    device, probe = modbus_lab["modbus-gateway-wide"], ModbusUnitWalkProbe()
+    target = make_target(device, probe, {"request_interval_s": 0.0})
+    observation = await probe.observe(target, timeout_s=TIMEOUT_S)
+    assert observation is not None
+    facts = observation.facts
+    units = _units(facts)
+    assert sorted(units, key=int) == ["1", "17", "162", "247"]
+    _assert_units(units, device.identity["units"])
+    assert units["162"]["serial"] == "259824/001"  # documented by the vendor (0x81)
+    assert "serial" not in units["17"]  # "SNMP agent enabled" in 0x80 is no serial
+    # The gateway's own answer (unit 0xFF) is the observation's identity.
+    assert (facts["unit_id"], facts["vendor"], facts["model"]) == (0xFF, "Moxa", "MB3180")
+    assert facts["gateway"] is False
+    assert len(facts["absent_units"]) == 247 - 4  # type: ignore[arg-type]
+    assert {r.unit_id for r in device.requests} == {0xFF, *range(1, 248)}
+
+
+async def test_modbus_unit_walk_stops_after_silent_units_in_a_row(
+    modbus_lab: dict[str, LabDevice], make_target: TargetFactory
+) -> None:
+    device, probe = modbus_lab["modbus-silent"], ModbusUnitWalkProbe()
+    target = make_target(device, probe, {"request_interval_s": 0.0})
+    with pytest.raises(ProbeTimeoutError):
+        await probe.observe(target, timeout_s=0.3)
+    assert dict(target.ledger.sent) == {REQUEST_BASIC: MAX_SILENT_UNITS}
+
+
+@pytest.mark.parametrize(
+    ("unit_ids", "expected"),
+    [
+        (None, list(range(1, 248))),
+        ([3, "10-12", 3], [3, 10, 11, 12]),
+        (["0-2", 255], [0, 1, 2]),  # 0xFF is always asked first, as the gateway
+    ],
+)
+def test_modbus_unit_range_reads_ids_and_ranges(unit_ids: JSONValue, expected: list[int]) -> None:
+    options = {} if unit_ids is None else {"unit_ids": unit_ids}
+    assert unit_range(options) == expected
+
+
+@pytest.mark.parametrize("unit_ids", [[], ["5-2"], [256], ["x"], [True], "1-3", ["0-255", 1]])
+def test_modbus_unit_range_refuses_what_is_no_unit_list(unit_ids: JSONValue) -> None:
+    with pytest.raises(ValidationError):
+        unit_range({"unit_ids": unit_ids})
+
+
+def test_modbus_unit_walk_manifest_covers_the_whole_range() -> None:
+    manifest = ModbusUnitWalkProbe.manifest
+    assert manifest.limit(REQUEST_SERVER_ID) == 1 + 247
+    assert manifest.limit(REQUEST_BASIC) == (1 + 247) * 3
+    assert "1-247" in manifest.notes
 
 
 @pytest.mark.parametrize(
     ("name", "probe_cls"),
     [(n, ModbusProbe) for n in [*IDENTIFIED, "modbus-legacy-bridge", "modbus-gateway"]]
-    + [("modbus-gateway", ModbusUnitWalkProbe)],
+    + [(n, ModbusUnitWalkProbe) for n in ("modbus-gateway", "modbus-gateway-wide")],
 )
 async def test_modbus_probe_sends_only_declared_read_requests(
     modbus_lab: dict[str, LabDevice],
@@ -218,7 +310,7 @@ async def test_modbus_probe_sends_only_declared_read_requests(
     probe_cls: type[Probe],
 ) -> None:
     device, probe = modbus_lab[name], probe_cls()
-    target = make_target(device, probe, {"unit_pace_s": 0.0})
+    target = make_target(device, probe, {"request_interval_s": 0.0})
     assert await probe.observe(target, timeout_s=TIMEOUT_S) is not None
     assert device.requests  # the proof below must not hold vacuously
     _assert_read_only(device, probe, target)
@@ -267,7 +359,7 @@ def test_modbus_decoder_bounds_and_cleans_strings() -> None:
     assert isinstance(vendor, str)
     assert vendor.startswith("Evil[31mCorp")
     assert len(vendor) <= MAX_VALUE_BYTES
-    assert facts["serial"] == "ÿþ"
+    assert facts["objects"] == {"0x00": vendor, "0x80": "ÿþ"}
 
 
 def _check_decoded(pdu: bytes) -> None:

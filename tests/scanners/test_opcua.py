@@ -34,6 +34,21 @@ from scanners.opcua_binary import (
     decode_get_endpoints_response,
     decode_open_response,
 )
+from scanners.opcua_buildinfo import (
+    REQUEST_ACTIVATE_SESSION,
+    REQUEST_CLOSE_SESSION,
+    REQUEST_CREATE_SESSION,
+    REQUEST_READ_BUILD_INFO,
+    OpcUaBuildInfoProbe,
+)
+from scanners.opcua_session import (
+    ID_ACTIVATE_SESSION_REQUEST,
+    ID_CLOSE_SESSION_REQUEST,
+    ID_CREATE_SESSION_REQUEST,
+    ID_READ_REQUEST,
+    SessionTokens,
+    read_build_info_message,
+)
 from tests.conftest import shared_data
 from tests.scanners.industrial_fixtures import (
     IcsTargetFactory,
@@ -157,6 +172,81 @@ async def test_opcua_probe_sends_only_declared_messages_and_never_a_session(
     assert set(received) == {e.request for e in probe.manifest.entries}
     assert all(count <= probe.manifest.limit(name) for name, count in received.items())
     assert device.connections == probe.manifest.connections_per_device == 1
+
+
+# Service ids the asyncua lab records (binary encoding ids of the requests, OPC 10000-6 Annex A).
+_BUILD_INFO_SERVICES = {
+    ID_GET_ENDPOINTS_REQUEST: REQUEST_GET_ENDPOINTS,
+    ID_CREATE_SESSION_REQUEST: REQUEST_CREATE_SESSION,
+    ID_ACTIVATE_SESSION_REQUEST: REQUEST_ACTIVATE_SESSION,
+    ID_READ_REQUEST: REQUEST_READ_BUILD_INFO,
+    ID_CLOSE_SESSION_REQUEST: REQUEST_CLOSE_SESSION,
+}
+
+
+def _received(device: OpcUaLabDevice) -> Counter[str]:
+    return Counter(
+        _BUILD_INFO_SERVICES.get(r.service_id or -1, f"MSG/{r.service_id}")
+        if r.message_type == "MSG"
+        else _MESSAGE_NAMES.get(r.message_type, r.message_type)
+        for r in device.requests
+    )
+
+
+@MODULE_LOOP
+async def test_opcua_buildinfo_reads_manufacturer_product_and_version_anonymously(
+    opcua_lab: dict[str, OpcUaLabDevice], ics_target: IcsTargetFactory
+) -> None:
+    device, probe = opcua_lab["opcua-scada-gateway"], OpcUaBuildInfoProbe()
+    target = ics_target(device.address, device.port, probe)
+    observation = await probe.observe(target, timeout_s=TIMEOUT_S)
+    assert observation is not None
+    facts = observation.facts
+    assert facts["build_info"] == device.build_info
+    assert (facts["vendor"], facts["product"], facts["firmware"]) == (
+        "PTC Kepware",
+        "KEPServerEX/UA@WTP-SCADA-01",
+        "6.14.263.0",
+    )
+    assert observation.protocol == "opcua"
+    await asyncio.sleep(0.05)  # let the server process the CLO
+    received = _received(device)
+    assert received == target.ledger.sent
+    assert set(received) == {e.request for e in probe.manifest.entries}
+    assert all(count == 1 for count in received.values())
+    assert device.connections == 1
+
+
+@MODULE_LOOP
+async def test_opcua_buildinfo_opens_no_session_without_an_anonymous_none_endpoint(
+    opcua_lab: dict[str, OpcUaLabDevice], ics_target: IcsTargetFactory
+) -> None:
+    device, probe = opcua_lab["opcua-plc-s71500"], OpcUaBuildInfoProbe()
+    target = ics_target(device.address, device.port, probe)
+    observation = await probe.observe(target, timeout_s=TIMEOUT_S)
+    assert observation is not None
+    assert "anonymous" in str(observation.facts["build_info_unread"]).lower()
+    assert not {"vendor", "product", "firmware", "build_info"} & set(observation.facts)
+    await asyncio.sleep(0.05)
+    assert _received(device) == {
+        REQUEST_HELLO: 1,
+        REQUEST_OPEN: 1,
+        REQUEST_GET_ENDPOINTS: 1,
+        REQUEST_CLOSE: 1,
+    }
+
+
+def test_opcua_buildinfo_reads_only_the_five_build_info_values() -> None:
+    session = SessionTokens(session_id=b"\x01\x00\x01\x00", authentication_token=b"\x00\x07")
+    message = read_build_info_message(1, 1, 5, 5, session)
+    values = message[8 + 16 :]  # UA TCP header, security and sequence headers
+    # NodesToRead: five FourByte NodeIds of namespace 0, each with the Value attribute (13).
+    nodes = [
+        int.from_bytes(values[i + 2 : i + 4], "little")
+        for i in range(len(values) - 3)
+        if values[i : i + 2] == b"\x01\x00" and values[i + 4 : i + 8] == b"\x0d\x00\x00\x00"
+    ]
+    assert sorted(nodes) == [2261, 2262, 2263, 2264, 2265]
 
 
 def test_opcua_decoder_reads_endpoints_from_capture() -> None:

@@ -115,7 +115,9 @@ def test_enip_decoder_reads_the_logix_identity_inside_a_cip_session() -> None:
     assert facts["vendor"] == "Rockwell Automation/Allen-Bradley"
     assert facts["serial"] == "0x00af7b1b"
     assert facts["revision"] == "20.55"
+    # Issue 12: the product code is a code; the CIP product name is the model (never "92").
     assert facts["product_code"] == "92"
+    assert facts["model"] == facts["product"] == "1756-L71/B LOGIX5571"
 
 
 def test_enip_decoder_reads_a_list_identity_datagram() -> None:
@@ -282,6 +284,7 @@ def test_mqtt_decoder_reads_connack_and_sys_version_but_not_anonymity() -> None:
         "session_present": False,
         "tls": False,
         "broker_version": "mosquitto version 2.0.18",
+        "software": "mosquitto version 2.0.18",
     }
 
 

@@ -21,6 +21,8 @@ from scanners.s7 import (
     REQUEST_SETUP,
     REQUEST_SZL_001C,
     REQUEST_SZL_0011,
+    REQUEST_SZL_011C,
+    REQUEST_SZL_0111,
     S7Probe,
     SzlAnswer,
     component_identity_facts,
@@ -132,6 +134,44 @@ async def test_s7_probe_sends_only_declared_read_requests(
         REQUEST_SZL_0011: 1,
         REQUEST_SZL_001C: 1,
     }
+    _assert_read_only(device, target)
+
+
+async def test_s7_probe_falls_back_to_single_records_when_lists_are_short_or_empty(
+    s7_lab: dict[str, Any], plc_target: PlcTargetFactory
+) -> None:
+    device, probe = s7_lab["s7-cpu-short-lists"], S7Probe()
+    target = plc_target(device, probe)
+    observation = await probe.observe(target, timeout_s=TIMEOUT_S)
+    assert observation is not None
+    facts = observation.facts
+    assert {k: facts.get(k) for k in device.identity} == device.identity
+    assert facts["szl_fallbacks"] == ["0x0111/0x0007", "0x011c/0x0005", "0x011c/0x0007"]
+    assert facts["szl_errors"] == {"0x001c": "empty"}
+    await asyncio.sleep(0.05)
+    assert Counter(device.requests) == {
+        REQUEST_COTP: 1,
+        REQUEST_SETUP: 1,
+        REQUEST_SZL_0011: 1,
+        REQUEST_SZL_001C: 1,
+        REQUEST_SZL_0111: 1,
+        REQUEST_SZL_011C: 2,
+    }
+    _assert_read_only(device, target)
+
+
+async def test_s7_probe_identifies_python_snap7_servers_own_short_answers(
+    s7_lab: dict[str, Any], plc_target: PlcTargetFactory
+) -> None:
+    """python-snap7's server as shipped: its 0x001C header once made the whole read fail."""
+    device, probe = s7_lab["s7-cpu-snap7"], S7Probe()
+    target = plc_target(device, probe)
+    observation = await probe.observe(target, timeout_s=TIMEOUT_S)
+    assert observation is not None
+    facts = observation.facts
+    assert {k: facts.get(k) for k in device.identity} == device.identity
+    assert "firmware" not in facts  # the short record carries no version bytes
+    await asyncio.sleep(0.05)
     _assert_read_only(device, target)
 
 

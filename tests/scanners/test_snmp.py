@@ -155,6 +155,40 @@ def test_snmp_describe_parses_vendor_model_firmware(
     assert {k: facts.get(k) for k in expected} == expected
 
 
+@pytest.mark.parametrize(
+    ("descr", "object_id", "expected"),
+    [
+        (
+            # net-snmp on an embedded Linux: the agent and the OS, not the device's maker.
+            "Linux hmi-3 4.9.146-rt125 #1 SMP PREEMPT RT armv7l",
+            "1.3.6.1.4.1.8072.3.2.10",
+            {"os": "Linux 4.9.146-rt125", "software": "net-snmp", "vendor": None},
+        ),
+        (
+            "VxWorks SNMPv1/v2c Agent, VxWorks 5.5.1",
+            None,
+            {"os": "VxWorks 5.5.1", "os_vendor": "Wind River", "vendor": None, "firmware": None},
+        ),
+        (
+            "Hardware: Intel64 Family 6 - Software: Windows Version 6.3 (Build 9600)",
+            "1.3.6.1.4.1.311.1.1.3.1.2",
+            {"os": "Windows 6.3", "os_vendor": "Microsoft", "vendor": None},
+        ),
+        ("Pump station controller, Chicago plant", None, {"vendor": None}),
+        (
+            "Cisco IOS Software, IE2000 Software (IE2000-UNIVERSALK9-M), Version 15.2(4)EA7",
+            "1.3.6.1.4.1.9.1.1743",
+            {"vendor": "Cisco", "os": "Cisco IOS", "firmware": "15.2(4)EA7"},
+        ),
+    ],
+)
+def test_snmp_describe_keeps_oses_and_agents_out_of_the_device_identity(
+    descr: str, object_id: str | None, expected: dict[str, object]
+) -> None:
+    facts = describe(descr, object_id)
+    assert {k: facts.get(k) for k in expected} == expected
+
+
 def test_snmp_decoder_bounds_and_cleans_strings() -> None:
     text = b"Evil\x00\x1b[31m" + b"A" * 3000
     varbind = encode_oid("1.3.6.1.2.1.1.1.0") + b"\x04\x82" + len(text).to_bytes(2, "big") + text

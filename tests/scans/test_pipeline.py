@@ -12,7 +12,7 @@ from cybermission.errors import ScopeError
 from cybermission.events import EventKind, events_after
 from cybermission.findings.models import Finding
 from cybermission.guard import ScopeGuard, ScopeRule
-from cybermission.inventory.models import Device, Service
+from cybermission.inventory.models import Device, IPAddress, Service
 from cybermission.probes import Transport, load_probes
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus, ScopeBase
 from cybermission.scans.pipeline import build_scan_report, execute_scan, select_probes
@@ -79,10 +79,14 @@ async def test_execute_scan_identifies_every_lab_device(
 ) -> None:
     run = await _scan(engine, _settings(tmp_path), [NET])
     with Session(engine) as session:
-        devices = {d.serial: d for d in session.exec(select(Device)).all() if d.serial}
+        devices = {
+            ip.address: session.get(Device, ip.device_id)
+            for ip in session.exec(select(IPAddress)).all()
+        }
     for name in ("modbus-plc-m340", "modbus-meter-pm710", "modbus-rtu-wago"):
         expected = lab[name].identity
-        device = devices[str(expected["serial"])]
+        device = devices[lab[name].address]
+        assert device is not None
         assert device.vendor == expected["vendor"]
         assert device.firmware == expected["revision"]
         assert device.model == expected["model"]
@@ -139,12 +143,19 @@ async def test_execute_scan_gateway_units_only_when_opted_in(
     gateway = lab["modbus-gateway"]
     await _scan(engine, _settings(tmp_path), [gateway.address])
     with Session(engine) as session:
-        assert session.exec(select(Device).where(Device.unit_id != None)).all() == []  # noqa: E711
+        units = session.exec(select(Device).where(Device.unit_id != None)).all()  # noqa: E711
+    # Without the walk, only unit 1 (the default probe's fallback behind a gateway) is known.
+    assert [(u.unit_id, u.vendor) for u in units] == [(1, "Eaton")]
     settings = _settings(tmp_path, enabled_optional_probes=["modbus-units"])
     await _scan(engine, settings, [gateway.address])
     with Session(engine) as session:
         units = session.exec(select(Device).where(Device.unit_id != None)).all()  # noqa: E711
+        parents = {u.parent_id for u in units}
+        (gateway_device,) = [session.get(Device, p) for p in parents]
     assert sorted((u.unit_id, u.vendor) for u in units) == [(1, "Eaton"), (3, "Danfoss")]
+    assert gateway_device is not None
+    assert gateway_device.vendor is None  # the gateway never takes a unit's identity
+    assert {r.unit_id for r in gateway.requests} >= {0xFF, *range(1, 248)}  # the whole range
 
 
 async def test_execute_scan_refuses_at_send_time_when_scope_shrank(
@@ -230,7 +241,9 @@ async def test_execute_scan_places_devices_in_the_scope_zone_and_scores_by_expos
         guard = guard_from_scopes([scope], _settings(tmp_path))
     await _scan(engine, _settings(tmp_path), [m340.address], guard=guard)
     with Session(engine) as session:
-        device = session.exec(select(Device).where(Device.serial == "21340587")).one()
+        ip = session.exec(select(IPAddress).where(IPAddress.address == m340.address)).one()
+        device = session.get(Device, ip.device_id)
+        assert device is not None
         finding = session.exec(
             select(Finding).where(Finding.rule_id == "modbus-unauthenticated-reachable")
         ).one()

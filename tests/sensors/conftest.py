@@ -243,22 +243,8 @@ def cluster(pg_engine: Engine, tmp_path: Path) -> Iterator[Cluster]:
             mgmt.delete_vhost(settings.broker.central_vhost)
 
 
-def _mark_serials(devices: list[LabDevice], mark: str) -> None:
-    """Serials unique to one site: identity resolution merges equal serials across sites."""
-    for device in devices:
-        for objects in device.units.values():
-            for oid, value in list(objects.items()):
-                if oid >= 0x80:
-                    objects[oid] = (
-                        value.replace("Serial Number: ", f"Serial Number: {mark}")
-                        if value.startswith("Serial")
-                        else mark + value
-                    )
-
-
-async def start_devices(base: str, *, misfits: bool = False, mark: str = "") -> list[LabDevice]:
+async def start_devices(base: str, *, misfits: bool = False) -> list[LabDevice]:
     devices = modbus_lab_devices(base, misfits=misfits)
-    _mark_serials(devices, mark)
     for device in devices:
         await device.start()
     return devices
@@ -268,8 +254,8 @@ async def start_devices(base: str, *, misfits: bool = False, mark: str = "") -> 
 async def devices() -> AsyncIterator[Callable[..., Any]]:
     started: list[LabDevice] = []
 
-    async def start(base: str, *, misfits: bool = False, mark: str = "") -> list[LabDevice]:
-        found = await start_devices(base, misfits=misfits, mark=mark)
+    async def start(base: str, *, misfits: bool = False) -> list[LabDevice]:
+        found = await start_devices(base, misfits=misfits)
         started.extend(found)
         return found
 

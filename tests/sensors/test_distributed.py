@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from cybermission.db import session_scope, utcnow
 from cybermission.findings.models import Finding
-from cybermission.inventory.models import Device
+from cybermission.inventory.models import Device, IPAddress
 from cybermission.scans.models import ScanStatus
 from cybermission.sensors.broker import INGEST_TASK
 from cybermission.sensors.models import Chunk, ChunkPart, ChunkState, RejectedPart, RejectionReason
@@ -48,7 +48,7 @@ async def test_two_sites_each_sensor_scans_only_its_own_range(
     cluster: Cluster, devices: Callable[..., Any]
 ) -> None:
     lab_a = await devices("127.30.1.0")
-    lab_b = await devices("127.31.1.0", mark="B-")
+    lab_b = await devices("127.31.1.0")
     a = cluster.site("a", [A_NET])
     b = cluster.site("b", [B_NET])
     _, bundle_a = cluster.enroll(a)
@@ -68,17 +68,18 @@ async def test_two_sites_each_sensor_scans_only_its_own_range(
     with Session(cluster.engine) as session:
         sites = {s.id: s.slug for s in session.exec(select(Site)).all()}
         by_site: dict[str | None, set[str]] = {}
-        for device in session.exec(select(Device)).all():
-            if device.serial:
-                by_site.setdefault(sites.get(device.site_id or ""), set()).add(device.serial)
+        for ip in session.exec(select(IPAddress)).all():
+            device = session.get(Device, ip.device_id)
+            assert device is not None
+            by_site.setdefault(sites.get(device.site_id or ""), set()).add(ip.address)
         finding_sites = {
             sites.get(device.site_id or "")
             for finding in session.exec(select(Finding)).all()
             if (device := session.get(Device, finding.device_id)) is not None
         }
     assert set(by_site) == {a, b}
-    assert "21340587" in by_site[a]
-    assert by_site[b] == {f"B-{serial}" for serial in by_site[a]}
+    assert {d.address for d in lab_a if d.kind is LabDeviceKind.MODBUS} <= by_site[a]
+    assert by_site[b] == {address.replace("127.30.", "127.31.", 1) for address in by_site[a]}
     assert finding_sites == {a, b}
 
 

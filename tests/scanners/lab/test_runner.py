@@ -69,7 +69,7 @@ async def test_lab_runner_writes_state_file_once_listening(
     )
     observation = await ModbusProbe().observe(target, timeout_s=2.0)
     assert observation is not None
-    assert observation.facts["serial"] == plc["identity"]["serial"]
+    assert {k: observation.facts[k] for k in plc["identity"]} == plc["identity"]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
