@@ -11,6 +11,7 @@ import pytest
 from cybermission.errors import ProbeTimeoutError, ScopeError
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.net import MAX_QUEUED_DATAGRAMS, Connector, UdpSession
+from tests.timing import scaled
 
 # Address plan: this module binds 127.64.0.0/24 only.
 SERVER = "127.64.0.11"
@@ -81,7 +82,7 @@ async def test_open_udp_sends_every_datagram_from_one_source_port(
         answers = []
         for payload in (b"one", b"two", b"three"):
             session.send(payload)
-            answers.append(await session.receive(timeout_s=2))
+            answers.append(await session.receive(timeout_s=scaled(2)))
         local = session.local_address
     assert answers == [b"re:one", b"re:two", b"re:three"]
     assert [data for data, _ in server.received] == [b"one", b"two", b"three"]
@@ -94,9 +95,9 @@ async def test_open_udp_asks_the_guard_before_every_datagram(echo: tuple[_Echo, 
     connector = Connector(guard)
     async with connector.open_udp(SERVER, port) as session:
         session.send(b"one")
-        await session.receive(timeout_s=2)
+        await session.receive(timeout_s=scaled(2))
         session.send(b"two")
-        await session.receive(timeout_s=2)
+        await session.receive(timeout_s=scaled(2))
         assert guard.checks == 3  # the open and each datagram
         guard.closed = True
         with pytest.raises(ScopeError):
@@ -142,7 +143,7 @@ async def test_udp_session_ignores_another_port_unless_following(connector: Conn
             following.send(b"a")
             await asyncio.sleep(0.05)
             moved.transport.sendto(b"from another port", server.received[-1][1])
-            assert await following.receive(timeout_s=2) == b"from another port"
+            assert await following.receive(timeout_s=scaled(2)) == b"from another port"
             following.send(b"b")
             await asyncio.sleep(0.05)
     assert [data for data, _ in moved.received] == [b"b"]
@@ -187,6 +188,6 @@ async def test_exchange_udp_answers_one_datagram_each_from_a_new_socket(
     connector: Connector, echo: tuple[_Echo, int]
 ) -> None:
     server, port = echo
-    assert await connector.exchange_udp(SERVER, port, b"a", timeout_s=2) == b"re:a"
-    assert await connector.exchange_udp(SERVER, port, b"b", timeout_s=2) == b"re:b"
+    assert await connector.exchange_udp(SERVER, port, b"a", timeout_s=scaled(2)) == b"re:a"
+    assert await connector.exchange_udp(SERVER, port, b"b", timeout_s=scaled(2)) == b"re:b"
     assert len({source for _, source in server.received}) == 2

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from cybermission.db import session_scope
 from cybermission.events import Event, EventKind, record_event
+from tests.timing import scaled
 
 SECRET = "s3cret-webhook-key-0123456789"
 # A finding.created payload as the pipeline writes it, plus ATT&CK techniques.
@@ -132,7 +133,7 @@ class SyslogListener:
             self.messages.append(message)
             self.arrived.notify_all()
 
-    def wait_for(self, count: int, timeout_s: float = 5.0) -> list[bytes]:
+    def wait_for(self, count: int, timeout_s: float = scaled(5.0)) -> list[bytes]:
         with self.arrived:
             self.arrived.wait_for(lambda: len(self.messages) >= count, timeout_s)
             return list(self.messages)

@@ -26,6 +26,7 @@ from cybermission.alerts.models import ChannelKind
 from cybermission.errors import ValidationError
 from cybermission.events import Event, EventKind
 from tests.alerts.conftest import FINDING, SECRET, HttpReceiver, SyslogListener, parse_cef
+from tests.timing import scaled
 
 MOSQUITTO = ("127.0.0.1", 1883)
 
@@ -198,6 +199,6 @@ def test_mqtt_publishes_to_mosquitto() -> None:
 def test_mqtt_unreachable_broker_is_a_delivery_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.24.0.15", 0))
-        config = MqttConfig(host="127.24.0.15", port=sock.getsockname()[1], timeout_s=2)
+        config = MqttConfig(host="127.24.0.15", port=sock.getsockname()[1], timeout_s=scaled(2))
         with pytest.raises(DeliveryError):
             MqttSender(config).send(_event(), idempotency_key="1:a")

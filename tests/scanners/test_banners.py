@@ -38,6 +38,7 @@ from tests.scanners.building_fixtures import (
     run_devices,
     target_factory,
 )
+from tests.timing import scaled
 
 TIMEOUT_S = 2.0
 BASE = "127.23.5.0"
@@ -127,9 +128,9 @@ async def test_ssh_probe_on_a_telnet_port_does_not_mislabel_it(
 ) -> None:
     ssh_device, telnet = banner_lab["ssh-cell-router"], TelnetProbe()
     # An SSH greeting on the Telnet probe's way is not reported as Telnet.
-    assert await telnet.observe(building_target(ssh_device, telnet), timeout_s=1.0) is None
+    assert await telnet.observe(building_target(ssh_device, telnet), timeout_s=scaled(1.0)) is None
     ftp_device = banner_lab["ftp-plc"]
-    assert await telnet.observe(building_target(ftp_device, telnet), timeout_s=1.0) is None
+    assert await telnet.observe(building_target(ftp_device, telnet), timeout_s=scaled(1.0)) is None
 
 
 def test_telnet_stream_refuses_each_option_once_and_strips_commands() -> None:

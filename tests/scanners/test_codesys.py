@@ -26,6 +26,7 @@ from scanners.codesys import (
 )
 from scanners.lab.legacy_devices import codesys_answer, legacy_lab_devices, legacy_misfits
 from tests.scanners.plc_fixtures import mutate, run_devices
+from tests.timing import scaled
 
 BASE = "127.25.5.0"
 TIMEOUT_S = 2.0
@@ -65,7 +66,7 @@ async def test_codesys_probe_identifies_runtime_and_sends_only_declared_queries(
 ) -> None:
     device, probe = lab[name], CodesysProbe()
     target = _target(device, probe)
-    observation = await probe.observe(target, timeout_s=0.6)
+    observation = await probe.observe(target, timeout_s=scaled(0.6))
     assert observation is not None
     assert {k: observation.facts.get(k) for k in device.identity} == device.identity
     assert observation.facts["byte_order"] == order

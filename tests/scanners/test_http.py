@@ -31,6 +31,7 @@ from tests.scanners.building_fixtures import (
     run_devices,
     target_factory,
 )
+from tests.timing import scaled
 
 TIMEOUT_S = 2.0
 BASE = "127.23.4.0"
@@ -68,7 +69,9 @@ async def test_http_probe_reads_the_self_signed_certificate(
     http_lab: dict[str, SimDevice], building_target: TargetFactory
 ) -> None:
     device, probe = http_lab["https-niagara"], HttpProbe()
-    observation = await probe.observe(building_target(device, probe, {"tls": True}), timeout_s=2)
+    observation = await probe.observe(
+        building_target(device, probe, {"tls": True}), timeout_s=scaled(2)
+    )
     assert observation is not None
     facts = observation.facts
     assert facts["cert_subject"] == "O=Metro Water Lab,CN=bms-north.metro.lab"

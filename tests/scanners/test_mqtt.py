@@ -27,6 +27,7 @@ from tests.scanners.building_fixtures import (
     settle,
     target_factory,
 )
+from tests.timing import scaled
 
 TIMEOUT_S = 2.0
 BASE = "127.23.3.0"
@@ -79,7 +80,7 @@ async def test_mqtt_sys_probe_subscribes_only_when_opted_in(
 ) -> None:
     device, probe = mqtt_lab["mqtt-broker-open"], MqttSysProbe()
     target = building_target(device, probe)
-    observation = await probe.observe(target, timeout_s=0.5)
+    observation = await probe.observe(target, timeout_s=scaled(0.5))
     assert observation is not None
     assert probe.optional is True
     await settle()

@@ -16,10 +16,13 @@ from cybermission.scans.pipeline import execute_scan
 from cybermission.scans.service import create_scan_run
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
 from scanners.nmap_engine import NmapEngine, nmap_arguments
+from tests.timing import scaled
 
 BASE = "127.20.9.0"
 GUARD = ScopeGuard([ScopeRule.build("nmap-tests", ["127.20.9.0/24"])])
-LAB_PACING = PacingSettings(profile=PacingProfile.LAB, connect_timeout_s=0.5, probe_timeout_s=1)
+LAB_PACING = PacingSettings(
+    profile=PacingProfile.LAB, connect_timeout_s=scaled(0.5), probe_timeout_s=scaled(1)
+)
 
 needs_nmap = pytest.mark.skipif(
     shutil.which("nmap") is None and os.environ.get("CYBERMISSION_TEST_REQUIRE_POSTGRES") != "1",

@@ -30,6 +30,7 @@ from tests.scanners.building_fixtures import (
     run_devices,
     target_factory,
 )
+from tests.timing import scaled
 
 TIMEOUT_S = 0.3
 BASE = "127.23.2.0"
@@ -78,7 +79,7 @@ async def test_snmp_probe_falls_back_to_v1_and_other_communities(
 ) -> None:
     device, probe = snmp_lab["snmp-serial-gateway-moxa"], SnmpProbe()
     target = building_target(device, probe, {"communities": ["public", "plant-ro"]})
-    observation = await probe.observe(target, timeout_s=0.3)
+    observation = await probe.observe(target, timeout_s=scaled(0.3))
     assert observation is not None
     assert observation.facts["community"] == "plant-ro"
     assert observation.facts["snmp_version"] == "v1"
@@ -92,7 +93,7 @@ async def test_snmp_probe_sends_only_declared_get_requests(
 ) -> None:
     device, probe = snmp_lab[name], SnmpProbe()
     target = building_target(device, probe, _options(device))
-    assert await probe.observe(target, timeout_s=0.3) is not None
+    assert await probe.observe(target, timeout_s=scaled(0.3)) is not None
     assert_read_only(device, probe, target)
 
 

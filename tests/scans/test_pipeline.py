@@ -20,6 +20,7 @@ from cybermission.scans.scopes import create_scope, guard_from_scopes
 from cybermission.scans.service import create_scan_run
 from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
+from tests.timing import scaled
 
 BASE = "127.50.1.0"
 NET = "127.50.1.0/26"
@@ -42,7 +43,9 @@ async def lab() -> AsyncIterator[dict[str, LabDevice]]:
 
 def _settings(tmp_path: Path, **overrides: object) -> Settings:
     # Generous timeouts: a loaded CI machine must not turn a slow answer into a failed probe.
-    pacing = PacingSettings(profile=PacingProfile.LAB, connect_timeout_s=1.0, probe_timeout_s=1.5)
+    pacing = PacingSettings(
+        profile=PacingProfile.LAB, connect_timeout_s=scaled(1.0), probe_timeout_s=scaled(1.5)
+    )
     return load_settings(
         database_url=f"sqlite:///{tmp_path}/x.db",
         pacing=pacing,

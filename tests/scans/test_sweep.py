@@ -17,6 +17,7 @@ from cybermission.config import PacingProfile, PacingSettings
 from cybermission.errors import ValidationError
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.scans.sweep import HostResult, sweep
+from tests.timing import scaled
 
 SCOPE = ScopeGuard([ScopeRule.build("discovery-tests", ["127.10.0.0/16", "::1/128"])])
 FAST = PacingSettings(
@@ -24,7 +25,7 @@ FAST = PacingSettings(
     per_host_rate_per_s=100_000,
     hosts_in_flight=64,
     sockets_in_flight=256,
-    connect_timeout_s=0.5,
+    connect_timeout_s=scaled(0.5),
 )
 
 
@@ -55,11 +56,11 @@ class RecordingListener:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=scaled(5))
         for sock in self.sockets:
             sock.close()
 
-    def wait_for(self, count: int, timeout_s: float = 5.0) -> None:
+    def wait_for(self, count: int, timeout_s: float = scaled(5.0)) -> None:
         """Block until ``count`` connections were accepted (the listener lags the scanner)."""
         with self._accepted:
             self._accepted.wait_for(lambda: len(self.accepted) >= count, timeout=timeout_s)
@@ -99,7 +100,7 @@ class RecordingGuard:
 def black_hole() -> Iterator[tuple[str, int]]:
     """A port whose accept queue is full: the kernel drops new SYNs, so connects time out."""
     server = _listen("127.10.5.1", 15100, backlog=0)
-    filler = socket.create_connection(("127.10.5.1", 15100), timeout=2)
+    filler = socket.create_connection(("127.10.5.1", 15100), timeout=scaled(2))
     yield "127.10.5.1", 15100
     filler.close()
     server.close()
@@ -193,7 +194,9 @@ async def test_sweep_silent_host_tries_remaining_ports_together() -> None:
     # Every port hangs: after the first timeout the host is silent, and the others go at once
     # (their send times all fall before any of them could have timed out).
     holes = [_listen("127.10.6.1", port, backlog=0) for port in (15110, 15111, 15112, 15113)]
-    fillers = [socket.create_connection(("127.10.6.1", p), timeout=2) for p in range(15110, 15114)]
+    fillers = [
+        socket.create_connection(("127.10.6.1", p), timeout=scaled(2)) for p in range(15110, 15114)
+    ]
     guard = RecordingGuard(SCOPE)
     try:
         got = await _collect(

@@ -9,10 +9,11 @@ from cybermission.config import PacingProfile, PacingSettings
 from cybermission.errors import ScopeError
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.scans.sweep_processes import share_of, sweep_specs
+from tests.timing import scaled
 
 NET = "127.10.77.0/26"
 GUARD = ScopeGuard([ScopeRule.build("processes", ["127.10.77.0/24"])])
-PACING = PacingSettings(profile=PacingProfile.LAB, connect_timeout_s=0.5)
+PACING = PacingSettings(profile=PacingProfile.LAB, connect_timeout_s=scaled(0.5))
 OPEN = {("127.10.77.5", 502), ("127.10.77.9", 102), ("127.10.77.40", 502), ("127.10.77.41", 2404)}
 
 

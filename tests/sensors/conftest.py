@@ -44,6 +44,7 @@ from cybermission.sensors.topology import (
 )
 from scanners.lab.modbus_devices import LabDevice, LabDeviceKind, modbus_lab_devices
 from tests.conftest import _postgres_engine
+from tests.timing import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "cybermission"]
@@ -53,7 +54,7 @@ MANAGEMENT = "http://127.0.0.1:15672"
 def _rabbitmq_up() -> bool:
     try:
         return httpx.get(
-            f"{MANAGEMENT}/api/overview", auth=("guest", "guest"), timeout=2
+            f"{MANAGEMENT}/api/overview", auth=("guest", "guest"), timeout=scaled(2)
         ).is_success
     except httpx.HTTPError:
         return False
@@ -182,16 +183,16 @@ class Cluster:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=scaled(15))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
 
-    async def wait_run(self, run_id: str, *, timeout_s: float = 60.0) -> ScanRun:
+    async def wait_run(self, run_id: str, *, timeout_s: float = scaled(60.0)) -> ScanRun:
         """Wait (serving the simulators meanwhile) until the run ended."""
         return await self.wait_for(lambda: _ended(self.engine, run_id), timeout_s=timeout_s)
 
-    async def wait_for(self, check: Callable[[], Any], *, timeout_s: float = 60.0) -> Any:
+    async def wait_for(self, check: Callable[[], Any], *, timeout_s: float = scaled(60.0)) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while loop.time() < deadline:
@@ -221,7 +222,9 @@ def _ended(engine: Engine, run_id: str) -> ScanRun | None:
 @pytest.fixture
 def cluster(pg_engine: Engine, tmp_path: Path) -> Iterator[Cluster]:
     tag = uuid.uuid4().hex[:8]
-    pacing = PacingSettings(profile=PacingProfile.LAB, connect_timeout_s=0.5, probe_timeout_s=1.0)
+    pacing = PacingSettings(
+        profile=PacingProfile.LAB, connect_timeout_s=scaled(0.5), probe_timeout_s=scaled(1.0)
+    )
     settings = load_settings(
         database_url=pg_engine.url.render_as_string(hide_password=False),
         pacing=pacing,
@@ -369,7 +372,7 @@ def republish(cluster: Cluster, slug: str, chunk: Chunk) -> None:
         task_name=SCAN_TASK,
         args=[message],
         task_id=str(uuid.uuid4()),
-        timeout_s=5,
+        timeout_s=scaled(5),
     )
 
 

@@ -39,6 +39,7 @@ from tests.sensors.conftest import (
     republish,
     requests_by_address,
 )
+from tests.timing import scaled
 
 A_NET = "127.30.1.0/26"
 B_NET = "127.31.1.0/26"
@@ -372,7 +373,7 @@ async def test_new_sensor_gets_no_work_until_approved_and_revoked_one_cannot_rec
     assert not any(d.connections for d in lab)
     with session_scope(cluster.engine) as session:
         approve_sensor(session, cluster.settings, sensor_id=sensor_id)
-    assert (await cluster.wait_run(run_id, timeout_s=90)).status is ScanStatus.SUCCEEDED
+    assert (await cluster.wait_run(run_id, timeout_s=scaled(90))).status is ScanStatus.SUCCEEDED
     await cluster.wait_for(lambda: _user_connections(cluster, user))
     with session_scope(cluster.engine) as session:
         revoke_sensor(session, cluster.settings, sensor_id=sensor_id)

@@ -30,6 +30,7 @@ from cybermission.sensors.topology import (
     vhost_url,
 )
 from tests.sensors.conftest import Cluster
+from tests.timing import scaled
 
 PROXY = "127.30.250.2"
 OTHER_NAME = "127.30.250.3"  # the same proxy, under a name its certificate does not carry
@@ -149,7 +150,7 @@ async def test_sensor_publishes_over_tls_pinned_to_its_bundles_ca_and_refuses_an
             task_name=INGEST_TASK,
             args=[{}],
             task_id=str(uuid.uuid4()),
-            timeout_s=5,
+            timeout_s=scaled(5),
             ssl=bundle.ssl_options(),
         )
 
@@ -187,7 +188,7 @@ async def test_central_relay_connects_over_tls_with_its_own_ca_file(
             task_name=SCAN_TASK,
             args=[{}],
             task_id=str(uuid.uuid4()),
-            timeout_s=5,
+            timeout_s=scaled(5),
             ssl=tls,
         )
 

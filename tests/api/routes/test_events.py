@@ -18,6 +18,7 @@ from cybermission.auth.models import Role
 from cybermission.config import Settings
 from cybermission.events import EventKind, record_event
 from tests.api.world import World, build_world
+from tests.timing import scaled
 
 HOST = "127.40.0.20"  # the api tests' loopback range
 MAX_LINES = 200
@@ -45,7 +46,7 @@ async def server(api_settings: Settings, engine: Engine) -> AsyncIterator[tuple[
     assert srv.started
     yield f"http://{HOST}:{port}", world
     srv.should_exit = True
-    await asyncio.wait_for(task, timeout=10)
+    await asyncio.wait_for(task, timeout=scaled(10))
 
 
 async def _frames(lines: AsyncIterator[str], count: int) -> list[dict[str, str]]:
@@ -87,7 +88,7 @@ async def test_events_stream_resumes_after_last_event_id(
     base, world = server
     headers = {**world.auth(Role.INTEGRATION, "global"), "Last-Event-ID": "0"}
     async with (
-        httpx.AsyncClient(base_url=base, timeout=10) as client,
+        httpx.AsyncClient(base_url=base, timeout=scaled(10)) as client,
         client.stream("GET", "/api/v1/events/stream", headers=headers) as response,
     ):
         assert response.status_code == 200
@@ -107,7 +108,7 @@ async def test_events_stream_tails_new_events_of_its_organisation_only(
     base, world = server
     headers = world.auth(Role.INTEGRATION, "a")
     async with (
-        httpx.AsyncClient(base_url=base, timeout=10) as client,
+        httpx.AsyncClient(base_url=base, timeout=scaled(10)) as client,
         client.stream("GET", "/api/v1/events/stream", headers=headers) as response,
     ):
         assert response.status_code == 200
@@ -126,7 +127,7 @@ async def test_events_stream_sends_heartbeats_when_idle(server: tuple[str, World
     base, world = server
     headers = world.auth(Role.ANALYST, "global")
     async with (
-        httpx.AsyncClient(base_url=base, timeout=10) as client,
+        httpx.AsyncClient(base_url=base, timeout=scaled(10)) as client,
         client.stream(
             "GET", "/api/v1/events/stream", params={"heartbeat_s": 0.5}, headers=headers
         ) as response,
@@ -137,7 +138,7 @@ async def test_events_stream_sends_heartbeats_when_idle(server: tuple[str, World
 
 async def test_events_stream_refuses_viewer(server: tuple[str, World]) -> None:
     base, world = server
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=scaled(10)) as client:
         response = await client.get("/api/v1/events/stream", headers=world.auth(Role.VIEWER, "a"))
     assert response.status_code == 403
     assert response.json()["type"] == "urn:cybermission:problem:forbidden"
@@ -146,6 +147,6 @@ async def test_events_stream_refuses_viewer(server: tuple[str, World]) -> None:
 async def test_events_stream_refuses_bad_last_event_id(server: tuple[str, World]) -> None:
     base, world = server
     headers = {**world.auth(Role.INTEGRATION, "a"), "Last-Event-ID": "yesterday"}
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=scaled(10)) as client:
         response = await client.get("/api/v1/events/stream", headers=headers)
     assert response.status_code == 422

@@ -18,6 +18,7 @@ from api.schemas.scans import MAX_TARGETS
 from cybermission.config import PacingProfile, PacingSettings, Settings
 from cybermission.scans.models import ScanRun
 from tests.api.conftest import AUTH, BASE_URL, assert_problem
+from tests.timing import scaled
 
 # 127.40.0.0/16 is the api tests' loopback range (tests/conftest.py address plan).
 MODBUS_ADDRESS = "127.40.0.2"
@@ -151,7 +152,7 @@ async def test_scans_shutdown_records_interruption(api_settings: Settings, engin
                     "/api/v1/scans", json={"targets": [SILENT_ADDRESS], "ports": [502]}
                 )
                 assert response.status_code == 202
-                await asyncio.wait_for(connected.wait(), timeout=60)
+                await asyncio.wait_for(connected.wait(), timeout=scaled(60))
                 running = (await client.get(response.headers["location"])).json()
                 assert running["status"] == "running"
                 assert running["progress"]["hosts_total"] == 1
@@ -254,7 +255,7 @@ async def test_scans_cancel_marks_run_interrupted(api_settings: Settings, engine
                     "/api/v1/scans", json={"targets": [address], "ports": [502]}
                 )
                 assert response.status_code == 202
-                await asyncio.wait_for(connected.wait(), timeout=60)
+                await asyncio.wait_for(connected.wait(), timeout=scaled(60))
                 location = response.headers["location"]
                 cancelled = await client.post(f"{location}/cancel")
                 assert cancelled.status_code == 200, cancelled.text

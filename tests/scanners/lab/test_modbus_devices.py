@@ -9,6 +9,7 @@ from scanners.lab.modbus_devices import (
 )
 from scanners.modbus import ModbusProbe
 from tests.scanners.conftest import TargetFactory
+from tests.timing import scaled
 
 
 def test_modbus_lab_devices_have_distinct_addresses_and_identities() -> None:
@@ -31,7 +32,7 @@ async def test_modbus_lab_gateway_records_units_it_does_not_have(
 ) -> None:
     device, probe = modbus_lab["modbus-gateway"], ModbusProbe()
     target: ProbeTarget = make_target(device, probe, {"unit_id": 2})
-    observation = await probe.observe(target, timeout_s=2.0)
+    observation = await probe.observe(target, timeout_s=scaled(2.0))
     assert observation is not None
     assert observation.facts["exceptions"] == {
         "fc43/mei14/basic": "gateway target device failed to respond"

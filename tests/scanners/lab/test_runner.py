@@ -13,6 +13,7 @@ from cybermission.net import Connector
 from cybermission.probes import ProbeTarget, RequestLedger, Transport
 from scanners.lab.modbus_devices import modbus_lab_devices
 from scanners.modbus import ModbusProbe
+from tests.timing import scaled
 
 READY_TIMEOUT_S = 30.0
 
@@ -67,7 +68,7 @@ async def test_lab_runner_writes_state_file_once_listening(
     target = ProbeTarget(
         plc["address"], 502, Transport.TCP, connector, RequestLedger("modbus", ModbusProbe.manifest)
     )
-    observation = await ModbusProbe().observe(target, timeout_s=2.0)
+    observation = await ModbusProbe().observe(target, timeout_s=scaled(2.0))
     assert observation is not None
     assert {k: observation.facts[k] for k in plc["identity"]} == plc["identity"]
 
