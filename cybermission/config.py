@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     sensor: SensorSettings = Field(default_factory=SensorSettings)
     # Probes that may disturb a device (unit-id walk, ...) only run when named here.
     enabled_optional_probes: list[str] = Field(default_factory=list)
+    # Consecutive complete scans of its scope that must miss a device (or an open port of a device
+    # that answers) before it is marked unreachable (closed); one missed answer is not a departure.
+    absent_after_scans: int = Field(default=2, ge=1, le=100)
     rules_dirs: list[Path] = Field(default_factory=lambda: [Path("rules")])
     admin_token: SecretStr | None = None
     host: str = "127.0.0.1"

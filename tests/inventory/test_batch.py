@@ -1,5 +1,6 @@
-"""Inventory reconciliation on SQLite and PostgreSQL: identity, services, history."""
+"""Batched inventory reconciliation on SQLite and PostgreSQL: identity, services, history."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
@@ -13,12 +14,14 @@ from cybermission.inventory.models import (
     IPAddress,
     Service,
 )
-from cybermission.inventory.queries import list_devices
-from cybermission.inventory.service import (
-    ServiceSeen,
-    normalise_mac,
-    reconcile_host,
+from cybermission.inventory.batch import (
+    HostSeen,
+    InventoryCache,
+    ReconcileResult,
+    reconcile_hosts,
 )
+from cybermission.inventory.identity import ServiceSeen, normalise_mac
+from cybermission.inventory.queries import list_devices
 from cybermission.pagination import decode_cursor
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -26,6 +29,7 @@ IDENTITY = {
     "vendor": "Schneider Electric",
     "product_name": "M340",
     "product_code": "BMXP342020",
+    "model": "BMX P34 2020",
     "revision": "v2.70",
     "serial": "SN-0042",
 }
@@ -35,11 +39,35 @@ def _modbus(facts: dict[str, object], port: int = 502) -> ServiceSeen:
     return ServiceSeen(port=port, transport="tcp", protocol="modbus", probe="modbus", facts=facts)
 
 
+def reconcile_host(
+    session: Session,
+    *,
+    address: str,
+    seen: Sequence[ServiceSeen],
+    scanned: Sequence[tuple[int, str]],
+    scan_run_id: str | None,
+    now: datetime,
+    organization_id: str | None = None,
+    absent_after_scans: int = 1,
+) -> ReconcileResult:
+    """One host as a batch of one (how a scan of one address writes it)."""
+    (result,) = reconcile_hosts(
+        session,
+        [HostSeen(address=address, services=seen, organization_id=organization_id)],
+        scanned=scanned,
+        scan_run_id=scan_run_id,
+        now=now,
+        cache=InventoryCache(),
+        absent_after_scans=absent_after_scans,
+    )
+    return result
+
+
 def _events(session: Session, device_id: str) -> list[ChangeEvent]:
     return list(session.exec(select(ChangeEvent).where(ChangeEvent.device_id == device_id)).all())
 
 
-def test_reconcile_host_creates_device_with_identity(engine: Engine) -> None:
+def test_reconcile_hosts_creates_device_with_identity(engine: Engine) -> None:
     with Session(engine) as session:
         result = reconcile_host(
             session,
@@ -55,7 +83,7 @@ def test_reconcile_host_creates_device_with_identity(engine: Engine) -> None:
         assert (device.vendor, device.product, device.model, device.firmware, device.serial) == (
             "Schneider Electric",
             "M340",
-            "BMXP342020",
+            "BMX P34 2020",
             "v2.70",
             "SN-0042",
         )
@@ -63,7 +91,7 @@ def test_reconcile_host_creates_device_with_identity(engine: Engine) -> None:
         assert [e.kind for e in _events(session, device.id)] == [ChangeKind.DEVICE_NEW]
 
 
-def test_reconcile_host_records_firmware_change(engine: Engine) -> None:
+def test_reconcile_hosts_records_firmware_change(engine: Engine) -> None:
     with Session(engine) as session:
         first = reconcile_host(
             session,
@@ -92,7 +120,7 @@ def test_reconcile_host_records_firmware_change(engine: Engine) -> None:
         ]
 
 
-def test_reconcile_host_same_facts_make_no_event(engine: Engine) -> None:
+def test_reconcile_hosts_same_facts_make_no_event(engine: Engine) -> None:
     with Session(engine) as session:
         for day in range(3):
             result = reconcile_host(
@@ -109,7 +137,7 @@ def test_reconcile_host_same_facts_make_no_event(engine: Engine) -> None:
         assert len(session.exec(select(Service)).all()) == 1
 
 
-def test_reconcile_host_service_closed_then_reopened(engine: Engine) -> None:
+def test_reconcile_hosts_service_closed_then_reopened(engine: Engine) -> None:
     telnet = ServiceSeen(
         port=23, transport="tcp", protocol="tcp", probe="tcp-connect", facts={"identified": False}
     )
@@ -146,7 +174,7 @@ def test_reconcile_host_service_closed_then_reopened(engine: Engine) -> None:
         assert kinds.count(ChangeKind.SERVICE_OPENED) == 1
 
 
-def test_reconcile_host_port_not_rescanned_stays_open(engine: Engine) -> None:
+def test_reconcile_hosts_port_not_rescanned_stays_open(engine: Engine) -> None:
     telnet = ServiceSeen(
         port=23, transport="tcp", protocol="tcp", probe="tcp-connect", facts={"identified": False}
     )
@@ -171,7 +199,7 @@ def test_reconcile_host_port_not_rescanned_stays_open(engine: Engine) -> None:
         assert session.exec(select(Service)).one().is_open is True
 
 
-def test_reconcile_host_serial_follows_device_to_new_address(engine: Engine) -> None:
+def test_reconcile_hosts_serial_follows_device_to_new_address(engine: Engine) -> None:
     with Session(engine) as session:
         first = reconcile_host(
             session,
@@ -195,7 +223,7 @@ def test_reconcile_host_serial_follows_device_to_new_address(engine: Engine) -> 
         assert addresses == {"127.50.0.4", "127.50.0.5"}
 
 
-def test_reconcile_host_gateway_units_become_children(engine: Engine) -> None:
+def test_reconcile_hosts_gateway_units_become_children(engine: Engine) -> None:
     units = [
         {"unit_id": 1, "vendor": "Acme", "product_name": "RTU-1", "revision": "1.0"},
         {"unit_id": 3, "vendor": "Acme", "product_name": "Meter-3", "revision": "2.1"},
@@ -237,7 +265,7 @@ def test_list_devices_pages_with_cursor(engine: Engine) -> None:
         assert decode_cursor(cursor or "", sort="first_seen_at")[1] == page1[-1].id
 
 
-def test_reconcile_host_same_mac_on_two_addresses_is_one_device(engine: Engine) -> None:
+def test_reconcile_hosts_same_mac_on_two_addresses_is_one_device(engine: Engine) -> None:
     knx = ServiceSeen(
         port=3671, transport="udp", protocol="knx", probe="knx", facts={"mac": "00-24-6D-01-02-03"}
     )
@@ -256,7 +284,7 @@ def test_reconcile_host_same_mac_on_two_addresses_is_one_device(engine: Engine) 
         assert [i.mac for i in session.exec(select(Interface)).all()] == ["00:24:6d:01:02:03"]
 
 
-def test_reconcile_host_keeps_conflicting_facts_with_their_source(engine: Engine) -> None:
+def test_reconcile_hosts_keeps_conflicting_facts_with_their_source(engine: Engine) -> None:
     modbus = _modbus({"vendor": "Schneider Electric", "revision": "v2.70"})
     web = ServiceSeen(
         port=80, transport="tcp", protocol="http", probe="http", facts={"vendor": "Telemecanique"}
