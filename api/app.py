@@ -32,6 +32,7 @@ from cybermission import __version__
 from cybermission.alerts.worker import DeliveryWorker
 from cybermission.config import Settings
 from cybermission.db import create_db_engine
+from cybermission.scans.runner import ScanTasks
 from cybermission.scans.scheduler import ScheduleRunner
 from cybermission.sensors.service import plan_site_scan
 
@@ -60,9 +61,7 @@ class BackgroundServices:
         self.worker.stop()
 
 
-def start_background(
-    engine: Engine, settings: Settings, tasks: scans.ScanTasks
-) -> BackgroundServices:
+def start_background(engine: Engine, settings: Settings, tasks: ScanTasks) -> BackgroundServices:
     loop = asyncio.get_running_loop()
 
     def launch(scan_run_id: str) -> None:
