@@ -3,7 +3,7 @@
 It is the outbox of alerting (a delivery worker reads it after commit, so a crash loses nothing)
 and the source of the dashboards' event stream. Kinds are dotted nouns: ``scan.finished``,
 ``scan.failed``, ``finding.created``, ``finding.reopened``, ``asset.created``, ``asset.changed``,
-``service.opened``, ``service.closed``.
+``asset.unreachable``, ``service.opened``, ``service.closed``.
 """
 
 from datetime import datetime
@@ -24,6 +24,7 @@ class EventKind(StrEnum):
     FINDING_REOPENED = "finding.reopened"
     ASSET_CREATED = "asset.created"
     ASSET_CHANGED = "asset.changed"
+    ASSET_UNREACHABLE = "asset.unreachable"  # missed by consecutive complete scans
     SERVICE_OPENED = "service.opened"
     SERVICE_CLOSED = "service.closed"
 

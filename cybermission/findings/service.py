@@ -249,6 +249,7 @@ def resolve_absent(
     probes_run: set[str] | None,
     now: datetime,
     ports_scanned: Collection[int] | None = None,
+    reason: str = "rescanned by the same probes: condition gone",
 ) -> list[Finding]:
     """Resolve open or acknowledged findings of rescanned devices that this run did not see again.
 
@@ -287,7 +288,7 @@ def resolve_absent(
                 finding,
                 from_status=previous,
                 actor=SYSTEM_ACTOR,
-                reason="rescanned by the same probes: condition gone",
+                reason=reason,
                 now=now,
                 scan_run_id=scan_run_id,
             )

@@ -170,9 +170,23 @@ class _Batch:
     services: dict[str, dict[ServiceKey, Service]] = field(default_factory=dict)
     units: dict[tuple[str, int], Device] = field(default_factory=dict)
 
-    def change(self, device: Device, kind: ChangeKind, **values: str | None) -> ChangeEvent:
+    def change(
+        self,
+        device: Device,
+        kind: ChangeKind,
+        *,
+        field: str | None = None,
+        old_value: str | None = None,
+        new_value: str | None = None,
+    ) -> ChangeEvent:
         return ChangeEvent(
-            device_id=device.id, scan_run_id=self.scan_run_id, kind=kind, at=self.now, **values
+            device_id=device.id,
+            scan_run_id=self.scan_run_id,
+            kind=kind,
+            field=field,
+            old_value=old_value,
+            new_value=new_value,
+            at=self.now,
         )
 
 
@@ -210,9 +224,7 @@ def reconcile_hosts(
         if any(isinstance(s.facts.get("units"), list) for h in hosts for s in h.services):
             _load_units(batch, [d.id for d in known])
         for host, identity in zip(hosts, identities, strict=True):
-            results.append(
-                _reconcile_one(batch, partitions[host.organization_id], host, identity)
-            )
+            results.append(_reconcile_one(batch, partitions[host.organization_id], host, identity))
         batch.new.insert(session)
     session.flush()  # the loaded rows that changed: one batched UPDATE per set of columns
     return results
@@ -244,9 +256,7 @@ def _chunks(values: Collection[str]) -> Iterable[list[str]]:
 
 def _load_services(batch: _Batch, device_ids: Collection[str]) -> None:
     for chunk in _chunks(device_ids):
-        for service in batch.session.exec(
-            select(Service).where(col(Service.device_id).in_(chunk))
-        ):
+        for service in batch.session.exec(select(Service).where(col(Service.device_id).in_(chunk))):
             key = (service.port, service.transport, service.protocol)
             batch.services.setdefault(service.device_id, {})[key] = service
 
@@ -447,9 +457,7 @@ def _reconcile_services(batch: _Batch, result: ReconcileResult, host: HostSeen) 
             result.events.append(_service_event(batch, device, ChangeKind.SERVICE_CLOSED, key))
 
 
-def _service_event(
-    batch: _Batch, device: Device, kind: ChangeKind, key: ServiceKey
-) -> ChangeEvent:
+def _service_event(batch: _Batch, device: Device, kind: ChangeKind, key: ServiceKey) -> ChangeEvent:
     port, _transport, protocol = key
     return batch.change(device, kind, field="service", new_value=f"{port}/{protocol}")
 

@@ -8,6 +8,7 @@ from sqlmodel import Session, col, select
 
 from cybermission.inventory.models import ChangeEvent, IPAddress, Service
 
+
 def device_addresses(session: Session, device_id: str) -> list[str]:
     rows = session.exec(select(IPAddress).where(IPAddress.device_id == device_id)).all()
     return sorted(r.address for r in rows)

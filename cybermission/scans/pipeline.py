@@ -39,6 +39,7 @@ from cybermission.scans.probing import (
 from cybermission.scans.recording import (
     WRITE_BATCH_HOSTS,
     RunState,
+    authority_ranks,
     finish_run,
     run_state,
     store_batch,
@@ -96,6 +97,7 @@ async def execute_scan(
         advisories = AdvisoryIndex.load(session)
         targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
         udp_ports = tuple(run.udp_ports)
+        organization_id = run.organization_id
     state = RunState(
         run_id=scan_run_id,
         scanned=tuple((p, "tcp") for p in ports) + tuple((p, "udp") for p in udp_ports),
@@ -105,15 +107,17 @@ async def execute_scan(
         advisories=advisories,
         progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=hosts_total),
         callback=progress,
+        organization_id=organization_id,
+        absent_after_scans=settings.absent_after_scans,
     )
     logger.info("scan started", extra={"scan_run_id": scan_run_id, "hosts": hosts_total})
     status = ScanStatus.SUCCEEDED
     try:
         state.rules = RuleSet(load_rules(settings.rules_dirs))
         pacing = settings.pacing.effective()
-        plan = select_probes(
-            probes if probes is not None else load_probes(), settings, udp_ports=udp_ports
-        )
+        installed = probes if probes is not None else load_probes()
+        state.authority = authority_ranks(installed)
+        plan = select_probes(installed, settings, udp_ports=udp_ports)
         state.probes_run = frozenset(
             {p.protocol for ps in (*plan.tcp.values(), *plan.udp.values()) for p in ps}
             | {"tcp", ADVISORY_PROTOCOL}

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from cybermission.guard import ScopeGuard
-from cybermission.inventory.models import Device
 from cybermission.sites.models import Site, Zone
 
 
@@ -42,17 +41,15 @@ def load_placements(session: Session) -> dict[str, Placement]:
     return placements
 
 
-def place_device(
-    device: Device, address: str, *, guard: ScopeGuard, placements: Mapping[str, Placement]
+def placement_for(
+    address: str, *, guard: ScopeGuard, placements: Mapping[str, Placement]
 ) -> Placement | None:
-    """Put the device in the site and zone of the most specific scope covering its address."""
+    """The site and zone of the most specific scope covering ``address``, if it has one.
+
+    A device keeps the organisation it was first seen in (its inventory partition); its site
+    and zone follow the scope that covers it now (``inventory/batch.py``).
+    """
     rule = guard.rule_for(address)
     if rule is None:
         return None
-    placement = placements.get(rule.zone_id or "") or placements.get(rule.site_id or "")
-    if placement is None:
-        return None
-    device.organization_id = placement.organization_id
-    device.site_id = placement.site_id
-    device.zone_id = placement.zone_id
-    return placement
+    return placements.get(rule.zone_id or "") or placements.get(rule.site_id or "")

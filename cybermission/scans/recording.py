@@ -7,6 +7,7 @@ hosts so the event loop keeps connecting while the store commits in a thread.
 """
 
 import asyncio
+import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,15 +23,18 @@ from cybermission.events import EventKind, record_event
 from cybermission.findings.advisories.matching import AdvisoryIndex
 from cybermission.findings.service import FindingDraft, record_findings, resolve_absent
 from cybermission.guard import ScopeGuard
+from cybermission.inventory.absence import record_absences
+from cybermission.inventory.batch import HostSeen, InventoryCache, insert_rows, reconcile_hosts
+from cybermission.inventory.identity import ServiceSeen
 from cybermission.inventory.models import ChangeEvent, ChangeKind, Device
-from cybermission.inventory.service import ServiceSeen, reconcile_host
-from cybermission.probes import Observation
+from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.judging import judge_device, observation_subject, rule_drafts
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
-from cybermission.scans.placement import Placement, load_placements, place_device
+from cybermission.scans.placement import Placement, load_placements, placement_for
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
 from cybermission.scans.scopes import build_guard
+from cybermission.scans.targets import target_membership
 
 MAX_RUN_ERRORS = 500
 WRITE_BATCH_HOSTS = 64
@@ -59,6 +63,13 @@ class RunState:
     probes_run: frozenset[str] = frozenset()
     # Imported CISA advisories, matched against every device the run writes.
     advisories: AdvisoryIndex | None = None
+    # The run's organisation: the inventory partition of addresses no scope places elsewhere.
+    organization_id: str | None = None
+    # Identity authority rank per probe name (inventory/identity.py prefers the stronger).
+    authority: dict[str, int] = field(default_factory=dict)
+    # Manufacturers and device types, looked up once per run rather than once per host.
+    cache: InventoryCache = field(default_factory=InventoryCache)
+    absent_after_scans: int = 2
 
     def add_errors(self, errors: Iterable[dict[str, Any]]) -> None:
         for error in errors:
@@ -70,6 +81,17 @@ class RunState:
     def tick(self) -> None:
         if self.callback is not None:
             self.callback(self.progress)
+
+    def organization_of(self, placement: Placement | None) -> str | None:
+        """The inventory partition of a host: its scope's organisation, else the run's."""
+        if placement is not None and placement.organization_id is not None:
+            return placement.organization_id
+        return self.organization_id
+
+
+def authority_ranks(probes: Mapping[str, Probe]) -> dict[str, int]:
+    """Each probe's identity authority rank, by name (``scanners/README.md``)."""
+    return {name: probe.authority.rank for name, probe in probes.items()}
 
 
 def run_state(
@@ -97,6 +119,9 @@ def run_state(
         progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=run.hosts_total),
         callback=progress,
         advisories=AdvisoryIndex.load(session),
+        organization_id=run.organization_id,
+        authority=authority_ranks(load_probes()),
+        absent_after_scans=settings.absent_after_scans,
     )
 
 
@@ -117,8 +142,12 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
     their events; ``state.progress`` counts the observations and new findings written."""
     now = utcnow()
     drafts: list[FindingDraft] = []
-    for report in reports:
-        session.add_all(
+    placements: list[Placement | None] = []
+    hosts: list[HostSeen] = []
+    # Raw evidence: one Core INSERT per batch, nothing for the unit of work to track.
+    insert_rows(
+        session,
+        [
             ObservationRecord(
                 scan_run_id=state.run_id,
                 probe=o.probe,
@@ -129,20 +158,32 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
                 observed_at=o.observed_at,
                 facts=dict(o.facts),
             )
+            for report in reports
             for o in report.observations
+        ],
+    )
+    for report in reports:
+        placement = placement_for(report.address, guard=state.guard, placements=state.placements)
+        placements.append(placement)
+        hosts.append(
+            HostSeen(
+                address=report.address,
+                services=_services_seen(report.observations, state.authority),
+                organization_id=state.organization_of(placement),
+                site_id=placement.site_id if placement else None,
+                zone_id=placement.zone_id if placement else None,
+            )
         )
-        seen = _services_seen(report.observations)
-        result = reconcile_host(
-            session,
-            address=report.address,
-            seen=seen,
-            scanned=state.scanned,
-            scan_run_id=state.run_id,
-            now=now,
-        )
-        placement = place_device(
-            result.device, report.address, guard=state.guard, placements=state.placements
-        )
+    results = reconcile_hosts(
+        session,
+        hosts,
+        scanned=state.scanned,
+        scan_run_id=state.run_id,
+        now=now,
+        cache=state.cache,
+        absent_after_scans=state.absent_after_scans,
+    )
+    for report, placement, result in zip(reports, placements, results, strict=True):
         if not report.errors:
             state.clean_devices.add(result.device.id)
         _record_asset_events(session, state, result.device, result.is_new, result.events)
@@ -189,9 +230,12 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
         )
 
 
-def _services_seen(observations: Sequence[Observation]) -> list[ServiceSeen]:
+def _services_seen(
+    observations: Sequence[Observation], authority: Mapping[str, int]
+) -> list[ServiceSeen]:
     """One service per (port, transport, protocol); a supplement's facts never overwrite the
-    first probe's, except that its ``units`` (a gateway walk) add the units the first lacks."""
+    first probe's, except that its ``units`` (a gateway walk) add the units the first lacks.
+    A passive import's ``passive:<name>`` has the authority of ``<name>``."""
     merged: dict[tuple[int, str, str], ServiceSeen] = {}
     for o in observations:
         key = (o.port, str(o.transport), o.protocol)
@@ -203,6 +247,7 @@ def _services_seen(observations: Sequence[Observation]) -> list[ServiceSeen]:
                 protocol=o.protocol,
                 probe=o.probe,
                 facts=dict(o.facts),
+                authority=authority.get(o.probe.removeprefix("passive:"), 0),
             )
             continue
         facts = dict(first.facts)
@@ -212,7 +257,12 @@ def _services_seen(observations: Sequence[Observation]) -> list[ServiceSeen]:
         if not facts["units"]:
             del facts["units"]
         merged[key] = ServiceSeen(
-            port=o.port, transport=key[1], protocol=o.protocol, probe=first.probe, facts=facts
+            port=o.port,
+            transport=key[1],
+            protocol=o.protocol,
+            probe=first.probe,
+            facts=facts,
+            authority=first.authority,
         )
     return list(merged.values())
 
@@ -347,6 +397,8 @@ def finish_run(engine: Engine, state: RunState, status: ScanStatus) -> ScanRun:
                 ports_scanned={port for port, _ in state.scanned},
                 now=run.finished_at,
             )
+        if status is not ScanStatus.FAILED:
+            _record_absences(session, state, run)
         record_event(
             session,
             EventKind.SCAN_FAILED if status is ScanStatus.FAILED else EventKind.SCAN_FINISHED,
@@ -363,3 +415,92 @@ def finish_run(engine: Engine, state: RunState, status: ScanStatus) -> ScanRun:
             site_id=run.site_id,
         )
     return run
+
+
+def _skipped_addresses(state: RunState) -> set[str] | None:
+    """Addresses the run did not look at completely (a probe failed, the sweep or the scope
+    refused); None when that is not known (a run-level error, errors not all kept)."""
+    if state.errors_dropped:
+        return None
+    skipped: set[str] = set()
+    for error in state.errors:
+        target = error.get("target")
+        if not isinstance(target, str):
+            return None
+        skipped.add(_address_of(target))
+    return skipped
+
+
+def _address_of(target: str) -> str:
+    """``127.0.0.1:502`` and ``::1:502`` (how probing names a port) and a bare address."""
+    try:
+        return str(ipaddress.ip_address(target))
+    except ValueError:
+        return target.rpartition(":")[0] or target
+
+
+def _record_absences(session: Session, state: RunState, run: ScanRun) -> None:
+    """Count an absence for every device the run covered completely and did not see; devices
+    that reached ``absent_after_scans`` become unreachable, with events, and their findings on
+    what the run looked at are resolved (issue 10). Imports scan no port: they prove nothing."""
+    skipped = _skipped_addresses(state)
+    if not state.scanned or skipped is None or run.started_at is None or run.finished_at is None:
+        return
+    inside = target_membership(run.targets)
+
+    def organization_at(address: str) -> str | None:
+        placement = placement_for(address, guard=state.guard, placements=state.placements)
+        return state.organization_of(placement)
+
+    def covered(address: str, organization_id: str | None) -> bool:
+        return (
+            inside(address)
+            and address not in skipped
+            and organization_at(address) == organization_id
+        )
+
+    organizations = {
+        state.organization_of(
+            state.placements.get(rule.zone_id or "") or state.placements.get(rule.site_id or "")
+        )
+        for rule in state.guard.rules
+    }
+    absences = record_absences(
+        session,
+        organizations=organizations,
+        covered=covered,
+        seen_since=run.started_at,
+        scanned=state.scanned,
+        absent_after_scans=state.absent_after_scans,
+        scan_run_id=run.id,
+        now=run.finished_at,
+    )
+    closed: dict[str, list[ChangeEvent]] = {}
+    for change in absences.events:
+        if change.kind is ChangeKind.SERVICE_CLOSED:
+            closed.setdefault(change.device_id, []).append(change)
+    for device in absences.unreachable:
+        _record_asset_events(session, state, device, False, closed.get(device.id, []))
+        record_event(
+            session,
+            EventKind.ASSET_UNREACHABLE,
+            payload={
+                "device_id": device.id,
+                "name": device.name,
+                "absent_scans": device.absent_scans,
+            },
+            subject_id=device.id,
+            scan_run_id=run.id,
+            organization_id=device.organization_id,
+            site_id=device.site_id,
+        )
+    if absences.unreachable and state.probes_run:
+        resolve_absent(
+            session,
+            scan_run_id=run.id,
+            device_ids=[d.id for d in absences.unreachable],
+            probes_run=set(state.probes_run),
+            ports_scanned={port for port, _ in state.scanned},
+            now=run.finished_at,
+            reason=f"device unreachable: missed by {state.absent_after_scans} complete scans",
+        )

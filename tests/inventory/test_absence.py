@@ -83,7 +83,8 @@ def test_a_device_missed_twice_is_unreachable_and_its_services_closed(engine: En
         _run(session, [plc], at=T0, targets=net)
         once = _run(session, [], at=T0 + HOUR, targets=net)
         device = session.exec(select(Device)).one()
-        assert [d.id for d in once.missed] == [device.id] and not once.unreachable
+        assert [d.id for d in once.missed] == [device.id]
+        assert not once.unreachable
         assert device.unreachable_since is None
         assert all(s.is_open for s in session.exec(select(Service)))
         twice = _run(session, [], at=T0 + 2 * HOUR, targets=net)
@@ -111,7 +112,8 @@ def test_a_device_answering_again_is_back_and_its_count_restarts(engine: Engine)
         device = session.exec(select(Device)).one()
         assert (device.unreachable_since, device.absent_scans) == (None, 0)
         assert session.exec(select(Service)).one().is_open
-        assert _kinds(session, device.id)[-2:] == [ChangeKind.DEVICE_BACK, ChangeKind.SERVICE_OPENED]
+        back = [ChangeKind.DEVICE_BACK, ChangeKind.SERVICE_OPENED]
+        assert _kinds(session, device.id)[-2:] == back
 
 
 def test_a_miss_between_answers_does_not_add_up(engine: Engine) -> None:

@@ -6,6 +6,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from cybermission.inventory.batch import (
+    HostSeen,
+    InventoryCache,
+    ReconcileResult,
+    reconcile_hosts,
+)
+from cybermission.inventory.identity import ServiceSeen, normalise_mac
 from cybermission.inventory.models import (
     ChangeEvent,
     ChangeKind,
@@ -14,13 +21,6 @@ from cybermission.inventory.models import (
     IPAddress,
     Service,
 )
-from cybermission.inventory.batch import (
-    HostSeen,
-    InventoryCache,
-    ReconcileResult,
-    reconcile_hosts,
-)
-from cybermission.inventory.identity import ServiceSeen, normalise_mac
 from cybermission.inventory.queries import list_devices
 from cybermission.pagination import decode_cursor
 

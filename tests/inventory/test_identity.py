@@ -255,7 +255,8 @@ def test_the_cache_forgets_rows_of_a_rolled_back_batch(engine: Engine) -> None:
         )
         session.rollback()
     with Session(engine) as session:
-        (device,) = _scan(session, [HostSeen("127.50.2.6", [_service("modbus", M340)])], cache=cache)
+        hosts = [HostSeen("127.50.2.6", [_service("modbus", M340)])]
+        (device,) = _scan(session, hosts, cache=cache)
         assert session.get(DeviceType, device.device_type_id) is not None
         assert len(session.exec(select(Manufacturer)).all()) == 1
 
