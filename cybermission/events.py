@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Integer, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from cybermission.db import UTCDateTime, enum_type, utcnow
+from cybermission.db import UTCDateTime, enum_type, insert_values, utcnow
 from cybermission.visibility import visible
 
 
@@ -74,6 +74,50 @@ def record_event(
     )
     session.add(event)
     return event
+
+
+class EventBatch:
+    """Events appended to the caller's transaction with one INSERT when written.
+
+    A scan batch logs one event per new asset, change and finding: thousands per run, which as
+    ORM objects cost more to build than the store spends writing them (issue 12). Ids still grow
+    in the order the events were added.
+    """
+
+    def __init__(self) -> None:
+        self._rows: list[dict[str, Any]] = []
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(
+        self,
+        kind: EventKind,
+        *,
+        payload: dict[str, Any],
+        subject_id: str | None = None,
+        scan_run_id: str | None = None,
+        organization_id: str | None = None,
+        site_id: str | None = None,
+        severity: str | None = None,
+    ) -> None:
+        self._rows.append(
+            {
+                "kind": kind,
+                "at": utcnow(),
+                "organization_id": organization_id,
+                "site_id": site_id,
+                "scan_run_id": scan_run_id,
+                "subject_id": subject_id,
+                "severity": severity,
+                "payload": payload,
+            }
+        )
+
+    def write(self, session: Session) -> None:
+        """Insert what was added, in order, and start empty again."""
+        insert_values(session, Event, self._rows)
+        self._rows = []
 
 
 def events_after(

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from cybermission.inventory.batch import insert_rows
+from cybermission.db import insert_rows
 from cybermission.inventory.identity import LOOKUP_CHUNK, in_organization
 from cybermission.inventory.models import ChangeEvent, ChangeKind, Device, IPAddress, Service
 

@@ -1,5 +1,8 @@
 """Batched reconciliation: a batch of hosts from one scan folded into the inventory at once.
 
+New rows are built with every defaulted field given (ids, timestamps, dicts): pydantic inspects a
+default factory's signature on every call, which cost more than the INSERT itself.
+
 Per batch, a few queries read what exists (addresses, MACs, serials, then the services and units
 of the devices found: :mod:`cybermission.inventory.identity`), everything else happens in memory,
 new rows are written with one Core INSERT per table, and the rows that changed are flushed once at
@@ -11,11 +14,12 @@ scan of 1,024 devices in one SELECT and flush per host and per lookup (issue 12)
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, event, insert
-from sqlmodel import Session, SQLModel, col, select
+from sqlalchemy import event
+from sqlmodel import Session, col, select
 
+from cybermission.db import insert_rows, new_id
 from cybermission.inventory.identity import (
     LOOKUP_CHUNK,
     Candidates,
@@ -132,15 +136,6 @@ class InventoryCache:
         self._pending_types.clear()
 
 
-def insert_rows(session: Session, rows: Sequence[SQLModel]) -> None:
-    """One Core INSERT (executemany) for rows of one table; the objects stay outside the session."""
-    if not rows:
-        return
-    table = cast(Table, type(rows[0]).__table__)  # type: ignore[attr-defined]
-    names = [c.name for c in table.columns]
-    session.exec(insert(table), params=[{n: getattr(r, n) for n in names} for r in rows])
-
-
 @dataclass(slots=True)
 class _NewRows:
     """Rows created by one batch, inserted in foreign-key order at its end."""
@@ -180,6 +175,7 @@ class _Batch:
         new_value: str | None = None,
     ) -> ChangeEvent:
         return ChangeEvent(
+            id=new_id(),
             device_id=device.id,
             scan_run_id=self.scan_run_id,
             kind=kind,
@@ -307,6 +303,8 @@ def _reconcile_one(
 
 def _new_device(batch: _Batch, host: HostSeen) -> Device:
     device = Device(
+        id=new_id(),
+        provenance={},
         organization_id=host.organization_id,
         site_id=host.site_id,
         zone_id=host.zone_id,
@@ -378,6 +376,7 @@ def _attach_address(batch: _Batch, candidates: Candidates, device: Device, addre
     ip = candidates.by_address.get(address)
     if ip is None:
         ip = IPAddress(
+            id=new_id(),
             organization_id=candidates.organization_id,
             address=address,
             device_id=device.id,
@@ -396,6 +395,7 @@ def _attach_interface(batch: _Batch, candidates: Candidates, device: Device, mac
     interface = candidates.by_mac.get(mac)
     if interface is None:
         interface = Interface(
+            id=new_id(),
             organization_id=candidates.organization_id,
             device_id=device.id,
             mac=mac,
@@ -418,6 +418,7 @@ def _reconcile_services(batch: _Batch, result: ReconcileResult, host: HostSeen) 
         service = existing.get(key)
         if service is None:
             service = Service(
+                id=new_id(),
                 device_id=device.id,
                 address=host.address,
                 port=item.port,
@@ -475,6 +476,8 @@ def _reconcile_units(
         is_new = child is None
         if child is None:
             child = Device(
+                id=new_id(),
+                provenance={},
                 parent_id=parent.id,
                 unit_id=unit_id,
                 organization_id=parent.organization_id,

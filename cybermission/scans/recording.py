@@ -17,14 +17,14 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from cybermission.config import Settings
-from cybermission.db import session_scope, utcnow
+from cybermission.db import insert_values, new_id, session_scope, utcnow
 from cybermission.errors import CybermissionError
-from cybermission.events import EventKind, record_event
+from cybermission.events import EventBatch, EventKind, record_event
 from cybermission.findings.advisories.matching import AdvisoryIndex
 from cybermission.findings.service import FindingDraft, record_findings, resolve_absent
 from cybermission.guard import ScopeGuard
 from cybermission.inventory.absence import record_absences
-from cybermission.inventory.batch import HostSeen, InventoryCache, insert_rows, reconcile_hosts
+from cybermission.inventory.batch import HostSeen, InventoryCache, reconcile_hosts
 from cybermission.inventory.identity import ServiceSeen
 from cybermission.inventory.models import ChangeEvent, ChangeKind, Device
 from cybermission.probes import Observation, Probe, load_probes
@@ -145,19 +145,21 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
     placements: list[Placement | None] = []
     hosts: list[HostSeen] = []
     # Raw evidence: one Core INSERT per batch, nothing for the unit of work to track.
-    insert_rows(
+    insert_values(
         session,
+        ObservationRecord,
         [
-            ObservationRecord(
-                scan_run_id=state.run_id,
-                probe=o.probe,
-                protocol=o.protocol,
-                address=o.address,
-                port=o.port,
-                transport=str(o.transport),
-                observed_at=o.observed_at,
-                facts=dict(o.facts),
-            )
+            {
+                "id": new_id(),
+                "scan_run_id": state.run_id,
+                "probe": o.probe,
+                "protocol": o.protocol,
+                "address": o.address,
+                "port": o.port,
+                "transport": str(o.transport),
+                "observed_at": o.observed_at,
+                "facts": dict(o.facts),
+            }
             for report in reports
             for o in report.observations
         ],
@@ -183,10 +185,11 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
         cache=state.cache,
         absent_after_scans=state.absent_after_scans,
     )
+    events = EventBatch()
     for report, placement, result in zip(reports, placements, results, strict=True):
         if not report.errors:
             state.clean_devices.add(result.device.id)
-        _record_asset_events(session, state, result.device, result.is_new, result.events)
+        _record_asset_events(events, state, result.device, result.is_new, result.events)
         for observation in report.observations:
             service = result.services.get(
                 (observation.port, str(observation.transport), observation.protocol)
@@ -210,8 +213,7 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
     state.progress.findings += len(recorded.created)
     reopened = {f.id for f in recorded.reopened}
     for finding in [*recorded.created, *recorded.reopened]:
-        record_event(
-            session,
+        events.add(
             EventKind.FINDING_REOPENED if finding.id in reopened else EventKind.FINDING_CREATED,
             payload={
                 "rule_id": finding.rule_id,
@@ -228,6 +230,7 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
             severity=str(finding.severity),
             **state.device_placement.get(finding.device_id, {}),
         )
+    events.write(session)
 
 
 def _services_seen(
@@ -286,7 +289,7 @@ _CHANGE_EVENTS = {
 
 
 def _record_asset_events(
-    session: Session,
+    events: EventBatch,
     state: RunState,
     device: Device,
     is_new: bool,
@@ -303,8 +306,7 @@ def _record_asset_events(
         "firmware": device.firmware,
     }
     if is_new:
-        record_event(
-            session,
+        events.add(
             EventKind.ASSET_CREATED,
             payload=asset,
             subject_id=device.id,
@@ -315,8 +317,7 @@ def _record_asset_events(
         kind = _CHANGE_EVENTS.get(change.kind)
         if kind is None:
             continue
-        record_event(
-            session,
+        events.add(
             kind,
             payload={
                 **asset,
@@ -479,10 +480,9 @@ def _record_absences(session: Session, state: RunState, run: ScanRun) -> None:
     for change in absences.events:
         if change.kind is ChangeKind.SERVICE_CLOSED:
             closed.setdefault(change.device_id, []).append(change)
+    events = EventBatch()
     for device in absences.unreachable:
-        _record_asset_events(session, state, device, False, closed.get(device.id, []))
-        record_event(
-            session,
+        events.add(
             EventKind.ASSET_UNREACHABLE,
             payload={
                 "device_id": device.id,
@@ -494,6 +494,8 @@ def _record_absences(session: Session, state: RunState, run: ScanRun) -> None:
             organization_id=device.organization_id,
             site_id=device.site_id,
         )
+        _record_asset_events(events, state, device, False, closed.get(device.id, []))
+    events.write(session)
     if absences.unreachable and state.probes_run:
         resolve_absent(
             session,
