@@ -72,6 +72,19 @@ class BrokerSettings(BaseModel):
     window_s: float = Field(default=4 * 3600.0, gt=0)
 
 
+class RunSettings(BaseModel):
+    """Ownership of scan runs: how often the owner proves it lives, and when others stop waiting.
+
+    A run whose heartbeat is older than ``lease_s`` (or whose owner's process is gone from this
+    host) is closed ``interrupted`` by the first process that notices: any service at start-up,
+    and the reaper of ``serve`` every ``reaper_interval_s``.
+    """
+
+    heartbeat_s: float = Field(default=10.0, gt=0)
+    lease_s: float = Field(default=90.0, gt=0)
+    reaper_interval_s: float = Field(default=30.0, gt=0)
+
+
 class SensorSettings(BaseModel):
     """A site sensor's own settings (the bundle holds its broker address and credentials)."""
 
@@ -102,6 +115,7 @@ class Settings(BaseSettings):
     discovery_engine: str = "sweep"
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     sensor: SensorSettings = Field(default_factory=SensorSettings)
+    runs: RunSettings = Field(default_factory=RunSettings)
     # Probes that may disturb a device (unit-id walk, ...) only run when named here.
     enabled_optional_probes: list[str] = Field(default_factory=list)
     rules_dirs: list[Path] = Field(default_factory=lambda: [Path("rules")])
