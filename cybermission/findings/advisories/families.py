@@ -87,7 +87,8 @@ class FamilyBook:
         return tuple(
             family
             for family in self.families
-            if vendor in family.vendors and any(p.search(c) for p in family.members for c in compacted)
+            if vendor in family.vendors
+            and any(p.search(c) for p in family.members for c in compacted)
         )
 
     def alias_names(self, vendor: str, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -114,9 +115,7 @@ class FamilyBook:
             lines.append(NameLine(trailing.group(1), and_below=False))
             text = text[: trailing.start()]
         skip = (
-            FILLER
-            | self.brands.get(family.vendor, frozenset())
-            | frozenset(chunks(product_vendor))
+            FILLER | self.brands.get(family.vendor, frozenset()) | frozenset(chunks(product_vendor))
         )
         for key in family.vendors:
             skip |= frozenset(key.split()) | self.brands.get(key, frozenset())
@@ -164,7 +163,7 @@ def load_families(path: Path = FAMILIES_FILE) -> FamilyBook:
     """Read and check families.yaml: ValueError naming the entry on anything malformed."""
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or not isinstance(data.get("families"), list):
-        raise ValueError(f"{path}: expected a mapping with a 'families' list")
+        raise ValueError(f"{path}: expected a mapping with a 'families' list")  # noqa: TRY004
     brands = {
         vendor_key(vendor): frozenset(str(w).casefold() for w in words)
         for vendor, words in (data.get("brands") or {}).items()
@@ -173,7 +172,7 @@ def load_families(path: Path = FAMILIES_FILE) -> FamilyBook:
     for index, raw in enumerate(data["families"]):
         where = f"{path.name} families[{index}]"
         if not isinstance(raw, dict):
-            raise ValueError(f"{where}: expected a mapping")
+            raise ValueError(f"{where}: expected a mapping")  # noqa: TRY004 (a malformed file)
         unknown = set(raw) - _ENTRY_KEYS
         if unknown:
             raise ValueError(f"{where}: unknown keys {sorted(unknown)}")

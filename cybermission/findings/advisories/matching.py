@@ -27,8 +27,13 @@ from typing import Final
 from sqlmodel import Session, select
 
 from cybermission.findings.advisories.confidence import Confidence, Evidence, grade
-from cybermission.findings.advisories.families import Family, FamilyBook, NameLine, family_book
-from cybermission.findings.advisories.families import FILLER
+from cybermission.findings.advisories.families import (
+    FILLER,
+    Family,
+    FamilyBook,
+    NameLine,
+    family_book,
+)
 from cybermission.findings.advisories.normalise import chunks, expand_product_name, vendor_key
 from cybermission.findings.advisories.products import (
     WILD,
@@ -391,7 +396,7 @@ def _line_allows(line: NameLine, version: Version | None) -> bool | None:
 
 
 def _float_minor(spec: VersionSpec, version: Version | None) -> bool:
-    """"2.1" written for 2.10: a listed release with a one-digit minor, read as two digits."""
+    """ "2.1" written for 2.10: a listed release with a one-digit minor, read as two digits."""
     if version is None:
         return False
     for point in spec.points:
@@ -416,9 +421,12 @@ def _judge(
         if _line_allows(line, version) is False:
             return None
     outcome = entry.spec.check(version, firmware)
-    if outcome is VersionOutcome.OUT and vendor in _FLOAT_MINOR_VENDORS:
-        if _float_minor(entry.spec, version):
-            outcome = VersionOutcome.IN_RANGE
+    if (
+        outcome is VersionOutcome.OUT
+        and vendor in _FLOAT_MINOR_VENDORS
+        and _float_minor(entry.spec, version)
+    ):
+        outcome = VersionOutcome.IN_RANGE
     if entry.name_spec is not None and outcome is not VersionOutcome.OUT:
         # The product name itself limits the versions ("S7-1200 CPU family < V4.x").
         named = entry.name_spec.check(version, firmware)

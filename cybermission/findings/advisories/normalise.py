@@ -6,8 +6,6 @@ Software, LLC" and "Telemecanique", "BMX P34 2020" and "BMXP34*", "v2.70" and "<
 """
 
 import re
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Final
 
 # Vendor aliases, matched as a prefix of the cleaned name (longest first): subsidiaries, old

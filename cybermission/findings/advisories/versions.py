@@ -81,7 +81,7 @@ def _release(text: str) -> tuple[Component, ...]:
 
 
 def parse_version(text: str | None) -> Version | None:
-    """The first version in ``text`` with its qualifiers: "V4.7 SP9 HF1", "R302-V2", "6.9.2 CU01"."""
+    """The first version in ``text`` with its qualifiers ("V4.7 SP9 HF1", "R302-V2")."""
     if not text:
         return None
     sel = _SEL_RE.search(text)
@@ -212,7 +212,10 @@ def _in_trains(version: Version, trains: tuple[Version, ...]) -> bool:
     return bool(majors) and major is not None and major < min(majors)
 
 
-_V = r"(?:[a-z]{1,3}\s?)?(\d+(?:[.\-](?:\d+|x|\*)|\(\d+\)|x(?![a-z]))*(?:[\s_]*[a-z]{1,7}[\s_]*\d+[a-z]?)*)"
+_V = (
+    r"(?:[a-z]{1,3}\s?)?(\d+(?:[.\-](?:\d+|x|\*)|\(\d+\)|x(?![a-z]))*(?:[a-z](?![a-z0-9]))?"
+    r"(?:[\s_]*[a-z]{1,7}[\s_]*\d+[a-z]?)*)"
+)
 _COMPARATOR_RE: Final = re.compile(r"(<=|>=|!=|<|>|=|≤|≥)\s*" + _V, re.IGNORECASE)
 _AND_PRIOR_RE: Final = re.compile(
     _V + r"\s*(?:and|or|&)\s*(?:prior|earlier|older|before|below)", re.IGNORECASE
@@ -282,7 +285,7 @@ def parse_version_spec(text: str | None) -> VersionSpec:
     parts = _OTHER_DIMENSION_RE.split(body, maxsplit=1)
     conditional = len(parts) > 1
     body = re.sub(r"(?i)^\s*(all\s+)?versions?\b", "", parts[0])
-    if _ALL_RE.match(body):
+    if not body.strip() or _ALL_RE.match(body):
         return VersionSpec(text=raw, every=True, conditional=conditional)
     items = [item for item in re.split(r"\s*\|\s*", body) if item.strip()]
     if len(items) > 1 and all(_LIST_ITEM_RE.match(item) for item in items):

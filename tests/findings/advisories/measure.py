@@ -105,7 +105,9 @@ def identity(device: LabelledDevice) -> DeviceIdentity:
 def measure(index: AdvisoryIndex, devices: Iterable[LabelledDevice]) -> Figures:
     figures = Figures()
     for device in devices:
-        matches: dict[str, AdvisoryMatch] = {m.advisory_id: m for m in index.match(identity(device))}
+        matches: dict[str, AdvisoryMatch] = {
+            m.advisory_id: m for m in index.match(identity(device))
+        }
         labelled = {label.advisory: label for label in device.labels}
         ambiguous = {a.advisory for a in device.ambiguous}
         tallies = [figures.overall, figures.by_vendor[device.vendor]]
