@@ -145,6 +145,8 @@ class Settings(BaseSettings):
     enabled_optional_probes: list[str] = Field(default_factory=list)
     rules_dirs: list[Path] = Field(default_factory=lambda: [Path("rules")])
     admin_token: Annotated[SecretStr | None, SECRET] = None
+    # Lifetime of a dashboard sign-in (browser session cookie); sign in again afterwards.
+    session_ttl_s: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600.0)
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
