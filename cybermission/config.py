@@ -110,12 +110,41 @@ class BrokerSettings(BaseModel):
     window_s: float = Field(default=4 * 3600.0, gt=0)
 
 
+class RunSettings(BaseModel):
+    """Ownership of scan runs: how often the owner proves it lives, and when others stop waiting.
+
+    A run whose heartbeat is older than ``lease_s`` (or whose owner's process is gone from this
+    host) is closed ``interrupted`` by the first process that notices: any service at start-up,
+    and the reaper of ``serve`` every ``reaper_interval_s``.
+    """
+
+    heartbeat_s: float = Field(default=10.0, gt=0)
+    lease_s: float = Field(default=90.0, gt=0)
+    reaper_interval_s: float = Field(default=30.0, gt=0)
+
+
 class SensorSettings(BaseModel):
     """A site sensor's own settings (the bundle holds its broker address and credentials)."""
 
     journal_path: Path = Path("var/sensor-journal.db")
     # Results waiting for the broker's confirm are retried this often while the link is down.
     flush_interval_s: float = Field(default=5.0, gt=0)
+
+
+class AlertSettings(BaseModel):
+    """How alert deliveries outlive a receiver's outage (cybermission/alerts/README.md)."""
+
+    # A delivery is retried this long after it was planned (or redelivered) before it becomes a
+    # dead letter: long enough for a night's maintenance of the receiver.
+    retry_horizon_s: float = Field(default=24 * 3600.0, gt=0)
+    # Exponential back-off between attempts: base doubling up to the cap, with jitter. The cap
+    # bounds how long a receiver that came back waits for its backlog.
+    backoff_base_s: float = Field(default=2.0, gt=0)
+    backoff_cap_s: float = Field(default=300.0, gt=0)
+    # A hole in the event ids (a transaction still open when later events committed) is waited
+    # for this long before the outbox presumes it rolled back.
+    outbox_gap_grace_s: float = Field(default=600.0, gt=0)
+    poll_s: float = Field(default=1.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -141,6 +170,8 @@ class Settings(BaseSettings):
     discovery_engine: str = "sweep"
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     sensor: SensorSettings = Field(default_factory=SensorSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    runs: RunSettings = Field(default_factory=RunSettings)
     # Probes that may disturb a device (unit-id walk, ...) only run when named here.
     enabled_optional_probes: list[str] = Field(default_factory=list)
     rules_dirs: list[Path] = Field(default_factory=lambda: [Path("rules")])
