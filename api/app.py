@@ -29,7 +29,7 @@ from api.routes import (
     tokens,
 )
 from cybermission import __version__
-from cybermission.alerts.worker import DeliveryWorker
+from cybermission.alerts.worker import DeliveryWorker, WorkerOptions
 from cybermission.config import Settings
 from cybermission.db import create_db_engine
 from cybermission.scans.reaper import RunReaper
@@ -74,7 +74,7 @@ def start_background(
 
     # A site with an approved sensor scans there (chunks the central relay dispatches).
     runner = ScheduleRunner(engine, settings=settings, launch=launch, plan_site=plan_site_scan)
-    worker = DeliveryWorker(engine)
+    worker = DeliveryWorker(engine, options=WorkerOptions.from_settings(settings.alerts))
     reaper = RunReaper(engine, settings.runs)
     # Runs a previous process left behind are closed before anything new starts.
     reaper.reap_once()

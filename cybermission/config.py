@@ -131,6 +131,22 @@ class SensorSettings(BaseModel):
     flush_interval_s: float = Field(default=5.0, gt=0)
 
 
+class AlertSettings(BaseModel):
+    """How alert deliveries outlive a receiver's outage (cybermission/alerts/README.md)."""
+
+    # A delivery is retried this long after it was planned (or redelivered) before it becomes a
+    # dead letter: long enough for a night's maintenance of the receiver.
+    retry_horizon_s: float = Field(default=24 * 3600.0, gt=0)
+    # Exponential back-off between attempts: base doubling up to the cap, with jitter. The cap
+    # bounds how long a receiver that came back waits for its backlog.
+    backoff_base_s: float = Field(default=2.0, gt=0)
+    backoff_cap_s: float = Field(default=300.0, gt=0)
+    # A hole in the event ids (a transaction still open when later events committed) is waited
+    # for this long before the outbox presumes it rolled back.
+    outbox_gap_grace_s: float = Field(default=600.0, gt=0)
+    poll_s: float = Field(default=1.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Every setting of the product. Build it with :func:`load_settings`."""
 
@@ -154,11 +170,14 @@ class Settings(BaseSettings):
     discovery_engine: str = "sweep"
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     sensor: SensorSettings = Field(default_factory=SensorSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     runs: RunSettings = Field(default_factory=RunSettings)
     # Probes that may disturb a device (unit-id walk, ...) only run when named here.
     enabled_optional_probes: list[str] = Field(default_factory=list)
     rules_dirs: list[Path] = Field(default_factory=lambda: [Path("rules")])
     admin_token: Annotated[SecretStr | None, SECRET] = None
+    # Lifetime of a dashboard sign-in (browser session cookie); sign in again afterwards.
+    session_ttl_s: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600.0)
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
