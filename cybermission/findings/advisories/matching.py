@@ -21,6 +21,7 @@ Every match carries its confidence (confidence.py), the reason and the branch pa
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -56,7 +57,10 @@ from cybermission.findings.models import Advisory, AdvisoryProduct
 
 # A version constraint written inside a product name ("S7-1200 CPU family < V4.x").
 _NAME_RANGE_RE: Final = re.compile(r"(<=|>=|<|>)\s*v?\d+(?:\.(?:\d+|x))*", re.IGNORECASE)
-_KEY_UNITS: Final = 3
+# Products are reached by the first units of each of their words (a word shorter than that, or
+# cut by a placeholder, by what it has): "6es75" selects a handful of Siemens part numbers where
+# "6es" would select thousands.
+_KEY_UNITS: Final = 5
 # Vendors whose advisories write two-digit minors as floats ("2.1" for firmware 2.10).
 _FLOAT_MINOR_VENDORS: Final = frozenset({"moxa"})
 
@@ -114,13 +118,30 @@ def _name_lines(product: str) -> tuple[NameLine, ...]:
 
 
 def _keys(note: Notation) -> set[str]:
+    """Index keys of a product name: the first units from each word start; "=" and the word for
+    a word shorter than that; "?" and the units before a placeholder that cuts the window."""
     keys: set[str] = set()
-    for start in note.bounds:
+    ordered = sorted(note.bounds)
+    for here, start in enumerate(ordered):
         window = note.units[start : start + _KEY_UNITS]
         head = window.split(WILD, 1)[0]
-        if head:
+        if len(head) == _KEY_UNITS:
             keys.add(head)
+        elif head and WILD in window:
+            keys.add("?" + head)
+        following = ordered[here + 1] if here + 1 < len(ordered) else len(note.units)
+        word = note.units[start:following]
+        if word and len(word) < _KEY_UNITS and WILD not in word:
+            keys.add("=" + word)
     return keys
+
+
+def _lookups(note: Notation) -> tuple[str, ...]:
+    """The keys a device name reaches products by (see :func:`_keys`)."""
+    units = note.units
+    found = [units[:_KEY_UNITS] if len(units) >= _KEY_UNITS else "=" + units]
+    found.extend("?" + units[:size] for size in range(1, min(_KEY_UNITS, len(units) + 1)))
+    return tuple(found)
 
 
 @dataclass(slots=True)
@@ -152,8 +173,7 @@ class AdvisoryIndex:
         return self._count
 
     def add(self, product: AdvisoryProduct) -> None:
-        keys = _vendor_keys(product.vendor) or {product.vendor_key}
-        keys.discard("")
+        keys = _vendor_keys(product.vendor) or frozenset({product.vendor_key} - {""})
         if not keys:
             return
         names = (
@@ -171,7 +191,7 @@ class AdvisoryIndex:
             branch_path=tuple(product.branch_path),
             notations=tuple(notation(n) for n in names),
             in_version=in_version,
-            spec=parse_version_spec(None if in_version else product.version),
+            spec=_spec(None if in_version else product.version),
             name_spec=parse_version_spec(in_name.group(0)) if in_name else None,
             lines=_name_lines(_NAME_RANGE_RE.sub(" ", product.product)),
             cves=tuple(product.cves),
@@ -208,8 +228,8 @@ class AdvisoryIndex:
         for vendor in vendors:
             by_key = self._by_key.get(vendor, {})
             for note in notes:
-                for size in range(1, _KEY_UNITS + 1):
-                    for entry in by_key.get(note.units[:size], ()):
+                for lookup in _lookups(note):
+                    for entry in by_key.get(lookup, ()):
                         candidates[id(entry)] = entry
         by_family: dict[int, tuple[Family, tuple[NameLine, ...]]] = {}
         for family in members:
@@ -254,7 +274,13 @@ class AdvisoryIndex:
         )
 
 
-def _vendor_keys(vendor: str) -> set[str]:
+@lru_cache(maxsize=65536)
+def _spec(version: str | None) -> VersionSpec:
+    return parse_version_spec(version)
+
+
+@lru_cache(maxsize=4096)
+def _vendor_keys(vendor: str) -> frozenset[str]:
     """Every vendor of a product: advisories on shared components list several ("ABB, Phoenix
     Contact, Schneider Electric, Siemens, and WAGO", "General Electric (GE) and Emerson")."""
     keys = {vendor_key(vendor)}
@@ -262,7 +288,7 @@ def _vendor_keys(vendor: str) -> set[str]:
         key = vendor_key(part)
         if key:
             keys.add(key)
-    return keys
+    return frozenset(keys - {""})
 
 
 def _is_part_number(units: str) -> bool:
@@ -272,10 +298,9 @@ def _is_part_number(units: str) -> bool:
 
 def _accept(device: Notation, product: Notation, start: int) -> tuple[Evidence, str] | None:
     """Whether ``device`` (or its catalogue-number head) is spelled by ``product`` at ``start``."""
-    best: tuple[Evidence, str] | None = None
-    longest = 0
     single_word = " " not in device.text.strip()
-    for end, stop in align(device, product, start):
+    # The longest spelling first: the first one accepted is the answer.
+    for end, stop in sorted(align(device, product, start), reverse=True):
         trailing_wild = product.units[stop - 1] == WILD and (
             stop == len(product.units) or stop in product.bounds
         )
@@ -283,7 +308,7 @@ def _accept(device: Notation, product: Notation, start: int) -> tuple[Evidence, 
             continue
         spelled = device.units[:end]
         matched = product.units[start:stop]
-        if end <= longest or len(matched.replace(WILD, "")) < 3:
+        if len(matched.replace(WILD, "")) < 3:
             continue
         whole = start == 0 and stop == len(product.units)
         if end == len(device.units):
@@ -307,9 +332,8 @@ def _accept(device: Notation, product: Notation, start: int) -> tuple[Evidence, 
             kind = Evidence.MODEL  # "PowerFlex 525 480V 5HP": ratings after the model
         else:
             continue
-        longest = end
-        best = kind, f"{device.text!r} spelled by product {product.text!r}"
-    return best
+        return kind, f"{device.text!r} spelled by product {product.text!r}"
+    return None
 
 
 def _names_device(product: str, device: Notation, stop: int) -> bool:
