@@ -21,8 +21,8 @@ Every match carries its confidence (confidence.py), the reason and the branch pa
 
 import re
 from collections.abc import Iterable
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 from sqlmodel import Session, select
