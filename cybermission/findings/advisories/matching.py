@@ -35,6 +35,7 @@ from cybermission.findings.advisories.families import (
     NameLine,
     family_book,
 )
+from cybermission.findings.advisories.mentions import find_mention
 from cybermission.findings.advisories.normalise import chunks, expand_product_name, vendor_key
 from cybermission.findings.advisories.products import (
     WILD,
@@ -88,6 +89,14 @@ class AdvisoryMatch:
     product_id: str
     confidence: Confidence
     reason: str
+    # The sentence of the advisory's text that named the device (a mention), else None.
+    quote: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Passage:
+    advisory_id: str
+    notation: Notation
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +163,8 @@ class AdvisoryIndex:
     _count: int = 0
     _by_key: dict[str, dict[str, list[_Entry]]] = field(default_factory=dict)
     _by_family: dict[str, list[tuple[_Entry, tuple[NameLine, ...]]]] = field(default_factory=dict)
+    _vendors_of: dict[str, set[str]] = field(default_factory=dict)
+    _passages: dict[str, dict[str, list[_Passage]]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -162,6 +173,8 @@ class AdvisoryIndex:
         index = cls(advisories={a.id: a for a in advisories})
         for product in products:
             index.add(product)
+        for advisory in index.advisories.values():
+            index.add_mentions(advisory)
         return index
 
     @classmethod
@@ -199,6 +212,7 @@ class AdvisoryIndex:
             cvss_vector=product.cvss_vector,
         )
         self._count += 1
+        self._vendors_of.setdefault(product.advisory_id, set()).update(keys)
         for key in keys:
             by_key = self._by_key.setdefault(key, {})
             for note in (*entry.notations, *in_version):
@@ -213,6 +227,16 @@ class AdvisoryIndex:
             named, lines = self.book.named_by(product.product, product.vendor, family)
             if named:
                 self._by_family.setdefault(family.name, []).append((entry, lines))
+
+    def add_mentions(self, advisory: Advisory) -> None:
+        """Index the sentences of ``advisory`` under the vendors of its products (after them)."""
+        keys = self._vendors_of.get(advisory.id, set())
+        for text in advisory.mentions or ():
+            passage = _Passage(advisory.id, notation(text))
+            for key in keys:
+                by_key = self._passages.setdefault(key, {})
+                for word in _keys(passage.notation):
+                    by_key.setdefault(word, []).append(passage)
 
     def match(self, device: DeviceIdentity) -> list[AdvisoryMatch]:
         """The advisories that apply to ``device``: one match per advisory, the most certain."""
@@ -238,6 +262,7 @@ class AdvisoryIndex:
                 by_family.setdefault(id(entry), (family, lines))
         version = parse_version(device.firmware)
         best: dict[str, AdvisoryMatch] = {}
+        named: set[str] = set()  # advisories whose tree names the device, in range or not
         for entry in candidates.values():
             evidence = _product_evidence(entry, notes)
             lines = entry.lines
@@ -246,6 +271,7 @@ class AdvisoryIndex:
                 evidence = Evidence.FAMILY, f"family {family.name!r} named as {entry.product!r}"
             if evidence is None:
                 continue
+            named.add(entry.advisory_id)
             judged = _judge(entry, evidence, lines, version, device.firmware, key)
             if judged is None:
                 continue
@@ -254,7 +280,55 @@ class AdvisoryIndex:
             if current is not None and current.confidence.rank >= confidence.rank:
                 continue
             best[entry.advisory_id] = self._match(entry, confidence, reason)
+        family_names = [
+            notation(" ".join(run))
+            for family in members
+            for run in family.names
+            if len(run) >= 2 or any(c.isdigit() for c in run[0])
+        ]
+        self._mentions(vendors, notes, family_names, version, named, best)
         return sorted(best.values(), key=lambda m: m.advisory_id)
+
+    def _mentions(
+        self,
+        vendors: set[str],
+        names: list[Notation],
+        family_names: list[Notation],
+        version: Version | None,
+        named: set[str],
+        best: dict[str, AdvisoryMatch],
+    ) -> None:
+        seen: set[int] = set()
+        for vendor in vendors:
+            by_key = self._passages.get(vendor, {})
+            for name in (*names, *family_names):
+                for lookup in _lookups(name):
+                    for passage in by_key.get(lookup, ()):
+                        if id(passage) in seen or passage.advisory_id in named:
+                            continue
+                        seen.add(id(passage))
+                        if passage.advisory_id in best:
+                            continue
+                        mention = find_mention(passage.notation, names, version) or find_mention(
+                            passage.notation, family_names, version, needs_version=True
+                        )
+                        if mention is None:
+                            continue
+                        advisory = self.advisories[passage.advisory_id]
+                        best[passage.advisory_id] = AdvisoryMatch(
+                            advisory_id=advisory.id,
+                            title=advisory.title,
+                            cves=tuple(advisory.cves),
+                            cvss_score=advisory.cvss_score,
+                            cvss_vector=advisory.cvss_vector,
+                            kev=advisory.kev,
+                            branch_path=(),
+                            product_id="",
+                            confidence=Confidence.LOW,
+                            reason=f"{mention.name!r} named in the advisory's text only "
+                            f"(version {mention.outcome.value})",
+                            quote=mention.quote,
+                        )
 
     def _match(self, entry: _Entry, confidence: Confidence, reason: str) -> AdvisoryMatch:
         advisory = self.advisories.get(entry.advisory_id)
