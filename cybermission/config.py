@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic.fields import FieldInfo
@@ -205,6 +206,26 @@ def secret_settings(
             yield path
         elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             yield from secret_settings(field.annotation, path)
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """The configured secrets themselves (a URL's password, not the URL), for log redaction."""
+    values: list[str] = []
+    for path in secret_settings(Settings):
+        node: object = settings
+        for part in path:
+            node = getattr(node, part)
+        if node is None:
+            continue
+        text = node.get_secret_value() if isinstance(node, SecretStr) else str(node)
+        if "://" in text:
+            password = urlsplit(text).password
+            if password:
+                values.append(unquote(password))
+                values.append(password)
+        elif text:
+            values.append(text)
+    return values
 
 
 def setting_variable(path: tuple[str, ...]) -> str:
