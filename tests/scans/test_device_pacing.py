@@ -5,13 +5,13 @@ request, one accepts and closes at once and records when (the device's view of t
 """
 
 import socket
-from ipaddress import ip_address
 import struct
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
