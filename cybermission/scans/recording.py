@@ -31,6 +31,7 @@ from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
 from cybermission.scans.placement import Placement, load_placements, place_device
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
 from cybermission.scans.scopes import build_guard
+from cybermission.scans.skipped import SkippedAddresses
 
 MAX_RUN_ERRORS = 500
 WRITE_BATCH_HOSTS = 64
@@ -59,6 +60,8 @@ class RunState:
     probes_run: frozenset[str] = frozenset()
     # Imported CISA advisories, matched against every device the run writes.
     advisories: AdvisoryIndex | None = None
+    # Addresses the guard refused mid-run (a scope lapsed or was revoked): listed as ranges.
+    skipped: SkippedAddresses = field(default_factory=SkippedAddresses)
 
     def add_errors(self, errors: Iterable[dict[str, Any]]) -> None:
         for error in errors:
