@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
+from cybermission.device_pacing import DeviceGate
 from cybermission.errors import CybermissionError
 from cybermission.findings.advisories.matching import AdvisoryIndex
 from cybermission.findings.service import expire_acceptances
@@ -46,7 +47,8 @@ from cybermission.scans.recording import (
     write_batches,
 )
 from cybermission.scans.scopes import build_guard
-from cybermission.scans.sweep import HostResult
+from cybermission.scans.sweep import SCOPE_ERROR_PREFIX, HostResult
+from cybermission.scans.sweep_handoff import identify_paced
 from cybermission.scans.sweep_processes import sweep_specs
 from cybermission.scans.targets import expand_targets
 
@@ -63,9 +65,11 @@ async def _hosts(
 ) -> AsyncIterator[HostResult]:
     async for host in results:
         state.progress.hosts_swept += 1
-        state.add_errors(
-            {"target": host.address, "stage": "sweep", "error": e} for e in host.errors
-        )
+        errors = host.errors
+        if host.scope_refused:
+            state.skipped.add_refused(host)
+            errors = tuple(e for e in errors if not e.startswith(SCOPE_ERROR_PREFIX))
+        state.add_errors({"target": host.address, "stage": "sweep", "error": e} for e in errors)
         if host.open_ports:
             state.progress.hosts_live += 1
             state.progress.open_ports += len(host.open_ports)
@@ -122,30 +126,26 @@ async def execute_scan(
             {p.protocol for ps in (*plan.tcp.values(), *plan.udp.values()) for p in ps}
             | {"tcp", ADVISORY_PROTOCOL}
         )
-        connector = Connector(guard)
+        gate = DeviceGate(
+            per_host_rate_per_s=pacing.per_host_rate_per_s,
+            strikes_before_back_off=pacing.strikes_before_back_off,
+        )
+        connector = Connector(guard, pacer=gate)
         queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
         writing = asyncio.create_task(write_batches(engine, state, queue))
-        limit = asyncio.Semaphore(pacing.hosts_in_flight)
 
         async def identify(host: HostResult) -> None:
-            try:
-                report = await identify_host(
-                    host,
-                    plan=plan,
-                    connector=connector,
-                    timeout_s=pacing.probe_timeout_s,
-                )
-                state.progress.hosts_identified += 1
-                prefer_engine_observations(report, engine_observations)
-                if not host.open_ports and not report.observations and not report.errors:
-                    return  # a silent address on every UDP port: nothing to write
-                if not host.open_ports:
-                    state.progress.hosts_live += 1
-                await queue.put(report)
-            finally:
-                limit.release()
+            report = await identify_host(
+                host, plan=plan, connector=connector, gate=gate, timeout_s=pacing.probe_timeout_s
+            )
+            state.progress.hosts_identified += 1
+            prefer_engine_observations(report, engine_observations)
+            if not host.open_ports and not report.observations and not report.errors:
+                return  # a silent address on every UDP port: nothing to write
+            if not host.open_ports:
+                state.progress.hosts_live += 1
+            await queue.put(report)
 
-        tasks: set[asyncio.Task[None]] = set()
         hosts = expand_targets(targets, guard=guard)
         engine_observations: dict[tuple[str, int], Observation] = {}
         swept: AsyncIterator[HostResult]
@@ -163,13 +163,12 @@ async def execute_scan(
             )
             engine_observations = {(o.address, o.port): o for o in found.observations}
             swept = _replay(found.hosts)
-        async for host in _hosts(swept, state, udp=plan.has_udp):
-            await limit.acquire()
-            task = asyncio.create_task(identify(host))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
+        await identify_paced(
+            _hosts(swept, state, udp=plan.has_udp),
+            identify,
+            gate=gate,
+            probes_in_flight=pacing.probes_in_flight,
+        )
         await queue.put(None)
         await writing
     except CybermissionError as exc:
@@ -187,6 +186,8 @@ async def execute_scan(
             [{"target": None, "stage": "run", "error": f"internal error: {exc.__class__.__name__}"}]
         )
         status = ScanStatus.FAILED
+    # What the run could not scan comes first, whatever the error cap kept after it.
+    state.errors[:0] = state.skipped.errors()
     if status is ScanStatus.SUCCEEDED and state.errors:
         status = ScanStatus.PARTIAL
     run = finish_run(engine, state, status)

@@ -35,6 +35,7 @@ from cybermission.scans.placement import Placement, load_placements, placement_f
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.targets import target_membership
+from cybermission.scans.skipped import SKIPPED_STAGE, SkippedAddresses
 
 MAX_RUN_ERRORS = 500
 WRITE_BATCH_HOSTS = 64
@@ -70,6 +71,8 @@ class RunState:
     # Manufacturers and device types, looked up once per run rather than once per host.
     cache: InventoryCache = field(default_factory=InventoryCache)
     absent_after_scans: int = 2
+    # Addresses the guard refused mid-run (a scope lapsed or was revoked): listed as ranges.
+    skipped: SkippedAddresses = field(default_factory=SkippedAddresses)
 
     def add_errors(self, errors: Iterable[dict[str, Any]]) -> None:
         for error in errors:
@@ -426,6 +429,8 @@ def _skipped_addresses(state: RunState) -> set[str] | None:
     skipped: set[str] = set()
     for error in state.errors:
         target = error.get("target")
+        if error.get("stage") == SKIPPED_STAGE:
+            continue  # ranges the guard refused: state.skipped holds them
         if not isinstance(target, str):
             return None
         skipped.add(_address_of(target))
@@ -457,6 +462,7 @@ def _record_absences(session: Session, state: RunState, run: ScanRun) -> None:
         return (
             inside(address)
             and address not in skipped
+            and not state.skipped.holds(address)
             and organization_at(address) == organization_id
         )
 
