@@ -34,8 +34,8 @@ from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
 from cybermission.scans.placement import Placement, load_placements, placement_for
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
 from cybermission.scans.scopes import build_guard
-from cybermission.scans.targets import target_membership
 from cybermission.scans.skipped import SKIPPED_STAGE, SkippedAddresses
+from cybermission.scans.targets import target_membership
 
 MAX_RUN_ERRORS = 500
 WRITE_BATCH_HOSTS = 64
