@@ -3,8 +3,8 @@
 It is the outbox of alerting (a delivery worker reads it after commit, so a crash loses nothing)
 and the source of the dashboards' event stream. Kinds are dotted nouns: ``scan.finished``,
 ``scan.failed``, ``scan.interrupted``, ``finding.created``, ``finding.reopened``,
-``asset.created``, ``asset.changed``, ``asset.unreachable``, ``service.opened``,
-``service.closed``.
+``asset.created``, ``asset.changed``, ``asset.unreachable``, ``asset.identity-conflict``,
+``service.opened``, ``service.closed``.
 """
 
 from datetime import datetime
@@ -28,6 +28,7 @@ class EventKind(StrEnum):
     ASSET_CREATED = "asset.created"
     ASSET_CHANGED = "asset.changed"
     ASSET_UNREACHABLE = "asset.unreachable"  # missed by consecutive complete scans
+    ASSET_IDENTITY_CONFLICT = "asset.identity-conflict"  # serial and MAC name two devices
     SERVICE_OPENED = "service.opened"
     SERVICE_CLOSED = "service.closed"
 

@@ -291,7 +291,7 @@ def _reconcile_one(
     candidates.remember(device)
     _attach_address(batch, candidates, device, host.address)
     for mac in identity.macs:
-        _attach_interface(batch, candidates, device, mac)
+        _attach_interface(batch, candidates, result, mac)
     _reconcile_services(batch, result, host)
     for service in host.services:
         units = service.facts.get("units")
@@ -391,7 +391,10 @@ def _attach_address(batch: _Batch, candidates: Candidates, device: Device, addre
     ip.last_seen_at = batch.now
 
 
-def _attach_interface(batch: _Batch, candidates: Candidates, device: Device, mac: str) -> None:
+def _attach_interface(
+    batch: _Batch, candidates: Candidates, result: ReconcileResult, mac: str
+) -> None:
+    device = result.device
     interface = candidates.by_mac.get(mac)
     if interface is None:
         interface = Interface(
@@ -406,6 +409,20 @@ def _attach_interface(batch: _Batch, candidates: Candidates, device: Device, mac
         candidates.by_mac[mac] = interface
         return
     if interface.device_id != device.id:
+        holder = candidates.devices.get(interface.device_id)
+        if holder is not None and holder.serial and device.serial != holder.serial:
+            # The serial names one device, the MAC another: two strong identifiers disagree,
+            # so nothing merges and a person is told (DESIGN.md §4).
+            result.events.append(
+                batch.change(
+                    device,
+                    ChangeKind.IDENTITY_CONFLICT,
+                    field="mac",
+                    old_value=holder.id,
+                    new_value=mac,
+                )
+            )
+            return
         interface.device_id = device.id
     interface.last_seen_at = batch.now
 

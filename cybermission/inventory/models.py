@@ -143,6 +143,8 @@ class ChangeKind(StrEnum):
     DEVICE_NEW = "device-new"
     DEVICE_GONE = "device-gone"  # unreachable: not seen by consecutive complete scans
     DEVICE_BACK = "device-back"  # answered again after it was marked unreachable
+    # A serial and a MAC name two different devices: neither is merged, a person looks.
+    IDENTITY_CONFLICT = "identity-conflict"
     ATTRIBUTE_CHANGED = "attribute-changed"
     SERVICE_OPENED = "service-opened"
     SERVICE_CLOSED = "service-closed"

@@ -4,7 +4,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from cybermission.inventory.absence import Absences, record_absences
 from cybermission.inventory.batch import HostSeen, InventoryCache, reconcile_hosts
@@ -71,7 +71,9 @@ def _kinds(session: Session, device_id: str) -> list[ChangeKind]:
     return [
         e.kind
         for e in session.exec(
-            select(ChangeEvent).where(ChangeEvent.device_id == device_id).order_by(ChangeEvent.at)
+            select(ChangeEvent)
+            .where(ChangeEvent.device_id == device_id)
+            .order_by(col(ChangeEvent.at))
         )
     ]
 

@@ -1,6 +1,6 @@
 """Batched inventory reconciliation on SQLite and PostgreSQL: identity, services, history."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
@@ -35,7 +35,7 @@ IDENTITY = {
 }
 
 
-def _modbus(facts: dict[str, object], port: int = 502) -> ServiceSeen:
+def _modbus(facts: Mapping[str, object], port: int = 502) -> ServiceSeen:
     return ServiceSeen(port=port, transport="tcp", protocol="modbus", probe="modbus", facts=facts)
 
 
@@ -234,7 +234,7 @@ def test_reconcile_hosts_gateway_units_become_children(engine: Engine) -> None:
         result = reconcile_host(
             session,
             address="127.50.0.6",
-            seen=[_modbus({"vendor": "GW Corp", "units": units})],  # type: ignore[dict-item]
+            seen=[_modbus({"vendor": "GW Corp", "units": units})],
             scanned=[(502, "tcp")],
             scan_run_id=None,
             now=T0,

@@ -1,7 +1,7 @@
 """Identity resolution stays inside one organisation, and attributes follow authority (issue 11,
 issue 12's wrong-identity traps at the asset level), on SQLite and PostgreSQL."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -35,7 +35,7 @@ M340 = {
 
 
 def _service(
-    probe: str, facts: dict[str, object], *, port: int = 502, authority: int = DEVICE
+    probe: str, facts: Mapping[str, object], *, port: int = 502, authority: int = DEVICE
 ) -> ServiceSeen:
     return ServiceSeen(
         port=port, transport="tcp", protocol=probe, probe=probe, facts=facts, authority=authority
@@ -279,3 +279,41 @@ def test_rescans_of_the_same_answers_change_nothing(engine: Engine, scans: int) 
             assert again[0].id == first[0].id
         kinds = [e.kind for e in session.exec(select(ChangeEvent)).all()]
         assert kinds == [ChangeKind.DEVICE_NEW]
+
+
+def test_a_serial_and_a_mac_naming_two_devices_never_merge_them(engine: Engine) -> None:
+    web = {"mac": "00:80:f4:0a:0b:0c"}
+    with Session(engine) as session:
+        first, other = _scan(
+            session,
+            [
+                HostSeen("127.50.2.8", [_service("modbus", M340)]),
+                HostSeen(
+                    "127.50.2.9",
+                    [
+                        _service("modbus", {**M340, "serial": "SN-9"}),
+                        _service("http", web, port=80, authority=BANNER),
+                    ],
+                ),
+            ],
+        )
+        # The first device's serial now comes with the other device's MAC.
+        (again,) = _scan(
+            session,
+            [
+                HostSeen(
+                    "127.50.2.8",
+                    [_service("modbus", M340), _service("http", web, port=80, authority=BANNER)],
+                )
+            ],
+            now=T0 + timedelta(days=1),
+        )
+        assert again.id == first.id != other.id
+        interface = session.exec(select(Interface)).one()
+        assert interface.device_id == other.id
+        conflicts = session.exec(
+            select(ChangeEvent).where(ChangeEvent.kind == ChangeKind.IDENTITY_CONFLICT)
+        ).all()
+        assert [(c.device_id, c.old_value, c.new_value) for c in conflicts] == [
+            (first.id, other.id, "00:80:f4:0a:0b:0c")
+        ]
