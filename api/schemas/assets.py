@@ -25,6 +25,8 @@ class DeviceRead(ReadModel):
     criticality: Criticality | None
     first_seen_at: datetime
     last_seen_at: datetime
+    # Set once complete scans of its scope missed it ``absent_after_scans`` times in a row.
+    unreachable_since: datetime | None
 
 
 class DeviceUpdate(RequestModel):
