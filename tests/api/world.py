@@ -83,7 +83,8 @@ def build_world(engine: Engine) -> World:
             service = Service(
                 device_id=device.id, address=address, port=502, transport="tcp", protocol="modbus"
             )
-            session.add_all([service, IPAddress(address=address, device_id=device.id)])
+            ip = IPAddress(organization_id=org.id, address=address, device_id=device.id)
+            session.add_all([service, ip])
             session.flush()
             run = ScanRun(
                 status=ScanStatus.SUCCEEDED,
