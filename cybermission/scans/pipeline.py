@@ -545,6 +545,7 @@ def _judge_device(
                 device_id=device.id,
                 zone_exposure=asset["zone_exposure"],
                 criticality=asset["criticality"],
+                address=report.address,
             )
         )
     return drafts
