@@ -23,7 +23,13 @@ from sqlalchemy import and_, func, or_
 from sqlmodel import Session, col, select
 
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
-from cybermission.findings.models import Finding, FindingStatus, FindingTransition, Severity
+from cybermission.findings.models import (
+    Confidence,
+    Finding,
+    FindingStatus,
+    FindingTransition,
+    Severity,
+)
 from cybermission.probes import JSONValue
 
 logger = logging.getLogger(__name__)
@@ -92,6 +98,7 @@ class FindingDraft:
     evidence: dict[str, JSONValue]
     score: float
     score_breakdown: dict[str, JSONValue]
+    confidence: Confidence | None = None
 
     @property
     def dedup_key(self) -> str:
@@ -175,6 +182,7 @@ def record_findings(
                 protocol=draft.protocol,
                 title=draft.title,
                 severity=draft.severity,
+                confidence=draft.confidence,
                 score=draft.score,
                 score_breakdown=dict(draft.score_breakdown),
                 status=FindingStatus.OPEN,
@@ -199,6 +207,7 @@ def record_findings(
         finding.protocol = draft.protocol
         finding.title = draft.title
         finding.severity = draft.severity
+        finding.confidence = draft.confidence
         finding.score = draft.score
         # New dict objects: the JSON columns are not mutation-tracked, assignment is.
         finding.score_breakdown = dict(draft.score_breakdown)
@@ -427,6 +436,7 @@ def list_findings(
     session: Session,
     *,
     severity: Severity | None = None,
+    confidence: Confidence | None = None,
     rule_id: str | None = None,
     status: FindingStatus | None = None,
     device_id: str | None = None,
@@ -439,6 +449,8 @@ def list_findings(
     statement = select(Finding)
     if severity is not None:
         statement = statement.where(col(Finding.severity) == Severity(severity))
+    if confidence is not None:
+        statement = statement.where(col(Finding.confidence) == Confidence(confidence))
     if rule_id is not None:
         statement = statement.where(col(Finding.rule_id) == rule_id)
     if status is not None:
