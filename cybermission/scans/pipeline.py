@@ -27,6 +27,7 @@ from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL, advisory_
 from cybermission.findings.advisories.matching import AdvisoryIndex, DeviceIdentity
 from cybermission.findings.advisories.versions import change_direction
 from cybermission.findings.models import Finding, Severity
+from cybermission.findings.payloads import finding_event_payload
 from cybermission.findings.scoring import score_finding
 from cybermission.findings.service import (
     FindingDraft,
@@ -545,6 +546,7 @@ def _judge_device(
                 device_id=device.id,
                 zone_exposure=asset["zone_exposure"],
                 criticality=asset["criticality"],
+                address=report.address,
             )
         )
     return drafts
@@ -769,16 +771,7 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
         record_event(
             session,
             EventKind.FINDING_REOPENED if finding.id in reopened else EventKind.FINDING_CREATED,
-            payload={
-                "rule_id": finding.rule_id,
-                "title": finding.title,
-                "device_id": finding.device_id,
-                "port": finding.port,
-                "protocol": finding.protocol,
-                "score": finding.score,
-                "address": finding.evidence.get("address"),
-                "attack_techniques": finding.evidence.get("attack_techniques", []),
-            },
+            payload=finding_event_payload(finding),
             subject_id=finding.id,
             scan_run_id=state.run_id,
             severity=str(finding.severity),
