@@ -153,9 +153,12 @@ def _audit(
 
 
 def record_findings(
-    session: Session, *, scan_run_id: str, drafts: Iterable[FindingDraft], now: datetime
+    session: Session, *, scan_run_id: str | None, drafts: Iterable[FindingDraft], now: datetime
 ) -> RecordResult:
     """Upsert ``drafts`` by dedup key in the caller's transaction; never creates a duplicate.
+
+    ``scan_run_id`` is None for findings no scan produced (an advisory imported later, matched
+    against the inventory: scans/rematch.py).
 
     Several drafts with the same key in one call collapse into one finding (the last one wins).
     """
