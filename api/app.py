@@ -14,6 +14,7 @@ from api.errors import install_error_handlers
 from api.routes import (
     advisories,
     alerts,
+    allocations,
     assets,
     dashboard,
     events,
@@ -135,6 +136,7 @@ def create_app(
         rules,
         advisories,
         organizations,
+        allocations,
         tokens,
         events,
         exports,
