@@ -20,7 +20,9 @@ Field names are the wire's: they never change with a class name.
 
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
+
+from api.boundary import check_tree
 
 MAX_PAGE = 500
 
@@ -34,9 +36,17 @@ Slug = Annotated[
 
 
 class RequestModel(BaseModel):
-    """A request body: fields it does not declare are refused, not ignored."""
+    """A request body: fields it does not declare are refused, not ignored, and no string in it
+    (nested ones and dict keys included) may carry what :mod:`api.boundary` refuses (NUL,
+    control and bidirectional characters): a 422 naming the field, on every store."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text_at_the_boundary(cls, value: object) -> object:
+        check_tree(value)
+        return value
 
 
 class ReadModel(BaseModel):
