@@ -31,9 +31,10 @@ from api.routes import (
     tokens,
 )
 from cybermission import __version__
-from cybermission.alerts.worker import DeliveryWorker
+from cybermission.alerts.worker import DeliveryWorker, WorkerOptions
 from cybermission.config import Settings
 from cybermission.db import create_db_engine
+from cybermission.scans.reaper import RunReaper
 from cybermission.scans.scheduler import ScheduleRunner
 from cybermission.sensors.service import plan_site_scan
 
@@ -51,15 +52,17 @@ analyst, viewer, integration; optionally limited to one organisation) or the adm
 
 
 class BackgroundServices:
-    """The scheduler and the delivery worker of a service process."""
+    """The scheduler, the delivery worker and the run reaper of a service process."""
 
-    def __init__(self, runner: ScheduleRunner, worker: DeliveryWorker) -> None:
+    def __init__(self, runner: ScheduleRunner, worker: DeliveryWorker, reaper: RunReaper) -> None:
         self.runner = runner
         self.worker = worker
+        self.reaper = reaper
 
     def stop(self) -> None:
         self.runner.stop()
         self.worker.stop()
+        self.reaper.stop()
 
 
 def start_background(
@@ -73,10 +76,14 @@ def start_background(
 
     # A site with an approved sensor scans there (chunks the central relay dispatches).
     runner = ScheduleRunner(engine, settings=settings, launch=launch, plan_site=plan_site_scan)
-    worker = DeliveryWorker(engine)
+    worker = DeliveryWorker(engine, options=WorkerOptions.from_settings(settings.alerts))
+    reaper = RunReaper(engine, settings.runs)
+    # Runs a previous process left behind are closed before anything new starts.
+    reaper.reap_once()
+    reaper.start()
     runner.start()
     worker.start()
-    return BackgroundServices(runner, worker)
+    return BackgroundServices(runner, worker, reaper)
 
 
 def create_app(

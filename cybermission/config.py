@@ -1,10 +1,48 @@
-"""Settings: one pydantic-settings model, read from ``CYBERMISSION_*`` variables by a factory."""
+"""Settings: one pydantic-settings model, read from ``CYBERMISSION_*`` variables by a factory.
 
+Secret settings (marked :data:`SECRET`) are also read from files, so a password never has to sit
+in the environment of a process (``/proc/<pid>/environ``, ``docker inspect``, unit files):
+
+- ``<NAME>_FILE``: the path of a file holding the value (Docker and Kubernetes secrets mounted
+  under ``/run/secrets``), e.g. ``CYBERMISSION_ADMIN_TOKEN_FILE=/run/secrets/admin_token``;
+- systemd credentials: a file named ``<NAME>`` in ``$CREDENTIALS_DIRECTORY``
+  (``LoadCredential=CYBERMISSION_ADMIN_TOKEN:/etc/cybermission/admin-token``).
+
+``<NAME>`` is the setting's variable (``CYBERMISSION_BROKER__MANAGEMENT_PASSWORD``). One trailing
+newline is dropped. Precedence: explicit overrides, then the variable itself, then ``<NAME>_FILE``,
+then the credentials directory; the variable and its ``_FILE`` together are refused as ambiguous.
+"""
+
+import os
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from cybermission.errors import ValidationError
+
+ENV_PREFIX = "CYBERMISSION_"
+NESTED_DELIMITER = "__"
+FILE_SUFFIX = "_FILE"
+CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"  # set by systemd for units with LoadCredential=
+
+
+class SecretSetting:
+    """Field marker: this setting holds a secret and may also be read from a file."""
+
+    def __repr__(self) -> str:
+        return "SECRET"
+
+
+SECRET = SecretSetting()
 
 
 class PacingProfile(StrEnum):
@@ -47,11 +85,11 @@ class BrokerSettings(BaseModel):
     """The RabbitMQ broker of the distributed mode (SCALE-OUT.md); unused in the embedded mode."""
 
     # The central service's AMQP account; the vhost part is replaced per site (``site.<slug>``).
-    url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    url: Annotated[str, SECRET] = "amqp://guest:guest@127.0.0.1:5672/"
     # The management API provisions per-site vhosts, users, permissions and shovels.
     management_url: str = "http://127.0.0.1:15672"
     management_user: str = "guest"
-    management_password: SecretStr = SecretStr("guest")
+    management_password: Annotated[SecretStr, SECRET] = SecretStr("guest")
     # Address written into enrolment bundles: what a sensor dials (amqps://... in production).
     public_url: str = "amqp://127.0.0.1:5672/"
     # PEM file of the CA that signs the broker's certificate; pinned by every sensor.
@@ -72,6 +110,19 @@ class BrokerSettings(BaseModel):
     window_s: float = Field(default=4 * 3600.0, gt=0)
 
 
+class RunSettings(BaseModel):
+    """Ownership of scan runs: how often the owner proves it lives, and when others stop waiting.
+
+    A run whose heartbeat is older than ``lease_s`` (or whose owner's process is gone from this
+    host) is closed ``interrupted`` by the first process that notices: any service at start-up,
+    and the reaper of ``serve`` every ``reaper_interval_s``.
+    """
+
+    heartbeat_s: float = Field(default=10.0, gt=0)
+    lease_s: float = Field(default=90.0, gt=0)
+    reaper_interval_s: float = Field(default=30.0, gt=0)
+
+
 class SensorSettings(BaseModel):
     """A site sensor's own settings (the bundle holds its broker address and credentials)."""
 
@@ -80,14 +131,31 @@ class SensorSettings(BaseModel):
     flush_interval_s: float = Field(default=5.0, gt=0)
 
 
+class AlertSettings(BaseModel):
+    """How alert deliveries outlive a receiver's outage (cybermission/alerts/README.md)."""
+
+    # A delivery is retried this long after it was planned (or redelivered) before it becomes a
+    # dead letter: long enough for a night's maintenance of the receiver.
+    retry_horizon_s: float = Field(default=24 * 3600.0, gt=0)
+    # Exponential back-off between attempts: base doubling up to the cap, with jitter. The cap
+    # bounds how long a receiver that came back waits for its backlog.
+    backoff_base_s: float = Field(default=2.0, gt=0)
+    backoff_cap_s: float = Field(default=300.0, gt=0)
+    # A hole in the event ids (a transaction still open when later events committed) is waited
+    # for this long before the outbox presumes it rolled back.
+    outbox_gap_grace_s: float = Field(default=600.0, gt=0)
+    poll_s: float = Field(default=1.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Every setting of the product. Build it with :func:`load_settings`."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CYBERMISSION_", env_nested_delimiter="__", extra="ignore"
+        env_prefix=ENV_PREFIX, env_nested_delimiter=NESTED_DELIMITER, extra="ignore"
     )
 
-    database_url: str = "sqlite:///var/cybermission.db"
+    # A PostgreSQL URL carries the database password.
+    database_url: Annotated[str, SECRET] = "sqlite:///var/cybermission.db"
     # Networks authorised when no scope is stored: loopback only.
     default_scope_cidrs: list[str] = Field(default_factory=lambda: ["127.0.0.0/8"])
     # TCP ports swept. None: every TCP port the installed probes declare (``cybermission probes``
@@ -102,13 +170,95 @@ class Settings(BaseSettings):
     discovery_engine: str = "sweep"
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     sensor: SensorSettings = Field(default_factory=SensorSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    runs: RunSettings = Field(default_factory=RunSettings)
     # Probes that may disturb a device (unit-id walk, ...) only run when named here.
     enabled_optional_probes: list[str] = Field(default_factory=list)
     rules_dirs: list[Path] = Field(default_factory=lambda: [Path("rules")])
-    admin_token: SecretStr | None = None
+    admin_token: Annotated[SecretStr | None, SECRET] = None
+    # Lifetime of a dashboard sign-in (browser session cookie); sign in again afterwards.
+    session_ttl_s: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600.0)
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier sources win: overrides, the variables, then the secret files.
+        return (init_settings, env_settings, SecretFileSource(settings_cls), dotenv_settings)
+
+
+def secret_settings(
+    model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[str, ...]]:
+    """The path of every setting marked :data:`SECRET` (``("broker", "url")``), nested too."""
+    for name, field in model.model_fields.items():
+        path = (*prefix, name)
+        if any(isinstance(m, SecretSetting) for m in field.metadata):
+            yield path
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from secret_settings(field.annotation, path)
+
+
+def setting_variable(path: tuple[str, ...]) -> str:
+    """The environment variable of a setting: ``CYBERMISSION_BROKER__URL``."""
+    return ENV_PREFIX + NESTED_DELIMITER.join(path).upper()
+
+
+class SecretFileSource(PydanticBaseSettingsSource):
+    """Secret settings read from ``<NAME>_FILE`` or ``$CREDENTIALS_DIRECTORY/<NAME>``."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ builds the whole (nested) mapping
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        credentials = os.environ.get(CREDENTIALS_DIRECTORY)
+        for path in secret_settings(Settings):
+            value = _secret_from_files(setting_variable(path), credentials)
+            if value is None:
+                continue
+            node = found
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+        return found
+
+
+def _secret_from_files(variable: str, credentials: str | None) -> str | None:
+    pointer = os.environ.get(variable + FILE_SUFFIX)
+    if pointer is not None:
+        if variable in os.environ:
+            raise ValidationError(
+                f"{variable} and {variable}{FILE_SUFFIX} are both set: keep one of them"
+            )
+        return _read_secret(Path(pointer), variable + FILE_SUFFIX)
+    if credentials:
+        candidate = Path(credentials) / variable
+        if candidate.is_file():
+            return _read_secret(candidate, f"${CREDENTIALS_DIRECTORY}/{variable}")
+    return None
+
+
+def _read_secret(path: Path, source: str) -> str:
+    # The error names the variable and the path, never the content.
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValidationError(f"{source}: cannot read {path} ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{source}: {path} is not UTF-8 text") from exc
+    value = text.removesuffix("\n").removesuffix("\r")
+    if not value:
+        raise ValidationError(f"{source}: {path} is empty")
+    return value
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -2,8 +2,8 @@
 
 It is the outbox of alerting (a delivery worker reads it after commit, so a crash loses nothing)
 and the source of the dashboards' event stream. Kinds are dotted nouns: ``scan.finished``,
-``scan.failed``, ``finding.created``, ``finding.reopened``, ``asset.created``, ``asset.changed``,
-``service.opened``, ``service.closed``.
+``scan.failed``, ``scan.interrupted``, ``finding.created``, ``finding.reopened``,
+``asset.created``, ``asset.changed``, ``service.opened``, ``service.closed``.
 """
 
 from datetime import datetime
@@ -20,6 +20,8 @@ from cybermission.visibility import visible
 class EventKind(StrEnum):
     SCAN_FINISHED = "scan.finished"
     SCAN_FAILED = "scan.failed"
+    # Interrupted (its process stopped or died) or cancelled: the payload's status says which.
+    SCAN_INTERRUPTED = "scan.interrupted"
     FINDING_CREATED = "finding.created"
     FINDING_REOPENED = "finding.reopened"
     ASSET_CREATED = "asset.created"

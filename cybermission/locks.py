@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import IO
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 _memory_locks: dict[str, threading.Lock] = {}
 _memory_guard = threading.Lock()
@@ -27,6 +28,8 @@ class ProcessLock:
         self._connection: Connection | None = None
         self._file: IO[bytes] | None = None
         self._memory: threading.Lock | None = None
+        self._key = 0
+        self._path: Path | None = None
 
     @property
     def held(self) -> bool:
@@ -48,6 +51,53 @@ class ProcessLock:
             self._memory = lock
             return True
         return False
+
+    def verify(self) -> bool:
+        """Whether this object really still holds the lock; drops it when it does not.
+
+        ``held`` only says a lock was taken. PostgreSQL releases a session's advisory locks when
+        its connection is lost (a restart, ``pg_terminate_backend``, a network cut), and another
+        process may take it then: re-check before every act that only the holder may do.
+        """
+        if self._connection is not None:
+            try:
+                still = bool(
+                    self._connection.execute(
+                        text(
+                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                            " AND pid = pg_backend_pid() AND granted"
+                            " AND ((classid::bigint << 32) | objid::bigint) = :k"
+                        ),
+                        {"k": self._key},
+                    ).scalar()
+                )
+            except SQLAlchemyError:
+                still = False
+            if not still:
+                self._drop_connection()
+            return still
+        if self._file is not None:
+            # A lock file someone removed and another process re-created is a second lock.
+            try:
+                same = self._path is not None and (
+                    os.fstat(self._file.fileno()).st_ino == self._path.stat().st_ino
+                )
+            except OSError:
+                same = False
+            if not same:
+                self._file.close()
+                self._file = None
+            return same
+        return self._memory is not None
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.invalidate()
+                self._connection.close()
+            except SQLAlchemyError:
+                pass  # already broken: nothing left to release on the server
+            self._connection = None
 
     def _acquire_postgres(self) -> bool:
         # Advisory lock keys are bigint: the first 8 bytes of a hash of the name, signed.
@@ -72,6 +122,7 @@ class ProcessLock:
         handle.write(f"{os.getpid()}\n".encode())
         handle.flush()
         self._file = handle
+        self._path = path
         return True
 
     def release(self) -> None:

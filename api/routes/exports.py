@@ -3,14 +3,15 @@ findings as OCSF Vulnerability Finding events, the inventory as a CycloneDX docu
 
 Each page is read in its own short transaction by keyset, so a long download neither holds a
 transaction open nor loads the table; rows written meanwhile may or may not appear.
+
+CSV cells a spreadsheet would evaluate (``=1+2``, ``@SUM(1,1)``, ``+v3``) are quote-prefixed
+(:mod:`cybermission.csv_cells`, OWASP's rule); the JSON, OCSF and CycloneDX exports keep raw values.
 """
 
-import csv
-import io
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from api.deps import EngineDep, Reader
 from api.routes.findings import FiltersDep
 from cybermission import __version__
 from cybermission.auth.service import Principal
+from cybermission.csv_cells import csv_rows
 from cybermission.db import session_scope, utcnow
 from cybermission.findings.models import Finding, FindingStatus, Severity
 from cybermission.inventory.models import Device, Service
@@ -332,19 +334,6 @@ def cyclonedx_component(
 # --- streams -----------------------------------------------------------------------------------
 
 
-def _csv_stream(columns: Sequence[str], pages: Iterable[list[dict[str, Any]]]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    for page in pages:
-        for row in page:
-            writer.writerow({k: " ".join(v) if isinstance(v, list) else v for k, v in row.items()})
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
-
-
 def _json_array(
     pages: Iterable[list[dict[str, Any]]], *, head: str = "[", tail: str = "]"
 ) -> Iterator[str]:
@@ -411,7 +400,7 @@ def export_findings_csv(
     engine: EngineDep, caller: Reader, filters: FiltersDep
 ) -> StreamingResponse:
     pages = _finding_dicts(engine, caller, filters, _finding_row)
-    return _download(_csv_stream(FINDING_COLUMNS, pages), "text/csv", "findings.csv")
+    return _download(csv_rows(FINDING_COLUMNS, pages), "text/csv", "findings.csv")
 
 
 @router.get(
@@ -445,7 +434,7 @@ def export_findings_ocsf(
 )
 def export_assets_csv(engine: EngineDep, caller: Reader) -> StreamingResponse:
     return _download(
-        _csv_stream(ASSET_COLUMNS, _asset_dicts(engine, caller)), "text/csv", "assets.csv"
+        csv_rows(ASSET_COLUMNS, _asset_dicts(engine, caller)), "text/csv", "assets.csv"
     )
 
 

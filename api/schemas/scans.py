@@ -62,4 +62,12 @@ class ScanRunRead(ReadModel):
     findings: int
     errors: list[dict[str, Any]]
     sent: dict[str, Any]
+    # Why it ended as it did (interrupted, cancelled, failed); None for a run that ran to its end.
+    reason: str | None = None
+    # The process executing it and its latest heartbeat (None for a site sensor's run).
+    owner_host: str | None = None
+    owner_pid: int | None = None
+    heartbeat_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
+    cancel_requested_by: str | None = None
     progress: ScanProgressRead | None = None

@@ -65,9 +65,13 @@ def fail(exc: CybermissionError, *, code: int = 2) -> typer.Exit:
 def start() -> Settings:
     """Settings from the environment, and logging configured from them."""
     from cybermission.config import load_settings
+    from cybermission.errors import CybermissionError
     from cybermission.logs import configure_logging
 
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except CybermissionError as exc:  # a secret file that cannot be read, named with its variable
+        raise fail(exc) from exc
     configure_logging(settings.log_level)
     return settings
 

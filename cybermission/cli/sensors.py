@@ -14,18 +14,47 @@ app = command_group("Site sensors: enrolment, approval, revocation.")
 
 
 @app.command("enroll")
-def sensors_enroll(slug: str) -> None:
-    """Enrol a sensor for a site and print its one-time bundle (keep it secret)."""
+def sensors_enroll(
+    slug: str,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the bundle to this file, mode 0600 (atomically; an existing file is "
+            "replaced).",
+        ),
+    ] = None,
+    to_stdout: Annotated[
+        bool,
+        typer.Option("--stdout", help="Print the bundle on stdout instead (it holds a password)."),
+    ] = False,
+) -> None:
+    """Enrol a sensor for a site and write its one-time bundle (broker password inside)."""
     from cybermission.db import session_scope
+    from cybermission.private_files import write_private_file
     from cybermission.sensors.service import enroll_sensor
 
+    # The bundle holds the sensor's broker password: it goes to a 0600 file, or to stdout only
+    # when asked for by name (a terminal, a pipe into a secret store), never by default.
+    if (output is None) == (not to_stdout):
+        raise fail(CybermissionError("give exactly one of --output FILE (mode 0600) or --stdout"))
     settings = start()
     try:
         with session_scope(open_store(settings)) as session:
             bundle = enroll_sensor(session, settings, slug=slug)
+            text = json.dumps(bundle, indent=2) + "\n"
+            # Written before the commit: a bundle that cannot be saved leaves no pending sensor.
+            if output is not None:
+                write_private_file(output, text)
     except CybermissionError as exc:
         raise fail(exc) from exc
-    sys.stdout.write(json.dumps(bundle, indent=2) + "\n")
+    except OSError as exc:
+        raise fail(CybermissionError(f"--output {output}: {exc.strerror or exc}")) from exc
+    if to_stdout:
+        sys.stdout.write(text)
+    else:
+        err().print(f"bundle written to {output} (mode 0600)")
     err().print(f"sensor {bundle['sensor_id']} is pending: approve it with `sensors approve`")
 
 

@@ -40,6 +40,13 @@ class ScanStatus(StrEnum):
     SUCCEEDED = "succeeded"
     PARTIAL = "partial"  # finished, but some hosts or probes could not be completed
     FAILED = "failed"
+    # Stopped before the end: its owner stopped (signal, shutdown) or died; resumable.
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"  # stopped on a person's request
+
+    @property
+    def finished(self) -> bool:
+        return self not in (ScanStatus.QUEUED, ScanStatus.RUNNING)
 
 
 class ScanRun(SQLModel, table=True):
@@ -67,6 +74,18 @@ class ScanRun(SQLModel, table=True):
     )
     # What was sent, per probe and request: {"modbus": {"fc43/mei14/basic": 3}}.
     sent: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Why it ended as it did, when that is not "it ran to the end" (interrupted, cancelled, failed).
+    reason: str | None = Field(default=None, max_length=500)
+    # The process that executes the run (``cybermission.scans.ownership``): its instance id
+    # (unique per process start), host and pid, and the lease it renews while it runs. None for
+    # runs no process of ours executes (a site sensor's chunks have deadlines of their own).
+    owner_instance: str | None = Field(default=None, max_length=36)
+    owner_host: str | None = Field(default=None, max_length=255)
+    owner_pid: int | None = None
+    heartbeat_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # A cancel asked by any process; the owner sees it at its next heartbeat and stops.
+    cancel_requested_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    cancel_requested_by: str | None = Field(default=None, max_length=100)
 
 
 class ObservationRecord(SQLModel, table=True):

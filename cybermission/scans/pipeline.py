@@ -24,7 +24,7 @@ from cybermission.errors import CybermissionError, ProbeError, ProbeTimeoutError
 from cybermission.events import EventKind, record_event
 from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL, advisory_drafts
 from cybermission.findings.advisories.matching import AdvisoryIndex, DeviceIdentity
-from cybermission.findings.advisories.normalise import change_direction
+from cybermission.findings.advisories.versions import change_direction
 from cybermission.findings.models import Finding, Severity
 from cybermission.findings.scoring import score_finding
 from cybermission.findings.service import (

@@ -3,7 +3,9 @@
 Our tables are the source of truth (``cybermission.scans.schedules``); APScheduler's own job
 store would be a second one that a restart or a second service could disagree with, so it only
 runs two jobs here: a tick that asks the store what is due, and nothing else. A
-:class:`ProcessLock` makes sure exactly one process per store ticks.
+:class:`ProcessLock` makes sure exactly one process per store ticks; it is re-checked before every
+tick and every schedule's decision, so a leader that lost its lock (its PostgreSQL connection
+dropped) stops deciding at once instead of running beside the new one.
 """
 
 import logging
@@ -59,13 +61,27 @@ class ScheduleRunner:
     def is_leader(self) -> bool:
         return self._lock.held
 
+    def _leads(self) -> bool:
+        """Whether this process is the leader now: a lock taken earlier is re-checked (a lost
+        PostgreSQL connection releases it, and another process may hold it by now)."""
+        if self._lock.held and self._lock.verify():
+            return True
+        if self._lock.acquire():
+            logger.info("scheduler leadership taken")
+            return True
+        return False
+
     def tick_once(self) -> TickReport | None:
         """Fire what is due now, if this process holds the lock (tries to take it first)."""
         with self._tick_guard:
-            if not self._lock.acquire():
+            if not self._leads():
                 return None
             report = tick(
-                self._engine, settings=self._settings, now=self._now(), plan_site=self._plan_site
+                self._engine,
+                settings=self._settings,
+                now=self._now(),
+                plan_site=self._plan_site,
+                still_leader=self._lock.verify,
             )
         for scan_run_id in report.launched:
             self._launch(scan_run_id)

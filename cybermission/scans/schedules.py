@@ -10,7 +10,8 @@ Decisions, in order, at the moment a run is due (``now`` is always passed in, fo
 1. **misfire**: due more than ``misfire_grace_s`` ago (the service was down): ``run_once`` runs
    one catch-up run for all missed times, ``skip`` records the miss and waits for the next time;
 2. **overlap**: a run of this schedule still going (or waiting for its window) absorbs this one,
-   which is recorded as skipped;
+   which is recorded as skipped; a run whose owner died is closed first (``interrupted``, by the
+   reaping every tick starts with), so a dead run never blocks its schedule;
 3. **blackout** then **window**: outside, ``wait`` parks the run until the next allowed moment,
    ``skip`` records it as skipped;
 4. the scan run is created (targets judged by the scope guard, as for any scan) and started.
@@ -21,6 +22,7 @@ the current window or the next blackout, and the central relay dispatches them; 
 launched here. The planner is injected (the scans domain never imports the sensors package).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -38,6 +40,7 @@ from cybermission.config import Settings
 from cybermission.db import UTCDateTime, enum_type, new_id, session_scope, utcnow
 from cybermission.errors import ConflictError, ScopeError, ValidationError
 from cybermission.scans.models import ScanRun, Scope
+from cybermission.scans.ownership import reap_orphaned_runs
 from cybermission.scans.scopes import build_guard, guard_from_scopes
 from cybermission.scans.service import create_scan_run
 from cybermission.scans.targets import count_targets
@@ -753,16 +756,27 @@ def _tick_schedule(
 
 
 def tick(
-    engine: Engine, *, settings: Settings, now: datetime, plan_site: SitePlanner | None = None
+    engine: Engine,
+    *,
+    settings: Settings,
+    now: datetime,
+    plan_site: SitePlanner | None = None,
+    still_leader: Callable[[], bool] | None = None,
 ) -> TickReport:
     """Decide every due schedule and waiting run at ``now``; one transaction per schedule.
 
     With ``plan_site``, a schedule whose scope belongs to a site with a sensor runs there.
+    ``still_leader`` is asked before each schedule: a process that lost the scheduler lock
+    mid-tick decides nothing more (another may hold it now).
     """
     report = TickReport()
+    # Runs whose owner died would otherwise absorb their schedule's next run as an overlap.
+    reap_orphaned_runs(engine, lease_s=settings.runs.lease_s)
     with session_scope(engine) as session:
         ids = list(session.exec(select(Schedule.id).where(col(Schedule.enabled))).all())
     for schedule_id in ids:
+        if still_leader is not None and not still_leader():
+            break
         launched_before = len(report.launched)
         try:
             with session_scope(engine) as session:

@@ -10,6 +10,7 @@ from cybermission.errors import ValidationError
 from cybermission.guard import ScopeGuard
 from cybermission.probes import Transport, resolve_ports
 from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.ownership import RunOwner, claim_run
 from cybermission.scans.targets import count_targets
 from cybermission.visibility import get_owned_or_raise, sees, visible
 
@@ -35,10 +36,13 @@ def create_scan_run(
     requested_by: str,
     udp_ports: list[int] | None = None,
     organization_id: str | None = None,
+    owner: RunOwner | None = None,
 ) -> ScanRun:
     """Validate targets against the scope and store a queued run; nothing is stored on refusal.
 
     ``organization_id``: whose run it is (an organisation's caller sees only its own runs).
+    ``owner``: the process that will execute it, when known now (a run created by a process
+    that dies before starting it is then reaped instead of staying queued for ever).
 
     Raises ``ScopeError`` for any target outside the authorised scopes and ``ValidationError`` for
     malformed targets or ports, before any packet is sent.
@@ -61,6 +65,8 @@ def create_scan_run(
         organization_id=organization_id,
         hosts_total=total,
     )
+    if owner is not None:
+        claim_run(run, owner)
     session.add(run)
     session.flush()
     return run

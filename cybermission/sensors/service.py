@@ -493,11 +493,7 @@ def finish_if_complete(engine: Engine, run_id: str) -> bool:
     """End the run once every chunk is done, skipped or failed; True if this call ended it."""
     with session_scope(engine) as session:
         run = session.get(ScanRun, run_id)
-        if run is None or run.status in (
-            ScanStatus.SUCCEEDED,
-            ScanStatus.PARTIAL,
-            ScanStatus.FAILED,
-        ):
+        if run is None or run.status.finished:
             return False
         chunks = session.exec(select(Chunk).where(Chunk.scan_run_id == run_id)).all()
         if any(not c.state.terminal for c in chunks):

@@ -191,37 +191,76 @@ def _check_numbers(page: Page) -> None:
     expect(page.locator("#running-scans")).to_contain_text("127.24.4.0/24")
 
 
-def test_dashboard_token_in_the_address_shows_the_numbers(server: str, page: Page) -> None:
-    response = page.goto(f"{server}/dashboard?token={TOKEN}")
-    assert response is not None
-    assert response.status == 200
-    _check_numbers(page)
-    # The script kept the token in the tab and took it out of the address bar.
-    assert "token" not in page.url
-    assert page.evaluate("sessionStorage.getItem('cybermission.token')") == TOKEN
-
-
-def test_dashboard_login_form_fetches_the_numbers(server: str, page: Page) -> None:
+def _sign_in(page: Page, server: str, token: str = TOKEN) -> None:
     page.goto(f"{server}/dashboard")
     expect(page.locator("#board")).to_be_hidden()
-    page.fill("#token-input", TOKEN)
+    page.fill("#token-input", token)
     page.click("#login-form button[type=submit]")
+
+
+def test_dashboard_sign_in_form_shows_the_numbers(server: str, page: Page) -> None:
+    _sign_in(page, server)
     expect(page.locator("#board")).to_be_visible()
-    _check_numbers(page)  # rendered by the script from /api/v1/dashboard this time
+    _check_numbers(page)
+    assert page.url == f"{server}/dashboard"
+    # The browser holds a session cookie the page's script cannot read, never the token.
+    (cookie,) = page.context.cookies()
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict"
+    assert cookie["secure"] is False  # plain http on loopback
+    assert TOKEN not in cookie["value"]
+    assert page.evaluate("document.cookie") == ""
+    storage = page.evaluate("JSON.stringify([sessionStorage, localStorage])")
+    assert TOKEN not in storage
+    assert TOKEN not in page.content()
+
+
+def test_dashboard_refreshes_with_the_session_cookie(server: str, page: Page) -> None:
+    _sign_in(page, server)
+    expect(page.locator("#devices-total")).to_have_text("4")
+    with page.expect_response(f"{server}/api/v1/dashboard") as refreshed:
+        page.evaluate("fetch('/api/v1/dashboard')")
+    assert refreshed.value.status == 200
+    assert refreshed.value.request.headers.get("authorization") is None
+
+
+def test_dashboard_token_in_the_address_is_not_accepted(server: str, page: Page) -> None:
+    response = page.goto(f"{server}/dashboard?token={TOKEN}")
+    assert response is not None
+    assert response.status == 200  # after the redirect to the bare form
+    assert page.url == f"{server}/dashboard"
+    expect(page.locator("#login")).to_be_visible()
+    expect(page.locator("#board")).to_be_hidden()
+    assert page.context.cookies() == []
 
 
 def test_dashboard_refuses_a_wrong_token(server: str, page: Page) -> None:
-    response = page.goto(f"{server}/dashboard?token=not-a-token")
-    assert response is not None
-    assert response.status == 401
+    with page.expect_response(f"{server}/dashboard/session") as posted:
+        _sign_in(page, server, "not-a-token")
+    assert posted.value.status == 401
     expect(page.locator("#login-error")).to_contain_text("not valid")
+    expect(page.locator("#board")).to_be_hidden()
+    assert page.context.cookies() == []
+
+
+def test_dashboard_sign_out_ends_the_session(server: str, page: Page) -> None:
+    _sign_in(page, server)
+    expect(page.locator("#board")).to_be_visible()
+    (cookie,) = page.context.cookies()
+    page.click("#logout button[type=submit]")
+    expect(page.locator("#login")).to_be_visible()
+    assert page.context.cookies() == []
+    # The old cookie, replayed, opens nothing: the session was revoked on the server.
+    page.context.add_cookies([cookie])
+    page.goto(f"{server}/dashboard")
+    expect(page.locator("#login-error")).to_contain_text("session has ended")
     expect(page.locator("#board")).to_be_hidden()
 
 
 def test_dashboard_loads_nothing_from_outside(server: str, page: Page) -> None:
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
-    page.goto(f"{server}/dashboard?token={TOKEN}")
+    _sign_in(page, server)
     expect(page.locator("#devices-total")).to_have_text("4")
     assert requested
     assert all(url.startswith(server) for url in requested), requested

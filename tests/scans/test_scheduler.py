@@ -4,7 +4,7 @@ APScheduler really driving the ticks."""
 import threading
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlmodel import select
 
 from cybermission.config import Settings
@@ -112,3 +112,37 @@ def test_runner_fires_from_apscheduler(sqlite_engine: Engine, settings: Settings
         runner.stop()
     assert len(launched) == 1
     assert not runner.is_leader  # stopping releases the lock for the next service
+
+
+def _lose_lock(engine: Engine, lock: ProcessLock) -> None:
+    """What a lost PostgreSQL connection (or a removed lock file) does to a held lock."""
+    if engine.dialect.name == "postgresql":
+        assert lock._connection is not None
+        pid = lock._connection.execute(text("SELECT pg_backend_pid()")).scalar()
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    else:
+        assert lock._path is not None
+        lock._path.unlink()
+
+
+def test_leader_that_lost_its_lock_stops_deciding(engine: Engine, settings: Settings) -> None:
+    _schedules(engine, settings, ["a"])
+    fired: list[str] = []
+    first = ScheduleRunner(engine, settings=settings, launch=fired.append, now=Clock(T0))
+    second = ScheduleRunner(
+        engine, settings=settings, launch=fired.append, now=Clock(T0 + timedelta(hours=1))
+    )
+    try:
+        assert first.tick_once() is not None
+        _lose_lock(engine, first._lock)
+        # The other service takes over; the old leader re-checks and stands down.
+        assert second.tick_once() is not None
+        assert second.is_leader
+        first._now = Clock(T0 + timedelta(hours=1))
+        assert first.tick_once() is None
+        assert not first.is_leader
+    finally:
+        first.stop()
+        second.stop()
+    assert len(fired) == 1  # the due run was launched once, by the new leader

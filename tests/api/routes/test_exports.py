@@ -7,9 +7,11 @@ import json
 import httpx
 import pytest
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from api.routes import exports
 from cybermission.auth.models import Role
+from cybermission.inventory.models import Device
 from tests.api.world import World, build_world
 
 
@@ -109,6 +111,46 @@ async def test_exports_of_an_organisation_hold_only_its_rows(
     )
     refs = [c["bom-ref"] for c in response.json()["components"]]
     assert refs == [world.orgs["a"].device]
+
+
+async def test_exports_csv_neutralise_formulas_and_json_keeps_raw_values(
+    client: httpx.AsyncClient, world: World, engine: Engine
+) -> None:
+    # Device-controlled strings as a hostile device would report them (issue 11).
+    with Session(engine) as session:
+        device = session.get(Device, world.orgs["a"].device)
+        assert device is not None
+        device.vendor, device.model, device.firmware, device.serial = (
+            "=1+2 Vendor",
+            "@SUM(1,1)",
+            "+v3",
+            "-42",
+        )
+        session.add(device)
+        session.commit()
+    assets = list(
+        csv.DictReader(io.StringIO((await client.get("/api/v1/exports/assets.csv")).text))
+    )
+    row = next(r for r in assets if r["id"] == world.orgs["a"].device)
+    assert (row["vendor"], row["model"], row["firmware"]) == ("'=1+2 Vendor", "'@SUM(1,1)", "'+v3")
+    assert row["serial"] == "-42"  # a plain negative number stays a number
+    findings = list(
+        csv.DictReader(io.StringIO((await client.get("/api/v1/exports/findings.csv")).text))
+    )
+    finding = next(r for r in findings if r["device_id"] == world.orgs["a"].device)
+    assert (finding["vendor"], finding["model"]) == ("'=1+2 Vendor", "'@SUM(1,1)")
+    raw = next(
+        a
+        for a in (await client.get("/api/v1/exports/assets.json")).json()
+        if a["id"] == world.orgs["a"].device
+    )
+    assert (raw["vendor"], raw["model"], raw["firmware"]) == ("=1+2 Vendor", "@SUM(1,1)", "+v3")
+    raw_finding = next(
+        f
+        for f in (await client.get("/api/v1/exports/findings.json")).json()
+        if f["device_id"] == world.orgs["a"].device
+    )
+    assert raw_finding["vendor"] == "=1+2 Vendor"
 
 
 def _failing_after_first_row(monkeypatch: pytest.MonkeyPatch) -> None:
