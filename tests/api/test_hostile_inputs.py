@@ -21,6 +21,8 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.app import create_app
+from api.schemas.schedules import ScheduleUpdate
+from api.schemas.scopes import ScopeUpdate
 from cybermission.config import Settings
 from tests.api.conftest import AUTH, BASE_URL
 from tests.api.world import World, build_world
@@ -237,3 +239,28 @@ def _print_tally(
         print(f"\nhostile corpus on {engine.dialect.name}: {total} requests")
         for klass, statuses in by_class.items():
             print(line(klass, statuses))
+
+
+async def test_patch_with_null_is_a_422_naming_the_field_unless_null_clears_it(
+    hostile_client: tuple[httpx.AsyncClient, World, FastAPI],
+) -> None:
+    client, world, app = hostile_client
+    a = world.orgs["a"]
+    created = await client.post(
+        "/api/v1/schedules", json={"name": "nightly", "scope_id": a.scope, "interval_s": 3600}
+    )
+    assert created.status_code == 201, created.text
+    targets = {
+        "scopes": (f"/api/v1/scopes/{a.scope}", "ScopeUpdate"),
+        "schedules": (f"/api/v1/schedules/{created.json()['id']}", "ScheduleUpdate"),
+    }
+    spec = app.openapi()["components"]["schemas"]
+    for name, (url, schema) in targets.items():
+        model = {"ScopeUpdate": ScopeUpdate, "ScheduleUpdate": ScheduleUpdate}[schema]
+        for field in spec[schema]["properties"]:
+            response = await client.patch(url, json={field: None})
+            assert response.status_code < 500, (name, field, response.text)
+            if field in model.clearable:
+                continue  # null clears it: the service judges the result (200 or 422)
+            assert response.status_code == 422, (name, field, response.text)
+            assert [e["field"] for e in response.json()["errors"]] == [field]
