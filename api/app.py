@@ -18,6 +18,7 @@ from api.routes import (
     allocations,
     assets,
     dashboard,
+    docs,
     events,
     exports,
     findings,
@@ -124,7 +125,10 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        # Swagger UI is served by api.routes.docs from the package's own files, never a CDN;
+        # FastAPI's ReDoc page would load from a CDN too: not offered.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
@@ -133,6 +137,7 @@ def create_app(
     app.add_middleware(InputBoundary)
 
     app.include_router(health.router)
+    app.include_router(docs.router)
     app.include_router(dashboard.page_router)
     app.include_router(metrics.router)
     # Every /api/v1 route authenticates first (before body validation); each route then requires

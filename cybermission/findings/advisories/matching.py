@@ -22,6 +22,7 @@ Every match carries its confidence (confidence.py), the reason and the branch pa
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 from sqlmodel import Session, select
@@ -34,6 +35,7 @@ from cybermission.findings.advisories.families import (
     NameLine,
     family_book,
 )
+from cybermission.findings.advisories.mentions import find_mention
 from cybermission.findings.advisories.normalise import chunks, expand_product_name, vendor_key
 from cybermission.findings.advisories.products import (
     WILD,
@@ -56,7 +58,10 @@ from cybermission.findings.models import Advisory, AdvisoryProduct
 
 # A version constraint written inside a product name ("S7-1200 CPU family < V4.x").
 _NAME_RANGE_RE: Final = re.compile(r"(<=|>=|<|>)\s*v?\d+(?:\.(?:\d+|x))*", re.IGNORECASE)
-_KEY_UNITS: Final = 3
+# Products are reached by the first units of each of their words (a word shorter than that, or
+# cut by a placeholder, by what it has): "6es75" selects a handful of Siemens part numbers where
+# "6es" would select thousands.
+_KEY_UNITS: Final = 5
 # Vendors whose advisories write two-digit minors as floats ("2.1" for firmware 2.10).
 _FLOAT_MINOR_VENDORS: Final = frozenset({"moxa"})
 
@@ -84,6 +89,14 @@ class AdvisoryMatch:
     product_id: str
     confidence: Confidence
     reason: str
+    # The sentence of the advisory's text that named the device (a mention), else None.
+    quote: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Passage:
+    advisory_id: str
+    notation: Notation
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +127,30 @@ def _name_lines(product: str) -> tuple[NameLine, ...]:
 
 
 def _keys(note: Notation) -> set[str]:
+    """Index keys of a product name: the first units from each word start; "=" and the word for
+    a word shorter than that; "?" and the units before a placeholder that cuts the window."""
     keys: set[str] = set()
-    for start in note.bounds:
+    ordered = sorted(note.bounds)
+    for here, start in enumerate(ordered):
         window = note.units[start : start + _KEY_UNITS]
         head = window.split(WILD, 1)[0]
-        if head:
+        if len(head) == _KEY_UNITS:
             keys.add(head)
+        elif head and WILD in window:
+            keys.add("?" + head)
+        following = ordered[here + 1] if here + 1 < len(ordered) else len(note.units)
+        word = note.units[start:following]
+        if word and len(word) < _KEY_UNITS and WILD not in word:
+            keys.add("=" + word)
     return keys
+
+
+def _lookups(note: Notation) -> tuple[str, ...]:
+    """The keys a device name reaches products by (see :func:`_keys`)."""
+    units = note.units
+    found = [units[:_KEY_UNITS] if len(units) >= _KEY_UNITS else "=" + units]
+    found.extend("?" + units[:size] for size in range(1, min(_KEY_UNITS, len(units) + 1)))
+    return tuple(found)
 
 
 @dataclass(slots=True)
@@ -133,6 +163,8 @@ class AdvisoryIndex:
     _count: int = 0
     _by_key: dict[str, dict[str, list[_Entry]]] = field(default_factory=dict)
     _by_family: dict[str, list[tuple[_Entry, tuple[NameLine, ...]]]] = field(default_factory=dict)
+    _vendors_of: dict[str, set[str]] = field(default_factory=dict)
+    _passages: dict[str, dict[str, list[_Passage]]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -141,6 +173,8 @@ class AdvisoryIndex:
         index = cls(advisories={a.id: a for a in advisories})
         for product in products:
             index.add(product)
+        for advisory in index.advisories.values():
+            index.add_mentions(advisory)
         return index
 
     @classmethod
@@ -152,8 +186,7 @@ class AdvisoryIndex:
         return self._count
 
     def add(self, product: AdvisoryProduct) -> None:
-        keys = _vendor_keys(product.vendor) or {product.vendor_key}
-        keys.discard("")
+        keys = _vendor_keys(product.vendor) or frozenset({product.vendor_key} - {""})
         if not keys:
             return
         names = (
@@ -171,7 +204,7 @@ class AdvisoryIndex:
             branch_path=tuple(product.branch_path),
             notations=tuple(notation(n) for n in names),
             in_version=in_version,
-            spec=parse_version_spec(None if in_version else product.version),
+            spec=_spec(None if in_version else product.version),
             name_spec=parse_version_spec(in_name.group(0)) if in_name else None,
             lines=_name_lines(_NAME_RANGE_RE.sub(" ", product.product)),
             cves=tuple(product.cves),
@@ -179,6 +212,7 @@ class AdvisoryIndex:
             cvss_vector=product.cvss_vector,
         )
         self._count += 1
+        self._vendors_of.setdefault(product.advisory_id, set()).update(keys)
         for key in keys:
             by_key = self._by_key.setdefault(key, {})
             for note in (*entry.notations, *in_version):
@@ -194,6 +228,16 @@ class AdvisoryIndex:
             if named:
                 self._by_family.setdefault(family.name, []).append((entry, lines))
 
+    def add_mentions(self, advisory: Advisory) -> None:
+        """Index the sentences of ``advisory`` under the vendors of its products (after them)."""
+        keys = self._vendors_of.get(advisory.id, set())
+        for text in advisory.mentions or ():
+            passage = _Passage(advisory.id, notation(text))
+            for key in keys:
+                by_key = self._passages.setdefault(key, {})
+                for word in _keys(passage.notation):
+                    by_key.setdefault(word, []).append(passage)
+
     def match(self, device: DeviceIdentity) -> list[AdvisoryMatch]:
         """The advisories that apply to ``device``: one match per advisory, the most certain."""
         key = vendor_key(device.vendor)
@@ -208,8 +252,8 @@ class AdvisoryIndex:
         for vendor in vendors:
             by_key = self._by_key.get(vendor, {})
             for note in notes:
-                for size in range(1, _KEY_UNITS + 1):
-                    for entry in by_key.get(note.units[:size], ()):
+                for lookup in _lookups(note):
+                    for entry in by_key.get(lookup, ()):
                         candidates[id(entry)] = entry
         by_family: dict[int, tuple[Family, tuple[NameLine, ...]]] = {}
         for family in members:
@@ -218,6 +262,7 @@ class AdvisoryIndex:
                 by_family.setdefault(id(entry), (family, lines))
         version = parse_version(device.firmware)
         best: dict[str, AdvisoryMatch] = {}
+        named: set[str] = set()  # advisories whose tree names the device, in range or not
         for entry in candidates.values():
             evidence = _product_evidence(entry, notes)
             lines = entry.lines
@@ -226,6 +271,7 @@ class AdvisoryIndex:
                 evidence = Evidence.FAMILY, f"family {family.name!r} named as {entry.product!r}"
             if evidence is None:
                 continue
+            named.add(entry.advisory_id)
             judged = _judge(entry, evidence, lines, version, device.firmware, key)
             if judged is None:
                 continue
@@ -234,7 +280,55 @@ class AdvisoryIndex:
             if current is not None and current.confidence.rank >= confidence.rank:
                 continue
             best[entry.advisory_id] = self._match(entry, confidence, reason)
+        family_names = [
+            notation(" ".join(run))
+            for family in members
+            for run in family.names
+            if len(run) >= 2 or any(c.isdigit() for c in run[0])
+        ]
+        self._mentions(vendors, notes, family_names, version, named, best)
         return sorted(best.values(), key=lambda m: m.advisory_id)
+
+    def _mentions(
+        self,
+        vendors: set[str],
+        names: list[Notation],
+        family_names: list[Notation],
+        version: Version | None,
+        named: set[str],
+        best: dict[str, AdvisoryMatch],
+    ) -> None:
+        seen: set[int] = set()
+        for vendor in vendors:
+            by_key = self._passages.get(vendor, {})
+            for name in (*names, *family_names):
+                for lookup in _lookups(name):
+                    for passage in by_key.get(lookup, ()):
+                        if id(passage) in seen or passage.advisory_id in named:
+                            continue
+                        seen.add(id(passage))
+                        if passage.advisory_id in best:
+                            continue
+                        mention = find_mention(passage.notation, names, version) or find_mention(
+                            passage.notation, family_names, version, needs_version=True
+                        )
+                        if mention is None:
+                            continue
+                        advisory = self.advisories[passage.advisory_id]
+                        best[passage.advisory_id] = AdvisoryMatch(
+                            advisory_id=advisory.id,
+                            title=advisory.title,
+                            cves=tuple(advisory.cves),
+                            cvss_score=advisory.cvss_score,
+                            cvss_vector=advisory.cvss_vector,
+                            kev=advisory.kev,
+                            branch_path=(),
+                            product_id="",
+                            confidence=Confidence.LOW,
+                            reason=f"{mention.name!r} named in the advisory's text only "
+                            f"(version {mention.outcome.value})",
+                            quote=mention.quote,
+                        )
 
     def _match(self, entry: _Entry, confidence: Confidence, reason: str) -> AdvisoryMatch:
         advisory = self.advisories.get(entry.advisory_id)
@@ -254,7 +348,13 @@ class AdvisoryIndex:
         )
 
 
-def _vendor_keys(vendor: str) -> set[str]:
+@lru_cache(maxsize=65536)
+def _spec(version: str | None) -> VersionSpec:
+    return parse_version_spec(version)
+
+
+@lru_cache(maxsize=4096)
+def _vendor_keys(vendor: str) -> frozenset[str]:
     """Every vendor of a product: advisories on shared components list several ("ABB, Phoenix
     Contact, Schneider Electric, Siemens, and WAGO", "General Electric (GE) and Emerson")."""
     keys = {vendor_key(vendor)}
@@ -262,7 +362,7 @@ def _vendor_keys(vendor: str) -> set[str]:
         key = vendor_key(part)
         if key:
             keys.add(key)
-    return keys
+    return frozenset(keys - {""})
 
 
 def _is_part_number(units: str) -> bool:
@@ -272,10 +372,9 @@ def _is_part_number(units: str) -> bool:
 
 def _accept(device: Notation, product: Notation, start: int) -> tuple[Evidence, str] | None:
     """Whether ``device`` (or its catalogue-number head) is spelled by ``product`` at ``start``."""
-    best: tuple[Evidence, str] | None = None
-    longest = 0
     single_word = " " not in device.text.strip()
-    for end, stop in align(device, product, start):
+    # The longest spelling first: the first one accepted is the answer.
+    for end, stop in sorted(align(device, product, start), reverse=True):
         trailing_wild = product.units[stop - 1] == WILD and (
             stop == len(product.units) or stop in product.bounds
         )
@@ -283,7 +382,7 @@ def _accept(device: Notation, product: Notation, start: int) -> tuple[Evidence, 
             continue
         spelled = device.units[:end]
         matched = product.units[start:stop]
-        if end <= longest or len(matched.replace(WILD, "")) < 3:
+        if len(matched.replace(WILD, "")) < 3:
             continue
         whole = start == 0 and stop == len(product.units)
         if end == len(device.units):
@@ -307,9 +406,8 @@ def _accept(device: Notation, product: Notation, start: int) -> tuple[Evidence, 
             kind = Evidence.MODEL  # "PowerFlex 525 480V 5HP": ratings after the model
         else:
             continue
-        longest = end
-        best = kind, f"{device.text!r} spelled by product {product.text!r}"
-    return best
+        return kind, f"{device.text!r} spelled by product {product.text!r}"
+    return None
 
 
 def _names_device(product: str, device: Notation, stop: int) -> bool:

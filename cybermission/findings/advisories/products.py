@@ -13,6 +13,7 @@ end. :func:`align` finds a device name inside a product name on word boundaries.
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 WILD: Final = "?"  # one unit that stands for one or more letters or digits
@@ -71,6 +72,7 @@ def _placeholder_flags(text: str) -> list[bool]:
     return flags
 
 
+@lru_cache(maxsize=65536)
 def notation(text: str) -> Notation:
     """The compared form of a name: "140CPU65xxxxx" -> "140cpu65?", "FL SWITCH 3xxx" ->
     "flswitch3?", "SCALANCE X204 IRT" -> "scalancex204irt" with boundaries after each word."""
@@ -94,10 +96,17 @@ def notation(text: str) -> Notation:
 def align(device: Notation, product: Notation, start: int) -> list[tuple[int, int]]:
     """Every (device end, product end) where ``device.units[:end]`` spells ``product.units``
     from ``start``: letters and digits equal, a wildcard taking one or more of the device's."""
+    d, p = device.units, product.units
+    if WILD not in p:
+        # No placeholder: the common run of letters and digits, every length of it.
+        size = 0
+        limit = min(len(d), len(p) - start)
+        while size < limit and d[size] == p[start + size]:
+            size += 1
+        return [(end, start + end) for end in range(1, size + 1)]
     found: list[tuple[int, int]] = []
     seen: set[tuple[int, int]] = set()
     stack = [(0, start)]
-    d, p = device.units, product.units
     while stack:
         di, pi = stack.pop()
         if (di, pi) in seen:

@@ -80,6 +80,7 @@ def build_index(archive: Path) -> AdvisoryIndex:
                 title=record.title,
                 cves=record.cves,
                 cvss_score=record.cvss_score,
+                mentions=record.mentions,
             )
         )
         products.extend(
