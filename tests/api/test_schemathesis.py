@@ -30,7 +30,7 @@ from cybermission.config import load_settings
 from cybermission.db import create_db_engine
 from cybermission.scans.models import Scope
 from tests.api.conftest import AUTH, BASE_URL, TOKEN
-from tests.api.world import build_world
+from tests.api.world import World, build_world
 from tests.conftest import _postgres_engine
 
 FUZZ_SCOPE = "127.40.3.0/24"
@@ -38,9 +38,10 @@ EXAMPLES_PER_OPERATION = 6
 CALL_TIMEOUT_S = 60
 
 
-def _app(engine: Engine) -> FastAPI:
+def _app(engine: Engine) -> tuple[FastAPI, World]:
+    """The app on ``engine`` with the two-organisation world and a global fuzz scope."""
     SQLModel.metadata.create_all(engine)
-    build_world(engine)
+    world = build_world(engine)
     with Session(engine) as session:
         session.add(Scope(name="fuzz", cidrs=[FUZZ_SCOPE]))
         session.commit()
@@ -50,7 +51,7 @@ def _app(engine: Engine) -> FastAPI:
         rules_dirs=[Path("rules")],
         admin_token=SecretStr(TOKEN),
     )
-    return create_app(app_settings, engine=engine)
+    return create_app(app_settings, engine=engine), world
 
 
 class AppThread:
@@ -100,12 +101,12 @@ def fuzz_app(
 ) -> Iterator[AppThread]:
     if request.param == "sqlite":
         engine = create_db_engine(f"sqlite:///{tmp_path_factory.mktemp('fuzz')}/fuzz.db")
-        with AppThread(_app(engine), store="sqlite") as running:
+        with AppThread(_app(engine)[0], store="sqlite") as running:
             yield running
         engine.dispose()
     else:
         for engine in _postgres_engine():
-            with AppThread(_app(engine), store="postgres") as running:
+            with AppThread(_app(engine)[0], store="postgres") as running:
                 yield running
     counts = CALLS.get(request.param, Counter())
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
