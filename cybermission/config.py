@@ -83,7 +83,10 @@ class PacingSettings(BaseModel):
                 sockets_in_flight=15_000,
                 connect_timeout_s=self.connect_timeout_s if self.connect_timeout_s != 2.0 else 1.0,
                 probe_timeout_s=self.probe_timeout_s if self.probe_timeout_s != 5.0 else 2.0,
-                probes_in_flight=self.probes_in_flight if self.probes_in_flight != 64 else 256,
+                # Not lifted: more hosts in flight only lengthen each probe's wait for a busy
+                # loop or device (measured: 256 lost 309 of 1,024 identities at load 10, 32
+                # lost 4, in the same time), so the lab keeps the safe count.
+                probes_in_flight=self.probes_in_flight,
                 strikes_before_back_off=self.strikes_before_back_off,
                 processes=self.processes,
             )

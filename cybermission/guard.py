@@ -146,6 +146,10 @@ class ScopeGuard:
 
     def __init__(self, rules: Sequence[ScopeRule]) -> None:
         self._rules = tuple(rules)
+        # Which rules' networks cover an address does not change with time: judged once per
+        # address (a run checks each address once per connect or datagram session), while
+        # validity, which does change, is judged at every check.
+        self._covering = functools.lru_cache(maxsize=65_536)(self._rules_covering)
 
     @property
     def rules(self) -> tuple[ScopeRule, ...]:
@@ -161,11 +165,11 @@ class ScopeGuard:
         if translated is not None:
             raise ScopeError(address, f"an address of {translated} stands for an IPv4 host")
         moment = now or datetime.now(UTC)
+        if any(r.active_at(moment) for r in self._covering(ip)):
+            return ip
         active = [r for r in self._rules if r.active_at(moment)]
         if not active:
             raise ScopeError(address, "no authorised scope is valid now")
-        if any(r.covers(ip) for r in active):
-            return ip
         excluded = [r.name for r in active if any(ip in x for x in r.exclusions)]
         if excluded:
             raise ScopeError(address, f"excluded by scope {', '.join(sorted(excluded))}")
@@ -191,6 +195,9 @@ class ScopeGuard:
         except ScopeError:
             return False
         return True
+
+    def _rules_covering(self, ip: IPAddress) -> tuple[ScopeRule, ...]:
+        return tuple(r for r in self._rules if r.covers(ip))
 
     @staticmethod
     def _refuse(address: str) -> IPAddress:

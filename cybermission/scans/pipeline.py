@@ -27,6 +27,7 @@ from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL, advisory_
 from cybermission.findings.advisories.matching import AdvisoryIndex, DeviceIdentity
 from cybermission.findings.advisories.versions import change_direction
 from cybermission.findings.models import Finding, Severity
+from cybermission.findings.payloads import finding_event_payload
 from cybermission.findings.scoring import score_finding
 from cybermission.findings.service import (
     FindingDraft,
@@ -545,6 +546,7 @@ def _judge_device(
                 device_id=device.id,
                 zone_exposure=asset["zone_exposure"],
                 criticality=asset["criticality"],
+                address=report.address,
             )
         )
     return drafts
@@ -769,16 +771,7 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
         record_event(
             session,
             EventKind.FINDING_REOPENED if finding.id in reopened else EventKind.FINDING_CREATED,
-            payload={
-                "rule_id": finding.rule_id,
-                "title": finding.title,
-                "device_id": finding.device_id,
-                "port": finding.port,
-                "protocol": finding.protocol,
-                "score": finding.score,
-                "address": finding.evidence.get("address"),
-                "attack_techniques": finding.evidence.get("attack_techniques", []),
-            },
+            payload=finding_event_payload(finding),
             subject_id=finding.id,
             scan_run_id=state.run_id,
             severity=str(finding.severity),
@@ -900,7 +893,7 @@ async def execute_scan(
             per_host_rate_per_s=pacing.per_host_rate_per_s,
             strikes_before_back_off=pacing.strikes_before_back_off,
         )
-        connector = Connector(guard, pacer=gate)
+        connector = Connector(guard, pacer=gate, shared_udp=True)
         queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
         writer = asyncio.create_task(_writer(engine, state, queue))
 
@@ -933,12 +926,15 @@ async def execute_scan(
             )
             engine_observations = {(o.address, o.port): o for o in found.observations}
             swept = _replay(found.hosts)
-        await identify_paced(
-            _hosts(swept, state, udp=plan.has_udp),
-            identify,
-            gate=gate,
-            probes_in_flight=pacing.probes_in_flight,
-        )
+        try:
+            await identify_paced(
+                _hosts(swept, state, udp=plan.has_udp),
+                identify,
+                gate=gate,
+                probes_in_flight=pacing.probes_in_flight,
+            )
+        finally:
+            connector.close()
         await queue.put(None)
         await writer
     except CybermissionError as exc:
