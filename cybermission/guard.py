@@ -105,6 +105,10 @@ class ScopeGuard:
 
     def __init__(self, rules: Sequence[ScopeRule]) -> None:
         self._rules = tuple(rules)
+        # Which rules' networks cover an address does not change with time: judged once per
+        # address (a run checks each address once per connect or datagram session), while
+        # validity, which does change, is judged at every check.
+        self._covering = functools.lru_cache(maxsize=65_536)(self._rules_covering)
 
     @property
     def rules(self) -> tuple[ScopeRule, ...]:
@@ -117,11 +121,11 @@ class ScopeGuard:
         except ValueError as exc:
             raise ScopeError(address, "not an IP address; resolve names before the guard") from exc
         moment = now or datetime.now(UTC)
+        if any(r.active_at(moment) for r in self._covering(ip)):
+            return ip
         active = [r for r in self._rules if r.active_at(moment)]
         if not active:
             raise ScopeError(address, "no authorised scope is valid now")
-        if any(r.covers(ip) for r in active):
-            return ip
         excluded = [r.name for r in active if any(ip in x for x in r.exclusions)]
         if excluded:
             raise ScopeError(address, f"excluded by scope {', '.join(sorted(excluded))}")
@@ -147,6 +151,9 @@ class ScopeGuard:
         except ScopeError:
             return False
         return True
+
+    def _rules_covering(self, ip: IPAddress) -> tuple[ScopeRule, ...]:
+        return tuple(r for r in self._rules if r.covers(ip))
 
     @staticmethod
     def _refuse(address: str) -> IPAddress:

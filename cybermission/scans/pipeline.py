@@ -893,7 +893,7 @@ async def execute_scan(
             per_host_rate_per_s=pacing.per_host_rate_per_s,
             strikes_before_back_off=pacing.strikes_before_back_off,
         )
-        connector = Connector(guard, pacer=gate)
+        connector = Connector(guard, pacer=gate, shared_udp=True)
         queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
         writer = asyncio.create_task(_writer(engine, state, queue))
 
@@ -926,12 +926,15 @@ async def execute_scan(
             )
             engine_observations = {(o.address, o.port): o for o in found.observations}
             swept = _replay(found.hosts)
-        await identify_paced(
-            _hosts(swept, state, udp=plan.has_udp),
-            identify,
-            gate=gate,
-            probes_in_flight=pacing.probes_in_flight,
-        )
+        try:
+            await identify_paced(
+                _hosts(swept, state, udp=plan.has_udp),
+                identify,
+                gate=gate,
+                probes_in_flight=pacing.probes_in_flight,
+            )
+        finally:
+            connector.close()
         await queue.put(None)
         await writer
     except CybermissionError as exc:
