@@ -469,14 +469,20 @@ def _product_evidence(entry: _Entry, devices: list[Notation]) -> tuple[Evidence,
 def _model_in_device(product: Notation, devices: list[Notation]) -> tuple[Evidence, str] | None:
     """A product that is one model word ("CPE330") found whole inside a device's name
     ("PACSystems RX3i CPE330")."""
-    units = product.units
-    if len(units) < 4 or WILD in units or " " in product.text.strip() or not is_model(units):
+    # "MB3180 series", "CPE330": one model word, then filler words at most.
+    words = product.text.split()
+    while len(words) > 1 and words[-1].casefold() in FILLER:
+        words.pop()
+    if len(words) != 1:
+        return None
+    units = notation(words[0]).units
+    if len(units) < 4 or WILD in units or not is_model(units):
         return None
     for device in devices:
         at = device.units.find(units)
         while at >= 0:
             if at in device.bounds and at + len(units) in device.bounds:
-                return Evidence.MODEL, f"model {product.text!r} named in {device.text!r}"
+                return Evidence.MODEL, f"model {words[0]!r} named in {device.text!r}"
             at = device.units.find(units, at + 1)
     return None
 
