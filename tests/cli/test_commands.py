@@ -128,6 +128,27 @@ async def test_cli_import_pcap_reports_the_capture_assets(tmp_path: Path) -> Non
     assert asset["services"][0]["facts"]["server_id"] == "Wingpath Limited"
 
 
+async def test_cli_allocations_add_list_remove(tmp_path: Path) -> None:
+    # `sites add` (a global operator) allocates the site's networks to its organisation.
+    code, _, err = await _cli(tmp_path, "sites", "add", "plant", "--scope", "127.50.3.0/24")
+    assert code == 0, err
+    code, out, err = await _cli(tmp_path, "allocations", "add", "default", "127.50.4.0/24")
+    assert code == 0, err
+    code, out, _ = await _cli(tmp_path, "allocations", "list", "--organization", "default")
+    assert [json.loads(line)["cidr"] for line in out.splitlines()] == [
+        "127.50.3.0/24",
+        "127.50.4.0/24",
+    ]
+    # The site's scope lies in the first: it cannot be withdrawn; the spare one can.
+    code, _, err = await _cli(tmp_path, "allocations", "remove", "default", "127.50.3.0/24")
+    assert code == 2
+    assert "site-plant" in err
+    code, _, err = await _cli(tmp_path, "allocations", "remove", "default", "127.50.4.0/24")
+    assert code == 0, err
+    code, out, _ = await _cli(tmp_path, "allocations", "list")
+    assert [json.loads(line)["cidr"] for line in out.splitlines()] == ["127.50.3.0/24"]
+
+
 def test_cli_import_pcap_works_outside_the_repository(tmp_path: Path) -> None:
     """From an empty folder (no rules/ beside it): the packaged rules judge the capture."""
     capture = shared_data("pcaps", "modbus", "mod_17.pcap")
