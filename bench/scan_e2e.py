@@ -88,6 +88,8 @@ def _scan_env(profile: str, store: Path) -> dict[str, str]:
 def run_cybermission(network: str, profile: str, ports: str = "502") -> Timed:
     with tempfile.TemporaryDirectory(prefix="cm-e2e-") as folder:
         env = _scan_env(profile, Path(folder) / "cybermission.db")
+        # A store other than the default must exist: created before the timed scan.
+        subprocess.run([_cybermission(), "db", "upgrade"], env=env, check=True, capture_output=True)
         command = [_cybermission(), "scan", network, "--ports", ports, "--format", "json"]
         elapsed, peak, text = _run_timed(command, env)
     report = json.loads(text)

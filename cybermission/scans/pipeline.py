@@ -19,6 +19,7 @@ from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.device_pacing import DeviceGate
 from cybermission.errors import CybermissionError
+from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL
 from cybermission.findings.advisories.matching import AdvisoryIndex
 from cybermission.findings.service import expire_acceptances
 from cybermission.guard import ScopeGuard
@@ -26,7 +27,6 @@ from cybermission.net import Connector
 from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
-from cybermission.scans.judging import ADVISORY_PROTOCOL
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.placement import load_placements
 from cybermission.scans.probing import (
@@ -96,7 +96,7 @@ async def execute_scan(
         run.status = ScanStatus.RUNNING
         run.started_at = utcnow()
         expire_acceptances(session, now=run.started_at)
-        guard = guard or build_guard(session, settings)
+        guard = guard or build_guard(session, settings, organization_id=run.organization_id)
         placements = load_placements(session)
         advisories = AdvisoryIndex.load(session)
         targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
@@ -130,7 +130,7 @@ async def execute_scan(
             per_host_rate_per_s=pacing.per_host_rate_per_s,
             strikes_before_back_off=pacing.strikes_before_back_off,
         )
-        connector = Connector(guard, pacer=gate)
+        connector = Connector(guard, pacer=gate, shared_udp=True)
         queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
         writing = asyncio.create_task(write_batches(engine, state, queue))
 
@@ -163,12 +163,15 @@ async def execute_scan(
             )
             engine_observations = {(o.address, o.port): o for o in found.observations}
             swept = _replay(found.hosts)
-        await identify_paced(
-            _hosts(swept, state, udp=plan.has_udp),
-            identify,
-            gate=gate,
-            probes_in_flight=pacing.probes_in_flight,
-        )
+        try:
+            await identify_paced(
+                _hosts(swept, state, udp=plan.has_udp),
+                identify,
+                gate=gate,
+                probes_in_flight=pacing.probes_in_flight,
+            )
+        finally:
+            connector.close()
         await queue.put(None)
         await writing
     except CybermissionError as exc:

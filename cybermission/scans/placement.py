@@ -1,11 +1,9 @@
 """Placement: the site and zone (with its exposure) where a scope puts the devices it covers."""
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
-from cybermission.guard import ScopeGuard
 from cybermission.sites.models import Site, Zone
 
 
@@ -39,17 +37,3 @@ def load_placements(session: Session) -> dict[str, Placement]:
             str(zone.exposure),
         )
     return placements
-
-
-def placement_for(
-    address: str, *, guard: ScopeGuard, placements: Mapping[str, Placement]
-) -> Placement | None:
-    """The site and zone of the most specific scope covering ``address``, if it has one.
-
-    A device keeps the organisation it was first seen in (its inventory partition); its site
-    and zone follow the scope that covers it now (``inventory/batch.py``).
-    """
-    rule = guard.rule_for(address)
-    if rule is None:
-        return None
-    return placements.get(rule.zone_id or "") or placements.get(rule.site_id or "")

@@ -21,8 +21,9 @@ from cybermission.db import insert_values, new_id, session_scope, utcnow
 from cybermission.errors import CybermissionError
 from cybermission.events import EventBatch, EventKind, record_event
 from cybermission.findings.advisories.matching import AdvisoryIndex
+from cybermission.findings.payloads import finding_event_payload
 from cybermission.findings.service import FindingDraft, record_findings, resolve_absent
-from cybermission.guard import ScopeGuard
+from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.inventory.absence import record_absences
 from cybermission.inventory.batch import HostSeen, InventoryCache, reconcile_hosts
 from cybermission.inventory.identity import ServiceSeen
@@ -31,7 +32,7 @@ from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.judging import judge_device, observation_subject, rule_drafts
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
-from cybermission.scans.placement import Placement, load_placements, placement_for
+from cybermission.scans.placement import Placement, load_placements
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.skipped import SKIPPED_STAGE, SkippedAddresses
@@ -85,11 +86,22 @@ class RunState:
         if self.callback is not None:
             self.callback(self.progress)
 
-    def organization_of(self, placement: Placement | None) -> str | None:
-        """The inventory partition of a host: its scope's organisation, else the run's."""
+    def organization_of(self, rule: ScopeRule | None) -> str | None:
+        """The inventory partition of what ``rule`` covers (issue 11: a scan creates or updates
+        only devices of the organisation whose scope authorised it): the scope's organisation,
+        else its site's, else the run's."""
+        if rule is not None and rule.organization_id is not None:
+            return rule.organization_id
+        placement = self.placement_of(rule)
         if placement is not None and placement.organization_id is not None:
             return placement.organization_id
         return self.organization_id
+
+    def placement_of(self, rule: ScopeRule | None) -> Placement | None:
+        """The site and zone where ``rule``'s scope puts what it covers, if it names one."""
+        if rule is None:
+            return None
+        return self.placements.get(rule.zone_id or "") or self.placements.get(rule.site_id or "")
 
 
 def authority_ranks(probes: Mapping[str, Probe]) -> dict[str, int]:
@@ -117,7 +129,7 @@ def run_state(
         run_id=scan_run_id,
         scanned=tuple((p, "tcp") for p in run.ports) + tuple((p, "udp") for p in run.udp_ports),
         rules=RuleSet(load_rules(settings.rules_dirs)),
-        guard=guard or build_guard(session, settings),
+        guard=guard or build_guard(session, settings, organization_id=run.organization_id),
         placements=load_placements(session),
         progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=run.hosts_total),
         callback=progress,
@@ -168,13 +180,14 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
         ],
     )
     for report in reports:
-        placement = placement_for(report.address, guard=state.guard, placements=state.placements)
+        rule = state.guard.rule_for(report.address)
+        placement = state.placement_of(rule)
         placements.append(placement)
         hosts.append(
             HostSeen(
                 address=report.address,
                 services=_services_seen(report.observations, state.authority),
-                organization_id=state.organization_of(placement),
+                organization_id=state.organization_of(rule),
                 site_id=placement.site_id if placement else None,
                 zone_id=placement.zone_id if placement else None,
             )
@@ -218,16 +231,7 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
     for finding in [*recorded.created, *recorded.reopened]:
         events.add(
             EventKind.FINDING_REOPENED if finding.id in reopened else EventKind.FINDING_CREATED,
-            payload={
-                "rule_id": finding.rule_id,
-                "title": finding.title,
-                "device_id": finding.device_id,
-                "port": finding.port,
-                "protocol": finding.protocol,
-                "score": finding.score,
-                "address": finding.evidence.get("address"),
-                "attack_techniques": finding.evidence.get("attack_techniques", []),
-            },
+            payload=finding_event_payload(finding),
             subject_id=finding.id,
             scan_run_id=state.run_id,
             severity=str(finding.severity),
@@ -456,8 +460,7 @@ def _record_absences(session: Session, state: RunState, run: ScanRun) -> None:
     inside = target_membership(run.targets)
 
     def organization_at(address: str) -> str | None:
-        placement = placement_for(address, guard=state.guard, placements=state.placements)
-        return state.organization_of(placement)
+        return state.organization_of(state.guard.rule_for(address))
 
     def covered(address: str, organization_id: str | None) -> bool:
         return (
@@ -467,12 +470,7 @@ def _record_absences(session: Session, state: RunState, run: ScanRun) -> None:
             and organization_at(address) == organization_id
         )
 
-    organizations = {
-        state.organization_of(
-            state.placements.get(rule.zone_id or "") or state.placements.get(rule.site_id or "")
-        )
-        for rule in state.guard.rules
-    }
+    organizations = {state.organization_of(rule) for rule in state.guard.rules}
     absences = record_absences(
         session,
         organizations=organizations,
