@@ -90,6 +90,8 @@ def _scan_env(profile: str, store: Path) -> dict[str, str]:
 def run_cybermission(network: str, profile: str, *, udp: bool = True) -> Timed:
     with tempfile.TemporaryDirectory(prefix="cm-e2e-") as folder:
         env = _scan_env(profile, Path(folder) / "cybermission.db")
+        # A store other than the default must exist: created before the timed scan.
+        subprocess.run([_cybermission(), "db", "upgrade"], env=env, check=True, capture_output=True)
         command = [_cybermission(), "scan", network, "--ports", "502", "--format", "json"]
         if not udp:
             command += ["--udp-ports", "none"]

@@ -6,6 +6,7 @@ its commands, so ``cybermission --help`` loads Typer and these modules only.
 
 from cybermission.cli import (
     advisories,
+    allocations,
     assets,
     capture,
     db,
@@ -32,6 +33,7 @@ app.command()(probes.probes)
 app.command()(service.serve)
 app.command()(service.demo)
 app.add_typer(scopes.app, name="scopes")
+app.add_typer(allocations.app, name="allocations")
 app.add_typer(lab.app, name="lab")
 app.add_typer(db.app, name="db")
 app.add_typer(tokens.app, name="tokens")

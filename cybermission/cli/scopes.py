@@ -76,14 +76,21 @@ def scopes_list() -> None:
 
 
 @app.command("remove")
-def scopes_remove(name: str) -> None:
+def scopes_remove(
+    name: str,
+    organization: Annotated[
+        str | None,
+        typer.Option(help="The organisation's slug, where several use the same scope name."),
+    ] = None,
+) -> None:
     """Withdraw an authorisation."""
     from cybermission.db import session_scope
-    from cybermission.scans.scopes import delete_scope
+    from cybermission.scans.scopes import delete_scope, find_scope_or_raise
 
     settings = start()
     try:
         with session_scope(open_store(settings)) as session:
-            delete_scope(session, name=name)
+            scope = find_scope_or_raise(session, name=name, organization=organization)
+            delete_scope(session, scope=scope)
     except CybermissionError as exc:
         raise fail(exc) from exc

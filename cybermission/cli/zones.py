@@ -61,6 +61,10 @@ def zones_attach(
     scope: Annotated[str, typer.Argument(help="The scope's name.")],
     site: Annotated[str, typer.Argument(help="The site's slug.")],
     zone: Annotated[str | None, typer.Argument(help="The zone's name.")] = None,
+    organization: Annotated[
+        str | None,
+        typer.Option(help="The scope's organisation (slug), where several use the name."),
+    ] = None,
 ) -> None:
     """Place the devices a scope covers in a site's zone (taken into account at the next scan)."""
     from cybermission.db import session_scope
@@ -69,7 +73,7 @@ def zones_attach(
     engine = open_store(start())
     try:
         with session_scope(engine) as session:
-            attach_scope(session, scope=scope, site=site, zone=zone)
+            attach_scope(session, scope=scope, site=site, zone=zone, organization=organization)
     except CybermissionError as exc:
         raise fail(exc) from exc
     err().print(f"scope {scope} placed in {site}{'/' + zone if zone else ''}")

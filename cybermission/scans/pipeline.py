@@ -691,7 +691,7 @@ def run_state(
         run_id=scan_run_id,
         scanned=tuple((p, "tcp") for p in run.ports) + tuple((p, "udp") for p in run.udp_ports),
         rules=RuleSet(load_rules(settings.rules_dirs)),
-        guard=guard or build_guard(session, settings),
+        guard=guard or build_guard(session, settings, organization_id=run.organization_id),
         placements=load_placements(session),
         progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=run.hosts_total),
         callback=progress,
@@ -868,7 +868,7 @@ async def execute_scan(
         run.status = ScanStatus.RUNNING
         run.started_at = utcnow()
         expire_acceptances(session, now=run.started_at)
-        guard = guard or build_guard(session, settings)
+        guard = guard or build_guard(session, settings, organization_id=run.organization_id)
         placements = load_placements(session)
         advisories = AdvisoryIndex.load(session)
         targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total

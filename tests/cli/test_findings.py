@@ -20,6 +20,7 @@ from cybermission.findings.models import FindingStatus
 from cybermission.findings.service import list_transitions
 from cybermission.inventory.models import Criticality, Device
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
+from tests.cli.stores import store_url
 
 BASE = "127.50.9.0"
 TARGET = "127.50.9.0/28"
@@ -29,7 +30,7 @@ REACHABLE = "modbus-unauthenticated-reachable"
 def _env(db: Path) -> dict[str, str]:
     return {
         **os.environ,
-        "CYBERMISSION_DATABASE_URL": f"sqlite:///{db}",
+        "CYBERMISSION_DATABASE_URL": store_url(db),
         "CYBERMISSION_PACING__PROFILE": "lab",
         "CYBERMISSION_LOG_LEVEL": "WARNING",
     }
