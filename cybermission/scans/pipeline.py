@@ -129,6 +129,8 @@ async def execute_scan(
         gate = DeviceGate(
             per_host_rate_per_s=pacing.per_host_rate_per_s,
             strikes_before_back_off=pacing.strikes_before_back_off,
+            probe_timeout_s=pacing.probe_timeout_s,
+            probes_in_flight=pacing.probes_in_flight,
         )
         connector = Connector(guard, pacer=gate, shared_udp=True)
         queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
@@ -168,7 +170,6 @@ async def execute_scan(
                 _hosts(swept, state, udp=plan.has_udp),
                 identify,
                 gate=gate,
-                probes_in_flight=pacing.probes_in_flight,
             )
         finally:
             connector.close()
