@@ -25,6 +25,7 @@ from cybermission.device_pacing import DeviceGate
 from cybermission.errors import CybermissionError, ProbeError, ProbeTimeoutError, ScopeError
 from cybermission.events import EventKind, record_event
 from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL, advisory_drafts
+from cybermission.findings.advisories.lookup import current_index
 from cybermission.findings.advisories.matching import AdvisoryIndex, DeviceIdentity
 from cybermission.findings.advisories.versions import change_direction
 from cybermission.findings.models import Finding, Severity
@@ -695,7 +696,7 @@ def run_state(
         placements=load_placements(session),
         progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=run.hosts_total),
         callback=progress,
-        advisories=AdvisoryIndex.load(session),
+        advisories=current_index(session),
     )
 
 
@@ -870,7 +871,7 @@ async def execute_scan(
         expire_acceptances(session, now=run.started_at)
         guard = guard or build_guard(session, settings, organization_id=run.organization_id)
         placements = load_placements(session)
-        advisories = AdvisoryIndex.load(session)
+        advisories = current_index(session)
         targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
         udp_ports = tuple(run.udp_ports)
     state = RunState(
