@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cybermission.cli.report import check_format, show_report
-from cybermission.cli.runtime import command_group, err, fail, open_store, start
+from cybermission.cli.runtime import command_group, err, fail, logs_through, open_store, start
 from cybermission.errors import CybermissionError, ValidationError
 
 if TYPE_CHECKING:
@@ -40,13 +40,16 @@ def _import(kind: str, path: Path, output: str) -> None:
         raise fail(ValidationError(f"{path}: no such file"))
     settings = start()
     engine = open_store(settings)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn(f"reading {path.name}: {{task.fields[obs]}} observations"),
-        TimeElapsedColumn(),
-        console=err(),
-        transient=True,
-    ) as bar:
+    with (
+        Progress(
+            SpinnerColumn(),
+            TextColumn(f"reading {path.name}: {{task.fields[obs]}} observations"),
+            TimeElapsedColumn(),
+            console=err(),
+            transient=True,
+        ) as bar,
+        logs_through(err()),
+    ):
         task = bar.add_task("import", total=None, obs=0)
 
         def counted(observations: Iterable["Observation"]) -> Iterator["Observation"]:
