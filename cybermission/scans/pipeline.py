@@ -20,7 +20,7 @@ from cybermission.db import session_scope, utcnow
 from cybermission.device_pacing import DeviceGate
 from cybermission.errors import CybermissionError
 from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL
-from cybermission.findings.advisories.matching import AdvisoryIndex
+from cybermission.findings.advisories.lookup import current_index
 from cybermission.findings.service import expire_acceptances
 from cybermission.guard import ScopeGuard
 from cybermission.net import Connector
@@ -97,7 +97,7 @@ async def execute_scan(
         expire_acceptances(session, now=run.started_at)
         guard = guard or build_guard(session, settings, organization_id=run.organization_id)
         placements = load_placements(session)
-        advisories = AdvisoryIndex.load(session)
+        advisories = current_index(session)
         targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
         udp_ports = tuple(run.udp_ports)
     state = RunState(
