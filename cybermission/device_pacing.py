@@ -48,7 +48,8 @@ class AnswerTimes:
     into losses (issue: the lab profile identified 0 to 147 of 1,024 devices under load). As
     nmap adapts its timeouts to measured round trips, a probe here is given
     ``max(configured, 3 x the 90th percentile of the last 64 answers)``, capped at 8 x the
-    configured value; 4 x the configured value until 8 answers were measured. Silences never feed it: a dead device cannot stretch the timeouts.
+    configured value; 4 x the configured value until 8 answers were measured. Silences never
+    feed it: a dead device cannot stretch the timeouts.
 
     The window is how many hosts may be identified at once, up to ``max_in_flight``: more in
     flight does not answer faster on a busy machine, it only makes each probe wait longer for
