@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from cybermission.cli.output import FormatOption, check_format, write_rows
 from cybermission.cli.runtime import command_group, err, fail, open_store, start
 from cybermission.errors import CybermissionError
 from cybermission.sites.exposure import ZoneExposure
@@ -39,21 +40,24 @@ def zones_add(
 
 
 @app.command("list")
-def zones_list() -> None:
-    """Every zone, with its site, exposure and Purdue level (JSON lines)."""
+def zones_list(output: FormatOption = "table") -> None:
+    """Every zone, with its site, exposure and Purdue level."""
     from cybermission.db import session_scope
     from cybermission.sites.service import list_sites, list_zones
 
+    check_format(output)
     with session_scope(open_store(start())) as session:
         slugs = {s.id: s.slug for s in list_sites(session)}
-        for zone in list_zones(session):
-            line = {
+        rows = [
+            {
                 "site": slugs.get(zone.site_id),
                 "name": zone.name,
                 "exposure": str(zone.exposure),
                 "purdue_level": zone.purdue_level,
             }
-            sys.stdout.write(json.dumps(line) + "\n")
+            for zone in list_zones(session)
+        ]
+    write_rows(rows, output, columns=("site", "name", "exposure", "purdue_level"))
 
 
 @app.command("attach")

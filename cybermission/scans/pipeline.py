@@ -9,6 +9,7 @@ the blocking store work in a thread, so the event loop keeps connecting while th
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -270,12 +271,16 @@ async def _observe_now(
         ledger=ledger,
         options=options,
     )
+    answers = gate.answer_times
+    started = time.monotonic()
     try:
-        observation = await probe.observe(target, timeout_s=timeout_s)
+        # The configured timeout, widened while recent answers show a busy machine.
+        observation = await probe.observe(target, timeout_s=max(timeout_s, answers.timeout_s))
     except ProbeTimeoutError:
         if probe.transport is Transport.UDP:
             return None  # nobody there: the normal answer of most addresses on a UDP port
         _record_failure(report, probe, port, "ProbeTimeoutError: no answer in time")
+        answers.silence()
         _strike(gate, report, f"{probe.name} on port {port}: timeout")
         return None
     except (ProbeError, OSError) as exc:
@@ -287,6 +292,7 @@ async def _observe_now(
     else:
         if observation is not None:
             gate.clear(report.address)
+            answers.record(time.monotonic() - started)
         elif ledger.early_closes:
             _strike(gate, report, f"{probe.name} on port {port}: closed before answering")
         return observation
@@ -892,6 +898,8 @@ async def execute_scan(
         gate = DeviceGate(
             per_host_rate_per_s=pacing.per_host_rate_per_s,
             strikes_before_back_off=pacing.strikes_before_back_off,
+            probe_timeout_s=pacing.probe_timeout_s,
+            probes_in_flight=pacing.probes_in_flight,
         )
         connector = Connector(guard, pacer=gate, shared_udp=True)
         queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
@@ -931,7 +939,6 @@ async def execute_scan(
                 _hosts(swept, state, udp=plan.has_udp),
                 identify,
                 gate=gate,
-                probes_in_flight=pacing.probes_in_flight,
             )
         finally:
             connector.close()

@@ -104,6 +104,8 @@ async def scan_chunk(
     gate = DeviceGate(
         per_host_rate_per_s=pacing.per_host_rate_per_s,
         strikes_before_back_off=pacing.strikes_before_back_off,
+        probe_timeout_s=pacing.probe_timeout_s,
+        probes_in_flight=pacing.probes_in_flight,
     )
     connector = Connector(guard, pacer=gate, shared_udp=True)
 
@@ -133,7 +135,7 @@ async def scan_chunk(
             yield host
 
     try:
-        await identify_paced(swept(), identify, gate=gate, probes_in_flight=pacing.probes_in_flight)
+        await identify_paced(swept(), identify, gate=gate)
     finally:
         connector.close()
     result.reports.sort(key=lambda r: r.address)

@@ -369,6 +369,10 @@ def _vendor_keys(vendor: str) -> frozenset[str]:
     """Every vendor of a product: advisories on shared components list several ("ABB, Phoenix
     Contact, Schneider Electric, Siemens, and WAGO", "General Electric (GE) and Emerson")."""
     keys = {vendor_key(vendor)}
+    # "Sensormatic Electronics, LLC, a subsidiary of Johnson Controls Inc.": the parent too.
+    parent = re.search(r"(?i)\bsubsidiary of (.+)$", vendor)
+    if parent is not None:
+        keys.add(vendor_key(parent.group(1)))
     for part in re.split(r",|\band\b|/", vendor):
         key = vendor_key(part)
         if key:
