@@ -54,6 +54,7 @@ from cybermission.probes import (
 from cybermission.rules.loader import Rule, RuleSet, load_rules
 from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
+from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.sweep import HostResult
 from cybermission.scans.sweep_processes import sweep_specs
@@ -138,8 +139,6 @@ class RunState:
     progress: ScanProgress
     callback: ProgressCallback | None
     placements: dict[str, Placement] = field(default_factory=dict)
-    # organisation and site of each device written in this run, for its findings' events
-    device_placement: dict[str, dict[str, str | None]] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     errors_dropped: int = 0
     sent: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -568,7 +567,6 @@ def _record_asset_events(
 ) -> None:
     """Tell the event log (alerting's outbox) what the inventory learnt about one device."""
     where = {"organization_id": device.organization_id, "site_id": device.site_id}
-    state.device_placement[device.id] = where
     asset = {
         "device_id": device.id,
         "name": device.name,
@@ -703,28 +701,16 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
                 )
         drafts.extend(_judge_device(state, report, result.device, result.events, placement))
         state.progress.observations += len(report.observations)
-    recorded = record_findings(session, scan_run_id=state.run_id, drafts=drafts, now=now)
+    # The findings service writes each finding's event (finding.created, finding.reopened) with
+    # its audit row; the placement tells it whose alert policies see the event.
+    recorded = record_findings(
+        session,
+        scan_run_id=state.run_id,
+        drafts=drafts,
+        now=now,
+        place_of=finding_places(session=session),
+    )
     state.progress.findings += len(recorded.created)
-    reopened = {f.id for f in recorded.reopened}
-    for finding in [*recorded.created, *recorded.reopened]:
-        record_event(
-            session,
-            EventKind.FINDING_REOPENED if finding.id in reopened else EventKind.FINDING_CREATED,
-            payload={
-                "rule_id": finding.rule_id,
-                "title": finding.title,
-                "device_id": finding.device_id,
-                "port": finding.port,
-                "protocol": finding.protocol,
-                "score": finding.score,
-                "address": finding.evidence.get("address"),
-                "attack_techniques": finding.evidence.get("attack_techniques", []),
-            },
-            subject_id=finding.id,
-            scan_run_id=state.run_id,
-            severity=str(finding.severity),
-            **state.device_placement.get(finding.device_id, {}),
-        )
 
 
 async def _writer(engine: Engine, state: RunState, queue: asyncio.Queue[HostReport | None]) -> None:
@@ -807,7 +793,7 @@ async def execute_scan(
             raise CybermissionError(f"no scan run with id {scan_run_id!r}")
         run.status = ScanStatus.RUNNING
         run.started_at = utcnow()
-        expire_acceptances(session, now=run.started_at)
+        expire_acceptances(session, now=run.started_at, place_of=finding_places(session=session))
         guard = guard or build_guard(session, settings)
         placements = load_placements(session)
         advisories = AdvisoryIndex.load(session)
@@ -942,6 +928,7 @@ def finish_run(engine: Engine, state: RunState, status: ScanStatus) -> ScanRun:
                 probes_run=set(state.probes_run),
                 ports_scanned={port for port, _ in state.scanned},
                 now=run.finished_at,
+                place_of=finding_places(session=session),
             )
         record_event(
             session,
