@@ -1,13 +1,17 @@
 """Fault: the alert receiver is down for a maintenance window. A real ``cybermission serve``
 process (API, scheduler, delivery worker) on a migrated store (SQLite and the real PostgreSQL)
 sends to a real signed-webhook receiver on loopback that is stopped and started again on the same
-port. Retry horizon and back-off are shortened by settings so the windows fit in seconds; waits
-are deadlines against hanging (``scaled``), never speed assertions.
+port, or to a real Mosquitto of the test's own that is stopped and restarted. Retry horizon and
+back-off are shortened by settings so the windows fit in seconds; waits are deadlines against
+hanging (``scaled``), never speed assertions.
 
 Address plan: 127.24.5.0/24 (inside alerting's 127.24.0.0/16).
 """
 
+import getpass
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
@@ -35,7 +41,7 @@ from cybermission.inventory.models import Device
 from cybermission.migrations import upgrade_database
 from cybermission.scans.models import ScanRun
 from tests.alerts.conftest import FINDING, SECRET, HttpReceiver, _handler
-from tests.conftest import _postgres_engine
+from tests.conftest import REQUIRE_POSTGRES, _postgres_engine
 from tests.timing import scaled
 
 HOST = "127.24.5.1"
@@ -168,9 +174,8 @@ def _wait(condition: Callable[[], bool], deadline_s: float, service: Service, wh
         if condition():
             return
         time.sleep(0.05)
-    raise AssertionError(
-        f"gave up waiting for {what}; serve log: {service.log.read_text()[-3000:]}"
-    )
+    ours = [line for line in service.log.read_text().splitlines() if "apscheduler" not in line]
+    raise AssertionError(f"gave up waiting for {what}; serve log: " + "\n".join(ours[-40:]))
 
 
 def _subscribe(service: Service, receiver: OutageReceiver, kinds: list[str]) -> str:
@@ -350,3 +355,148 @@ def test_lapsed_risk_acceptance_reopens_with_an_event_and_an_alert(
     assert payload["reason"].startswith("risk acceptance expired at")
     with service.client() as client:
         assert client.get(f"/api/v1/findings/{finding_id}").json()["status"] == "open"
+
+
+class PrivateBroker:
+    """A Mosquitto of this test's own (the machine's shared one cannot be stopped), persisting
+    its sessions to disk as a production broker does, so a restart keeps queued messages."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            if REQUIRE_POSTGRES:  # CI installs Mosquitto: never skip there
+                raise FileNotFoundError("mosquitto is not installed")
+            pytest.skip("Debian's mosquitto is not installed")
+        self.binary = binary
+        self.port = _free_port(HOST)
+        self.config = directory / "mosquitto.conf"
+        self.config.write_text(
+            f"listener {self.port} {HOST}\n"
+            # Run as root, Mosquitto would switch to its own user, who cannot write tmp_path.
+            f"user {getpass.getuser()}\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {directory}/\n"
+        )
+        self.log = directory / "mosquitto.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def up(self) -> None:
+        with self.log.open("ab") as sink:
+            self._process = subprocess.Popen(
+                [self.binary, "-c", str(self.config)], stdout=sink, stderr=sink
+            )
+        stop = time.monotonic() + scaled(10)
+        while time.monotonic() < stop:
+            with socket.socket() as sock:
+                if sock.connect_ex((HOST, self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"mosquitto did not listen: {self.log.read_text()}")
+
+    def down(self) -> None:
+        if self._process is not None:
+            self._process.terminate()  # SIGTERM: the broker saves its sessions, then exits
+            self._process.wait(scaled(10))
+            self._process = None
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
+    broker = PrivateBroker(tmp_path)
+    broker.up()
+    yield broker
+    broker.down()
+
+
+@dataclass
+class Collector:
+    """The SOC's MQTT subscriber: a persistent session (QoS 1), so the broker keeps what is
+    published while it is away, and reconnects by itself."""
+
+    messages: list[dict[str, Any]]
+    client: mqtt.Client
+
+    def keys(self) -> list[str]:
+        return [str(m["idempotency_key"]) for m in list(self.messages)]
+
+
+@pytest.fixture
+def collector(broker: PrivateBroker) -> Iterator[Collector]:
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id="soc-collector",
+        clean_session=False,
+    )
+    messages: list[dict[str, Any]] = []
+    subscribed = threading.Event()
+
+    def on_connect(client: mqtt.Client, *_args: object) -> None:
+        client.subscribe("cm-faults/#", qos=1)
+
+    def on_subscribe(*_args: object) -> None:
+        subscribed.set()
+
+    def on_message(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        messages.append(json.loads(message.payload))
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    client.reconnect_delay_set(min_delay=1, max_delay=1)
+    client.connect(HOST, broker.port)
+    client.loop_start()
+    assert subscribed.wait(scaled(10)), "no SUBACK from the private broker"
+    yield Collector(messages, client)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_outage_of_the_mqtt_broker_every_event_published_once_in_order(
+    store: Engine,
+    broker: PrivateBroker,
+    collector: Collector,
+    services: list[Service],
+    tmp_path: Path,
+) -> None:
+    service = _start_service(
+        store, tmp_path, retry_horizon_s=300, backoff_base_s=0.2, backoff_cap_s=1.0, poll_s=0.1
+    )
+    services.append(service)
+    with service.client() as client:
+        channel = client.post(
+            "/api/v1/alert-channels",
+            json={
+                "name": "soc-mqtt",
+                "kind": "mqtt",
+                "config": {"host": HOST, "port": broker.port, "topic_prefix": "cm-faults"},
+            },
+        ).json()
+        policy = {"name": "all", "channel_id": channel["id"], "kinds": ["finding.created"]}
+        assert client.post("/api/v1/alert-policies", json=policy).status_code == 201
+    before = [_finding_event(store, n) for n in range(2)]
+    _wait(lambda: len(collector.messages) == 2, scaled(20), service, "the first publishes")
+
+    broker.down()  # the maintenance window opens
+    during = []
+    for n in range(2, 10):
+        during.append(_finding_event(store, n))
+        time.sleep(0.5)
+    _wait(
+        lambda: any(d.attempts >= 3 for d in _deliveries(store)),
+        scaled(20),
+        service,
+        "retries during the outage",
+    )
+    broker.up()
+    expected = before + during
+    _wait(
+        lambda: len(collector.messages) >= len(expected),
+        scaled(30),
+        service,
+        f"the backlog (broker log: {broker.log})",
+    )
+    time.sleep(0.5)  # a duplicate would arrive right behind
+    assert collector.keys() == [f"{e}:{channel['id']}" for e in expected]
+    attempts = {d.event_id: d.attempts for d in _deliveries(store)}
+    assert {e for e, n in attempts.items() if n > 1} == {during[0]}
