@@ -16,6 +16,7 @@ from api.routes import (
     alerts,
     assets,
     dashboard,
+    docs,
     events,
     exports,
     findings,
@@ -122,13 +123,17 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        # Swagger UI is served by api.routes.docs from the package's own files, never a CDN;
+        # FastAPI's ReDoc page would load from a CDN too: not offered.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
     install_error_handlers(app)
 
     app.include_router(health.router)
+    app.include_router(docs.router)
     app.include_router(dashboard.page_router)
     app.include_router(metrics.router)
     # Every /api/v1 route authenticates first (before body validation); each route then requires

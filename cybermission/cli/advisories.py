@@ -25,12 +25,16 @@ def import_command(
     """Import (or update) CSAF advisories; archives (.tar.xz, .tgz, .zip) are streamed."""
     from cybermission.db import session_scope, utcnow
     from cybermission.findings.advisories.store import import_advisories
+    from cybermission.scans.rematch import rematch_inventory
 
     engine = open_store(start())
     started = time.perf_counter()
     try:
         with session_scope(engine) as session:
-            report = import_advisories(session, path, now=utcnow())
+            now = utcnow()
+            report = import_advisories(session, path, now=now)
+            # The inventory meets the new and updated advisories at once (events for new matches).
+            rematched = rematch_inventory(session, advisory_ids=report.changed, now=now)
     except CybermissionError as exc:
         raise fail(exc) from exc
     for line in report.errors:
@@ -41,6 +45,10 @@ def import_command(
         "unchanged": report.unchanged,
         "products": report.products,
         "errors": len(report.errors),
+        "devices_matched": rematched.devices,
+        "findings_created": rematched.created,
+        "findings_updated": rematched.updated,
+        "findings_reopened": rematched.reopened,
         "seconds": round(time.perf_counter() - started, 2),
     }
     err().print(json.dumps(summary))
@@ -55,11 +63,15 @@ def kev_command(
     """Import the KEV catalogue and flag the advisories that name one of its CVEs."""
     from cybermission.db import session_scope, utcnow
     from cybermission.findings.advisories.store import import_kev
+    from cybermission.scans.rematch import rematch_inventory
 
     engine = open_store(start())
     try:
         with session_scope(engine) as session:
-            report = import_kev(session, path, now=utcnow())
+            now = utcnow()
+            report = import_kev(session, path, now=now)
+            # Findings of newly flagged advisories are scored again (KEV raises the score).
+            rematched = rematch_inventory(session, advisory_ids=report.changed, now=now)
     except CybermissionError as exc:
         raise fail(exc) from exc
     err().print(
@@ -68,6 +80,46 @@ def kev_command(
                 "entries": report.entries,
                 "added": report.added,
                 "advisories_flagged": report.advisories_flagged,
+                "findings_updated": rematched.updated,
+                "findings_created": rematched.created,
             }
         )
     )
+
+
+@app.command("match")
+def match_command(
+    source: Annotated[
+        Path | None,
+        typer.Argument(help="A JSON file of identities ('-' or nothing: standard input)."),
+    ] = None,
+) -> None:
+    """Which stored advisories affect these devices: identities as JSON in, matches out.
+
+    In: one identity or a list, each {"vendor": ..., "firmware": ..., "names": [...]}. Out, on
+    stdout: per identity, its matches with confidence (high/medium/low), reason, the CSAF branch
+    that matched and, for a device named only in the advisory's text, the sentence.
+    """
+    from cybermission.db import session_scope
+    from cybermission.findings.advisories.lookup import (
+        identity_from,
+        match_identities,
+        results_json,
+    )
+
+    try:
+        text = (
+            sys.stdin.read() if source is None or str(source) == "-" else source.read_text("utf-8")
+        )
+        raw = json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise fail(CybermissionError(f"cannot read identities: {exc}")) from exc
+    items = raw if isinstance(raw, list) else [raw]
+    engine = open_store(start())
+    try:
+        identities = [identity_from(item, f"identities[{i}]") for i, item in enumerate(items)]
+        with session_scope(engine) as session:
+            results = match_identities(session, identities)
+    except CybermissionError as exc:
+        raise fail(exc) from exc
+    sys.stdout.write(json.dumps(results_json(results), indent=2) + "\n")

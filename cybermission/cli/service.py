@@ -19,15 +19,23 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from cybermission.config import secret_values
+    from cybermission.logs import install_redaction
 
     settings = start()
     open_store(settings, migrate=True).dispose()
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings, background=True),
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
     )
+    # After uvicorn configured its loggers: access lines lose credential query values and tokens.
+    install_redaction(secret_values(settings))
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:  # as uvicorn.run: the port was taken, the app failed to start
+        raise typer.Exit(code=3)
 
 
 def demo(
@@ -42,7 +50,9 @@ def demo(
     from pydantic import SecretStr
 
     from api.app import create_app
+    from cybermission.config import secret_values
     from cybermission.db import session_scope
+    from cybermission.logs import install_redaction
     from cybermission.scans.pipeline import execute_scan
     from cybermission.scans.scopes import build_guard
     from cybermission.scans.service import create_scan_run
@@ -79,7 +89,9 @@ def demo(
     application = create_app(settings, background=True)
 
     async def main() -> None:
-        server = uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_level="info"))
+        config = uvicorn.Config(application, host=host, port=port, log_level="info")
+        install_redaction(secret_values(settings))
+        server = uvicorn.Server(config)
         scan_task = asyncio.create_task(
             execute_scan(engine=engine, settings=settings, scan_run_id=run_id)
         )

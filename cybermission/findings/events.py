@@ -1,5 +1,5 @@
 """Finding events: every status change of a finding told to the event log (so alert channels see
-it), with one payload built by :func:`finding_payload` wherever a finding event is written.
+it), each carrying :func:`~cybermission.findings.payloads.finding_payload`.
 
 A finding has no organisation of its own: its device's placement decides whose alert policies
 see the event. The findings domain cannot read the inventory (domains do not compose each other),
@@ -10,12 +10,13 @@ API, the CLI: ``cybermission.scans.placed_findings.finding_places``).
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 from sqlmodel import Session
 
 from cybermission.events import Event, EventKind, record_event
 from cybermission.findings.models import Finding, FindingStatus
+from cybermission.findings.payloads import finding_payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,23 +45,6 @@ STATUS_EVENTS: Final[dict[FindingStatus, EventKind]] = {
     FindingStatus.FALSE_POSITIVE: EventKind.FINDING_FALSE_POSITIVE,
     FindingStatus.RESOLVED: EventKind.FINDING_RESOLVED,
 }
-
-
-def finding_payload(finding: Finding) -> dict[str, Any]:
-    """The one description of a finding that its events carry (webhook body, CEF fields)."""
-    techniques = finding.evidence.get("attack_techniques", [])
-    return {
-        "finding_id": finding.id,
-        "rule_id": finding.rule_id,
-        "title": finding.title,
-        "status": str(finding.status),
-        "device_id": finding.device_id,
-        "port": finding.port,
-        "protocol": finding.protocol,
-        "score": finding.score,
-        "address": finding.evidence.get("address"),
-        "attack_techniques": list(techniques) if isinstance(techniques, list) else [],
-    }
 
 
 def record_finding_event(

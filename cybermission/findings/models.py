@@ -10,6 +10,7 @@ from sqlmodel import Field, SQLModel
 from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
 
 # Re-exported: the services, the rules and the API import the words with the tables.
+from cybermission.findings.grades import Confidence as Confidence
 from cybermission.findings.grades import FindingStatus as FindingStatus
 from cybermission.findings.grades import Severity as Severity
 
@@ -37,6 +38,8 @@ class Finding(SQLModel, table=True):
     protocol: str | None = Field(default=None, max_length=50)
     title: str = Field(max_length=300)
     severity: Severity = Field(index=True, sa_type=enum_type(Severity))
+    # How sure the match is (advisory findings); None for rules, which observe the condition.
+    confidence: Confidence | None = Field(default=None, index=True, sa_type=enum_type(Confidence))
     score: float = 0.0
     score_breakdown: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False)
@@ -83,6 +86,9 @@ class Advisory(SQLModel, table=True):
     updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revision: str = Field(default="", max_length=32)
     kev: bool = Field(default=False, index=True)
+    # Sentences of the title, notes and remediations that name models: weaker evidence for
+    # devices the product tree misses (findings/advisories/mentions.py).
+    mentions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     source: str = Field(default="", max_length=500)
     imported_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

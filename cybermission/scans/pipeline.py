@@ -20,11 +20,12 @@ from sqlmodel import Session, col, select
 
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
+from cybermission.device_pacing import DeviceGate
 from cybermission.errors import CybermissionError, ProbeError, ProbeTimeoutError, ScopeError
 from cybermission.events import EventKind, record_event
 from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL, advisory_drafts
 from cybermission.findings.advisories.matching import AdvisoryIndex, DeviceIdentity
-from cybermission.findings.advisories.normalise import change_direction
+from cybermission.findings.advisories.versions import change_direction
 from cybermission.findings.models import Finding, Severity
 from cybermission.findings.scoring import score_finding
 from cybermission.findings.service import (
@@ -56,7 +57,9 @@ from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
 from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.scopes import build_guard
-from cybermission.scans.sweep import HostResult
+from cybermission.scans.skipped import SkippedAddresses
+from cybermission.scans.sweep import SCOPE_ERROR_PREFIX, HostResult
+from cybermission.scans.sweep_handoff import identify_paced
 from cybermission.scans.sweep_processes import sweep_specs
 from cybermission.scans.targets import expand_targets
 from cybermission.sites.models import Site, Zone
@@ -148,6 +151,8 @@ class RunState:
     probes_run: frozenset[str] = frozenset()
     # Imported CISA advisories, matched against every device the run writes.
     advisories: AdvisoryIndex | None = None
+    # Addresses the guard refused mid-run (a scope lapsed or was revoked): listed as ranges.
+    skipped: SkippedAddresses = field(default_factory=SkippedAddresses)
 
     def add_errors(self, errors: Iterable[dict[str, Any]]) -> None:
         for error in errors:
@@ -222,10 +227,38 @@ async def _observe(
     *,
     port: int,
     connector: Connector,
+    gate: DeviceGate,
     timeout_s: float,
     options: Mapping[str, JSONValue],
 ) -> Observation | None:
-    """Run one probe, account for what it sent, and turn device trouble into report errors."""
+    """Run one probe, account for what it sent, and turn device trouble into report errors.
+
+    A TCP probe holds the device's one turn (one connection at a time across the run). A reset,
+    an early close or a silence is a strike (device_pacing.py); the strike that backs the device
+    off raises ``_BackOffError`` and the report names the device.
+    """
+    if probe.transport is Transport.TCP:
+        async with gate.turn(report.address):
+            return await _observe_now(
+                probe, report, port=port, connector=connector, gate=gate,
+                timeout_s=timeout_s, options=options,
+            )  # fmt: skip
+    return await _observe_now(
+        probe, report, port=port, connector=connector, gate=gate,
+        timeout_s=timeout_s, options=options,
+    )  # fmt: skip
+
+
+async def _observe_now(
+    probe: Probe,
+    report: HostReport,
+    *,
+    port: int,
+    connector: Connector,
+    gate: DeviceGate,
+    timeout_s: float,
+    options: Mapping[str, JSONValue],
+) -> Observation | None:
     ledger = RequestLedger(probe=probe.name, manifest=probe.manifest)
     target = ProbeTarget(
         address=report.address,
@@ -236,21 +269,37 @@ async def _observe(
         options=options,
     )
     try:
-        return await probe.observe(target, timeout_s=timeout_s)
+        observation = await probe.observe(target, timeout_s=timeout_s)
     except ProbeTimeoutError:
         if probe.transport is Transport.UDP:
             return None  # nobody there: the normal answer of most addresses on a UDP port
         _record_failure(report, probe, port, "ProbeTimeoutError: no answer in time")
-        raise _BackOffError(f"{probe.name} on port {port}: timeout") from None
+        _strike(gate, report, f"{probe.name} on port {port}: timeout")
+        return None
     except (ProbeError, OSError) as exc:
         kind = exc.__class__.__name__
         _record_failure(report, probe, port, f"{kind}: {exc}"[:300])
         if isinstance(exc, OSError):  # reset or refused mid-conversation
-            raise _BackOffError(f"{probe.name} on port {port}: {kind}") from None
+            _strike(gate, report, f"{probe.name} on port {port}: {kind}")
         return None
+    else:
+        if observation is not None:
+            gate.clear(report.address)
+        elif ledger.early_closes:
+            _strike(gate, report, f"{probe.name} on port {port}: closed before answering")
+        return observation
     finally:
         for request, count in ledger.sent.items():
             report.sent[(probe.name, request)] += count
+
+
+def _strike(gate: DeviceGate, report: HostReport, reason: str) -> None:
+    """Book a strike; the one that backs the device off names it in the report and stops it."""
+    if gate.strike(report.address, reason):
+        why = gate.backed_off_reason(report.address)
+        report.errors.append({"target": report.address, "stage": "back-off", "error": why})
+        logger.warning("device backed off", extra={"address": report.address, "reason": why})
+        raise _BackOffError(reason)
 
 
 def _record_failure(report: HostReport, probe: Probe, port: int, error: str) -> None:
@@ -264,16 +313,20 @@ async def identify_host(
     *,
     plan: ProbePlan,
     connector: Connector,
+    gate: DeviceGate,
     timeout_s: float,
 ) -> HostReport:
     """Run the matching probes on one host, one at a time: one connection per device.
 
-    A device that times out or resets is left alone for the rest of the run (back-off), and the
-    report says why. A refusal by the scope guard stops everything for the host.
+    A device that resets, closes early or stays silent ``strikes_before_back_off`` times in a row
+    is left alone for the rest of the run (back-off), and the report names it. A refusal by the
+    scope guard stops everything for the host.
     """
     report = HostReport(address=host.address, open_ports=host.open_ports)
     try:
-        await _identify_tcp(host, report, plan=plan, connector=connector, timeout_s=timeout_s)
+        await _identify_tcp(
+            host, report, plan=plan, connector=connector, gate=gate, timeout_s=timeout_s
+        )
         if plan.has_udp:
             # Datagram exchanges hold no connection on the device: the UDP probes go together.
             await asyncio.gather(
@@ -283,6 +336,7 @@ async def identify_host(
                         report,
                         port=port,
                         connector=connector,
+                        gate=gate,
                         timeout_s=timeout_s,
                         options=plan.options,
                     )
@@ -300,9 +354,9 @@ async def _identify_tcp(
     *,
     plan: ProbePlan,
     connector: Connector,
+    gate: DeviceGate,
     timeout_s: float,
 ) -> None:
-    backed_off: str | None = None
     for port in host.open_ports:
         identified: str | None = None
         for probe in plan.tcp.get(port, ()):
@@ -310,6 +364,7 @@ async def _identify_tcp(
                 # The port is identified: only supplements of the same protocol (an opt-in
                 # unit walk after the Modbus identity, say) still run; fallbacks do not.
                 continue
+            backed_off = gate.backed_off_reason(host.address)
             if backed_off is not None:
                 report.errors.append(
                     {
@@ -325,11 +380,11 @@ async def _identify_tcp(
                     report,
                     port=port,
                     connector=connector,
+                    gate=gate,
                     timeout_s=timeout_s,
                     options=plan.options,
                 )
-            except _BackOffError as exc:
-                backed_off = str(exc)
+            except _BackOffError:
                 continue
             if observation is not None:
                 report.observations.append(observation)
@@ -353,14 +408,18 @@ async def _identify_udp(
     *,
     port: int,
     connector: Connector,
+    gate: DeviceGate,
     timeout_s: float,
     options: Mapping[str, JSONValue],
 ) -> None:
     for probe in probes:
+        if gate.backed_off_reason(report.address) is not None:
+            return
         try:
             observation = await _observe(
-                probe, report, port=port, connector=connector, timeout_s=timeout_s, options=options
-            )
+                probe, report, port=port, connector=connector, gate=gate,
+                timeout_s=timeout_s, options=options,
+            )  # fmt: skip
         except _BackOffError:
             return
         if observation is not None:
@@ -485,6 +544,7 @@ def _judge_device(
                 device_id=device.id,
                 zone_exposure=asset["zone_exposure"],
                 criticality=asset["criticality"],
+                address=report.address,
             )
         )
     return drafts
@@ -765,9 +825,11 @@ async def _hosts(
 ) -> AsyncIterator[HostResult]:
     async for host in results:
         state.progress.hosts_swept += 1
-        state.add_errors(
-            {"target": host.address, "stage": "sweep", "error": e} for e in host.errors
-        )
+        errors = host.errors
+        if host.scope_refused:
+            state.skipped.add_refused(host)
+            errors = tuple(e for e in errors if not e.startswith(SCOPE_ERROR_PREFIX))
+        state.add_errors({"target": host.address, "stage": "sweep", "error": e} for e in errors)
         if host.open_ports:
             state.progress.hosts_live += 1
             state.progress.open_ports += len(host.open_ports)
@@ -821,30 +883,26 @@ async def execute_scan(
             {p.protocol for ps in (*plan.tcp.values(), *plan.udp.values()) for p in ps}
             | {"tcp", ADVISORY_PROTOCOL}
         )
-        connector = Connector(guard)
+        gate = DeviceGate(
+            per_host_rate_per_s=pacing.per_host_rate_per_s,
+            strikes_before_back_off=pacing.strikes_before_back_off,
+        )
+        connector = Connector(guard, pacer=gate)
         queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
         writer = asyncio.create_task(_writer(engine, state, queue))
-        limit = asyncio.Semaphore(pacing.hosts_in_flight)
 
         async def identify(host: HostResult) -> None:
-            try:
-                report = await identify_host(
-                    host,
-                    plan=plan,
-                    connector=connector,
-                    timeout_s=pacing.probe_timeout_s,
-                )
-                state.progress.hosts_identified += 1
-                _prefer_engine_observations(report, engine_observations)
-                if not host.open_ports and not report.observations and not report.errors:
-                    return  # a silent address on every UDP port: nothing to write
-                if not host.open_ports:
-                    state.progress.hosts_live += 1
-                await queue.put(report)
-            finally:
-                limit.release()
+            report = await identify_host(
+                host, plan=plan, connector=connector, gate=gate, timeout_s=pacing.probe_timeout_s
+            )
+            state.progress.hosts_identified += 1
+            _prefer_engine_observations(report, engine_observations)
+            if not host.open_ports and not report.observations and not report.errors:
+                return  # a silent address on every UDP port: nothing to write
+            if not host.open_ports:
+                state.progress.hosts_live += 1
+            await queue.put(report)
 
-        tasks: set[asyncio.Task[None]] = set()
         hosts = expand_targets(targets, guard=guard)
         engine_observations: dict[tuple[str, int], Observation] = {}
         swept: AsyncIterator[HostResult]
@@ -862,13 +920,12 @@ async def execute_scan(
             )
             engine_observations = {(o.address, o.port): o for o in found.observations}
             swept = _replay(found.hosts)
-        async for host in _hosts(swept, state, udp=plan.has_udp):
-            await limit.acquire()
-            task = asyncio.create_task(identify(host))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
+        await identify_paced(
+            _hosts(swept, state, udp=plan.has_udp),
+            identify,
+            gate=gate,
+            probes_in_flight=pacing.probes_in_flight,
+        )
         await queue.put(None)
         await writer
     except CybermissionError as exc:
@@ -886,6 +943,8 @@ async def execute_scan(
             [{"target": None, "stage": "run", "error": f"internal error: {exc.__class__.__name__}"}]
         )
         status = ScanStatus.FAILED
+    # What the run could not scan comes first, whatever the error cap kept after it.
+    state.errors[:0] = state.skipped.errors()
     if status is ScanStatus.SUCCEEDED and state.errors:
         status = ScanStatus.PARTIAL
     run = finish_run(engine, state, status)

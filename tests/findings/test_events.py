@@ -8,8 +8,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from cybermission.events import Event, EventKind
-from cybermission.findings.events import FindingPlace, finding_payload, unplaced
+from cybermission.findings.events import FindingPlace, unplaced
 from cybermission.findings.models import Finding, FindingStatus, FindingTransition
+from cybermission.findings.payloads import finding_payload
 from cybermission.findings.service import (
     SYSTEM_ACTOR,
     expire_acceptances,
@@ -41,7 +42,12 @@ def events(session: Session) -> list[Event]:
 
 def created(session: Session, device: Device) -> Finding:
     [finding] = record_findings(
-        session, scan_run_id=run(session), drafts=[draft(device)], now=T0, place_of=unplaced
+        session,
+        scan_run_id=run(session),
+        drafts=[draft(device)],
+        now=T0,
+        place_of=unplaced,
+        placement_of=unplaced,
     ).created
     session.commit()
     return finding
@@ -83,6 +89,7 @@ def test_finding_events_every_decision_of_a_person(session: Session, device: Dev
             until=T0 + DAY if to is FindingStatus.RISK_ACCEPTED else None,
             now=T0,
             place_of=unplaced,
+            placement_of=unplaced,
         )
         session.commit()
     changes = events(session)[1:]
@@ -116,9 +123,12 @@ def test_finding_events_lapsed_acceptance_reopens_with_an_event(
         until=T0 + DAY,
         now=T0,
         place_of=unplaced,
+        placement_of=unplaced,
     )
     session.commit()
-    assert expire_acceptances(session, now=T0 + DAY, place_of=unplaced) == [finding]
+    assert expire_acceptances(session, now=T0 + DAY, place_of=unplaced, placement_of=unplaced) == [
+        finding
+    ]
     session.commit()
     last = events(session)[-1]
     assert last.kind is EventKind.FINDING_REOPENED
@@ -157,7 +167,12 @@ def test_finding_events_name_the_devices_organisation_and_site(
         return placed
 
     record_findings(
-        session, scan_run_id=run(session), drafts=[draft(device)], now=T0, place_of=place_of
+        session,
+        scan_run_id=run(session),
+        drafts=[draft(device)],
+        now=T0,
+        place_of=place_of,
+        placement_of=unplaced,
     )
     session.commit()
     [event] = events(session)

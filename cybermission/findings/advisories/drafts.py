@@ -1,4 +1,6 @@
-"""Advisory matches as finding drafts: rule id ``advisory:<ICSA id>``, scored from CVSS and KEV."""
+"""Advisory matches as finding drafts: rule id ``advisory:<ICSA id>``, scored from CVSS, KEV and
+the match's confidence; the evidence carries the CVE ids, CVSS, KEV flag, advisory id, what
+matched and the device's address, for every export."""
 
 from collections.abc import Iterable
 
@@ -33,6 +35,7 @@ def advisory_drafts(
     device_id: str,
     zone_exposure: str | None,
     criticality: str | None,
+    address: str | None = None,
 ) -> list[FindingDraft]:
     """One draft per matched advisory, its evidence carrying what matched and how sure it is."""
     drafts: list[FindingDraft] = []
@@ -44,6 +47,7 @@ def advisory_drafts(
             kev=match.kev,
             zone_exposure=zone_exposure,
             criticality=criticality,
+            confidence=match.confidence,
         )
         evidence: dict[str, JSONValue] = {
             "advisory_id": match.advisory_id,
@@ -55,6 +59,8 @@ def advisory_drafts(
             "product_id": match.product_id,
             "confidence": match.confidence.value,
             "confidence_reason": match.reason,
+            "quote": match.quote,
+            "address": address,
         }
         drafts.append(
             FindingDraft(
@@ -68,6 +74,7 @@ def advisory_drafts(
                 evidence=evidence,
                 score=score,
                 score_breakdown=breakdown,
+                confidence=match.confidence,
             )
         )
     return drafts
