@@ -327,7 +327,6 @@ def test_lapsed_risk_acceptance_reopens_with_an_event_and_an_alert(
             ],
             now=utcnow(),
             place_of=unplaced,
-            placement_of=unplaced,
         ).created
         finding_id = finding.id
     service = _start_service(store, tmp_path, poll_s=0.1)

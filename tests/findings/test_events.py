@@ -47,7 +47,6 @@ def created(session: Session, device: Device) -> Finding:
         drafts=[draft(device)],
         now=T0,
         place_of=unplaced,
-        placement_of=unplaced,
     ).created
     session.commit()
     return finding
@@ -89,7 +88,6 @@ def test_finding_events_every_decision_of_a_person(session: Session, device: Dev
             until=T0 + DAY if to is FindingStatus.RISK_ACCEPTED else None,
             now=T0,
             place_of=unplaced,
-            placement_of=unplaced,
         )
         session.commit()
     changes = events(session)[1:]
@@ -123,12 +121,9 @@ def test_finding_events_lapsed_acceptance_reopens_with_an_event(
         until=T0 + DAY,
         now=T0,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     session.commit()
-    assert expire_acceptances(session, now=T0 + DAY, place_of=unplaced, placement_of=unplaced) == [
-        finding
-    ]
+    assert expire_acceptances(session, now=T0 + DAY, place_of=unplaced) == [finding]
     session.commit()
     last = events(session)[-1]
     assert last.kind is EventKind.FINDING_REOPENED
@@ -172,7 +167,6 @@ def test_finding_events_name_the_devices_organisation_and_site(
         drafts=[draft(device)],
         now=T0,
         place_of=place_of,
-        placement_of=unplaced,
     )
     session.commit()
     [event] = events(session)

@@ -76,14 +76,13 @@ def rescan(
 ) -> list[Finding]:
     """One scan run as the pipeline does it: expire, record, then resolve what is gone."""
     run_id = run(session)
-    expire_acceptances(session, now=now, place_of=unplaced, placement_of=unplaced)
+    expire_acceptances(session, now=now, place_of=unplaced)
     record_findings(
         session,
         scan_run_id=run_id,
         drafts=drafts,
         now=now,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     resolved = resolve_absent(
         session,
@@ -93,7 +92,6 @@ def rescan(
         ports_scanned=[502] if ports is None else ports,
         now=now,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     session.commit()
     return resolved
@@ -170,7 +168,6 @@ def test_lifecycle_acceptance_survives_rescans_then_expiry_reopens(
         until=T0 + 10 * DAY,
         now=T0 + DAY,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     session.commit()
     # Seen again and then absent: neither reopens nor resolves an accepted finding.
@@ -205,7 +202,6 @@ def test_lifecycle_expired_acceptance_then_clean_rescan_resolves(
         until=T0 + 2 * DAY,
         now=T0,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     session.commit()
     rescan(session, device, [], T0 + 5 * DAY)
@@ -225,9 +221,8 @@ def test_lifecycle_expire_acceptances_leaves_running_acceptances(
         until=T0 + 2 * DAY,
         now=T0,
         place_of=unplaced,
-        placement_of=unplaced,
     )
-    assert expire_acceptances(session, now=T0 + DAY, place_of=unplaced, placement_of=unplaced) == []
+    assert expire_acceptances(session, now=T0 + DAY, place_of=unplaced) == []
     assert only(session).status is FindingStatus.RISK_ACCEPTED
 
 
@@ -244,7 +239,6 @@ def test_lifecycle_decision_kept_when_seen_again(
         reason="checked on site",
         now=T0 + DAY,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     session.commit()
     rescan(session, device, [draft(device)], T0 + 2 * DAY)
@@ -263,7 +257,6 @@ def test_lifecycle_acknowledged_finding_resolves_when_gone(
         reason="",
         now=T0,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     rescan(session, device, [], T0 + DAY)
     assert only(session).status is FindingStatus.RESOLVED
@@ -282,7 +275,6 @@ def test_lifecycle_false_positive_cannot_be_accepted_directly(
         reason="it is a honeypot",
         now=T0,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     with pytest.raises(ConflictError, match="false-positive finding cannot become risk-accepted"):
         transition_finding(
@@ -294,7 +286,6 @@ def test_lifecycle_false_positive_cannot_be_accepted_directly(
             until=T0 + DAY,
             now=T0,
             place_of=unplaced,
-            placement_of=unplaced,
         )
 
 
@@ -327,7 +318,6 @@ def test_lifecycle_transition_validates_input(
             until=until,
             now=T0,
             place_of=unplaced,
-            placement_of=unplaced,
         )
     assert only(session).status is FindingStatus.OPEN
 
@@ -343,7 +333,6 @@ def test_lifecycle_transition_needs_an_actor(session: Session, device: Device) -
             reason="",
             now=T0,
             place_of=unplaced,
-            placement_of=unplaced,
         )
 
 
@@ -357,5 +346,4 @@ def test_lifecycle_transition_unknown_finding(session: Session) -> None:
             reason="",
             now=T0,
             place_of=unplaced,
-            placement_of=unplaced,
         )

@@ -82,7 +82,6 @@ def test_service_records_new_findings(session: Session) -> None:
         drafts=[draft(device)],
         now=T0,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     session.commit()
     assert [f.rule_id for f in result.created] == ["modbus-unauthenticated-reachable"]
@@ -103,7 +102,6 @@ def test_service_repeated_recording_updates_without_duplicate(session: Session) 
         drafts=[draft(device)],
         now=T0,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     session.commit()
     later = T0 + timedelta(days=1)
@@ -114,7 +112,6 @@ def test_service_repeated_recording_updates_without_duplicate(session: Session) 
         drafts=[newer],
         now=later,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     session.commit()
     assert result.created == []
@@ -139,7 +136,6 @@ def test_service_same_key_twice_in_one_batch_is_one_finding(session: Session) ->
         drafts=[draft(device)] * 3,
         now=T0,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     session.commit()
     assert len(result.created) == 1
@@ -156,9 +152,7 @@ def test_service_service_id_separates_findings(session: Session) -> None:
     session.add_all(services)
     session.commit()
     drafts = [draft(device, service_id=s.id) for s in services] + [draft(device)]
-    result = record_findings(
-        session, scan_run_id=run, drafts=drafts, now=T0, place_of=unplaced, placement_of=unplaced
-    )
+    result = record_findings(session, scan_run_id=run, drafts=drafts, now=T0, place_of=unplaced)
     session.commit()
     assert len(result.created) == 3
     assert count(session) == 3
@@ -173,7 +167,6 @@ def test_service_resolved_finding_reopens_on_recurrence(session: Session) -> Non
         drafts=[draft(device)],
         now=T0,
         place_of=unplaced,
-        placement_of=unplaced,
     ).created
     finding.status = FindingStatus.RESOLVED
     session.commit()
@@ -183,7 +176,6 @@ def test_service_resolved_finding_reopens_on_recurrence(session: Session) -> Non
         drafts=[draft(device)],
         now=T0 + timedelta(1),
         place_of=unplaced,
-        placement_of=unplaced,
     )
     session.commit()
     assert [f.id for f in result.reopened] == [finding.id]
@@ -204,7 +196,6 @@ def test_service_human_decision_is_kept(session: Session, decided: FindingStatus
         drafts=[draft(device)],
         now=T0,
         place_of=unplaced,
-        placement_of=unplaced,
     ).created
     finding.status = decided
     session.commit()
@@ -215,7 +206,6 @@ def test_service_human_decision_is_kept(session: Session, decided: FindingStatus
         drafts=[draft(device)],
         now=later,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     session.commit()
     assert result.reopened == []
@@ -239,7 +229,7 @@ def test_service_resolve_absent_resolves_only_what_the_rescan_did_not_see(
         draft(other, "modbus-unauthenticated-reachable"),
     ]
     created = record_findings(
-        session, scan_run_id=first, drafts=drafts, now=T0, place_of=unplaced, placement_of=unplaced
+        session, scan_run_id=first, drafts=drafts, now=T0, place_of=unplaced
     ).created
     by_rule = {(f.device_id, f.rule_id): f for f in created}
     by_rule[(device.id, "snmp-default-community")].status = FindingStatus.RISK_ACCEPTED
@@ -254,7 +244,6 @@ def test_service_resolve_absent_resolves_only_what_the_rescan_did_not_see(
         drafts=[drafts[0]],
         now=later,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     resolved = resolve_absent(
         session,
@@ -263,7 +252,6 @@ def test_service_resolve_absent_resolves_only_what_the_rescan_did_not_see(
         probes_run={"modbus", "snmp"},
         now=later,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     session.commit()
 
@@ -291,7 +279,6 @@ def test_service_list_findings_pages_in_first_seen_order(session: Session) -> No
             drafts=[draft(device, f"rule-{index}")],
             now=at,
             place_of=unplaced,
-            placement_of=unplaced,
         )
     session.commit()
     seen: list[Finding] = []
@@ -319,7 +306,7 @@ def test_service_list_findings_filters(session: Session) -> None:
         draft(device, "c-rule", severity=Severity.HIGH),
     ]
     created = record_findings(
-        session, scan_run_id=run, drafts=drafts, now=T0, place_of=unplaced, placement_of=unplaced
+        session, scan_run_id=run, drafts=drafts, now=T0, place_of=unplaced
     ).created
     created[2].status = FindingStatus.FALSE_POSITIVE
     session.commit()
@@ -353,7 +340,6 @@ def test_service_logs_counts_and_reopen(session: Session, caplog: pytest.LogCapt
         drafts=[draft(device)],
         now=T0,
         place_of=unplaced,
-        placement_of=unplaced,
     ).created
     finding.status = FindingStatus.RESOLVED
     session.commit()
@@ -363,7 +349,6 @@ def test_service_logs_counts_and_reopen(session: Session, caplog: pytest.LogCapt
         drafts=[draft(device)],
         now=T0,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     resolve_absent(
         session,
@@ -372,7 +357,6 @@ def test_service_logs_counts_and_reopen(session: Session, caplog: pytest.LogCapt
         probes_run=None,
         now=T0,
         place_of=unplaced,
-        placement_of=unplaced,
     )
     recorded = [r for r in caplog.records if r.getMessage() == "findings recorded"]
     assert [(r.findings_created, r.findings_reopened) for r in recorded] == [(1, 0), (0, 1)]  # type: ignore[attr-defined]
