@@ -9,6 +9,7 @@ the blocking store work in a thread, so the event loop keeps connecting while th
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -268,12 +269,16 @@ async def _observe_now(
         ledger=ledger,
         options=options,
     )
+    answers = gate.answer_times
+    started = time.monotonic()
     try:
-        observation = await probe.observe(target, timeout_s=timeout_s)
+        # The configured timeout, widened while recent answers show a busy machine.
+        observation = await probe.observe(target, timeout_s=max(timeout_s, answers.timeout_s))
     except ProbeTimeoutError:
         if probe.transport is Transport.UDP:
             return None  # nobody there: the normal answer of most addresses on a UDP port
         _record_failure(report, probe, port, "ProbeTimeoutError: no answer in time")
+        answers.silence()
         _strike(gate, report, f"{probe.name} on port {port}: timeout")
         return None
     except (ProbeError, OSError) as exc:
@@ -285,6 +290,7 @@ async def _observe_now(
     else:
         if observation is not None:
             gate.clear(report.address)
+            answers.record(time.monotonic() - started)
         elif ledger.early_closes:
             _strike(gate, report, f"{probe.name} on port {port}: closed before answering")
         return observation
@@ -682,7 +688,7 @@ def run_state(
         run_id=scan_run_id,
         scanned=tuple((p, "tcp") for p in run.ports) + tuple((p, "udp") for p in run.udp_ports),
         rules=RuleSet(load_rules(settings.rules_dirs)),
-        guard=guard or build_guard(session, settings),
+        guard=guard or build_guard(session, settings, organization_id=run.organization_id),
         placements=load_placements(session),
         progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=run.hosts_total),
         callback=progress,
@@ -856,7 +862,7 @@ async def execute_scan(
         run.status = ScanStatus.RUNNING
         run.started_at = utcnow()
         expire_acceptances(session, now=run.started_at, place_of=finding_places(session=session))
-        guard = guard or build_guard(session, settings)
+        guard = guard or build_guard(session, settings, organization_id=run.organization_id)
         placements = load_placements(session)
         advisories = AdvisoryIndex.load(session)
         targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
@@ -886,8 +892,10 @@ async def execute_scan(
         gate = DeviceGate(
             per_host_rate_per_s=pacing.per_host_rate_per_s,
             strikes_before_back_off=pacing.strikes_before_back_off,
+            probe_timeout_s=pacing.probe_timeout_s,
+            probes_in_flight=pacing.probes_in_flight,
         )
-        connector = Connector(guard, pacer=gate)
+        connector = Connector(guard, pacer=gate, shared_udp=True)
         queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
         writer = asyncio.create_task(_writer(engine, state, queue))
 
@@ -920,12 +928,14 @@ async def execute_scan(
             )
             engine_observations = {(o.address, o.port): o for o in found.observations}
             swept = _replay(found.hosts)
-        await identify_paced(
-            _hosts(swept, state, udp=plan.has_udp),
-            identify,
-            gate=gate,
-            probes_in_flight=pacing.probes_in_flight,
-        )
+        try:
+            await identify_paced(
+                _hosts(swept, state, udp=plan.has_udp),
+                identify,
+                gate=gate,
+            )
+        finally:
+            connector.close()
         await queue.put(None)
         await writer
     except CybermissionError as exc:
