@@ -31,7 +31,8 @@ def _import(kind: str, path: Path, output: str) -> None:
 
     from cybermission.db import session_scope
     from cybermission.scans.passive import load_capture_reader, passive_decoders
-    from cybermission.scans.pipeline import build_scan_report, import_observations
+    from cybermission.scans.pipeline import import_observations
+    from cybermission.scans.report import build_scan_report
 
     check_format(output)
     if not path.is_file():

@@ -21,8 +21,8 @@ from cybermission.findings.models import Advisory, AdvisoryProduct
 from cybermission.findings.service import FindingDraft, record_findings
 from cybermission.inventory.models import Device, DeviceType
 from cybermission.inventory.queries import list_addresses_by_device
-from cybermission.scans.pipeline import Placement, load_placements
 from cybermission.scans.placed_findings import finding_places
+from cybermission.scans.placement import Placement, load_placements
 
 _PAGE: Final = 1000
 _IN_CHUNK: Final = 500
