@@ -28,6 +28,7 @@ from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
 from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import load_placements
 from cybermission.scans.probing import (
     HostReport,
@@ -94,7 +95,7 @@ async def execute_scan(
             raise CybermissionError(f"no scan run with id {scan_run_id!r}")
         run.status = ScanStatus.RUNNING
         run.started_at = utcnow()
-        expire_acceptances(session, now=run.started_at)
+        expire_acceptances(session, now=run.started_at, place_of=finding_places(session=session))
         guard = guard or build_guard(session, settings, organization_id=run.organization_id)
         placements = load_placements(session)
         advisories = current_index(session)
@@ -202,10 +203,13 @@ def import_observations(
     source: str,
     observations: Iterable[Observation],
     requested_by: str = "import",
+    problems: Sequence[str] = (),
 ) -> ScanRun:
     """Store observations read from a capture as a run of their own: inventory, rules, findings.
 
     Nothing is sent and nothing is closed: a capture shows what answered, not what is gone.
+    ``problems`` (damage the reader met, filled while ``observations`` are read) make the run
+    partial, each one an error of stage ``import``.
     """
     by_address: dict[str, HostReport] = {}
     for observation in observations:
@@ -230,4 +234,5 @@ def import_observations(
     state.progress.hosts_live = len(reports)
     for start in range(0, len(reports), WRITE_BATCH_HOSTS):
         store_batch(engine, state, reports[start : start + WRITE_BATCH_HOSTS])
-    return finish_run(engine, state, ScanStatus.SUCCEEDED)
+    state.add_errors({"target": source, "stage": "import", "error": p} for p in problems)
+    return finish_run(engine, state, ScanStatus.PARTIAL if problems else ScanStatus.SUCCEEDED)
