@@ -10,6 +10,7 @@ from cybermission.cli import (
     assets,
     capture,
     db,
+    exports,
     findings,
     lab,
     probes,
@@ -30,6 +31,7 @@ app.command("sensor")(sensors.sensor)
 app.command("central")(sensors.central)
 app.command()(scan.scan)
 app.command()(probes.probes)
+app.command()(exports.export)
 app.command()(service.serve)
 app.command()(service.demo)
 app.add_typer(scopes.app, name="scopes")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cybermission.cli.report import check_format, show_report
-from cybermission.cli.runtime import err, fail, open_store, start
+from cybermission.cli.runtime import err, fail, logs_through, open_store, start
 from cybermission.errors import CybermissionError
 
 
@@ -50,7 +50,9 @@ def scan(
     )
 
     from cybermission.db import session_scope
-    from cybermission.scans.pipeline import ScanProgress, build_scan_report, execute_scan
+    from cybermission.scans.pipeline import execute_scan
+    from cybermission.scans.probing import ScanProgress
+    from cybermission.scans.report import build_scan_report
     from cybermission.scans.scopes import build_guard
     from cybermission.scans.service import create_scan_run
 
@@ -73,15 +75,18 @@ def scan(
             run_id, total = run.id, run.hosts_total
     except CybermissionError as exc:
         raise fail(exc) from exc
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[live]} live, {task.fields[obs]} observations"),
-        TimeElapsedColumn(),
-        console=err(),
-        transient=True,
-    ) as bar:
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[live]} live, {task.fields[obs]} observations"),
+            TimeElapsedColumn(),
+            console=err(),
+            transient=True,
+        ) as bar,
+        logs_through(err()),
+    ):
         task = bar.add_task("scanning", total=total, live=0, obs=0)
 
         def show(p: ScanProgress) -> None:

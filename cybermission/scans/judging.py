@@ -1,0 +1,157 @@
+"""Judging: the documents rules read, and every finding draft a run makes, built one way.
+
+Three sources judge a device: the rules over each observation, the rules over each change of the
+inventory (``history`` documents, rules/README.md), and the imported advisories over its identity
+(``findings/advisories/drafts.py``). Rule matches of both kinds become drafts in one function,
+:func:`rule_drafts`, so their scoring and evidence never drift apart.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cybermission.findings.advisories.drafts import advisory_drafts
+from cybermission.findings.advisories.matching import AdvisoryIndex, DeviceIdentity
+from cybermission.findings.advisories.versions import change_direction
+from cybermission.findings.models import Severity
+from cybermission.findings.scoring import score_finding
+from cybermission.findings.service import FindingDraft
+from cybermission.inventory.models import ChangeEvent, Device
+from cybermission.probes import Observation
+from cybermission.rules.loader import RuleSet
+from cybermission.scans.placement import Placement
+from cybermission.scans.probing import HostReport
+
+# Facts that name a device beside its inventory attributes, for advisory matching.
+_NAMING_FACTS = ("product_code", "order_number", "product_name", "model", "product")
+
+
+def asset_document(device: Device, placement: Placement | None) -> dict[str, Any]:
+    """The ``asset`` part of every subject document: the device, its zone and criticality."""
+    return {
+        "id": device.id,
+        "vendor": device.vendor,
+        "product": device.product,
+        "model": device.model,
+        "firmware": device.firmware,
+        "serial": device.serial,
+        "zone": placement.zone if placement else None,
+        "zone_exposure": placement.exposure if placement else None,
+        "site": placement.site if placement else None,
+        "criticality": str(device.criticality) if device.criticality else None,
+    }
+
+
+def observation_subject(
+    observation: Observation, device: Device, placement: Placement | None
+) -> dict[str, Any]:
+    """The one document every rule sees (rules/README.md)."""
+    return {
+        "probe": observation.probe,
+        "protocol": observation.protocol,
+        "target": {
+            "address": observation.address,
+            "port": observation.port,
+            "transport": str(observation.transport),
+        },
+        "facts": observation.facts,
+        "asset": asset_document(device, placement),
+    }
+
+
+def history_subject(address: str, change: ChangeEvent, asset: Mapping[str, Any]) -> dict[str, Any]:
+    """The document of one inventory change (rules/README.md, History documents)."""
+    return {
+        "probe": "history",
+        "protocol": "history",
+        "target": {"address": address, "port": None, "transport": None},
+        "facts": {
+            "kind": str(change.kind),
+            "field": change.field,
+            "old": change.old_value,
+            "new": change.new_value,
+            "direction": change_direction(change.old_value, change.new_value)
+            if change.field == "firmware"
+            else None,
+        },
+        "asset": asset,
+    }
+
+
+def rule_drafts(
+    rules: RuleSet, subject: Mapping[str, Any], *, device_id: str, service_id: str | None
+) -> list[FindingDraft]:
+    """One draft per rule the subject matches. The evidence keeps where it was seen, the fact
+    values the rule read, and the ATT&CK for ICS techniques it names (alert channels pass them
+    to SIEMs)."""
+    target = subject["target"]
+    asset = subject["asset"]
+    drafts: list[FindingDraft] = []
+    for rule in rules.evaluate(subject):
+        severity = Severity(rule.info.severity)
+        score, breakdown = score_finding(
+            severity=severity,
+            zone_exposure=asset["zone_exposure"],
+            criticality=asset["criticality"],
+        )
+        evidence: dict[str, Any] = {
+            "probe": subject["probe"],
+            "address": target["address"],
+            "port": target["port"],
+            "fields": dict(rule.evidence(subject)),
+            "attack_techniques": list(rule.attack_techniques),
+        }
+        drafts.append(
+            FindingDraft(
+                rule_id=rule.id,
+                device_id=device_id,
+                service_id=service_id,
+                port=target["port"],
+                protocol=subject["protocol"],
+                title=rule.info.name,
+                severity=severity,
+                evidence=evidence,
+                score=score,
+                score_breakdown=breakdown,
+            )
+        )
+    return drafts
+
+
+def judge_device(
+    rules: RuleSet,
+    advisories: AdvisoryIndex | None,
+    report: HostReport,
+    device: Device,
+    changes: Sequence[ChangeEvent],
+    placement: Placement | None,
+) -> list[FindingDraft]:
+    """Findings beyond one observation: change events run through the rules as ``history``
+    documents, and the device's identity meets the imported advisories."""
+    asset = asset_document(device, placement)
+    drafts: list[FindingDraft] = []
+    for change in changes:
+        subject = history_subject(report.address, change, asset)
+        drafts.extend(rule_drafts(rules, subject, device_id=device.id, service_id=None))
+    if advisories is not None and len(advisories) and device.vendor:
+        names = [device.product, device.model]
+        for observation in report.observations:
+            names.extend(
+                value
+                for key in _NAMING_FACTS
+                if isinstance(value := observation.facts.get(key), str)
+            )
+        identity = DeviceIdentity(
+            vendor=device.vendor,
+            firmware=device.firmware,
+            names=tuple(dict.fromkeys(n for n in names if n)),
+        )
+        drafts.extend(
+            advisory_drafts(
+                advisories.match(identity),
+                device_id=device.id,
+                zone_exposure=asset["zone_exposure"],
+                criticality=asset["criticality"],
+                address=report.address,
+            )
+        )
+    return drafts
