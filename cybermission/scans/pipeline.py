@@ -28,6 +28,7 @@ from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
 from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import load_placements
 from cybermission.scans.probing import (
     HostReport,
@@ -95,7 +96,7 @@ async def execute_scan(
             raise CybermissionError(f"no scan run with id {scan_run_id!r}")
         run.status = ScanStatus.RUNNING
         run.started_at = utcnow()
-        expire_acceptances(session, now=run.started_at)
+        expire_acceptances(session, now=run.started_at, place_of=finding_places(session=session))
         guard = guard or build_guard(session, settings, organization_id=run.organization_id)
         placements = load_placements(session)
         advisories = current_index(session)

@@ -22,7 +22,6 @@ from cybermission.errors import CybermissionError
 from cybermission.events import EventBatch, EventKind, record_event
 from cybermission.findings.advisories.lookup import current_index
 from cybermission.findings.advisories.matching import AdvisoryIndex
-from cybermission.findings.payloads import finding_event_payload
 from cybermission.findings.service import FindingDraft, record_findings, resolve_absent
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.inventory.absence import record_absences
@@ -33,6 +32,7 @@ from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.judging import judge_device, observation_subject, rule_drafts
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
+from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
 from cybermission.scans.scopes import build_guard
@@ -55,8 +55,6 @@ class RunState:
     progress: ScanProgress
     callback: ProgressCallback | None
     placements: dict[str, Placement] = field(default_factory=dict)
-    # organisation and site of each device written in this run, for its findings' events
-    device_placement: dict[str, dict[str, str | None]] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     errors_dropped: int = 0
     sent: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -226,18 +224,16 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
             )
         )
         state.progress.observations += len(report.observations)
-    recorded = record_findings(session, scan_run_id=state.run_id, drafts=drafts, now=now)
+    # The findings service writes each finding's event (finding.created, finding.reopened) with
+    # its audit row; the placement tells it whose alert policies see the event.
+    recorded = record_findings(
+        session,
+        scan_run_id=state.run_id,
+        drafts=drafts,
+        now=now,
+        place_of=finding_places(session=session),
+    )
     state.progress.findings += len(recorded.created)
-    reopened = {f.id for f in recorded.reopened}
-    for finding in [*recorded.created, *recorded.reopened]:
-        events.add(
-            EventKind.FINDING_REOPENED if finding.id in reopened else EventKind.FINDING_CREATED,
-            payload=finding_event_payload(finding),
-            subject_id=finding.id,
-            scan_run_id=state.run_id,
-            severity=str(finding.severity),
-            **state.device_placement.get(finding.device_id, {}),
-        )
     events.write(session)
 
 
@@ -306,7 +302,6 @@ def _record_asset_events(
 ) -> None:
     """Tell the event log (alerting's outbox) what the inventory learnt about one device."""
     where = {"organization_id": device.organization_id, "site_id": device.site_id}
-    state.device_placement[device.id] = where
     asset = {
         "device_id": device.id,
         "name": device.name,
@@ -406,6 +401,7 @@ def finish_run(engine: Engine, state: RunState, status: ScanStatus) -> ScanRun:
                 probes_run=set(state.probes_run),
                 ports_scanned={port for port, _ in state.scanned},
                 now=run.finished_at,
+                place_of=finding_places(session=session),
             )
         if status is not ScanStatus.FAILED:
             _record_absences(session, state, run)
@@ -511,4 +507,5 @@ def _record_absences(session: Session, state: RunState, run: ScanRun) -> None:
             ports_scanned={port for port, _ in state.scanned},
             now=run.finished_at,
             reason=f"device unreachable: missed by {state.absent_after_scans} complete scans",
+            place_of=finding_places(session=session),
         )
