@@ -5,6 +5,7 @@ scanned it, and B's devices and findings moved to A. Now every role of A is refu
 (scope, scope change, scan, allocation), on SQLite and PostgreSQL, and B's inventory is untouched.
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,10 +18,12 @@ from sqlmodel import Session, select
 from api.app import create_app
 from cybermission.auth.models import ROLE_PERMISSIONS, Permission, Role
 from cybermission.config import Settings
+from cybermission.findings.models import Finding
 from cybermission.inventory.models import Device
 from cybermission.scans.models import ScanRun, Scope
 from tests.api.conftest import BASE_URL
 from tests.api.world import NETWORKS, World, build_world
+from tests.timing import scaled
 
 
 @pytest.fixture
@@ -83,3 +86,61 @@ async def test_takeover_of_another_organisations_network_fails_for_every_role(
     if Permission.READ in ROLE_PERMISSIONS[role]:
         assets = await client.get("/api/v1/assets", headers=headers)
         assert b.device not in {i["id"] for i in assets.json()["items"]}
+
+
+async def test_takeover_overlapping_allocation_scan_leaves_the_other_organisation_alone(
+    world_client: tuple[httpx.AsyncClient, World], engine: Engine
+) -> None:
+    """Private ranges are reused: a global admin allocates B's network to A as well. A's scan of
+    it then creates A's own devices; B's device, its finding and its organisation stay B's."""
+    client, world = world_client
+    a, b = world.orgs["a"], world.orgs["b"]
+    listener = await asyncio.start_server(_close_at_once, b.address, 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        allocated = await client.post(
+            "/api/v1/allocations",
+            json={"organization_id": a.organization, "cidr": NETWORKS["b"], "reference": "reuse"},
+            headers=world.auth(Role.ADMIN, "global"),
+        )
+        assert allocated.status_code == 201, allocated.text
+        scope = await client.post(
+            "/api/v1/scopes",
+            json={"name": "scope-b", "cidrs": [NETWORKS["b"]], "site_id": a.site},
+            headers=world.auth(Role.ADMIN, "a"),
+        )
+        # Same name as B's scope: names are per organisation, so no clash (and no leak).
+        assert scope.status_code == 201, scope.text
+        started = await client.post(
+            "/api/v1/scans",
+            json={"targets": [b.address], "ports": [port]},
+            headers=world.auth(Role.OPERATOR, "a"),
+        )
+        assert started.status_code == 202, started.text
+        await asyncio.wait_for(_finished(client, started.headers["location"], world), scaled(60))
+    finally:
+        listener.close()
+        await listener.wait_closed()
+    with Session(engine) as session:
+        theirs = session.get(Device, b.device)
+        assert theirs is not None
+        assert theirs.organization_id == b.organization
+        finding = session.get(Finding, b.finding)
+        assert finding is not None
+        assert finding.device_id == b.device
+        mine = session.exec(select(Device).where(Device.organization_id == a.organization)).all()
+    assert len(mine) == 2  # A's own PLC and the device A's scan found
+    b_assets = await client.get(f"/api/v1/assets/{b.device}", headers=world.auth(Role.ADMIN, "a"))
+    assert b_assets.status_code == 404
+
+
+async def _close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.close()
+
+
+async def _finished(client: httpx.AsyncClient, location: str, world: World) -> None:
+    while True:
+        run = (await client.get(location, headers=world.auth(Role.ADMIN, "global"))).json()
+        if run["finished_at"] is not None:
+            return
+        await asyncio.sleep(0.05)
