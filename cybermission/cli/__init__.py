@@ -14,6 +14,7 @@ from cybermission.cli import (
     probes,
     rules,
     scan,
+    scans,
     scopes,
     sensors,
     service,
@@ -31,6 +32,7 @@ app.command()(scan.scan)
 app.command()(probes.probes)
 app.command()(service.serve)
 app.command()(service.demo)
+app.add_typer(scans.app, name="scans")
 app.add_typer(scopes.app, name="scopes")
 app.add_typer(lab.app, name="lab")
 app.add_typer(db.app, name="db")
