@@ -33,6 +33,7 @@ from cybermission.alerts.worker import DeliveryWorker
 from cybermission.config import Settings
 from cybermission.db import create_db_engine
 from cybermission.scans.reaper import RunReaper
+from cybermission.scans.runner import ScanTasks
 from cybermission.scans.scheduler import ScheduleRunner
 from cybermission.sensors.service import plan_site_scan
 
@@ -63,9 +64,7 @@ class BackgroundServices:
         self.reaper.stop()
 
 
-def start_background(
-    engine: Engine, settings: Settings, tasks: scans.ScanTasks
-) -> BackgroundServices:
+def start_background(engine: Engine, settings: Settings, tasks: ScanTasks) -> BackgroundServices:
     loop = asyncio.get_running_loop()
 
     def launch(scan_run_id: str) -> None:

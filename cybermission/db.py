@@ -19,6 +19,9 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
 
+# Re-exported for the store's callers; the clock lives apart so the sensor side needs no store.
+from cybermission.clock import utcnow as utcnow
+
 # Named constraints, so Alembic can alter them later (SQLite batch mode needs names).
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -32,10 +35,6 @@ SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
 def new_id() -> str:
     return str(uuid.uuid4())
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

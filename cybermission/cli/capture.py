@@ -20,7 +20,8 @@ def import_pcap(
     """Build observations and assets from a capture, without sending a packet."""
     from cybermission.db import session_scope
     from cybermission.scans.passive import load_capture_reader, passive_decoders
-    from cybermission.scans.pipeline import build_scan_report, import_observations
+    from cybermission.scans.pipeline import import_observations
+    from cybermission.scans.report import build_scan_report
 
     settings = start()
     engine = open_store(settings)

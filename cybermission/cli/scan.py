@@ -50,7 +50,9 @@ def scan(
     )
 
     from cybermission.db import session_scope
-    from cybermission.scans.pipeline import ScanProgress, build_scan_report, execute_scan
+    from cybermission.scans.pipeline import execute_scan
+    from cybermission.scans.probing import ScanProgress
+    from cybermission.scans.report import build_scan_report
     from cybermission.scans.scopes import build_guard
     from cybermission.scans.service import create_scan_run
 

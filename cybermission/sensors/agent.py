@@ -20,18 +20,18 @@ from typing import Any
 from celery import Celery  # type: ignore[import-untyped]
 from kombu import Queue  # type: ignore[import-untyped]
 
+from cybermission.clock import utcnow
 from cybermission.config import Settings
-from cybermission.db import utcnow
 from cybermission.errors import CybermissionError, ScopeError, ValidationError
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.net import Connector
 from cybermission.probes import Probe, load_probes
-from cybermission.scans.pipeline import HostReport, identify_host, select_probes
+from cybermission.scans.probing import HostReport, identify_host, select_probes
 from cybermission.scans.sweep import HostResult, sweep
 from cybermission.scans.targets import expand_targets
 from cybermission.sensors.broker import INGEST_TASK, SCAN_TASK, publish_task
 from cybermission.sensors.journal import Journal
-from cybermission.sensors.service import report_to_json
+from cybermission.sensors.messages import report_to_json
 from cybermission.sensors.topology import RESULTS, SCAN_QUEUE, BrokerError, amqp_ssl
 
 logger = logging.getLogger(__name__)

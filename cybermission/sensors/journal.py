@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cybermission.db import utcnow
+from cybermission.clock import utcnow
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunk (

@@ -2,7 +2,7 @@
 
 A distributed scan is written in one transaction: the run, its chunks and (the chunk rows being
 their own outbox) what the relay must publish. Results come back in parts that are applied once,
-through the same :func:`cybermission.scans.pipeline.store_reports` the embedded mode uses.
+through the same :func:`cybermission.scans.recording.store_reports` the embedded mode uses.
 """
 
 import ipaddress
@@ -21,20 +21,14 @@ from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.guard import ScopeGuard, ScopeRule
-from cybermission.probes import Observation, Transport
 from cybermission.rules.loader import RuleSet
 from cybermission.scans.models import ScanRun, ScanStatus, Scope, ScopeBase
-from cybermission.scans.pipeline import (
-    HostReport,
-    RunState,
-    ScanProgress,
-    finish_run,
-    run_state,
-    store_reports,
-)
+from cybermission.scans.probing import ScanProgress
+from cybermission.scans.recording import RunState, finish_run, run_state, store_reports
 from cybermission.scans.scopes import create_scope
 from cybermission.scans.service import create_scan_run
 from cybermission.scans.targets import expand_targets
+from cybermission.sensors.messages import report_from_json
 from cybermission.sensors.models import (
     Chunk,
     ChunkPart,
@@ -310,50 +304,6 @@ class IngestOutcome:
     applied: bool
     reason: RejectionReason | None = None
     run_finished: bool = False
-
-
-def report_from_json(data: dict[str, Any]) -> HostReport:
-    """A HostReport back from its JSON form (:func:`report_to_json`); KeyError/ValueError if bad."""
-    report = HostReport(
-        address=str(data["address"]), open_ports=tuple(int(p) for p in data["open_ports"])
-    )
-    for o in data["observations"]:
-        report.observations.append(
-            Observation(
-                probe=str(o["probe"]),
-                protocol=str(o["protocol"]),
-                address=str(o["address"]),
-                port=int(o["port"]),
-                transport=Transport(o["transport"]),
-                facts=dict(o["facts"]),
-                observed_at=datetime.fromisoformat(o["observed_at"]),
-            )
-        )
-    report.errors.extend(dict(e) for e in data.get("errors", []))
-    for probe, request, count in data.get("sent", []):
-        report.sent[(str(probe), str(request))] += int(count)
-    return report
-
-
-def report_to_json(report: HostReport) -> dict[str, Any]:
-    return {
-        "address": report.address,
-        "open_ports": list(report.open_ports),
-        "observations": [
-            {
-                "probe": o.probe,
-                "protocol": o.protocol,
-                "address": o.address,
-                "port": o.port,
-                "transport": str(o.transport),
-                "facts": o.facts,
-                "observed_at": o.observed_at.isoformat(),
-            }
-            for o in report.observations
-        ],
-        "errors": report.errors,
-        "sent": [[p, r, c] for (p, r), c in sorted(report.sent.items())],
-    }
 
 
 _states: dict[str, RunState] = {}

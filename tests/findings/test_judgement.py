@@ -18,7 +18,8 @@ from cybermission.inventory.criticality import set_criticality
 from cybermission.inventory.models import Criticality, Device
 from cybermission.probes import Observation, Transport
 from cybermission.scans.models import ScanRun, ScanStatus, ScopeBase
-from cybermission.scans.pipeline import HostReport, finish_run, run_state, store_reports
+from cybermission.scans.probing import HostReport
+from cybermission.scans.recording import finish_run, run_state, store_reports
 from cybermission.scans.scopes import create_scope
 from cybermission.sites.models import ZoneExposure
 from cybermission.sites.service import attach_scope, create_organization, create_site, create_zone

@@ -15,7 +15,9 @@ from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.inventory.models import Device, IPAddress, Service
 from cybermission.probes import Transport, load_probes
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus, ScopeBase
-from cybermission.scans.pipeline import build_scan_report, execute_scan, select_probes
+from cybermission.scans.pipeline import execute_scan
+from cybermission.scans.probing import select_probes
+from cybermission.scans.report import build_scan_report
 from cybermission.scans.scopes import create_scope, guard_from_scopes
 from cybermission.scans.service import create_scan_run
 from cybermission.sites.models import Organization, Site, Zone, ZoneExposure

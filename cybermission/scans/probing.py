@@ -1,0 +1,277 @@
+"""Probing: what a site sensor runs, with no store. The plan of probes per port, one host's
+identification (one connection per device, back-off on trouble) and what each probe sent.
+
+The embedded pipeline (:mod:`cybermission.scans.pipeline`) and the site sensor
+(:mod:`cybermission.sensors.agent`) both probe through here; import-linter forbids this module
+any store code (pyproject, "the probing side imports no store code").
+"""
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cybermission.config import Settings
+from cybermission.errors import ProbeError, ProbeTimeoutError, ScopeError
+from cybermission.net import Connector
+from cybermission.probes import (
+    JSONValue,
+    Observation,
+    Probe,
+    ProbeTarget,
+    RequestLedger,
+    Transport,
+)
+from cybermission.scans.sweep import HostResult
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ScanProgress:
+    """Counters a progress bar or an event stream can show while a run goes."""
+
+    scan_run_id: str
+    hosts_total: int
+    hosts_swept: int = 0
+    hosts_live: int = 0
+    hosts_identified: int = 0
+    open_ports: int = 0
+    observations: int = 0
+    findings: int = 0
+
+
+ProgressCallback = Callable[[ScanProgress], None]
+
+
+@dataclass(slots=True)
+class HostReport:
+    """Everything one host yielded in this run, ready to be written in one batch."""
+
+    address: str
+    open_ports: tuple[int, ...]
+    observations: list[Observation] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    sent: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbePlan:
+    """Which probes run on which port, per transport, for one run."""
+
+    tcp: Mapping[int, Sequence[Probe]]
+    udp: Mapping[int, Sequence[Probe]]
+    # Options every probe's target carries: ``request_interval_s`` is the per-host pacing, for
+    # probes that send a series to one device (a gateway's unit walk).
+    options: Mapping[str, JSONValue] = field(default_factory=dict)
+
+    @property
+    def has_udp(self) -> bool:
+        return bool(self.udp)
+
+    def port_name(self, port: int) -> str | None:
+        """What an open TCP port no probe identified usually carries: its first probe's protocol.
+
+        Kept as a fact beside ``identified: false`` (the service stays protocol "tcp": a guess
+        is no fact), so an operator reading the inventory knows what the port is for.
+        """
+        probes = self.tcp.get(port)
+        return probes[0].protocol if probes else None
+
+
+def select_probes(
+    probes: Mapping[str, Probe], settings: Settings, *, udp_ports: Iterable[int] = ()
+) -> ProbePlan:
+    """Probes by transport and port; optional (opt-in) probes only when settings name them.
+
+    UDP has no sweep (silence is the normal answer of an empty address), so UDP probes run on
+    every target, and only for the ``udp_ports`` the run asked for.
+    """
+    tcp: dict[int, list[Probe]] = {}
+    udp: dict[int, list[Probe]] = {}
+    wanted_udp = set(udp_ports)
+    # Entry points come sorted by name; a probe that is a fallback on a shared port (MMS after
+    # S7 on 102) says so with a larger ``order`` (default 100). Supplements follow their base.
+    ranked = sorted(probes.values(), key=lambda p: (p.order, p.optional))
+    for probe in ranked:
+        if probe.optional and probe.name not in settings.enabled_optional_probes:
+            continue
+        for port in probe.default_ports:
+            if probe.transport is Transport.UDP:
+                if port in wanted_udp:
+                    udp.setdefault(port, []).append(probe)
+            else:
+                tcp.setdefault(port, []).append(probe)
+    interval_s = 1.0 / settings.pacing.effective().per_host_rate_per_s
+    return ProbePlan(tcp=tcp, udp=udp, options={"request_interval_s": interval_s})
+
+
+class _BackOffError(Exception):
+    """The device misbehaved: leave it alone for the rest of the run."""
+
+
+async def _observe(
+    probe: Probe,
+    report: HostReport,
+    *,
+    port: int,
+    connector: Connector,
+    timeout_s: float,
+    options: Mapping[str, JSONValue],
+) -> Observation | None:
+    """Run one probe, account for what it sent, and turn device trouble into report errors."""
+    ledger = RequestLedger(probe=probe.name, manifest=probe.manifest)
+    target = ProbeTarget(
+        address=report.address,
+        port=port,
+        transport=probe.transport,
+        connector=connector,
+        ledger=ledger,
+        options=options,
+    )
+    try:
+        return await probe.observe(target, timeout_s=timeout_s)
+    except ProbeTimeoutError:
+        if probe.transport is Transport.UDP:
+            return None  # nobody there: the normal answer of most addresses on a UDP port
+        _record_failure(report, probe, port, "ProbeTimeoutError: no answer in time")
+        raise _BackOffError(f"{probe.name} on port {port}: timeout") from None
+    except (ProbeError, OSError) as exc:
+        kind = exc.__class__.__name__
+        _record_failure(report, probe, port, f"{kind}: {exc}"[:300])
+        if isinstance(exc, OSError):  # reset or refused mid-conversation
+            raise _BackOffError(f"{probe.name} on port {port}: {kind}") from None
+        return None
+    finally:
+        for request, count in ledger.sent.items():
+            report.sent[(probe.name, request)] += count
+
+
+def _record_failure(report: HostReport, probe: Probe, port: int, error: str) -> None:
+    target = f"{report.address}:{port}"
+    report.errors.append({"target": target, "stage": probe.name, "error": error})
+    logger.warning("probe failed", extra={"probe": probe.name, "target": target, "error": error})
+
+
+async def identify_host(
+    host: HostResult,
+    *,
+    plan: ProbePlan,
+    connector: Connector,
+    timeout_s: float,
+) -> HostReport:
+    """Run the matching probes on one host, one at a time: one connection per device.
+
+    A device that times out or resets is left alone for the rest of the run (back-off), and the
+    report says why. A refusal by the scope guard stops everything for the host.
+    """
+    report = HostReport(address=host.address, open_ports=host.open_ports)
+    try:
+        await _identify_tcp(host, report, plan=plan, connector=connector, timeout_s=timeout_s)
+        if plan.has_udp:
+            # Datagram exchanges hold no connection on the device: the UDP probes go together.
+            await asyncio.gather(
+                *(
+                    _identify_udp(
+                        probes,
+                        report,
+                        port=port,
+                        connector=connector,
+                        timeout_s=timeout_s,
+                        options=plan.options,
+                    )
+                    for port, probes in plan.udp.items()
+                )
+            )
+    except ScopeError as exc:
+        report.errors.append({"target": host.address, "stage": "scope", "error": str(exc)})
+    return report
+
+
+async def _identify_tcp(
+    host: HostResult,
+    report: HostReport,
+    *,
+    plan: ProbePlan,
+    connector: Connector,
+    timeout_s: float,
+) -> None:
+    backed_off: str | None = None
+    for port in host.open_ports:
+        identified: str | None = None
+        for probe in plan.tcp.get(port, ()):
+            if identified is not None and probe.protocol != identified:
+                # The port is identified: only supplements of the same protocol (an opt-in
+                # unit walk after the Modbus identity, say) still run; fallbacks do not.
+                continue
+            if backed_off is not None:
+                report.errors.append(
+                    {
+                        "target": f"{host.address}:{port}",
+                        "stage": probe.name,
+                        "error": f"skipped: backed off ({backed_off})",
+                    }
+                )
+                continue
+            try:
+                observation = await _observe(
+                    probe,
+                    report,
+                    port=port,
+                    connector=connector,
+                    timeout_s=timeout_s,
+                    options=plan.options,
+                )
+            except _BackOffError as exc:
+                backed_off = str(exc)
+                continue
+            if observation is not None:
+                report.observations.append(observation)
+                identified = observation.protocol
+        if identified is None:
+            report.observations.append(
+                Observation(
+                    probe="tcp-connect",
+                    protocol="tcp",
+                    address=host.address,
+                    port=port,
+                    transport=Transport.TCP,
+                    facts={"identified": False, "port_name": plan.port_name(port)},
+                )
+            )
+
+
+async def _identify_udp(
+    probes: Sequence[Probe],
+    report: HostReport,
+    *,
+    port: int,
+    connector: Connector,
+    timeout_s: float,
+    options: Mapping[str, JSONValue],
+) -> None:
+    for probe in probes:
+        try:
+            observation = await _observe(
+                probe, report, port=port, connector=connector, timeout_s=timeout_s, options=options
+            )
+        except _BackOffError:
+            return
+        if observation is not None:
+            report.observations.append(observation)
+            return
+
+
+def prefer_engine_observations(
+    report: HostReport, found: Mapping[tuple[str, int], Observation]
+) -> None:
+    """Where no probe of ours identified a port, an engine's script output is better than
+    nothing (it stays the engine's text, with the engine named as the probe)."""
+    if not found:
+        return
+    report.observations = [
+        found.get((o.address, o.port), o) if o.probe == "tcp-connect" else o
+        for o in report.observations
+    ]

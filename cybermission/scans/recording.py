@@ -1,0 +1,365 @@
+"""Recording: a run's results into the store. Observations, the inventory reconcile, placement,
+findings, the event log (alerting's outbox), and the run's final row.
+
+The embedded pipeline and the sensors' central ingestion both write through
+:func:`store_reports` (SCALE-OUT.md: one code path); :func:`write_batches` batches a live run's
+hosts so the event loop keeps connecting while the store commits in a thread.
+"""
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from cybermission.config import Settings
+from cybermission.db import session_scope, utcnow
+from cybermission.errors import CybermissionError
+from cybermission.events import EventKind, record_event
+from cybermission.findings.advisories.matching import AdvisoryIndex
+from cybermission.findings.service import FindingDraft, record_findings, resolve_absent
+from cybermission.guard import ScopeGuard
+from cybermission.inventory.models import ChangeEvent, ChangeKind, Device
+from cybermission.inventory.service import ServiceSeen, reconcile_host
+from cybermission.probes import Observation
+from cybermission.rules.loader import RuleSet, load_rules
+from cybermission.scans.judging import judge_device, observation_subject, rule_drafts
+from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
+from cybermission.scans.placement import Placement, load_placements, place_device
+from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
+from cybermission.scans.scopes import build_guard
+
+MAX_RUN_ERRORS = 500
+WRITE_BATCH_HOSTS = 64
+WRITE_BATCH_WAIT_S = 0.25
+
+
+@dataclass(slots=True)
+class RunState:
+    """What storing a run's results needs: its rules, guard (for placement) and counters."""
+
+    run_id: str
+    scanned: tuple[tuple[int, str], ...]
+    rules: RuleSet
+    guard: ScopeGuard
+    progress: ScanProgress
+    callback: ProgressCallback | None
+    placements: dict[str, Placement] = field(default_factory=dict)
+    # organisation and site of each device written in this run, for its findings' events
+    device_placement: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    errors_dropped: int = 0
+    sent: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # Auto-resolve (DESIGN.md §5): devices whose every probe finished, and the protocols of the
+    # probes that ran; findings of other protocols are not judged by this run.
+    clean_devices: set[str] = field(default_factory=set)
+    probes_run: frozenset[str] = frozenset()
+    # Imported CISA advisories, matched against every device the run writes.
+    advisories: AdvisoryIndex | None = None
+
+    def add_errors(self, errors: Iterable[dict[str, Any]]) -> None:
+        for error in errors:
+            if len(self.errors) < MAX_RUN_ERRORS:
+                self.errors.append(error)
+            else:
+                self.errors_dropped += 1
+
+    def tick(self) -> None:
+        if self.callback is not None:
+            self.callback(self.progress)
+
+
+def run_state(
+    session: Session,
+    settings: Settings,
+    scan_run_id: str,
+    *,
+    guard: ScopeGuard | None = None,
+    progress: ProgressCallback | None = None,
+) -> RunState:
+    """The state storing results of ``scan_run_id`` needs, read from the store.
+
+    The embedded pipeline and the sensors' central ingestion both build it here, so both write
+    through :func:`store_reports` (SCALE-OUT.md: one code path).
+    """
+    run = session.get(ScanRun, scan_run_id)
+    if run is None:
+        raise CybermissionError(f"no scan run with id {scan_run_id!r}")
+    return RunState(
+        run_id=scan_run_id,
+        scanned=tuple((p, "tcp") for p in run.ports) + tuple((p, "udp") for p in run.udp_ports),
+        rules=RuleSet(load_rules(settings.rules_dirs)),
+        guard=guard or build_guard(session, settings),
+        placements=load_placements(session),
+        progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=run.hosts_total),
+        callback=progress,
+        advisories=AdvisoryIndex.load(session),
+    )
+
+
+def store_batch(engine: Engine, state: RunState, reports: Sequence[HostReport]) -> None:
+    """Write one batch of hosts in one transaction: observations, inventory, findings."""
+    with session_scope(engine) as session:
+        store_reports(session, state, reports)
+        run = session.get(ScanRun, state.run_id)
+        if run is not None:
+            run.hosts_probed = state.progress.hosts_live
+            run.open_ports = state.progress.open_ports
+            run.observations = state.progress.observations
+            run.findings = state.progress.findings
+
+
+def store_reports(session: Session, state: RunState, reports: Sequence[HostReport]) -> None:
+    """Apply hosts' reports in the caller's transaction: observations, inventory, findings and
+    their events; ``state.progress`` counts the observations and new findings written."""
+    now = utcnow()
+    drafts: list[FindingDraft] = []
+    for report in reports:
+        session.add_all(
+            ObservationRecord(
+                scan_run_id=state.run_id,
+                probe=o.probe,
+                protocol=o.protocol,
+                address=o.address,
+                port=o.port,
+                transport=str(o.transport),
+                observed_at=o.observed_at,
+                facts=dict(o.facts),
+            )
+            for o in report.observations
+        )
+        seen = _services_seen(report.observations)
+        result = reconcile_host(
+            session,
+            address=report.address,
+            seen=seen,
+            scanned=state.scanned,
+            scan_run_id=state.run_id,
+            now=now,
+        )
+        placement = place_device(
+            result.device, report.address, guard=state.guard, placements=state.placements
+        )
+        if not report.errors:
+            state.clean_devices.add(result.device.id)
+        _record_asset_events(session, state, result.device, result.is_new, result.events)
+        for observation in report.observations:
+            service = result.services.get(
+                (observation.port, str(observation.transport), observation.protocol)
+            )
+            subject = observation_subject(observation, result.device, placement)
+            drafts.extend(
+                rule_drafts(
+                    state.rules,
+                    subject,
+                    device_id=result.device.id,
+                    service_id=service.id if service else None,
+                )
+            )
+        drafts.extend(
+            judge_device(
+                state.rules, state.advisories, report, result.device, result.events, placement
+            )
+        )
+        state.progress.observations += len(report.observations)
+    recorded = record_findings(session, scan_run_id=state.run_id, drafts=drafts, now=now)
+    state.progress.findings += len(recorded.created)
+    reopened = {f.id for f in recorded.reopened}
+    for finding in [*recorded.created, *recorded.reopened]:
+        record_event(
+            session,
+            EventKind.FINDING_REOPENED if finding.id in reopened else EventKind.FINDING_CREATED,
+            payload={
+                "rule_id": finding.rule_id,
+                "title": finding.title,
+                "device_id": finding.device_id,
+                "port": finding.port,
+                "protocol": finding.protocol,
+                "score": finding.score,
+                "address": finding.evidence.get("address"),
+                "attack_techniques": finding.evidence.get("attack_techniques", []),
+            },
+            subject_id=finding.id,
+            scan_run_id=state.run_id,
+            severity=str(finding.severity),
+            **state.device_placement.get(finding.device_id, {}),
+        )
+
+
+def _services_seen(observations: Sequence[Observation]) -> list[ServiceSeen]:
+    """One service per (port, transport, protocol); a supplement's facts never overwrite the
+    first probe's, except that its ``units`` (a gateway walk) add the units the first lacks."""
+    merged: dict[tuple[int, str, str], ServiceSeen] = {}
+    for o in observations:
+        key = (o.port, str(o.transport), o.protocol)
+        first = merged.get(key)
+        if first is None:
+            merged[key] = ServiceSeen(
+                port=o.port,
+                transport=key[1],
+                protocol=o.protocol,
+                probe=o.probe,
+                facts=dict(o.facts),
+            )
+            continue
+        facts = dict(first.facts)
+        for fact, value in o.facts.items():
+            facts.setdefault(fact, value)
+        facts["units"] = _merged_units(first.facts.get("units"), o.facts.get("units"))
+        if not facts["units"]:
+            del facts["units"]
+        merged[key] = ServiceSeen(
+            port=o.port, transport=key[1], protocol=o.protocol, probe=first.probe, facts=facts
+        )
+    return list(merged.values())
+
+
+def _merged_units(first: object, more: object) -> list[Any]:
+    """The units of both lists, one per ``unit_id``, the first list's entries winning."""
+    units = [u for u in (first if isinstance(first, list) else []) if isinstance(u, Mapping)]
+    known = {u.get("unit_id") for u in units}
+    for unit in more if isinstance(more, list) else []:
+        if isinstance(unit, Mapping) and unit.get("unit_id") not in known:
+            units.append(unit)
+            known.add(unit.get("unit_id"))
+    return units
+
+
+_CHANGE_EVENTS = {
+    ChangeKind.ATTRIBUTE_CHANGED: EventKind.ASSET_CHANGED,
+    ChangeKind.SERVICE_OPENED: EventKind.SERVICE_OPENED,
+    ChangeKind.SERVICE_CLOSED: EventKind.SERVICE_CLOSED,
+}
+
+
+def _record_asset_events(
+    session: Session,
+    state: RunState,
+    device: Device,
+    is_new: bool,
+    changes: Sequence[ChangeEvent],
+) -> None:
+    """Tell the event log (alerting's outbox) what the inventory learnt about one device."""
+    where = {"organization_id": device.organization_id, "site_id": device.site_id}
+    state.device_placement[device.id] = where
+    asset = {
+        "device_id": device.id,
+        "name": device.name,
+        "vendor": device.vendor,
+        "model": device.model,
+        "firmware": device.firmware,
+    }
+    if is_new:
+        record_event(
+            session,
+            EventKind.ASSET_CREATED,
+            payload=asset,
+            subject_id=device.id,
+            scan_run_id=state.run_id,
+            **where,
+        )
+    for change in changes:
+        kind = _CHANGE_EVENTS.get(change.kind)
+        if kind is None:
+            continue
+        record_event(
+            session,
+            kind,
+            payload={
+                **asset,
+                "field": change.field,
+                "old": change.old_value,
+                "new": change.new_value,
+            },
+            subject_id=device.id,
+            scan_run_id=state.run_id,
+            **where,
+        )
+
+
+async def write_batches(
+    engine: Engine, state: RunState, queue: asyncio.Queue[HostReport | None]
+) -> None:
+    done = False
+    while not done:
+        first = await queue.get()
+        if first is None:
+            return
+        batch = [first]
+        deadline = asyncio.get_running_loop().time() + WRITE_BATCH_WAIT_S
+        while len(batch) < WRITE_BATCH_HOSTS:
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                item = (
+                    queue.get_nowait()
+                    if remaining <= 0
+                    else await asyncio.wait_for(queue.get(), remaining)
+                )
+            except (TimeoutError, asyncio.QueueEmpty):
+                break
+            if item is None:
+                done = True
+                break
+            batch.append(item)
+        await asyncio.to_thread(store_batch, engine, state, batch)
+        for report in batch:
+            state.add_errors(report.errors)
+            state.sent.update(report.sent)
+        state.tick()
+
+
+def finish_run(engine: Engine, state: RunState, status: ScanStatus) -> ScanRun:
+    """Write the run's final status, counters, errors and what was sent."""
+    with session_scope(engine) as session:
+        run = session.get(ScanRun, state.run_id)
+        if run is None:
+            raise CybermissionError(f"scan run {state.run_id!r} vanished while running")
+        run.status = status
+        run.finished_at = utcnow()
+        run.hosts_probed = state.progress.hosts_live
+        run.open_ports = state.progress.open_ports
+        run.observations = state.progress.observations
+        run.findings = state.progress.findings
+        errors = list(state.errors)
+        if state.errors_dropped:
+            errors.append(
+                {
+                    "target": None,
+                    "stage": "run",
+                    "error": f"{state.errors_dropped} more errors not kept",
+                }
+            )
+        run.errors = errors
+        sent: dict[str, dict[str, int]] = {}
+        for (probe_name, request), count in sorted(state.sent.items()):
+            sent.setdefault(probe_name, {})[request] = count
+        run.sent = sent
+        if status is not ScanStatus.FAILED and state.probes_run and state.clean_devices:
+            # A failed run proves nothing gone; a finished one resolves what it looked at again.
+            resolve_absent(
+                session,
+                scan_run_id=run.id,
+                device_ids=state.clean_devices,
+                probes_run=set(state.probes_run),
+                ports_scanned={port for port, _ in state.scanned},
+                now=run.finished_at,
+            )
+        record_event(
+            session,
+            EventKind.SCAN_FAILED if status is ScanStatus.FAILED else EventKind.SCAN_FINISHED,
+            payload={
+                "status": str(status),
+                "targets": run.targets[:50],
+                "hosts_probed": run.hosts_probed,
+                "findings": run.findings,
+                "errors": len(errors),
+            },
+            subject_id=run.id,
+            scan_run_id=run.id,
+            organization_id=run.organization_id,
+            site_id=run.site_id,
+        )
+    return run
