@@ -10,24 +10,45 @@ import typer
 from cybermission.cli.lab import VAR, lab_down, lab_pid, lab_start
 from cybermission.cli.runtime import err, open_store, start
 
+# How long a stopping service waits for open requests and streams before closing them.
+SHUTDOWN_GRACE_S = 15
+
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
 ) -> None:
-    """Run the API (and the in-process scheduler)."""
+    """Run the API (and the in-process scheduler); SIGTERM or SIGINT stop it cleanly (exit 0),
+    its running scans ending ``interrupted`` with the signal's name."""
+    import signal
+    from types import FrameType
+
     import uvicorn
 
     from api.app import create_app
 
     settings = start()
     open_store(settings, migrate=True).dispose()
-    uvicorn.run(
-        create_app(settings, background=True),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level=settings.log_level.lower(),
-    )
+    application = create_app(settings, background=True)
+
+    class SignalledServer(uvicorn.Server):
+        """uvicorn's server, telling the application which signal stops it: the reason its
+        running scans record. SIGTERM and SIGINT both stop it cleanly, exit status 0."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            application.state.stop_signal = signal.Signals(sig).name
+            super().handle_exit(sig, frame)
+
+    SignalledServer(
+        uvicorn.Config(
+            application,
+            host=host or settings.host,
+            port=port or settings.port,
+            log_level=settings.log_level.lower(),
+            # Open streams (the dashboard's events) must not hold a stopping service for ever.
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        )
+    ).run()
 
 
 def demo(

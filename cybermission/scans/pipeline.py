@@ -12,8 +12,11 @@ commits. Findings are drafted in :mod:`~cybermission.scans.judging`.
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import aclosing
+from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
@@ -24,9 +27,11 @@ from cybermission.guard import ScopeGuard
 from cybermission.net import Connector
 from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
+from cybermission.scans.control import RunControl, StopRequest, keep_lease
 from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
 from cybermission.scans.judging import ADVISORY_PROTOCOL
 from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.ownership import claim_run, this_process
 from cybermission.scans.placement import load_placements
 from cybermission.scans.probing import (
     HostReport,
@@ -48,6 +53,7 @@ from cybermission.scans.scopes import build_guard
 from cybermission.scans.sweep import HostResult
 from cybermission.scans.sweep_processes import sweep_specs
 from cybermission.scans.targets import expand_targets
+from cybermission.store_faults import describe_store_error
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +88,27 @@ async def execute_scan(
     progress: ProgressCallback | None = None,
     probes: Mapping[str, Probe] | None = None,
     guard: ScopeGuard | None = None,
+    control: RunControl | None = None,
 ) -> ScanRun:
-    """Run a stored scan to the end and return its final row; never raises for device trouble."""
+    """Run a stored scan to the end and return its final row; never raises for device trouble.
+
+    The calling process owns the run while it executes: it renews the run's lease, and stops
+    when ``control`` is told to (a signal, a shutdown), when a cancel request reaches it through
+    the store, when its lease was taken, or when the store refuses the results. The run then ends
+    in the status and with the reason of that stop, keeping every batch already written, and this
+    returns; a cancellation nobody explained is recorded as an interruption and re-raised.
+    """
+    owner = this_process()
+    control = control or RunControl()
     with session_scope(engine) as session:
         run = session.get(ScanRun, scan_run_id)
         if run is None:
             raise CybermissionError(f"no scan run with id {scan_run_id!r}")
+        if run.finished_at is not None:
+            return run  # cancelled (or closed) before it started: nothing to do
         run.status = ScanStatus.RUNNING
         run.started_at = utcnow()
+        claim_run(run, owner, now=run.started_at)
         expire_acceptances(session, now=run.started_at)
         guard = guard or build_guard(session, settings)
         placements = load_placements(session)
@@ -107,7 +126,19 @@ async def execute_scan(
         callback=progress,
     )
     logger.info("scan started", extra={"scan_run_id": scan_run_id, "hosts": hosts_total})
+    current = asyncio.current_task()
+    if current is not None:
+        control.bind(current)
+    lease = asyncio.create_task(
+        keep_lease(
+            engine, scan_run_id, owner, interval_s=settings.runs.heartbeat_s, control=control
+        )
+    )
     status = ScanStatus.SUCCEEDED
+    reason: str | None = None
+    tasks: set[asyncio.Task[None]] = set()
+    writing: asyncio.Task[None] | None = None
+    queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
     try:
         state.rules = RuleSet(load_rules(settings.rules_dirs))
         pacing = settings.pacing.effective()
@@ -119,8 +150,11 @@ async def execute_scan(
             | {"tcp", ADVISORY_PROTOCOL}
         )
         connector = Connector(guard)
-        queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
-        writing = asyncio.create_task(write_batches(engine, state, queue))
+        writing = asyncio.create_task(
+            write_batches(engine, state, queue, retry_s=settings.runs.store_retry_s)
+        )
+        # A writer that dies stops the probing side at once: nothing waits on a full queue.
+        writing.add_done_callback(lambda task: _writer_ended(task, control))
         limit = asyncio.Semaphore(pacing.hosts_in_flight)
 
         async def identify(host: HostResult) -> None:
@@ -141,7 +175,6 @@ async def execute_scan(
             finally:
                 limit.release()
 
-        tasks: set[asyncio.Task[None]] = set()
         hosts = expand_targets(targets, guard=guard)
         engine_observations: dict[tuple[str, int], Observation] = {}
         swept: AsyncIterator[HostResult]
@@ -159,11 +192,12 @@ async def execute_scan(
             )
             engine_observations = {(o.address, o.port): o for o in found.observations}
             swept = _replay(found.hosts)
-        async for host in _hosts(swept, state, udp=plan.has_udp):
-            await limit.acquire()
-            task = asyncio.create_task(identify(host))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+        async with _closing(swept), _closing(_hosts(swept, state, udp=plan.has_udp)) as live:
+            async for host in live:
+                await limit.acquire()
+                task = asyncio.create_task(identify(host))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
         if tasks:
             await asyncio.gather(*tasks)
         await queue.put(None)
@@ -171,23 +205,80 @@ async def execute_scan(
     except CybermissionError as exc:
         logger.warning("scan failed", extra={"scan_run_id": scan_run_id, "error": str(exc)})
         state.add_errors([{"target": None, "stage": "run", "error": str(exc)}])
-        status = ScanStatus.FAILED
+        status, reason = ScanStatus.FAILED, f"failed: {exc}"
     except asyncio.CancelledError:
-        state.add_errors([{"target": None, "stage": "run", "error": "interrupted"}])
-        finish_run(engine, state, ScanStatus.FAILED)
-        raise
+        stop = control.stop or StopRequest(
+            ScanStatus.INTERRUPTED, "interrupted: the process was stopped"
+        )
+        logger.warning("scan stopped", extra={"scan_run_id": scan_run_id, "reason": stop.reason})
+        lease.cancel()
+        await _wind_down(tasks, writing, queue, drain_s=settings.runs.store_retry_s)
+        state.add_errors([{"target": None, "stage": "run", "error": stop.reason}])
+        run = await asyncio.shield(
+            asyncio.to_thread(finish_run, engine, state, stop.status, reason=stop.reason)
+        )
+        if control.stop is None or current is None:
+            raise  # nobody said why: the canceller expects the cancellation back
+        current.uncancel()
+        return run
     except Exception as exc:
         # Our bug, not the device's: the run must still end as failed, never stay "running".
         logger.exception("scan crashed", extra={"scan_run_id": scan_run_id})
-        state.add_errors(
-            [{"target": None, "stage": "run", "error": f"internal error: {exc.__class__.__name__}"}]
-        )
-        status = ScanStatus.FAILED
+        error = f"internal error: {exc.__class__.__name__}"
+        state.add_errors([{"target": None, "stage": "run", "error": error}])
+        status, reason = ScanStatus.FAILED, f"failed: {error}"
+    finally:
+        lease.cancel()
     if status is ScanStatus.SUCCEEDED and state.errors:
         status = ScanStatus.PARTIAL
-    run = finish_run(engine, state, status)
+    run = await asyncio.to_thread(finish_run, engine, state, status, reason=reason)
     logger.info("scan finished", extra={"scan_run_id": scan_run_id, "status": str(status)})
     return run
+
+
+def _closing(iterator: AsyncIterator[HostResult]) -> "aclosing[Any]":
+    """Close a sweep's generators when the run stops early (their sockets, their processes)."""
+    return aclosing(iterator)
+
+
+def _writer_ended(task: "asyncio.Task[None]", control: RunControl) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is None:
+        return
+    if isinstance(exc, SQLAlchemyError):
+        why = f"failed: the store refused the results ({describe_store_error(exc)})"
+    else:
+        why = f"failed: the results could not be written ({exc.__class__.__name__}: {exc})"
+    logger.error("scan writer stopped", extra={"scan_run_id": "", "error": why})
+    control.request_stop(ScanStatus.FAILED, why)
+
+
+async def _wind_down(
+    tasks: set["asyncio.Task[None]"],
+    writing: "asyncio.Task[None] | None",
+    queue: "asyncio.Queue[HostReport | None]",
+    *,
+    drain_s: float,
+) -> None:
+    """Stop the probes still going and let the writer store the hosts already probed (bounded:
+    a writer that cannot finish in ``drain_s`` is cancelled; what it committed stays)."""
+    for task in list(tasks):
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if writing is None or writing.done():
+        return
+    try:
+        async with asyncio.timeout(drain_s):
+            await queue.put(None)
+            await asyncio.shield(writing)
+    except (TimeoutError, SQLAlchemyError, CybermissionError) as exc:
+        logger.warning("scan writer not drained", extra={"error": str(exc)})
+    finally:
+        if not writing.done():
+            writing.cancel()
+            await asyncio.gather(writing, return_exceptions=True)
 
 
 def import_observations(

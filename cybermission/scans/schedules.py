@@ -40,7 +40,7 @@ from cybermission.config import Settings
 from cybermission.db import UTCDateTime, enum_type, new_id, session_scope, utcnow
 from cybermission.errors import ConflictError, ScopeError, ValidationError
 from cybermission.scans.models import ScanRun, Scope
-from cybermission.scans.ownership import reap_orphaned_runs
+from cybermission.scans.ownership import reap_orphaned_runs, this_process
 from cybermission.scans.scopes import build_guard, guard_from_scopes
 from cybermission.scans.service import create_scan_run
 from cybermission.scans.targets import count_targets
@@ -601,6 +601,9 @@ def _start(
             ports=schedule.ports,
             settings=settings,
             requested_by=f"schedule:{schedule.name}"[:100],
+            # Owned from birth: if this process dies before it launches the run, the reaper
+            # closes it and the schedule is not blocked.
+            owner=this_process(),
         )
     except ScopeError as exc:
         run.outcome = RunOutcome.REFUSED

@@ -160,8 +160,9 @@ async def test_scans_shutdown_records_interruption(api_settings: Settings, engin
         server.close()
         await server.wait_closed()
     [run] = _stored_runs(engine)
-    assert run.status == "failed"
+    assert run.status == "interrupted"
     assert run.finished_at is not None
+    assert run.reason == "interrupted: the service stopped"
     assert any("interrupted" in str(e["error"]) for e in run.errors)
 
 
@@ -232,8 +233,8 @@ async def test_scans_end_to_end_finds_modbus_device(lab_app: FastAPI, modbus_dev
             assert finding["last_scan_run_id"] == run["id"]
 
 
-async def test_scans_cancel_marks_run_interrupted(api_settings: Settings, engine: Engine) -> None:
-    """POST /scans/{id}/cancel stops the task; the run ends failed with 'interrupted'."""
+async def test_scans_cancel_marks_run_cancelled(api_settings: Settings, engine: Engine) -> None:
+    """POST /scans/{id}/cancel stops the task; the run ends cancelled, saying by whom."""
     connected = asyncio.Event()
     address = "127.40.0.4"
 
@@ -264,7 +265,8 @@ async def test_scans_cancel_marks_run_interrupted(api_settings: Settings, engine
     finally:
         server.close()
         await server.wait_closed()
-    assert run["status"] == "failed"
+    assert run["status"] == "cancelled"
     assert run["finished_at"] is not None
-    assert any(e["error"] == "interrupted" for e in run["errors"])
+    assert run["reason"].startswith("cancelled by ")
+    assert any(e["error"] == run["reason"] for e in run["errors"])
     assert_problem(again, 409, "conflict")
