@@ -18,8 +18,11 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
 ) -> None:
-    """Run the API (and the in-process scheduler); SIGTERM or SIGINT stop it cleanly (exit 0),
-    its running scans ending ``interrupted`` with the signal's name."""
+    """Run the API (and the in-process scheduler).
+
+    SIGTERM or SIGINT stop it cleanly: its running scans end ``interrupted`` with the signal's
+    name, then the process ends by that signal (uvicorn re-raises it: status 143 or 130 in a
+    shell), as supervisors expect."""
     import signal
     from types import FrameType
 
@@ -33,7 +36,7 @@ def serve(
 
     class SignalledServer(uvicorn.Server):
         """uvicorn's server, telling the application which signal stops it: the reason its
-        running scans record. SIGTERM and SIGINT both stop it cleanly, exit status 0."""
+        running scans record."""
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             application.state.stop_signal = signal.Signals(sig).name

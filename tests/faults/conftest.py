@@ -22,7 +22,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dict[str, Any
     state = tmp_path_factory.mktemp("lab") / "lab.json"
     log = state.with_suffix(".log")
     with log.open("ab") as out:
-        proc = subprocess.Popen(  # noqa: S603  (our own module)
+        proc = subprocess.Popen(
             [sys.executable, "-m", "scanners.lab", "--base", LAB_BASE, "--state-file", str(state)],
             cwd=ROOT,
             stdout=out,

@@ -95,6 +95,14 @@ def postgres_store() -> Iterator[Store]:
         admin.dispose()
 
 
+# Few hosts at a time, each quickly: a scan of the lab lasts half a minute and stores its hosts
+# all along it, so a fault "mid-scan" finds some hosts stored and more to come.
+TRICKLE = {
+    "CYBERMISSION_PACING__HOSTS_IN_FLIGHT": "4",
+    "CYBERMISSION_PACING__PER_HOST_RATE_PER_S": "20",
+}
+
+
 def environment(store: Store, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
@@ -103,19 +111,21 @@ def environment(store: Store, **extra: str) -> dict[str, str]:
         "CYBERMISSION_UDP_PORTS": "[]",
         "CYBERMISSION_LOG_LEVEL": "INFO",
         **FAST_LEASES,
+        **TRICKLE,
         **extra,
     }
 
 
 def cli(store: Store, *args: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
-    """Start ``cybermission ARGS`` (stdout and stderr to ``log``); the caller waits or signals."""
-    with log.open("ab") as out:
-        return subprocess.Popen(  # noqa: S603  (our own console script)
+    """Start ``cybermission ARGS``: stderr to ``log``, stdout to ``log`` + ``.out``; the caller
+    waits or signals."""
+    with log.open("ab") as errors, log.with_suffix(".out").open("ab") as results:
+        return subprocess.Popen(
             [sys.executable, "-m", "cybermission", *args],
             env=environment(store, **env),
             cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            stdout=results,
+            stderr=errors,
         )
 
 
@@ -125,12 +135,13 @@ def run_cli(store: Store, *args: str, log: Path, timeout_s: float = 120, **env: 
 
 
 def scan_json(log: Path) -> dict[str, Any]:
-    """The JSON report a ``scan --format json`` wrote first in its log (stdout comes first)."""
-    for line in log.read_text().splitlines():
-        if line.startswith('{"scan"'):
-            report: dict[str, Any] = json.loads(line)
-            return report
-    raise AssertionError(f"no JSON report in {log}:\n{log.read_text()[-2000:]}")
+    """The JSON report a ``scan --format json`` whose stderr went to ``log`` wrote."""
+    results = log.with_suffix(".out")
+    try:
+        report: dict[str, Any] = json.loads(results.read_text())
+    except ValueError as exc:
+        raise AssertionError(f"no JSON report; stderr:\n{log.read_text()[-2000:]}") from exc
+    return report
 
 
 @dataclass
@@ -149,7 +160,13 @@ class Service:
 
     def start(self) -> "Service":
         self.proc = cli(
-            self.store, "serve", "--host", "127.0.0.1", "--port", str(self.port), log=self.log,
+            self.store,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            log=self.log,
             **self.env,
         )
         wait_for(self._answers, timeout_s=scaled(60), what=f"serve on :{self.port}")
