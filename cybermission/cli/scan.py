@@ -7,7 +7,7 @@ interrupted otherwise than by a signal to this one; 128+N stopped by signal N (1
 at once.
 """
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -67,16 +67,16 @@ def scan(
     from cybermission.scans.report import build_scan_report
     from cybermission.scans.scopes import build_guard
     from cybermission.scans.service import create_scan_run
-    from cybermission.store_faults import describe_store_error
+    from cybermission.store_faults import describe_store_error, retry_transient
 
     check_format(output)
     settings = start()
     if engine_name:
         settings = settings.model_copy(update={"discovery_engine": engine_name})
     engine = open_store(settings)
-    # Runs a killed scan or service left behind are closed before this one starts.
-    reap_orphaned_runs(engine, lease_s=settings.runs.lease_s)
-    try:
+    retry_s = settings.runs.store_retry_s
+
+    def create() -> tuple[str, int]:
         with session_scope(engine) as session:
             run = create_scan_run(
                 session,
@@ -88,9 +88,21 @@ def scan(
                 requested_by="cli",
                 owner=this_process(),
             )
-            run_id, total = run.id, run.hosts_total
+            return run.id, run.hosts_total
+
+    try:
+        # Runs a killed scan or service left behind are closed before this one starts.
+        retry_transient(
+            lambda: reap_orphaned_runs(engine, lease_s=settings.runs.lease_s),
+            horizon_s=retry_s,
+            what="close orphaned runs",
+        )
+        run_id, total = retry_transient(create, horizon_s=retry_s, what="create a run")
     except CybermissionError as exc:
         raise fail(exc) from exc
+    except SQLAlchemyError as exc:
+        err().print(f"[bold red]error:[/] the store failed: {describe_store_error(exc)}")
+        raise typer.Exit(code=1) from exc
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -106,9 +118,13 @@ def scan(
             bar.update(task, completed=p.hosts_swept, live=p.hosts_live, obs=p.observations)
 
         stopped_by = asyncio.run(_scan_until_stopped(engine, settings, run_id, show))
-    try:
+
+    def read_report() -> dict[str, Any]:
         with session_scope(engine) as session:
-            report = build_scan_report(session, run_id)
+            return build_scan_report(session, run_id)
+
+    try:
+        report = retry_transient(read_report, horizon_s=retry_s, what="read the report")
     except SQLAlchemyError as exc:
         err().print(f"[bold red]error:[/] the store failed: {describe_store_error(exc)}")
         raise typer.Exit(code=1) from exc
@@ -117,7 +133,7 @@ def scan(
     if stopped_by is not None:
         raise typer.Exit(code=128 + stopped_by)
     if status is ScanStatus.FAILED:
-        err().print(f"[bold red]failed:[/] {report['scan'].get('reason') or 'see errors'}")
+        err().print(f"[bold red]{report['scan'].get('reason') or 'failed: see errors'}[/]")
         raise typer.Exit(code=1)
     if status in (ScanStatus.CANCELLED, ScanStatus.INTERRUPTED):
         err().print(f"{status}: {report['scan'].get('reason')}")

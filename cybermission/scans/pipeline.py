@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
@@ -31,8 +32,8 @@ from cybermission.scans.control import RunControl, StopRequest, keep_lease
 from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
 from cybermission.scans.judging import ADVISORY_PROTOCOL
 from cybermission.scans.models import ScanRun, ScanStatus
-from cybermission.scans.ownership import claim_run, this_process
-from cybermission.scans.placement import load_placements
+from cybermission.scans.ownership import RunOwner, claim_run, this_process
+from cybermission.scans.placement import Placement, load_placements
 from cybermission.scans.probing import (
     HostReport,
     ProgressCallback,
@@ -53,7 +54,7 @@ from cybermission.scans.scopes import build_guard
 from cybermission.scans.sweep import HostResult
 from cybermission.scans.sweep_processes import sweep_specs
 from cybermission.scans.targets import expand_targets
-from cybermission.store_faults import describe_store_error
+from cybermission.store_faults import describe_store_error, retry_transient
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,43 @@ async def _hosts(
         state.tick()
 
 
+@dataclass(frozen=True, slots=True)
+class _Begun:
+    """A run this process now owns, and what storing its results needs from the store."""
+
+    run: ScanRun
+    guard: ScopeGuard
+    placements: dict[str, Placement]
+    advisories: AdvisoryIndex
+
+
+def _begin(
+    engine: Engine,
+    settings: Settings,
+    scan_run_id: str,
+    owner: RunOwner,
+    guard: ScopeGuard | None,
+) -> "_Begun | ScanRun":
+    """Mark the run running under ``owner`` (one transaction: safe to retry); the finished row
+    instead when it was closed before it could start (cancelled while queued)."""
+    with session_scope(engine) as session:
+        run = session.get(ScanRun, scan_run_id)
+        if run is None:
+            raise CybermissionError(f"no scan run with id {scan_run_id!r}")
+        if run.finished_at is not None:
+            return run
+        run.status = ScanStatus.RUNNING
+        run.started_at = utcnow()
+        claim_run(run, owner, now=run.started_at)
+        expire_acceptances(session, now=run.started_at)
+        return _Begun(
+            run=run,
+            guard=guard or build_guard(session, settings),
+            placements=load_placements(session),
+            advisories=AdvisoryIndex.load(session),
+        )
+
+
 async def execute_scan(
     *,
     engine: Engine,
@@ -100,28 +138,24 @@ async def execute_scan(
     """
     owner = this_process()
     control = control or RunControl()
-    with session_scope(engine) as session:
-        run = session.get(ScanRun, scan_run_id)
-        if run is None:
-            raise CybermissionError(f"no scan run with id {scan_run_id!r}")
-        if run.finished_at is not None:
-            return run  # cancelled (or closed) before it started: nothing to do
-        run.status = ScanStatus.RUNNING
-        run.started_at = utcnow()
-        claim_run(run, owner, now=run.started_at)
-        expire_acceptances(session, now=run.started_at)
-        guard = guard or build_guard(session, settings)
-        placements = load_placements(session)
-        advisories = AdvisoryIndex.load(session)
-        targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
-        udp_ports = tuple(run.udp_ports)
+    begun = await asyncio.to_thread(
+        retry_transient,
+        lambda: _begin(engine, settings, scan_run_id, owner, guard),
+        horizon_s=settings.runs.store_retry_s,
+        what="start a run",
+    )
+    if isinstance(begun, ScanRun):
+        return begun  # cancelled (or closed) before it started: nothing to do
+    run, guard = begun.run, begun.guard
+    targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
+    udp_ports = tuple(run.udp_ports)
     state = RunState(
         run_id=scan_run_id,
         scanned=tuple((p, "tcp") for p in ports) + tuple((p, "udp") for p in udp_ports),
         rules=RuleSet(()),
         guard=guard,
-        placements=placements,
-        advisories=advisories,
+        placements=begun.placements,
+        advisories=begun.advisories,
         progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=hosts_total),
         callback=progress,
     )
@@ -154,7 +188,7 @@ async def execute_scan(
             write_batches(engine, state, queue, retry_s=settings.runs.store_retry_s)
         )
         # A writer that dies stops the probing side at once: nothing waits on a full queue.
-        writing.add_done_callback(lambda task: _writer_ended(task, control))
+        writing.add_done_callback(lambda task: _writer_ended(task, scan_run_id, control))
         limit = asyncio.Semaphore(pacing.hosts_in_flight)
 
         async def identify(host: HostResult) -> None:
@@ -241,7 +275,7 @@ def _closing(iterator: AsyncIterator[HostResult]) -> "aclosing[Any]":
     return aclosing(iterator)
 
 
-def _writer_ended(task: "asyncio.Task[None]", control: RunControl) -> None:
+def _writer_ended(task: "asyncio.Task[None]", scan_run_id: str, control: RunControl) -> None:
     if task.cancelled():
         return
     exc = task.exception()
@@ -251,7 +285,7 @@ def _writer_ended(task: "asyncio.Task[None]", control: RunControl) -> None:
         why = f"failed: the store refused the results ({describe_store_error(exc)})"
     else:
         why = f"failed: the results could not be written ({exc.__class__.__name__}: {exc})"
-    logger.error("scan writer stopped", extra={"scan_run_id": "", "error": why})
+    logger.error("scan writer stopped", extra={"scan_run_id": scan_run_id, "error": why})
     control.request_stop(ScanStatus.FAILED, why)
 
 

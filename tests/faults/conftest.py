@@ -12,7 +12,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import REQUIRE_POSTGRES
-from tests.faults.processes import LAB_BASE, ROOT, Store, postgres_store, run_cli, wait_for
+from tests.faults.processes import (
+    LAB_BASE,
+    LAB_TARGETS,
+    ROOT,
+    Store,
+    postgres_store,
+    run_cli,
+    scan_json,
+    wait_for,
+)
 from tests.timing import scaled
 
 
@@ -87,3 +96,21 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+@pytest.fixture(scope="session")
+def undisturbed(
+    lab: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """The report of an undisturbed CLI scan of the lab targets, to compare a disturbed one with;
+    ``observations`` is the count its run stored."""
+    folder = tmp_path_factory.mktemp("undisturbed")
+    store = Store(url=f"sqlite:///{folder}/store.db", kind="sqlite")
+    log = folder / "scan.log"
+    code = run_cli(store, "scan", LAB_TARGETS, "--format", "json", log=log, timeout_s=300)
+    assert code == 0, log.read_text()[-2000:]
+    report = scan_json(log)
+    assert report["scan"]["status"] == "succeeded", report["scan"]["errors"]
+    report["observations"] = store.run(report["scan"]["id"]).observations
+    store.dispose()
+    return report

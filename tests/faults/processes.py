@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import select
 
 from cybermission.db import create_db_engine, session_scope
-from cybermission.scans.models import ScanRun
+from cybermission.scans.models import ObservationRecord, ScanRun
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.timing import scaled
 
@@ -142,6 +142,33 @@ def scan_json(log: Path) -> dict[str, Any]:
     except ValueError as exc:
         raise AssertionError(f"no JSON report; stderr:\n{log.read_text()[-2000:]}") from exc
     return report
+
+
+def inventory(report: dict[str, Any]) -> tuple[set[tuple[str, int, str]], list[tuple[str, ...]]]:
+    """What a scan report says exists and is wrong, without ids: (address, port, protocol) of
+    every service, and each finding as (rule, port, the asset's addresses), sorted."""
+    addresses = {asset["id"]: tuple(sorted(asset["addresses"])) for asset in report["assets"]}
+    services = {
+        (address, service["port"], service["protocol"])
+        for asset in report["assets"]
+        for address in asset["addresses"]
+        for service in asset["services"]
+    }
+    findings = sorted(
+        (f["rule_id"], str(f["port"]), *addresses.get(f["asset_id"], ()))
+        for f in report["findings"]
+    )
+    return services, findings
+
+
+def stored_observations(store: Store, run_id: str) -> int:
+    """Observation rows of a run really in the store (a batch written twice would show)."""
+    with session_scope(store.engine) as session:
+        return len(
+            session.exec(
+                select(ObservationRecord).where(ObservationRecord.scan_run_id == run_id)
+            ).all()
+        )
 
 
 @dataclass

@@ -42,28 +42,6 @@ def _finished(store: Store, run_id: str) -> ScanRun | None:
     return run if run.finished_at is not None else None
 
 
-def _services(report: dict[str, Any]) -> set[tuple[str, int, str]]:
-    return {
-        (address, service["port"], service["protocol"])
-        for asset in report["assets"]
-        for address in asset["addresses"]
-        for service in asset["services"]
-    }
-
-
-@pytest.fixture(scope="module")
-def undisturbed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The report of an undisturbed CLI scan of the lab targets, for comparison."""
-    folder = tmp_path_factory.mktemp("undisturbed")
-    store = Store(url=f"sqlite:///{folder}/store.db", kind="sqlite")
-    log = folder / "scan.log"
-    code = run_cli(store, "scan", LAB_TARGETS, "--format", "json", log=log, timeout_s=300)
-    assert code == 0, log.read_text()[-2000:]
-    report = scan_json(log)
-    assert report["scan"]["status"] == "succeeded", report["scan"]["errors"]
-    return report
-
-
 def _schedule(client: httpx.Client) -> str:
     scope = client.post("/scopes", json={"name": "lab", "cidrs": ["127.60.0.0/24"]})
     assert scope.status_code == 201, scope.text
