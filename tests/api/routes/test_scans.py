@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +17,9 @@ from sqlmodel import Session, select
 from api.app import create_app
 from api.schemas.scans import MAX_TARGETS
 from cybermission.config import PacingProfile, PacingSettings, Settings
-from cybermission.scans.models import ScanRun
+from cybermission.db import utcnow
+from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.ownership import RunOwner, claim_run
 from tests.api.conftest import AUTH, BASE_URL, assert_problem
 from tests.timing import scaled
 
@@ -269,4 +272,41 @@ async def test_scans_cancel_marks_run_cancelled(api_settings: Settings, engine: 
     assert run["finished_at"] is not None
     assert run["reason"].startswith("cancelled by ")
     assert any(e["error"] == run["reason"] for e in run["errors"])
+    assert_problem(again, 409, "conflict")
+
+
+def _run_of(engine: Engine, owner: RunOwner, *, beat_age_s: float) -> str:
+    with Session(engine) as session:
+        run = ScanRun(targets=["127.40.0.9"], ports=[502], status=ScanStatus.RUNNING)
+        claim_run(run, owner, now=utcnow() - timedelta(seconds=beat_age_s))
+        session.add(run)
+        session.commit()
+        return run.id
+
+
+ELSEWHERE = RunOwner(instance="44444444-4444-4444-4444-444444444444", host="elsewhere", pid=9)
+
+
+async def test_scans_cancel_of_another_process_run_is_recorded_for_its_owner(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    run_id = _run_of(engine, ELSEWHERE, beat_age_s=0)
+    response = await client.post(f"/api/v1/scans/{run_id}/cancel")
+    assert response.status_code == 202, response.text
+    run = response.json()
+    assert run["status"] == "running"  # its owner stops at its next heartbeat
+    assert run["cancel_requested_by"] == "api:admin"
+    assert run["owner_host"] == "elsewhere"
+
+
+async def test_scans_cancel_of_a_run_whose_owner_died_closes_it(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    run_id = _run_of(engine, ELSEWHERE, beat_age_s=3600)
+    response = await client.post(f"/api/v1/scans/{run_id}/cancel")
+    assert response.status_code == 200, response.text
+    run = response.json()
+    assert run["status"] == "cancelled"
+    assert run["reason"].startswith("cancelled by api:admin (no heartbeat from its owner")
+    again = await client.post(f"/api/v1/scans/{run_id}/cancel")
     assert_problem(again, 409, "conflict")
