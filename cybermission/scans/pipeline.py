@@ -307,8 +307,12 @@ async def _wind_down(
         async with asyncio.timeout(drain_s):
             await queue.put(None)
             await asyncio.shield(writing)
-    except (TimeoutError, SQLAlchemyError, CybermissionError) as exc:
-        logger.warning("scan writer not drained", extra={"error": str(exc)})
+    except TimeoutError:
+        logger.warning("scan writer not drained in time", extra={"drain_s": drain_s})
+    except Exception:
+        # Broad on purpose: whatever stopped the writer, the run must still be closed (the
+        # writer's end already stopped the run with its reason).
+        logger.exception("scan writer failed while draining")
     finally:
         if not writing.done():
             writing.cancel()
