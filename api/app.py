@@ -16,6 +16,7 @@ from api.routes import (
     alerts,
     assets,
     dashboard,
+    docs,
     events,
     exports,
     findings,
@@ -29,7 +30,7 @@ from api.routes import (
     tokens,
 )
 from cybermission import __version__
-from cybermission.alerts.worker import DeliveryWorker
+from cybermission.alerts.worker import DeliveryWorker, WorkerOptions
 from cybermission.config import Settings
 from cybermission.db import create_db_engine
 from cybermission.scans.reaper import RunReaper
@@ -73,7 +74,7 @@ def start_background(engine: Engine, settings: Settings, tasks: ScanTasks) -> Ba
 
     # A site with an approved sensor scans there (chunks the central relay dispatches).
     runner = ScheduleRunner(engine, settings=settings, launch=launch, plan_site=plan_site_scan)
-    worker = DeliveryWorker(engine)
+    worker = DeliveryWorker(engine, options=WorkerOptions.from_settings(settings.alerts))
     reaper = RunReaper(engine, settings.runs)
     # Runs a previous process left behind are closed before anything new starts.
     reaper.reap_once()
@@ -124,13 +125,17 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        # Swagger UI is served by api.routes.docs from the package's own files, never a CDN;
+        # FastAPI's ReDoc page would load from a CDN too: not offered.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
     install_error_handlers(app)
 
     app.include_router(health.router)
+    app.include_router(docs.router)
     app.include_router(dashboard.page_router)
     app.include_router(metrics.router)
     # Every /api/v1 route authenticates first (before body validation); each route then requires

@@ -1,10 +1,14 @@
 """Request dependencies: settings, engine, one transactional session, and who the caller is.
 
-Authentication: the settings' admin token (a global admin) or a stored API token
-(``cybermission.auth``). Authorisation: :func:`require` checks a role's permission; the
-organisation check (a scoped token sees only its organisation's rows) is done by each route on
-what it reads, and a row of another organisation is "not found", never "forbidden", so ids of
-other partners cannot be probed.
+Authentication, one path (:func:`authenticate`) for two carriers: a bearer token (the settings'
+admin token, a global admin, or a stored API token, ``cybermission.auth``) or the dashboard's
+browser session cookie (``cybermission.auth.sessions``), opened by the dashboard's sign-in form
+with such a token. A bearer header wins over a cookie; a cookie session only reads (GET, HEAD):
+anything that changes state needs the bearer token itself.
+
+Authorisation: :func:`require` checks a role's permission; the organisation check (a scoped token
+sees only its organisation's rows) is done by each route on what it reads, and a row of another
+organisation is "not found", never "forbidden", so ids of other partners cannot be probed.
 """
 
 import hmac
@@ -12,13 +16,14 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from api.errors import AuthenticationError, ForbiddenError
 from cybermission.auth.models import Permission, Role
 from cybermission.auth.service import Principal, verify_token
+from cybermission.auth.sessions import verify_browser_session
 from cybermission.config import Settings
 from cybermission.db import session_scope
 
@@ -31,6 +36,19 @@ _bearer = HTTPBearer(
         "from CYBERMISSION_ADMIN_TOKEN."
     ),
 )
+
+SESSION_COOKIE = "cybermission_session"
+_session_cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    scheme_name="session-cookie",
+    description=(
+        "The dashboard's browser session (HttpOnly, SameSite=Strict), set by its sign-in form "
+        "(POST /dashboard/session); read-only requests."
+    ),
+)
+# A browser session may read; a cross-site form could otherwise ride on it to change state.
+SESSION_METHODS = frozenset({"GET", "HEAD"})
 
 ADMIN_PRINCIPAL = "api:admin"
 SETTINGS_ADMIN = Principal(name=ADMIN_PRINCIPAL, role=Role.ADMIN)
@@ -60,28 +78,46 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def authenticate(
+    request: Request,
     settings: SettingsDep,
     engine: EngineDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session_secret: Annotated[str | None, Depends(_session_cookie)],
 ) -> Principal:
-    """Return the caller, or raise :class:`AuthenticationError`."""
-    if credentials is None:
-        raise AuthenticationError(
-            "send an API token as `Authorization: Bearer <token>`"
-            + ("" if settings.admin_token is not None else _NO_ADMIN_HINT)
-        )
-    presented = credentials.credentials
-    if settings.admin_token is not None:
-        expected = settings.admin_token.get_secret_value().encode()
-        # Constant time: response timing must not reveal how much of the token matched.
-        if expected and hmac.compare_digest(presented.encode(), expected):
-            return SETTINGS_ADMIN
+    """The caller (bearer token, else session cookie), or :class:`AuthenticationError`."""
+    admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    if credentials is not None:
+        return _bearer_principal(engine, credentials.credentials, admin_token)
+    if session_secret:
+        if request.method not in SESSION_METHODS:
+            raise ForbiddenError(
+                "a dashboard session only reads: send `Authorization: Bearer <token>` to change "
+                "anything"
+            )
+        with session_scope(engine) as session:
+            principal = verify_browser_session(session, session_secret, admin_token=admin_token)
+        if principal is None:
+            raise AuthenticationError(
+                "the dashboard session has ended (signed out, expired, or its token was revoked): "
+                "sign in again at /dashboard"
+            )
+        return principal
+    raise AuthenticationError(
+        "send an API token as `Authorization: Bearer <token>`"
+        + ("" if admin_token is not None else _NO_ADMIN_HINT)
+    )
+
+
+def _bearer_principal(engine: Engine, presented: str, admin_token: str | None) -> Principal:
+    # Constant time: response timing must not reveal how much of the token matched.
+    if admin_token and hmac.compare_digest(presented.encode(), admin_token.encode()):
+        return SETTINGS_ADMIN
     with session_scope(engine) as session:
         principal = verify_token(session, presented)
     if principal is None:
         raise AuthenticationError(
             "the bearer token is not valid (unknown, revoked or expired)"
-            + ("" if settings.admin_token is not None else _NO_ADMIN_HINT),
+            + ("" if admin_token is not None else _NO_ADMIN_HINT),
             invalid_token=True,
         )
     return principal

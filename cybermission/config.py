@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic.fields import FieldInfo
@@ -62,6 +63,12 @@ class PacingSettings(BaseModel):
     sockets_in_flight: int = Field(default=512, ge=1)
     connect_timeout_s: float = Field(default=2.0, gt=0)
     probe_timeout_s: float = Field(default=5.0, gt=0)
+    # Hosts being identified at once. A probe's timeout starts when it starts talking to the
+    # device, so this bounds how much the event loop (and the devices) juggle at a time; hosts
+    # waiting for a slot wait untimed.
+    probes_in_flight: int = Field(default=64, ge=1)
+    # Resets, early closes and silences in a row that back a device off for the rest of the run.
+    strikes_before_back_off: int = Field(default=3, ge=1)
     # Sweep processes (one event loop per core) for large ranges; 1 keeps everything in-process.
     processes: int = Field(default=1, ge=1, le=64)
 
@@ -76,6 +83,8 @@ class PacingSettings(BaseModel):
                 sockets_in_flight=15_000,
                 connect_timeout_s=self.connect_timeout_s if self.connect_timeout_s != 2.0 else 1.0,
                 probe_timeout_s=self.probe_timeout_s if self.probe_timeout_s != 5.0 else 2.0,
+                probes_in_flight=self.probes_in_flight if self.probes_in_flight != 64 else 256,
+                strikes_before_back_off=self.strikes_before_back_off,
                 processes=self.processes,
             )
         return self
@@ -134,6 +143,22 @@ class SensorSettings(BaseModel):
     flush_interval_s: float = Field(default=5.0, gt=0)
 
 
+class AlertSettings(BaseModel):
+    """How alert deliveries outlive a receiver's outage (cybermission/alerts/README.md)."""
+
+    # A delivery is retried this long after it was planned (or redelivered) before it becomes a
+    # dead letter: long enough for a night's maintenance of the receiver.
+    retry_horizon_s: float = Field(default=24 * 3600.0, gt=0)
+    # Exponential back-off between attempts: base doubling up to the cap, with jitter. The cap
+    # bounds how long a receiver that came back waits for its backlog.
+    backoff_base_s: float = Field(default=2.0, gt=0)
+    backoff_cap_s: float = Field(default=300.0, gt=0)
+    # A hole in the event ids (a transaction still open when later events committed) is waited
+    # for this long before the outbox presumes it rolled back.
+    outbox_gap_grace_s: float = Field(default=600.0, gt=0)
+    poll_s: float = Field(default=1.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Every setting of the product. Build it with :func:`load_settings`."""
 
@@ -157,11 +182,14 @@ class Settings(BaseSettings):
     discovery_engine: str = "sweep"
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     sensor: SensorSettings = Field(default_factory=SensorSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     runs: RunSettings = Field(default_factory=RunSettings)
     # Probes that may disturb a device (unit-id walk, ...) only run when named here.
     enabled_optional_probes: list[str] = Field(default_factory=list)
     rules_dirs: list[Path] = Field(default_factory=lambda: [Path("rules")])
     admin_token: Annotated[SecretStr | None, SECRET] = None
+    # Lifetime of a dashboard sign-in (browser session cookie); sign in again afterwards.
+    session_ttl_s: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600.0)
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
@@ -189,6 +217,26 @@ def secret_settings(
             yield path
         elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             yield from secret_settings(field.annotation, path)
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """The configured secrets themselves (a URL's password, not the URL), for log redaction."""
+    values: list[str] = []
+    for path in secret_settings(Settings):
+        node: object = settings
+        for part in path:
+            node = getattr(node, part)
+        if node is None:
+            continue
+        text = node.get_secret_value() if isinstance(node, SecretStr) else str(node)
+        if "://" in text:
+            password = urlsplit(text).password
+            if password:
+                values.append(unquote(password))
+                values.append(password)
+        elif text:
+            values.append(text)
+    return values
 
 
 def setting_variable(path: tuple[str, ...]) -> str:

@@ -1,7 +1,7 @@
 """Every table, imported in one place so metadata (Alembic, tests) sees them all."""
 
 from cybermission.alerts.models import AlertChannel, AlertPolicy, Delivery, OutboxCursor
-from cybermission.auth.models import ApiToken, Role
+from cybermission.auth.models import ApiToken, BrowserSession, Role
 from cybermission.events import Event, EventKind
 from cybermission.findings.models import Finding, FindingStatus, Severity
 from cybermission.inventory.models import (
@@ -24,6 +24,7 @@ __all__ = [
     "AlertChannel",
     "AlertPolicy",
     "ApiToken",
+    "BrowserSession",
     "ChangeEvent",
     "ChangeKind",
     "Chunk",

@@ -125,6 +125,9 @@ class RequestLedger:
     probe: str
     manifest: Manifest
     sent: Counter[str] = field(default_factory=Counter)
+    # Connections the device closed or reset before sending one byte: each is a strike towards
+    # backing the device off (cybermission/device_pacing.py), read by the pipeline.
+    early_closes: int = 0
 
     def spend(self, request: str) -> None:
         """Call right before sending ``request``; raises instead of exceeding the manifest."""

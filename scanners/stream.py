@@ -165,6 +165,7 @@ class ProbeStream:
         except (ConnectionError, OSError) as exc:
             self._lost(exc)
         if not data and self.read_bytes == 0:
+            self.ledger.early_closes += 1
             raise PeerClosedError
         self.read_bytes += len(data)
         return data
@@ -186,6 +187,7 @@ class ProbeStream:
         if isinstance(exc, ssl.SSLError):  # an OSError, but a broken TLS record is no close
             raise ProbeProtocolError(f"{self.address}: {exc.__class__.__name__}") from exc
         if self.read_bytes == 0:
+            self.ledger.early_closes += 1
             raise PeerClosedError from exc
         raise ProbeProtocolError(f"{self.address}: connection lost") from exc
 

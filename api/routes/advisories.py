@@ -9,12 +9,20 @@ from fastapi import APIRouter, Path, Query
 
 from api.deps import Reader, SessionDep
 from api.schemas import MAX_PAGE, Page
-from api.schemas.advisories import AdvisoryDetailRead, AdvisoryProductRead, AdvisoryRead
+from api.schemas.advisories import (
+    AdvisoryDetailRead,
+    AdvisoryMatchCreate,
+    AdvisoryProductRead,
+    AdvisoryRead,
+    IdentityMatchesRead,
+)
 from cybermission.findings.advisories.catalogue import (
     get_advisory_or_raise,
     list_advisories,
     list_advisory_products,
 )
+from cybermission.findings.advisories.lookup import match_identities, results_json
+from cybermission.findings.advisories.matching import DeviceIdentity
 
 router = APIRouter(prefix="/advisories", tags=["advisories"])
 
@@ -31,6 +39,22 @@ def get_advisories(
 ) -> Page[AdvisoryRead]:
     rows, next_cursor = list_advisories(session=session, kev=kev, cursor=cursor, limit=limit)
     return Page(items=[AdvisoryRead.model_validate(a) for a in rows], next_cursor=next_cursor)
+
+
+@router.post(
+    "/match",
+    summary="Which advisories affect these devices (before any scan)",
+    responses={422: {"description": "A malformed identity, or more than 1,000"}},
+)
+def post_match(
+    body: AdvisoryMatchCreate, session: SessionDep, caller: Reader
+) -> list[IdentityMatchesRead]:
+    identities = [
+        DeviceIdentity(vendor=d.vendor, firmware=d.firmware, names=tuple(d.names))
+        for d in body.devices
+    ]
+    results = match_identities(session, identities)
+    return [IdentityMatchesRead.model_validate(r) for r in results_json(results)]
 
 
 @router.get(

@@ -17,6 +17,7 @@ from api.schemas.alerts import (
     AlertPolicyCreate,
     AlertPolicyRead,
     DeliveryRead,
+    RedeliveredRead,
 )
 from cybermission.alerts.models import DeliveryStatus
 from cybermission.alerts.service import (
@@ -28,7 +29,8 @@ from cybermission.alerts.service import (
     list_channels,
     list_deliveries,
     list_policies,
-    retry_failed_delivery,
+    redeliver,
+    redeliver_dead_letters,
     update_channel,
 )
 from cybermission.auth.models import Permission
@@ -157,12 +159,27 @@ def get_deliveries(
 
 
 @router.post(
+    "/deliveries/dead-letters/redeliver",
+    summary="Send every dead letter (of one channel, if given) again, each with its key",
+)
+def redeliver_all_dead_letters(
+    session: SessionDep,
+    caller: Manager,
+    channel_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> RedeliveredRead:
+    planned = redeliver_dead_letters(
+        session=session, visible_to=caller.organization_id, channel_id=channel_id
+    )
+    return RedeliveredRead(redelivered=planned)
+
+
+@router.post(
     "/deliveries/{delivery_id}/retry",
-    summary="Send a failed delivery again (same idempotency key)",
-    responses={409: {"description": "The delivery has not failed"}},
+    summary="Send a failed or dead-lettered delivery again (same idempotency key)",
+    responses={409: {"description": "The delivery is neither failed nor a dead letter"}},
 )
 def retry_delivery(delivery_id: ItemId, session: SessionDep, caller: Manager) -> DeliveryRead:
-    delivery = retry_failed_delivery(
+    delivery = redeliver(
         session=session, delivery_id=delivery_id, visible_to=caller.organization_id
     )
     return DeliveryRead.model_validate(delivery)

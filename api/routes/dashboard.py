@@ -1,10 +1,12 @@
 """The dashboard: a server-rendered page (``/dashboard``) and the JSON it refreshes from.
 
 The page shows findings by severity and by site, devices by protocol and by vendor, the latest
-changes and the running scans with their progress. It needs a token like the API: open
-``/dashboard?token=<token>`` (rendered by the server at once; the script then keeps the token in
-``sessionStorage`` and drops it from the address bar), or open ``/dashboard`` and paste a token in
-its form. The script refreshes from ``/api/v1/dashboard`` whenever the event stream
+changes and the running scans with their progress. Sign-in is a form (POST ``/dashboard/session``)
+taking an API token: the token is checked like any bearer token, and the browser gets a server-side
+session in a cookie (HttpOnly, SameSite=Strict, Secure over https; ``cybermission.auth.sessions``),
+short-lived and revoked by the sign-out button. The token is never in an address:
+``/dashboard?token=`` is not accepted and redirects to the form. The script refreshes from
+``/api/v1/dashboard`` (the cookie authenticates read-only requests) whenever the event stream
 (``/api/v1/events/stream``, for roles that may stream) says something happened, and every 30 s.
 Everything is served from here: no CDN, no external font; a Content-Security-Policy with a nonce
 allows only the page's own inline script and style.
@@ -13,16 +15,23 @@ allows only the page's own inline script and style.
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Reader, SessionDep, authenticate, get_engine, get_settings
+from api.deps import (
+    SESSION_COOKIE,
+    Reader,
+    SessionDep,
+    authenticate,
+    get_engine,
+    get_settings,
+)
 from api.errors import AuthenticationError
 from api.routes.scans import scan_tasks
 from api.schemas.dashboard import (
@@ -34,6 +43,11 @@ from api.schemas.dashboard import (
 )
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
+from cybermission.auth.sessions import (
+    close_browser_session,
+    open_browser_session,
+    verify_browser_session,
+)
 from cybermission.db import session_scope, utcnow
 from cybermission.events import Event, list_recent_events
 from cybermission.findings.models import Severity
@@ -59,6 +73,11 @@ NO_SITE = "(no site)"
 UNKNOWN_VENDOR = "(unknown)"
 TOP = 20
 RECENT = 25
+DASHBOARD_PATH = "/dashboard"
+SESSION_PATH = "/dashboard/session"
+SIGN_OUT_PATH = "/dashboard/sign-out"
+TOKEN_MAX_CHARS = 512
+FORM_MAX_BYTES = 4096
 
 
 def _summary_line(event: Event) -> str:
@@ -163,56 +182,198 @@ def _environment() -> Environment:
     )
 
 
-def _caller(request: Request, token: str) -> Principal:
-    credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
-    return authenticate(get_settings(request), get_engine(request), credentials)
+def _security_headers(nonce: str) -> dict[str, str]:
+    return {
+        "Content-Security-Policy": (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'"
+        ),
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
 
 
-def _render(request: Request, token: str | None, nonce: str) -> tuple[str, int]:
-    summary: DashboardRead | None = None
-    error: str | None = None
-    status = 200
-    if token:
-        try:
-            caller = _caller(request, token)
-        except AuthenticationError as exc:
-            error, status = str(exc), 401
-        else:
-            if caller.can(Permission.READ):
-                with session_scope(get_engine(request)) as session:
-                    summary = build_summary(session, caller, _progress(request))
-            else:
-                error, status = f"the {caller.role} role may not read the dashboard", 403
+def _page(
+    *, summary: DashboardRead | None = None, error: str | None = None, status: int = 200
+) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(16)
     html = (
         _environment()
         .get_template("dashboard.html")
         .render(summary=summary, error=error, nonce=nonce, severities=[str(s) for s in SEVERITIES])
     )
-    return html, status
+    return HTMLResponse(html, status_code=status, headers=_security_headers(nonce))
+
+
+def _see_dashboard() -> RedirectResponse:
+    # 303: the browser follows with a GET (Post/Redirect/Get), and the address holds no secret.
+    return RedirectResponse(
+        DASHBOARD_PATH,
+        status_code=303,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
+def _admin_token(request: Request) -> str | None:
+    token = get_settings(request).admin_token
+    return token.get_secret_value() if token is not None else None
+
+
+def _render_for_session(request: Request, secret: str) -> tuple[DashboardRead | None, str | None]:
+    engine = get_engine(request)
+    with session_scope(engine) as session:
+        caller = verify_browser_session(session, secret, admin_token=_admin_token(request))
+        if caller is None:
+            return None, "your session has ended: sign in again"
+        if not caller.can(Permission.READ):
+            return None, f"the {caller.role} role may not read the dashboard"
+        return build_summary(session, caller, _progress(request)), None
 
 
 @page_router.get(
-    "/dashboard",
+    DASHBOARD_PATH,
     response_class=HTMLResponse,
-    summary="The dashboard page (HTML); give the token as ?token= or in its form",
+    summary="The dashboard page (HTML): the numbers when signed in, else the sign-in form",
 )
-async def dashboard_page(
-    request: Request, token: Annotated[str | None, Query(max_length=512)] = None
-) -> HTMLResponse:
-    nonce = secrets.token_urlsafe(16)
-    html, status = await run_in_threadpool(_render, request, token, nonce)
-    return HTMLResponse(
-        html,
-        status_code=status,
-        headers={
-            "Content-Security-Policy": (
-                f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-                "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; "
-                "frame-ancestors 'none'"
-            ),
-            "Cache-Control": "no-store",
-            # The token may be in the address: never send it on in a Referer.
-            "Referrer-Policy": "no-referrer",
-            "X-Content-Type-Options": "nosniff",
+async def dashboard_page(request: Request) -> Response:
+    if "token" in request.query_params:
+        # The old `/dashboard?token=` link: never used to sign in (an address ends up in access
+        # logs, history and Referer headers); back to the form, without the query.
+        return _see_dashboard()
+    secret = request.cookies.get(SESSION_COOKIE)
+    if not secret:
+        return _page()
+    summary, error = await run_in_threadpool(_render_for_session, request, secret)
+    page = _page(summary=summary, error=error)
+    if summary is None:
+        _clear_cookie(page, request)
+    return page
+
+
+def _same_origin(request: Request) -> bool:
+    """Whether a form post comes from this site's own page (login CSRF: sign-in as someone else)."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
+async def _form_token(request: Request) -> str | None:
+    """The ``token`` field of a urlencoded form, read with a bound on the body."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_MAX_BYTES:
+            return None
+    try:
+        fields = parse_qs(body.decode("utf-8"), max_num_fields=8, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    values = fields.get("token", [])
+    token = values[0].strip() if len(values) == 1 else ""
+    return token if 0 < len(token) <= TOKEN_MAX_CHARS else None
+
+
+def _sign_in(request: Request, token: str) -> tuple[str | None, str | None, int]:
+    """(session secret, error, status) for a token typed into the form."""
+    settings, engine = get_settings(request), get_engine(request)
+    credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+    try:
+        # The same path as every API call: a bearer token, checked by api.deps.authenticate.
+        caller = authenticate(request, settings, engine, credentials, None)
+    except AuthenticationError as exc:
+        return None, str(exc), 401
+    if not caller.can(Permission.READ):
+        return None, f"the {caller.role} role may not read the dashboard", 403
+    with session_scope(engine) as session:
+        issued = open_browser_session(
+            session, caller, ttl_s=settings.session_ttl_s, admin_token=_admin_token(request)
+        )
+    return issued.secret, None, 303
+
+
+_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["token"],
+                    "properties": {"token": {"type": "string", "maxLength": TOKEN_MAX_CHARS}},
+                }
+            }
         },
+    }
+}
+
+
+@page_router.post(
+    SESSION_PATH,
+    response_class=HTMLResponse,
+    status_code=303,
+    summary="Sign in to the dashboard with an API token (form); sets the session cookie",
+    openapi_extra=_FORM,
+    responses={
+        303: {"description": "Signed in: the session cookie is set; on to /dashboard"},
+        401: {"description": "The token was refused: the form again, with why"},
+        403: {"description": "The role may not read, or the form was posted from another site"},
+        422: {"description": "No token in the form"},
+    },
+)
+async def sign_in(request: Request) -> Response:
+    if not _same_origin(request):
+        return _page(error="sign in from this site's own dashboard page", status=403)
+    token = await _form_token(request)
+    if token is None:
+        return _page(error="enter an API token", status=422)
+    secret, error, status = await run_in_threadpool(_sign_in, request, token)
+    if secret is None:
+        return _page(error=error, status=status)
+    response = _see_dashboard()
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        max_age=int(get_settings(request).session_ttl_s),
+        path="/",
+        # Script cannot read it, no other site's request carries it, and over https only
+        # when the service is reached over https (uvicorn behind TLS or --proxy-headers).
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
     )
+    return response
+
+
+def _clear_cookie(response: Response, request: Request) -> None:
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def _sign_out(request: Request, secret: str) -> None:
+    with session_scope(get_engine(request)) as session:
+        close_browser_session(session, secret)
+
+
+@page_router.post(
+    SIGN_OUT_PATH,
+    response_class=HTMLResponse,
+    status_code=303,
+    summary="Sign out of the dashboard: the session is revoked on the server, the cookie cleared",
+    responses={303: {"description": "Signed out; on to /dashboard"}},
+)
+async def sign_out(request: Request) -> Response:
+    secret = request.cookies.get(SESSION_COOKIE)
+    if secret:
+        await run_in_threadpool(_sign_out, request, secret)
+    response = _see_dashboard()
+    _clear_cookie(response, request)
+    return response

@@ -1,8 +1,10 @@
-"""/metrics in the Prometheus text format: scans, durations, devices, findings, sites' sensors.
+"""/metrics in the Prometheus text format: scans, durations, devices, findings, alert deliveries,
+sites' sensors.
 
 The figures come from the store at scrape time (a custom collector over a few GROUP BY queries),
 so every replica reports the same truth and nothing is lost on restart. Open like /healthz:
-counts only, no identifiers.
+counts only, no identifiers (alert channels are labelled by their name, as an operator's
+dashboard shows them).
 """
 
 from collections.abc import Iterator
@@ -10,13 +12,24 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from api.deps import get_engine, get_settings
+from cybermission.alerts.service import (
+    count_dead_lettered_by_channel,
+    count_deliveries_by_channel,
+    oldest_pending_by_channel,
+)
 from cybermission.config import Settings
-from cybermission.db import session_scope
+from cybermission.db import session_scope, utcnow
 from cybermission.findings.service import count_findings_by_state
 from cybermission.inventory.queries import count_devices, count_devices_by_protocol
 from cybermission.scans.service import count_scan_runs_by_status, list_scan_durations_s
@@ -80,6 +93,36 @@ class StoreCollector(Collector):
             for severity, status, count in count_findings_by_state(session=session):
                 findings.add_metric([str(severity), str(status)], count)
             yield findings
+            yield from _alert_metrics(session)
+
+
+def _alert_metrics(session: Session) -> Iterator[Metric]:
+    """Deliveries per channel and state, dead letters, and how far behind each channel is."""
+    deliveries = GaugeMetricFamily(
+        "cybermission_alert_deliveries",
+        "Alert deliveries by channel and status (pending, delivered, failed, dead_letter)",
+        labels=["channel", "status"],
+    )
+    for channel, delivery_status, count in count_deliveries_by_channel(session=session):
+        deliveries.add_metric([channel, str(delivery_status)], count)
+    yield deliveries
+    dead = CounterMetricFamily(
+        "cybermission_alert_dead_letters",
+        "Deliveries that exhausted the retry horizon, by channel (redelivered since or not)",
+        labels=["channel"],
+    )
+    for channel, count in count_dead_lettered_by_channel(session=session):
+        dead.add_metric([channel], count)
+    yield dead
+    lag = GaugeMetricFamily(
+        "cybermission_alert_oldest_pending_seconds",
+        "Age of each channel's oldest delivery still waiting (a receiver that is down)",
+        labels=["channel"],
+    )
+    now = utcnow()
+    for channel, planned_at in oldest_pending_by_channel(session=session):
+        lag.add_metric([channel], max(0.0, (now - planned_at).total_seconds()))
+    yield lag
 
 
 def _registry(

@@ -1,8 +1,12 @@
-"""Advisories: an imported CISA advisory, and one with the products it affects."""
+"""Advisories: an imported CISA advisory, one with the products it affects, and the matcher's
+question (identities) and answer (matches per identity)."""
 
 from datetime import datetime
+from typing import Annotated, Literal
 
-from api.schemas import ReadModel
+from pydantic import BaseModel, Field, StringConstraints
+
+from api.schemas import ReadModel, RequestModel
 
 
 class AdvisoryRead(ReadModel):
@@ -33,3 +37,43 @@ class AdvisoryDetailRead(AdvisoryRead):
     """One advisory with the products it affects."""
 
     products: list[AdvisoryProductRead]
+
+
+class DeviceIdentityCreate(RequestModel):
+    """A device as the matcher reads it: its maker, firmware and every name it goes by."""
+
+    vendor: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+    firmware: Annotated[str, StringConstraints(max_length=300)] | None = None
+    names: Annotated[
+        list[
+            Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+        ],
+        Field(min_length=1, max_length=20),
+    ]
+
+
+class AdvisoryMatchCreate(RequestModel):
+    """Identities to match against every stored advisory (at most 1,000 at once)."""
+
+    devices: Annotated[list[DeviceIdentityCreate], Field(min_length=1, max_length=1000)]
+
+
+class AdvisoryMatchRead(BaseModel):
+    """One advisory that affects the identity, how sure (high, medium, low) and why."""
+
+    advisory_id: str
+    title: str
+    cves: list[str]
+    cvss_score: float | None
+    cvss_vector: str | None
+    kev: bool
+    confidence: Literal["high", "medium", "low"]
+    reason: str
+    branch_path: list[str]
+    product_id: str | None
+    quote: str | None = None
+
+
+class IdentityMatchesRead(BaseModel):
+    identity: DeviceIdentityCreate
+    matches: list[AdvisoryMatchRead]

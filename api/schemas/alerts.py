@@ -71,6 +71,13 @@ class DeliveryRead(ReadModel):
     status: DeliveryStatus
     attempts: int
     next_attempt_at: datetime
+    # Start of the current series of attempts; a dead letter once the retry horizon has passed.
+    retry_from: datetime
+    dead_lettered_at: datetime | None
     last_error: str | None
     created_at: datetime
     delivered_at: datetime | None
+
+
+class RedeliveredRead(ReadModel):
+    redelivered: int

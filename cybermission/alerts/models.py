@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column
+from sqlalchemy import JSON, BigInteger, Column, Index
 from sqlmodel import Field, SQLModel
 
 from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
@@ -19,7 +19,10 @@ class ChannelKind(StrEnum):
 class DeliveryStatus(StrEnum):
     PENDING = "pending"  # planned or waiting for its next attempt
     DELIVERED = "delivered"
-    FAILED = "failed"  # gave up: attempts exhausted or the receiver refused for good
+    FAILED = "failed"  # the receiver refused it for good (a 4xx) or the channel is misconfigured
+    # Retried over the whole horizon (AlertSettings.retry_horizon_s) without reaching the
+    # receiver; an admin redelivers it (POST /api/v1/deliveries/{id}/retry).
+    DEAD_LETTER = "dead_letter"
 
 
 class AlertChannel(SQLModel, table=True):
@@ -60,6 +63,10 @@ class Delivery(SQLModel, table=True):
     """One event to one channel; the idempotency key makes it unique and tells receivers."""
 
     __tablename__ = "alert_delivery"
+    # The worker reads each channel's queue in event order (the head holds the others back).
+    __table_args__ = (
+        Index("ix_alert_delivery_channel_id_status_event_id", "channel_id", "status", "event_id"),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True)
     event_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
@@ -72,6 +79,10 @@ class Delivery(SQLModel, table=True):
     )
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Start of the current series of attempts (planning, or an admin's redelivery): the delivery
+    # becomes a dead letter once the retry horizon has passed since then.
+    retry_from: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    dead_lettered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_error: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -86,4 +97,8 @@ class OutboxCursor(SQLModel, table=True):
     last_event_id: int = Field(
         default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
     )
+    # Ids below last_event_id not seen yet: [[first, last, first noticed (ISO)], ...]. On
+    # PostgreSQL a transaction can commit its event after later ids did; the planner looks for
+    # these again until they appear or the grace passes (cybermission/alerts/outbox.py).
+    gaps: list[list[Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,8 +1,10 @@
 """Alert channels and policies in the store: validated creation, reads, and which events match."""
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
@@ -197,11 +199,23 @@ def list_deliveries(
     return list(session.exec(query).all())
 
 
-def retry_failed_delivery(
-    *, session: Session, delivery_id: str, visible_to: str | None
+# What an admin may send again: refused for good, or out of retries after the horizon.
+REDELIVERABLE = (DeliveryStatus.FAILED, DeliveryStatus.DEAD_LETTER)
+
+
+def _plan_again(delivery: Delivery, now: datetime) -> None:
+    # A fresh series of attempts with a fresh horizon; dead_lettered_at stays as history.
+    delivery.status = DeliveryStatus.PENDING
+    delivery.attempts = 0
+    delivery.next_attempt_at = now
+    delivery.retry_from = now
+
+
+def redeliver(
+    *, session: Session, delivery_id: str, visible_to: str | None, now: datetime | None = None
 ) -> Delivery:
-    """Plan a failed delivery again, at once, with the same idempotency key (a receiver that
-    got it after all drops the copy); only a failed one (:class:`ConflictError` otherwise)."""
+    """Plan a failed or dead-lettered delivery again, at once, with the same idempotency key (a
+    receiver that got it after all drops the copy); :class:`ConflictError` for any other."""
     delivery = get_visible_or_raise(
         session,
         Delivery,
@@ -212,10 +226,68 @@ def retry_failed_delivery(
             get_channel_or_raise(session, d.channel_id, visible_to=None).organization_id
         ),
     )
-    if delivery.status is not DeliveryStatus.FAILED:
-        raise ConflictError(f"status: the delivery is {delivery.status}, not failed")
-    delivery.status = DeliveryStatus.PENDING
-    delivery.attempts = 0
-    delivery.next_attempt_at = utcnow()
+    if delivery.status not in REDELIVERABLE:
+        raise ConflictError(f"status: the delivery is {delivery.status}, not failed or dead_letter")
+    _plan_again(delivery, now or utcnow())
     session.add(delivery)
     return delivery
+
+
+def redeliver_dead_letters(
+    *,
+    session: Session,
+    visible_to: str | None,
+    channel_id: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Plan every dead letter ``visible_to`` sees again (of one channel, if given): what an admin
+    does once a receiver that was down past the horizon is back. Returns how many."""
+    query = select(Delivery).where(Delivery.status == DeliveryStatus.DEAD_LETTER)
+    if channel_id is not None:
+        get_channel_or_raise(session, channel_id, visible_to=visible_to)
+        query = query.where(Delivery.channel_id == channel_id)
+    elif visible_to is not None:
+        channels = select(AlertChannel.id).where(AlertChannel.organization_id == visible_to)
+        query = query.where(col(Delivery.channel_id).in_(channels))
+    now = now or utcnow()
+    planned = 0
+    for delivery in session.exec(query):
+        _plan_again(delivery, now)
+        session.add(delivery)
+        planned += 1
+    return planned
+
+
+def count_deliveries_by_channel(*, session: Session) -> list[tuple[str, DeliveryStatus, int]]:
+    """(channel name, status, deliveries) for every pair that has any, across organisations."""
+    query = (
+        select(AlertChannel.name, Delivery.status, func.count())
+        .select_from(Delivery)
+        .join(AlertChannel, col(AlertChannel.id) == col(Delivery.channel_id))
+        .group_by(col(AlertChannel.name), col(Delivery.status))
+    )
+    return [(name, DeliveryStatus(status), n) for name, status, n in session.exec(query)]
+
+
+def count_dead_lettered_by_channel(*, session: Session) -> list[tuple[str, int]]:
+    """(channel name, deliveries that ever became dead letters, redelivered since or not)."""
+    query = (
+        select(AlertChannel.name, func.count())
+        .select_from(Delivery)
+        .join(AlertChannel, col(AlertChannel.id) == col(Delivery.channel_id))
+        .where(col(Delivery.dead_lettered_at).is_not(None))
+        .group_by(col(AlertChannel.name))
+    )
+    return [(name, n) for name, n in session.exec(query)]
+
+
+def oldest_pending_by_channel(*, session: Session) -> list[tuple[str, datetime]]:
+    """(channel name, when its oldest waiting delivery was planned): how far a channel is behind."""
+    query = (
+        select(AlertChannel.name, func.min(Delivery.created_at))
+        .select_from(Delivery)
+        .join(AlertChannel, col(AlertChannel.id) == col(Delivery.channel_id))
+        .where(Delivery.status == DeliveryStatus.PENDING)
+        .group_by(col(AlertChannel.name))
+    )
+    return [(name, at) for name, at in session.exec(query) if at is not None]

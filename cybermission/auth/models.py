@@ -1,4 +1,4 @@
-"""The API token table (the roles it carries are in :mod:`cybermission.auth.roles`)."""
+"""The API token and browser session tables (their roles: :mod:`cybermission.auth.roles`)."""
 
 from datetime import datetime
 
@@ -30,4 +30,26 @@ class ApiToken(SQLModel, table=True):
     created_by: str = Field(default="", max_length=100)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class BrowserSession(SQLModel, table=True):
+    """A dashboard sign-in: the cookie's secret is stored only as its SHA-256.
+
+    Opened with an API token (``api_token_id``: the session dies with that token) or with the
+    settings' admin token (``admin_token_sha256``: the session dies when that token changes).
+    Short-lived (``expires_at``) and revoked at sign-out (``revoked_at``).
+    """
+
+    __tablename__ = "browser_session"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    secret_sha256: str = Field(max_length=64, unique=True, index=True)
+    name: str = Field(max_length=100)
+    role: Role = Field(sa_type=enum_type(Role))
+    organization_id: str | None = Field(default=None, foreign_key="organization.id", index=True)
+    api_token_id: str | None = Field(default=None, foreign_key="api_token.id", index=True)
+    admin_token_sha256: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

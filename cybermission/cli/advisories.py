@@ -71,3 +71,41 @@ def kev_command(
             }
         )
     )
+
+
+@app.command("match")
+def match_command(
+    source: Annotated[
+        Path | None,
+        typer.Argument(help="A JSON file of identities ('-' or nothing: standard input)."),
+    ] = None,
+) -> None:
+    """Which stored advisories affect these devices: identities as JSON in, matches out.
+
+    In: one identity or a list, each {"vendor": ..., "firmware": ..., "names": [...]}. Out, on
+    stdout: per identity, its matches with confidence (high/medium/low), reason, the CSAF branch
+    that matched and, for a device named only in the advisory's text, the sentence.
+    """
+    from cybermission.db import session_scope
+    from cybermission.findings.advisories.lookup import (
+        identity_from,
+        match_identities,
+        results_json,
+    )
+
+    try:
+        text = (
+            sys.stdin.read() if source is None or str(source) == "-" else source.read_text("utf-8")
+        )
+        raw = json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise fail(CybermissionError(f"cannot read identities: {exc}")) from exc
+    items = raw if isinstance(raw, list) else [raw]
+    engine = open_store(start())
+    try:
+        identities = [identity_from(item, f"identities[{i}]") for i, item in enumerate(items)]
+        with session_scope(engine) as session:
+            results = match_identities(session, identities)
+    except CybermissionError as exc:
+        raise fail(exc) from exc
+    sys.stdout.write(json.dumps(results_json(results), indent=2) + "\n")

@@ -29,6 +29,8 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from cybermission.config import secret_values
+    from cybermission.logs import install_redaction
 
     settings = start()
     open_store(settings, migrate=True).dispose()
@@ -42,16 +44,20 @@ def serve(
             application.state.stop_signal = signal.Signals(sig).name
             super().handle_exit(sig, frame)
 
-    SignalledServer(
-        uvicorn.Config(
-            application,
-            host=host or settings.host,
-            port=port or settings.port,
-            log_level=settings.log_level.lower(),
-            # Open streams (the dashboard's events) must not hold a stopping service for ever.
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-        )
-    ).run()
+    config = uvicorn.Config(
+        application,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level.lower(),
+        # Open streams (the dashboard's events) must not hold a stopping service for ever.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
+    # After uvicorn configured its loggers: access lines lose credential query values and tokens.
+    install_redaction(secret_values(settings))
+    server = SignalledServer(config)
+    server.run()
+    if not server.started:  # as uvicorn.run: the port was taken, the app failed to start
+        raise typer.Exit(code=3)
 
 
 def demo(
@@ -66,7 +72,9 @@ def demo(
     from pydantic import SecretStr
 
     from api.app import create_app
+    from cybermission.config import secret_values
     from cybermission.db import session_scope
+    from cybermission.logs import install_redaction
     from cybermission.scans.pipeline import execute_scan
     from cybermission.scans.scopes import build_guard
     from cybermission.scans.service import create_scan_run
@@ -103,7 +111,9 @@ def demo(
     application = create_app(settings, background=True)
 
     async def main() -> None:
-        server = uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_level="info"))
+        config = uvicorn.Config(application, host=host, port=port, log_level="info")
+        install_redaction(secret_values(settings))
+        server = uvicorn.Server(config)
         scan_task = asyncio.create_task(
             execute_scan(engine=engine, settings=settings, scan_run_id=run_id)
         )

@@ -83,6 +83,9 @@ class Advisory(SQLModel, table=True):
     updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revision: str = Field(default="", max_length=32)
     kev: bool = Field(default=False, index=True)
+    # Sentences of the title, notes and remediations that name models: weaker evidence for
+    # devices the product tree misses (findings/advisories/mentions.py).
+    mentions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     source: str = Field(default="", max_length=500)
     imported_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from cybermission.findings.advisories.matching import AdvisoryIndex, AdvisoryMatch, DeviceIdentity
-from cybermission.findings.advisories.normalise import change_direction
+from cybermission.findings.advisories.versions import change_direction
 from cybermission.findings.models import Severity
 from cybermission.findings.scoring import score_finding
 from cybermission.findings.service import FindingDraft

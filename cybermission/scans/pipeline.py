@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
+from cybermission.device_pacing import DeviceGate
 from cybermission.errors import CybermissionError
 from cybermission.findings.advisories.matching import AdvisoryIndex
 from cybermission.findings.service import expire_acceptances
@@ -51,7 +52,8 @@ from cybermission.scans.recording import (
     write_batches,
 )
 from cybermission.scans.scopes import build_guard
-from cybermission.scans.sweep import HostResult
+from cybermission.scans.sweep import SCOPE_ERROR_PREFIX, HostResult
+from cybermission.scans.sweep_handoff import identify_paced
 from cybermission.scans.sweep_processes import sweep_specs
 from cybermission.scans.targets import expand_targets
 from cybermission.store_faults import describe_store_error, retry_transient
@@ -69,9 +71,11 @@ async def _hosts(
 ) -> AsyncIterator[HostResult]:
     async for host in results:
         state.progress.hosts_swept += 1
-        state.add_errors(
-            {"target": host.address, "stage": "sweep", "error": e} for e in host.errors
-        )
+        errors = host.errors
+        if host.scope_refused:
+            state.skipped.add_refused(host)
+            errors = tuple(e for e in errors if not e.startswith(SCOPE_ERROR_PREFIX))
+        state.add_errors({"target": host.address, "stage": "sweep", "error": e} for e in errors)
         if host.open_ports:
             state.progress.hosts_live += 1
             state.progress.open_ports += len(host.open_ports)
@@ -170,7 +174,6 @@ async def execute_scan(
     )
     status = ScanStatus.SUCCEEDED
     reason: str | None = None
-    tasks: set[asyncio.Task[None]] = set()
     writing: asyncio.Task[None] | None = None
     queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
     try:
@@ -183,31 +186,28 @@ async def execute_scan(
             {p.protocol for ps in (*plan.tcp.values(), *plan.udp.values()) for p in ps}
             | {"tcp", ADVISORY_PROTOCOL}
         )
-        connector = Connector(guard)
+        gate = DeviceGate(
+            per_host_rate_per_s=pacing.per_host_rate_per_s,
+            strikes_before_back_off=pacing.strikes_before_back_off,
+        )
+        connector = Connector(guard, pacer=gate)
         writing = asyncio.create_task(
             write_batches(engine, state, queue, retry_s=settings.runs.store_retry_s)
         )
         # A writer that dies stops the probing side at once: nothing waits on a full queue.
         writing.add_done_callback(lambda task: _writer_ended(task, scan_run_id, control))
-        limit = asyncio.Semaphore(pacing.hosts_in_flight)
 
         async def identify(host: HostResult) -> None:
-            try:
-                report = await identify_host(
-                    host,
-                    plan=plan,
-                    connector=connector,
-                    timeout_s=pacing.probe_timeout_s,
-                )
-                state.progress.hosts_identified += 1
-                prefer_engine_observations(report, engine_observations)
-                if not host.open_ports and not report.observations and not report.errors:
-                    return  # a silent address on every UDP port: nothing to write
-                if not host.open_ports:
-                    state.progress.hosts_live += 1
-                await queue.put(report)
-            finally:
-                limit.release()
+            report = await identify_host(
+                host, plan=plan, connector=connector, gate=gate, timeout_s=pacing.probe_timeout_s
+            )
+            state.progress.hosts_identified += 1
+            prefer_engine_observations(report, engine_observations)
+            if not host.open_ports and not report.observations and not report.errors:
+                return  # a silent address on every UDP port: nothing to write
+            if not host.open_ports:
+                state.progress.hosts_live += 1
+            await queue.put(report)
 
         hosts = expand_targets(targets, guard=guard)
         engine_observations: dict[tuple[str, int], Observation] = {}
@@ -227,13 +227,12 @@ async def execute_scan(
             engine_observations = {(o.address, o.port): o for o in found.observations}
             swept = _replay(found.hosts)
         async with _closing(swept), _closing(_hosts(swept, state, udp=plan.has_udp)) as live:
-            async for host in live:
-                await limit.acquire()
-                task = asyncio.create_task(identify(host))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
+            await identify_paced(
+                live,
+                identify,
+                gate=gate,
+                probes_in_flight=pacing.probes_in_flight,
+            )
         await queue.put(None)
         await writing
     except CybermissionError as exc:
@@ -246,8 +245,9 @@ async def execute_scan(
         )
         logger.warning("scan stopped", extra={"scan_run_id": scan_run_id, "reason": stop.reason})
         lease.cancel()
-        await _wind_down(tasks, writing, queue, drain_s=settings.runs.store_retry_s)
+        await _wind_down(writing, queue, drain_s=settings.runs.store_retry_s)
         state.add_errors([{"target": None, "stage": "run", "error": stop.reason}])
+        state.errors[:0] = state.skipped.errors()
         run = await asyncio.shield(
             asyncio.to_thread(finish_run, engine, state, stop.status, reason=stop.reason)
         )
@@ -263,6 +263,8 @@ async def execute_scan(
         status, reason = ScanStatus.FAILED, f"failed: {error}"
     finally:
         lease.cancel()
+    # What the run could not scan comes first, whatever the error cap kept after it.
+    state.errors[:0] = state.skipped.errors()
     if status is ScanStatus.SUCCEEDED and state.errors:
         status = ScanStatus.PARTIAL
     run = await asyncio.to_thread(finish_run, engine, state, status, reason=reason)
@@ -290,17 +292,14 @@ def _writer_ended(task: "asyncio.Task[None]", scan_run_id: str, control: RunCont
 
 
 async def _wind_down(
-    tasks: set["asyncio.Task[None]"],
     writing: "asyncio.Task[None] | None",
     queue: "asyncio.Queue[HostReport | None]",
     *,
     drain_s: float,
 ) -> None:
-    """Stop the probes still going and let the writer store the hosts already probed (bounded:
-    a writer that cannot finish in ``drain_s`` is cancelled; what it committed stays)."""
-    for task in list(tasks):
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    """Let the writer store the hosts already probed (the probes still going were cancelled
+    with the run), bounded: a writer that cannot finish in ``drain_s`` is cancelled; what it
+    committed stays."""
     if writing is None or writing.done():
         return
     try:

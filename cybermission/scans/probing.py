@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cybermission.config import Settings
+from cybermission.device_pacing import DeviceGate
 from cybermission.errors import ProbeError, ProbeTimeoutError, ScopeError
 from cybermission.net import Connector
 from cybermission.probes import (
@@ -118,10 +119,38 @@ async def _observe(
     *,
     port: int,
     connector: Connector,
+    gate: DeviceGate,
     timeout_s: float,
     options: Mapping[str, JSONValue],
 ) -> Observation | None:
-    """Run one probe, account for what it sent, and turn device trouble into report errors."""
+    """Run one probe, account for what it sent, and turn device trouble into report errors.
+
+    A TCP probe holds the device's one turn (one connection at a time across the run). A reset,
+    an early close or a silence is a strike (device_pacing.py); the strike that backs the device
+    off raises ``_BackOffError`` and the report names the device.
+    """
+    if probe.transport is Transport.TCP:
+        async with gate.turn(report.address):
+            return await _observe_now(
+                probe, report, port=port, connector=connector, gate=gate,
+                timeout_s=timeout_s, options=options,
+            )  # fmt: skip
+    return await _observe_now(
+        probe, report, port=port, connector=connector, gate=gate,
+        timeout_s=timeout_s, options=options,
+    )  # fmt: skip
+
+
+async def _observe_now(
+    probe: Probe,
+    report: HostReport,
+    *,
+    port: int,
+    connector: Connector,
+    gate: DeviceGate,
+    timeout_s: float,
+    options: Mapping[str, JSONValue],
+) -> Observation | None:
     ledger = RequestLedger(probe=probe.name, manifest=probe.manifest)
     target = ProbeTarget(
         address=report.address,
@@ -132,21 +161,37 @@ async def _observe(
         options=options,
     )
     try:
-        return await probe.observe(target, timeout_s=timeout_s)
+        observation = await probe.observe(target, timeout_s=timeout_s)
     except ProbeTimeoutError:
         if probe.transport is Transport.UDP:
             return None  # nobody there: the normal answer of most addresses on a UDP port
         _record_failure(report, probe, port, "ProbeTimeoutError: no answer in time")
-        raise _BackOffError(f"{probe.name} on port {port}: timeout") from None
+        _strike(gate, report, f"{probe.name} on port {port}: timeout")
+        return None
     except (ProbeError, OSError) as exc:
         kind = exc.__class__.__name__
         _record_failure(report, probe, port, f"{kind}: {exc}"[:300])
         if isinstance(exc, OSError):  # reset or refused mid-conversation
-            raise _BackOffError(f"{probe.name} on port {port}: {kind}") from None
+            _strike(gate, report, f"{probe.name} on port {port}: {kind}")
         return None
+    else:
+        if observation is not None:
+            gate.clear(report.address)
+        elif ledger.early_closes:
+            _strike(gate, report, f"{probe.name} on port {port}: closed before answering")
+        return observation
     finally:
         for request, count in ledger.sent.items():
             report.sent[(probe.name, request)] += count
+
+
+def _strike(gate: DeviceGate, report: HostReport, reason: str) -> None:
+    """Book a strike; the one that backs the device off names it in the report and stops it."""
+    if gate.strike(report.address, reason):
+        why = gate.backed_off_reason(report.address)
+        report.errors.append({"target": report.address, "stage": "back-off", "error": why})
+        logger.warning("device backed off", extra={"address": report.address, "reason": why})
+        raise _BackOffError(reason)
 
 
 def _record_failure(report: HostReport, probe: Probe, port: int, error: str) -> None:
@@ -160,16 +205,20 @@ async def identify_host(
     *,
     plan: ProbePlan,
     connector: Connector,
+    gate: DeviceGate,
     timeout_s: float,
 ) -> HostReport:
     """Run the matching probes on one host, one at a time: one connection per device.
 
-    A device that times out or resets is left alone for the rest of the run (back-off), and the
-    report says why. A refusal by the scope guard stops everything for the host.
+    A device that resets, closes early or stays silent ``strikes_before_back_off`` times in a row
+    is left alone for the rest of the run (back-off), and the report names it. A refusal by the
+    scope guard stops everything for the host.
     """
     report = HostReport(address=host.address, open_ports=host.open_ports)
     try:
-        await _identify_tcp(host, report, plan=plan, connector=connector, timeout_s=timeout_s)
+        await _identify_tcp(
+            host, report, plan=plan, connector=connector, gate=gate, timeout_s=timeout_s
+        )
         if plan.has_udp:
             # Datagram exchanges hold no connection on the device: the UDP probes go together.
             await asyncio.gather(
@@ -179,6 +228,7 @@ async def identify_host(
                         report,
                         port=port,
                         connector=connector,
+                        gate=gate,
                         timeout_s=timeout_s,
                         options=plan.options,
                     )
@@ -196,9 +246,9 @@ async def _identify_tcp(
     *,
     plan: ProbePlan,
     connector: Connector,
+    gate: DeviceGate,
     timeout_s: float,
 ) -> None:
-    backed_off: str | None = None
     for port in host.open_ports:
         identified: str | None = None
         for probe in plan.tcp.get(port, ()):
@@ -206,6 +256,7 @@ async def _identify_tcp(
                 # The port is identified: only supplements of the same protocol (an opt-in
                 # unit walk after the Modbus identity, say) still run; fallbacks do not.
                 continue
+            backed_off = gate.backed_off_reason(host.address)
             if backed_off is not None:
                 report.errors.append(
                     {
@@ -221,11 +272,11 @@ async def _identify_tcp(
                     report,
                     port=port,
                     connector=connector,
+                    gate=gate,
                     timeout_s=timeout_s,
                     options=plan.options,
                 )
-            except _BackOffError as exc:
-                backed_off = str(exc)
+            except _BackOffError:
                 continue
             if observation is not None:
                 report.observations.append(observation)
@@ -249,14 +300,18 @@ async def _identify_udp(
     *,
     port: int,
     connector: Connector,
+    gate: DeviceGate,
     timeout_s: float,
     options: Mapping[str, JSONValue],
 ) -> None:
     for probe in probes:
+        if gate.backed_off_reason(report.address) is not None:
+            return
         try:
             observation = await _observe(
-                probe, report, port=port, connector=connector, timeout_s=timeout_s, options=options
-            )
+                probe, report, port=port, connector=connector, gate=gate,
+                timeout_s=timeout_s, options=options,
+            )  # fmt: skip
         except _BackOffError:
             return
         if observation is not None:

@@ -32,6 +32,7 @@ from cybermission.scans.ownership import ended_event_kind
 from cybermission.scans.placement import Placement, load_placements, place_device
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
 from cybermission.scans.scopes import build_guard
+from cybermission.scans.skipped import SkippedAddresses
 from cybermission.store_faults import retry_transient
 
 MAX_RUN_ERRORS = 500
@@ -61,6 +62,8 @@ class RunState:
     probes_run: frozenset[str] = frozenset()
     # Imported CISA advisories, matched against every device the run writes.
     advisories: AdvisoryIndex | None = None
+    # Addresses the guard refused mid-run (a scope lapsed or was revoked): listed as ranges.
+    skipped: SkippedAddresses = field(default_factory=SkippedAddresses)
 
     def add_errors(self, errors: Iterable[dict[str, Any]]) -> None:
         for error in errors:

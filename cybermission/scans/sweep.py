@@ -25,13 +25,14 @@ import select
 import socket
 import struct
 from collections import deque
-from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
 from cybermission.config import PacingSettings
+from cybermission.device_pacing import Pace
 from cybermission.errors import ScopeError, ValidationError
 from cybermission.net import Guard
 
@@ -63,34 +64,14 @@ class HostResult:
     closed: int
     filtered: int
     errors: tuple[str, ...]
+    # When the host's pace allows the next contact (``time.monotonic``, system-wide on Linux, so
+    # valid across sweep processes): the probe phase resumes the same per-host pace from here.
+    next_contact_at: float = field(default=0.0, compare=False)
 
     @property
     def scope_refused(self) -> bool:
         """The guard refused the host: nothing was sent to it (no more, if revoked mid-host)."""
         return any(e.startswith(SCOPE_ERROR_PREFIX) for e in self.errors)
-
-
-class _Pace:
-    """GCRA token bucket: a send conforms when ``wait_s`` is 0, and ``take`` then books it.
-
-    Judged on the clock at send time, never by reserving a future slot: a reserved slot lets a
-    late-woken worker and an on-time one leave closer together than the rate allows. With burst 1
-    two sends are never closer than ``1 / rate_per_s``. The event loop is single-threaded, so
-    checking and booking need no lock.
-    """
-
-    __slots__ = ("_interval", "_tat", "_tolerance")
-
-    def __init__(self, rate_per_s: float, burst: float) -> None:
-        self._interval = 1.0 / rate_per_s
-        self._tolerance = max(burst - 1.0, 0.0) * self._interval
-        self._tat = 0.0
-
-    def wait_s(self, now: float) -> float:
-        return self._tat - self._tolerance - now
-
-    def take(self, now: float) -> None:
-        self._tat = (self._tat if self._tat > now else now) + self._interval
 
 
 def _check_ports(ports: Sequence[int]) -> tuple[int, ...]:
@@ -128,7 +109,7 @@ class _Sweep:
         self._ports = ports
         self._host_rate = pacing.per_host_rate_per_s
         # Up to 20 ms worth of probes may leave back to back: smooth, yet no timer per probe.
-        self._global = _Pace(pacing.global_rate_per_s, max(1.0, pacing.global_rate_per_s / 50))
+        self._global = Pace(pacing.global_rate_per_s, max(1.0, pacing.global_rate_per_s / 50))
         self._sockets = _Slots(pacing.sockets_in_flight)
         self._deadlines = _Deadlines(pacing.connect_timeout_s)
         self._loop = asyncio.get_running_loop()
@@ -140,7 +121,7 @@ class _Sweep:
         # Bounded: a slow consumer holds the workers, and they stop pulling hosts.
         queue: asyncio.Queue[HostResult | BaseException | None] = asyncio.Queue(self._workers)
         tasks = [asyncio.create_task(self._worker(hosts, queue)) for _ in range(self._workers)]
-        reaper = asyncio.create_task(self._deadlines.run())
+        reaper = asyncio.create_task(self._deadlines.run(self._completions.settle))
         try:
             running = len(tasks)
             while running:
@@ -180,7 +161,7 @@ class _Sweep:
 
     async def _host(self, address: str) -> HostResult:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        pace = _Pace(self._host_rate, 1.0)
+        pace = Pace(self._host_rate, 1.0)
         opened: list[int] = []
         errors: list[str] = []
         closed = filtered = 0
@@ -227,9 +208,11 @@ class _Sweep:
                     break
         if errors:
             logger.warning("sweep host errors", extra={"address": address, "errors": errors})
-        return HostResult(address, tuple(sorted(opened)), closed, filtered, tuple(errors))
+        return HostResult(
+            address, tuple(sorted(opened)), closed, filtered, tuple(errors), pace.next_at
+        )
 
-    async def _probe(self, address: str, family: int, port: int, pace: _Pace) -> PortState:
+    async def _probe(self, address: str, family: int, port: int, pace: Pace) -> PortState:
         loop = self._loop
         slots = self._sockets
         if slots.free > 0:
@@ -295,7 +278,7 @@ class _Completions:
         self._loop = loop
         self._epoll = select.epoll()
         self._waiting: dict[int, asyncio.Future[bool]] = {}
-        loop.add_reader(self._epoll.fileno(), self._ready)
+        loop.add_reader(self._epoll.fileno(), self.settle)
 
     def watch(self, fd: int) -> "asyncio.Future[bool]":
         """A future set to ``False`` once the connect on ``fd`` completed (or failed)."""
@@ -313,7 +296,8 @@ class _Completions:
         self._loop.remove_reader(self._epoll.fileno())
         self._epoll.close()
 
-    def _ready(self) -> None:
+    def settle(self) -> None:
+        """Resolve every connect whose completion the kernel reported (the loop's reader)."""
         waiting = self._waiting
         for fd, _events in self._epoll.poll(0):
             done = waiting.get(fd)
@@ -374,12 +358,28 @@ class _Deadlines:
             self._buckets.append((self._current_end + self.timeout_s, self._current))
         self._current.append(done)
 
-    async def run(self) -> None:
+    async def run(self, settle: Callable[[], None]) -> None:
+        """Expire buckets; ``settle`` first reads completions the kernel already reported.
+
+        A busy machine wakes this task late. What happened meanwhile is checked before any
+        connect is called unanswered: ``settle`` reads every completion the kernel holds (the
+        loop may not have read them yet), and the time the loop was late beyond a tick is added
+        to every pending deadline, so a connect is given ``timeout_s`` of a running loop.
+        """
         loop = asyncio.get_running_loop()
         buckets = self._buckets
+        expected = loop.time() + self.tick_s
         while True:
             await asyncio.sleep(self.tick_s)
             now = loop.time()
+            late = now - expected
+            expected = now + self.tick_s
+            if late > self.tick_s:
+                for index, (deadline, futures) in enumerate(buckets):
+                    buckets[index] = (deadline + late, futures)
+            if not buckets or buckets[0][0] > now:
+                continue
+            settle()
             while buckets and buckets[0][0] <= now:
                 for done in buckets.popleft()[1]:
                     if not done.done():

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,12 +22,14 @@ from kombu import Queue  # type: ignore[import-untyped]
 
 from cybermission.clock import utcnow
 from cybermission.config import Settings
+from cybermission.device_pacing import DeviceGate
 from cybermission.errors import CybermissionError, ScopeError, ValidationError
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.net import Connector
 from cybermission.probes import Probe, load_probes
 from cybermission.scans.probing import HostReport, identify_host, select_probes
 from cybermission.scans.sweep import HostResult, sweep
+from cybermission.scans.sweep_handoff import identify_paced
 from cybermission.scans.targets import expand_targets
 from cybermission.sensors.broker import INGEST_TASK, SCAN_TASK, publish_task
 from cybermission.sensors.journal import Journal
@@ -99,41 +101,38 @@ async def scan_chunk(
     plan = select_probes(
         probes if probes is not None else load_probes(), settings, udp_ports=udp_ports
     )
-    connector = Connector(guard)
-    limit = asyncio.Semaphore(pacing.hosts_in_flight)
+    gate = DeviceGate(
+        per_host_rate_per_s=pacing.per_host_rate_per_s,
+        strikes_before_back_off=pacing.strikes_before_back_off,
+    )
+    connector = Connector(guard, pacer=gate)
 
     async def identify(host: HostResult) -> None:
-        try:
-            report = await identify_host(
-                host, plan=plan, connector=connector, timeout_s=pacing.probe_timeout_s
-            )
-            if not host.open_ports and not report.observations and not report.errors:
-                return
-            if not host.open_ports:
-                result.hosts_live += 1
-            result.reports.append(report)
-        finally:
-            limit.release()
-
-    tasks: set[asyncio.Task[None]] = set()
-    async for host in sweep(
-        expand_targets(targets, guard=guard), ports, guard=guard, pacing=pacing
-    ):
-        result.hosts_swept += 1
-        result.errors.extend(
-            {"target": host.address, "stage": "sweep", "error": e} for e in host.errors
+        report = await identify_host(
+            host, plan=plan, connector=connector, gate=gate, timeout_s=pacing.probe_timeout_s
         )
-        if host.open_ports:
+        if not host.open_ports and not report.observations and not report.errors:
+            return
+        if not host.open_ports:
             result.hosts_live += 1
-            result.open_ports += len(host.open_ports)
-        elif not plan.has_udp:
-            continue
-        await limit.acquire()
-        task = asyncio.create_task(identify(host))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    if tasks:
-        await asyncio.gather(*tasks)
+        result.reports.append(report)
+
+    async def swept() -> AsyncIterator[HostResult]:
+        async for host in sweep(
+            expand_targets(targets, guard=guard), ports, guard=guard, pacing=pacing
+        ):
+            result.hosts_swept += 1
+            result.errors.extend(
+                {"target": host.address, "stage": "sweep", "error": e} for e in host.errors
+            )
+            if host.open_ports:
+                result.hosts_live += 1
+                result.open_ports += len(host.open_ports)
+            elif not plan.has_udp:
+                continue
+            yield host
+
+    await identify_paced(swept(), identify, gate=gate, probes_in_flight=pacing.probes_in_flight)
     result.reports.sort(key=lambda r: r.address)
     return result
 

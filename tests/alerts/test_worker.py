@@ -141,14 +141,14 @@ def test_worker_two_policies_one_channel_one_delivery(
     assert len(http_receiver.received) == 3
 
 
-def test_worker_retries_with_backoff_then_gives_up(
+def test_worker_retries_with_backoff_until_the_horizon_then_dead_letters(
     engine: Engine, http_receiver: HttpReceiver
 ) -> None:
     http_receiver.status = 503
     _webhook(engine, http_receiver.url, kinds=["finding.created"])
     add_events(engine, 1)
     clock = Clock()
-    options = WorkerOptions(max_attempts=3, backoff_base_s=10, backoff_cap_s=1000)
+    options = WorkerOptions(retry_horizon_s=25, backoff_base_s=10, backoff_cap_s=1000)
     worker = DeliveryWorker(engine, options=options, now=clock, rng=random.Random(7))
     worker.run_once()
     [delivery] = _deliveries(engine)
@@ -158,18 +158,23 @@ def test_worker_retries_with_backoff_then_gives_up(
     assert 5 <= wait <= 10  # first delay 10 s, half of it jittered
     clock.now += timedelta(seconds=wait - 0.5)
     assert worker.send_due() == 0  # not due yet
-    clock.now += timedelta(seconds=1)
+    clock.now += timedelta(seconds=0.5)
     assert worker.send_due() == 1
     [delivery] = _deliveries(engine)
-    second_wait = (delivery.next_attempt_at - clock.now).total_seconds()
-    assert 10 <= second_wait <= 20  # doubled
-    clock.now += timedelta(seconds=second_wait)
-    worker.send_due()
+    # Doubled (10-20 s), but never past the horizon: the last attempt falls on it.
+    horizon_at = delivery.retry_from + timedelta(seconds=25)
+    assert delivery.next_attempt_at == min(delivery.next_attempt_at, horizon_at)
+    clock.now = delivery.next_attempt_at
+    while _deliveries(engine)[0].status is DeliveryStatus.PENDING:
+        clock.now = max(clock.now, _deliveries(engine)[0].next_attempt_at)
+        assert worker.send_due() == 1
     [delivery] = _deliveries(engine)
-    assert delivery.status is DeliveryStatus.FAILED
-    assert delivery.attempts == 3
+    assert delivery.status is DeliveryStatus.DEAD_LETTER
+    assert delivery.dead_lettered_at == horizon_at == clock.now
     assert delivery.last_error == "webhook: HTTP 503"
-    assert len(http_receiver.received) == 3
+    assert len(http_receiver.received) == delivery.attempts
+    clock.now += timedelta(hours=1)
+    assert worker.send_due() == 0  # a dead letter waits for a person
 
 
 def test_backoff_is_bounded_by_the_cap() -> None:

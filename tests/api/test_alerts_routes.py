@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.app import create_app
 from cybermission.alerts.models import AlertChannel, Delivery
-from cybermission.alerts.worker import DeliveryWorker
+from cybermission.alerts.worker import DeliveryWorker, WorkerOptions
 from cybermission.auth.models import Role
 from cybermission.config import Settings
 from tests.alerts.conftest import SECRET, HttpReceiver, add_events, http_receiver  # noqa: F401
@@ -154,3 +154,39 @@ async def test_deliveries_of_an_organisation_are_newest_first_across_its_channel
         session.commit()
     listed = (await http.get("/api/v1/deliveries?limit=3", headers=admin_a)).json()
     assert [d["event_id"] for d in listed] == [4, 3, 1]
+
+
+async def test_dead_letters_are_listed_counted_and_redelivered(
+    http: httpx.AsyncClient,
+    sqlite_engine: Engine,
+    http_receiver: HttpReceiver,  # noqa: F811
+    world: World,
+) -> None:
+    channel = (
+        await http.post("/api/v1/alert-channels", json=_webhook(http_receiver.url), headers=AUTH)
+    ).json()
+    policy = {"name": "all", "channel_id": channel["id"], "kinds": ["finding.created"]}
+    assert (await http.post("/api/v1/alert-policies", json=policy, headers=AUTH)).status_code == 201
+    http_receiver.status = 503
+    events = add_events(sqlite_engine, 2)
+    # A horizon already spent at the first attempt: both become dead letters at once.
+    worker = DeliveryWorker(sqlite_engine, options=WorkerOptions(retry_horizon_s=1e-6))
+    await run_in_threadpool(worker.run_once)
+    dead = (await http.get("/api/v1/deliveries?status=dead_letter", headers=AUTH)).json()
+    assert sorted(d["event_id"] for d in dead) == [e.id for e in events]
+    assert all(d["dead_lettered_at"] is not None for d in dead)
+    metrics = (await http.get("/metrics")).text
+    assert 'cybermission_alert_deliveries{channel="soc",status="dead_letter"} 2.0' in metrics
+    assert 'cybermission_alert_dead_letters_total{channel="soc"} 2.0' in metrics
+    viewer = world.auth(Role.VIEWER, "a")
+    refused = await http.post("/api/v1/deliveries/dead-letters/redeliver", headers=viewer)
+    assert refused.status_code == 403
+    http_receiver.status = 200
+    answer = await http.post("/api/v1/deliveries/dead-letters/redeliver", headers=AUTH)
+    assert answer.json() == {"redelivered": 2}
+    await run_in_threadpool(DeliveryWorker(sqlite_engine).run_once)
+    delivered = (await http.get("/api/v1/deliveries?status=delivered", headers=AUTH)).json()
+    assert len(delivered) == 2
+    assert http_receiver.received_keys()[-2:] == [f"{e.id}:{channel['id']}" for e in events]
+    metrics = (await http.get("/metrics")).text
+    assert 'cybermission_alert_deliveries{channel="soc",status="delivered"} 2.0' in metrics

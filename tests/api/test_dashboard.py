@@ -1,14 +1,19 @@
-"""The dashboard in a real headless Chromium (Debian's, driven by Playwright) against the service
-served by uvicorn on loopback: the numbers of a seeded store appear on the page."""
+"""The dashboard and the API docs in a real headless Chromium (Debian's, driven by Playwright)
+against the service served by uvicorn on loopback: the numbers of a seeded store appear on the
+page, and both pages render with every request off loopback blocked."""
 
+import ipaddress
 import os
+import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import uvicorn
 from sqlalchemy import Engine
@@ -22,6 +27,7 @@ from cybermission.inventory.models import Device, Service
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.sites.models import Organization, Site
 from tests.api.conftest import TOKEN
+from tests.timing import scaled
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -43,7 +49,7 @@ if not CHROMIUM.exists():
         "Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True
     )
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright  # noqa: E402
 
 
 def _seed(engine: Engine) -> None:
@@ -191,37 +197,133 @@ def _check_numbers(page: Page) -> None:
     expect(page.locator("#running-scans")).to_contain_text("127.24.4.0/24")
 
 
-def test_dashboard_token_in_the_address_shows_the_numbers(server: str, page: Page) -> None:
-    response = page.goto(f"{server}/dashboard?token={TOKEN}")
-    assert response is not None
-    assert response.status == 200
-    _check_numbers(page)
-    # The script kept the token in the tab and took it out of the address bar.
-    assert "token" not in page.url
-    assert page.evaluate("sessionStorage.getItem('cybermission.token')") == TOKEN
-
-
-def test_dashboard_login_form_fetches_the_numbers(server: str, page: Page) -> None:
+def _sign_in(page: Page, server: str, token: str = TOKEN) -> None:
     page.goto(f"{server}/dashboard")
     expect(page.locator("#board")).to_be_hidden()
-    page.fill("#token-input", TOKEN)
+    page.fill("#token-input", token)
     page.click("#login-form button[type=submit]")
+
+
+def test_dashboard_sign_in_form_shows_the_numbers(server: str, page: Page) -> None:
+    _sign_in(page, server)
     expect(page.locator("#board")).to_be_visible()
-    _check_numbers(page)  # rendered by the script from /api/v1/dashboard this time
+    _check_numbers(page)
+    assert page.url == f"{server}/dashboard"
+    # The browser holds a session cookie the page's script cannot read, never the token.
+    (cookie,) = page.context.cookies()
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict"
+    assert cookie["secure"] is False  # plain http on loopback
+    assert TOKEN not in cookie["value"]
+    assert page.evaluate("document.cookie") == ""
+    storage = page.evaluate("JSON.stringify([sessionStorage, localStorage])")
+    assert TOKEN not in storage
+    assert TOKEN not in page.content()
+
+
+def test_dashboard_refreshes_with_the_session_cookie(server: str, page: Page) -> None:
+    _sign_in(page, server)
+    expect(page.locator("#devices-total")).to_have_text("4")
+    with page.expect_response(f"{server}/api/v1/dashboard") as refreshed:
+        page.evaluate("fetch('/api/v1/dashboard')")
+    assert refreshed.value.status == 200
+    assert refreshed.value.request.headers.get("authorization") is None
+
+
+def test_dashboard_token_in_the_address_is_not_accepted(server: str, page: Page) -> None:
+    response = page.goto(f"{server}/dashboard?token={TOKEN}")
+    assert response is not None
+    assert response.status == 200  # after the redirect to the bare form
+    assert page.url == f"{server}/dashboard"
+    expect(page.locator("#login")).to_be_visible()
+    expect(page.locator("#board")).to_be_hidden()
+    assert page.context.cookies() == []
 
 
 def test_dashboard_refuses_a_wrong_token(server: str, page: Page) -> None:
-    response = page.goto(f"{server}/dashboard?token=not-a-token")
-    assert response is not None
-    assert response.status == 401
+    with page.expect_response(f"{server}/dashboard/session") as posted:
+        _sign_in(page, server, "not-a-token")
+    assert posted.value.status == 401
     expect(page.locator("#login-error")).to_contain_text("not valid")
+    expect(page.locator("#board")).to_be_hidden()
+    assert page.context.cookies() == []
+
+
+def test_dashboard_sign_out_ends_the_session(server: str, page: Page) -> None:
+    _sign_in(page, server)
+    expect(page.locator("#board")).to_be_visible()
+    (cookie,) = page.context.cookies()
+    page.click("#logout button[type=submit]")
+    expect(page.locator("#login")).to_be_visible()
+    assert page.context.cookies() == []
+    # The old cookie, replayed, opens nothing: the session was revoked on the server.
+    page.context.add_cookies([cookie])
+    page.goto(f"{server}/dashboard")
+    expect(page.locator("#login-error")).to_contain_text("session has ended")
     expect(page.locator("#board")).to_be_hidden()
 
 
 def test_dashboard_loads_nothing_from_outside(server: str, page: Page) -> None:
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
-    page.goto(f"{server}/dashboard?token={TOKEN}")
+    _sign_in(page, server)
     expect(page.locator("#devices-total")).to_have_text("4")
     assert requested
     assert all(url.startswith(server) for url in requested), requested
+
+
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+# An absolute or protocol-relative address in an attribute or a CSS url(): a CDN, a font host...
+_OUTSIDE_REFERENCE = re.compile(
+    r"""(?:src|href|action)\s*=\s*["']?(?:[a-z]+:)?//|url\(\s*["']?(?:[a-z]+:)?//""", re.I
+)
+
+
+def test_pages_served_html_names_no_outside_address(server: str) -> None:
+    for path in ("/docs", "/dashboard"):
+        html = httpx.get(f"{server}{path}").text
+        assert _OUTSIDE_REFERENCE.search(html) is None, (path, html)
+        assert "cdn" not in html.lower(), path
+
+
+def test_pages_render_with_the_network_blocked(server: str, browser: Browser) -> None:
+    # An air-gapped OT network: every request that would leave loopback is aborted and recorded.
+    context = browser.new_context()
+    requested: list[str] = []
+    blocked: list[str] = []
+
+    def gate(route: Route) -> None:
+        url = route.request.url
+        requested.append(url)
+        if _loopback(url):
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort()
+
+    context.route("**/*", gate)
+    page = context.new_page()
+    try:
+        page.goto(f"{server}/docs")
+        # Swagger UI parses 1.5 MB of script and the whole schema first: a loaded machine's pace.
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text(
+            "cybermission", timeout=scaled(10) * 1000
+        )
+        expect(page.locator("#operations-tag-dashboard")).to_be_visible()
+        expect(page.locator(".opblock").first).to_be_visible()
+        _sign_in(page, server)
+        expect(page.locator("#board")).to_be_visible()
+        _check_numbers(page)
+    finally:
+        context.close()
+    assert blocked == []
+    assert f"{server}/static/swagger-ui/swagger-ui-bundle.js" in requested
+    assert f"{server}/openapi.json" in requested
+    assert all(_loopback(url) for url in requested), requested

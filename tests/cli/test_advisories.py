@@ -50,3 +50,29 @@ def test_commands_kev_flags_advisories(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["advisories", "kev", str(kev)], env=env(tmp_path))
     assert result.exit_code == 0, result.output
     assert '"advisories_flagged": 1' in result.output
+
+
+def test_commands_match_identities_from_stdin(tmp_path: Path) -> None:
+    source = tmp_path / "a.json"
+    source.write_text(json.dumps(csaf()), encoding="utf-8")
+    CliRunner().invoke(app, ["advisories", "import", str(source)], env=env(tmp_path))
+    identities = [
+        {"vendor": "Schneider Electric", "firmware": "v2.5", "names": ["BMX P34 2020"]},
+        {"vendor": "Siemens", "firmware": "V1.0", "names": ["CPU 1511-1 PN"]},
+    ]
+    result = CliRunner().invoke(
+        app, ["advisories", "match"], input=json.dumps(identities), env=env(tmp_path)
+    )
+    assert result.exit_code == 0, result.output
+    schneider, siemens = json.loads(result.stdout)
+    assert [m["advisory_id"] for m in schneider["matches"]] == ["ICSA-99-001-01"]
+    assert schneider["matches"][0]["confidence"] in ("high", "medium")
+    assert siemens["matches"] == []
+
+
+def test_commands_match_refuses_a_bad_identity(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["advisories", "match"], input='{"vendor": "X"}', env=env(tmp_path)
+    )
+    assert result.exit_code == 2
+    assert "names" in result.output

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from cybermission.errors import ValidationError
+from cybermission.findings.advisories.mentions import document_texts, passages
 
 # Branch categories (CSAF v2.0 §3.1.2.3.3) that name a product, and those that name its versions.
 PRODUCT_CATEGORIES = frozenset({"product_family", "product_name"})
@@ -45,6 +46,8 @@ class AdvisoryRecord:
     cvss_score: float | None
     cvss_vector: str | None
     products: list[ProductRecord]
+    # Sentences of the title, notes and remediations that name models (mentions.py).
+    mentions: list[str] = field(default_factory=list)
 
 
 def _text(value: object, where: str, *, required: bool = True) -> str:
@@ -202,4 +205,5 @@ def parse_csaf(document: object) -> AdvisoryRecord:
         cvss_score=best[0] if best else None,
         cvss_vector=best[1] if best else None,
         products=products,
+        mentions=passages(document_texts(doc)),
     )

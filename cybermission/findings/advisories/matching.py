@@ -2,61 +2,68 @@
 
 A device matches an affected product of an advisory when:
 
-1. **vendor**: the canonical vendor keys are equal (aliases folded: "Telemecanique" and
-   "Schneider Electric Software, LLC" are Schneider Electric; "Allen-Bradley" is Rockwell);
-2. **product**, the stronger first:
-   - *part number*: a device string, compacted (case-folded, spaces and dashes removed), equals a
-     part number the product names ("6ES7315-2EH14-0AB0") or starts with one of its patterns
-     ("BMXP34*" against "BMX P34 2020");
-   - *model name*: a run of words of a device string appears in the product name, and the run
-     names a model on its own (letters and digits mixed, as "M340", or two words, as "S7-300");
-3. **version**: the device firmware is inside the product's version range (``vers:`` or free
-   text), or the advisory says all versions.
+1. **vendor**: the canonical vendor keys are equal (aliases folded: "Telemecanique" is Schneider
+   Electric, "Allen-Bradley" is Rockwell), or the device's family is published under the
+   advisory's vendor too (GE's PACSystems under Emerson);
+2. **product**, the strongest evidence kept (products.py for the notations):
+   - *part number / model*: one of the device's names is spelled by the product name (or a sibling
+     of its slash list, or a part number in its version branch) on word boundaries, inner spaces
+     and digit placeholders allowed ("140 CPU 651 50" in "140CPU65xxxxx", "2080-L50E-24QWB" after
+     "2080 -L50E", "ILC 151 ETH" after "ILC 1x1");
+   - *family*: the device is a member of a family (families.yaml) the product names as a whole
+     ("SIMATIC S7-1500 CPU family" for 6ES7 511-1AK02-0AB0, "RTU500 series CMU" for RTU560);
+3. **version**: the device firmware is inside the product's version range (versions.py), and inside
+   any version line the product name writes ("... V7", "... V6 and below", "RSG2100 V5.X"), or the
+   advisory says all versions.
 
-Confidence: **high** = part number and a version range that contains the firmware; **medium** =
-part number with "all versions", or model name with the firmware in range or all versions;
-**low** = vendor and product match but the version could not be compared (no firmware on the
-device, or a range such as a serial-number interval that is not a version). Every match carries
-the reason and the branch path of the product tree that matched.
+Every match carries its confidence (confidence.py), the reason and the branch path that matched.
 """
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
+from functools import lru_cache
 from typing import Final
 
 from sqlmodel import Session, select
 
-from cybermission.findings.advisories.normalise import (
+from cybermission.findings.advisories.confidence import Confidence, Evidence, grade
+from cybermission.findings.advisories.families import (
+    FILLER,
+    Family,
+    FamilyBook,
+    NameLine,
+    family_book,
+)
+from cybermission.findings.advisories.mentions import find_mention
+from cybermission.findings.advisories.normalise import chunks, expand_product_name, vendor_key
+from cybermission.findings.advisories.products import (
+    WILD,
+    Notation,
+    align,
+    is_model,
+    models_in_version,
+    notation,
+    siblings,
+)
+from cybermission.findings.advisories.versions import (
+    Version,
     VersionOutcome,
     VersionSpec,
-    chunks,
-    compact,
-    expand_product_name,
-    families,
-    is_model_chunk,
     parse_version,
     parse_version_spec,
-    vendor_key,
+    starts_with,
 )
 from cybermission.findings.models import Advisory, AdvisoryProduct
 
 # A version constraint written inside a product name ("S7-1200 CPU family < V4.x").
 _NAME_RANGE_RE: Final = re.compile(r"(<=|>=|<|>)\s*v?\d+(?:\.(?:\d+|x))*", re.IGNORECASE)
-_PAREN_RE: Final = re.compile(r"\(([^()]*)\)")
-# A part number: letters and digits, at least six once compacted ("BMXP342020", "6ES73152EH140AB0").
-_MIN_PART_CHARS: Final = 6
-_MIN_PATTERN_CHARS: Final = 4
-
-
-class Confidence(StrEnum):
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
-
-
-_RANK: Final = {Confidence.HIGH: 3, Confidence.MEDIUM: 2, Confidence.LOW: 1}
+# Products are reached by the first units of each of their words (a word shorter than that, or
+# cut by a placeholder, by what it has): "6es75" selects a handful of Siemens part numbers where
+# "6es" would select thousands.
+_KEY_UNITS: Final = 5
+# Vendors whose advisories write two-digit minors as floats ("2.1" for firmware 2.10).
+_FLOAT_MINOR_VENDORS: Final = frozenset({"moxa"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +89,14 @@ class AdvisoryMatch:
     product_id: str
     confidence: Confidence
     reason: str
+    # The sentence of the advisory's text that named the device (a mention), else None.
+    quote: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Passage:
+    advisory_id: str
+    notation: Notation
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,57 +104,67 @@ class _Entry:
     advisory_id: str
     product_id: str
     product: str
+    vendor: str
     branch_path: tuple[str, ...]
-    chunks: tuple[str, ...]
-    chunk_set: frozenset[str]
-    # Words that name one model ("r04cpu", "m340"), from the name and its expansions.
-    model_chunks: frozenset[str]
-    parts: frozenset[str]
-    patterns: tuple[str, ...]
+    notations: tuple[Notation, ...]
+    in_version: tuple[Notation, ...]  # part numbers the version branch holds
     spec: VersionSpec
     name_spec: VersionSpec | None
+    lines: tuple[NameLine, ...]
     cves: tuple[str, ...]
     cvss_score: float | None
     cvss_vector: str | None
 
 
-def _parts_and_patterns(name: str) -> tuple[frozenset[str], tuple[str, ...]]:
-    parts: set[str] = set()
-    patterns: list[str] = []
-    # Placeholders for a model digit ("CJ2M-CPU□□", "CJ2M-CPU[][]") are patterns too.
-    globbed = name.replace("□", "*").replace("[]", "*")
-    for token in globbed.split():
-        if "*" in token:
-            prefix = compact(token.split("*", 1)[0])
-            if len(prefix) >= _MIN_PATTERN_CHARS and prefix not in patterns:
-                patterns.append(prefix)
-    for group in _PAREN_RE.findall(name):
-        for item in re.split(r"[,;/]|\bor\b|\band\b", group):
-            item = re.sub(
-                r"(?i)^\s*(part numbers?|p/?n|order (no\.?|numbers?)|mlfb)\s*:?", "", item
-            )
-            if "*" in item:
-                continue
-            candidate = compact(item)
-            digits = sum(c.isdigit() for c in candidate)
-            if (
-                len(candidate) >= _MIN_PART_CHARS
-                and digits >= 0.3 * len(candidate)
-                and any(c.isalpha() for c in candidate)
-                and len(item.split()) <= 3
-            ):
-                parts.add(candidate)
-    return frozenset(parts), tuple(patterns)
+_LINE_RE: Final = re.compile(
+    r"(?i)(?<![0-9a-z])v(\d+(?:\.(?:\d+|x))*)(?![0-9a-z])"
+    r"(\s+and\s+(?:below|earlier|prior|older)|\s+or\s+(?:earlier|lower))?"
+)
+
+
+def _name_lines(product: str) -> tuple[NameLine, ...]:
+    return tuple(NameLine(m.group(1), bool(m.group(2))) for m in _LINE_RE.finditer(product))
+
+
+def _keys(note: Notation) -> set[str]:
+    """Index keys of a product name: the first units from each word start; "=" and the word for
+    a word shorter than that; "?" and the units before a placeholder that cuts the window."""
+    keys: set[str] = set()
+    ordered = sorted(note.bounds)
+    for here, start in enumerate(ordered):
+        window = note.units[start : start + _KEY_UNITS]
+        head = window.split(WILD, 1)[0]
+        if len(head) == _KEY_UNITS:
+            keys.add(head)
+        elif head and WILD in window:
+            keys.add("?" + head)
+        following = ordered[here + 1] if here + 1 < len(ordered) else len(note.units)
+        word = note.units[start:following]
+        if word and len(word) < _KEY_UNITS and WILD not in word:
+            keys.add("=" + word)
+    return keys
+
+
+def _lookups(note: Notation) -> tuple[str, ...]:
+    """The keys a device name reaches products by (see :func:`_keys`)."""
+    units = note.units
+    found = [units[:_KEY_UNITS] if len(units) >= _KEY_UNITS else "=" + units]
+    found.extend("?" + units[:size] for size in range(1, min(_KEY_UNITS, len(units) + 1)))
+    return tuple(found)
 
 
 @dataclass(slots=True)
 class AdvisoryIndex:
-    """Affected products by vendor key, with an inverted index on model words and patterns."""
+    """Affected products by vendor key, reachable by the first letters of each of their words
+    and by the families they name."""
 
     advisories: dict[str, Advisory] = field(default_factory=dict)
-    _by_vendor: dict[str, list[_Entry]] = field(default_factory=dict)
-    _by_chunk: dict[str, dict[str, list[_Entry]]] = field(default_factory=dict)
-    _by_pattern: dict[str, dict[str, list[_Entry]]] = field(default_factory=dict)
+    book: FamilyBook = field(default_factory=family_book)
+    _count: int = 0
+    _by_key: dict[str, dict[str, list[_Entry]]] = field(default_factory=dict)
+    _by_family: dict[str, list[tuple[_Entry, tuple[NameLine, ...]]]] = field(default_factory=dict)
+    _vendors_of: dict[str, set[str]] = field(default_factory=dict)
+    _passages: dict[str, dict[str, list[_Passage]]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -148,6 +173,8 @@ class AdvisoryIndex:
         index = cls(advisories={a.id: a for a in advisories})
         for product in products:
             index.add(product)
+        for advisory in index.advisories.values():
+            index.add_mentions(advisory)
         return index
 
     @classmethod
@@ -156,230 +183,368 @@ class AdvisoryIndex:
         return cls.build(session.exec(select(Advisory)), session.exec(select(AdvisoryProduct)))
 
     def __len__(self) -> int:
-        return sum(len(entries) for entries in self._by_vendor.values())
+        return self._count
 
     def add(self, product: AdvisoryProduct) -> None:
-        key = product.vendor_key or vendor_key(product.vendor)
-        if not key:
+        keys = _vendor_keys(product.vendor) or frozenset({product.vendor_key} - {""})
+        if not keys:
             return
-        words = chunks(product.product)
-        parts, patterns = _parts_and_patterns(product.product)
+        names = (
+            product.product,
+            *siblings(product.product),
+            *expand_product_name(product.product),
+        )
+        in_version = tuple(notation(m) for m in models_in_version(product.version))
         in_name = _NAME_RANGE_RE.search(product.product)
-        # Sibling lists ("R04/08/16/32/120(EN)CPU") name each sibling as a word of its own.
-        expanded: set[str] = set()
-        for variant in expand_product_name(product.product):
-            expanded.update(chunks(variant))
-            expanded.add(compact(variant))
-            for pattern in _parts_and_patterns(variant)[1]:
-                if pattern not in patterns:
-                    patterns = (*patterns, pattern)
-        outside_range = chunks(_NAME_RANGE_RE.sub(" ", product.product))
         entry = _Entry(
             advisory_id=product.advisory_id,
             product_id=product.product_id,
             product=product.product,
+            vendor=product.vendor,
             branch_path=tuple(product.branch_path),
-            chunks=words,
-            chunk_set=frozenset(words) | expanded,
-            model_chunks=frozenset(
-                w for w in (*outside_range, *expanded) if is_model_chunk(w) and "*" not in w
-            ),
-            parts=parts,
-            patterns=patterns,
-            spec=parse_version_spec(product.version),
+            notations=tuple(notation(n) for n in names),
+            in_version=in_version,
+            spec=_spec(None if in_version else product.version),
             name_spec=parse_version_spec(in_name.group(0)) if in_name else None,
+            lines=_name_lines(_NAME_RANGE_RE.sub(" ", product.product)),
             cves=tuple(product.cves),
             cvss_score=product.cvss_score,
             cvss_vector=product.cvss_vector,
         )
-        self._by_vendor.setdefault(key, []).append(entry)
-        by_chunk = self._by_chunk.setdefault(key, {})
-        for word in entry.chunk_set:
-            by_chunk.setdefault(word, []).append(entry)
-        by_pattern = self._by_pattern.setdefault(key, {})
-        for part in (*parts, *patterns):
-            by_pattern.setdefault(part[:_MIN_PATTERN_CHARS], []).append(entry)
+        self._count += 1
+        self._vendors_of.setdefault(product.advisory_id, set()).update(keys)
+        for key in keys:
+            by_key = self._by_key.setdefault(key, {})
+            for note in (*entry.notations, *in_version):
+                for word in _keys(note):
+                    by_key.setdefault(word, []).append(entry)
+        words = set(chunks(product.product.replace("-", " ")))
+        for family in self.book.families:
+            if not keys & set(family.vendors):
+                continue
+            if not any(run[0] in words for run in family.names):
+                continue
+            named, lines = self.book.named_by(product.product, product.vendor, family)
+            if named:
+                self._by_family.setdefault(family.name, []).append((entry, lines))
+
+    def add_mentions(self, advisory: Advisory) -> None:
+        """Index the sentences of ``advisory`` under the vendors of its products (after them)."""
+        keys = self._vendors_of.get(advisory.id, set())
+        for text in advisory.mentions or ():
+            passage = _Passage(advisory.id, notation(text))
+            for key in keys:
+                by_key = self._passages.setdefault(key, {})
+                for word in _keys(passage.notation):
+                    by_key.setdefault(word, []).append(passage)
 
     def match(self, device: DeviceIdentity) -> list[AdvisoryMatch]:
         """The advisories that apply to ``device``: one match per advisory, the most certain."""
         key = vendor_key(device.vendor)
-        if not key or key not in self._by_vendor:
+        if not key:
             return []
         given = tuple(n for n in device.names if n and n.strip())
-        implied = families(given)
-        names = [*given, *implied]
-        compacts = {compact(n) for n in names} - {""}
-        name_chunks = [chunks(n) for n in names]
-        # Candidates come through words that name models (or numbers), and through the words of
-        # implied families that carry none ("NJ/NX Series").
-        # Short numbers ("1", "20") appear in thousands of product names and select nothing.
-        device_words = {
-            w
-            for words in name_chunks
-            for w in words
-            if is_model_chunk(w) or (w.isdigit() and len(w) >= 3)
-        }
-        for family in implied:
-            words = chunks(family)
-            device_words.update(
-                [w for w in words if any(c.isdigit() for c in w)] or [max(words, key=len)]
-            )
+        members = self.book.of(key, given)
+        vendors = {key, *(v for f in members for v in f.vendors)}
+        names = (*given, *self.book.alias_names(key, given))
+        notes = [n for n in (notation(name) for name in names) if n.units]
         candidates: dict[int, _Entry] = {}
-        by_chunk = self._by_chunk.get(key, {})
-        for word in device_words:
-            for entry in by_chunk.get(word, ()):
+        for vendor in vendors:
+            by_key = self._by_key.get(vendor, {})
+            for note in notes:
+                for lookup in _lookups(note):
+                    for entry in by_key.get(lookup, ()):
+                        candidates[id(entry)] = entry
+        by_family: dict[int, tuple[Family, tuple[NameLine, ...]]] = {}
+        for family in members:
+            for entry, lines in self._by_family.get(family.name, ()):
                 candidates[id(entry)] = entry
-        by_pattern = self._by_pattern.get(key, {})
-        for value in compacts:
-            for entry in by_pattern.get(value[:_MIN_PATTERN_CHARS], ()):
-                candidates[id(entry)] = entry
+                by_family.setdefault(id(entry), (family, lines))
         version = parse_version(device.firmware)
-        view = _DeviceView.of(compacts, name_chunks, implied)
         best: dict[str, AdvisoryMatch] = {}
+        named: set[str] = set()  # advisories whose tree names the device, in range or not
         for entry in candidates.values():
-            found = _judge(entry, view, version, device.firmware)
-            if found is None:
+            evidence = _product_evidence(entry, notes)
+            lines = entry.lines
+            if evidence is None and id(entry) in by_family and not entry.in_version:
+                family, lines = by_family[id(entry)]
+                evidence = Evidence.FAMILY, f"family {family.name!r} named as {entry.product!r}"
+            if evidence is None:
                 continue
-            confidence, reason = found
+            named.add(entry.advisory_id)
+            judged = _judge(entry, evidence, lines, version, device.firmware, key)
+            if judged is None:
+                continue
+            confidence, reason = judged
             current = best.get(entry.advisory_id)
-            if current is not None and _RANK[current.confidence] >= _RANK[confidence]:
+            if current is not None and current.confidence.rank >= confidence.rank:
                 continue
-            advisory = self.advisories.get(entry.advisory_id)
-            best[entry.advisory_id] = AdvisoryMatch(
-                advisory_id=entry.advisory_id,
-                title=advisory.title if advisory else entry.advisory_id,
-                cves=entry.cves or tuple(advisory.cves if advisory else ()),
-                cvss_score=entry.cvss_score
-                if entry.cvss_score is not None
-                else (advisory.cvss_score if advisory else None),
-                cvss_vector=entry.cvss_vector or (advisory.cvss_vector if advisory else None),
-                kev=bool(advisory and advisory.kev),
-                branch_path=entry.branch_path,
-                product_id=entry.product_id,
-                confidence=confidence,
-                reason=reason,
-            )
+            best[entry.advisory_id] = self._match(entry, confidence, reason)
+        family_names = [
+            notation(" ".join(run))
+            for family in members
+            for run in family.names
+            if len(run) >= 2 or any(c.isdigit() for c in run[0])
+        ]
+        self._mentions(vendors, notes, family_names, version, named, best)
         return sorted(best.values(), key=lambda m: m.advisory_id)
 
+    def _mentions(
+        self,
+        vendors: set[str],
+        names: list[Notation],
+        family_names: list[Notation],
+        version: Version | None,
+        named: set[str],
+        best: dict[str, AdvisoryMatch],
+    ) -> None:
+        seen: set[int] = set()
+        for vendor in vendors:
+            by_key = self._passages.get(vendor, {})
+            for name in (*names, *family_names):
+                for lookup in _lookups(name):
+                    for passage in by_key.get(lookup, ()):
+                        if id(passage) in seen or passage.advisory_id in named:
+                            continue
+                        seen.add(id(passage))
+                        if passage.advisory_id in best:
+                            continue
+                        mention = find_mention(passage.notation, names, version) or find_mention(
+                            passage.notation, family_names, version, needs_version=True
+                        )
+                        if mention is None:
+                            continue
+                        advisory = self.advisories[passage.advisory_id]
+                        best[passage.advisory_id] = AdvisoryMatch(
+                            advisory_id=advisory.id,
+                            title=advisory.title,
+                            cves=tuple(advisory.cves),
+                            cvss_score=advisory.cvss_score,
+                            cvss_vector=advisory.cvss_vector,
+                            kev=advisory.kev,
+                            branch_path=(),
+                            product_id="",
+                            confidence=Confidence.LOW,
+                            reason=f"{mention.name!r} named in the advisory's text only "
+                            f"(version {mention.outcome.value})",
+                            quote=mention.quote,
+                        )
 
-@dataclass(frozen=True, slots=True)
-class _DeviceView:
-    """What matching reads of one device, computed once per device, not once per candidate."""
-
-    compacts: tuple[str, ...]
-    has_part: bool
-    name_chunks: tuple[tuple[str, ...], ...]
-    model_names: tuple[tuple[str, ...], ...]  # names that name a model on their own
-    model_words: frozenset[str]  # model words of descriptive (not part-number) names
-    family_chunks: tuple[tuple[str, ...], ...]
-
-    @classmethod
-    def of(
-        cls, compacts: set[str], name_chunks: Sequence[tuple[str, ...]], families: Sequence[str]
-    ) -> "_DeviceView":
-        words: set[str] = set()
-        for name in name_chunks:
-            if not _is_part_number(compact(" ".join(name))):
-                words.update(w for w in name if is_model_chunk(w))
-        return cls(
-            compacts=tuple(sorted(compacts)),
-            has_part=any(_is_part_number(v) for v in compacts),
-            name_chunks=tuple(name_chunks),
-            model_names=tuple(n for n in name_chunks if _names_a_model(n)),
-            model_words=frozenset(words),
-            family_chunks=tuple(chunks(f) for f in families),
+    def _match(self, entry: _Entry, confidence: Confidence, reason: str) -> AdvisoryMatch:
+        advisory = self.advisories.get(entry.advisory_id)
+        return AdvisoryMatch(
+            advisory_id=entry.advisory_id,
+            title=advisory.title if advisory else entry.advisory_id,
+            cves=entry.cves or tuple(advisory.cves if advisory else ()),
+            cvss_score=entry.cvss_score
+            if entry.cvss_score is not None
+            else (advisory.cvss_score if advisory else None),
+            cvss_vector=entry.cvss_vector or (advisory.cvss_vector if advisory else None),
+            kev=bool(advisory and advisory.kev),
+            branch_path=entry.branch_path,
+            product_id=entry.product_id,
+            confidence=confidence,
+            reason=reason,
         )
 
 
-def _product_evidence(entry: _Entry, device: _DeviceView) -> tuple[bool, str] | None:
-    """(is a part number, why) when a device string names this product, else None."""
-    for value in device.compacts:
-        if value in entry.parts:
-            return True, f"part number {value!r} named by the advisory"
-        for pattern in entry.patterns:
-            if value.startswith(pattern):
-                return True, f"part number {value!r} fits the pattern {pattern.upper()}*"
-    if (entry.parts or entry.patterns) and device.has_part:
-        # The advisory lists part numbers and the device has one that is not among them: a
-        # shared family word ("S7-300") would only say "a sibling model is affected".
-        return None
-    for words in device.family_chunks:
-        # A family the part number implies, named word for word ("NJ/NX Series", "MELSEC iQ-R
-        # series CPU modules"); a product that also names a model of its own ("iQ-R series
-        # R08CPU", "MELSEC iQ-R series RJ71C24") is that model, not the family.
-        if _contains_run(entry.chunks, words) and not (entry.model_chunks - set(words)):
-            return False, f"family {' '.join(words)!r} named in product {entry.product!r}"
-    # A model word inside a descriptive name ("M340" of "Modicon M340") stands alone.
-    shared = device.model_words & entry.chunk_set
-    if shared:
-        word = min(shared)
-        return False, f"model {word!r} named in product {entry.product!r}"
-    for words in device.model_names:
-        # One name contains the other, word for word: "Modicon M340" in "Modicon M340 CPU",
-        # "AXC F 2152" in "PLCnext Control AXC F 2152"; the contained one must name a model.
-        if _contains_run(entry.chunks, words):
-            return False, f"model {' '.join(words)!r} named in product {entry.product!r}"
-    core = entry.chunks
-    if not _names_a_model(core):
-        return None
-    for words in device.name_chunks:
-        if _contains_run(words, core):
-            return False, f"product {entry.product!r} named by the device as {' '.join(words)!r}"
+@lru_cache(maxsize=65536)
+def _spec(version: str | None) -> VersionSpec:
+    return parse_version_spec(version)
+
+
+@lru_cache(maxsize=4096)
+def _vendor_keys(vendor: str) -> frozenset[str]:
+    """Every vendor of a product: advisories on shared components list several ("ABB, Phoenix
+    Contact, Schneider Electric, Siemens, and WAGO", "General Electric (GE) and Emerson")."""
+    keys = {vendor_key(vendor)}
+    for part in re.split(r",|\band\b|/", vendor):
+        key = vendor_key(part)
+        if key:
+            keys.add(key)
+    return frozenset(keys - {""})
+
+
+def _is_part_number(units: str) -> bool:
+    digits = sum(c.isdigit() for c in units)
+    return len(units) >= 6 and digits >= 3 and any(c.isalpha() for c in units)
+
+
+def _accept(device: Notation, product: Notation, start: int) -> tuple[Evidence, str] | None:
+    """Whether ``device`` (or its catalogue-number head) is spelled by ``product`` at ``start``."""
+    single_word = " " not in device.text.strip()
+    # The longest spelling first: the first one accepted is the answer.
+    for end, stop in sorted(align(device, product, start), reverse=True):
+        trailing_wild = product.units[stop - 1] == WILD and (
+            stop == len(product.units) or stop in product.bounds
+        )
+        if stop not in product.bounds and not trailing_wild:
+            continue
+        spelled = device.units[:end]
+        matched = product.units[start:stop]
+        if len(matched.replace(WILD, "")) < 3:
+            continue
+        whole = start == 0 and stop == len(product.units)
+        if end == len(device.units):
+            if not (
+                is_model(spelled)
+                or (spelled.isdigit() and len(spelled) >= 6)
+                or (start == 0 and _names_device(product.text, device, stop))
+            ):
+                continue
+            kind = Evidence.PART_NUMBER if _is_part_number(spelled) else Evidence.MODEL
+            if WILD in matched:
+                kind = Evidence.PATTERN
+        elif not is_model(spelled):
+            continue
+        elif whole and WILD in matched and end in device.bounds:
+            kind = Evidence.PATTERN  # "ILC 151 ETH" is of "ILC 1x1"
+        elif (end in device.bounds or trailing_wild) and single_word and len(spelled) >= 5:
+            # A catalogue number with a suffix the advisory leaves out ("2080-L50E-24QWB").
+            kind = Evidence.PATTERN
+        elif end in device.bounds and _ratings_only(device.text, end):
+            kind = Evidence.MODEL  # "PowerFlex 525 480V 5HP": ratings after the model
+        else:
+            continue
+        return kind, f"{device.text!r} spelled by product {product.text!r}"
     return None
 
 
-def _is_part_number(value: str) -> bool:
-    digits = sum(c.isdigit() for c in value)
+def _names_device(product: str, device: Notation, stop: int) -> bool:
+    """A product named in words ("Safety Manager", "ControlWave Micro [ProConOS ...] firmware")
+    that the device's name spells out whole: what follows in the product says nothing more."""
+    if len(device.bounds) < 3 or len(device.units) < 8:
+        return False
+    consumed = 0
+    rest: list[str] = []
+    for word in re.findall(r"[0-9A-Za-z]+", re.sub(r"\([^()]*\)|\[[^\[\]]*\]", " ", product)):
+        if consumed >= stop:
+            rest.append(word.casefold())
+        consumed += len(word)
+    return all(word in FILLER for word in rest)
+
+
+def _ratings_only(text: str, end: int) -> bool:
+    # A name whose first word is a word ("PowerFlex") and whose words after the matched head
+    # are all ratings, a number and a unit ("480V", "5HP").
+    count = 0
+    words = re.findall(r"[0-9A-Za-z]+", text)
+    rest: list[str] = []
+    for word in words:
+        if count >= end:
+            rest.append(word)
+        count += len(word)
     return (
-        len(value) >= _MIN_PART_CHARS
-        and digits >= 3
-        and digits >= 0.3 * len(value)
-        and any(c.isalpha() for c in value)
+        bool(rest)
+        and bool(words)
+        and words[0].isalpha()
+        and all(re.fullmatch(r"\d+[A-Za-z]{0,3}", w) for w in rest)
     )
 
 
-def _names_a_model(run: tuple[str, ...]) -> bool:
-    if len(run) == 1:
-        return is_model_chunk(run[0])
-    return any(any(c.isdigit() for c in word) for word in run)
+def _product_evidence(entry: _Entry, devices: list[Notation]) -> tuple[Evidence, str] | None:
+    found: tuple[Evidence, str] | None = None
+    # Part numbers in the version branch narrow the product to them.
+    for product in entry.in_version or entry.notations:
+        for device in devices:
+            first = device.units[0]
+            for start in product.bounds:
+                if start >= len(product.units):
+                    continue
+                unit = product.units[start]
+                if unit != first and unit != WILD:
+                    continue
+                accepted = _accept(device, product, start)
+                if accepted is None:
+                    continue
+                if product in entry.in_version:
+                    accepted = Evidence.IN_VERSION, accepted[1] + " (in the version branch)"
+                if found is None or accepted[0].rank > found[0].rank:
+                    found = accepted
+    if found is None and not entry.in_version:
+        found = _model_in_device(entry.notations[0], devices)
+    return found
 
 
-def _contains_run(words: tuple[str, ...], run: tuple[str, ...]) -> bool:
-    size = len(run)
-    return any(words[i : i + size] == run for i in range(len(words) - size + 1))
+def _model_in_device(product: Notation, devices: list[Notation]) -> tuple[Evidence, str] | None:
+    """A product that is one model word ("CPE330") found whole inside a device's name
+    ("PACSystems RX3i CPE330")."""
+    units = product.units
+    if len(units) < 4 or WILD in units or " " in product.text.strip() or not is_model(units):
+        return None
+    for device in devices:
+        at = device.units.find(units)
+        while at >= 0:
+            if at in device.bounds and at + len(units) in device.bounds:
+                return Evidence.MODEL, f"model {product.text!r} named in {device.text!r}"
+            at = device.units.find(units, at + 1)
+    return None
+
+
+def _line_allows(line: NameLine, version: Version | None) -> bool | None:
+    spec = parse_version(line.text)
+    if spec is None or version is None:
+        return None
+    if line.and_below:
+        head = Version(version.release[: len(spec.release)])
+        from cybermission.findings.advisories.versions import compare_versions
+
+        return compare_versions(head, Version(spec.release)) <= 0
+    return starts_with(version, spec)
+
+
+def _float_minor(spec: VersionSpec, version: Version | None) -> bool:
+    """ "2.1" written for 2.10: a listed release with a one-digit minor, read as two digits."""
+    if version is None:
+        return False
+    for point in spec.points:
+        release = point.release
+        if len(release) == 2 and release[1] is not None and release[1] < 10:
+            widened = Version((release[0], release[1] * 10))
+            if starts_with(version, widened):
+                return True
+    return False
 
 
 def _judge(
     entry: _Entry,
-    device: _DeviceView,
-    version: tuple[int | None, ...] | None,
+    evidence: tuple[Evidence, str],
+    lines: tuple[NameLine, ...],
+    version: Version | None,
     firmware: str | None,
+    vendor: str,
 ) -> tuple[Confidence, str] | None:
-    evidence = _product_evidence(entry, device)
-    if evidence is None:
-        return None
-    by_part, product_reason = evidence
-    outcome = entry.spec.check(version)
+    kind, product_reason = evidence
+    for line in lines:
+        if _line_allows(line, version) is False:
+            return None
+    outcome = entry.spec.check(version, firmware)
+    if (
+        outcome is VersionOutcome.OUT
+        and vendor in _FLOAT_MINOR_VENDORS
+        and _float_minor(entry.spec, version)
+    ):
+        outcome = VersionOutcome.IN_RANGE
     if entry.name_spec is not None and outcome is not VersionOutcome.OUT:
         # The product name itself limits the versions ("S7-1200 CPU family < V4.x").
-        named = entry.name_spec.check(version)
+        named = entry.name_spec.check(version, firmware)
         if named is VersionOutcome.OUT:
             return None
         if outcome is VersionOutcome.ALL and named is VersionOutcome.IN_RANGE:
             outcome = named
     if outcome is VersionOutcome.OUT:
         return None
+    if kind is Evidence.IN_VERSION:
+        outcome = VersionOutcome.UNKNOWN
+    confidence = grade(kind, outcome)
     if outcome is VersionOutcome.UNKNOWN:
         why = (
             "the device reported no firmware version"
             if version is None
-            else f"version range {entry.spec.text!r} could not be compared"
+            else f"version range {entry.spec.text or entry.product!r} could not be compared"
         )
-        return Confidence.LOW, f"{product_reason}; {why}"
-    if outcome is VersionOutcome.ALL:
-        confidence = Confidence.MEDIUM
-        version_reason = f"all versions affected ({entry.spec.text or 'no version given'})"
+    elif outcome is VersionOutcome.ALL:
+        why = f"all versions affected ({entry.spec.text or 'no version given'})"
     else:
-        confidence = Confidence.HIGH if by_part else Confidence.MEDIUM
-        version_reason = f"firmware {firmware!r} within {entry.spec.text!r}"
-    return confidence, f"{product_reason}; {version_reason}"
+        why = f"firmware {firmware!r} within {entry.spec.text!r}"
+    return confidence, f"{product_reason}; {why}"

@@ -166,6 +166,7 @@ def import_advisories(session: Session, path: Path, *, now: datetime) -> ImportR
         advisory.cves = list(record.cves)
         advisory.cvss_score = record.cvss_score
         advisory.cvss_vector = record.cvss_vector
+        advisory.mentions = list(record.mentions)
         advisory.published_at = record.published_at
         advisory.updated_at = record.updated_at
         advisory.revision = record.revision

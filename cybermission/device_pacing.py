@@ -1,0 +1,145 @@
+"""One gate per device for a whole run: its pace, its one conversation at a time, its strikes.
+
+DESIGN.md §2 asks for a per-host rate and one TCP connection per device at a time *across the
+run*, and for a device that resets, closes early or slows down to be left alone. The sweep and
+the probes reach a device in turn: the sweep paces its connects with a :class:`Pace`, hands the
+pace's next allowed moment on with the host's result (``HostResult.next_contact_at``, a monotonic
+time, so it crosses sweep processes too), and the probe phase resumes the same pace in the
+host's :class:`DeviceGate` entry. Every connect and every UDP session of a probe then waits for
+that pace (:meth:`DeviceGate.contact`), probes take the device's one turn at a time
+(:meth:`DeviceGate.turn`), and the pipeline books each reset, early close or silence as a strike
+(:meth:`DeviceGate.strike`): after ``strikes_before_back_off`` strikes in a row the device is
+backed off for the rest of the run and the run names it. A good answer clears the streak, so one
+port that speaks another protocol never backs a healthy device off.
+
+State is kept only while a host is in the probe phase (:meth:`DeviceGate.release`), so memory
+follows the hosts in flight, not the size of the range; the names of backed-off devices stay.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Final
+
+#: Strikes in a row that back a device off, unless the pacing settings say otherwise.
+DEFAULT_STRIKES_BEFORE_BACK_OFF: Final = 3
+
+
+class Pace:
+    """GCRA token bucket: a send conforms when ``wait_s`` is 0, and ``take`` then books it.
+
+    Judged on the clock at send time, never by reserving a future slot: a reserved slot lets a
+    late-woken sender and an on-time one leave closer together than the rate allows. With burst 1
+    two sends are never closer than ``1 / rate_per_s``. The event loop is single-threaded, so
+    checking and booking need no lock.
+    """
+
+    __slots__ = ("_interval", "_tat", "_tolerance")
+
+    def __init__(self, rate_per_s: float, burst: float = 1.0, *, resume_at: float = 0.0) -> None:
+        self._interval = 1.0 / rate_per_s
+        self._tolerance = max(burst - 1.0, 0.0) * self._interval
+        self._tat = resume_at
+
+    @property
+    def next_at(self) -> float:
+        """The earliest moment (same clock as ``take``) the next send conforms at burst 1."""
+        return self._tat
+
+    def wait_s(self, now: float) -> float:
+        return self._tat - self._tolerance - now
+
+    def take(self, now: float) -> None:
+        self._tat = (self._tat if self._tat > now else now) + self._interval
+
+
+@dataclass(slots=True)
+class _Device:
+    pace: Pace
+    turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+    strikes: int = 0
+
+
+class DeviceGate:
+    """The run's devices in the probe phase: pace, turn and strikes per address.
+
+    ``clock`` must be the event loop's clock (``time.monotonic``), the clock the sweep stamps
+    ``next_contact_at`` with.
+    """
+
+    def __init__(
+        self,
+        *,
+        per_host_rate_per_s: float,
+        strikes_before_back_off: int = DEFAULT_STRIKES_BEFORE_BACK_OFF,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if strikes_before_back_off < 1:
+            raise ValueError("strikes_before_back_off must be at least 1")
+        self._rate = per_host_rate_per_s
+        self._limit = strikes_before_back_off
+        self._clock = clock
+        self._devices: dict[str, _Device] = {}
+        #: address -> why it was backed off, for the run's report (kept after release).
+        self.backed_off: dict[str, str] = {}
+
+    @property
+    def in_flight(self) -> int:
+        """Devices whose state is held now (memory follows this, not the range)."""
+        return len(self._devices)
+
+    def admit(self, address: str, *, not_before: float = 0.0) -> None:
+        """Start the probe phase of ``address``, its pace resuming where the sweep left it."""
+        device = self._devices.get(address)
+        if device is None:
+            self._devices[address] = _Device(Pace(self._rate, resume_at=not_before))
+
+    def release(self, address: str) -> None:
+        """The host is done: drop its state (its back-off reason, if any, stays)."""
+        self._devices.pop(address, None)
+
+    def _device(self, address: str) -> _Device:
+        device = self._devices.get(address)
+        if device is None:  # a caller that did not admit it: pace from now on
+            device = self._devices[address] = _Device(Pace(self._rate))
+        return device
+
+    async def contact(self, address: str) -> None:
+        """Wait until the device's pace allows one more connect or datagram session, book it."""
+        pace = self._device(address).pace
+        while True:
+            now = self._clock()
+            wait = pace.wait_s(now)
+            if wait <= 0:
+                pace.take(now)
+                return
+            await asyncio.sleep(wait)
+
+    @asynccontextmanager
+    async def turn(self, address: str) -> AsyncIterator[None]:
+        """The device's one conversation at a time: hold it for a whole probe."""
+        device = self._device(address)
+        async with device.turn:
+            yield
+
+    def strike(self, address: str, reason: str) -> bool:
+        """Book one misbehaviour; ``True`` when this one backs the device off (said once)."""
+        if address in self.backed_off:
+            return False
+        device = self._device(address)
+        device.strikes += 1
+        if device.strikes < self._limit:
+            return False
+        self.backed_off[address] = f"{device.strikes} strikes, last: {reason}"
+        return True
+
+    def clear(self, address: str) -> None:
+        """The device answered well: its streak of strikes starts again."""
+        device = self._devices.get(address)
+        if device is not None:
+            device.strikes = 0
+
+    def backed_off_reason(self, address: str) -> str | None:
+        return self.backed_off.get(address)

@@ -1,0 +1,73 @@
+"""How sure a match is: three levels from what named the product and what the version said.
+
+Calibrated on the labelled set of issue 13 (tests/findings/advisories/labelled_set.yaml, 64 devices,
+20 vendors, matched against the whole CISA archive; ``python -m bench.advisories --labelled``
+prints the figures, tests/findings/advisories/test_matcher_labelled.py holds their floors):
+
+- **high**: the device's own part number or model is spelled by the product and its firmware is
+  inside a concrete range, or the product names every version of it;
+- **medium**: a family the device belongs to (families.yaml), a placeholder pattern or a
+  catalogue-number head, with the firmware inside the range or every version;
+- **low**: the product was named but the version could not be compared (no firmware, a range
+  that is not a version, a part number in the version branch), or the evidence is a sentence of
+  the advisory's notes or remediation only.
+
+The measured precision of each level is stated in MEASURED_PRECISION and checked by the test.
+"""
+
+from enum import StrEnum
+from typing import Final
+
+from cybermission.findings.advisories.versions import VersionOutcome
+
+
+class Confidence(StrEnum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK: Final = {Confidence.HIGH: 3, Confidence.MEDIUM: 2, Confidence.LOW: 1}
+
+
+class Evidence(StrEnum):
+    """What named the product, the strongest first."""
+
+    PART_NUMBER = "part-number"
+    MODEL = "model"
+    PATTERN = "pattern"
+    FAMILY = "family"
+    IN_VERSION = "part-number-in-version"
+    MENTION = "mention"
+
+    @property
+    def rank(self) -> int:
+        return _EVIDENCE_RANK[self]
+
+
+_EVIDENCE_RANK: Final = {
+    Evidence.PART_NUMBER: 6,
+    Evidence.MODEL: 5,
+    Evidence.PATTERN: 4,
+    Evidence.FAMILY: 3,
+    Evidence.IN_VERSION: 2,
+    Evidence.MENTION: 1,
+}
+
+
+def grade(evidence: Evidence, outcome: VersionOutcome) -> Confidence:
+    """The confidence of a match from its evidence and its version outcome."""
+    if outcome is VersionOutcome.UNKNOWN or evidence in (Evidence.IN_VERSION, Evidence.MENTION):
+        return Confidence.LOW
+    if evidence in (Evidence.PART_NUMBER, Evidence.MODEL):
+        return Confidence.HIGH
+    return Confidence.MEDIUM
+
+
+# Score weight of each level (findings/scoring.py): a low-confidence match must not rank as a
+# certain critical.
+SCORE_WEIGHT: Final = {Confidence.HIGH: 1.0, Confidence.MEDIUM: 0.8, Confidence.LOW: 0.4}

@@ -1,0 +1,213 @@
+"""Device families (families.yaml): which family a device is in, and whether a product names it.
+
+The knowledge is data; this module loads and checks it (a bad pattern or an unknown key fails at
+import, naming the entry) and answers two questions:
+
+- :meth:`FamilyBook.of` — the families a device belongs to, from its names;
+- :meth:`FamilyBook.named_by` — whether an advisory's product name names one of those families
+  as a whole (see families.yaml for the rule), and with which version line written in the name.
+"""
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from cybermission.findings.advisories.normalise import chunks, compact, vendor_key
+
+FAMILIES_FILE: Final = Path(__file__).with_name("families.yaml")
+_ENTRY_KEYS: Final = frozenset({"vendor", "family", "members", "names", "vendors", "source"})
+# Words that describe without telling products apart: "CPU family", "series", "controllers".
+FILLER: Final = frozenset(
+    {
+        "all",
+        "and",
+        "cpu",
+        "cpus",
+        "controller",
+        "controllers",
+        "devices",
+        "families",
+        "family",
+        "firmware",
+        "for",
+        "models",
+        "module",
+        "modules",
+        "of",
+        "or",
+        "plc",
+        "plcs",
+        "processor",
+        "processors",
+        "products",
+        "series",
+        "the",
+    }
+)
+# A version line written in a product name: "V16", "V4.7", "V6 and below", a trailing "4.6".
+_NAME_LINE_RE: Final = re.compile(
+    r"(?i)(?<![0-9a-z])v(\d+(?:\.(?:\d+|x))*)(?![0-9a-z])"
+    r"(\s+and\s+(?:below|earlier|prior|older)|\s+or\s+(?:earlier|lower))?"
+)
+_TRAILING_LINE_RE: Final = re.compile(r"(?<=\s)(\d+\.\d+(?:\.\d+)*)\s*$")
+_PARENS_RE: Final = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    vendor: str  # vendor key
+    name: str
+    members: tuple[re.Pattern[str], ...]
+    names: tuple[tuple[str, ...], ...]  # word runs, filler removed
+    vendors: tuple[str, ...]  # every vendor key it is published under
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class NameLine:
+    """A version line a product name carries: "V7" (that line) or "V6 and below" (up to it)."""
+
+    text: str
+    and_below: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyBook:
+    families: tuple[Family, ...]
+    brands: dict[str, frozenset[str]]
+    aliases: dict[str, tuple[tuple[re.Pattern[str], str], ...]]
+
+    def of(self, vendor: str, names: tuple[str, ...]) -> tuple[Family, ...]:
+        """The families whose member patterns one of ``names`` (compacted) matches."""
+        compacted = [compact(n) for n in names]
+        return tuple(
+            family
+            for family in self.families
+            if vendor in family.vendors
+            and any(p.search(c) for p in family.members for c in compacted)
+        )
+
+    def alias_names(self, vendor: str, names: tuple[str, ...]) -> tuple[str, ...]:
+        """The other spellings of ``names`` this vendor's advisories use ("TSXP574634")."""
+        found: list[str] = []
+        for pattern, replacement in self.aliases.get(vendor, ()):
+            for name in names:
+                value = compact(name)
+                if pattern.search(value):
+                    found.append(pattern.sub(replacement, value))
+        return tuple(found)
+
+    def named_by(
+        self, product: str, product_vendor: str, family: Family
+    ) -> tuple[bool, tuple[NameLine, ...]]:
+        """Whether ``product`` names ``family`` as a whole, and the version lines it writes."""
+        text = _PARENS_RE.sub(" ", product)
+        lines: list[NameLine] = []
+        for found in _NAME_LINE_RE.finditer(text):
+            lines.append(NameLine(found.group(1), bool(found.group(2))))
+        text = _NAME_LINE_RE.sub(" ", text)
+        trailing = _TRAILING_LINE_RE.search(text)
+        if trailing is not None:
+            lines.append(NameLine(trailing.group(1), and_below=False))
+            text = text[: trailing.start()]
+        skip = (
+            FILLER | self.brands.get(family.vendor, frozenset()) | frozenset(chunks(product_vendor))
+        )
+        for key in family.vendors:
+            skip |= frozenset(key.split()) | self.brands.get(key, frozenset())
+        words = [w for w in chunks(text.replace("-", " ")) if w not in skip]
+        if not words:
+            return False, ()
+        siblings = [
+            run
+            for other in self.families
+            if other is not family and set(other.vendors) & set(family.vendors)
+            for run in other.names
+        ]
+        own = sorted(family.names, key=len, reverse=True)
+        others = sorted(siblings, key=len, reverse=True)
+        used_own = False
+        index = 0
+        while index < len(words):
+            for run in own:
+                if run and tuple(words[index : index + len(run)]) == run:
+                    index += len(run)
+                    used_own = True
+                    break
+            else:
+                for run in others:
+                    if run and tuple(words[index : index + len(run)]) == run:
+                        index += len(run)
+                        break
+                else:
+                    return False, ()
+        return used_own, tuple(lines)
+
+
+def _runs(names: list[Any], skip: frozenset[str], where: str) -> tuple[tuple[str, ...], ...]:
+    runs: list[tuple[str, ...]] = []
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{where}: names must be non-empty strings, got {name!r}")
+        run = tuple(w for w in chunks(name.replace("-", " ")) if w not in skip)
+        if run:
+            runs.append(run)
+    return tuple(runs)
+
+
+def load_families(path: Path = FAMILIES_FILE) -> FamilyBook:
+    """Read and check families.yaml: ValueError naming the entry on anything malformed."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("families"), list):
+        raise ValueError(f"{path}: expected a mapping with a 'families' list")  # noqa: TRY004
+    brands = {
+        vendor_key(vendor): frozenset(str(w).casefold() for w in words)
+        for vendor, words in (data.get("brands") or {}).items()
+    }
+    families: list[Family] = []
+    for index, raw in enumerate(data["families"]):
+        where = f"{path.name} families[{index}]"
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where}: expected a mapping")  # noqa: TRY004 (a malformed file)
+        unknown = set(raw) - _ENTRY_KEYS
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+        for key in ("vendor", "family", "source"):
+            if not isinstance(raw.get(key), str) or not raw[key].strip():
+                raise ValueError(f"{where}: '{key}' must be a non-empty string")
+        members = raw.get("members")
+        if not isinstance(members, list) or not members:
+            raise ValueError(f"{where}: 'members' must be a non-empty list of patterns")
+        try:
+            patterns = tuple(re.compile(str(m)) for m in members)
+        except re.error as exc:
+            raise ValueError(f"{where}: bad member pattern ({exc})") from exc
+        vendor = vendor_key(raw["vendor"])
+        skip = FILLER | brands.get(vendor, frozenset()) | frozenset(vendor.split())
+        families.append(
+            Family(
+                vendor=vendor,
+                name=raw["family"],
+                members=patterns,
+                names=_runs(raw.get("names") or [], skip, where),
+                vendors=(vendor, *(vendor_key(v) for v in raw.get("vendors") or [])),
+                source=raw["source"],
+            )
+        )
+    aliases = {
+        vendor_key(vendor): tuple(
+            (re.compile(str(item["pattern"])), str(item["alias"])) for item in items
+        )
+        for vendor, items in (data.get("aliases") or {}).items()
+    }
+    return FamilyBook(families=tuple(families), brands=brands, aliases=aliases)
+
+
+@cache
+def family_book() -> FamilyBook:
+    """The shipped families.yaml, read once."""
+    return load_families()

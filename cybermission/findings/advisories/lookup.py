@@ -1,0 +1,115 @@
+"""The public matcher: which advisories affect these identities, before any scan.
+
+``cybermission advisories match`` and ``POST /api/v1/advisories/match`` answer here. The index of
+every stored advisory takes seconds to build, so it is kept and rebuilt only when the stored
+advisories changed (their count, last import time and KEV flags).
+"""
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from cybermission.errors import ValidationError
+from cybermission.findings.advisories.matching import AdvisoryIndex, AdvisoryMatch, DeviceIdentity
+from cybermission.findings.models import Advisory
+
+MAX_IDENTITIES: Final = 1000
+MAX_NAMES: Final = 20
+MAX_TEXT: Final = 300
+
+_lock = threading.Lock()
+_cached: tuple[tuple[Any, ...], AdvisoryIndex] | None = None
+
+
+def _fingerprint(session: Session) -> tuple[Any, ...]:
+    count, last = session.exec(
+        select(func.count(col(Advisory.id)), func.max(col(Advisory.imported_at)))
+    ).one()
+    kev = session.exec(select(func.count(col(Advisory.id))).where(col(Advisory.kev))).one()
+    return count, last, kev
+
+
+def current_index(session: Session) -> AdvisoryIndex:
+    """The index of the stored advisories, rebuilt only when they changed."""
+    global _cached
+    fingerprint = _fingerprint(session)
+    with _lock:
+        if _cached is not None and _cached[0] == fingerprint:
+            return _cached[1]
+    index = AdvisoryIndex.load(session)
+    with _lock:
+        _cached = (fingerprint, index)
+    return index
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityMatches:
+    identity: DeviceIdentity
+    matches: list[AdvisoryMatch]
+
+
+def identity_from(raw: object, where: str) -> DeviceIdentity:
+    """A device identity from JSON: ``{"vendor": ..., "firmware": ..., "names": [...]}``."""
+    if not isinstance(raw, Mapping):
+        raise ValidationError(f"{where}: expected an object with vendor, firmware and names")
+    unknown = set(raw) - {"vendor", "firmware", "names"}
+    if unknown:
+        raise ValidationError(f"{where}: unknown fields {sorted(unknown)}")
+    vendor, firmware, names = raw.get("vendor"), raw.get("firmware"), raw.get("names")
+    if not isinstance(vendor, str) or not vendor.strip() or len(vendor) > MAX_TEXT:
+        raise ValidationError(f"{where}.vendor: expected a string of 1 to {MAX_TEXT} characters")
+    if firmware is not None and (not isinstance(firmware, str) or len(firmware) > MAX_TEXT):
+        raise ValidationError(f"{where}.firmware: expected a string or null")
+    if (
+        not isinstance(names, list)
+        or not names
+        or len(names) > MAX_NAMES
+        or not all(isinstance(n, str) and n.strip() and len(n) <= MAX_TEXT for n in names)
+    ):
+        raise ValidationError(f"{where}.names: expected 1 to {MAX_NAMES} non-empty strings")
+    return DeviceIdentity(vendor=vendor, firmware=firmware, names=tuple(names))
+
+
+def match_identities(
+    session: Session, identities: Sequence[DeviceIdentity]
+) -> list[IdentityMatches]:
+    """The advisories that affect each identity, the most certain match per advisory."""
+    if len(identities) > MAX_IDENTITIES:
+        raise ValidationError(f"at most {MAX_IDENTITIES} identities at once")
+    index = current_index(session)
+    return [IdentityMatches(identity, index.match(identity)) for identity in identities]
+
+
+def match_json(match: AdvisoryMatch) -> dict[str, Any]:
+    """A match as the CLI and the API answer it."""
+    return {
+        "advisory_id": match.advisory_id,
+        "title": match.title,
+        "cves": list(match.cves),
+        "cvss_score": match.cvss_score,
+        "cvss_vector": match.cvss_vector,
+        "kev": match.kev,
+        "confidence": match.confidence.value,
+        "reason": match.reason,
+        "branch_path": list(match.branch_path),
+        "product_id": match.product_id or None,
+        "quote": match.quote,
+    }
+
+
+def results_json(results: Iterable[IdentityMatches]) -> list[dict[str, Any]]:
+    return [
+        {
+            "identity": {
+                "vendor": r.identity.vendor,
+                "firmware": r.identity.firmware,
+                "names": list(r.identity.names),
+            },
+            "matches": [match_json(m) for m in r.matches],
+        }
+        for r in results
+    ]

@@ -1,0 +1,68 @@
+"""From the sweep to the probes: each answering host is identified as soon as its sweep ends.
+
+Hosts wait for one of ``probes_in_flight`` identification slots *untimed*: a probe's timeouts
+start when it starts talking to the device, so a busy machine or a long queue behind the sweep
+never turns into "no answer" (issue: the lab profile lost most identities on a loaded machine
+when every swept host started its probes at once). While a host is identified its entry in the
+run's :class:`~cybermission.device_pacing.DeviceGate` carries the per-host pace on from the
+sweep (``HostResult.next_contact_at``), and is dropped when it is done, so state follows the
+hosts in flight, never the size of the range.
+
+Backpressure runs the whole way: ``identify`` awaits the bounded write queue, a full set of
+slots stops this loop from pulling the next swept host, and the sweep's own bounded queue then
+stops its workers.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from cybermission.device_pacing import DeviceGate
+from cybermission.scans.sweep import HostResult
+
+
+async def identify_paced(
+    hosts: AsyncIterator[HostResult],
+    identify: Callable[[HostResult], Awaitable[None]],
+    *,
+    gate: DeviceGate,
+    probes_in_flight: int,
+) -> None:
+    """Run ``identify`` on every host of ``hosts``, at most ``probes_in_flight`` at once.
+
+    The first error of an ``identify`` cancels the others and is raised here.
+    """
+    slots = asyncio.Semaphore(probes_in_flight)
+    tasks: set[asyncio.Task[None]] = set()
+    failure: list[BaseException] = []
+
+    async def one(host: HostResult) -> None:
+        try:
+            await identify(host)
+        finally:
+            gate.release(host.address)
+            slots.release()
+
+    def done(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None and not failure:
+            failure.append(exc)
+
+    try:
+        async for host in hosts:
+            await slots.acquire()
+            if failure:
+                slots.release()
+                break
+            gate.admit(host.address, not_before=host.next_contact_at)
+            task = asyncio.create_task(one(host))
+            tasks.add(task)
+            task.add_done_callback(done)
+        if tasks:
+            await asyncio.wait(set(tasks), return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+    if failure:
+        raise failure[0]
