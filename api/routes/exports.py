@@ -1,5 +1,7 @@
 """Exports, streamed page by page (never built in memory): assets and findings as CSV or JSON,
-findings as OCSF Vulnerability Finding events, the inventory as a CycloneDX document.
+findings as OCSF Vulnerability Finding events, the inventory as a CycloneDX document. An advisory
+finding carries its advisory id, CVE ids, CVSS, KEV flag and confidence in every one of them
+(OCSF ``vulnerabilities[].cve``, CycloneDX ``vulnerabilities`` affecting the device component).
 
 Each page is read in its own short transaction by keyset, so a long download neither holds a
 transaction open nor loads the table; rows written meanwhile may or may not appear.
@@ -8,6 +10,7 @@ CSV cells a spreadsheet would evaluate (``=1+2``, ``@SUM(1,1)``, ``+v3``) are qu
 (:mod:`cybermission.csv_cells`, OWASP's rule); the JSON, OCSF and CycloneDX exports keep raw values.
 """
 
+import itertools
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -24,7 +27,9 @@ from cybermission import __version__
 from cybermission.auth.service import Principal
 from cybermission.csv_cells import csv_rows
 from cybermission.db import session_scope, utcnow
+from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL
 from cybermission.findings.models import Finding, FindingStatus, Severity
+from cybermission.findings.payloads import advisory_fields
 from cybermission.inventory.models import Device, Service
 from cybermission.inventory.queries import (
     list_addresses_by_device,
@@ -47,9 +52,14 @@ FINDING_COLUMNS = (
     "id",
     "rule_id",
     "severity",
+    "confidence",
     "score",
     "status",
     "title",
+    "advisory_id",
+    "cves",
+    "cvss_score",
+    "kev",
     "device_id",
     "device_name",
     "vendor",
@@ -160,13 +170,19 @@ def _device_pages(
 
 
 def _finding_row(finding: Finding, device: Device, address: str | None) -> dict[str, Any]:
+    advisory = advisory_fields(finding)
     return {
         "id": finding.id,
         "rule_id": finding.rule_id,
         "severity": str(finding.severity),
+        "confidence": advisory["confidence"],
         "score": finding.score,
         "status": str(finding.status),
         "title": finding.title,
+        "advisory_id": advisory["advisory_id"],
+        "cves": advisory["cves"],
+        "cvss_score": advisory["cvss_score"],
+        "kev": advisory["kev"] if advisory["advisory_id"] else None,
         "device_id": finding.device_id,
         "device_name": device.name,
         "vendor": device.vendor,
@@ -281,10 +297,37 @@ def ocsf_finding(finding: Finding, device: Device, address: str | None) -> dict[
             "zone_id": device.zone_id,
         },
     }
-    event["vulnerabilities"][0] = {
-        k: v for k, v in event["vulnerabilities"][0].items() if v is not None
-    }
+    advisory = advisory_fields(finding)
+    if advisory["cves"]:
+        # One vulnerability per CVE of the advisory, its CVSS and KEV flag with it.
+        template = event["vulnerabilities"][0]
+        event["vulnerabilities"] = [
+            {**template, "cve": _ocsf_cve(cve, advisory), "is_exploit_available": advisory["kev"]}
+            for cve in advisory["cves"]
+        ]
+        event["unmapped"].update(
+            advisory_id=advisory["advisory_id"],
+            confidence=advisory["confidence"],
+            kev=advisory["kev"],
+        )
+    event["vulnerabilities"] = [
+        {k: v for k, v in vulnerability.items() if v is not None}
+        for vulnerability in event["vulnerabilities"]
+    ]
     return event
+
+
+def _ocsf_cve(cve: str, advisory: dict[str, Any]) -> dict[str, Any]:
+    """An OCSF cve object: the id, and the advisory's CVSS base score with its version."""
+    found: dict[str, Any] = {"uid": cve}
+    if advisory["cvss_score"] is not None:
+        vector = advisory["cvss_vector"] if isinstance(advisory["cvss_vector"], str) else None
+        version = vector.split("/", 1)[0].removeprefix("CVSS:") if vector else "3.1"
+        cvss: dict[str, Any] = {"base_score": advisory["cvss_score"], "version": version}
+        if vector:
+            cvss["vector_string"] = vector
+        found["cvss"] = [cvss]
+    return found
 
 
 def cyclonedx_component(
@@ -435,9 +478,71 @@ def _cyclonedx_pages(engine: Engine, caller: Principal) -> Iterator[list[dict[st
         yield [cyclonedx_component(d, a, s, children[d.id]) for d, a, s in page]
 
 
+# Findings whose advisory still stands against the device: listed as CycloneDX vulnerabilities.
+_STANDING = (FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED, FindingStatus.RISK_ACCEPTED)
+_CDX_SEVERITY = {
+    Severity.INFO: "info",
+    Severity.LOW: "low",
+    Severity.MEDIUM: "medium",
+    Severity.HIGH: "high",
+    Severity.CRITICAL: "critical",
+}
+
+
+def cyclonedx_vulnerabilities(finding: Finding) -> list[dict[str, Any]]:
+    """An advisory finding as CycloneDX 1.6 vulnerabilities, one per CVE, each affecting the
+    device's component (its bom-ref is the device id)."""
+    advisory = advisory_fields(finding)
+    if not advisory["cves"]:
+        return []
+    rating: dict[str, Any] = {"severity": _CDX_SEVERITY[finding.severity]}
+    if advisory["cvss_score"] is not None:
+        rating["score"] = advisory["cvss_score"]
+        vector = advisory["cvss_vector"]
+        if isinstance(vector, str) and vector:
+            rating["vector"] = vector
+            rating["method"] = "CVSSv31" if vector.startswith("CVSS:3.1") else "CVSSv3"
+    properties = [
+        {"name": "cybermission:finding_id", "value": finding.id},
+        {"name": "cybermission:kev", "value": "true" if advisory["kev"] else "false"},
+        {"name": "cybermission:status", "value": str(finding.status)},
+    ]
+    if advisory["confidence"]:
+        properties.append({"name": "cybermission:confidence", "value": advisory["confidence"]})
+    found: list[dict[str, Any]] = []
+    for cve in advisory["cves"]:
+        vulnerability: dict[str, Any] = {
+            "bom-ref": f"{finding.id}:{cve}",
+            "id": cve,
+            "source": {"name": "NVD", "url": f"https://nvd.nist.gov/vuln/detail/{cve}"},
+            "ratings": [rating],
+            "affects": [{"ref": finding.device_id}],
+            "properties": properties,
+        }
+        if advisory["advisory_id"]:
+            vulnerability["advisories"] = [
+                {
+                    "title": advisory["advisory_id"],
+                    "url": "https://www.cisa.gov/news-events/ics-advisories/"
+                    + str(advisory["advisory_id"]).casefold(),
+                }
+            ]
+        found.append(vulnerability)
+    return found
+
+
+def _cyclonedx_vulnerability_pages(
+    engine: Engine, caller: Principal
+) -> Iterator[list[dict[str, Any]]]:
+    filters = FindingFilters(protocol=ADVISORY_PROTOCOL, status=_STANDING)
+    for page in _finding_pages(engine, caller, filters):
+        yield [v for placed in page for v in cyclonedx_vulnerabilities(placed.finding)]
+
+
 @router.get(
     "/inventory.cdx.json",
-    summary="The inventory as a CycloneDX 1.6 JSON document (devices, nested firmware)",
+    summary="The inventory as a CycloneDX 1.6 JSON document (devices, nested firmware, and the "
+    "CVEs of the advisories that affect them)",
     response_class=StreamingResponse,
     responses={
         200: {"description": "CycloneDX 1.6", "content": {"application/vnd.cyclonedx+json": {}}}
@@ -459,5 +564,10 @@ def export_cyclonedx(engine: EngineDep, caller: Reader) -> StreamingResponse:
         },
     }
     head = json.dumps(header, separators=(",", ":"))[:-1] + ',"components":['
-    body = _json_array(_cyclonedx_pages(engine, caller), head=head, tail="]}")
+    body = itertools.chain(
+        _json_array(_cyclonedx_pages(engine, caller), head=head, tail="]"),
+        _json_array(
+            _cyclonedx_vulnerability_pages(engine, caller), head=',"vulnerabilities":[', tail="]}"
+        ),
+    )
     return _download(body, "application/vnd.cyclonedx+json; version=1.6", "inventory.cdx.json")

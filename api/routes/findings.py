@@ -1,5 +1,5 @@
-"""Findings: filtered (severity, state, rule, site, zone, protocol, seen ranges), sorted, paged
-by cursor; one finding; triage through the audited lifecycle."""
+"""Findings: filtered (severity, confidence, state, rule, site, zone, protocol, seen ranges),
+sorted, paged by cursor; one finding; triage through the audited lifecycle."""
 
 from datetime import datetime
 from typing import Annotated
@@ -12,7 +12,7 @@ from api.schemas.findings import FindingRead, FindingTransitionRead, FindingUpda
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
 from cybermission.db import utcnow
-from cybermission.findings.models import FindingStatus, Severity
+from cybermission.findings.models import Confidence, FindingStatus, Severity
 from cybermission.findings.service import list_transitions, transition_finding
 from cybermission.scans.placed_findings import (
     FindingFilters,
@@ -30,6 +30,10 @@ Triager = Annotated[Principal, Depends(require(Permission.TRIAGE))]
 def finding_filters(
     severity: Annotated[list[Severity] | None, Query(description="Any of these")] = None,
     status: Annotated[list[FindingStatus] | None, Query(description="Any of these")] = None,
+    confidence: Annotated[
+        list[Confidence] | None,
+        Query(description="Any of these (advisory matches; rule findings have none)"),
+    ] = None,
     rule_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     device_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     site_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
@@ -44,6 +48,7 @@ def finding_filters(
     """The query parameters shared by the list and the exports (every one optional, ANDed)."""
     return FindingFilters(
         severity=severity,
+        confidence=confidence,
         status=status,
         rule_id=rule_id,
         device_id=device_id,

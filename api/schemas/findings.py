@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import Field
 
 from api.schemas import ReadModel, RequestModel
-from cybermission.findings.models import FindingStatus, Severity
+from cybermission.findings.models import Confidence, FindingStatus, Severity
 
 
 class FindingRead(ReadModel):
@@ -18,6 +18,7 @@ class FindingRead(ReadModel):
     protocol: str | None
     title: str
     severity: Severity
+    confidence: Confidence | None = None
     score: float
     score_breakdown: dict[str, Any]
     status: FindingStatus

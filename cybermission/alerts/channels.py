@@ -230,6 +230,15 @@ def format_cef(event: Event, *, idempotency_key: str) -> str:
         ext += [("cs1Label", "rule"), ("cs1", payload.get("rule_id", ""))]
         if payload.get("score") is not None:
             ext += [("cfp1Label", "score"), ("cfp1", payload["score"])]
+        cves = payload.get("cves")
+        if isinstance(cves, list) and cves:
+            # The advisory's CVE ids, CVSS base score and KEV flag (findings/payloads.py).
+            ext += [("cs6Label", "cve"), ("cs6", ",".join(str(c) for c in cves))]
+            if payload.get("cvss_score") is not None:
+                ext += [("cfp2Label", "cvss"), ("cfp2", payload["cvss_score"])]
+            ext += [("cn1Label", "kev"), ("cn1", 1 if payload.get("kev") else 0)]
+            if payload.get("advisory_id"):
+                ext += [("flexString1Label", "advisory"), ("flexString1", payload["advisory_id"])]
     technique = _techniques(payload)
     if technique:
         ext += [("cs2Label", "attackForIcsTechnique"), ("cs2", technique)]

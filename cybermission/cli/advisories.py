@@ -25,12 +25,16 @@ def import_command(
     """Import (or update) CSAF advisories; archives (.tar.xz, .tgz, .zip) are streamed."""
     from cybermission.db import session_scope, utcnow
     from cybermission.findings.advisories.store import import_advisories
+    from cybermission.scans.rematch import rematch_inventory
 
     engine = open_store(start())
     started = time.perf_counter()
     try:
         with session_scope(engine) as session:
-            report = import_advisories(session, path, now=utcnow())
+            now = utcnow()
+            report = import_advisories(session, path, now=now)
+            # The inventory meets the new and updated advisories at once (events for new matches).
+            rematched = rematch_inventory(session, advisory_ids=report.changed, now=now)
     except CybermissionError as exc:
         raise fail(exc) from exc
     for line in report.errors:
@@ -41,6 +45,10 @@ def import_command(
         "unchanged": report.unchanged,
         "products": report.products,
         "errors": len(report.errors),
+        "devices_matched": rematched.devices,
+        "findings_created": rematched.created,
+        "findings_updated": rematched.updated,
+        "findings_reopened": rematched.reopened,
         "seconds": round(time.perf_counter() - started, 2),
     }
     err().print(json.dumps(summary))
@@ -55,11 +63,15 @@ def kev_command(
     """Import the KEV catalogue and flag the advisories that name one of its CVEs."""
     from cybermission.db import session_scope, utcnow
     from cybermission.findings.advisories.store import import_kev
+    from cybermission.scans.rematch import rematch_inventory
 
     engine = open_store(start())
     try:
         with session_scope(engine) as session:
-            report = import_kev(session, path, now=utcnow())
+            now = utcnow()
+            report = import_kev(session, path, now=now)
+            # Findings of newly flagged advisories are scored again (KEV raises the score).
+            rematched = rematch_inventory(session, advisory_ids=report.changed, now=now)
     except CybermissionError as exc:
         raise fail(exc) from exc
     err().print(
@@ -68,6 +80,8 @@ def kev_command(
                 "entries": report.entries,
                 "added": report.added,
                 "advisories_flagged": report.advisories_flagged,
+                "findings_updated": rematched.updated,
+                "findings_created": rematched.created,
             }
         )
     )

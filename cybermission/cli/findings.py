@@ -1,7 +1,7 @@
 """``cybermission findings list|set``: read findings and move them through their lifecycle.
 
 ``list`` prints findings (a table, or JSON lines with ``--format json``) filtered by severity,
-status and rule, oldest first, following the keyset pages of
+confidence, status and rule, oldest first, following the keyset pages of
 :func:`~cybermission.findings.service.list_findings`. ``set STATE ID`` calls
 :func:`~cybermission.findings.service.transition_finding`, so the same rules hold as in the API:
 allowed moves only, a reason for risk acceptance, false positive and resolution, an expiry in the
@@ -22,7 +22,7 @@ import typer
 
 from cybermission.cli.runtime import command_group, err, fail, open_store, start
 from cybermission.errors import ConflictError, CybermissionError, ValidationError
-from cybermission.findings.grades import FindingStatus, Severity
+from cybermission.findings.grades import Confidence, FindingStatus, Severity
 
 if TYPE_CHECKING:
     from cybermission.findings.models import Finding
@@ -37,6 +37,7 @@ def _row(finding: Finding) -> dict[str, Any]:
         "rule_id": finding.rule_id,
         "title": finding.title,
         "severity": str(finding.severity),
+        "confidence": str(finding.confidence) if finding.confidence else None,
         "score": finding.score,
         "decision": breakdown.get("decision"),
         "status": str(finding.status),
@@ -52,6 +53,9 @@ def _row(finding: Finding) -> dict[str, Any]:
 @app.command("list")
 def list_command(
     severity: Annotated[Severity | None, typer.Option(help="Only this severity.")] = None,
+    confidence: Annotated[
+        Confidence | None, typer.Option(help="Only advisory matches this sure.")
+    ] = None,
     status: Annotated[FindingStatus | None, typer.Option(help="Only this status.")] = None,
     rule: Annotated[str | None, typer.Option(help="Only this rule id (advisory:ICSA-...).")] = None,
     device: Annotated[str | None, typer.Option(help="Only this device id.")] = None,
@@ -75,6 +79,7 @@ def list_command(
                 page = list_findings(
                     session,
                     severity=severity,
+                    confidence=confidence,
                     status=status,
                     rule_id=rule,
                     device_id=device,
@@ -90,13 +95,16 @@ def list_command(
     if output == "json":
         sys.stdout.write("".join(json.dumps(r) + "\n" for r in rows))
         return
-    table = Table("id", "severity", "score", "decision", "status", "rule", "device", "port")
-    for column in (table.columns[0], table.columns[5], table.columns[6]):
+    table = Table(
+        "id", "severity", "confidence", "score", "decision", "status", "rule", "device", "port"
+    )
+    for column in (table.columns[0], table.columns[6], table.columns[7]):
         column.no_wrap = True
     for r in rows:
         table.add_row(
             r["id"],
             r["severity"],
+            r["confidence"] or "",
             f"{r['score']:.1f}",
             r["decision"] or "",
             r["status"],

@@ -10,6 +10,7 @@ from sqlmodel import Field, SQLModel
 from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
 
 # Re-exported: the services, the rules and the API import the words with the tables.
+from cybermission.findings.grades import Confidence as Confidence
 from cybermission.findings.grades import FindingStatus as FindingStatus
 from cybermission.findings.grades import Severity as Severity
 
@@ -37,6 +38,8 @@ class Finding(SQLModel, table=True):
     protocol: str | None = Field(default=None, max_length=50)
     title: str = Field(max_length=300)
     severity: Severity = Field(index=True, sa_type=enum_type(Severity))
+    # How sure the match is (advisory findings); None for rules, which observe the condition.
+    confidence: Confidence | None = Field(default=None, index=True, sa_type=enum_type(Confidence))
     score: float = 0.0
     score_breakdown: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False)

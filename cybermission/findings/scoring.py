@@ -2,7 +2,7 @@
 
 ::
 
-    score = min(10, round(base * exploitation * exposure * criticality, 1))
+    score = min(10, round(base * exploitation * exposure * criticality * confidence, 1))
 
 - **base** (0-10): the CVSS base score when an advisory gives one, else the rule's severity:
   info 1.0, low 3.0, medium 5.0, high 7.5, critical 9.5 (each inside its CVSS v3.1 qualitative
@@ -12,13 +12,18 @@
 - **exposure** of the device's zone: internet x1.5, enterprise x1.25, dmz x1.2, control x1.0,
   isolated x0.8; unknown or unset x1.0.
 - **criticality** of the asset: critical x1.3, high x1.15, medium x1.0, low x0.85; unset x1.0.
+- **confidence** that the condition holds (advisory matches, findings/advisories/confidence.py):
+  high x1.0, medium x0.85, low x0.5; rules observe what they report: x1.0. A low-confidence
+  match of a critical CVSS then ranks as a medium, not as a certain critical.
 
 Every factor is >= 0 and each input only moves the score one way, so the score is monotonic: a
-worse severity, a higher CVSS, KEV, a more exposed zone or a more critical asset never lowers it.
+worse severity, a higher CVSS, KEV, a more exposed zone, a more critical asset or a surer match
+never lowers it.
 
 The **decision** follows the spirit of CISA's SSVC deployer tree (Track / Attend / Act):
 
-- ``act``: score >= 9.0, or a KEV weakness on an internet- or enterprise-exposed device;
+- ``act``: score >= 9.0, or a KEV weakness on an internet- or enterprise-exposed device (not on
+  a low-confidence match: that one is attended first, to confirm it);
 - ``attend``: score >= 7.0, or any KEV weakness;
 - ``track``: everything else.
 """
@@ -26,10 +31,10 @@ The **decision** follows the spirit of CISA's SSVC deployer tree (Track / Attend
 from typing import Final
 
 from cybermission.errors import ValidationError
-from cybermission.findings.models import Severity
+from cybermission.findings.models import Confidence, Severity
 from cybermission.probes import JSONValue
 
-FORMULA: Final = "min(10, round(base * exploitation * exposure * criticality, 1))"
+FORMULA: Final = "min(10, round(base * exploitation * exposure * criticality * confidence, 1))"
 
 SEVERITY_BASE: Final[dict[Severity, float]] = {
     Severity.INFO: 1.0,
@@ -52,6 +57,11 @@ CRITICALITY_FACTOR: Final[dict[str, float]] = {
     "medium": 1.0,
     "low": 0.85,
 }
+CONFIDENCE_FACTOR: Final[dict[Confidence, float]] = {
+    Confidence.HIGH: 1.0,
+    Confidence.MEDIUM: 0.85,
+    Confidence.LOW: 0.5,
+}
 ACT_SCORE: Final = 9.0
 ATTEND_SCORE: Final = 7.0
 # Zones from which an exploited weakness is reachable by more than the control network.
@@ -69,6 +79,7 @@ def score_finding(
     kev: bool = False,
     zone_exposure: str | None = None,
     criticality: str | None = None,
+    confidence: Confidence | None = None,
 ) -> tuple[float, dict[str, JSONValue]]:
     """The 0-10 score of a finding and its breakdown (formula in the module docstring)."""
     if cvss is not None:
@@ -103,10 +114,17 @@ def score_finding(
     else:
         weight, weight_reason = 1.0, f"asset criticality {level!r} not graded: neutral"
 
-    raw = base * exploitation * exposure * weight
+    if confidence is None:
+        sureness, sureness_reason = 1.0, "observed by a rule"
+    else:
+        confidence = Confidence(confidence)
+        sureness = CONFIDENCE_FACTOR[confidence]
+        sureness_reason = f"{confidence.value} confidence match"
+
+    raw = base * exploitation * exposure * weight * sureness
     score = min(10.0, round(raw, 1))
 
-    if score >= ACT_SCORE or (kev and zone in EXPOSED_ZONES):
+    if score >= ACT_SCORE or (kev and zone in EXPOSED_ZONES and confidence != Confidence.LOW):
         decision = "act"
         decision_reason = (
             f"score {score} >= {ACT_SCORE}"
@@ -126,6 +144,7 @@ def score_finding(
             _factor("exploitation", exploitation, exploitation_reason),
             _factor("exposure", exposure, exposure_reason),
             _factor("criticality", weight, weight_reason),
+            _factor("confidence", sureness, sureness_reason),
         ],
         "raw": round(raw, 4),
         "capped": raw > 10.0,

@@ -23,7 +23,13 @@ from sqlalchemy import and_, func, or_
 from sqlmodel import Session, col, select
 
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
-from cybermission.findings.models import Finding, FindingStatus, FindingTransition, Severity
+from cybermission.findings.models import (
+    Confidence,
+    Finding,
+    FindingStatus,
+    FindingTransition,
+    Severity,
+)
 from cybermission.probes import JSONValue
 
 logger = logging.getLogger(__name__)
@@ -92,6 +98,7 @@ class FindingDraft:
     evidence: dict[str, JSONValue]
     score: float
     score_breakdown: dict[str, JSONValue]
+    confidence: Confidence | None = None
 
     @property
     def dedup_key(self) -> str:
@@ -146,9 +153,12 @@ def _audit(
 
 
 def record_findings(
-    session: Session, *, scan_run_id: str, drafts: Iterable[FindingDraft], now: datetime
+    session: Session, *, scan_run_id: str | None, drafts: Iterable[FindingDraft], now: datetime
 ) -> RecordResult:
     """Upsert ``drafts`` by dedup key in the caller's transaction; never creates a duplicate.
+
+    ``scan_run_id`` is None for findings no scan produced (an advisory imported later, matched
+    against the inventory: scans/rematch.py).
 
     Several drafts with the same key in one call collapse into one finding (the last one wins).
     """
@@ -175,6 +185,7 @@ def record_findings(
                 protocol=draft.protocol,
                 title=draft.title,
                 severity=draft.severity,
+                confidence=draft.confidence,
                 score=draft.score,
                 score_breakdown=dict(draft.score_breakdown),
                 status=FindingStatus.OPEN,
@@ -199,6 +210,7 @@ def record_findings(
         finding.protocol = draft.protocol
         finding.title = draft.title
         finding.severity = draft.severity
+        finding.confidence = draft.confidence
         finding.score = draft.score
         # New dict objects: the JSON columns are not mutation-tracked, assignment is.
         finding.score_breakdown = dict(draft.score_breakdown)
@@ -427,6 +439,7 @@ def list_findings(
     session: Session,
     *,
     severity: Severity | None = None,
+    confidence: Confidence | None = None,
     rule_id: str | None = None,
     status: FindingStatus | None = None,
     device_id: str | None = None,
@@ -439,6 +452,8 @@ def list_findings(
     statement = select(Finding)
     if severity is not None:
         statement = statement.where(col(Finding.severity) == Severity(severity))
+    if confidence is not None:
+        statement = statement.where(col(Finding.confidence) == Confidence(confidence))
     if rule_id is not None:
         statement = statement.where(col(Finding.rule_id) == rule_id)
     if status is not None:

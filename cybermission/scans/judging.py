@@ -1,14 +1,16 @@
 """Judging: the documents rules read, and every finding draft a run makes, built one way.
 
 Three sources judge a device: the rules over each observation, the rules over each change of the
-inventory (``history`` documents, rules/README.md), and the imported advisories over its identity.
-All three become :class:`FindingDraft` through :func:`_draft`, so scoring and shape never drift.
+inventory (``history`` documents, rules/README.md), and the imported advisories over its identity
+(``findings/advisories/drafts.py``). Rule matches of both kinds become drafts in one function,
+:func:`rule_drafts`, so their scoring and evidence never drift apart.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cybermission.findings.advisories.matching import AdvisoryIndex, AdvisoryMatch, DeviceIdentity
+from cybermission.findings.advisories.drafts import advisory_drafts
+from cybermission.findings.advisories.matching import AdvisoryIndex, DeviceIdentity
 from cybermission.findings.advisories.versions import change_direction
 from cybermission.findings.models import Severity
 from cybermission.findings.scoring import score_finding
@@ -18,9 +20,6 @@ from cybermission.probes import Observation
 from cybermission.rules.loader import RuleSet
 from cybermission.scans.placement import Placement
 from cybermission.scans.probing import HostReport
-
-ADVISORY_PROTOCOL = "advisory"
-ADVISORY_RULE_PREFIX = "advisory:"
 
 # Facts that name a device beside its inventory attributes, for advisory matching.
 _NAMING_FACTS = ("product_code", "order_number", "product_name", "model", "product")
@@ -86,80 +85,36 @@ def rule_drafts(
     to SIEMs)."""
     target = subject["target"]
     asset = subject["asset"]
-    return [
-        _draft(
-            rule_id=rule.id,
-            title=rule.info.name,
-            severity=Severity(rule.info.severity),
-            device_id=device_id,
-            service_id=service_id,
-            port=target["port"],
-            protocol=subject["protocol"],
-            evidence={
-                "probe": subject["probe"],
-                "address": target["address"],
-                "port": target["port"],
-                "fields": dict(rule.evidence(subject)),
-                "attack_techniques": list(rule.attack_techniques),
-            },
+    drafts: list[FindingDraft] = []
+    for rule in rules.evaluate(subject):
+        severity = Severity(rule.info.severity)
+        score, breakdown = score_finding(
+            severity=severity,
             zone_exposure=asset["zone_exposure"],
             criticality=asset["criticality"],
         )
-        for rule in rules.evaluate(subject)
-    ]
-
-
-def severity_from_cvss(score: float | None) -> Severity:
-    """The CVSS v3.1 qualitative rating (FIRST CVSS v3.1 specification §5); medium when unscored."""
-    if score is None:
-        return Severity.MEDIUM
-    if score >= 9.0:
-        return Severity.CRITICAL
-    if score >= 7.0:
-        return Severity.HIGH
-    if score >= 4.0:
-        return Severity.MEDIUM
-    if score > 0.0:
-        return Severity.LOW
-    return Severity.INFO
-
-
-def advisory_drafts(
-    matches: Iterable[AdvisoryMatch],
-    *,
-    device_id: str,
-    zone_exposure: str | None,
-    criticality: str | None,
-) -> list[FindingDraft]:
-    """One draft per matched advisory (rule id ``advisory:<ICSA id>``), scored from CVSS and KEV,
-    its evidence carrying what matched and how sure it is."""
-    return [
-        _draft(
-            rule_id=f"{ADVISORY_RULE_PREFIX}{match.advisory_id}",
-            title=f"{match.advisory_id}: {match.title}"[:300],
-            severity=severity_from_cvss(match.cvss_score),
-            device_id=device_id,
-            service_id=None,
-            port=None,
-            protocol=ADVISORY_PROTOCOL,
-            evidence={
-                "advisory_id": match.advisory_id,
-                "cves": list(match.cves),
-                "cvss_score": match.cvss_score,
-                "cvss_vector": match.cvss_vector,
-                "kev": match.kev,
-                "branch_path": list(match.branch_path),
-                "product_id": match.product_id,
-                "confidence": match.confidence.value,
-                "confidence_reason": match.reason,
-            },
-            zone_exposure=zone_exposure,
-            criticality=criticality,
-            cvss=match.cvss_score,
-            kev=match.kev,
+        evidence: dict[str, Any] = {
+            "probe": subject["probe"],
+            "address": target["address"],
+            "port": target["port"],
+            "fields": dict(rule.evidence(subject)),
+            "attack_techniques": list(rule.attack_techniques),
+        }
+        drafts.append(
+            FindingDraft(
+                rule_id=rule.id,
+                device_id=device_id,
+                service_id=service_id,
+                port=target["port"],
+                protocol=subject["protocol"],
+                title=rule.info.name,
+                severity=severity,
+                evidence=evidence,
+                score=score,
+                score_breakdown=breakdown,
+            )
         )
-        for match in matches
-    ]
+    return drafts
 
 
 def judge_device(
@@ -196,43 +151,7 @@ def judge_device(
                 device_id=device.id,
                 zone_exposure=asset["zone_exposure"],
                 criticality=asset["criticality"],
+                address=report.address,
             )
         )
     return drafts
-
-
-def _draft(
-    *,
-    rule_id: str,
-    title: str,
-    severity: Severity,
-    device_id: str,
-    service_id: str | None,
-    port: int | None,
-    protocol: str,
-    # Any: a rule's evidence values are the JSON facts it read (typed ``object`` by the loader).
-    evidence: dict[str, Any],
-    zone_exposure: str | None,
-    criticality: str | None,
-    cvss: float | None = None,
-    kev: bool = False,
-) -> FindingDraft:
-    score, breakdown = score_finding(
-        severity=severity,
-        cvss=cvss,
-        kev=kev,
-        zone_exposure=zone_exposure,
-        criticality=criticality,
-    )
-    return FindingDraft(
-        rule_id=rule_id,
-        device_id=device_id,
-        service_id=service_id,
-        port=port,
-        protocol=protocol,
-        title=title,
-        severity=severity,
-        evidence=evidence,
-        score=score,
-        score_breakdown=breakdown,
-    )

@@ -23,6 +23,7 @@ from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.device_pacing import DeviceGate
 from cybermission.errors import CybermissionError
+from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL
 from cybermission.findings.advisories.matching import AdvisoryIndex
 from cybermission.findings.service import expire_acceptances
 from cybermission.guard import ScopeGuard
@@ -31,7 +32,6 @@ from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.control import RunControl, StopRequest, keep_lease
 from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
-from cybermission.scans.judging import ADVISORY_PROTOCOL
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.ownership import RunOwner, claim_run, this_process
 from cybermission.scans.placement import Placement, load_placements

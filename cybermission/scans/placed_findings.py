@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from cybermission.errors import NotFoundError
-from cybermission.findings.models import Finding, FindingStatus, Severity
+from cybermission.findings.models import Confidence, Finding, FindingStatus, Severity
 from cybermission.findings.service import ACTIVE_STATUSES
 from cybermission.inventory.models import Device
 from cybermission.inventory.queries import get_device, get_devices_by_id, get_services_by_id
@@ -50,10 +50,12 @@ class FindingSort(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class FindingFilters:
-    """What a finding list is narrowed to (every filter optional, ANDed). ``severity`` and
-    ``status`` are any-of; ``*_after`` bounds are inclusive, ``*_before`` exclusive."""
+    """What a finding list is narrowed to (every filter optional, ANDed). ``severity``,
+    ``confidence`` and ``status`` are any-of; ``*_after`` bounds are inclusive, ``*_before``
+    exclusive."""
 
     severity: Sequence[Severity] | None = None
+    confidence: Sequence[Confidence] | None = None
     status: Sequence[FindingStatus] | None = None
     rule_id: str | None = None
     device_id: str | None = None
@@ -117,6 +119,8 @@ def _placed_query(visible_to: str | None, filters: FindingFilters) -> SelectOfSc
         query = query.where(col(Finding.severity).in_(filters.severity))
     if filters.status:
         query = query.where(col(Finding.status).in_(filters.status))
+    if filters.confidence:
+        query = query.where(col(Finding.confidence).in_(filters.confidence))
     if filters.rule_id is not None:
         query = query.where(col(Finding.rule_id) == filters.rule_id)
     if filters.device_id is not None:
@@ -184,10 +188,18 @@ def place_findings(*, session: Session, findings: Sequence[Finding]) -> list[Pla
         PlacedFinding(
             finding=f,
             device=devices[f.device_id],
-            address=services[f.service_id].address if f.service_id in services else None,
+            # Advisory findings are on the device, not a service: the address it was seen at.
+            address=services[f.service_id].address
+            if f.service_id in services
+            else _evidence_address(f),
         )
         for f in findings
     ]
+
+
+def _evidence_address(finding: Finding) -> str | None:
+    address = (finding.evidence or {}).get("address")
+    return address if isinstance(address, str) else None
 
 
 def count_active_findings_by_severity(

@@ -20,6 +20,7 @@ from cybermission.db import session_scope, utcnow
 from cybermission.errors import CybermissionError
 from cybermission.events import EventKind, record_event
 from cybermission.findings.advisories.matching import AdvisoryIndex
+from cybermission.findings.payloads import finding_event_payload
 from cybermission.findings.service import FindingDraft, record_findings, resolve_absent
 from cybermission.guard import ScopeGuard
 from cybermission.inventory.models import ChangeEvent, ChangeKind, Device
@@ -177,16 +178,7 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
         record_event(
             session,
             EventKind.FINDING_REOPENED if finding.id in reopened else EventKind.FINDING_CREATED,
-            payload={
-                "rule_id": finding.rule_id,
-                "title": finding.title,
-                "device_id": finding.device_id,
-                "port": finding.port,
-                "protocol": finding.protocol,
-                "score": finding.score,
-                "address": finding.evidence.get("address"),
-                "attack_techniques": finding.evidence.get("attack_techniques", []),
-            },
+            payload=finding_event_payload(finding),
             subject_id=finding.id,
             scan_run_id=state.run_id,
             severity=str(finding.severity),

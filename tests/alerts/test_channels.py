@@ -141,6 +141,24 @@ def test_cef_escapes_backslash_and_newline_in_extension() -> None:
     assert "msg=scan.failed: failed\\nbad\\\\path" in line
 
 
+def test_cef_carries_the_advisory_cves_cvss_and_kev() -> None:
+    payload = {
+        **FINDING,
+        "rule_id": "advisory:ICSA-99-001-01",
+        "advisory_id": "ICSA-99-001-01",
+        "cves": ["CVE-2024-0001", "CVE-2024-0002"],
+        "cvss_score": 9.8,
+        "kev": True,
+        "confidence": "medium",
+    }
+    event = Event(id=6, kind=EventKind.FINDING_CREATED, payload=payload, severity="critical")
+    _header, ext = parse_cef(format_cef(event, idempotency_key="6:a"))
+    assert (ext["cs6Label"], ext["cs6"]) == ("cve", "CVE-2024-0001,CVE-2024-0002")
+    assert (ext["cfp2Label"], ext["cfp2"]) == ("cvss", "9.8")
+    assert (ext["cn1Label"], ext["cn1"]) == ("kev", "1")
+    assert ext["flexString1"] == "ICSA-99-001-01"
+
+
 def test_syslog_tcp_refused_is_a_delivery_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.24.0.14", 0))

@@ -144,6 +144,15 @@ def test_triage_list_filters_by_rule_severity_and_status(
     assert [r["id"] for r in _lines(out)] == [rows[0]["id"]]
 
 
+def test_triage_list_filters_by_confidence(store: Path, report: dict[str, Any]) -> None:
+    # The lab scan's findings are rules' (no confidence): a confidence filter keeps none of them.
+    code, out, _ = cli(store, "findings", "list", "--confidence", "high", "--format", "json")
+    assert code == 0
+    assert _lines(out) == []
+    _, out, _ = cli(store, "findings", "list", "--format", "json")
+    assert all(r["confidence"] is None for r in _lines(out))
+
+
 def test_triage_list_table_names_the_findings(store: Path, report: dict[str, Any]) -> None:
     code, out, err = cli(store, "findings", "list", "--limit", "1")
     assert code == 0

@@ -89,6 +89,8 @@ def test_judgement_advisory_match_is_a_scored_finding(session: Session, settings
     finding = advisory_finding(session)
     assert finding.protocol == "advisory"
     assert finding.evidence["confidence"] == "high"
+    assert finding.confidence == "high"  # a column: filterable in the API and the CLI
+    assert finding.evidence["address"].startswith("127.50.44.")
     assert finding.evidence["cves"] == ["CVE-2024-0001"]
     assert finding.evidence["branch_path"][1] == "Modicon M340 CPU (part numbers BMXP34*)"
     breakdown = finding.score_breakdown

@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cybermission.errors import ValidationError
-from cybermission.findings.models import Severity
+from cybermission.findings.models import Confidence, Severity
 from cybermission.findings.scoring import (
+    CONFIDENCE_FACTOR,
     CRITICALITY_FACTOR,
     SEVERITY_BASE,
     ZONE_EXPOSURE_FACTOR,
@@ -20,6 +21,7 @@ SEVERITIES = list(Severity)
 # Each list is ordered from least to most worrying.
 ZONES = sorted(ZONE_EXPOSURE_FACTOR, key=ZONE_EXPOSURE_FACTOR.__getitem__)
 LEVELS = sorted(CRITICALITY_FACTOR, key=CRITICALITY_FACTOR.__getitem__)
+SURENESS = sorted(CONFIDENCE_FACTOR, key=CONFIDENCE_FACTOR.__getitem__)
 
 inputs = st.fixed_dictionaries(
     {
@@ -28,6 +30,7 @@ inputs = st.fixed_dictionaries(
         "kev": st.booleans(),
         "zone_exposure": st.none() | st.sampled_from(ZONES),
         "criticality": st.none() | st.sampled_from(LEVELS),
+        "confidence": st.none() | st.sampled_from(SURENESS),
     }
 )
 
@@ -46,7 +49,7 @@ def test_scoring_is_bounded_and_explained_by_its_breakdown(kwargs: dict[str, Any
         assert factor["reason"]
         product *= factor["value"]
     names = [f["name"] for f in explained["factors"]]
-    assert names == ["exploitation", "exposure", "criticality"]
+    assert names == ["exploitation", "exposure", "criticality", "confidence"]
     assert math.isclose(explained["raw"], product, abs_tol=1e-4)
     assert score == min(10.0, round(product, 1)) == breakdown["score"]
     assert breakdown["decision"] in {"act", "attend", "track"}
@@ -64,6 +67,8 @@ def test_scoring_is_monotonic_in_every_input(kwargs: dict[str, Any], data: st.Da
         changes += [{"zone_exposure": z} for z in worse(ZONES, kwargs["zone_exposure"])]
     if kwargs["criticality"] is not None:
         changes += [{"criticality": c} for c in worse(LEVELS, kwargs["criticality"])]
+    if kwargs["confidence"] is not None:
+        changes += [{"confidence": c} for c in worse(SURENESS, kwargs["confidence"])]
     for change in changes:
         assert score_finding(**{**kwargs, **change})[0] >= score, change
 
@@ -116,3 +121,19 @@ def test_scoring_unknown_grades_are_neutral_and_say_so() -> None:
 def test_scoring_rejects_cvss_out_of_range(cvss: float) -> None:
     with pytest.raises(ValidationError, match="cvss"):
         score_finding(severity=Severity.LOW, cvss=cvss)
+
+
+def test_scoring_a_low_confidence_match_is_not_a_certain_critical() -> None:
+    certain, _ = score_finding(severity=Severity.CRITICAL, cvss=9.8, confidence=Confidence.HIGH)
+    unsure, breakdown = score_finding(
+        severity=Severity.CRITICAL,
+        cvss=9.8,
+        kev=True,
+        zone_exposure="enterprise",
+        confidence=Confidence.LOW,
+    )
+    alone, _ = score_finding(severity=Severity.CRITICAL, cvss=9.8, confidence=Confidence.LOW)
+    assert certain == 9.8
+    assert alone == 4.9  # a CVSS 9.8 matched with low confidence ranks as a medium
+    assert unsure < 9.0  # even exploited and exposed: confirm it first
+    assert breakdown["decision"] == "attend"

@@ -19,19 +19,7 @@ from enum import StrEnum
 from typing import Final
 
 from cybermission.findings.advisories.versions import VersionOutcome
-
-
-class Confidence(StrEnum):
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-
-_RANK: Final = {Confidence.HIGH: 3, Confidence.MEDIUM: 2, Confidence.LOW: 1}
+from cybermission.findings.grades import Confidence as Confidence
 
 
 class Evidence(StrEnum):
@@ -66,8 +54,3 @@ def grade(evidence: Evidence, outcome: VersionOutcome) -> Confidence:
     if evidence in (Evidence.PART_NUMBER, Evidence.MODEL):
         return Confidence.HIGH
     return Confidence.MEDIUM
-
-
-# Score weight of each level (findings/scoring.py): a low-confidence match must not rank as a
-# certain critical.
-SCORE_WEIGHT: Final = {Confidence.HIGH: 1.0, Confidence.MEDIUM: 0.8, Confidence.LOW: 0.4}

@@ -41,6 +41,8 @@ class ImportReport:
     unchanged: int = 0
     products: int = 0
     errors: list[str] = field(default_factory=list)
+    # Ids of the advisories created or updated: what the inventory is matched against again.
+    changed: list[str] = field(default_factory=list)
 
     @property
     def read(self) -> int:
@@ -192,6 +194,8 @@ def import_advisories(session: Session, path: Path, *, now: datetime) -> ImportR
             for p in record.products
         )
         report.products += len(record.products)
+        if record.id not in report.changed:
+            report.changed.append(record.id)
         stored[record.id] = (record.updated_at, record.revision)
         seen_in_this_import.add(record.id)
     session.flush()
@@ -215,6 +219,8 @@ class KevReport:
     entries: int
     added: int
     advisories_flagged: int
+    # Ids of the advisories whose KEV flag changed: their findings are scored again.
+    changed: list[str] = field(default_factory=list)
 
 
 def import_kev(session: Session, path: Path, *, now: datetime) -> KevReport:
@@ -251,15 +257,20 @@ def import_kev(session: Session, path: Path, *, now: datetime) -> KevReport:
     session.flush()
     known = existing | set(entries)
     flagged = 0
+    changed: list[str] = []
     for advisory in session.exec(select(Advisory)):
         kev = any(cve in known for cve in advisory.cves)
         if kev != advisory.kev:
             advisory.kev = kev
             session.add(advisory)
+            changed.append(advisory.id)
         flagged += kev
     session.flush()
     report = KevReport(
-        entries=len(entries), added=len(set(entries) - existing), advisories_flagged=flagged
+        entries=len(entries),
+        added=len(set(entries) - existing),
+        advisories_flagged=flagged,
+        changed=changed,
     )
     logger.info(
         "kev imported",

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import Engine
 
 from cybermission.db import session_scope
-from cybermission.findings.models import Finding, FindingStatus, Severity
+from cybermission.findings.models import Confidence, Finding, FindingStatus, Severity
 from cybermission.inventory.models import Device
 from tests.api.conftest import assert_problem
 
@@ -46,6 +46,21 @@ async def _ids(client: httpx.AsyncClient, **params: str | int) -> set[str]:
 
 async def test_findings_filter_by_severity(client: httpx.AsyncClient, seeded: list[str]) -> None:
     assert await _ids(client, severity="high") == {seeded[0], seeded[1]}
+
+
+async def test_findings_filter_by_confidence(
+    client: httpx.AsyncClient, seeded: list[str], engine: Engine
+) -> None:
+    with session_scope(engine) as session:
+        for finding_id, level in zip(seeded, (Confidence.LOW, Confidence.HIGH), strict=False):
+            finding = session.get(Finding, finding_id)
+            assert finding is not None
+            finding.confidence = level
+    assert await _ids(client, confidence="low") == {seeded[0]}
+    response = await client.get("/api/v1/findings", params={"confidence": ["low", "high"]})
+    rows = response.json()["items"]
+    assert {f["id"] for f in rows} == {seeded[0], seeded[1]}
+    assert {f["confidence"] for f in rows} == {"low", "high"}
 
 
 async def test_findings_filter_by_rule_and_status(

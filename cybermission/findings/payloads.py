@@ -1,0 +1,37 @@
+"""What a finding says outside the product: the fields of its events (alerts, webhooks, CEF) and
+of its exports, one home so that the CVE ids, CVSS, KEV flag and advisory id go everywhere."""
+
+from typing import Any
+
+from cybermission.findings.models import Finding
+
+
+def advisory_fields(finding: Finding) -> dict[str, Any]:
+    """The advisory a finding comes from: id, CVE ids, CVSS, KEV flag and match confidence
+    (empty values for a rule's finding)."""
+    evidence = finding.evidence if isinstance(finding.evidence, dict) else {}
+    cves = evidence.get("cves")
+    score = evidence.get("cvss_score")
+    return {
+        "advisory_id": evidence.get("advisory_id"),
+        "cves": [c for c in cves if isinstance(c, str)] if isinstance(cves, list) else [],
+        "cvss_score": score if isinstance(score, int | float) else None,
+        "cvss_vector": evidence.get("cvss_vector"),
+        "kev": bool(evidence.get("kev")),
+        "confidence": str(finding.confidence) if finding.confidence else None,
+    }
+
+
+def finding_event_payload(finding: Finding) -> dict[str, Any]:
+    """The payload of a ``finding.created`` / ``finding.reopened`` event."""
+    return {
+        "rule_id": finding.rule_id,
+        "title": finding.title,
+        "device_id": finding.device_id,
+        "port": finding.port,
+        "protocol": finding.protocol,
+        "score": finding.score,
+        "address": finding.evidence.get("address"),
+        "attack_techniques": finding.evidence.get("attack_techniques", []),
+        **advisory_fields(finding),
+    }

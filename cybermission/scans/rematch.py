@@ -1,0 +1,125 @@
+"""Advisories imported after the scans: the whole inventory matched again, incrementally.
+
+Only the advisories an import created or updated (or whose KEV flag changed) are indexed, and every
+device that names a vendor is matched against them: a new match is a new finding with a
+``finding.created`` event (alerts, webhooks, CEF), a match already stored is refreshed (its KEV
+flag, CVSS and score), a resolved one that matches again reopens. The device's identity is what the
+inventory keeps of it (vendor, firmware, product, model, product code); the next scan matches it
+with every fact its probes read.
+"""
+
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from sqlmodel import Session, col, select
+
+from cybermission.events import EventKind, record_event
+from cybermission.findings.advisories.drafts import advisory_drafts
+from cybermission.findings.advisories.matching import AdvisoryIndex, DeviceIdentity
+from cybermission.findings.models import Advisory, AdvisoryProduct
+from cybermission.findings.payloads import finding_event_payload
+from cybermission.findings.service import FindingDraft, record_findings
+from cybermission.inventory.models import Device, DeviceType
+from cybermission.inventory.queries import list_addresses_by_device
+from cybermission.scans.placement import Placement, load_placements
+
+_PAGE: Final = 1000
+_IN_CHUNK: Final = 500
+
+
+@dataclass(slots=True)
+class RematchReport:
+    advisories: int = 0
+    devices: int = 0
+    created: int = 0
+    updated: int = 0
+    reopened: int = 0
+
+
+def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start : start + _IN_CHUNK]
+
+
+def _index(session: Session, advisory_ids: Sequence[str]) -> AdvisoryIndex:
+    advisories: list[Advisory] = []
+    products: list[AdvisoryProduct] = []
+    for chunk in _chunks(advisory_ids):
+        advisories += session.exec(select(Advisory).where(col(Advisory.id).in_(chunk))).all()
+        products += session.exec(
+            select(AdvisoryProduct).where(col(AdvisoryProduct.advisory_id).in_(chunk))
+        ).all()
+    return AdvisoryIndex.build(advisories, products)
+
+
+def _devices(session: Session) -> Iterator[list[tuple[Device, str | None]]]:
+    """Devices that name a vendor, a page at a time by id, each with its product code."""
+    after = ""
+    while True:
+        rows = session.exec(
+            select(Device, DeviceType.product_code)
+            .join(DeviceType, col(DeviceType.id) == col(Device.device_type_id), isouter=True)
+            .where(col(Device.vendor).is_not(None), col(Device.id) > after)
+            .order_by(col(Device.id))
+            .limit(_PAGE)
+        ).all()
+        if not rows:
+            return
+        yield [(device, code) for device, code in rows]
+        after = rows[-1][0].id
+
+
+def _placement(device: Device, placements: dict[str, Placement]) -> Placement | None:
+    return placements.get(device.zone_id or "") or placements.get(device.site_id or "")
+
+
+def rematch_inventory(
+    session: Session, *, advisory_ids: Collection[str], now: datetime
+) -> RematchReport:
+    """Match every device against ``advisory_ids`` in the caller's transaction (see module)."""
+    report = RematchReport()
+    ids = sorted(set(advisory_ids))
+    if not ids:
+        return report
+    index = _index(session, ids)
+    report.advisories = len(index.advisories)
+    placements = load_placements(session)
+    for page in _devices(session):
+        addresses = list_addresses_by_device(session=session, device_ids=[d.id for d, _ in page])
+        drafts: list[FindingDraft] = []
+        for device, product_code in page:
+            report.devices += 1
+            names = tuple(
+                dict.fromkeys(n for n in (device.product, device.model, product_code) if n)
+            )
+            if not names:
+                continue
+            identity = DeviceIdentity(vendor=device.vendor, firmware=device.firmware, names=names)
+            placement = _placement(device, placements)
+            drafts += advisory_drafts(
+                index.match(identity),
+                device_id=device.id,
+                zone_exposure=placement.exposure if placement else None,
+                criticality=str(device.criticality) if device.criticality else None,
+                address=addresses[device.id][0] if addresses[device.id] else None,
+            )
+        recorded = record_findings(session, scan_run_id=None, drafts=drafts, now=now)
+        report.created += len(recorded.created)
+        report.updated += len(recorded.updated)
+        report.reopened += len(recorded.reopened)
+        by_id = {device.id: device for device, _ in page}
+        reopened = {f.id for f in recorded.reopened}
+        for finding in [*recorded.created, *recorded.reopened]:
+            device = by_id[finding.device_id]
+            record_event(
+                session,
+                EventKind.FINDING_REOPENED if finding.id in reopened else EventKind.FINDING_CREATED,
+                payload=finding_event_payload(finding),
+                subject_id=finding.id,
+                organization_id=device.organization_id,
+                site_id=device.site_id,
+                severity=str(finding.severity),
+            )
+    return report
