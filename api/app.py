@@ -9,11 +9,13 @@ from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from api.boundary import InputBoundary
 from api.deps import authenticate
 from api.errors import install_error_handlers
 from api.routes import (
     advisories,
     alerts,
+    allocations,
     assets,
     dashboard,
     docs,
@@ -133,6 +135,8 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
+    # Outermost: a path or query no store could hold never reaches a route (api/boundary.py).
+    app.add_middleware(InputBoundary)
 
     app.include_router(health.router)
     app.include_router(docs.router)
@@ -149,6 +153,7 @@ def create_app(
         rules,
         advisories,
         organizations,
+        allocations,
         tokens,
         events,
         exports,

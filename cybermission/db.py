@@ -75,6 +75,11 @@ def _sqlite_file(database_url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" and "///" in database_url else None
 
 
+def is_memory_store(database_url: str) -> bool:
+    """True for an in-memory SQLite store (``sqlite://``), which every process starts empty."""
+    return database_url.startswith("sqlite") and _sqlite_file(database_url) is None
+
+
 def is_new_sqlite_store(database_url: str) -> bool:
     """True for an embedded SQLite store that does not exist yet (a file absent, or in memory)."""
     if not database_url.startswith("sqlite"):

@@ -23,11 +23,26 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _MIN_PREFIX = {4: 8, 6: 32}
 
 
+# IPv6 ranges whose addresses stand for IPv4 hosts: a scope over one of them covers IPv4 networks
+# it does not name (a NAT64 gateway forwards 64:ff9b::a14:1 to 10.20.0.1). A scope may neither
+# overlap a NAT64 prefix nor be written inside the IPv4-mapped or -translated ranges, and the
+# guard judges a mapped address as the IPv4 address it carries and refuses the others at send
+# time, so a wider IPv6 scope that happens to contain them (::/32) authorises no IPv4 host.
+_NAT64 = (
+    (ipaddress.IPv6Network("64:ff9b::/96"), "the NAT64 well-known prefix, RFC 6052"),
+    (ipaddress.IPv6Network("64:ff9b:1::/48"), "the NAT64 local-use prefix, RFC 8215"),
+)
+_TRANSLATED = (ipaddress.IPv6Network("::ffff:0:0:0/96"), "IPv4-translated addresses, RFC 2765")
+_MAPPED = (ipaddress.IPv6Network("::ffff:0:0/96"), "IPv4-mapped addresses, RFC 4291 §2.5.5.2")
+_IPV4_TRANSLATED = (*_NAT64, _TRANSLATED)
+
+
 def parse_network(text: str, *, field: str = "cidr") -> IPNetwork:
     """Parse a CIDR strictly enough to catch mistakes that widen a scope.
 
     ``127.0.0.1/0`` is refused (host bits set: it would silently mean the whole Internet), and so is
-    any prefix shorter than /8 (IPv4) or /32 (IPv6).
+    any prefix shorter than /8 (IPv4) or /32 (IPv6), and IPv6 networks written in addresses that
+    stand for IPv4 hosts (NAT64, IPv4-translated, IPv4-mapped).
     """
     try:
         network = ipaddress.ip_network(text.strip(), strict=True)
@@ -38,7 +53,29 @@ def parse_network(text: str, *, field: str = "cidr") -> IPNetwork:
             f"{field}: {text!r} is wider than /{_MIN_PREFIX[network.version]}; "
             "authorise the networks you mean, one by one"
         )
+    if isinstance(network, ipaddress.IPv6Network):
+        for alias, what in _NAT64:
+            if network.overlaps(alias):
+                raise ValidationError(
+                    f"{field}: {text!r} overlaps {alias} ({what}): its addresses stand for IPv4 "
+                    "hosts; authorise the IPv4 networks themselves"
+                )
+        for alias, what in (_MAPPED, _TRANSLATED):
+            if network.subnet_of(alias):
+                raise ValidationError(
+                    f"{field}: {text!r} lies in {alias} ({what}): its addresses stand for IPv4 "
+                    "hosts; authorise the IPv4 networks themselves"
+                )
     return network
+
+
+def translated_ipv4(ip: IPAddress) -> str | None:
+    """What an IPv6 address that stands for an IPv4 host is (NAT64, translated), else None."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        for alias, what in _IPV4_TRANSLATED:
+            if ip in alias:
+                return what
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +90,8 @@ class ScopeRule:
     # Where the networks are (the stored scope's site and zone), for placing devices found in it.
     site_id: str | None = None
     zone_id: str | None = None
+    # Whose authorisation it is: a device found under this rule belongs to that organisation.
+    organization_id: str | None = None
 
     @classmethod
     def build(
@@ -65,6 +104,7 @@ class ScopeRule:
         *,
         site_id: str | None = None,
         zone_id: str | None = None,
+        organization_id: str | None = None,
     ) -> "ScopeRule":
         return cls(
             name=name,
@@ -74,6 +114,7 @@ class ScopeRule:
             valid_until=valid_until,
             site_id=site_id,
             zone_id=zone_id,
+            organization_id=organization_id,
         )
 
     def active_at(self, now: datetime) -> bool:
@@ -105,6 +146,10 @@ class ScopeGuard:
 
     def __init__(self, rules: Sequence[ScopeRule]) -> None:
         self._rules = tuple(rules)
+        # Which rules' networks cover an address does not change with time: judged once per
+        # address (a run checks each address once per connect or datagram session), while
+        # validity, which does change, is judged at every check.
+        self._covering = functools.lru_cache(maxsize=65_536)(self._rules_covering)
 
     @property
     def rules(self) -> tuple[ScopeRule, ...]:
@@ -116,12 +161,15 @@ class ScopeGuard:
             ip = _parse_address(address)
         except ValueError as exc:
             raise ScopeError(address, "not an IP address; resolve names before the guard") from exc
+        translated = translated_ipv4(ip)
+        if translated is not None:
+            raise ScopeError(address, f"an address of {translated} stands for an IPv4 host")
         moment = now or datetime.now(UTC)
+        if any(r.active_at(moment) for r in self._covering(ip)):
+            return ip
         active = [r for r in self._rules if r.active_at(moment)]
         if not active:
             raise ScopeError(address, "no authorised scope is valid now")
-        if any(r.covers(ip) for r in active):
-            return ip
         excluded = [r.name for r in active if any(ip in x for x in r.exclusions)]
         if excluded:
             raise ScopeError(address, f"excluded by scope {', '.join(sorted(excluded))}")
@@ -147,6 +195,9 @@ class ScopeGuard:
         except ScopeError:
             return False
         return True
+
+    def _rules_covering(self, ip: IPAddress) -> tuple[ScopeRule, ...]:
+        return tuple(r for r in self._rules if r.covers(ip))
 
     @staticmethod
     def _refuse(address: str) -> IPAddress:

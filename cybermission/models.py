@@ -18,11 +18,12 @@ from cybermission.inventory.models import (
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus, Scope
 from cybermission.scans.schedules import Schedule, ScheduleAudit, ScheduleRun
 from cybermission.sensors.models import Chunk, ChunkPart, RejectedPart, Sensor
-from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
+from cybermission.sites.models import Allocation, Organization, Site, Zone, ZoneExposure
 
 __all__ = [
     "AlertChannel",
     "AlertPolicy",
+    "Allocation",
     "ApiToken",
     "BrowserSession",
     "ChangeEvent",

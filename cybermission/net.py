@@ -12,9 +12,10 @@ import socket
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 from cybermission.errors import ProbeTimeoutError
+from cybermission.shared_udp import SharedUdpSocket
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
 MAX_DATAGRAM_BYTES = 65535  # answers are cut to this (or the session's own bound)
@@ -43,9 +44,21 @@ class Connector:
     part of a timeout, and the guard judges the address after it, right before the packet.
     """
 
-    def __init__(self, guard: Guard, *, pacer: Pacer | None = None) -> None:
+    def __init__(
+        self, guard: Guard, *, pacer: Pacer | None = None, shared_udp: bool = False
+    ) -> None:
         self.guard = guard
         self.pacer = pacer
+        # One UDP socket per address family for every session (shared_udp.py); the owner of
+        # such a connector closes it (``close``) when its run ends.
+        self._shared_udp = shared_udp
+        self._shared: dict[socket.AddressFamily, SharedUdpSocket] = {}
+
+    def close(self) -> None:
+        """Close the run's shared UDP sockets (nothing to do without ``shared_udp``)."""
+        for shared in self._shared.values():
+            shared.close()
+        self._shared.clear()
 
     async def open_tcp(
         self, address: str, port: int, *, timeout_s: float
@@ -90,6 +103,18 @@ class Connector:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         inbox = _Inbox(address, None if follow_port else port, max_datagram_bytes)
+        if self._shared_udp and not follow_port:
+            shared = self._shared.get(family)
+            if shared is None:
+                shared = self._shared[family] = SharedUdpSocket(loop, family)
+            if shared.register(address, port, inbox):
+                try:
+                    yield UdpSession(
+                        self.guard, _SharedSender(shared), inbox, address, port, connected=False
+                    )
+                finally:
+                    shared.unregister(address, port)
+                return
         # A connected socket lets the kernel report ICMP port unreachable and drop strangers;
         # following the port needs an unconnected one, filtered by address in _Inbox.
         # The socket is made here, not by the loop from an address: the loop's path resolves and
@@ -107,6 +132,29 @@ class Connector:
             yield UdpSession(self.guard, transport, inbox, address, port, connected=not follow_port)
         finally:
             transport.close()
+
+
+class _Sender(Protocol):
+    """What a session sends through: an event-loop datagram transport or the shared socket."""
+
+    def sendto(self, data: bytes, addr: tuple[str, int] | None = None, /) -> None: ...
+
+    def get_extra_info(self, name: str, default: object = None, /) -> Any: ...
+
+
+class _SharedSender:
+    """A session's view of the run's shared UDP socket, shaped as a datagram transport."""
+
+    def __init__(self, shared: SharedUdpSocket) -> None:
+        self._shared = shared
+
+    def sendto(self, data: bytes, addr: tuple[str, int] | None = None, /) -> None:
+        if addr is None:
+            raise ValueError("the shared UDP socket is unconnected: name the destination")
+        self._shared.sendto(data, addr)
+
+    def get_extra_info(self, name: str, default: object = None, /) -> Any:
+        return self._shared.local_address if name == "sockname" else default
 
 
 class _Inbox(asyncio.DatagramProtocol):
@@ -140,7 +188,7 @@ class UdpSession:
     def __init__(
         self,
         guard: Guard,
-        transport: asyncio.DatagramTransport,
+        transport: _Sender,
         inbox: _Inbox,
         address: str,
         port: int,

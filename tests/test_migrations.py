@@ -7,7 +7,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 from sqlmodel import SQLModel
 
 from cybermission.db import create_db_engine
@@ -77,3 +77,47 @@ def test_store_revisions_of_a_store_behind_lack_a_head(empty_engine: Engine) -> 
     upgrade_database(empty_engine, "0001")
     assert store_revisions(empty_engine) == {"0001"}
     assert "0001" not in script_revisions().heads
+
+
+def test_migration_tenants_places_existing_scopes_and_allocates_their_networks(
+    empty_engine: Engine,
+) -> None:
+    """0004_tenants on a store with data: each placed scope takes its site's organisation and
+    keeps authorising what it did (its networks are allocated to that organisation)."""
+    upgrade_database(empty_engine, "0002_service")
+    now = "2026-01-01 00:00:00+00:00"
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO organization (id, slug, name, created_at) VALUES ('o1', 'w', 'W', :t)"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO site (id, organization_id, slug, name, timezone, created_at) "
+                "VALUES ('s1', 'o1', 'plant', 'Plant', 'UTC', :t)"
+            ),
+            {"t": now},
+        )
+        for scope_id, name, site in (("c1", "placed", "'s1'"), ("c2", "global", "NULL")):
+            conn.execute(
+                text(
+                    "INSERT INTO scope (id, name, cidrs, excludes, reference, site_id, created_at) "
+                    f"VALUES (:id, :name, :cidrs, '[]', '', {site}, :t)"
+                ),
+                {
+                    "id": scope_id,
+                    "name": name,
+                    "cidrs": '["127.60.1.0/24", "127.60.2.0/24"]',
+                    "t": now,
+                },
+            )
+    upgrade_database(empty_engine)
+    with empty_engine.connect() as conn:
+        scopes = dict(conn.execute(text("SELECT id, organization_id FROM scope")).all())
+        allocations = conn.execute(
+            text("SELECT organization_id, cidr FROM allocation ORDER BY cidr")
+        ).all()
+    assert scopes == {"c1": "o1", "c2": None}
+    assert [tuple(a) for a in allocations] == [("o1", "127.60.1.0/24"), ("o1", "127.60.2.0/24")]

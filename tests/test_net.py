@@ -46,6 +46,8 @@ async def _serve(address: str, *, answer: bool = True) -> AsyncIterator[tuple[_E
         yield echo, int(transport.get_extra_info("sockname")[1])
     finally:
         transport.close()
+        # The loop closes the socket on its next turn: a port that must be free is free after.
+        await asyncio.sleep(0)
 
 
 @pytest.fixture
@@ -69,9 +71,15 @@ class _CountingGuard:
         return self.inner.check(address)
 
 
-@pytest.fixture
-def connector() -> Connector:
-    return Connector(ScopeGuard([ScopeRule.build("net", ["127.64.0.0/24"])]))
+@pytest.fixture(params=["own-socket", "shared-socket"])
+async def connector(request: pytest.FixtureRequest) -> AsyncIterator[Connector]:
+    """Both ways a session gets a socket: its own, or the run's shared one (shared_udp.py)."""
+    made = Connector(
+        ScopeGuard([ScopeRule.build("net", ["127.64.0.0/24"])]),
+        shared_udp=request.param == "shared-socket",
+    )
+    yield made
+    made.close()
 
 
 async def test_open_udp_sends_every_datagram_from_one_source_port(
@@ -86,7 +94,9 @@ async def test_open_udp_sends_every_datagram_from_one_source_port(
         local = session.local_address
     assert answers == [b"re:one", b"re:two", b"re:three"]
     assert [data for data, _ in server.received] == [b"one", b"two", b"three"]
-    assert {source for _, source in server.received} == {local}
+    # One source port; the shared socket is unbound to an address (0.0.0.0: routing picks it).
+    assert {source[1] for _, source in server.received} == {local[1]}
+    assert local[0] in {"0.0.0.0", server.received[0][1][0]}
 
 
 async def test_open_udp_asks_the_guard_before_every_datagram(echo: tuple[_Echo, int]) -> None:
@@ -184,10 +194,34 @@ async def test_udp_session_raises_port_unreachable(connector: Connector) -> None
             await session.receive(timeout_s=2)
 
 
-async def test_exchange_udp_answers_one_datagram_each_from_a_new_socket(
-    connector: Connector, echo: tuple[_Echo, int]
+async def test_exchange_udp_answers_one_datagram_each(
+    connector: Connector, echo: tuple[_Echo, int], request: pytest.FixtureRequest
 ) -> None:
     server, port = echo
     assert await connector.exchange_udp(SERVER, port, b"a", timeout_s=scaled(2)) == b"re:a"
     assert await connector.exchange_udp(SERVER, port, b"b", timeout_s=scaled(2)) == b"re:b"
-    assert len({source for _, source in server.received}) == 2
+    # A new socket per exchange, or the run's one shared socket for every exchange.
+    sources = 1 if "shared-socket" in request.node.callspec.id else 2
+    assert len({source for _, source in server.received}) == sources
+
+
+async def test_shared_socket_gives_each_session_its_answers_and_its_errors() -> None:
+    connector = Connector(ScopeGuard([ScopeRule.build("net", ["127.64.0.0/24"])]), shared_udp=True)
+    try:
+        async with _serve(OTHER, answer=False) as (_, closed_port):
+            pass  # free again: datagrams to it draw ICMP port unreachable
+        async with (
+            _serve(SERVER) as (_, port),
+            connector.open_udp(OTHER, closed_port) as refused,
+            connector.open_udp(SERVER, port) as answered,
+        ):
+            refused.send(b"anyone?")
+            answered.send(b"one")
+            refused.send(b"anyone?")  # reported to the sender, never to the other session
+            answered.send(b"two")
+            assert await answered.receive(timeout_s=scaled(2)) == b"re:one"
+            assert await answered.receive(timeout_s=scaled(2)) == b"re:two"
+            with pytest.raises(ConnectionRefusedError):
+                await refused.receive(timeout_s=scaled(2))
+    finally:
+        connector.close()

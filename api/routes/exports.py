@@ -12,6 +12,7 @@ CSV cells a spreadsheet would evaluate (``=1+2``, ``@SUM(1,1)``, ``+v3``) are qu
 
 import itertools
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -43,6 +44,8 @@ from cybermission.scans.placed_findings import (
     list_placed_findings,
     place_findings,
 )
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/exports", tags=["exports"])
 
@@ -377,22 +380,41 @@ def cyclonedx_component(
 def _json_array(
     pages: Iterable[list[dict[str, Any]]], *, head: str = "[", tail: str = "]"
 ) -> Iterator[str]:
-    yield head
-    first = True
+    # The head goes out with the first page, so that page is read before the status is sent.
+    prefix = head
     for page in pages:
         chunk = ",".join(json.dumps(item, separators=(",", ":")) for item in page)
         if chunk:
-            yield chunk if first else "," + chunk
-            first = False
-    yield tail
+            yield prefix + chunk
+            prefix = ","
+    yield (head if prefix == head else "") + tail
+
+
+# The last line of an export that failed after its status was sent: a CSV reader sees a line
+# no row has, a JSON parser an unterminated document; both say so in clear (api/README.md).
+TRUNCATED_MARKER = (
+    "\n#cybermission-export-truncated: the server met an error; data above is partial\n"
+)
 
 
 def _download(body: Iterator[str], media_type: str, filename: str) -> StreamingResponse:
+    """Stream ``body``; its first page is read here, before the status is sent, so an error
+    there is an error status, and a failure after it ends the stream with the marker."""
+    first = next(body, "")
     return StreamingResponse(
-        body,
+        _marked(first, body, filename),
         media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+def _marked(first: str, rest: Iterator[str], filename: str) -> Iterator[str]:
+    yield first
+    try:
+        yield from rest
+    except Exception:  # the status is sent: the marker is the only way left to tell the client
+        logger.exception("export failed mid-stream", extra={"export": filename})
+        yield TRUNCATED_MARKER
 
 
 def _finding_dicts(

@@ -23,7 +23,7 @@ from cybermission.guard import ScopeGuard
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.ownership import cancel_unowned, this_process
 from cybermission.scans.runner import ScanTasks
-from cybermission.scans.scopes import guard_from_scopes, list_scopes
+from cybermission.scans.scopes import build_guard
 from cybermission.scans.service import create_scan_run, get_scan_run_or_raise, list_scan_runs
 
 logger = logging.getLogger(__name__)
@@ -39,14 +39,9 @@ def _create_run(
 ) -> tuple[ScanRun, ScopeGuard]:
     # Committed before the task starts, so the pipeline finds the row; refused scans store nothing.
     with session_scope(engine) as session:
-        scopes = list_scopes(session, visible_to=caller.organization_id)
-        # A global caller falls back to the settings' default when no scope is stored; an
-        # organisation with no scope of its own may scan nothing.
-        guard = (
-            ScopeGuard([])
-            if caller.organization_id is not None and not scopes
-            else guard_from_scopes(scopes, settings)
-        )
+        # The caller's organisation's scopes only (a global caller: every scope, or the
+        # settings' default when none is stored); the run scans and places devices with it.
+        guard = build_guard(session, settings, organization_id=caller.organization_id)
         run = create_scan_run(
             session,
             guard=guard,

@@ -45,7 +45,12 @@ def get_scope(scope_id: ScopeId, session: SessionDep, caller: Reader) -> ScopeRe
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Authorise a scope",
-    responses={409: {"description": "A scope with that name exists"}},
+    responses={
+        409: {"description": "The organisation already has a scope with that name"},
+        422: {
+            "description": "Malformed networks, or networks outside the organisation's allocations"
+        },
+    },
 )
 def post_scope(body: ScopeCreate, session: SessionDep, caller: Manager) -> ScopeRead:
     check_scope_placement(
@@ -85,5 +90,5 @@ def remove_scope(scope_id: ScopeId, session: SessionDep, caller: Manager) -> Res
     scope = get_scope_or_raise(
         session=session, scope_id=scope_id, visible_to=caller.organization_id
     )
-    delete_scope(session, name=scope.name)
+    delete_scope(session, scope=scope)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

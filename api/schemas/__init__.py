@@ -5,7 +5,8 @@ One convention (CONVENTIONS.md, the I/O ladder):
 - ``<Thing>Create`` and ``<Thing>Update`` are request bodies (POST, PATCH) on
   :class:`RequestModel`: closed (an unknown field is refused) and bounded (every string, list and
   number has the limit one request may ask for). An Update's fields are all optional; only the
-  fields sent change.
+  fields sent change; on :class:`UpdateModel`, ``null`` clears only the fields it declares
+  clearable.
 - ``<Thing>Read`` is a stored row as the API answers it, on :class:`ReadModel`, built with
   ``<Thing>Read.model_validate(row)``. A fuller answer about one row is ``<Thing><Variant>Read``
   (``DeviceDetailRead``: the device with its addresses, services and changes). A list paged by
@@ -18,9 +19,11 @@ One convention (CONVENTIONS.md, the I/O ladder):
 Field names are the wire's: they never change with a class name.
 """
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationInfo, field_validator
+
+from api.boundary import check_tree
 
 MAX_PAGE = 500
 
@@ -34,9 +37,32 @@ Slug = Annotated[
 
 
 class RequestModel(BaseModel):
-    """A request body: fields it does not declare are refused, not ignored."""
+    """A request body: fields it does not declare are refused, not ignored, and no string in it
+    (nested ones and dict keys included) may carry what :mod:`api.boundary` refuses (NUL,
+    control and bidirectional characters): a 422 naming the field, on every store."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text_at_the_boundary(cls, value: object) -> object:
+        check_tree(value)
+        return value
+
+
+class UpdateModel(RequestModel):
+    """A PATCH body: fields left out stay as they are; ``null`` clears only the fields named in
+    ``clearable`` and is refused elsewhere with a 422 naming the field (a null there would be a
+    value the row cannot hold, not a change)."""
+
+    clearable: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _null_only_where_clearable(cls, value: object, info: ValidationInfo) -> object:
+        if value is None and info.field_name not in cls.clearable:
+            raise ValueError("may not be null; leave the field out to keep its value")
+        return value
 
 
 class ReadModel(BaseModel):

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from api.schemas import ReadModel, RequestModel
+from api.schemas import ReadModel, RequestModel, UpdateModel
 from cybermission.scans.schedules import (
     Blackout,
     Misfire,
@@ -38,8 +38,11 @@ class ScheduleCreate(RequestModel):
     enabled: bool = True
 
 
-class ScheduleUpdate(RequestModel):
-    """Only the fields sent are changed."""
+class ScheduleUpdate(UpdateModel):
+    """Only the fields sent are changed; null clears the site, the ports (back to the default
+    list), the cron or the interval (to switch from one to the other)."""
+
+    clearable = frozenset({"site_id", "ports", "cron", "interval_s"})
 
     name: str | None = Field(default=None, min_length=1, max_length=100)
     scope_id: str | None = Field(default=None, max_length=64)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from api.schemas import Id, ReadModel, RequestModel
+from api.schemas import Id, ReadModel, RequestModel, UpdateModel
 
 # A scope of a few hundred networks at most per request.
 MAX_SCOPE_NETWORKS = 512
@@ -26,8 +26,11 @@ class ScopeCreate(RequestModel):
     zone_id: Id | None = None
 
 
-class ScopeUpdate(RequestModel):
-    """Fields to change on a scope; absent fields stay as they are."""
+class ScopeUpdate(UpdateModel):
+    """Fields to change on a scope; absent fields stay as they are, null clears a validity date
+    or the placement."""
+
+    clearable = frozenset({"valid_from", "valid_until", "site_id", "zone_id"})
 
     cidrs: list[Cidr] | None = Field(default=None, min_length=1, max_length=MAX_SCOPE_NETWORKS)
     excludes: list[Cidr] | None = Field(default=None, max_length=MAX_SCOPE_NETWORKS)

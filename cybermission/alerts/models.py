@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
@@ -29,11 +29,13 @@ class AlertChannel(SQLModel, table=True):
     """A destination: a signed webhook, a syslog (CEF) collector or an MQTT broker topic."""
 
     __tablename__ = "alert_channel"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
 
     id: str = Field(default_factory=new_id, primary_key=True)
     # None: a global channel (the mission's own SOC); otherwise one partner's integration.
     organization_id: str | None = Field(default=None, foreign_key="organization.id", index=True)
-    name: str = Field(max_length=100, unique=True, index=True)
+    # Unique per organisation: a clash never names another partner's channels.
+    name: str = Field(max_length=100, index=True)
     kind: ChannelKind = Field(sa_type=enum_type(ChannelKind))
     # Per kind, validated by cybermission.alerts.channels (webhook: url, secret, timeout_s; syslog:
     # host, port, transport, facility; mqtt: host, port, topic_prefix, qos).

@@ -37,7 +37,13 @@ def create_channel(
 ) -> AlertChannel:
     if not name.strip():
         raise ValidationError("name: give the channel a name")
-    if session.exec(select(AlertChannel).where(AlertChannel.name == name)).first() is not None:
+    same_owner = (
+        AlertChannel.organization_id == organization_id
+        if organization_id is not None
+        else col(AlertChannel.organization_id).is_(None)
+    )
+    clash = select(AlertChannel).where(AlertChannel.name == name, same_owner)
+    if session.exec(clash).first() is not None:
         raise ConflictError(f"name: a channel named {name!r} already exists")
     channel = AlertChannel(
         name=name,

@@ -6,9 +6,11 @@ its commands, so ``cybermission --help`` loads Typer and these modules only.
 
 from cybermission.cli import (
     advisories,
+    allocations,
     assets,
     capture,
     db,
+    exports,
     findings,
     lab,
     probes,
@@ -30,10 +32,12 @@ app.command("sensor")(sensors.sensor)
 app.command("central")(sensors.central)
 app.command()(scan.scan)
 app.command()(probes.probes)
+app.command()(exports.export)
 app.command()(service.serve)
 app.command()(service.demo)
 app.add_typer(scans.app, name="scans")
 app.add_typer(scopes.app, name="scopes")
+app.add_typer(allocations.app, name="allocations")
 app.add_typer(lab.app, name="lab")
 app.add_typer(db.app, name="db")
 app.add_typer(tokens.app, name="tokens")

@@ -1,20 +1,206 @@
-"""``cybermission assets criticality ID LEVEL``: how much a device matters, set by a person.
+"""``cybermission assets list|show|criticality``: the inventory as the API serves it.
 
-The level weighs the score of the device's findings from the next scan on (rules/README.md,
-Score); rescans never overwrite it. ``none`` clears it. Exit status: 0 set; 1 not a level;
-2 no such device, or the store cannot be reached.
+``list`` pages through devices (oldest first) with the API's filters; ``show ID`` prints one device
+with its addresses, services (facts and transport), units and recent changes. Both take
+``--format table|json|jsonl`` (``cybermission/cli/output.py``).
+
+``criticality ID LEVEL``: how much a device matters, set by a person. The level weighs the score
+of the device's findings from the next scan on (rules/README.md, Score); rescans never overwrite
+it. ``none`` clears it. Exit status: 0 set; 1 not a level; 2 no such device, or the store cannot
+be reached.
 """
+
+from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cybermission.cli.runtime import command_group, fail, open_store, start
+from cybermission.cli.output import FormatOption, check_format, write_document, write_rows
+from cybermission.cli.runtime import command_group, fail, open_store, out, start
 from cybermission.errors import CybermissionError, ValidationError
 
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from cybermission.inventory.models import Device, Service
+
 app = command_group("Assets of the inventory.")
+
+LIST_COLUMNS = (
+    "id",
+    "name",
+    "addresses",
+    "vendor",
+    "model",
+    "firmware",
+    "protocols",
+    "criticality",
+    "last_seen_at",
+)
+
+
+def _service_row(service: Service) -> dict[str, Any]:
+    return {
+        "address": service.address,
+        "port": service.port,
+        "transport": service.transport,
+        "protocol": service.protocol,
+        "open": service.is_open,
+        "facts": service.facts,
+        "last_seen_at": service.last_seen_at,
+    }
+
+
+def _device_row(device: Device, addresses: list[str], services: list[Service]) -> dict[str, Any]:
+    return {
+        "id": device.id,
+        "name": device.name,
+        "addresses": addresses,
+        "vendor": device.vendor,
+        "product": device.product,
+        "model": device.model,
+        "firmware": device.firmware,
+        "serial": device.serial,
+        "role": device.role,
+        "parent_id": device.parent_id,
+        "unit_id": device.unit_id,
+        "site_id": device.site_id,
+        "zone_id": device.zone_id,
+        "criticality": device.criticality.value if device.criticality else None,
+        "protocols": sorted({f"{s.protocol}/{s.port}/{s.transport}" for s in services}),
+        "first_seen_at": device.first_seen_at,
+        "last_seen_at": device.last_seen_at,
+    }
+
+
+def _site_id(session: Session, site: str | None) -> str | None:
+    """A site named by slug (as ``sites add`` made it) or by id."""
+    from cybermission.sites.service import get_site_or_raise, list_sites
+
+    if site is None:
+        return None
+    if any(s.id == site for s in list_sites(session)):
+        return site
+    return get_site_or_raise(session, slug=site).id
+
+
+@app.command("list")
+def assets_list(
+    site: Annotated[str | None, typer.Option(help="Only this site (slug or id).")] = None,
+    zone_id: Annotated[str | None, typer.Option(help="Only this zone's id.")] = None,
+    protocol: Annotated[str | None, typer.Option(help="Only devices with this protocol.")] = None,
+    vendor: Annotated[str | None, typer.Option(help="Only this vendor (exact).")] = None,
+    criticality: Annotated[
+        str | None, typer.Option(help="Only this criticality (low ... critical).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many devices.")] = 1000,
+    output: FormatOption = "table",
+) -> None:
+    """Devices of the inventory, oldest first, filtered."""
+    from cybermission.db import session_scope
+    from cybermission.inventory.models import Criticality
+    from cybermission.inventory.queries import (
+        list_addresses_by_device,
+        list_devices,
+        list_services_by_device,
+    )
+
+    check_format(output)
+    try:
+        level = Criticality(criticality) if criticality else None
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"use {', '.join(c.value for c in Criticality)}", param_hint="--criticality"
+        ) from exc
+    rows: list[dict[str, Any]] = []
+    try:
+        with session_scope(open_store(start())) as session:
+            site_id = _site_id(session, site)
+            cursor: str | None = None
+            while len(rows) < limit:
+                devices, cursor = list_devices(
+                    session=session,
+                    visible_to=None,
+                    site_id=site_id,
+                    zone_id=zone_id,
+                    vendor=vendor,
+                    criticality=level,
+                    protocol=protocol,
+                    cursor=cursor,
+                    limit=min(500, limit - len(rows)),
+                )
+                ids = [d.id for d in devices]
+                addresses = list_addresses_by_device(session=session, device_ids=ids)
+                services = list_services_by_device(session=session, device_ids=ids)
+                rows.extend(_device_row(d, addresses[d.id], services[d.id]) for d in devices)
+                if cursor is None:
+                    break
+    except CybermissionError as exc:
+        raise fail(exc) from exc
+    write_rows(rows, output, columns=LIST_COLUMNS, no_wrap=("id",))
+
+
+@app.command("show")
+def assets_show(
+    device_id: Annotated[str, typer.Argument(metavar="ID", help="The device's id.")],
+    output: FormatOption = "table",
+) -> None:
+    """One device: identity, addresses, services with their facts, units, recent changes."""
+    from cybermission.db import session_scope
+    from cybermission.inventory.queries import (
+        get_device_or_raise,
+        list_addresses_by_device,
+        list_services_by_device,
+        list_units_by_gateway,
+    )
+    from cybermission.inventory.service import device_events
+
+    check_format(output)
+    try:
+        with session_scope(open_store(start())) as session:
+            device = get_device_or_raise(session=session, device_id=device_id, visible_to=None)
+            services = list_services_by_device(session=session, device_ids=[device.id])[device.id]
+            addresses = list_addresses_by_device(session=session, device_ids=[device.id])
+            units = list_units_by_gateway(session=session, gateway_ids=[device.id])[device.id]
+            document = {
+                **_device_row(device, addresses[device.id], services),
+                "provenance": device.provenance,
+                "services": [_service_row(s) for s in services],
+                "units": [
+                    {"id": u.id, "unit_id": u.unit_id, "vendor": u.vendor, "model": u.model}
+                    for u in units
+                ],
+                "recent_changes": [
+                    {
+                        "at": c.at,
+                        "kind": str(c.kind),
+                        "field": c.field,
+                        "old": c.old_value,
+                        "new": c.new_value,
+                    }
+                    for c in device_events(session, device.id, limit=20)
+                ],
+            }
+    except CybermissionError as exc:
+        raise fail(exc) from exc
+    if output != "table":
+        write_document(document, output)
+        return
+    for key in ("id", *LIST_COLUMNS[1:6], "product", "serial", "criticality", "last_seen_at"):
+        out().print(f"{key:>13}: {document[key] or ''}", highlight=False, markup=False)
+    write_rows(
+        document["services"],
+        "table",
+        columns=("address", "port", "transport", "protocol", "open", "facts"),
+        title="services",
+    )
+    if document["units"]:
+        write_rows(document["units"], "table", title="units")
+    if document["recent_changes"]:
+        write_rows(document["recent_changes"], "table", title="recent changes")
 
 
 @app.command("criticality")

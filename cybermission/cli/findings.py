@@ -1,6 +1,6 @@
 """``cybermission findings list|set``: read findings and move them through their lifecycle.
 
-``list`` prints findings (a table, or JSON lines with ``--format json``) filtered by severity,
+``list`` prints findings (a table, a JSON array or JSON lines: ``--format``) filtered by severity,
 confidence, status and rule, oldest first, following the keyset pages of
 :func:`~cybermission.findings.service.list_findings`. ``set STATE ID`` calls
 :func:`~cybermission.findings.service.transition_finding`, so the same rules hold as in the API:
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cybermission.cli.output import FormatOption, check_format, write_rows
 from cybermission.cli.runtime import command_group, err, fail, open_store, start
 from cybermission.errors import ConflictError, CybermissionError, ValidationError
 from cybermission.findings.grades import Confidence, FindingStatus, Severity
@@ -60,13 +61,12 @@ def list_command(
     rule: Annotated[str | None, typer.Option(help="Only this rule id (advisory:ICSA-...).")] = None,
     device: Annotated[str | None, typer.Option(help="Only this device id.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many findings.")] = 100,
-    output: Annotated[str, typer.Option("--format", help="table or json (JSON lines)")] = "table",
+    output: FormatOption = "table",
 ) -> None:
     """Findings, oldest first, filtered."""
     from rich.console import Console
     from rich.table import Table
 
-    from cybermission.cli.report import check_format
     from cybermission.db import session_scope
     from cybermission.findings.service import MAX_PAGE, list_findings
 
@@ -92,8 +92,8 @@ def list_command(
                     break
     except CybermissionError as exc:
         raise fail(exc) from exc
-    if output == "json":
-        sys.stdout.write("".join(json.dumps(r) + "\n" for r in rows))
+    if output != "table":
+        write_rows(rows, output)
         return
     table = Table(
         "id", "severity", "confidence", "score", "decision", "status", "rule", "device", "port"

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cybermission.cli.runtime import command_group, err, fail, out
+from cybermission.cli.output import FormatOption, check_format, write_rows
+from cybermission.cli.runtime import command_group, err, fail
 from cybermission.errors import CybermissionError
 
 app = command_group("Simulated OT devices on loopback.")
@@ -91,21 +92,23 @@ def lab_down() -> None:
 
 
 @app.command("status")
-def lab_status() -> None:
+def lab_status(output: FormatOption = "table") -> None:
     """List the lab's devices."""
-    from rich.table import Table
-
+    check_format(output)
     pid = lab_pid()
     if pid is None or not LAB_STATE.exists():
         err().print("lab is down")
         raise typer.Exit(code=1)
-    table = Table("name", "address", "port", "protocol", "identity")
-    for d in json.loads(LAB_STATE.read_text())["devices"]:
-        table.add_row(
-            d["name"],
-            d["address"],
-            str(d["port"]),
-            d["protocol"],
-            json.dumps(d.get("identity", {}))[:80],
-        )
-    out().print(table)
+    rows = [
+        {
+            "name": d["name"],
+            "address": d["address"],
+            "port": d["port"],
+            "protocol": d["protocol"],
+            "identity": d.get("identity", {}),
+        }
+        for d in json.loads(LAB_STATE.read_text())["devices"]
+    ]
+    if output == "table":  # the identity on one line, cut: the full one is in json
+        rows = [{**r, "identity": json.dumps(r["identity"])[:60]} for r in rows]
+    write_rows(rows, output)

@@ -79,18 +79,31 @@ def start() -> Settings:
 def open_store(settings: Settings, *, migrate: bool = False) -> Engine:
     """The store's engine, its schema at the revision of this code.
 
-    ``migrate`` applies the migrations (``db upgrade``, ``serve``, ``demo``); so does an embedded
-    SQLite store that does not exist yet. Otherwise the store's revision is only read, and a
-    store that is behind (or ahead) stops the command with exit 2 and what to do.
+    ``migrate`` applies the migrations (``db upgrade``, ``serve``, ``demo``), creating a SQLite
+    store that does not exist yet; so does the first command on the embedded default store
+    (``sqlite:///var/cybermission.db``). Any other SQLite file must exist: a mistyped path stops
+    the command with exit 2 instead of answering from a new, empty store. Otherwise the store's
+    revision is only read, and a store that is behind (or ahead) stops the command with exit 2
+    and what to do.
     """
     # Every table on the metadata, as the migrations' env imports them: a session flushing one
     # domain's rows resolves foreign keys to the others' tables (finding -> service).
     from cybermission import models  # noqa: F401
-    from cybermission.db import create_db_engine, is_new_sqlite_store
+    from cybermission.config import Settings
+    from cybermission.db import create_db_engine, is_memory_store, is_new_sqlite_store
     from cybermission.errors import CybermissionError
     from cybermission.migrations import script_revisions, store_revisions, upgrade_database
 
     new = is_new_sqlite_store(settings.database_url)  # before the engine creates the file
+    embedded_default = settings.database_url == Settings.model_fields["database_url"].default
+    if new and not (migrate or embedded_default or is_memory_store(settings.database_url)):
+        where = store_location(settings)
+        raise fail(
+            CybermissionError(
+                f"no store at {where}: check CYBERMISSION_DATABASE_URL, "
+                "or run `cybermission db upgrade` to create it there"
+            )
+        )
     engine = create_db_engine(settings.database_url)
     if migrate or new:
         upgrade_database(engine)

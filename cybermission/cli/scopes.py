@@ -5,7 +5,8 @@ from typing import Annotated
 
 import typer
 
-from cybermission.cli.runtime import command_group, err, fail, open_store, out, start
+from cybermission.cli.output import FormatOption, check_format, write_rows
+from cybermission.cli.runtime import command_group, err, fail, open_store, start
 from cybermission.errors import CybermissionError
 
 app = command_group("Authorised networks.")
@@ -45,45 +46,55 @@ def scopes_add(
 
 
 @app.command("list")
-def scopes_list() -> None:
+def scopes_list(output: FormatOption = "table") -> None:
     """Show authorised scopes (the default loopback scope applies when none is stored)."""
-    from rich.table import Table
-
     from cybermission.db import session_scope
     from cybermission.scans.scopes import list_scopes
 
+    check_format(output)
     settings = start()
     with session_scope(open_store(settings)) as session:
-        scopes = list_scopes(session)
-        table = Table("name", "cidrs", "excludes", "valid until", "reference")
-        for s in scopes:
-            table.add_row(
-                s.name,
-                ", ".join(s.cidrs),
-                ", ".join(s.excludes),
-                s.valid_until.isoformat() if s.valid_until else "-",
-                s.reference,
-            )
-        if not scopes:
-            table.add_row(
-                "(default)",
-                ", ".join(settings.default_scope_cidrs),
-                "",
-                "-",
-                "settings.default_scope_cidrs",
-            )
-        out().print(table)
+        rows: list[dict[str, object]] = [
+            {
+                "name": s.name,
+                "cidrs": list(s.cidrs),
+                "excludes": list(s.excludes),
+                "valid_until": s.valid_until,
+                "reference": s.reference,
+                "default": False,
+            }
+            for s in list_scopes(session)
+        ]
+    if not rows:
+        rows.append(
+            {
+                "name": "(default)",
+                "cidrs": list(settings.default_scope_cidrs),
+                "excludes": [],
+                "valid_until": None,
+                "reference": "settings.default_scope_cidrs",
+                "default": True,
+            }
+        )
+    write_rows(rows, output, columns=("name", "cidrs", "excludes", "valid_until", "reference"))
 
 
 @app.command("remove")
-def scopes_remove(name: str) -> None:
+def scopes_remove(
+    name: str,
+    organization: Annotated[
+        str | None,
+        typer.Option(help="The organisation's slug, where several use the same scope name."),
+    ] = None,
+) -> None:
     """Withdraw an authorisation."""
     from cybermission.db import session_scope
-    from cybermission.scans.scopes import delete_scope
+    from cybermission.scans.scopes import delete_scope, find_scope_or_raise
 
     settings = start()
     try:
         with session_scope(open_store(settings)) as session:
-            delete_scope(session, name=name)
+            scope = find_scope_or_raise(session, name=name, organization=organization)
+            delete_scope(session, scope=scope)
     except CybermissionError as exc:
         raise fail(exc) from exc

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cybermission.auth.roles import Role
+from cybermission.cli.output import FormatOption, check_format, write_rows
 from cybermission.cli.runtime import command_group, fail, open_store, out, start
 from cybermission.errors import CybermissionError
 
@@ -74,35 +75,29 @@ def create(
 
 
 @app.command("list")
-def list_(
-    output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
-) -> None:
+def list_(output: FormatOption = "table") -> None:
     """Every token (never the secrets)."""
-    from rich.table import Table
-
     from cybermission.auth.service import list_tokens
     from cybermission.db import session_scope
 
+    check_format(output)
     engine = open_store(start())
     try:
         with session_scope(engine) as session:
             rows = [_token_json(t) for t in list_tokens(session)]
     finally:
         engine.dispose()
-    if output == "json":
-        print(json.dumps(rows))
-        return
-    table = Table("id", "name", "role", "organisation", "created", "revoked")
-    for row in rows:
-        table.add_row(
-            row["id"],
-            row["name"],
-            row["role"],
-            row["organization_id"] or "(global)",
-            row["created_at"],
-            row["revoked_at"] or "",
-        )
-    out().print(table)
+    shown = (
+        rows
+        if output != "table"
+        else [{**r, "organization_id": r["organization_id"] or "(global)"} for r in rows]
+    )
+    write_rows(
+        shown,
+        output,
+        columns=("id", "name", "role", "organization_id", "created_at", "revoked_at"),
+        no_wrap=("id",),
+    )
 
 
 @app.command("revoke")

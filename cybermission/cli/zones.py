@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from cybermission.cli.output import FormatOption, check_format, write_rows
 from cybermission.cli.runtime import command_group, err, fail, open_store, start
 from cybermission.errors import CybermissionError
 from cybermission.sites.exposure import ZoneExposure
@@ -39,21 +40,24 @@ def zones_add(
 
 
 @app.command("list")
-def zones_list() -> None:
-    """Every zone, with its site, exposure and Purdue level (JSON lines)."""
+def zones_list(output: FormatOption = "table") -> None:
+    """Every zone, with its site, exposure and Purdue level."""
     from cybermission.db import session_scope
     from cybermission.sites.service import list_sites, list_zones
 
+    check_format(output)
     with session_scope(open_store(start())) as session:
         slugs = {s.id: s.slug for s in list_sites(session)}
-        for zone in list_zones(session):
-            line = {
+        rows = [
+            {
                 "site": slugs.get(zone.site_id),
                 "name": zone.name,
                 "exposure": str(zone.exposure),
                 "purdue_level": zone.purdue_level,
             }
-            sys.stdout.write(json.dumps(line) + "\n")
+            for zone in list_zones(session)
+        ]
+    write_rows(rows, output, columns=("site", "name", "exposure", "purdue_level"))
 
 
 @app.command("attach")
@@ -61,6 +65,10 @@ def zones_attach(
     scope: Annotated[str, typer.Argument(help="The scope's name.")],
     site: Annotated[str, typer.Argument(help="The site's slug.")],
     zone: Annotated[str | None, typer.Argument(help="The zone's name.")] = None,
+    organization: Annotated[
+        str | None,
+        typer.Option(help="The scope's organisation (slug), where several use the name."),
+    ] = None,
 ) -> None:
     """Place the devices a scope covers in a site's zone (taken into account at the next scan)."""
     from cybermission.db import session_scope
@@ -69,7 +77,7 @@ def zones_attach(
     engine = open_store(start())
     try:
         with session_scope(engine) as session:
-            attach_scope(session, scope=scope, site=site, zone=zone)
+            attach_scope(session, scope=scope, site=site, zone=zone, organization=organization)
     except CybermissionError as exc:
         raise fail(exc) from exc
     err().print(f"scope {scope} placed in {site}{'/' + zone if zone else ''}")

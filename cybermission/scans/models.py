@@ -4,14 +4,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
 
 
 class ScopeBase(SQLModel):
-    name: str = Field(index=True, unique=True, max_length=100)
+    # Unique per organisation (its site's): a clash never names another partner's scopes.
+    name: str = Field(index=True, max_length=100)
     cidrs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     excludes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     valid_from: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -24,8 +25,12 @@ class ScopeBase(SQLModel):
 
 class Scope(ScopeBase, table=True):
     __tablename__ = "scope"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
 
     id: str = Field(default_factory=new_id, primary_key=True)
+    # The organisation of its site, kept here so names are unique per organisation and a run's
+    # guard is built from its organisation's scopes only; None: a global scope (no site).
+    organization_id: str | None = Field(default=None, foreign_key="organization.id", index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

@@ -116,7 +116,7 @@ def _begin(
         expire_acceptances(session, now=run.started_at)
         return _Begun(
             run=run,
-            guard=guard or build_guard(session, settings),
+            guard=guard or build_guard(session, settings, organization_id=run.organization_id),
             placements=load_placements(session),
             advisories=AdvisoryIndex.load(session),
         )
@@ -189,8 +189,10 @@ async def execute_scan(
         gate = DeviceGate(
             per_host_rate_per_s=pacing.per_host_rate_per_s,
             strikes_before_back_off=pacing.strikes_before_back_off,
+            probe_timeout_s=pacing.probe_timeout_s,
+            probes_in_flight=pacing.probes_in_flight,
         )
-        connector = Connector(guard, pacer=gate)
+        connector = Connector(guard, pacer=gate, shared_udp=True)
         writing = asyncio.create_task(
             write_batches(engine, state, queue, retry_s=settings.runs.store_retry_s)
         )
@@ -226,13 +228,14 @@ async def execute_scan(
             )
             engine_observations = {(o.address, o.port): o for o in found.observations}
             swept = _replay(found.hosts)
-        async with _closing(swept), _closing(_hosts(swept, state, udp=plan.has_udp)) as live:
-            await identify_paced(
-                live,
-                identify,
-                gate=gate,
-                probes_in_flight=pacing.probes_in_flight,
-            )
+        try:
+            async with (
+                _closing(swept),
+                _closing(_hosts(swept, state, udp=plan.has_udp)) as live,
+            ):
+                await identify_paced(live, identify, gate=gate)
+        finally:
+            connector.close()
         await queue.put(None)
         await writing
     except CybermissionError as exc:

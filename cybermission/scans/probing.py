@@ -8,6 +8,7 @@ any store code (pyproject, "the probing side imports no store code").
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -160,12 +161,16 @@ async def _observe_now(
         ledger=ledger,
         options=options,
     )
+    answers = gate.answer_times
+    started = time.monotonic()
     try:
-        observation = await probe.observe(target, timeout_s=timeout_s)
+        # The configured timeout, widened while recent answers show a busy machine.
+        observation = await probe.observe(target, timeout_s=max(timeout_s, answers.timeout_s))
     except ProbeTimeoutError:
         if probe.transport is Transport.UDP:
             return None  # nobody there: the normal answer of most addresses on a UDP port
         _record_failure(report, probe, port, "ProbeTimeoutError: no answer in time")
+        answers.silence()
         _strike(gate, report, f"{probe.name} on port {port}: timeout")
         return None
     except (ProbeError, OSError) as exc:
@@ -177,6 +182,7 @@ async def _observe_now(
     else:
         if observation is not None:
             gate.clear(report.address)
+            answers.record(time.monotonic() - started)
         elif ledger.early_closes:
             _strike(gate, report, f"{probe.name} on port {port}: closed before answering")
         return observation

@@ -98,7 +98,7 @@ def run_state(
         run_id=scan_run_id,
         scanned=tuple((p, "tcp") for p in run.ports) + tuple((p, "udp") for p in run.udp_ports),
         rules=RuleSet(load_rules(settings.rules_dirs)),
-        guard=guard or build_guard(session, settings),
+        guard=guard or build_guard(session, settings, organization_id=run.organization_id),
         placements=load_placements(session),
         progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=run.hosts_total),
         callback=progress,

@@ -33,7 +33,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import BaseModel, model_validator
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import JSON, Column, Engine
+from sqlalchemy import JSON, Column, Engine, UniqueConstraint
 from sqlmodel import Field, Session, SQLModel, col, delete, select
 
 from cybermission.config import Settings
@@ -129,7 +129,8 @@ class Blackout(BaseModel):
 
 
 class ScheduleBase(SQLModel):
-    name: str = Field(max_length=100, unique=True, index=True)
+    # Unique per organisation: a clash never names another partner's schedules.
+    name: str = Field(max_length=100, index=True)
     scope_id: str = Field(foreign_key="scope.id", index=True)
     # The site whose time zone the cron and the windows are in; defaults to the scope's site.
     site_id: str | None = Field(default=None, foreign_key="site.id", index=True)
@@ -153,6 +154,7 @@ class ScheduleBase(SQLModel):
 
 class Schedule(ScheduleBase, table=True):
     __tablename__ = "schedule"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
 
     id: str = Field(default_factory=new_id, primary_key=True)
     organization_id: str | None = Field(default=None, foreign_key="organization.id", index=True)
@@ -310,11 +312,10 @@ def create_schedule(
 ) -> Schedule:
     """Validate and store a schedule, plan its first run, audit the creation."""
     now = now or utcnow()
-    if session.exec(select(Schedule).where(Schedule.name == data.name)).first() is not None:
-        raise ConflictError(f"name: a schedule named {data.name!r} already exists")
     schedule = Schedule.model_validate(data, update={"created_by": actor[:100]})
     schedule.created_at = schedule.updated_at = now
     _validate(session, schedule, settings)
+    _check_name(session, schedule)
     schedule.next_due_at = next_fire_after(schedule, schedule_timezone(session, schedule), now)
     session.add(schedule)
     session.flush()
@@ -327,6 +328,20 @@ def create_schedule(
         now,
     )
     return schedule
+
+
+def _check_name(session: Session, schedule: Schedule) -> None:
+    """The name is new in the schedule's organisation (or among global schedules)."""
+    same_owner = (
+        Schedule.organization_id == schedule.organization_id
+        if schedule.organization_id is not None
+        else col(Schedule.organization_id).is_(None)
+    )
+    query = select(Schedule).where(
+        Schedule.name == schedule.name, same_owner, Schedule.id != schedule.id
+    )
+    if session.exec(query).first() is not None:
+        raise ConflictError(f"name: a schedule named {schedule.name!r} already exists")
 
 
 def update_schedule(
@@ -345,13 +360,10 @@ def update_schedule(
     if unknown:
         raise ValidationError(f"{sorted(unknown)[0]}: not a schedule field")
     before = _snapshot(schedule)
-    if "name" in changes and changes["name"] != schedule.name:
-        clash = session.exec(select(Schedule).where(Schedule.name == changes["name"])).first()
-        if clash is not None:
-            raise ConflictError(f"name: a schedule named {changes['name']!r} already exists")
     for key, value in changes.items():
         setattr(schedule, key, value)
     _validate(session, schedule, settings)
+    _check_name(session, schedule)
     after = _snapshot(schedule)
     diff = {k: [before[k], after[k]] for k in after if before.get(k) != after[k]}
     if not diff:
@@ -596,7 +608,8 @@ def _start(
     try:
         scan = create_scan_run(
             session,
-            guard=build_guard(session, settings),
+            # The schedule's organisation's scopes only: its run stays in that space.
+            guard=build_guard(session, settings, organization_id=schedule.organization_id),
             targets=list(schedule.targets),
             ports=schedule.ports,
             settings=settings,

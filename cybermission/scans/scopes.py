@@ -1,6 +1,7 @@
 """Authorised scopes in the store, and the scope guard built from them."""
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -9,45 +10,110 @@ from cybermission.config import Settings
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.guard import ScopeGuard, ScopeRule, parse_network
 from cybermission.scans.models import Scope, ScopeBase
-from cybermission.sites.models import Site
+from cybermission.sites.allocations import check_within_allocations
+from cybermission.sites.models import Organization, Site
 from cybermission.sites.service import get_site_by_id_or_raise, get_zone_or_raise
-from cybermission.visibility import get_visible_or_raise
+from cybermission.visibility import get_visible_or_raise, visible
 
 DEFAULT_SCOPE_NAME = "default-loopback"
 
 
 def create_scope(session: Session, *, data: ScopeBase) -> Scope:
-    """Store a scope after validating every CIDR (too-wide or malformed networks are refused)."""
-    for cidr in data.cidrs:
-        parse_network(cidr, field="cidrs")
-    for cidr in data.excludes:
-        parse_network(cidr, field="excludes")
+    """Store a scope after validating every CIDR (too-wide or malformed networks are refused).
+
+    A scope placed on a site belongs to the site's organisation: its networks must lie inside
+    that organisation's allocations, and its name must be new in that organisation.
+    """
+    _check_networks(data.cidrs, data.excludes)
     if not data.cidrs:
         raise ValidationError("cidrs: a scope needs at least one network")
-    if session.exec(select(Scope).where(Scope.name == data.name)).first() is not None:
-        raise ConflictError(f"name: a scope named {data.name!r} already exists")
+    _check_validity(data.valid_from, data.valid_until)
     scope = Scope.model_validate(data)
+    scope.organization_id = _site_organization(session, scope.site_id)
+    _check_owner(session, scope)
     session.add(scope)
     session.flush()
     return scope
 
 
+def _check_networks(cidrs: Sequence[str] | None, excludes: Sequence[str] | None) -> None:
+    for cidr in cidrs or ():
+        parse_network(cidr, field="cidrs")
+    for cidr in excludes or ():
+        parse_network(cidr, field="excludes")
+
+
+def _check_validity(valid_from: datetime | None, valid_until: datetime | None) -> None:
+    if (
+        valid_from is not None
+        and valid_until is not None
+        and _aware(valid_until) <= _aware(valid_from)
+    ):
+        raise ValidationError("valid_until: must come after valid_from")
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _site_organization(session: Session, site_id: str | None) -> str | None:
+    if site_id is None:
+        return None
+    site = session.get(Site, site_id)
+    if site is None:
+        raise NotFoundError(f"site_id: no site with id {site_id!r}")
+    return site.organization_id
+
+
+def _check_owner(session: Session, scope: Scope) -> None:
+    """The scope's name is new in its organisation (or among global scopes), and an
+    organisation's scope lies inside that organisation's allocations."""
+    clash = session.exec(
+        select(Scope).where(
+            Scope.name == scope.name,
+            Scope.organization_id == scope.organization_id
+            if scope.organization_id is not None
+            else col(Scope.organization_id).is_(None),
+            Scope.id != scope.id,
+        )
+    ).first()
+    if clash is not None:
+        raise ConflictError(f"name: a scope named {scope.name!r} already exists")
+    if scope.organization_id is not None:
+        check_within_allocations(
+            session, organization_id=scope.organization_id, cidrs=scope.cidrs, field="cidrs"
+        )
+
+
 def list_scopes(session: Session, *, visible_to: str | None = None) -> list[Scope]:
     """The scopes ``visible_to`` sees, by name: an organisation's are those of its sites
     (None, the CLI's and the pipeline's: every scope)."""
-    query = select(Scope).order_by(col(Scope.name))
-    if visible_to is not None:
-        query = query.where(
-            col(Scope.site_id).in_(select(Site.id).where(Site.organization_id == visible_to))
-        )
-    return list(session.exec(query).all())
+    query = select(Scope).where(visible(col(Scope.organization_id), visible_to))
+    return list(session.exec(query.order_by(col(Scope.name), col(Scope.id))).all())
 
 
-def delete_scope(session: Session, *, name: str) -> None:
-    scope = session.exec(select(Scope).where(Scope.name == name)).first()
-    if scope is None:
+def find_scope_or_raise(session: Session, *, name: str, organization: str | None = None) -> Scope:
+    """The scope named ``name`` (the CLI's way to name one); ``organization`` (a slug) picks
+    among organisations that use the same name."""
+    query = select(Scope).where(Scope.name == name)
+    if organization is not None:
+        org = session.exec(select(Organization).where(Organization.slug == organization)).first()
+        if org is None:
+            raise NotFoundError(f"organization: no organisation {organization!r}")
+        query = query.where(Scope.organization_id == org.id)
+    found = list(session.exec(query).all())
+    if not found:
         raise NotFoundError(f"no scope named {name!r}")
+    if len(found) > 1:
+        raise ConflictError(
+            f"name: {len(found)} organisations have a scope named {name!r}; name the organisation"
+        )
+    return found[0]
+
+
+def delete_scope(session: Session, *, scope: Scope) -> None:
     session.delete(scope)
+    session.flush()
 
 
 def guard_from_scopes(scopes: Sequence[Scope], settings: Settings) -> ScopeGuard:
@@ -64,22 +130,23 @@ def guard_from_scopes(scopes: Sequence[Scope], settings: Settings) -> ScopeGuard
                 s.valid_until,
                 site_id=s.site_id,
                 zone_id=s.zone_id,
+                organization_id=s.organization_id,
             )
             for s in scopes
         ]
     )
 
 
-def build_guard(session: Session, settings: Settings) -> ScopeGuard:
-    return guard_from_scopes(list_scopes(session), settings)
-
-
-def _scope_organization(session: Session, scope: Scope) -> str | None:
-    """A scope belongs to the organisation of its site; a scope with no site is global."""
-    if scope.site_id is None:
-        return None
-    site = session.get(Site, scope.site_id)
-    return site.organization_id if site is not None else None
+def build_guard(
+    session: Session, settings: Settings, *, organization_id: str | None = None
+) -> ScopeGuard:
+    """The guard of a run of ``organization_id``: that organisation's scopes only, so its run can
+    neither reach nor place devices in another organisation's space (None, a global run: every
+    scope). An organisation with no scope may scan nothing (the loopback default is global)."""
+    scopes = list_scopes(session, visible_to=organization_id)
+    if organization_id is not None and not scopes:
+        return ScopeGuard([])
+    return guard_from_scopes(scopes, settings)
 
 
 def get_scope_or_raise(*, session: Session, scope_id: str, visible_to: str | None) -> Scope:
@@ -89,7 +156,7 @@ def get_scope_or_raise(*, session: Session, scope_id: str, visible_to: str | Non
         scope_id,
         visible_to=visible_to,
         what="scope",
-        organization_of=lambda s: _scope_organization(session, s),
+        organization_of=lambda s: s.organization_id,
     )
 
 
@@ -112,12 +179,13 @@ def update_scope(
     *, session: Session, scope_id: str, changes: Mapping[str, Any], visible_to: str | None
 ) -> Scope:
     """Change the fields in ``changes`` (networks, validity, reference, placement) of a scope
-    ``visible_to`` sees, after checking them all; a None ``reference`` leaves it as it is."""
+    ``visible_to`` sees, after checking them all (a move to another organisation's site is
+    checked against that organisation's allocations and names)."""
     scope = get_scope_or_raise(session=session, scope_id=scope_id, visible_to=visible_to)
-    for cidr in changes.get("cidrs") or []:
-        parse_network(cidr, field="cidrs")
-    for cidr in changes.get("excludes") or []:
-        parse_network(cidr, field="excludes")
+    for field, value in changes.items():
+        if value is None and field in _REQUIRED_ON_UPDATE:
+            raise ValidationError(f"{field}: may not be null (send a value, or leave it out)")
+    _check_networks(changes.get("cidrs"), changes.get("excludes"))
     if "cidrs" in changes and not changes["cidrs"]:
         raise ValidationError("cidrs: a scope needs at least one network")
     check_scope_placement(
@@ -126,14 +194,17 @@ def update_scope(
         zone_id=changes.get("zone_id", scope.zone_id),
         visible_to=visible_to,
     )
-    valid_from = changes.get("valid_from", scope.valid_from)
-    valid_until = changes.get("valid_until", scope.valid_until)
-    if valid_from is not None and valid_until is not None and valid_until <= valid_from:
-        raise ValidationError("valid_until: must come after valid_from")
+    _check_validity(
+        changes.get("valid_from", scope.valid_from), changes.get("valid_until", scope.valid_until)
+    )
     for field, value in changes.items():
-        if field == "reference" and value is None:
-            continue
         setattr(scope, field, value)
+    scope.organization_id = _site_organization(session, scope.site_id)
+    _check_owner(session, scope)
     session.add(scope)
     session.flush()
     return scope
+
+
+# Columns that hold no null: a PATCH that sends null for one is refused, naming the field.
+_REQUIRED_ON_UPDATE = frozenset({"name", "cidrs", "excludes", "reference"})

@@ -25,13 +25,14 @@ async def identify_paced(
     identify: Callable[[HostResult], Awaitable[None]],
     *,
     gate: DeviceGate,
-    probes_in_flight: int,
 ) -> None:
-    """Run ``identify`` on every host of ``hosts``, at most ``probes_in_flight`` at once.
+    """Run ``identify`` on every host of ``hosts``, as many at once as the gate's window allows.
 
-    The first error of an ``identify`` cancels the others and is raised here.
+    The window (``gate.answer_times.window``, at most ``probes_in_flight``) narrows when probes
+    go unanswered and widens with answers. The first error of an ``identify`` cancels the
+    others and is raised here.
     """
-    slots = asyncio.Semaphore(probes_in_flight)
+    slots = _Window(lambda: gate.answer_times.window)
     tasks: set[asyncio.Task[None]] = set()
     failure: list[BaseException] = []
 
@@ -66,3 +67,22 @@ async def identify_paced(
             await asyncio.gather(*tasks, return_exceptions=True)
     if failure:
         raise failure[0]
+
+
+class _Window:
+    """A counting limit whose size is read at every acquire (it may shrink or grow meanwhile)."""
+
+    def __init__(self, size: Callable[[], int]) -> None:
+        self._size = size
+        self._held = 0
+        self._freed = asyncio.Event()
+
+    async def acquire(self) -> None:
+        while self._held >= self._size():
+            self._freed.clear()
+            await self._freed.wait()
+        self._held += 1
+
+    def release(self) -> None:
+        self._held -= 1
+        self._freed.set()

@@ -104,8 +104,10 @@ async def scan_chunk(
     gate = DeviceGate(
         per_host_rate_per_s=pacing.per_host_rate_per_s,
         strikes_before_back_off=pacing.strikes_before_back_off,
+        probe_timeout_s=pacing.probe_timeout_s,
+        probes_in_flight=pacing.probes_in_flight,
     )
-    connector = Connector(guard, pacer=gate)
+    connector = Connector(guard, pacer=gate, shared_udp=True)
 
     async def identify(host: HostResult) -> None:
         report = await identify_host(
@@ -132,7 +134,10 @@ async def scan_chunk(
                 continue
             yield host
 
-    await identify_paced(swept(), identify, gate=gate, probes_in_flight=pacing.probes_in_flight)
+    try:
+        await identify_paced(swept(), identify, gate=gate)
+    finally:
+        connector.close()
     result.reports.sort(key=lambda r: r.address)
     return result
 

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
-from cybermission.guard import ScopeGuard, ScopeRule
+from cybermission.guard import ScopeGuard, ScopeRule, parse_network
 from cybermission.rules.loader import RuleSet
 from cybermission.scans.models import ScanRun, ScanStatus, Scope, ScopeBase
 from cybermission.scans.probing import ScanProgress
@@ -45,6 +45,7 @@ from cybermission.sensors.topology import (
     site_vhost,
     vhost_url,
 )
+from cybermission.sites.allocations import create_allocation, list_allocations
 from cybermission.sites.models import Organization, Site
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,11 @@ def add_site(
     timezone: str = "UTC",
     organization: str = DEFAULT_ORGANIZATION,
 ) -> Site:
-    """A site and its authorised networks (a scope named after it)."""
+    """A site and its authorised networks (a scope named after it).
+
+    The CLI's operator is a global admin: the networks are allocated to the organisation (where
+    they are not yet) and authorised in the same step.
+    """
     if session.exec(select(Site).where(Site.slug == slug)).first() is not None:
         raise ConflictError(f"slug: a site named {slug!r} already exists")
     org = session.exec(select(Organization).where(Organization.slug == organization)).first()
@@ -75,6 +80,14 @@ def add_site(
     site = Site(organization_id=org.id, slug=slug, name=name or slug, timezone=timezone)
     session.add(site)
     session.flush()
+    allocated = {a.cidr for a in list_allocations(session, visible_to=org.id)}
+    for cidr in scope:
+        network = str(parse_network(cidr, field="scope"))
+        if network not in allocated:
+            create_allocation(
+                session, organization_id=org.id, cidr=network, reference=f"site {slug}"
+            )
+            allocated.add(network)
     create_scope(session, data=ScopeBase(name=f"site-{slug}", cidrs=list(scope), site_id=site.id))
     return site
 

@@ -1,4 +1,5 @@
-"""Tables of organisations (partners), sites (a plant, a district) and zones (a network cell)."""
+"""Tables of organisations (partners), the networks allocated to them, sites (a plant, a district)
+and zones (a network cell)."""
 
 from datetime import datetime
 
@@ -19,6 +20,24 @@ class Organization(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True)
     slug: str = Field(max_length=64, unique=True, index=True)
     name: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Allocation(SQLModel, table=True):
+    """A network a global admin allocated to an organisation: its scopes must lie inside one.
+
+    Two organisations may hold overlapping allocations (private ranges are reused from one partner
+    to the next); what keeps them apart is that each run scans with its own organisation's scopes.
+    """
+
+    __tablename__ = "allocation"
+    __table_args__ = (UniqueConstraint("organization_id", "cidr"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    organization_id: str = Field(foreign_key="organization.id", index=True)
+    cidr: str = Field(max_length=64)
+    reference: str = Field(default="", max_length=500)
+    created_by: str = Field(default="cli", max_length=100)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

@@ -1,12 +1,14 @@
 """Property-based tests from the OpenAPI schema (schemathesis): no request makes a server error.
 
-In process against the ASGI app with an admin token, on a SQLite store whose only scope is a
-loopback /24 of the api tests' range, so a generated scan can reach nothing else. The endless
-event stream is left out (it is tested on a real server in routes/test_events.py).
+In process against the ASGI app with an admin token, on a SQLite and a PostgreSQL store whose
+only scopes are loopback /24s of the api tests' range, so a generated scan can reach nothing
+else. The endless event stream is left out (it is tested on a real server in
+routes/test_events.py). Not stateful: the schema declares no links between operations.
 """
 
 import asyncio
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -20,6 +22,7 @@ from hypothesis import HealthCheck, settings
 from pydantic import SecretStr
 from schemathesis.core import NotSet
 from schemathesis.generation.case import Case
+from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel
 
 from api.app import create_app
@@ -27,32 +30,36 @@ from cybermission.config import load_settings
 from cybermission.db import create_db_engine
 from cybermission.scans.models import Scope
 from tests.api.conftest import AUTH, BASE_URL, TOKEN
-from tests.api.world import build_world
+from tests.api.world import World, build_world
+from tests.conftest import _postgres_engine
 
 FUZZ_SCOPE = "127.40.3.0/24"
 EXAMPLES_PER_OPERATION = 6
 CALL_TIMEOUT_S = 60
 
 
-def _app(tmp: Path) -> FastAPI:
-    engine = create_db_engine(f"sqlite:///{tmp}/fuzz.db")
+def _app(engine: Engine) -> tuple[FastAPI, World]:
+    """The app on ``engine`` with the two-organisation world and a global fuzz scope."""
     SQLModel.metadata.create_all(engine)
-    build_world(engine)
+    world = build_world(engine)
     with Session(engine) as session:
         session.add(Scope(name="fuzz", cidrs=[FUZZ_SCOPE]))
         session.commit()
     # build_world's scopes cover 127.40.1.0/24 and 127.40.2.0/24: nothing listens there either.
     app_settings = load_settings(
-        database_url=str(engine.url), rules_dirs=[Path("rules")], admin_token=SecretStr(TOKEN)
+        database_url=engine.url.render_as_string(hide_password=False),
+        rules_dirs=[Path("rules")],
+        admin_token=SecretStr(TOKEN),
     )
-    return create_app(app_settings, engine=engine)
+    return create_app(app_settings, engine=engine), world
 
 
 class AppThread:
     """The app, its lifespan and one client on an event loop of their own (hypothesis is sync)."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, *, store: str) -> None:
         self.app = app
+        self.store = store
         self.loop = asyncio.new_event_loop()
         self._ready: Future[httpx.AsyncClient] = Future()
         self._stop = asyncio.Event()
@@ -77,13 +84,37 @@ class AppThread:
 
     def request(self, **kwargs: Any) -> httpx.Response:
         future = asyncio.run_coroutine_threadsafe(self.client.request(**kwargs), self.loop)
-        return future.result(timeout=CALL_TIMEOUT_S)
+        response = future.result(timeout=CALL_TIMEOUT_S)
+        CALLS.setdefault(self.store, Counter())[response.status_code] += 1
+        return response
 
 
-@pytest.fixture(scope="module")
-def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppThread]:
-    with AppThread(_app(tmp_path_factory.mktemp("fuzz"))) as running:
-        yield running
+# Requests sent and their statuses, per store: printed at the end for the issue's closing note.
+CALLS: dict[str, Counter[int]] = {}
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def fuzz_app(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AppThread]:
+    if request.param == "sqlite":
+        engine = create_db_engine(f"sqlite:///{tmp_path_factory.mktemp('fuzz')}/fuzz.db")
+        with AppThread(_app(engine)[0], store="sqlite") as running:
+            yield running
+        engine.dispose()
+    else:
+        for engine in _postgres_engine():
+            with AppThread(_app(engine)[0], store="postgres") as running:
+                yield running
+    counts = CALLS.get(request.param, Counter())
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            f"\nschemathesis on {request.param}: {sum(counts.values())} requests, "
+            f"statuses {dict(sorted(counts.items()))}"
+        )
 
 
 # The schema is read at collection from an app that is built but never started (no store).

@@ -14,10 +14,13 @@ from cybermission.events import Event, EventKind
 from cybermission.findings.models import Finding, FindingStatus, Severity
 from cybermission.inventory.models import Device, IPAddress, Service
 from cybermission.scans.models import ScanRun, ScanStatus, Scope
-from cybermission.sites.models import Organization, Site, Zone
+from cybermission.sites.models import Allocation, Organization, Site, Zone
 
 # 127.40.0.0/16 is the api tests' range (tests/conftest.py); each organisation gets a /24 of it.
 NETWORKS = {"a": "127.40.1.0/24", "b": "127.40.2.0/24"}
+# What a global admin allocated to each: a /23 each, so a scope may grow a little but never into
+# the other's /24 (127.40.0.0/23 for A holds A's /24 only, 127.40.2.0/23 B's).
+ALLOCATIONS = {"a": "127.40.0.0/23", "b": "127.40.2.0/23"}
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -26,6 +29,7 @@ class OrgRows:
     """The ids of one organisation's rows."""
 
     organization: str = ""
+    allocation: str = ""
     site: str = ""
     zone: str = ""
     scope: str = ""
@@ -59,10 +63,15 @@ def build_world(engine: Engine) -> World:
             session.add(site)
             session.flush()
             zone = Zone(site_id=site.id, name="cell-1", purdue_level=1)
+            allocation = Allocation(organization_id=org.id, cidr=ALLOCATIONS[key])
             scope = Scope(
-                name=f"scope-{key}", cidrs=[NETWORKS[key]], site_id=site.id, reference="CHG-1"
+                name=f"scope-{key}",
+                cidrs=[NETWORKS[key]],
+                site_id=site.id,
+                organization_id=org.id,
+                reference="CHG-1",
             )
-            session.add_all([zone, scope])
+            session.add_all([zone, allocation, scope])
             session.flush()
             scope.zone_id = zone.id
             address = f"127.40.{index}.10"
@@ -125,6 +134,7 @@ def build_world(engine: Engine) -> World:
             )
             assert event.id is not None
             rows.organization, rows.site, rows.zone, rows.scope = org.id, site.id, zone.id, scope.id
+            rows.allocation = allocation.id
             rows.device, rows.finding, rows.scan = device.id, finding.id, run.id
             rows.event, rows.token, rows.address = event.id, issued.token.id, address
             world.orgs[key] = rows

@@ -6,11 +6,12 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cybermission.cli import app
+from tests.cli.stores import store_url
 from tests.findings.advisories.test_store import csaf
 
 
 def env(tmp_path: Path) -> dict[str, str]:
-    return {"CYBERMISSION_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db"}
+    return {"CYBERMISSION_DATABASE_URL": store_url(tmp_path / "cli.db")}
 
 
 def test_commands_import_then_reimport(tmp_path: Path) -> None:

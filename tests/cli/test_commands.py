@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from cybermission.cli.runtime import fail
 from cybermission.errors import CybermissionError
 from cybermission.probes import load_probes
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
+from tests.cli.stores import store_url
 from tests.conftest import shared_data
 
 BASE = "127.50.2.0"
@@ -33,7 +35,7 @@ async def lab() -> AsyncIterator[dict[str, LabDevice]]:
 async def _cli(tmp_path: Path, *args: str) -> tuple[int, str, str]:
     env = {
         **os.environ,
-        "CYBERMISSION_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
+        "CYBERMISSION_DATABASE_URL": store_url(tmp_path / "cli.db"),
         "CYBERMISSION_PACING__PROFILE": "lab",
         "CYBERMISSION_LOG_LEVEL": "WARNING",
     }
@@ -124,3 +126,47 @@ async def test_cli_import_pcap_reports_the_capture_assets(tmp_path: Path) -> Non
     report = json.loads(out)
     (asset,) = report["assets"]
     assert asset["services"][0]["facts"]["server_id"] == "Wingpath Limited"
+
+
+async def test_cli_allocations_add_list_remove(tmp_path: Path) -> None:
+    # `sites add` (a global operator) allocates the site's networks to its organisation.
+    code, _, err = await _cli(tmp_path, "sites", "add", "plant", "--scope", "127.50.3.0/24")
+    assert code == 0, err
+    code, out, err = await _cli(tmp_path, "allocations", "add", "default", "127.50.4.0/24")
+    assert code == 0, err
+    code, out, _ = await _cli(tmp_path, "allocations", "list", "--organization", "default")
+    assert [json.loads(line)["cidr"] for line in out.splitlines()] == [
+        "127.50.3.0/24",
+        "127.50.4.0/24",
+    ]
+    # The site's scope lies in the first: it cannot be withdrawn; the spare one can.
+    code, _, err = await _cli(tmp_path, "allocations", "remove", "default", "127.50.3.0/24")
+    assert code == 2
+    assert "site-plant" in err
+    code, _, err = await _cli(tmp_path, "allocations", "remove", "default", "127.50.4.0/24")
+    assert code == 0, err
+    code, out, _ = await _cli(tmp_path, "allocations", "list")
+    assert [json.loads(line)["cidr"] for line in out.splitlines()] == ["127.50.3.0/24"]
+
+
+def test_cli_import_pcap_works_outside_the_repository(tmp_path: Path) -> None:
+    """From an empty folder (no rules/ beside it): the packaged rules judge the capture."""
+    capture = shared_data("pcaps", "modbus", "mod_17.pcap")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CYBERMISSION_")},
+        "CYBERMISSION_DATABASE_URL": store_url(tmp_path / "cli.db"),
+    }
+    elsewhere = tmp_path / "empty"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "cybermission", "import", "pcap", str(capture), "--format", "json"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["assets"]
+    assert "modbus-unauthenticated-reachable" in {f["rule_id"] for f in report["findings"]}

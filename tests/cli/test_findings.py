@@ -20,6 +20,7 @@ from cybermission.findings.models import FindingStatus
 from cybermission.findings.service import list_transitions
 from cybermission.inventory.models import Criticality, Device
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
+from tests.cli.stores import store_url
 
 BASE = "127.50.9.0"
 TARGET = "127.50.9.0/28"
@@ -29,7 +30,7 @@ REACHABLE = "modbus-unauthenticated-reachable"
 def _env(db: Path) -> dict[str, str]:
     return {
         **os.environ,
-        "CYBERMISSION_DATABASE_URL": f"sqlite:///{db}",
+        "CYBERMISSION_DATABASE_URL": store_url(db),
         "CYBERMISSION_PACING__PROFILE": "lab",
         "CYBERMISSION_LOG_LEVEL": "WARNING",
     }
@@ -110,11 +111,17 @@ def _one(report: dict[str, Any], rule_id: str = REACHABLE) -> dict[str, Any]:
 
 
 def test_triage_list_shows_every_finding_of_the_scan(store: Path, report: dict[str, Any]) -> None:
-    code, out, _ = cli(store, "findings", "list", "--format", "json")
+    code, out, _ = cli(store, "findings", "list", "--format", "jsonl")
     assert code == 0
     rows = _lines(out)
     assert sorted(r["id"] for r in rows) == sorted(f["id"] for f in report["findings"])
     assert all(r["decision"] in ("act", "attend", "track") for r in rows)
+
+
+def test_triage_list_json_is_one_array_of_the_jsonl_rows(store: Path) -> None:
+    _, document, _ = cli(store, "findings", "list", "--format", "json")
+    _, lines, _ = cli(store, "findings", "list", "--format", "jsonl")
+    assert json.loads(document) == _lines(lines) != []
 
 
 def test_triage_list_filters_by_rule_severity_and_status(
@@ -131,7 +138,7 @@ def test_triage_list_filters_by_rule_severity_and_status(
         "--status",
         "open",
         "--format",
-        "json",
+        "jsonl",
     )
     assert code == 0
     rows = _lines(out)
@@ -140,23 +147,23 @@ def test_triage_list_filters_by_rule_severity_and_status(
     }
     assert len(rows) == sum(f["rule_id"] == REACHABLE for f in report["findings"]) == 2
     cli(store, "findings", "set", "acknowledged", rows[0]["id"], "--actor", "alice")
-    _, out, _ = cli(store, "findings", "list", "--status", "acknowledged", "--format", "json")
+    _, out, _ = cli(store, "findings", "list", "--status", "acknowledged", "--format", "jsonl")
     assert [r["id"] for r in _lines(out)] == [rows[0]["id"]]
 
 
 def test_triage_list_filters_by_confidence(store: Path, report: dict[str, Any]) -> None:
     # The lab scan's findings are rules' (no confidence): a confidence filter keeps none of them.
-    code, out, _ = cli(store, "findings", "list", "--confidence", "high", "--format", "json")
+    code, out, _ = cli(store, "findings", "list", "--confidence", "high", "--format", "jsonl")
     assert code == 0
     assert _lines(out) == []
-    _, out, _ = cli(store, "findings", "list", "--format", "json")
+    _, out, _ = cli(store, "findings", "list", "--format", "jsonl")
     assert all(r["confidence"] is None for r in _lines(out))
 
 
 def test_triage_list_table_names_the_findings(store: Path, report: dict[str, Any]) -> None:
     code, out, err = cli(store, "findings", "list", "--limit", "1")
     assert code == 0
-    _, listed, _ = cli(store, "findings", "list", "--limit", "1", "--format", "json")
+    _, listed, _ = cli(store, "findings", "list", "--limit", "1", "--format", "jsonl")
     (first,) = _lines(listed)
     assert first["id"] in out
     assert first["device_id"] in out
@@ -272,7 +279,7 @@ async def test_assets_criticality_is_kept_and_weighs_the_next_scan(
         assert device is not None
         assert device.criticality is Criticality.CRITICAL
     code, out, _ = await acli(
-        store, "findings", "list", "--rule", REACHABLE, "--device", device_id, "--format", "json"
+        store, "findings", "list", "--rule", REACHABLE, "--device", device_id, "--format", "jsonl"
     )
     (after,) = _lines(out)
     assert after["id"] == before["id"]

@@ -1,7 +1,9 @@
 """The start-up path of every command: a light ``--help``, and the store's revision checked, not
-migrated, except by ``db upgrade`` and on a new SQLite store."""
+migrated, except by ``db upgrade`` and on the embedded default store; another missing store is an
+error."""
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from typer.testing import CliRunner
 
 from cybermission import migrations
 from cybermission.cli import app
+from cybermission.config import packaged_rules_dir
 from cybermission.db import create_db_engine
 from cybermission.migrations import script_revisions, store_revisions, upgrade_database
 from tests.conftest import _postgres_engine
@@ -116,9 +119,45 @@ def test_command_on_a_store_of_a_newer_version_exits_2(store: Engine) -> None:
     assert "newer version" in output
 
 
-def test_command_on_a_new_sqlite_store_migrates_it(tmp_path: Path) -> None:
+def test_command_on_a_missing_sqlite_store_exits_2_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "var" / "mistyped.db"
+    result = CliRunner().invoke(
+        app, ["tokens", "list"], env={"CYBERMISSION_DATABASE_URL": f"sqlite:///{missing}"}
+    )
+    assert result.exit_code == 2
+    assert "no store at" in result.output
+    assert "db upgrade" in result.output
+    assert not missing.exists()
+
+
+def test_db_upgrade_creates_a_missing_sqlite_store(tmp_path: Path) -> None:
     engine = create_db_engine(f"sqlite:///{tmp_path}/var/new.db")
-    code, output = _run(engine, "tokens", "list", "--format", "json")
+    code, output = _run(engine, "db", "upgrade")
     assert code == 0, output
     assert store_revisions(engine) == script_revisions().heads
     engine.dispose()
+
+
+def test_first_command_from_an_empty_folder_creates_the_default_store(tmp_path: Path) -> None:
+    """The installed command in a folder with no rules/ and no store: the packaged rules are
+    found, and the embedded default store (./var/cybermission.db) is created on first use."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CYBERMISSION_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "cybermission", "rules", "lint", str(packaged_rules_dir())],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "cybermission", "scopes", "list"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "var" / "cybermission.db").exists()

@@ -14,6 +14,7 @@ import pytest
 
 from cybermission.config import load_settings
 from cybermission.sensors.topology import Management
+from tests.cli.stores import store_url
 from tests.timing import scaled
 
 MANAGEMENT = "http://127.0.0.1:15672"
@@ -23,7 +24,7 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # umask 0, the most careless shell: the bundle's mode must not depend on the umask.
     env = {
         **os.environ,
-        "CYBERMISSION_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
+        "CYBERMISSION_DATABASE_URL": store_url(tmp_path / "cli.db"),
         "CYBERMISSION_LOG_LEVEL": "WARNING",
     }
     return subprocess.run(

@@ -10,11 +10,12 @@ from typer.testing import CliRunner
 from cybermission.auth.service import verify_token
 from cybermission.cli import app
 from cybermission.db import create_db_engine
+from tests.cli.stores import store_url
 
 
 @pytest.fixture
 def database_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite:///{tmp_path}/cli.db"
+    url = store_url(tmp_path / "cli.db")
     monkeypatch.setenv("CYBERMISSION_DATABASE_URL", url)
     return url
 

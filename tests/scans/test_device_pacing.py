@@ -19,7 +19,7 @@ from sqlmodel import Session, SQLModel
 
 from cybermission.config import PacingProfile, PacingSettings, Settings, load_settings
 from cybermission.db import create_db_engine
-from cybermission.device_pacing import DeviceGate, Pace
+from cybermission.device_pacing import AnswerTimes, DeviceGate, Pace
 from cybermission.guard import IPAddress, ScopeGuard, ScopeRule
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.pipeline import execute_scan
@@ -238,3 +238,32 @@ async def test_scope_expiring_mid_run_makes_the_run_partial_and_lists_skipped(
         listed.update(str(start + i) for i in range(int(end) - int(start) + 1))
     assert len(listed) == 44
     assert not [e for e in run.errors if e["stage"] == "sweep"]
+
+
+def test_answer_times_widen_the_timeout_on_a_busy_machine_within_a_cap() -> None:
+    answers = AnswerTimes(2.0)
+    for _ in range(20):
+        answers.record(0.05)  # idle: answers far inside the configured timeout
+    assert answers.timeout_s == 2.0
+    for _ in range(64):
+        answers.record(1.5)  # loaded: answers take most of it
+    assert answers.timeout_s == pytest.approx(4.5)
+    for _ in range(64):
+        answers.record(30.0)
+    assert answers.timeout_s == 16.0  # never more than 8 x the configured timeout
+
+
+def test_answer_window_halves_on_silence_and_grows_back_with_answers() -> None:
+    answers = AnswerTimes(2.0, max_in_flight=64)
+    assert answers.window == 64
+    answers.silence(now=100.0)
+    answers.silence(now=101.0)  # the same congestion: within one timeout of the last halving
+    assert answers.window == 32
+    answers.silence(now=102.5)
+    assert answers.window == 16
+    for _ in range(200):
+        answers.record(0.05)
+    assert 16 < answers.window < 32  # one more per window's worth of answers
+    for _ in range(5000):
+        answers.record(0.05)
+    assert answers.window == 64  # never past the configured count

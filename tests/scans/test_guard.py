@@ -23,6 +23,33 @@ def test_parse_network_refuses_host_bits_that_would_widen_to_everything() -> Non
         parse_network("127.0.0.1/0")
 
 
+@pytest.mark.parametrize(
+    ("cidr", "what"),
+    [
+        ("64:ff9b::/96", "NAT64"),  # all of IPv4 through a NAT64 gateway
+        ("64:ff9b::a00:0/104", "NAT64"),  # 10.0.0.0/8 in disguise
+        ("64:ff9b::/32", "NAT64"),  # a wider network holding the prefix
+        ("64:ff9b:1::/48", "NAT64"),
+        ("::ffff:0:0/96", "IPv4-mapped"),
+        ("::ffff:a00:0/104", "IPv4-mapped"),
+        ("::ffff:0:a00:0/104", "IPv4-translated"),
+    ],
+)
+def test_parse_network_refuses_ipv6_that_stands_for_ipv4(cidr: str, what: str) -> None:
+    with pytest.raises(ValidationError, match=rf"^cidrs: .*{what}"):
+        parse_network(cidr, field="cidrs")
+
+
+def test_scope_guard_refuses_nat64_addresses_whatever_the_scope() -> None:
+    # ::/32 holds IPv4-translated addresses; a translated address is refused at send time anyway.
+    guard = ScopeGuard([ScopeRule.build("wide6", ["::/32"])])
+    with pytest.raises(ScopeError, match="IPv4 host"):
+        guard.check("::ffff:0:a00:1")
+    with pytest.raises(ScopeError, match="IPv4 host"):
+        guard.check("64:ff9b::a00:1")
+    assert guard.allows("::1")
+
+
 def test_parse_network_refuses_garbage_naming_the_field() -> None:
     with pytest.raises(ValidationError, match="excludes"):
         parse_network("127.0.0.0/33", field="excludes")

@@ -20,6 +20,7 @@ from cybermission.scans.probing import select_probes
 from cybermission.scans.report import build_scan_report
 from cybermission.scans.scopes import create_scope, guard_from_scopes
 from cybermission.scans.service import create_scan_run
+from cybermission.sites.allocations import create_allocation
 from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
 from tests.timing import scaled
@@ -236,6 +237,7 @@ async def test_execute_scan_places_devices_in_the_scope_zone_and_scores_by_expos
         zone = Zone(site_id=site.id, name="plant-dmz", exposure=ZoneExposure.INTERNET)
         session.add_all([org, site, zone])
         session.flush()
+        create_allocation(session, organization_id=org.id, cidr=f"{m340.address}/32")
         scope = create_scope(
             session,
             data=ScopeBase(

@@ -27,6 +27,7 @@ from cybermission.scans.schedules import (
     update_schedule,
 )
 from cybermission.scans.scopes import create_scope
+from cybermission.sites.allocations import create_allocation
 from cybermission.sites.models import Organization, Site
 
 # Tuesday 2026-03-10 12:00 UTC = 13:00 in Paris (CET, UTC+1).
@@ -42,6 +43,7 @@ def _scope(engine: Engine) -> str:
         site = Site(organization_id=org.id, slug="plant-a", name="Plant A", timezone="Europe/Paris")
         session.add(site)
         session.flush()
+        create_allocation(session, organization_id=org.id, cidr="127.24.0.0/16")
         scope = create_scope(
             session, data=ScopeBase(name="plant-a", cidrs=["127.24.1.0/24"], site_id=site.id)
         )

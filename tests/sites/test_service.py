@@ -11,6 +11,7 @@ from cybermission.inventory.criticality import set_criticality
 from cybermission.inventory.models import Criticality, Device
 from cybermission.scans.models import ScopeBase
 from cybermission.scans.scopes import create_scope
+from cybermission.sites.allocations import create_allocation
 from cybermission.sites.models import ZoneExposure
 from cybermission.sites.service import (
     attach_scope,
@@ -25,7 +26,8 @@ from cybermission.sites.service import (
 def session(engine: Engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as session:
         create_organization(session, slug="metro", name="Metro water")
-        create_site(session, organization="metro", slug="plant-a", name="Plant A")
+        site = create_site(session, organization="metro", slug="plant-a", name="Plant A")
+        create_allocation(session, organization_id=site.organization_id, cidr="127.50.0.0/16")
         session.commit()
         yield session
 

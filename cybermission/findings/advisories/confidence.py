@@ -4,15 +4,17 @@ Calibrated on the labelled set of issue 13 (tests/findings/advisories/labelled_s
 20 vendors, matched against the whole CISA archive; ``python -m bench.advisories --labelled``
 prints the figures, tests/findings/advisories/test_matcher_labelled.py holds their floors):
 
-- **high**: the device's own part number or model is spelled by the product and its firmware is
-  inside a concrete range, or the product names every version of it;
-- **medium**: a family the device belongs to (families.yaml), a placeholder pattern or a
-  catalogue-number head, with the firmware inside the range or every version;
-- **low**: the product was named but the version could not be compared (no firmware, a range
-  that is not a version, a part number in the version branch), or the evidence is a sentence of
-  the advisory's notes or remediation only.
+- **high**: the device's own part number, model or a placeholder pattern of it ("ILC 1x1") is
+  spelled by the product, and its firmware is inside a concrete range or every version is named;
+- **medium**: a family the device belongs to (families.yaml) is named as a whole, with the
+  firmware inside the range or every version;
+- **low**: the product was named but the version could not be compared (no firmware, a range that
+  is not a version, a part number in the version branch), or the evidence is a sentence of the
+  advisory's title, notes or remediation only.
 
-The measured precision of each level is stated in MEASURED_PRECISION and checked by the test.
+Measured on the labelled set (every match of the 64 devices that a label or a complete device's
+search settles): high 82 true / 0 false (precision 1.00), medium 73 / 2 (0.97), low 12 / 5
+(0.71). Keeping high keeps half of the true matches; high and medium together 93 %.
 """
 
 from enum import StrEnum
@@ -51,6 +53,6 @@ def grade(evidence: Evidence, outcome: VersionOutcome) -> Confidence:
     """The confidence of a match from its evidence and its version outcome."""
     if outcome is VersionOutcome.UNKNOWN or evidence in (Evidence.IN_VERSION, Evidence.MENTION):
         return Confidence.LOW
-    if evidence in (Evidence.PART_NUMBER, Evidence.MODEL):
+    if evidence in (Evidence.PART_NUMBER, Evidence.MODEL, Evidence.PATTERN):
         return Confidence.HIGH
     return Confidence.MEDIUM

@@ -62,6 +62,7 @@ _NAME_RANGE_RE: Final = re.compile(r"(<=|>=|<|>)\s*v?\d+(?:\.(?:\d+|x))*", re.IG
 # cut by a placeholder, by what it has): "6es75" selects a handful of Siemens part numbers where
 # "6es" would select thousands.
 _KEY_UNITS: Final = 5
+_LONG_KEYS: Final = (8, 16)
 # Vendors whose advisories write two-digit minors as floats ("2.1" for firmware 2.10).
 _FLOAT_MINOR_VENDORS: Final = frozenset({"moxa"})
 
@@ -138,6 +139,10 @@ def _keys(note: Notation) -> set[str]:
             keys.add(head)
         elif head and WILD in window:
             keys.add("?" + head)
+        for size in _LONG_KEYS:
+            longer = note.units[start : start + size]
+            if len(longer) == size and WILD not in longer:
+                keys.add(f"+{size}:{longer}")
         following = ordered[here + 1] if here + 1 < len(ordered) else len(note.units)
         word = note.units[start:following]
         if word and len(word) < _KEY_UNITS and WILD not in word:
@@ -148,7 +153,13 @@ def _keys(note: Notation) -> set[str]:
 def _lookups(note: Notation) -> tuple[str, ...]:
     """The keys a device name reaches products by (see :func:`_keys`)."""
     units = note.units
-    found = [units[:_KEY_UNITS] if len(units) >= _KEY_UNITS else "=" + units]
+    needed = len(_needed(note))
+    sizes = [size for size in _LONG_KEYS if size <= needed]
+    if sizes:
+        # Every spelling starts with that many units or more: a longer key selects far fewer.
+        found = [f"+{sizes[-1]}:{units[: sizes[-1]]}"]
+    else:
+        found = [units[:_KEY_UNITS] if len(units) >= _KEY_UNITS else "=" + units]
     found.extend("?" + units[:size] for size in range(1, min(_KEY_UNITS, len(units) + 1)))
     return tuple(found)
 
@@ -358,6 +369,10 @@ def _vendor_keys(vendor: str) -> frozenset[str]:
     """Every vendor of a product: advisories on shared components list several ("ABB, Phoenix
     Contact, Schneider Electric, Siemens, and WAGO", "General Electric (GE) and Emerson")."""
     keys = {vendor_key(vendor)}
+    # "Sensormatic Electronics, LLC, a subsidiary of Johnson Controls Inc.": the parent too.
+    parent = re.search(r"(?i)\bsubsidiary of (.+)$", vendor)
+    if parent is not None:
+        keys.add(vendor_key(parent.group(1)))
     for part in re.split(r",|\band\b|/", vendor):
         key = vendor_key(part)
         if key:
@@ -446,7 +461,10 @@ def _product_evidence(entry: _Entry, devices: list[Notation]) -> tuple[Evidence,
     found: tuple[Evidence, str] | None = None
     # Part numbers in the version branch narrow the product to them.
     for product in entry.in_version or entry.notations:
+        plain = WILD not in product.units
         for device in devices:
+            if plain and _needed(device) not in product.units:
+                continue  # what any accepted spelling of the device starts with is absent
             first = device.units[0]
             for start in product.bounds:
                 if start >= len(product.units):
@@ -466,17 +484,41 @@ def _product_evidence(entry: _Entry, devices: list[Notation]) -> tuple[Evidence,
     return found
 
 
+@lru_cache(maxsize=65536)
+def _needed(device: Notation) -> str:
+    """The units every accepted spelling of ``device`` starts with (see :func:`_accept`): a
+    one-word name, its first five (a catalogue-number head) or all; a name of several words,
+    the words up to its last that is not a rating ("PowerFlex 525" of "PowerFlex 525 480V 5HP"),
+    two at least."""
+    units = device.units
+    if " " not in device.text.strip():
+        return units[: min(len(units), 5)]
+    # A head before ratings: at least two words, and every word that is not a rating.
+    words = re.findall(r"[0-9A-Za-z]+", device.text)
+    keep = 2
+    for index, word in enumerate(words):
+        if not re.fullmatch(r"\d+[A-Za-z]{0,3}", word):
+            keep = max(keep, index + 1)
+    return units[: sum(len(w) for w in words[:keep])]
+
+
 def _model_in_device(product: Notation, devices: list[Notation]) -> tuple[Evidence, str] | None:
     """A product that is one model word ("CPE330") found whole inside a device's name
     ("PACSystems RX3i CPE330")."""
-    units = product.units
-    if len(units) < 4 or WILD in units or " " in product.text.strip() or not is_model(units):
+    # "MB3180 series", "CPE330": one model word, then filler words at most.
+    words = product.text.split()
+    while len(words) > 1 and words[-1].casefold() in FILLER:
+        words.pop()
+    if len(words) != 1:
+        return None
+    units = notation(words[0]).units
+    if len(units) < 4 or WILD in units or not is_model(units):
         return None
     for device in devices:
         at = device.units.find(units)
         while at >= 0:
             if at in device.bounds and at + len(units) in device.bounds:
-                return Evidence.MODEL, f"model {product.text!r} named in {device.text!r}"
+                return Evidence.MODEL, f"model {words[0]!r} named in {device.text!r}"
             at = device.units.find(units, at + 1)
     return None
 

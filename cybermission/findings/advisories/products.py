@@ -125,6 +125,7 @@ def align(device: Notation, product: Notation, start: int) -> list[tuple[int, in
     return found
 
 
+@lru_cache(maxsize=65536)
 def is_model(units: str) -> bool:
     """Letters and digits mixed, or a long article number: a name that identifies a model."""
     plain = units.replace(WILD, "")

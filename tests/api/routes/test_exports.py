@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 
 import httpx
 import pytest
@@ -150,3 +151,53 @@ async def test_exports_csv_neutralise_formulas_and_json_keeps_raw_values(
         if f["device_id"] == world.orgs["a"].device
     )
     assert raw_finding["vendor"] == "=1+2 Vendor"
+
+
+def _failing_after_first_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of one row, and the second row's shaping fails: a failure after the status is sent
+    (the store going away mid-download, a bug in a row) without waiting for one to happen."""
+    monkeypatch.setattr(exports, "PAGE", 1)
+    shape = exports._asset_row
+    calls = 0
+
+    def failing(*args: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise RuntimeError("store went away")
+        return shape(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(exports, "_asset_row", failing)
+
+
+@pytest.mark.parametrize("export", ["assets.csv", "assets.json"])
+async def test_exports_failing_mid_stream_end_with_the_truncation_marker(
+    client: httpx.AsyncClient, world: World, monkeypatch: pytest.MonkeyPatch, export: str
+) -> None:
+    _failing_after_first_row(monkeypatch)
+    response = await client.get(f"/api/v1/exports/{export}")
+    assert response.status_code == 200  # sent before the failure
+    assert response.text.endswith(exports.TRUNCATED_MARKER)
+    assert world.orgs["a"].device in response.text
+    if export.endswith(".json"):
+        with pytest.raises(json.JSONDecodeError):
+            response.json()  # a client that parses cannot take it for a whole export
+
+
+async def test_exports_failing_on_the_first_page_is_an_error_status(
+    client: httpx.AsyncClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> object:
+        raise RuntimeError("store went away")
+
+    monkeypatch.setattr(exports, "_asset_row", broken)
+    response = await client.get("/api/v1/exports/assets.json")
+    assert response.status_code == 500
+    assert exports.TRUNCATED_MARKER not in response.text
+
+
+async def test_exports_complete_carry_no_marker(client: httpx.AsyncClient, world: World) -> None:
+    for export in ("assets.csv", "assets.json", "findings.csv", "inventory.cdx.json"):
+        response = await client.get(f"/api/v1/exports/{export}")
+        assert response.status_code == 200
+        assert "cybermission-export-truncated" not in response.text

@@ -16,6 +16,7 @@ from cybermission.findings.advisories.normalise import compact, expand_product_n
         ("Allen-Bradley", "rockwell automation"),
         ("Mitsubishi Electric Corporation", "mitsubishi electric"),
         ("ABB", "abb"),
+        ("Schweitzer Engineering Laboratories", "sel"),
         ("Unknown Maker GmbH", "unknown maker"),
     ],
 )
