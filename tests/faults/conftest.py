@@ -105,7 +105,7 @@ def undisturbed(
     """The report of an undisturbed CLI scan of the lab targets, to compare a disturbed one with;
     ``observations`` is the count its run stored."""
     folder = tmp_path_factory.mktemp("undisturbed")
-    store = Store(url=f"sqlite:///{folder}/store.db", kind="sqlite")
+    store = _migrated(Store(url=f"sqlite:///{folder}/store.db", kind="sqlite"), folder)
     log = folder / "scan.log"
     code = run_cli(store, "scan", LAB_TARGETS, "--format", "json", log=log, timeout_s=300)
     assert code == 0, log.read_text()[-2000:]

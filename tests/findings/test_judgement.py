@@ -21,6 +21,7 @@ from cybermission.scans.models import ScanRun, ScanStatus, ScopeBase
 from cybermission.scans.probing import HostReport
 from cybermission.scans.recording import finish_run, run_state, store_reports
 from cybermission.scans.scopes import create_scope
+from cybermission.sites.allocations import create_allocation
 from cybermission.sites.models import ZoneExposure
 from cybermission.sites.service import attach_scope, create_organization, create_site, create_zone
 from tests.findings.advisories.test_store import csaf
@@ -78,6 +79,8 @@ def placed(session: Session, settings: Settings, tmp_path: Path) -> None:
     zone = create_zone(
         session, site=site.slug, name="office", exposure=ZoneExposure.ENTERPRISE, purdue_level=4
     )
+    # A scope on an organisation's site lies in the organisation's allocations (sites/allocations).
+    create_allocation(session, organization_id=org.id, cidr="127.50.44.0/24")
     create_scope(session, data=ScopeBase(name="lab", cidrs=["127.50.44.0/24"]))
     attach_scope(session, scope="lab", site=site.slug, zone=zone.name)
     session.commit()
