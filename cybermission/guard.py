@@ -165,7 +165,16 @@ class ScopeGuard:
         if translated is not None:
             raise ScopeError(address, f"an address of {translated} stands for an IPv4 host")
         moment = now or datetime.now(UTC)
-        if any(r.active_at(moment) for r in self._covering(ip)):
+        covering = [r for r in self._covering(ip) if r.active_at(moment)]
+        if covering:
+            # A global run over space two organisations reuse: whose devices it finds is not
+            # for the guard to guess (each organisation's own run is judged by its scopes only).
+            if len({r.organization_id for r in covering} - {None}) > 1:
+                raise ScopeError(
+                    address,
+                    "authorised by scopes of several organisations; scan it with one "
+                    "organisation's token so what it finds goes to that organisation",
+                )
             return ip
         active = [r for r in self._rules if r.active_at(moment)]
         if not active:

@@ -334,7 +334,14 @@ class NmapXmlImporter:
 
     name: ClassVar[str] = "nmap"
 
-    def observations(self, path: Path, decoders: Sequence[PassiveDecoder]) -> Iterator[Observation]:
+    def observations(
+        self,
+        path: Path,
+        decoders: Sequence[PassiveDecoder],
+        *,
+        problems: list[str] | None = None,
+    ) -> Iterator[Observation]:
+        """Every open port of the report; a report that is not whole nmap XML is refused."""
         try:
             size = path.stat().st_size
             if size > MAX_REPORT_BYTES:

@@ -275,31 +275,65 @@ class PcapReaderImporter:
 
     name: ClassVar[str] = "pcap"
 
-    def observations(self, path: Path, decoders: Sequence[PassiveDecoder]) -> Iterator[Observation]:
-        """One observation per (address, port, transport, probe) seen answering."""
+    def observations(
+        self,
+        path: Path,
+        decoders: Sequence[PassiveDecoder],
+        *,
+        problems: list[str] | None = None,
+    ) -> Iterator[Observation]:
+        """One observation per (address, port, transport, probe) seen answering.
+
+        A damaged capture (a record cut short, bytes left after the last whole record, a block
+        the reader cannot parse) is read up to the damage; what went wrong is appended to
+        ``problems``. A capture of which not one packet can be read is refused.
+        """
         capture = _Capture(decoders)
         _check_magic(path)
+        found = problems if problems is not None else []
         try:
             reader = RawPcapReader(str(path))
         except (OSError, Scapy_Exception) as exc:
             raise ValidationError(f"file: {path} is not a pcap or pcapng capture ({exc})") from exc
+        count = read = 0  # records met, records read whole
+        consumed = 24  # a pcap's global header; each record adds 16 and its captured length
         with reader:
-            for count, (frame, meta) in enumerate(reader):
-                if count >= MAX_PACKETS:
-                    logger.warning("capture truncated", extra={"path": str(path)})
-                    break
-                if isinstance(reader, RawPcapNgReader):
-                    # scapy's stubs type the metadata as pcap's; pcapng readers yield their own.
-                    ng = cast(RawPcapNgReader.PacketMetadata, meta)
-                    link_type = ng.linktype
-                    seen_at = ((ng.tshigh << 32) | ng.tslow) / ng.tsresol
+            try:
+                for count, (frame, meta) in enumerate(reader, start=1):
+                    if count > MAX_PACKETS:
+                        logger.warning("capture truncated", extra={"path": str(path)})
+                        break
+                    if isinstance(reader, RawPcapNgReader):
+                        # scapy's stubs type the metadata as pcap's; pcapng readers yield theirs.
+                        ng = cast(RawPcapNgReader.PacketMetadata, meta)
+                        link_type = ng.linktype
+                        seen_at = ((ng.tshigh << 32) | ng.tslow) / ng.tsresol
+                    else:
+                        if len(frame) < meta.caplen:
+                            found.append(
+                                f"packet {count}: {len(frame)} of its {meta.caplen} bytes, "
+                                "the capture is cut or damaged there; the rest is not read"
+                            )
+                            break
+                        consumed += 16 + meta.caplen
+                        link_type = reader.linktype
+                        fraction = 1e9 if getattr(reader, "nano", False) else 1e6
+                        seen_at = meta.sec + meta.usec / fraction
+                    read += 1
+                    packet = _parse_frame(link_type, frame)
+                    if packet is not None:
+                        capture.read(packet, seen_at)
                 else:
-                    link_type = reader.linktype
-                    fraction = 1e9 if getattr(reader, "nano", False) else 1e6
-                    seen_at = meta.sec + meta.usec / fraction
-                packet = _parse_frame(link_type, frame)
-                if packet is not None:
-                    capture.read(packet, seen_at)
+                    size = path.stat().st_size
+                    if not isinstance(reader, RawPcapNgReader) and consumed < size:
+                        found.append(
+                            f"after packet {read}: {size - consumed} bytes that are not a whole "
+                            "record (the capture is cut short)"
+                        )
+            except (Scapy_Exception, struct.error, ValueError) as exc:
+                found.append(f"after packet {read}: {exc}; the rest is not read")
+        if read == 0 and found:
+            raise ValidationError(f"file: {path}: no packet could be read ({found[0]})")
         capture.close_all()
         yield from capture.observations()
 

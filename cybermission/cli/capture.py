@@ -5,7 +5,9 @@ XML report (``nmap -oX``: hosts, open ports, ``-sV`` and ICS script output mappe
 probes' facts, ``scanners/nmap_xml.py``). Both store one run: inventory, rules and findings as a
 scan's. Progress (observations read, time) is drawn on stderr; the report goes to stdout.
 
-Exit status: 0 imported; 2 the file cannot be read or is not of its kind, or no store.
+A damaged capture is read up to the damage: the run is ``partial`` and its errors (and stderr)
+say where. Exit status: 0 imported (partial too); 2 the file cannot be read at all or is not of
+its kind, or no store.
 """
 
 from collections.abc import Iterable, Iterator
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cybermission.cli.report import check_format, show_report
-from cybermission.cli.runtime import command_group, err, fail, open_store, start
+from cybermission.cli.runtime import command_group, err, fail, logs_through, open_store, start
 from cybermission.errors import CybermissionError, ValidationError
 
 if TYPE_CHECKING:
@@ -39,13 +41,16 @@ def _import(kind: str, path: Path, output: str) -> None:
         raise fail(ValidationError(f"{path}: no such file"))
     settings = start()
     engine = open_store(settings)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn(f"reading {path.name}: {{task.fields[obs]}} observations"),
-        TimeElapsedColumn(),
-        console=err(),
-        transient=True,
-    ) as bar:
+    with (
+        Progress(
+            SpinnerColumn(),
+            TextColumn(f"reading {path.name}: {{task.fields[obs]}} observations"),
+            TimeElapsedColumn(),
+            console=err(),
+            transient=True,
+        ) as bar,
+        logs_through(err()),
+    ):
         task = bar.add_task("import", total=None, obs=0)
 
         def counted(observations: Iterable["Observation"]) -> Iterator["Observation"]:
@@ -53,19 +58,29 @@ def _import(kind: str, path: Path, output: str) -> None:
                 bar.update(task, obs=count)
                 yield observation
 
+        problems: list[str] = []  # filled by the reader as it meets damage
         try:
             reader = load_capture_reader(kind)
             run = import_observations(
                 engine=engine,
                 settings=settings,
                 source=f"{kind}:{path.name}",
-                observations=counted(reader.observations(path, passive_decoders())),
+                observations=counted(
+                    reader.observations(path, passive_decoders(), problems=problems)
+                ),
+                problems=problems,
             )
         except CybermissionError as exc:
             raise fail(exc) from exc
     with session_scope(engine) as session:
         report = build_scan_report(session, run.id)
     show_report(report, output)
+    from rich.markup import escape
+
+    for problem in problems:
+        err().print(f"[yellow]damaged:[/] {escape(path.name)}: {escape(problem)}")
+    if not report["assets"]:
+        err().print(f"{escape(path.name)}: no service a probe knows answered in it (0 assets)")
 
 
 @app.command("pcap")

@@ -6,6 +6,9 @@ module, so the settings, the store and rich's consoles are imported when a comma
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -52,6 +55,45 @@ def err() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+class _ConsoleLogHandler(logging.Handler):
+    """Log lines printed through a rich console: above its live progress display, not into it."""
+
+    def __init__(self, console: Console, formatter: logging.Formatter | None) -> None:
+        super().__init__()
+        self.console = console
+        if formatter is not None:
+            self.setFormatter(formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+        except (OSError, ValueError):  # a closed stream must not end the command
+            self.handleError(record)
+
+
+@contextmanager
+def logs_through(console: Console) -> Iterator[None]:
+    """While a progress display is live on ``console``, the root logger's stream handlers print
+    through it (their filters and format kept), so a log line never breaks the bar."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    swapped: list[logging.Handler] = []
+    for handler in saved:
+        if type(handler) is logging.StreamHandler:
+            replacement = _ConsoleLogHandler(console, handler.formatter)
+            replacement.setLevel(handler.level)
+            for log_filter in handler.filters:
+                replacement.addFilter(log_filter)
+            swapped.append(replacement)
+        else:
+            swapped.append(handler)
+    root.handlers[:] = swapped
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved
 
 
 def fail(exc: CybermissionError, *, code: int = 2) -> typer.Exit:

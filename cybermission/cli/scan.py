@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cybermission.cli.report import check_format, show_report
-from cybermission.cli.runtime import err, fail, open_store, start
+from cybermission.cli.runtime import err, fail, logs_through, open_store, start
 from cybermission.errors import CybermissionError
 
 if TYPE_CHECKING:
@@ -103,15 +103,18 @@ def scan(
     except SQLAlchemyError as exc:
         err().print(f"[bold red]error:[/] the store failed: {describe_store_error(exc)}")
         raise typer.Exit(code=1) from exc
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[live]} live, {task.fields[obs]} observations"),
-        TimeElapsedColumn(),
-        console=err(),
-        transient=True,
-    ) as bar:
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[live]} live, {task.fields[obs]} observations"),
+            TimeElapsedColumn(),
+            console=err(),
+            transient=True,
+        ) as bar,
+        logs_through(err()),
+    ):
         task = bar.add_task("scanning", total=total, live=0, obs=0)
 
         def show(p: ScanProgress) -> None:

@@ -22,8 +22,11 @@ class CaptureReader(Protocol):
     name: ClassVar[str]
 
     def observations(
-        self, path: Path, decoders: Sequence[PassiveDecoder]
-    ) -> Iterator[Observation]: ...
+        self, path: Path, decoders: Sequence[PassiveDecoder], *, problems: list[str] | None = None
+    ) -> Iterator[Observation]:
+        """The file's observations; damage read past is appended to ``problems`` (the run is
+        then partial), a file that cannot be read at all raises ``ValidationError``."""
+        ...
 
 
 def passive_decoders() -> list[PassiveDecoder]:

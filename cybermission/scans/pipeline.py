@@ -24,6 +24,7 @@ from cybermission.db import session_scope, utcnow
 from cybermission.device_pacing import DeviceGate
 from cybermission.errors import CybermissionError
 from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL
+from cybermission.findings.advisories.lookup import current_index
 from cybermission.findings.advisories.matching import AdvisoryIndex
 from cybermission.findings.service import expire_acceptances
 from cybermission.guard import ScopeGuard
@@ -118,7 +119,7 @@ def _begin(
             run=run,
             guard=guard or build_guard(session, settings, organization_id=run.organization_id),
             placements=load_placements(session),
-            advisories=AdvisoryIndex.load(session),
+            advisories=current_index(session),
         )
 
 
@@ -328,10 +329,13 @@ def import_observations(
     source: str,
     observations: Iterable[Observation],
     requested_by: str = "import",
+    problems: Sequence[str] = (),
 ) -> ScanRun:
     """Store observations read from a capture as a run of their own: inventory, rules, findings.
 
     Nothing is sent and nothing is closed: a capture shows what answered, not what is gone.
+    ``problems`` (damage the reader met, filled while ``observations`` are read) make the run
+    partial, each one an error of stage ``import``.
     """
     by_address: dict[str, HostReport] = {}
     for observation in observations:
@@ -356,4 +360,5 @@ def import_observations(
     state.progress.hosts_live = len(reports)
     for start in range(0, len(reports), WRITE_BATCH_HOSTS):
         store_batch(engine, state, reports[start : start + WRITE_BATCH_HOSTS])
-    return finish_run(engine, state, ScanStatus.SUCCEEDED)
+    state.add_errors({"target": source, "stage": "import", "error": p} for p in problems)
+    return finish_run(engine, state, ScanStatus.PARTIAL if problems else ScanStatus.SUCCEEDED)

@@ -19,6 +19,7 @@ from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.errors import CybermissionError
 from cybermission.events import EventKind, record_event
+from cybermission.findings.advisories.lookup import current_index
 from cybermission.findings.advisories.matching import AdvisoryIndex
 from cybermission.findings.payloads import finding_event_payload
 from cybermission.findings.service import FindingDraft, record_findings, resolve_absent
@@ -102,7 +103,7 @@ def run_state(
         placements=load_placements(session),
         progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=run.hosts_total),
         callback=progress,
-        advisories=AdvisoryIndex.load(session),
+        advisories=current_index(session),
     )
 
 

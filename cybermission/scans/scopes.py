@@ -1,6 +1,6 @@
 """Authorised scopes in the store, and the scope guard built from them."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -116,10 +116,8 @@ def delete_scope(session: Session, *, scope: Scope) -> None:
     session.flush()
 
 
-def guard_from_scopes(scopes: Sequence[Scope], settings: Settings) -> ScopeGuard:
-    """Stored scopes when there are any; otherwise the settings' default (loopback only)."""
-    if not scopes:
-        return ScopeGuard([ScopeRule.build(DEFAULT_SCOPE_NAME, settings.default_scope_cidrs)])
+def scope_guard(scopes: Iterable[Scope]) -> ScopeGuard:
+    """The guard of exactly these stored scopes: the one place scope rows become guard rules."""
     return ScopeGuard(
         [
             ScopeRule.build(
@@ -135,6 +133,13 @@ def guard_from_scopes(scopes: Sequence[Scope], settings: Settings) -> ScopeGuard
             for s in scopes
         ]
     )
+
+
+def guard_from_scopes(scopes: Sequence[Scope], settings: Settings) -> ScopeGuard:
+    """Stored scopes when there are any; otherwise the settings' default (loopback only)."""
+    if not scopes:
+        return ScopeGuard([ScopeRule.build(DEFAULT_SCOPE_NAME, settings.default_scope_cidrs)])
+    return scope_guard(scopes)
 
 
 def build_guard(

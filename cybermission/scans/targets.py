@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cybermission.errors import ScopeError, ValidationError
-from cybermission.guard import IPAddress, ScopeGuard, parse_network
+from cybermission.guard import IPAddress, ScopeGuard, ScopeRule, parse_network
 
 DEFAULT_MAX_HOSTS = 1 << 20
 
@@ -125,8 +125,15 @@ def _plan(
         for network in rule.networks
         for piece in _subtract(_span_of(network), [_span_of(x) for x in rule.exclusions])
     )
+    contested = _contested(active)
     kept: list[_Span] = []
     for spec in parsed:
+        if any(_intersect(span, contested) for span in spec.spans):
+            raise ScopeError(
+                spec.text,
+                "authorised by scopes of several organisations; scan it with one "
+                "organisation's token so what it finds goes to that organisation",
+            )
         if spec.resolved:
             for span in spec.spans:
                 address = str(ipaddress.ip_address(span.first))
@@ -144,6 +151,23 @@ def _plan(
             raise ScopeError(spec.text, "every address is excluded by the authorised scopes")
         kept.extend(inside)
     return _merge(kept)
+
+
+def _contested(rules: Sequence[ScopeRule]) -> list[_Span]:
+    """Addresses the scopes of two or more organisations cover (reused private space): a run
+    holding both (a global one) could not tell whose devices it finds there."""
+    by_owner: dict[str, list[_Span]] = {}
+    for rule in rules:
+        if rule.organization_id is not None:
+            by_owner.setdefault(rule.organization_id, []).extend(_span_of(n) for n in rule.networks)
+    owners = [_merge(spans) for spans in by_owner.values()]
+    return _merge(
+        piece
+        for index, mine in enumerate(owners)
+        for theirs in owners[index + 1 :]
+        for span in mine
+        for piece in _intersect(span, theirs)
+    )
 
 
 def _parse(text: str, resolve: Resolver) -> _Spec:

@@ -20,12 +20,12 @@ from sqlmodel import Session, col, select
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
-from cybermission.guard import ScopeGuard, ScopeRule, parse_network
+from cybermission.guard import ScopeGuard, parse_network
 from cybermission.rules.loader import RuleSet
 from cybermission.scans.models import ScanRun, ScanStatus, Scope, ScopeBase
 from cybermission.scans.probing import ScanProgress
 from cybermission.scans.recording import RunState, finish_run, run_state, store_reports
-from cybermission.scans.scopes import create_scope
+from cybermission.scans.scopes import create_scope, scope_guard
 from cybermission.scans.service import create_scan_run
 from cybermission.scans.targets import expand_targets
 from cybermission.sensors.messages import report_from_json
@@ -109,20 +109,7 @@ def site_guard(session: Session, site: Site) -> ScopeGuard:
     scopes = session.exec(select(Scope).where(Scope.site_id == site.id)).all()
     if not scopes:
         raise ValidationError(f"site: {site.slug!r} has no authorised networks")
-    return ScopeGuard(
-        [
-            ScopeRule.build(
-                s.name,
-                s.cidrs,
-                s.excludes,
-                s.valid_from,
-                s.valid_until,
-                site_id=s.site_id,
-                zone_id=s.zone_id,
-            )
-            for s in scopes
-        ]
-    )
+    return scope_guard(scopes)
 
 
 def enroll_sensor(session: Session, settings: Settings, *, slug: str) -> dict[str, Any]:

@@ -109,9 +109,9 @@ def fuzz_app(
             with AppThread(_app(engine)[0], store="postgres") as running:
                 yield running
     counts = CALLS.get(request.param, Counter())
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # what capsys.disabled() does, module-wide
+        print(
             f"\nschemathesis on {request.param}: {sum(counts.values())} requests, "
             f"statuses {dict(sorted(counts.items()))}"
         )

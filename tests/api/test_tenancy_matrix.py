@@ -295,3 +295,18 @@ async def test_tenancy_scan_of_the_shared_network_is_each_organisations_own(
             "/api/v1/scans", json={"targets": [other], "ports": [9]}, headers=headers
         )
         assert refused.status_code == 403
+
+
+async def test_tenancy_global_scan_of_the_shared_network_is_refused(
+    tenancy_client: tuple[httpx.AsyncClient, Tenancy],
+) -> None:
+    """A global token holds both organisations' scopes over the shared network: its run could
+    not tell whose devices it finds, so it is refused (an organisation's token scans it)."""
+    client, tenancy = tenancy_client
+    response = await client.post(
+        "/api/v1/scans",
+        json={"targets": [SHARED_ADDRESS], "ports": [9]},
+        headers=tenancy.world.auth(Role.OPERATOR, "global"),
+    )
+    assert response.status_code == 403, response.text
+    assert "several organisations" in response.json()["detail"]

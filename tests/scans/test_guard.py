@@ -165,3 +165,19 @@ def test_scope_guard_refuses_non_literal_forms(text: str) -> None:
     guard = ScopeGuard([ScopeRule.build("lo", ["127.0.0.0/8"])])
     with pytest.raises(ScopeError):
         guard.check(text)
+
+
+def test_scope_guard_refuses_an_address_two_organisations_authorise() -> None:
+    """Reused private space: a run holding both organisations' scopes may not guess whose."""
+    guard = ScopeGuard(
+        [
+            ScopeRule.build("a-net", ["127.60.0.0/24"], organization_id="org-a"),
+            ScopeRule.build("b-net", ["127.60.0.0/25"], organization_id="org-b"),
+            ScopeRule.build("global", ["127.60.0.0/16"]),
+        ]
+    )
+    with pytest.raises(ScopeError, match="several organisations"):
+        guard.check("127.60.0.5")
+    assert guard.rule_for("127.60.0.5") is None
+    assert guard.allows("127.60.0.200")  # only A's (and the global scope)
+    assert ScopeGuard([r for r in guard.rules if r.organization_id != "org-b"]).allows("127.60.0.5")

@@ -1,8 +1,9 @@
 """The public matcher: which advisories affect these identities, before any scan.
 
 ``cybermission advisories match`` and ``POST /api/v1/advisories/match`` answer here. The index of
-every stored advisory takes seconds to build, so it is kept and rebuilt only when the stored
-advisories changed (their count, last import time and KEV flags).
+every stored advisory takes seconds to build, so it is kept (for the API, the CLI and the scans)
+and rebuilt only when the stored advisories changed (their count, last import time, KEV flags and
+product rows).
 """
 
 import threading
@@ -15,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from cybermission.errors import ValidationError
 from cybermission.findings.advisories.matching import AdvisoryIndex, AdvisoryMatch, DeviceIdentity
-from cybermission.findings.models import Advisory
+from cybermission.findings.models import Advisory, AdvisoryProduct
 
 MAX_IDENTITIES: Final = 1000
 MAX_NAMES: Final = 20
@@ -26,11 +27,16 @@ _cached: tuple[tuple[Any, ...], AdvisoryIndex] | None = None
 
 
 def _fingerprint(session: Session) -> tuple[Any, ...]:
+    # The store (a process may serve several), the advisories and KEV flags, and the product
+    # rows: an updated advisory's products are new rows with new random ids.
     count, last = session.exec(
         select(func.count(col(Advisory.id)), func.max(col(Advisory.imported_at)))
     ).one()
     kev = session.exec(select(func.count(col(Advisory.id))).where(col(Advisory.kev))).one()
-    return count, last, kev
+    products, newest = session.exec(
+        select(func.count(col(AdvisoryProduct.id)), func.max(col(AdvisoryProduct.id)))
+    ).one()
+    return str(session.get_bind().engine.url), count, last, kev, products, newest
 
 
 def current_index(session: Session) -> AdvisoryIndex:

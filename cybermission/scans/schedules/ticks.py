@@ -1,0 +1,376 @@
+"""Ticks: what the scheduler decides for every due schedule and waiting run.
+
+Decisions, in order, at the moment a run is due (``now`` is always passed in, for tests):
+
+1. **misfire**: due more than ``misfire_grace_s`` ago (the service was down): ``run_once`` runs
+   one catch-up run for all missed times, ``skip`` records the miss and waits for the next time;
+2. **overlap**: a run of this schedule still going (or waiting for its window) absorbs this one,
+   which is recorded as skipped; a run whose owner died is closed first (``interrupted``, by the
+   reaping every tick starts with), so a dead run never blocks its schedule;
+3. **blackout** then **window**: outside, ``wait`` parks the run until the next allowed moment,
+   ``skip`` records it as skipped;
+4. the scan run is created (targets judged by the scope guard, as for any scan) and started.
+
+A scope that belongs to a site scanned by its own sensor (the distributed mode, SCALE-OUT.md) is
+handed to a :class:`SitePlanner` instead: it writes the run and its chunks, bounded by the end of
+the current window or the next blackout, and the central relay dispatches them; nothing is
+launched here. The planner is injected (the scans domain never imports the sensors package).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from cybermission.config import Settings
+from cybermission.db import session_scope, utcnow
+from cybermission.errors import ScopeError, ValidationError
+from cybermission.scans.models import ScanRun, Scope
+from cybermission.scans.ownership import reap_orphaned_runs, this_process
+from cybermission.scans.schedules.models import (
+    Misfire,
+    OutsideWindow,
+    RunOutcome,
+    RunTrigger,
+    Schedule,
+    ScheduleRun,
+)
+from cybermission.scans.schedules.service import get_schedule_or_raise, record_audit
+from cybermission.scans.schedules.timing import (
+    allowed_until,
+    blackouts_of,
+    describe_windows,
+    in_blackout,
+    in_window,
+    next_allowed,
+    next_fire_after,
+    schedule_timezone,
+    windows_of,
+)
+from cybermission.scans.scopes import build_guard
+from cybermission.scans.service import create_scan_run
+
+
+class SitePlanner(Protocol):
+    """Writes a site's distributed scan in the caller's transaction, or returns None when the
+    site has no sensor to run it (the embedded pipeline runs it then)."""
+
+    def __call__(
+        self,
+        session: Session,
+        settings: Settings,
+        *,
+        site_id: str,
+        targets: list[str],
+        ports: list[int] | None,
+        not_after: datetime | None,
+        requested_by: str,
+    ) -> ScanRun | None: ...
+
+
+def _running(session: Session, schedule_id: str) -> ScheduleRun | None:
+    """A run of this schedule that is still going or still waiting for its window."""
+    waiting = session.exec(
+        select(ScheduleRun)
+        .where(ScheduleRun.schedule_id == schedule_id)
+        .where(ScheduleRun.outcome == RunOutcome.WAITING)
+    ).first()
+    if waiting is not None:
+        return waiting
+    return session.exec(
+        select(ScheduleRun)
+        .join(ScanRun, col(ScanRun.id) == col(ScheduleRun.scan_run_id))
+        .where(ScheduleRun.schedule_id == schedule_id)
+        .where(ScheduleRun.outcome == RunOutcome.STARTED)
+        .where(col(ScanRun.finished_at).is_(None))
+    ).first()
+
+
+def _start_on_site(
+    session: Session,
+    schedule: Schedule,
+    run: ScheduleRun,
+    settings: Settings,
+    plan_site: SitePlanner,
+    not_after: datetime | None,
+) -> bool:
+    """Hand the run to the scope's site sensor; False if the scope's site has none."""
+    scope = session.get(Scope, schedule.scope_id)
+    if scope is None or scope.site_id is None:
+        return False
+    try:
+        scan = plan_site(
+            session,
+            settings,
+            site_id=scope.site_id,
+            targets=list(schedule.targets),
+            ports=schedule.ports,
+            not_after=not_after,
+            requested_by=f"schedule:{schedule.name}"[:100],
+        )
+    except ScopeError as exc:
+        run.outcome = RunOutcome.REFUSED
+        run.reason = f"scope guard refused the targets: {exc}"[:500]
+        return True
+    if scan is None:
+        return False
+    run.outcome = RunOutcome.STARTED
+    run.scan_run_id = scan.id
+    run.start_after = None
+    run.reason = f"dispatched to the sensor of site {scope.site_id}"[:500]
+    return True
+
+
+def _start(
+    session: Session,
+    schedule: Schedule,
+    run: ScheduleRun,
+    settings: Settings,
+    launched: list[str],
+    *,
+    plan_site: SitePlanner | None = None,
+    not_after: datetime | None = None,
+) -> None:
+    if plan_site is not None and _start_on_site(
+        session, schedule, run, settings, plan_site, not_after
+    ):
+        return  # a distributed run (or refused): the relay dispatches it, nothing to launch
+    try:
+        scan = create_scan_run(
+            session,
+            # The schedule's organisation's scopes only: its run stays in that space.
+            guard=build_guard(session, settings, organization_id=schedule.organization_id),
+            targets=list(schedule.targets),
+            ports=schedule.ports,
+            settings=settings,
+            requested_by=f"schedule:{schedule.name}"[:100],
+            # Owned from birth: if this process dies before it launches the run, the reaper
+            # closes it and the schedule is not blocked.
+            owner=this_process(),
+        )
+    except ScopeError as exc:
+        run.outcome = RunOutcome.REFUSED
+        run.reason = f"scope guard refused the targets: {exc}"[:500]
+        return
+    scan.organization_id = schedule.organization_id
+    if schedule.site_id is not None:
+        scan.site_id = schedule.site_id
+    else:  # the scope's site, as for the time zone: its assets and findings carry that site
+        scope = session.get(Scope, schedule.scope_id)
+        scan.site_id = scope.site_id if scope is not None else None
+    run.outcome = RunOutcome.STARTED
+    run.scan_run_id = scan.id
+    run.start_after = None
+    launched.append(scan.id)
+
+
+def _decide(
+    session: Session,
+    schedule: Schedule,
+    run: ScheduleRun,
+    *,
+    now: datetime,
+    tz: ZoneInfo,
+    settings: Settings,
+    launched: list[str],
+    honour_window: bool = True,
+    plan_site: SitePlanner | None = None,
+) -> None:
+    # Overlap first: a run still going, or already waiting for the window, absorbs this one.
+    other = _running(session, schedule.id)
+    if other is not None and other.id != run.id:
+        run.outcome = RunOutcome.SKIPPED_OVERLAP
+        state = "waiting for its window" if other.outcome is RunOutcome.WAITING else "running"
+        run.reason = f"skipped: run {other.id} of this schedule is still {state}"[:500]
+        return
+    blackout = in_blackout(blackouts_of(schedule), tz, now)
+    outside = honour_window and not in_window(windows_of(schedule), tz, now)
+    if blackout is not None or outside:
+        if blackout is not None:
+            label = f" ({blackout.reason})" if blackout.reason else ""
+            why = f"in blackout{label} until {blackout.bounds(tz)[1].isoformat()}"
+        else:
+            why = f"outside its scan window {describe_windows(schedule, tz)}"
+        if schedule.outside_window is OutsideWindow.SKIP or not honour_window:
+            run.outcome = RunOutcome.SKIPPED_BLACKOUT if blackout else RunOutcome.SKIPPED_WINDOW
+            run.reason = f"skipped: {why}"[:500]
+            return
+        start_after = next_allowed(schedule, tz, now) if honour_window else None
+        if start_after is None:
+            run.outcome = RunOutcome.SKIPPED_WINDOW
+            run.reason = f"skipped: {why}; no allowed moment ahead"[:500]
+            return
+        run.outcome = RunOutcome.WAITING
+        run.start_after = start_after
+        run.reason = f"waiting: {why}; starts at {start_after.isoformat()}"[:500]
+        return
+    _start(
+        session,
+        schedule,
+        run,
+        settings,
+        launched,
+        plan_site=plan_site,
+        not_after=allowed_until(schedule, tz, now, honour_window=honour_window),
+    )
+
+
+@dataclass
+class TickReport:
+    """What one tick did: the scan runs to launch, and each decision as (schedule, outcome)."""
+
+    launched: list[str] = field(default_factory=list)
+    decisions: list[tuple[str, RunOutcome]] = field(default_factory=list)
+
+
+def _tick_schedule(
+    session: Session,
+    schedule: Schedule,
+    *,
+    now: datetime,
+    settings: Settings,
+    report: TickReport,
+    plan_site: SitePlanner | None,
+) -> None:
+    tz = schedule_timezone(session, schedule)
+    # Runs parked for a window whose moment has come.
+    for waiting in session.exec(
+        select(ScheduleRun)
+        .where(ScheduleRun.schedule_id == schedule.id)
+        .where(ScheduleRun.outcome == RunOutcome.WAITING)
+        .where(col(ScheduleRun.start_after) <= now)
+    ).all():
+        _decide(
+            session,
+            schedule,
+            waiting,
+            now=now,
+            tz=tz,
+            settings=settings,
+            launched=report.launched,
+            plan_site=plan_site,
+        )
+        waiting.decided_at = now
+        session.add(waiting)
+        report.decisions.append((schedule.id, waiting.outcome))
+    due = schedule.next_due_at
+    if due is None or due > now:
+        return
+    run = ScheduleRun(
+        schedule_id=schedule.id,
+        trigger=RunTrigger.SCHEDULE,
+        due_at=due,
+        decided_at=now,
+        outcome=RunOutcome.SKIPPED_MISFIRE,
+    )
+    late_s = (now - due).total_seconds()
+    if late_s > schedule.misfire_grace_s and schedule.misfire is Misfire.SKIP:
+        run.reason = f"skipped: missed by {int(late_s)} s (the scheduler was not running)"
+    else:
+        _decide(
+            session,
+            schedule,
+            run,
+            now=now,
+            tz=tz,
+            settings=settings,
+            launched=report.launched,
+            plan_site=plan_site,
+        )
+        if late_s > schedule.misfire_grace_s:
+            run.reason = f"catch-up of a run missed by {int(late_s)} s; {run.reason}".rstrip("; ")[
+                :500
+            ]
+    session.add(run)
+    report.decisions.append((schedule.id, run.outcome))
+    # Every time missed while down collapses into this one decision.
+    schedule.next_due_at = next_fire_after(schedule, tz, now)
+    session.add(schedule)
+
+
+def tick(
+    engine: Engine,
+    *,
+    settings: Settings,
+    now: datetime,
+    plan_site: SitePlanner | None = None,
+    still_leader: Callable[[], bool] | None = None,
+) -> TickReport:
+    """Decide every due schedule and waiting run at ``now``; one transaction per schedule.
+
+    With ``plan_site``, a schedule whose scope belongs to a site with a sensor runs there.
+    ``still_leader`` is asked before each schedule: a process that lost the scheduler lock
+    mid-tick decides nothing more (another may hold it now).
+    """
+    report = TickReport()
+    # Runs whose owner died would otherwise absorb their schedule's next run as an overlap.
+    reap_orphaned_runs(engine, lease_s=settings.runs.lease_s)
+    with session_scope(engine) as session:
+        ids = list(session.exec(select(Schedule.id).where(col(Schedule.enabled))).all())
+    for schedule_id in ids:
+        if still_leader is not None and not still_leader():
+            break
+        launched_before = len(report.launched)
+        try:
+            with session_scope(engine) as session:
+                schedule = session.get(Schedule, schedule_id)
+                if schedule is None or not schedule.enabled:
+                    continue
+                _tick_schedule(
+                    session,
+                    schedule,
+                    now=now,
+                    settings=settings,
+                    report=report,
+                    plan_site=plan_site,
+                )
+        except ValidationError:
+            # A schedule that no longer validates (its site's zone removed, ...) must not stop
+            # the others; its runs are not launched (the transaction rolled back).
+            del report.launched[launched_before:]
+            continue
+    return report
+
+
+def run_schedule_now(
+    session: Session,
+    *,
+    schedule_id: str,
+    settings: Settings,
+    actor: str,
+    now: datetime | None = None,
+    plan_site: SitePlanner | None = None,
+) -> tuple[ScheduleRun, str | None]:
+    """Run a schedule now (an operator's decision: the window is waived, blackouts and overlap
+    are not). Returns the decision and the scan run to launch, if one was started."""
+    now = now or utcnow()
+    schedule = get_schedule_or_raise(session, schedule_id, visible_to=None)
+    tz = schedule_timezone(session, schedule)
+    run = ScheduleRun(
+        schedule_id=schedule.id,
+        trigger=RunTrigger.MANUAL,
+        due_at=now,
+        decided_at=now,
+        outcome=RunOutcome.SKIPPED_OVERLAP,
+        actor=actor[:100],
+    )
+    launched: list[str] = []
+    _decide(
+        session,
+        schedule,
+        run,
+        now=now,
+        tz=tz,
+        settings=settings,
+        launched=launched,
+        honour_window=False,
+        plan_site=plan_site,
+    )
+    session.add(run)
+    session.flush()
+    record_audit(session, schedule.id, "run-now", actor, {"outcome": [None, str(run.outcome)]}, now)
+    return run, (launched[0] if launched else None)
