@@ -21,6 +21,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench.cpu_hogs import cpu_hogs
 from bench.lab_listeners import plan_live_hosts
 from cybermission.config import PacingProfile, PacingSettings
 from cybermission.guard import ScopeGuard, ScopeRule
@@ -235,6 +236,9 @@ def main() -> None:
     parser.add_argument("--skip-dense", action="store_true")
     parser.add_argument("--inner-sparse", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
+        "--stress", action="store_true", help="dense under two CPU hogs (stress-ng --cpu 2)"
+    )
+    parser.add_argument(
         "--processes", type=int, default=1, help="sweep processes (one event loop per core)"
     )
     args = parser.parse_args()
@@ -254,14 +258,15 @@ def main() -> None:
         return
     failed = False
     if not args.skip_dense:
-        dense = run_workload(
-            "dense",
-            DENSE_NETWORK,
-            repeat=args.repeat,
-            silent=False,
-            nmap_extra=NMAP_DENSE,
-            processes=args.processes,
-        )
+        with cpu_hogs(args.stress):
+            dense = run_workload(
+                "dense under stress-ng --cpu 2" if args.stress else "dense",
+                DENSE_NETWORK,
+                repeat=args.repeat,
+                silent=False,
+                nmap_extra=NMAP_DENSE,
+                processes=args.processes,
+            )
         report(dense)
         failed |= not (dense.cybermission_found_ok and dense.same_open_ports)
     if not args.skip_sparse:

@@ -36,6 +36,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.cpu_hogs import cpu_hogs
+
 MEMORY_RANGES = ("127.22.0.0/20", "127.23.0.0/16")
 
 
@@ -133,28 +135,6 @@ def _simulators(base: str, devices: int) -> Iterator[None]:
         server.wait(timeout=60)
 
 
-@contextlib.contextmanager
-def _load(kind: str) -> Iterator[None]:
-    if kind == "idle":
-        yield
-        return
-    stress = shutil.which("stress-ng")
-    if stress is None:
-        raise SystemExit("stress-ng is missing: apt-get install stress-ng")
-    hog = subprocess.Popen(
-        [stress, "--cpu", "2", "--timeout", "3600s", "--quiet"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        time.sleep(1.0)  # let the hogs take the cores before the first run
-        yield
-    finally:
-        os.killpg(hog.pid, signal.SIGTERM)
-        hog.wait(timeout=30)
-
-
 def _load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -164,7 +144,7 @@ def compare(network: str, devices: int, profile: str, load: str, runs: int) -> b
     ours_s: list[float] = []
     peer_s: list[float] = []
     complete = True
-    with _load(load):
+    with cpu_hogs(load == "stress"):
         # One untimed pass: pymodbus's lazy set-up on the simulators' first connections.
         run_cybermission(network, "lab")
         for index in range(runs):

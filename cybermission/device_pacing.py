@@ -32,6 +32,12 @@ ANSWER_SAMPLES: Final = 64
 ANSWER_TIMEOUT_FACTOR: Final = 3.0
 #: ... but never more than this many times the configured timeout.
 ANSWER_TIMEOUT_CAP: Final = 8.0
+#: Until this many answers were measured, probes get the configured timeout times the next
+#: factor: a run's first probes meet devices still busy with the sweep's connections (seen: the
+#: first window of 64, and only it, timed out at load 6), and nothing was measured yet (TCP
+#: starts with a conservative retransmission timeout for the same reason, RFC 6298 §2.1).
+ANSWER_SAMPLES_FIRST: Final = 8
+ANSWER_TIMEOUT_FIRST_FACTOR: Final = 4.0
 
 
 class AnswerTimes:
@@ -42,7 +48,8 @@ class AnswerTimes:
     into losses (issue: the lab profile identified 0 to 147 of 1,024 devices under load). As
     nmap adapts its timeouts to measured round trips, a probe here is given
     ``max(configured, 3 x the 90th percentile of the last 64 answers)``, capped at 8 x the
-    configured value. Silences never feed it: a dead device cannot stretch the timeouts.
+    configured value; 4 x the configured value until 8 answers were measured. Silences never
+    feed it: a dead device cannot stretch the timeouts.
 
     The window is how many hosts may be identified at once, up to ``max_in_flight``: more in
     flight does not answer faster on a busy machine, it only makes each probe wait longer for
@@ -56,7 +63,7 @@ class AnswerTimes:
         self.configured_s = configured_s
         self.max_in_flight = max_in_flight
         self._samples: deque[float] = deque(maxlen=ANSWER_SAMPLES)
-        self._timeout_s = configured_s
+        self._timeout_s = configured_s * ANSWER_TIMEOUT_FIRST_FACTOR
         self._window = float(max_in_flight)
         self._halved_at = float("-inf")
 
@@ -80,6 +87,8 @@ class AnswerTimes:
     def record(self, duration_s: float) -> None:
         self._window = min(float(self.max_in_flight), self._window + 1 / self._window)
         self._samples.append(duration_s)
+        if len(self._samples) < ANSWER_SAMPLES_FIRST:
+            return
         ranked = sorted(self._samples)
         slow = ranked[min(len(ranked) - 1, int(len(ranked) * 0.9))]
         self._timeout_s = min(

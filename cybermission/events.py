@@ -2,8 +2,10 @@
 
 It is the outbox of alerting (a delivery worker reads it after commit, so a crash loses nothing)
 and the source of the dashboards' event stream. Kinds are dotted nouns: ``scan.finished``,
-``scan.failed``, ``scan.interrupted``, ``finding.created``, ``finding.reopened``,
-``asset.created``, ``asset.changed``, ``service.opened``, ``service.closed``.
+``scan.failed``, ``scan.interrupted``, ``finding.created`` and one per status change of a finding
+(``finding.reopened``, ``.acknowledged``, ``.risk-accepted``, ``.false-positive``, ``.resolved``:
+``cybermission/findings/events.py``), ``asset.created``, ``asset.changed``, ``service.opened``,
+``service.closed``.
 """
 
 from datetime import datetime
@@ -24,10 +26,20 @@ class EventKind(StrEnum):
     SCAN_INTERRUPTED = "scan.interrupted"
     FINDING_CREATED = "finding.created"
     FINDING_REOPENED = "finding.reopened"
+    FINDING_ACKNOWLEDGED = "finding.acknowledged"
+    FINDING_RISK_ACCEPTED = "finding.risk-accepted"
+    FINDING_FALSE_POSITIVE = "finding.false-positive"
+    FINDING_RESOLVED = "finding.resolved"
     ASSET_CREATED = "asset.created"
     ASSET_CHANGED = "asset.changed"
     SERVICE_OPENED = "service.opened"
     SERVICE_CLOSED = "service.closed"
+
+
+# Events about one finding: they carry its severity, and alert policies filter them by it.
+FINDING_EVENT_KINDS: frozenset[EventKind] = frozenset(
+    kind for kind in EventKind if kind.startswith("finding.")
+)
 
 
 class Event(SQLModel, table=True):

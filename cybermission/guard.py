@@ -128,7 +128,12 @@ class ScopeRule:
         )
 
 
-@functools.lru_cache(maxsize=65_536)
+# Sized for the hosts a run has in flight (the lab profile's 4,096), not for the range: a cache
+# as large as a /16 made a /16 run's memory 1.39 x a /20's.
+_RECENT_ADDRESSES = 4096
+
+
+@functools.lru_cache(maxsize=_RECENT_ADDRESSES)
 def _parse_address(address: str) -> IPAddress:
     """Parse once per address: a sweep judges every address once per port, at send time."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -149,7 +154,7 @@ class ScopeGuard:
         # Which rules' networks cover an address does not change with time: judged once per
         # address (a run checks each address once per connect or datagram session), while
         # validity, which does change, is judged at every check.
-        self._covering = functools.lru_cache(maxsize=65_536)(self._rules_covering)
+        self._covering = functools.lru_cache(maxsize=_RECENT_ADDRESSES)(self._rules_covering)
 
     @property
     def rules(self) -> tuple[ScopeRule, ...]:

@@ -17,6 +17,7 @@ from cybermission.findings.service import list_transitions, transition_finding
 from cybermission.scans.placed_findings import (
     FindingFilters,
     FindingSort,
+    finding_places,
     get_placed_finding_or_raise,
     list_placed_findings,
 )
@@ -118,6 +119,7 @@ def patch_finding(
         reason=body.reason,
         until=body.until,
         now=utcnow(),
+        place_of=finding_places(session=session),
     )
     return FindingRead.model_validate(changed)
 

@@ -26,7 +26,7 @@ from pydantic import ValidationError as PydanticValidationError
 from cybermission import __version__
 from cybermission.alerts.models import AlertChannel, ChannelKind
 from cybermission.errors import CybermissionError, ValidationError
-from cybermission.events import Event
+from cybermission.events import FINDING_EVENT_KINDS, Event, EventKind
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +192,10 @@ def _techniques(payload: Mapping[str, Any]) -> str | None:
 
 def _event_name(event: Event) -> str:
     payload = event.payload
-    if event.kind in ("finding.created", "finding.reopened"):
-        return str(payload.get("title") or payload.get("rule_id") or event.kind)
+    if event.kind in FINDING_EVENT_KINDS:
+        title = str(payload.get("title") or payload.get("rule_id") or event.kind)
+        # A change of state says which: "finding.resolved: Modbus reachable".
+        return title if event.kind == EventKind.FINDING_CREATED else f"{event.kind}: {title}"
     if event.kind.startswith("asset.") or event.kind.startswith("service."):
         what = " ".join(str(payload[k]) for k in ("vendor", "model") if payload.get(k))
         field = f" {payload['field']}" if payload.get("field") else ""
@@ -204,7 +206,7 @@ def _event_name(event: Event) -> str:
 def format_cef(event: Event, *, idempotency_key: str) -> str:
     """One CEF:0 line: header, then the extension a SIEM maps (dst, rule, score, technique)."""
     payload = event.payload
-    is_finding = event.kind in ("finding.created", "finding.reopened")
+    is_finding = event.kind in FINDING_EVENT_KINDS
     signature = payload.get("rule_id") if is_finding and payload.get("rule_id") else event.kind
     severity = CEF_SEVERITY.get(event.severity or "", CEF_KIND_SEVERITY.get(event.kind, 3))
     ext: list[tuple[str, object]] = [

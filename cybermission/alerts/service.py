@@ -18,7 +18,7 @@ from cybermission.alerts.models import (
 )
 from cybermission.db import utcnow
 from cybermission.errors import ConflictError, ValidationError
-from cybermission.events import Event, EventKind
+from cybermission.events import FINDING_EVENT_KINDS, Event, EventKind
 from cybermission.visibility import get_owned_or_raise, get_visible_or_raise, visible
 
 # What a policy may ask for. "Asset disappeared" is service.closed: the pipeline closes a device's
@@ -178,7 +178,7 @@ def policy_matches(policy: AlertPolicy, event: Event) -> bool:
         return False
     if policy.site_id is not None and event.site_id != policy.site_id:
         return False
-    if event.kind in (EventKind.FINDING_CREATED, EventKind.FINDING_REOPENED):
+    if event.kind in FINDING_EVENT_KINDS:
         return severity_at_least(event.severity, policy.min_severity)
     return True
 

@@ -254,6 +254,17 @@ class DeliveryWorker:
             delivery.attempts += 1
             session.add(delivery)
             if error is None:
+                if delivery.attempts > 1:
+                    # The receiver is back: the queue held behind this delivery follows now.
+                    logger.info(
+                        "delivery went through after retries",
+                        extra={
+                            "delivery_id": delivery.id,
+                            "channel_id": delivery.channel_id,
+                            "attempts": delivery.attempts,
+                            "waited_s": round((now - delivery.retry_from).total_seconds(), 3),
+                        },
+                    )
                 delivery.status = DeliveryStatus.DELIVERED
                 delivery.delivered_at = now
                 delivery.last_error = None

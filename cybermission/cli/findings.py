@@ -157,6 +157,7 @@ def set_command(
     from cybermission.db import session_scope, utcnow
     from cybermission.findings.models import Finding
     from cybermission.findings.service import transition_finding
+    from cybermission.scans.placed_findings import finding_places
 
     who = actor if actor is not None else getpass.getuser()
     try:
@@ -172,6 +173,7 @@ def set_command(
                 reason=reason,
                 until=expiry,
                 now=utcnow(),
+                place_of=finding_places(session=session),
             )
             result = {**_row(finding), "from_status": before, "actor": who, "reason": reason}
     except (ConflictError, ValidationError) as exc:

@@ -22,9 +22,13 @@ def advisory_fields(finding: Finding) -> dict[str, Any]:
     }
 
 
-def finding_event_payload(finding: Finding) -> dict[str, Any]:
-    """The payload of a ``finding.created`` / ``finding.reopened`` event."""
+def finding_payload(finding: Finding) -> dict[str, Any]:
+    """What every event of a finding carries about it (created and each change of state:
+    ``cybermission/findings/events.py`` adds who changed it, from what, and why)."""
+    techniques = finding.evidence.get("attack_techniques", [])
     return {
+        "finding_id": finding.id,
+        "status": str(finding.status),
         "rule_id": finding.rule_id,
         "title": finding.title,
         "device_id": finding.device_id,
@@ -32,6 +36,6 @@ def finding_event_payload(finding: Finding) -> dict[str, Any]:
         "protocol": finding.protocol,
         "score": finding.score,
         "address": finding.evidence.get("address"),
-        "attack_techniques": finding.evidence.get("attack_techniques", []),
+        "attack_techniques": list(techniques) if isinstance(techniques, list) else [],
         **advisory_fields(finding),
     }

@@ -7,7 +7,9 @@ re-import never reopens an accepted finding. Only a rescan of the same device, b
 on the same port, that no longer sees the condition resolves an open finding
 (:func:`resolve_absent`). A risk acceptance carries an expiry; :func:`expire_acceptances` reopens
 it when it lapses. People move findings with :func:`transition_finding` along :data:`TRANSITIONS`.
-Every status change, by a person or by the system, writes a :class:`FindingTransition` row.
+Every status change, by a person or by the system, writes a :class:`FindingTransition` row and
+an event (``cybermission/findings/events.py``) in the same transaction, so alert channels see it;
+the caller says where each device is (``place_of``), as this domain cannot read the inventory.
 """
 
 import base64
@@ -23,6 +25,7 @@ from sqlalchemy import and_, func, or_
 from sqlmodel import Session, col, select
 
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
+from cybermission.findings.events import FindingPlaceOf, record_finding_event
 from cybermission.findings.models import (
     Confidence,
     Finding,
@@ -127,7 +130,7 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
         yield values[start : start + _IN_CHUNK]
 
 
-def _audit(
+def _record_change(
     session: Session,
     finding: Finding,
     *,
@@ -135,9 +138,11 @@ def _audit(
     actor: str,
     reason: str,
     now: datetime,
+    place_of: FindingPlaceOf,
     until: datetime | None = None,
     scan_run_id: str | None = None,
 ) -> FindingTransition:
+    """The audit row and the event of one status change: the one place both are written."""
     transition = FindingTransition(
         finding_id=finding.id,
         from_status=from_status,
@@ -149,11 +154,26 @@ def _audit(
         at=now,
     )
     session.add(transition)
+    record_finding_event(
+        session,
+        finding,
+        from_status=from_status,
+        actor=actor,
+        reason=reason,
+        place=place_of(finding.device_id),
+        until=until,
+        scan_run_id=scan_run_id,
+    )
     return transition
 
 
 def record_findings(
-    session: Session, *, scan_run_id: str | None, drafts: Iterable[FindingDraft], now: datetime
+    session: Session,
+    *,
+    scan_run_id: str | None,
+    drafts: Iterable[FindingDraft],
+    now: datetime,
+    place_of: FindingPlaceOf,
 ) -> RecordResult:
     """Upsert ``drafts`` by dedup key in the caller's transaction; never creates a duplicate.
 
@@ -195,7 +215,7 @@ def record_findings(
                 last_scan_run_id=scan_run_id,
             )
             session.add(finding)
-            _audit(
+            _record_change(
                 session,
                 finding,
                 from_status=None,
@@ -203,6 +223,7 @@ def record_findings(
                 reason="condition seen",
                 now=now,
                 scan_run_id=scan_run_id,
+                place_of=place_of,
             )
             result.created.append(finding)
             continue
@@ -219,7 +240,7 @@ def record_findings(
         finding.last_scan_run_id = scan_run_id
         if finding.status == FindingStatus.RESOLVED:
             finding.status = FindingStatus.OPEN
-            _audit(
+            _record_change(
                 session,
                 finding,
                 from_status=FindingStatus.RESOLVED,
@@ -227,6 +248,7 @@ def record_findings(
                 reason="condition seen again after it was resolved",
                 now=now,
                 scan_run_id=scan_run_id,
+                place_of=place_of,
             )
             result.reopened.append(finding)
             logger.info(
@@ -260,6 +282,7 @@ def resolve_absent(
     device_ids: Collection[str],
     probes_run: set[str] | None,
     now: datetime,
+    place_of: FindingPlaceOf,
     ports_scanned: Collection[int] | None = None,
 ) -> list[Finding]:
     """Resolve open or acknowledged findings of rescanned devices that this run did not see again.
@@ -294,7 +317,7 @@ def resolve_absent(
             finding.status = FindingStatus.RESOLVED
             finding.last_scan_run_id = scan_run_id
             session.add(finding)
-            _audit(
+            _record_change(
                 session,
                 finding,
                 from_status=previous,
@@ -302,6 +325,7 @@ def resolve_absent(
                 reason="rescanned by the same probes: condition gone",
                 now=now,
                 scan_run_id=scan_run_id,
+                place_of=place_of,
             )
             resolved.append(finding)
             logger.info(
@@ -327,6 +351,7 @@ def transition_finding(
     reason: str,
     until: datetime | None = None,
     now: datetime,
+    place_of: FindingPlaceOf,
 ) -> Finding:
     """Move a finding to ``to`` on a person's decision, in the caller's transaction, audited.
 
@@ -363,7 +388,16 @@ def transition_finding(
     finding.status = target
     finding.accepted_until = until if target is FindingStatus.RISK_ACCEPTED else None
     session.add(finding)
-    _audit(session, finding, from_status=previous, actor=actor, reason=reason, now=now, until=until)
+    _record_change(
+        session,
+        finding,
+        from_status=previous,
+        actor=actor,
+        reason=reason,
+        now=now,
+        until=until,
+        place_of=place_of,
+    )
     session.flush()
     logger.info(
         "finding transitioned",
@@ -377,7 +411,9 @@ def transition_finding(
     return finding
 
 
-def expire_acceptances(session: Session, *, now: datetime) -> list[Finding]:
+def expire_acceptances(
+    session: Session, *, now: datetime, place_of: FindingPlaceOf
+) -> list[Finding]:
     """Reopen every risk-accepted finding whose acceptance lapsed at or before ``now``.
 
     Called at the start of each scan run and by the scheduler; idempotent.
@@ -393,13 +429,14 @@ def expire_acceptances(session: Session, *, now: datetime) -> list[Finding]:
         finding.status = FindingStatus.OPEN
         finding.accepted_until = None
         session.add(finding)
-        _audit(
+        _record_change(
             session,
             finding,
             from_status=FindingStatus.RISK_ACCEPTED,
             actor=SYSTEM_ACTOR,
             reason=f"risk acceptance expired at {lapsed.isoformat() if lapsed else '?'}",
             now=now,
+            place_of=place_of,
         )
         reopened.append(finding)
     session.flush()

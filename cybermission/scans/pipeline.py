@@ -35,6 +35,7 @@ from cybermission.scans.control import RunControl, StopRequest, keep_lease
 from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.ownership import RunOwner, claim_run, this_process
+from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
 from cybermission.scans.probing import (
     HostReport,
@@ -114,7 +115,7 @@ def _begin(
         run.status = ScanStatus.RUNNING
         run.started_at = utcnow()
         claim_run(run, owner, now=run.started_at)
-        expire_acceptances(session, now=run.started_at)
+        expire_acceptances(session, now=run.started_at, place_of=finding_places(session=session))
         return _Begun(
             run=run,
             guard=guard or build_guard(session, settings, organization_id=run.organization_id),

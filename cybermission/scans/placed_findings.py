@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from cybermission.errors import NotFoundError
+from cybermission.findings.events import FindingPlace, FindingPlaceOf
 from cybermission.findings.models import Confidence, Finding, FindingStatus, Severity
 from cybermission.findings.service import ACTIVE_STATUSES
 from cybermission.inventory.models import Device
@@ -176,6 +177,24 @@ def get_placed_finding_or_raise(
     ):
         raise NotFoundError(f"no finding with id {finding_id!r}")
     return finding
+
+
+def finding_places(*, session: Session) -> FindingPlaceOf:
+    """Where each device is, for the findings service's events: read on first need (from the
+    session's identity map when the device was just written) and remembered."""
+    known: dict[str, FindingPlace] = {}
+
+    def place_of(device_id: str) -> FindingPlace:
+        if device_id not in known:
+            device = session.get(Device, device_id)
+            known[device_id] = (
+                FindingPlace(organization_id=device.organization_id, site_id=device.site_id)
+                if device is not None
+                else FindingPlace()
+            )
+        return known[device_id]
+
+    return place_of
 
 
 def place_findings(*, session: Session, findings: Sequence[Finding]) -> list[PlacedFinding]:

@@ -21,7 +21,6 @@ from cybermission.errors import CybermissionError
 from cybermission.events import EventKind, record_event
 from cybermission.findings.advisories.lookup import current_index
 from cybermission.findings.advisories.matching import AdvisoryIndex
-from cybermission.findings.payloads import finding_event_payload
 from cybermission.findings.service import FindingDraft, record_findings, resolve_absent
 from cybermission.guard import ScopeGuard
 from cybermission.inventory.models import ChangeEvent, ChangeKind, Device
@@ -31,6 +30,7 @@ from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.judging import judge_device, observation_subject, rule_drafts
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
 from cybermission.scans.ownership import ended_event_kind
+from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements, place_device
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
 from cybermission.scans.scopes import build_guard
@@ -53,8 +53,6 @@ class RunState:
     progress: ScanProgress
     callback: ProgressCallback | None
     placements: dict[str, Placement] = field(default_factory=dict)
-    # organisation and site of each device written in this run, for its findings' events
-    device_placement: dict[str, dict[str, str | None]] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     errors_dropped: int = 0
     sent: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -172,19 +170,16 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
             )
         )
         state.progress.observations += len(report.observations)
-    recorded = record_findings(session, scan_run_id=state.run_id, drafts=drafts, now=now)
+    # The findings service writes each finding's event (finding.created, finding.reopened) with
+    # its audit row; the placement tells it whose alert policies see the event.
+    recorded = record_findings(
+        session,
+        scan_run_id=state.run_id,
+        drafts=drafts,
+        now=now,
+        place_of=finding_places(session=session),
+    )
     state.progress.findings += len(recorded.created)
-    reopened = {f.id for f in recorded.reopened}
-    for finding in [*recorded.created, *recorded.reopened]:
-        record_event(
-            session,
-            EventKind.FINDING_REOPENED if finding.id in reopened else EventKind.FINDING_CREATED,
-            payload=finding_event_payload(finding),
-            subject_id=finding.id,
-            scan_run_id=state.run_id,
-            severity=str(finding.severity),
-            **state.device_placement.get(finding.device_id, {}),
-        )
 
 
 def _services_seen(observations: Sequence[Observation]) -> list[ServiceSeen]:
@@ -242,7 +237,6 @@ def _record_asset_events(
 ) -> None:
     """Tell the event log (alerting's outbox) what the inventory learnt about one device."""
     where = {"organization_id": device.organization_id, "site_id": device.site_id}
-    state.device_placement[device.id] = where
     asset = {
         "device_id": device.id,
         "name": device.name,
@@ -325,12 +319,12 @@ def _store_batch_retrying(
     def attempt() -> None:
         # A failed transaction rolled the store back: the state it counted goes back too.
         observations, findings = state.progress.observations, state.progress.findings
-        clean, placed = set(state.clean_devices), dict(state.device_placement)
+        clean = set(state.clean_devices)
         try:
             store_batch(engine, state, batch)
         except BaseException:
             state.progress.observations, state.progress.findings = observations, findings
-            state.clean_devices, state.device_placement = clean, placed
+            state.clean_devices = clean
             raise
 
     retry_transient(attempt, horizon_s=retry_s, what="store a batch of hosts")
@@ -395,6 +389,7 @@ def _finish_run(engine: Engine, state: RunState, status: ScanStatus, reason: str
                 probes_run=set(state.probes_run),
                 ports_scanned={port for port, _ in state.scanned},
                 now=run.finished_at,
+                place_of=finding_places(session=session),
             )
         record_event(
             session,

@@ -15,14 +15,13 @@ from typing import Final
 
 from sqlmodel import Session, col, select
 
-from cybermission.events import EventKind, record_event
 from cybermission.findings.advisories.drafts import advisory_drafts
 from cybermission.findings.advisories.matching import AdvisoryIndex, DeviceIdentity
 from cybermission.findings.models import Advisory, AdvisoryProduct
-from cybermission.findings.payloads import finding_event_payload
 from cybermission.findings.service import FindingDraft, record_findings
 from cybermission.inventory.models import Device, DeviceType
 from cybermission.inventory.queries import list_addresses_by_device
+from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
 
 _PAGE: Final = 1000
@@ -105,21 +104,15 @@ def rematch_inventory(
                 criticality=str(device.criticality) if device.criticality else None,
                 address=addresses[device.id][0] if addresses[device.id] else None,
             )
-        recorded = record_findings(session, scan_run_id=None, drafts=drafts, now=now)
+        # The findings service writes each created or reopened finding's event.
+        recorded = record_findings(
+            session,
+            scan_run_id=None,
+            drafts=drafts,
+            now=now,
+            place_of=finding_places(session=session),
+        )
         report.created += len(recorded.created)
         report.updated += len(recorded.updated)
         report.reopened += len(recorded.reopened)
-        by_id = {device.id: device for device, _ in page}
-        reopened = {f.id for f in recorded.reopened}
-        for finding in [*recorded.created, *recorded.reopened]:
-            device = by_id[finding.device_id]
-            record_event(
-                session,
-                EventKind.FINDING_REOPENED if finding.id in reopened else EventKind.FINDING_CREATED,
-                payload=finding_event_payload(finding),
-                subject_id=finding.id,
-                organization_id=device.organization_id,
-                site_id=device.site_id,
-                severity=str(finding.severity),
-            )
     return report

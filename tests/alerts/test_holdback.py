@@ -5,7 +5,7 @@ import random
 from datetime import timedelta
 
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from cybermission.alerts.models import Delivery, DeliveryStatus
 from cybermission.alerts.service import (
@@ -25,13 +25,13 @@ OPTIONS = WorkerOptions(retry_horizon_s=600, backoff_base_s=10, backoff_cap_s=60
 
 def _statuses(engine: Engine) -> list[DeliveryStatus]:
     with session_scope(engine) as session:
-        rows = session.exec(select(Delivery).order_by(Delivery.event_id)).all()
+        rows = session.exec(select(Delivery).order_by(col(Delivery.event_id))).all()
         return [d.status for d in rows]
 
 
 def _attempts(engine: Engine) -> list[int]:
     with session_scope(engine) as session:
-        return [d.attempts for d in session.exec(select(Delivery).order_by(Delivery.event_id))]
+        return [d.attempts for d in session.exec(select(Delivery).order_by(col(Delivery.event_id)))]
 
 
 def _event_ids(receiver: HttpReceiver) -> list[int]:
@@ -135,7 +135,7 @@ def test_dead_letter_redelivered_by_an_admin_gets_a_fresh_horizon(
         worker.send_due()
     http_receiver.status = 200
     with session_scope(engine) as session:
-        head = session.exec(select(Delivery).order_by(Delivery.event_id)).first()
+        head = session.exec(select(Delivery).order_by(col(Delivery.event_id))).first()
         assert head is not None
         redelivered = redeliver(
             session=session, delivery_id=head.id, visible_to=None, now=clock.now

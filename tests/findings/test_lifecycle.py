@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
+from cybermission.findings.events import unplaced
 from cybermission.findings.models import Finding, FindingStatus, Severity
 from cybermission.findings.scoring import score_finding
 from cybermission.findings.service import (
@@ -75,8 +76,14 @@ def rescan(
 ) -> list[Finding]:
     """One scan run as the pipeline does it: expire, record, then resolve what is gone."""
     run_id = run(session)
-    expire_acceptances(session, now=now)
-    record_findings(session, scan_run_id=run_id, drafts=drafts, now=now)
+    expire_acceptances(session, now=now, place_of=unplaced)
+    record_findings(
+        session,
+        scan_run_id=run_id,
+        drafts=drafts,
+        now=now,
+        place_of=unplaced,
+    )
     resolved = resolve_absent(
         session,
         scan_run_id=run_id,
@@ -84,6 +91,7 @@ def rescan(
         probes_run={"modbus"} if probes is None else probes,
         ports_scanned=[502] if ports is None else ports,
         now=now,
+        place_of=unplaced,
     )
     session.commit()
     return resolved
@@ -159,6 +167,7 @@ def test_lifecycle_acceptance_survives_rescans_then_expiry_reopens(
         reason="compensating firewall rule FW-12 until the cell is replaced",
         until=T0 + 10 * DAY,
         now=T0 + DAY,
+        place_of=unplaced,
     )
     session.commit()
     # Seen again and then absent: neither reopens nor resolves an accepted finding.
@@ -192,6 +201,7 @@ def test_lifecycle_expired_acceptance_then_clean_rescan_resolves(
         reason="vendor patch pending",
         until=T0 + 2 * DAY,
         now=T0,
+        place_of=unplaced,
     )
     session.commit()
     rescan(session, device, [], T0 + 5 * DAY)
@@ -210,8 +220,9 @@ def test_lifecycle_expire_acceptances_leaves_running_acceptances(
         reason="vendor patch pending",
         until=T0 + 2 * DAY,
         now=T0,
+        place_of=unplaced,
     )
-    assert expire_acceptances(session, now=T0 + DAY) == []
+    assert expire_acceptances(session, now=T0 + DAY, place_of=unplaced) == []
     assert only(session).status is FindingStatus.RISK_ACCEPTED
 
 
@@ -227,6 +238,7 @@ def test_lifecycle_decision_kept_when_seen_again(
         actor="bob",
         reason="checked on site",
         now=T0 + DAY,
+        place_of=unplaced,
     )
     session.commit()
     rescan(session, device, [draft(device)], T0 + 2 * DAY)
@@ -244,6 +256,7 @@ def test_lifecycle_acknowledged_finding_resolves_when_gone(
         actor="bob",
         reason="",
         now=T0,
+        place_of=unplaced,
     )
     rescan(session, device, [], T0 + DAY)
     assert only(session).status is FindingStatus.RESOLVED
@@ -261,6 +274,7 @@ def test_lifecycle_false_positive_cannot_be_accepted_directly(
         actor="bob",
         reason="it is a honeypot",
         now=T0,
+        place_of=unplaced,
     )
     with pytest.raises(ConflictError, match="false-positive finding cannot become risk-accepted"):
         transition_finding(
@@ -271,6 +285,7 @@ def test_lifecycle_false_positive_cannot_be_accepted_directly(
             reason="x",
             until=T0 + DAY,
             now=T0,
+            place_of=unplaced,
         )
 
 
@@ -302,6 +317,7 @@ def test_lifecycle_transition_validates_input(
             reason=reason,
             until=until,
             now=T0,
+            place_of=unplaced,
         )
     assert only(session).status is FindingStatus.OPEN
 
@@ -316,11 +332,18 @@ def test_lifecycle_transition_needs_an_actor(session: Session, device: Device) -
             actor=" ",
             reason="",
             now=T0,
+            place_of=unplaced,
         )
 
 
 def test_lifecycle_transition_unknown_finding(session: Session) -> None:
     with pytest.raises(NotFoundError):
         transition_finding(
-            session, finding_id="nope", to=FindingStatus.ACKNOWLEDGED, actor="a", reason="", now=T0
+            session,
+            finding_id="nope",
+            to=FindingStatus.ACKNOWLEDGED,
+            actor="a",
+            reason="",
+            now=T0,
+            place_of=unplaced,
         )

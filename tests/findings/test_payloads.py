@@ -1,7 +1,7 @@
 """A finding's event payload (webhooks, CEF, MQTT) carries its advisory's CVEs, CVSS and KEV."""
 
 from cybermission.findings.models import Confidence, Finding, Severity
-from cybermission.findings.payloads import advisory_fields, finding_event_payload
+from cybermission.findings.payloads import advisory_fields, finding_payload
 
 
 def _finding(**evidence: object) -> Finding:
@@ -24,7 +24,7 @@ def test_payloads_carry_the_advisory() -> None:
         kev=True,
         address="127.0.0.9",
     )
-    payload = finding_event_payload(finding)
+    payload = finding_payload(finding)
     assert payload["cves"] == ["CVE-2024-0001"]
     assert payload["cvss_score"] == 7.5
     assert payload["kev"] is True

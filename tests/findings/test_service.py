@@ -9,6 +9,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 from cybermission.errors import ValidationError
+from cybermission.findings.events import unplaced
 from cybermission.findings.models import Finding, FindingStatus, Severity
 from cybermission.findings.scoring import score_finding
 from cybermission.findings.service import (
@@ -75,7 +76,13 @@ def count(session: Session) -> int:
 def test_service_records_new_findings(session: Session) -> None:
     device = make_device(session)
     run = make_run(session)
-    result = record_findings(session, scan_run_id=run, drafts=[draft(device)], now=T0)
+    result = record_findings(
+        session,
+        scan_run_id=run,
+        drafts=[draft(device)],
+        now=T0,
+        place_of=unplaced,
+    )
     session.commit()
     assert [f.rule_id for f in result.created] == ["modbus-unauthenticated-reachable"]
     assert result.updated == []
@@ -89,11 +96,23 @@ def test_service_records_new_findings(session: Session) -> None:
 def test_service_repeated_recording_updates_without_duplicate(session: Session) -> None:
     device = make_device(session)
     first, second = make_run(session), make_run(session)
-    record_findings(session, scan_run_id=first, drafts=[draft(device)], now=T0)
+    record_findings(
+        session,
+        scan_run_id=first,
+        drafts=[draft(device)],
+        now=T0,
+        place_of=unplaced,
+    )
     session.commit()
     later = T0 + timedelta(days=1)
     newer = draft(device, severity=Severity.CRITICAL, evidence={"facts": {"vendor": "Other"}})
-    result = record_findings(session, scan_run_id=second, drafts=[newer], now=later)
+    result = record_findings(
+        session,
+        scan_run_id=second,
+        drafts=[newer],
+        now=later,
+        place_of=unplaced,
+    )
     session.commit()
     assert result.created == []
     assert len(result.updated) == 1
@@ -111,7 +130,13 @@ def test_service_repeated_recording_updates_without_duplicate(session: Session) 
 def test_service_same_key_twice_in_one_batch_is_one_finding(session: Session) -> None:
     device = make_device(session)
     run = make_run(session)
-    result = record_findings(session, scan_run_id=run, drafts=[draft(device)] * 3, now=T0)
+    result = record_findings(
+        session,
+        scan_run_id=run,
+        drafts=[draft(device)] * 3,
+        now=T0,
+        place_of=unplaced,
+    )
     session.commit()
     assert len(result.created) == 1
     assert count(session) == 1
@@ -127,7 +152,7 @@ def test_service_service_id_separates_findings(session: Session) -> None:
     session.add_all(services)
     session.commit()
     drafts = [draft(device, service_id=s.id) for s in services] + [draft(device)]
-    result = record_findings(session, scan_run_id=run, drafts=drafts, now=T0)
+    result = record_findings(session, scan_run_id=run, drafts=drafts, now=T0, place_of=unplaced)
     session.commit()
     assert len(result.created) == 3
     assert count(session) == 3
@@ -136,11 +161,21 @@ def test_service_service_id_separates_findings(session: Session) -> None:
 def test_service_resolved_finding_reopens_on_recurrence(session: Session) -> None:
     device = make_device(session)
     run = make_run(session)
-    (finding,) = record_findings(session, scan_run_id=run, drafts=[draft(device)], now=T0).created
+    (finding,) = record_findings(
+        session,
+        scan_run_id=run,
+        drafts=[draft(device)],
+        now=T0,
+        place_of=unplaced,
+    ).created
     finding.status = FindingStatus.RESOLVED
     session.commit()
     result = record_findings(
-        session, scan_run_id=make_run(session), drafts=[draft(device)], now=T0 + timedelta(1)
+        session,
+        scan_run_id=make_run(session),
+        drafts=[draft(device)],
+        now=T0 + timedelta(1),
+        place_of=unplaced,
     )
     session.commit()
     assert [f.id for f in result.reopened] == [finding.id]
@@ -156,13 +191,21 @@ def test_service_resolved_finding_reopens_on_recurrence(session: Session) -> Non
 def test_service_human_decision_is_kept(session: Session, decided: FindingStatus) -> None:
     device = make_device(session)
     (finding,) = record_findings(
-        session, scan_run_id=make_run(session), drafts=[draft(device)], now=T0
+        session,
+        scan_run_id=make_run(session),
+        drafts=[draft(device)],
+        now=T0,
+        place_of=unplaced,
     ).created
     finding.status = decided
     session.commit()
     later = T0 + timedelta(hours=6)
     result = record_findings(
-        session, scan_run_id=make_run(session), drafts=[draft(device)], now=later
+        session,
+        scan_run_id=make_run(session),
+        drafts=[draft(device)],
+        now=later,
+        place_of=unplaced,
     )
     session.commit()
     assert result.reopened == []
@@ -185,7 +228,9 @@ def test_service_resolve_absent_resolves_only_what_the_rescan_did_not_see(
         draft(device, "snmp-default-community", protocol="snmp"),
         draft(other, "modbus-unauthenticated-reachable"),
     ]
-    created = record_findings(session, scan_run_id=first, drafts=drafts, now=T0).created
+    created = record_findings(
+        session, scan_run_id=first, drafts=drafts, now=T0, place_of=unplaced
+    ).created
     by_rule = {(f.device_id, f.rule_id): f for f in created}
     by_rule[(device.id, "snmp-default-community")].status = FindingStatus.RISK_ACCEPTED
     session.commit()
@@ -193,13 +238,20 @@ def test_service_resolve_absent_resolves_only_what_the_rescan_did_not_see(
     # The rescan of `device` ran the modbus and snmp probes and saw only the unauthenticated port.
     second = make_run(session)
     later = T0 + timedelta(days=1)
-    record_findings(session, scan_run_id=second, drafts=[drafts[0]], now=later)
+    record_findings(
+        session,
+        scan_run_id=second,
+        drafts=[drafts[0]],
+        now=later,
+        place_of=unplaced,
+    )
     resolved = resolve_absent(
         session,
         scan_run_id=second,
         device_ids=[device.id],
         probes_run={"modbus", "snmp"},
         now=later,
+        place_of=unplaced,
     )
     session.commit()
 
@@ -221,7 +273,13 @@ def test_service_list_findings_pages_in_first_seen_order(session: Session) -> No
     for index in range(7):
         # pairs share a first_seen_at, so the id breaks the tie across page boundaries
         at = T0 + timedelta(minutes=index // 2)
-        record_findings(session, scan_run_id=run, drafts=[draft(device, f"rule-{index}")], now=at)
+        record_findings(
+            session,
+            scan_run_id=run,
+            drafts=[draft(device, f"rule-{index}")],
+            now=at,
+            place_of=unplaced,
+        )
     session.commit()
     seen: list[Finding] = []
     cursor: str | None = None
@@ -247,7 +305,9 @@ def test_service_list_findings_filters(session: Session) -> None:
         draft(device, "b-rule", severity=Severity.HIGH),
         draft(device, "c-rule", severity=Severity.HIGH),
     ]
-    created = record_findings(session, scan_run_id=run, drafts=drafts, now=T0).created
+    created = record_findings(
+        session, scan_run_id=run, drafts=drafts, now=T0, place_of=unplaced
+    ).created
     created[2].status = FindingStatus.FALSE_POSITIVE
     session.commit()
     high = list_findings(session, severity=Severity.HIGH).items
@@ -275,13 +335,28 @@ def test_service_logs_counts_and_reopen(session: Session, caplog: pytest.LogCapt
     caplog.set_level(logging.INFO, logger="cybermission.findings.service")
     device = make_device(session)
     (finding,) = record_findings(
-        session, scan_run_id=make_run(session), drafts=[draft(device)], now=T0
+        session,
+        scan_run_id=make_run(session),
+        drafts=[draft(device)],
+        now=T0,
+        place_of=unplaced,
     ).created
     finding.status = FindingStatus.RESOLVED
     session.commit()
-    record_findings(session, scan_run_id=make_run(session), drafts=[draft(device)], now=T0)
+    record_findings(
+        session,
+        scan_run_id=make_run(session),
+        drafts=[draft(device)],
+        now=T0,
+        place_of=unplaced,
+    )
     resolve_absent(
-        session, scan_run_id=make_run(session), device_ids=[device.id], probes_run=None, now=T0
+        session,
+        scan_run_id=make_run(session),
+        device_ids=[device.id],
+        probes_run=None,
+        now=T0,
+        place_of=unplaced,
     )
     recorded = [r for r in caplog.records if r.getMessage() == "findings recorded"]
     assert [(r.findings_created, r.findings_reopened) for r in recorded] == [(1, 0), (0, 1)]  # type: ignore[attr-defined]

@@ -242,6 +242,7 @@ async def test_scope_expiring_mid_run_makes_the_run_partial_and_lists_skipped(
 
 def test_answer_times_widen_the_timeout_on_a_busy_machine_within_a_cap() -> None:
     answers = AnswerTimes(2.0)
+    assert answers.timeout_s == 8.0  # nothing measured yet: a conservative first timeout
     for _ in range(20):
         answers.record(0.05)  # idle: answers far inside the configured timeout
     assert answers.timeout_s == 2.0

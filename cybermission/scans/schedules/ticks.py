@@ -29,8 +29,10 @@ from sqlmodel import Session, col, select
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.errors import ScopeError, ValidationError
+from cybermission.findings.service import expire_acceptances
 from cybermission.scans.models import ScanRun, Scope
 from cybermission.scans.ownership import reap_orphaned_runs, this_process
+from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.schedules.models import (
     Misfire,
     OutsideWindow,
@@ -309,6 +311,10 @@ def tick(
     report = TickReport()
     # Runs whose owner died would otherwise absorb their schedule's next run as an overlap.
     reap_orphaned_runs(engine, lease_s=settings.runs.lease_s)
+    # A risk acceptance lapses on its date (reopened, with its event and alerts), not at the next
+    # scan of its device.
+    with session_scope(engine) as session:
+        expire_acceptances(session, now=now, place_of=finding_places(session=session))
     with session_scope(engine) as session:
         ids = list(session.exec(select(Schedule.id).where(col(Schedule.enabled))).all())
     for schedule_id in ids:
