@@ -5,14 +5,14 @@ built at import time: call :func:`create_db_engine` with settings.
 """
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Engine, event, inspect, text
+from sqlalchemy import DateTime, Engine, Table, event, insert, inspect, text
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -107,6 +107,25 @@ def store_holds(engine: Engine, table: str) -> bool:
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
         return inspect(connection).has_table(table)
+
+
+def insert_values(
+    session: Session, model: type[SQLModel], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """One Core INSERT (executemany) of ``rows`` into ``model``'s table, in the caller's
+    transaction: for rows written by the thousand, which the ORM would track one by one."""
+    if rows:
+        table = cast(Table, model.__table__)  # type: ignore[attr-defined]
+        session.exec(insert(table), params=list(rows))
+
+
+def insert_rows(session: Session, rows: Sequence[SQLModel]) -> None:
+    """One Core INSERT of model objects of one table; the objects stay outside the session."""
+    if not rows:
+        return
+    model = type(rows[0])
+    names = [c.name for c in cast(Table, model.__table__).columns]  # type: ignore[attr-defined]
+    insert_values(session, model, [{n: getattr(r, n) for n in names} for r in rows])
 
 
 @contextmanager

@@ -296,3 +296,28 @@ def _walk(spans: list[_Span]) -> Iterator[str]:
         make = ipaddress.IPv4Address if span.version == 4 else ipaddress.IPv6Address
         for value in range(span.first, span.last + 1):
             yield str(make(value))
+
+
+def target_membership(specs: Sequence[str]) -> Callable[[str], bool]:
+    """Whether an address lies inside ``specs`` (what a finished run looked at), for absence.
+
+    Host names are not resolved again: the addresses they had are not known now, so nothing is
+    counted absent because of them. Specs that no longer parse cover nothing.
+    """
+
+    def no_resolution(_name: str) -> list[str]:
+        return []
+
+    spans: list[_Span] = []
+    for text in specs:
+        try:
+            spans.extend(_parse(text, no_resolution).spans)
+        except ValidationError:
+            continue
+    merged = _merge(spans)
+
+    def contains(address: str) -> bool:
+        parsed = _parse_address(address)
+        return parsed is not None and _covers(merged, _single(parsed))
+
+    return contains

@@ -17,9 +17,9 @@ from cybermission.config import Settings
 from cybermission.db import create_db_engine
 from cybermission.migrations import upgrade_database
 from cybermission.sensors.broker import INGEST_TASK
+from cybermission.sensors.ingestion import Ingestion, record_rejection
 from cybermission.sensors.models import RejectionReason
 from cybermission.sensors.relay import reap_chunks, relay_outbox
-from cybermission.sensors.service import ingest_part, record_rejection
 from cybermission.sensors.topology import INGEST, Management, central_ssl, vhost_url
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ REAP_INTERVAL_S = 30.0
 
 def ingest_app(settings: Settings) -> Celery:
     engine = create_db_engine(settings.database_url)
+    ingestion = Ingestion(engine, settings)
     app = Celery("cybermission-central", set_as_current=False)
     app.conf.update(
         broker_url=vhost_url(settings.broker.url, settings.broker.central_vhost),
@@ -67,9 +68,7 @@ def ingest_app(settings: Settings) -> Celery:
                 engine, None, RejectionReason.FOREIGN, None, f"routing key {routing_key!r}"
             )
             return "rejected"
-        outcome = ingest_part(
-            engine, settings, site_slug=routing_key.removeprefix("site."), part=part
-        )
+        outcome = ingestion.apply(site_slug=routing_key.removeprefix("site."), part=part)
         return "applied" if outcome.applied else f"rejected: {outcome.reason}"
 
     app.finalize()

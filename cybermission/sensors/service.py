@@ -1,20 +1,17 @@
 """The central side of the distributed mode: sites, enrolment, chunks, relay, reaper, ingestion.
 
 A distributed scan is written in one transaction: the run, its chunks and (the chunk rows being
-their own outbox) what the relay must publish. Results come back in parts that are applied once,
-through the same :func:`cybermission.scans.recording.store_reports` the embedded mode uses.
+their own outbox) what the relay must publish. Results come back in parts that
+:mod:`cybermission.sensors.ingestion` applies once; the run ends here when its chunks are done.
 """
 
 import ipaddress
 import logging
-import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from cybermission.config import Settings
@@ -24,17 +21,14 @@ from cybermission.guard import ScopeGuard, parse_network
 from cybermission.rules.loader import RuleSet
 from cybermission.scans.models import ScanRun, ScanStatus, Scope, ScopeBase
 from cybermission.scans.probing import ScanProgress
-from cybermission.scans.recording import RunState, finish_run, run_state, store_reports
+from cybermission.scans.recording import RunState, finish_run
 from cybermission.scans.scopes import create_scope, scope_guard
 from cybermission.scans.service import create_scan_run
 from cybermission.scans.targets import expand_targets
-from cybermission.sensors.messages import report_from_json
 from cybermission.sensors.models import (
     Chunk,
-    ChunkPart,
     ChunkState,
     RejectedPart,
-    RejectionReason,
     Sensor,
     SensorState,
 )
@@ -299,133 +293,6 @@ def plan_site_scan(
 # --- ingestion ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class IngestOutcome:
-    applied: bool
-    reason: RejectionReason | None = None
-    run_finished: bool = False
-
-
-_states: dict[str, RunState] = {}
-_states_lock = threading.Lock()
-
-
-def record_rejection(
-    engine: Engine, site_id: str | None, reason: RejectionReason, chunk_id: str | None, detail: str
-) -> IngestOutcome:
-    with session_scope(engine) as session:
-        session.add(
-            RejectedPart(site_id=site_id, reason=reason, chunk_id=chunk_id, detail=detail[:500])
-        )
-    logger.warning(
-        "results part rejected",
-        extra={"site_id": site_id, "reason": str(reason), "chunk_id": chunk_id, "detail": detail},
-    )
-    return IngestOutcome(applied=False, reason=reason)
-
-
-def ingest_part(
-    engine: Engine, settings: Settings, *, site_slug: str, part: dict[str, Any]
-) -> IngestOutcome:
-    """Apply one results part once, in one transaction, if it belongs to ``site_slug``.
-
-    ``site_slug`` comes from the broker (the routing key the site's shovel stamps), never from the
-    message. A part naming a chunk, run or address of another site is rejected and counted; a part
-    already applied is counted as a duplicate and changes nothing.
-    """
-    with Session(engine) as session:
-        site = session.exec(select(Site).where(Site.slug == site_slug)).first()
-        site_id = site.id if site else None
-        try:
-            chunk_id = str(part["chunk_id"])
-            number = int(part["part"])
-            chunk = session.get(Chunk, chunk_id)
-            reports = [report_from_json(r) for r in part.get("reports", [])]
-        except (KeyError, ValueError, TypeError) as exc:
-            return record_rejection(engine, site_id, RejectionReason.MALFORMED, None, repr(exc))
-        if site is None or chunk is None or chunk.site_id != site.id:
-            return record_rejection(
-                engine, site_id, RejectionReason.FOREIGN, chunk_id, "chunk of another site"
-            )
-        if part.get("scan_run_id") != chunk.scan_run_id:
-            return record_rejection(
-                engine, site_id, RejectionReason.FOREIGN, chunk_id, "run mismatch"
-            )
-        guard = site_guard(session, site)
-        outside = [r.address for r in reports if guard.rule_for(r.address) is None]
-        if outside:
-            return record_rejection(
-                engine, site_id, RejectionReason.FOREIGN, chunk_id, f"outside: {outside[:3]}"
-            )
-        if session.exec(
-            select(ChunkPart).where(ChunkPart.chunk_id == chunk_id, ChunkPart.part == number)
-        ).first():
-            return record_rejection(
-                engine, site_id, RejectionReason.DUPLICATE, chunk_id, f"part {number}"
-            )
-        run_id = chunk.scan_run_id
-    with _states_lock:
-        state = _states.get(run_id)
-        if state is None:
-            with Session(engine) as session:
-                state = run_state(session, settings, run_id)
-            _states.clear()  # one run at a time is typical; keep memory bounded
-            _states[run_id] = state
-    try:
-        with session_scope(engine) as session:
-            session.add(
-                ChunkPart(scan_run_id=run_id, chunk_id=chunk_id, part=number, hosts=len(reports))
-            )
-            session.flush()  # the idempotency key first: a concurrent twin fails here
-            before = (state.progress.observations, state.progress.findings)
-            store_reports(session, state, reports)
-            session.flush()
-            # The chunk row is touched last (scenario 9 holds a lock on it to stop here).
-            chunk = session.get(Chunk, chunk_id)
-            assert chunk is not None
-            chunk.parts_done += 1
-            chunk.observations += state.progress.observations - before[0]
-            chunk.findings += state.progress.findings - before[1]
-            chunk.errors = [*chunk.errors, *(e for r in reports for e in r.errors)][:200]
-            sent = dict(chunk.sent)
-            for r in reports:
-                for (probe, request), count in r.sent.items():
-                    key = f"{probe}\t{request}"
-                    sent[key] = int(sent.get(key, 0)) + count
-            chunk.sent = sent
-            if part.get("last"):
-                chunk.parts_total = number + 1
-                chunk.hosts_swept = int(part.get("hosts_swept", 0))
-                chunk.hosts_live = int(part.get("hosts_live", 0))
-                chunk.open_ports = int(part.get("open_ports", 0))
-                chunk.errors = [*chunk.errors, *part.get("errors", [])][:200]
-            state_name = part.get("state", "done")
-            if chunk.parts_total is not None and chunk.parts_done >= chunk.parts_total:
-                chunk.state = (
-                    ChunkState(state_name)
-                    if state_name in ("done", "skipped", "failed")
-                    else ChunkState.DONE
-                )
-                chunk.finished_at = utcnow()
-            else:
-                chunk.state = ChunkState.RUNNING
-            for sensor in session.exec(
-                select(Sensor).where(
-                    Sensor.site_id == chunk.site_id, Sensor.state == SensorState.APPROVED
-                )
-            ).all():
-                sensor.last_seen_at = utcnow()
-    except IntegrityError:
-        _states.pop(run_id, None)  # counters of a rolled-back transaction are void
-        return record_rejection(
-            engine, site_id, RejectionReason.DUPLICATE, chunk_id, f"part {number}"
-        )
-    except BaseException:
-        _states.pop(run_id, None)
-        raise
-    return IngestOutcome(applied=True, run_finished=finish_if_complete(engine, run_id))
-
-
 def finish_if_complete(engine: Engine, run_id: str) -> bool:
     """End the run once every chunk is done, skipped or failed; True if this call ended it."""
     with session_scope(engine) as session:
@@ -467,7 +334,6 @@ def finish_if_complete(engine: Engine, run_id: str) -> bool:
     else:
         status = ScanStatus.SUCCEEDED
     finish_run(engine, state, status)
-    _states.pop(run_id, None)
     logger.info("distributed scan finished", extra={"scan_run_id": run_id, "status": str(status)})
     return True
 
