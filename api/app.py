@@ -114,7 +114,10 @@ def create_app(
                 await run_in_threadpool(services.stop)
             if len(tasks):
                 logger.info("cancelling running scans", extra={"running": len(tasks)})
-            await tasks.cancel_all()
+            # Why the service stops: the signal `cybermission serve` received, when it says.
+            signal_name = getattr(app.state, "stop_signal", None)
+            why = f" ({signal_name})" if signal_name else ""
+            await tasks.stop_all(f"interrupted: the service stopped{why}")
             if owned:
                 store.dispose()
             logger.info("api stopped")

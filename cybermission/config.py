@@ -142,6 +142,9 @@ class RunSettings(BaseModel):
     heartbeat_s: float = Field(default=10.0, gt=0)
     lease_s: float = Field(default=90.0, gt=0)
     reaper_interval_s: float = Field(default=30.0, gt=0)
+    # How long a transient store error (lost connection, SQLite busy) is retried before the
+    # run fails with it; a permanent one (disk full, schema mismatch) fails the run at once.
+    store_retry_s: float = Field(default=60.0, gt=0)
 
 
 class SensorSettings(BaseModel):

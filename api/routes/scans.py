@@ -21,6 +21,7 @@ from cybermission.db import session_scope
 from cybermission.errors import ConflictError
 from cybermission.guard import ScopeGuard
 from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.ownership import cancel_unowned, this_process
 from cybermission.scans.runner import ScanTasks
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.service import create_scan_run, get_scan_run_or_raise, list_scan_runs
@@ -49,6 +50,7 @@ def _create_run(
             settings=settings,
             requested_by=caller.name,
             organization_id=caller.organization_id,
+            owner=this_process(),  # this process starts it next: owned from birth
         )
         return run, guard
 
@@ -133,21 +135,35 @@ def _read_run(engine: Engine, caller: Principal, scan_run_id: str) -> ScanRun:
 
 @router.post(
     "/{scan_run_id}/cancel",
-    summary="Cancel a running scan; it ends failed with the error 'interrupted'",
+    summary="Cancel a scan run, whichever process executes it; it ends 'cancelled'",
     responses={
+        200: {"description": "The run is stopped: cancelled (or it ended meanwhile)"},
+        202: {
+            "description": "Cancel recorded; its owner, another process, stops at its next "
+            "heartbeat (follow the run)"
+        },
         404: {"description": "No such scan run"},
-        409: {"description": "The run is not running in this service"},
+        409: {"description": "The run had already finished"},
     },
 )
 async def cancel_scan(
-    scan_run_id: ScanRunId, request: Request, engine: EngineDep, caller: Operator
+    scan_run_id: ScanRunId,
+    request: Request,
+    response: Response,
+    engine: EngineDep,
+    settings: SettingsDep,
+    caller: Operator,
 ) -> ScanRunRead:
     run = await run_in_threadpool(_read_run, engine, caller, scan_run_id)
     if run.finished_at is not None:
         raise ConflictError(f"scan run {scan_run_id!r} already finished ({run.status})")
-    if not await scan_tasks(request).cancel(scan_run_id):
-        raise ConflictError(f"scan run {scan_run_id!r} is not running in this service")
-    logger.info("scan cancelled", extra={"scan_run_id": scan_run_id, "by": caller.name})
+    logger.info("scan cancel requested", extra={"scan_run_id": scan_run_id, "by": caller.name})
+    if not await scan_tasks(request).cancel(scan_run_id, by=caller.name):
+        closed = await run_in_threadpool(
+            cancel_unowned, engine, scan_run_id, by=caller.name, lease_s=settings.runs.lease_s
+        )
+        if closed is None:
+            response.status_code = status.HTTP_202_ACCEPTED
     return ScanRunRead.model_validate(
         await run_in_threadpool(_read_run, engine, caller, scan_run_id)
     )

@@ -16,6 +16,7 @@ from cybermission.cli import (
     probes,
     rules,
     scan,
+    scans,
     scopes,
     sensors,
     service,
@@ -34,6 +35,7 @@ app.command()(probes.probes)
 app.command()(exports.export)
 app.command()(service.serve)
 app.command()(service.demo)
+app.add_typer(scans.app, name="scans")
 app.add_typer(scopes.app, name="scopes")
 app.add_typer(allocations.app, name="allocations")
 app.add_typer(lab.app, name="lab")

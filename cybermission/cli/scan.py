@@ -1,15 +1,25 @@
 """``cybermission scan TARGETS``: scan now, progress on stderr, the report on stdout.
 
-Exit status: 0 done; 1 the scan failed; 2 refused (out of scope, bad targets) or no store.
+Exit status: 0 done (succeeded or partial); 1 the scan failed (its reason on stderr and in the
+report); 2 refused (out of scope, bad targets) or no store; 3 cancelled from another process, or
+interrupted otherwise than by a signal to this one; 128+N stopped by signal N (130 for SIGINT,
+143 for SIGTERM): the run ends ``interrupted`` with what it had done, and a second signal stops
+at once.
 """
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cybermission.cli.report import check_format, show_report
 from cybermission.cli.runtime import err, fail, logs_through, open_store, start
 from cybermission.errors import CybermissionError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from cybermission.config import Settings
+    from cybermission.scans.probing import ProgressCallback
 
 
 def parse_ports(text: str | None) -> list[int] | None:
@@ -48,20 +58,25 @@ def scan(
         TextColumn,
         TimeElapsedColumn,
     )
+    from sqlalchemy.exc import SQLAlchemyError
 
     from cybermission.db import session_scope
-    from cybermission.scans.pipeline import execute_scan
+    from cybermission.scans.models import ScanStatus
+    from cybermission.scans.ownership import reap_orphaned_runs, this_process
     from cybermission.scans.probing import ScanProgress
     from cybermission.scans.report import build_scan_report
     from cybermission.scans.scopes import build_guard
     from cybermission.scans.service import create_scan_run
+    from cybermission.store_faults import describe_store_error, retry_transient
 
     check_format(output)
     settings = start()
     if engine_name:
         settings = settings.model_copy(update={"discovery_engine": engine_name})
     engine = open_store(settings)
-    try:
+    retry_s = settings.runs.store_retry_s
+
+    def create() -> tuple[str, int]:
         with session_scope(engine) as session:
             run = create_scan_run(
                 session,
@@ -71,10 +86,23 @@ def scan(
                 udp_ports=[] if udp_ports == "none" else parse_ports(udp_ports),
                 settings=settings,
                 requested_by="cli",
+                owner=this_process(),
             )
-            run_id, total = run.id, run.hosts_total
+            return run.id, run.hosts_total
+
+    try:
+        # Runs a killed scan or service left behind are closed before this one starts.
+        retry_transient(
+            lambda: reap_orphaned_runs(engine, lease_s=settings.runs.lease_s),
+            horizon_s=retry_s,
+            what="close orphaned runs",
+        )
+        run_id, total = retry_transient(create, horizon_s=retry_s, what="create a run")
     except CybermissionError as exc:
         raise fail(exc) from exc
+    except SQLAlchemyError as exc:
+        err().print(f"[bold red]error:[/] the store failed: {describe_store_error(exc)}")
+        raise typer.Exit(code=1) from exc
     with (
         Progress(
             TextColumn("{task.description}"),
@@ -92,11 +120,70 @@ def scan(
         def show(p: ScanProgress) -> None:
             bar.update(task, completed=p.hosts_swept, live=p.hosts_live, obs=p.observations)
 
-        asyncio.run(
-            execute_scan(engine=engine, settings=settings, scan_run_id=run_id, progress=show)
-        )
-    with session_scope(engine) as session:
-        report = build_scan_report(session, run_id)
+        stopped_by = asyncio.run(_scan_until_stopped(engine, settings, run_id, show))
+
+    def read_report() -> dict[str, Any]:
+        with session_scope(engine) as session:
+            return build_scan_report(session, run_id)
+
+    try:
+        report = retry_transient(read_report, horizon_s=retry_s, what="read the report")
+    except SQLAlchemyError as exc:
+        err().print(f"[bold red]error:[/] the store failed: {describe_store_error(exc)}")
+        raise typer.Exit(code=1) from exc
     show_report(report, output)
-    if report["scan"]["status"] == "failed":
+    status = ScanStatus(report["scan"]["status"])
+    if stopped_by is not None:
+        raise typer.Exit(code=128 + stopped_by)
+    if status is ScanStatus.FAILED:
+        err().print(f"[bold red]{report['scan'].get('reason') or 'failed: see errors'}[/]")
         raise typer.Exit(code=1)
+    if status in (ScanStatus.CANCELLED, ScanStatus.INTERRUPTED):
+        err().print(f"{status}: {report['scan'].get('reason')}")
+        raise typer.Exit(code=3)
+
+
+async def _scan_until_stopped(
+    engine: "Engine", settings: "Settings", run_id: str, show: "ProgressCallback"
+) -> int | None:
+    """Execute the run with SIGINT and SIGTERM stopping it cleanly; the signal that did, if any.
+
+    The first signal ends the run ``interrupted`` (what was stored stays, counts recorded); the
+    handler is then removed, so a second one acts as usual (stops the process at once).
+    """
+    import asyncio
+    import signal
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cybermission.scans.control import RunControl
+    from cybermission.scans.models import ScanStatus
+    from cybermission.scans.pipeline import execute_scan
+    from cybermission.store_faults import describe_store_error
+
+    control = RunControl()
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        for handled in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(handled)
+        name = signal.Signals(signum).name
+        control.request_stop(ScanStatus.INTERRUPTED, f"interrupted: {name} received")
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await execute_scan(
+            engine=engine, settings=settings, scan_run_id=run_id, progress=show, control=control
+        )
+    except SQLAlchemyError as exc:
+        # The end of the run itself could not be written (disk full, store gone): it stays
+        # "running" under this process, and the next start of any cybermission closes it.
+        err().print(
+            "[bold red]error:[/] the run could not be recorded: "
+            f"{describe_store_error(exc)}; the next cybermission start marks it interrupted"
+        )
+        raise typer.Exit(code=1) from exc
+    return received[0] if received else None

@@ -10,12 +10,22 @@ import typer
 from cybermission.cli.lab import VAR, lab_down, lab_pid, lab_start
 from cybermission.cli.runtime import err, open_store, start
 
+# How long a stopping service waits for open requests and streams before closing them.
+SHUTDOWN_GRACE_S = 15
+
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
 ) -> None:
-    """Run the API (and the in-process scheduler)."""
+    """Run the API (and the in-process scheduler).
+
+    SIGTERM or SIGINT stop it cleanly: its running scans end ``interrupted`` with the signal's
+    name, then the process ends by that signal (uvicorn re-raises it: status 143 or 130 in a
+    shell), as supervisors expect."""
+    import signal
+    from types import FrameType
+
     import uvicorn
 
     from api.app import create_app
@@ -24,15 +34,27 @@ def serve(
 
     settings = start()
     open_store(settings, migrate=True).dispose()
+    application = create_app(settings, background=True)
+
+    class SignalledServer(uvicorn.Server):
+        """uvicorn's server, telling the application which signal stops it: the reason its
+        running scans record."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            application.state.stop_signal = signal.Signals(sig).name
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config(
-        create_app(settings, background=True),
+        application,
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
+        # Open streams (the dashboard's events) must not hold a stopping service for ever.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
     # After uvicorn configured its loggers: access lines lose credential query values and tokens.
     install_redaction(secret_values(settings))
-    server = uvicorn.Server(config)
+    server = SignalledServer(config)
     server.run()
     if not server.started:  # as uvicorn.run: the port was taken, the app failed to start
         raise typer.Exit(code=3)

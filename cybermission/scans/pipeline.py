@@ -12,8 +12,12 @@ commits. Findings are drafted in :mod:`~cybermission.scans.judging`.
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
@@ -21,15 +25,18 @@ from cybermission.device_pacing import DeviceGate
 from cybermission.errors import CybermissionError
 from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL
 from cybermission.findings.advisories.lookup import current_index
+from cybermission.findings.advisories.matching import AdvisoryIndex
 from cybermission.findings.service import expire_acceptances
 from cybermission.guard import ScopeGuard
 from cybermission.net import Connector
 from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
+from cybermission.scans.control import RunControl, StopRequest, keep_lease
 from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
 from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.ownership import RunOwner, claim_run, this_process
 from cybermission.scans.placed_findings import finding_places
-from cybermission.scans.placement import load_placements
+from cybermission.scans.placement import Placement, load_placements
 from cybermission.scans.probing import (
     HostReport,
     ProgressCallback,
@@ -52,6 +59,7 @@ from cybermission.scans.sweep import SCOPE_ERROR_PREFIX, HostResult
 from cybermission.scans.sweep_handoff import identify_paced
 from cybermission.scans.sweep_processes import sweep_specs
 from cybermission.scans.targets import expand_targets
+from cybermission.store_faults import describe_store_error, retry_transient
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +88,43 @@ async def _hosts(
         state.tick()
 
 
+@dataclass(frozen=True, slots=True)
+class _Begun:
+    """A run this process now owns, and what storing its results needs from the store."""
+
+    run: ScanRun
+    guard: ScopeGuard
+    placements: dict[str, Placement]
+    advisories: AdvisoryIndex
+
+
+def _begin(
+    engine: Engine,
+    settings: Settings,
+    scan_run_id: str,
+    owner: RunOwner,
+    guard: ScopeGuard | None,
+) -> "_Begun | ScanRun":
+    """Mark the run running under ``owner`` (one transaction: safe to retry); the finished row
+    instead when it was closed before it could start (cancelled while queued)."""
+    with session_scope(engine) as session:
+        run = session.get(ScanRun, scan_run_id)
+        if run is None:
+            raise CybermissionError(f"no scan run with id {scan_run_id!r}")
+        if run.finished_at is not None:
+            return run
+        run.status = ScanStatus.RUNNING
+        run.started_at = utcnow()
+        claim_run(run, owner, now=run.started_at)
+        expire_acceptances(session, now=run.started_at, place_of=finding_places(session=session))
+        return _Begun(
+            run=run,
+            guard=guard or build_guard(session, settings, organization_id=run.organization_id),
+            placements=load_placements(session),
+            advisories=current_index(session),
+        )
+
+
 async def execute_scan(
     *,
     engine: Engine,
@@ -88,35 +133,55 @@ async def execute_scan(
     progress: ProgressCallback | None = None,
     probes: Mapping[str, Probe] | None = None,
     guard: ScopeGuard | None = None,
+    control: RunControl | None = None,
 ) -> ScanRun:
-    """Run a stored scan to the end and return its final row; never raises for device trouble."""
-    with session_scope(engine) as session:
-        run = session.get(ScanRun, scan_run_id)
-        if run is None:
-            raise CybermissionError(f"no scan run with id {scan_run_id!r}")
-        run.status = ScanStatus.RUNNING
-        run.started_at = utcnow()
-        expire_acceptances(session, now=run.started_at, place_of=finding_places(session=session))
-        guard = guard or build_guard(session, settings, organization_id=run.organization_id)
-        placements = load_placements(session)
-        advisories = current_index(session)
-        targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
-        udp_ports = tuple(run.udp_ports)
-        organization_id = run.organization_id
+    """Run a stored scan to the end and return its final row; never raises for device trouble.
+
+    The calling process owns the run while it executes: it renews the run's lease, and stops
+    when ``control`` is told to (a signal, a shutdown), when a cancel request reaches it through
+    the store, when its lease was taken, or when the store refuses the results. The run then ends
+    in the status and with the reason of that stop, keeping every batch already written, and this
+    returns; a cancellation nobody explained is recorded as an interruption and re-raised.
+    """
+    owner = this_process()
+    control = control or RunControl()
+    begun = await asyncio.to_thread(
+        retry_transient,
+        lambda: _begin(engine, settings, scan_run_id, owner, guard),
+        horizon_s=settings.runs.store_retry_s,
+        what="start a run",
+    )
+    if isinstance(begun, ScanRun):
+        return begun  # cancelled (or closed) before it started: nothing to do
+    run, guard = begun.run, begun.guard
+    targets, ports, hosts_total = list(run.targets), tuple(run.ports), run.hosts_total
+    udp_ports = tuple(run.udp_ports)
+    organization_id = run.organization_id
     state = RunState(
         run_id=scan_run_id,
         scanned=tuple((p, "tcp") for p in ports) + tuple((p, "udp") for p in udp_ports),
         rules=RuleSet(()),
         guard=guard,
-        placements=placements,
-        advisories=advisories,
+        placements=begun.placements,
+        advisories=begun.advisories,
         progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=hosts_total),
         callback=progress,
         organization_id=organization_id,
         absent_after_scans=settings.absent_after_scans,
     )
     logger.info("scan started", extra={"scan_run_id": scan_run_id, "hosts": hosts_total})
+    current = asyncio.current_task()
+    if current is not None:
+        control.bind(current)
+    lease = asyncio.create_task(
+        keep_lease(
+            engine, scan_run_id, owner, interval_s=settings.runs.heartbeat_s, control=control
+        )
+    )
     status = ScanStatus.SUCCEEDED
+    reason: str | None = None
+    writing: asyncio.Task[None] | None = None
+    queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
     try:
         state.rules = RuleSet(load_rules(settings.rules_dirs))
         pacing = settings.pacing.effective()
@@ -134,8 +199,11 @@ async def execute_scan(
             probes_in_flight=pacing.probes_in_flight,
         )
         connector = Connector(guard, pacer=gate, shared_udp=True)
-        queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
-        writing = asyncio.create_task(write_batches(engine, state, queue))
+        writing = asyncio.create_task(
+            write_batches(engine, state, queue, retry_s=settings.runs.store_retry_s)
+        )
+        # A writer that dies stops the probing side at once: nothing waits on a full queue.
+        writing.add_done_callback(lambda task: _writer_ended(task, scan_run_id, control))
 
         async def identify(host: HostResult) -> None:
             report = await identify_host(
@@ -167,11 +235,11 @@ async def execute_scan(
             engine_observations = {(o.address, o.port): o for o in found.observations}
             swept = _replay(found.hosts)
         try:
-            await identify_paced(
-                _hosts(swept, state, udp=plan.has_udp),
-                identify,
-                gate=gate,
-            )
+            async with (
+                _closing(swept),
+                _closing(_hosts(swept, state, udp=plan.has_udp)) as live,
+            ):
+                await identify_paced(live, identify, gate=gate)
         finally:
             connector.close()
         await queue.put(None)
@@ -179,25 +247,84 @@ async def execute_scan(
     except CybermissionError as exc:
         logger.warning("scan failed", extra={"scan_run_id": scan_run_id, "error": str(exc)})
         state.add_errors([{"target": None, "stage": "run", "error": str(exc)}])
-        status = ScanStatus.FAILED
+        status, reason = ScanStatus.FAILED, f"failed: {exc}"
     except asyncio.CancelledError:
-        state.add_errors([{"target": None, "stage": "run", "error": "interrupted"}])
-        finish_run(engine, state, ScanStatus.FAILED)
-        raise
+        stop = control.stop or StopRequest(
+            ScanStatus.INTERRUPTED, "interrupted: the process was stopped"
+        )
+        logger.warning("scan stopped", extra={"scan_run_id": scan_run_id, "reason": stop.reason})
+        lease.cancel()
+        await _wind_down(writing, queue, drain_s=settings.runs.store_retry_s)
+        state.add_errors([{"target": None, "stage": "run", "error": stop.reason}])
+        state.errors[:0] = state.skipped.errors()
+        run = await asyncio.shield(
+            asyncio.to_thread(finish_run, engine, state, stop.status, reason=stop.reason)
+        )
+        if control.stop is None or current is None:
+            raise  # nobody said why: the canceller expects the cancellation back
+        current.uncancel()
+        return run
     except Exception as exc:
         # Our bug, not the device's: the run must still end as failed, never stay "running".
         logger.exception("scan crashed", extra={"scan_run_id": scan_run_id})
-        state.add_errors(
-            [{"target": None, "stage": "run", "error": f"internal error: {exc.__class__.__name__}"}]
-        )
-        status = ScanStatus.FAILED
+        error = f"internal error: {exc.__class__.__name__}"
+        state.add_errors([{"target": None, "stage": "run", "error": error}])
+        status, reason = ScanStatus.FAILED, f"failed: {error}"
+    finally:
+        lease.cancel()
     # What the run could not scan comes first, whatever the error cap kept after it.
     state.errors[:0] = state.skipped.errors()
     if status is ScanStatus.SUCCEEDED and state.errors:
         status = ScanStatus.PARTIAL
-    run = finish_run(engine, state, status)
+    run = await asyncio.to_thread(finish_run, engine, state, status, reason=reason)
     logger.info("scan finished", extra={"scan_run_id": scan_run_id, "status": str(status)})
     return run
+
+
+def _closing(iterator: AsyncIterator[HostResult]) -> "aclosing[Any]":
+    """Close a sweep's generators when the run stops early (their sockets, their processes)."""
+    return aclosing(iterator)
+
+
+def _writer_ended(task: "asyncio.Task[None]", scan_run_id: str, control: RunControl) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is None:
+        return
+    if isinstance(exc, SQLAlchemyError):
+        why = f"failed: the store refused the results ({describe_store_error(exc)})"
+    else:
+        why = f"failed: the results could not be written ({exc.__class__.__name__}: {exc})"
+    logger.error("scan writer stopped", extra={"scan_run_id": scan_run_id, "error": why})
+    control.request_stop(ScanStatus.FAILED, why)
+
+
+async def _wind_down(
+    writing: "asyncio.Task[None] | None",
+    queue: "asyncio.Queue[HostReport | None]",
+    *,
+    drain_s: float,
+) -> None:
+    """Let the writer store the hosts already probed (the probes still going were cancelled
+    with the run), bounded: a writer that cannot finish in ``drain_s`` is cancelled; what it
+    committed stays."""
+    if writing is None or writing.done():
+        return
+    try:
+        async with asyncio.timeout(drain_s):
+            await queue.put(None)
+            await asyncio.shield(writing)
+    except TimeoutError:
+        logger.warning("scan writer not drained in time", extra={"drain_s": drain_s})
+    except Exception:
+        # Broad on purpose: whatever stopped the writer, the run must still be closed (the
+        # writer's end already stopped the run with its reason).
+        logger.exception("scan writer failed while draining")
+    finally:
+        if not writing.done():
+            writing.cancel()
+            await asyncio.gather(writing, return_exceptions=True)
 
 
 def import_observations(

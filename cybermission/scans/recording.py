@@ -32,12 +32,14 @@ from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.judging import judge_device, observation_subject, rule_drafts
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
+from cybermission.scans.ownership import ended_event_kind
 from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.skipped import SKIPPED_STAGE, SkippedAddresses
 from cybermission.scans.targets import target_membership
+from cybermission.store_faults import retry_transient
 
 MAX_RUN_ERRORS = 500
 WRITE_BATCH_HOSTS = 64
@@ -336,8 +338,18 @@ def _record_asset_events(
 
 
 async def write_batches(
-    engine: Engine, state: RunState, queue: asyncio.Queue[HostReport | None]
+    engine: Engine,
+    state: RunState,
+    queue: asyncio.Queue[HostReport | None],
+    *,
+    retry_s: float = 60.0,
 ) -> None:
+    """Write the queued hosts in batches until the ``None`` that ends the run.
+
+    A transient store error (lost connection, SQLite busy, serialisation failure) is retried with
+    back-off for up to ``retry_s``; a permanent one (disk full, schema mismatch) or one that
+    lasts raises at once: the run's owner stops probing and fails the run with the reason.
+    """
     done = False
     while not done:
         first = await queue.get()
@@ -359,21 +371,60 @@ async def write_batches(
                 done = True
                 break
             batch.append(item)
-        await asyncio.to_thread(store_batch, engine, state, batch)
+        await asyncio.to_thread(_store_batch_retrying, engine, state, batch, retry_s)
         for report in batch:
             state.add_errors(report.errors)
             state.sent.update(report.sent)
         state.tick()
 
 
-def finish_run(engine: Engine, state: RunState, status: ScanStatus) -> ScanRun:
-    """Write the run's final status, counters, errors and what was sent."""
+def _store_batch_retrying(
+    engine: Engine, state: RunState, batch: Sequence[HostReport], retry_s: float
+) -> None:
+    def attempt() -> None:
+        # A failed transaction rolled the store back: the state it counted goes back too.
+        observations, findings = state.progress.observations, state.progress.findings
+        clean = set(state.clean_devices)
+        try:
+            store_batch(engine, state, batch)
+        except BaseException:
+            state.progress.observations, state.progress.findings = observations, findings
+            state.clean_devices = clean
+            raise
+
+    retry_transient(attempt, horizon_s=retry_s, what="store a batch of hosts")
+
+
+def finish_run(
+    engine: Engine,
+    state: RunState,
+    status: ScanStatus,
+    *,
+    reason: str | None = None,
+    retry_s: float = 30.0,
+) -> ScanRun:
+    """Write the run's final status, why (``reason``), counters, errors and what was sent.
+
+    A run another process already closed (its lease had lapsed) keeps what that process wrote.
+    Transient store errors are retried for ``retry_s``.
+    """
+    return retry_transient(
+        lambda: _finish_run(engine, state, status, reason),
+        horizon_s=retry_s,
+        what="record the end of a run",
+    )
+
+
+def _finish_run(engine: Engine, state: RunState, status: ScanStatus, reason: str | None) -> ScanRun:
     with session_scope(engine) as session:
         run = session.get(ScanRun, state.run_id)
         if run is None:
             raise CybermissionError(f"scan run {state.run_id!r} vanished while running")
+        if run.finished_at is not None:
+            return run
         run.status = status
         run.finished_at = utcnow()
+        run.reason = reason[:500] if reason else None
         run.hosts_probed = state.progress.hosts_live
         run.open_ports = state.progress.open_ports
         run.observations = state.progress.observations
@@ -392,8 +443,10 @@ def finish_run(engine: Engine, state: RunState, status: ScanStatus) -> ScanRun:
         for (probe_name, request), count in sorted(state.sent.items()):
             sent.setdefault(probe_name, {})[request] = count
         run.sent = sent
-        if status is not ScanStatus.FAILED and state.probes_run and state.clean_devices:
-            # A failed run proves nothing gone; a finished one resolves what it looked at again.
+        complete = status in (ScanStatus.SUCCEEDED, ScanStatus.PARTIAL)
+        if complete and state.probes_run and state.clean_devices:
+            # Only a run that went to its end proves something gone (not a failed, interrupted
+            # or cancelled one): it resolves what it looked at again.
             resolve_absent(
                 session,
                 scan_run_id=run.id,
@@ -403,13 +456,14 @@ def finish_run(engine: Engine, state: RunState, status: ScanStatus) -> ScanRun:
                 now=run.finished_at,
                 place_of=finding_places(session=session),
             )
-        if status is not ScanStatus.FAILED:
+        if complete:
             _record_absences(session, state, run)
         record_event(
             session,
-            EventKind.SCAN_FAILED if status is ScanStatus.FAILED else EventKind.SCAN_FINISHED,
+            ended_event_kind(status),
             payload={
                 "status": str(status),
+                "reason": run.reason,
                 "targets": run.targets[:50],
                 "hosts_probed": run.hosts_probed,
                 "findings": run.findings,

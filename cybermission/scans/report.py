@@ -51,6 +51,7 @@ def build_scan_report(session: Session, scan_run_id: str) -> dict[str, Any]:
         "scan": {
             "id": run.id,
             "status": str(run.status),
+            "reason": run.reason,
             "targets": run.targets,
             "ports": run.ports,
             "started_at": _iso(run.started_at),

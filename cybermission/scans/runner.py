@@ -1,7 +1,8 @@
 """The scan runner of a service process: stored runs executed as background asyncio tasks.
 
 The API starts runs here and reads their live progress; the scheduler launches due runs here. It
-lives in the core so neither depends on a route module.
+lives in the core so neither depends on a route module. Runs of other processes are stopped
+through the store (``cybermission.scans.ownership``); these are this process's own.
 """
 
 import asyncio
@@ -14,6 +15,7 @@ from sqlalchemy import Engine
 from cybermission.config import Settings
 from cybermission.db import session_scope
 from cybermission.guard import ScopeGuard
+from cybermission.scans.control import RunControl
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.pipeline import execute_scan
 from cybermission.scans.probing import ScanProgress
@@ -36,6 +38,7 @@ class ScanTasks:
         self._by_run: dict[str, asyncio.Task[None]] = {}
         self._organization: dict[str, str | None] = {}
         self._progress: dict[str, ScanProgress] = {}
+        self._controls: dict[str, RunControl] = {}
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -59,29 +62,41 @@ class ScanTasks:
         organization_id: str | None = None,
     ) -> asyncio.Task[None]:
         """Run ``scan_run_id`` in the background; ``guard`` narrows it to an organisation's."""
-        task = asyncio.create_task(self._run(scan_run_id, guard), name=f"scan-{scan_run_id}")
+        control = RunControl()
+        task = asyncio.create_task(
+            self._run(scan_run_id, guard, control), name=f"scan-{scan_run_id}"
+        )
         self._tasks.add(task)
         self._by_run[scan_run_id] = task
+        self._controls[scan_run_id] = control
         self._organization[scan_run_id] = organization_id
 
         def forget(_: asyncio.Task[None]) -> None:
             self._tasks.discard(task)
             self._by_run.pop(scan_run_id, None)
+            self._controls.pop(scan_run_id, None)
             self._organization.pop(scan_run_id, None)
 
         task.add_done_callback(forget)
         return task
 
-    async def cancel(self, scan_run_id: str) -> bool:
+    def runs(self, scan_run_id: str) -> bool:
+        """Whether ``scan_run_id`` is executing in this process now."""
+        task = self._by_run.get(scan_run_id)
+        return task is not None and not task.done()
+
+    async def cancel(self, scan_run_id: str, *, by: str) -> bool:
         """Cancel a run of this process and wait until it is recorded; False if none is running.
 
-        The pipeline catches the cancellation, marks the run failed with "interrupted" and
-        re-raises; what it had written stays (findings, assets), nothing half-written.
+        The run ends ``cancelled`` with who asked; what it had written stays (findings, assets),
+        nothing half-written. A run of another process is cancelled through the store
+        (:func:`cybermission.scans.ownership.cancel_unowned`).
         """
         task = self._by_run.get(scan_run_id)
-        if task is None or task.done():
+        control = self._controls.get(scan_run_id)
+        if task is None or control is None or task.done():
             return False
-        task.cancel()
+        control.request_stop(ScanStatus.CANCELLED, f"cancelled by {by}")
         await asyncio.gather(task, return_exceptions=True)
         return True
 
@@ -90,12 +105,13 @@ class ScanTasks:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def cancel_all(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+    async def stop_all(self, reason: str) -> None:
+        """Stop every run of this process: each ends ``interrupted`` with ``reason`` (resumable)."""
+        for control in list(self._controls.values()):
+            control.request_stop(ScanStatus.INTERRUPTED, reason)
         await self.wait()
 
-    async def _run(self, scan_run_id: str, guard: ScopeGuard | None) -> None:
+    async def _run(self, scan_run_id: str, guard: ScopeGuard | None, control: RunControl) -> None:
         logger.info("scan started by api", extra={"scan_run_id": scan_run_id})
 
         def remember(progress: ScanProgress) -> None:
@@ -109,11 +125,17 @@ class ScanTasks:
                 scan_run_id=scan_run_id,
                 progress=remember,
                 guard=guard,
+                control=control,
             )
         except asyncio.CancelledError:
+            # Cancelled before the pipeline took the run (it records its own stops otherwise).
             await asyncio.shield(
                 asyncio.to_thread(
-                    _record_failure, self._engine, scan_run_id, "interrupted: the service stopped"
+                    _record_end,
+                    self._engine,
+                    scan_run_id,
+                    ScanStatus.INTERRUPTED,
+                    "interrupted: the service stopped",
                 )
             )
             raise
@@ -121,20 +143,25 @@ class ScanTasks:
             # Broad on purpose: a background failure must land on the run, not vanish with the task.
             logger.exception("scan failed", extra={"scan_run_id": scan_run_id})
             await asyncio.to_thread(
-                _record_failure, self._engine, scan_run_id, f"{exc.__class__.__name__}: {exc}"
+                _record_end,
+                self._engine,
+                scan_run_id,
+                ScanStatus.FAILED,
+                f"failed: {exc.__class__.__name__}: {exc}",
             )
         finally:
             self._progress.pop(scan_run_id, None)
 
 
-def _record_failure(engine: Engine, scan_run_id: str, error: str) -> None:
-    """Mark the run failed, unless the pipeline already closed it itself."""
+def _record_end(engine: Engine, scan_run_id: str, status: ScanStatus, reason: str) -> None:
+    """End the run in ``status``, unless the pipeline already closed it itself."""
     with session_scope(engine) as session:
         run = session.get(ScanRun, scan_run_id)
         if run is None or run.finished_at is not None:
             return
-        run.status = ScanStatus.FAILED
+        run.status = status
         run.finished_at = datetime.now(UTC)
+        run.reason = reason[:500]
         # Reassign (not append): JSON columns only notice a new value.
-        run.errors = [*run.errors, {"target": None, "stage": "pipeline", "error": error[:500]}]
+        run.errors = [*run.errors, {"target": None, "stage": "pipeline", "error": reason[:500]}]
         session.add(run)

@@ -31,7 +31,7 @@ from cybermission.db import session_scope, utcnow
 from cybermission.errors import ScopeError, ValidationError
 from cybermission.findings.service import expire_acceptances
 from cybermission.scans.models import ScanRun, Scope
-from cybermission.scans.ownership import reap_orphaned_runs
+from cybermission.scans.ownership import reap_orphaned_runs, this_process
 from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.schedules.models import (
     Misfire,
@@ -150,6 +150,9 @@ def _start(
             ports=schedule.ports,
             settings=settings,
             requested_by=f"schedule:{schedule.name}"[:100],
+            # Owned from birth: if this process dies before it launches the run, the reaper
+            # closes it and the schedule is not blocked.
+            owner=this_process(),
         )
     except ScopeError as exc:
         run.outcome = RunOutcome.REFUSED

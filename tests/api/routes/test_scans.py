@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +17,9 @@ from sqlmodel import Session, select
 from api.app import create_app
 from api.schemas.scans import MAX_TARGETS
 from cybermission.config import PacingProfile, PacingSettings, Settings
-from cybermission.scans.models import ScanRun
+from cybermission.db import utcnow
+from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.ownership import RunOwner, claim_run
 from tests.api.conftest import AUTH, BASE_URL, assert_problem
 from tests.timing import scaled
 
@@ -160,8 +163,9 @@ async def test_scans_shutdown_records_interruption(api_settings: Settings, engin
         server.close()
         await server.wait_closed()
     [run] = _stored_runs(engine)
-    assert run.status == "failed"
+    assert run.status == "interrupted"
     assert run.finished_at is not None
+    assert run.reason == "interrupted: the service stopped"
     assert any("interrupted" in str(e["error"]) for e in run.errors)
 
 
@@ -232,8 +236,8 @@ async def test_scans_end_to_end_finds_modbus_device(lab_app: FastAPI, modbus_dev
             assert finding["last_scan_run_id"] == run["id"]
 
 
-async def test_scans_cancel_marks_run_interrupted(api_settings: Settings, engine: Engine) -> None:
-    """POST /scans/{id}/cancel stops the task; the run ends failed with 'interrupted'."""
+async def test_scans_cancel_marks_run_cancelled(api_settings: Settings, engine: Engine) -> None:
+    """POST /scans/{id}/cancel stops the task; the run ends cancelled, saying by whom."""
     connected = asyncio.Event()
     address = "127.40.0.4"
 
@@ -264,7 +268,45 @@ async def test_scans_cancel_marks_run_interrupted(api_settings: Settings, engine
     finally:
         server.close()
         await server.wait_closed()
-    assert run["status"] == "failed"
+    assert run["status"] == "cancelled"
     assert run["finished_at"] is not None
-    assert any(e["error"] == "interrupted" for e in run["errors"])
+    assert run["reason"].startswith("cancelled by ")
+    assert any(e["error"] == run["reason"] for e in run["errors"])
+    assert_problem(again, 409, "conflict")
+
+
+def _run_of(engine: Engine, owner: RunOwner, *, beat_age_s: float) -> str:
+    with Session(engine) as session:
+        run = ScanRun(targets=["127.40.0.9"], ports=[502], status=ScanStatus.RUNNING)
+        claim_run(run, owner, now=utcnow() - timedelta(seconds=beat_age_s))
+        session.add(run)
+        session.commit()
+        return run.id
+
+
+ELSEWHERE = RunOwner(instance="44444444-4444-4444-4444-444444444444", host="elsewhere", pid=9)
+
+
+async def test_scans_cancel_of_another_process_run_is_recorded_for_its_owner(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    run_id = _run_of(engine, ELSEWHERE, beat_age_s=0)
+    response = await client.post(f"/api/v1/scans/{run_id}/cancel")
+    assert response.status_code == 202, response.text
+    run = response.json()
+    assert run["status"] == "running"  # its owner stops at its next heartbeat
+    assert run["cancel_requested_by"] == "api:admin"
+    assert run["owner_host"] == "elsewhere"
+
+
+async def test_scans_cancel_of_a_run_whose_owner_died_closes_it(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    run_id = _run_of(engine, ELSEWHERE, beat_age_s=3600)
+    response = await client.post(f"/api/v1/scans/{run_id}/cancel")
+    assert response.status_code == 200, response.text
+    run = response.json()
+    assert run["status"] == "cancelled"
+    assert run["reason"].startswith("cancelled by api:admin (no heartbeat from its owner")
+    again = await client.post(f"/api/v1/scans/{run_id}/cancel")
     assert_problem(again, 409, "conflict")

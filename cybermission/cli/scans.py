@@ -1,0 +1,72 @@
+"""``cybermission scans cancel ID``: stop a scan run whichever process executes it.
+
+Exit status: 0 the run is stopped (cancelled, or it ended meanwhile); 1 it had already finished,
+or its owner did not stop within ``--wait-s`` (the request stays recorded); 2 no such run.
+"""
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from cybermission.scans.models import ScanRun
+
+from cybermission.cli.runtime import command_group, err, fail, open_store, start
+
+app = command_group("Scan runs of any process: cancel.")
+
+
+@app.command("cancel")
+def scans_cancel(
+    scan_run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    wait_s: Annotated[
+        float, typer.Option(help="How long to wait for its owner to stop (0: do not wait).")
+    ] = 60.0,
+    by: Annotated[str, typer.Option(help="Who asks, for the record.")] = "cli",
+) -> None:
+    """Cancel a run: at once when no live process executes it, else at its owner's heartbeat."""
+    from cybermission.db import session_scope
+    from cybermission.errors import NotFoundError
+    from cybermission.scans.ownership import cancel_unowned
+    from cybermission.scans.service import get_scan_run_or_raise
+
+    settings = start()
+    engine = open_store(settings)
+    try:
+        with session_scope(engine) as session:
+            run = get_scan_run_or_raise(session=session, scan_run_id=scan_run_id, visible_to=None)
+    except NotFoundError as exc:
+        raise fail(exc) from exc
+    if run.finished_at is not None:
+        err().print(f"scan run {scan_run_id} already finished ({run.status})")
+        raise typer.Exit(code=1)
+    closed = cancel_unowned(engine, scan_run_id, by=by, lease_s=settings.runs.lease_s)
+    if closed is None:
+        err().print(f"cancel requested; waiting for its owner {run.owner_host}:{run.owner_pid}")
+        closed = _wait_finished(
+            engine, scan_run_id, wait_s=wait_s, poll_s=settings.runs.heartbeat_s
+        )
+    if closed is None or closed.finished_at is None:
+        err().print("its owner has not stopped yet; the request stays recorded")
+        raise typer.Exit(code=1)
+    err().print(f"scan run {scan_run_id}: {closed.status} ({closed.reason or 'ended'})")
+
+
+def _wait_finished(
+    engine: "Engine", scan_run_id: str, *, wait_s: float, poll_s: float
+) -> "ScanRun | None":
+    """The run once finished, polled until ``wait_s`` has passed; its latest row otherwise."""
+    import time
+
+    from cybermission.db import session_scope
+    from cybermission.scans.models import ScanRun
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        with session_scope(engine) as session:
+            run = session.get(ScanRun, scan_run_id)
+        if run is None or run.finished_at is not None or time.monotonic() >= deadline:
+            return run
+        time.sleep(min(1.0, poll_s / 2))

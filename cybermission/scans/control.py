@@ -1,0 +1,81 @@
+"""Stopping a running scan from outside its task, and the heartbeat that keeps its lease.
+
+Whoever wants a run to stop (a signal handler, a shutting-down service, a cancel request seen on
+the heartbeat, a lease lost to a reaper) calls :meth:`RunControl.request_stop` with the status
+the run must end in and why; the scan task is cancelled and records exactly that.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from cybermission.scans.models import ScanStatus
+from cybermission.scans.ownership import RunOwner, renew_lease
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StopRequest:
+    """How a run stopped from outside must end: ``interrupted`` or ``cancelled``, and why."""
+
+    status: ScanStatus
+    reason: str
+
+
+class RunControl:
+    """The handle of one executing run: who may stop it, and how it must then end."""
+
+    def __init__(self) -> None:
+        self.stop: StopRequest | None = None
+        self._task: asyncio.Task[object] | None = None
+
+    def bind(self, task: asyncio.Task[object]) -> None:
+        """The task to cancel on a stop request; a request made before binding applies at once."""
+        self._task = task
+        if self.stop is not None:
+            task.cancel()
+
+    def request_stop(self, status: ScanStatus, reason: str) -> None:
+        """Stop the run; the first request decides its final status and reason, and later ones
+        change nothing (a second cancellation would cut short the recording of the first)."""
+        if self.stop is not None:
+            return
+        self.stop = StopRequest(status, reason)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+
+async def keep_lease(
+    engine: Engine, scan_run_id: str, owner: RunOwner, *, interval_s: float, control: RunControl
+) -> None:
+    """Renew the run's lease every ``interval_s`` until cancelled; the first renewal is at once,
+    so a cancel recorded while the run was queued is honoured before anything is sent.
+
+    A failed renewal is only logged: the lease is several heartbeats long, and a store that stays
+    away makes the run's own writes fail, which ends it.
+    """
+    while True:
+        try:
+            renewal = await asyncio.to_thread(renew_lease, engine, scan_run_id, owner)
+        except SQLAlchemyError as exc:
+            logger.warning(
+                "heartbeat not recorded", extra={"scan_run_id": scan_run_id, "error": str(exc)}
+            )
+        else:
+            if not renewal.owned:
+                control.request_stop(
+                    ScanStatus.INTERRUPTED,
+                    "interrupted: another process closed this run while it ran "
+                    "(its lease had lapsed)",
+                )
+                return
+            if renewal.cancel_requested_by is not None:
+                control.request_stop(
+                    ScanStatus.CANCELLED, f"cancelled by {renewal.cancel_requested_by}"
+                )
+                return
+        await asyncio.sleep(interval_s)
