@@ -193,7 +193,7 @@ async def hostile_client(
             transport=transport, base_url=BASE_URL, headers=AUTH
         ) as client:
             yield client, world, app
-        await app.state.scan_tasks.cancel_all()
+        await app.state.scan_tasks.stop_all("test teardown")
 
 
 async def test_hostile_inputs_never_get_a_server_error(

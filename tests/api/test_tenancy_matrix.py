@@ -209,7 +209,7 @@ async def tenancy_client(
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
             yield client, tenancy
-        await app.state.scan_tasks.cancel_all()
+        await app.state.scan_tasks.stop_all("test teardown")
 
 
 async def test_tenancy_matrix(
