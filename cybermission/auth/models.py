@@ -32,6 +32,10 @@ class ApiToken(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
+    def is_live(self, now: datetime) -> bool:
+        """Neither revoked nor expired at ``now`` (a bearer call, or a session it opened)."""
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
 
 class BrowserSession(SQLModel, table=True):
     """A dashboard sign-in: the cookie's secret is stored only as its SHA-256.

@@ -53,6 +53,7 @@ class IssuedToken:
 
 
 def hash_token(presented: str) -> str:
+    """The SHA-256 (hex) the store keeps of a secret: an API token, a browser session's cookie."""
     return hashlib.sha256(presented.encode()).hexdigest()
 
 
@@ -129,8 +130,7 @@ def verify_token(session: Session, presented: str) -> Principal | None:
     # Constant time: the response must not reveal how much of the hash matched.
     if not hmac.compare_digest(token.token_sha256, hash_token(presented)):
         return None
-    now = utcnow()
-    if token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now):
+    if not token.is_live(utcnow()):
         return None
     return Principal(
         name=f"token:{token.name}"[:100],

@@ -6,7 +6,6 @@ sign-out, and never outlives what opened it: a revoked or expired API token, or 
 settings admin token, ends every session opened with it.
 """
 
-import hashlib
 import hmac
 import logging
 import secrets
@@ -17,7 +16,7 @@ from sqlalchemy import delete, or_
 from sqlmodel import Session, col, select
 
 from cybermission.auth.models import ApiToken, BrowserSession
-from cybermission.auth.service import Principal
+from cybermission.auth.service import Principal, hash_token
 from cybermission.db import utcnow
 
 logger = logging.getLogger(__name__)
@@ -26,10 +25,6 @@ SESSION_SCHEME = "cms"  # the public prefix of every session secret
 _SECRET_BYTES = 32
 # Expired or revoked rows are kept this long (for an audit of recent sign-ins), then deleted.
 _KEEP_ENDED = timedelta(days=1)
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +46,12 @@ def open_browser_session(
     secret = f"{SESSION_SCHEME}_{secrets.token_urlsafe(_SECRET_BYTES)}"
     now = utcnow()
     row = BrowserSession(
-        secret_sha256=_sha256(secret),
+        secret_sha256=hash_token(secret),
         name=principal.name[:100],
         role=principal.role,
         organization_id=principal.organization_id,
         api_token_id=principal.token_id,
-        admin_token_sha256=_sha256(admin_token)
+        admin_token_sha256=hash_token(admin_token)
         if principal.token_id is None and admin_token
         else None,
         created_at=now,
@@ -78,24 +73,20 @@ def verify_browser_session(
     if not presented.startswith(f"{SESSION_SCHEME}_") or len(presented) > 128:
         return None
     row = session.exec(
-        select(BrowserSession).where(BrowserSession.secret_sha256 == _sha256(presented))
+        select(BrowserSession).where(BrowserSession.secret_sha256 == hash_token(presented))
     ).first()
     now = utcnow()
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         return None
     if row.api_token_id is not None:
         token = session.get(ApiToken, row.api_token_id)
-        if (
-            token is None
-            or token.revoked_at is not None
-            or (token.expires_at is not None and token.expires_at <= now)
-        ):
+        if token is None or not token.is_live(now):
             return None
     elif (
         admin_token is None
         or row.admin_token_sha256 is None
         # Constant time: compare hashes of the settings token without revealing how much matched.
-        or not hmac.compare_digest(row.admin_token_sha256, _sha256(admin_token))
+        or not hmac.compare_digest(row.admin_token_sha256, hash_token(admin_token))
     ):
         return None
     return Principal(
@@ -106,7 +97,7 @@ def verify_browser_session(
 def close_browser_session(session: Session, presented: str) -> bool:
     """Revoke the session of ``presented`` (sign-out); False when there was none to close."""
     row = session.exec(
-        select(BrowserSession).where(BrowserSession.secret_sha256 == _sha256(presented))
+        select(BrowserSession).where(BrowserSession.secret_sha256 == hash_token(presented))
     ).first()
     if row is None or row.revoked_at is not None:
         return False
