@@ -153,10 +153,4 @@ def require_admin(caller: CallerDep) -> Principal:
     return caller
 
 
-def principal_name(caller: CallerDep) -> str:
-    return caller.name
-
-
-# The caller's name, for audit columns (``requested_by``, ``actor``).
-PrincipalDep = Annotated[str, Depends(principal_name)]
 Reader = Annotated[Principal, Depends(require(Permission.READ))]

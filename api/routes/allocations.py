@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 
-from api.deps import PrincipalDep, Reader, SessionDep, require_admin
+from api.deps import Reader, SessionDep, require_admin
 from api.errors import ForbiddenError
 from api.schemas.allocations import AllocationCreate, AllocationRead
 from cybermission.auth.service import Principal
@@ -62,7 +62,7 @@ def get_allocation(
     },
 )
 def post_allocation(
-    body: AllocationCreate, session: SessionDep, caller: GlobalAdmin, actor: PrincipalDep
+    body: AllocationCreate, session: SessionDep, caller: GlobalAdmin
 ) -> AllocationRead:
     get_organization_or_raise(
         session=session, organization_id=body.organization_id, visible_to=caller.organization_id
@@ -72,7 +72,7 @@ def post_allocation(
         organization_id=body.organization_id,
         cidr=body.cidr,
         reference=body.reference,
-        created_by=actor,
+        created_by=caller.name,
     )
     return AllocationRead.model_validate(allocation)
 
