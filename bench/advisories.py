@@ -19,12 +19,12 @@ import argparse
 import random
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, col, select
 
+from bench.postgres_database import throwaway_database
 from cybermission import models  # noqa: F401  (registers every table)
 from cybermission.db import create_db_engine, utcnow
 from cybermission.findings.advisories.matching import AdvisoryIndex, DeviceIdentity
@@ -123,20 +123,10 @@ def main() -> None:
         _match(engine, args.devices, args.seed)
         engine.dispose()
     if args.postgres:
-        admin = create_db_engine(args.postgres)
-        name = f"cm_bench_{uuid.uuid4().hex[:10]}"
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        engine = create_db_engine(args.postgres.rsplit("/", 1)[0] + f"/{name}")
-        try:
+        with throwaway_database(args.postgres) as engine:
             cold, again, created = _import(engine, args.archive)
             print(f"postgres import: {created} advisories in {cold:.2f} s; re-import {again:.2f} s")
             _match(engine, args.devices, args.seed)
-        finally:
-            engine.dispose()
-            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, SQLModel
 
 from api.app import create_app
+from bench.postgres_database import throwaway_database
 from cybermission import models  # noqa: F401  (registers every table)
 from cybermission.auth.models import Role
 from cybermission.auth.service import create_token
@@ -230,12 +231,7 @@ def run_store(store: str, findings: int, repeat: int, indexes: bool) -> None:
                 report(store, findings, asyncio.run(measure(engine, ids, repeat)), True)
             engine.dispose()
         return
-    admin = create_db_engine(ADMIN_URL)
-    name = f"cm_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = create_db_engine(ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
-    try:
+    with throwaway_database(ADMIN_URL) as engine:
         started = time.perf_counter()
         ids = populate(engine, findings)
         print(f"postgresql: loaded in {time.perf_counter() - started:.1f} s")
@@ -243,11 +239,6 @@ def run_store(store: str, findings: int, repeat: int, indexes: bool) -> None:
         if indexes:
             add_indexes(engine)
             report(store, findings, asyncio.run(measure(engine, ids, repeat)), True)
-    finally:
-        engine.dispose()
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def main() -> None:

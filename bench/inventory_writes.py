@@ -26,9 +26,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, func, text
+from sqlalchemy import Engine, func
 from sqlmodel import Session, SQLModel, select
 
+from bench.postgres_database import throwaway_database
 from cybermission import models  # noqa: F401  (registers every table)
 from cybermission.config import Settings, load_settings
 from cybermission.db import create_db_engine, utcnow
@@ -88,19 +89,9 @@ def _store(kind: str, tmp: Path) -> Iterator[Engine]:
         finally:
             engine.dispose()
         return
-    admin = create_db_engine(POSTGRES_URL)
-    name = f"cm_bench_{uuid.uuid4().hex[:12]}"
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = create_db_engine(POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}")
-    try:
+    with throwaway_database(POSTGRES_URL) as engine:
         SQLModel.metadata.create_all(engine)
         yield engine
-    finally:
-        engine.dispose()
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _run(engine: Engine, settings: Settings, reports: list[HostReport]) -> float:

@@ -14,6 +14,7 @@ Loopback only; prints medians and the ratio nmap/ours (> 1 means we are faster).
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import shutil
 import signal
@@ -21,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.net import Connector
@@ -111,6 +112,26 @@ def _nmap(addresses: Sequence[str]) -> tuple[float, int]:
     return elapsed, result.stdout.count("Device identification:")
 
 
+@contextlib.contextmanager
+def simulators(base: str, devices: int) -> Iterator[None]:
+    """``devices`` lab Modbus devices from ``base`` on, served by a child process (``serve``)."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.modbus_identify", "serve", "--base", base,
+         "--devices", str(devices)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        if server.stdout.readline().strip() != "ready":
+            raise SystemExit("the simulators did not start")
+        yield
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.modbus_identify")
     parser.add_argument("mode", nargs="?", choices=["bench", "serve"], default="bench")
@@ -124,17 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_serve(args.base, args.devices))
         return 0
     addresses = _addresses(args.base, args.devices)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bench.modbus_identify", "serve", "--base", args.base,
-         "--devices", str(args.devices)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        if server.stdout.readline().strip() != "ready":
-            raise SystemExit("the simulators did not start")
+    with simulators(args.base, args.devices):
         # One untimed pass: the simulators' first connections pay pymodbus's lazy set-up.
         asyncio.run(_identify_all(addresses, args.parallel))
         ours: list[float] = []
@@ -147,9 +158,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 elapsed, identified = _nmap(addresses)
                 peer.append(elapsed)
                 print(f"run {run + 1}: nmap modbus-discover {elapsed:.3f} s, {identified} (basic)")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
     ours_median = statistics.median(ours)
     print(f"cybermission median {ours_median:.3f} s ({len(addresses) / ours_median:.0f} devices/s)")
     if peer:

@@ -20,7 +20,6 @@ Loopback only; prints one line per run and a summary with the median ratio ours/
 """
 
 import argparse
-import contextlib
 import ipaddress
 import json
 import os
@@ -32,11 +31,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.cpu_hogs import cpu_hogs
+from bench.modbus_identify import simulators
 
 MEMORY_RANGES = ("127.22.0.0/20", "127.23.0.0/16")
 
@@ -116,25 +116,6 @@ def run_nmap(network: str) -> Timed:
     return Timed(elapsed, text.count("Device identification:"), peak)
 
 
-@contextlib.contextmanager
-def _simulators(base: str, devices: int) -> Iterator[None]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bench.modbus_identify", "serve", "--base", base,
-         "--devices", str(devices)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        if server.stdout.readline().strip() != "ready":
-            raise SystemExit("the simulators did not start")
-        yield
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
-
-
 def _load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -202,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     network = _network(args.base, args.devices)
     complete = True
-    with _simulators(args.base, args.devices):
+    with simulators(args.base, args.devices):
         for load in args.loads.split(","):
             for profile in args.profiles.split(","):
                 complete = compare(network, args.devices, profile, load, args.runs) and complete

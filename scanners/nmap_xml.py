@@ -32,7 +32,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from cybermission.errors import ValidationError
-from cybermission.probes import Facts, Observation, PassiveDecoder, Transport, load_probes
+from cybermission.probes import Facts, Observation, PassiveDecoder, Probe, Transport, load_probes
 from scanners.bacnet_vendors import BACNET_VENDORS
 from scanners.enip_vendors import vendor_name
 
@@ -69,6 +69,11 @@ def _elems(script: Element) -> dict[str, str]:
         if key and key not in found and _text(elem.text):
             found[key] = _text(elem.text)
     return found
+
+
+def _renamed(values: Mapping[str, str], names: Mapping[str, str]) -> Facts:
+    """The script's values a probe also reports, under the probe's fact names."""
+    return {fact: values[key] for key, fact in names.items() if values.get(key)}
 
 
 def _shared_prefix(words: Sequence[str], other: Sequence[str]) -> list[str]:
@@ -146,10 +151,7 @@ def s7_facts(script: Element) -> Facts:
         **{k: v for k, v in values.items() if k not in _S7_COMPONENTS},
         **_s7_component_values(values),
     }
-    facts: Facts = {"vendor": "Siemens"}
-    for key, fact in S7_FACTS.items():
-        if values.get(key):
-            facts[fact] = values[key]
+    facts: Facts = {"vendor": "Siemens", **_renamed(values, S7_FACTS)}
     if "order_number" in facts:
         facts["product_code"] = facts["order_number"]
     if values.get("Version"):
@@ -198,10 +200,7 @@ BACNET_FACTS: Mapping[str, str] = {
 
 def bacnet_facts(script: Element) -> Facts:
     values = _elems(script)
-    facts: Facts = {}
-    for key, fact in BACNET_FACTS.items():
-        if values.get(key):
-            facts[fact] = values[key]
+    facts: Facts = _renamed(values, BACNET_FACTS)
     match = _VENDOR_ID.search(values.get("Vendor ID", ""))
     if match:
         vendor_id = int(match.group(1))
@@ -237,10 +236,10 @@ SCRIPT_FACTS = {
 }
 
 
-def _port_probes() -> dict[tuple[int, str], tuple[str, str]]:
+def _port_probes(installed: Mapping[str, Probe]) -> dict[tuple[int, str], tuple[str, str]]:
     """(port, transport) -> (probe, protocol) of the installed non-optional probes."""
     found: dict[tuple[int, str], tuple[str, str]] = {}
-    for name, probe in sorted(load_probes().items(), key=lambda item: item[1].order):
+    for name, probe in sorted(installed.items(), key=lambda item: item[1].order):
         if probe.optional:
             continue
         for port in probe.default_ports:
@@ -275,7 +274,10 @@ def parse_nmap_report(data: bytes) -> Iterator[Observation]:
         raise ValidationError(f"nmap report: not valid XML ({exc})") from exc
     if root.tag != "nmaprun":
         raise ValidationError(f"nmap report: the root is <{root.tag}>, not <nmaprun>")
-    probes = _port_probes()
+    # Loaded once per report: load_probes instantiates every entry point.
+    installed = load_probes()
+    probes = _port_probes(installed)
+    protocols = {name: probe.protocol for name, probe in installed.items()}
     for host in root.iter("host"):
         status = host.find("status")
         if status is not None and status.get("state") != "up":
@@ -287,7 +289,7 @@ def parse_nmap_report(data: bytes) -> Iterator[Observation]:
         mac = addresses.get("mac")
         observed_at = _observed_at(host, root)
         for port in host.iter("port"):
-            yield from _port_observation(port, address, mac, observed_at, probes)
+            yield from _port_observation(port, address, mac, observed_at, probes, protocols)
 
 
 def _port_observation(
@@ -296,6 +298,7 @@ def _port_observation(
     mac: str | None,
     observed_at: datetime,
     probes: Mapping[tuple[int, str], tuple[str, str]],
+    protocols: Mapping[str, str],
 ) -> Iterator[Observation]:
     state = port.find("state")
     if state is None or state.get("state") not in ("open", "open|filtered"):
@@ -311,7 +314,7 @@ def _port_observation(
         mapped = SCRIPT_FACTS.get(script_id, generic_facts)(script)
         if script_id in SCRIPT_PROBES and mapped:
             probe = SCRIPT_PROBES[script_id]
-            protocol = load_probes()[probe].protocol if probe in load_probes() else probe
+            protocol = protocols.get(probe, probe)
         facts.update(mapped)
     if state.get("state") == "open|filtered" and len(facts) <= 1:
         return  # UDP silence: nothing proves the service is there

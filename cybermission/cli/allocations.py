@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from cybermission.cli.output import FormatOption, check_format, write_rows
 from cybermission.cli.runtime import command_group, fail, open_store, start
 from cybermission.errors import CybermissionError
 
@@ -17,8 +18,10 @@ def allocations_list(
     organization: Annotated[
         str | None, typer.Option(help="Only this organisation's (slug).")
     ] = None,
+    # JSON lines by default: the command printed them before it took --format.
+    output: FormatOption = "jsonl",
 ) -> None:
-    """One JSON line per allocation: organisation, network, reference."""
+    """The allocations: organisation, network, reference (one JSON line each by default)."""
     from sqlmodel import select
 
     from cybermission.db import session_scope
@@ -26,6 +29,7 @@ def allocations_list(
     from cybermission.sites.models import Organization
     from cybermission.sites.service import get_organization_by_slug_or_raise
 
+    check_format(output)
     engine = open_store(start())
     try:
         with session_scope(engine) as session:
@@ -35,18 +39,22 @@ def allocations_list(
                 else None
             )
             slugs = {o.id: o.slug for o in session.exec(select(Organization)).all()}
-            for allocation in list_allocations(session, visible_to=owner):
-                line = {
+            rows = [
+                {
                     "id": allocation.id,
                     "organization": slugs.get(allocation.organization_id),
                     "cidr": allocation.cidr,
                     "reference": allocation.reference,
                     "created_by": allocation.created_by,
-                    "created_at": allocation.created_at.isoformat(),
+                    "created_at": allocation.created_at,
                 }
-                sys.stdout.write(json.dumps(line) + "\n")
+                for allocation in list_allocations(session, visible_to=owner)
+            ]
     except CybermissionError as exc:
         raise fail(exc) from exc
+    write_rows(
+        rows, output, columns=("organization", "cidr", "reference", "created_by", "created_at")
+    )
 
 
 @app.command("add")

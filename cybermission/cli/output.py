@@ -32,7 +32,8 @@ Row = Mapping[str, object]
 def check_format(output: str, formats: Sequence[str] = FORMATS) -> None:
     """Refuse an unknown ``--format`` before any work is done."""
     if output not in formats:
-        raise typer.BadParameter(f"use {', '.join(formats)}", param_hint="--format")
+        choices = f"{', '.join(formats[:-1])} or {formats[-1]}" if len(formats) > 1 else formats[0]
+        raise typer.BadParameter(f"use {choices}", param_hint="--format")
 
 
 def _default(value: object) -> str:

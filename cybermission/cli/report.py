@@ -4,17 +4,15 @@ import json
 import sys
 from typing import Any
 
-import typer
-
+from cybermission.cli.output import check_format as check_any_format
 from cybermission.cli.runtime import err, out
 
 FORMATS = ("json", "table")
 
 
 def check_format(output: str) -> None:
-    """Refuse an unknown ``--format`` before any work is done."""
-    if output not in FORMATS:
-        raise typer.BadParameter("use json or table", param_hint="--format")
+    """Refuse a ``--format`` the report has no form for (it has no ``jsonl``)."""
+    check_any_format(output, FORMATS)
 
 
 def show_report(report: dict[str, Any], output: str) -> None:
