@@ -77,6 +77,11 @@ def get_session(engine: EngineDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
+def admin_token_of(settings: Settings) -> str | None:
+    """The settings' admin token in clear (None: not configured)."""
+    return settings.admin_token.get_secret_value() if settings.admin_token else None
+
+
 def authenticate(
     request: Request,
     settings: SettingsDep,
@@ -85,7 +90,7 @@ def authenticate(
     session_secret: Annotated[str | None, Depends(_session_cookie)],
 ) -> Principal:
     """The caller (bearer token, else session cookie), or :class:`AuthenticationError`."""
-    admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    admin_token = admin_token_of(settings)
     if credentials is not None:
         return _bearer_principal(engine, credentials.credentials, admin_token)
     if session_secret:

@@ -28,6 +28,7 @@ from api.deps import (
     SESSION_COOKIE,
     Reader,
     SessionDep,
+    admin_token_of,
     authenticate,
     get_engine,
     get_settings,
@@ -43,11 +44,7 @@ from api.schemas.dashboard import (
 )
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
-from cybermission.auth.sessions import (
-    close_browser_session,
-    open_browser_session,
-    verify_browser_session,
-)
+from cybermission.auth.sessions import close_browser_session, open_browser_session
 from cybermission.db import session_scope, utcnow
 from cybermission.events import Event, list_recent_events
 from cybermission.findings.models import Severity
@@ -216,19 +213,16 @@ def _see_dashboard() -> RedirectResponse:
     )
 
 
-def _admin_token(request: Request) -> str | None:
-    token = get_settings(request).admin_token
-    return token.get_secret_value() if token is not None else None
-
-
 def _render_for_session(request: Request, secret: str) -> tuple[DashboardRead | None, str | None]:
     engine = get_engine(request)
+    try:
+        # The same path as every API call: the session cookie, checked by api.deps.authenticate.
+        caller = authenticate(request, get_settings(request), engine, None, secret)
+    except AuthenticationError:
+        return None, "your session has ended: sign in again"
+    if not caller.can(Permission.READ):
+        return None, f"the {caller.role} role may not read the dashboard"
     with session_scope(engine) as session:
-        caller = verify_browser_session(session, secret, admin_token=_admin_token(request))
-        if caller is None:
-            return None, "your session has ended: sign in again"
-        if not caller.can(Permission.READ):
-            return None, f"the {caller.role} role may not read the dashboard"
         return build_summary(session, caller, _progress(request)), None
 
 
@@ -290,7 +284,7 @@ def _sign_in(request: Request, token: str) -> tuple[str | None, str | None, int]
         return None, f"the {caller.role} role may not read the dashboard", 403
     with session_scope(engine) as session:
         issued = open_browser_session(
-            session, caller, ttl_s=settings.session_ttl_s, admin_token=_admin_token(request)
+            session, caller, ttl_s=settings.session_ttl_s, admin_token=admin_token_of(settings)
         )
     return issued.secret, None, 303
 
