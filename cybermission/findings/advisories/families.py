@@ -75,6 +75,11 @@ class NameLine:
     and_below: bool
 
 
+def name_lines(text: str) -> tuple[NameLine, ...]:
+    """The version lines ``text`` (a product name) writes with a "V": "V16", "V6 and below"."""
+    return tuple(NameLine(m.group(1), bool(m.group(2))) for m in _NAME_LINE_RE.finditer(text))
+
+
 @dataclass(frozen=True, slots=True)
 class FamilyBook:
     families: tuple[Family, ...]
@@ -106,9 +111,7 @@ class FamilyBook:
     ) -> tuple[bool, tuple[NameLine, ...]]:
         """Whether ``product`` names ``family`` as a whole, and the version lines it writes."""
         text = _PARENS_RE.sub(" ", product)
-        lines: list[NameLine] = []
-        for found in _NAME_LINE_RE.finditer(text):
-            lines.append(NameLine(found.group(1), bool(found.group(2))))
+        lines = list(name_lines(text))
         text = _NAME_LINE_RE.sub(" ", text)
         trailing = _TRAILING_LINE_RE.search(text)
         if trailing is not None:

@@ -34,6 +34,7 @@ from cybermission.findings.advisories.families import (
     FamilyBook,
     NameLine,
     family_book,
+    name_lines,
 )
 from cybermission.findings.advisories.mentions import find_mention
 from cybermission.findings.advisories.normalise import chunks, expand_product_name, vendor_key
@@ -115,16 +116,6 @@ class _Entry:
     cves: tuple[str, ...]
     cvss_score: float | None
     cvss_vector: str | None
-
-
-_LINE_RE: Final = re.compile(
-    r"(?i)(?<![0-9a-z])v(\d+(?:\.(?:\d+|x))*)(?![0-9a-z])"
-    r"(\s+and\s+(?:below|earlier|prior|older)|\s+or\s+(?:earlier|lower))?"
-)
-
-
-def _name_lines(product: str) -> tuple[NameLine, ...]:
-    return tuple(NameLine(m.group(1), bool(m.group(2))) for m in _LINE_RE.finditer(product))
 
 
 def _keys(note: Notation) -> set[str]:
@@ -217,7 +208,7 @@ class AdvisoryIndex:
             in_version=in_version,
             spec=_spec(None if in_version else product.version),
             name_spec=parse_version_spec(in_name.group(0)) if in_name else None,
-            lines=_name_lines(_NAME_RANGE_RE.sub(" ", product.product)),
+            lines=name_lines(_NAME_RANGE_RE.sub(" ", product.product)),
             cves=tuple(product.cves),
             cvss_score=product.cvss_score,
             cvss_vector=product.cvss_vector,
