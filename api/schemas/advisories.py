@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from api.schemas import ReadModel, RequestModel
+from cybermission.findings.advisories.lookup import MAX_IDENTITIES, MAX_NAMES, MAX_TEXT
 
 
 class AdvisoryRead(ReadModel):
@@ -39,23 +40,22 @@ class AdvisoryDetailRead(AdvisoryRead):
     products: list[AdvisoryProductRead]
 
 
+# The matcher's limits (lookup.py), the same for the CLI's identities file.
+_Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT)]
+
+
 class DeviceIdentityCreate(RequestModel):
     """A device as the matcher reads it: its maker, firmware and every name it goes by."""
 
-    vendor: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-    firmware: Annotated[str, StringConstraints(max_length=300)] | None = None
-    names: Annotated[
-        list[
-            Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-        ],
-        Field(min_length=1, max_length=20),
-    ]
+    vendor: _Text
+    firmware: Annotated[str, StringConstraints(max_length=MAX_TEXT)] | None = None
+    names: Annotated[list[_Text], Field(min_length=1, max_length=MAX_NAMES)]
 
 
 class AdvisoryMatchCreate(RequestModel):
     """Identities to match against every stored advisory (at most 1,000 at once)."""
 
-    devices: Annotated[list[DeviceIdentityCreate], Field(min_length=1, max_length=1000)]
+    devices: Annotated[list[DeviceIdentityCreate], Field(min_length=1, max_length=MAX_IDENTITIES)]
 
 
 class AdvisoryMatchRead(BaseModel):
