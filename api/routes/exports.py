@@ -31,6 +31,12 @@ from cybermission.db import session_scope, utcnow
 from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL
 from cybermission.findings.models import Finding, FindingStatus, Severity
 from cybermission.findings.payloads import advisory_fields
+from cybermission.inventory.documents import (
+    ASSET_FIELDS,
+    ASSET_TIMES,
+    asset_fields,
+    service_labels,
+)
 from cybermission.inventory.models import Device, Service
 from cybermission.inventory.queries import (
     list_addresses_by_device,
@@ -76,26 +82,9 @@ FINDING_COLUMNS = (
     "first_seen_at",
     "last_seen_at",
 )
-ASSET_COLUMNS = (
-    "id",
-    "name",
-    "parent_id",
-    "unit_id",
-    "vendor",
-    "product",
-    "model",
-    "firmware",
-    "serial",
-    "role",
-    "criticality",
-    "organization_id",
-    "site_id",
-    "zone_id",
-    "addresses",
-    "services",
-    "first_seen_at",
-    "last_seen_at",
-)
+# The asset document's fields (inventory/documents.py), addresses and services before the times.
+_UNTIMED = ASSET_FIELDS[: -len(ASSET_TIMES)]
+ASSET_COLUMNS = (*_UNTIMED, "addresses", "services", *ASSET_TIMES)
 
 # OCSF 1.1.0, Vulnerability Finding (class 2002, category 2 Findings).
 OCSF_VERSION = "1.1.0"
@@ -202,25 +191,13 @@ def _finding_row(finding: Finding, device: Device, address: str | None) -> dict[
 
 
 def _asset_row(device: Device, addresses: list[str], services: list[Service]) -> dict[str, Any]:
+    """A device as the export writes it: the whole asset document, its addresses and open
+    services inserted before the timestamps (``ASSET_COLUMNS``)."""
     return {
-        "id": device.id,
-        "name": device.name,
-        "parent_id": device.parent_id,
-        "unit_id": device.unit_id,
-        "vendor": device.vendor,
-        "product": device.product,
-        "model": device.model,
-        "firmware": device.firmware,
-        "serial": device.serial,
-        "role": device.role,
-        "criticality": str(device.criticality) if device.criticality else None,
-        "organization_id": device.organization_id,
-        "site_id": device.site_id,
-        "zone_id": device.zone_id,
+        **asset_fields(device, _UNTIMED, text_times=True),
         "addresses": addresses,
-        "services": [f"{s.port}/{s.transport}/{s.protocol}" for s in services if s.is_open],
-        "first_seen_at": _iso(device.first_seen_at),
-        "last_seen_at": _iso(device.last_seen_at),
+        "services": service_labels(services),
+        **asset_fields(device, ASSET_TIMES, text_times=True),
     }
 
 
@@ -333,18 +310,17 @@ def _ocsf_cve(cve: str, advisory: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+# Asset fields a CycloneDX component carries as properties (it has no field of its own for them).
+_CDX_PROPERTIES = ("serial", "role", "site_id", "zone_id", "criticality", "unit_id")
+
+
 def cyclonedx_component(
     device: Device, addresses: list[str], services: list[Service], children: list[Device]
 ) -> dict[str, Any]:
     """A device as a CycloneDX 1.6 component of type "device", firmware nested inside."""
     properties = [{"name": "cybermission:address", "value": a} for a in addresses]
-    properties += [
-        {"name": "cybermission:service", "value": f"{s.port}/{s.transport}/{s.protocol}"}
-        for s in services
-        if s.is_open
-    ]
-    for key in ("serial", "role", "site_id", "zone_id", "criticality", "unit_id"):
-        value = getattr(device, key)
+    properties += [{"name": "cybermission:service", "value": s} for s in service_labels(services)]
+    for key, value in asset_fields(device, _CDX_PROPERTIES).items():
         if value is not None:
             properties.append({"name": f"cybermission:{key}", "value": str(value)})
     component: dict[str, Any] = {

@@ -42,37 +42,32 @@ LIST_COLUMNS = (
 )
 
 
-def _service_row(service: Service) -> dict[str, Any]:
-    return {
-        "address": service.address,
-        "port": service.port,
-        "transport": service.transport,
-        "protocol": service.protocol,
-        "open": service.is_open,
-        "facts": service.facts,
-        "last_seen_at": service.last_seen_at,
-    }
+# The list row's fields of the asset document (inventory/documents.py), between the addresses
+# and the protocols.
+_ROW_FIELDS = (
+    "vendor",
+    "product",
+    "model",
+    "firmware",
+    "serial",
+    "role",
+    "parent_id",
+    "unit_id",
+    "site_id",
+    "zone_id",
+    "criticality",
+)
 
 
 def _device_row(device: Device, addresses: list[str], services: list[Service]) -> dict[str, Any]:
+    from cybermission.inventory.documents import ASSET_TIMES, asset_fields
+
     return {
-        "id": device.id,
-        "name": device.name,
+        **asset_fields(device, ("id", "name")),
         "addresses": addresses,
-        "vendor": device.vendor,
-        "product": device.product,
-        "model": device.model,
-        "firmware": device.firmware,
-        "serial": device.serial,
-        "role": device.role,
-        "parent_id": device.parent_id,
-        "unit_id": device.unit_id,
-        "site_id": device.site_id,
-        "zone_id": device.zone_id,
-        "criticality": device.criticality.value if device.criticality else None,
+        **asset_fields(device, _ROW_FIELDS),
         "protocols": sorted({f"{s.protocol}/{s.port}/{s.transport}" for s in services}),
-        "first_seen_at": device.first_seen_at,
-        "last_seen_at": device.last_seen_at,
+        **asset_fields(device, ASSET_TIMES),
     }
 
 
@@ -150,6 +145,7 @@ def assets_show(
 ) -> None:
     """One device: identity, addresses, services with their facts, units, recent changes."""
     from cybermission.db import session_scope
+    from cybermission.inventory.documents import asset_fields, service_fields
     from cybermission.inventory.queries import (
         get_device_or_raise,
         list_addresses_by_device,
@@ -168,11 +164,8 @@ def assets_show(
             document = {
                 **_device_row(device, addresses[device.id], services),
                 "provenance": device.provenance,
-                "services": [_service_row(s) for s in services],
-                "units": [
-                    {"id": u.id, "unit_id": u.unit_id, "vendor": u.vendor, "model": u.model}
-                    for u in units
-                ],
+                "services": [service_fields(s) for s in services],
+                "units": [asset_fields(u, ("id", "unit_id", "vendor", "model")) for u in units],
                 "recent_changes": [
                     {
                         "at": c.at,

@@ -15,6 +15,7 @@ from cybermission.findings.advisories.versions import change_direction
 from cybermission.findings.models import Severity
 from cybermission.findings.scoring import score_finding
 from cybermission.findings.service import FindingDraft
+from cybermission.inventory.documents import IDENTITY_FIELDS, asset_fields
 from cybermission.inventory.models import ChangeEvent, Device
 from cybermission.probes import Observation
 from cybermission.rules.loader import RuleSet
@@ -26,18 +27,13 @@ _NAMING_FACTS = ("product_code", "order_number", "product_name", "model", "produ
 
 
 def asset_document(device: Device, placement: Placement | None) -> dict[str, Any]:
-    """The ``asset`` part of every subject document: the device, its zone and criticality."""
+    """The ``asset`` part of every subject document: the device's identity and criticality (from
+    the one asset document, ``inventory/documents.py``), and the zone and site it is placed in."""
     return {
-        "id": device.id,
-        "vendor": device.vendor,
-        "product": device.product,
-        "model": device.model,
-        "firmware": device.firmware,
-        "serial": device.serial,
+        **asset_fields(device, ("id", *IDENTITY_FIELDS, "criticality")),
         "zone": placement.zone if placement else None,
         "zone_exposure": placement.exposure if placement else None,
         "site": placement.site if placement else None,
-        "criticality": str(device.criticality) if device.criticality else None,
     }
 
 

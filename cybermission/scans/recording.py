@@ -26,6 +26,7 @@ from cybermission.findings.service import FindingDraft, record_findings, resolve
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.inventory.absence import record_absences
 from cybermission.inventory.batch import HostSeen, InventoryCache, reconcile_hosts
+from cybermission.inventory.documents import asset_fields
 from cybermission.inventory.identity import ServiceSeen
 from cybermission.inventory.models import ChangeEvent, ChangeKind, Device
 from cybermission.probes import Observation, Probe, load_probes
@@ -287,6 +288,10 @@ def _merged_units(first: object, more: object) -> list[Any]:
     return units
 
 
+# The asset an event of the inventory names (besides its ``device_id``): enough for an alert to
+# say which device without a lookup.
+_EVENT_ASSET_FIELDS = ("name", "vendor", "model", "firmware")
+
 _CHANGE_EVENTS = {
     ChangeKind.ATTRIBUTE_CHANGED: EventKind.ASSET_CHANGED,
     ChangeKind.SERVICE_OPENED: EventKind.SERVICE_OPENED,
@@ -304,13 +309,7 @@ def _record_asset_events(
 ) -> None:
     """Tell the event log (alerting's outbox) what the inventory learnt about one device."""
     where = {"organization_id": device.organization_id, "site_id": device.site_id}
-    asset = {
-        "device_id": device.id,
-        "name": device.name,
-        "vendor": device.vendor,
-        "model": device.model,
-        "firmware": device.firmware,
-    }
+    asset = {"device_id": device.id, **asset_fields(device, _EVENT_ASSET_FIELDS)}
     if is_new:
         events.add(
             EventKind.ASSET_CREATED,

@@ -9,8 +9,12 @@ from sqlmodel import Session, col, select
 
 from cybermission.errors import CybermissionError
 from cybermission.findings.models import Finding
+from cybermission.inventory.documents import IDENTITY_FIELDS, asset_fields, service_fields
 from cybermission.inventory.models import Device, IPAddress, Service
 from cybermission.scans.models import ObservationRecord, ScanRun
+
+_SERVICE_FIELDS = ("port", "transport", "protocol", "open", "facts")
+_UNIT_FIELDS = ("id", "unit_id", *IDENTITY_FIELDS)
 
 # Ids per ``IN (...)`` query: under every store's bound on bound parameters.
 REPORT_CHUNK = 500
@@ -117,35 +121,12 @@ def _assets_json(session: Session, device_ids: Sequence[str]) -> list[dict[str, 
 def _asset_json(
     device: Device, addresses: list[str], services: Sequence[Service], children: Sequence[Device]
 ) -> dict[str, Any]:
+    """One asset of the report: a selection of the asset document (``inventory/documents.py``)."""
     return {
         "id": device.id,
         "addresses": addresses,
-        "vendor": device.vendor,
-        "product": device.product,
-        "model": device.model,
-        "firmware": device.firmware,
-        "serial": device.serial,
+        **asset_fields(device, IDENTITY_FIELDS),
         "device_type": device.model or device.product,
-        "services": [
-            {
-                "port": s.port,
-                "transport": s.transport,
-                "protocol": s.protocol,
-                "open": s.is_open,
-                "facts": s.facts,
-            }
-            for s in services
-        ],
-        "units": [
-            {
-                "id": c.id,
-                "unit_id": c.unit_id,
-                "vendor": c.vendor,
-                "product": c.product,
-                "model": c.model,
-                "firmware": c.firmware,
-                "serial": c.serial,
-            }
-            for c in children
-        ],
+        "services": [service_fields(s, _SERVICE_FIELDS) for s in services],
+        "units": [asset_fields(c, _UNIT_FIELDS) for c in children],
     }
