@@ -119,11 +119,59 @@ class ManifestViolationError(ProbeError):
 
 
 @dataclass(slots=True)
+class SentRequests:
+    """What was sent, counted per probe and per request: the one type of the safety record.
+
+    A probe's ledger counts its own requests to one device (``of(probe)``, the manifest's
+    per-device limits); a host's report adds its ledgers; the results a sensor sends, a chunk and
+    the run carry it in its one JSON form, ``{"modbus": {"fc43/mei14/basic": 3}}``.
+    """
+
+    by_probe: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return any(self.by_probe.values())
+
+    def of(self, probe: str) -> Counter[str]:
+        """The requests ``probe`` sent (a live count: adding to it adds here)."""
+        return self.by_probe.setdefault(probe, Counter())
+
+    def add(self, other: "SentRequests") -> None:
+        for probe, requests in other.by_probe.items():
+            if requests:
+                self.of(probe).update(requests)
+
+    def to_json(self) -> dict[str, dict[str, int]]:
+        return {
+            probe: dict(sorted(requests.items()))
+            for probe, requests in sorted(self.by_probe.items())
+            if requests
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> "SentRequests":
+        """Back from :meth:`to_json`'s form; ``TypeError`` naming what is wrong otherwise."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"sent: expected an object of probes, got {type(data).__name__}")
+        sent = cls()
+        for probe, requests in data.items():
+            if not isinstance(probe, str) or not isinstance(requests, Mapping):
+                raise TypeError(f"sent: {probe!r} must name an object of request counts")
+            for request, count in requests.items():
+                if not isinstance(request, str) or type(count) is not int or count < 0:
+                    raise TypeError(f"sent: {probe}/{request!r} must count as a whole number")
+                if count:
+                    sent.of(probe)[request] += count
+        return sent
+
+
+@dataclass(slots=True)
 class RequestLedger:
     """Counts what one probe sends to one device and refuses what its manifest does not allow."""
 
     probe: str
     manifest: Manifest
+    # This probe's requests to this device (its entry of a host's SentRequests).
     sent: Counter[str] = field(default_factory=Counter)
     # Connections the device closed or reset before sending one byte: each is a strike towards
     # backing the device off (cybermission/device_pacing.py), read by the pipeline.

@@ -8,6 +8,7 @@ from cybermission.probes import (
     IdentityAuthority,
     Intrusiveness,
     Probe,
+    SentRequests,
     Transport,
     identity_authority,
     load_probes,
@@ -88,3 +89,27 @@ def test_lab_entry_point_loads_devices_on_loopback(entry: object) -> None:
     devices = entry.load()("127.0.10.0")  # type: ignore[attr-defined]
     assert devices
     assert all(d.address.startswith("127.") for d in devices)
+
+
+def test_sent_requests_add_up_per_probe_and_request_and_round_trip_their_json() -> None:
+    host = SentRequests()
+    host.of("modbus").update({"fc43/mei14/basic": 1})
+    other = SentRequests()
+    other.of("modbus")["fc43/mei14/basic"] += 2
+    other.of("s7")["cotp"] += 1
+    other.of("enip")  # a probe that sent nothing leaves no trace
+    host.add(other)
+    assert host.to_json() == {"modbus": {"fc43/mei14/basic": 3}, "s7": {"cotp": 1}}
+    assert SentRequests.from_json(host.to_json()) == host
+    assert not SentRequests()
+    assert host
+
+
+@pytest.mark.parametrize(
+    "data",
+    [[["modbus", "fc43", 1]], {"modbus": 3}, {"modbus": {"fc43": "3"}}, {"modbus": {"fc43": -1}}],
+    ids=["list", "no-requests", "text-count", "negative"],
+)
+def test_sent_requests_refuse_another_shape_by_name(data: object) -> None:
+    with pytest.raises(TypeError, match="sent"):
+        SentRequests.from_json(data)

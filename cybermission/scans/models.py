@@ -72,7 +72,8 @@ class ScanRun(SQLModel, table=True):
     errors: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
-    # What was sent, per probe and request: {"modbus": {"fc43/mei14/basic": 3}}.
+    # What was sent, per probe and request: {"modbus": {"fc43/mei14/basic": 3}}
+    # (SentRequests.to_json, cybermission/probes.py).
     sent: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     # Why it ended as it did, when that is not "it ran to the end" (interrupted, cancelled, failed).
     reason: str | None = Field(default=None, max_length=500)

@@ -9,7 +9,6 @@ any store code (pyproject, "the probing side imports no store code").
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from cybermission.probes import (
     Probe,
     ProbeTarget,
     RequestLedger,
+    SentRequests,
     Transport,
 )
 from cybermission.scans.sweep import HostResult
@@ -56,7 +56,7 @@ class HostReport:
     open_ports: tuple[int, ...]
     observations: list[Observation] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
-    sent: Counter[tuple[str, str]] = field(default_factory=Counter)
+    sent: SentRequests = field(default_factory=SentRequests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +187,7 @@ async def _observe_now(
             _strike(gate, report, f"{probe.name} on port {port}: closed before answering")
         return observation
     finally:
-        for request, count in ledger.sent.items():
-            report.sent[(probe.name, request)] += count
+        report.sent.of(probe.name).update(ledger.sent)
 
 
 def _strike(gate: DeviceGate, report: HostReport, reason: str) -> None:

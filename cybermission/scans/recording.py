@@ -8,7 +8,6 @@ hosts so the event loop keeps connecting while the store commits in a thread.
 
 import asyncio
 import ipaddress
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +28,7 @@ from cybermission.inventory.batch import HostSeen, InventoryCache, reconcile_hos
 from cybermission.inventory.documents import asset_fields
 from cybermission.inventory.identity import ServiceSeen
 from cybermission.inventory.models import ChangeEvent, ChangeKind, Device
-from cybermission.probes import Observation, Probe, load_probes
+from cybermission.probes import Observation, Probe, SentRequests, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.judging import judge_device, observation_subject, rule_drafts
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
@@ -60,7 +59,7 @@ class RunState:
     placements: dict[str, Placement] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     errors_dropped: int = 0
-    sent: Counter[tuple[str, str]] = field(default_factory=Counter)
+    sent: SentRequests = field(default_factory=SentRequests)
     # Auto-resolve (DESIGN.md §5): devices whose every probe finished, and the protocols of the
     # probes that ran; findings of other protocols are not judged by this run.
     clean_devices: set[str] = field(default_factory=set)
@@ -373,7 +372,7 @@ async def write_batches(
         await asyncio.to_thread(_store_batch_retrying, engine, state, batch, retry_s)
         for report in batch:
             state.add_errors(report.errors)
-            state.sent.update(report.sent)
+            state.sent.add(report.sent)
         state.tick()
 
 
@@ -438,10 +437,7 @@ def _finish_run(engine: Engine, state: RunState, status: ScanStatus, reason: str
                 }
             )
         run.errors = errors
-        sent: dict[str, dict[str, int]] = {}
-        for (probe_name, request), count in sorted(state.sent.items()):
-            sent.setdefault(probe_name, {})[request] = count
-        run.sent = sent
+        run.sent = state.sent.to_json()
         complete = status in (ScanStatus.SUCCEEDED, ScanStatus.PARTIAL)
         if complete and state.probes_run and state.clean_devices:
             # Only a run that went to its end proves something gone (not a failed, interrupted

@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
+from cybermission.probes import SentRequests
 from cybermission.scans.recording import RunState, run_state, store_reports
 from cybermission.sensors.messages import report_from_json
 from cybermission.sensors.models import (
@@ -137,12 +138,10 @@ class Ingestion:
                 chunk.observations += state.progress.observations - before[0]
                 chunk.findings += state.progress.findings - before[1]
                 chunk.errors = [*chunk.errors, *(e for r in reports for e in r.errors)][:200]
-                sent = dict(chunk.sent)
+                sent = SentRequests.from_json(chunk.sent)
                 for r in reports:
-                    for (probe, request), count in r.sent.items():
-                        key = f"{probe}\t{request}"
-                        sent[key] = int(sent.get(key, 0)) + count
-                chunk.sent = sent
+                    sent.add(r.sent)
+                chunk.sent = sent.to_json()
                 if part.get("last"):
                     chunk.parts_total = number + 1
                     chunk.hosts_swept = int(part.get("hosts_swept", 0))

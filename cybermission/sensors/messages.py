@@ -7,7 +7,7 @@ them back. It holds no store code (the probing side's import contract, pyproject
 from datetime import datetime
 from typing import Any
 
-from cybermission.probes import Observation, Transport
+from cybermission.probes import Observation, SentRequests, Transport
 from cybermission.scans.probing import HostReport
 
 
@@ -29,8 +29,7 @@ def report_from_json(data: dict[str, Any]) -> HostReport:
             )
         )
     report.errors.extend(dict(e) for e in data.get("errors", []))
-    for probe, request, count in data.get("sent", []):
-        report.sent[(str(probe), str(request))] += int(count)
+    report.sent = SentRequests.from_json(data.get("sent", {}))
     return report
 
 
@@ -51,5 +50,5 @@ def report_to_json(report: HostReport) -> dict[str, Any]:
             for o in report.observations
         ],
         "errors": report.errors,
-        "sent": [[p, r, c] for (p, r), c in sorted(report.sent.items())],
+        "sent": report.sent.to_json(),
     }

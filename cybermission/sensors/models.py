@@ -74,6 +74,7 @@ class Chunk(SQLModel, table=True):
     errors: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
+    # What its sensor sent, in the run's form (SentRequests.to_json, cybermission/probes.py).
     sent: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 

@@ -18,6 +18,7 @@ from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.guard import ScopeGuard, parse_network
+from cybermission.probes import SentRequests
 from cybermission.rules.loader import RuleSet
 from cybermission.scans.models import ScanRun, ScanStatus, Scope, ScopeBase
 from cybermission.scans.probing import ScanProgress
@@ -322,9 +323,7 @@ def finish_if_complete(engine: Engine, run_id: str) -> bool:
                     }
                 ]
             )
-        for key, count in c.sent.items():
-            probe, _, request = key.partition("\t")
-            state.sent[(probe, request)] += int(count)
+        state.sent.add(SentRequests.from_json(c.sent))
     if any(c.state is ChunkState.FAILED for c in chunks) and not any(
         c.state is ChunkState.DONE for c in chunks
     ):

@@ -161,7 +161,7 @@ async def test_forged_result_naming_another_sites_run_is_rejected_and_counted(
                 "open_ports": [502],
                 "observations": [],
                 "errors": [],
-                "sent": [],
+                "sent": {},
             }
         ],
     }
