@@ -13,7 +13,6 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,16 @@ from cybermission.scans.sweep_handoff import identify_paced
 from cybermission.scans.targets import expand_targets
 from cybermission.sensors.broker import INGEST_TASK, SCAN_TASK, publish_task
 from cybermission.sensors.journal import Journal
-from cybermission.sensors.messages import report_to_json
+from cybermission.sensors.messages import (
+    ChunkMessage,
+    ChunkOutcome,
+    HostReportMessage,
+    MessageError,
+    ResultsPart,
+    RunError,
+    read_message,
+    write_message,
+)
 from cybermission.sensors.topology import RESULTS, SCAN_QUEUE, BrokerError, amqp_ssl
 
 logger = logging.getLogger(__name__)
@@ -143,31 +151,30 @@ async def scan_chunk(
 
 
 def result_parts(
-    message: Mapping[str, Any], state: str, result: ChunkResult
-) -> list[dict[str, Any]]:
+    chunk: ChunkMessage, state: ChunkOutcome, result: ChunkResult
+) -> list[ResultsPart]:
     """The chunk's results in parts; the last one carries the chunk's totals."""
     batches = [
         result.reports[i : i + PART_HOSTS] for i in range(0, len(result.reports), PART_HOSTS)
     ]
     batches = batches or [[]]
-    parts: list[dict[str, Any]] = []
+    parts: list[ResultsPart] = []
     for number, batch in enumerate(batches):
-        part: dict[str, Any] = {
-            "chunk_id": message["chunk_id"],
-            "scan_run_id": message["scan_run_id"],
-            "part": number,
-            "state": state,
-            "reports": [report_to_json(r) for r in batch],
-        }
-        if number == len(batches) - 1:
-            part.update(
-                last=True,
-                hosts_swept=result.hosts_swept,
-                hosts_live=result.hosts_live,
-                open_ports=result.open_ports,
-                errors=result.errors[:200],
+        last = number == len(batches) - 1
+        parts.append(
+            ResultsPart(
+                chunk_id=chunk.chunk_id,
+                scan_run_id=chunk.scan_run_id,
+                part=number,
+                state=state,
+                reports=[HostReportMessage.of(r) for r in batch],
+                last=last,
+                hosts_swept=result.hosts_swept if last else 0,
+                hosts_live=result.hosts_live if last else 0,
+                open_ports=result.open_ports if last else 0,
+                errors=[RunError.model_validate(e) for e in result.errors[:200]] if last else [],
             )
-        parts.append(part)
+        )
     return parts
 
 
@@ -206,20 +213,23 @@ class SensorRuntime:
                 published += 1
         return published
 
-    def handle(self, message: Mapping[str, Any]) -> str:
+    def handle(self, message: object) -> str:
         """Scan one chunk once; returns what happened (for logs and tests)."""
-        chunk_id = str(message["chunk_id"])
-        if self.journal.finished(chunk_id):
+        try:
+            chunk = read_message(ChunkMessage, message)
+        except MessageError as exc:
+            return self.refuse(message, exc)
+        if self.journal.finished(chunk.chunk_id):
             # A redelivery of finished work: probe nothing, re-publish what is unconfirmed.
-            self.flush(chunk_id)
+            self.flush(chunk.chunk_id)
             return "replayed"
-        not_after = datetime.fromisoformat(str(message["not_after"]))
-        if utcnow() > not_after:
+        state: ChunkOutcome
+        if utcnow() > chunk.not_after:
             state, result = "skipped", ChunkResult()
         else:
             try:
                 # Defence in depth: the chunk must lie inside the networks of the enrolment.
-                expand_targets(list(message["targets"]), guard=self.guard)
+                expand_targets(chunk.targets, guard=self.guard)
             except (ScopeError, ValidationError) as exc:
                 state = "failed"
                 result = ChunkResult(errors=[{"target": None, "stage": "scope", "error": str(exc)}])
@@ -227,17 +237,41 @@ class SensorRuntime:
                 state = "done"
                 result = asyncio.run(
                     scan_chunk(
-                        list(message["targets"]),
-                        [int(p) for p in message["ports"]],
-                        [int(p) for p in message.get("udp_ports", [])],
+                        chunk.targets,
+                        chunk.ports,
+                        chunk.udp_ports,
                         guard=self.guard,
                         settings=self.settings,
                     )
                 )
-        self.journal.record(chunk_id, state, result_parts(message, state, result))
-        self.flush(chunk_id)
-        logger.info("chunk finished", extra={"chunk_id": chunk_id, "state": state})
+        parts = result_parts(chunk, state, result)
+        self.journal.record(chunk.chunk_id, state, [write_message(p) for p in parts])
+        self.flush(chunk.chunk_id)
+        logger.info("chunk finished", extra={"chunk_id": chunk.chunk_id, "state": state})
         return state
+
+    def refuse(self, message: object, error: MessageError) -> str:
+        """Keep a chunk message this sensor cannot read (another version, or malformed) in the
+        journal, probe nothing, and fail the chunk at the centre with the reason when the message
+        still says which chunk it is."""
+        self.journal.refuse(message, str(error))
+        logger.error("chunk refused", extra={"error": str(error)})
+        fields = message if isinstance(message, Mapping) else {}
+        chunk_id, run_id = fields.get("chunk_id"), fields.get("scan_run_id")
+        if isinstance(chunk_id, str) and isinstance(run_id, str):
+            if not self.journal.finished(chunk_id):
+                refusal = RunError(target=None, stage="chunk", error=f"sensor refused: {error}")
+                part = ResultsPart(
+                    chunk_id=chunk_id,
+                    scan_run_id=run_id,
+                    part=0,
+                    state="failed",
+                    last=True,
+                    errors=[refusal],
+                )
+                self.journal.record(chunk_id, "failed", [write_message(part)])
+            self.flush(chunk_id)
+        return "refused"
 
     def flusher(self, stop: threading.Event) -> None:
         while not stop.wait(self.settings.sensor.flush_interval_s):
@@ -277,7 +311,7 @@ def sensor_app(runtime: SensorRuntime) -> Celery:
     )
 
     @app.task(name=SCAN_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
-    def scan(message: dict[str, Any]) -> str:
+    def scan(message: object) -> str:
         return runtime.handle(message)
 
     _only(app, SCAN_TASK)

@@ -8,7 +8,6 @@ site's shovel stamped (``site.<slug>``), never a claim of the message.
 
 import logging
 import threading
-from typing import Any
 
 from celery import Celery, Task  # type: ignore[import-untyped]
 from kombu import Exchange, Queue  # type: ignore[import-untyped]
@@ -60,7 +59,7 @@ def ingest_app(settings: Settings) -> Celery:
     )
 
     @app.task(name=INGEST_TASK, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
-    def ingest(self: Task, part: dict[str, Any]) -> str:
+    def ingest(self: Task, part: object) -> str:
         routing_key = str((self.request.delivery_info or {}).get("routing_key") or "")
         if not routing_key.startswith("site."):
             # Not from a site's shovel (someone with central rights published it): no site.

@@ -7,8 +7,8 @@ process, not in module globals.
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +18,7 @@ from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.probes import SentRequests
 from cybermission.scans.recording import RunState, run_state, store_reports
-from cybermission.sensors.messages import report_from_json
+from cybermission.sensors.messages import MessageError, ResultsPart, read_message
 from cybermission.sensors.models import (
     Chunk,
     ChunkPart,
@@ -65,25 +65,36 @@ class Ingestion:
         self._states: dict[str, RunState] = {}
         self._lock = threading.Lock()
 
-    def apply(self, *, site_slug: str, part: dict[str, Any]) -> IngestOutcome:
+    def apply(self, *, site_slug: str, part: object) -> IngestOutcome:
         """Apply one results part once, in one transaction, if it belongs to ``site_slug``.
 
         ``site_slug`` comes from the broker (the routing key the site's shovel stamps), never from
-        the message. A part naming a chunk, run or address of another site is rejected and
-        counted; a part already applied is counted as a duplicate and changes nothing.
+        the message. A part of another version, or malformed, is refused whole with the reason
+        (the sensor's journal keeps it); a part naming a chunk, run or address of another site is
+        rejected and counted; a part already applied is counted as a duplicate and changes nothing.
         """
         with Session(self._engine) as session:
             site = session.exec(select(Site).where(Site.slug == site_slug)).first()
             site_id = site.id if site else None
             try:
-                chunk_id = str(part["chunk_id"])
-                number = int(part["part"])
-                chunk = session.get(Chunk, chunk_id)
-                reports = [report_from_json(r) for r in part.get("reports", [])]
-            except (KeyError, ValueError, TypeError) as exc:
-                return record_rejection(
-                    self._engine, site_id, RejectionReason.MALFORMED, None, repr(exc)
+                message = read_message(ResultsPart, part)
+            except MessageError as exc:
+                reason = (
+                    RejectionReason.VERSION
+                    if exc.unsupported_version
+                    else RejectionReason.MALFORMED
                 )
+                chunk_id = part.get("chunk_id") if isinstance(part, Mapping) else None
+                return record_rejection(
+                    self._engine,
+                    site_id,
+                    reason,
+                    chunk_id if isinstance(chunk_id, str) else None,
+                    str(exc),
+                )
+            chunk_id, number = message.chunk_id, message.part
+            chunk = session.get(Chunk, chunk_id)
+            reports = message.host_reports()
             if site is None or chunk is None or chunk.site_id != site.id:
                 return record_rejection(
                     self._engine,
@@ -92,7 +103,7 @@ class Ingestion:
                     chunk_id,
                     "chunk of another site",
                 )
-            if part.get("scan_run_id") != chunk.scan_run_id:
+            if message.scan_run_id != chunk.scan_run_id:
                 return record_rejection(
                     self._engine, site_id, RejectionReason.FOREIGN, chunk_id, "run mismatch"
                 )
@@ -142,19 +153,15 @@ class Ingestion:
                 for r in reports:
                     sent.add(r.sent)
                 chunk.sent = sent.to_json()
-                if part.get("last"):
+                if message.last:
                     chunk.parts_total = number + 1
-                    chunk.hosts_swept = int(part.get("hosts_swept", 0))
-                    chunk.hosts_live = int(part.get("hosts_live", 0))
-                    chunk.open_ports = int(part.get("open_ports", 0))
-                    chunk.errors = [*chunk.errors, *part.get("errors", [])][:200]
-                state_name = part.get("state", "done")
+                    chunk.hosts_swept = message.hosts_swept
+                    chunk.hosts_live = message.hosts_live
+                    chunk.open_ports = message.open_ports
+                    errors = [e.model_dump() for e in message.errors]
+                    chunk.errors = [*chunk.errors, *errors][:200]
                 if chunk.parts_total is not None and chunk.parts_done >= chunk.parts_total:
-                    chunk.state = (
-                        ChunkState(state_name)
-                        if state_name in ("done", "skipped", "failed")
-                        else ChunkState.DONE
-                    )
+                    chunk.state = ChunkState(message.state)
                     chunk.finished_at = utcnow()
                 else:
                     chunk.state = ChunkState.RUNNING

@@ -2,7 +2,8 @@
 
 A chunk recorded as finished is never probed again (a redelivery only re-publishes what the broker
 has not confirmed yet), and results stay here until the broker confirms them, so a site link that
-is down buffers results instead of losing them (SCALE-OUT.md, Sensor).
+is down buffers results instead of losing them (SCALE-OUT.md, Sensor). A chunk message the sensor
+cannot read (another version, malformed) is kept here as received, with the reason.
 """
 
 import json
@@ -27,6 +28,11 @@ CREATE TABLE IF NOT EXISTS part (
     body TEXT NOT NULL,
     confirmed_at TEXT,
     PRIMARY KEY (chunk_id, part)
+);
+CREATE TABLE IF NOT EXISTS refused (
+    received_at TEXT NOT NULL,
+    body TEXT NOT NULL,
+    error TEXT NOT NULL
 );
 """
 
@@ -95,6 +101,20 @@ class Journal:
                 "UPDATE part SET confirmed_at = ? WHERE chunk_id = ? AND part = ?",
                 (utcnow().isoformat(), chunk_id, part),
             )
+
+    def refuse(self, body: object, error: str) -> None:
+        """Keep a message the sensor refused, as it came (its JSON), and why."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO refused (received_at, body, error) VALUES (?, ?, ?)",
+                (utcnow().isoformat(), json.dumps(body, default=repr), error),
+            )
+
+    def refused(self) -> list[tuple[object, str]]:
+        """The refused messages, oldest first, each with the reason."""
+        with self._lock:
+            rows = self._db.execute("SELECT body, error FROM refused ORDER BY rowid").fetchall()
+        return [(json.loads(b), e) for b, e in rows]
 
     def buffered(self) -> int:
         with self._lock:

@@ -1,54 +1,185 @@
-"""What sites and the centre send each other: a host's report in its JSON wire form.
+"""What sites and the centre send each other: typed, versioned messages (pydantic), never dicts.
 
-Both sides import this module: the sensor to publish results parts, the central ingestion to read
-them back. It holds no store code (the probing side's import contract, pyproject).
+Two messages cross the broker: a :class:`ChunkMessage` from the centre to a site's sensor (the
+work), and a :class:`ResultsPart` from the sensor back (up to ``PART_HOSTS`` host reports; the last
+part of a chunk carries its totals). Each carries ``version``; a side reads only the version it
+was built for and refuses any other, or a malformed message, with a :class:`MessageError` that
+says which message, which field and what was expected. Refusing loses nothing: the sensor's
+journal keeps every part it sent and every chunk it refused (``journal.py``), and the centre
+records each refusal with its reason (``RejectedPart``).
+
+Both sides import this module; it holds no store code (the probing side's import contract).
 """
 
-from datetime import datetime
-from typing import Any
+from collections.abc import Mapping
+from datetime import UTC
+from typing import Annotated, Any, ClassVar, Final, Literal, Self, TypeVar
 
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import ValidationError as PydanticValidationError
+
+from cybermission.errors import ValidationError
 from cybermission.probes import Observation, SentRequests, Transport
 from cybermission.scans.probing import HostReport
 
+# The version of the messages this code writes and the only one it reads. Raise it when a field
+# changes meaning or a required one is added, so a sensor and a centre of different releases
+# refuse each other's messages in clear instead of misreading them.
+MESSAGE_VERSION: Final = 1
 
-def report_from_json(data: dict[str, Any]) -> HostReport:
-    """A HostReport back from its JSON form (:func:`report_to_json`); KeyError/ValueError if bad."""
-    report = HostReport(
-        address=str(data["address"]), open_ports=tuple(int(p) for p in data["open_ports"])
-    )
-    for o in data["observations"]:
-        report.observations.append(
-            Observation(
-                probe=str(o["probe"]),
-                protocol=str(o["protocol"]),
-                address=str(o["address"]),
-                port=int(o["port"]),
-                transport=Transport(o["transport"]),
-                facts=dict(o["facts"]),
-                observed_at=datetime.fromisoformat(o["observed_at"]),
-            )
+Port = Annotated[int, Field(ge=0, le=65535)]
+Count = Annotated[int, Field(ge=0)]
+ChunkOutcome = Literal["done", "skipped", "failed"]
+
+
+class MessageError(ValidationError):
+    """A message of another version, or malformed: refused whole, nothing of it applied."""
+
+    def __init__(self, message: str, *, unsupported_version: bool = False) -> None:
+        super().__init__(message)
+        self.unsupported_version = unsupported_version
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunError(_Message):
+    """One error a run met: where, at which stage, and what."""
+
+    target: str | None
+    stage: str
+    error: str
+
+
+class ObservationMessage(_Message):
+    probe: str
+    protocol: str
+    address: str
+    port: Port
+    transport: Transport
+    facts: dict[str, JsonValue]
+    observed_at: AwareDatetime
+
+    @classmethod
+    def of(cls, o: Observation) -> Self:
+        return cls(
+            probe=o.probe,
+            protocol=o.protocol,
+            address=o.address,
+            port=o.port,
+            transport=o.transport,
+            facts=o.facts,
+            observed_at=o.observed_at,
         )
-    report.errors.extend(dict(e) for e in data.get("errors", []))
-    report.sent = SentRequests.from_json(data.get("sent", {}))
-    return report
+
+    def observation(self) -> Observation:
+        return Observation(
+            probe=self.probe,
+            protocol=self.protocol,
+            address=self.address,
+            port=self.port,
+            transport=self.transport,
+            facts=dict(self.facts),
+            observed_at=self.observed_at.astimezone(UTC),
+        )
 
 
-def report_to_json(report: HostReport) -> dict[str, Any]:
-    return {
-        "address": report.address,
-        "open_ports": list(report.open_ports),
-        "observations": [
-            {
-                "probe": o.probe,
-                "protocol": o.protocol,
-                "address": o.address,
-                "port": o.port,
-                "transport": str(o.transport),
-                "facts": o.facts,
-                "observed_at": o.observed_at.isoformat(),
-            }
-            for o in report.observations
-        ],
-        "errors": report.errors,
-        "sent": report.sent.to_json(),
-    }
+class HostReportMessage(_Message):
+    """One host's report (:class:`~cybermission.scans.probing.HostReport`) on the wire."""
+
+    address: str
+    open_ports: list[Port]
+    observations: list[ObservationMessage] = []
+    errors: list[RunError] = []
+    # What was sent to the host: SentRequests' one JSON form.
+    sent: dict[str, dict[str, Count]] = {}
+
+    @classmethod
+    def of(cls, report: HostReport) -> Self:
+        return cls(
+            address=report.address,
+            open_ports=list(report.open_ports),
+            observations=[ObservationMessage.of(o) for o in report.observations],
+            errors=[RunError.model_validate(e) for e in report.errors],
+            sent=report.sent.to_json(),
+        )
+
+    def report(self) -> HostReport:
+        return HostReport(
+            address=self.address,
+            open_ports=tuple(self.open_ports),
+            observations=[o.observation() for o in self.observations],
+            errors=[e.model_dump() for e in self.errors],
+            sent=SentRequests.from_json(self.sent),
+        )
+
+
+class _Versioned(_Message):
+    kind: ClassVar[str]
+    version: Literal[1] = MESSAGE_VERSION
+
+
+class ChunkMessage(_Versioned):
+    """The centre's order to a site's sensor: probe these targets before ``not_after``."""
+
+    kind: ClassVar[str] = "chunk"
+
+    chunk_id: str
+    scan_run_id: str
+    seq: Count
+    targets: list[str]
+    ports: list[Port]
+    udp_ports: list[Port] = []
+    not_after: AwareDatetime
+    attempt: Count = 0
+
+
+class ResultsPart(_Versioned):
+    """Part ``part`` of a chunk's results; the ``last`` one carries the chunk's totals."""
+
+    kind: ClassVar[str] = "results part"
+
+    chunk_id: str
+    scan_run_id: str
+    part: Count
+    state: ChunkOutcome
+    reports: list[HostReportMessage] = []
+    last: bool = False
+    hosts_swept: Count = 0
+    hosts_live: Count = 0
+    open_ports: Count = 0
+    errors: list[RunError] = []
+
+    def host_reports(self) -> list[HostReport]:
+        return [r.report() for r in self.reports]
+
+
+M = TypeVar("M", bound=_Versioned)
+
+
+def read_message(model: type[M], data: object) -> M:
+    """``data`` (decoded JSON) as a ``model``; :class:`MessageError` saying why it is refused."""
+    if not isinstance(data, Mapping):
+        raise MessageError(f"{model.kind}: expected a JSON object, got {type(data).__name__}")
+    version = data.get("version")
+    if version is None:
+        raise MessageError(f"{model.kind}: no version: not a message of this product")
+    if version != MESSAGE_VERSION:
+        raise MessageError(
+            f"{model.kind}: version {version!r} is not read here (this side reads version"
+            f" {MESSAGE_VERSION}): upgrade the older side; the message is kept, not applied",
+            unsupported_version=True,
+        )
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "message"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise MessageError(f"{model.kind}: {where}: {first['msg']}{more}") from exc
+
+
+def write_message(message: _Versioned) -> dict[str, Any]:
+    """The message as the JSON object the broker carries (Celery's JSON serializer)."""
+    return message.model_dump(mode="json")

@@ -95,7 +95,10 @@ class ChunkPart(SQLModel, table=True):
 class RejectionReason(StrEnum):
     FOREIGN = "foreign"  # names a chunk, run or address of another site
     DUPLICATE = "duplicate"  # already ingested (a redelivery): harmless, counted
-    MALFORMED = "malformed"
+    MALFORMED = "malformed"  # not a results part: its field and what was expected in ``detail``
+    # A results part of a message version this centre does not read (a sensor of another
+    # release): refused whole, kept in the sensor's journal until one side is upgraded.
+    VERSION = "version"
 
 
 class RejectedPart(SQLModel, table=True):

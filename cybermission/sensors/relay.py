@@ -6,7 +6,6 @@ the store, picked up by the relay in ``cybermission central``) without importing
 
 import logging
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import Engine
 from sqlmodel import col, select
@@ -15,6 +14,7 @@ from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.sensors.broker import SCAN_TASK, publish_task
+from cybermission.sensors.messages import ChunkMessage, write_message
 from cybermission.sensors.models import Chunk, ChunkState
 from cybermission.sensors.service import finish_if_complete
 from cybermission.sensors.topology import (
@@ -29,17 +29,17 @@ from cybermission.sites.models import Site
 logger = logging.getLogger(__name__)
 
 
-def chunk_message(chunk: Chunk, run: ScanRun) -> dict[str, Any]:
-    return {
-        "chunk_id": chunk.id,
-        "scan_run_id": chunk.scan_run_id,
-        "seq": chunk.seq,
-        "targets": chunk.targets,
-        "ports": run.ports,
-        "udp_ports": run.udp_ports,
-        "not_after": chunk.not_after.isoformat(),
-        "attempt": chunk.attempts,
-    }
+def chunk_message(chunk: Chunk, run: ScanRun) -> ChunkMessage:
+    return ChunkMessage(
+        chunk_id=chunk.id,
+        scan_run_id=chunk.scan_run_id,
+        seq=chunk.seq,
+        targets=chunk.targets,
+        ports=run.ports,
+        udp_ports=run.udp_ports,
+        not_after=chunk.not_after,
+        attempt=chunk.attempts,
+    )
 
 
 def relay_outbox(engine: Engine, settings: Settings, *, limit: int = 500) -> int:
@@ -67,8 +67,8 @@ def relay_outbox(engine: Engine, settings: Settings, *, limit: int = 500) -> int
                 exchange="",
                 routing_key=SCAN_QUEUE,
                 task_name=SCAN_TASK,
-                args=[message],
-                task_id=f"{chunk_id}.{message['attempt']}",
+                args=[write_message(message)],
+                task_id=f"{chunk_id}.{message.attempt}",
                 timeout_s=settings.broker.confirm_timeout_s,
                 ssl=tls,
             )

@@ -27,6 +27,7 @@ from cybermission.migrations import upgrade_database
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.sensors import models as sensor_models  # noqa: F401
 from cybermission.sensors.broker import SCAN_TASK, publish_task
+from cybermission.sensors.messages import write_message
 from cybermission.sensors.models import Chunk
 from cybermission.sensors.relay import chunk_message
 from cybermission.sensors.service import (
@@ -370,7 +371,7 @@ def republish(cluster: Cluster, slug: str, chunk: Chunk) -> None:
         exchange="",
         routing_key=SCAN_QUEUE,
         task_name=SCAN_TASK,
-        args=[message],
+        args=[write_message(message)],
         task_id=str(uuid.uuid4()),
         timeout_s=scaled(5),
     )

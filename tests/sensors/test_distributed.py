@@ -150,6 +150,7 @@ async def test_forged_result_naming_another_sites_run_is_rejected_and_counted(
     cluster.start_central()
     before = digest(cluster.engine)
     forged = {
+        "version": 1,
         "chunk_id": chunk_b.id,
         "scan_run_id": run_b,
         "part": 0,
