@@ -17,6 +17,7 @@ from api.routes import (
     alerts,
     allocations,
     assets,
+    communications,
     dashboard,
     docs,
     events,
@@ -148,6 +149,7 @@ def create_app(
     for module in (
         scans,
         assets,
+        communications,
         findings,
         scopes,
         rules,
