@@ -1,0 +1,69 @@
+"""/api/v1/sites: the API creates sites through the one service, with its slug, time-zone and
+organisation rules (tests/sites/test_site_rules.py has the rules themselves)."""
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from api.app import create_app
+from cybermission.auth.models import Role
+from cybermission.config import Settings
+from tests.api.conftest import BASE_URL, assert_problem
+from tests.api.world import World, build_world
+
+
+@pytest.fixture
+async def world_client(
+    api_settings: Settings, engine: Engine
+) -> AsyncIterator[tuple[httpx.AsyncClient, World]]:
+    world = build_world(engine)
+    app: FastAPI = create_app(api_settings, engine=engine)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            yield client, world
+
+
+async def test_sites_admin_adds_a_site_in_its_zone(
+    world_client: tuple[httpx.AsyncClient, World],
+) -> None:
+    client, world = world_client
+    a = world.orgs["a"].organization
+    created = await client.post(
+        "/api/v1/sites",
+        json={"organization_id": a, "slug": "depot", "name": "Depot", "timezone": "Europe/Paris"},
+        headers=world.auth(Role.ADMIN, "a"),
+    )
+    assert created.status_code == 201, created.text
+    assert (created.json()["slug"], created.json()["timezone"]) == ("depot", "Europe/Paris")
+
+
+@pytest.mark.parametrize("timezone", ["Mars/Olympus", "../../etc/passwd", "/etc/localtime"])
+async def test_sites_unknown_timezone_is_422_naming_the_field(
+    world_client: tuple[httpx.AsyncClient, World], timezone: str
+) -> None:
+    client, world = world_client
+    a = world.orgs["a"].organization
+    response = await client.post(
+        "/api/v1/sites",
+        json={"organization_id": a, "slug": "depot", "name": "Depot", "timezone": timezone},
+        headers=world.auth(Role.ADMIN, "a"),
+    )
+    body = assert_problem(response, 422, "invalid-input")
+    assert "timezone" in body["detail"]
+
+
+async def test_sites_other_organisation_is_not_found(
+    world_client: tuple[httpx.AsyncClient, World],
+) -> None:
+    client, world = world_client
+    b = world.orgs["b"].organization
+    response = await client.post(
+        "/api/v1/sites",
+        json={"organization_id": b, "slug": "depot", "name": "Depot"},
+        headers=world.auth(Role.ADMIN, "a"),
+    )
+    assert_problem(response, 404, "not-found")
