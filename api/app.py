@@ -18,6 +18,7 @@ from api.routes import (
     alerts,
     allocations,
     assets,
+    communications,
     dashboard,
     docs,
     events,
@@ -151,6 +152,7 @@ def create_app(
     for module in (
         scans,
         assets,
+        communications,
         findings,
         scopes,
         rules,
