@@ -114,80 +114,68 @@ class _BackOffError(Exception):
     """The device misbehaved: leave it alone for the rest of the run."""
 
 
-async def _observe(
-    probe: Probe,
-    report: HostReport,
-    *,
-    port: int,
-    connector: Connector,
-    gate: DeviceGate,
-    timeout_s: float,
-    options: Mapping[str, JSONValue],
-) -> Observation | None:
-    """Run one probe, account for what it sent, and turn device trouble into report errors.
+@dataclass(frozen=True, slots=True)
+class _HostProbing:
+    """One host's identification: its report, and what every probe run on it shares."""
 
-    A TCP probe holds the device's one turn (one connection at a time across the run). A reset,
-    an early close or a silence is a strike (device_pacing.py); the strike that backs the device
-    off raises ``_BackOffError`` and the report names the device.
-    """
-    if probe.transport is Transport.TCP:
-        async with gate.turn(report.address):
-            return await _observe_now(
-                probe, report, port=port, connector=connector, gate=gate,
-                timeout_s=timeout_s, options=options,
-            )  # fmt: skip
-    return await _observe_now(
-        probe, report, port=port, connector=connector, gate=gate,
-        timeout_s=timeout_s, options=options,
-    )  # fmt: skip
+    report: HostReport
+    connector: Connector
+    gate: DeviceGate
+    timeout_s: float
+    options: Mapping[str, JSONValue]
 
+    async def observe(self, probe: Probe, port: int) -> Observation | None:
+        """Run one probe, account for what it sent, and turn device trouble into report errors.
 
-async def _observe_now(
-    probe: Probe,
-    report: HostReport,
-    *,
-    port: int,
-    connector: Connector,
-    gate: DeviceGate,
-    timeout_s: float,
-    options: Mapping[str, JSONValue],
-) -> Observation | None:
-    ledger = RequestLedger(probe=probe.name, manifest=probe.manifest)
-    target = ProbeTarget(
-        address=report.address,
-        port=port,
-        transport=probe.transport,
-        connector=connector,
-        ledger=ledger,
-        options=options,
-    )
-    answers = gate.answer_times
-    started = time.monotonic()
-    try:
-        # The configured timeout, widened while recent answers show a busy machine.
-        observation = await probe.observe(target, timeout_s=max(timeout_s, answers.timeout_s))
-    except ProbeTimeoutError:
-        if probe.transport is Transport.UDP:
-            return None  # nobody there: the normal answer of most addresses on a UDP port
-        _record_failure(report, probe, port, "ProbeTimeoutError: no answer in time")
-        answers.silence()
-        _strike(gate, report, f"{probe.name} on port {port}: timeout")
-        return None
-    except (ProbeError, OSError) as exc:
-        kind = exc.__class__.__name__
-        _record_failure(report, probe, port, f"{kind}: {exc}"[:300])
-        if isinstance(exc, OSError):  # reset or refused mid-conversation
-            _strike(gate, report, f"{probe.name} on port {port}: {kind}")
-        return None
-    else:
-        if observation is not None:
-            gate.clear(report.address)
-            answers.record(time.monotonic() - started)
-        elif ledger.early_closes:
-            _strike(gate, report, f"{probe.name} on port {port}: closed before answering")
-        return observation
-    finally:
-        report.sent.of(probe.name).update(ledger.sent)
+        A TCP probe holds the device's one turn (one connection at a time across the run). A
+        reset, an early close or a silence is a strike (device_pacing.py); the strike that backs
+        the device off raises ``_BackOffError`` and the report names the device.
+        """
+        if probe.transport is Transport.TCP:
+            async with self.gate.turn(self.report.address):
+                return await self._observe_now(probe, port)
+        return await self._observe_now(probe, port)
+
+    async def _observe_now(self, probe: Probe, port: int) -> Observation | None:
+        report, gate = self.report, self.gate
+        ledger = RequestLedger(probe=probe.name, manifest=probe.manifest)
+        target = ProbeTarget(
+            address=report.address,
+            port=port,
+            transport=probe.transport,
+            connector=self.connector,
+            ledger=ledger,
+            options=self.options,
+        )
+        answers = gate.answer_times
+        started = time.monotonic()
+        try:
+            # The configured timeout, widened while recent answers show a busy machine.
+            observation = await probe.observe(
+                target, timeout_s=max(self.timeout_s, answers.timeout_s)
+            )
+        except ProbeTimeoutError:
+            if probe.transport is Transport.UDP:
+                return None  # nobody there: the normal answer of most addresses on a UDP port
+            _record_failure(report, probe, port, "ProbeTimeoutError: no answer in time")
+            answers.silence()
+            _strike(gate, report, f"{probe.name} on port {port}: timeout")
+            return None
+        except (ProbeError, OSError) as exc:
+            kind = exc.__class__.__name__
+            _record_failure(report, probe, port, f"{kind}: {exc}"[:300])
+            if isinstance(exc, OSError):  # reset or refused mid-conversation
+                _strike(gate, report, f"{probe.name} on port {port}: {kind}")
+            return None
+        else:
+            if observation is not None:
+                gate.clear(report.address)
+                answers.record(time.monotonic() - started)
+            elif ledger.early_closes:
+                _strike(gate, report, f"{probe.name} on port {port}: closed before answering")
+            return observation
+        finally:
+            report.sent.of(probe.name).update(ledger.sent)
 
 
 def _strike(gate: DeviceGate, report: HostReport, reason: str) -> None:
@@ -220,40 +208,21 @@ async def identify_host(
     scope guard stops everything for the host.
     """
     report = HostReport(address=host.address, open_ports=host.open_ports)
+    probing = _HostProbing(report, connector, gate, timeout_s, plan.options)
     try:
-        await _identify_tcp(
-            host, report, plan=plan, connector=connector, gate=gate, timeout_s=timeout_s
-        )
+        await _identify_tcp(host, probing, plan)
         if plan.has_udp:
             # Datagram exchanges hold no connection on the device: the UDP probes go together.
             await asyncio.gather(
-                *(
-                    _identify_udp(
-                        probes,
-                        report,
-                        port=port,
-                        connector=connector,
-                        gate=gate,
-                        timeout_s=timeout_s,
-                        options=plan.options,
-                    )
-                    for port, probes in plan.udp.items()
-                )
+                *(_identify_udp(probes, probing, port) for port, probes in plan.udp.items())
             )
     except ScopeError as exc:
         report.errors.append({"target": host.address, "stage": "scope", "error": str(exc)})
     return report
 
 
-async def _identify_tcp(
-    host: HostResult,
-    report: HostReport,
-    *,
-    plan: ProbePlan,
-    connector: Connector,
-    gate: DeviceGate,
-    timeout_s: float,
-) -> None:
+async def _identify_tcp(host: HostResult, probing: _HostProbing, plan: ProbePlan) -> None:
+    report, gate = probing.report, probing.gate
     for port in host.open_ports:
         identified: str | None = None
         for probe in plan.tcp.get(port, ()):
@@ -272,15 +241,7 @@ async def _identify_tcp(
                 )
                 continue
             try:
-                observation = await _observe(
-                    probe,
-                    report,
-                    port=port,
-                    connector=connector,
-                    gate=gate,
-                    timeout_s=timeout_s,
-                    options=plan.options,
-                )
+                observation = await probing.observe(probe, port)
             except _BackOffError:
                 continue
             if observation is not None:
@@ -299,28 +260,16 @@ async def _identify_tcp(
             )
 
 
-async def _identify_udp(
-    probes: Sequence[Probe],
-    report: HostReport,
-    *,
-    port: int,
-    connector: Connector,
-    gate: DeviceGate,
-    timeout_s: float,
-    options: Mapping[str, JSONValue],
-) -> None:
+async def _identify_udp(probes: Sequence[Probe], probing: _HostProbing, port: int) -> None:
     for probe in probes:
-        if gate.backed_off_reason(report.address) is not None:
+        if probing.gate.backed_off_reason(probing.report.address) is not None:
             return
         try:
-            observation = await _observe(
-                probe, report, port=port, connector=connector, gate=gate,
-                timeout_s=timeout_s, options=options,
-            )  # fmt: skip
+            observation = await probing.observe(probe, port)
         except _BackOffError:
             return
         if observation is not None:
-            report.observations.append(observation)
+            probing.report.observations.append(observation)
             return
 
 
