@@ -138,22 +138,16 @@ def ended_event_kind(status: ScanStatus) -> EventKind:
     return EventKind.SCAN_FINISHED
 
 
-def close_abandoned_run(
-    session: Session, run: ScanRun, *, status: ScanStatus, reason: str, now: datetime
-) -> None:
-    """End a run nobody executes any more with ``status`` and ``reason``; its counters stay what
-    its owner last wrote (each batch it stored is kept whole)."""
-    run.status = status
-    run.finished_at = now
-    run.reason = reason[:500]
-    # Reassign (not append): JSON columns only notice a new value.
-    run.errors = [*run.errors, {"target": None, "stage": "run", "error": reason[:500]}]
-    session.add(run)
+def record_run_end(session: Session, run: ScanRun) -> None:
+    """Tell the event log a run ended (its status, why, and its counters): alerting's outbox.
+
+    One event whoever ends the run, its owner (``recording.finish_run``) or whoever closes it
+    for an owner that is gone (:func:`close_abandoned_run`)."""
     record_event(
         session,
-        ended_event_kind(status),
+        ended_event_kind(run.status),
         payload={
-            "status": str(status),
+            "status": str(run.status),
             "reason": run.reason,
             "targets": run.targets[:50],
             "hosts_probed": run.hosts_probed,
@@ -165,6 +159,20 @@ def close_abandoned_run(
         organization_id=run.organization_id,
         site_id=run.site_id,
     )
+
+
+def close_abandoned_run(
+    session: Session, run: ScanRun, *, status: ScanStatus, reason: str, now: datetime
+) -> None:
+    """End a run nobody executes any more with ``status`` and ``reason``; its counters stay what
+    its owner last wrote (each batch it stored is kept whole)."""
+    run.status = status
+    run.finished_at = now
+    run.reason = reason[:500]
+    # Reassign (not append): JSON columns only notice a new value.
+    run.errors = [*run.errors, {"target": None, "stage": "run", "error": reason[:500]}]
+    session.add(run)
+    record_run_end(session, run)
 
 
 def _close_if_unchanged(

@@ -18,7 +18,7 @@ from sqlmodel import Session
 from cybermission.config import Settings
 from cybermission.db import insert_values, new_id, session_scope, utcnow
 from cybermission.errors import CybermissionError
-from cybermission.events import EventBatch, EventKind, record_event
+from cybermission.events import EventBatch, EventKind
 from cybermission.findings.advisories.lookup import current_index
 from cybermission.findings.advisories.matching import AdvisoryIndex
 from cybermission.findings.service import FindingDraft, record_findings, resolve_absent
@@ -32,7 +32,7 @@ from cybermission.probes import Observation, Probe, SentRequests, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.judging import judge_device, observation_subject, rule_drafts
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
-from cybermission.scans.ownership import ended_event_kind
+from cybermission.scans.ownership import record_run_end
 from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
@@ -453,22 +453,7 @@ def _finish_run(engine: Engine, state: RunState, status: ScanStatus, reason: str
             )
         if complete:
             _record_absences(session, state, run)
-        record_event(
-            session,
-            ended_event_kind(status),
-            payload={
-                "status": str(status),
-                "reason": run.reason,
-                "targets": run.targets[:50],
-                "hosts_probed": run.hosts_probed,
-                "findings": run.findings,
-                "errors": len(errors),
-            },
-            subject_id=run.id,
-            scan_run_id=run.id,
-            organization_id=run.organization_id,
-            site_id=run.site_id,
-        )
+        record_run_end(session, run)
     return run
 
 
