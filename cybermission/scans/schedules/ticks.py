@@ -170,18 +170,25 @@ def _start(
     launched.append(scan.id)
 
 
-def _decide(
-    session: Session,
-    schedule: Schedule,
-    run: ScheduleRun,
-    *,
-    now: datetime,
-    tz: ZoneInfo,
-    settings: Settings,
-    launched: list[str],
-    honour_window: bool = True,
-    plan_site: SitePlanner | None = None,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class _Deciding:
+    """What deciding a run of one schedule needs besides the run: the same for every run the
+    schedule has at this moment (its due run, the runs waiting for its window, run now)."""
+
+    session: Session
+    schedule: Schedule
+    now: datetime
+    tz: ZoneInfo  # the schedule's site's time zone
+    settings: Settings
+    launched: list[str]
+    plan_site: SitePlanner | None
+    # False for an operator's "run now": the window is waived (blackouts and overlap are not).
+    honour_window: bool = True
+
+
+def _decide(deciding: _Deciding, run: ScheduleRun) -> None:
+    session, schedule, now = deciding.session, deciding.schedule, deciding.now
+    tz, honour_window = deciding.tz, deciding.honour_window
     # Overlap first: a run still going, or already waiting for the window, absorbs this one.
     other = _running(session, schedule.id)
     if other is not None and other.id != run.id:
@@ -214,9 +221,9 @@ def _decide(
         session,
         schedule,
         run,
-        settings,
-        launched,
-        plan_site=plan_site,
+        deciding.settings,
+        deciding.launched,
+        plan_site=deciding.plan_site,
         not_after=allowed_until(schedule, tz, now, honour_window=honour_window),
     )
 
@@ -239,6 +246,7 @@ def _tick_schedule(
     plan_site: SitePlanner | None,
 ) -> None:
     tz = schedule_timezone(session, schedule)
+    deciding = _Deciding(session, schedule, now, tz, settings, report.launched, plan_site)
     # Runs parked for a window whose moment has come.
     for waiting in session.exec(
         select(ScheduleRun)
@@ -246,16 +254,7 @@ def _tick_schedule(
         .where(ScheduleRun.outcome == RunOutcome.WAITING)
         .where(col(ScheduleRun.start_after) <= now)
     ).all():
-        _decide(
-            session,
-            schedule,
-            waiting,
-            now=now,
-            tz=tz,
-            settings=settings,
-            launched=report.launched,
-            plan_site=plan_site,
-        )
+        _decide(deciding, waiting)
         waiting.decided_at = now
         session.add(waiting)
         report.decisions.append((schedule.id, waiting.outcome))
@@ -273,16 +272,7 @@ def _tick_schedule(
     if late_s > schedule.misfire_grace_s and schedule.misfire is Misfire.SKIP:
         run.reason = f"skipped: missed by {int(late_s)} s (the scheduler was not running)"
     else:
-        _decide(
-            session,
-            schedule,
-            run,
-            now=now,
-            tz=tz,
-            settings=settings,
-            launched=report.launched,
-            plan_site=plan_site,
-        )
+        _decide(deciding, run)
         if late_s > schedule.misfire_grace_s:
             run.reason = f"catch-up of a run missed by {int(late_s)} s; {run.reason}".rstrip("; ")[
                 :500
@@ -365,17 +355,7 @@ def run_schedule_now(
         actor=actor[:100],
     )
     launched: list[str] = []
-    _decide(
-        session,
-        schedule,
-        run,
-        now=now,
-        tz=tz,
-        settings=settings,
-        launched=launched,
-        honour_window=False,
-        plan_site=plan_site,
-    )
+    _decide(_Deciding(session, schedule, now, tz, settings, launched, plan_site, False), run)
     session.add(run)
     session.flush()
     record_audit(session, schedule.id, "run-now", actor, {"outcome": [None, str(run.outcome)]}, now)
