@@ -7,12 +7,13 @@ facts of the strongest authority (``scanners/README.md``, "Facts and their autho
 """
 
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from cybermission.inventory.models import Device, Interface, IPAddress
 
@@ -126,6 +127,17 @@ def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
         yield items[start : start + LOOKUP_CHUNK]
 
 
+_Row = TypeVar("_Row")
+
+
+def _in_chunks(
+    session: Session, query: SelectOfScalar[_Row], column: Any, values: Iterable[str]
+) -> Iterator[_Row]:
+    """The rows of ``query`` whose ``column`` is one of ``values``: one ``IN (...)`` per chunk."""
+    for chunk in _chunks(values):
+        yield from session.exec(query.where(col(column).in_(chunk)))
+
+
 @dataclass(slots=True)
 class Candidates:
     """The stored devices a batch of hosts of one organisation may be, read in a few queries.
@@ -178,36 +190,34 @@ def load_candidates(
     """Read, in one query per kind (chunked for huge batches), every stored row of
     ``organization_id`` that the batch's addresses, serials and MACs could resolve to."""
     found = Candidates(organization_id=organization_id)
-    for chunk in _chunks(addresses):
-        for ip in session.exec(
-            select(IPAddress).where(
-                in_organization(IPAddress.organization_id, organization_id),
-                col(IPAddress.address).in_(chunk),
-            )
-        ):
-            found.by_address[ip.address] = ip
-    for chunk in _chunks(macs):
-        for interface in session.exec(
-            select(Interface).where(
-                in_organization(Interface.organization_id, organization_id),
-                col(Interface.mac).in_(chunk),
-            )
-        ):
-            found.by_mac[interface.mac] = interface
-    for chunk in _chunks(serials):
-        for device in session.exec(
-            select(Device)
-            .where(
-                in_organization(Device.organization_id, organization_id),
-                col(Device.parent_id).is_(None),
-                col(Device.serial).in_(chunk),
-            )
-            .order_by(col(Device.first_seen_at), col(Device.id))
-        ):
-            found.remember(device)
+    for ip in _in_chunks(
+        session,
+        select(IPAddress).where(in_organization(IPAddress.organization_id, organization_id)),
+        IPAddress.address,
+        addresses,
+    ):
+        found.by_address[ip.address] = ip
+    for interface in _in_chunks(
+        session,
+        select(Interface).where(in_organization(Interface.organization_id, organization_id)),
+        Interface.mac,
+        macs,
+    ):
+        found.by_mac[interface.mac] = interface
+    for device in _in_chunks(
+        session,
+        select(Device)
+        .where(
+            in_organization(Device.organization_id, organization_id),
+            col(Device.parent_id).is_(None),
+        )
+        .order_by(col(Device.first_seen_at), col(Device.id)),
+        Device.serial,
+        serials,
+    ):
+        found.remember(device)
     wanted = {ip.device_id for ip in found.by_address.values()}
     wanted |= {i.device_id for i in found.by_mac.values()}
-    for chunk in _chunks(wanted - found.devices.keys()):
-        for device in session.exec(select(Device).where(col(Device.id).in_(chunk))):
-            found.devices[device.id] = device
+    for device in _in_chunks(session, select(Device), Device.id, wanted - found.devices.keys()):
+        found.devices[device.id] = device
     return found
