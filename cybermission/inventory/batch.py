@@ -301,13 +301,22 @@ def _reconcile_one(
     return result
 
 
-def _new_device(batch: _Batch, host: HostSeen) -> Device:
+def _new_device(
+    batch: _Batch,
+    place: HostSeen | Device,
+    *,
+    parent_id: str | None = None,
+    unit_id: int | None = None,
+) -> Device:
+    """A device first seen now, placed where ``place`` (its host, or its gateway) is."""
     device = Device(
         id=new_id(),
         provenance={},
-        organization_id=host.organization_id,
-        site_id=host.site_id,
-        zone_id=host.zone_id,
+        parent_id=parent_id,
+        unit_id=unit_id,
+        organization_id=place.organization_id,
+        site_id=place.site_id,
+        zone_id=place.zone_id,
         first_seen_at=batch.now,
         last_seen_at=batch.now,
     )
@@ -492,18 +501,7 @@ def _reconcile_units(
         child = batch.units.get((parent.id, unit_id))
         is_new = child is None
         if child is None:
-            child = Device(
-                id=new_id(),
-                provenance={},
-                parent_id=parent.id,
-                unit_id=unit_id,
-                organization_id=parent.organization_id,
-                site_id=parent.site_id,
-                zone_id=parent.zone_id,
-                first_seen_at=batch.now,
-                last_seen_at=batch.now,
-            )
-            batch.new.devices.append(child)
+            child = _new_device(batch, parent, parent_id=parent.id, unit_id=unit_id)
             batch.units[(parent.id, unit_id)] = child
             batch.new.events.append(
                 batch.change(child, ChangeKind.DEVICE_NEW, new_value=f"unit {unit_id}")
