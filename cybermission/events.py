@@ -10,7 +10,7 @@ and the source of the dashboards' event stream. Kinds are dotted nouns: ``scan.f
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import JSON, BigInteger, Column, Integer, func
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -66,27 +66,25 @@ class Event(SQLModel, table=True):
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+class EventPlace(TypedDict, total=False):
+    """What an event is about and where it happened (every key optional, absent is None)."""
+
+    subject_id: str | None  # finding, device or run id
+    scan_run_id: str | None
+    organization_id: str | None
+    site_id: str | None
+    severity: str | None
+
+
+# Every key of EventPlace as None: a batch's rows all carry every column (one multi-row INSERT).
+_NOWHERE: dict[str, None] = dict.fromkeys(EventPlace.__annotations__)
+
+
 def record_event(
-    session: Session,
-    kind: EventKind,
-    *,
-    payload: dict[str, Any],
-    subject_id: str | None = None,
-    scan_run_id: str | None = None,
-    organization_id: str | None = None,
-    site_id: str | None = None,
-    severity: str | None = None,
+    session: Session, kind: EventKind, *, payload: dict[str, Any], **place: Unpack[EventPlace]
 ) -> Event:
     """Append an event to the caller's transaction (it commits or vanishes with the change)."""
-    event = Event(
-        kind=kind,
-        payload=payload,
-        subject_id=subject_id,
-        scan_run_id=scan_run_id,
-        organization_id=organization_id,
-        site_id=site_id,
-        severity=severity,
-    )
+    event = Event(kind=kind, payload=payload, **place)
     session.add(event)
     return event
 
@@ -105,29 +103,8 @@ class EventBatch:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def add(
-        self,
-        kind: EventKind,
-        *,
-        payload: dict[str, Any],
-        subject_id: str | None = None,
-        scan_run_id: str | None = None,
-        organization_id: str | None = None,
-        site_id: str | None = None,
-        severity: str | None = None,
-    ) -> None:
-        self._rows.append(
-            {
-                "kind": kind,
-                "at": utcnow(),
-                "organization_id": organization_id,
-                "site_id": site_id,
-                "scan_run_id": scan_run_id,
-                "subject_id": subject_id,
-                "severity": severity,
-                "payload": payload,
-            }
-        )
+    def add(self, kind: EventKind, *, payload: dict[str, Any], **place: Unpack[EventPlace]) -> None:
+        self._rows.append({"kind": kind, "at": utcnow(), **_NOWHERE, **place, "payload": payload})
 
     def write(self, session: Session) -> None:
         """Insert what was added, in order, and start empty again."""
