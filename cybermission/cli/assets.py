@@ -42,32 +42,15 @@ LIST_COLUMNS = (
 )
 
 
-# The list row's fields of the asset document (inventory/documents.py), between the addresses
-# and the protocols.
-_ROW_FIELDS = (
-    "vendor",
-    "product",
-    "model",
-    "firmware",
-    "serial",
-    "role",
-    "parent_id",
-    "unit_id",
-    "site_id",
-    "zone_id",
-    "criticality",
-)
-
-
 def _device_row(device: Device, addresses: list[str], services: list[Service]) -> dict[str, Any]:
-    from cybermission.inventory.documents import ASSET_TIMES, asset_fields
+    """A device as the CLI lists it: its asset document (``inventory/documents.py``) but the
+    organisation, with its addresses and the protocols it answers."""
+    from cybermission.inventory.documents import ASSET_FIELDS, asset_fields
 
     return {
-        **asset_fields(device, ("id", "name")),
+        **asset_fields(device, [f for f in ASSET_FIELDS if f != "organization_id"]),
         "addresses": addresses,
-        **asset_fields(device, _ROW_FIELDS),
         "protocols": sorted({f"{s.protocol}/{s.port}/{s.transport}" for s in services}),
-        **asset_fields(device, ASSET_TIMES),
     }
 
 
