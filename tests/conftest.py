@@ -62,6 +62,17 @@ def _postgres_engine() -> Iterator[Engine]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A store with no table yet (migrations build it), on SQLite and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        engine = create_db_engine(f"sqlite:///{tmp_path}/migrated.db")
+        yield engine
+        engine.dispose()
+        return
+    yield from _postgres_engine()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An empty store with every table, on SQLite and on the real PostgreSQL."""
     if request.param == "sqlite":

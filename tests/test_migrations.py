@@ -1,9 +1,7 @@
 """The Alembic migrations build exactly the schema the models declare, on SQLite and PostgreSQL."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -17,17 +15,6 @@ from cybermission.migrations import (
     store_revisions,
     upgrade_database,
 )
-from tests.conftest import _postgres_engine
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = create_db_engine(f"sqlite:///{tmp_path}/migrated.db")
-        yield engine
-        engine.dispose()
-        return
-    yield from _postgres_engine()
 
 
 def test_migrations_build_every_table(empty_engine: Engine) -> None:

@@ -1,28 +1,13 @@
 """Migration 0004_inventory_partition on a store holding devices: existing addresses and MACs take
 their device's organisation, and the same address may then exist once per organisation."""
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from cybermission.db import create_db_engine
 from cybermission.migrations import upgrade_database
-from tests.conftest import _postgres_engine
 
 T = "2026-11-01 12:00:00"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = create_db_engine(f"sqlite:///{tmp_path}/migrated.db")
-        yield engine
-        engine.dispose()
-        return
-    yield from _postgres_engine()
 
 
 def _device(conn: Connection, device_id: str, organization_id: str | None) -> None:

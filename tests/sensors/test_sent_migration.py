@@ -2,28 +2,13 @@
 the one form of requests sent, ``{"probe": {"request": n}}``."""
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, text
 
-from cybermission.db import create_db_engine
 from cybermission.migrations import upgrade_database
 from cybermission.probes import SentRequests
-from tests.conftest import _postgres_engine
 
 T = "2026-11-01 12:00:00"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = create_db_engine(f"sqlite:///{tmp_path}/migrated.db")
-        yield engine
-        engine.dispose()
-        return
-    yield from _postgres_engine()
 
 
 def _chunk_sents(engine: Engine) -> dict[str, object]:
