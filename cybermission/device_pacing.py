@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 #: Strikes in a row that back a device off, unless the pacing settings say otherwise.
 DEFAULT_STRIKES_BEFORE_BACK_OFF: Final = 3
@@ -132,6 +132,15 @@ class _Device:
     strikes: int = 0
 
 
+class GatePacing(Protocol):
+    """The pacing a gate follows (``PacingSettings.effective()`` in a run)."""
+
+    per_host_rate_per_s: float
+    strikes_before_back_off: int
+    probe_timeout_s: float
+    probes_in_flight: int
+
+
 class DeviceGate:
     """The run's devices in the probe phase: pace, turn and strikes per address.
 
@@ -158,6 +167,16 @@ class DeviceGate:
         self.backed_off: dict[str, str] = {}
         #: how long the run's devices take to answer now, and the probe timeout that follows.
         self.answer_times = AnswerTimes(probe_timeout_s, probes_in_flight)
+
+    @classmethod
+    def paced(cls, pacing: GatePacing) -> "DeviceGate":
+        """The gate of a run paced by ``pacing``: the embedded pipeline's and a sensor's alike."""
+        return cls(
+            per_host_rate_per_s=pacing.per_host_rate_per_s,
+            strikes_before_back_off=pacing.strikes_before_back_off,
+            probe_timeout_s=pacing.probe_timeout_s,
+            probes_in_flight=pacing.probes_in_flight,
+        )
 
     @property
     def in_flight(self) -> int:

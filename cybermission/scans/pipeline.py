@@ -192,12 +192,7 @@ async def execute_scan(
             {p.protocol for ps in (*plan.tcp.values(), *plan.udp.values()) for p in ps}
             | {"tcp", ADVISORY_PROTOCOL}
         )
-        gate = DeviceGate(
-            per_host_rate_per_s=pacing.per_host_rate_per_s,
-            strikes_before_back_off=pacing.strikes_before_back_off,
-            probe_timeout_s=pacing.probe_timeout_s,
-            probes_in_flight=pacing.probes_in_flight,
-        )
+        gate = DeviceGate.paced(pacing)
         connector = Connector(guard, pacer=gate, shared_udp=True)
         writing = asyncio.create_task(
             write_batches(engine, state, queue, retry_s=settings.runs.store_retry_s)

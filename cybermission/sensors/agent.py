@@ -109,12 +109,7 @@ async def scan_chunk(
     plan = select_probes(
         probes if probes is not None else load_probes(), settings, udp_ports=udp_ports
     )
-    gate = DeviceGate(
-        per_host_rate_per_s=pacing.per_host_rate_per_s,
-        strikes_before_back_off=pacing.strikes_before_back_off,
-        probe_timeout_s=pacing.probe_timeout_s,
-        probes_in_flight=pacing.probes_in_flight,
-    )
+    gate = DeviceGate.paced(pacing)
     connector = Connector(guard, pacer=gate, shared_udp=True)
 
     async def identify(host: HostResult) -> None:
