@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from cybermission.findings.models import Finding, FindingStatus, FindingTransition
-from tests.api.console.conftest import Shoot, SignIn
+from tests.api.console.conftest import Shoot, SignIn, follow
 from tests.api.console.plant import Plant
 
 
@@ -37,7 +37,7 @@ def test_findings_are_sorted_by_score_highest_first(
         assert text in row, (text, row)
     shoot("findings")
     page.select_option("#sort", "score")
-    page.click("#finding-filters button[type=submit]")
+    follow(page, "#finding-filters button[type=submit]")
     assert _ids(page)[0] == f["s7"]
 
 
@@ -48,24 +48,24 @@ def test_findings_filters_each_narrow_the_list(
     f = plant.findings
     page.goto(f"{server}/console/findings")
     page.check("#finding-filters input[name=severity][value=critical]")
-    page.click("#finding-filters button[type=submit]")
+    follow(page, "#finding-filters button[type=submit]")
     assert _ids(page) == [f["modbus"]]
     page.goto(f"{server}/console/findings")
     page.check("#finding-filters input[name=status][value=resolved]")
-    page.click("#finding-filters button[type=submit]")
+    follow(page, "#finding-filters button[type=submit]")
     assert _ids(page) == [f["resolved"]]
     page.goto(f"{server}/console/findings")
     page.select_option("#site", label="Pumping South")
-    page.click("#finding-filters button[type=submit]")
+    follow(page, "#finding-filters button[type=submit]")
     assert _ids(page) == [f["wago"]]
     page.goto(f"{server}/console/findings")
     page.fill("#min-score", "7")
     page.fill("#protocol", "modbus")
-    page.press("#protocol", "Enter")
+    follow(page, "#protocol", key="Enter")
     assert _ids(page) == [f["modbus"], f["wago"]]
     # From the device page: that device's findings only.
     page.goto(f"{server}/console/assets/{plant.plc}")
-    page.click("text=all findings of this device")
+    follow(page, "text=all findings of this device")
     assert _ids(page) == [f["modbus"], f["advisory"], f["http"]]
 
 
@@ -83,7 +83,7 @@ def test_bulk_triage_acknowledges_accepts_and_marks_false_positive(
     _pick(page, f["modbus"], f["wago"])
     page.select_option("#action", "acknowledge")
     page.fill("#reason", "vendor ticket 4411 opened")
-    page.click("#apply-triage")
+    follow(page, "#apply-triage")
     expect(page.locator("#notice")).to_have_text("2 findings triaged")
     assert "severity=critical" in page.url  # back to the same filtered list
     for key in ("modbus", "wago"):
@@ -95,7 +95,7 @@ def test_bulk_triage_acknowledges_accepts_and_marks_false_positive(
     page.select_option("#action", "accept")
     page.fill("#until", "2030-06-30")
     page.fill("#reason", "segmented; replacement planned")
-    page.click("#apply-triage")
+    follow(page, "#apply-triage")
     expect(page.locator("#notice")).to_have_text("1 finding triaged")
     expect(page.locator(f"#findings tr[data-id='{f['advisory']}'] .status")).to_contain_text(
         "until 2030-06-30 00:00:00"
@@ -104,7 +104,7 @@ def test_bulk_triage_acknowledges_accepts_and_marks_false_positive(
     _pick(page, f["http"])
     page.select_option("#action", "false-positive")
     page.fill("#reason", "the web server is disabled; banner cached by a proxy")
-    page.click("#apply-triage")
+    follow(page, "#apply-triage")
     expect(page.locator("#notice")).to_have_text("1 finding triaged")
     assert _status(engine, f["http"]) is FindingStatus.FALSE_POSITIVE
     with Session(engine) as session:
@@ -130,7 +130,7 @@ def test_bulk_triage_moves_none_when_one_may_not_move(
     page.goto(f"{server}/console/findings")
     _pick(page, f["modbus"], f["resolved"])  # a resolved finding cannot be acknowledged
     page.fill("#reason", "looked at it")
-    page.click("#apply-triage")
+    follow(page, "#apply-triage")
     expect(page.locator("#error")).to_contain_text("nothing changed")
     expect(page.locator("#error")).to_contain_text("An old S7 finding")
     assert _status(engine, f["modbus"]) is FindingStatus.OPEN
@@ -145,12 +145,12 @@ def test_bulk_triage_needs_a_reason_and_an_expiry(
     # The browser asks for the reason itself; the server refuses too when it is bypassed.
     page.evaluate("document.getElementById('reason').removeAttribute('required')")
     _pick(page, f["modbus"])
-    page.click("#apply-triage")
+    follow(page, "#apply-triage")
     expect(page.locator("#error")).to_contain_text("reason: say why")
     _pick(page, f["modbus"])
     page.select_option("#action", "accept")
     page.fill("#reason", "accepted")
-    page.click("#apply-triage")
+    follow(page, "#apply-triage")
     expect(page.locator("#error")).to_contain_text("until: a risk acceptance needs the date")
     assert _status(engine, f["modbus"]) is FindingStatus.OPEN
 
@@ -183,7 +183,7 @@ def test_triage_without_the_pages_csrf_token_is_refused(
     _pick(page, plant.findings["modbus"])
     page.fill("#reason", "x")
     with page.expect_response(f"{server}/console/findings/triage") as posted:
-        page.click("#apply-triage")
+        follow(page, "#apply-triage")
     assert posted.value.status == 403
     expect(page.locator("#error")).to_contain_text("form expired")
     assert _status(engine, plant.findings["modbus"]) is FindingStatus.OPEN

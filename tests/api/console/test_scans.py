@@ -3,7 +3,7 @@ and errors, one run with what it sent, schedules and the scheduler's decisions."
 
 from playwright.sync_api import Page, expect
 
-from tests.api.console.conftest import Shoot, SignIn
+from tests.api.console.conftest import Shoot, SignIn, follow
 from tests.api.console.plant import Plant
 
 
@@ -18,7 +18,7 @@ def test_scans_list_and_one_run_with_its_errors(
     expect(row).to_contain_text("3/256")
     shoot("scans")
     page.select_option("#status", "failed")
-    page.click("#scan-filters button[type=submit]")
+    follow(page, "#scan-filters button[type=submit]")
     expect(page.locator("#scans .empty")).to_have_text("no scan run")
     page.goto(f"{server}/console/scans")
     row.locator("a").click()

@@ -3,7 +3,7 @@ site's overview whose trend chart (server-drawn SVG) follows the findings' audit
 
 from playwright.sync_api import Page, expect
 
-from tests.api.console.conftest import Shoot, SignIn
+from tests.api.console.conftest import Shoot, SignIn, follow
 from tests.api.console.plant import Plant
 
 
@@ -27,7 +27,7 @@ def test_site_overview_draws_the_trend_of_open_findings(
 ) -> None:
     sign_in()
     page.goto(f"{server}/console/sites")
-    page.click("text=Water Works North")
+    follow(page, "text=Water Works North")
     chart = page.locator("svg#trend")
     expect(chart).to_be_visible()
     assert chart.get_attribute("data-latest") == "1 critical, 1 high, 1 medium, 1 low, 0 info"
@@ -40,10 +40,10 @@ def test_site_overview_draws_the_trend_of_open_findings(
     expect(page.locator("#site-now dd[data-severity=critical]")).to_have_text("1")
     shoot("site")
     # The count links to the findings it counts.
-    page.click("#site-now dd[data-severity=critical] a")
+    follow(page, "#site-now dd[data-severity=critical] a")
     expect(page.locator("#findings tbody tr[data-id]")).to_have_count(1)
     page.go_back()
-    page.click("text=last 1d")
+    follow(page, "text=last 1d")
     assert "period=1d" in page.url
     # Nothing changed on the last day: the counts hold level at the present ones.
     assert chart.get_attribute("data-latest") == "1 critical, 1 high, 1 medium, 1 low, 0 info"
