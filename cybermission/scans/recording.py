@@ -36,6 +36,7 @@ from cybermission.scans.ownership import ended_event_kind
 from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
+from cybermission.scans.resume import record_finished_hosts
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.skipped import SKIPPED_STAGE, SkippedAddresses
 from cybermission.scans.targets import target_membership
@@ -237,6 +238,8 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
     )
     state.progress.findings += len(recorded.created)
     events.write(session)
+    # With the results, in their transaction: what a resumed run need not probe again.
+    record_finished_hosts(session, state.run_id, reports, [r.device.id for r in results])
 
 
 def _services_seen(
