@@ -4,6 +4,7 @@ from cybermission.alerts.models import AlertChannel, AlertPolicy, Delivery, Outb
 from cybermission.auth.models import ApiToken, BrowserSession, Role
 from cybermission.events import Event, EventKind
 from cybermission.findings.models import Finding, FindingStatus, Severity
+from cybermission.inventory.communications import Communication
 from cybermission.inventory.models import (
     ChangeEvent,
     ChangeKind,
@@ -30,6 +31,7 @@ __all__ = [
     "ChangeKind",
     "Chunk",
     "ChunkPart",
+    "Communication",
     "Criticality",
     "Delivery",
     "Device",
