@@ -175,6 +175,7 @@ async def execute_scan(
         callback=progress,
         organization_id=organization_id,
         absent_after_scans=settings.absent_after_scans,
+        record_hosts=True,
     )
     done = begun.finished
     _carry_over(state, done, run)

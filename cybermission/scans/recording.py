@@ -76,6 +76,9 @@ class RunState:
     absent_after_scans: int = 2
     # Addresses the guard refused mid-run (a scope lapsed or was revoked): listed as ranges.
     skipped: SkippedAddresses = field(default_factory=SkippedAddresses)
+    # Record each finished host with its results (resume.py): a scan's run, which may be resumed;
+    # not a capture's, which sees the same hosts batch after batch.
+    record_hosts: bool = False
 
     def add_errors(self, errors: Iterable[dict[str, Any]]) -> None:
         for error in errors:
@@ -238,8 +241,9 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
     )
     state.progress.findings += len(recorded.created)
     events.write(session)
-    # With the results, in their transaction: what a resumed run need not probe again.
-    record_finished_hosts(session, state.run_id, reports, [r.device.id for r in results])
+    if state.record_hosts:
+        # With the results, in their transaction: what a resumed run need not probe again.
+        record_finished_hosts(session, state.run_id, reports, [r.device.id for r in results])
 
 
 def _services_seen(
