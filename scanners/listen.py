@@ -15,6 +15,7 @@ import logging
 import select
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Sequence
 from ctypes import addressof
@@ -22,8 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from cybermission.errors import ValidationError
-from cybermission.probes import PassiveDecoder
+from cybermission.probes import Observation, PassiveDecoder
 from cybermission.scans.passive import BatchCallback, ListenStats
+from cybermission.traffic import Conversation
 from scanners.frames import LINK_ETHERNET, parse_frame
 from scanners.traffic import TrafficDecoder
 
@@ -38,10 +40,13 @@ PACKET_STATISTICS = 6  # struct tpacket_stats {tp_packets, tp_drops}, linux/if_p
 PACKET_IGNORE_OUTGOING = 23  # Linux 4.20: frames this host sends are not captured
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
-RECEIVE_BUFFER_BYTES = 64 * 1024 * 1024  # a burst at line rate waits here while a batch is stored
+RECEIVE_BUFFER_BYTES = 256 * 1024 * 1024  # bursts wait here while the store holds the GIL
 MAX_FRAME_BYTES = 65_536
 BURST_PACKETS = 512  # frames read per wake-up before the clock and the flush are looked at
 FLUSH_ROWS = 4096  # rows waiting that trigger a flush before its time
+# Services only seen again (polled) refresh their last sighting this often, not every batch:
+# a mirror port repeats the same answers all day.
+LAST_SEEN_REFRESH_S = 60.0
 # ARPHRD types whose frames start with an Ethernet header (linux/if_arp.h): ether, loopback.
 _ETHERNET_LIKE = {"1", "772"}
 
@@ -128,6 +133,42 @@ def _sock_fprog(program: "bpf_program") -> bytes:
     return struct.pack("HL", program.bf_len, addressof(program.bf_insns.contents))
 
 
+class _BatchWriter:
+    """Stores batches in a thread of its own, one at a time, so capture goes on meanwhile.
+
+    A batch is handed over only when the writer is idle: while it stores, changes keep
+    accumulating in the decoder's bounded state and go with the next batch.
+    """
+
+    def __init__(self, on_batch: BatchCallback) -> None:
+        self._on_batch = on_batch
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def idle(self) -> bool:
+        return self._thread is None or not self._thread.is_alive()
+
+    def submit(self, observations: list[Observation], conversations: list[Conversation]) -> None:
+        self.wait()
+        self._thread = threading.Thread(
+            target=self._store, args=(observations, conversations), name="listen-store"
+        )
+        self._thread.start()
+
+    def _store(self, observations: list[Observation], conversations: list[Conversation]) -> None:
+        try:
+            self._on_batch(observations, conversations)
+        except BaseException as exc:  # noqa: BLE001  # handed to the capture thread, re-raised
+            self.error = exc
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self.error is not None:
+            raise self.error
+
+
 class PacketListener:
     """``cybermission listen``'s engine: a receive-only raw socket into the passive decoder."""
 
@@ -143,18 +184,21 @@ class PacketListener:
         should_stop: Callable[[], bool],
         flush_every_s: float,
     ) -> ListenStats:
-        """Capture until ``should_stop()``; hand changes to ``on_batch`` as it goes and at the
-        end (flows still open are decoded then)."""
+        """Capture until ``should_stop()`` (or a batch fails to store); hand changes to
+        ``on_batch`` as it goes and at the end (flows still open are decoded then)."""
         capture = ReceiveOnlySocket(interface, bpf)
         decoder = TrafficDecoder(decoders)
         stats = ListenStats()
+        writer = _BatchWriter(on_batch)
         try:
-            self._loop(capture, decoder, stats, on_batch, should_stop, flush_every_s)
+            self._loop(capture, decoder, stats, writer, should_stop, flush_every_s)
         finally:
             stats.kernel_dropped += capture.kernel_drops()
             capture.close()
+            writer.wait()
         decoder.close_all()
-        self._flush(decoder, stats, on_batch)
+        self._flush(decoder, stats, writer, seen_again=True)
+        writer.wait()
         stats.state_dropped = decoder.dropped
         return stats
 
@@ -163,12 +207,13 @@ class PacketListener:
         capture: ReceiveOnlySocket,
         decoder: TrafficDecoder,
         stats: ListenStats,
-        on_batch: BatchCallback,
+        writer: _BatchWriter,
         should_stop: Callable[[], bool],
         flush_every_s: float,
     ) -> None:
         next_flush = time.monotonic() + flush_every_s
-        while not should_stop():
+        next_refresh = time.monotonic() + max(LAST_SEEN_REFRESH_S, flush_every_s)
+        while not should_stop() and writer.error is None:
             readable, _, _ = select.select([capture], [], [], 0.2)
             if readable:
                 now = time.time()
@@ -177,10 +222,15 @@ class PacketListener:
                     if frame is None:
                         break
                     self._read(frame, decoder, stats, now)
-            if time.monotonic() >= next_flush or decoder.pending() >= FLUSH_ROWS:
+            clock = time.monotonic()
+            due = clock >= next_flush or decoder.pending() >= FLUSH_ROWS
+            if due and writer.idle():
                 stats.kernel_dropped += capture.kernel_drops()
-                self._flush(decoder, stats, on_batch)
-                next_flush = time.monotonic() + flush_every_s
+                refresh = clock >= next_refresh
+                self._flush(decoder, stats, writer, seen_again=refresh)
+                next_flush = clock + flush_every_s
+                if refresh:
+                    next_refresh = clock + LAST_SEEN_REFRESH_S
         # Frames already queued when the stop came were on the wire before it: read them.
         now = time.time()
         while (frame := capture.receive()) is not None:
@@ -195,11 +245,13 @@ class PacketListener:
             decoder.read(packet, now)
 
     @staticmethod
-    def _flush(decoder: TrafficDecoder, stats: ListenStats, on_batch: BatchCallback) -> None:
-        observations = decoder.drain_observations()
+    def _flush(
+        decoder: TrafficDecoder, stats: ListenStats, writer: _BatchWriter, *, seen_again: bool
+    ) -> None:
+        observations = decoder.drain_observations(seen_again=seen_again)
         conversations = decoder.drain_conversations()
         if observations or conversations:
             stats.batches += 1
             stats.observations += len(observations)
             stats.conversations += len(conversations)
-            on_batch(observations, conversations)
+            writer.submit(observations, conversations)

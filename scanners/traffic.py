@@ -27,7 +27,7 @@ conversations are kept least-recently-used first out; what leaves memory before 
 waits in a bounded list for the next drain, so a reader that drains often loses nothing.
 """
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +48,7 @@ MAX_CONVERSATIONS = 65_536  # (client, server, port, protocol, function) rows ke
 MAX_EVICTED = 65_536  # rows left memory before a drain; past that the oldest are dropped
 
 _SEQ_MASK = 0xFFFFFFFF
+_UNSET = object()
 
 Endpoint = tuple[bytes, int, Transport]  # packed address, port, transport
 _TalkKey = tuple[bytes, bytes, int, Transport, str, FunctionClass]
@@ -136,10 +137,13 @@ class TrafficDecoder:
         self.buffered_bytes = 0
         self.services: OrderedDict[Endpoint, dict[str, _Service]] = OrderedDict()
         self.talks: OrderedDict[_TalkKey, _Talk] = OrderedDict()
+        # New services or facts (drained at every batch), services only seen again (drained
+        # when the reader wants last sightings refreshed), conversations with new requests.
         self.changed: set[Endpoint] = set()
+        self.touched: set[Endpoint] = set()
         self.changed_talks: set[_TalkKey] = set()
-        self.evicted: list[Observation] = []
-        self.evicted_talks: list[Conversation] = []
+        self.evicted: deque[Observation] = deque(maxlen=MAX_EVICTED)
+        self.evicted_talks: deque[Conversation] = deque(maxlen=MAX_EVICTED)
         self.dropped = 0  # rows that left memory undrained past MAX_EVICTED
 
     def read(self, packet: Packet, seen_at: float) -> None:
@@ -151,7 +155,7 @@ class TrafficDecoder:
             found = self._service_entry(endpoint)
             if "" not in found:
                 found[""] = _Service("tcp", "passive", first_at=seen_at, last_at=seen_at)
-            self.changed.add(endpoint)
+                self.changed.add(endpoint)
         if transport is Transport.UDP and packet.sport != packet.dport:
             self._decode_towards(packet, seen_at)
         decoders = self.by_port.get((packet.sport, transport)) or self.learned.get(endpoint)
@@ -165,7 +169,7 @@ class TrafficDecoder:
         if known is not None:  # still answering: its last sighting moves on
             for service in known.values():
                 service.last_at = seen_at
-            self.changed.add(endpoint)
+            self.touched.add(endpoint)
         if packet.payload:
             for decoder in decoders:
                 self._decode(decoder, endpoint, packet.payload, seen_at)
@@ -287,6 +291,7 @@ class TrafficDecoder:
             found = self.services[endpoint] = {}
             while len(self.services) > MAX_SERVICES:
                 old_endpoint, old = self.services.popitem(last=False)
+                self.touched.discard(old_endpoint)
                 if old_endpoint in self.changed:
                     self.changed.discard(old_endpoint)
                     for observation in _observations_of(old_endpoint, old):
@@ -295,11 +300,10 @@ class TrafficDecoder:
             self.services.move_to_end(endpoint)
         return found
 
-    def _keep(self, evicted: list[Observation] | list[Conversation], row: object) -> None:
-        if len(evicted) >= MAX_EVICTED:
-            evicted.pop(0)
-            self.dropped += 1
-        evicted.append(row)  # type: ignore[arg-type]  # the caller pairs list and row kinds
+    def _keep(self, evicted: "deque[Observation] | deque[Conversation]", row: object) -> None:
+        if len(evicted) == evicted.maxlen:
+            self.dropped += 1  # the oldest goes as this one comes in
+        evicted.append(row)  # type: ignore[arg-type]  # the caller pairs queue and row kinds
 
     def _decode(
         self,
@@ -317,7 +321,6 @@ class TrafficDecoder:
         if not facts:
             return
         found = self._service_entry(endpoint)
-        self.changed.add(endpoint)
         service = found.get(decoder.name)
         if service is None:
             service = _Service(
@@ -325,11 +328,16 @@ class TrafficDecoder:
             )
             found[decoder.name] = service
         service.last_at = max(service.last_at, at)
+        known = service.facts
         if override:
-            service.facts.update(facts)
-            return
-        for fact, value in facts.items():
-            service.facts.setdefault(fact, value)
+            news = any(known.get(fact, _UNSET) != value for fact, value in facts.items())
+            known.update(facts)
+        else:
+            news = any(fact not in known for fact in facts)
+            for fact, value in facts.items():
+                known.setdefault(fact, value)
+        # A repeated answer (a poll) only moves the last sighting: no new row each batch.
+        (self.changed if news else self.touched).add(endpoint)
 
     def pending(self) -> int:
         """Rows a drain would hand over now (changed since the last one, or evicted)."""
@@ -340,19 +348,26 @@ class TrafficDecoder:
             + len(self.evicted_talks)
         )
 
-    def drain_observations(self) -> list[Observation]:
-        """The services that changed (new facts, seen again) since the last drain, by address:
-        one observation per (address, port, transport, probe) seen answering."""
-        drained, self.evicted = self.evicted, []
-        changed = sorted(self.changed, key=lambda e: (len(e[0]), e))
+    def drain_observations(self, *, seen_again: bool = True) -> list[Observation]:
+        """The services that changed since the last drain (new, new facts) and, with
+        ``seen_again``, those only seen again (their last sighting), by address: one
+        observation per (address, port, transport, probe) seen answering."""
+        drained = list(self.evicted)
+        self.evicted.clear()
+        endpoints = self.changed | self.touched if seen_again else self.changed
         self.changed = set()
-        for endpoint in changed:
+        if seen_again:
+            self.touched = set()
+        else:
+            self.touched -= endpoints
+        for endpoint in sorted(endpoints, key=lambda e: (len(e[0]), e)):
             drained.extend(_observations_of(endpoint, self.services[endpoint]))
         return drained
 
     def drain_conversations(self) -> list[Conversation]:
         """The conversations that had requests since the last drain, with their totals."""
-        drained, self.evicted_talks = self.evicted_talks, []
+        drained = list(self.evicted_talks)
+        self.evicted_talks.clear()
         for key in sorted(self.changed_talks, key=lambda k: (len(k[0]), k[:4])):
             drained.append(_conversation(key, self.talks[key]))
         self.changed_talks = set()
