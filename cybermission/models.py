@@ -16,7 +16,7 @@ from cybermission.inventory.models import (
     Manufacturer,
     Service,
 )
-from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus, Scope
+from cybermission.scans.models import ObservationRecord, ScanRun, ScanRunHost, ScanStatus, Scope
 from cybermission.scans.schedules import Schedule, ScheduleAudit, ScheduleRun
 from cybermission.sensors.models import Chunk, ChunkPart, RejectedPart, Sensor
 from cybermission.sites.models import Allocation, Organization, Site, Zone, ZoneExposure
@@ -49,6 +49,7 @@ __all__ = [
     "RejectedPart",
     "Role",
     "ScanRun",
+    "ScanRunHost",
     "ScanStatus",
     "Schedule",
     "ScheduleAudit",
