@@ -122,5 +122,5 @@ class ScanRunHost(SQLModel, table=True):
     errors: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
-    # What was sent to it: {"modbus": {"fc43/mei14/basic": 3}}.
+    # What was sent to it (SentRequests.to_json, cybermission/probes.py).
     sent: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -310,7 +310,7 @@ def _carry_over(state: RunState, done: FinishedHosts, run: ScanRun) -> None:
     state.progress.observations = run.observations
     state.progress.findings = run.findings
     state.add_errors(done.errors)
-    state.sent.update(done.sent)
+    state.sent.add(done.sent)
     state.clean_devices |= done.clean_devices
 
 

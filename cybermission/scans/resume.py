@@ -9,7 +9,6 @@ of a run never interrupted.
 """
 
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from cybermission.db import insert_values, new_id, session_scope, utcnow
 from cybermission.errors import ConflictError
+from cybermission.probes import SentRequests
 from cybermission.scans.models import ScanRun, ScanRunHost, ScanStatus
 from cybermission.scans.ownership import (
     RunOwner,
@@ -48,18 +48,11 @@ def record_finished_hosts(
                 "device_id": device_id,
                 "open_ports": len(report.open_ports),
                 "errors": list(report.errors),
-                "sent": _nested(report.sent),
+                "sent": report.sent.to_json(),
             }
             for report, device_id in zip(reports, device_ids, strict=True)
         ],
     )
-
-
-def _nested(sent: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
-    nested: dict[str, dict[str, int]] = {}
-    for (probe, request), count in sorted(sent.items()):
-        nested.setdefault(probe, {})[request] = count
-    return nested
 
 
 @dataclass(slots=True)
@@ -69,7 +62,7 @@ class FinishedHosts:
     addresses: frozenset[str] = frozenset()
     clean_devices: set[str] = field(default_factory=set)
     errors: list[dict[str, Any]] = field(default_factory=list)
-    sent: Counter[tuple[str, str]] = field(default_factory=Counter)
+    sent: SentRequests = field(default_factory=SentRequests)
     open_ports: int = 0
 
     def __len__(self) -> int:
@@ -85,9 +78,7 @@ def finished_hosts(session: Session, scan_run_id: str) -> FinishedHosts:
             done.clean_devices.add(row.device_id)
         done.errors.extend(row.errors)
         done.open_ports += row.open_ports
-        for probe, requests in row.sent.items():
-            for request, count in requests.items():
-                done.sent[(probe, request)] += int(count)
+        done.sent.add(SentRequests.from_json(row.sent))
     return done
 
 
