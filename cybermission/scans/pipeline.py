@@ -54,6 +54,7 @@ from cybermission.scans.recording import (
     store_batch,
     write_batches,
 )
+from cybermission.scans.run_metrics import count_run_started
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.sweep import SCOPE_ERROR_PREFIX, HostResult
 from cybermission.scans.sweep_handoff import identify_paced
@@ -115,6 +116,7 @@ def _begin(
             return run
         run.status = ScanStatus.RUNNING
         run.started_at = utcnow()
+        count_run_started(session)
         claim_run(run, owner, now=run.started_at)
         expire_acceptances(session, now=run.started_at, place_of=finding_places(session=session))
         return _Begun(
@@ -360,6 +362,7 @@ def import_observations(
         )
         session.add(run)
         session.flush()
+        count_run_started(session)
         state = run_state(session, settings, run.id)
     reports = list(by_address.values())
     state.progress.hosts_live = len(reports)

@@ -36,6 +36,7 @@ from cybermission.scans.ownership import ended_event_kind
 from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
+from cybermission.scans.run_metrics import count_run_ended
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.skipped import SKIPPED_STAGE, SkippedAddresses
 from cybermission.scans.targets import target_membership
@@ -458,6 +459,7 @@ def _finish_run(engine: Engine, state: RunState, status: ScanStatus, reason: str
             )
         if complete:
             _record_absences(session, state, run)
+        count_run_ended(session, run)
         record_event(
             session,
             ended_event_kind(status),
