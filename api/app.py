@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from api.boundary import InputBoundary
 from api.deps import authenticate
 from api.errors import install_error_handlers
+from api.openapi import install_openapi, operation_id
 from api.routes import (
     advisories,
     alerts,
@@ -132,6 +133,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -170,4 +172,5 @@ def create_app(
             422: {"description": "Invalid request (problem details)"},
         },
     )
+    install_openapi(app)
     return app
