@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from api.app import create_app
 from cybermission.config import Settings
+from tests.api.world import World, build_world
 
 TOKEN = "test-admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -50,6 +51,21 @@ async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client sending no token."""
     async for c in _client(app, {}):
         yield c
+
+
+@pytest.fixture
+async def world_client(
+    api_settings: Settings, engine: Engine
+) -> AsyncIterator[tuple[httpx.AsyncClient, World]]:
+    """A client with no token of its own and the two-organisation world (tests/api/world.py)
+    whose tokens each request names; background scans are awaited before the store goes."""
+    world = build_world(engine)
+    app: FastAPI = create_app(api_settings, engine=engine)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            yield client, world
+        await app.state.scan_tasks.wait()
 
 
 def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
