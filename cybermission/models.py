@@ -4,6 +4,7 @@ from cybermission.alerts.models import AlertChannel, AlertPolicy, Delivery, Outb
 from cybermission.auth.models import ApiToken, BrowserSession, Role
 from cybermission.events import Event, EventKind
 from cybermission.findings.models import Finding, FindingStatus, Severity
+from cybermission.inventory.communications import Communication
 from cybermission.inventory.models import (
     ChangeEvent,
     ChangeKind,
@@ -31,6 +32,7 @@ __all__ = [
     "ChangeKind",
     "Chunk",
     "ChunkPart",
+    "Communication",
     "Criticality",
     "Delivery",
     "Device",

@@ -33,6 +33,7 @@ from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.control import RunControl, StopRequest, keep_lease
 from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
+from cybermission.scans.listening import PassiveRecorder
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.ownership import RunOwner, claim_run, this_process
 from cybermission.scans.placed_findings import finding_places
@@ -50,8 +51,6 @@ from cybermission.scans.recording import (
     RunState,
     authority_ranks,
     finish_run,
-    run_state,
-    store_batch,
     write_batches,
 )
 from cybermission.scans.run_metrics import count_run_started
@@ -61,6 +60,7 @@ from cybermission.scans.sweep_handoff import identify_paced
 from cybermission.scans.sweep_processes import sweep_specs
 from cybermission.scans.targets import expand_targets
 from cybermission.store_faults import describe_store_error, retry_transient
+from cybermission.traffic import Conversation
 
 logger = logging.getLogger(__name__)
 
@@ -337,36 +337,18 @@ def import_observations(
     observations: Iterable[Observation],
     requested_by: str = "import",
     problems: Sequence[str] = (),
+    conversations: Sequence[Conversation] = (),
 ) -> ScanRun:
-    """Store observations read from a capture as a run of their own: inventory, rules, findings.
+    """Store observations read from a capture as a run of their own: inventory, rules, findings,
+    and the conversations (filled while ``observations`` are read) into the communication map.
 
     Nothing is sent and nothing is closed: a capture shows what answered, not what is gone.
     ``problems`` (damage the reader met, filled while ``observations`` are read) make the run
     partial, each one an error of stage ``import``.
     """
-    by_address: dict[str, HostReport] = {}
-    for observation in observations:
-        report = by_address.setdefault(
-            observation.address, HostReport(address=observation.address, open_ports=())
-        )
-        report.observations.append(observation)
-    with session_scope(engine) as session:
-        run = ScanRun(
-            targets=[source[:200]],
-            ports=[],
-            udp_ports=[],
-            requested_by=requested_by,
-            hosts_total=len(by_address),
-            status=ScanStatus.RUNNING,
-            started_at=utcnow(),
-        )
-        session.add(run)
-        session.flush()
-        count_run_started(session)
-        state = run_state(session, settings, run.id)
-    reports = list(by_address.values())
-    state.progress.hosts_live = len(reports)
-    for start in range(0, len(reports), WRITE_BATCH_HOSTS):
-        store_batch(engine, state, reports[start : start + WRITE_BATCH_HOSTS])
-    state.add_errors({"target": source, "stage": "import", "error": p} for p in problems)
-    return finish_run(engine, state, ScanStatus.PARTIAL if problems else ScanStatus.SUCCEEDED)
+    recorder = PassiveRecorder(
+        engine=engine, settings=settings, source=source, requested_by=requested_by
+    )
+    read = list(observations)  # the reader fills problems and conversations as it goes
+    recorder.record(read, conversations)
+    return recorder.finish(problems)
