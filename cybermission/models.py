@@ -17,7 +17,7 @@ from cybermission.inventory.models import (
     Service,
 )
 from cybermission.metric_counters import MetricCounter
-from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus, Scope
+from cybermission.scans.models import ObservationRecord, ScanRun, ScanRunHost, ScanStatus, Scope
 from cybermission.scans.schedules import Schedule, ScheduleAudit, ScheduleRun
 from cybermission.sensors.models import Chunk, ChunkPart, RejectedPart, Sensor
 from cybermission.sites.models import Allocation, Organization, Site, Zone, ZoneExposure
@@ -51,6 +51,7 @@ __all__ = [
     "RejectedPart",
     "Role",
     "ScanRun",
+    "ScanRunHost",
     "ScanStatus",
     "Schedule",
     "ScheduleAudit",
