@@ -1,7 +1,7 @@
 """Fixtures for the HTTP API: an app on a migrated store, and clients with and without the token."""
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -11,7 +11,11 @@ from sqlalchemy import Engine
 
 from api.app import create_app
 from cybermission.config import Settings
+from tests.api.browser import chromium
 from tests.api.world import World, build_world
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 TOKEN = "test-admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -37,6 +41,22 @@ async def _client(app: FastAPI, headers: dict[str, str]) -> AsyncIterator[httpx.
             transport=transport, base_url=BASE_URL, headers=headers
         ) as client:
             yield client
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator["Browser"]:
+    """One headless Chromium per module of browser tests (they call ``require_chromium()``)."""
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(server: str, browser: "Browser") -> Iterator["Page"]:
+    """A fresh browser context on the module's ``server``; closed before the server stops (an
+    open page may hold the event stream open)."""
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()
 
 
 @pytest.fixture
