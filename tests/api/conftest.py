@@ -1,6 +1,7 @@
 """Fixtures for the HTTP API: an app on a migrated store, and clients with and without the token."""
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ from sqlalchemy import Engine
 
 from api.app import create_app
 from cybermission.config import Settings
+from tests.api.world import World, build_world
 
 TOKEN = "test-admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -28,12 +30,19 @@ def app(api_settings: Settings, engine: Engine) -> FastAPI:
     return create_app(api_settings, engine=engine)
 
 
-async def _client(app: FastAPI, headers: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    # ASGITransport does not run the lifespan; enter it here so startup and shutdown really run.
+@asynccontextmanager
+async def served(
+    app: FastAPI, headers: dict[str, str] | None = None, base_url: str = BASE_URL
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``app`` in process, with the app's lifespan entered.
+
+    ASGITransport does not run the lifespan; enter it here so startup and shutdown really run (the
+    shutdown stops and awaits every scan the app started, so a test's scans never outlive it).
+    """
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(
-            transport=transport, base_url=BASE_URL, headers=headers
+            transport=transport, base_url=base_url, headers=headers or {}
         ) as client:
             yield client
 
@@ -41,15 +50,25 @@ async def _client(app: FastAPI, headers: dict[str, str]) -> AsyncIterator[httpx.
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client sending the right admin token."""
-    async for c in _client(app, AUTH):
+    async with served(app, AUTH) as c:
         yield c
 
 
 @pytest.fixture
 async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client sending no token."""
-    async for c in _client(app, {}):
+    async with served(app) as c:
         yield c
+
+
+@pytest.fixture
+async def world_client(
+    api_settings: Settings, engine: Engine
+) -> AsyncIterator[tuple[httpx.AsyncClient, World]]:
+    """The two-organisation world of tests/api/world.py, served; requests carry no token."""
+    world = build_world(engine)
+    async with served(create_app(api_settings, engine=engine)) as c:
+        yield c, world
 
 
 def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
