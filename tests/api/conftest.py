@@ -65,10 +65,13 @@ async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 async def world_client(
     api_settings: Settings, engine: Engine
 ) -> AsyncIterator[tuple[httpx.AsyncClient, World]]:
-    """The two-organisation world of tests/api/world.py, served; requests carry no token."""
+    """A client with no token of its own and the two-organisation world (tests/api/world.py)
+    whose tokens each request names; background scans are awaited before the store goes."""
     world = build_world(engine)
-    async with served(create_app(api_settings, engine=engine)) as c:
-        yield c, world
+    app: FastAPI = create_app(api_settings, engine=engine)
+    async with served(app) as client:
+        yield client, world
+        await app.state.scan_tasks.wait()
 
 
 def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
