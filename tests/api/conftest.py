@@ -1,8 +1,8 @@
 """Fixtures for the HTTP API: an app on a migrated store, and clients with and without the token."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -12,7 +12,11 @@ from sqlalchemy import Engine
 
 from api.app import create_app
 from cybermission.config import Settings
+from tests.api.browser import chromium
 from tests.api.world import World, build_world
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 TOKEN = "test-admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -45,6 +49,22 @@ async def served(
             transport=transport, base_url=base_url, headers=headers or {}
         ) as client:
             yield client
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator["Browser"]:
+    """One headless Chromium per module of browser tests (they call ``require_chromium()``)."""
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(server: str, browser: "Browser") -> Iterator["Page"]:
+    """A fresh browser context on the module's ``server``; closed before the server stops (an
+    open page may hold the event stream open)."""
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()
 
 
 @pytest.fixture
