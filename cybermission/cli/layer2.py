@@ -55,8 +55,7 @@ def discover_l2(
                 source=f"layer2:{interface}",
                 requested_by="layer2",
             )
-            for request, count in result.sent.items():
-                recorder.state.sent[(discoverer.name, request)] += count
+            recorder.state.sent.of(discoverer.name).update(result.sent)
             recorder.record(result.observations)
             run = recorder.finish()
         except CybermissionError as exc:
