@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 from cybermission.db import session_scope, utcnow
 from cybermission.events import EventKind, record_event
 from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.run_metrics import count_run_ended
 
 logger = logging.getLogger(__name__)
 
@@ -139,10 +140,12 @@ def ended_event_kind(status: ScanStatus) -> EventKind:
 
 
 def record_run_end(session: Session, run: ScanRun) -> None:
-    """Tell the event log a run ended (its status, why, and its counters): alerting's outbox.
+    """Count a run that ended and tell the event log (its status, why, and its counters):
+    alerting's outbox.
 
     One event whoever ends the run, its owner (``recording.finish_run``) or whoever closes it
     for an owner that is gone (:func:`close_abandoned_run`)."""
+    count_run_ended(session, run)
     record_event(
         session,
         ended_event_kind(run.status),

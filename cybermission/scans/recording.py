@@ -28,6 +28,7 @@ from cybermission.inventory.batch import HostSeen, InventoryCache, reconcile_hos
 from cybermission.inventory.documents import asset_fields
 from cybermission.inventory.identity import ServiceSeen
 from cybermission.inventory.models import ChangeEvent, ChangeKind, Device
+from cybermission.inventory.queries import list_addresses_by_device
 from cybermission.probes import Observation, Probe, SentRequests, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.judging import judge_device, observation_subject, rule_drafts
@@ -36,6 +37,7 @@ from cybermission.scans.ownership import record_run_end
 from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
+from cybermission.scans.resume import record_finished_hosts
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.skipped import SKIPPED_STAGE, SkippedAddresses
 from cybermission.scans.targets import target_membership
@@ -75,6 +77,9 @@ class RunState:
     absent_after_scans: int = 2
     # Addresses the guard refused mid-run (a scope lapsed or was revoked): listed as ranges.
     skipped: SkippedAddresses = field(default_factory=SkippedAddresses)
+    # Record each finished host with its results (resume.py): a scan's run, which may be resumed;
+    # not a capture's, which sees the same hosts batch after batch.
+    record_hosts: bool = False
 
     def add_errors(self, errors: Iterable[dict[str, Any]]) -> None:
         for error in errors:
@@ -206,7 +211,9 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
     for report, placement, result in zip(reports, placements, results, strict=True):
         if not report.errors:
             state.clean_devices.add(result.device.id)
-        _record_asset_events(events, state, result.device, result.is_new, result.events)
+        _record_asset_events(
+            events, state, result.device, result.is_new, result.events, address=report.address
+        )
         for observation in report.observations:
             service = result.services.get(
                 (observation.port, str(observation.transport), observation.protocol)
@@ -237,6 +244,9 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
     )
     state.progress.findings += len(recorded.created)
     events.write(session)
+    if state.record_hosts:
+        # With the results, in their transaction: what a resumed run need not probe again.
+        record_finished_hosts(session, state.run_id, reports, [r.device.id for r in results])
 
 
 def _services_seen(
@@ -305,10 +315,17 @@ def _record_asset_events(
     device: Device,
     is_new: bool,
     changes: Sequence[ChangeEvent],
+    *,
+    address: str | None,
 ) -> None:
-    """Tell the event log (alerting's outbox) what the inventory learnt about one device."""
+    """Tell the event log (alerting's outbox) what the inventory learnt about one device, at
+    ``address`` (where it answered, or its first known address: a SIEM's destination)."""
     where = {"organization_id": device.organization_id, "site_id": device.site_id}
-    asset = {"device_id": device.id, **asset_fields(device, _EVENT_ASSET_FIELDS)}
+    asset = {
+        "device_id": device.id,
+        "address": address,
+        **asset_fields(device, _EVENT_ASSET_FIELDS),
+    }
     if is_new:
         events.add(
             EventKind.ASSET_CREATED,
@@ -517,11 +534,16 @@ def _record_absences(session: Session, state: RunState, run: ScanRun) -> None:
         if change.kind is ChangeKind.SERVICE_CLOSED:
             closed.setdefault(change.device_id, []).append(change)
     events = EventBatch()
+    addresses = list_addresses_by_device(
+        session=session, device_ids=[d.id for d in absences.unreachable]
+    )
     for device in absences.unreachable:
+        address = next(iter(addresses.get(device.id, [])), None)
         events.add(
             EventKind.ASSET_UNREACHABLE,
             payload={
                 "device_id": device.id,
+                "address": address,
                 "name": device.name,
                 "absent_scans": device.absent_scans,
             },
@@ -530,7 +552,9 @@ def _record_absences(session: Session, state: RunState, run: ScanRun) -> None:
             organization_id=device.organization_id,
             site_id=device.site_id,
         )
-        _record_asset_events(events, state, device, False, closed.get(device.id, []))
+        _record_asset_events(
+            events, state, device, False, closed.get(device.id, []), address=address
+        )
     events.write(session)
     if absences.unreachable and state.probes_run:
         resolve_absent(

@@ -114,7 +114,7 @@ def test_centre_refuses_a_part_of_another_version_with_its_reason(
     sqlite_engine: Engine, settings: Settings
 ) -> None:
     outcome = Ingestion(sqlite_engine, settings).apply(
-        site_slug="a", part=_part(version=MESSAGE_VERSION + 1)
+        site_id="a", part=_part(version=MESSAGE_VERSION + 1)
     )
     assert not outcome.applied
     assert outcome.reason is RejectionReason.VERSION
