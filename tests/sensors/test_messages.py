@@ -159,7 +159,7 @@ async def test_chunk_of_another_version_fails_the_run_with_the_reason_and_nothin
         assert run is not None
         newer = {**write_message(chunk_message(chunk, run)), "version": MESSAGE_VERSION + 1}
     publish_task(
-        vhost_url(cluster.settings.broker.url, site_vhost(a)),
+        vhost_url(cluster.settings.broker.url, site_vhost(chunk.site_id)),
         exchange="",
         routing_key=SCAN_QUEUE,
         task_name=SCAN_TASK,
