@@ -29,6 +29,7 @@ from api.routes import (
     scans,
     schedules,
     scopes,
+    territory,
     tokens,
 )
 from cybermission import __version__
@@ -160,6 +161,7 @@ def create_app(
         schedules,
         alerts,
         dashboard,
+        territory,
     ):
         v1.include_router(module.router)
     app.include_router(

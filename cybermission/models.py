@@ -19,6 +19,7 @@ from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus, Sc
 from cybermission.scans.schedules import Schedule, ScheduleAudit, ScheduleRun
 from cybermission.sensors.models import Chunk, ChunkPart, RejectedPart, Sensor
 from cybermission.sites.models import Allocation, Organization, Site, Zone, ZoneExposure
+from cybermission.territory.models import CoordinatorShare
 
 __all__ = [
     "AlertChannel",
@@ -30,6 +31,7 @@ __all__ = [
     "ChangeKind",
     "Chunk",
     "ChunkPart",
+    "CoordinatorShare",
     "Criticality",
     "Delivery",
     "Device",
