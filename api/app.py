@@ -10,6 +10,11 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from api.boundary import InputBoundary
+from api.console import assets as console_assets
+from api.console import findings as console_findings
+from api.console import scans as console_scans
+from api.console import schedules as console_schedules
+from api.console import sites as console_sites
 from api.deps import authenticate
 from api.errors import install_error_handlers
 from api.routes import (
@@ -17,6 +22,7 @@ from api.routes import (
     alerts,
     allocations,
     assets,
+    communications,
     dashboard,
     docs,
     events,
@@ -142,6 +148,12 @@ def create_app(
     app.include_router(health.router)
     app.include_router(docs.router)
     app.include_router(dashboard.page_router)
+    # The console's pages: HTML for people, signed in by the dashboard's session (api/console).
+    app.include_router(console_assets.router)
+    app.include_router(console_findings.router)
+    app.include_router(console_scans.router)
+    app.include_router(console_schedules.router)
+    app.include_router(console_sites.router)
     app.include_router(metrics.router)
     # Every /api/v1 route authenticates first (before body validation); each route then requires
     # the permission it needs (api.deps.require) and filters by the caller's organisation.
@@ -149,6 +161,7 @@ def create_app(
     for module in (
         scans,
         assets,
+        communications,
         findings,
         scopes,
         rules,

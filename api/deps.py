@@ -99,18 +99,25 @@ def authenticate(
                 "a dashboard session only reads: send `Authorization: Bearer <token>` to change "
                 "anything"
             )
-        with session_scope(engine) as session:
-            principal = verify_browser_session(session, session_secret, admin_token=admin_token)
-        if principal is None:
-            raise AuthenticationError(
-                "the dashboard session has ended (signed out, expired, or its token was revoked): "
-                "sign in again at /dashboard"
-            )
-        return principal
+        return session_principal(engine, session_secret, admin_token)
     raise AuthenticationError(
         "send an API token as `Authorization: Bearer <token>`"
         + ("" if admin_token is not None else _NO_ADMIN_HINT)
     )
+
+
+def session_principal(engine: Engine, session_secret: str, admin_token: str | None) -> Principal:
+    """Who holds the browser session ``session_secret``, whatever the method: :func:`authenticate`
+    lets it only read; the console's forms (``api/console``) also change state with it, behind a
+    CSRF token of the same session."""
+    with session_scope(engine) as session:
+        principal = verify_browser_session(session, session_secret, admin_token=admin_token)
+    if principal is None:
+        raise AuthenticationError(
+            "the dashboard session has ended (signed out, expired, or its token was revoked): "
+            "sign in again at /dashboard"
+        )
+    return principal
 
 
 def _bearer_principal(engine: Engine, presented: str, admin_token: str | None) -> Principal:

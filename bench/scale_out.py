@@ -38,12 +38,12 @@ from cybermission.scans.scopes import build_guard
 from cybermission.scans.service import create_scan_run
 from cybermission.sensors.models import ChunkPart
 from cybermission.sensors.service import (
-    add_site,
     approve_sensor,
     create_site_scan,
     enroll_sensor,
 )
 from cybermission.sensors.topology import Management
+from cybermission.sites.onboarding import add_site
 
 BASES = ("127.30.64.0", "127.30.72.0", "127.31.64.0", "127.31.72.0")
 ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -118,7 +118,7 @@ def embedded(networks: Sequence[str], tag: str) -> tuple[float, int]:
     try:
         with session_scope(engine) as session:
             for i, net in enumerate(networks):
-                add_site(session, slug=f"s{i}{tag}", scope=[net])
+                add_site(session, slug=f"s{i}{tag}", networks=[net])
             run = create_scan_run(
                 session, guard=build_guard(session, settings), targets=list(networks),
                 ports=[502], settings=settings, requested_by="bench", udp_ports=[],
@@ -152,7 +152,7 @@ def distributed(
     try:
         with session_scope(engine) as session:
             for slug, net in zip(slugs, networks, strict=True):
-                add_site(session, slug=slug, scope=[net])
+                add_site(session, slug=slug, networks=[net])
         for slug in slugs:
             with session_scope(engine) as session:
                 bundle = enroll_sensor(session, settings, slug=slug)

@@ -145,6 +145,10 @@ class RunSettings(BaseModel):
     # How long a transient store error (lost connection, SQLite busy) is retried before the
     # run fails with it; a permanent one (disk full, schema mismatch) fails the run at once.
     store_retry_s: float = Field(default=60.0, gt=0)
+    # A scheduled run found interrupted (its service was stopped or died) is resumed by the next
+    # tick, where it stopped, up to this many times; then, or with 0, the schedule's next run
+    # starts over.
+    scheduled_resumes: int = Field(default=3, ge=0)
 
 
 class SensorSettings(BaseModel):

@@ -4,6 +4,7 @@ from cybermission.alerts.models import AlertChannel, AlertPolicy, Delivery, Outb
 from cybermission.auth.models import ApiToken, BrowserSession, Role
 from cybermission.events import Event, EventKind
 from cybermission.findings.models import Finding, FindingStatus, Severity
+from cybermission.inventory.communications import Communication
 from cybermission.inventory.models import (
     ChangeEvent,
     ChangeKind,
@@ -15,7 +16,7 @@ from cybermission.inventory.models import (
     Manufacturer,
     Service,
 )
-from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus, Scope
+from cybermission.scans.models import ObservationRecord, ScanRun, ScanRunHost, ScanStatus, Scope
 from cybermission.scans.schedules import Schedule, ScheduleAudit, ScheduleRun
 from cybermission.sensors.models import Chunk, ChunkPart, RejectedPart, Sensor
 from cybermission.sites.models import Allocation, Organization, Site, Zone, ZoneExposure
@@ -31,6 +32,7 @@ __all__ = [
     "ChangeKind",
     "Chunk",
     "ChunkPart",
+    "Communication",
     "CoordinatorShare",
     "Criticality",
     "Delivery",
@@ -49,6 +51,7 @@ __all__ = [
     "RejectedPart",
     "Role",
     "ScanRun",
+    "ScanRunHost",
     "ScanStatus",
     "Schedule",
     "ScheduleAudit",

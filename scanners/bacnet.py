@@ -49,6 +49,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from cybermission.traffic import FunctionClass
 from scanners.bacnet_encoding import (
     OBJECT_TYPE_DEVICE,
     PDU_ABORT,
@@ -74,6 +75,7 @@ from scanners.bacnet_encoding import (
     who_is_request,
 )
 from scanners.bacnet_vendors import BACNET_VENDORS
+from scanners.requests import classify_bacnet
 from scanners.stream import observation
 
 logger = logging.getLogger(__name__)
@@ -217,6 +219,10 @@ class BacnetProbe:
         if incomplete:
             facts["incomplete"] = incomplete
         return observation(self, target, facts)
+
+    def classify_request(self, payload: bytes) -> FunctionClass | None:
+        """What a client's request does (the communication map, ``scanners/requests.py``)."""
+        return classify_bacnet(payload)
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of one recorded datagram (passive import): an I-Am, or a ReadProperty(Multiple)

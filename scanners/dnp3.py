@@ -59,6 +59,8 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from cybermission.traffic import FunctionClass
+from scanners.requests import classify_dnp3
 from scanners.stream import ProbeStream, observe_stream
 from scanners.text import device_text
 
@@ -419,6 +421,10 @@ class Dnp3Probe:
         return await observe_stream(
             self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
         )
+
+    def classify_request(self, payload: bytes) -> FunctionClass | None:
+        """What a client's request does (the communication map, ``scanners/requests.py``)."""
+        return classify_dnp3(payload)
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of a recorded outstation stream (passive import; see ``_recorded_facts``)."""

@@ -45,7 +45,9 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from cybermission.traffic import FunctionClass
 from scanners.enip_vendors import DEVICE_TYPES, vendor_name
+from scanners.requests import classify_enip
 from scanners.stream import ProbeStream, observation, observe_stream
 from scanners.text import device_text
 
@@ -327,6 +329,10 @@ class EnipProbe:
             self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
         )
 
+    def classify_request(self, payload: bytes) -> FunctionClass | None:
+        """What a client's request does (the communication map, ``scanners/requests.py``)."""
+        return classify_enip(payload)
+
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of a recorded server stream (passive import): ListIdentity, ListServices,
         RegisterSession, and an Identity Get_Attributes_All reply inside SendRRData/SendUnitData.
@@ -364,6 +370,10 @@ class EnipUdpProbe:
             return None  # ICMP port unreachable: nothing listens
         facts = decode_list_identity(decode_reply(raw))
         return observation(self, target, facts)
+
+    def classify_request(self, payload: bytes) -> FunctionClass | None:
+        """What a client's request does (the communication map, ``scanners/requests.py``)."""
+        return classify_enip(payload)
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of one recorded ListIdentity reply datagram (passive import)."""

@@ -48,6 +48,8 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from cybermission.traffic import FunctionClass
+from scanners.requests import classify_iec104
 from scanners.stream import ProbeStream, observe_stream
 
 logger = logging.getLogger(__name__)
@@ -333,6 +335,10 @@ class Iec104Probe:
         if addresses:
             facts["common_address"] = addresses[0]
         return facts
+
+    def classify_request(self, payload: bytes) -> FunctionClass | None:
+        """What a client's request does (the communication map, ``scanners/requests.py``)."""
+        return classify_iec104(payload)
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of a recorded outstation stream (passive import; see ``_recorded_facts``)."""

@@ -77,7 +77,9 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from cybermission.traffic import FunctionClass
 from scanners.modbus_vendors import documented_private_objects
+from scanners.requests import classify_modbus
 from scanners.stream import ProbeStream, observe_stream
 from scanners.text import device_text
 
@@ -470,6 +472,10 @@ class ModbusProbe:
         return await observe_stream(
             self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
         )
+
+    def classify_request(self, payload: bytes) -> FunctionClass | None:
+        """What a client's request does (the communication map, ``scanners/requests.py``)."""
+        return classify_modbus(payload)
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts from recorded Modbus/TCP answers (passive import): FC 43/14 and FC 17 frames.

@@ -33,6 +33,7 @@ from defusedxml.ElementTree import fromstring
 
 from cybermission.errors import ValidationError
 from cybermission.probes import Facts, Observation, PassiveDecoder, Probe, Transport, load_probes
+from cybermission.traffic import Conversation
 from scanners.bacnet_vendors import BACNET_VENDORS
 from scanners.enip_vendors import vendor_name
 
@@ -343,8 +344,10 @@ class NmapXmlImporter:
         decoders: Sequence[PassiveDecoder],
         *,
         problems: list[str] | None = None,
+        conversations: list[Conversation] | None = None,
     ) -> Iterator[Observation]:
-        """Every open port of the report; a report that is not whole nmap XML is refused."""
+        """Every open port of the report; a report that is not whole nmap XML is refused (a
+        report shows no traffic: ``conversations`` stays as it is)."""
         try:
             size = path.stat().st_size
             if size > MAX_REPORT_BYTES:

@@ -66,6 +66,8 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from cybermission.traffic import FunctionClass
+from scanners.requests import classify_s7
 from scanners.stream import PeerClosedError, ProbeStream, observation, open_stream
 from scanners.text import device_text
 
@@ -553,6 +555,10 @@ class S7Probe:
         if errors:
             facts["szl_errors"] = errors
         return facts
+
+    def classify_request(self, payload: bytes) -> FunctionClass | None:
+        """What a client's request does (the communication map, ``scanners/requests.py``)."""
+        return classify_s7(payload)
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of a recorded server stream (passive import): setup and SZL 0x11/0x1C answers.

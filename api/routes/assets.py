@@ -42,6 +42,14 @@ def get_assets(
     protocol: Annotated[str | None, Query(max_length=50)] = None,
     vendor: Annotated[str | None, Query(max_length=200)] = None,
     criticality: Criticality | None = None,
+    search: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Part of a name, vendor, product, model, firmware, serial or address "
+            "(any case)",
+        ),
+    ] = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[DeviceRead]:
@@ -53,6 +61,7 @@ def get_assets(
         vendor=vendor,
         criticality=criticality,
         protocol=protocol,
+        search=search,
         cursor=cursor,
         limit=limit,
     )

@@ -12,18 +12,13 @@ Everything is served from here: no CDN, no external font; a Content-Security-Pol
 allows only the page's own inline script and style.
 """
 
-import secrets
-from functools import lru_cache
-from pathlib import Path
-from urllib.parse import parse_qs
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.console.pages import read_form, render, same_origin, see_other
 from api.deps import (
     SESSION_COOKIE,
     Reader,
@@ -63,7 +58,6 @@ from cybermission.scans.service import list_scan_runs
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 page_router = APIRouter(tags=["dashboard"])
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 SEVERITIES = [Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO]
 ACTIVE_RUNS = (ScanStatus.QUEUED, ScanStatus.RUNNING)
 NO_SITE = "(no site)"
@@ -97,7 +91,7 @@ def build_summary(
     visible_to = caller.organization_id
     by_severity = count_active_findings_by_severity(session=session, visible_to=visible_to)
     sites: dict[str, dict[str, int]] = {}
-    for site_name, severity, count in count_active_findings_by_site(
+    for _site_id, site_name, severity, count in count_active_findings_by_site(
         session=session, visible_to=visible_to
     ):
         per = sites.setdefault(site_name or NO_SITE, {str(s): 0 for s in SEVERITIES})
@@ -169,48 +163,21 @@ def get_dashboard(request: Request, session: SessionDep, caller: Reader) -> Dash
     return build_summary(session, caller, _progress(request))
 
 
-@lru_cache(maxsize=1)
-def _environment() -> Environment:
-    # Built on first use, not at import; autoescape: every value from devices is untrusted text.
-    return Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(["html"]),
-        auto_reload=False,
-    )
-
-
-def _security_headers(nonce: str) -> dict[str, str]:
-    return {
-        "Content-Security-Policy": (
-            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; "
-            "frame-ancestors 'none'"
-        ),
-        "Cache-Control": "no-store",
-        "Referrer-Policy": "no-referrer",
-        "X-Content-Type-Options": "nosniff",
-    }
-
-
 def _page(
     *, summary: DashboardRead | None = None, error: str | None = None, status: int = 200
 ) -> HTMLResponse:
-    nonce = secrets.token_urlsafe(16)
-    html = (
-        _environment()
-        .get_template("dashboard.html")
-        .render(summary=summary, error=error, nonce=nonce, severities=[str(s) for s in SEVERITIES])
+    return render(
+        "dashboard.html",
+        status=status,
+        summary=summary,
+        error=error,
+        severities=[str(s) for s in SEVERITIES],
     )
-    return HTMLResponse(html, status_code=status, headers=_security_headers(nonce))
 
 
 def _see_dashboard() -> RedirectResponse:
-    # 303: the browser follows with a GET (Post/Redirect/Get), and the address holds no secret.
-    return RedirectResponse(
-        DASHBOARD_PATH,
-        status_code=303,
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
-    )
+    # Post/Redirect/Get, and the address holds no secret.
+    return see_other(DASHBOARD_PATH)
 
 
 def _render_for_session(request: Request, secret: str) -> tuple[DashboardRead | None, str | None]:
@@ -246,27 +213,10 @@ async def dashboard_page(request: Request) -> Response:
     return page
 
 
-def _same_origin(request: Request) -> bool:
-    """Whether a form post comes from this site's own page (login CSRF: sign-in as someone else)."""
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None:
-        return fetch_site in ("same-origin", "none")
-    origin = request.headers.get("origin")
-    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
-
-
 async def _form_token(request: Request) -> str | None:
-    """The ``token`` field of a urlencoded form, read with a bound on the body."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > FORM_MAX_BYTES:
-            return None
-    try:
-        fields = parse_qs(body.decode("utf-8"), max_num_fields=8, strict_parsing=False)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    values = fields.get("token", [])
+    """The ``token`` field of the sign-in form (bounded body)."""
+    fields = await read_form(request, max_bytes=FORM_MAX_BYTES, max_fields=8)
+    values = (fields or {}).get("token", [])
     token = values[0].strip() if len(values) == 1 else ""
     return token if 0 < len(token) <= TOKEN_MAX_CHARS else None
 
@@ -319,7 +269,7 @@ _FORM = {
     },
 )
 async def sign_in(request: Request) -> Response:
-    if not _same_origin(request):
+    if not same_origin(request):
         return _page(error="sign in from this site's own dashboard page", status=403)
     token = await _form_token(request)
     if token is None:

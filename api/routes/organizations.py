@@ -5,7 +5,6 @@ organisation; an organisation's admin adds sites and zones to its own.
 """
 
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, Path, status
 from sqlalchemy.exc import IntegrityError
@@ -24,9 +23,11 @@ from api.schemas.organizations import (
 )
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
-from cybermission.errors import ConflictError, ValidationError
-from cybermission.sites.models import Organization, Site, Zone
+from cybermission.errors import ConflictError
+from cybermission.sites.models import Zone
 from cybermission.sites.service import (
+    create_organization,
+    create_site,
     get_organization_or_raise,
     get_site_by_id_or_raise,
     list_organizations,
@@ -40,7 +41,7 @@ Ident = Annotated[str, Path(max_length=64)]
 Manager = Annotated[Principal, Depends(require(Permission.MANAGE_ORGANIZATIONS))]
 
 
-def _insert(session: Session, row: Organization | Site | Zone, what: str) -> None:
+def _insert(session: Session, row: Zone, what: str) -> None:
     session.add(row)
     try:
         with session.begin_nested():
@@ -66,8 +67,7 @@ def post_organization(
 ) -> OrganizationRead:
     if not caller.is_global:
         raise ForbiddenError("only a global admin adds organisations")
-    org = Organization(slug=body.slug, name=body.name, sector=body.sector)
-    _insert(session, org, f"slug: an organisation {body.slug!r}")
+    org = create_organization(session, slug=body.slug, name=body.name, sector=body.sector)
     return OrganizationRead.model_validate(org)
 
 
@@ -117,25 +117,15 @@ def get_sites(session: SessionDep, caller: Reader) -> list[SiteRead]:
     responses={409: {"description": "The slug is taken"}},
 )
 def post_site(body: SiteCreate, session: SessionDep, caller: Manager) -> SiteRead:
-    get_organization_or_raise(
-        session=session, organization_id=body.organization_id, visible_to=caller.organization_id
-    )
-    _check_timezone(body.timezone)
-    site = Site(
+    site = create_site(
+        session,
         organization_id=body.organization_id,
         slug=body.slug,
         name=body.name,
         timezone=body.timezone,
+        visible_to=caller.organization_id,
     )
-    _insert(session, site, f"slug: a site {body.slug!r}")
     return SiteRead.model_validate(site)
-
-
-def _check_timezone(name: str) -> None:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValidationError(f"timezone: {name!r} is not an IANA time zone") from exc
 
 
 @router.get(

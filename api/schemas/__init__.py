@@ -24,6 +24,7 @@ from typing import Annotated, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationInfo, field_validator
 
 from api.boundary import check_tree
+from cybermission.sites.service import SLUG_PATTERN
 
 MAX_PAGE = 500
 
@@ -31,9 +32,9 @@ T = TypeVar("T")
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Slug = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
-]
+# The core's one slug rule (organisations and sites), checked here so a bad slug is a 422 naming
+# the field before any store is touched.
+Slug = Annotated[str, StringConstraints(strip_whitespace=True, pattern=SLUG_PATTERN)]
 
 
 class RequestModel(BaseModel):

@@ -13,6 +13,7 @@ from cybermission.cli import (
     exports,
     findings,
     lab,
+    listen,
     probes,
     rules,
     scan,
@@ -31,6 +32,7 @@ app = command_group("Safe inventory and exposure of OT devices.")
 app.command("sensor")(sensors.sensor)
 app.command("central")(sensors.central)
 app.command()(scan.scan)
+app.command()(listen.listen)
 app.command()(probes.probes)
 app.command()(exports.export)
 app.command()(service.serve)

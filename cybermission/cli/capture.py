@@ -22,6 +22,7 @@ from cybermission.errors import CybermissionError, ValidationError
 
 if TYPE_CHECKING:
     from cybermission.probes import Observation
+    from cybermission.traffic import Conversation
 
 app = command_group("Passive discovery from recorded traffic and other tools' reports.")
 
@@ -59,6 +60,7 @@ def _import(kind: str, path: Path, output: str) -> None:
                 yield observation
 
         problems: list[str] = []  # filled by the reader as it meets damage
+        conversations: list[Conversation] = []  # and the requests it saw clients send
         try:
             reader = load_capture_reader(kind)
             run = import_observations(
@@ -66,9 +68,12 @@ def _import(kind: str, path: Path, output: str) -> None:
                 settings=settings,
                 source=f"{kind}:{path.name}",
                 observations=counted(
-                    reader.observations(path, passive_decoders(), problems=problems)
+                    reader.observations(
+                        path, passive_decoders(), problems=problems, conversations=conversations
+                    )
                 ),
                 problems=problems,
+                conversations=conversations,
             )
         except CybermissionError as exc:
             raise fail(exc) from exc

@@ -18,15 +18,26 @@ def sites_add(
     scope: Annotated[list[str], typer.Option("--scope", help="An authorised network (CIDR).")],
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     timezone: Annotated[str, typer.Option(help="IANA time zone of the site.")] = "UTC",
+    organization: Annotated[
+        str,
+        typer.Option(help="The organisation's slug (created if new: the CLI is a global admin)."),
+    ] = "default",
 ) -> None:
-    """Add a site with its authorised networks."""
+    """Add a site with its authorised networks (allocated to its organisation)."""
     from cybermission.db import session_scope
-    from cybermission.sensors.service import add_site
+    from cybermission.sites.onboarding import add_site
 
     engine = open_store(start())
     try:
         with session_scope(engine) as session:
-            site = add_site(session, slug=slug, scope=scope, name=name, timezone=timezone)
+            site = add_site(
+                session,
+                slug=slug,
+                networks=scope,
+                organization=organization,
+                name=name,
+                timezone=timezone,
+            )
             site_id = site.id
     except CybermissionError as exc:
         raise fail(exc) from exc

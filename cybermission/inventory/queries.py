@@ -10,7 +10,7 @@ reconciliation in :mod:`cybermission.inventory.service`.
 from collections.abc import Callable, Collection, Iterable
 from typing import TypeVar
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, func, or_
 from sqlmodel import Session, col, select
 
 from cybermission.inventory.models import ChangeEvent, Criticality, Device, IPAddress, Service
@@ -29,14 +29,18 @@ def list_devices(
     vendor: str | None = None,
     criticality: Criticality | None = None,
     protocol: str | None = None,
+    search: str | None = None,
     top_level: bool = False,
     cursor: str | None = None,
     limit: int = 100,
 ) -> tuple[list[Device], str | None]:
     """Devices ``visible_to`` sees, by first sighting (oldest first), filtered (every filter
-    optional, ANDed; ``protocol``: a service of that protocol, ``top_level``: no gateway units),
-    one keyset page at a time, with the next page's cursor (None on the last page)."""
+    optional, ANDed; ``protocol``: a service of that protocol, ``search``: see
+    :func:`_matches_search`, ``top_level``: no gateway units), one keyset page at a time, with
+    the next page's cursor (None on the last page)."""
     query = select(Device).where(visible(col(Device.organization_id), visible_to))
+    if search is not None and search.strip():
+        query = query.where(_matches_search(search.strip()))
     if site_id is not None:
         query = query.where(col(Device.site_id) == site_id)
     if zone_id is not None:
@@ -60,6 +64,21 @@ def list_devices(
         limit=limit,
         cursor=cursor,
     )
+
+
+SEARCHED_ATTRIBUTES = ("name", "vendor", "product", "model", "firmware", "serial")
+
+
+def _matches_search(term: str) -> ColumnElement[bool]:
+    """A device whose name, vendor, product, model, firmware or serial contains ``term``, or one
+    of whose addresses does, ignoring case (``%`` and ``_`` in the term are literal)."""
+    attributes = [
+        col(getattr(Device, attr)).icontains(term, autoescape=True) for attr in SEARCHED_ATTRIBUTES
+    ]
+    at_address = select(IPAddress.device_id).where(
+        col(IPAddress.address).icontains(term, autoescape=True)
+    )
+    return or_(*attributes, col(Device.id).in_(at_address))
 
 
 def get_device(*, session: Session, device_id: str, visible_to: str | None) -> Device | None:
@@ -172,3 +191,13 @@ def count_devices_by_vendor(
         .order_by(func.count().desc(), col(Device.vendor))
     )
     return [(vendor, count) for vendor, count in session.exec(query.limit(limit))]
+
+
+def count_devices_by_site(*, session: Session, visible_to: str | None) -> dict[str | None, int]:
+    """Devices ``visible_to`` sees, by site id (None: placed in no site)."""
+    query = (
+        select(Device.site_id, func.count())
+        .where(visible(col(Device.organization_id), visible_to))
+        .group_by(col(Device.site_id))
+    )
+    return {site_id: count for site_id, count in session.exec(query)}

@@ -86,6 +86,8 @@ class ScanRun(SQLModel, table=True):
     # A cancel asked by any process; the owner sees it at its next heartbeat and stops.
     cancel_requested_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     cancel_requested_by: str | None = Field(default=None, max_length=100)
+    # How often the run was resumed after an interruption (``cybermission.scans.resume``).
+    resumes: int = 0
 
 
 class ObservationRecord(SQLModel, table=True):
@@ -102,3 +104,22 @@ class ObservationRecord(SQLModel, table=True):
     transport: str = Field(max_length=8)
     observed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     facts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ScanRunHost(SQLModel, table=True):
+    """A host a run finished: written in the transaction that stores its results, so a resumed
+    run knows exactly what it need not probe again (``cybermission.scans.resume``)."""
+
+    __tablename__ = "scan_run_host"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    scan_run_id: str = Field(foreign_key="scan_run.id", index=True)
+    address: str = Field(max_length=64)
+    # The device its results went to; what the run's end needs (auto-resolve) from this host.
+    device_id: str | None = Field(default=None, max_length=36)
+    open_ports: int = 0
+    errors: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    # What was sent to it: {"modbus": {"fc43/mei14/basic": 3}}.
+    sent: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -33,6 +33,7 @@ from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.control import RunControl, StopRequest, keep_lease
 from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
+from cybermission.scans.listening import PassiveRecorder
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.ownership import RunOwner, claim_run, this_process
 from cybermission.scans.placed_findings import finding_places
@@ -50,16 +51,16 @@ from cybermission.scans.recording import (
     RunState,
     authority_ranks,
     finish_run,
-    run_state,
-    store_batch,
     write_batches,
 )
+from cybermission.scans.resume import FinishedHosts, finished_hosts
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.sweep import SCOPE_ERROR_PREFIX, HostResult
 from cybermission.scans.sweep_handoff import identify_paced
 from cybermission.scans.sweep_processes import sweep_specs
 from cybermission.scans.targets import expand_targets
 from cybermission.store_faults import describe_store_error, retry_transient
+from cybermission.traffic import Conversation
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,8 @@ class _Begun:
     guard: ScopeGuard
     placements: dict[str, Placement]
     advisories: AdvisoryIndex
+    # The hosts it finished before an interruption, when it is resumed (none otherwise).
+    finished: FinishedHosts
 
 
 def _begin(
@@ -113,15 +116,19 @@ def _begin(
             raise CybermissionError(f"no scan run with id {scan_run_id!r}")
         if run.finished_at is not None:
             return run
+        now = utcnow()
+        # A resumed run keeps its start: absence counts what was not seen since the run began.
+        resumed = run.started_at is not None
         run.status = ScanStatus.RUNNING
-        run.started_at = utcnow()
-        claim_run(run, owner, now=run.started_at)
-        expire_acceptances(session, now=run.started_at, place_of=finding_places(session=session))
+        run.started_at = run.started_at or now
+        claim_run(run, owner, now=now)
+        expire_acceptances(session, now=now, place_of=finding_places(session=session))
         return _Begun(
             run=run,
             guard=guard or build_guard(session, settings, organization_id=run.organization_id),
             placements=load_placements(session),
             advisories=current_index(session),
+            finished=finished_hosts(session, run.id) if resumed else FinishedHosts(),
         )
 
 
@@ -168,8 +175,14 @@ async def execute_scan(
         callback=progress,
         organization_id=organization_id,
         absent_after_scans=settings.absent_after_scans,
+        record_hosts=True,
     )
-    logger.info("scan started", extra={"scan_run_id": scan_run_id, "hosts": hosts_total})
+    done = begun.finished
+    _carry_over(state, done, run)
+    logger.info(
+        "scan resumed" if done else "scan started",
+        extra={"scan_run_id": scan_run_id, "hosts": hosts_total, "finished": len(done)},
+    )
     current = asyncio.current_task()
     if current is not None:
         control.bind(current)
@@ -217,12 +230,17 @@ async def execute_scan(
                 state.progress.hosts_live += 1
             await queue.put(report)
 
-        hosts = expand_targets(targets, guard=guard)
+        hosts = (a for a in expand_targets(targets, guard=guard) if a not in done.addresses)
         engine_observations: dict[tuple[str, int], Observation] = {}
         swept: AsyncIterator[HostResult]
         if settings.discovery_engine == BUILTIN_ENGINE:
             swept = sweep_specs(
-                targets, ports, guard=guard, pacing=pacing, processes=pacing.processes
+                targets,
+                ports,
+                guard=guard,
+                pacing=pacing,
+                processes=pacing.processes,
+                skip=done.addresses,
             )
         else:
             found = await load_engine(settings.discovery_engine).discover(
@@ -281,6 +299,21 @@ async def execute_scan(
     return run
 
 
+def _carry_over(state: RunState, done: FinishedHosts, run: ScanRun) -> None:
+    """Start a resumed run's state from the hosts it finished before: counters (the run row's
+    observations and findings were written with those hosts), errors, what was sent, and the
+    devices it may auto-resolve on."""
+    if not done:
+        return
+    state.progress.hosts_swept = state.progress.hosts_live = len(done)
+    state.progress.open_ports = done.open_ports
+    state.progress.observations = run.observations
+    state.progress.findings = run.findings
+    state.add_errors(done.errors)
+    state.sent.update(done.sent)
+    state.clean_devices |= done.clean_devices
+
+
 def _closing(iterator: AsyncIterator[HostResult]) -> "aclosing[Any]":
     """Close a sweep's generators when the run stops early (their sockets, their processes)."""
     return aclosing(iterator)
@@ -335,35 +368,18 @@ def import_observations(
     observations: Iterable[Observation],
     requested_by: str = "import",
     problems: Sequence[str] = (),
+    conversations: Sequence[Conversation] = (),
 ) -> ScanRun:
-    """Store observations read from a capture as a run of their own: inventory, rules, findings.
+    """Store observations read from a capture as a run of their own: inventory, rules, findings,
+    and the conversations (filled while ``observations`` are read) into the communication map.
 
     Nothing is sent and nothing is closed: a capture shows what answered, not what is gone.
     ``problems`` (damage the reader met, filled while ``observations`` are read) make the run
     partial, each one an error of stage ``import``.
     """
-    by_address: dict[str, HostReport] = {}
-    for observation in observations:
-        report = by_address.setdefault(
-            observation.address, HostReport(address=observation.address, open_ports=())
-        )
-        report.observations.append(observation)
-    with session_scope(engine) as session:
-        run = ScanRun(
-            targets=[source[:200]],
-            ports=[],
-            udp_ports=[],
-            requested_by=requested_by,
-            hosts_total=len(by_address),
-            status=ScanStatus.RUNNING,
-            started_at=utcnow(),
-        )
-        session.add(run)
-        session.flush()
-        state = run_state(session, settings, run.id)
-    reports = list(by_address.values())
-    state.progress.hosts_live = len(reports)
-    for start in range(0, len(reports), WRITE_BATCH_HOSTS):
-        store_batch(engine, state, reports[start : start + WRITE_BATCH_HOSTS])
-    state.add_errors({"target": source, "stage": "import", "error": p} for p in problems)
-    return finish_run(engine, state, ScanStatus.PARTIAL if problems else ScanStatus.SUCCEEDED)
+    recorder = PassiveRecorder(
+        engine=engine, settings=settings, source=source, requested_by=requested_by
+    )
+    read = list(observations)  # the reader fills problems and conversations as it goes
+    recorder.record(read, conversations)
+    return recorder.finish(problems)

@@ -36,6 +36,7 @@ from cybermission.scans.ownership import ended_event_kind
 from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
+from cybermission.scans.resume import record_finished_hosts
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.skipped import SKIPPED_STAGE, SkippedAddresses
 from cybermission.scans.targets import target_membership
@@ -75,6 +76,9 @@ class RunState:
     absent_after_scans: int = 2
     # Addresses the guard refused mid-run (a scope lapsed or was revoked): listed as ranges.
     skipped: SkippedAddresses = field(default_factory=SkippedAddresses)
+    # Record each finished host with its results (resume.py): a scan's run, which may be resumed;
+    # not a capture's, which sees the same hosts batch after batch.
+    record_hosts: bool = False
 
     def add_errors(self, errors: Iterable[dict[str, Any]]) -> None:
         for error in errors:
@@ -237,6 +241,9 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
     )
     state.progress.findings += len(recorded.created)
     events.write(session)
+    if state.record_hosts:
+        # With the results, in their transaction: what a resumed run need not probe again.
+        record_finished_hosts(session, state.run_id, reports, [r.device.id for r in results])
 
 
 def _services_seen(

@@ -17,12 +17,12 @@ from sqlmodel import Session, col, select
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
-from cybermission.guard import ScopeGuard, parse_network
+from cybermission.guard import ScopeGuard
 from cybermission.rules.loader import RuleSet
-from cybermission.scans.models import ScanRun, ScanStatus, Scope, ScopeBase
+from cybermission.scans.models import ScanRun, ScanStatus, Scope
 from cybermission.scans.probing import ScanProgress
 from cybermission.scans.recording import RunState, finish_run
-from cybermission.scans.scopes import create_scope, scope_guard
+from cybermission.scans.scopes import scope_guard
 from cybermission.scans.service import create_scan_run
 from cybermission.scans.targets import expand_targets
 from cybermission.sensors.models import (
@@ -39,58 +39,12 @@ from cybermission.sensors.topology import (
     site_vhost,
     vhost_url,
 )
-from cybermission.sites.allocations import create_allocation, list_allocations
-from cybermission.sites.models import Organization, Site
+from cybermission.sites.models import Site
+from cybermission.sites.service import get_site_or_raise
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ORGANIZATION = "default"
-
-
-# --- sites and sensors -------------------------------------------------------------------------
-
-
-def add_site(
-    session: Session,
-    *,
-    slug: str,
-    scope: Sequence[str],
-    name: str | None = None,
-    timezone: str = "UTC",
-    organization: str = DEFAULT_ORGANIZATION,
-) -> Site:
-    """A site and its authorised networks (a scope named after it).
-
-    The CLI's operator is a global admin: the networks are allocated to the organisation (where
-    they are not yet) and authorised in the same step.
-    """
-    if session.exec(select(Site).where(Site.slug == slug)).first() is not None:
-        raise ConflictError(f"slug: a site named {slug!r} already exists")
-    org = session.exec(select(Organization).where(Organization.slug == organization)).first()
-    if org is None:
-        org = Organization(slug=organization, name=organization)
-        session.add(org)
-        session.flush()
-    site = Site(organization_id=org.id, slug=slug, name=name or slug, timezone=timezone)
-    session.add(site)
-    session.flush()
-    allocated = {a.cidr for a in list_allocations(session, visible_to=org.id)}
-    for cidr in scope:
-        network = str(parse_network(cidr, field="scope"))
-        if network not in allocated:
-            create_allocation(
-                session, organization_id=org.id, cidr=network, reference=f"site {slug}"
-            )
-            allocated.add(network)
-    create_scope(session, data=ScopeBase(name=f"site-{slug}", cidrs=list(scope), site_id=site.id))
-    return site
-
-
-def get_site_or_raise(session: Session, slug: str) -> Site:
-    site = session.exec(select(Site).where(Site.slug == slug)).first()
-    if site is None:
-        raise NotFoundError(f"no site named {slug!r}")
-    return site
+# --- sites and sensors (sites themselves are made by cybermission.sites.service) -----------------
 
 
 def site_networks(session: Session, site_id: str) -> list[str]:
@@ -112,7 +66,7 @@ def enroll_sensor(session: Session, settings: Settings, *, slug: str) -> dict[st
     The password exists only in the bundle (the broker keeps its hash); the user has no
     permission until :func:`approve_sensor`, so a new sensor cannot even open its vhost.
     """
-    site = get_site_or_raise(session, slug)
+    site = get_site_or_raise(session, slug=slug)
     sensor = Sensor(site_id=site.id, username="", networks=site_networks(session, site.id))
     sensor.username = f"sensor.{slug}.{sensor.id[:8]}"
     password = new_password()
@@ -225,7 +179,7 @@ def create_site_scan(
     Targets default to the site's networks and must lie inside them. ``not_after`` is the end of
     the scan window: a chunk still queued then is skipped, never probed late.
     """
-    site = get_site_or_raise(session, slug)
+    site = get_site_or_raise(session, slug=slug)
     guard = site_guard(session, site)
     wanted = list(targets) if targets else site_networks(session, site.id)
     run = create_scan_run(

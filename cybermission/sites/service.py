@@ -1,39 +1,102 @@
-"""Organisations, sites and zones: create and list them, and place a scope in a site's zone."""
+"""Organisations, sites and zones: create and list them, and place a scope in a site's zone.
 
+Every site is created here (:func:`create_site`): the API, the CLI and the sensors' set-up all call
+it, so a site has one slug rule, one time-zone check and one organisation rule.
+"""
+
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.scans.models import Scope
 from cybermission.sites.allocations import check_within_allocations
-from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
+from cybermission.sites.models import Organization, Sector, Site, Zone, ZoneExposure
 from cybermission.visibility import get_owned_or_raise, get_visible_or_raise, sees, visible
 
+# Lower-case letters, digits and '-', starting with a letter or digit: a slug names RabbitMQ
+# vhosts and routing keys of the site sensors, where '.' separates words and '_' would read
+# differently in URLs. The API's request schema uses this pattern too.
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+_SLUG = re.compile(SLUG_PATTERN)
+MAX_TIMEZONE = 64  # the column's length
 
-def create_organization(session: Session, *, slug: str, name: str) -> Organization:
-    """A partner organisation; ``slug`` is unique."""
-    slug = _slug(slug)
+
+def check_slug(value: str, *, field: str = "slug") -> str:
+    """``value`` stripped, if it is a slug (:data:`SLUG_PATTERN`); else a ValidationError."""
+    slug = value.strip()
+    if _SLUG.fullmatch(slug) is None:
+        raise ValidationError(
+            f"{field}: expected lower-case letters, digits or '-' (64 at most, not starting "
+            f"with '-'), got {value[:80]!r}"
+        )
+    return slug
+
+
+def check_timezone(name: str) -> str:
+    """``name`` if it is an IANA time zone this host knows (schedules fire in the site's local
+    time); else a ValidationError naming the field."""
+    if not name or len(name) > MAX_TIMEZONE:
+        raise ValidationError(f"timezone: expected an IANA time zone, got {name[:80]!r}")
+    try:
+        ZoneInfo(name)
+    # ValueError: a path-like or NUL-bearing key; OSError: a directory of the zone database
+    # ("America") on some Pythons.
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ValidationError(f"timezone: {name[:80]!r} is not an IANA time zone") from exc
+    return name
+
+
+def create_organization(
+    session: Session, *, slug: str, name: str, sector: Sector = Sector.OTHER
+) -> Organization:
+    """A partner organisation of a sector; ``slug`` is unique."""
+    slug = check_slug(slug)
     if session.exec(select(Organization).where(Organization.slug == slug)).first() is not None:
         raise ConflictError(f"slug: an organisation {slug!r} already exists")
-    organization = Organization(slug=slug, name=name.strip() or slug)
-    session.add(organization)
-    session.flush()
+    organization = Organization(slug=slug, name=name.strip() or slug, sector=sector)
+    _insert(session, organization, f"slug: an organisation {slug!r} already exists")
     return organization
 
 
 def create_site(
-    session: Session, *, organization: str, slug: str, name: str, timezone: str = "UTC"
+    session: Session,
+    *,
+    organization_id: str,
+    slug: str,
+    name: str = "",
+    timezone: str = "UTC",
+    visible_to: str | None = None,
 ) -> Site:
-    """A site of an organisation (given by slug); ``slug`` is unique across sites."""
-    org = session.exec(select(Organization).where(Organization.slug == organization)).first()
-    if org is None:
-        raise NotFoundError(f"organization: no organisation {organization!r}")
-    slug = _slug(slug)
+    """A site of the organisation ``organization_id``, the one way sites are made.
+
+    The organisation must exist and be one ``visible_to`` sees (None, a global admin's: any);
+    another organisation's is not found, as if it did not exist. ``slug`` follows
+    :func:`check_slug` and is unique across sites; ``timezone`` is an IANA zone.
+    """
+    org = get_organization_or_raise(
+        session=session, organization_id=organization_id, visible_to=visible_to
+    )
+    slug = check_slug(slug)
+    timezone = check_timezone(timezone)
+    conflict = f"slug: a site {slug!r} already exists"
     if session.exec(select(Site).where(Site.slug == slug)).first() is not None:
-        raise ConflictError(f"slug: a site {slug!r} already exists")
+        raise ConflictError(conflict)
     site = Site(organization_id=org.id, slug=slug, name=name.strip() or slug, timezone=timezone)
-    session.add(site)
-    session.flush()
+    _insert(session, site, conflict)
     return site
+
+
+def _insert(session: Session, row: Organization | Site | Zone, conflict: str) -> None:
+    """Add ``row``; a unique key a concurrent writer took first is a conflict, not a 500."""
+    session.add(row)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise ConflictError(conflict) from exc
 
 
 def create_zone(
@@ -151,15 +214,6 @@ def attach_scope(
     session.add(stored)
     session.flush()
     return stored
-
-
-def _slug(value: str) -> str:
-    slug = value.strip().lower()
-    if not slug or not all(c.isalnum() or c in "-_" for c in slug) or len(slug) > 64:
-        raise ValidationError(
-            f"slug: expected letters, digits, '-' or '_' (64 at most), got {value!r}"
-        )
-    return slug
 
 
 def get_organization_or_raise(

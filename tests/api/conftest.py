@@ -1,7 +1,7 @@
 """Fixtures for the HTTP API: an app on a migrated store, and clients with and without the token."""
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -11,6 +11,11 @@ from sqlalchemy import Engine
 
 from api.app import create_app
 from cybermission.config import Settings
+from tests.api.browser import chromium
+from tests.api.world import World, build_world
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 TOKEN = "test-admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -38,6 +43,22 @@ async def _client(app: FastAPI, headers: dict[str, str]) -> AsyncIterator[httpx.
             yield client
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator["Browser"]:
+    """One headless Chromium per module of browser tests (they call ``require_chromium()``)."""
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(server: str, browser: "Browser") -> Iterator["Page"]:
+    """A fresh browser context on the module's ``server``; closed before the server stops (an
+    open page may hold the event stream open)."""
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()
+
+
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client sending the right admin token."""
@@ -50,6 +71,21 @@ async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client sending no token."""
     async for c in _client(app, {}):
         yield c
+
+
+@pytest.fixture
+async def world_client(
+    api_settings: Settings, engine: Engine
+) -> AsyncIterator[tuple[httpx.AsyncClient, World]]:
+    """A client with no token of its own and the two-organisation world (tests/api/world.py)
+    whose tokens each request names; background scans are awaited before the store goes."""
+    world = build_world(engine)
+    app: FastAPI = create_app(api_settings, engine=engine)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            yield client, world
+        await app.state.scan_tasks.wait()
 
 
 def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:

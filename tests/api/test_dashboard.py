@@ -3,19 +3,13 @@ against the service served by uvicorn on loopback: the numbers of a seeded store
 page, and both pages render with every request off loopback blocked."""
 
 import ipaddress
-import os
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import Engine
 
 from api.app import create_app
@@ -26,30 +20,15 @@ from cybermission.findings.models import Finding, FindingStatus, Severity
 from cybermission.inventory.models import Device, Service
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.sites.models import Organization, Site
+from tests.api.browser import require_chromium, served
 from tests.api.conftest import TOKEN
 from tests.timing import scaled
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 HOST = "127.24.3.1"
 
-if not CHROMIUM.exists():
-    if os.environ.get("CYBERMISSION_TEST_REQUIRE_POSTGRES") == "1":
-        raise RuntimeError("/usr/bin/chromium is missing: CI must `apt-get install -y chromium`")
-    pytest.skip(
-        "Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True
-    )
+require_chromium()
 
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, Route, expect  # noqa: E402
 
 
 def _seed(engine: Engine) -> None:
@@ -134,44 +113,8 @@ def _seed(engine: Engine) -> None:
 @pytest.fixture
 def server(engine: Engine, api_settings: Settings) -> Iterator[str]:
     _seed(engine)
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(api_settings, engine=engine),
-        host=HOST,
-        port=port,
-        log_level="warning",
-        lifespan="on",
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30  # against hanging, not a speed assertion
-    while not uv.started:
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://{HOST}:{port}"
-    uv.should_exit = True
-    thread.join(30)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # One browser for the module (a launch costs more than a page); each test has its own page.
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(server: str, browser: Browser) -> Iterator[Page]:
-    # Closed before the server stops: an open page holds the event stream open.
-    context = browser.new_context()
-    yield context.new_page()
-    context.close()
+    with served(create_app(api_settings, engine=engine), HOST) as url:
+        yield url
 
 
 def _count(page: Page, table: str, label: str, cell: str = ".count") -> str:

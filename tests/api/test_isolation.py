@@ -55,6 +55,8 @@ BY_ID = [
     Endpoint("GET", "/scans/{scan}", Permission.READ),
     # The run is finished: the route ran and answers 409 (nothing to cancel).
     Endpoint("POST", "/scans/{scan}/cancel", Permission.SCAN, ok=(409,)),
+    # Finished, not interrupted: the route ran and answers 409 (nothing to resume).
+    Endpoint("POST", "/scans/{scan}/resume", Permission.SCAN, ok=(409,)),
     Endpoint("GET", "/scopes/{scope}", Permission.READ),
     Endpoint("PATCH", "/scopes/{scope}", Permission.MANAGE_SCOPES, {"reference": "CHG-2"}),
     Endpoint("DELETE", "/scopes/{scope}", Permission.MANAGE_SCOPES, ok=(204,)),

@@ -6,37 +6,19 @@ scanned it, and B's devices and findings moved to A. Now every role of A is refu
 """
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from api.app import create_app
 from cybermission.auth.models import ROLE_PERMISSIONS, Permission, Role
-from cybermission.config import Settings
 from cybermission.findings.models import Finding
 from cybermission.inventory.models import Device
 from cybermission.scans.models import ScanRun, Scope
-from tests.api.conftest import BASE_URL
-from tests.api.world import NETWORKS, World, build_world
+from tests.api.world import NETWORKS, World
 from tests.timing import scaled
-
-
-@pytest.fixture
-async def world_client(
-    api_settings: Settings, engine: Engine
-) -> AsyncIterator[tuple[httpx.AsyncClient, World]]:
-    world = build_world(engine)
-    app: FastAPI = create_app(api_settings, engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-            yield client, world
-        await app.state.scan_tasks.wait()
 
 
 def _attempts(world: World) -> list[tuple[str, str, dict[str, Any]]]:

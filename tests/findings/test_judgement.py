@@ -75,7 +75,7 @@ def placed(session: Session, settings: Settings, tmp_path: Path) -> None:
     path.write_text(json.dumps(csaf()), encoding="utf-8")
     import_advisories(session, path, now=NOW)
     org = create_organization(session, slug="water", name="Water works")
-    site = create_site(session, organization=org.slug, slug="plant-a", name="Plant A")
+    site = create_site(session, organization_id=org.id, slug="plant-a", name="Plant A")
     zone = create_zone(
         session, site=site.slug, name="office", exposure=ZoneExposure.ENTERPRISE, purdue_level=4
     )

@@ -10,7 +10,7 @@ from scapy.layers.l2 import CookedLinux, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap
 
-import scanners.pcap
+import scanners.traffic
 from cybermission.probes import Facts, Transport
 from scanners.pcap import PcapReaderImporter
 from scanners.s7 import S7Probe
@@ -89,7 +89,7 @@ def test_pcap_restarts_the_stream_at_a_gap(tmp_path: Path) -> None:
 
 
 def test_pcap_bounds_each_flow_buffer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scanners.pcap, "MAX_FLOW_BYTES", 6)
+    monkeypatch.setattr(scanners.traffic, "MAX_FLOW_BYTES", 6)
     recorder = _Recorder()
     path = _write(tmp_path, _segments([b"abc", b"def", b"ghi", b"jklmnopq"]))
     list(PcapReaderImporter().observations(path, [recorder]))
@@ -98,7 +98,7 @@ def test_pcap_bounds_each_flow_buffer(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_pcap_bounds_the_number_of_flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scanners.pcap, "MAX_FLOWS", 1)
+    monkeypatch.setattr(scanners.traffic, "MAX_FLOWS", 1)
     recorder = _Recorder()
     first, second = _segments([b"ab", b"cd"]), _segments([b"12", b"34"], port=5000)
     for packet in second:

@@ -30,7 +30,6 @@ from cybermission.sensors.broker import SCAN_TASK, publish_task
 from cybermission.sensors.models import Chunk
 from cybermission.sensors.relay import chunk_message
 from cybermission.sensors.service import (
-    add_site,
     approve_sensor,
     create_site_scan,
     enroll_sensor,
@@ -42,6 +41,7 @@ from cybermission.sensors.topology import (
     site_vhost,
     vhost_url,
 )
+from cybermission.sites.onboarding import add_site
 from scanners.lab.modbus_devices import LabDevice, LabDeviceKind, modbus_lab_devices
 from tests.conftest import _postgres_engine
 from tests.timing import scaled
@@ -104,7 +104,7 @@ class Cluster:
     def site(self, letter: str, networks: list[str]) -> str:
         slug = f"{letter}{self.tag}"
         with session_scope(self.engine) as session:
-            add_site(session, slug=slug, scope=networks)
+            add_site(session, slug=slug, networks=networks)
         self.sites.append(slug)
         return slug
 
@@ -335,7 +335,7 @@ async def embedded_digest(
     upgrade_database(engine)
     try:
         with session_scope(engine) as session:
-            add_site(session, slug=slug, scope=networks)
+            add_site(session, slug=slug, networks=networks)
             run = create_scan_run(
                 session,
                 guard=build_guard(session, settings),

@@ -27,8 +27,8 @@ SHARED = "127.60.0.0/16"
 def session(engine: Engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as session:
         for key in ("water", "transit"):
-            create_organization(session, slug=key, name=key.title())
-            create_site(session, organization=key, slug=f"plant-{key}", name=key)
+            org = create_organization(session, slug=key, name=key.title())
+            create_site(session, organization_id=org.id, slug=f"plant-{key}", name=key)
         session.commit()
         yield session
 

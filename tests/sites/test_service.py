@@ -18,15 +18,20 @@ from cybermission.sites.service import (
     create_organization,
     create_site,
     create_zone,
+    get_organization_by_slug_or_raise,
     list_zones,
 )
+
+
+def _metro(session: Session) -> str:
+    return get_organization_by_slug_or_raise(session, slug="metro").id
 
 
 @pytest.fixture
 def session(engine: Engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as session:
-        create_organization(session, slug="metro", name="Metro water")
-        site = create_site(session, organization="metro", slug="plant-a", name="Plant A")
+        org = create_organization(session, slug="metro", name="Metro water")
+        site = create_site(session, organization_id=org.id, slug="plant-a", name="Plant A")
         create_allocation(session, organization_id=site.organization_id, cidr="127.50.0.0/16")
         session.commit()
         yield session
@@ -59,7 +64,7 @@ def test_service_unknown_site_and_duplicate_slugs(session: Session) -> None:
     with pytest.raises(NotFoundError, match="no site 'nowhere'"):
         create_zone(session, site="nowhere", name="z")
     with pytest.raises(ConflictError):
-        create_site(session, organization="metro", slug="plant-a", name="again")
+        create_site(session, organization_id=_metro(session), slug="plant-a", name="again")
     with pytest.raises(ValidationError, match="slug"):
         create_organization(session, slug="bad slug!", name="x")
 

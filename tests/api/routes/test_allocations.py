@@ -1,29 +1,11 @@
 """/api/v1/allocations: global admins allocate address space; organisations read their own."""
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
-from fastapi import FastAPI
-from sqlalchemy import Engine
 
-from api.app import create_app
 from cybermission.auth.models import ROLE_PERMISSIONS, Permission, Role
-from cybermission.config import Settings
-from tests.api.conftest import BASE_URL, assert_problem
-from tests.api.world import ALLOCATIONS, NETWORKS, World, build_world
-
-
-@pytest.fixture
-async def world_client(
-    api_settings: Settings, engine: Engine
-) -> AsyncIterator[tuple[httpx.AsyncClient, World]]:
-    world = build_world(engine)
-    app: FastAPI = create_app(api_settings, engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-            yield client, world
+from tests.api.conftest import assert_problem
+from tests.api.world import ALLOCATIONS, NETWORKS, World
 
 
 async def test_allocations_global_admin_allocates_and_withdraws(

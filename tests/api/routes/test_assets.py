@@ -88,3 +88,27 @@ async def test_asset_detail_has_addresses_services_changes(
 async def test_asset_unknown_is_404_problem(client: httpx.AsyncClient) -> None:
     body = assert_problem(await client.get("/api/v1/assets/nope"), 404, "not-found")
     assert "nope" in str(body["detail"])
+
+
+async def test_assets_search_matches_attributes_and_addresses(
+    client: httpx.AsyncClient, engine: Engine
+) -> None:
+    with session_scope(engine) as session:
+        m340 = Device(name="pump-3", vendor="Schneider Electric", model="BMX P34 2020")
+        wago = Device(name="tank", vendor="WAGO", model="750-881", serial="0030DE0A1B2C")
+        odd = Device(name="100% sure_", vendor="ACME")
+        session.add_all([m340, wago, odd])
+        session.flush()
+        session.add(IPAddress(address="127.40.9.13", device_id=wago.id))
+        ids = {"m340": m340.id, "wago": wago.id, "odd": odd.id}
+
+    async def found(term: str) -> list[str]:
+        page = (await client.get("/api/v1/assets", params={"search": term})).json()
+        return sorted(item["id"] for item in page["items"])
+
+    assert await found("p34 2020") == [ids["m340"]]  # any case
+    assert await found("0030de") == [ids["wago"]]  # serial
+    assert await found("127.40.9.1") == [ids["wago"]]  # part of an address
+    assert await found("100%") == [ids["odd"]]  # % and _ are literal, not wildcards
+    assert await found("_") == [ids["odd"]]
+    assert await found("nothing like it") == []

@@ -1,0 +1,185 @@
+"""Console pages of the inventory: the assets list (search, filters, pages) and one device (its
+identity and where each attribute came from, services and their facts, history, findings and
+the advisories that match it). The reads are the API's (``cybermission.inventory.queries``)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
+
+from api.console.pages import ConsoleUser, render, see_other, signed_in
+from api.deps import SessionDep
+from cybermission.errors import NotFoundError, ValidationError
+from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL
+from cybermission.findings.service import list_device_findings
+from cybermission.inventory.models import ChangeEvent, Criticality, Device
+from cybermission.inventory.queries import (
+    count_devices_by_protocol,
+    count_devices_by_vendor,
+    get_device,
+    get_device_or_raise,
+    list_addresses_by_device,
+    list_device_changes,
+    list_devices,
+    list_units_by_gateway,
+)
+from cybermission.inventory.service import device_services
+from cybermission.sites.models import Site, Zone
+from cybermission.sites.service import list_site_zones, list_sites
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+PAGE_SIZE = 50
+HISTORY_PAGE = 50
+DEVICE_FINDINGS = 500
+SIGN_IN = "/dashboard"
+
+Text = Annotated[str | None, Query(max_length=200)]
+Ident = Annotated[str | None, Query(max_length=64)]
+Cursor = Annotated[str | None, Query(max_length=512)]
+
+
+def _given(value: str | None) -> str | None:
+    """A form's empty field means "any"."""
+    value = (value or "").strip()
+    return value or None
+
+
+def places(session: Session, user: ConsoleUser) -> tuple[list[Site], dict[str, list[Zone]]]:
+    """The sites the user sees, and each one's zones (the filters of several pages)."""
+    visible_to = user.principal.organization_id
+    sites = list_sites(session, visible_to=visible_to)
+    zones = {
+        s.id: list_site_zones(session=session, site_id=s.id, visible_to=visible_to) for s in sites
+    }
+    return sites, zones
+
+
+@router.get("/assets", response_class=HTMLResponse)
+def assets_page(
+    request: Request,
+    session: SessionDep,
+    search: Text = None,
+    site_id: Ident = None,
+    zone_id: Ident = None,
+    protocol: Text = None,
+    vendor: Text = None,
+    criticality: Text = None,
+    cursor: Cursor = None,
+) -> Response:
+    user = signed_in(request)
+    if user is None:
+        return see_other(SIGN_IN)
+    visible_to = user.principal.organization_id
+    filters = {
+        "search": _given(search),
+        "site_id": _given(site_id),
+        "zone_id": _given(zone_id),
+        "protocol": _given(protocol),
+        "vendor": _given(vendor),
+        "criticality": _given(criticality),
+    }
+    error = None
+    devices: list[Device] = []
+    next_cursor: str | None = None
+    try:
+        wanted = Criticality(filters["criticality"]) if filters["criticality"] else None
+        devices, next_cursor = list_devices(
+            session=session,
+            visible_to=visible_to,
+            site_id=filters["site_id"],
+            zone_id=filters["zone_id"],
+            vendor=filters["vendor"],
+            criticality=wanted,
+            protocol=filters["protocol"],
+            search=filters["search"],
+            cursor=_given(cursor),
+            limit=PAGE_SIZE,
+        )
+    except ValueError:
+        error = f"criticality: expected one of {', '.join(c.value for c in Criticality)}"
+    except ValidationError as exc:
+        error = str(exc)
+    sites, zones = places(session, user)
+    return render(
+        "console/assets.html",
+        status=200 if error is None else 422,
+        user=user,
+        section="assets",
+        filters=filters,
+        error=error,
+        devices=devices,
+        addresses=list_addresses_by_device(session=session, device_ids=[d.id for d in devices]),
+        next_cursor=next_cursor,
+        paged=cursor is not None,
+        sites=sites,
+        site_names={s.id: s.name for s in sites},
+        zones=zones,
+        zone_names={z.id: z.name for zs in zones.values() for z in zs},
+        protocols=[p for p, _ in count_devices_by_protocol(session=session, visible_to=visible_to)],
+        vendors=[
+            v for v, _ in count_devices_by_vendor(session=session, visible_to=visible_to) if v
+        ],
+        criticalities=[c.value for c in Criticality],
+    )
+
+
+def not_found(user: ConsoleUser, section: str, what: str) -> HTMLResponse:
+    return render("console/not_found.html", status=404, user=user, section=section, what=what)
+
+
+@router.get("/assets/{device_id}", response_class=HTMLResponse)
+def device_page(
+    request: Request,
+    session: SessionDep,
+    device_id: Annotated[str, Path(max_length=64)],
+    history_cursor: Cursor = None,
+) -> Response:
+    user = signed_in(request)
+    if user is None:
+        return see_other(SIGN_IN)
+    visible_to = user.principal.organization_id
+    try:
+        device = get_device_or_raise(session=session, device_id=device_id, visible_to=visible_to)
+    except NotFoundError:
+        return not_found(user, "assets", "device")
+    error = None
+    history: list[ChangeEvent] = []
+    next_history: str | None = None
+    try:
+        history, next_history = list_device_changes(
+            session=session,
+            device_id=device.id,
+            cursor=_given(history_cursor),
+            limit=HISTORY_PAGE,
+        )
+    except ValidationError as exc:
+        error = str(exc)
+    findings = list_device_findings(session=session, device_id=device.id, limit=DEVICE_FINDINGS)
+    sites, zones = places(session, user)
+    parent = (
+        get_device(session=session, device_id=device.parent_id, visible_to=visible_to)
+        if device.parent_id
+        else None
+    )
+    return render(
+        "console/device.html",
+        status=200 if error is None else 422,
+        user=user,
+        section="assets",
+        error=error,
+        device=device,
+        parent=parent,
+        units=list_units_by_gateway(session=session, gateway_ids=[device.id])[device.id],
+        addresses=list_addresses_by_device(session=session, device_ids=[device.id])[device.id],
+        services=device_services(session, device.id),
+        history=history,
+        next_history=next_history,
+        history_paged=history_cursor is not None,
+        findings=[f for f in findings if f.protocol != ADVISORY_PROTOCOL],
+        advisories=[f for f in findings if f.protocol == ADVISORY_PROTOCOL],
+        site_names={s.id: s.name for s in sites},
+        zone_names={z.id: z.name for zs in zones.values() for z in zs},
+        identity=("vendor", "product", "model", "firmware", "serial", "role"),
+    )

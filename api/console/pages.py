@@ -1,0 +1,154 @@
+"""What every server-rendered page shares: the Jinja environment, the security headers, who is
+signed in (the dashboard's browser session) and the CSRF token of the console's forms.
+
+Pages are HTML for people; the JSON API stays under ``/api/v1``. Sign-in is the dashboard's form
+(``/dashboard``): a page asked for without a live session sends the browser there. A session
+reads through :func:`api.deps.session_principal`, the same check every API call makes; a form
+that changes something (findings triage) carries a CSRF token derived from the session secret
+(HMAC-SHA256), so only a page this service rendered for that session can post it, and is refused
+from another site (``Sec-Fetch-Site`` / ``Origin``) on top of the cookie's SameSite=Strict.
+"""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from api.deps import SESSION_COOKIE, admin_token_of, get_engine, get_settings, session_principal
+from api.errors import AuthenticationError
+from cybermission.auth.models import Permission
+from cybermission.auth.service import Principal
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+SIGN_IN_PATH = "/dashboard"
+FORM_MAX_BYTES = 64 * 1024
+FORM_MAX_FIELDS = 600
+_CSRF_CONTEXT = b"cybermission console form"
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    """The templates of every page. Built on first use, not at import; autoescape: every value
+    from devices is untrusted text."""
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        auto_reload=False,
+    )
+    env.filters["when"] = _when
+    env.filters["query"] = _query
+    return env
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
+
+
+def _query(params: dict[str, Any]) -> str:
+    """``?a=1&b=2`` of the parameters that are set (lists repeat), for links that keep filters."""
+    pairs = [
+        (key, str(item))
+        for key, value in params.items()
+        for item in (value if isinstance(value, list | tuple) else [value])
+        if item not in (None, "")
+    ]
+    return "?" + urlencode(pairs) if pairs else ""
+
+
+def security_headers(nonce: str) -> dict[str, str]:
+    """Only this page's own inline script and style (the nonce), no other origin, no framing."""
+    return {
+        "Content-Security-Policy": (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'"
+        ),
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
+def render(template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+    """``template`` rendered with a fresh CSP nonce (``nonce`` in the context)."""
+    nonce = secrets.token_urlsafe(16)
+    html = environment().get_template(template).render(nonce=nonce, **context)
+    return HTMLResponse(html, status_code=status, headers=security_headers(nonce))
+
+
+def see_other(path: str) -> RedirectResponse:
+    # 303: the browser follows with a GET (Post/Redirect/Get).
+    return RedirectResponse(
+        path,
+        status_code=303,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleUser:
+    """Who is signed in, and the CSRF token their forms carry."""
+
+    principal: Principal
+    csrf: str
+
+    def can(self, permission: str) -> bool:
+        return self.principal.can(Permission(permission))
+
+
+def _csrf_of(secret: str) -> str:
+    return hmac.new(secret.encode(), _CSRF_CONTEXT, hashlib.sha256).hexdigest()
+
+
+def signed_in(request: Request) -> ConsoleUser | None:
+    """The session's user, or None (no cookie, or a session that ended) when the browser must
+    sign in again. Blocking (reads the store): call it from a sync route or a thread."""
+    secret = request.cookies.get(SESSION_COOKIE)
+    if not secret:
+        return None
+    try:
+        principal = session_principal(
+            get_engine(request), secret, admin_token_of(get_settings(request))
+        )
+    except AuthenticationError:
+        return None
+    if not principal.can(Permission.READ):
+        return None
+    return ConsoleUser(principal=principal, csrf=_csrf_of(secret))
+
+
+def same_origin(request: Request) -> bool:
+    """Whether a form post comes from this site's own page (a cross-site form is refused)."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
+def csrf_ok(request: Request, user: ConsoleUser, presented: str) -> bool:
+    return same_origin(request) and hmac.compare_digest(presented.encode(), user.csrf.encode())
+
+
+async def read_form(
+    request: Request, *, max_bytes: int = FORM_MAX_BYTES, max_fields: int = FORM_MAX_FIELDS
+) -> dict[str, list[str]] | None:
+    """A urlencoded form read with a bound on the body; None when too large or not text."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            return None
+    try:
+        return parse_qs(body.decode("utf-8"), max_num_fields=max_fields, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        return None

@@ -1,0 +1,117 @@
+"""``cybermission listen IFACE``: live passive discovery on a mirror (SPAN) interface.
+
+Frames are captured receive-only (``scanners/listen.py``), decoded by the decoders ``import
+pcap`` uses, and stored as one run in batches while it listens: inventory (first/last seen),
+rules and findings, and the communication map. It stops on Ctrl-C, SIGTERM or ``--duration``,
+then prints the run's report (stdout) and what it captured (stderr).
+
+Exit status: 0 stopped and stored (partial when the kernel dropped frames); 2 a bad interface,
+filter or store.
+"""
+
+import signal
+import threading
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cybermission.cli.report import check_format, show_report
+from cybermission.cli.runtime import err, fail, logs_through, open_store, start
+from cybermission.errors import CybermissionError
+
+if TYPE_CHECKING:
+    from cybermission.probes import Observation
+    from cybermission.traffic import Conversation
+
+
+def listen(
+    interface: Annotated[str, typer.Argument(help="The mirror interface to capture on.")],
+    bpf: Annotated[
+        str | None,
+        typer.Option("--filter", help="A BPF filter (tcpdump syntax), applied in the kernel."),
+    ] = None,
+    flush_every_s: Annotated[
+        float,
+        typer.Option("--flush-every", min=0.1, help="Seconds between inventory batches."),
+    ] = 5.0,
+    duration_s: Annotated[
+        float | None,
+        typer.Option("--duration", min=0.1, help="Stop after this many seconds."),
+    ] = None,
+    output: Annotated[str, typer.Option("--format", help="json or table")] = "table",
+) -> None:
+    """Learn assets and who talks to whom from a mirror port's traffic, never sending a packet."""
+    from cybermission.scans.listening import PassiveRecorder
+    from cybermission.scans.passive import load_listener, passive_decoders
+
+    check_format(output)
+    settings = start()
+    engine = open_store(settings)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
+    if duration_s is not None:
+        timer = threading.Timer(duration_s, stop.set)
+        timer.daemon = True
+        timer.start()
+    recorders: list[PassiveRecorder] = []  # made at the first batch: a bad interface stores none
+
+    def recorder() -> PassiveRecorder:
+        if not recorders:
+            recorders.append(
+                PassiveRecorder(
+                    engine=engine,
+                    settings=settings,
+                    source=f"listen:{interface}",
+                    requested_by="listen",
+                )
+            )
+        return recorders[0]
+
+    def on_batch(observations: list["Observation"], conversations: list["Conversation"]) -> None:
+        recorder().record(observations, conversations)
+
+    with logs_through(err()):
+        try:
+            stats = load_listener().listen(
+                interface,
+                passive_decoders(),
+                bpf=bpf,
+                on_batch=on_batch,
+                should_stop=stop.is_set,
+                flush_every_s=flush_every_s,
+            )
+            problems: list[str] = []
+            if stats.kernel_dropped:
+                problems.append(
+                    f"{stats.kernel_dropped} frames dropped by the kernel (receive buffer full): "
+                    "what they carried was not seen"
+                )
+            if stats.state_dropped:
+                problems.append(f"{stats.state_dropped} rows left the bounded state unrecorded")
+            run = recorder().finish(problems)
+        except CybermissionError as exc:
+            raise fail(exc) from exc
+    from cybermission.db import session_scope
+    from cybermission.scans.report import build_scan_report
+
+    with session_scope(engine) as session:
+        report = build_scan_report(session, run.id)
+    report["capture"] = {
+        "interface": interface,
+        "packets": stats.packets,
+        "bytes": stats.bytes,
+        "kernel_dropped": stats.kernel_dropped,
+        "batches": stats.batches,
+        "conversations": stats.conversations,
+    }
+    show_report(report, output)
+    err().print(
+        f"listened on {interface}: {stats.packets} frames, {stats.kernel_dropped} dropped by the "
+        f"kernel, {stats.batches} batches, {stats.conversations} conversation rows"
+    )

@@ -1,0 +1,107 @@
+"""Recording passive discovery: one run per capture import or listening session, stored in
+batches as it goes (inventory, rules, findings through :func:`store_batch`, the scans' one path)
+with the communication map beside it.
+
+Nothing is sent and nothing is closed: traffic shows what talked, not what is gone.
+"""
+
+import logging
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import Engine
+
+from cybermission.config import Settings
+from cybermission.db import session_scope, utcnow
+from cybermission.inventory.communications import CommunicationSeen, record_communications
+from cybermission.probes import Observation
+from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.probing import HostReport
+from cybermission.scans.recording import (
+    WRITE_BATCH_HOSTS,
+    RunState,
+    finish_run,
+    run_state,
+    store_batch,
+)
+from cybermission.traffic import Conversation
+
+logger = logging.getLogger(__name__)
+
+
+class PassiveRecorder:
+    """The run of one passive source (``pcap:<file>``, ``listen:<interface>``), batch by batch."""
+
+    def __init__(
+        self, *, engine: Engine, settings: Settings, source: str, requested_by: str
+    ) -> None:
+        self.engine = engine
+        with session_scope(engine) as session:
+            run = ScanRun(
+                targets=[source[:200]],
+                ports=[],
+                udp_ports=[],
+                requested_by=requested_by,
+                hosts_total=0,
+                status=ScanStatus.RUNNING,
+                started_at=utcnow(),
+            )
+            session.add(run)
+            session.flush()
+            self.state: RunState = run_state(session, settings, run.id)
+        self.source = source
+        self.addresses: set[str] = set()
+        self.conversations = 0
+
+    @property
+    def run_id(self) -> str:
+        return self.state.run_id
+
+    def record(
+        self, observations: Iterable[Observation], conversations: Sequence[Conversation] = ()
+    ) -> None:
+        """Store one batch: hosts by address (inventory, rules, findings), then the map."""
+        by_address: dict[str, HostReport] = {}
+        for observation in observations:
+            report = by_address.setdefault(
+                observation.address, HostReport(address=observation.address, open_ports=())
+            )
+            report.observations.append(observation)
+        self.addresses.update(by_address)
+        self.state.progress.hosts_live = len(self.addresses)
+        reports = list(by_address.values())
+        for start in range(0, len(reports), WRITE_BATCH_HOSTS):
+            store_batch(self.engine, self.state, reports[start : start + WRITE_BATCH_HOSTS])
+        if conversations:
+            with session_scope(self.engine) as session:
+                record_communications(session, [self._placed(c) for c in conversations])
+            self.conversations += len(conversations)
+
+    def _placed(self, conversation: Conversation) -> CommunicationSeen:
+        """A conversation belongs where its server is placed (its scope's site)."""
+        rule = self.state.guard.rule_for(conversation.server)
+        placement = self.state.placement_of(rule)
+        return CommunicationSeen(
+            organization_id=self.state.organization_of(rule),
+            site_id=placement.site_id if placement else None,
+            client_address=conversation.client,
+            server_address=conversation.server,
+            port=conversation.port,
+            transport=str(conversation.transport),
+            protocol=conversation.protocol,
+            function=str(conversation.function),
+            packets=conversation.packets,
+            first_seen_at=conversation.first_seen_at,
+            last_seen_at=conversation.last_seen_at,
+        )
+
+    def finish(self, problems: Sequence[str] = ()) -> ScanRun:
+        """End the run; ``problems`` (damage met, a capture that stopped) make it partial."""
+        with session_scope(self.engine) as session:
+            run = session.get(ScanRun, self.run_id)
+            if run is not None:
+                run.hosts_total = len(self.addresses)
+        self.state.add_errors(
+            {"target": self.source, "stage": "import", "error": p} for p in problems
+        )
+        status = ScanStatus.PARTIAL if problems else ScanStatus.SUCCEEDED
+        return finish_run(self.engine, self.state, status)

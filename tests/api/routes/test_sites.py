@@ -1,0 +1,51 @@
+"""/api/v1/sites: the API creates sites through the one service, with its slug, time-zone and
+organisation rules (tests/sites/test_site_rules.py has the rules themselves)."""
+
+import httpx
+import pytest
+
+from cybermission.auth.models import Role
+from tests.api.conftest import assert_problem
+from tests.api.world import World
+
+
+async def test_sites_admin_adds_a_site_in_its_zone(
+    world_client: tuple[httpx.AsyncClient, World],
+) -> None:
+    client, world = world_client
+    a = world.orgs["a"].organization
+    created = await client.post(
+        "/api/v1/sites",
+        json={"organization_id": a, "slug": "depot", "name": "Depot", "timezone": "Europe/Paris"},
+        headers=world.auth(Role.ADMIN, "a"),
+    )
+    assert created.status_code == 201, created.text
+    assert (created.json()["slug"], created.json()["timezone"]) == ("depot", "Europe/Paris")
+
+
+@pytest.mark.parametrize("timezone", ["Mars/Olympus", "../../etc/passwd", "/etc/localtime"])
+async def test_sites_unknown_timezone_is_422_naming_the_field(
+    world_client: tuple[httpx.AsyncClient, World], timezone: str
+) -> None:
+    client, world = world_client
+    a = world.orgs["a"].organization
+    response = await client.post(
+        "/api/v1/sites",
+        json={"organization_id": a, "slug": "depot", "name": "Depot", "timezone": timezone},
+        headers=world.auth(Role.ADMIN, "a"),
+    )
+    body = assert_problem(response, 422, "invalid-input")
+    assert "timezone" in body["detail"]
+
+
+async def test_sites_other_organisation_is_not_found(
+    world_client: tuple[httpx.AsyncClient, World],
+) -> None:
+    client, world = world_client
+    b = world.orgs["b"].organization
+    response = await client.post(
+        "/api/v1/sites",
+        json={"organization_id": b, "slug": "depot", "name": "Depot"},
+        headers=world.auth(Role.ADMIN, "a"),
+    )
+    assert_problem(response, 404, "not-found")
