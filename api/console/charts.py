@@ -3,6 +3,7 @@ by severity over time, one step line per severity."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from xml.sax.saxutils import escape, quoteattr
 
 from markupsafe import Markup
@@ -83,8 +84,10 @@ def trend_svg(points: Sequence[TrendPoint], *, title: str) -> Markup:
         )
         return Markup("".join(parts))  # noqa: S704 - every value above is escaped or a number
     first, last = points[0].at, points[-1].at
+    # Seconds matter on a chart of the last minutes (a rescan just now), not on one of months.
+    shape = "%Y-%m-%d %H:%M:%S" if last - first < timedelta(hours=1) else "%Y-%m-%d %H:%M"
     for x, when, anchor in ((LEFT, first, "start"), (WIDTH - RIGHT, last, "end")):
-        label = escape(when.strftime("%Y-%m-%d %H:%M"))
+        label = escape(when.strftime(shape))
         parts.append(
             f'<text x="{x}" y="{HEIGHT - 12}" text-anchor="{anchor}" font-size="11">{label}</text>'
         )

@@ -18,6 +18,7 @@ from cybermission.scans.models import ScanRun
 from cybermission.scans.pipeline import execute_scan
 from cybermission.scans.service import create_scan_run
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
+from scanners.lab.runner import listening
 from tests.timing import scaled
 
 BASE = "127.50.70.0"
@@ -29,15 +30,8 @@ LEAVING = "modbus-meter-pm710"
 @pytest.fixture
 async def lab() -> AsyncIterator[dict[str, LabDevice]]:
     devices = modbus_lab_devices(BASE)
-    started: list[LabDevice] = []
-    try:
-        for device in devices:
-            await device.start()
-            started.append(device)
+    async with listening(devices):
         yield {d.name: d for d in devices}
-    finally:
-        for device in started:
-            await device.stop()
 
 
 def _settings(tmp_path: Path) -> Settings:

@@ -149,3 +149,22 @@ def test_console_pages_load_nothing_from_outside(
         page.goto(f"{server}{path}")
     assert requested
     assert all(re.match(re.escape(server), url) for url in requested), requested
+
+
+def test_keyboard_reaches_the_content_and_a_device(
+    server: str, page: Page, sign_in: SignIn, plant: Plant
+) -> None:
+    sign_in()
+    page.goto(f"{server}/console/assets")
+    page.keyboard.press("Tab")  # the first stop is the skip link
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "content"
+    # On through the filters to the first device's link, and open it with Enter.
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.closest('#assets') !== null"):
+            break
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "/console/assets/" in page.url

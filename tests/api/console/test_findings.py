@@ -187,3 +187,25 @@ def test_triage_without_the_pages_csrf_token_is_refused(
     assert posted.value.status == 403
     expect(page.locator("#error")).to_contain_text("form expired")
     assert _status(engine, plant.findings["modbus"]) is FindingStatus.OPEN
+
+
+def test_triage_of_another_organisations_finding_moves_nothing(
+    server: str, page: Page, sign_in: SignIn, plant: Plant, engine: Engine
+) -> None:
+    sign_in()
+    page.goto(f"{server}/console/findings")
+    # The page's own form, with the other organisation's id slipped in beside a visible one.
+    page.evaluate(
+        """(id) => { const box = document.createElement('input');
+             box.type = 'checkbox'; box.name = 'finding_id'; box.value = id; box.checked = true;
+             document.getElementById('triage').appendChild(box); }""",
+        plant.findings["hidden"],
+    )
+    _pick(page, plant.findings["modbus"])
+    page.fill("#reason", "x")
+    with page.expect_response(f"{server}/console/findings/triage") as posted:
+        follow(page, "#apply-triage")
+    assert posted.value.status == 404
+    expect(page.locator("#error")).to_contain_text("nothing changed: no finding with id")
+    assert _status(engine, plant.findings["hidden"]) is FindingStatus.OPEN
+    assert _status(engine, plant.findings["modbus"]) is FindingStatus.OPEN
