@@ -160,3 +160,25 @@ def test_migration_site_slugs_unique_per_organisation_on_a_store_with_sites(
     assert [tuple(s) for s in sites] == [("s1", "o1"), ("s2", "o2")]
     with pytest.raises(IntegrityError), empty_engine.begin() as conn:
         conn.execute(text(site), {"id": "s3", "org": "o1", "t": now})
+
+
+def test_migration_scope_validity_flags_scopes_stored_before_the_boundary(
+    empty_engine: Engine,
+) -> None:
+    """0005_scope_validity: a NAT64 scope stored by an old version is flagged with its reason;
+    a valid one is not."""
+    upgrade_database(empty_engine, "0004_tenants")
+    with empty_engine.begin() as conn:
+        for scope_id, cidr in (("c1", "64:ff9b::/96"), ("c2", "127.60.1.0/24")):
+            conn.execute(
+                text(
+                    "INSERT INTO scope (id, name, cidrs, excludes, reference, created_at) "
+                    "VALUES (:id, :id, :cidrs, '[]', '', '2026-01-01 00:00:00+00:00')"
+                ),
+                {"id": scope_id, "cidrs": f'["{cidr}"]'},
+            )
+    upgrade_database(empty_engine)
+    with empty_engine.connect() as conn:
+        reasons = dict(conn.execute(text("SELECT id, invalid_reason FROM scope")).all())
+    assert reasons["c2"] is None
+    assert "64:ff9b::/96" in reasons["c1"]
