@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from sqlmodel import Session, select
 
 from cybermission.scans.models import ScanStatus
-from cybermission.sensors.journal import Journal
+from cybermission.journal import Journal
 from cybermission.sensors.metrics import SensorCollector
 from cybermission.sensors.models import ChunkPart, ChunkState, RejectedPart
 from cybermission.sensors.topology import Management, site_vhost
