@@ -183,6 +183,13 @@ class AlertSettings(BaseModel):
     poll_s: float = Field(default=1.0, gt=0)
 
 
+class TerritorySettings(BaseModel):
+    """What the coordinator may see of the territory (cybermission/territory/README.md)."""
+
+    # An aggregate that fewer organisations than this hide a part of is withheld.
+    threshold: int = Field(default=3, ge=2, le=1000)
+
+
 class Settings(BaseSettings):
     """Every setting of the product. Build it with :func:`load_settings`."""
 
@@ -208,6 +215,7 @@ class Settings(BaseSettings):
     sensor: SensorSettings = Field(default_factory=SensorSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     runs: RunSettings = Field(default_factory=RunSettings)
+    territory: TerritorySettings = Field(default_factory=TerritorySettings)
     # Probes that may disturb a device (unit-id walk, ...) only run when named here.
     enabled_optional_probes: list[str] = Field(default_factory=list)
     # Consecutive complete scans of its scope that must miss a device (or an open port of a device
