@@ -149,6 +149,14 @@ class RunSettings(BaseModel):
     # tick, where it stopped, up to this many times; then, or with 0, the schedule's next run
     # starts over.
     scheduled_resumes: int = Field(default=3, ge=0)
+    # Results the store refuses with a transient error for ``spool_after_s`` wait in a durable
+    # local spool file under ``spool_dir`` (one per run, removed once written) while the run goes
+    # on; the spool is retried every ``spool_flush_s``, and the run's end waits for it up to
+    # ``spool_wait_s`` (then the run fails, its results still on disk).
+    spool_dir: Path = Path("var/spool")
+    spool_after_s: float = Field(default=5.0, ge=0)
+    spool_flush_s: float = Field(default=2.0, gt=0)
+    spool_wait_s: float = Field(default=3600.0, gt=0)
 
 
 class SensorSettings(BaseModel):
