@@ -17,6 +17,7 @@ from api.console import schedules as console_schedules
 from api.console import sites as console_sites
 from api.deps import authenticate
 from api.errors import install_error_handlers
+from api.openapi import install_openapi, operation_id
 from api.routes import (
     advisories,
     alerts,
@@ -138,6 +139,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -183,4 +185,5 @@ def create_app(
             422: {"description": "Invalid request (problem details)"},
         },
     )
+    install_openapi(app)
     return app

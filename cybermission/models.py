@@ -16,6 +16,7 @@ from cybermission.inventory.models import (
     Manufacturer,
     Service,
 )
+from cybermission.metric_counters import MetricCounter
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanRunHost, ScanStatus, Scope
 from cybermission.scans.schedules import Schedule, ScheduleAudit, ScheduleRun
 from cybermission.sensors.models import Chunk, ChunkPart, RejectedPart, Sensor
@@ -43,6 +44,7 @@ __all__ = [
     "IPAddress",
     "Interface",
     "Manufacturer",
+    "MetricCounter",
     "ObservationRecord",
     "Organization",
     "OutboxCursor",

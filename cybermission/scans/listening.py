@@ -33,6 +33,7 @@ from cybermission.scans.recording import (
     run_state,
     store_batch,
 )
+from cybermission.scans.run_metrics import count_run_started
 from cybermission.traffic import Conversation
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class PassiveRecorder:
             )
             session.add(run)
             session.flush()
+            count_run_started(session)
             self.state: RunState = run_state(session, settings, run.id)
         self.source = source
         self.addresses: set[str] = set()

@@ -31,6 +31,10 @@ class Scope(ScopeBase, table=True):
     # The organisation of its site, kept here so names are unique per organisation and a run's
     # guard is built from its organisation's scopes only; None: a global scope (no site).
     organization_id: str | None = Field(default=None, foreign_key="organization.id", index=True)
+    # Why this row cannot authorise under today's input rules (a NAT64 /96 stored before the
+    # boundary refused it, an inverted validity), or None. Such a row is left out of every guard
+    # (scans of the other scopes go on) until an admin fixes or deletes it.
+    invalid_reason: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

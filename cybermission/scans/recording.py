@@ -28,6 +28,7 @@ from cybermission.inventory.absence import record_absences
 from cybermission.inventory.batch import HostSeen, InventoryCache, reconcile_hosts
 from cybermission.inventory.identity import ServiceSeen
 from cybermission.inventory.models import ChangeEvent, ChangeKind, Device
+from cybermission.inventory.queries import list_addresses_by_device
 from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.judging import judge_device, observation_subject, rule_drafts
@@ -37,6 +38,7 @@ from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
 from cybermission.scans.resume import record_finished_hosts
+from cybermission.scans.run_metrics import count_run_ended
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.skipped import SKIPPED_STAGE, SkippedAddresses
 from cybermission.scans.targets import target_membership
@@ -210,7 +212,9 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
     for report, placement, result in zip(reports, placements, results, strict=True):
         if not report.errors:
             state.clean_devices.add(result.device.id)
-        _record_asset_events(events, state, result.device, result.is_new, result.events)
+        _record_asset_events(
+            events, state, result.device, result.is_new, result.events, address=report.address
+        )
         for observation in report.observations:
             service = result.services.get(
                 (observation.port, str(observation.transport), observation.protocol)
@@ -308,11 +312,15 @@ def _record_asset_events(
     device: Device,
     is_new: bool,
     changes: Sequence[ChangeEvent],
+    *,
+    address: str | None,
 ) -> None:
-    """Tell the event log (alerting's outbox) what the inventory learnt about one device."""
+    """Tell the event log (alerting's outbox) what the inventory learnt about one device, at
+    ``address`` (where it answered, or its first known address: a SIEM's destination)."""
     where = {"organization_id": device.organization_id, "site_id": device.site_id}
     asset = {
         "device_id": device.id,
+        "address": address,
         "name": device.name,
         "vendor": device.vendor,
         "model": device.model,
@@ -465,6 +473,7 @@ def _finish_run(engine: Engine, state: RunState, status: ScanStatus, reason: str
             )
         if complete:
             _record_absences(session, state, run)
+        count_run_ended(session, run)
         record_event(
             session,
             ended_event_kind(status),
@@ -544,11 +553,16 @@ def _record_absences(session: Session, state: RunState, run: ScanRun) -> None:
         if change.kind is ChangeKind.SERVICE_CLOSED:
             closed.setdefault(change.device_id, []).append(change)
     events = EventBatch()
+    addresses = list_addresses_by_device(
+        session=session, device_ids=[d.id for d in absences.unreachable]
+    )
     for device in absences.unreachable:
+        address = next(iter(addresses.get(device.id, [])), None)
         events.add(
             EventKind.ASSET_UNREACHABLE,
             payload={
                 "device_id": device.id,
+                "address": address,
                 "name": device.name,
                 "absent_scans": device.absent_scans,
             },
@@ -557,7 +571,9 @@ def _record_absences(session: Session, state: RunState, run: ScanRun) -> None:
             organization_id=device.organization_id,
             site_id=device.site_id,
         )
-        _record_asset_events(events, state, device, False, closed.get(device.id, []))
+        _record_asset_events(
+            events, state, device, False, closed.get(device.id, []), address=address
+        )
     events.write(session)
     if absences.unreachable and state.probes_run:
         resolve_absent(

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
@@ -22,7 +21,7 @@ from api.app import create_app
 from cybermission.auth.models import ROLE_PERMISSIONS, Permission, Role
 from cybermission.config import Settings
 from cybermission.db import create_db_engine
-from tests.api.conftest import BASE_URL, assert_problem
+from tests.api.conftest import assert_problem, served
 from tests.api.world import World, build_world
 
 
@@ -98,11 +97,8 @@ def world_engine(template: tuple[Path, World], tmp_path: Path) -> Iterator[Engin
 async def cell_client(
     api_settings: Settings, world_engine: Engine
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(api_settings, engine=world_engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-            yield client
+    async with served(create_app(api_settings, engine=world_engine)) as client:
+        yield client
 
 
 def _expected(role: Role, caller_org: str, target_org: str, endpoint: Endpoint) -> str:
