@@ -36,6 +36,7 @@ from api.routes import (
     scans,
     schedules,
     scopes,
+    territory,
     tokens,
 )
 from cybermission import __version__
@@ -175,6 +176,7 @@ def create_app(
         schedules,
         alerts,
         dashboard,
+        territory,
     ):
         v1.include_router(module.router)
     app.include_router(

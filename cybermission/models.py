@@ -21,6 +21,7 @@ from cybermission.scans.models import ObservationRecord, ScanRun, ScanRunHost, S
 from cybermission.scans.schedules import Schedule, ScheduleAudit, ScheduleRun
 from cybermission.sensors.models import Chunk, ChunkPart, RejectedPart, Sensor
 from cybermission.sites.models import Allocation, Organization, Site, Zone, ZoneExposure
+from cybermission.territory.models import CoordinatorShare
 
 __all__ = [
     "AlertChannel",
@@ -33,6 +34,7 @@ __all__ = [
     "Chunk",
     "ChunkPart",
     "Communication",
+    "CoordinatorShare",
     "Criticality",
     "Delivery",
     "Device",

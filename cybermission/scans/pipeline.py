@@ -216,7 +216,9 @@ async def execute_scan(
         )
         connector = Connector(guard, pacer=gate, shared_udp=True)
         writing = asyncio.create_task(
-            write_batches(engine, state, queue, retry_s=settings.runs.store_retry_s)
+            write_batches(
+                engine, state, queue, retry_s=settings.runs.store_retry_s, runs=settings.runs
+            )
         )
         # A writer that dies stops the probing side at once: nothing waits on a full queue.
         writing.add_done_callback(lambda task: _writer_ended(task, scan_run_id, control))
