@@ -23,6 +23,7 @@ from api.routes import (
     alerts,
     allocations,
     assets,
+    campaigns,
     communications,
     dashboard,
     docs,
@@ -183,6 +184,7 @@ def create_app(
         alerts,
         dashboard,
         territory,
+        campaigns,
     ):
         v1.include_router(module.router)
     app.include_router(
