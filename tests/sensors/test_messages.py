@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cybermission.sensors.journal import Journal
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
@@ -20,7 +21,6 @@ from cybermission.scans.probing import HostReport
 from cybermission.sensors.agent import Bundle, SensorRuntime
 from cybermission.sensors.broker import SCAN_TASK, publish_task
 from cybermission.sensors.ingestion import Ingestion
-from cybermission.sensors.journal import Journal
 from cybermission.sensors.messages import (
     MESSAGE_VERSION,
     ChunkMessage,
