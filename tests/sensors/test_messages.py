@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cybermission.sensors.journal import Journal
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from cybermission.clock import utcnow
 from cybermission.config import Settings
+from cybermission.journal import Journal
 from cybermission.probes import Observation, Transport
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.probing import HostReport
