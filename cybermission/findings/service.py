@@ -25,7 +25,7 @@ from sqlalchemy import and_, func, or_
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, col, select
 
-from cybermission.db import insert_rows, insert_values, new_id
+from cybermission.db import build_row, insert_rows, insert_values, new_id
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.events import EventBatch
 from cybermission.findings.events import FindingPlaceOf, add_finding_event
@@ -216,7 +216,8 @@ def record_findings(
         draft = latest[key]
         finding = stored.get(key)
         if finding is None:
-            finding = Finding(
+            finding = build_row(
+                Finding,
                 dedup_key=key,
                 rule_id=draft.rule_id,
                 device_id=draft.device_id,
