@@ -11,8 +11,13 @@ from starlette.concurrency import run_in_threadpool
 
 from api.boundary import InputBoundary
 from api.console import assets as console_assets
+from api.console import findings as console_findings
+from api.console import scans as console_scans
+from api.console import schedules as console_schedules
+from api.console import sites as console_sites
 from api.deps import authenticate
 from api.errors import install_error_handlers
+from api.openapi import install_openapi, operation_id
 from api.routes import (
     advisories,
     alerts,
@@ -31,6 +36,7 @@ from api.routes import (
     scans,
     schedules,
     scopes,
+    territory,
     tokens,
 )
 from cybermission import __version__
@@ -134,6 +140,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -145,6 +152,10 @@ def create_app(
     app.include_router(dashboard.page_router)
     # The console's pages: HTML for people, signed in by the dashboard's session (api/console).
     app.include_router(console_assets.router)
+    app.include_router(console_findings.router)
+    app.include_router(console_scans.router)
+    app.include_router(console_schedules.router)
+    app.include_router(console_sites.router)
     app.include_router(metrics.router)
     # Every /api/v1 route authenticates first (before body validation); each route then requires
     # the permission it needs (api.deps.require) and filters by the caller's organisation.
@@ -165,6 +176,7 @@ def create_app(
         schedules,
         alerts,
         dashboard,
+        territory,
     ):
         v1.include_router(module.router)
     app.include_router(
@@ -175,4 +187,5 @@ def create_app(
             422: {"description": "Invalid request (problem details)"},
         },
     )
+    install_openapi(app)
     return app

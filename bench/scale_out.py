@@ -147,12 +147,13 @@ def distributed(
     )
     slugs = [f"s{i}{tag}" for i in range(len(networks))]
     users: list[str] = []
+    site_ids: list[str] = []
     procs: list[subprocess.Popen[bytes]] = []
     cli = [sys.executable, "-m", "cybermission"]
     try:
         with session_scope(engine) as session:
             for slug, net in zip(slugs, networks, strict=True):
-                add_site(session, slug=slug, networks=[net])
+                site_ids.append(add_site(session, slug=slug, networks=[net]).id)
         for slug in slugs:
             with session_scope(engine) as session:
                 bundle = enroll_sensor(session, settings, slug=slug)
@@ -199,8 +200,8 @@ def distributed(
             except subprocess.TimeoutExpired:
                 proc.kill()
         with Management(settings.broker) as mgmt:
-            for slug in slugs:
-                mgmt.delete_site(slug)
+            for site_id in site_ids:
+                mgmt.delete_site(site_id)
             for user in users:
                 mgmt.delete_user(user)
             mgmt.delete_vhost(settings.broker.central_vhost)

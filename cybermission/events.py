@@ -36,6 +36,9 @@ class EventKind(StrEnum):
     ASSET_IDENTITY_CONFLICT = "asset.identity-conflict"  # serial and MAC name two devices
     SERVICE_OPENED = "service.opened"
     SERVICE_CLOSED = "service.closed"
+    # A stored scope the input boundary now refuses (stored before the rule): flagged, no guard
+    # rule until an admin fixes or deletes it.
+    SCOPE_INVALID = "scope.invalid"
 
 
 # Events about one finding: they carry its severity, and alert policies filter them by it.

@@ -16,10 +16,12 @@ from cybermission.inventory.models import (
     Manufacturer,
     Service,
 )
-from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus, Scope
+from cybermission.metric_counters import MetricCounter
+from cybermission.scans.models import ObservationRecord, ScanRun, ScanRunHost, ScanStatus, Scope
 from cybermission.scans.schedules import Schedule, ScheduleAudit, ScheduleRun
 from cybermission.sensors.models import Chunk, ChunkPart, RejectedPart, Sensor
 from cybermission.sites.models import Allocation, Organization, Site, Zone, ZoneExposure
+from cybermission.territory.models import CoordinatorShare
 
 __all__ = [
     "AlertChannel",
@@ -32,6 +34,7 @@ __all__ = [
     "Chunk",
     "ChunkPart",
     "Communication",
+    "CoordinatorShare",
     "Criticality",
     "Delivery",
     "Device",
@@ -43,12 +46,14 @@ __all__ = [
     "IPAddress",
     "Interface",
     "Manufacturer",
+    "MetricCounter",
     "ObservationRecord",
     "Organization",
     "OutboxCursor",
     "RejectedPart",
     "Role",
     "ScanRun",
+    "ScanRunHost",
     "ScanStatus",
     "Schedule",
     "ScheduleAudit",

@@ -74,6 +74,7 @@ IDENTITY_FACT_KEYS: tuple[str, ...] = ("vendor", "product", "model", "firmware",
 class Transport(StrEnum):
     TCP = "tcp"
     UDP = "udp"
+    ETHERNET = "ethernet"  # a layer-2 protocol (PROFINET DCP, LLDP, ARP): port 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ class FunctionClass(StrEnum):
     PROGRAM = "program"  # changes the logic: download, upload, delete blocks
     CONTROL = "control"  # changes the run state: start, stop, restart, reset
     DIAGNOSTIC = "diagnostic"  # discovery and diagnostics (list identity, SZL, who-is)
+    LOGIN = "login"  # credentials sent in clear text (FTP USER/PASS, HTTP Basic)
     OTHER = "other"  # a request of a protocol the decoder does not classify
 
 

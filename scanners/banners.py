@@ -48,7 +48,9 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from cybermission.traffic import FunctionClass
 from scanners.fingerprints import fingerprint_facts
+from scanners.requests import classify_ftp
 from scanners.stream import ClosedBetweenAnswersError, ProbeStream, observe_stream
 from scanners.text import device_text
 
@@ -316,6 +318,10 @@ class FtpProbe:
         return await observe_stream(
             self, target, identify, timeout_s=timeout_s, max_read_bytes=MAX_READ_BYTES
         )
+
+    def classify_request(self, payload: bytes) -> FunctionClass | None:
+        """What a client's request does (the communication map, ``scanners/requests.py``)."""
+        return classify_ftp(payload)
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of a recorded server stream (passive import): its first reply, the greeting."""

@@ -48,7 +48,9 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
+from cybermission.traffic import FunctionClass
 from scanners.fingerprints import fingerprint_facts
+from scanners.requests import classify_http
 from scanners.stream import ProbeStream, observe_stream
 from scanners.text import device_text
 
@@ -321,6 +323,10 @@ class HttpProbe:
             timeout_s=timeout_s,
             max_read_bytes=MAX_HEADER_BYTES + MAX_BODY_BYTES + 1,
         )
+
+    def classify_request(self, payload: bytes) -> FunctionClass | None:
+        """What a client's request does (the communication map, ``scanners/requests.py``)."""
+        return classify_http(payload)
 
     def decode_answer(self, payload: bytes) -> Facts | None:
         """Facts of a recorded server stream (passive import): the first plain response, or

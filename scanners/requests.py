@@ -18,6 +18,7 @@ PROGRAM = FunctionClass.PROGRAM
 CONTROL = FunctionClass.CONTROL
 DIAGNOSTIC = FunctionClass.DIAGNOSTIC
 OTHER = FunctionClass.OTHER
+LOGIN = FunctionClass.LOGIN
 
 # Modbus Application Protocol V1.1b3 §6: public function codes.
 _MODBUS: dict[int, FunctionClass] = {
@@ -218,3 +219,36 @@ def _classify_cip(message: bytes, depth: int = 0) -> FunctionClass | None:
             return _classify_cip(embedded, depth + 1)
         return OTHER  # forward open and close
     return _CIP.get(service, OTHER)
+
+
+_FTP: dict[bytes, FunctionClass] = {
+    **dict.fromkeys((b"USER", b"PASS", b"ACCT"), LOGIN),  # RFC 959 §4.1.1, in clear text
+    **dict.fromkeys((b"RETR", b"LIST", b"NLST", b"SIZE", b"MDTM"), READ),
+    **dict.fromkeys((b"STOR", b"STOU", b"APPE", b"DELE", b"RNFR", b"RNTO", b"MKD", b"RMD"), WRITE),
+}
+
+
+def classify_ftp(payload: bytes) -> FunctionClass | None:
+    """FTP control commands (RFC 959): a login sends its password in clear text."""
+    line = payload[:512].split(b"\r\n", 1)[0]
+    verb = line.split(b" ", 1)[0].upper()
+    if not 3 <= len(verb) <= 4 or not verb.isalpha():
+        return None
+    return _FTP.get(verb, OTHER)
+
+
+_HTTP_READS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+_HTTP_WRITES = frozenset({b"POST", b"PUT", b"PATCH", b"DELETE"})
+
+
+def classify_http(payload: bytes) -> FunctionClass | None:
+    """An HTTP/1.x request: Basic credentials (RFC 7617, base64 is not encryption) make it a
+    login; else reads and writes by method. TLS bytes on 443 are no request: ``None``."""
+    head = payload[:8192]
+    method = head.split(b" ", 1)[0]
+    if method not in _HTTP_READS and method not in _HTTP_WRITES:
+        return None
+    headers = head.split(b"\r\n\r\n", 1)[0].lower()
+    if b"\r\nauthorization: basic " in headers:
+        return LOGIN
+    return READ if method in _HTTP_READS else WRITE

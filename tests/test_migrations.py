@@ -8,6 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from cybermission.db import create_db_engine
@@ -121,3 +122,63 @@ def test_migration_tenants_places_existing_scopes_and_allocates_their_networks(
         ).all()
     assert scopes == {"c1": "o1", "c2": None}
     assert [tuple(a) for a in allocations] == [("o1", "127.60.1.0/24"), ("o1", "127.60.2.0/24")]
+
+
+def test_migration_site_slugs_unique_per_organisation_on_a_store_with_sites(
+    empty_engine: Engine,
+) -> None:
+    """0005_site_slugs on a store whose sites have scopes: the sites stay, a second organisation
+    may then use a slug, and one organisation still may not use it twice."""
+    upgrade_database(empty_engine, "0004_tenants")
+    now = "2026-01-01 00:00:00+00:00"
+    site = (
+        "INSERT INTO site (id, organization_id, slug, name, timezone, created_at) "
+        "VALUES (:id, :org, 'plant', 'Plant', 'UTC', :t)"
+    )
+    with empty_engine.begin() as conn:
+        for org in ("o1", "o2"):
+            conn.execute(
+                text(
+                    "INSERT INTO organization (id, slug, name, created_at) "
+                    "VALUES (:id, :id, 'W', :t)"
+                ),
+                {"id": org, "t": now},
+            )
+        conn.execute(text(site), {"id": "s1", "org": "o1", "t": now})
+        conn.execute(
+            text(
+                "INSERT INTO scope (id, name, cidrs, excludes, reference, site_id, "
+                "organization_id, created_at) "
+                "VALUES ('c1', 'placed', '[\"127.60.1.0/24\"]', '[]', '', 's1', 'o1', :t)"
+            ),
+            {"t": now},
+        )
+    upgrade_database(empty_engine)
+    with empty_engine.begin() as conn:
+        conn.execute(text(site), {"id": "s2", "org": "o2", "t": now})
+        sites = conn.execute(text("SELECT id, organization_id FROM site ORDER BY id")).all()
+    assert [tuple(s) for s in sites] == [("s1", "o1"), ("s2", "o2")]
+    with pytest.raises(IntegrityError), empty_engine.begin() as conn:
+        conn.execute(text(site), {"id": "s3", "org": "o1", "t": now})
+
+
+def test_migration_scope_validity_flags_scopes_stored_before_the_boundary(
+    empty_engine: Engine,
+) -> None:
+    """0005_scope_validity: a NAT64 scope stored by an old version is flagged with its reason;
+    a valid one is not."""
+    upgrade_database(empty_engine, "0004_tenants")
+    with empty_engine.begin() as conn:
+        for scope_id, cidr in (("c1", "64:ff9b::/96"), ("c2", "127.60.1.0/24")):
+            conn.execute(
+                text(
+                    "INSERT INTO scope (id, name, cidrs, excludes, reference, created_at) "
+                    "VALUES (:id, :id, :cidrs, '[]', '', '2026-01-01 00:00:00+00:00')"
+                ),
+                {"id": scope_id, "cidrs": f'["{cidr}"]'},
+            )
+    upgrade_database(empty_engine)
+    with empty_engine.connect() as conn:
+        reasons = dict(conn.execute(text("SELECT id, invalid_reason FROM scope")).all())
+    assert reasons["c2"] is None
+    assert "64:ff9b::/96" in reasons["c1"]

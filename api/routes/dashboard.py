@@ -91,7 +91,7 @@ def build_summary(
     visible_to = caller.organization_id
     by_severity = count_active_findings_by_severity(session=session, visible_to=visible_to)
     sites: dict[str, dict[str, int]] = {}
-    for site_name, severity, count in count_active_findings_by_site(
+    for _site_id, site_name, severity, count in count_active_findings_by_site(
         session=session, visible_to=visible_to
     ):
         per = sites.setdefault(site_name or NO_SITE, {str(s): 0 for s in SEVERITIES})

@@ -1,4 +1,5 @@
-"""Scan runs: start one in the background (scope checked first), follow it, cancel it, list them.
+"""Scan runs: start one in the background (scope checked first), follow it, cancel it, resume it
+when it was interrupted, list them.
 
 A token of an organisation scans only within its organisation's scopes, and its runs belong to
 its organisation.
@@ -22,6 +23,7 @@ from cybermission.errors import ConflictError
 from cybermission.guard import ScopeGuard
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.ownership import cancel_unowned, this_process
+from cybermission.scans.resume import reopen_run
 from cybermission.scans.runner import ScanTasks
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.service import create_scan_run, get_scan_run_or_raise, list_scan_runs
@@ -70,6 +72,7 @@ def install_scan_tasks(app: FastAPI, *, engine: Engine, settings: Settings) -> S
     "",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Start a scan; it runs in the background",
+    operation_id="startScan",
     responses={
         403: {"description": "A target lies outside the authorised scopes; nothing was stored"},
         422: {"description": "Malformed targets or ports"},
@@ -167,3 +170,43 @@ async def cancel_scan(
     return ScanRunRead.model_validate(
         await run_in_threadpool(_read_run, engine, caller, scan_run_id)
     )
+
+
+@router.post(
+    "/{scan_run_id}/resume",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Resume an interrupted scan run in this service, where it stopped",
+    responses={
+        202: {
+            "description": "Resumed in the background: only the hosts it had not finished are "
+            "scanned (follow the run)"
+        },
+        404: {"description": "No such scan run"},
+        409: {
+            "description": "The run is not interrupted: still running in a live process, or "
+            "finished otherwise (succeeded, partial, failed, cancelled)"
+        },
+    },
+)
+async def resume_scan(
+    scan_run_id: ScanRunId,
+    request: Request,
+    response: Response,
+    engine: EngineDep,
+    settings: SettingsDep,
+    caller: Operator,
+) -> ScanRunAcceptedRead:
+    run = await run_in_threadpool(
+        reopen_run,
+        engine,
+        scan_run_id,
+        by=caller.name,
+        lease_s=settings.runs.lease_s,
+        owner=this_process(),  # this process executes it next: owned from now
+        visible_to=caller.organization_id,
+    )
+    logger.info("scan resumed", extra={"scan_run_id": scan_run_id, "by": caller.name})
+    scan_tasks(request).start(run.id, organization_id=run.organization_id)
+    url = str(request.url_for("get_scan", scan_run_id=run.id).path)
+    response.headers["Location"] = url
+    return ScanRunAcceptedRead(id=run.id, status=run.status, url=url)

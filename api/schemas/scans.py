@@ -70,4 +70,6 @@ class ScanRunRead(ReadModel):
     heartbeat_at: datetime | None = None
     cancel_requested_at: datetime | None = None
     cancel_requested_by: str | None = None
+    # How often it was resumed after an interruption (POST /scans/{id}/resume, or its schedule).
+    resumes: int = 0
     progress: ScanProgressRead | None = None

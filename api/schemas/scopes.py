@@ -51,4 +51,7 @@ class ScopeRead(ReadModel):
     reference: str
     site_id: str | None
     zone_id: str | None
+    # Null when the scope authorises; else why it cannot under today's input rules (stored before
+    # a rule existed): no scan reaches its networks until an admin fixes (PATCH) or deletes it.
+    invalid_reason: str | None
     created_at: datetime

@@ -13,6 +13,7 @@ from cybermission.cli import (
     exports,
     findings,
     lab,
+    layer2,
     listen,
     probes,
     rules,
@@ -33,6 +34,7 @@ app.command("sensor")(sensors.sensor)
 app.command("central")(sensors.central)
 app.command()(scan.scan)
 app.command()(listen.listen)
+app.command("discover-l2")(layer2.discover_l2)
 app.command()(probes.probes)
 app.command()(exports.export)
 app.command()(service.serve)

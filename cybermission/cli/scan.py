@@ -49,22 +49,10 @@ def scan(
     ] = None,
 ) -> None:
     """Scan now: progress on stderr, the result on stdout."""
-    import asyncio
-
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
     from sqlalchemy.exc import SQLAlchemyError
 
     from cybermission.db import session_scope
-    from cybermission.scans.models import ScanStatus
     from cybermission.scans.ownership import reap_orphaned_runs, this_process
-    from cybermission.scans.probing import ScanProgress
-    from cybermission.scans.report import build_scan_report
     from cybermission.scans.scopes import build_guard
     from cybermission.scans.service import create_scan_run
     from cybermission.store_faults import describe_store_error, retry_transient
@@ -103,6 +91,32 @@ def scan(
     except SQLAlchemyError as exc:
         err().print(f"[bold red]error:[/] the store failed: {describe_store_error(exc)}")
         raise typer.Exit(code=1) from exc
+    execute_and_report(engine, settings, run_id, total=total, output=output)
+
+
+def execute_and_report(
+    engine: "Engine", settings: "Settings", run_id: str, *, total: int, output: str
+) -> None:
+    """Execute a stored run with a progress bar on stderr, print its report, and exit with the
+    status the module docstring lists (``scan`` and ``scans resume`` end the same way)."""
+    import asyncio
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cybermission.db import session_scope
+    from cybermission.scans.models import ScanStatus
+    from cybermission.scans.probing import ScanProgress
+    from cybermission.scans.report import build_scan_report
+    from cybermission.store_faults import describe_store_error, retry_transient
+
+    retry_s = settings.runs.store_retry_s
     with (
         Progress(
             TextColumn("{task.description}"),

@@ -1,7 +1,10 @@
-"""``cybermission scans cancel ID``: stop a scan run whichever process executes it.
+"""``cybermission scans cancel ID``: stop a scan run whichever process executes it;
+``cybermission scans resume ID``: finish an interrupted run where it stopped.
 
-Exit status: 0 the run is stopped (cancelled, or it ended meanwhile); 1 it had already finished,
-or its owner did not stop within ``--wait-s`` (the request stays recorded); 2 no such run.
+``cancel`` exit status: 0 the run is stopped (cancelled, or it ended meanwhile); 1 it had already
+finished, or its owner did not stop within ``--wait-s`` (the request stays recorded); 2 no such
+run. ``resume`` exits as ``cybermission scan`` does, and 2 for no such run or one that is not
+interrupted (still running in a live process, or finished otherwise).
 """
 
 from typing import TYPE_CHECKING, Annotated
@@ -15,7 +18,7 @@ if TYPE_CHECKING:
 
 from cybermission.cli.runtime import command_group, err, fail, open_store, start
 
-app = command_group("Scan runs of any process: cancel.")
+app = command_group("Scan runs of any process: cancel, resume.")
 
 
 @app.command("cancel")
@@ -52,6 +55,46 @@ def scans_cancel(
         err().print("its owner has not stopped yet; the request stays recorded")
         raise typer.Exit(code=1)
     err().print(f"scan run {scan_run_id}: {closed.status} ({closed.reason or 'ended'})")
+
+
+@app.command("resume")
+def scans_resume(
+    scan_run_id: Annotated[str, typer.Argument(help="The interrupted run's id.")],
+    output: Annotated[str, typer.Option("--format", help="json or table")] = "table",
+) -> None:
+    """Resume an interrupted run here: only the hosts it had not finished are scanned, and its
+    result is the one the run would have had uninterrupted."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cybermission.cli.report import check_format
+    from cybermission.cli.scan import execute_and_report
+    from cybermission.errors import CybermissionError
+    from cybermission.scans.ownership import this_process
+    from cybermission.scans.resume import reopen_run
+    from cybermission.store_faults import describe_store_error, retry_transient
+
+    check_format(output)
+    settings = start()
+    engine = open_store(settings)
+    try:
+        run = retry_transient(
+            lambda: reopen_run(
+                engine,
+                scan_run_id,
+                by="cli",
+                lease_s=settings.runs.lease_s,
+                owner=this_process(),
+            ),
+            horizon_s=settings.runs.store_retry_s,
+            what="reopen a run",
+        )
+    except CybermissionError as exc:
+        raise fail(exc) from exc
+    except SQLAlchemyError as exc:
+        err().print(f"[bold red]error:[/] the store failed: {describe_store_error(exc)}")
+        raise typer.Exit(code=1) from exc
+    err().print(f"resuming scan run {scan_run_id} (resume {run.resumes})")
+    execute_and_report(engine, settings, scan_run_id, total=run.hosts_total, output=output)
 
 
 def _wait_finished(

@@ -62,6 +62,8 @@ def scopes_list(output: FormatOption = "table") -> None:
                 "valid_until": s.valid_until,
                 "reference": s.reference,
                 "default": False,
+                # Why the guard leaves it out (stored before today's input rules), or "".
+                "invalid": s.invalid_reason or "",
             }
             for s in list_scopes(session)
         ]
@@ -74,9 +76,11 @@ def scopes_list(output: FormatOption = "table") -> None:
                 "valid_until": None,
                 "reference": "settings.default_scope_cidrs",
                 "default": True,
+                "invalid": "",
             }
         )
-    write_rows(rows, output, columns=("name", "cidrs", "excludes", "valid_until", "reference"))
+    columns = ("name", "cidrs", "excludes", "valid_until", "reference", "invalid")
+    write_rows(rows, output, columns=columns)
 
 
 @app.command("remove")

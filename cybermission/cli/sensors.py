@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cybermission.cli.output import FormatOption, check_format, write_rows
 from cybermission.cli.runtime import command_group, err, fail, open_store, start
 from cybermission.errors import CybermissionError
 
@@ -15,7 +16,10 @@ app = command_group("Site sensors: enrolment, approval, revocation.")
 
 @app.command("enroll")
 def sensors_enroll(
-    slug: str,
+    slug: Annotated[
+        str,
+        typer.Argument(help="The site: its slug, or ORGANISATION/SLUG where two use the slug."),
+    ],
     output: Annotated[
         Path | None,
         typer.Option(
@@ -56,6 +60,28 @@ def sensors_enroll(
     else:
         err().print(f"bundle written to {output} (mode 0600)")
     err().print(f"sensor {bundle['sensor_id']} is pending: approve it with `sensors approve`")
+
+
+@app.command("list")
+def sensors_list(output: FormatOption = "table") -> None:
+    """Every sensor: its id, organisation and site, state and broker user."""
+    from cybermission.db import session_scope
+    from cybermission.sensors.service import list_sensors
+
+    check_format(output)
+    with session_scope(open_store(start())) as session:
+        rows = [
+            {
+                "id": sensor.id,
+                "organization": organization,
+                "site": site.slug,
+                "state": str(sensor.state),
+                "username": sensor.username,
+                "created_at": sensor.created_at.isoformat(),
+            }
+            for sensor, site, organization in list_sensors(session)
+        ]
+    write_rows(rows, output, columns=("id", "organization", "site", "state", "username"))
 
 
 @app.command("approve")

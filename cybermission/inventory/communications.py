@@ -61,7 +61,9 @@ class CommunicationSeen:
     last_seen_at: datetime
 
 
-# A conversation's identity on the map, read the same way from a batch's row and a stored one.
+# Who talks to whom (any service, any function), and a conversation's identity on the map, read
+# the same way from a batch's row and a stored one.
+_talker = attrgetter("organization_id", "site_id", "client_address", "server_address")
 _key = attrgetter(
     "organization_id",
     "site_id",
@@ -74,10 +76,19 @@ _key = attrgetter(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedCommunication:
+    """A batch's conversation as the map now holds it, and what was new about it."""
+
+    row: Communication
+    new: bool  # this client had never sent this class of request to this service
+    new_talker: bool  # this client had never been seen talking to this server at all
+
+
 def record_communications(
     session: Session, seen: Sequence[CommunicationSeen]
-) -> list[Communication]:
-    """Add a batch to the map in the caller's transaction; returns the rows that are new.
+) -> list[RecordedCommunication]:
+    """Add a batch to the map in the caller's transaction, one result per item in order.
 
     Rows are found by their whole key (NULL organisation and site included, which a unique
     index would not match), so the map has one writer at a time per site: the run recording it.
@@ -91,10 +102,12 @@ def record_communications(
             select(Communication).where(col(Communication.server_address).in_(servers))
         ).all()
     }
+    talkers = {_talker(row) for row in existing.values()}
     devices = _devices_at(session, servers | {s.client_address for s in seen})
-    created: list[Communication] = []
+    recorded: list[RecordedCommunication] = []
     for item in seen:
         row = existing.get(_key(item))
+        new, new_talker = row is None, _talker(item) not in talkers
         if row is None:
             row = Communication(
                 organization_id=item.organization_id,
@@ -109,7 +122,7 @@ def record_communications(
                 last_seen_at=item.last_seen_at,
             )
             existing[_key(item)] = row
-            created.append(row)
+            talkers.add(_talker(item))
             session.add(row)
         row.packets += item.packets
         row.first_seen_at = min(row.first_seen_at, item.first_seen_at)
@@ -117,8 +130,9 @@ def record_communications(
         organization = item.organization_id
         row.client_device_id = devices.get((organization, item.client_address))
         row.server_device_id = devices.get((organization, item.server_address))
+        recorded.append(RecordedCommunication(row, new, new_talker))
     session.flush()
-    return created
+    return recorded
 
 
 def _devices_at(session: Session, addresses: set[str]) -> dict[tuple[str | None, str], str]:

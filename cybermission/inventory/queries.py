@@ -191,3 +191,13 @@ def count_devices_by_vendor(
         .order_by(func.count().desc(), col(Device.vendor))
     )
     return [(vendor, count) for vendor, count in session.exec(query.limit(limit))]
+
+
+def count_devices_by_site(*, session: Session, visible_to: str | None) -> dict[str | None, int]:
+    """Devices ``visible_to`` sees, by site id (None: placed in no site)."""
+    query = (
+        select(Device.site_id, func.count())
+        .where(visible(col(Device.organization_id), visible_to))
+        .group_by(col(Device.site_id))
+    )
+    return {site_id: count for site_id, count in session.exec(query)}

@@ -1,9 +1,10 @@
 """Judging: the documents rules read, and every finding draft a run makes, built one way.
 
-Three sources judge a device: the rules over each observation, the rules over each change of the
-inventory (``history`` documents, rules/README.md), and the imported advisories over its identity
-(``findings/advisories/drafts.py``). Rule matches of both kinds become drafts in one function,
-:func:`rule_drafts`, so their scoring and evidence never drift apart.
+Four sources judge a device: the rules over each observation, the rules over each change of the
+inventory (``history`` documents, rules/README.md), the rules over each conversation seen in
+traffic with it as the server (``traffic`` documents), and the imported advisories over its
+identity (``findings/advisories/drafts.py``). Rule matches of every kind become drafts in one
+function, :func:`rule_drafts`, so their scoring and evidence never drift apart.
 """
 
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,7 @@ from cybermission.findings.advisories.versions import change_direction
 from cybermission.findings.models import Severity
 from cybermission.findings.scoring import score_finding
 from cybermission.findings.service import FindingDraft
+from cybermission.inventory.communications import RecordedCommunication
 from cybermission.inventory.models import ChangeEvent, Device
 from cybermission.probes import Observation
 from cybermission.rules.loader import RuleSet
@@ -72,6 +74,38 @@ def history_subject(address: str, change: ChangeEvent, asset: Mapping[str, Any])
             "direction": change_direction(change.old_value, change.new_value)
             if change.field == "firmware"
             else None,
+        },
+        "asset": asset,
+    }
+
+
+def traffic_subject(
+    recorded: RecordedCommunication, client: Placement | None, asset: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The document of one conversation seen in traffic (rules/README.md, Traffic documents):
+    the server is the target and the asset, the client and its placement are facts."""
+    row = recorded.row
+    server_zone = asset["zone"]
+    client_zone = client.zone if client else None
+    return {
+        "probe": "traffic",
+        "protocol": "traffic",
+        "target": {"address": row.server_address, "port": row.port, "transport": row.transport},
+        "facts": {
+            "kind": "conversation",
+            "protocol": row.protocol,
+            "function": row.function,
+            "client": row.client_address,
+            "packets": row.packets,
+            "first_time": recorded.new,
+            "new_talker": recorded.new_talker,
+            "client_zone": client_zone,
+            "client_zone_exposure": client.exposure if client else None,
+            "client_site": client.site if client else None,
+            # Only when both ends are placed: an unplaced client proves no crossing.
+            "crosses_zone": client_zone is not None
+            and server_zone is not None
+            and (client_zone, client.site if client else None) != (server_zone, asset["site"]),
         },
         "asset": asset,
     }

@@ -1,6 +1,7 @@
 """Recording passive discovery: one run per capture import or listening session, stored in
 batches as it goes (inventory, rules, findings through :func:`store_batch`, the scans' one path)
-with the communication map beside it.
+with the communication map beside it, whose conversations the rules judge too (``traffic``
+documents: a write from a new client, a new talker, a login in clear, a zone crossed).
 
 Nothing is sent and nothing is closed: traffic shows what talked, not what is gone.
 """
@@ -9,12 +10,21 @@ import logging
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
-from cybermission.inventory.communications import CommunicationSeen, record_communications
+from cybermission.findings.service import FindingDraft, record_findings
+from cybermission.inventory.communications import (
+    CommunicationSeen,
+    RecordedCommunication,
+    record_communications,
+)
+from cybermission.inventory.models import Device
 from cybermission.probes import Observation
+from cybermission.scans.judging import asset_document, rule_drafts, traffic_subject
 from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.probing import HostReport
 from cybermission.scans.recording import (
     WRITE_BATCH_HOSTS,
@@ -23,6 +33,7 @@ from cybermission.scans.recording import (
     run_state,
     store_batch,
 )
+from cybermission.scans.run_metrics import count_run_started
 from cybermission.traffic import Conversation
 
 logger = logging.getLogger(__name__)
@@ -47,6 +58,7 @@ class PassiveRecorder:
             )
             session.add(run)
             session.flush()
+            count_run_started(session)
             self.state: RunState = run_state(session, settings, run.id)
         self.source = source
         self.addresses: set[str] = set()
@@ -73,8 +85,39 @@ class PassiveRecorder:
             store_batch(self.engine, self.state, reports[start : start + WRITE_BATCH_HOSTS])
         if conversations:
             with session_scope(self.engine) as session:
-                record_communications(session, [self._placed(c) for c in conversations])
+                recorded = record_communications(session, [self._placed(c) for c in conversations])
+                self._judge(session, recorded)
             self.conversations += len(conversations)
+
+    def _judge(self, session: Session, recorded: Sequence[RecordedCommunication]) -> None:
+        """The rules over each conversation whose server is in the inventory (a finding is
+        a device's); passive rules read who talked, how, and from where."""
+        drafts: list[FindingDraft] = []
+        devices: dict[str, Device | None] = {}
+        for item in recorded:
+            device_id = item.row.server_device_id
+            if device_id is None:
+                continue
+            if device_id not in devices:
+                devices[device_id] = session.get(Device, device_id)
+            device = devices[device_id]
+            if device is None:
+                continue
+            server = self.state.placement_of(self.state.guard.rule_for(item.row.server_address))
+            client = self.state.placement_of(self.state.guard.rule_for(item.row.client_address))
+            subject = traffic_subject(item, client, asset_document(device, server))
+            drafts.extend(
+                rule_drafts(self.state.rules, subject, device_id=device.id, service_id=None)
+            )
+        if drafts:
+            result = record_findings(
+                session,
+                scan_run_id=self.run_id,
+                drafts=drafts,
+                now=utcnow(),
+                place_of=finding_places(session=session),
+            )
+            self.state.progress.findings += len(result.created)
 
     def _placed(self, conversation: Conversation) -> CommunicationSeen:
         """A conversation belongs where its server is placed (its scope's site)."""
@@ -93,6 +136,11 @@ class PassiveRecorder:
             first_seen_at=conversation.first_seen_at,
             last_seen_at=conversation.last_seen_at,
         )
+
+    def fail(self, reason: str) -> ScanRun:
+        """End the run as failed (the capture could not start): ``reason`` says why."""
+        self.state.add_errors([{"target": self.source, "stage": "listen", "error": reason}])
+        return finish_run(self.engine, self.state, ScanStatus.FAILED, reason=reason)
 
     def finish(self, problems: Sequence[str] = ()) -> ScanRun:
         """End the run; ``problems`` (damage met, a capture that stopped) make it partial."""

@@ -31,6 +31,10 @@ class Scope(ScopeBase, table=True):
     # The organisation of its site, kept here so names are unique per organisation and a run's
     # guard is built from its organisation's scopes only; None: a global scope (no site).
     organization_id: str | None = Field(default=None, foreign_key="organization.id", index=True)
+    # Why this row cannot authorise under today's input rules (a NAT64 /96 stored before the
+    # boundary refused it, an inverted validity), or None. Such a row is left out of every guard
+    # (scans of the other scopes go on) until an admin fixes or deletes it.
+    invalid_reason: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -86,6 +90,8 @@ class ScanRun(SQLModel, table=True):
     # A cancel asked by any process; the owner sees it at its next heartbeat and stops.
     cancel_requested_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     cancel_requested_by: str | None = Field(default=None, max_length=100)
+    # How often the run was resumed after an interruption (``cybermission.scans.resume``).
+    resumes: int = 0
 
 
 class ObservationRecord(SQLModel, table=True):
@@ -102,3 +108,22 @@ class ObservationRecord(SQLModel, table=True):
     transport: str = Field(max_length=8)
     observed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     facts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ScanRunHost(SQLModel, table=True):
+    """A host a run finished: written in the transaction that stores its results, so a resumed
+    run knows exactly what it need not probe again (``cybermission.scans.resume``)."""
+
+    __tablename__ = "scan_run_host"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    scan_run_id: str = Field(foreign_key="scan_run.id", index=True)
+    address: str = Field(max_length=64)
+    # The device its results went to; what the run's end needs (auto-resolve) from this host.
+    device_id: str | None = Field(default=None, max_length=36)
+    open_ports: int = 0
+    errors: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    # What was sent to it: {"modbus": {"fc43/mei14/basic": 3}}.
+    sent: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -53,6 +53,8 @@ from cybermission.scans.recording import (
     finish_run,
     write_batches,
 )
+from cybermission.scans.resume import FinishedHosts, finished_hosts
+from cybermission.scans.run_metrics import count_run_started
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.sweep import SCOPE_ERROR_PREFIX, HostResult
 from cybermission.scans.sweep_handoff import identify_paced
@@ -96,6 +98,8 @@ class _Begun:
     guard: ScopeGuard
     placements: dict[str, Placement]
     advisories: AdvisoryIndex
+    # The hosts it finished before an interruption, when it is resumed (none otherwise).
+    finished: FinishedHosts
 
 
 def _begin(
@@ -113,15 +117,21 @@ def _begin(
             raise CybermissionError(f"no scan run with id {scan_run_id!r}")
         if run.finished_at is not None:
             return run
+        now = utcnow()
+        # A resumed run keeps its start: absence counts what was not seen since the run began.
+        resumed = run.started_at is not None
         run.status = ScanStatus.RUNNING
-        run.started_at = utcnow()
-        claim_run(run, owner, now=run.started_at)
-        expire_acceptances(session, now=run.started_at, place_of=finding_places(session=session))
+        run.started_at = run.started_at or now
+        # Each start counts, a resume's too: started minus finished is what is running.
+        count_run_started(session)
+        claim_run(run, owner, now=now)
+        expire_acceptances(session, now=now, place_of=finding_places(session=session))
         return _Begun(
             run=run,
             guard=guard or build_guard(session, settings, organization_id=run.organization_id),
             placements=load_placements(session),
             advisories=current_index(session),
+            finished=finished_hosts(session, run.id) if resumed else FinishedHosts(),
         )
 
 
@@ -168,8 +178,14 @@ async def execute_scan(
         callback=progress,
         organization_id=organization_id,
         absent_after_scans=settings.absent_after_scans,
+        record_hosts=True,
     )
-    logger.info("scan started", extra={"scan_run_id": scan_run_id, "hosts": hosts_total})
+    done = begun.finished
+    _carry_over(state, done, run)
+    logger.info(
+        "scan resumed" if done else "scan started",
+        extra={"scan_run_id": scan_run_id, "hosts": hosts_total, "finished": len(done)},
+    )
     current = asyncio.current_task()
     if current is not None:
         control.bind(current)
@@ -200,7 +216,9 @@ async def execute_scan(
         )
         connector = Connector(guard, pacer=gate, shared_udp=True)
         writing = asyncio.create_task(
-            write_batches(engine, state, queue, retry_s=settings.runs.store_retry_s)
+            write_batches(
+                engine, state, queue, retry_s=settings.runs.store_retry_s, runs=settings.runs
+            )
         )
         # A writer that dies stops the probing side at once: nothing waits on a full queue.
         writing.add_done_callback(lambda task: _writer_ended(task, scan_run_id, control))
@@ -217,12 +235,17 @@ async def execute_scan(
                 state.progress.hosts_live += 1
             await queue.put(report)
 
-        hosts = expand_targets(targets, guard=guard)
+        hosts = (a for a in expand_targets(targets, guard=guard) if a not in done.addresses)
         engine_observations: dict[tuple[str, int], Observation] = {}
         swept: AsyncIterator[HostResult]
         if settings.discovery_engine == BUILTIN_ENGINE:
             swept = sweep_specs(
-                targets, ports, guard=guard, pacing=pacing, processes=pacing.processes
+                targets,
+                ports,
+                guard=guard,
+                pacing=pacing,
+                processes=pacing.processes,
+                skip=done.addresses,
             )
         else:
             found = await load_engine(settings.discovery_engine).discover(
@@ -279,6 +302,21 @@ async def execute_scan(
     run = await asyncio.to_thread(finish_run, engine, state, status, reason=reason)
     logger.info("scan finished", extra={"scan_run_id": scan_run_id, "status": str(status)})
     return run
+
+
+def _carry_over(state: RunState, done: FinishedHosts, run: ScanRun) -> None:
+    """Start a resumed run's state from the hosts it finished before: counters (the run row's
+    observations and findings were written with those hosts), errors, what was sent, and the
+    devices it may auto-resolve on."""
+    if not done:
+        return
+    state.progress.hosts_swept = state.progress.hosts_live = len(done)
+    state.progress.open_ports = done.open_ports
+    state.progress.observations = run.observations
+    state.progress.findings = run.findings
+    state.add_errors(done.errors)
+    state.sent.update(done.sent)
+    state.clean_devices |= done.clean_devices
 
 
 def _closing(iterator: AsyncIterator[HostResult]) -> "aclosing[Any]":

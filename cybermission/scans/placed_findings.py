@@ -242,15 +242,18 @@ def count_active_findings_by_severity(
 
 def count_active_findings_by_site(
     *, session: Session, visible_to: str | None
-) -> list[tuple[str | None, Severity, int]]:
-    """(site name, severity, open and acknowledged findings) ``visible_to`` sees; the site name
-    is None for findings on devices placed in no site."""
+) -> list[tuple[str | None, str | None, Severity, int]]:
+    """(site id, site name, severity, open and acknowledged findings) ``visible_to`` sees; the
+    site is None for findings on devices placed in no site."""
     query = (
-        select(Site.name, Finding.severity, func.count())
+        select(Device.site_id, Site.name, Finding.severity, func.count())
         .join(Device, col(Device.id) == col(Finding.device_id))
         .join(Site, col(Site.id) == col(Device.site_id), isouter=True)
         .where(col(Finding.status).in_(ACTIVE_STATUSES))
         .where(visible(col(Device.organization_id), visible_to))
-        .group_by(col(Site.name), col(Finding.severity))
+        .group_by(col(Device.site_id), col(Site.name), col(Finding.severity))
     )
-    return [(site, Severity(severity), count) for site, severity, count in session.exec(query)]
+    return [
+        (site_id, site, Severity(severity), count)
+        for site_id, site, severity, count in session.exec(query)
+    ]

@@ -1,5 +1,6 @@
 """Authorised scopes in the store, and the scope guard built from them."""
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -8,6 +9,7 @@ from sqlmodel import Session, col, select
 
 from cybermission.config import Settings
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
+from cybermission.events import EventKind, record_event
 from cybermission.guard import ScopeGuard, ScopeRule, parse_network
 from cybermission.scans.models import Scope, ScopeBase
 from cybermission.sites.allocations import check_within_allocations
@@ -15,7 +17,10 @@ from cybermission.sites.models import Organization, Site
 from cybermission.sites.service import get_site_by_id_or_raise, get_zone_or_raise
 from cybermission.visibility import get_visible_or_raise, visible
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_SCOPE_NAME = "default-loopback"
+MAX_REASON = 500  # the column's length
 
 
 def create_scope(session: Session, *, data: ScopeBase) -> Scope:
@@ -116,8 +121,66 @@ def delete_scope(session: Session, *, scope: Scope) -> None:
     session.flush()
 
 
+def scope_problem(
+    cidrs: Sequence[str],
+    excludes: Sequence[str],
+    valid_from: datetime | None,
+    valid_until: datetime | None,
+) -> str | None:
+    """Why a stored scope cannot authorise under the input boundary's rules (the ones a new scope
+    meets), or None. Migration 0005_scope_validity flags existing rows with it too."""
+    if not cidrs:
+        return "cidrs: a scope needs at least one network"
+    try:
+        _check_networks(cidrs, excludes)
+        _check_validity(valid_from, valid_until)
+    except ValidationError as exc:
+        return str(exc)[:MAX_REASON]
+    return None
+
+
+def _problem_of(scope: Scope) -> str | None:
+    return scope_problem(scope.cidrs, scope.excludes, scope.valid_from, scope.valid_until)
+
+
+def usable_scopes(session: Session, scopes: Iterable[Scope]) -> list[Scope]:
+    """The scopes that can authorise, flagging the others in the caller's transaction.
+
+    A row whose problem changed is updated (a fixed one is unflagged); one newly found invalid is
+    logged and told as a ``scope.invalid`` event once: the flag, stored, keeps the next guard
+    quiet about it.
+    """
+    usable: list[Scope] = []
+    for scope in scopes:
+        problem = _problem_of(scope)
+        if problem != scope.invalid_reason:
+            scope.invalid_reason = problem
+            session.add(scope)
+            if problem is not None:
+                logger.warning(
+                    "stored scope is invalid: left out of the guard until fixed or deleted",
+                    extra={"scope_id": scope.id, "scope": scope.name, "reason": problem},
+                )
+                record_event(
+                    session,
+                    EventKind.SCOPE_INVALID,
+                    payload={"name": scope.name, "reason": problem},
+                    subject_id=scope.id,
+                    organization_id=scope.organization_id,
+                    site_id=scope.site_id,
+                )
+        if problem is None:
+            usable.append(scope)
+    session.flush()
+    return usable
+
+
 def scope_guard(scopes: Iterable[Scope]) -> ScopeGuard:
-    """The guard of exactly these stored scopes: the one place scope rows become guard rules."""
+    """The guard of exactly these stored scopes: the one place scope rows become guard rules.
+
+    A row that cannot authorise (:func:`scope_problem`) gives no rule, so one bad row never stops
+    the scans of the others; :func:`usable_scopes` flags and reports it.
+    """
     return ScopeGuard(
         [
             ScopeRule.build(
@@ -131,6 +194,7 @@ def scope_guard(scopes: Iterable[Scope]) -> ScopeGuard:
                 organization_id=s.organization_id,
             )
             for s in scopes
+            if _problem_of(s) is None
         ]
     )
 
@@ -151,7 +215,10 @@ def build_guard(
     scopes = list_scopes(session, visible_to=organization_id)
     if organization_id is not None and not scopes:
         return ScopeGuard([])
-    return guard_from_scopes(scopes, settings)
+    if not scopes:
+        return guard_from_scopes(scopes, settings)
+    # Stored scopes that are all invalid give an empty guard, never the loopback default.
+    return scope_guard(usable_scopes(session, scopes))
 
 
 def get_scope_or_raise(*, session: Session, scope_id: str, visible_to: str | None) -> Scope:
@@ -206,6 +273,7 @@ def update_scope(
         setattr(scope, field, value)
     scope.organization_id = _site_organization(session, scope.site_id)
     _check_owner(session, scope)
+    scope.invalid_reason = _problem_of(scope)  # fixed: it authorises again
     session.add(scope)
     session.flush()
     return scope

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import multiprocessing
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from multiprocessing.connection import Connection
 
 from cybermission.config import PacingSettings
@@ -44,12 +44,15 @@ def _child(
     ports: Sequence[int],
     rules: Sequence[ScopeRule],
     pacing: PacingSettings,
+    skip: frozenset[str],
     out: Connection,
 ) -> None:
     guard = ScopeGuard(rules)
 
     async def run() -> None:
-        hosts = itertools.islice(expand_targets(specs, guard=guard), index, None, processes)
+        hosts = itertools.islice(
+            _unless(expand_targets(specs, guard=guard), skip), index, None, processes
+        )
         batch: list[HostResult] = []
         async for result in sweep(hosts, ports, guard=guard, pacing=pacing):
             batch.append(result)
@@ -67,6 +70,10 @@ def _child(
         out.close()
 
 
+def _unless(addresses: Iterator[str], skip: frozenset[str]) -> Iterator[str]:
+    return (a for a in addresses if a not in skip) if skip else addresses
+
+
 async def sweep_specs(
     specs: Sequence[str],
     ports: Sequence[int],
@@ -74,15 +81,17 @@ async def sweep_specs(
     guard: ScopeGuard,
     pacing: PacingSettings,
     processes: int | None = None,
+    skip: frozenset[str] = frozenset(),
 ) -> AsyncIterator[HostResult]:
-    """Sweep every address of ``specs`` over ``processes`` cores (default: all), streaming.
+    """Sweep every address of ``specs`` but those in ``skip`` (what a resumed run finished)
+    over ``processes`` cores (default: all), streaming.
 
     With one process this is :func:`sweep` over :func:`expand_targets`, in this event loop.
     """
     count = processes or os.cpu_count() or 1
     if count <= 1:
         async for result in sweep(
-            expand_targets(specs, guard=guard), ports, guard=guard, pacing=pacing
+            _unless(expand_targets(specs, guard=guard), skip), ports, guard=guard, pacing=pacing
         ):
             yield result
         return
@@ -99,7 +108,7 @@ async def sweep_specs(
         reader, writer = context.Pipe(duplex=False)
         child = context.Process(
             target=_child,
-            args=(index, count, list(specs), list(ports), guard.rules, share, writer),
+            args=(index, count, list(specs), list(ports), guard.rules, share, skip, writer),
             daemon=True,
         )
         child.start()

@@ -3,7 +3,7 @@
 It consumes the central vhost's ``ingest`` queue, which only the sites' shovels feed, registers
 only the ingest task and accepts JSON only: a message naming any other task, or in another
 content type, is neither executed nor deserialised. The site of a part is the routing key the
-site's shovel stamped (``site.<slug>``), never a claim of the message.
+site's shovel stamped (``site.<site id>``), never a claim of the message.
 """
 
 import logging
@@ -68,7 +68,7 @@ def ingest_app(settings: Settings) -> Celery:
                 engine, None, RejectionReason.FOREIGN, None, f"routing key {routing_key!r}"
             )
             return "rejected"
-        outcome = ingestion.apply(site_slug=routing_key.removeprefix("site."), part=part)
+        outcome = ingestion.apply(site_id=routing_key.removeprefix("site."), part=part)
         return "applied" if outcome.applied else f"rejected: {outcome.reason}"
 
     app.finalize()

@@ -64,16 +64,16 @@ class Ingestion:
         self._states: dict[str, RunState] = {}
         self._lock = threading.Lock()
 
-    def apply(self, *, site_slug: str, part: dict[str, Any]) -> IngestOutcome:
-        """Apply one results part once, in one transaction, if it belongs to ``site_slug``.
+    def apply(self, *, site_id: str, part: dict[str, Any]) -> IngestOutcome:
+        """Apply one results part once, in one transaction, if it belongs to the site ``site_id``.
 
-        ``site_slug`` comes from the broker (the routing key the site's shovel stamps), never from
+        ``site_id`` comes from the broker (the routing key the site's shovel stamps), never from
         the message. A part naming a chunk, run or address of another site is rejected and
         counted; a part already applied is counted as a duplicate and changes nothing.
         """
         with Session(self._engine) as session:
-            site = session.exec(select(Site).where(Site.slug == site_slug)).first()
-            site_id = site.id if site else None
+            site = session.get(Site, site_id)
+            known = site.id if site else None
             try:
                 chunk_id = str(part["chunk_id"])
                 number = int(part["part"])
@@ -81,26 +81,26 @@ class Ingestion:
                 reports = [report_from_json(r) for r in part.get("reports", [])]
             except (KeyError, ValueError, TypeError) as exc:
                 return record_rejection(
-                    self._engine, site_id, RejectionReason.MALFORMED, None, repr(exc)
+                    self._engine, known, RejectionReason.MALFORMED, None, repr(exc)
                 )
             if site is None or chunk is None or chunk.site_id != site.id:
                 return record_rejection(
                     self._engine,
-                    site_id,
+                    known,
                     RejectionReason.FOREIGN,
                     chunk_id,
                     "chunk of another site",
                 )
             if part.get("scan_run_id") != chunk.scan_run_id:
                 return record_rejection(
-                    self._engine, site_id, RejectionReason.FOREIGN, chunk_id, "run mismatch"
+                    self._engine, known, RejectionReason.FOREIGN, chunk_id, "run mismatch"
                 )
             guard = site_guard(session, site)
             outside = [r.address for r in reports if guard.rule_for(r.address) is None]
             if outside:
                 return record_rejection(
                     self._engine,
-                    site_id,
+                    known,
                     RejectionReason.FOREIGN,
                     chunk_id,
                     f"outside: {outside[:3]}",
@@ -109,7 +109,7 @@ class Ingestion:
                 select(ChunkPart).where(ChunkPart.chunk_id == chunk_id, ChunkPart.part == number)
             ).first():
                 return record_rejection(
-                    self._engine, site_id, RejectionReason.DUPLICATE, chunk_id, f"part {number}"
+                    self._engine, known, RejectionReason.DUPLICATE, chunk_id, f"part {number}"
                 )
             run_id = chunk.scan_run_id
         with self._lock:
@@ -168,7 +168,7 @@ class Ingestion:
         except IntegrityError:
             self._states.pop(run_id, None)  # counters of a rolled-back transaction are void
             return record_rejection(
-                self._engine, site_id, RejectionReason.DUPLICATE, chunk_id, f"part {number}"
+                self._engine, known, RejectionReason.DUPLICATE, chunk_id, f"part {number}"
             )
         except BaseException:
             self._states.pop(run_id, None)

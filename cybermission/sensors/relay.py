@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.run_metrics import count_run_started
 from cybermission.sensors.broker import SCAN_TASK, publish_task
 from cybermission.sensors.models import Chunk, ChunkState
 from cybermission.sensors.service import finish_if_complete
@@ -57,13 +58,13 @@ def relay_outbox(engine: Engine, settings: Settings, *, limit: int = 500) -> int
             .order_by(col(Chunk.scan_run_id), col(Chunk.seq))
             .limit(limit)
         ).all()
-        work = [(c.id, chunk_message(c, r), s.slug, r.id) for c, r, s in pending]
+        work = [(c.id, chunk_message(c, r), s.id, r.id) for c, r, s in pending]
     sent = 0
     tls = central_ssl(settings.broker) if work else False
-    for chunk_id, message, slug, run_id in work:
+    for chunk_id, message, site_id, run_id in work:
         try:
             publish_task(
-                vhost_url(settings.broker.url, site_vhost(slug)),
+                vhost_url(settings.broker.url, site_vhost(site_id)),
                 exchange="",
                 routing_key=SCAN_QUEUE,
                 task_name=SCAN_TASK,
@@ -83,6 +84,7 @@ def relay_outbox(engine: Engine, settings: Settings, *, limit: int = 500) -> int
             if run is not None and run.status is ScanStatus.QUEUED:
                 run.status = ScanStatus.RUNNING
                 run.started_at = utcnow()
+                count_run_started(session)
         sent += 1
     return sent
 

@@ -39,7 +39,7 @@ from cybermission.sensors.topology import (
     site_vhost,
     vhost_url,
 )
-from cybermission.sites.models import Site
+from cybermission.sites.models import Organization, Site
 from cybermission.sites.service import get_site_or_raise
 
 logger = logging.getLogger(__name__)
@@ -63,31 +63,45 @@ def site_guard(session: Session, site: Site) -> ScopeGuard:
 def enroll_sensor(session: Session, settings: Settings, *, slug: str) -> dict[str, Any]:
     """Create a pending sensor and its broker user; return the one-time bundle.
 
-    The password exists only in the bundle (the broker keeps its hash); the user has no
-    permission until :func:`approve_sensor`, so a new sensor cannot even open its vhost.
+    ``slug`` names the site (``ORGANISATION/SLUG`` where two organisations use the slug). The
+    password exists only in the bundle (the broker keeps its hash); the user has no permission
+    until :func:`approve_sensor`, so a new sensor cannot even open its vhost.
     """
     site = get_site_or_raise(session, slug=slug)
     sensor = Sensor(site_id=site.id, username="", networks=site_networks(session, site.id))
-    sensor.username = f"sensor.{slug}.{sensor.id[:8]}"
+    # Broker users are one namespace for every organisation: the sensor's id keeps them apart.
+    sensor.username = f"sensor.{site.slug}.{sensor.id}"
     password = new_password()
     with Management(settings.broker) as mgmt:
-        mgmt.ensure_site(slug)
+        mgmt.ensure_site(site.id)
         mgmt.create_user(sensor.username, password)
     session.add(sensor)
     session.flush()
     ca = settings.broker.ca_file.read_text() if settings.broker.ca_file else None
     return {
         "sensor_id": sensor.id,
-        "site": slug,
+        "site": site.slug,
         "broker_url": vhost_url(
             settings.broker.public_url,
-            site_vhost(slug),
+            site_vhost(site.id),
             username=sensor.username,
             password=password,
         ),
         "ca_pem": ca,
         "networks": sensor.networks,
     }
+
+
+def list_sensors(session: Session) -> list[tuple[Sensor, Site, str]]:
+    """Every sensor with its site and the site's organisation slug, by organisation, site and
+    enrolment (the operator's view: which sensor to approve, re-enrol or revoke)."""
+    rows = session.exec(
+        select(Sensor, Site, Organization.slug)
+        .join(Site, col(Site.id) == col(Sensor.site_id))
+        .join(Organization, col(Organization.id) == col(Site.organization_id))
+        .order_by(col(Organization.slug), col(Site.slug), col(Sensor.created_at), col(Sensor.id))
+    ).all()
+    return [(sensor, site, organization) for sensor, site, organization in rows]
 
 
 def _sensor_or_raise(session: Session, sensor_id: str) -> tuple[Sensor, Site]:
@@ -105,7 +119,7 @@ def approve_sensor(session: Session, settings: Settings, *, sensor_id: str) -> S
     if sensor.state is SensorState.REVOKED:
         raise ConflictError(f"sensor {sensor_id!r} is revoked; enrol a new one")
     with Management(settings.broker) as mgmt:
-        mgmt.set_permissions(site_vhost(site.slug), sensor.username, SENSOR_PERMISSIONS)
+        mgmt.set_permissions(site_vhost(site.id), sensor.username, SENSOR_PERMISSIONS)
     sensor.state = SensorState.APPROVED
     sensor.approved_at = utcnow()
     return sensor
@@ -115,7 +129,7 @@ def revoke_sensor(session: Session, settings: Settings, *, sensor_id: str) -> Se
     """Delete the sensor's broker user (no reconnect) and close its open connections."""
     sensor, site = _sensor_or_raise(session, sensor_id)
     with Management(settings.broker) as mgmt:
-        mgmt.clear_permissions(site_vhost(site.slug), sensor.username)
+        mgmt.clear_permissions(site_vhost(site.id), sensor.username)
         mgmt.delete_user(sensor.username)
         mgmt.close_connections(sensor.username)
     sensor.state = SensorState.REVOKED
@@ -176,10 +190,35 @@ def create_site_scan(
 ) -> ScanRun:
     """Write a site's run and its chunks (each its own outbox entry) in the caller's transaction.
 
-    Targets default to the site's networks and must lie inside them. ``not_after`` is the end of
-    the scan window: a chunk still queued then is skipped, never probed late.
+    ``slug`` names the site (``ORGANISATION/SLUG`` where two organisations use the slug). Targets
+    default to the site's networks and must lie inside them. ``not_after`` is the end of the scan
+    window: a chunk still queued then is skipped, never probed late.
     """
-    site = get_site_or_raise(session, slug=slug)
+    return _write_site_scan(
+        session,
+        settings,
+        get_site_or_raise(session, slug=slug),
+        targets=targets,
+        ports=ports,
+        udp_ports=udp_ports,
+        not_after=not_after,
+        hosts_per_chunk=hosts_per_chunk,
+        requested_by=requested_by,
+    )
+
+
+def _write_site_scan(
+    session: Session,
+    settings: Settings,
+    site: Site,
+    *,
+    targets: Sequence[str] | None,
+    ports: list[int] | None,
+    udp_ports: list[int] | None,
+    not_after: datetime | None,
+    hosts_per_chunk: int | None,
+    requested_by: str,
+) -> ScanRun:
     guard = site_guard(session, site)
     wanted = list(targets) if targets else site_networks(session, site.id)
     run = create_scan_run(
@@ -233,13 +272,15 @@ def plan_site_scan(
     ).first()
     if sensor is None:
         return None
-    return create_site_scan(
+    return _write_site_scan(
         session,
         settings,
-        slug=site.slug,
+        site,
         targets=targets,
         ports=ports,
+        udp_ports=None,
         not_after=not_after,
+        hosts_per_chunk=None,
         requested_by=requested_by,
     )
 

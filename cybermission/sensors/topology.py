@@ -1,6 +1,6 @@
 """The broker's topology and its provisioning through the management API (no AMQP client here).
 
-Site isolation is the broker's job (SCALE-OUT.md): each site has its own vhost ``site.<slug>``
+Site isolation is the broker's job (SCALE-OUT.md): each site has its own vhost ``site.<site id>``
 with a ``scan`` queue (single active consumer: one chunk at a time per site) and a ``results``
 exchange and queue. A sensor's user may read ``scan`` and write ``results`` in its own vhost and
 nothing else. A shovel per site moves ``results`` to the central vhost and stamps the site as the
@@ -35,8 +35,11 @@ class BrokerError(CybermissionError):
     """The broker refused or could not be reached; the message says which operation."""
 
 
-def site_vhost(slug: str) -> str:
-    return f"site.{slug}"
+def site_vhost(site_id: str) -> str:
+    """The vhost of a site, named by the site's id: slugs are unique per organisation only, and
+    vhosts (and the routing keys the shovels stamp) are one namespace for every organisation. An
+    id has no '.', so the routing key ``site.<id>`` is one topic word after ``site``."""
+    return f"site.{site_id}"
 
 
 def vhost_url(url: str, vhost: str, *, username: str | None = None, password: str = "") -> str:
@@ -146,10 +149,10 @@ class Management:
         self._call("PUT", f"/queues/{vhost}/{INGEST}", {"durable": True})
         self._call("POST", f"/bindings/{vhost}/e/{INGEST}/q/{INGEST}", {"routing_key": "site.*"})
 
-    def ensure_site(self, slug: str) -> None:
+    def ensure_site(self, site_id: str) -> None:
         """A site's vhost, queues, exchange and the shovel to the central ingest exchange."""
         self.ensure_central()
-        name = site_vhost(slug)
+        name = site_vhost(site_id)
         vhost = self._q(name)
         self._call("PUT", f"/vhosts/{vhost}", {})
         self.set_permissions(name, self.central_user(), Permissions(".*", ".*", ".*"))
@@ -181,8 +184,8 @@ class Management:
             },
         )
 
-    def delete_site(self, slug: str) -> None:
-        self._call("DELETE", f"/vhosts/{self._q(site_vhost(slug))}")
+    def delete_site(self, site_id: str) -> None:
+        self._call("DELETE", f"/vhosts/{self._q(site_vhost(site_id))}")
 
     def delete_vhost(self, vhost: str) -> None:
         self._call("DELETE", f"/vhosts/{self._q(vhost)}")

@@ -3,13 +3,14 @@ and zones (a network cell)."""
 
 from datetime import datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
 
 # Re-exported: the services and the API import the exposure with the zone table.
 from cybermission.sites.exposure import ZoneExposure as ZoneExposure
+from cybermission.sites.sectors import Sector as Sector
 
 
 class Organization(SQLModel, table=True):
@@ -20,6 +21,12 @@ class Organization(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True)
     slug: str = Field(max_length=64, unique=True, index=True)
     name: str = Field(max_length=200)
+    # The territory's aggregates group organisations by it (cybermission/territory/README.md).
+    sector: Sector = Field(
+        default=Sector.OTHER,
+        sa_type=enum_type(Sector),
+        sa_column_kwargs={"server_default": Sector.OTHER.value},
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -45,10 +52,15 @@ class Site(SQLModel, table=True):
     """A place scanned as one: a plant, a water works, a district's street equipment."""
 
     __tablename__ = "site"
+    # Unique per organisation: a 409 never tells one organisation another's site names.
+    # A unique index, not a constraint: adding it does not make SQLite rebuild the table.
+    __table_args__ = (
+        Index("ix_site_organization_id_slug", "organization_id", "slug", unique=True),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True)
     organization_id: str = Field(foreign_key="organization.id", index=True)
-    slug: str = Field(max_length=64, unique=True, index=True)
+    slug: str = Field(max_length=64, index=True)
     name: str = Field(max_length=200)
     # IANA zone: schedules and scan windows are in the site's local time.
     timezone: str = Field(default="UTC", max_length=64)

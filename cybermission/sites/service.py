@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.scans.models import Scope
 from cybermission.sites.allocations import check_within_allocations
-from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
+from cybermission.sites.models import Organization, Sector, Site, Zone, ZoneExposure
 from cybermission.visibility import get_owned_or_raise, get_visible_or_raise, sees, visible
 
 # Lower-case letters, digits and '-', starting with a letter or digit: a slug names RabbitMQ
@@ -49,12 +49,14 @@ def check_timezone(name: str) -> str:
     return name
 
 
-def create_organization(session: Session, *, slug: str, name: str) -> Organization:
-    """A partner organisation; ``slug`` is unique."""
+def create_organization(
+    session: Session, *, slug: str, name: str, sector: Sector = Sector.OTHER
+) -> Organization:
+    """A partner organisation of a sector; ``slug`` is unique."""
     slug = check_slug(slug)
     if session.exec(select(Organization).where(Organization.slug == slug)).first() is not None:
         raise ConflictError(f"slug: an organisation {slug!r} already exists")
-    organization = Organization(slug=slug, name=name.strip() or slug)
+    organization = Organization(slug=slug, name=name.strip() or slug, sector=sector)
     _insert(session, organization, f"slug: an organisation {slug!r} already exists")
     return organization
 
@@ -72,15 +74,17 @@ def create_site(
 
     The organisation must exist and be one ``visible_to`` sees (None, a global admin's: any);
     another organisation's is not found, as if it did not exist. ``slug`` follows
-    :func:`check_slug` and is unique across sites; ``timezone`` is an IANA zone.
+    :func:`check_slug` and is unique in the organisation (another organisation may use it: a
+    409 never tells one organisation another's site names); ``timezone`` is an IANA zone.
     """
     org = get_organization_or_raise(
         session=session, organization_id=organization_id, visible_to=visible_to
     )
     slug = check_slug(slug)
     timezone = check_timezone(timezone)
-    conflict = f"slug: a site {slug!r} already exists"
-    if session.exec(select(Site).where(Site.slug == slug)).first() is not None:
+    conflict = f"slug: the organisation already has a site {slug!r}"
+    clash = select(Site).where(Site.organization_id == org.id, Site.slug == slug)
+    if session.exec(clash).first() is not None:
         raise ConflictError(conflict)
     site = Site(organization_id=org.id, slug=slug, name=name.strip() or slug, timezone=timezone)
     _insert(session, site, conflict)
@@ -134,10 +138,22 @@ def get_organization_by_slug_or_raise(session: Session, *, slug: str) -> Organiz
 
 
 def get_site_or_raise(session: Session, *, slug: str) -> Site:
-    site = session.exec(select(Site).where(Site.slug == slug)).first()
-    if site is None:
+    """The site a person names (the CLI's): ``SLUG``, or ``ORGANISATION/SLUG`` where several
+    organisations have a site of that slug (slugs hold no '/')."""
+    organization, _, site_slug = slug.rpartition("/")
+    query = select(Site).where(Site.slug == site_slug)
+    if organization:
+        query = query.join(Organization, col(Organization.id) == col(Site.organization_id)).where(
+            Organization.slug == organization
+        )
+    found = list(session.exec(query.limit(2)).all())
+    if not found:
         raise NotFoundError(f"site: no site {slug!r}")
-    return site
+    if len(found) > 1:
+        raise ConflictError(
+            f"site: several organisations have a site {site_slug!r}; write ORGANISATION/{site_slug}"
+        )
+    return found[0]
 
 
 def list_organizations(session: Session, *, visible_to: str | None) -> list[Organization]:

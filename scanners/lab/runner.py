@@ -27,17 +27,42 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from cybermission.errors import CybermissionError
 from cybermission.extras import require_extra
 from cybermission.probes import JSONValue
 
 logger = logging.getLogger(__name__)
+
+
+class Startable(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+DeviceT = TypeVar("DeviceT", bound=Startable)
+
+
+@asynccontextmanager
+async def listening(devices: Sequence[DeviceT]) -> AsyncIterator[Sequence[DeviceT]]:
+    """Every device started, in order, for the ``with`` block; on the way out, and when one
+    fails to start, those that started are stopped, last first (the lab, tests, benchmarks)."""
+    started: list[DeviceT] = []
+    try:
+        for device in devices:
+            await device.start()
+            started.append(device)
+        yield devices
+    finally:
+        for device in reversed(started):
+            await device.stop()
 
 
 class LabService(Protocol):
@@ -98,29 +123,23 @@ def _remove_state(path: Path) -> None:
 async def run_lab(base: str, state_file: Path) -> int:
     """Start every device, publish the state file, wait for SIGTERM/SIGINT, stop cleanly."""
     devices = load_lab_devices(base)
-    started: list[LabService] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    try:
-        for device in devices:
-            await device.start()
-            started.append(device)
-    except OSError as exc:
-        print(f"lab failed: {exc}", file=sys.stderr, flush=True)
-        for device in reversed(started):
-            await device.stop()
-        return 1
-    _write_state(state_file, base, started)
-    print(f"lab ready {len(started)} devices", flush=True)
-    logger.info("lab ready", extra={"devices": len(started), "state_file": str(state_file)})
-    try:
-        await stop.wait()
-    finally:
-        for device in reversed(started):
-            await device.stop()
-        _remove_state(state_file)
+    async with contextlib.AsyncExitStack() as running:
+        try:
+            await running.enter_async_context(listening(devices))
+        except OSError as exc:
+            print(f"lab failed: {exc}", file=sys.stderr, flush=True)
+            return 1
+        _write_state(state_file, base, devices)
+        print(f"lab ready {len(devices)} devices", flush=True)
+        logger.info("lab ready", extra={"devices": len(devices), "state_file": str(state_file)})
+        try:
+            await stop.wait()
+        finally:
+            _remove_state(state_file)
     return 0
 
 

@@ -23,6 +23,17 @@ from tests.alerts.test_worker import Clock, _webhook
 OPTIONS = WorkerOptions(retry_horizon_s=600, backoff_base_s=10, backoff_cap_s=60)
 
 
+def _receiver_down(
+    engine: Engine, receiver: HttpReceiver, *, status: int, seed: int
+) -> tuple[DeliveryWorker, Clock]:
+    """A webhook channel for findings created, its receiver answering ``status``, and a worker on a
+    clock the test moves (jitter seeded, so retries are reproducible)."""
+    _webhook(engine, receiver.url, kinds=["finding.created"])
+    clock = Clock()
+    receiver.status = status
+    return DeliveryWorker(engine, options=OPTIONS, now=clock, rng=random.Random(seed)), clock
+
+
 def _statuses(engine: Engine) -> list[DeliveryStatus]:
     with session_scope(engine) as session:
         rows = session.exec(select(Delivery).order_by(col(Delivery.event_id))).all()
@@ -41,10 +52,7 @@ def _event_ids(receiver: HttpReceiver) -> list[int]:
 def test_holdback_later_events_wait_behind_the_failing_head(
     engine: Engine, http_receiver: HttpReceiver
 ) -> None:
-    _webhook(engine, http_receiver.url, kinds=["finding.created"])
-    clock = Clock()
-    worker = DeliveryWorker(engine, options=OPTIONS, now=clock, rng=random.Random(3))
-    http_receiver.status = 503
+    worker, clock = _receiver_down(engine, http_receiver, status=503, seed=3)
     first = add_events(engine, 1)
     worker.run_once()
     more = add_events(engine, 4)
@@ -90,10 +98,7 @@ def test_holdback_channels_are_independent(
 def test_dead_letter_takes_the_waiting_queue_with_it(
     engine: Engine, http_receiver: HttpReceiver
 ) -> None:
-    _webhook(engine, http_receiver.url, kinds=["finding.created"])
-    clock = Clock()
-    worker = DeliveryWorker(engine, options=OPTIONS, now=clock, rng=random.Random(5))
-    http_receiver.status = 500
+    worker, clock = _receiver_down(engine, http_receiver, status=500, seed=5)
     add_events(engine, 2)
     worker.plan()
     clock.now += timedelta(seconds=300)
@@ -124,10 +129,7 @@ def test_dead_letter_takes_the_waiting_queue_with_it(
 def test_dead_letter_redelivered_by_an_admin_gets_a_fresh_horizon(
     engine: Engine, http_receiver: HttpReceiver
 ) -> None:
-    _webhook(engine, http_receiver.url, kinds=["finding.created"])
-    clock = Clock()
-    worker = DeliveryWorker(engine, options=OPTIONS, now=clock, rng=random.Random(9))
-    http_receiver.status = 502
+    worker, clock = _receiver_down(engine, http_receiver, status=502, seed=9)
     events = add_events(engine, 3)
     worker.plan()
     while _statuses(engine) != [DeliveryStatus.DEAD_LETTER] * 3:

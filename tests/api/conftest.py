@@ -1,6 +1,7 @@
 """Fixtures for the HTTP API: an app on a migrated store, and clients with and without the token."""
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -33,12 +34,19 @@ def app(api_settings: Settings, engine: Engine) -> FastAPI:
     return create_app(api_settings, engine=engine)
 
 
-async def _client(app: FastAPI, headers: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    # ASGITransport does not run the lifespan; enter it here so startup and shutdown really run.
+@asynccontextmanager
+async def served(
+    app: FastAPI, headers: dict[str, str] | None = None, base_url: str = BASE_URL
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``app`` in process, with the app's lifespan entered.
+
+    ASGITransport does not run the lifespan; enter it here so startup and shutdown really run (the
+    shutdown stops and awaits every scan the app started, so a test's scans never outlive it).
+    """
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(
-            transport=transport, base_url=BASE_URL, headers=headers
+            transport=transport, base_url=base_url, headers=headers or {}
         ) as client:
             yield client
 
@@ -62,14 +70,14 @@ def page(server: str, browser: "Browser") -> Iterator["Page"]:
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client sending the right admin token."""
-    async for c in _client(app, AUTH):
+    async with served(app, AUTH) as c:
         yield c
 
 
 @pytest.fixture
 async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client sending no token."""
-    async for c in _client(app, {}):
+    async with served(app) as c:
         yield c
 
 
@@ -81,10 +89,8 @@ async def world_client(
     whose tokens each request names; background scans are awaited before the store goes."""
     world = build_world(engine)
     app: FastAPI = create_app(api_settings, engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-            yield client, world
+    async with served(app) as client:
+        yield client, world
         await app.state.scan_tasks.wait()
 
 

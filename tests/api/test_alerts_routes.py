@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -17,7 +16,7 @@ from cybermission.alerts.worker import DeliveryWorker, WorkerOptions
 from cybermission.auth.models import Role
 from cybermission.config import Settings
 from tests.alerts.conftest import SECRET, HttpReceiver, add_events, http_receiver  # noqa: F401
-from tests.api.conftest import AUTH, BASE_URL, assert_problem
+from tests.api.conftest import AUTH, assert_problem, served
 from tests.api.world import T0, World, build_world
 
 
@@ -30,11 +29,8 @@ def world(sqlite_engine: Engine) -> World:
 async def http(
     api_settings: Settings, sqlite_engine: Engine, world: World
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(api_settings, engine=sqlite_engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-            yield client
+    async with served(create_app(api_settings, engine=sqlite_engine)) as client:
+        yield client
 
 
 def _webhook(url: str, name: str = "soc") -> dict[str, object]:
@@ -190,3 +186,16 @@ async def test_dead_letters_are_listed_counted_and_redelivered(
     assert http_receiver.received_keys()[-2:] == [f"{e.id}:{channel['id']}" for e in events]
     metrics = (await http.get("/metrics")).text
     assert 'cybermission_alert_deliveries{channel="soc",status="delivered"} 2.0' in metrics
+    # The counters: 2 planned; the head failed once (503), then both were dead-lettered;
+    # redelivered, both went through.
+    assert 'cybermission_alert_deliveries_planned_total{channel="soc"} 2.0' in metrics
+    attempts = 'cybermission_alert_delivery_attempts_total{channel="soc",outcome='
+    assert f'{attempts}"failed"}} 1.0' in metrics
+    assert f'{attempts}"delivered"}} 2.0' in metrics
+    # Deleting the channel deletes its deliveries: the gauges drop, the counters never do.
+    deleted = await http.delete(f"/api/v1/alert-channels/{channel['id']}", headers=AUTH)
+    assert deleted.status_code == 204
+    metrics = (await http.get("/metrics")).text
+    assert 'cybermission_alert_deliveries{channel="soc"' not in metrics
+    assert 'cybermission_alert_dead_letters_total{channel="soc"} 2.0' in metrics
+    assert f'{attempts}"delivered"}} 2.0' in metrics

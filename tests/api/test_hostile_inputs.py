@@ -24,7 +24,7 @@ from api.app import create_app
 from api.schemas.schedules import ScheduleUpdate
 from api.schemas.scopes import ScopeUpdate
 from cybermission.config import Settings
-from tests.api.conftest import AUTH, BASE_URL
+from tests.api.conftest import AUTH, served
 from tests.api.world import World, build_world
 
 # The endless event stream is left out: a hostile value that parsed would hold it open forever
@@ -187,13 +187,8 @@ async def hostile_client(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, World, FastAPI]]:
     world = build_world(engine)
     app = create_app(api_settings, engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(
-            transport=transport, base_url=BASE_URL, headers=AUTH
-        ) as client:
-            yield client, world, app
-        await app.state.scan_tasks.stop_all("test teardown")
+    async with served(app, AUTH) as client:
+        yield client, world, app
 
 
 async def test_hostile_inputs_never_get_a_server_error(

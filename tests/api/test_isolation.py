@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
@@ -22,7 +21,7 @@ from api.app import create_app
 from cybermission.auth.models import ROLE_PERMISSIONS, Permission, Role
 from cybermission.config import Settings
 from cybermission.db import create_db_engine
-from tests.api.conftest import BASE_URL, assert_problem
+from tests.api.conftest import assert_problem, served
 from tests.api.world import World, build_world
 
 
@@ -55,6 +54,8 @@ BY_ID = [
     Endpoint("GET", "/scans/{scan}", Permission.READ),
     # The run is finished: the route ran and answers 409 (nothing to cancel).
     Endpoint("POST", "/scans/{scan}/cancel", Permission.SCAN, ok=(409,)),
+    # Finished, not interrupted: the route ran and answers 409 (nothing to resume).
+    Endpoint("POST", "/scans/{scan}/resume", Permission.SCAN, ok=(409,)),
     Endpoint("GET", "/scopes/{scope}", Permission.READ),
     Endpoint("PATCH", "/scopes/{scope}", Permission.MANAGE_SCOPES, {"reference": "CHG-2"}),
     Endpoint("DELETE", "/scopes/{scope}", Permission.MANAGE_SCOPES, ok=(204,)),
@@ -96,11 +97,8 @@ def world_engine(template: tuple[Path, World], tmp_path: Path) -> Iterator[Engin
 async def cell_client(
     api_settings: Settings, world_engine: Engine
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(api_settings, engine=world_engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-            yield client
+    async with served(create_app(api_settings, engine=world_engine)) as client:
+        yield client
 
 
 def _expected(role: Role, caller_org: str, target_org: str, endpoint: Endpoint) -> str:
@@ -169,6 +167,10 @@ async def test_isolation_matrix_lists(
 ) -> None:
     world = template[1]
     response = await cell_client.get("/api/v1" + path, headers=world.auth(role, caller_org))
+    if Permission.READ not in ROLE_PERMISSIONS[role]:
+        # The coordinator reads no organisation's rows, global or not.
+        assert_problem(response, 403, "forbidden")
+        return
     assert response.status_code == 200, response.text
     seen = set(ids_of(response.json()))
     assert getattr(world.orgs["a"], attr) in seen

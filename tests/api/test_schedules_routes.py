@@ -4,13 +4,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.app import create_app
 from cybermission.auth.models import Role
 from cybermission.config import Settings
-from tests.api.conftest import AUTH, BASE_URL, assert_problem
+from tests.api.conftest import AUTH, assert_problem, served
 from tests.api.world import World, build_world
 
 NIGHTS = [{"days": [0, 1, 2, 3, 4], "start": "01:00", "end": "05:00"}]
@@ -25,11 +24,8 @@ def world(engine: Engine) -> World:
 async def http(
     api_settings: Settings, engine: Engine, world: World
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(api_settings, engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-            yield client
+    async with served(create_app(api_settings, engine=engine)) as client:
+        yield client
 
 
 def _body(world: World, org: str = "a", **extra: object) -> dict[str, object]:

@@ -18,24 +18,15 @@ from cybermission.auth.models import BrowserSession, Role
 from cybermission.auth.service import create_token, revoke_token
 from cybermission.config import Settings
 from cybermission.db import utcnow
-from tests.api.conftest import TOKEN, assert_problem
+from tests.api.conftest import TOKEN, assert_problem, served
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-async def _client(
-    app: FastAPI, base_url: str = "http://api.test"
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
-            yield client
 
 
 @pytest.fixture
 async def browser(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client with no Authorization header, keeping cookies like a browser."""
-    async for client in _client(app):
+    async with served(app) as client:
         yield client
 
 
@@ -67,7 +58,7 @@ async def test_sessions_sign_in_sets_a_strict_httponly_cookie(
 
 
 async def test_sessions_cookie_is_secure_over_https(app: FastAPI) -> None:
-    async for client in _client(app, "https://api.test"):
+    async with served(app, base_url="https://api.test") as client:
         cookie = _set_cookie(await _sign_in(client))
         assert "secure" in {p.strip().lower() for p in cookie.split(";")}
 
@@ -164,11 +155,11 @@ async def test_sessions_of_the_admin_token_end_when_it_changes(
     api_settings: Settings, engine: Engine
 ) -> None:
     app = create_app(api_settings, engine=engine)
-    async for client in _client(app):
+    async with served(app) as client:
         await _sign_in(client)
         secret = client.cookies[SESSION_COOKIE]
     rotated = api_settings.model_copy(update={"admin_token": SecretStr("a-new-admin-token-0123")})
-    async for client in _client(create_app(rotated, engine=engine)):
+    async with served(create_app(rotated, engine=engine)) as client:
         response = await client.get(
             "/api/v1/dashboard", headers={"Cookie": f"{SESSION_COOKIE}={secret}"}
         )

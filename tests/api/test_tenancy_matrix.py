@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -26,7 +25,7 @@ from cybermission.config import Settings
 from cybermission.inventory.models import Device
 from cybermission.scans.models import Scope
 from cybermission.sites.allocations import create_allocation
-from tests.api.conftest import BASE_URL
+from tests.api.conftest import served
 from tests.api.world import NETWORKS, World, build_world
 
 # Both organisations hold it (127.40.8.0/24 is in neither's own /23).
@@ -204,12 +203,8 @@ async def tenancy_client(
     api_settings: Settings, engine: Engine
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Tenancy]]:
     tenancy = _build(engine)
-    app: FastAPI = create_app(api_settings, engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-            yield client, tenancy
-        await app.state.scan_tasks.stop_all("test teardown")
+    async with served(create_app(api_settings, engine=engine)) as client:
+        yield client, tenancy
 
 
 async def test_tenancy_matrix(

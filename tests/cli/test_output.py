@@ -6,9 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 from typer.testing import CliRunner
 
 from cybermission.cli import app
+from cybermission.config import load_settings
+from cybermission.db import create_db_engine
+from cybermission.scans.models import Scope
+from cybermission.scans.scopes import build_guard
 from tests.cli.stores import store_url
 from tests.conftest import shared_data
 
@@ -75,6 +80,25 @@ def test_scopes_list_formats_name_the_default_scope(env: dict[str, str]) -> None
     (scope,) = _both(env, "scopes", "list")
     assert scope["default"] is True
     assert scope["cidrs"] == ["127.0.0.0/8"]
+
+
+def test_scopes_list_shows_a_scope_stored_before_the_boundary_as_invalid(
+    env: dict[str, str],
+) -> None:
+    _run(env, "scopes", "add", "plant", "127.60.3.0/24")
+    engine = create_db_engine(env["CYBERMISSION_DATABASE_URL"])
+    try:
+        with Session(engine) as session:
+            session.add(Scope(name="old-nat64", cidrs=["64:ff9b::/96"]))
+            session.flush()
+            build_guard(session, load_settings())  # what the next scan's start does
+            session.commit()
+    finally:
+        engine.dispose()
+    rows = {row["name"]: row for row in _both(env, "scopes", "list")}
+    assert "64:ff9b::/96" in rows["old-nat64"]["invalid"]
+    assert rows["plant"]["invalid"] == ""
+    assert "old-nat64" in _run(env, "scopes", "list")
 
 
 def test_zones_list_formats(env: dict[str, str]) -> None:

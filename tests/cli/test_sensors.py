@@ -61,7 +61,7 @@ def site(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
     with Management(load_settings().broker) as mgmt:
         for user in users:
             mgmt.delete_user(user)
-        mgmt.delete_site(slug)
+        mgmt.delete_site(json.loads(added.stdout)["id"])
 
 
 def test_sensors_enroll_writes_the_bundle_0600(tmp_path: Path, site: tuple[str, list[str]]) -> None:
@@ -91,3 +91,20 @@ def test_sensors_enroll_prints_only_when_asked(tmp_path: Path, site: tuple[str, 
     bundle = json.loads(printed.stdout)
     users.append(_user(bundle))
     assert bundle["site"] == slug
+
+
+def test_sensors_list_shows_the_enrolled_sensor_pending(
+    tmp_path: Path, site: tuple[str, list[str]]
+) -> None:
+    slug, users = site
+    bundle = tmp_path / "bundle.json"
+    enrolled = _cli(tmp_path, "sensors", "enroll", f"default/{slug}", "--output", str(bundle))
+    assert enrolled.returncode == 0, enrolled.stderr
+    written = json.loads(bundle.read_text())
+    users.append(_user(written))
+    listed = _cli(tmp_path, "sensors", "list", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    rows = [r for r in json.loads(listed.stdout) if r["id"] == written["sensor_id"]]
+    assert [(r["organization"], r["site"], r["state"]) for r in rows] == [
+        ("default", slug, "pending")
+    ]

@@ -1,10 +1,6 @@
 """Every status change of a finding is an event (kind, the one payload, who and why, placement),
 written in the same transaction as its audit row: by rescans, by people, by a lapsed acceptance."""
 
-from collections.abc import Iterator
-
-import pytest
-from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from cybermission.events import Event, EventKind
@@ -20,20 +16,6 @@ from cybermission.findings.service import (
 from cybermission.inventory.models import Device
 from cybermission.sites.models import Organization, Site
 from tests.findings.test_lifecycle import DAY, T0, draft, rescan, run
-
-
-@pytest.fixture
-def session(engine: Engine) -> Iterator[Session]:
-    with Session(engine, expire_on_commit=False) as session:
-        yield session
-
-
-@pytest.fixture
-def device(session: Session) -> Device:
-    device = Device(name="plc")
-    session.add(device)
-    session.commit()
-    return device
 
 
 def events(session: Session) -> list[Event]:

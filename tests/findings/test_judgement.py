@@ -3,7 +3,6 @@ scored findings, change events feed history rules, a rescan with fixed firmware 
 zone exposure and people's criticality reach the score, on SQLite and PostgreSQL."""
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,12 +27,6 @@ from tests.findings.advisories.test_store import csaf
 
 ADDRESS = "127.50.44.10"
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def session(engine: Engine) -> Iterator[Session]:
-    with Session(engine, expire_on_commit=False) as session:
-        yield session
 
 
 def scan(session: Session, settings: Settings, revision: str) -> str:

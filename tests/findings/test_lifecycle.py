@@ -1,11 +1,9 @@
 """The findings lifecycle on SQLite and PostgreSQL: rescans that keep, resolve and reopen; people's
 decisions with their audit trail; risk acceptances that lapse."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
@@ -26,20 +24,6 @@ from cybermission.scans.models import ScanRun
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def session(engine: Engine) -> Iterator[Session]:
-    with Session(engine, expire_on_commit=False) as session:
-        yield session
-
-
-@pytest.fixture
-def device(session: Session) -> Device:
-    device = Device(name="plc")
-    session.add(device)
-    session.commit()
-    return device
 
 
 def run(session: Session) -> str:

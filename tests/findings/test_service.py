@@ -1,11 +1,10 @@
 """Recording findings on SQLite and PostgreSQL: dedup, reopen, decisions kept, resolve, pages."""
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, func
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from cybermission.errors import ValidationError
@@ -23,12 +22,6 @@ from cybermission.probes import JSONValue
 from cybermission.scans.models import ScanRun
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def session(engine: Engine) -> Iterator[Session]:
-    with Session(engine, expire_on_commit=False) as session:
-        yield session
 
 
 def make_device(session: Session, name: str = "plc") -> Device:

@@ -43,17 +43,19 @@ def reconcile_host(
     session: Session,
     *,
     address: str,
-    seen: Sequence[ServiceSeen],
-    scanned: Sequence[tuple[int, str]],
-    scan_run_id: str | None,
     now: datetime,
+    seen: Sequence[ServiceSeen] | None = None,
+    scanned: Sequence[tuple[int, str]] = ((502, "tcp"),),
+    scan_run_id: str | None = None,
     organization_id: str | None = None,
     absent_after_scans: int = 1,
 ) -> ReconcileResult:
-    """One host as a batch of one (how a scan of one address writes it)."""
+    """One host as a batch of one (how a scan of one address writes it); by default the host
+    answered Modbus on 502 with IDENTITY, and only 502/tcp was scanned."""
+    services = [_modbus(IDENTITY)] if seen is None else seen
     (result,) = reconcile_hosts(
         session,
-        [HostSeen(address=address, services=seen, organization_id=organization_id)],
+        [HostSeen(address=address, services=services, organization_id=organization_id)],
         scanned=scanned,
         scan_run_id=scan_run_id,
         now=now,
@@ -69,14 +71,7 @@ def _events(session: Session, device_id: str) -> list[ChangeEvent]:
 
 def test_reconcile_hosts_creates_device_with_identity(engine: Engine) -> None:
     with Session(engine) as session:
-        result = reconcile_host(
-            session,
-            address="127.50.0.1",
-            seen=[_modbus(IDENTITY)],
-            scanned=[(502, "tcp")],
-            scan_run_id=None,
-            now=T0,
-        )
+        result = reconcile_host(session, address="127.50.0.1", now=T0)
         session.commit()
         device = session.get(Device, result.device.id)
         assert device is not None
@@ -93,21 +88,12 @@ def test_reconcile_hosts_creates_device_with_identity(engine: Engine) -> None:
 
 def test_reconcile_hosts_records_firmware_change(engine: Engine) -> None:
     with Session(engine) as session:
-        first = reconcile_host(
-            session,
-            address="127.50.0.1",
-            seen=[_modbus(IDENTITY)],
-            scanned=[(502, "tcp")],
-            scan_run_id=None,
-            now=T0,
-        )
+        first = reconcile_host(session, address="127.50.0.1", now=T0)
         upgraded = {**IDENTITY, "revision": "v3.20"}
         second = reconcile_host(
             session,
             address="127.50.0.1",
             seen=[_modbus(upgraded)],
-            scanned=[(502, "tcp")],
-            scan_run_id=None,
             now=T0 + timedelta(days=1),
         )
         session.commit()
@@ -123,14 +109,7 @@ def test_reconcile_hosts_records_firmware_change(engine: Engine) -> None:
 def test_reconcile_hosts_same_facts_make_no_event(engine: Engine) -> None:
     with Session(engine) as session:
         for day in range(3):
-            result = reconcile_host(
-                session,
-                address="127.50.0.1",
-                seen=[_modbus(IDENTITY)],
-                scanned=[(502, "tcp")],
-                scan_run_id=None,
-                now=T0 + timedelta(days=day),
-            )
+            result = reconcile_host(session, address="127.50.0.1", now=T0 + timedelta(days=day))
         session.commit()
         assert len(_events(session, result.device.id)) == 1
         assert len(session.exec(select(Device)).all()) == 1
@@ -147,15 +126,12 @@ def test_reconcile_hosts_service_closed_then_reopened(engine: Engine) -> None:
             address="127.50.0.2",
             seen=[_modbus(IDENTITY), telnet],
             scanned=[(23, "tcp"), (502, "tcp")],
-            scan_run_id=None,
             now=T0,
         ).device
         reconcile_host(
             session,
             address="127.50.0.2",
-            seen=[_modbus(IDENTITY)],
             scanned=[(23, "tcp"), (502, "tcp")],
-            scan_run_id=None,
             now=T0 + timedelta(hours=1),
         )
         closed = session.exec(select(Service).where(Service.port == 23)).one()
@@ -165,7 +141,6 @@ def test_reconcile_hosts_service_closed_then_reopened(engine: Engine) -> None:
             address="127.50.0.2",
             seen=[_modbus(IDENTITY), telnet],
             scanned=[(23, "tcp"), (502, "tcp")],
-            scan_run_id=None,
             now=T0 + timedelta(hours=2),
         )
         session.commit()
@@ -179,44 +154,16 @@ def test_reconcile_hosts_port_not_rescanned_stays_open(engine: Engine) -> None:
         port=23, transport="tcp", protocol="tcp", probe="tcp-connect", facts={"identified": False}
     )
     with Session(engine) as session:
-        reconcile_host(
-            session,
-            address="127.50.0.3",
-            seen=[telnet],
-            scanned=[(23, "tcp")],
-            scan_run_id=None,
-            now=T0,
-        )
-        reconcile_host(
-            session,
-            address="127.50.0.3",
-            seen=[],
-            scanned=[(502, "tcp")],
-            scan_run_id=None,
-            now=T0 + timedelta(hours=1),
-        )
+        reconcile_host(session, address="127.50.0.3", seen=[telnet], scanned=[(23, "tcp")], now=T0)
+        reconcile_host(session, address="127.50.0.3", seen=[], now=T0 + timedelta(hours=1))
         session.commit()
         assert session.exec(select(Service)).one().is_open is True
 
 
 def test_reconcile_hosts_serial_follows_device_to_new_address(engine: Engine) -> None:
     with Session(engine) as session:
-        first = reconcile_host(
-            session,
-            address="127.50.0.4",
-            seen=[_modbus(IDENTITY)],
-            scanned=[(502, "tcp")],
-            scan_run_id=None,
-            now=T0,
-        )
-        moved = reconcile_host(
-            session,
-            address="127.50.0.5",
-            seen=[_modbus(IDENTITY)],
-            scanned=[(502, "tcp")],
-            scan_run_id=None,
-            now=T0 + timedelta(days=1),
-        )
+        first = reconcile_host(session, address="127.50.0.4", now=T0)
+        moved = reconcile_host(session, address="127.50.0.5", now=T0 + timedelta(days=1))
         session.commit()
         assert moved.device.id == first.device.id
         addresses = {ip.address for ip in session.exec(select(IPAddress)).all()}
@@ -235,8 +182,6 @@ def test_reconcile_hosts_gateway_units_become_children(engine: Engine) -> None:
             session,
             address="127.50.0.6",
             seen=[_modbus({"vendor": "GW Corp", "units": units})],
-            scanned=[(502, "tcp")],
-            scan_run_id=None,
             now=T0,
         )
         session.commit()
@@ -247,14 +192,7 @@ def test_reconcile_hosts_gateway_units_become_children(engine: Engine) -> None:
 def test_list_devices_pages_with_cursor(engine: Engine) -> None:
     with Session(engine) as session:
         for i in range(5):
-            reconcile_host(
-                session,
-                address=f"127.50.1.{i}",
-                seen=[],
-                scanned=[(502, "tcp")],
-                scan_run_id=None,
-                now=T0 + timedelta(minutes=i),
-            )
+            reconcile_host(session, address=f"127.50.1.{i}", seen=[], now=T0 + timedelta(minutes=i))
         session.commit()
         page1, cursor = list_devices(session=session, visible_to=None, limit=2)
         page2, cursor2 = list_devices(session=session, visible_to=None, limit=2, cursor=cursor)
@@ -295,7 +233,6 @@ def test_reconcile_hosts_keeps_conflicting_facts_with_their_source(engine: Engin
             address="127.50.0.9",
             seen=[modbus, web],
             scanned=[],
-            scan_run_id=None,
             now=T0,
         )
         session.commit()

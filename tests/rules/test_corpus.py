@@ -11,8 +11,9 @@ from cybermission.probes import load_probes
 from cybermission.rules.loader import Rule, example_document, load_rules
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
-# Documents the pipeline builds itself rather than a probe (rules/README.md, History documents).
-PIPELINE_PROTOCOLS = frozenset({"history"})
+# Documents the pipeline builds itself rather than a probe (rules/README.md, History and Traffic
+# documents).
+PIPELINE_PROTOCOLS = frozenset({"history", "traffic"})
 # Facts a rule reads as "absent means not secured" before any probe reads them: the secure
 # variant of the protocol is not probed yet, so the fact is never true and the rule fires on the
 # cleartext service it sees. Each needs the probe to emit it, under this name, once it can.

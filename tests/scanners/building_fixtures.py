@@ -14,6 +14,7 @@ from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.net import Connector
 from cybermission.probes import JSONValue, Probe, ProbeTarget, RequestLedger
 from scanners.lab.building_devices import SimDevice
+from scanners.lab.runner import listening
 
 SCOPE = "127.23.0.0/16"
 TargetFactory = Callable[..., ProbeTarget]
@@ -48,15 +49,8 @@ def target_factory() -> TargetFactory:
 
 async def run_devices(devices: Sequence[SimDevice]) -> AsyncIterator[dict[str, SimDevice]]:
     """Start ``devices``, yield them by name, stop them (use from an async fixture)."""
-    started: list[SimDevice] = []
-    try:
-        for device in devices:
-            await device.start()
-            started.append(device)
+    async with listening(devices):
         yield {device.name: device for device in devices}
-    finally:
-        for device in reversed(started):
-            await device.stop()
 
 
 def assert_read_only(device: SimDevice, probe: Probe, target: ProbeTarget) -> None:

@@ -8,6 +8,7 @@ from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.net import Connector
 from cybermission.probes import JSONValue, Probe, ProbeTarget, RequestLedger, Transport
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
+from scanners.lab.runner import listening
 
 LAB_BASE = "127.20.1.0"
 
@@ -23,15 +24,8 @@ def connector() -> Connector:
 async def modbus_lab() -> AsyncIterator[dict[str, LabDevice]]:
     """Every Modbus lab device, misfits included, listening on 127.20.1.x:502."""
     devices = modbus_lab_devices(LAB_BASE, misfits=True)
-    started: list[LabDevice] = []
-    try:
-        for device in devices:
-            await device.start()
-            started.append(device)
+    async with listening(devices):
         yield {device.name: device for device in devices}
-    finally:
-        for device in started:
-            await device.stop()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from typing import Any
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.net import Connector
 from cybermission.probes import JSONValue, Probe, ProbeTarget, RequestLedger
+from scanners.lab.runner import listening
 
 PLC_SCOPE = "127.21.0.0/16"
 PLC_LAB_BASE = "127.21.1.0"
@@ -55,15 +56,8 @@ def target_factory() -> PlcTargetFactory:
 
 async def run_devices(devices: Sequence[Any]) -> AsyncIterator[dict[str, Any]]:
     """Start ``devices``, yield them by name, stop them all (for fixtures)."""
-    started: list[Any] = []
-    try:
-        for device in devices:
-            await device.start()
-            started.append(device)
+    async with listening(devices):
         yield {device.name: device for device in devices}
-    finally:
-        for device in reversed(started):
-            await device.stop()
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from scanners.iec104 import (
     decode_asdu,
 )
 from scanners.lab.iec104_devices import Iec104LabDevice, ReceivedApdu, iec104_lab_devices
+from scanners.lab.runner import listening
 from tests.conftest import shared_data
 from tests.scanners.industrial_fixtures import (
     IcsTargetFactory,
@@ -54,15 +55,8 @@ _REQUEST_NAMES = {
 @pytest.fixture
 async def iec104_lab() -> AsyncIterator[dict[str, Iec104LabDevice]]:
     devices = iec104_lab_devices(LAB_BASE)
-    started = []
-    try:
-        for device in devices:
-            await device.start()
-            started.append(device)
+    async with listening(devices):
         yield {device.name: device for device in devices}
-    finally:
-        for device in started:
-            await device.stop()
 
 
 def _name(apdu: ReceivedApdu) -> str:

@@ -16,6 +16,7 @@ from cybermission.errors import ValidationError
 from scanners.lab.building_devices import bacnet_lab_devices
 from scanners.lab.enip_devices import enip_lab_devices
 from scanners.lab.modbus_devices import modbus_lab_devices
+from scanners.lab.runner import listening
 from scanners.lab.s7_devices import s7_lab_devices
 from scanners.nmap_xml import parse_nmap_report
 from tests.cli.stores import store_url
@@ -38,15 +39,8 @@ async def lab() -> AsyncIterator[list[str]]:
         *enip_lab_devices(BASE),
         *bacnet_lab_devices(BASE),
     ]
-    started: list[Any] = []
-    try:
-        for device in devices:
-            await device.start()
-            started.append(device)
+    async with listening(devices):
         yield sorted({d.address for d in devices})
-    finally:
-        for device in reversed(started):
-            await device.stop()
 
 
 async def _run(*command: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

@@ -16,6 +16,7 @@ from cybermission.probes import (
     ProbeTarget,
 )
 from scanners.lab.opcua_devices import OpcUaLabDevice, opcua_lab_devices
+from scanners.lab.runner import listening
 from scanners.opcua import (
     REQUEST_CLOSE,
     REQUEST_GET_ENDPOINTS,
@@ -71,15 +72,8 @@ MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def opcua_lab_servers() -> AsyncIterator[dict[str, OpcUaLabDevice]]:
     devices = opcua_lab_devices(LAB_BASE)
-    started: list[OpcUaLabDevice] = []
-    try:
-        for device in devices:
-            await device.start()
-            started.append(device)
+    async with listening(devices):
         yield {device.name: device for device in devices}
-    finally:
-        for device in started:
-            await device.stop()
 
 
 @pytest.fixture

@@ -75,6 +75,8 @@ HEADS = [b"", b"\x00\x01\x00\x00\x00\x06\x01", b"\x03\x00\x00\x1f\x02\xf0\x80\x3
         requests.classify_iec104,
         requests.classify_bacnet,
         requests.classify_enip,
+        requests.classify_ftp,
+        requests.classify_http,
     ],
 )
 def test_requests_classifiers_never_raise_on_hostile_bytes(
@@ -87,3 +89,32 @@ def test_requests_classifiers_never_raise_on_hostile_bytes(
                 tail = bytes(generator.randrange(256) for _ in range(size))
                 found = classify(head + tail)  # any exception fails the test
                 assert found is None or isinstance(found, FunctionClass)
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b"USER maint\r\n", FunctionClass.LOGIN),
+        (b"PASS s3cret\r\n", FunctionClass.LOGIN),
+        (b"STOR plc.bin\r\n", FunctionClass.WRITE),
+        (b"RETR plc.bin\r\n", FunctionClass.READ),
+        (b"220 ready\r\n", None),  # a greeting is the server's, not a request
+    ],
+)
+def test_requests_ftp_logins_are_seen(payload: bytes, expected: FunctionClass | None) -> None:
+    assert requests.classify_ftp(payload) == expected
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b"GET /cgi/io HTTP/1.1\r\nAuthorization: Basic YWRtaW46YWRtaW4=\r\n\r\n", "login"),
+        (b"POST /setpoint HTTP/1.1\r\nHost: plc\r\n\r\nv=1", "write"),
+        (b"GET / HTTP/1.1\r\nHost: plc\r\n\r\n", "read"),
+        (b"HTTP/1.1 200 OK\r\n\r\n", None),
+        (b"\x16\x03\x01\x02\x00\x01", None),  # a TLS ClientHello on 443
+    ],
+)
+def test_requests_http_basic_credentials_are_a_login(payload: bytes, expected: str | None) -> None:
+    found = requests.classify_http(payload)
+    assert (str(found) if found else None) == expected

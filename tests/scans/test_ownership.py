@@ -155,6 +155,10 @@ def test_request_cancel_keeps_the_first_requester(engine: Engine) -> None:
 
 
 def test_a_dead_run_never_blocks_its_schedule(engine: Engine, settings: Settings) -> None:
+    # The start-over policy (test_resume.py has the default, resuming the dead run instead).
+    settings = settings.model_copy(
+        update={"runs": settings.runs.model_copy(update={"scheduled_resumes": 0})}
+    )
     _create(engine, settings, interval_s=3600)
     [first] = tick(engine, settings=settings, now=T0 + timedelta(hours=1)).launched
     # Its owner was killed (kill -9): same host, the pid is gone.

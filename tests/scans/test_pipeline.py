@@ -23,6 +23,7 @@ from cybermission.scans.service import create_scan_run
 from cybermission.sites.allocations import create_allocation
 from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
+from scanners.lab.runner import listening
 from tests.timing import scaled
 
 BASE = "127.50.1.0"
@@ -33,15 +34,8 @@ GUARD = ScopeGuard([ScopeRule.build("pipeline-tests", ["127.50.0.0/16"])])
 @pytest.fixture
 async def lab() -> AsyncIterator[dict[str, LabDevice]]:
     devices = modbus_lab_devices(BASE, misfits=True)
-    started: list[LabDevice] = []
-    try:
-        for device in devices:
-            await device.start()
-            started.append(device)
+    async with listening(devices):
         yield {d.name: d for d in devices}
-    finally:
-        for device in started:
-            await device.stop()
 
 
 def _settings(tmp_path: Path, **overrides: object) -> Settings:
@@ -274,6 +268,9 @@ async def test_execute_scan_logs_only_what_is_new_as_events(
     )
     assert unauthenticated.payload["attack_techniques"] == ["T0855", "T0836"]
     assert kinds.count(EventKind.ASSET_CREATED) == 1
+    # Where the asset answered, for a SIEM's destination (CEF dst).
+    created = next(e for e in after_first if e.kind is EventKind.ASSET_CREATED)
+    assert created.payload["address"] == target[0]
     assert kinds.count(EventKind.FINDING_CREATED) == first.findings > 0
     assert kinds[-1] is EventKind.SCAN_FINISHED
     await _scan(engine, settings, target)

@@ -42,6 +42,7 @@ from cybermission.sensors.topology import (
     vhost_url,
 )
 from cybermission.sites.onboarding import add_site
+from cybermission.sites.service import get_site_or_raise
 from scanners.lab.modbus_devices import LabDevice, LabDeviceKind, modbus_lab_devices
 from tests.conftest import _postgres_engine
 from tests.timing import scaled
@@ -101,12 +102,22 @@ class Cluster:
         )
         return env
 
-    def site(self, letter: str, networks: list[str]) -> str:
+    def site(self, letter: str, networks: list[str], *, organization: str = "") -> str:
+        """A site with its networks; returns how the CLI names it: its slug, or
+        ``ORGANISATION/SLUG`` when ``organization`` is given (two may share a slug)."""
         slug = f"{letter}{self.tag}"
         with session_scope(self.engine) as session:
-            add_site(session, slug=slug, networks=networks)
-        self.sites.append(slug)
-        return slug
+            if organization:
+                site = add_site(session, slug=slug, networks=networks, organization=organization)
+            else:
+                site = add_site(session, slug=slug, networks=networks)
+            self.sites.append(site.id)
+        return f"{organization}/{slug}" if organization else slug
+
+    def vhost(self, site: str) -> str:
+        """The broker vhost of a site named as :meth:`site` returns it."""
+        with Session(self.engine) as session:
+            return site_vhost(get_site_or_raise(session, slug=site).id)
 
     def enroll(self, slug: str, *, approve: bool = True) -> tuple[str, Path]:
         with session_scope(self.engine) as session:
@@ -137,12 +148,12 @@ class Cluster:
         """The site's link down, as the broker sees it: the sensor's open connections are closed
         and reconnects refused (no permission on its vhost) until :meth:`restore_link`."""
         with Management(self.settings.broker) as mgmt:
-            mgmt.clear_permissions(site_vhost(slug), user)
+            mgmt.clear_permissions(self.vhost(slug), user)
             return mgmt.close_connections(user)
 
     def restore_link(self, slug: str, user: str) -> None:
         with Management(self.settings.broker) as mgmt:
-            mgmt.set_permissions(site_vhost(slug), user, SENSOR_PERMISSIONS)
+            mgmt.set_permissions(self.vhost(slug), user, SENSOR_PERMISSIONS)
 
     def connections(self, *, user: str | None = None, vhost: str | None = None) -> int:
         with Management(self.settings.broker) as mgmt:
@@ -164,6 +175,7 @@ class Cluster:
     def start_sensor(
         self, slug: str, bundle: Path, *, journal: str | None = None
     ) -> subprocess.Popen[bytes]:
+        slug = slug.rpartition("/")[2]  # the bundle names its site by slug
         journal_path = self.tmp / (journal or f"journal-{slug}.db")
         return self.start(
             "sensor",
@@ -239,8 +251,8 @@ def cluster(pg_engine: Engine, tmp_path: Path) -> Iterator[Cluster]:
         for proc in c.procs:
             c.stop(proc, kill=True)
         with Management(settings.broker) as mgmt:
-            for slug in c.sites:
-                mgmt.delete_site(slug)
+            for site_id in c.sites:
+                mgmt.delete_site(site_id)
             for user in c.users:
                 mgmt.delete_user(user)
             mgmt.delete_vhost(settings.broker.central_vhost)
@@ -366,7 +378,7 @@ def republish(cluster: Cluster, slug: str, chunk: Chunk) -> None:
         assert run is not None
         message = chunk_message(chunk, run)
     publish_task(
-        vhost_url(cluster.settings.broker.url, site_vhost(slug)),
+        vhost_url(cluster.settings.broker.url, cluster.vhost(slug)),
         exchange="",
         routing_key=SCAN_QUEUE,
         task_name=SCAN_TASK,

@@ -27,8 +27,8 @@ from cybermission.sensors.service import (
     count_rejections,
     revoke_sensor,
 )
-from cybermission.sensors.topology import RESULTS, SCAN_QUEUE, Management, site_vhost
-from cybermission.sites.models import Site
+from cybermission.sensors.topology import RESULTS, SCAN_QUEUE, Management
+from cybermission.sites.models import Organization, Site
 from scanners.lab.modbus_devices import LabDeviceKind
 from tests.sensors.conftest import (
     Cluster,
@@ -84,6 +84,46 @@ async def test_two_sites_each_sensor_scans_only_its_own_range(
     assert finding_sites == {a, b}
 
 
+async def test_two_organisations_with_a_site_of_the_same_slug_stay_apart_on_the_broker(
+    cluster: Cluster, devices: Callable[..., Any]
+) -> None:
+    lab_w = await devices("127.30.21.0")
+    lab_t = await devices("127.31.21.0")
+    water = cluster.site("plant", ["127.30.21.0/27"], organization="water")
+    transit = cluster.site("plant", ["127.31.21.0/27"], organization="transit")
+    assert water.rpartition("/")[2] == transit.rpartition("/")[2]  # one slug, two organisations
+    assert cluster.vhost(water) != cluster.vhost(transit)
+    _, bundle_w = cluster.enroll(water)
+    _, bundle_t = cluster.enroll(transit)
+    url_w = cluster.bundle(bundle_w)["broker_url"]
+    with pytest.raises(NotAllowed, match="access to vhost"):
+        _connect(url_w.rsplit("/", 1)[0] + "/" + cluster.vhost(transit))
+    cluster.start_central()
+    cluster.start_sensor(water, bundle_w)
+    cluster.start_sensor(transit, bundle_t)
+    run_w = await cluster.wait_run(cluster.scan(water))
+    assert run_w.status is ScanStatus.SUCCEEDED, run_w.errors
+    assert not any(d.connections or d.requests for d in lab_t)  # Transit's sensor stayed idle
+    run_t = await cluster.wait_run(cluster.scan(transit))
+    assert run_t.status is ScanStatus.SUCCEEDED, run_t.errors
+    assert all(d.connections for d in lab_t if d.kind is LabDeviceKind.MODBUS)
+    with Session(cluster.engine) as session:
+        orgs = {o.id: o.slug for o in session.exec(select(Organization)).all()}
+        site_orgs = {s.id: orgs[s.organization_id] for s in session.exec(select(Site)).all()}
+        placed: dict[str, set[str]] = {}
+        for ip in session.exec(select(IPAddress)).all():
+            device = session.get(Device, ip.device_id)
+            assert device is not None
+            assert device.organization_id == ip.organization_id
+            assert site_orgs[device.site_id or ""] == orgs[device.organization_id or ""]
+            placed.setdefault(orgs[device.organization_id or ""], set()).add(ip.address)
+    modbus_w = {d.address for d in lab_w if d.kind is LabDeviceKind.MODBUS}
+    assert set(placed) == {"water", "transit"}
+    assert modbus_w <= placed["water"]
+    assert all(a.startswith("127.30.21.") for a in placed["water"])
+    assert all(a.startswith("127.31.21.") for a in placed["transit"])
+
+
 def _connect(url: str) -> Connection:
     conn = Connection(url, connect_timeout=5)
     conn.ensure_connection(max_retries=0)
@@ -100,7 +140,7 @@ async def test_sensor_credentials_are_refused_everywhere_but_their_own_queues(
     with Management(cluster.settings.broker) as mgmt:
         mgmt.ensure_central()
     url_a = cluster.bundle(bundle_a)["broker_url"]
-    for vhost in (site_vhost(b), cluster.settings.broker.central_vhost):
+    for vhost in (cluster.vhost(b), cluster.settings.broker.central_vhost):
         with pytest.raises(NotAllowed, match="access to vhost"):
             _connect(url_a.rsplit("/", 1)[0] + "/" + vhost)
     with _connect(url_a) as conn, pytest.raises(AccessRefused):
@@ -367,7 +407,7 @@ async def test_new_sensor_gets_no_work_until_approved_and_revoked_one_cannot_rec
     cluster.start_sensor(a, bundle)
     run_id = cluster.scan(a, chunk=32)
     with Management(cluster.settings.broker) as mgmt:
-        await cluster.wait_for(lambda: mgmt.queue_depth(site_vhost(a), SCAN_QUEUE) == 1)
+        await cluster.wait_for(lambda: mgmt.queue_depth(cluster.vhost(a), SCAN_QUEUE) == 1)
     with pytest.raises(NotAllowed, match="access to vhost"):
         _connect(url)  # pending: the broker itself keeps it out
     assert not any(d.connections for d in lab)

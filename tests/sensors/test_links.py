@@ -9,11 +9,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from sqlmodel import Session, select
 
+from cybermission.journal import Journal
 from cybermission.scans.models import ScanStatus
-from cybermission.sensors.journal import Journal
 from cybermission.sensors.metrics import SensorCollector
 from cybermission.sensors.models import ChunkPart, ChunkState, RejectedPart
-from cybermission.sensors.topology import Management, site_vhost
+from cybermission.sensors.topology import Management
 from scanners.lab.modbus_devices import LabDevice, LabDeviceKind
 from tests.sensors.conftest import (
     Cluster,
@@ -85,7 +85,12 @@ async def test_site_link_down_longer_than_a_chunk_buffers_results_and_ingests_th
         assert journal.buffered() >= 1
         registry = CollectorRegistry(auto_describe=False)
         registry.register(SensorCollector(cluster.engine, cluster.settings.broker))
-        assert registry.get_sample_value("cybermission_site_sensor_connections", {"site": a}) == 0
+        assert (
+            registry.get_sample_value(
+                "cybermission_site_sensor_connections", {"organization": "default", "site": a}
+            )
+            == 0
+        )
         # ... and stay there while the sensor keeps retrying, for longer than a chunk takes here
         # (about the 1 s probe timeout): four more refused rounds of its 0.5 s flusher.
         log = tmp_path / f"sensor-{a}.log"
@@ -142,7 +147,7 @@ async def test_broker_dropping_every_connection_mid_run_gives_the_undisturbed_re
     chunks = chunks_of(cluster, run_id)
     await cluster.wait_for(_mid_chunk(lab, chunks))
     with Management(cluster.settings.broker) as mgmt:
-        dropped = mgmt.close_connections(vhost=site_vhost(a)) + mgmt.close_connections(
+        dropped = mgmt.close_connections(vhost=cluster.vhost(a)) + mgmt.close_connections(
             vhost=central_vhost
         )
     assert dropped >= 2  # at least the sensor's consumer and the central worker's

@@ -17,7 +17,7 @@ from cybermission.config import Settings
 from cybermission.db import session_scope
 from cybermission.scans.models import ScanStatus
 from cybermission.sensors.models import RejectedPart, RejectionReason
-from cybermission.sensors.topology import RESULTS, SCAN_QUEUE, Management, site_vhost, vhost_url
+from cybermission.sensors.topology import RESULTS, SCAN_QUEUE, Management, vhost_url
 from cybermission.sites.models import Site
 from tests.sensors.conftest import Cluster
 
@@ -46,7 +46,8 @@ async def _scrape(client: httpx.AsyncClient) -> Samples:
 
 
 def _site(samples: Samples, name: str, site: str, **labels: str) -> float | None:
-    return samples.get((name, tuple(sorted({"site": site, **labels}.items()))))
+    labels = {"organization": "default", "site": site, **labels}
+    return samples.get((name, tuple(sorted(labels.items()))))
 
 
 def _site_id(cluster: Cluster, slug: str) -> str:
@@ -67,20 +68,20 @@ async def test_metrics_route_exposes_each_sites_queue_sensor_chunks_buffer_and_r
     assert (await cluster.wait_run(run_a)).status is ScanStatus.SUCCEEDED
     cluster.scan(b, chunk=8)
     with Management(cluster.settings.broker) as mgmt:
-        await cluster.wait_for(lambda: mgmt.queue_depth(site_vhost(b), SCAN_QUEUE) == 2)
+        await cluster.wait_for(lambda: mgmt.queue_depth(cluster.vhost(b), SCAN_QUEUE) == 2)
         # B's results shovel stopped (the central side of B unreachable): what B's side then
         # publishes waits in B's results queue, the "buffered on the broker" figure.
         mgmt._call(
-            "DELETE", f"/parameters/shovel/{quote(site_vhost(b), safe='')}/results-to-central"
+            "DELETE", f"/parameters/shovel/{quote(cluster.vhost(b), safe='')}/results-to-central"
         )
         await cluster.wait_for(
             lambda: (
                 not any(
-                    s.get("vhost") == site_vhost(b) for s in mgmt._call("GET", "/shovels") or []
+                    s.get("vhost") == cluster.vhost(b) for s in mgmt._call("GET", "/shovels") or []
                 )
             )
         )
-    b_results = vhost_url(cluster.settings.broker.url, site_vhost(b))
+    b_results = vhost_url(cluster.settings.broker.url, cluster.vhost(b))
     with Connection(b_results, connect_timeout=5) as conn:
         producer = conn.Producer(auto_declare=False)
         for _ in range(3):
@@ -99,7 +100,7 @@ async def test_metrics_route_exposes_each_sites_queue_sensor_chunks_buffer_and_r
 
     async with _api(cluster) as client:
         with Management(cluster.settings.broker) as mgmt:
-            await cluster.wait_for(lambda: mgmt.queue_depth(site_vhost(b), RESULTS) == 3)
+            await cluster.wait_for(lambda: mgmt.queue_depth(cluster.vhost(b), RESULTS) == 3)
         samples = await _scrape(client)
 
     def value(name: str, site: str, **labels: str) -> float | None:
@@ -121,8 +122,10 @@ async def test_metrics_route_exposes_each_sites_queue_sensor_chunks_buffer_and_r
     assert value("cybermission_site_rejected_parts", a, reason="foreign") == 1
     assert value("cybermission_site_rejected_parts", a, reason="duplicate") == 2
     assert value("cybermission_site_rejected_parts", b, reason="foreign") is None
-    # The store's own figures are still there beside the sites'.
-    assert samples[("cybermission_scans", (("status", "succeeded"),))] == 1
+    # The store's own figures are still there beside the sites': the run A's sensor did was
+    # counted as it started (relay) and as it ended (ingestion), like an embedded one.
+    assert samples[("cybermission_scans_finished_total", (("status", "succeeded"),))] == 1
+    assert samples[("cybermission_scans_started_total", ())] == 2  # B's run started too
 
 
 async def test_metrics_route_keeps_store_figures_when_the_broker_is_unreachable(

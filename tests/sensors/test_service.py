@@ -28,7 +28,7 @@ from cybermission.sensors.metrics import SensorCollector
 from cybermission.sensors.models import Chunk, ChunkPart, ChunkState, RejectedPart
 from cybermission.sensors.relay import reap_chunks, relay_outbox
 from cybermission.sensors.service import plan_site_scan
-from cybermission.sensors.topology import SCAN_QUEUE, Management, site_vhost
+from cybermission.sensors.topology import SCAN_QUEUE, Management
 from cybermission.sites.models import Site
 from scanners.lab.modbus_devices import LabDeviceKind
 from tests.sensors.conftest import (
@@ -52,7 +52,9 @@ def _overdue(cluster: Cluster, chunk_ids: list[str]) -> None:
 
 async def _depth(cluster: Cluster, slug: str, expected: int) -> None:
     with Management(cluster.settings.broker) as mgmt:
-        await cluster.wait_for(lambda: mgmt.queue_depth(site_vhost(slug), SCAN_QUEUE) == expected)
+        await cluster.wait_for(
+            lambda: mgmt.queue_depth(cluster.vhost(slug), SCAN_QUEUE) == expected
+        )
 
 
 async def test_reaper_redispatches_a_late_chunk_and_the_sensor_probes_it_once(
@@ -122,7 +124,10 @@ async def test_reaper_fails_chunks_out_of_attempts_and_ends_the_run(cluster: Clu
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SensorCollector(cluster.engine, settings.broker))
     assert (
-        registry.get_sample_value("cybermission_site_chunks", {"site": a, "state": "failed"}) == 2
+        registry.get_sample_value(
+            "cybermission_site_chunks", {"organization": "default", "site": a, "state": "failed"}
+        )
+        == 2
     )
 
 

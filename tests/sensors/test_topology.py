@@ -26,7 +26,6 @@ from cybermission.sensors.topology import (
     Management,
     amqp_ssl,
     central_ssl,
-    site_vhost,
     vhost_url,
 )
 from tests.sensors.conftest import Cluster
@@ -182,7 +181,7 @@ async def test_central_relay_connects_over_tls_with_its_own_ca_file(
 
     def publish() -> None:
         publish_task(
-            vhost_url(broker.url, site_vhost(a)),
+            vhost_url(broker.url, cluster.vhost(a)),
             exchange="",
             routing_key=SCAN_QUEUE,
             task_name=SCAN_TASK,
@@ -194,7 +193,7 @@ async def test_central_relay_connects_over_tls_with_its_own_ca_file(
 
     await asyncio.to_thread(publish)
     with Management(cluster.settings.broker) as mgmt:
-        await cluster.wait_for(lambda: mgmt.queue_depth(site_vhost(a), SCAN_QUEUE) == 1)
+        await cluster.wait_for(lambda: mgmt.queue_depth(cluster.vhost(a), SCAN_QUEUE) == 1)
     missing = broker.model_copy(update={"central_ca_file": tmp_path / "absent.pem"})
     with pytest.raises(ValidationError, match="cannot read the CA file"):
         central_ssl(missing)

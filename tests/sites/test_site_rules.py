@@ -20,6 +20,7 @@ from cybermission.sites.service import (
     check_timezone,
     create_organization,
     create_site,
+    get_site_or_raise,
 )
 
 BAD_SLUGS = ["", "  ", "Plant", "plant_a", "plant.a", "-plant", "pl ant", "a" * 65, "plant\x00"]
@@ -106,11 +107,28 @@ def test_site_rules_organisation_must_exist_and_be_visible(session: Session) -> 
     assert own.organization_id == transit
 
 
-def test_site_rules_duplicate_slug_is_a_conflict(session: Session) -> None:
+def test_site_rules_duplicate_slug_in_one_organisation_is_a_conflict(session: Session) -> None:
     water = _org(session, "water")
     create_site(session, organization_id=water, slug="plant")
-    with pytest.raises(ConflictError, match="slug: a site 'plant'"):
+    with pytest.raises(ConflictError, match="slug: the organisation already has a site 'plant'"):
         create_site(session, organization_id=water, slug="plant")
+
+
+def test_site_rules_same_slug_in_two_organisations_named_by_organisation(
+    session: Session,
+) -> None:
+    water = create_site(session, organization_id=_org(session, "water"), slug="plant")
+    transit = create_site(session, organization_id=_org(session, "transit"), slug="plant")
+    assert water.id != transit.id
+    with pytest.raises(ConflictError, match="write ORGANISATION/plant"):
+        get_site_or_raise(session, slug="plant")
+    assert get_site_or_raise(session, slug="water/plant").id == water.id
+    assert get_site_or_raise(session, slug="transit/plant").id == transit.id
+    with pytest.raises(NotFoundError, match="no site 'metro/plant'"):
+        get_site_or_raise(session, slug="metro/plant")
+    # The one-step form (the CLI) follows the same rule: Transit's second "plant" is refused.
+    with pytest.raises(ConflictError, match="already has a site 'plant'"):
+        add_site(session, slug="plant", networks=["127.50.3.0/24"], organization="transit")
 
 
 def test_site_rules_one_step_add_creates_the_organisation_and_allocates(session: Session) -> None:

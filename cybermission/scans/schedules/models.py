@@ -36,6 +36,7 @@ class RunOutcome(StrEnum):
 class RunTrigger(StrEnum):
     SCHEDULE = "schedule"
     MANUAL = "manual"
+    RESUME = "resume"  # an interrupted run of the schedule, resumed where it stopped
 
 
 class ScanWindow(BaseModel):

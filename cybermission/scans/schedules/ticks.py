@@ -2,6 +2,8 @@
 
 Decisions, in order, at the moment a run is due (``now`` is always passed in, for tests):
 
+0. **resume**: the schedule's latest run ended ``interrupted`` (its service stopped or died): it is
+   resumed where it stopped, once inside its window, up to ``runs.scheduled_resumes`` times;
 1. **misfire**: due more than ``misfire_grace_s`` ago (the service was down): ``run_once`` runs
    one catch-up run for all missed times, ``skip`` records the miss and waits for the next time;
 2. **overlap**: a run of this schedule still going (or waiting for its window) absorbs this one,
@@ -28,11 +30,12 @@ from sqlmodel import Session, col, select
 
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
-from cybermission.errors import ScopeError, ValidationError
+from cybermission.errors import ConflictError, ScopeError, ValidationError
 from cybermission.findings.service import expire_acceptances
-from cybermission.scans.models import ScanRun, Scope
+from cybermission.scans.models import ScanRun, ScanStatus, Scope
 from cybermission.scans.ownership import reap_orphaned_runs, this_process
 from cybermission.scans.placed_findings import finding_places
+from cybermission.scans.resume import reopen
 from cybermission.scans.schedules.models import (
     Misfire,
     OutsideWindow,
@@ -221,6 +224,60 @@ def _decide(
     )
 
 
+def _last_interrupted(session: Session, schedule_id: str) -> ScanRun | None:
+    """The schedule's latest scan run, when it ended ``interrupted``."""
+    latest = session.exec(
+        select(ScheduleRun)
+        .where(ScheduleRun.schedule_id == schedule_id)
+        .where(ScheduleRun.outcome == RunOutcome.STARTED)
+        .where(col(ScheduleRun.scan_run_id).is_not(None))
+        .order_by(col(ScheduleRun.decided_at).desc(), col(ScheduleRun.id).desc())
+    ).first()
+    if latest is None or latest.scan_run_id is None:
+        return None
+    scan = session.get(ScanRun, latest.scan_run_id)
+    return scan if scan is not None and scan.status is ScanStatus.INTERRUPTED else None
+
+
+def _resume_interrupted(
+    session: Session,
+    schedule: Schedule,
+    *,
+    now: datetime,
+    tz: ZoneInfo,
+    settings: Settings,
+    report: "TickReport",
+) -> None:
+    """Resume the schedule's latest run where it stopped if it was interrupted (its service was
+    stopped or died), inside its window and out of blackouts, at most ``runs.scheduled_resumes``
+    times; otherwise the schedule's next run starts over."""
+    scan = _last_interrupted(session, schedule.id)
+    if scan is None or scan.resumes >= settings.runs.scheduled_resumes:
+        return
+    if in_blackout(blackouts_of(schedule), tz, now) is not None:
+        return
+    if not in_window(windows_of(schedule), tz, now) or _running(session, schedule.id) is not None:
+        return
+    was = scan.reason or "interrupted"
+    try:
+        reopen(session, scan, by=f"schedule:{schedule.name}", owner=this_process())
+    except ConflictError:
+        return  # resumed by someone else meanwhile
+    session.add(
+        ScheduleRun(
+            schedule_id=schedule.id,
+            trigger=RunTrigger.RESUME,
+            due_at=now,
+            decided_at=now,
+            outcome=RunOutcome.STARTED,
+            scan_run_id=scan.id,
+            reason=f"resumed where it stopped ({was})"[:500],
+        )
+    )
+    report.launched.append(scan.id)
+    report.decisions.append((schedule.id, RunOutcome.STARTED))
+
+
 @dataclass
 class TickReport:
     """What one tick did: the scan runs to launch, and each decision as (schedule, outcome)."""
@@ -259,6 +316,7 @@ def _tick_schedule(
         waiting.decided_at = now
         session.add(waiting)
         report.decisions.append((schedule.id, waiting.outcome))
+    _resume_interrupted(session, schedule, now=now, tz=tz, settings=settings, report=report)
     due = schedule.next_due_at
     if due is None or due > now:
         return

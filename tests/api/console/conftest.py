@@ -60,3 +60,13 @@ def shoot(page: Page, request: pytest.FixtureRequest) -> Shoot:
         assert path.stat().st_size > 0
 
     return take
+
+
+def follow(page: Page, selector: str, *, key: str | None = None) -> None:
+    """Click ``selector`` (or press ``key`` in it) and wait for the page it leads to, so what
+    the test reads next is the new page, never the old one."""
+    with page.expect_navigation():
+        if key is None:
+            page.click(selector)
+        else:
+            page.press(selector, key)

@@ -7,11 +7,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from cybermission.auth.models import Role
 from cybermission.auth.service import create_token
-from cybermission.findings.models import Confidence, Finding, FindingStatus, Severity
+from cybermission.findings.models import (
+    Confidence,
+    Finding,
+    FindingStatus,
+    FindingTransition,
+    Severity,
+)
 from cybermission.inventory.models import (
     ChangeEvent,
     ChangeKind,
@@ -19,6 +25,14 @@ from cybermission.inventory.models import (
     Device,
     IPAddress,
     Service,
+)
+from cybermission.scans.models import ScanRun, ScanStatus, Scope
+from cybermission.scans.schedules import (
+    RunOutcome,
+    RunTrigger,
+    Schedule,
+    ScheduleAudit,
+    ScheduleRun,
 )
 from cybermission.sites.exposure import ZoneExposure
 from cybermission.sites.models import Organization, Site, Zone
@@ -39,6 +53,8 @@ class Plant:
     wago: str = ""
     s7: str = ""
     other_device: str = ""
+    scan: str = ""
+    schedule: str = ""
     findings: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
 
@@ -54,7 +70,13 @@ def _device(session: Session, org: str, address: str, *, seen: datetime, **attrs
 def _finding(
     session: Session, device: Device, rule: str, severity: Severity, score: float, **extra: object
 ) -> Finding:
+    session.flush()
+    port = extra.get("port")
+    service = session.exec(
+        select(Service).where(Service.device_id == device.id, Service.port == port)
+    ).first()
     finding = Finding(
+        service_id=service.id if service is not None else None,
         dedup_key=f"{rule}|{device.id}|-",
         rule_id=rule,
         device_id=device.id,
@@ -67,6 +89,27 @@ def _finding(
     )
     session.add(finding)
     session.flush()
+    # The audit trail the trend is replayed from: seen at first sighting, closed a day later.
+    session.add(
+        FindingTransition(
+            finding_id=finding.id,
+            to_status=FindingStatus.OPEN,
+            actor="system",
+            reason="seen",
+            at=T0,
+        )
+    )
+    if finding.status is not FindingStatus.OPEN:
+        session.add(
+            FindingTransition(
+                finding_id=finding.id,
+                from_status=FindingStatus.OPEN,
+                to_status=finding.status,
+                actor="system",
+                reason="rescanned",
+                at=T0 + timedelta(days=1),
+            )
+        )
     return finding
 
 
@@ -290,6 +333,71 @@ def build_plant(engine: Engine) -> Plant:
                 session, hidden, "modbus-unauthenticated-reachable", Severity.CRITICAL, 9.5
             ).id,
         }
+        scope = Scope(
+            name="north-plc", cidrs=["127.40.14.0/24"], site_id=north.id, organization_id=org.id
+        )
+        session.add(scope)
+        session.flush()
+        run = ScanRun(
+            status=ScanStatus.PARTIAL,
+            targets=["127.40.14.0/24"],
+            ports=[102, 502],
+            requested_by="token:operator-water",
+            organization_id=org.id,
+            created_at=T0,
+            started_at=T0,
+            finished_at=T0 + timedelta(minutes=2),
+            hosts_total=256,
+            hosts_probed=3,
+            open_ports=4,
+            observations=4,
+            findings=5,
+            errors=[{"target": "127.40.14.20:102", "stage": "s7", "error": "timed out after 3 s"}],
+            sent={"modbus": {"fc43/mei14/basic": 2}, "s7": {"cotp-cr": 1}},
+        )
+        session.add(run)
+        session.flush()
+        plant.scan = run.id
+        schedule = Schedule(
+            name="north-nightly",
+            scope_id=scope.id,
+            site_id=north.id,
+            organization_id=org.id,
+            targets=["127.40.14.0/24"],
+            cron="0 2 * * *",
+            windows=[{"days": [0, 1, 2, 3, 4], "start": "01:00:00", "end": "05:00:00"}],
+            next_due_at=T0 + timedelta(days=1),
+        )
+        session.add(schedule)
+        session.flush()
+        plant.schedule = schedule.id
+        session.add_all(
+            [
+                ScheduleRun(
+                    schedule_id=schedule.id,
+                    trigger=RunTrigger.SCHEDULE,
+                    due_at=T0,
+                    decided_at=T0,
+                    outcome=RunOutcome.STARTED,
+                    scan_run_id=run.id,
+                ),
+                ScheduleRun(
+                    schedule_id=schedule.id,
+                    trigger=RunTrigger.SCHEDULE,
+                    due_at=T0 + timedelta(days=5),
+                    decided_at=T0 + timedelta(days=5),
+                    outcome=RunOutcome.SKIPPED_BLACKOUT,
+                    reason="blackout: pump overhaul",
+                ),
+                ScheduleAudit(
+                    schedule_id=schedule.id,
+                    action="created",
+                    actor="token:operator-water",
+                    at=T0 - timedelta(days=1),
+                    changes={"cron": [None, "0 2 * * *"]},
+                ),
+            ]
+        )
         for role in (Role.ANALYST, Role.VIEWER):
             issued = create_token(session, name=f"{role}-water", role=role, organization_id=org.id)
             plant.tokens[str(role)] = issued.secret

@@ -6,7 +6,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.api.console.conftest import Shoot, SignIn
+from tests.api.console.conftest import Shoot, SignIn, follow
 from tests.api.console.plant import METERS, Plant
 
 
@@ -46,14 +46,14 @@ def test_assets_search_finds_a_device_by_model(
     sign_in()
     page.goto(f"{server}/console/assets")
     page.fill("#search", "p34 2020")
-    page.press("#search", "Enter")  # the keyboard submits the form
+    follow(page, "#search", key="Enter")  # the keyboard submits the form
     expect(page.locator("#assets tbody tr[data-id]")).to_have_count(1)
     assert _ids(page) == [plant.plc]  # the other organisation's M340 stays out
     page.fill("#search", "127.40.14.2")  # part of an address
-    page.press("#search", "Enter")
+    follow(page, "#search", key="Enter")
     assert _ids(page) == [plant.s7]
     page.fill("#search", "100%_")  # LIKE wildcards are literal
-    page.press("#search", "Enter")
+    follow(page, "#search", key="Enter")
     expect(page.locator("#assets .empty")).to_have_text("no device matches")
 
 
@@ -72,13 +72,13 @@ def test_assets_filters_each_narrow_the_list(
     for select, label, expected in cases:
         page.goto(f"{server}/console/assets")
         page.select_option(select, label=label)
-        page.click("#asset-filters button[type=submit]")
+        follow(page, "#asset-filters button[type=submit]")
         assert _ids(page) == expected, (select, label)
         # The choice stays selected on the filtered page.
         assert page.locator(f"{select} option:checked").inner_text() == label
     page.select_option("#site", label="Pumping South")
     page.select_option("#protocol", "modbus")
-    page.click("#asset-filters button[type=submit]")
+    follow(page, "#asset-filters button[type=submit]")
     assert _ids(page) == [plant.wago]
 
 
@@ -89,7 +89,7 @@ def test_assets_pages_follow_one_another(
     page.goto(f"{server}/console/assets?site_id={plant.south}")
     first = _ids(page)
     assert len(first) == 50
-    page.click("#next-page")
+    follow(page, "#next-page")
     second = _ids(page)
     assert len(first) + len(second) == METERS + 1  # the meters and the WAGO of the south site
     assert not set(first) & set(second)
@@ -102,7 +102,7 @@ def test_device_page_shows_sources_services_history_and_advisories(
 ) -> None:
     sign_in()
     page.goto(f"{server}/console/assets")
-    page.click(f"#assets tr[data-id='{plant.plc}'] a")
+    follow(page, f"#assets tr[data-id='{plant.plc}'] a")
     assert page.url == f"{server}/console/assets/{plant.plc}"
     expect(page.locator("#device-title")).to_contain_text("BMX P34 2020")
     model = page.locator("#identity tr[data-attr=model]").inner_text()
@@ -149,3 +149,22 @@ def test_console_pages_load_nothing_from_outside(
         page.goto(f"{server}{path}")
     assert requested
     assert all(re.match(re.escape(server), url) for url in requested), requested
+
+
+def test_keyboard_reaches_the_content_and_a_device(
+    server: str, page: Page, sign_in: SignIn, plant: Plant
+) -> None:
+    sign_in()
+    page.goto(f"{server}/console/assets")
+    page.keyboard.press("Tab")  # the first stop is the skip link
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "content"
+    # On through the filters to the first device's link, and open it with Enter.
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.closest('#assets') !== null"):
+            break
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "/console/assets/" in page.url

@@ -38,11 +38,12 @@ async def test_communications_add_up_batches_and_filter_by_function(
     with session_scope(engine) as session:
         record_communications(session, [_seen("127.40.1.5", "read", at=0, packets=3)])
     with session_scope(engine) as session:
-        created = record_communications(
+        recorded = record_communications(
             session,
             [_seen("127.40.1.5", "read", at=5, packets=2), _seen("127.40.1.6", "write", at=6)],
         )
-    assert len(created) == 1  # the read conversation was already on the map
+    # The read conversation was already on the map; its client is no new talker either.
+    assert [(r.new, r.new_talker) for r in recorded] == [(False, False), (True, True)]
     body = (await client.get("/api/v1/communications", params={"function": "read"})).json()
     (read,) = body["items"]
     assert read["packets"] == 5

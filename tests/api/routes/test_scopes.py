@@ -1,8 +1,15 @@
 """GET/POST /api/v1/scopes."""
 
 import httpx
+from sqlalchemy import Engine
+from sqlmodel import Session
 
+from cybermission.auth.models import Role
+from cybermission.config import Settings
+from cybermission.scans.models import Scope
+from cybermission.scans.scopes import build_guard
 from tests.api.conftest import assert_problem
+from tests.api.world import World
 
 
 async def test_scopes_create_then_list(client: httpx.AsyncClient) -> None:
@@ -45,3 +52,36 @@ async def test_scopes_missing_cidrs_names_the_field(client: httpx.AsyncClient) -
     assert body["errors"] == [
         {"field": "cidrs", "in": "body", "message": "Field required", "type": "missing"}
     ]
+
+
+async def test_scopes_stored_invalid_scope_is_shown_then_fixed_or_deleted(
+    world_client: tuple[httpx.AsyncClient, World], engine: Engine, settings: Settings
+) -> None:
+    """A scope stored before the input boundary (NAT64) is flagged by the next guard, shown with
+    its reason to its organisation, and its admin can fix (PATCH) or delete it."""
+    client, world = world_client
+    a = world.orgs["a"]
+    with Session(engine) as session:
+        rows = [
+            Scope(name=name, cidrs=[cidr], site_id=a.site, organization_id=a.organization)
+            for name, cidr in (("old-nat64", "64:ff9b::/96"), ("old-mapped", "::ffff:0:0/96"))
+        ]
+        session.add_all(rows)
+        session.flush()
+        ids = [row.id for row in rows]
+        build_guard(session, settings, organization_id=a.organization)
+        session.commit()
+    admin = world.auth(Role.ADMIN, "a")
+    listed = {s["name"]: s for s in (await client.get("/api/v1/scopes", headers=admin)).json()}
+    assert "64:ff9b::/96" in listed["old-nat64"]["invalid_reason"]
+    assert "::ffff:0:0/96" in listed["old-mapped"]["invalid_reason"]
+    assert listed["scope-a"]["invalid_reason"] is None
+    fixed = await client.patch(
+        f"/api/v1/scopes/{ids[0]}", json={"cidrs": ["127.40.1.0/25"]}, headers=admin
+    )
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json()["invalid_reason"] is None
+    gone = await client.delete(f"/api/v1/scopes/{ids[1]}", headers=admin)
+    assert gone.status_code == 204, gone.text
+    names = {s["name"] for s in (await client.get("/api/v1/scopes", headers=admin)).json()}
+    assert names == {"scope-a", "old-nat64"}

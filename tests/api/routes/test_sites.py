@@ -49,3 +49,24 @@ async def test_sites_other_organisation_is_not_found(
         headers=world.auth(Role.ADMIN, "a"),
     )
     assert_problem(response, 404, "not-found")
+
+
+async def test_sites_slug_of_another_organisation_is_free_and_own_is_409(
+    world_client: tuple[httpx.AsyncClient, World],
+) -> None:
+    client, world = world_client
+    a = world.orgs["a"].organization
+    admin_a = world.auth(Role.ADMIN, "a")
+    # "site-b" is organisation B's slug: A may use it too, and learns nothing of B.
+    taken_elsewhere = await client.post(
+        "/api/v1/sites",
+        json={"organization_id": a, "slug": "site-b", "name": "B?"},
+        headers=admin_a,
+    )
+    assert taken_elsewhere.status_code == 201, taken_elsewhere.text
+    again = await client.post(
+        "/api/v1/sites",
+        json={"organization_id": a, "slug": "site-b", "name": "B?"},
+        headers=admin_a,
+    )
+    assert_problem(again, 409, "conflict")
