@@ -10,9 +10,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from sqlmodel import Session, select
 
 from api.app import create_app
 from cybermission.config import Settings
+from cybermission.events import Event, EventKind
 from tests.api.conftest import AUTH, BASE_URL
 from tests.api.territory_walk import walk
 from tests.api.territory_world import PLAN, TerritoryWorld, build_territory
@@ -196,3 +198,69 @@ async def test_territory_whole_api_walked_as_coordinator_names_no_unshared_devic
     }
     # The one organisation that shared: its devices are there to read.
     assert any(grid.devices[0] in k or k.endswith(f"{grid.id}/devices") for k in successes)
+
+
+async def test_territory_coordinator_opens_a_protocol_campaign_each_organisation_told_its_own(
+    territory: tuple[httpx.AsyncClient, TerritoryWorld, FastAPI], engine: Engine
+) -> None:
+    client, world, _ = territory
+    north = world.members["water-north"]
+    body = {"kind": "protocol", "subject": "bacnet", "title": "BACnet exposure"}
+    refused = await client.post(
+        "/api/v1/territory/campaigns", json=body, headers=world.auth(north.admin)
+    )
+    assert refused.status_code == 403
+    opened = await client.post(
+        "/api/v1/territory/campaigns", json=body, headers=world.auth(world.coordinator)
+    )
+    assert opened.status_code == 201, opened.text
+    campaign = opened.json()
+    # BACnet findings: only the hospital's (water-south's and grid's BACnet devices have none).
+    assert campaign["organizations_notified"] == "withheld"
+    assert campaign["now"]["findings_active"] == "withheld"
+    hospital = world.members["hospital"]
+    own = (await client.get("/api/v1/campaigns", headers=world.auth(hospital.viewer))).json()
+    assert [(c["subject"], c["devices_active"]) for c in own] == [("bacnet", hospital.devices)]
+    assert (await client.get("/api/v1/campaigns", headers=world.auth(north.viewer))).json() == []
+    with Session(engine) as session:
+        events = session.exec(select(Event).where(Event.kind == EventKind.CAMPAIGN_OPENED)).all()
+    assert [(e.organization_id, [d["id"] for d in e.payload["devices"]]) for e in events] == [
+        (hospital.id, hospital.devices)
+    ]
+    # Opening it again tells nobody twice.
+    again = await client.post(
+        "/api/v1/territory/campaigns", json=body, headers=world.auth(world.coordinator)
+    )
+    assert again.json()["id"] == campaign["id"]
+    with Session(engine) as session:
+        assert len(session.exec(select(Event)).all()) == 1
+
+
+async def test_territory_vendor_campaign_counts_every_organisation_and_withholds_singles(
+    territory: tuple[httpx.AsyncClient, TerritoryWorld, FastAPI],
+) -> None:
+    client, world, _ = territory
+    opened = await client.post(
+        "/api/v1/territory/campaigns",
+        json={"kind": "vendor", "subject": "ACME"},
+        headers=world.auth(world.coordinator),
+    )
+    assert opened.status_code == 201, opened.text
+    now = opened.json()["now"]
+    plans = [devices for _, devices in PLAN.values()]
+    assert now["findings_active"] == sum(len(s) for devices in plans for _, _, s in devices)
+    assert now["devices_affected"] == sum(1 for devices in plans for _, _, s in devices if s)
+    assert now["organizations_affected"] == len(PLAN)
+    detail = (
+        await client.get(
+            f"/api/v1/territory/campaigns/{opened.json()['id']}",
+            headers=world.auth(world.coordinator),
+        )
+    ).json()
+    sectors = detail["progress"][-1]["sectors"]
+    assert sectors["water"]["organizations_affected"] == 3
+    assert sectors["health"]["organizations_affected"] == "withheld"
+    listed = (
+        await client.get("/api/v1/territory/campaigns", headers=world.auth(world.coordinator))
+    ).json()
+    assert [c["subject"] for c in listed] == ["ACME"]
