@@ -17,11 +17,13 @@ from api.console import schedules as console_schedules
 from api.console import sites as console_sites
 from api.deps import authenticate
 from api.errors import install_error_handlers
+from api.openapi import install_openapi, operation_id
 from api.routes import (
     advisories,
     alerts,
     allocations,
     assets,
+    campaigns,
     communications,
     dashboard,
     docs,
@@ -35,6 +37,7 @@ from api.routes import (
     scans,
     schedules,
     scopes,
+    territory,
     tokens,
 )
 from cybermission import __version__
@@ -138,6 +141,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -173,6 +177,8 @@ def create_app(
         schedules,
         alerts,
         dashboard,
+        territory,
+        campaigns,
     ):
         v1.include_router(module.router)
     app.include_router(
@@ -183,4 +189,5 @@ def create_app(
             422: {"description": "Invalid request (problem details)"},
         },
     )
+    install_openapi(app)
     return app

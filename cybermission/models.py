@@ -16,10 +16,12 @@ from cybermission.inventory.models import (
     Manufacturer,
     Service,
 )
+from cybermission.metric_counters import MetricCounter
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanRunHost, ScanStatus, Scope
 from cybermission.scans.schedules import Schedule, ScheduleAudit, ScheduleRun
 from cybermission.sensors.models import Chunk, ChunkPart, RejectedPart, Sensor
 from cybermission.sites.models import Allocation, Organization, Site, Zone, ZoneExposure
+from cybermission.territory.models import Campaign, CampaignNotice, CoordinatorShare
 
 __all__ = [
     "AlertChannel",
@@ -27,11 +29,14 @@ __all__ = [
     "Allocation",
     "ApiToken",
     "BrowserSession",
+    "Campaign",
+    "CampaignNotice",
     "ChangeEvent",
     "ChangeKind",
     "Chunk",
     "ChunkPart",
     "Communication",
+    "CoordinatorShare",
     "Criticality",
     "Delivery",
     "Device",
@@ -43,6 +48,7 @@ __all__ = [
     "IPAddress",
     "Interface",
     "Manufacturer",
+    "MetricCounter",
     "ObservationRecord",
     "Organization",
     "OutboxCursor",

@@ -44,6 +44,7 @@ def get_advisories(
 @router.post(
     "/match",
     summary="Which advisories affect these devices (before any scan)",
+    operation_id="matchAdvisories",
     responses={422: {"description": "A malformed identity, or more than 1,000"}},
 )
 def post_match(

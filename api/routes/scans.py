@@ -72,6 +72,7 @@ def install_scan_tasks(app: FastAPI, *, engine: Engine, settings: Settings) -> S
     "",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Start a scan; it runs in the background",
+    operation_id="startScan",
     responses={
         403: {"description": "A target lies outside the authorised scopes; nothing was stored"},
         422: {"description": "Malformed targets or ports"},

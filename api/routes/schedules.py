@@ -144,6 +144,7 @@ def _run_now(
     "/{schedule_id}/run",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Run now: the window is waived, blackouts and overlap are not; says what it did",
+    operation_id="runScheduleNow",
 )
 async def post_run_now(
     schedule_id: ScheduleId,

@@ -14,19 +14,21 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from ipaddress import IPv4Address, ip_address
+from ipaddress import ip_address
 from typing import Any, Literal, Protocol
 
 import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from pydantic import BaseModel, Field, HttpUrl
+from pydantic import BaseModel, Field, HttpUrl, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from cybermission import __version__
+from cybermission.alerts.cef import format_cef
 from cybermission.alerts.models import AlertChannel, ChannelKind
+from cybermission.alerts.tls import TlsOptions, client_context
 from cybermission.errors import CybermissionError, ValidationError
-from cybermission.events import FINDING_EVENT_KINDS, Event, EventKind
+from cybermission.events import Event
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +38,6 @@ EVENT_HEADER = "X-Cybermission-Event"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 SEVERITY_ORDER: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
-# CEF severity is 0-10 (Implementing ArcSight CEF, "Header Information": 0-3 low, 4-6 medium,
-# 7-8 high, 9-10 very high).
-CEF_SEVERITY = {"info": 1, "low": 3, "medium": 5, "high": 8, "critical": 10}
-# Events without a severity of their own.
-CEF_KIND_SEVERITY = {"scan.failed": 7, "service.opened": 4, "asset.changed": 4}
 # RFC 5424 §6.2.1 severities: 2 critical, 3 error, 4 warning, 5 notice, 6 informational.
 SYSLOG_SEVERITY = {"critical": 2, "high": 3, "medium": 4, "low": 5, "info": 6}
 
@@ -60,22 +57,65 @@ class WebhookConfig(BaseModel):
     timeout_s: float = Field(default=10.0, gt=0, le=120)
 
 
-class SyslogConfig(BaseModel):
+# Standard ports: syslog 514 (RFC 5426), syslog over TLS 6514 (RFC 5425 §4.1); MQTT 1883, and
+# 8883 over TLS (MQTT 5.0 §4.2).
+SYSLOG_PORTS = {"udp": 514, "tcp": 514, "tls": 6514}
+MQTT_PORTS = {False: 1883, True: 8883}
+
+
+def _default_port(data: Any, port: int) -> Any:
+    if isinstance(data, dict) and data.get("port") is None:
+        return {**data, "port": port}
+    return data
+
+
+class SyslogConfig(TlsOptions):
+    """``transport`` tls: RFC 5425 (TLS, octet-counted frames); the TLS options need it."""
+
     host: str = Field(min_length=1, max_length=255)
-    port: int = Field(default=514, ge=1, le=65535)
-    transport: Literal["udp", "tcp"] = "udp"
+    port: int = Field(ge=1, le=65535)
+    transport: Literal["udp", "tcp", "tls"] = "udp"
     facility: int = Field(default=16, ge=0, le=23)  # 16 = local0 (RFC 5424 §6.2.1)
     timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # The name the collector's certificate must carry, when ``host`` is not it (an address).
+    server_name: str | None = Field(default=None, min_length=1, max_length=255)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _port(cls, data: Any) -> Any:
+        transport = data.get("transport", "udp") if isinstance(data, dict) else "udp"
+        return _default_port(data, SYSLOG_PORTS.get(transport, 514))
+
+    @model_validator(mode="after")
+    def _tls_needs_tls(self) -> "SyslogConfig":
+        if self.transport != "tls" and (self.tls_options_given() or self.server_name):
+            raise ValueError("the TLS options need transport tls")
+        return self
 
 
-class MqttConfig(BaseModel):
+class MqttConfig(TlsOptions):
+    """``tls`` true: MQTT over TLS, the broker's certificate checked against ``host``."""
+
     host: str = Field(min_length=1, max_length=255)
-    port: int = Field(default=1883, ge=1, le=65535)
+    port: int = Field(ge=1, le=65535)
+    tls: bool = False
     topic_prefix: str = Field(default="cybermission", min_length=1, max_length=200)
     qos: Literal[0, 1, 2] = 1
     username: str | None = Field(default=None, max_length=200)
     password: str | None = Field(default=None, max_length=200)
     timeout_s: float = Field(default=5.0, gt=0, le=120)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _port(cls, data: Any) -> Any:
+        tls = bool(data.get("tls", False)) if isinstance(data, dict) else False
+        return _default_port(data, MQTT_PORTS[tls])
+
+    @model_validator(mode="after")
+    def _tls_needs_tls(self) -> "MqttConfig":
+        if not self.tls and self.tls_options_given():
+            raise ValueError("the TLS options need tls true")
+        return self
 
 
 _CONFIGS: dict[ChannelKind, type[BaseModel]] = {
@@ -84,7 +124,7 @@ _CONFIGS: dict[ChannelKind, type[BaseModel]] = {
     ChannelKind.MQTT: MqttConfig,
 }
 # Config keys the API never shows back.
-SECRET_KEYS = frozenset({"secret", "password"})
+SECRET_KEYS = frozenset({"secret", "password", "client_key_pem"})
 
 
 def validate_channel_config(kind: ChannelKind, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,111 +202,9 @@ class WebhookSender:
         raise DeliveryError(f"webhook: HTTP {response.status_code}", permanent=not retryable)
 
 
-def _cef_header(value: object) -> str:
-    # CEF header fields escape backslash and pipe ("Character Encoding" section of the spec).
-    return (
-        str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-    )
-
-
-def _cef_value(value: object) -> str:
-    # Extension values escape backslash, equals and line breaks (same section).
-    return (
-        str(value)
-        .replace("\\", "\\\\")
-        .replace("=", "\\=")
-        .replace("\r\n", "\\n")
-        .replace("\n", "\\n")
-        .replace("\r", "\\r")
-    )
-
-
-def _techniques(payload: Mapping[str, Any]) -> str | None:
-    raw = payload.get("attack_techniques", payload.get("attack"))
-    if isinstance(raw, str):
-        return raw
-    if isinstance(raw, list) and raw:
-        return ",".join(str(t) for t in raw)
-    return None
-
-
-def _event_name(event: Event) -> str:
-    payload = event.payload
-    if event.kind in FINDING_EVENT_KINDS:
-        title = str(payload.get("title") or payload.get("rule_id") or event.kind)
-        # A change of state says which: "finding.resolved: Modbus reachable".
-        return title if event.kind == EventKind.FINDING_CREATED else f"{event.kind}: {title}"
-    if event.kind.startswith("asset.") or event.kind.startswith("service."):
-        what = " ".join(str(payload[k]) for k in ("vendor", "model") if payload.get(k))
-        field = f" {payload['field']}" if payload.get("field") else ""
-        return f"{event.kind}{field}: {what or payload.get('device_id', '')}".strip()
-    return f"{event.kind}: {payload.get('status', '')}".strip()
-
-
-def format_cef(event: Event, *, idempotency_key: str) -> str:
-    """One CEF:0 line: header, then the extension a SIEM maps (dst, rule, score, technique)."""
-    payload = event.payload
-    is_finding = event.kind in FINDING_EVENT_KINDS
-    signature = payload.get("rule_id") if is_finding and payload.get("rule_id") else event.kind
-    severity = CEF_SEVERITY.get(event.severity or "", CEF_KIND_SEVERITY.get(event.kind, 3))
-    ext: list[tuple[str, object]] = [
-        ("rt", int(event.at.timestamp() * 1000)),
-        ("cat", event.kind),
-        ("externalId", event.id),
-    ]
-    address = payload.get("address")
-    if isinstance(address, str) and address:
-        try:
-            is_v4 = isinstance(ip_address(address), IPv4Address)
-        except ValueError:
-            is_v4 = False
-        # dst is IPv4 only in the CEF dictionary; anything else goes to dhost.
-        ext.append(("dst" if is_v4 else "dhost", address))
-    if payload.get("port") is not None:
-        ext.append(("dpt", payload["port"]))
-    if payload.get("protocol"):
-        ext.append(("app", payload["protocol"]))
-    if payload.get("device_id"):
-        ext.append(("deviceExternalId", payload["device_id"]))
-    if is_finding:
-        ext += [("cs1Label", "rule"), ("cs1", payload.get("rule_id", ""))]
-        if payload.get("score") is not None:
-            ext += [("cfp1Label", "score"), ("cfp1", payload["score"])]
-        cves = payload.get("cves")
-        if isinstance(cves, list) and cves:
-            # The advisory's CVE ids, CVSS base score and KEV flag (findings/payloads.py).
-            ext += [("cs6Label", "cve"), ("cs6", ",".join(str(c) for c in cves))]
-            if payload.get("cvss_score") is not None:
-                ext += [("cfp2Label", "cvss"), ("cfp2", payload["cvss_score"])]
-            ext += [("cn1Label", "kev"), ("cn1", 1 if payload.get("kev") else 0)]
-            if payload.get("advisory_id"):
-                ext += [("flexString1Label", "advisory"), ("flexString1", payload["advisory_id"])]
-    technique = _techniques(payload)
-    if technique:
-        ext += [("cs2Label", "attackForIcsTechnique"), ("cs2", technique)]
-    if event.organization_id:
-        ext += [("cs3Label", "organization"), ("cs3", event.organization_id)]
-    if event.site_id:
-        ext += [("cs4Label", "site"), ("cs4", event.site_id)]
-    ext += [("cs5Label", "idempotencyKey"), ("cs5", idempotency_key)]
-    ext.append(("msg", _event_name(event)))
-    header = "|".join(
-        _cef_header(v)
-        for v in (
-            "CEF:0",
-            "cybermission",
-            "cybermission",
-            __version__,
-            signature,
-            _event_name(event),
-            severity,
-        )
-    )
-    return header + "|" + " ".join(f"{k}={_cef_value(v)}" for k, v in ext)
-
-
 class SyslogSender:
-    """RFC 5424 syslog carrying CEF: one datagram over UDP, LF-framed over TCP (RFC 6587 §3.4.2)."""
+    """RFC 5424 syslog carrying CEF: one datagram over UDP, LF-framed over TCP (RFC 6587 §3.4.2),
+    octet-counted over TLS (RFC 5425 §4.3: ``MSG-LEN SP SYSLOG-MSG``)."""
 
     def __init__(self, config: SyslogConfig) -> None:
         self._config = config
@@ -288,8 +226,14 @@ class SyslogSender:
                     sock.sendto(message, address)
                 return
             with socket.create_connection(address, timeout=self._config.timeout_s) as sock:
-                sock.sendall(message + b"\n")
-        except OSError as exc:
+                if self._config.transport == "tcp":
+                    sock.sendall(message + b"\n")
+                    return
+                # The name is checked (certificate SAN), an address as an IP SAN.
+                name = self._config.server_name or self._config.host
+                with client_context(self._config).wrap_socket(sock, server_hostname=name) as tls:
+                    tls.sendall(b"%d " % len(message) + message)
+        except OSError as exc:  # ssl.SSLError included: a certificate refused, a handshake failed
             raise DeliveryError(f"syslog: {exc.__class__.__name__}: {exc}") from exc
 
 
@@ -319,6 +263,8 @@ class MqttSender:
         if self._config.username:
             client.username_pw_set(self._config.username, self._config.password)
         try:
+            if self._config.tls:
+                client.tls_set_context(client_context(self._config))
             client.connect(self._config.host, self._config.port, keepalive=30)
             client.loop_start()
             try:

@@ -90,6 +90,10 @@ class Delivery(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+# The delivery worker's cursor over the event log.
+ALERTS_CURSOR = "alerts"
+
+
 class OutboxCursor(SQLModel, table=True):
     """How far a reader of the event log got: deliveries are planned after ``last_event_id``."""
 

@@ -10,11 +10,13 @@ from sqlmodel import Session, col, delete, select
 
 from cybermission.alerts.channels import SEVERITY_ORDER, validate_channel_config
 from cybermission.alerts.models import (
+    ALERTS_CURSOR,
     AlertChannel,
     AlertPolicy,
     ChannelKind,
     Delivery,
     DeliveryStatus,
+    OutboxCursor,
 )
 from cybermission.db import utcnow
 from cybermission.errors import ConflictError, ValidationError
@@ -297,3 +299,15 @@ def oldest_pending_by_channel(*, session: Session) -> list[tuple[str, datetime]]
         .group_by(col(AlertChannel.name))
     )
     return [(name, at) for name, at in session.exec(query) if at is not None]
+
+
+def outbox_backlog(*, session: Session) -> tuple[int, int]:
+    """(events stored after the delivery worker's cursor, event ids it still waits for in gaps):
+    what the outbox has not planned yet. Before the worker's first pass every event is behind."""
+    cursor = session.get(OutboxCursor, ALERTS_CURSOR)
+    after = cursor.last_event_id if cursor is not None else 0
+    behind = session.exec(
+        select(func.count()).select_from(Event).where(col(Event.id) > after)
+    ).one()
+    waited = sum(int(last) - int(first) + 1 for first, last, *_ in (cursor.gaps if cursor else []))
+    return int(behind), waited

@@ -35,6 +35,7 @@ from sqlmodel import Session, col, select
 
 from cybermission.alerts.channels import DeliveryError, Sender, build_sender
 from cybermission.alerts.models import (
+    ALERTS_CURSOR,
     AlertChannel,
     AlertPolicy,
     Delivery,
@@ -54,12 +55,18 @@ from cybermission.config import AlertSettings, load_settings
 from cybermission.db import create_db_engine, session_scope, utcnow
 from cybermission.events import Event, events_after
 from cybermission.locks import ProcessLock
+from cybermission.metric_counters import increment
 
 logger = logging.getLogger(__name__)
 
-CURSOR_NAME = "alerts"
+CURSOR_NAME = ALERTS_CURSOR
 LOCK_NAME = "cybermission-alerts-worker"
 _DEFAULTS = AlertSettings()
+# Monotonic counters in the store (cybermission/metric_counters.py), by channel name as the
+# /metrics gauges are: planned deliveries, attempts by outcome, dead letters.
+PLANNED = "cybermission_alert_deliveries_planned"
+ATTEMPTS = "cybermission_alert_delivery_attempts"
+DEAD_LETTERS = "cybermission_alert_dead_letters"
 
 
 @dataclass(frozen=True)
@@ -190,6 +197,7 @@ class DeliveryWorker:
                     )
                 )
                 created += 1
+                increment(session, PLANNED, {"channel": channels[channel_id].name})
         return created
 
     # -- step 2: sending ----------------------------------------------------------------------
@@ -253,6 +261,11 @@ class DeliveryWorker:
                 return False
             delivery.attempts += 1
             session.add(delivery)
+            channel = session.get(AlertChannel, delivery.channel_id)
+            outcome = "delivered" if error is None else "refused" if error.permanent else "failed"
+            increment(
+                session, ATTEMPTS, {"channel": channel.name if channel else "", "outcome": outcome}
+            )
             if error is None:
                 if delivery.attempts > 1:
                     # The receiver is back: the queue held behind this delivery follows now.
@@ -281,7 +294,10 @@ class DeliveryWorker:
             delay = timedelta(seconds=backoff_s(delivery.attempts, self.options, self._rng))
             give_up_at = delivery.retry_from + horizon
             if now >= give_up_at:
-                self._dead_letter(session, delivery, now=now, horizon=horizon, delay=delay)
+                behind = self._dead_letter(session, delivery, now=now, horizon=horizon, delay=delay)
+                increment(
+                    session, DEAD_LETTERS, {"channel": channel.name if channel else ""}, 1 + behind
+                )
                 return False
             # The last attempt falls on the horizon itself, not up to one back-off after it.
             delivery.next_attempt_at = min(now + delay, give_up_at)
@@ -303,9 +319,10 @@ class DeliveryWorker:
         now: datetime,
         horizon: timedelta,
         delay: timedelta,
-    ) -> None:
+    ) -> int:
         """The head spent its horizon: it, and those behind it that waited as long, become dead
-        letters; the rest of the queue keeps waiting out the channel's back-off."""
+        letters; the rest of the queue keeps waiting out the channel's back-off. Returns how many
+        behind it became dead letters."""
         delivery.status = DeliveryStatus.DEAD_LETTER
         delivery.dead_lettered_at = now
         # Set-based: a long outage leaves thousands queued. The head itself is excluded, so the
@@ -341,6 +358,7 @@ class DeliveryWorker:
                 "error": delivery.last_error,
             },
         )
+        return int(behind)
 
     def run_once(self) -> tuple[int, int]:
         """One plan then one send pass: (deliveries planned, deliveries attempted)."""

@@ -33,6 +33,7 @@ from cybermission.scans.recording import (
     run_state,
     store_batch,
 )
+from cybermission.scans.run_metrics import count_run_started
 from cybermission.traffic import Conversation
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class PassiveRecorder:
             )
             session.add(run)
             session.flush()
+            count_run_started(session)
             self.state: RunState = run_state(session, settings, run.id)
         self.source = source
         self.addresses: set[str] = set()
@@ -134,6 +136,11 @@ class PassiveRecorder:
             first_seen_at=conversation.first_seen_at,
             last_seen_at=conversation.last_seen_at,
         )
+
+    def fail(self, reason: str) -> ScanRun:
+        """End the run as failed (the capture could not start): ``reason`` says why."""
+        self.state.add_errors([{"target": self.source, "stage": "listen", "error": reason}])
+        return finish_run(self.engine, self.state, ScanStatus.FAILED, reason=reason)
 
     def finish(self, problems: Sequence[str] = ()) -> ScanRun:
         """End the run; ``problems`` (damage met, a capture that stopped) make it partial."""

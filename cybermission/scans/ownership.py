@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 from cybermission.db import session_scope, utcnow
 from cybermission.events import EventKind, record_event
 from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.run_metrics import count_run_ended
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ def close_abandoned_run(
     # Reassign (not append): JSON columns only notice a new value.
     run.errors = [*run.errors, {"target": None, "stage": "run", "error": reason[:500]}]
     session.add(run)
+    count_run_ended(session, run)
     record_event(
         session,
         ended_event_kind(status),

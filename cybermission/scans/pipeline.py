@@ -54,6 +54,7 @@ from cybermission.scans.recording import (
     write_batches,
 )
 from cybermission.scans.resume import FinishedHosts, finished_hosts
+from cybermission.scans.run_metrics import count_run_started
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.sweep import SCOPE_ERROR_PREFIX, HostResult
 from cybermission.scans.sweep_handoff import identify_paced
@@ -121,6 +122,8 @@ def _begin(
         resumed = run.started_at is not None
         run.status = ScanStatus.RUNNING
         run.started_at = run.started_at or now
+        # Each start counts, a resume's too: started minus finished is what is running.
+        count_run_started(session)
         claim_run(run, owner, now=now)
         expire_acceptances(session, now=now, place_of=finding_places(session=session))
         return _Begun(
@@ -213,7 +216,9 @@ async def execute_scan(
         )
         connector = Connector(guard, pacer=gate, shared_udp=True)
         writing = asyncio.create_task(
-            write_batches(engine, state, queue, retry_s=settings.runs.store_retry_s)
+            write_batches(
+                engine, state, queue, retry_s=settings.runs.store_retry_s, runs=settings.runs
+            )
         )
         # A writer that dies stops the probing side at once: nothing waits on a full queue.
         writing.add_done_callback(lambda task: _writer_ended(task, scan_run_id, control))

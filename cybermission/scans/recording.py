@@ -7,6 +7,7 @@ hosts so the event loop keeps connecting while the store commits in a thread.
 """
 
 import asyncio
+import functools
 import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from cybermission.config import Settings
+from cybermission.config import RunSettings, Settings
 from cybermission.db import insert_values, new_id, session_scope, utcnow
 from cybermission.errors import CybermissionError
 from cybermission.events import EventBatch, EventKind, record_event
@@ -28,6 +29,7 @@ from cybermission.inventory.absence import record_absences
 from cybermission.inventory.batch import HostSeen, InventoryCache, reconcile_hosts
 from cybermission.inventory.identity import ServiceSeen
 from cybermission.inventory.models import ChangeEvent, ChangeKind, Device
+from cybermission.inventory.queries import list_addresses_by_device
 from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.scans.judging import judge_device, observation_subject, rule_drafts
@@ -36,9 +38,11 @@ from cybermission.scans.ownership import ended_event_kind
 from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
-from cybermission.scans.resume import record_finished_hosts
+from cybermission.scans.resume import record_finished_hosts, skip_recorded_hosts
+from cybermission.scans.run_metrics import count_run_ended
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.skipped import SKIPPED_STAGE, SkippedAddresses
+from cybermission.scans.spool import RunSpool, SpooledWriter
 from cybermission.scans.targets import target_membership
 from cybermission.store_faults import retry_transient
 
@@ -145,9 +149,17 @@ def run_state(
     )
 
 
-def store_batch(engine: Engine, state: RunState, reports: Sequence[HostReport]) -> None:
-    """Write one batch of hosts in one transaction: observations, inventory, findings."""
+def store_batch(
+    engine: Engine, state: RunState, reports: Sequence[HostReport], *, skip_recorded: bool = False
+) -> None:
+    """Write one batch of hosts in one transaction: observations, inventory, findings.
+
+    ``skip_recorded`` (a batch written again after an error): hosts the run already recorded
+    (their commit succeeded, its answer was lost) are not written twice.
+    """
     with session_scope(engine) as session:
+        if skip_recorded:
+            reports = skip_recorded_hosts(session, state, reports)
         store_reports(session, state, reports)
         run = session.get(ScanRun, state.run_id)
         if run is not None:
@@ -210,7 +222,9 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
     for report, placement, result in zip(reports, placements, results, strict=True):
         if not report.errors:
             state.clean_devices.add(result.device.id)
-        _record_asset_events(events, state, result.device, result.is_new, result.events)
+        _record_asset_events(
+            events, state, result.device, result.is_new, result.events, address=report.address
+        )
         for observation in report.observations:
             service = result.services.get(
                 (observation.port, str(observation.transport), observation.protocol)
@@ -308,11 +322,15 @@ def _record_asset_events(
     device: Device,
     is_new: bool,
     changes: Sequence[ChangeEvent],
+    *,
+    address: str | None,
 ) -> None:
-    """Tell the event log (alerting's outbox) what the inventory learnt about one device."""
+    """Tell the event log (alerting's outbox) what the inventory learnt about one device, at
+    ``address`` (where it answered, or its first known address: a SIEM's destination)."""
     where = {"organization_id": device.organization_id, "site_id": device.site_id}
     asset = {
         "device_id": device.id,
+        "address": address,
         "name": device.name,
         "vendor": device.vendor,
         "model": device.model,
@@ -350,18 +368,31 @@ async def write_batches(
     queue: asyncio.Queue[HostReport | None],
     *,
     retry_s: float = 60.0,
+    runs: RunSettings | None = None,
 ) -> None:
     """Write the queued hosts in batches until the ``None`` that ends the run.
 
     A transient store error (lost connection, SQLite busy, serialisation failure) is retried with
-    back-off for up to ``retry_s``; a permanent one (disk full, schema mismatch) or one that
-    lasts raises at once: the run's owner stops probing and fails the run with the reason.
+    back-off for up to ``retry_s``; with ``runs``, batches the store cannot take for
+    ``runs.spool_after_s`` wait in the run's durable spool instead (``spool.py``) and the end
+    waits for them. A permanent error (disk full, schema mismatch), or a transient one that
+    outlasts the retries or the spool's wait, raises: the run's owner stops probing and fails
+    the run with the reason.
     """
+    writer = (
+        SpooledWriter(
+            functools.partial(_store_batch_retrying, engine, state),
+            RunSpool(runs.spool_dir, state.run_id),
+            runs,
+        )
+        if runs is not None
+        else None
+    )
     done = False
     while not done:
         first = await queue.get()
         if first is None:
-            return
+            break
         batch = [first]
         deadline = asyncio.get_running_loop().time() + WRITE_BATCH_WAIT_S
         while len(batch) < WRITE_BATCH_HOSTS:
@@ -378,22 +409,36 @@ async def write_batches(
                 done = True
                 break
             batch.append(item)
-        await asyncio.to_thread(_store_batch_retrying, engine, state, batch, retry_s)
+        if writer is not None:
+            await writer.write(batch)
+        else:
+            await asyncio.to_thread(_store_batch_retrying, engine, state, batch, retry_s)
         for report in batch:
             state.add_errors(report.errors)
             state.sent.update(report.sent)
         state.tick()
+    if writer is not None:
+        await writer.finish()
 
 
 def _store_batch_retrying(
-    engine: Engine, state: RunState, batch: Sequence[HostReport], retry_s: float
+    engine: Engine,
+    state: RunState,
+    batch: Sequence[HostReport],
+    retry_s: float,
+    skip_recorded: bool = False,
 ) -> None:
+    attempts = 0
+
     def attempt() -> None:
+        nonlocal attempts
+        attempts += 1
         # A failed transaction rolled the store back: the state it counted goes back too.
         observations, findings = state.progress.observations, state.progress.findings
         clean = set(state.clean_devices)
         try:
-            store_batch(engine, state, batch)
+            # Again after an error: the lost connection may have eaten a successful commit.
+            store_batch(engine, state, batch, skip_recorded=skip_recorded or attempts > 1)
         except BaseException:
             state.progress.observations, state.progress.findings = observations, findings
             state.clean_devices = clean
@@ -465,6 +510,7 @@ def _finish_run(engine: Engine, state: RunState, status: ScanStatus, reason: str
             )
         if complete:
             _record_absences(session, state, run)
+        count_run_ended(session, run)
         record_event(
             session,
             ended_event_kind(status),
@@ -544,11 +590,16 @@ def _record_absences(session: Session, state: RunState, run: ScanRun) -> None:
         if change.kind is ChangeKind.SERVICE_CLOSED:
             closed.setdefault(change.device_id, []).append(change)
     events = EventBatch()
+    addresses = list_addresses_by_device(
+        session=session, device_ids=[d.id for d in absences.unreachable]
+    )
     for device in absences.unreachable:
+        address = next(iter(addresses.get(device.id, [])), None)
         events.add(
             EventKind.ASSET_UNREACHABLE,
             payload={
                 "device_id": device.id,
+                "address": address,
                 "name": device.name,
                 "absent_scans": device.absent_scans,
             },
@@ -557,7 +608,9 @@ def _record_absences(session: Session, state: RunState, run: ScanRun) -> None:
             organization_id=device.organization_id,
             site_id=device.site_id,
         )
-        _record_asset_events(events, state, device, False, closed.get(device.id, []))
+        _record_asset_events(
+            events, state, device, False, closed.get(device.id, []), address=address
+        )
     events.write(session)
     if absences.unreachable and state.probes_run:
         resolve_absent(

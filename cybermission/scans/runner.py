@@ -19,6 +19,7 @@ from cybermission.scans.control import RunControl
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.pipeline import execute_scan
 from cybermission.scans.probing import ScanProgress
+from cybermission.scans.run_metrics import count_run_ended
 
 logger = logging.getLogger(__name__)
 
@@ -165,3 +166,4 @@ def _record_end(engine: Engine, scan_run_id: str, status: ScanStatus, reason: st
         # Reassign (not append): JSON columns only notice a new value.
         run.errors = [*run.errors, {"target": None, "stage": "pipeline", "error": reason[:500]}]
         session.add(run)
+        count_run_ended(session, run)

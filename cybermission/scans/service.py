@@ -100,16 +100,3 @@ def count_scan_runs_by_status(*, session: Session) -> list[tuple[ScanStatus, int
     """(status, runs) for every status that has any, across every organisation."""
     query = select(ScanRun.status, func.count()).group_by(col(ScanRun.status))
     return [(ScanStatus(status), count) for status, count in session.exec(query)]
-
-
-def list_scan_durations_s(*, session: Session, limit: int) -> list[float]:
-    """How long the latest ``limit`` finished runs took, in seconds, latest first."""
-    query = select(ScanRun.started_at, ScanRun.finished_at).where(
-        col(ScanRun.finished_at).is_not(None), col(ScanRun.started_at).is_not(None)
-    )
-    query = query.order_by(col(ScanRun.finished_at).desc()).limit(limit)
-    return [
-        (finished - started).total_seconds()
-        for started, finished in session.exec(query)
-        if started is not None and finished is not None
-    ]

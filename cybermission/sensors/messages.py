@@ -4,52 +4,7 @@ Both sides import this module: the sensor to publish results parts, the central 
 them back. It holds no store code (the probing side's import contract, pyproject).
 """
 
-from datetime import datetime
-from typing import Any
+# A host's report has one JSON form, kept beside HostReport (the pipeline's spool writes it too).
+from cybermission.scans.probing import report_from_json, report_to_json
 
-from cybermission.probes import Observation, Transport
-from cybermission.scans.probing import HostReport
-
-
-def report_from_json(data: dict[str, Any]) -> HostReport:
-    """A HostReport back from its JSON form (:func:`report_to_json`); KeyError/ValueError if bad."""
-    report = HostReport(
-        address=str(data["address"]), open_ports=tuple(int(p) for p in data["open_ports"])
-    )
-    for o in data["observations"]:
-        report.observations.append(
-            Observation(
-                probe=str(o["probe"]),
-                protocol=str(o["protocol"]),
-                address=str(o["address"]),
-                port=int(o["port"]),
-                transport=Transport(o["transport"]),
-                facts=dict(o["facts"]),
-                observed_at=datetime.fromisoformat(o["observed_at"]),
-            )
-        )
-    report.errors.extend(dict(e) for e in data.get("errors", []))
-    for probe, request, count in data.get("sent", []):
-        report.sent[(str(probe), str(request))] += int(count)
-    return report
-
-
-def report_to_json(report: HostReport) -> dict[str, Any]:
-    return {
-        "address": report.address,
-        "open_ports": list(report.open_ports),
-        "observations": [
-            {
-                "probe": o.probe,
-                "protocol": o.protocol,
-                "address": o.address,
-                "port": o.port,
-                "transport": str(o.transport),
-                "facts": o.facts,
-                "observed_at": o.observed_at.isoformat(),
-            }
-            for o in report.observations
-        ],
-        "errors": report.errors,
-        "sent": [[p, r, c] for (p, r), c in sorted(report.sent.items())],
-    }
+__all__ = ["report_from_json", "report_to_json"]

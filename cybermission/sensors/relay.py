@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.run_metrics import count_run_started
 from cybermission.sensors.broker import SCAN_TASK, publish_task
 from cybermission.sensors.models import Chunk, ChunkState
 from cybermission.sensors.service import finish_if_complete
@@ -83,6 +84,7 @@ def relay_outbox(engine: Engine, settings: Settings, *, limit: int = 500) -> int
             if run is not None and run.status is ScanStatus.QUEUED:
                 run.status = ScanStatus.RUNNING
                 run.started_at = utcnow()
+                count_run_started(session)
         sent += 1
     return sent
 

@@ -3,6 +3,7 @@ listeners (UDP and TCP) parsing CEF, and the machine's Mosquitto broker."""
 
 import json
 import socket
+import ssl
 import threading
 import uuid
 
@@ -102,6 +103,9 @@ def _check_cef(line: bytes, event: Event) -> None:
     assert header[6] == "10"
     assert ext["dst"] == "127.24.9.1"
     assert ext["dpt"] == "502"
+    # The asset's id is ours (flexString2); deviceExternalId would name the sender.
+    assert (ext["flexString2Label"], ext["flexString2"]) == ("assetId", "dev-0")
+    assert "deviceExternalId" not in ext
     assert ext["cs1Label"] == "rule"
     assert ext["cs1"] == "modbus-unauthenticated-reachable"
     assert ext["cfp1"] == "9.5"
@@ -167,7 +171,9 @@ def test_syslog_tcp_refused_is_a_delivery_error() -> None:
             SyslogSender(config).send(_event(), idempotency_key="1:a")
 
 
-def _subscribe(topic: str) -> tuple[mqtt.Client, list[mqtt.MQTTMessage], threading.Event]:
+def _subscribe(
+    topic: str, broker: tuple[str, int] = MOSQUITTO, tls: ssl.SSLContext | None = None
+) -> tuple[mqtt.Client, list[mqtt.MQTTMessage], threading.Event]:
     got: list[mqtt.MQTTMessage] = []
     ready = threading.Event()
     arrived = threading.Event()
@@ -186,10 +192,12 @@ def _subscribe(topic: str) -> tuple[mqtt.Client, list[mqtt.MQTTMessage], threadi
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
     client.on_message = on_message
+    if tls is not None:
+        client.tls_set_context(tls)
     try:
-        client.connect(*MOSQUITTO)
+        client.connect(*broker)
     except OSError as exc:
-        pytest.skip(f"Mosquitto on 127.0.0.1:1883 is not running ({exc})")
+        pytest.skip(f"Mosquitto on {broker[0]}:{broker[1]} is not running ({exc})")
     client.loop_start()
     assert ready.wait(5), "no SUBACK from Mosquitto"
     return client, got, arrived

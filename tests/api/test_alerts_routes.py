@@ -186,3 +186,16 @@ async def test_dead_letters_are_listed_counted_and_redelivered(
     assert http_receiver.received_keys()[-2:] == [f"{e.id}:{channel['id']}" for e in events]
     metrics = (await http.get("/metrics")).text
     assert 'cybermission_alert_deliveries{channel="soc",status="delivered"} 2.0' in metrics
+    # The counters: 2 planned; the head failed once (503), then both were dead-lettered;
+    # redelivered, both went through.
+    assert 'cybermission_alert_deliveries_planned_total{channel="soc"} 2.0' in metrics
+    attempts = 'cybermission_alert_delivery_attempts_total{channel="soc",outcome='
+    assert f'{attempts}"failed"}} 1.0' in metrics
+    assert f'{attempts}"delivered"}} 2.0' in metrics
+    # Deleting the channel deletes its deliveries: the gauges drop, the counters never do.
+    deleted = await http.delete(f"/api/v1/alert-channels/{channel['id']}", headers=AUTH)
+    assert deleted.status_code == 204
+    metrics = (await http.get("/metrics")).text
+    assert 'cybermission_alert_deliveries{channel="soc"' not in metrics
+    assert 'cybermission_alert_dead_letters_total{channel="soc"} 2.0' in metrics
+    assert f'{attempts}"delivered"}} 2.0' in metrics

@@ -95,8 +95,8 @@ def test_kill9_of_serve_mid_scan_is_closed_at_next_start_and_the_schedule_runs_a
         assert killed.reason is not None
         assert "is gone" in killed.reason
         metrics = httpx.get(f"{second.url}/metrics", timeout=scaled(30)).text
-        assert 'cybermission_scans{status="running"}' not in metrics
-        assert 'cybermission_scans{status="interrupted"} 1.0' in metrics
+        assert 'cybermission_scans_in_progress{status="running"} 0.0' in metrics
+        assert 'cybermission_scans_finished_total{status="interrupted"} 1.0' in metrics
         with second.client() as client:
             again = _run_now(client, schedule_id)
             assert again["outcome"] == "started", again  # never skipped_overlap by a dead run

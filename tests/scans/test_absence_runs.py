@@ -109,12 +109,14 @@ async def test_a_device_gone_offline_is_unreachable_after_two_complete_scans(
             ).all()
         ]
         assert sorted(changes) == sorted([ChangeKind.DEVICE_GONE, ChangeKind.SERVICE_CLOSED])
-        kinds = {
-            e.kind
+        about = [
+            e
             for e in session.exec(select(Event).where(Event.scan_run_id == last.id)).all()
             if e.subject_id == device_id
-        }
-        assert {EventKind.ASSET_UNREACHABLE, EventKind.SERVICE_CLOSED} <= kinds
+        ]
+        assert {EventKind.ASSET_UNREACHABLE, EventKind.SERVICE_CLOSED} <= {e.kind for e in about}
+        # Each names the address the device had (a SIEM's destination, CEF dst).
+        assert {e.payload["address"] for e in about} == {leaving.address}
         # The devices that stayed are untouched.
         stayed = _device_at(session, lab["modbus-plc-m340"].address)
         assert (stayed.absent_scans, stayed.unreachable_since) == (0, None)

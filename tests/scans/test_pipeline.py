@@ -268,6 +268,9 @@ async def test_execute_scan_logs_only_what_is_new_as_events(
     )
     assert unauthenticated.payload["attack_techniques"] == ["T0855", "T0836"]
     assert kinds.count(EventKind.ASSET_CREATED) == 1
+    # Where the asset answered, for a SIEM's destination (CEF dst).
+    created = next(e for e in after_first if e.kind is EventKind.ASSET_CREATED)
+    assert created.payload["address"] == target[0]
     assert kinds.count(EventKind.FINDING_CREATED) == first.findings > 0
     assert kinds[-1] is EventKind.SCAN_FINISHED
     await _scan(engine, settings, target)

@@ -122,8 +122,10 @@ async def test_metrics_route_exposes_each_sites_queue_sensor_chunks_buffer_and_r
     assert value("cybermission_site_rejected_parts", a, reason="foreign") == 1
     assert value("cybermission_site_rejected_parts", a, reason="duplicate") == 2
     assert value("cybermission_site_rejected_parts", b, reason="foreign") is None
-    # The store's own figures are still there beside the sites'.
-    assert samples[("cybermission_scans", (("status", "succeeded"),))] == 1
+    # The store's own figures are still there beside the sites': the run A's sensor did was
+    # counted as it started (relay) and as it ended (ingestion), like an embedded one.
+    assert samples[("cybermission_scans_finished_total", (("status", "succeeded"),))] == 1
+    assert samples[("cybermission_scans_started_total", ())] == 2  # B's run started too
 
 
 async def test_metrics_route_keeps_store_figures_when_the_broker_is_unreachable(
