@@ -84,7 +84,13 @@ def start_background(engine: Engine, settings: Settings, tasks: ScanTasks) -> Ba
         loop.call_soon_threadsafe(tasks.start, scan_run_id)
 
     # A site with an approved sensor scans there (chunks the central relay dispatches).
-    runner = ScheduleRunner(engine, settings=settings, launch=launch, plan_site=plan_site_scan)
+    runner = ScheduleRunner(
+        engine,
+        settings=settings,
+        launch=launch,
+        plan_site=plan_site_scan,
+        tick_s=settings.schedule_tick_s,
+    )
     worker = DeliveryWorker(engine, options=WorkerOptions.from_settings(settings.alerts))
     reaper = RunReaper(engine, settings.runs)
     # Runs a previous process left behind are closed before anything new starts.

@@ -221,6 +221,8 @@ class Settings(BaseSettings):
     # Consecutive complete scans of its scope that must miss a device (or an open port of a device
     # that answers) before it is marked unreachable (closed); one missed answer is not a departure.
     absent_after_scans: int = Field(default=2, ge=1, le=100)
+    # How often the scheduler leader asks the store what is due (and a lost leader is replaced).
+    schedule_tick_s: float = Field(default=15.0, gt=0)
     # The packaged rule packs by default; a site's own folders replace them (list both to add).
     rules_dirs: list[Path] = Field(default_factory=lambda: [packaged_rules_dir()])
     admin_token: Annotated[SecretStr | None, SECRET] = None

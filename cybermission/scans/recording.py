@@ -2,12 +2,10 @@
 findings, the event log (alerting's outbox), and the run's final row.
 
 The embedded pipeline and the sensors' central ingestion both write through
-:func:`store_reports` (SCALE-OUT.md: one code path); :func:`write_batches` batches a live run's
-hosts so the event loop keeps connecting while the store commits in a thread.
+:func:`store_reports` (SCALE-OUT.md: one code path); :mod:`~cybermission.scans.writing` batches a
+live run's hosts so the event loop keeps connecting while the store commits in a thread.
 """
 
-import asyncio
-import functools
 import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from cybermission.config import RunSettings, Settings
+from cybermission.config import Settings
 from cybermission.db import insert_values, new_id, session_scope, utcnow
 from cybermission.errors import CybermissionError
 from cybermission.events import EventBatch, EventKind, record_event
@@ -42,13 +40,11 @@ from cybermission.scans.resume import record_finished_hosts, skip_recorded_hosts
 from cybermission.scans.run_metrics import count_run_ended
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.skipped import SKIPPED_STAGE, SkippedAddresses
-from cybermission.scans.spool import RunSpool, SpooledWriter
 from cybermission.scans.targets import target_membership
 from cybermission.store_faults import retry_transient
 
 MAX_RUN_ERRORS = 500
 WRITE_BATCH_HOSTS = 64
-WRITE_BATCH_WAIT_S = 0.25
 
 
 @dataclass(slots=True)
@@ -360,91 +356,6 @@ def _record_asset_events(
             scan_run_id=state.run_id,
             **where,
         )
-
-
-async def write_batches(
-    engine: Engine,
-    state: RunState,
-    queue: asyncio.Queue[HostReport | None],
-    *,
-    retry_s: float = 60.0,
-    runs: RunSettings | None = None,
-) -> None:
-    """Write the queued hosts in batches until the ``None`` that ends the run.
-
-    A transient store error (lost connection, SQLite busy, serialisation failure) is retried with
-    back-off for up to ``retry_s``; with ``runs``, batches the store cannot take for
-    ``runs.spool_after_s`` wait in the run's durable spool instead (``spool.py``) and the end
-    waits for them. A permanent error (disk full, schema mismatch), or a transient one that
-    outlasts the retries or the spool's wait, raises: the run's owner stops probing and fails
-    the run with the reason.
-    """
-    writer = (
-        SpooledWriter(
-            functools.partial(_store_batch_retrying, engine, state),
-            RunSpool(runs.spool_dir, state.run_id),
-            runs,
-        )
-        if runs is not None
-        else None
-    )
-    done = False
-    while not done:
-        first = await queue.get()
-        if first is None:
-            break
-        batch = [first]
-        deadline = asyncio.get_running_loop().time() + WRITE_BATCH_WAIT_S
-        while len(batch) < WRITE_BATCH_HOSTS:
-            remaining = deadline - asyncio.get_running_loop().time()
-            try:
-                item = (
-                    queue.get_nowait()
-                    if remaining <= 0
-                    else await asyncio.wait_for(queue.get(), remaining)
-                )
-            except (TimeoutError, asyncio.QueueEmpty):
-                break
-            if item is None:
-                done = True
-                break
-            batch.append(item)
-        if writer is not None:
-            await writer.write(batch)
-        else:
-            await asyncio.to_thread(_store_batch_retrying, engine, state, batch, retry_s)
-        for report in batch:
-            state.add_errors(report.errors)
-            state.sent.update(report.sent)
-        state.tick()
-    if writer is not None:
-        await writer.finish()
-
-
-def _store_batch_retrying(
-    engine: Engine,
-    state: RunState,
-    batch: Sequence[HostReport],
-    retry_s: float,
-    skip_recorded: bool = False,
-) -> None:
-    attempts = 0
-
-    def attempt() -> None:
-        nonlocal attempts
-        attempts += 1
-        # A failed transaction rolled the store back: the state it counted goes back too.
-        observations, findings = state.progress.observations, state.progress.findings
-        clean = set(state.clean_devices)
-        try:
-            # Again after an error: the lost connection may have eaten a successful commit.
-            store_batch(engine, state, batch, skip_recorded=skip_recorded or attempts > 1)
-        except BaseException:
-            state.progress.observations, state.progress.findings = observations, findings
-            state.clean_devices = clean
-            raise
-
-    retry_transient(attempt, horizon_s=retry_s, what="store a batch of hosts")
 
 
 def finish_run(
