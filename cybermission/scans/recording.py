@@ -247,7 +247,7 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
         scan_run_id=state.run_id,
         drafts=drafts,
         now=now,
-        place_of=finding_places(session=session),
+        place_of=finding_places(session=session, devices=[r.device for r in results]),
     )
     state.progress.findings += len(recorded.created)
     events.write(session)
