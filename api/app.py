@@ -23,6 +23,7 @@ from api.routes import (
     alerts,
     allocations,
     assets,
+    campaigns,
     communications,
     dashboard,
     docs,
@@ -36,6 +37,7 @@ from api.routes import (
     scans,
     schedules,
     scopes,
+    territory,
     tokens,
 )
 from cybermission import __version__
@@ -82,7 +84,13 @@ def start_background(engine: Engine, settings: Settings, tasks: ScanTasks) -> Ba
         loop.call_soon_threadsafe(tasks.start, scan_run_id)
 
     # A site with an approved sensor scans there (chunks the central relay dispatches).
-    runner = ScheduleRunner(engine, settings=settings, launch=launch, plan_site=plan_site_scan)
+    runner = ScheduleRunner(
+        engine,
+        settings=settings,
+        launch=launch,
+        plan_site=plan_site_scan,
+        tick_s=settings.schedule_tick_s,
+    )
     worker = DeliveryWorker(engine, options=WorkerOptions.from_settings(settings.alerts))
     reaper = RunReaper(engine, settings.runs)
     # Runs a previous process left behind are closed before anything new starts.
@@ -175,6 +183,8 @@ def create_app(
         schedules,
         alerts,
         dashboard,
+        territory,
+        campaigns,
     ):
         v1.include_router(module.router)
     app.include_router(

@@ -149,6 +149,14 @@ class RunSettings(BaseModel):
     # tick, where it stopped, up to this many times; then, or with 0, the schedule's next run
     # starts over.
     scheduled_resumes: int = Field(default=3, ge=0)
+    # Results the store refuses with a transient error for ``spool_after_s`` wait in a durable
+    # local spool file under ``spool_dir`` (one per run, removed once written) while the run goes
+    # on; the spool is retried every ``spool_flush_s``, and the run's end waits for it up to
+    # ``spool_wait_s`` (then the run fails, its results still on disk).
+    spool_dir: Path = Path("var/spool")
+    spool_after_s: float = Field(default=5.0, ge=0)
+    spool_flush_s: float = Field(default=2.0, gt=0)
+    spool_wait_s: float = Field(default=3600.0, gt=0)
 
 
 class SensorSettings(BaseModel):
@@ -173,6 +181,13 @@ class AlertSettings(BaseModel):
     # for this long before the outbox presumes it rolled back.
     outbox_gap_grace_s: float = Field(default=600.0, gt=0)
     poll_s: float = Field(default=1.0, gt=0)
+
+
+class TerritorySettings(BaseModel):
+    """What the coordinator may see of the territory (cybermission/territory/README.md)."""
+
+    # An aggregate that fewer organisations than this hide a part of is withheld.
+    threshold: int = Field(default=3, ge=2, le=1000)
 
 
 class Settings(BaseSettings):
@@ -200,11 +215,14 @@ class Settings(BaseSettings):
     sensor: SensorSettings = Field(default_factory=SensorSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     runs: RunSettings = Field(default_factory=RunSettings)
+    territory: TerritorySettings = Field(default_factory=TerritorySettings)
     # Probes that may disturb a device (unit-id walk, ...) only run when named here.
     enabled_optional_probes: list[str] = Field(default_factory=list)
     # Consecutive complete scans of its scope that must miss a device (or an open port of a device
     # that answers) before it is marked unreachable (closed); one missed answer is not a departure.
     absent_after_scans: int = Field(default=2, ge=1, le=100)
+    # How often the scheduler leader asks the store what is due (and a lost leader is replaced).
+    schedule_tick_s: float = Field(default=15.0, gt=0)
     # The packaged rule packs by default; a site's own folders replace them (list both to add).
     rules_dirs: list[Path] = Field(default_factory=lambda: [packaged_rules_dir()])
     admin_token: Annotated[SecretStr | None, SECRET] = None

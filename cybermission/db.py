@@ -4,17 +4,21 @@ SQLite (WAL) is the embedded default under ``./var/``; PostgreSQL is selected by
 built at import time: call :func:`create_db_engine` with settings.
 """
 
+import copy
+import functools
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import DateTime, Engine, Table, event, insert, inspect, text
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import configure_mappers
+from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
@@ -117,6 +121,59 @@ def insert_values(
     if rows:
         table = cast(Table, model.__table__)  # type: ignore[attr-defined]
         session.exec(insert(table), params=list(rows))
+
+
+RowT = TypeVar("RowT", bound=SQLModel)
+# A field's default: a value (immutable) or a factory called for each row.
+_Default = tuple[str, object, Callable[[], object] | None]
+
+
+def build_row(model: type[RowT], /, **values: Any) -> RowT:
+    """A new row of table ``model`` from values the caller made itself, without ``__init__``.
+
+    SQLModel's ``__init__`` of a table model checks nothing, but it sets every field through
+    the ORM's instrumented ``setattr`` and asks pydantic for each default: the scan write path
+    builds thousands of rows per batch (findings, services, addresses, devices), and those
+    calls were its largest cost after the queries (issue 12). Unset fields get their declared
+    defaults (ids, timestamps, empty JSON), as ``__init__`` gives them; a name that is not a
+    field, or a required field left out, raises ``TypeError``. The row is transient (in no
+    session), like a new object.
+    """
+    defaults, names = _defaults_of(model)
+    if not names.issuperset(values):
+        unknown = sorted(set(values) - names)[0]
+        raise TypeError(f"{model.__name__} has no field {unknown!r}")
+    for name, default, factory in defaults:
+        if name not in values:
+            values[name] = factory() if factory is not None else default
+    manager = manager_of_class(model)
+    if not manager.mapper.configured:
+        configure_mappers()  # what the first __init__ would do: relationships, attribute access
+    row: RowT = manager.new_instance()
+    row.__dict__.update(values)
+    return row
+
+
+@functools.cache
+def _defaults_of(model: type[SQLModel]) -> tuple[tuple[_Default, ...], frozenset[str]]:
+    defaults: list[_Default] = []
+    for name, info in model.model_fields.items():
+        factory = info.default_factory
+        if factory is None and info.is_required():
+            defaults.append((name, None, functools.partial(_required, model.__name__, name)))
+        elif factory is not None:
+            if info.default_factory_takes_validated_data:
+                raise TypeError(f"{model.__name__}.{name}: a default made from other fields")
+            defaults.append((name, None, cast(Callable[[], object], factory)))
+        elif isinstance(info.default, list | dict | set):
+            defaults.append((name, None, functools.partial(copy.deepcopy, info.default)))
+        else:
+            defaults.append((name, info.default, None))
+    return tuple(defaults), frozenset(model.model_fields)
+
+
+def _required(model: str, name: str) -> object:
+    raise TypeError(f"{model}: {name} is required")
 
 
 def insert_rows(session: Session, rows: Sequence[SQLModel]) -> None:

@@ -5,7 +5,8 @@ and the source of the dashboards' event stream. Kinds are dotted nouns: ``scan.f
 ``scan.failed``, ``scan.interrupted``, ``finding.created`` and one per status change of a finding
 (``finding.reopened``, ``.acknowledged``, ``.risk-accepted``, ``.false-positive``, ``.resolved``:
 ``cybermission/findings/events.py``), ``asset.created``, ``asset.changed``, ``asset.unreachable``,
-``asset.identity-conflict``, ``service.opened``, ``service.closed``.
+``asset.identity-conflict``, ``service.opened``, ``service.closed``, ``campaign.opened`` (one per
+organisation a campaign affects, naming its devices only).
 """
 
 from datetime import datetime
@@ -36,6 +37,8 @@ class EventKind(StrEnum):
     ASSET_IDENTITY_CONFLICT = "asset.identity-conflict"  # serial and MAC name two devices
     SERVICE_OPENED = "service.opened"
     SERVICE_CLOSED = "service.closed"
+    # An organisation's devices are affected by a territory campaign (cybermission/territory).
+    CAMPAIGN_OPENED = "campaign.opened"
     # A stored scope the input boundary now refuses (stored before the rule): flagged, no guard
     # rule until an admin fixes or deletes it.
     SCOPE_INVALID = "scope.invalid"

@@ -21,6 +21,12 @@ class ExtraFormatter(logging.Formatter):
         return base + " " + " ".join(f"{k}={v!r}" for k, v in sorted(extras.items()))
 
 
+# Libraries that narrate their routine at INFO: APScheduler two lines per scheduler tick (every
+# 15 s), Alembic one per plug-in it loads. At INFO they would bury the service's own lines; their
+# warnings and errors still show, and at DEBUG everything does.
+_CHATTY_AT_INFO = ("apscheduler", "alembic.runtime.plugins")
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Send logs to stderr (stdout is kept for results)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -28,6 +34,9 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    quiet = logging.WARNING if root.level == logging.INFO else logging.NOTSET
+    for name in _CHATTY_AT_INFO:
+        logging.getLogger(name).setLevel(quiet)
 
 
 # --- redaction: no secret in a log line -------------------------------------------------------

@@ -21,6 +21,7 @@ from cybermission.scans.models import ObservationRecord, ScanRun, ScanRunHost, S
 from cybermission.scans.schedules import Schedule, ScheduleAudit, ScheduleRun
 from cybermission.sensors.models import Chunk, ChunkPart, RejectedPart, Sensor
 from cybermission.sites.models import Allocation, Organization, Site, Zone, ZoneExposure
+from cybermission.territory.models import Campaign, CampaignNotice, CoordinatorShare
 
 __all__ = [
     "AlertChannel",
@@ -28,11 +29,14 @@ __all__ = [
     "Allocation",
     "ApiToken",
     "BrowserSession",
+    "Campaign",
+    "CampaignNotice",
     "ChangeEvent",
     "ChangeKind",
     "Chunk",
     "ChunkPart",
     "Communication",
+    "CoordinatorShare",
     "Criticality",
     "Delivery",
     "Device",

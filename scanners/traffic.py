@@ -43,6 +43,7 @@ MAX_FLOW_BYTES = 64 * 1024  # reassembled bytes kept per TCP direction before it
 MAX_FLOWS = 4096  # TCP directions buffered at once; the least recently active is decoded first
 MAX_BUFFERED_BYTES = 32 * 1024 * 1024  # all flows together
 MAX_LEARNED_SERVICES = 4096  # non-default ports recognised from their clients' requests
+MAX_LEARN_TRIES = 16  # payloads to one unknown endpoint tried against the matchers
 MAX_SERVICES = 65_536  # (address, port, transport) endpoints kept with their facts
 MAX_CONVERSATIONS = 65_536  # (client, server, port, protocol, function) rows kept
 MAX_EVICTED = 65_536  # rows left memory before a drain; past that the oldest are dropped
@@ -133,6 +134,9 @@ class TrafficDecoder:
         self.matchers = [d for d in decoders if isinstance(d, RequestMatcher)]
         self.learned: dict[Endpoint, list[PassiveDecoder]] = {}
         self.learned_listeners: dict[Endpoint, _Listener] = {}
+        # Payloads sent to each unknown endpoint that no matcher recognised (a client's first
+        # requests name its protocol; an answer stream to an ephemeral port never will).
+        self.learn_tries: OrderedDict[Endpoint, int] = OrderedDict()
         self.flows: OrderedDict[tuple[bytes, int, bytes, int], _Flow] = OrderedDict()
         self.buffered_bytes = 0
         self.services: OrderedDict[Endpoint, dict[str, _Service]] = OrderedDict()
@@ -223,8 +227,16 @@ class TrafficDecoder:
         server = (packet.destination, packet.dport, packet.transport)
         if server in self.learned or len(self.learned) >= MAX_LEARNED_SERVICES:
             return
+        tries = self.learn_tries.pop(server, 0)
+        if tries >= MAX_LEARN_TRIES:
+            self.learn_tries[server] = tries  # kept, most recent last: a hopeless endpoint
+            return
         matched = [m for m in self.matchers if m.matches_request(packet.payload)]
-        if matched:
+        if not matched:
+            self.learn_tries[server] = tries + 1
+            if len(self.learn_tries) > MAX_FLOWS:
+                self.learn_tries.popitem(last=False)
+        else:
             # Only PassiveDecoders are collected as matchers, so these are decoders too.
             found: list[PassiveDecoder] = [d for d in matched if isinstance(d, PassiveDecoder)]
             self.learned[server] = found

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from cybermission.config import load_settings, secret_values
-from cybermission.logs import ACCESS_LOGGER, REDACTED, SecretRedactor
+from cybermission.logs import ACCESS_LOGGER, REDACTED, SecretRedactor, configure_logging
 
 ADMIN = "plain-admin-secret-42"
 API_TOKEN = "cmt_0123456789ab_" + "A" * 43
@@ -90,3 +90,21 @@ def test_logs_secret_values_are_the_configured_secrets() -> None:
     values = secret_values(settings)
     assert {ADMIN, "db/pass", "broker-pass", "mgmt-pass-1"} <= set(values)
     assert not any("://" in v for v in values)  # a URL's password, not the URL
+
+
+def test_library_routine_is_quiet_at_info_and_shown_at_debug() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("INFO")
+        ticks = logging.getLogger("apscheduler.executors.default")
+        assert not ticks.isEnabledFor(logging.INFO)  # a line per scheduler tick would bury ours
+        assert ticks.isEnabledFor(logging.WARNING)
+        assert logging.getLogger("cybermission.scans").isEnabledFor(logging.INFO)
+        configure_logging("DEBUG")
+        assert ticks.isEnabledFor(logging.DEBUG)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        for name in ("apscheduler", "alembic.runtime.plugins"):
+            logging.getLogger(name).setLevel(logging.NOTSET)

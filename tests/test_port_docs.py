@@ -2,8 +2,8 @@
 probes, and a test fails when one drifts.
 
 The probes' ``default_ports`` are the one list of ports (the default sweep is derived from them at
-run time); ``scanners/README.md`` and ``deploy/cybermission.env.example`` show them between
-``<!-- probe-ports -->`` markers. After a probe change, regenerate both with::
+run time); ``scanners/README.md`` shows them between ``<!-- probe-ports -->`` markers (the env
+example is generated whole: tests/test_config_example.py). After a probe change, regenerate with::
 
     .venv/bin/python -m tests.test_port_docs
 """
@@ -39,17 +39,9 @@ def probe_table(probes: Mapping[str, Probe]) -> str:
     return "\n".join(lines)
 
 
-def env_ports(probes: Mapping[str, Probe]) -> str:
-    """The env example's lines: the derived default, spelled as the setting would be."""
-    tcp = ",".join(map(str, declared_ports(probes.values(), Transport.TCP)))
-    udp = ",".join(map(str, declared_ports(probes.values(), Transport.UDP)))
-    return f"# CYBERMISSION_PORTS=[{tcp}]\n# CYBERMISSION_UDP_PORTS=[{udp}]"
-
-
 # Each document, the comment syntax of its markers, and what goes between them.
 DOCUMENTS = {
     "scanners/README.md": (("<!-- ", " -->"), probe_table),
-    "deploy/cybermission.env.example": (("# <", ">"), env_ports),
 }
 
 

@@ -6,13 +6,28 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import Engine
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
-from api.console.pages import ConsoleUser, render, see_other, signed_in
-from api.deps import SessionDep
+from api.console.pages import (
+    ConsoleUser,
+    form_refusal,
+    not_found,
+    places,
+    read_form,
+    render,
+    see_other,
+    sign_in_first,
+    signed_in,
+)
+from api.deps import SessionDep, get_engine
+from cybermission.auth.models import Permission
+from cybermission.db import session_scope
 from cybermission.errors import NotFoundError, ValidationError
 from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL
 from cybermission.findings.service import list_device_findings
+from cybermission.inventory.criticality import set_criticality
 from cybermission.inventory.models import ChangeEvent, Criticality, Device
 from cybermission.inventory.queries import (
     count_devices_by_protocol,
@@ -25,35 +40,23 @@ from cybermission.inventory.queries import (
     list_units_by_gateway,
 )
 from cybermission.inventory.service import device_services
-from cybermission.sites.models import Site, Zone
-from cybermission.sites.service import list_site_zones, list_sites
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 PAGE_SIZE = 50
 HISTORY_PAGE = 50
 DEVICE_FINDINGS = 500
-SIGN_IN = "/dashboard"
 
 Text = Annotated[str | None, Query(max_length=200)]
 Ident = Annotated[str | None, Query(max_length=64)]
 Cursor = Annotated[str | None, Query(max_length=512)]
+DeviceId = Annotated[str, Path(max_length=64)]
 
 
 def _given(value: str | None) -> str | None:
     """A form's empty field means "any"."""
     value = (value or "").strip()
     return value or None
-
-
-def places(session: Session, user: ConsoleUser) -> tuple[list[Site], dict[str, list[Zone]]]:
-    """The sites the user sees, and each one's zones (the filters of several pages)."""
-    visible_to = user.principal.organization_id
-    sites = list_sites(session, visible_to=visible_to)
-    zones = {
-        s.id: list_site_zones(session=session, site_id=s.id, visible_to=visible_to) for s in sites
-    }
-    return sites, zones
 
 
 @router.get("/assets", response_class=HTMLResponse)
@@ -70,7 +73,7 @@ def assets_page(
 ) -> Response:
     user = signed_in(request)
     if user is None:
-        return see_other(SIGN_IN)
+        return sign_in_first()
     visible_to = user.principal.organization_id
     filters = {
         "search": _given(search),
@@ -125,37 +128,30 @@ def assets_page(
     )
 
 
-def not_found(user: ConsoleUser, section: str, what: str) -> HTMLResponse:
-    return render("console/not_found.html", status=404, user=user, section=section, what=what)
-
-
-@router.get("/assets/{device_id}", response_class=HTMLResponse)
-def device_page(
-    request: Request,
-    session: SessionDep,
-    device_id: Annotated[str, Path(max_length=64)],
-    history_cursor: Cursor = None,
-) -> Response:
-    user = signed_in(request)
-    if user is None:
-        return see_other(SIGN_IN)
+def device_view(
+    session: Session,
+    user: ConsoleUser,
+    device_id: str,
+    *,
+    history_cursor: str | None = None,
+    notice: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    """The device page, with a notice or an error above it."""
     visible_to = user.principal.organization_id
     try:
         device = get_device_or_raise(session=session, device_id=device_id, visible_to=visible_to)
     except NotFoundError:
         return not_found(user, "assets", "device")
-    error = None
     history: list[ChangeEvent] = []
     next_history: str | None = None
     try:
         history, next_history = list_device_changes(
-            session=session,
-            device_id=device.id,
-            cursor=_given(history_cursor),
-            limit=HISTORY_PAGE,
+            session=session, device_id=device.id, cursor=history_cursor, limit=HISTORY_PAGE
         )
     except ValidationError as exc:
-        error = str(exc)
+        error, status = str(exc), 422
     findings = list_device_findings(session=session, device_id=device.id, limit=DEVICE_FINDINGS)
     sites, zones = places(session, user)
     parent = (
@@ -165,9 +161,10 @@ def device_page(
     )
     return render(
         "console/device.html",
-        status=200 if error is None else 422,
+        status=status,
         user=user,
         section="assets",
+        notice=notice,
         error=error,
         device=device,
         parent=parent,
@@ -182,4 +179,57 @@ def device_page(
         site_names={s.id: s.name for s in sites},
         zone_names={z.id: z.name for zs in zones.values() for z in zs},
         identity=("vendor", "product", "model", "firmware", "serial", "role"),
+        criticalities=[c.value for c in Criticality],
+        can_triage=user.can(Permission.TRIAGE),
     )
+
+
+@router.get("/assets/{device_id}", response_class=HTMLResponse)
+def device_page(
+    request: Request,
+    session: SessionDep,
+    device_id: DeviceId,
+    history_cursor: Cursor = None,
+    saved: Annotated[str | None, Query(max_length=20)] = None,
+) -> Response:
+    user = signed_in(request)
+    if user is None:
+        return sign_in_first()
+    notice = "criticality saved" if saved == "criticality" else None
+    return device_view(
+        session, user, device_id, history_cursor=_given(history_cursor), notice=notice
+    )
+
+
+def _set_criticality(
+    engine: Engine, request: Request, device_id: str, form: dict[str, list[str]]
+) -> Response:
+    user = signed_in(request)
+    if user is None:
+        return sign_in_first()
+    refusal = form_refusal(request, user, form, Permission.TRIAGE)
+    try:
+        with session_scope(engine) as session:
+            if refusal is not None:
+                return device_view(session, user, device_id, error=refusal, status=403)
+            get_device_or_raise(
+                session=session, device_id=device_id, visible_to=user.principal.organization_id
+            )
+            chosen = _given(form.get("criticality", [""])[0])
+            set_criticality(session, device_id=device_id, criticality=chosen)
+    except NotFoundError:
+        return not_found(user, "assets", "device")
+    except ValidationError as exc:
+        with session_scope(engine) as session:
+            return device_view(session, user, device_id, error=str(exc), status=422)
+    return see_other(f"/console/assets/{device_id}?saved=criticality")
+
+
+@router.post("/assets/{device_id}/criticality", response_class=HTMLResponse)
+async def post_criticality(request: Request, device_id: DeviceId) -> Response:
+    """How much the device matters (roles with ``triage``); the score of its next findings
+    weighs it."""
+    form = await read_form(request, max_fields=8)
+    if form is None:
+        return HTMLResponse("the form is too large or not text", status_code=413)
+    return await run_in_threadpool(_set_criticality, get_engine(request), request, device_id, form)

@@ -1,5 +1,6 @@
 """Charts drawn on the server as inline SVG (no script, no library): the open findings of a site
-by severity over time, one step line per severity."""
+by severity over time, stacked (critical at the bottom, the top edge is the total), each band a
+step shape: a count holds until the next moment."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ def trend_svg(points: Sequence[TrendPoint], *, title: str) -> Markup:
     """The chart of ``points`` (ascending moments), with ``title`` for assistive technology."""
     latest = points[-1].counts if points else dict.fromkeys(Severity, 0)
     summary = ", ".join(f"{latest[s]} {s}" for s in ORDER)
-    highest = max((p.counts[s] for p in points for s in ORDER), default=0)
+    highest = max((p.total for p in points), default=0)
     frame = Frame(points=len(points), top=_top(highest))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
@@ -91,13 +92,18 @@ def trend_svg(points: Sequence[TrendPoint], *, title: str) -> Markup:
         parts.append(
             f'<text x="{x}" y="{HEIGHT - 12}" text-anchor="{anchor}" font-size="11">{label}</text>'
         )
+    below = [0] * len(points)
     for rank, severity in enumerate(ORDER):
         values = [p.counts[severity] for p in points]
+        above = [b + v for b, v in zip(below, values, strict=True)]
         colour = COLOURS[severity]
+        # The band between the stack below and this severity on top of it.
+        outline = _steps(frame, above) + " " + " ".join(reversed(_steps(frame, below).split()))
         parts.append(
-            f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
-            f'data-severity="{severity}" points="{_steps(frame, values)}"/>'
+            f'<polygon fill="{colour}" fill-opacity="0.75" stroke="{colour}" '
+            f'data-severity="{severity}" points="{outline}"/>'
         )
+        below = above
         y = TOP + 14 + rank * 18
         parts.append(
             f'<rect x="{WIDTH - RIGHT + 12}" y="{y - 9}" width="10" height="10" fill="{colour}"/>'

@@ -19,8 +19,16 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.console.assets import places
-from api.console.pages import ConsoleUser, csrf_ok, read_form, render, see_other, signed_in
+from api.console.pages import (
+    ConsoleUser,
+    form_refusal,
+    places,
+    read_form,
+    render,
+    see_other,
+    sign_in_first,
+    signed_in,
+)
 from api.deps import SessionDep, get_engine
 from cybermission.auth.models import Permission
 from cybermission.db import session_scope, utcnow
@@ -39,7 +47,6 @@ from cybermission.scans.placed_findings import (
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 PAGE_SIZE = 50
-SIGN_IN = "/dashboard"
 FINDINGS_PATH = "/console/findings"
 MAX_BULK = 200
 REASON_MAX_CHARS = 2000
@@ -184,7 +191,7 @@ def _listed(value: Any) -> list[Any]:
 def findings_page(request: Request, session: SessionDep) -> Response:
     user = signed_in(request)
     if user is None:
-        return see_other(SIGN_IN)
+        return sign_in_first()
     query: dict[str, list[str]] = {}
     for key, value in request.query_params.multi_items():
         query.setdefault(key, []).append(value)
@@ -263,7 +270,7 @@ def apply_triage(engine: Engine, user: ConsoleUser, triage: Triage) -> int:
 def _triage(engine: Engine, request: Request, form: Mapping[str, list[str]]) -> Response:
     user = signed_in(request)
     if user is None:
-        return see_other(SIGN_IN)
+        return sign_in_first()
     back = parse_qs(_first(form, "back") or "", max_num_fields=50)
     asked = parse_list_request(back)
 
@@ -271,10 +278,9 @@ def _triage(engine: Engine, request: Request, form: Mapping[str, list[str]]) -> 
         with session_scope(engine) as session:
             return findings_view(session, user, asked, error=error, status=status)
 
-    if not csrf_ok(request, user, _first(form, "csrf") or ""):
-        return again("the form expired or came from another page: triage again from here", 403)
-    if not user.can(Permission.TRIAGE):
-        return again(f"the {user.principal.role} role may not triage findings", 403)
+    refusal = form_refusal(request, user, form, Permission.TRIAGE)
+    if refusal is not None:
+        return again(refusal, 403)
     try:
         moved = apply_triage(engine, user, parse_triage(form))
     except ValidationError as exc:

@@ -12,6 +12,7 @@ from another site (``Sec-Fetch-Site`` / ``Origin``) on top of the cookie's SameS
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -22,11 +23,14 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlmodel import Session
 
 from api.deps import SESSION_COOKIE, admin_token_of, get_engine, get_settings, session_principal
 from api.errors import AuthenticationError
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
+from cybermission.sites.models import Site, Zone
+from cybermission.sites.service import list_site_zones, list_sites
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 SIGN_IN_PATH = "/dashboard"
@@ -94,6 +98,17 @@ def see_other(path: str) -> RedirectResponse:
     )
 
 
+def not_found(user: "ConsoleUser", section: str, what: str) -> HTMLResponse:
+    """The page of a row that does not exist or belongs to an organisation the user does not see
+    (the same answer for both)."""
+    return render("console/not_found.html", status=404, user=user, section=section, what=what)
+
+
+def sign_in_first() -> RedirectResponse:
+    """Where a page sends a browser without a live session: the dashboard's sign-in form."""
+    return see_other(SIGN_IN_PATH)
+
+
 @dataclass(frozen=True, slots=True)
 class ConsoleUser:
     """Who is signed in, and the CSRF token their forms carry."""
@@ -139,6 +154,19 @@ def csrf_ok(request: Request, user: ConsoleUser, presented: str) -> bool:
     return same_origin(request) and hmac.compare_digest(presented.encode(), user.csrf.encode())
 
 
+def form_refusal(
+    request: Request, user: ConsoleUser, form: Mapping[str, Sequence[str]], permission: Permission
+) -> str | None:
+    """Why a posted form changes nothing (no page's CSRF token, another site, a role without
+    ``permission``), or None when it may go on. Either refusal is a 403."""
+    presented = form.get("csrf", [""])[0]
+    if not csrf_ok(request, user, presented):
+        return "the form expired or came from another page: do it again from here"
+    if not user.can(permission):
+        return f"the {user.principal.role} role may not do this"
+    return None
+
+
 async def read_form(
     request: Request, *, max_bytes: int = FORM_MAX_BYTES, max_fields: int = FORM_MAX_FIELDS
 ) -> dict[str, list[str]] | None:
@@ -152,3 +180,13 @@ async def read_form(
         return parse_qs(body.decode("utf-8"), max_num_fields=max_fields, strict_parsing=False)
     except (UnicodeDecodeError, ValueError):
         return None
+
+
+def places(session: Session, user: ConsoleUser) -> tuple[list[Site], dict[str, list[Zone]]]:
+    """The sites the user sees, and each one's zones (the filters of several pages)."""
+    visible_to = user.principal.organization_id
+    sites = list_sites(session, visible_to=visible_to)
+    zones = {
+        s.id: list_site_zones(session=session, site_id=s.id, visible_to=visible_to) for s in sites
+    }
+    return sites, zones

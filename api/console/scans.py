@@ -7,8 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.console.assets import not_found
-from api.console.pages import render, see_other, signed_in
+from api.console.pages import not_found, render, sign_in_first, signed_in
 from api.deps import SessionDep
 from api.routes.scans import scan_tasks
 from cybermission.errors import NotFoundError
@@ -19,7 +18,6 @@ from cybermission.scans.service import get_scan_run_or_raise, list_scan_runs
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 RECENT = 100
-SIGN_IN = "/dashboard"
 
 
 @router.get("/scans", response_class=HTMLResponse)
@@ -30,7 +28,7 @@ def scans_page(
 ) -> Response:
     user = signed_in(request)
     if user is None:
-        return see_other(SIGN_IN)
+        return sign_in_first()
     wanted = status if status in set(ScanStatus) else None
     runs = list_scan_runs(
         session=session,
@@ -56,7 +54,7 @@ def scan_page(
 ) -> Response:
     user = signed_in(request)
     if user is None:
-        return see_other(SIGN_IN)
+        return sign_in_first()
     try:
         run = get_scan_run_or_raise(
             session=session, scan_run_id=scan_run_id, visible_to=user.principal.organization_id

@@ -7,8 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.console.assets import not_found
-from api.console.pages import render, see_other, signed_in
+from api.console.pages import not_found, render, sign_in_first, signed_in
 from api.deps import SessionDep
 from cybermission.errors import NotFoundError
 from cybermission.scans.schedules import (
@@ -22,14 +21,13 @@ from cybermission.sites.service import list_sites
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 DECISIONS = 200
-SIGN_IN = "/dashboard"
 
 
 @router.get("/schedules", response_class=HTMLResponse)
 def schedules_page(request: Request, session: SessionDep) -> Response:
     user = signed_in(request)
     if user is None:
-        return see_other(SIGN_IN)
+        return sign_in_first()
     visible_to = user.principal.organization_id
     return render(
         "console/schedules.html",
@@ -46,7 +44,7 @@ def schedule_page(
 ) -> Response:
     user = signed_in(request)
     if user is None:
-        return see_other(SIGN_IN)
+        return sign_in_first()
     visible_to = user.principal.organization_id
     try:
         schedule = get_schedule_or_raise(session, schedule_id, visible_to=visible_to)

@@ -9,9 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.console.assets import not_found
 from api.console.charts import ORDER, trend_svg
-from api.console.pages import render, see_other, signed_in
+from api.console.pages import not_found, render, sign_in_first, signed_in
 from api.deps import SessionDep
 from cybermission.db import utcnow
 from cybermission.errors import NotFoundError
@@ -23,7 +22,6 @@ from cybermission.sites.service import get_site_by_id_or_raise, list_site_zones,
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-SIGN_IN = "/dashboard"
 TREND_POINTS = 80
 # The periods the chart offers (days; None: since the site's first finding).
 PERIODS: dict[str, int | None] = {"1d": 1, "7d": 7, "30d": 30, "90d": 90, "all": None}
@@ -33,7 +31,7 @@ PERIODS: dict[str, int | None] = {"1d": 1, "7d": 7, "30d": 30, "90d": 90, "all":
 def sites_page(request: Request, session: SessionDep) -> Response:
     user = signed_in(request)
     if user is None:
-        return see_other(SIGN_IN)
+        return sign_in_first()
     visible_to = user.principal.organization_id
     findings: dict[str | None, dict[Severity, int]] = {}
     for site_id, _name, severity, count in count_active_findings_by_site(
@@ -60,7 +58,7 @@ def site_page(
 ) -> Response:
     user = signed_in(request)
     if user is None:
-        return see_other(SIGN_IN)
+        return sign_in_first()
     visible_to = user.principal.organization_id
     try:
         site = get_site_by_id_or_raise(session=session, site_id=site_id, visible_to=visible_to)

@@ -218,8 +218,9 @@ def ocsf_finding(finding: Finding, device: Device, address: str | None) -> dict[
         "type_id": 99,  # Other: an OT device has no closer OCSF device type
         "type": "OT device",
         "ip": address,
-        "vendor_name": device.vendor,
-        "model": device.model,
+        # OCSF 1.1.0's device has no vendor or model member: said in words here, and as fields
+        # under `unmapped` (device_vendor, device_model).
+        "desc": " ".join(p for p in (device.vendor, device.model) if p) or None,
         "hw_info": {"serial_number": device.serial} if device.serial else None,
     }
     event: dict[str, Any] = {
@@ -246,6 +247,8 @@ def ocsf_finding(finding: Finding, device: Device, address: str | None) -> dict[
                 "version": __version__,
             },
             "uid": finding.id,
+            # `device` belongs to the host profile.
+            "profiles": ["host"],
         },
         "finding_info": {
             "uid": finding.id,
@@ -266,7 +269,8 @@ def ocsf_finding(finding: Finding, device: Device, address: str | None) -> dict[
             }
         ],
         "device": {k: v for k, v in device_obj.items() if v is not None},
-        "resources": [{"uid": device.id, "name": device.name or device.id, "type": "device"}],
+        # OCSF 1.1.0's Vulnerability Finding has one `resource` (Resource Details), no list.
+        "resource": {"uid": device.id, "name": device.name or device.id, "type": "device"},
         "unmapped": {
             "rule_id": finding.rule_id,
             "score": finding.score,
@@ -275,6 +279,8 @@ def ocsf_finding(finding: Finding, device: Device, address: str | None) -> dict[
             "protocol": finding.protocol,
             "site_id": device.site_id,
             "zone_id": device.zone_id,
+            "device_vendor": device.vendor,
+            "device_model": device.model,
         },
     }
     advisory = advisory_fields(finding)

@@ -15,6 +15,7 @@ from api.errors import ForbiddenError
 from api.schemas.organizations import (
     OrganizationCreate,
     OrganizationRead,
+    OrganizationUpdate,
     SiteCreate,
     SiteRead,
     ZoneCreate,
@@ -66,7 +67,7 @@ def post_organization(
 ) -> OrganizationRead:
     if not caller.is_global:
         raise ForbiddenError("only a global admin adds organisations")
-    org = create_organization(session, slug=body.slug, name=body.name)
+    org = create_organization(session, slug=body.slug, name=body.name, sector=body.sector)
     return OrganizationRead.model_validate(org)
 
 
@@ -81,6 +82,25 @@ def get_organization(
     organization = get_organization_or_raise(
         session=session, organization_id=organization_id, visible_to=caller.organization_id
     )
+    return OrganizationRead.model_validate(organization)
+
+
+@router.patch(
+    "/organizations/{organization_id}",
+    summary="Change an organisation's sector (global admins)",
+    responses={404: {"description": "No such organisation"}},
+)
+def patch_organization(
+    organization_id: Ident, body: OrganizationUpdate, session: SessionDep, caller: Manager
+) -> OrganizationRead:
+    if not caller.is_global:
+        raise ForbiddenError("only a global admin changes an organisation's sector")
+    organization = get_organization_or_raise(
+        session=session, organization_id=organization_id, visible_to=None
+    )
+    organization.sector = body.sector
+    session.add(organization)
+    session.flush()
     return OrganizationRead.model_validate(organization)
 
 

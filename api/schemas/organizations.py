@@ -6,18 +6,24 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from api.schemas import Id, Name, ReadModel, RequestModel, Slug
-from cybermission.sites.models import ZoneExposure
+from cybermission.sites.models import Sector, ZoneExposure
 
 
 class OrganizationCreate(RequestModel):
     slug: Slug
     name: Name
+    sector: Sector = Sector.OTHER
+
+
+class OrganizationUpdate(RequestModel):
+    sector: Sector
 
 
 class OrganizationRead(ReadModel):
     id: str
     slug: str
     name: str
+    sector: Sector
     created_at: datetime
 
 

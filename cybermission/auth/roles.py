@@ -11,6 +11,9 @@ class Role(StrEnum):
     ANALYST = "analyst"  # triages findings, sets asset criticality
     VIEWER = "viewer"  # reads
     INTEGRATION = "integration"  # reads and follows the event stream (SIEM, dashboards)
+    # The metropolitan team: the territory in aggregate and campaigns, never an organisation's
+    # rows (no READ); what organisations chose to share (cybermission/territory/README.md).
+    COORDINATOR = "coordinator"
 
 
 class Permission(StrEnum):
@@ -23,6 +26,8 @@ class Permission(StrEnum):
     MANAGE_TOKENS = "manage-tokens"
     MANAGE_ORGANIZATIONS = "manage-organizations"  # organisations, sites, zones
     MANAGE_CHANNELS = "manage-channels"  # alert channels and policies
+    TERRITORY = "territory"  # the territory's aggregates, campaigns, shared devices (global only)
+    COORDINATE = "coordinate"  # open and close campaigns (global only)
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -33,4 +38,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ANALYST: frozenset({Permission.READ, Permission.STREAM, Permission.TRIAGE}),
     Role.VIEWER: frozenset({Permission.READ}),
     Role.INTEGRATION: frozenset({Permission.READ, Permission.STREAM}),
+    Role.COORDINATOR: frozenset({Permission.TERRITORY, Permission.COORDINATE}),
 }
+
+# Permissions that only a token of no organisation may use: they span every organisation.
+GLOBAL_PERMISSIONS: frozenset[Permission] = frozenset({Permission.TERRITORY, Permission.COORDINATE})

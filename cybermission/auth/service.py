@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from cybermission.auth.models import ROLE_PERMISSIONS, ApiToken, Permission, Role
+from cybermission.auth.roles import GLOBAL_PERMISSIONS
 from cybermission.db import utcnow
 from cybermission.errors import ValidationError
 from cybermission.visibility import get_owned_or_raise, sees, visible
@@ -37,6 +38,10 @@ class Principal:
         return self.organization_id is None
 
     def can(self, permission: Permission) -> bool:
+        """The role carries ``permission``; territory-wide ones only on a token of no
+        organisation (an organisation's admin never reads the territory)."""
+        if permission in GLOBAL_PERMISSIONS and not self.is_global:
+            return False
         return permission in ROLE_PERMISSIONS[self.role]
 
     def sees(self, organization_id: str | None) -> bool:

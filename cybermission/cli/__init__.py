@@ -9,9 +9,11 @@ from cybermission.cli import (
     allocations,
     assets,
     capture,
+    config,
     db,
     exports,
     findings,
+    health,
     lab,
     layer2,
     listen,
@@ -39,11 +41,13 @@ app.command()(probes.probes)
 app.command()(exports.export)
 app.command()(service.serve)
 app.command()(service.demo)
+app.command()(health.health)
 app.add_typer(scans.app, name="scans")
 app.add_typer(scopes.app, name="scopes")
 app.add_typer(allocations.app, name="allocations")
 app.add_typer(lab.app, name="lab")
 app.add_typer(db.app, name="db")
+app.add_typer(config.app, name="config")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(rules.app, name="rules")
 app.add_typer(advisories.app, name="advisories")

@@ -25,7 +25,7 @@ def import_command(
     """Import (or update) CSAF advisories; archives (.tar.xz, .tgz, .zip) are streamed."""
     from cybermission.db import session_scope, utcnow
     from cybermission.findings.advisories.store import import_advisories
-    from cybermission.scans.rematch import rematch_inventory
+    from cybermission.territory.campaigns import rematch_and_open
 
     engine = open_store(start())
     started = time.perf_counter()
@@ -33,8 +33,9 @@ def import_command(
         with session_scope(engine) as session:
             now = utcnow()
             report = import_advisories(session, path, now=now)
-            # The inventory meets the new and updated advisories at once (events for new matches).
-            rematched = rematch_inventory(session, advisory_ids=report.changed, now=now)
+            # The inventory meets the new and updated advisories at once (events for new matches),
+            # and each advisory that matches an organisation's device opens a campaign.
+            rematched, campaigns = rematch_and_open(session, advisory_ids=report.changed, now=now)
     except CybermissionError as exc:
         raise fail(exc) from exc
     for line in report.errors:
@@ -49,6 +50,7 @@ def import_command(
         "findings_created": rematched.created,
         "findings_updated": rematched.updated,
         "findings_reopened": rematched.reopened,
+        "campaigns_notified": len(campaigns),
         "seconds": round(time.perf_counter() - started, 2),
     }
     err().print(json.dumps(summary))
@@ -63,15 +65,16 @@ def kev_command(
     """Import the KEV catalogue and flag the advisories that name one of its CVEs."""
     from cybermission.db import session_scope, utcnow
     from cybermission.findings.advisories.store import import_kev
-    from cybermission.scans.rematch import rematch_inventory
+    from cybermission.territory.campaigns import rematch_and_open
 
     engine = open_store(start())
     try:
         with session_scope(engine) as session:
             now = utcnow()
             report = import_kev(session, path, now=now)
-            # Findings of newly flagged advisories are scored again (KEV raises the score).
-            rematched = rematch_inventory(session, advisory_ids=report.changed, now=now)
+            # Findings of newly flagged advisories are scored again (KEV raises the score); a
+            # flagged advisory that matches opens its campaign if none was open.
+            rematched, campaigns = rematch_and_open(session, advisory_ids=report.changed, now=now)
     except CybermissionError as exc:
         raise fail(exc) from exc
     err().print(
@@ -82,6 +85,7 @@ def kev_command(
                 "advisories_flagged": report.advisories_flagged,
                 "findings_updated": rematched.updated,
                 "findings_created": rematched.created,
+                "campaigns_notified": len(campaigns),
             }
         )
     )

@@ -5,8 +5,8 @@ pcap`` uses, and stored as one run in batches while it listens: inventory (first
 rules and findings, and the communication map. It stops on Ctrl-C, SIGTERM or ``--duration``,
 then prints the run's report (stdout) and what it captured (stderr).
 
-Exit status: 0 stopped and stored (partial when the kernel dropped frames); 2 a bad interface,
-filter or store.
+Exit status: 0 stopped and stored (partial when the kernel dropped frames); 2 a bad interface
+or filter (the run ends failed, saying why), or no store.
 """
 
 import signal
@@ -59,22 +59,17 @@ def listen(
         timer = threading.Timer(duration_s, stop.set)
         timer.daemon = True
         timer.start()
-    recorders: list[PassiveRecorder] = []  # made at the first batch: a bad interface stores none
-
-    def recorder() -> PassiveRecorder:
-        if not recorders:
-            recorders.append(
-                PassiveRecorder(
-                    engine=engine,
-                    settings=settings,
-                    source=f"listen:{interface}",
-                    requested_by="listen",
-                )
-            )
-        return recorders[0]
+    # Made before the capture starts, so its rules and advisories are loaded before the first
+    # frame; a capture that cannot start ends it failed, saying why.
+    try:
+        recorder = PassiveRecorder(
+            engine=engine, settings=settings, source=f"listen:{interface}", requested_by="listen"
+        )
+    except CybermissionError as exc:
+        raise fail(exc) from exc
 
     def on_batch(observations: list["Observation"], conversations: list["Conversation"]) -> None:
-        recorder().record(observations, conversations)
+        recorder.record(observations, conversations)
 
     with logs_through(err()):
         try:
@@ -94,8 +89,9 @@ def listen(
                 )
             if stats.state_dropped:
                 problems.append(f"{stats.state_dropped} rows left the bounded state unrecorded")
-            run = recorder().finish(problems)
+            run = recorder.finish(problems)
         except CybermissionError as exc:
+            recorder.fail(str(exc))
             raise fail(exc) from exc
     from cybermission.db import session_scope
     from cybermission.scans.report import build_scan_report

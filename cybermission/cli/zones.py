@@ -16,7 +16,9 @@ app = command_group("Network zones of sites (exposure, Purdue level).")
 
 @app.command("add")
 def zones_add(
-    site: Annotated[str, typer.Argument(help="The site's slug.")],
+    site: Annotated[
+        str, typer.Argument(help="The site: its slug, or ORGANISATION/SLUG where two use it.")
+    ],
     name: Annotated[str, typer.Argument(help="The zone's name, unique in the site.")],
     exposure: Annotated[ZoneExposure, typer.Option(help="How reachable the zone is.")] = (
         ZoneExposure.CONTROL
@@ -63,7 +65,9 @@ def zones_list(output: FormatOption = "table") -> None:
 @app.command("attach")
 def zones_attach(
     scope: Annotated[str, typer.Argument(help="The scope's name.")],
-    site: Annotated[str, typer.Argument(help="The site's slug.")],
+    site: Annotated[
+        str, typer.Argument(help="The site: its slug, or ORGANISATION/SLUG where two use it.")
+    ],
     zone: Annotated[str | None, typer.Argument(help="The zone's name.")] = None,
     organization: Annotated[
         str | None,

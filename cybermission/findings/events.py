@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from sqlmodel import Session
-
-from cybermission.events import Event, EventKind, record_event
+from cybermission.events import EventBatch, EventKind
 from cybermission.findings.models import Finding, FindingStatus
 from cybermission.findings.payloads import finding_payload
 
@@ -47,8 +45,8 @@ STATUS_EVENTS: Final[dict[FindingStatus, EventKind]] = {
 }
 
 
-def record_finding_event(
-    session: Session,
+def add_finding_event(
+    events: EventBatch,
     finding: Finding,
     *,
     from_status: FindingStatus | None,
@@ -57,9 +55,10 @@ def record_finding_event(
     place: FindingPlace,
     until: datetime | None = None,
     scan_run_id: str | None = None,
-) -> Event:
-    """Append the event of ``finding`` having just arrived in its status (created when
-    ``from_status`` is None), in the caller's transaction, with who, why and from what."""
+) -> None:
+    """Add to ``events`` the event of ``finding`` having just arrived in its status (created when
+    ``from_status`` is None), with who, why and from what; the caller writes the batch in the
+    transaction of the change."""
     kind = EventKind.FINDING_CREATED if from_status is None else STATUS_EVENTS[finding.status]
     payload = {
         **finding_payload(finding),
@@ -68,8 +67,7 @@ def record_finding_event(
         "reason": reason,
         "until": until.isoformat() if until is not None else None,
     }
-    return record_event(
-        session,
+    events.add(
         kind,
         payload=payload,
         subject_id=finding.id,

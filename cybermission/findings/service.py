@@ -19,13 +19,16 @@ import logging
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import and_, func, or_
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, col, select
 
+from cybermission.db import build_row, insert_rows, insert_values, new_id
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
-from cybermission.findings.events import FindingPlaceOf, record_finding_event
+from cybermission.events import EventBatch
+from cybermission.findings.events import FindingPlaceOf, add_finding_event
 from cybermission.findings.models import (
     Confidence,
     Finding,
@@ -130,41 +133,57 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
         yield values[start : start + _IN_CHUNK]
 
 
-def _record_change(
-    session: Session,
-    finding: Finding,
-    *,
-    from_status: FindingStatus | None,
-    actor: str,
-    reason: str,
-    now: datetime,
-    place_of: FindingPlaceOf,
-    until: datetime | None = None,
-    scan_run_id: str | None = None,
-) -> FindingTransition:
-    """The audit row and the event of one status change: the one place both are written."""
-    transition = FindingTransition(
-        finding_id=finding.id,
-        from_status=from_status,
-        to_status=finding.status,
-        actor=actor,
-        reason=reason,
-        until=until,
-        scan_run_id=scan_run_id,
-        at=now,
-    )
-    session.add(transition)
-    record_finding_event(
-        session,
-        finding,
-        from_status=from_status,
-        actor=actor,
-        reason=reason,
-        place=place_of(finding.device_id),
-        until=until,
-        scan_run_id=scan_run_id,
-    )
-    return transition
+class _Changes:
+    """Status changes made by one service call: each one's audit row and event, written with
+    one INSERT per table when the call ends (a scan batch changes thousands: issue 12)."""
+
+    def __init__(self, place_of: FindingPlaceOf) -> None:
+        self._place_of = place_of
+        self._transitions: list[dict[str, Any]] = []
+        self._events = EventBatch()
+
+    def add(
+        self,
+        finding: Finding,
+        *,
+        from_status: FindingStatus | None,
+        actor: str,
+        reason: str,
+        now: datetime,
+        until: datetime | None = None,
+        scan_run_id: str | None = None,
+    ) -> None:
+        """The audit row and the event of one status change: the one place both are made."""
+        self._transitions.append(
+            {
+                "id": new_id(),
+                "finding_id": finding.id,
+                "from_status": from_status,
+                "to_status": finding.status,
+                "actor": actor,
+                "reason": reason,
+                "until": until,
+                "scan_run_id": scan_run_id,
+                "at": now,
+            }
+        )
+        add_finding_event(
+            self._events,
+            finding,
+            from_status=from_status,
+            actor=actor,
+            reason=reason,
+            place=self._place_of(finding.device_id),
+            until=until,
+            scan_run_id=scan_run_id,
+        )
+
+    def write(self, session: Session) -> None:
+        """Flush the findings changed (the audit rows refer to them), then the rows gathered."""
+        session.flush()
+        insert_values(session, FindingTransition, self._transitions)
+        self._events.write(session)
+        self._transitions = []
 
 
 def record_findings(
@@ -192,11 +211,13 @@ def record_findings(
         stored.update((finding.dedup_key, finding) for finding in session.exec(statement))
 
     result = RecordResult()
+    changes = _Changes(place_of)
     for key in keys:
         draft = latest[key]
         finding = stored.get(key)
         if finding is None:
-            finding = Finding(
+            finding = build_row(
+                Finding,
                 dedup_key=key,
                 rule_id=draft.rule_id,
                 device_id=draft.device_id,
@@ -214,16 +235,13 @@ def record_findings(
                 last_seen_at=now,
                 last_scan_run_id=scan_run_id,
             )
-            session.add(finding)
-            _record_change(
-                session,
+            changes.add(
                 finding,
                 from_status=None,
                 actor=SYSTEM_ACTOR,
                 reason="condition seen",
                 now=now,
                 scan_run_id=scan_run_id,
-                place_of=place_of,
             )
             result.created.append(finding)
             continue
@@ -240,15 +258,13 @@ def record_findings(
         finding.last_scan_run_id = scan_run_id
         if finding.status == FindingStatus.RESOLVED:
             finding.status = FindingStatus.OPEN
-            _record_change(
-                session,
+            changes.add(
                 finding,
                 from_status=FindingStatus.RESOLVED,
                 actor=SYSTEM_ACTOR,
                 reason="condition seen again after it was resolved",
                 now=now,
                 scan_run_id=scan_run_id,
-                place_of=place_of,
             )
             result.reopened.append(finding)
             logger.info(
@@ -260,9 +276,15 @@ def record_findings(
                     "scan_run_id": scan_run_id,
                 },
             )
-        session.add(finding)
         result.updated.append(finding)
+    # New findings: one Core INSERT, then in the session as if loaded (the caller may change
+    # them further in its transaction) without the unit of work inserting them one by one.
     session.flush()
+    insert_rows(session, result.created)
+    for finding in result.created:
+        make_transient_to_detached(finding)
+    session.add_all(result.created)
+    changes.write(session)
     logger.info(
         "findings recorded",
         extra={
@@ -298,6 +320,7 @@ def resolve_absent(
     """
     ids = list(device_ids)
     resolved: list[Finding] = []
+    changes = _Changes(place_of)
     for chunk in _chunks(ids):
         statement = select(Finding).where(
             col(Finding.device_id).in_(chunk),
@@ -317,16 +340,13 @@ def resolve_absent(
             previous = finding.status
             finding.status = FindingStatus.RESOLVED
             finding.last_scan_run_id = scan_run_id
-            session.add(finding)
-            _record_change(
-                session,
+            changes.add(
                 finding,
                 from_status=previous,
                 actor=SYSTEM_ACTOR,
                 reason=reason,
                 now=now,
                 scan_run_id=scan_run_id,
-                place_of=place_of,
             )
             resolved.append(finding)
             logger.info(
@@ -339,7 +359,7 @@ def resolve_absent(
                     "at": now.isoformat(),
                 },
             )
-    session.flush()
+    changes.write(session)
     return resolved
 
 
@@ -388,18 +408,9 @@ def transition_finding(
         )
     finding.status = target
     finding.accepted_until = until if target is FindingStatus.RISK_ACCEPTED else None
-    session.add(finding)
-    _record_change(
-        session,
-        finding,
-        from_status=previous,
-        actor=actor,
-        reason=reason,
-        now=now,
-        until=until,
-        place_of=place_of,
-    )
-    session.flush()
+    changes = _Changes(place_of)
+    changes.add(finding, from_status=previous, actor=actor, reason=reason, now=now, until=until)
+    changes.write(session)
     logger.info(
         "finding transitioned",
         extra={
@@ -425,22 +436,20 @@ def expire_acceptances(
         col(Finding.accepted_until) <= now,
     )
     reopened: list[Finding] = []
+    changes = _Changes(place_of)
     for finding in session.exec(statement):
         lapsed = finding.accepted_until
         finding.status = FindingStatus.OPEN
         finding.accepted_until = None
-        session.add(finding)
-        _record_change(
-            session,
+        changes.add(
             finding,
             from_status=FindingStatus.RISK_ACCEPTED,
             actor=SYSTEM_ACTOR,
             reason=f"risk acceptance expired at {lapsed.isoformat() if lapsed else '?'}",
             now=now,
-            place_of=place_of,
         )
         reopened.append(finding)
-    session.flush()
+    changes.write(session)
     if reopened:
         logger.info("risk acceptances expired", extra={"findings_reopened": len(reopened)})
     return reopened

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlmodel import Session, col, select
 
-from cybermission.db import insert_rows, new_id
+from cybermission.db import build_row, insert_rows, new_id
 from cybermission.inventory.identity import (
     LOOKUP_CHUNK,
     Candidates,
@@ -174,7 +174,8 @@ class _Batch:
         old_value: str | None = None,
         new_value: str | None = None,
     ) -> ChangeEvent:
-        return ChangeEvent(
+        return build_row(
+            ChangeEvent,
             id=new_id(),
             device_id=device.id,
             scan_run_id=self.scan_run_id,
@@ -309,7 +310,8 @@ def _new_device(
     unit_id: int | None = None,
 ) -> Device:
     """A device first seen now, placed where ``place`` (its host, or its gateway) is."""
-    device = Device(
+    device = build_row(
+        Device,
         id=new_id(),
         provenance={},
         parent_id=parent_id,
@@ -384,7 +386,8 @@ def _apply_identity(
 def _attach_address(batch: _Batch, candidates: Candidates, device: Device, address: str) -> None:
     ip = candidates.by_address.get(address)
     if ip is None:
-        ip = IPAddress(
+        ip = build_row(
+            IPAddress,
             id=new_id(),
             organization_id=candidates.organization_id,
             address=address,
@@ -406,7 +409,8 @@ def _attach_interface(
     device = result.device
     interface = candidates.by_mac.get(mac)
     if interface is None:
-        interface = Interface(
+        interface = build_row(
+            Interface,
             id=new_id(),
             organization_id=candidates.organization_id,
             device_id=device.id,
@@ -443,7 +447,8 @@ def _reconcile_services(batch: _Batch, result: ReconcileResult, host: HostSeen) 
         key = (item.port, item.transport, item.protocol)
         service = existing.get(key)
         if service is None:
-            service = Service(
+            service = build_row(
+                Service,
                 id=new_id(),
                 device_id=device.id,
                 address=host.address,

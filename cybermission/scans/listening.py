@@ -137,6 +137,11 @@ class PassiveRecorder:
             last_seen_at=conversation.last_seen_at,
         )
 
+    def fail(self, reason: str) -> ScanRun:
+        """End the run as failed (the capture could not start): ``reason`` says why."""
+        self.state.add_errors([{"target": self.source, "stage": "listen", "error": reason}])
+        return finish_run(self.engine, self.state, ScanStatus.FAILED, reason=reason)
+
     def finish(self, problems: Sequence[str] = ()) -> ScanRun:
         """End the run; ``problems`` (damage met, a capture that stopped) make it partial."""
         with session_scope(self.engine) as session:

@@ -51,7 +51,6 @@ from cybermission.scans.recording import (
     RunState,
     authority_ranks,
     finish_run,
-    write_batches,
 )
 from cybermission.scans.resume import FinishedHosts, finished_hosts
 from cybermission.scans.run_metrics import count_run_started
@@ -60,6 +59,7 @@ from cybermission.scans.sweep import SCOPE_ERROR_PREFIX, HostResult
 from cybermission.scans.sweep_handoff import identify_paced
 from cybermission.scans.sweep_processes import sweep_specs
 from cybermission.scans.targets import expand_targets
+from cybermission.scans.writing import write_batches
 from cybermission.store_faults import describe_store_error, retry_transient
 from cybermission.traffic import Conversation
 
@@ -211,7 +211,9 @@ async def execute_scan(
         gate = DeviceGate.paced(pacing)
         connector = Connector(guard, pacer=gate, shared_udp=True)
         writing = asyncio.create_task(
-            write_batches(engine, state, queue, retry_s=settings.runs.store_retry_s)
+            write_batches(
+                engine, state, queue, retry_s=settings.runs.store_retry_s, runs=settings.runs
+            )
         )
         # A writer that dies stops the probing side at once: nothing waits on a full queue.
         writing.add_done_callback(lambda task: _writer_ended(task, scan_run_id, control))

@@ -2,11 +2,10 @@
 findings, the event log (alerting's outbox), and the run's final row.
 
 The embedded pipeline and the sensors' central ingestion both write through
-:func:`store_reports` (SCALE-OUT.md: one code path); :func:`write_batches` batches a live run's
-hosts so the event loop keeps connecting while the store commits in a thread.
+:func:`store_reports` (SCALE-OUT.md: one code path); :mod:`~cybermission.scans.writing` batches a
+live run's hosts so the event loop keeps connecting while the store commits in a thread.
 """
 
-import asyncio
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from cybermission.scans.ownership import record_run_end
 from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
-from cybermission.scans.resume import record_finished_hosts
+from cybermission.scans.resume import record_finished_hosts, skip_recorded_hosts
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.skipped import SKIPPED_STAGE, SkippedAddresses
 from cybermission.scans.targets import target_membership
@@ -45,7 +44,6 @@ from cybermission.store_faults import retry_transient
 
 MAX_RUN_ERRORS = 500
 WRITE_BATCH_HOSTS = 64
-WRITE_BATCH_WAIT_S = 0.25
 
 
 @dataclass(slots=True)
@@ -146,9 +144,17 @@ def run_state(
     )
 
 
-def store_batch(engine: Engine, state: RunState, reports: Sequence[HostReport]) -> None:
-    """Write one batch of hosts in one transaction: observations, inventory, findings."""
+def store_batch(
+    engine: Engine, state: RunState, reports: Sequence[HostReport], *, skip_recorded: bool = False
+) -> None:
+    """Write one batch of hosts in one transaction: observations, inventory, findings.
+
+    ``skip_recorded`` (a batch written again after an error): hosts the run already recorded
+    (their commit succeeded, its answer was lost) are not written twice.
+    """
     with session_scope(engine) as session:
+        if skip_recorded:
+            reports = skip_recorded_hosts(session, state, reports)
         store_reports(session, state, reports)
         run = session.get(ScanRun, state.run_id)
         if run is not None:
@@ -240,7 +246,7 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
         scan_run_id=state.run_id,
         drafts=drafts,
         now=now,
-        place_of=finding_places(session=session),
+        place_of=finding_places(session=session, devices=[r.device for r in results]),
     )
     state.progress.findings += len(recorded.created)
     events.write(session)
@@ -350,64 +356,6 @@ def _record_asset_events(
             scan_run_id=state.run_id,
             **where,
         )
-
-
-async def write_batches(
-    engine: Engine,
-    state: RunState,
-    queue: asyncio.Queue[HostReport | None],
-    *,
-    retry_s: float = 60.0,
-) -> None:
-    """Write the queued hosts in batches until the ``None`` that ends the run.
-
-    A transient store error (lost connection, SQLite busy, serialisation failure) is retried with
-    back-off for up to ``retry_s``; a permanent one (disk full, schema mismatch) or one that
-    lasts raises at once: the run's owner stops probing and fails the run with the reason.
-    """
-    done = False
-    while not done:
-        first = await queue.get()
-        if first is None:
-            return
-        batch = [first]
-        deadline = asyncio.get_running_loop().time() + WRITE_BATCH_WAIT_S
-        while len(batch) < WRITE_BATCH_HOSTS:
-            remaining = deadline - asyncio.get_running_loop().time()
-            try:
-                item = (
-                    queue.get_nowait()
-                    if remaining <= 0
-                    else await asyncio.wait_for(queue.get(), remaining)
-                )
-            except (TimeoutError, asyncio.QueueEmpty):
-                break
-            if item is None:
-                done = True
-                break
-            batch.append(item)
-        await asyncio.to_thread(_store_batch_retrying, engine, state, batch, retry_s)
-        for report in batch:
-            state.add_errors(report.errors)
-            state.sent.add(report.sent)
-        state.tick()
-
-
-def _store_batch_retrying(
-    engine: Engine, state: RunState, batch: Sequence[HostReport], retry_s: float
-) -> None:
-    def attempt() -> None:
-        # A failed transaction rolled the store back: the state it counted goes back too.
-        observations, findings = state.progress.observations, state.progress.findings
-        clean = set(state.clean_devices)
-        try:
-            store_batch(engine, state, batch)
-        except BaseException:
-            state.progress.observations, state.progress.findings = observations, findings
-            state.clean_devices = clean
-            raise
-
-    retry_transient(attempt, horizon_s=retry_s, what="store a batch of hosts")
 
 
 def finish_run(

@@ -11,7 +11,7 @@ of a run never interrupted.
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
@@ -29,6 +29,9 @@ from cybermission.scans.ownership import (
 )
 from cybermission.scans.probing import HostReport
 from cybermission.scans.service import get_scan_run_or_raise
+
+if TYPE_CHECKING:
+    from cybermission.scans.recording import RunState
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,32 @@ def record_finished_hosts(
             for report, device_id in zip(reports, device_ids, strict=True)
         ],
     )
+
+
+def skip_recorded_hosts(
+    session: Session, state: "RunState", reports: Sequence[HostReport]
+) -> list[HostReport]:
+    """``reports`` but the hosts the run already recorded (a batch written again after its
+    commit's answer was lost); the state takes their clean devices and the run row's counters,
+    which were written with them."""
+    if not reports:
+        return []
+    recorded = session.exec(
+        select(ScanRunHost)
+        .where(ScanRunHost.scan_run_id == state.run_id)
+        .where(col(ScanRunHost.address).in_([r.address for r in reports]))
+    ).all()
+    if not recorded:
+        return list(reports)
+    known = {host.address for host in recorded}
+    state.clean_devices |= {h.device_id for h in recorded if h.device_id and not h.errors}
+    run = session.get(ScanRun, state.run_id)
+    if run is not None:
+        state.progress.observations, state.progress.findings = run.observations, run.findings
+    logger.warning(
+        "hosts already stored skipped", extra={"scan_run_id": state.run_id, "hosts": len(known)}
+    )
+    return [r for r in reports if r.address not in known]
 
 
 @dataclass(slots=True)

@@ -24,6 +24,7 @@ from cybermission.config import Settings
 from cybermission.device_pacing import DeviceGate
 from cybermission.errors import CybermissionError, ScopeError, ValidationError
 from cybermission.guard import ScopeGuard, ScopeRule
+from cybermission.journal import Journal
 from cybermission.net import Connector
 from cybermission.probes import Probe, load_probes
 from cybermission.scans.probing import HostReport, identify_host, select_probes
@@ -31,7 +32,6 @@ from cybermission.scans.sweep import HostResult, sweep
 from cybermission.scans.sweep_handoff import identify_paced
 from cybermission.scans.targets import expand_targets
 from cybermission.sensors.broker import INGEST_TASK, SCAN_TASK, publish_task
-from cybermission.sensors.journal import Journal
 from cybermission.sensors.messages import (
     ChunkMessage,
     ChunkOutcome,

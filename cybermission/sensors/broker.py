@@ -63,3 +63,13 @@ def publish_task(
         raise
     finally:
         app.close()
+
+
+def check_broker(url: str, *, timeout_s: float, ssl: Any = None) -> None:
+    """Open and close one AMQP connection (the TLS handshake and login included): a health
+    check. Raises BrokerError naming why it failed."""
+    try:
+        with Connection(url, connect_timeout=timeout_s, ssl=ssl) as connection:
+            connection.ensure_connection(max_retries=1)
+    except (KombuError, OSError) as exc:
+        raise BrokerError(f"broker: {exc.__class__.__name__}: {exc}") from exc

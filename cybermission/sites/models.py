@@ -10,6 +10,7 @@ from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
 
 # Re-exported: the services and the API import the exposure with the zone table.
 from cybermission.sites.exposure import ZoneExposure as ZoneExposure
+from cybermission.sites.sectors import Sector as Sector
 
 
 class Organization(SQLModel, table=True):
@@ -20,6 +21,12 @@ class Organization(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True)
     slug: str = Field(max_length=64, unique=True, index=True)
     name: str = Field(max_length=200)
+    # The territory's aggregates group organisations by it (cybermission/territory/README.md).
+    sector: Sector = Field(
+        default=Sector.OTHER,
+        sa_type=enum_type(Sector),
+        sa_column_kwargs={"server_default": Sector.OTHER.value},
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

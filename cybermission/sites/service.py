@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.scans.models import Scope
 from cybermission.sites.allocations import check_within_allocations
-from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
+from cybermission.sites.models import Organization, Sector, Site, Zone, ZoneExposure
 from cybermission.visibility import get_owned_or_raise, get_visible_or_raise, sees, visible
 
 # Lower-case letters, digits and '-', starting with a letter or digit: a slug names RabbitMQ
@@ -49,12 +49,14 @@ def check_timezone(name: str) -> str:
     return name
 
 
-def create_organization(session: Session, *, slug: str, name: str) -> Organization:
-    """A partner organisation; ``slug`` is unique."""
+def create_organization(
+    session: Session, *, slug: str, name: str, sector: Sector = Sector.OTHER
+) -> Organization:
+    """A partner organisation of a sector; ``slug`` is unique."""
     slug = check_slug(slug)
     if session.exec(select(Organization).where(Organization.slug == slug)).first() is not None:
         raise ConflictError(f"slug: an organisation {slug!r} already exists")
-    organization = Organization(slug=slug, name=name.strip() or slug)
+    organization = Organization(slug=slug, name=name.strip() or slug, sector=sector)
     _insert(session, organization, f"slug: an organisation {slug!r} already exists")
     return organization
 

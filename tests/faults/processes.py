@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from cybermission.db import create_db_engine, session_scope
@@ -92,6 +94,45 @@ def postgres_store() -> Iterator[Store]:
         store.dispose()
         with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# Backends ``terminate_backends`` ends: every one of the store's database but the asking one, or
+# only those holding an advisory lock (the scheduler's lock connection, the delivery worker's).
+EVERY_BACKEND = (
+    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+    " WHERE datname = :db AND pid <> pg_backend_pid()"
+)
+LOCK_HOLDERS = (
+    "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l"
+    " JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted AND a.datname = :db"
+)
+
+
+def terminate_backends(
+    store: Store,
+    stop: threading.Event,
+    ended: list[int],
+    *,
+    which: str = EVERY_BACKEND,
+    every_s: float = 1.0,
+) -> None:
+    """Terminate ``which`` backends of the store's database every ``every_s`` until ``stop``
+    (``pg_terminate_backend``, as a PostgreSQL restart or a failover looks to the clients);
+    ``ended`` gets how many each round ended."""
+    database = store.url.rsplit("/", 1)[-1]
+    admin = create_db_engine(POSTGRES_ADMIN_URL)
+    try:
+        while not stop.wait(every_s):
+            try:
+                with admin.connect() as connection:
+                    count = connection.execute(text(which), {"db": database}).scalar_one()
+                    connection.commit()
+                ended.append(int(count))
+            except SQLAlchemyError:
+                continue
+    finally:
         admin.dispose()
 
 

@@ -12,12 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
-from cybermission.db import create_db_engine
 from cybermission.scans.models import ScanStatus
-from tests.conftest import POSTGRES_ADMIN_URL
 from tests.faults.processes import (
     LAB_TARGETS,
     ROOT,
@@ -27,34 +23,12 @@ from tests.faults.processes import (
     inventory,
     scan_json,
     stored_observations,
+    terminate_backends,
     wait_for,
 )
 from tests.timing import scaled
 
 pytestmark = pytest.mark.usefixtures("lab")
-
-
-def _terminate_backends(store: Store, stop: threading.Event, killed: list[int]) -> None:
-    """Terminate every connection to the store's database, once a second, until ``stop``."""
-    database = store.url.rsplit("/", 1)[-1]
-    admin = create_db_engine(POSTGRES_ADMIN_URL)
-    try:
-        while not stop.wait(1.0):
-            try:
-                with admin.connect() as connection:
-                    ended = connection.execute(
-                        text(
-                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                            " WHERE datname = :db AND pid <> pg_backend_pid()"
-                        ),
-                        {"db": database},
-                    ).scalar_one()
-                    connection.commit()
-                killed.append(int(ended))
-            except SQLAlchemyError:
-                continue
-    finally:
-        admin.dispose()
 
 
 def test_postgres_backends_terminated_mid_scan_lose_nothing(
@@ -63,7 +37,7 @@ def test_postgres_backends_terminated_mid_scan_lose_nothing(
     log = tmp_path / "scan.log"
     proc = cli(pg_store, "scan", LAB_TARGETS, "--format", "json", log=log)
     stop, killed = threading.Event(), []
-    killer = threading.Thread(target=_terminate_backends, args=(pg_store, stop, killed))
+    killer = threading.Thread(target=terminate_backends, args=(pg_store, stop, killed))
     try:
         wait_for(
             lambda: any(r.status is ScanStatus.RUNNING for r in pg_store.runs()),

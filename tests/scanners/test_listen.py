@@ -5,6 +5,7 @@ the same files, and send nothing."""
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from cybermission.db import create_db_engine
 from cybermission.errors import ValidationError
 from cybermission.inventory.communications import Communication
 from cybermission.inventory.models import Device, Service
+from cybermission.scans.models import ScanRun, ScanStatus
 from scanners.listen import ReceiveOnlySocket
 from tests.cli.stores import store_url
 from tests.conftest import shared_data
@@ -170,3 +172,22 @@ def test_listen_refuses_a_bad_interface_or_filter(
     require_mirror_tools()
     with pytest.raises(ValidationError, match=message):
         ReceiveOnlySocket(interface, bpf)
+
+
+def test_listen_on_a_missing_interface_ends_its_run_failed(tmp_path: Path) -> None:
+    url = store_url(tmp_path / "failed.db")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    result = CliRunner().invoke(
+        app, ["listen", "hp-none0", "--format", "json"], env={"CYBERMISSION_DATABASE_URL": url}
+    )
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    assert result.exit_code == 2
+    assert "no interface named" in result.stderr
+    engine = create_db_engine(url)
+    with Session(engine) as session:
+        (run,) = session.exec(select(ScanRun)).all()
+    engine.dispose()
+    assert run.status is ScanStatus.FAILED
+    assert "no interface named" in run.errors[0]["error"]

@@ -4,6 +4,7 @@ APScheduler really driving the ticks."""
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import select
 
@@ -12,8 +13,17 @@ from cybermission.db import session_scope
 from cybermission.locks import ProcessLock
 from cybermission.scans.models import ScopeBase
 from cybermission.scans.scheduler import ScheduleRunner
-from cybermission.scans.schedules import RunOutcome, ScheduleBase, ScheduleRun, create_schedule
+from cybermission.scans.schedules import (
+    RunOutcome,
+    Schedule,
+    ScheduleBase,
+    ScheduleRun,
+    TickReport,
+    create_schedule,
+    tick,
+)
 from cybermission.scans.scopes import create_scope
+from tests.timing import scaled
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -146,3 +156,30 @@ def test_leader_that_lost_its_lock_stops_deciding(engine: Engine, settings: Sett
         first.stop()
         second.stop()
     assert len(fired) == 1  # the due run was launched once, by the new leader
+
+
+@pytest.mark.postgres
+def test_a_schedule_being_decided_is_never_decided_twice(
+    engine: Engine, settings: Settings
+) -> None:
+    """A leader cut mid-decision and its successor: the successor's tick waits for the first
+    decision to commit, then finds the schedule no longer due (its row is locked meanwhile)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: its file lock already serialises the ticks")
+    _schedules(engine, settings, ["a"])
+    due = T0 + timedelta(hours=1)
+    report: list[TickReport] = []
+    with session_scope(engine) as first:
+        # The old leader, mid-decision: it holds the schedule's row.
+        schedule = first.exec(select(Schedule).with_for_update()).one()
+        successor = threading.Thread(
+            target=lambda: report.append(tick(engine, settings=settings, now=due))
+        )
+        successor.start()
+        successor.join(timeout=1.0)
+        assert successor.is_alive()  # waiting for the row, not deciding beside the first
+        schedule.next_due_at = due + timedelta(hours=1)  # what the first decision writes
+        first.add(schedule)
+    successor.join(timeout=scaled(30))
+    assert not successor.is_alive()
+    assert report[0].launched == []

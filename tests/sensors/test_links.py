@@ -9,8 +9,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from sqlmodel import Session, select
 
+from cybermission.journal import Journal
 from cybermission.scans.models import ScanStatus
-from cybermission.sensors.journal import Journal
 from cybermission.sensors.metrics import SensorCollector
 from cybermission.sensors.models import ChunkPart, ChunkState, RejectedPart
 from cybermission.sensors.topology import Management

@@ -14,13 +14,13 @@ from sqlmodel import Session, select
 
 from cybermission.clock import utcnow
 from cybermission.config import Settings
+from cybermission.journal import Journal
 from cybermission.probes import Observation, Transport
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.probing import HostReport
 from cybermission.sensors.agent import Bundle, SensorRuntime
 from cybermission.sensors.broker import SCAN_TASK, publish_task
 from cybermission.sensors.ingestion import Ingestion
-from cybermission.sensors.journal import Journal
 from cybermission.sensors.messages import (
     MESSAGE_VERSION,
     ChunkMessage,

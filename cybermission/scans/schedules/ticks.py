@@ -371,7 +371,10 @@ def tick(
         launched_before = len(report.launched)
         try:
             with session_scope(engine) as session:
-                schedule = session.get(Schedule, schedule_id)
+                # Locked until this decision commits: a process that lost the scheduler lock
+                # mid-decision and its successor never both decide one due time (the second
+                # reads the schedule once the first committed, no longer due).
+                schedule = session.get(Schedule, schedule_id, with_for_update=True)
                 if schedule is None or not schedule.enabled:
                     continue
                 _tick_schedule(

@@ -5,7 +5,10 @@ organisation's user does not see."""
 import re
 
 from playwright.sync_api import Page, expect
+from sqlalchemy import Engine
+from sqlmodel import Session
 
+from cybermission.inventory.models import Criticality, Device
 from tests.api.console.conftest import Shoot, SignIn, follow
 from tests.api.console.plant import METERS, Plant
 
@@ -168,3 +171,33 @@ def test_keyboard_reaches_the_content_and_a_device(
     with page.expect_navigation():
         page.keyboard.press("Enter")
     assert "/console/assets/" in page.url
+
+
+def test_analyst_sets_criticality_and_a_viewer_sees_no_control(
+    server: str, page: Page, sign_in: SignIn, plant: Plant, engine: Engine
+) -> None:
+    sign_in()
+    page.goto(f"{server}/console/assets/{plant.wago}")
+    page.select_option("#criticality-choice", "critical")
+    follow(page, "#criticality-form button[type=submit]")
+    expect(page.locator("#notice")).to_have_text("criticality saved")
+    expect(page.locator("#criticality-choice option:checked")).to_have_text("critical")
+    with Session(engine) as session:
+        device = session.get(Device, plant.wago)
+        assert device is not None
+        assert device.criticality is Criticality.CRITICAL
+    page.context.clear_cookies()
+    sign_in(plant.tokens["viewer"])
+    page.goto(f"{server}/console/assets/{plant.wago}")
+    expect(page.locator("#criticality")).to_have_text("critical")
+    expect(page.locator("#criticality-form")).to_have_count(0)
+    status = page.evaluate(
+        """async (id) => (await fetch(`/console/assets/${id}/criticality`, {method: 'POST',
+             body: new URLSearchParams({criticality: 'low', csrf: 'guess'})})).status""",
+        plant.wago,
+    )
+    assert status == 403
+    with Session(engine) as session:
+        device = session.get(Device, plant.wago)
+        assert device is not None
+        assert device.criticality is Criticality.CRITICAL

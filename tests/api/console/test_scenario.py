@@ -225,7 +225,7 @@ def test_analyst_finds_reads_triages_and_sees_the_trend_move_after_a_rescan(
     chart = page.locator("svg#trend")
     expect(chart).to_be_visible()
     before = chart.get_attribute("data-latest")
-    lines_before = chart.locator("polyline").evaluate_all(
+    lines_before = chart.locator("polygon[data-severity]").evaluate_all(
         "lines => lines.map(l => l.getAttribute('points'))"
     )
     shoot("site-before")
@@ -249,7 +249,7 @@ def test_analyst_finds_reads_triages_and_sees_the_trend_move_after_a_rescan(
     _wait(server, plant, rescan)
     page.goto(f"{server}/console/sites/{plant.north}")
     after = chart.get_attribute("data-latest")
-    lines_after = chart.locator("polyline").evaluate_all(
+    lines_after = chart.locator("polygon[data-severity]").evaluate_all(
         "lines => lines.map(l => l.getAttribute('points'))"
     )
     assert after != before, (before, after)

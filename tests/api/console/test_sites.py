@@ -31,7 +31,7 @@ def test_site_overview_draws_the_trend_of_open_findings(
     chart = page.locator("svg#trend")
     expect(chart).to_be_visible()
     assert chart.get_attribute("data-latest") == "1 critical, 1 high, 1 medium, 1 low, 0 info"
-    expect(chart.locator("polyline")).to_have_count(5)
+    expect(chart.locator("polygon[data-severity]")).to_have_count(5)
     # The resolved S7 finding counted as high for its first day, then left.
     page.locator("#trend-heading ~ details summary").click()
     highs = page.locator("#trend-table tbody tr td:nth-child(3)").all_inner_texts()

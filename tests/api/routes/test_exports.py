@@ -74,7 +74,8 @@ async def test_exports_ocsf_is_vulnerability_finding(
     assert isinstance(event["time"], int)
     assert event["vulnerabilities"][0]["title"] == "Modbus reachable"
     assert event["device"]["ip"] == world.orgs["a"].address
-    assert event["device"]["vendor_name"] == "Acme"
+    assert event["device"]["desc"] == "Acme PLC-a"
+    assert event["unmapped"]["device_vendor"] == "Acme"
 
 
 async def test_exports_cyclonedx_lists_devices_with_firmware(

@@ -1,9 +1,15 @@
-"""The sensor journal: a small SQLite file on the sensor that makes chunks idempotent there.
+"""The journal: an append-only durable queue in a small local SQLite file, fsynced on commit.
 
-A chunk recorded as finished is never probed again (a redelivery only re-publishes what the broker
-has not confirmed yet), and results stay here until the broker confirms them, so a site link that
-is down buffers results instead of losing them (SCALE-OUT.md, Sensor). A chunk message the sensor
-cannot read (another version, malformed) is kept here as received, with the reason.
+Units of work are recorded finished with their parts in one transaction; each part stays until it
+is confirmed delivered, oldest first. Two users, one home:
+
+- the site sensor (SCALE-OUT.md, Sensor): a chunk recorded as finished is never probed again (a
+  redelivery only re-publishes what the broker has not confirmed yet), and results stay here until
+  the broker confirms them, so a site link that is down buffers results instead of losing them;
+- a run of the embedded pipeline (``cybermission.scans.spool``): batches the store cannot take now
+  wait here until it answers again.
+A message the sensor cannot read (another version, malformed) is kept here as received, with the
+reason (``refuse``).
 """
 
 import json

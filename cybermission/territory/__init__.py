@@ -1,0 +1,1 @@
+"""The territory: every organisation seen together, in aggregate, by the coordinator (README)."""

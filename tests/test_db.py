@@ -1,0 +1,48 @@
+"""The store helpers: rows built without ``__init__`` are the rows ``__init__`` builds."""
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from cybermission.db import build_row, insert_rows
+from cybermission.inventory.models import Device, Service
+
+
+def test_db_build_row_fills_defaults_like_init() -> None:
+    built = build_row(Device, id="d1", vendor="Acme")
+    made = Device(id="d1", vendor="Acme")
+    for name in Device.model_fields:
+        if name in ("first_seen_at", "last_seen_at"):
+            continue  # utcnow at each call
+        assert getattr(built, name) == getattr(made, name), name
+    assert built.first_seen_at.tzinfo is not None
+
+
+def test_db_build_row_calls_each_factory_per_row() -> None:
+    first, second = build_row(Device), build_row(Device)
+    assert first.id != second.id
+    assert first.provenance == {}
+    assert first.provenance is not second.provenance
+
+
+def test_db_build_row_refuses_unknown_and_missing_fields() -> None:
+    with pytest.raises(TypeError, match="no field 'vendr'"):
+        build_row(Device, vendr="Acme")
+    with pytest.raises(TypeError, match="device_id is required"):
+        build_row(Service, port=502, transport="tcp", protocol="modbus", address="127.0.0.1")
+
+
+def test_db_build_row_is_stored_and_read_back(engine: Engine) -> None:
+    device = build_row(Device, vendor="Acme", provenance={"vendor": {"source": "modbus"}})
+    device.model = "M1"  # a built row takes later changes as any new object does
+    with Session(engine) as session:
+        insert_rows(session, [device])
+        session.commit()
+        stored = session.exec(select(Device).where(Device.id == device.id)).one()
+    assert (stored.vendor, stored.model, stored.provenance) == (
+        "Acme",
+        "M1",
+        {"vendor": {"source": "modbus"}},
+    )
+    assert stored.absent_scans == 0
+    assert stored.first_seen_at == device.first_seen_at
