@@ -129,6 +129,10 @@ def test_boundary_path_segment_is_not_found_or_refused(
         assert response.status_code < 500, response.text
         if text_problem(text) is not None:
             assert response.status_code == 422, response.text
+        elif text.endswith("/"):
+            # The router matches the decoded path, where %2F is a separator again: a trailing
+            # slash gets the framework's redirect to the URL without it (hypothesis found "/").
+            assert response.status_code == 307, response.text
         else:
             assert response.status_code in (404, 422), response.text
 
