@@ -25,7 +25,11 @@ from tests.faults.processes import (
     stored_observations,
     wait_for,
 )
-from tests.faults.test_runs import _finished, _run_now, _running, _schedule
+from tests.faults.test_runs import (
+    _finished,
+    _running,
+    kill9_serve_mid_scheduled_run,
+)
 from tests.timing import scaled
 
 pytestmark = pytest.mark.usefixtures("lab")
@@ -144,17 +148,7 @@ def test_kill9_of_serve_then_api_resume_equals_an_undisturbed_run(
 def test_kill9_of_serve_mid_scheduled_run_is_resumed_by_the_next_tick(
     store: Store, free_port: int, tmp_path: Path, undisturbed: dict[str, Any]
 ) -> None:
-    first = Service(store, free_port, tmp_path / "serve-1.log").start()
-    try:
-        with first.client() as client:
-            schedule_id = _schedule(client)
-            decision = _run_now(client, schedule_id)
-        assert decision["outcome"] == "started", decision
-        run_id = decision["scan_run_id"]
-        wait_for(lambda: _running(store, run_id), timeout_s=scaled(60), what="the run to start")
-        first.kill()
-    finally:
-        first.stop()
+    schedule_id, run_id = kill9_serve_mid_scheduled_run(store, free_port, tmp_path)
     _killed_mid_run(store, run_id, undisturbed)
 
     second = Service(store, free_port, tmp_path / "serve-2.log").start()

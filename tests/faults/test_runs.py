@@ -66,20 +66,27 @@ def _run_now(client: httpx.Client, schedule_id: str) -> dict[str, Any]:
     return decision
 
 
-def test_kill9_of_serve_mid_scan_is_closed_at_next_start_and_the_schedule_runs_again(
-    store: Store, free_port: int, tmp_path: Path, undisturbed: dict[str, Any]
-) -> None:
-    first = Service(store, free_port, tmp_path / "serve-1.log").start()
+def kill9_serve_mid_scheduled_run(store: Store, port: int, tmp_path: Path) -> tuple[str, str]:
+    """Start ``serve``, run a schedule now, ``kill -9`` the service once the run is running;
+    returns the schedule's and the run's ids (the next service closes or resumes the run)."""
+    first = Service(store, port, tmp_path / "serve-1.log").start()
     try:
         with first.client() as client:
             schedule_id = _schedule(client)
             decision = _run_now(client, schedule_id)
         assert decision["outcome"] == "started", decision
-        run_id = decision["scan_run_id"]
+        run_id: str = decision["scan_run_id"]
         wait_for(lambda: _running(store, run_id), timeout_s=scaled(60), what="the run to start")
         first.kill()
     finally:
         first.stop()
+    return schedule_id, run_id
+
+
+def test_kill9_of_serve_mid_scan_is_closed_at_next_start_and_the_schedule_runs_again(
+    store: Store, free_port: int, tmp_path: Path, undisturbed: dict[str, Any]
+) -> None:
+    schedule_id, run_id = kill9_serve_mid_scheduled_run(store, free_port, tmp_path)
     assert store.run(run_id).status is ScanStatus.RUNNING  # what kill -9 leaves behind
 
     # The start-over policy (no resume of an interrupted scheduled run: test_resume.py has it).
