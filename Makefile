@@ -31,8 +31,14 @@ types: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
+# Where the machine allows (root, unshare, socat), the suite runs in parallel workers, each in a
+# network namespace of its own, so the loopback address plan holds in every worker
+# (tests/netns-python). Elsewhere, or with PYTEST_WORKERS=0, it runs in one process.
+PYTEST_WORKERS ?= $(shell tests/netns-python --workers)
+XDIST := $(if $(filter-out 0,$(PYTEST_WORKERS)),-p xdist --dist loadfile --tx $(PYTEST_WORKERS)*popen//python=tests/netns-python)
+
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	CYBERMISSION_TEST_PYTHON=$(BIN)/python $(BIN)/pytest -q $(XDIST) --durations=25
 
 bench: $(STAMP)  ## benchmarks against nmap (loopback only); needs Debian's nmap
 	$(BIN)/python -m bench.discovery

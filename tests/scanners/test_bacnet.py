@@ -35,8 +35,9 @@ from tests.scanners.building_fixtures import (
     target_factory,
     udp_payloads,
 )
+from tests.timing import scaled
 
-TIMEOUT_S = 1.0
+TIMEOUT_S = scaled(1.0)
 BASE = "127.23.1.0"
 # A ReadPropertyMultiple-ACK as bacpypes3 sends it (fuzz seed beside the capture).
 SEED_RPM = bytes.fromhex(
@@ -109,7 +110,7 @@ async def test_bacnet_probe_raises_timeout_on_silent_device(
 ) -> None:
     device, probe = bacnet_lab["bacnet-silent"], BacnetProbe()
     target = building_target(device, probe)
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(scaled(10)):
         with pytest.raises(ProbeTimeoutError):
             await probe.observe(target, timeout_s=0.2)
     # Who-Is unanswered, then one wildcard RPM: nothing more.

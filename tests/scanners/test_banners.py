@@ -40,7 +40,7 @@ from tests.scanners.building_fixtures import (
 )
 from tests.timing import scaled
 
-TIMEOUT_S = 2.0
+TIMEOUT_S = scaled(2.0)
 BASE = "127.23.5.0"
 PORTS = {"telnet_port": 12323, "ftp_port": 12121, "ssh_port": 12222}
 PROBES: dict[str, type[Probe]] = {"telnet": TelnetProbe, "ftp": FtpProbe, "ssh": SshProbe}

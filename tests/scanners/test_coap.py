@@ -49,10 +49,11 @@ from scanners.coap_resources import (
 from scanners.lab.urban_devices import CABINET_LAMPS, coap_lab_devices, lwm2m_tlv
 from scanners.pcap import PcapReaderImporter
 from tests.scanners.building_fixtures import run_devices
+from tests.timing import scaled
 
 BASE = "127.26.1.0"
 SCOPE = "127.26.0.0/16"
-TIMEOUT_S = 1.0
+TIMEOUT_S = scaled(1.0)
 # RFC 6690 §5 example, with a quoted title holding the separators.
 LINKS = (
     '</sensors/temp>;rt="temperature-c";if="sensor",'
@@ -203,7 +204,7 @@ async def test_coap_probe_retransmits_once_then_times_out_on_silent_device(
 ) -> None:
     device, probe = lab["coap-silent"], CoapProbe()
     target = _target(device, probe)
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(scaled(10)):
         with pytest.raises(ProbeTimeoutError):
             await probe.observe(target, timeout_s=0.3)
     assert dict(target.ledger.sent) == {REQUEST_CORE: 2}

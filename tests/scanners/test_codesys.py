@@ -29,7 +29,7 @@ from tests.scanners.plc_fixtures import mutate, run_devices
 from tests.timing import scaled
 
 BASE = "127.25.5.0"
-TIMEOUT_S = 2.0
+TIMEOUT_S = scaled(2.0)
 SEEDS = [
     codesys_answer("Linux", "3.16.0", "AIC-PLC-01", little=True),
     codesys_answer("VxWorks", "6.9", "BMX P34 CODESYS", little=False),
@@ -79,7 +79,7 @@ async def test_codesys_probe_raises_timeout_after_both_queries_on_silent_device(
     lab: dict[str, Any],
 ) -> None:
     device, probe = lab["misfit-silent"], CodesysProbe()
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(scaled(10)):
         with pytest.raises(ProbeTimeoutError):
             await probe.observe(_target(device, probe), timeout_s=0.3)
     assert device.requests == ["request", "request"]

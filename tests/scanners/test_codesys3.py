@@ -31,9 +31,10 @@ from scanners.lab.legacy_devices import (
     legacy_lab_devices,
 )
 from tests.scanners.plc_fixtures import mutate, run_devices, target_factory
+from tests.timing import scaled
 
 BASE = "127.21.7.0"  # inside the PLC tests' scope (plc_fixtures)
-TIMEOUT_S = 2.0
+TIMEOUT_S = scaled(2.0)
 PFC200 = cds3_identification(
     node="PFC200-438F4C",
     device="WAGO 750-8206 PFC200 2ETH RS CAN DPS",

@@ -38,10 +38,11 @@ from tests.scanners.industrial_fixtures import (
     ics_target,
     tcp_streams,
 )
+from tests.timing import scaled
 
 __all__ = ["ics_connector", "ics_target"]  # fixtures used by name below
 
-TIMEOUT_S = 2.0
+TIMEOUT_S = scaled(2.0)
 LAB_BASE = "127.22.2.0"
 FAST = {"dnp3_link_wait_s": 0.15}
 NAMES = ["dnp3-rtu-sel3530", "dnp3-ied-ge-d20", "dnp3-water-scadapack"]

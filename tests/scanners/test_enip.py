@@ -37,8 +37,9 @@ from tests.scanners.plc_fixtures import (
     run_devices,
     target_factory,
 )
+from tests.timing import scaled
 
-TIMEOUT_S = 2.0
+TIMEOUT_S = scaled(2.0)
 NAMES = ["enip-plc-compactlogix", "enip-plc-m580", "enip-plc-omron-nj"]
 
 

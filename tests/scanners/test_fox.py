@@ -30,10 +30,11 @@ from scanners.fox import (
 from scanners.lab.urban_devices import fox_hello_answer, fox_lab_devices
 from scanners.pcap import PcapReaderImporter
 from tests.scanners.building_fixtures import run_devices
+from tests.timing import scaled
 
 BASE = "127.26.2.0"
 SCOPE = "127.26.0.0/16"
-TIMEOUT_S = 2.0
+TIMEOUT_S = scaled(2.0)
 # The station hello of nmap's fox-info documentation, as a recorded answer would carry it.
 NMAP_EXAMPLE = (
     b"fox a 0 -1 fox hello\n{\nfox.version=s:1.0.1\nid=i:249\nhostName=s:xpvm-0omdc01xmy\n"
@@ -131,7 +132,7 @@ async def test_fox_probe_sends_only_one_hello_on_one_connection(
 
 async def test_fox_probe_raises_timeout_on_silent_station(lab: dict[str, Any]) -> None:
     device, probe = lab["fox-silent"], FoxProbe()
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(scaled(10)):
         with pytest.raises(ProbeTimeoutError):
             await probe.observe(_target(device, probe), timeout_s=0.3)
     assert device.requests == [REQUEST_HELLO]
@@ -140,7 +141,7 @@ async def test_fox_probe_raises_timeout_on_silent_station(lab: dict[str, Any]) -
 async def test_fox_tls_probe_times_out_on_a_cleartext_station(lab: dict[str, Any]) -> None:
     device, probe = lab["fox-jace-ax"], FoxTlsProbe()
     target = _target(device, probe)
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(scaled(10)):
         with pytest.raises(ProbeTimeoutError, match="TLS handshake"):
             await probe.observe(target, timeout_s=0.3)
     assert not target.ledger.sent  # no hello is sent before the handshake completes

@@ -39,9 +39,10 @@ from scanners.lab.legacy_devices import legacy_lab_devices, legacy_misfits
 from scanners.pcap import PcapReaderImporter
 from tests.conftest import shared_data
 from tests.scanners.plc_fixtures import mutate, read_packets, run_devices
+from tests.timing import scaled
 
 BASE = "127.25.2.0"
-TIMEOUT_S = 2.0
+TIMEOUT_S = scaled(2.0)
 CAPTURE = ("pcaps", "hart", "hart_ip.pcap")
 SEQUENCE = [REQUEST_INITIATE, REQUEST_CMD0, REQUEST_CMD20, REQUEST_CMD13, REQUEST_CLOSE]
 GATEWAY = {

@@ -33,7 +33,7 @@ from tests.scanners.building_fixtures import (
 )
 from tests.timing import scaled
 
-TIMEOUT_S = 2.0
+TIMEOUT_S = scaled(2.0)
 BASE = "127.23.4.0"
 
 

@@ -37,10 +37,11 @@ from tests.scanners.industrial_fixtures import (
     ics_target,
     tcp_streams,
 )
+from tests.timing import scaled
 
 __all__ = ["ics_connector", "ics_target"]  # fixtures used by name below
 
-TIMEOUT_S = 1.0
+TIMEOUT_S = scaled(1.0)
 LAB_BASE = "127.22.3.0"
 NAMES = ["iec104-substation-rtu", "iec104-pv-plant"]
 _REQUEST_NAMES = {

@@ -36,10 +36,11 @@ from scanners.lab.urban_devices import (
 )
 from scanners.pcap import PcapReaderImporter
 from tests.scanners.building_fixtures import run_devices
+from tests.timing import scaled
 
 BASE = "127.26.3.0"
 SCOPE = "127.26.0.0/16"
-TIMEOUT_S = 1.0
+TIMEOUT_S = scaled(1.0)
 ROUTER = KnxIdentity(
     friendly_name="KNX IP Router Lobby",
     individual_address=(1, 1, 0),
@@ -127,7 +128,7 @@ async def test_knx_probe_sends_one_nat_mode_description_request(
 async def test_knx_probe_raises_timeout_on_silent_device(lab: dict[str, Any]) -> None:
     device, probe = lab["knx-silent"], KnxProbe()
     target = _target(device, probe)
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(scaled(10)):
         with pytest.raises(ProbeTimeoutError):
             await probe.observe(target, timeout_s=0.3)
     assert device.requests == [REQUEST_DESCRIPTION]

@@ -36,8 +36,9 @@ from scanners.modbus import (
 from scanners.modbus_units import MAX_SILENT_UNITS, ModbusUnitWalkProbe, unit_range
 from tests.conftest import shared_data
 from tests.scanners.conftest import TargetFactory
+from tests.timing import scaled
 
-TIMEOUT_S = 2.0
+TIMEOUT_S = scaled(2.0)
 IDENTIFIED = [
     "modbus-plc-m340",
     "modbus-plc-m580-a",

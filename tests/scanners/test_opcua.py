@@ -57,10 +57,11 @@ from tests.scanners.industrial_fixtures import (
     ics_target,
     tcp_streams,
 )
+from tests.timing import scaled
 
 __all__ = ["ics_connector", "ics_target"]  # fixtures used by name below
 
-TIMEOUT_S = 2.0
+TIMEOUT_S = scaled(2.0)
 LAB_BASE = "127.22.1.0"
 _MESSAGE_NAMES = {"HEL": REQUEST_HELLO, "OPN": REQUEST_OPEN, "CLO": REQUEST_CLOSE}
 

@@ -29,9 +29,10 @@ from scanners.pcworx import (
 )
 from tests.conftest import shared_data
 from tests.scanners.plc_fixtures import mutate, read_packets, run_devices
+from tests.timing import scaled
 
 BASE = "127.25.4.0"
-TIMEOUT_S = 2.0
+TIMEOUT_S = scaled(2.0)
 CAPTURE = ("pcaps", "proconos", "proconos-connect-stop-then-start.pcap")
 
 

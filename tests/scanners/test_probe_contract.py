@@ -36,10 +36,11 @@ from cybermission.probes import (
     Transport,
     load_probes,
 )
+from tests.timing import scaled
 
 CONTRACT_SCOPE = "127.27.0.0/16"
 ELSEWHERE = "127.27.250.0/24"  # the out-of-scope guard allows only this
-TIMEOUT_S = 2.0
+TIMEOUT_S = scaled(2.0)
 SILENT_TIMEOUT_S = 0.3
 HANG_LIMIT_S = 10.0  # a hang fails the test instead of blocking the suite
 

@@ -20,9 +20,10 @@ from scanners.lab.legacy_devices import legacy_lab_devices, legacy_misfits, proc
 from scanners.proconos import FIELDS, REQUEST_INFO, ProconosProbe, decode_info_answer
 from tests.conftest import shared_data
 from tests.scanners.plc_fixtures import mutate, read_packets, run_devices
+from tests.timing import scaled
 
 BASE = "127.25.3.0"
-TIMEOUT_S = 2.0
+TIMEOUT_S = scaled(2.0)
 ANSWER = proconos_answer(
     {
         "ladder_logic_runtime": "ProConOS V3.0.1040 Oct 29 2002",

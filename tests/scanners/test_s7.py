@@ -41,8 +41,9 @@ from tests.scanners.plc_fixtures import (
     run_devices,
     target_factory,
 )
+from tests.timing import scaled
 
-TIMEOUT_S = 2.0
+TIMEOUT_S = scaled(2.0)
 
 
 @pytest.fixture
@@ -218,7 +219,7 @@ async def test_s7_probe_raises_timeout_on_silent_device(
     s7_lab: dict[str, Any], plc_target: PlcTargetFactory
 ) -> None:
     device, probe = s7_lab["s7-silent"], S7Probe()
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(scaled(10)):
         with pytest.raises(ProbeTimeoutError):
             await probe.observe(plc_target(device, probe), timeout_s=0.3)
     assert device.connections == 1

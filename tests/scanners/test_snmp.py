@@ -32,7 +32,7 @@ from tests.scanners.building_fixtures import (
 )
 from tests.timing import scaled
 
-TIMEOUT_S = 0.3
+TIMEOUT_S = scaled(0.3)
 BASE = "127.23.2.0"
 PORT = 16161  # 161 needs no privilege as root, but a high port keeps the tests portable
 # A real Response of the pysnmp agent (Hirschmann-like system group), the fuzz seed.
@@ -112,7 +112,7 @@ async def test_snmp_probe_raises_timeout_on_silent_device(
 ) -> None:
     device, probe = snmp_lab["snmp-silent"], SnmpProbe()
     target = building_target(device, probe)
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(scaled(10)):
         with pytest.raises(ProbeTimeoutError):
             await probe.observe(target, timeout_s=0.2)
     assert dict(target.ledger.sent) == {REQUEST_V2C: 1, REQUEST_V1: 1}

@@ -30,9 +30,10 @@ from scanners.umas import (
 )
 from tests.conftest import shared_data
 from tests.scanners.plc_fixtures import mutate, read_packets, run_devices
+from tests.timing import scaled
 
 BASE = "127.25.6.0"
-TIMEOUT_S = 2.0
+TIMEOUT_S = scaled(2.0)
 UMAS_CAPTURE = ("pcaps", "umas", "umas.pcap")
 MOD90_CAPTURE = ("pcaps", "modbus", "mod_90.pcap")
 # UMAS sub-functions that change a PLC: reservation, writes, upload/download, start/stop.

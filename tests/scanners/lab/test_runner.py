@@ -15,7 +15,7 @@ from scanners.lab.modbus_devices import modbus_lab_devices
 from scanners.modbus import ModbusProbe
 from tests.timing import scaled
 
-READY_TIMEOUT_S = 30.0
+READY_TIMEOUT_S = scaled(30.0)
 
 
 async def _spawn(base: str, state_file: Path) -> asyncio.subprocess.Process:
