@@ -23,7 +23,8 @@ from cybermission.findings.advisories.matching import AdvisoryIndex
 from cybermission.findings.service import FindingDraft, record_findings, resolve_absent
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.inventory.absence import record_absences
-from cybermission.inventory.batch import HostSeen, InventoryCache, reconcile_hosts
+from cybermission.inventory.batch import HostSeen, reconcile_hosts
+from cybermission.inventory.catalog_cache import InventoryCache
 from cybermission.inventory.documents import asset_fields
 from cybermission.inventory.identity import ServiceSeen
 from cybermission.inventory.models import ChangeEvent, ChangeKind, Device
