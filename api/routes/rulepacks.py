@@ -96,8 +96,7 @@ def get_territory_rule_packs(
 @router.get("/rulepacks", summary="Published rule packs, and which ones the caller's scans run")
 def get_rule_packs(session: SessionDep, caller: Reader) -> list[OrganizationRulePackRead]:
     evaluated = {
-        (p.name, p.version)
-        for p in adopted_packs(session, organization_id=caller.organization_id)
+        (p.name, p.version) for p in adopted_packs(session, organization_id=caller.organization_id)
     }
     return [
         OrganizationRulePackRead.model_validate(

@@ -95,9 +95,7 @@ def publish_pack(
 
 
 def _latest_version(session: Session, name: str) -> int:
-    found = session.exec(
-        select(func.max(RulePack.version)).where(col(RulePack.name) == name)
-    ).one()
+    found = session.exec(select(func.max(RulePack.version)).where(col(RulePack.name) == name)).one()
     return int(found or 0)
 
 

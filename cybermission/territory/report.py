@@ -248,14 +248,18 @@ def _environment() -> jinja2.Environment:
 
 def render_html(report: TerritoryReport) -> str:
     charts = report_charts(report, width=640)
-    return _environment().get_template(_TEMPLATE.name).render(
-        report=report,
-        sector_header=SECTOR_HEADER,
-        sector_rows=_sector_rows(report),
-        campaign_header=CAMPAIGN_HEADER,
-        campaign_rows=_campaign_rows(report),
-        # svg() escapes every text and attribute it writes (titles come from people).
-        charts=[(c.title, Markup(svg(c))) for c in charts],  # noqa: S704
+    return (
+        _environment()
+        .get_template(_TEMPLATE.name)
+        .render(
+            report=report,
+            sector_header=SECTOR_HEADER,
+            sector_rows=_sector_rows(report),
+            campaign_header=CAMPAIGN_HEADER,
+            campaign_rows=_campaign_rows(report),
+            # svg() escapes every text and attribute it writes (titles come from people).
+            charts=[(c.title, Markup(svg(c))) for c in charts],  # noqa: S704
+        )
     )
 
 
@@ -321,8 +325,7 @@ def render_pdf(report: TerritoryReport) -> bytes:
         f"generated {report.generated_at:%Y-%m-%d %H:%M} UTC"
     )
     out.line(
-        f"Aggregates only. A number behind fewer than {report.threshold} organisations "
-        "is withheld."
+        f"Aggregates only. A number behind fewer than {report.threshold} organisations is withheld."
     )
     out.heading("Exposure by sector (now)")
     out.table(SECTOR_HEADER, _sector_rows(report))

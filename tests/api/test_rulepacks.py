@@ -62,9 +62,7 @@ async def _decide(
 
 async def _pack_findings(client: httpx.AsyncClient, org: Org) -> dict[str, set[str]]:
     """rule id -> severities of the organisation's findings of pack rules (metro-*)."""
-    body = await _ok(
-        await client.get("/api/v1/findings?limit=500", headers=_auth(org.viewer)), 200
-    )
+    body = await _ok(await client.get("/api/v1/findings?limit=500", headers=_auth(org.viewer)), 200)
     found: dict[str, set[str]] = {}
     for row in body["items"]:
         if row["rule_id"].startswith("metro-"):

@@ -86,7 +86,7 @@ async def test_territory_report_html_holds_the_sector_aggregates_and_no_device(
     water = next(s for s in exposure["sectors"] if s["sector"] == "water")["metrics"]
     # The water row: the same numbers the exposure API answers; one-organisation sectors withheld.
     assert f"<tr><td>water</td><td>3</td><td>{water['devices']}</td>" in page
-    assert "<tr><td>energy</td><td>1</td><td class=\"withheld\">withheld</td>" in page
+    assert '<tr><td>energy</td><td>1</td><td class="withheld">withheld</td>' in page
     assert "Territory report 2026-11" in page
     assert page.count("<svg") == 4
     for secret in _secrets(world):
