@@ -19,7 +19,14 @@ from cybermission.inventory.models import (
 from cybermission.metric_counters import MetricCounter
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanRunHost, ScanStatus, Scope
 from cybermission.scans.schedules import Schedule, ScheduleAudit, ScheduleRun
-from cybermission.sensors.models import Chunk, ChunkPart, RejectedPart, Sensor
+from cybermission.sensors.models import (
+    Chunk,
+    ChunkPart,
+    ListenBatch,
+    ListenSession,
+    RejectedPart,
+    Sensor,
+)
 from cybermission.sites.models import Allocation, Organization, Site, Zone, ZoneExposure
 from cybermission.territory.models import Campaign, CampaignNotice, CoordinatorShare
 
@@ -47,6 +54,8 @@ __all__ = [
     "FindingStatus",
     "IPAddress",
     "Interface",
+    "ListenBatch",
+    "ListenSession",
     "Manufacturer",
     "MetricCounter",
     "ObservationRecord",
