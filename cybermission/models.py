@@ -17,6 +17,7 @@ from cybermission.inventory.models import (
     Service,
 )
 from cybermission.metric_counters import MetricCounter
+from cybermission.rules.models import RulePack, RulePackDecision
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanRunHost, ScanStatus, Scope
 from cybermission.scans.schedules import Schedule, ScheduleAudit, ScheduleRun
 from cybermission.sensors.models import (
@@ -63,6 +64,8 @@ __all__ = [
     "OutboxCursor",
     "RejectedPart",
     "Role",
+    "RulePack",
+    "RulePackDecision",
     "ScanRun",
     "ScanRunHost",
     "ScanStatus",
