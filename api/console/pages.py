@@ -38,6 +38,8 @@ from cybermission.sites.service import list_site_zones, list_sites
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 SIGN_IN_PATH = "/dashboard"
+# The coordinator's page (it reads no organisation's, so the dashboard sends it there).
+TERRITORY_PATH = "/console/territory"
 FORM_MAX_BYTES = 64 * 1024
 FORM_MAX_FIELDS = 600
 _CSRF_CONTEXT = b"cybermission console form"
@@ -128,9 +130,11 @@ def _csrf_of(secret: str) -> str:
     return hmac.new(secret.encode(), _CSRF_CONTEXT, hashlib.sha256).hexdigest()
 
 
-def signed_in(request: Request) -> ConsoleUser | None:
-    """The session's user, or None (no cookie, or a session that ended) when the browser must
-    sign in again. Blocking (reads the store): call it from a sync route or a thread."""
+def signed_in(request: Request, permission: Permission = Permission.READ) -> ConsoleUser | None:
+    """The session's user, or None (no cookie, a session that ended, or a role without
+    ``permission``: an organisation's pages need ``read``, the territory's ``territory``) when
+    the browser must sign in again. Blocking (reads the store): call it from a sync route or a
+    thread."""
     secret = request.cookies.get(SESSION_COOKIE)
     if not secret:
         return None
@@ -140,7 +144,7 @@ def signed_in(request: Request) -> ConsoleUser | None:
         )
     except AuthenticationError:
         return None
-    if not principal.can(Permission.READ):
+    if not principal.can(permission):
         return None
     return ConsoleUser(principal=principal, csrf=_csrf_of(secret))
 
