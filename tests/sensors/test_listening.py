@@ -184,14 +184,14 @@ async def test_traffic_batch_naming_an_address_outside_the_site_is_rejected(
         assert session.exec(select(ScanRun).where(ScanRun.site_id == site.id)).all() == []
 
 
-async def test_sensor_told_to_listen_on_a_missing_interface_stops_saying_why(
+def test_sensor_told_to_listen_on_a_missing_interface_stops_saying_why(
     cluster: Cluster,
 ) -> None:
     slug = cluster.site("m", [SITE_NET])
     _, bundle = cluster.enroll(slug)
+    command = [*CLI, "sensor", "--site", slug, "--bundle", str(bundle), "--listen", "hp-none0"]
     result = subprocess.run(
-        [*CLI, "sensor", "--site", slug, "--bundle", str(bundle), "--listen", "hp-none0"]
-        + ["--journal", str(cluster.tmp / "journal.db")],
+        [*command, "--journal", str(cluster.tmp / "journal.db")],
         cwd=ROOT,
         env=cluster.env(),
         capture_output=True,
