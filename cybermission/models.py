@@ -20,7 +20,14 @@ from cybermission.metric_counters import MetricCounter
 from cybermission.rules.models import RulePack, RulePackDecision
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanRunHost, ScanStatus, Scope
 from cybermission.scans.schedules import Schedule, ScheduleAudit, ScheduleRun
-from cybermission.sensors.models import Chunk, ChunkPart, RejectedPart, Sensor
+from cybermission.sensors.models import (
+    Chunk,
+    ChunkPart,
+    ListenBatch,
+    ListenSession,
+    RejectedPart,
+    Sensor,
+)
 from cybermission.sites.models import Allocation, Organization, Site, Zone, ZoneExposure
 from cybermission.territory.models import Campaign, CampaignNotice, CoordinatorShare
 
@@ -48,6 +55,8 @@ __all__ = [
     "FindingStatus",
     "IPAddress",
     "Interface",
+    "ListenBatch",
+    "ListenSession",
     "Manufacturer",
     "MetricCounter",
     "ObservationRecord",
