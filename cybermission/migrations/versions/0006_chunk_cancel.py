@@ -4,7 +4,7 @@ A cancelled run's chunks become ``cancelled`` (a string state: no type to alter)
 tells the site's sensors, and ``cancel_sent_at`` records the broker's confirm.
 
 Revision ID: 0006_chunk_cancel
-Revises: 0005_chunk_sent
+Revises: 0006_sensor_listening
 Create Date: 2026-12-03 15:00:00
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import cybermission.db
 
 revision: str = "0006_chunk_cancel"
-down_revision: str | None = "0005_chunk_sent"
+down_revision: str | None = "0006_sensor_listening"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
