@@ -31,6 +31,8 @@ from cybermission.guard import ScopeGuard
 from cybermission.net import Connector
 from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
+from cybermission.rules.models import RulePack
+from cybermission.rules.packs import adopted_packs, rules_with_packs
 from cybermission.scans.control import RunControl, StopRequest, keep_lease
 from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
 from cybermission.scans.listening import PassiveRecorder
@@ -100,6 +102,8 @@ class _Begun:
     advisories: AdvisoryIndex
     # The hosts it finished before an interruption, when it is resumed (none otherwise).
     finished: FinishedHosts
+    # The shared rule packs the run's organisation adopted, at the version that applies.
+    packs: list[RulePack]
 
 
 def _begin(
@@ -132,6 +136,7 @@ def _begin(
             placements=load_placements(session),
             advisories=current_index(session),
             finished=finished_hosts(session, run.id) if resumed else FinishedHosts(),
+            packs=adopted_packs(session, organization_id=run.organization_id),
         )
 
 
@@ -199,7 +204,7 @@ async def execute_scan(
     writing: asyncio.Task[None] | None = None
     queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
     try:
-        state.rules = RuleSet(load_rules(settings.rules_dirs))
+        state.rules = RuleSet(rules_with_packs(load_rules(settings.rules_dirs), begun.packs))
         pacing = settings.pacing.effective()
         installed = probes if probes is not None else load_probes()
         state.authority = authority_ranks(installed)

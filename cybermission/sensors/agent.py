@@ -9,6 +9,8 @@ confirms. A killed sensor leaves its chunk unacknowledged: RabbitMQ redelivers i
 import asyncio
 import json
 import logging
+import os
+import signal
 import threading
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -31,7 +33,7 @@ from cybermission.scans.probing import HostReport, identify_host, select_probes
 from cybermission.scans.sweep import HostResult, sweep
 from cybermission.scans.sweep_handoff import identify_paced
 from cybermission.scans.targets import expand_targets
-from cybermission.sensors.broker import INGEST_TASK, SCAN_TASK, publish_task
+from cybermission.sensors.broker import SCAN_TASK, publish_task, task_for
 from cybermission.sensors.messages import (
     ChunkMessage,
     ChunkOutcome,
@@ -193,7 +195,7 @@ class SensorRuntime:
                         self.bundle.broker_url,
                         exchange=RESULTS,
                         routing_key=RESULTS,
-                        task_name=INGEST_TASK,
+                        task_name=task_for(item.chunk_id),
                         args=[item.body],
                         task_id=f"{item.chunk_id}.{item.part}.{uuid.uuid4().hex[:8]}",
                         timeout_s=self.settings.broker.confirm_timeout_s,
@@ -321,8 +323,18 @@ def _only(app: Celery, name: str) -> None:
             del app.tasks[task_name]
 
 
-def run_sensor(bundle: Bundle, settings: Settings) -> None:
-    """Run the sensor until it is stopped (SIGTERM finishes the current chunk first)."""
+@dataclass(frozen=True, slots=True)
+class ListenOrder:
+    """What a sensor that also listens captures: its mirror interface and a BPF filter."""
+
+    interface: str
+    bpf: str | None = None
+    flush_every_s: float = 5.0
+
+
+def run_sensor(bundle: Bundle, settings: Settings, *, listen: ListenOrder | None = None) -> None:
+    """Run the sensor until it is stopped (SIGTERM finishes the current chunk first); with
+    ``listen``, it also listens on a mirror port of its site and ships what it learns."""
     if not bundle.networks:
         raise CybermissionError("bundle: the sensor has no networks to scan")
     journal = Journal(settings.sensor.journal_path)
@@ -330,6 +342,10 @@ def run_sensor(bundle: Bundle, settings: Settings) -> None:
     stop = threading.Event()
     flusher = threading.Thread(target=runtime.flusher, args=(stop,), daemon=True)
     flusher.start()
+    listener: _Listening | None = None
+    if listen is not None:
+        listener = _Listening(runtime, listen, stop)
+        listener.thread.start()
     app = sensor_app(runtime)
     try:
         worker = app.Worker(
@@ -344,4 +360,38 @@ def run_sensor(bundle: Bundle, settings: Settings) -> None:
         worker.start()
     finally:
         stop.set()
+        if listener is not None:
+            # Its last batch (the session's totals) is journalled before the journal closes.
+            listener.thread.join()
         journal.close()
+    if listener is not None and listener.error is not None:
+        raise listener.error
+
+
+class _Listening:
+    """The listener's thread beside the worker; a capture that cannot start stops the sensor
+    (SIGTERM to itself: the worker's own warm shutdown) and its error is the sensor's."""
+
+    def __init__(self, runtime: SensorRuntime, order: ListenOrder, stop: threading.Event) -> None:
+        self.error: CybermissionError | None = None
+        self.thread = threading.Thread(
+            target=self._run, args=(runtime, order, stop), name="sensor-listen"
+        )
+
+    def _run(self, runtime: SensorRuntime, order: ListenOrder, stop: threading.Event) -> None:
+        # Imported here: listening.py builds on SensorRuntime, defined above.
+        from cybermission.sensors.listening import listen_for_site
+
+        try:
+            listen_for_site(
+                runtime,
+                order.interface,
+                bpf=order.bpf,
+                stop=stop,
+                flush_every_s=order.flush_every_s,
+            )
+        except CybermissionError as exc:
+            logger.warning("listening failed", extra={"error": str(exc)})
+            self.error = exc
+            if not stop.is_set():
+                os.kill(os.getpid(), signal.SIGTERM)

@@ -15,6 +15,15 @@ from cybermission.sensors.topology import BrokerError
 
 SCAN_TASK = "cybermission.sensors.scan_chunk"
 INGEST_TASK = "cybermission.sensors.ingest_part"
+TRAFFIC_TASK = "cybermission.sensors.ingest_traffic"
+# Journal keys of a listening session's batches start so (``sensors/listening.py``): the journal
+# holds chunk parts and traffic batches alike, and the key says which task carries each.
+TRAFFIC_KEY_PREFIX = "traffic."
+
+
+def task_for(journal_key: str) -> str:
+    """The central task that applies what the journal keeps under ``journal_key``."""
+    return TRAFFIC_TASK if journal_key.startswith(TRAFFIC_KEY_PREFIX) else INGEST_TASK
 
 
 def publish_task(

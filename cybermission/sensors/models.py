@@ -1,4 +1,5 @@
-"""Tables of the distributed mode: enrolled sensors, chunks of scan runs, ingested parts."""
+"""Tables of the distributed mode: enrolled sensors, chunks of scan runs, ingested parts, and the
+listening sessions of sensors on mirror ports with their ingested batches."""
 
 from datetime import datetime
 from enum import StrEnum
@@ -89,6 +90,34 @@ class ChunkPart(SQLModel, table=True):
     chunk_id: str = Field(foreign_key="chunk.id", index=True)
     part: int
     hosts: int = 0
+    ingested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ListenSession(SQLModel, table=True):
+    """A site sensor's listening session (named by the sensor): the site's passive run its
+    traffic batches are recorded in."""
+
+    __tablename__ = "listen_session"
+
+    id: str = Field(primary_key=True, max_length=64)
+    site_id: str = Field(foreign_key="site.id", index=True)
+    scan_run_id: str = Field(foreign_key="scan_run.id", index=True)
+    interface: str = Field(max_length=64)
+    batches: int = 0
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_batch_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ListenBatch(SQLModel, table=True):
+    """The idempotency key of traffic ingestion: a batch of a session is applied once."""
+
+    __tablename__ = "listen_batch"
+    __table_args__ = (UniqueConstraint("session_id", "seq"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    session_id: str = Field(foreign_key="listen_session.id", index=True, max_length=64)
+    seq: int
+    rows: int = 0
     ingested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
