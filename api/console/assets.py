@@ -13,12 +13,12 @@ from starlette.concurrency import run_in_threadpool
 from api.console.comm_map import comm_map_svg, device_links
 from api.console.pages import (
     ConsoleUser,
-    form_refusal,
+    Form,
     not_found,
     places,
-    read_form,
+    post_form,
+    redraw,
     render,
-    see_other,
     sign_in_first,
     signed_in,
 )
@@ -227,35 +227,30 @@ def device_page(
     )
 
 
-def _set_criticality(
-    engine: Engine, request: Request, device_id: str, form: dict[str, list[str]]
-) -> Response:
-    user = signed_in(request)
-    if user is None:
-        return sign_in_first()
-    refusal = form_refusal(request, user, form, Permission.TRIAGE)
-    try:
-        with session_scope(engine) as session:
-            if refusal is not None:
-                return device_view(session, user, device_id, error=refusal, status=403)
-            get_device_or_raise(
-                session=session, device_id=device_id, visible_to=user.principal.organization_id
-            )
-            chosen = _given(form.get("criticality", [""])[0])
-            set_criticality(session, device_id=device_id, criticality=chosen)
-    except NotFoundError:
-        return not_found(user, "assets", "device")
-    except ValidationError as exc:
-        with session_scope(engine) as session:
-            return device_view(session, user, device_id, error=str(exc), status=422)
-    return see_other(f"/console/assets/{device_id}?saved=criticality")
+def _set_criticality(engine: Engine, user: ConsoleUser, device_id: str, form: Form) -> str:
+    with session_scope(engine) as session:
+        get_device_or_raise(
+            session=session, device_id=device_id, visible_to=user.principal.organization_id
+        )
+        chosen = _given(form.get("criticality", [""])[0])
+        set_criticality(session, device_id=device_id, criticality=chosen)
+    return f"/console/assets/{device_id}?saved=criticality"
 
 
 @router.post("/assets/{device_id}/criticality", response_class=HTMLResponse)
 async def post_criticality(request: Request, device_id: DeviceId) -> Response:
     """How much the device matters (roles with ``triage``); the score of its next findings
     weighs it."""
-    form = await read_form(request, max_fields=8)
-    if form is None:
-        return HTMLResponse("the form is too large or not text", status_code=413)
-    return await run_in_threadpool(_set_criticality, get_engine(request), request, device_id, form)
+    engine = get_engine(request)
+
+    async def save(user: ConsoleUser, form: Form) -> str:
+        return await run_in_threadpool(_set_criticality, engine, user, device_id, form)
+
+    return await post_form(
+        request,
+        permission=Permission.TRIAGE,
+        act=save,
+        again=redraw(device_view, device_id),
+        max_fields=8,
+        failed="",
+    )

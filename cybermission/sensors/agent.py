@@ -29,6 +29,7 @@ from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.journal import Journal
 from cybermission.net import Connector
 from cybermission.probes import Probe, load_probes
+from cybermission.scans.passive import RingSpec
 from cybermission.scans.probing import HostReport, identify_host, select_probes
 from cybermission.scans.sweep import HostResult, sweep
 from cybermission.scans.sweep_handoff import identify_paced
@@ -330,6 +331,7 @@ class ListenOrder:
     interface: str
     bpf: str | None = None
     flush_every_s: float = 5.0
+    ring: RingSpec | None = None  # rotating pcap files of what it captured, kept on the site
 
 
 def run_sensor(bundle: Bundle, settings: Settings, *, listen: ListenOrder | None = None) -> None:
@@ -389,6 +391,7 @@ class _Listening:
                 bpf=order.bpf,
                 stop=stop,
                 flush_every_s=order.flush_every_s,
+                ring=order.ring,
             )
         except CybermissionError as exc:
             logger.warning("listening failed", extra={"error": str(exc)})

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Sequence
 
 from cybermission.probes import Observation
-from cybermission.scans.passive import ListenStats, load_listener, passive_decoders
+from cybermission.scans.passive import ListenStats, RingSpec, load_listener, passive_decoders
 from cybermission.sensors.agent import SensorRuntime
 from cybermission.sensors.broker import TRAFFIC_KEY_PREFIX
 from cybermission.sensors.messages import (
@@ -117,6 +117,7 @@ def listen_for_site(
     bpf: str | None,
     stop: threading.Event,
     flush_every_s: float,
+    ring: RingSpec | None = None,
 ) -> ListenStats:
     """Listen on ``interface`` until ``stop`` is set, shipping batches as they come; the last
     message carries the totals. A bad interface or filter raises before anything is read."""
@@ -128,6 +129,7 @@ def listen_for_site(
         on_batch=shipper.ship,
         should_stop=stop.is_set,
         flush_every_s=flush_every_s,
+        ring=ring,
     )
     problems: list[str] = []
     if stats.kernel_dropped:

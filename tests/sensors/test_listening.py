@@ -77,7 +77,7 @@ def _inside(address: object) -> bool:
 def _start_listening_sensor(cluster: Cluster, mirror: Mirror, slug: str, bundle: Path) -> None:
     command = [*CLI, "sensor", "--site", slug, "--bundle", str(bundle)]
     command += ["--journal", str(cluster.tmp / "journal.db"), "--listen", mirror.sensor_interface]
-    command += ["--filter", "tcp or udp", "--flush-every", "0.5"]
+    command += ["--filter", "tcp or udp", "--flush-every", "0.5", "--ring", str(cluster.tmp)]
     with (cluster.tmp / "sensor.log").open("ab") as out:
         proc = subprocess.Popen(
             ["ip", "netns", "exec", mirror.sensor_namespace, *command],
@@ -115,6 +115,8 @@ async def test_listening_sensor_ships_what_import_pcap_finds_inside_its_site(
     assert run.status is ScanStatus.SUCCEEDED, run.errors
     assert run.site_id == site_id
     assert tx == (0, 0)  # the sensor sent nothing on the mirror
+    # What it captured stays on the site, in its ring files, for a later import.
+    assert list(cluster.tmp.glob(f"{mirror.sensor_interface}-*.pcap"))
     centre = _services(cluster.settings.database_url)
     expected = {row for row in imported if _inside(row[0])}
     assert {row[0] for row in imported} - {row[0] for row in expected}  # the capture has others
@@ -180,3 +182,22 @@ async def test_traffic_batch_naming_an_address_outside_the_site_is_rejected(
     with Session(cluster.engine) as session:
         assert session.exec(select(Service).where(Service.address == "10.0.0.3")).all() == []
         assert session.exec(select(ScanRun).where(ScanRun.site_id == site.id)).all() == []
+
+
+def test_sensor_told_to_listen_on_a_missing_interface_stops_saying_why(
+    cluster: Cluster,
+) -> None:
+    slug = cluster.site("m", [SITE_NET])
+    _, bundle = cluster.enroll(slug)
+    command = [*CLI, "sensor", "--site", slug, "--bundle", str(bundle), "--listen", "hp-none0"]
+    result = subprocess.run(
+        [*command, "--journal", str(cluster.tmp / "journal.db")],
+        cwd=ROOT,
+        env=cluster.env(),
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "no interface named 'hp-none0'" in result.stderr
