@@ -182,3 +182,22 @@ async def test_traffic_batch_naming_an_address_outside_the_site_is_rejected(
     with Session(cluster.engine) as session:
         assert session.exec(select(Service).where(Service.address == "10.0.0.3")).all() == []
         assert session.exec(select(ScanRun).where(ScanRun.site_id == site.id)).all() == []
+
+
+def test_sensor_told_to_listen_on_a_missing_interface_stops_saying_why(
+    cluster: Cluster,
+) -> None:
+    slug = cluster.site("m", [SITE_NET])
+    _, bundle = cluster.enroll(slug)
+    command = [*CLI, "sensor", "--site", slug, "--bundle", str(bundle), "--listen", "hp-none0"]
+    result = subprocess.run(
+        [*command, "--journal", str(cluster.tmp / "journal.db")],
+        cwd=ROOT,
+        env=cluster.env(),
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "no interface named 'hp-none0'" in result.stderr
