@@ -66,6 +66,11 @@ class Rule:
         return self.spec.info.severity
 
     @property
+    def cwe(self) -> str:
+        """The CWE id of the weakness this rule detects (``info.cwe``)."""
+        return self.spec.info.cwe
+
+    @property
     def attack_techniques(self) -> tuple[str, ...]:
         """MITRE ATT&CK for ICS technique ids (T0xxx) named in references or tags, for SIEMs."""
         found = _ATTACK_ID.findall(" ".join([*self.spec.info.references, *self.spec.info.tags]))

@@ -4,7 +4,7 @@ The topology (vhosts, queues, permissions, shovels) and its provisioning are in
 :mod:`cybermission.sensors.topology`.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from celery import Celery  # type: ignore[import-untyped]
@@ -45,6 +45,54 @@ def publish_task(
     app = Celery(set_as_current=False)
     headers, properties, body, _sent = app.amqp.as_task_v2(task_id, task_name, args=list(args))
     try:
+        _publish(
+            url,
+            exchange=exchange,
+            routing_key=routing_key,
+            body=body,
+            timeout_s=timeout_s,
+            ssl=ssl,
+            headers=headers,
+            **properties,
+        )
+    finally:
+        app.close()
+
+
+def publish_message(
+    url: str,
+    *,
+    exchange: str,
+    routing_key: str,
+    body: Mapping[str, Any],
+    expires_in_s: float,
+    timeout_s: float,
+    ssl: Any = None,
+) -> None:
+    """Publish one plain JSON message (not a task: read with ``basic_get``), persistent, that
+    the broker drops after ``expires_in_s``; returns once confirmed, else raises BrokerError."""
+    _publish(
+        url,
+        exchange=exchange,
+        routing_key=routing_key,
+        body=dict(body),
+        timeout_s=timeout_s,
+        ssl=ssl,
+        expiration=max(1.0, expires_in_s),  # kombu takes seconds, sends milliseconds
+    )
+
+
+def _publish(
+    url: str,
+    *,
+    exchange: str,
+    routing_key: str,
+    body: Any,
+    timeout_s: float,
+    ssl: Any,
+    **properties: Any,
+) -> None:
+    try:
         with Connection(
             url,
             ssl=ssl,
@@ -58,7 +106,6 @@ def publish_task(
                 exchange=exchange,
                 routing_key=routing_key,
                 serializer="json",
-                headers=headers,
                 delivery_mode=2,
                 declare=[],
                 timeout=timeout_s,
@@ -70,8 +117,6 @@ def publish_task(
         if exc.__class__.__module__.startswith(("amqp", "kombu")):
             raise BrokerError(f"publish to {exchange or 'default'}/{routing_key}: {exc}") from exc
         raise
-    finally:
-        app.close()
 
 
 def check_broker(url: str, *, timeout_s: float, ssl: Any = None) -> None:

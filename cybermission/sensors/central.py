@@ -1,4 +1,5 @@
-"""The central ingest worker: applies sensors' results parts, relays chunks, reaps late ones.
+"""The central ingest worker: applies sensors' results parts, relays chunks and cancel notices,
+reaps late ones.
 
 It consumes the central vhost's ``ingest`` queue, which only the sites' shovels feed, registers
 only the two ingest tasks (chunks' results parts, listening sensors' traffic batches) and accepts
@@ -14,12 +15,13 @@ from celery import Celery, Task  # type: ignore[import-untyped]
 from kombu import Exchange, Queue  # type: ignore[import-untyped]
 
 from cybermission.config import Settings
-from cybermission.db import create_db_engine
+from cybermission.db import create_db_engine, session_scope
 from cybermission.migrations import upgrade_database
 from cybermission.sensors.broker import INGEST_TASK, TRAFFIC_TASK
 from cybermission.sensors.ingestion import Ingestion, IngestOutcome, record_rejection
 from cybermission.sensors.models import RejectionReason
-from cybermission.sensors.relay import reap_chunks, relay_outbox
+from cybermission.sensors.relay import reap_chunks, relay_cancels, relay_outbox
+from cybermission.sensors.service import cancel_chunks, provision_sensors
 from cybermission.sensors.topology import INGEST, Management, central_ssl, vhost_url
 from cybermission.sensors.traffic_ingestion import TrafficIngestion
 
@@ -102,6 +104,9 @@ def _loop(settings: Settings, stop: threading.Event) -> None:
     since_reap = REAP_INTERVAL_S
     while not stop.wait(RELAY_INTERVAL_S):
         try:
+            # Cancelled runs first: their chunks are never dispatched after the request.
+            cancel_chunks(engine)
+            relay_cancels(engine, settings)
             relay_outbox(engine, settings)
             since_reap += RELAY_INTERVAL_S
             if since_reap >= REAP_INTERVAL_S:
@@ -114,9 +119,12 @@ def _loop(settings: Settings, stop: threading.Event) -> None:
 
 def run_central(settings: Settings, *, relay: bool = True) -> None:
     """The ingest worker, with the outbox relay and the reaper in a thread beside it."""
-    upgrade_database(create_db_engine(settings.database_url))
+    engine = create_db_engine(settings.database_url)
+    upgrade_database(engine)
     with Management(settings.broker) as mgmt:
         mgmt.ensure_central()
+    with session_scope(engine) as session:
+        provision_sensors(session, settings)
     stop = threading.Event()
     if relay:
         threading.Thread(target=_loop, args=(settings, stop), daemon=True).start()

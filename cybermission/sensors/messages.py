@@ -1,10 +1,11 @@
 """What sites and the centre send each other: typed, versioned messages (pydantic), never dicts.
 
-Three messages cross the broker: a :class:`ChunkMessage` from the centre to a site's sensor (the
+Four messages cross the broker: a :class:`ChunkMessage` from the centre to a site's sensor (the
 work), a :class:`ResultsPart` from the sensor back (up to ``PART_HOSTS`` host reports; the last
-part of a chunk carries its totals), and a :class:`TrafficBatch` from a sensor that listens on a
+part of a chunk carries its totals), a :class:`TrafficBatch` from a sensor that listens on a
 mirror port (what its passive decoder saw since the previous batch; the last one carries the
-listening session's totals). Each carries ``version``; a side reads only the version it
+listening session's totals), and a :class:`CancelNotice` from the centre to the site's sensors
+when a run is cancelled. Each carries ``version``; a side reads only the version it
 was built for and refuses any other, or a malformed message, with a :class:`MessageError` that
 says which message, which field and what was expected. Refusing loses nothing: the sensor's
 journal keeps every part it sent and every chunk it refused (``journal.py``), and the centre
@@ -224,6 +225,18 @@ class TrafficBatch(_Versioned):
 
     def conversations_seen(self) -> list[Conversation]:
         return [c.conversation() for c in self.conversations]
+
+
+class CancelNotice(_Versioned):
+    """The centre's notice to a site's sensors: the run was cancelled; probe none of its chunks,
+    and stop the one under way. ``until`` is the end of its chunks' window: past it, a chunk of
+    the run is skipped anyway, so the notice can be forgotten."""
+
+    kind: ClassVar[str] = "cancel notice"
+
+    scan_run_id: str
+    reason: str
+    until: AwareDatetime
 
 
 M = TypeVar("M", bound=_Versioned)

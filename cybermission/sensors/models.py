@@ -40,10 +40,18 @@ class ChunkState(StrEnum):
     DONE = "done"
     FAILED = "failed"  # refused by the sensor, or out of attempts
     SKIPPED = "skipped"  # its window closed before a sensor took it: nothing was probed
+    # Its run was cancelled (or closed) first: a sensor that has it, queued or mid-way, is told
+    # to stop, and results it sends for it anyway are refused.
+    CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
-        return self in (ChunkState.DONE, ChunkState.FAILED, ChunkState.SKIPPED)
+        return self in (
+            ChunkState.DONE,
+            ChunkState.FAILED,
+            ChunkState.SKIPPED,
+            ChunkState.CANCELLED,
+        )
 
 
 class Chunk(SQLModel, table=True):
@@ -77,6 +85,9 @@ class Chunk(SQLModel, table=True):
     )
     # What its sensor sent, in the run's form (SentRequests.to_json, cybermission/probes.py).
     sent: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The outbox of a cancelled chunk: null until the broker confirmed the cancel notice to its
+    # site's sensors (``relay.relay_cancels``).
+    cancel_sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ChunkPart(SQLModel, table=True):
@@ -128,6 +139,8 @@ class RejectionReason(StrEnum):
     # A results part of a message version this centre does not read (a sensor of another
     # release): refused whole, kept in the sensor's journal until one side is upgraded.
     VERSION = "version"
+    # A part of a chunk whose run was cancelled before it arrived: nothing of it is applied.
+    CANCELLED = "cancelled"
 
 
 class RejectedPart(SQLModel, table=True):

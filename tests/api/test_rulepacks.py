@@ -24,6 +24,7 @@ def _rule(rule_id: str, severity: str) -> str:
 info:
   name: Modbus/TCP on its standard port ({rule_id})
   severity: {severity}
+  cwe: CWE-306
   description: The metropolis asks every operator to list Modbus/TCP on port 502.
   remediation: Segment it.
   tags: [modbus, territory]
