@@ -15,6 +15,7 @@ from api.console import findings as console_findings
 from api.console import scans as console_scans
 from api.console import schedules as console_schedules
 from api.console import sites as console_sites
+from api.console import territory as console_territory
 from api.deps import authenticate
 from api.errors import install_error_handlers
 from api.openapi import install_openapi, operation_id
@@ -33,6 +34,7 @@ from api.routes import (
     health,
     metrics,
     organizations,
+    rulepacks,
     rules,
     scans,
     schedules,
@@ -163,6 +165,7 @@ def create_app(
     app.include_router(console_scans.router)
     app.include_router(console_schedules.router)
     app.include_router(console_sites.router)
+    app.include_router(console_territory.router)
     app.include_router(metrics.router)
     # Every /api/v1 route authenticates first (before body validation); each route then requires
     # the permission it needs (api.deps.require) and filters by the caller's organisation.
@@ -174,6 +177,7 @@ def create_app(
         findings,
         scopes,
         rules,
+        rulepacks,
         advisories,
         organizations,
         allocations,

@@ -165,6 +165,9 @@ class SensorSettings(BaseModel):
     journal_path: Path = Path("var/sensor-journal.db")
     # Results waiting for the broker's confirm are retried this often while the link is down.
     flush_interval_s: float = Field(default=5.0, gt=0)
+    # The centre's notices (a run cancelled) are read before each chunk and this often during
+    # one: a cancelled run's chunk under way stops within about this long.
+    control_poll_s: float = Field(default=5.0, gt=0)
 
 
 class AlertSettings(BaseModel):

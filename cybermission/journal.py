@@ -6,6 +6,7 @@ is confirmed delivered, oldest first. Two users, one home:
 - the site sensor (SCALE-OUT.md, Sensor): a chunk recorded as finished is never probed again (a
   redelivery only re-publishes what the broker has not confirmed yet), and results stay here until
   the broker confirms them, so a site link that is down buffers results instead of losing them;
+  the runs the centre cancelled are kept too, so none of their chunks is probed afterwards;
 - a run of the embedded pipeline (``cybermission.scans.spool``): batches the store cannot take now
   wait here until it answers again.
 A message the sensor cannot read (another version, malformed) is kept here as received, with the
@@ -34,6 +35,11 @@ CREATE TABLE IF NOT EXISTS part (
     body TEXT NOT NULL,
     confirmed_at TEXT,
     PRIMARY KEY (chunk_id, part)
+);
+CREATE TABLE IF NOT EXISTS cancelled_run (
+    scan_run_id TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    until TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS refused (
     received_at TEXT NOT NULL,
@@ -107,6 +113,30 @@ class Journal:
                 "UPDATE part SET confirmed_at = ? WHERE chunk_id = ? AND part = ?",
                 (utcnow().isoformat(), chunk_id, part),
             )
+
+    def cancel_run(self, scan_run_id: str, *, reason: str, until: str) -> None:
+        """Remember that the run was cancelled (the sensor probes none of its chunks again)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO cancelled_run (scan_run_id, reason, until) VALUES (?, ?, ?)",
+                (scan_run_id, reason, until),
+            )
+
+    def cancelled(self, scan_run_id: str) -> str | None:
+        """Why the run was cancelled, or None while it is not."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT reason FROM cancelled_run WHERE scan_run_id = ?", (scan_run_id,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def chunk_state(self, chunk_id: str) -> str | None:
+        """The state the chunk was recorded finished in, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT state FROM chunk WHERE chunk_id = ?", (chunk_id,)
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def refuse(self, body: object, error: str) -> None:
         """Keep a message the sensor refused, as it came (its JSON), and why."""

@@ -17,9 +17,17 @@ from cybermission.inventory.models import (
     Service,
 )
 from cybermission.metric_counters import MetricCounter
+from cybermission.rules.models import RulePack, RulePackDecision
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanRunHost, ScanStatus, Scope
 from cybermission.scans.schedules import Schedule, ScheduleAudit, ScheduleRun
-from cybermission.sensors.models import Chunk, ChunkPart, RejectedPart, Sensor
+from cybermission.sensors.models import (
+    Chunk,
+    ChunkPart,
+    ListenBatch,
+    ListenSession,
+    RejectedPart,
+    Sensor,
+)
 from cybermission.sites.models import Allocation, Organization, Site, Zone, ZoneExposure
 from cybermission.territory.models import Campaign, CampaignNotice, CoordinatorShare
 
@@ -47,6 +55,8 @@ __all__ = [
     "FindingStatus",
     "IPAddress",
     "Interface",
+    "ListenBatch",
+    "ListenSession",
     "Manufacturer",
     "MetricCounter",
     "ObservationRecord",
@@ -54,6 +64,8 @@ __all__ = [
     "OutboxCursor",
     "RejectedPart",
     "Role",
+    "RulePack",
+    "RulePackDecision",
     "ScanRun",
     "ScanRunHost",
     "ScanStatus",

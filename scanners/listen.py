@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, ClassVar
 
 from cybermission.errors import ValidationError
 from cybermission.probes import Observation, PassiveDecoder
-from cybermission.scans.passive import BatchCallback, ListenStats
+from cybermission.scans.passive import BatchCallback, ListenStats, RingSpec
 from cybermission.traffic import Conversation
 from scanners.frames import LINK_ETHERNET, parse_frame
+from scanners.ring import RingWriter
 from scanners.traffic import TrafficDecoder
 
 if TYPE_CHECKING:
@@ -183,18 +184,28 @@ class PacketListener:
         on_batch: BatchCallback,
         should_stop: Callable[[], bool],
         flush_every_s: float,
+        ring: RingSpec | None = None,
     ) -> ListenStats:
         """Capture until ``should_stop()`` (or a batch fails to store); hand changes to
         ``on_batch`` as it goes and at the end (flows still open are decoded then)."""
         capture = ReceiveOnlySocket(interface, bpf)
+        try:
+            ring_writer = RingWriter(ring, interface) if ring is not None else None
+        except ValidationError:
+            capture.close()
+            raise
         decoder = TrafficDecoder(decoders)
         stats = ListenStats()
         writer = _BatchWriter(on_batch)
         try:
-            self._loop(capture, decoder, stats, writer, should_stop, flush_every_s)
+            self._loop(capture, decoder, stats, writer, should_stop, flush_every_s, ring_writer)
         finally:
             stats.kernel_dropped += capture.kernel_drops()
             capture.close()
+            if ring_writer is not None:
+                ring_writer.close()
+                stats.ring_frames = ring_writer.frames
+                stats.ring_files = ring_writer.files_written
             writer.wait()
         decoder.close_all()
         self._flush(decoder, stats, writer, seen_again=True)
@@ -210,6 +221,7 @@ class PacketListener:
         writer: _BatchWriter,
         should_stop: Callable[[], bool],
         flush_every_s: float,
+        ring: RingWriter | None,
     ) -> None:
         next_flush = time.monotonic() + flush_every_s
         next_refresh = time.monotonic() + max(LAST_SEEN_REFRESH_S, flush_every_s)
@@ -221,7 +233,7 @@ class PacketListener:
                     frame = capture.receive()
                     if frame is None:
                         break
-                    self._read(frame, decoder, stats, now)
+                    self._read(frame, decoder, stats, now, ring)
             clock = time.monotonic()
             due = clock >= next_flush or decoder.pending() >= FLUSH_ROWS
             if due and writer.idle():
@@ -234,12 +246,20 @@ class PacketListener:
         # Frames already queued when the stop came were on the wire before it: read them.
         now = time.time()
         while (frame := capture.receive()) is not None:
-            self._read(frame, decoder, stats, now)
+            self._read(frame, decoder, stats, now, ring)
 
     @staticmethod
-    def _read(frame: bytes, decoder: TrafficDecoder, stats: ListenStats, now: float) -> None:
+    def _read(
+        frame: bytes,
+        decoder: TrafficDecoder,
+        stats: ListenStats,
+        now: float,
+        ring: RingWriter | None,
+    ) -> None:
         stats.packets += 1
         stats.bytes += len(frame)
+        if ring is not None:
+            ring.write(frame, time.time())  # its own instant: a file import reads the gaps
         packet = parse_frame(LINK_ETHERNET, frame)
         if packet is not None:
             decoder.read(packet, now)

@@ -10,14 +10,15 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.console.comm_map import comm_map_svg, device_links
 from api.console.pages import (
     ConsoleUser,
-    form_refusal,
+    Form,
     not_found,
     places,
-    read_form,
+    post_form,
+    redraw,
     render,
-    see_other,
     sign_in_first,
     signed_in,
 )
@@ -27,6 +28,7 @@ from cybermission.db import session_scope
 from cybermission.errors import NotFoundError, ValidationError
 from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL
 from cybermission.findings.service import list_device_findings
+from cybermission.inventory.communications import list_communications
 from cybermission.inventory.criticality import set_criticality
 from cybermission.inventory.models import ChangeEvent, Criticality, Device
 from cybermission.inventory.queries import (
@@ -46,6 +48,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 PAGE_SIZE = 50
 HISTORY_PAGE = 50
 DEVICE_FINDINGS = 500
+DEVICE_COMMUNICATIONS = 200  # most recently seen first; the API pages through all of them
 
 Text = Annotated[str | None, Query(max_length=200)]
 Ident = Annotated[str | None, Query(max_length=64)]
@@ -159,6 +162,11 @@ def device_view(
         if device.parent_id
         else None
     )
+    talks, more_talks = list_communications(
+        session=session, visible_to=visible_to, device_id=device.id, limit=DEVICE_COMMUNICATIONS
+    )
+    links = device_links(talks, device.id)
+    peer_names = _peer_names(session, {k.peer_device_id for k in links}, visible_to)
     return render(
         "console/device.html",
         status=status,
@@ -181,7 +189,25 @@ def device_view(
         identity=("vendor", "product", "model", "firmware", "serial", "role"),
         criticalities=[c.value for c in Criticality],
         can_triage=user.can(Permission.TRIAGE),
+        communications=talks,
+        more_communications=more_talks is not None,
+        peer_names=peer_names,
+        comm_map=comm_map_svg(links, centre=_label(device), names=peer_names) if links else None,
     )
+
+
+def _label(device: Device) -> str:
+    return device.name or " ".join(p for p in (device.vendor, device.model) if p) or "this device"
+
+
+def _peer_names(session: Session, ids: set[str | None], visible_to: str | None) -> dict[str, str]:
+    """Labels of the peers that are devices the viewer may open (others stay addresses)."""
+    names: dict[str, str] = {}
+    for device_id in sorted(i for i in ids if i):
+        peer = get_device(session=session, device_id=device_id, visible_to=visible_to)
+        if peer is not None:
+            names[peer.id] = _label(peer)
+    return names
 
 
 @router.get("/assets/{device_id}", response_class=HTMLResponse)
@@ -201,35 +227,30 @@ def device_page(
     )
 
 
-def _set_criticality(
-    engine: Engine, request: Request, device_id: str, form: dict[str, list[str]]
-) -> Response:
-    user = signed_in(request)
-    if user is None:
-        return sign_in_first()
-    refusal = form_refusal(request, user, form, Permission.TRIAGE)
-    try:
-        with session_scope(engine) as session:
-            if refusal is not None:
-                return device_view(session, user, device_id, error=refusal, status=403)
-            get_device_or_raise(
-                session=session, device_id=device_id, visible_to=user.principal.organization_id
-            )
-            chosen = _given(form.get("criticality", [""])[0])
-            set_criticality(session, device_id=device_id, criticality=chosen)
-    except NotFoundError:
-        return not_found(user, "assets", "device")
-    except ValidationError as exc:
-        with session_scope(engine) as session:
-            return device_view(session, user, device_id, error=str(exc), status=422)
-    return see_other(f"/console/assets/{device_id}?saved=criticality")
+def _set_criticality(engine: Engine, user: ConsoleUser, device_id: str, form: Form) -> str:
+    with session_scope(engine) as session:
+        get_device_or_raise(
+            session=session, device_id=device_id, visible_to=user.principal.organization_id
+        )
+        chosen = _given(form.get("criticality", [""])[0])
+        set_criticality(session, device_id=device_id, criticality=chosen)
+    return f"/console/assets/{device_id}?saved=criticality"
 
 
 @router.post("/assets/{device_id}/criticality", response_class=HTMLResponse)
 async def post_criticality(request: Request, device_id: DeviceId) -> Response:
     """How much the device matters (roles with ``triage``); the score of its next findings
     weighs it."""
-    form = await read_form(request, max_fields=8)
-    if form is None:
-        return HTMLResponse("the form is too large or not text", status_code=413)
-    return await run_in_threadpool(_set_criticality, get_engine(request), request, device_id, form)
+    engine = get_engine(request)
+
+    async def save(user: ConsoleUser, form: Form) -> str:
+        return await run_in_threadpool(_set_criticality, engine, user, device_id, form)
+
+    return await post_form(
+        request,
+        permission=Permission.TRIAGE,
+        act=save,
+        again=redraw(device_view, device_id),
+        max_fields=8,
+        failed="",
+    )

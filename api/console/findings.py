@@ -21,18 +21,17 @@ from starlette.concurrency import run_in_threadpool
 
 from api.console.pages import (
     ConsoleUser,
-    form_refusal,
+    Form,
     places,
-    read_form,
+    post_form,
     render,
-    see_other,
     sign_in_first,
     signed_in,
 )
 from api.deps import SessionDep, get_engine
 from cybermission.auth.models import Permission
 from cybermission.db import session_scope, utcnow
-from cybermission.errors import ConflictError, NotFoundError, ValidationError
+from cybermission.errors import ConflictError, ValidationError
 from cybermission.findings.models import FindingStatus, Severity
 from cybermission.findings.service import transition_finding
 from cybermission.scans.placed_findings import (
@@ -267,36 +266,25 @@ def apply_triage(engine: Engine, user: ConsoleUser, triage: Triage) -> int:
     return len(triage.finding_ids)
 
 
-def _triage(engine: Engine, request: Request, form: Mapping[str, list[str]]) -> Response:
-    user = signed_in(request)
-    if user is None:
-        return sign_in_first()
-    back = parse_qs(_first(form, "back") or "", max_num_fields=50)
-    asked = parse_list_request(back)
+def _asked_before(form: Form) -> ListRequest:
+    """The list the triage form was posted from (its filters ride in the ``back`` field)."""
+    return parse_list_request(parse_qs(_first(form, "back") or "", max_num_fields=50))
 
-    def again(error: str, status: int) -> HTMLResponse:
-        with session_scope(engine) as session:
-            return findings_view(session, user, asked, error=error, status=status)
 
-    refusal = form_refusal(request, user, form, Permission.TRIAGE)
-    if refusal is not None:
-        return again(refusal, 403)
-    try:
-        moved = apply_triage(engine, user, parse_triage(form))
-    except ValidationError as exc:
-        return again(f"nothing changed: {exc}", 422)
-    except NotFoundError as exc:
-        return again(f"nothing changed: {exc}", 404)
-    except ConflictError as exc:
-        return again(f"nothing changed: {exc}", 409)
-    links = {k: v for k, v in asked.params.items() if k != "cursor"}
-    pairs = [(k, v) for k, vs in links.items() for v in _listed(vs)] + [("triaged", str(moved))]
-    return see_other(f"{FINDINGS_PATH}?{urlencode(pairs)}")
+def _findings_again(
+    session: Session, user: ConsoleUser, form: Form, error: str, status: int
+) -> HTMLResponse:
+    return findings_view(session, user, _asked_before(form), error=error, status=status)
 
 
 @router.post("/findings/triage", response_class=HTMLResponse)
 async def triage_findings(request: Request) -> Response:
-    form = await read_form(request)
-    if form is None:
-        return HTMLResponse("the form is too large or not text", status_code=413)
-    return await run_in_threadpool(_triage, get_engine(request), request, form)
+    engine = get_engine(request)
+
+    async def triage(user: ConsoleUser, form: Form) -> str:
+        moved = await run_in_threadpool(apply_triage, engine, user, parse_triage(form))
+        links = {k: v for k, v in _asked_before(form).params.items() if k != "cursor"}
+        pairs = [(k, v) for k, vs in links.items() for v in _listed(vs)]
+        return f"{FINDINGS_PATH}?{urlencode([*pairs, ('triaged', str(moved))])}"
+
+    return await post_form(request, permission=Permission.TRIAGE, act=triage, again=_findings_again)

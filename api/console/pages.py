@@ -12,7 +12,7 @@ from another site (``Sec-Fetch-Site`` / ``Origin``) on top of the cookie's SameS
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -24,16 +24,22 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from api.deps import SESSION_COOKIE, admin_token_of, get_engine, get_settings, session_principal
 from api.errors import AuthenticationError
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
+from cybermission.db import session_scope
+from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.sites.models import Site, Zone
 from cybermission.sites.service import list_site_zones, list_sites
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 SIGN_IN_PATH = "/dashboard"
+# The coordinator's page (it reads no organisation's, so the dashboard sends it there).
+TERRITORY_PATH = "/console/territory"
 FORM_MAX_BYTES = 64 * 1024
 FORM_MAX_FIELDS = 600
 _CSRF_CONTEXT = b"cybermission console form"
@@ -124,9 +130,11 @@ def _csrf_of(secret: str) -> str:
     return hmac.new(secret.encode(), _CSRF_CONTEXT, hashlib.sha256).hexdigest()
 
 
-def signed_in(request: Request) -> ConsoleUser | None:
-    """The session's user, or None (no cookie, or a session that ended) when the browser must
-    sign in again. Blocking (reads the store): call it from a sync route or a thread."""
+def signed_in(request: Request, permission: Permission = Permission.READ) -> ConsoleUser | None:
+    """The session's user, or None (no cookie, a session that ended, or a role without
+    ``permission``: an organisation's pages need ``read``, the territory's ``territory``) when
+    the browser must sign in again. Blocking (reads the store): call it from a sync route or a
+    thread."""
     secret = request.cookies.get(SESSION_COOKIE)
     if not secret:
         return None
@@ -136,7 +144,7 @@ def signed_in(request: Request) -> ConsoleUser | None:
         )
     except AuthenticationError:
         return None
-    if not principal.can(Permission.READ):
+    if not principal.can(permission):
         return None
     return ConsoleUser(principal=principal, csrf=_csrf_of(secret))
 
@@ -180,6 +188,67 @@ async def read_form(
         return parse_qs(body.decode("utf-8"), max_num_fields=max_fields, strict_parsing=False)
     except (UnicodeDecodeError, ValueError):
         return None
+
+
+Form = Mapping[str, Sequence[str]]
+# What a form does once allowed: where the browser goes next (303), or a CybermissionError.
+FormAction = Callable[[ConsoleUser, Form], Awaitable[str]]
+# The page the form was on, drawn again with an error above it and the answer's status.
+FormPage = Callable[[Session, ConsoleUser, Form, str, int], HTMLResponse]
+# A page's view: ``view(session, user, *ids, notice=, error=, status=)`` draws it.
+PageView = Callable[..., HTMLResponse]
+_FAILURE_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (ValidationError, 422),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+)
+
+
+def redraw(view: PageView, *ids: object) -> FormPage:
+    """The form's page drawn again by its ``view`` (with the page's own ``ids``), for
+    :func:`post_form`, where the page does not depend on what the form posted."""
+
+    def again(
+        session: Session, user: ConsoleUser, form: Form, error: str, status: int
+    ) -> HTMLResponse:
+        return view(session, user, *ids, error=error, status=status)
+
+    return again
+
+
+async def post_form(
+    request: Request,
+    *,
+    permission: Permission,
+    act: FormAction,
+    again: FormPage,
+    max_fields: int = FORM_MAX_FIELDS,
+    failed: str = "nothing changed: ",
+) -> Response:
+    """Every console form that changes something, one way: the form read with a bound (413),
+    a live session (else sign in), the page's CSRF token from this site and a role with
+    ``permission`` (403), then ``act``. A refusal, or what ``act`` raised (422, 404, 409,
+    prefixed with ``failed``), is drawn on the page again; success is Post/Redirect/Get."""
+    form = await read_form(request, max_fields=max_fields)
+    if form is None:
+        return HTMLResponse("the form is too large or not text", status_code=413)
+    user = await run_in_threadpool(signed_in, request)
+    if user is None:
+        return sign_in_first()
+    engine = get_engine(request)
+
+    def page(error: str, status: int) -> HTMLResponse:
+        with session_scope(engine) as session:
+            return again(session, user, form, error, status)
+
+    refusal = form_refusal(request, user, form, permission)
+    if refusal is not None:
+        return await run_in_threadpool(page, refusal, 403)
+    try:
+        return see_other(await act(user, form))
+    except (ValidationError, NotFoundError, ConflictError) as exc:
+        status = next(code for kind, code in _FAILURE_STATUS if isinstance(exc, kind))
+        return await run_in_threadpool(page, f"{failed}{exc}", status)
 
 
 def places(session: Session, user: ConsoleUser) -> tuple[list[Site], dict[str, list[Zone]]]:

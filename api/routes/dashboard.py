@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.console.pages import read_form, render, same_origin, see_other
+from api.console.pages import TERRITORY_PATH, read_form, render, same_origin, see_other
 from api.deps import (
     SESSION_COOKIE,
     Reader,
@@ -188,6 +188,8 @@ def _render_for_session(request: Request, secret: str) -> tuple[DashboardRead | 
     except AuthenticationError:
         return None, "your session has ended: sign in again"
     if not caller.can(Permission.READ):
+        if caller.can(Permission.TERRITORY):
+            return None, None  # the coordinator: its page is the territory's
         return None, f"the {caller.role} role may not read the dashboard"
     with session_scope(engine) as session:
         return build_summary(session, caller, _progress(request)), None
@@ -207,6 +209,8 @@ async def dashboard_page(request: Request) -> Response:
     if not secret:
         return _page()
     summary, error = await run_in_threadpool(_render_for_session, request, secret)
+    if summary is None and error is None:
+        return see_other(TERRITORY_PATH)
     page = _page(summary=summary, error=error)
     if summary is None:
         _clear_cookie(page, request)
@@ -230,7 +234,7 @@ def _sign_in(request: Request, token: str) -> tuple[str | None, str | None, int]
         caller = authenticate(request, settings, engine, credentials, None)
     except AuthenticationError as exc:
         return None, str(exc), 401
-    if not caller.can(Permission.READ):
+    if not (caller.can(Permission.READ) or caller.can(Permission.TERRITORY)):
         return None, f"the {caller.role} role may not read the dashboard", 403
     with session_scope(engine) as session:
         issued = open_browser_session(

@@ -1,7 +1,8 @@
 """Exports, streamed page by page (never built in memory): assets and findings as CSV or JSON,
 findings as OCSF Vulnerability Finding events, the inventory as a CycloneDX document. An advisory
 finding carries its advisory id, CVE ids, CVSS, KEV flag and confidence in every one of them
-(OCSF ``vulnerabilities[].cve``, CycloneDX ``vulnerabilities`` affecting the device component).
+(OCSF ``vulnerabilities[].cve``, CycloneDX ``vulnerabilities`` affecting the device component);
+a rule's finding carries its rule's CWE (CSV/JSON ``cwe``, OCSF ``vulnerabilities[].cwe``).
 
 Each page is read in its own short transaction by keyset, so a long download neither holds a
 transaction open nor loads the table; rows written meanwhile may or may not appear.
@@ -29,8 +30,9 @@ from cybermission.auth.service import Principal
 from cybermission.csv_cells import csv_rows
 from cybermission.db import session_scope, utcnow
 from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL
+from cybermission.findings.cwe import cwe_name, cwe_url
 from cybermission.findings.models import Finding, FindingStatus, Severity
-from cybermission.findings.payloads import advisory_fields
+from cybermission.findings.payloads import advisory_fields, finding_cwe
 from cybermission.inventory.documents import (
     ASSET_FIELDS,
     ASSET_TIMES,
@@ -67,6 +69,7 @@ FINDING_COLUMNS = (
     "title",
     "advisory_id",
     "cves",
+    "cwe",
     "cvss_score",
     "kev",
     "device_id",
@@ -173,6 +176,7 @@ def _finding_row(finding: Finding, device: Device, address: str | None) -> dict[
         "title": finding.title,
         "advisory_id": advisory["advisory_id"],
         "cves": advisory["cves"],
+        "cwe": finding_cwe(finding),
         "cvss_score": advisory["cvss_score"],
         "kev": advisory["kev"] if advisory["advisory_id"] else None,
         "device_id": finding.device_id,
@@ -283,6 +287,11 @@ def ocsf_finding(finding: Finding, device: Device, address: str | None) -> dict[
             "device_model": device.model,
         },
     }
+    cwe = finding_cwe(finding)
+    if cwe is not None:
+        # A rule's finding names its weakness by CWE (OCSF 1.1 wants a cve or a cwe).
+        event["vulnerabilities"][0]["cwe"] = _ocsf_cwe(cwe)
+        event["unmapped"]["cwe"] = cwe
     advisory = advisory_fields(finding)
     if advisory["cves"]:
         # One vulnerability per CVE of the advisory, its CVSS and KEV flag with it.
@@ -301,6 +310,12 @@ def ocsf_finding(finding: Finding, device: Device, address: str | None) -> dict[
         for vulnerability in event["vulnerabilities"]
     ]
     return event
+
+
+def _ocsf_cwe(cwe: str) -> dict[str, Any]:
+    """An OCSF cwe object: the id, MITRE's name when known, and its page."""
+    found = {"uid": cwe, "caption": cwe_name(cwe), "src_url": cwe_url(cwe)}
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def _ocsf_cve(cve: str, advisory: dict[str, Any]) -> dict[str, Any]:

@@ -7,8 +7,6 @@ organisation; an organisation's admin adds sites and zones to its own.
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, status
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
 
 from api.deps import Reader, SessionDep, require
 from api.errors import ForbiddenError
@@ -23,11 +21,10 @@ from api.schemas.organizations import (
 )
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
-from cybermission.errors import ConflictError
-from cybermission.sites.models import Zone
 from cybermission.sites.service import (
     create_organization,
     create_site,
+    create_zone,
     get_organization_or_raise,
     get_site_by_id_or_raise,
     list_organizations,
@@ -39,15 +36,6 @@ router = APIRouter(tags=["organisations"])
 
 Ident = Annotated[str, Path(max_length=64)]
 Manager = Annotated[Principal, Depends(require(Permission.MANAGE_ORGANIZATIONS))]
-
-
-def _insert(session: Session, row: Zone, what: str) -> None:
-    session.add(row)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        raise ConflictError(f"{what} already exists") from exc
 
 
 @router.get("/organizations", summary="Organisations the caller sees, by slug")
@@ -155,11 +143,12 @@ def get_zones(site_id: Ident, session: SessionDep, caller: Reader) -> list[ZoneR
     responses={404: {"description": "No such site"}, 409: {"description": "The name is taken"}},
 )
 def post_zone(site_id: Ident, body: ZoneCreate, session: SessionDep, caller: Manager) -> ZoneRead:
-    site = get_site_by_id_or_raise(
-        session=session, site_id=site_id, visible_to=caller.organization_id
+    zone = create_zone(
+        session,
+        site_id=site_id,
+        name=body.name,
+        exposure=body.exposure,
+        purdue_level=body.purdue_level,
+        visible_to=caller.organization_id,
     )
-    zone = Zone(
-        site_id=site.id, name=body.name, purdue_level=body.purdue_level, exposure=body.exposure
-    )
-    _insert(session, zone, f"name: a zone {body.name!r} in this site")
     return ZoneRead.model_validate(zone)

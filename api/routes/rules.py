@@ -36,6 +36,7 @@ def _read(rule: Rule) -> RuleRead:
         id=rule.id,
         name=info.name,
         severity=info.severity,
+        cwe=info.cwe,
         description=info.description,
         remediation=info.remediation,
         references=list(info.references),

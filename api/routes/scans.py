@@ -12,7 +12,15 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response,
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import EngineDep, Reader, SessionDep, SettingsDep, require
+from api.deps import (
+    EngineDep,
+    Reader,
+    SessionDep,
+    SettingsDep,
+    get_engine,
+    get_settings,
+    require,
+)
 from api.schemas import MAX_PAGE
 from api.schemas.scans import ScanProgressRead, ScanRunAcceptedRead, ScanRunCreate, ScanRunRead
 from cybermission.auth.models import Permission
@@ -150,26 +158,30 @@ def _read_run(engine: Engine, caller: Principal, scan_run_id: str) -> ScanRun:
     },
 )
 async def cancel_scan(
-    scan_run_id: ScanRunId,
-    request: Request,
-    response: Response,
-    engine: EngineDep,
-    settings: SettingsDep,
-    caller: Operator,
+    scan_run_id: ScanRunId, request: Request, response: Response, caller: Operator
 ) -> ScanRunRead:
+    run, stopped = await cancel_run(request, caller, scan_run_id)
+    if not stopped:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return ScanRunRead.model_validate(run)
+
+
+async def cancel_run(request: Request, caller: Principal, scan_run_id: str) -> tuple[ScanRun, bool]:
+    """Cancel a run whichever process executes it (the API's and the console's one way): the
+    run as it is now, and whether it is stopped (False: the cancel is recorded and its owner,
+    another process, stops at its next heartbeat). A run that had finished is a ConflictError."""
+    engine, settings = get_engine(request), get_settings(request)
     run = await run_in_threadpool(_read_run, engine, caller, scan_run_id)
     if run.finished_at is not None:
         raise ConflictError(f"scan run {scan_run_id!r} already finished ({run.status})")
     logger.info("scan cancel requested", extra={"scan_run_id": scan_run_id, "by": caller.name})
+    stopped = True
     if not await scan_tasks(request).cancel(scan_run_id, by=caller.name):
         closed = await run_in_threadpool(
             cancel_unowned, engine, scan_run_id, by=caller.name, lease_s=settings.runs.lease_s
         )
-        if closed is None:
-            response.status_code = status.HTTP_202_ACCEPTED
-    return ScanRunRead.model_validate(
-        await run_in_threadpool(_read_run, engine, caller, scan_run_id)
-    )
+        stopped = closed is not None
+    return await run_in_threadpool(_read_run, engine, caller, scan_run_id), stopped
 
 
 @router.post(

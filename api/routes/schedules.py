@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import EngineDep, Reader, SessionDep, SettingsDep, require
+from api.deps import Reader, SessionDep, SettingsDep, get_engine, get_settings, require
 from api.routes.scans import scan_tasks
 from api.schemas.schedules import (
     ScheduleAuditRead,
@@ -147,12 +147,15 @@ def _run_now(
     operation_id="runScheduleNow",
 )
 async def post_run_now(
-    schedule_id: ScheduleId,
-    request: Request,
-    engine: EngineDep,
-    settings: SettingsDep,
-    caller: Scheduler,
+    schedule_id: ScheduleId, request: Request, caller: Scheduler
 ) -> ScheduleRunRead:
+    return await run_now(request, caller, schedule_id)
+
+
+async def run_now(request: Request, caller: Principal, schedule_id: str) -> ScheduleRunRead:
+    """Run a schedule now and start the scan it decided on, if any (the API's and the
+    console's one way): the scheduler's decision."""
+    engine, settings = get_engine(request), get_settings(request)
     run, scan_id, organization_id = await run_in_threadpool(
         _run_now, engine, settings, caller, schedule_id
     )

@@ -6,7 +6,7 @@ carries (the coordinator, a global admin). An organisation's own admin records a
 shares; everyone of that organisation reads it.
 """
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
@@ -22,9 +22,20 @@ from api.schemas.territory import (
 )
 from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
+from cybermission.config import Settings
 from cybermission.db import utcnow
 from cybermission.sites.service import get_organization_or_raise
-from cybermission.territory.exposure import exposure_report, load_territory
+from cybermission.territory.exposure import (
+    end_of_life_rule_ids,
+    exposure_report,
+    load_territory,
+)
+from cybermission.territory.report import (
+    build_territory_report,
+    parse_month,
+    render_html,
+    render_pdf,
+)
 from cybermission.territory.shares import (
     create_share,
     list_shared_devices,
@@ -38,16 +49,18 @@ router = APIRouter(tags=["territory"])
 Ident = Annotated[str, Path(max_length=64)]
 Coordinator = Annotated[Principal, Depends(require(Permission.TERRITORY))]
 Manager = Annotated[Principal, Depends(require(Permission.MANAGE_ORGANIZATIONS))]
-END_OF_LIFE_TAG = "end-of-life"
+
+
+def eol_rule_ids(request: Request, settings: Settings) -> frozenset[str]:
+    """The loaded rules that say a device is past its end of life (tagged ``end-of-life``)."""
+    return end_of_life_rule_ids(loaded_rules(request, settings).values())
 
 
 @router.get("/territory/exposure", summary="Exposure by sector and organisation (coordinator)")
 def get_exposure(
     request: Request, session: SessionDep, settings: SettingsDep, caller: Coordinator
 ) -> ExposureRead:
-    rules = loaded_rules(request, settings)
-    eol = {rule_id for rule_id, rule in rules.items() if END_OF_LIFE_TAG in rule.info.tags}
-    territory = load_territory(session, eol_rule_ids=eol)
+    territory = load_territory(session, eol_rule_ids=eol_rule_ids(request, settings))
     report = exposure_report(territory, threshold=settings.territory.threshold, now=utcnow())
     return ExposureRead.model_validate(report, from_attributes=True)
 
@@ -148,3 +161,38 @@ def delete_share(
         session, share_id=share_id, organization_id=organization_id, revoked_by=caller.name
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/territory/reports/{month}",
+    summary="The territory's monthly report, HTML or PDF (coordinator)",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/html": {}, "application/pdf": {}},
+            "description": "The report: aggregates only, under the withholding rule",
+        }
+    },
+)
+def get_territory_report(
+    month: Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")],
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: Coordinator,
+    format: Annotated[Literal["html", "pdf"], Query()] = "html",
+) -> Response:
+    report = build_territory_report(
+        session,
+        month=parse_month(month),
+        threshold=settings.territory.threshold,
+        eol_rule_ids=eol_rule_ids(request, settings),
+        now=utcnow(),
+    )
+    if format == "pdf":
+        return Response(
+            render_pdf(report),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'inline; filename="territory-{month}.pdf"'},
+        )
+    return Response(render_html(report), media_type="text/html; charset=utf-8")

@@ -8,6 +8,7 @@ class RuleRead(ReadModel):
     id: str
     name: str
     severity: Severity
+    cwe: str
     description: str
     remediation: str
     references: list[str]

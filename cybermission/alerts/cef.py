@@ -121,6 +121,9 @@ def format_cef(event: Event, *, idempotency_key: str) -> str:
             ext += [("cn1Label", "kev"), ("cn1", 1 if payload.get("kev") else 0)]
             if payload.get("advisory_id"):
                 ext += [("flexString1Label", "advisory"), ("flexString1", payload["advisory_id"])]
+        elif isinstance(payload.get("cwe"), str) and payload["cwe"]:
+            # A rule's finding has no CVE: cs6 names its weakness by CWE instead.
+            ext += [("cs6Label", "cwe"), ("cs6", payload["cwe"])]
     technique = _techniques(payload)
     if technique:
         ext += [("cs2Label", "attackForIcsTechnique"), ("cs2", technique)]

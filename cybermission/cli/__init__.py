@@ -25,6 +25,7 @@ from cybermission.cli import (
     sensors,
     service,
     sites,
+    territory,
     tokens,
     zones,
 )
@@ -57,6 +58,7 @@ app.add_typer(zones.app, name="zones")
 app.add_typer(sites.app, name="sites")
 app.add_typer(sensors.app, name="sensors")
 app.add_typer(capture.app, name="import")
+app.add_typer(territory.app, name="territory")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ or filter (the run ends failed, saying why), or no store.
 
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,7 +23,33 @@ from cybermission.errors import CybermissionError
 
 if TYPE_CHECKING:
     from cybermission.probes import Observation
+    from cybermission.scans.passive import RingSpec
     from cybermission.traffic import Conversation
+
+
+RingOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--ring",
+        help="Also keep what is captured (after the filter) in rotating pcap files in this "
+        "directory, for a later `import pcap`.",
+    ),
+]
+RingFileOption = Annotated[
+    float, typer.Option("--ring-file-mb", min=0.01, help="With --ring: MiB per file.")
+]
+RingFilesOption = Annotated[
+    int, typer.Option("--ring-files", min=1, help="With --ring: the newest files kept.")
+]
+
+
+def ring_spec(directory: Path | None, file_mb: float, files: int) -> "RingSpec | None":
+    """The ring the options ask for, if any (``listen`` and a listening ``sensor`` share it)."""
+    from cybermission.scans.passive import RingSpec
+
+    if directory is None:
+        return None
+    return RingSpec(directory=directory, file_bytes=int(file_mb * 1024 * 1024), files=files)
 
 
 def listen(
@@ -40,6 +67,9 @@ def listen(
         typer.Option("--duration", min=0.1, help="Stop after this many seconds."),
     ] = None,
     output: Annotated[str, typer.Option("--format", help="json or table")] = "table",
+    ring: RingOption = None,
+    ring_file_mb: RingFileOption = 64.0,
+    ring_files: RingFilesOption = 8,
 ) -> None:
     """Learn assets and who talks to whom from a mirror port's traffic, never sending a packet."""
     from cybermission.scans.listening import PassiveRecorder
@@ -80,6 +110,7 @@ def listen(
                 on_batch=on_batch,
                 should_stop=stop.is_set,
                 flush_every_s=flush_every_s,
+                ring=ring_spec(ring, ring_file_mb, ring_files),
             )
             problems: list[str] = []
             if stats.kernel_dropped:
@@ -105,6 +136,8 @@ def listen(
         "kernel_dropped": stats.kernel_dropped,
         "batches": stats.batches,
         "conversations": stats.conversations,
+        "ring_frames": stats.ring_frames,
+        "ring_files": stats.ring_files,
     }
     show_report(report, output)
     err().print(

@@ -47,7 +47,9 @@ def scans_cancel(
         raise typer.Exit(code=1)
     closed = cancel_unowned(engine, scan_run_id, by=by, lease_s=settings.runs.lease_s)
     if closed is None:
-        err().print(f"cancel requested; waiting for its owner {run.owner_host}:{run.owner_pid}")
+        # A site sensors' run has no owner process: the centre (`cybermission central`) ends it.
+        owner = f"{run.owner_host}:{run.owner_pid}" if run.owner_host else "the centre"
+        err().print(f"cancel requested; waiting for its owner {owner}")
         closed = _wait_finished(
             engine, scan_run_id, wait_s=wait_s, poll_s=settings.runs.heartbeat_s
         )

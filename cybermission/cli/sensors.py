@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cybermission.cli.listen import RingFileOption, RingFilesOption, RingOption, ring_spec
 from cybermission.cli.output import FormatOption, check_format, write_rows
 from cybermission.cli.runtime import command_group, err, fail, open_store, start
 from cybermission.errors import CybermissionError
@@ -118,13 +119,34 @@ def sensor(
     site: Annotated[str, typer.Option("--site", help="The site this sensor scans.")],
     bundle: Annotated[Path, typer.Option("--bundle", help="The enrolment bundle file.")],
     journal: Annotated[Path | None, typer.Option(help="The local journal file.")] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen",
+            help="Also listen on this mirror (SPAN) interface, receive-only, and ship what it "
+            "shows (assets, the communication map) to the centre.",
+        ),
+    ] = None,
+    bpf: Annotated[
+        str | None,
+        typer.Option("--filter", help="With --listen: a BPF filter (tcpdump syntax)."),
+    ] = None,
+    flush_every_s: Annotated[
+        float,
+        typer.Option("--flush-every", min=0.1, help="With --listen: seconds between batches."),
+    ] = 5.0,
+    ring: RingOption = None,
+    ring_file_mb: RingFileOption = 64.0,
+    ring_files: RingFilesOption = 8,
 ) -> None:
     """Run a site sensor (a Celery worker that dials out to the broker)."""
-    from cybermission.sensors.agent import Bundle, run_sensor
+    from cybermission.sensors.agent import Bundle, ListenOrder, run_sensor
 
     settings = start()
     if journal is not None:
         settings.sensor.journal_path = journal
+    if (bpf is not None or ring is not None) and listen is None:
+        raise fail(CybermissionError("--filter and --ring need --listen INTERFACE"))
     try:
         loaded = Bundle.load(bundle)
     except CybermissionError as exc:
@@ -132,7 +154,12 @@ def sensor(
     if loaded.site != site:
         raise fail(CybermissionError(f"--site {site!r} but the bundle is for {loaded.site!r}"))
     try:
-        run_sensor(loaded, settings)
+        order = (
+            ListenOrder(listen, bpf, flush_every_s, ring_spec(ring, ring_file_mb, ring_files))
+            if listen is not None
+            else None
+        )
+        run_sensor(loaded, settings, listen=order)
     except CybermissionError as exc:
         raise fail(exc) from exc
 

@@ -27,13 +27,17 @@ def zones_add(
 ) -> None:
     """Add a zone to a site."""
     from cybermission.db import session_scope
-    from cybermission.sites.service import create_zone
+    from cybermission.sites.service import create_zone, get_site_or_raise
 
     engine = open_store(start())
     try:
         with session_scope(engine) as session:
             zone = create_zone(
-                session, site=site, name=name, exposure=exposure, purdue_level=purdue_level
+                session,
+                site_id=get_site_or_raise(session, slug=site).id,
+                name=name,
+                exposure=exposure,
+                purdue_level=purdue_level,
             )
             out = {"id": zone.id, "site": site, "name": zone.name, "exposure": str(zone.exposure)}
     except CybermissionError as exc:

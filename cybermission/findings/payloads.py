@@ -1,8 +1,10 @@
 """What a finding says outside the product: the fields of its events (alerts, webhooks, CEF) and
-of its exports, one home so that the CVE ids, CVSS, KEV flag and advisory id go everywhere."""
+of its exports, one home so that the CVE ids, CVSS, KEV flag and advisory id of an advisory
+finding, and the CWE of a rule's finding, go everywhere."""
 
 from typing import Any
 
+from cybermission.findings.cwe import CWE_RE
 from cybermission.findings.models import Finding
 
 
@@ -22,6 +24,14 @@ def advisory_fields(finding: Finding) -> dict[str, Any]:
     }
 
 
+def finding_cwe(finding: Finding) -> str | None:
+    """The CWE id of a rule's finding (its rule's ``info.cwe``); None for advisory findings,
+    whose weakness is named by their CVEs, and for findings judged before rules had one."""
+    evidence = finding.evidence if isinstance(finding.evidence, dict) else {}
+    cwe = evidence.get("cwe")
+    return cwe if isinstance(cwe, str) and CWE_RE.match(cwe) else None
+
+
 def finding_payload(finding: Finding) -> dict[str, Any]:
     """What every event of a finding carries about it (created and each change of state:
     ``cybermission/findings/events.py`` adds who changed it, from what, and why)."""
@@ -37,5 +47,6 @@ def finding_payload(finding: Finding) -> dict[str, Any]:
         "score": finding.score,
         "address": finding.evidence.get("address"),
         "attack_techniques": list(techniques) if isinstance(techniques, list) else [],
+        "cwe": finding_cwe(finding),
         **advisory_fields(finding),
     }

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event
 from sqlmodel import Session, col, select
 
 from cybermission.db import build_row, insert_rows, new_id
+from cybermission.inventory.catalog_cache import InventoryCache
 from cybermission.inventory.identity import (
     LOOKUP_CHUNK,
     Candidates,
@@ -33,10 +33,8 @@ from cybermission.inventory.models import (
     ChangeEvent,
     ChangeKind,
     Device,
-    DeviceType,
     Interface,
     IPAddress,
-    Manufacturer,
     Service,
 )
 
@@ -68,74 +66,6 @@ class ReconcileResult:
     is_new: bool = False
 
 
-class InventoryCache:
-    """Manufacturer and device-type ids, each looked up or created once per run, not per host.
-
-    Rows this cache inserted are trusted by later batches only once their transaction committed:
-    a rolled-back batch (a store error, then a retry) must not leave ids that do not exist.
-    """
-
-    def __init__(self) -> None:
-        self._makers: dict[str, str] = {}
-        self._types: dict[tuple[str, str], str] = {}
-        self._pending_makers: dict[str, str] = {}
-        self._pending_types: dict[tuple[str, str], str] = {}
-        self._watched: Session | None = None
-
-    def device_type_id(self, session: Session, vendor: str, model: str, code: str | None) -> str:
-        maker_id = self._maker_id(session, vendor)
-        key = (maker_id, model)
-        known = self._types.get(key) or self._pending_types.get(key)
-        if known is not None:
-            return known
-        stored = session.exec(
-            select(DeviceType.id).where(
-                DeviceType.manufacturer_id == maker_id, DeviceType.model == model
-            )
-        ).first()
-        if stored is not None:
-            self._types[key] = stored
-            return stored
-        dtype = DeviceType(manufacturer_id=maker_id, model=model, product_code=code)
-        insert_rows(session, [dtype])
-        self._pending(session)
-        self._pending_types[key] = dtype.id
-        return dtype.id
-
-    def _maker_id(self, session: Session, vendor: str) -> str:
-        known = self._makers.get(vendor) or self._pending_makers.get(vendor)
-        if known is not None:
-            return known
-        stored = session.exec(select(Manufacturer.id).where(Manufacturer.name == vendor)).first()
-        if stored is not None:
-            self._makers[vendor] = stored
-            return stored
-        maker = Manufacturer(name=vendor)
-        insert_rows(session, [maker])
-        self._pending(session)
-        self._pending_makers[vendor] = maker.id
-        return maker.id
-
-    def _pending(self, session: Session) -> None:
-        if self._watched is session:
-            return
-        self._watched = session
-        event.listen(session, "after_commit", self._committed)
-        event.listen(session, "after_rollback", self._rolled_back)
-
-    def _committed(self, _session: Session) -> None:
-        self._makers.update(self._pending_makers)
-        self._types.update(self._pending_types)
-        self._forget_pending()
-
-    def _rolled_back(self, _session: Session) -> None:
-        self._forget_pending()
-
-    def _forget_pending(self) -> None:
-        self._pending_makers.clear()
-        self._pending_types.clear()
-
-
 @dataclass(slots=True)
 class _NewRows:
     """Rows created by one batch, inserted in foreign-key order at its end."""
@@ -146,7 +76,8 @@ class _NewRows:
     services: list[Service] = field(default_factory=list)
     events: list[ChangeEvent] = field(default_factory=list)
 
-    def insert(self, session: Session) -> None:
+    def insert(self, session: Session, cache: InventoryCache) -> None:
+        cache.insert_new(session)  # manufacturers and types first: devices refer to them
         for rows in (self.devices, self.addresses, self.interfaces, self.services, self.events):
             insert_rows(session, rows)
 
@@ -217,14 +148,24 @@ def reconcile_hosts(
     with session.no_autoflush:
         partitions = _load_partitions(session, hosts, identities)
         known = [d for c in partitions.values() for d in c.devices.values()]
+        cache.prefetch(session, _type_pairs(identities))
         _load_services(batch, [d.id for d in known])
         if any(isinstance(s.facts.get("units"), list) for h in hosts for s in h.services):
             _load_units(batch, [d.id for d in known])
         for host, identity in zip(hosts, identities, strict=True):
             results.append(_reconcile_one(batch, partitions[host.organization_id], host, identity))
-        batch.new.insert(session)
+        batch.new.insert(session, cache)
     session.flush()  # the loaded rows that changed: one batched UPDATE per set of columns
     return results
+
+
+def _type_pairs(identities: Sequence[HostIdentity]) -> Iterable[tuple[str, str]]:
+    """The (vendor, model) pairs a batch's identities name, as ``_apply_identity`` forms them."""
+    for identity in identities:
+        vendor = identity.attributes.get("vendor")
+        model = identity.attributes.get("model") or identity.attributes.get("product")
+        if vendor and model:
+            yield vendor, model
 
 
 def _load_partitions(

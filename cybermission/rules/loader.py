@@ -66,6 +66,11 @@ class Rule:
         return self.spec.info.severity
 
     @property
+    def cwe(self) -> str:
+        """The CWE id of the weakness this rule detects (``info.cwe``)."""
+        return self.spec.info.cwe
+
+    @property
     def attack_techniques(self) -> tuple[str, ...]:
         """MITRE ATT&CK for ICS technique ids (T0xxx) named in references or tags, for SIEMs."""
         found = _ATTACK_ID.findall(" ".join([*self.spec.info.references, *self.spec.info.tags]))
@@ -253,6 +258,13 @@ def load_rule_file(path: Path, *, check_examples: bool = True) -> Rule:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RuleError(source, None, f"cannot read rule file: {exc}") from exc
+    return load_rule_text(text, path=path, check_examples=check_examples)
+
+
+def load_rule_text(text: str, *, path: Path, check_examples: bool = True) -> Rule:
+    """One rule from its YAML text; ``path`` names it in errors and its stem is its id (a rule
+    of a published pack is stored as text, named ``<pack>@<version>/<id>.yaml``)."""
+    source = str(path)
     data, lines = _parse(text, source)
 
     def line_of(loc: Loc) -> int | None:

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from cybermission.findings.cwe import CWE_PATTERN
 from cybermission.findings.models import Severity
 
 # Rule ids are kebab-case and equal their file stem (CONVENTIONS.md).
@@ -18,6 +19,7 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.\-]*$", max_length=50)]
 Word = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=50)]
+Cwe = Annotated[str, StringConstraints(pattern=CWE_PATTERN)]
 
 # A subject document (or part of one) used in examples.
 ExampleDocument = dict[str, Any]
@@ -30,6 +32,10 @@ class RuleInfo(BaseModel):
 
     name: Name = Field(description="Short title, used as the finding title.")
     severity: Severity = Field(description="info, low, medium, high or critical.")
+    # Required: a finding's OCSF vulnerability must carry a CVE or a CWE, and a rule has no CVE.
+    cwe: Cwe = Field(
+        description="The CWE id of the weakness the rule detects (CWE-306), from MITRE's list."
+    )
     description: Text = Field(description="What the exposure is and why it matters.")
     remediation: Text = Field(description="What to do about it.")
     references: list[Text] = Field(

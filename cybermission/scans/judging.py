@@ -112,7 +112,7 @@ def rule_drafts(
 ) -> list[FindingDraft]:
     """One draft per rule the subject matches. The evidence keeps where it was seen, the fact
     values the rule read, and the ATT&CK for ICS techniques it names (alert channels pass them
-    to SIEMs)."""
+    to SIEMs), and the rule's CWE (the exports' ``cwe``, where an advisory finding has CVEs)."""
     target = subject["target"]
     asset = subject["asset"]
     drafts: list[FindingDraft] = []
@@ -129,6 +129,7 @@ def rule_drafts(
             "port": target["port"],
             "fields": dict(rule.evidence(subject)),
             "attack_techniques": list(rule.attack_techniques),
+            "cwe": rule.cwe,
         }
         drafts.append(
             FindingDraft(

@@ -15,6 +15,7 @@ from sqlmodel import Session
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.findings.service import FindingDraft, record_findings
+from cybermission.guard import ScopeGuard
 from cybermission.inventory.communications import (
     CommunicationSeen,
     RecordedCommunication,
@@ -32,6 +33,7 @@ from cybermission.scans.recording import (
     finish_run,
     run_state,
     store_batch,
+    store_reports,
 )
 from cybermission.scans.run_metrics import count_run_started
 from cybermission.traffic import Conversation
@@ -43,23 +45,39 @@ class PassiveRecorder:
     """The run of one passive source (``pcap:<file>``, ``listen:<interface>``), batch by batch."""
 
     def __init__(
-        self, *, engine: Engine, settings: Settings, source: str, requested_by: str
+        self,
+        *,
+        engine: Engine,
+        settings: Settings,
+        source: str,
+        requested_by: str,
+        run_id: str | None = None,
+        guard: ScopeGuard | None = None,
+        organization_id: str | None = None,
+        site_id: str | None = None,
     ) -> None:
+        """Start a run of ``source``, or go on with ``run_id`` (a site sensor's session whose
+        recorder the centre dropped). ``guard`` places and partitions what is seen (a sensor's
+        session: its site's scopes only); by default every scope of the store does."""
         self.engine = engine
         with session_scope(engine) as session:
-            run = ScanRun(
-                targets=[source[:200]],
-                ports=[],
-                udp_ports=[],
-                requested_by=requested_by,
-                hosts_total=0,
-                status=ScanStatus.RUNNING,
-                started_at=utcnow(),
-            )
-            session.add(run)
-            session.flush()
-            count_run_started(session)
-            self.state: RunState = run_state(session, settings, run.id)
+            if run_id is None:
+                run = ScanRun(
+                    targets=[source[:200]],
+                    ports=[],
+                    udp_ports=[],
+                    requested_by=requested_by,
+                    hosts_total=0,
+                    status=ScanStatus.RUNNING,
+                    started_at=utcnow(),
+                    organization_id=organization_id,
+                    site_id=site_id,
+                )
+                session.add(run)
+                session.flush()
+                count_run_started(session)
+                run_id = run.id
+            self.state: RunState = run_state(session, settings, run_id, guard=guard)
         self.source = source
         self.addresses: set[str] = set()
         self.conversations = 0
@@ -72,6 +90,31 @@ class PassiveRecorder:
         self, observations: Iterable[Observation], conversations: Sequence[Conversation] = ()
     ) -> None:
         """Store one batch: hosts by address (inventory, rules, findings), then the map."""
+        reports = self._reports(observations)
+        for start in range(0, len(reports), WRITE_BATCH_HOSTS):
+            store_batch(self.engine, self.state, reports[start : start + WRITE_BATCH_HOSTS])
+        if conversations:
+            with session_scope(self.engine) as session:
+                self._record_conversations(session, conversations)
+
+    def record_in(
+        self,
+        session: Session,
+        observations: Iterable[Observation],
+        conversations: Sequence[Conversation] = (),
+    ) -> None:
+        """:meth:`record` inside the caller's transaction (a sensor's batch is applied once,
+        with the key that says so)."""
+        store_reports(session, self.state, self._reports(observations))
+        if conversations:
+            self._record_conversations(session, conversations)
+        run = session.get(ScanRun, self.run_id)
+        if run is not None:
+            run.hosts_probed = self.state.progress.hosts_live
+            run.observations = self.state.progress.observations
+            run.findings = self.state.progress.findings
+
+    def _reports(self, observations: Iterable[Observation]) -> list[HostReport]:
         by_address: dict[str, HostReport] = {}
         for observation in observations:
             report = by_address.setdefault(
@@ -80,14 +123,14 @@ class PassiveRecorder:
             report.observations.append(observation)
         self.addresses.update(by_address)
         self.state.progress.hosts_live = len(self.addresses)
-        reports = list(by_address.values())
-        for start in range(0, len(reports), WRITE_BATCH_HOSTS):
-            store_batch(self.engine, self.state, reports[start : start + WRITE_BATCH_HOSTS])
-        if conversations:
-            with session_scope(self.engine) as session:
-                recorded = record_communications(session, [self._placed(c) for c in conversations])
-                self._judge(session, recorded)
-            self.conversations += len(conversations)
+        return list(by_address.values())
+
+    def _record_conversations(
+        self, session: Session, conversations: Sequence[Conversation]
+    ) -> None:
+        recorded = record_communications(session, [self._placed(c) for c in conversations])
+        self._judge(session, recorded)
+        self.conversations += len(conversations)
 
     def _judge(self, session: Session, recorded: Sequence[RecordedCommunication]) -> None:
         """The rules over each conversation whose server is in the inventory (a finding is
@@ -147,7 +190,8 @@ class PassiveRecorder:
         with session_scope(self.engine) as session:
             run = session.get(ScanRun, self.run_id)
             if run is not None:
-                run.hosts_total = len(self.addresses)
+                # A recorder that went on with a run knows only the hosts seen since.
+                run.hosts_total = max(run.hosts_total, len(self.addresses))
         self.state.add_errors(
             {"target": self.source, "stage": "import", "error": p} for p in problems
         )

@@ -43,6 +43,16 @@ class CaptureReader(Protocol):
 BatchCallback = Callable[[list[Observation], list[Conversation]], None]
 
 
+@dataclass(frozen=True, slots=True)
+class RingSpec:
+    """Rotating ring files of what a listener captured (``scanners/ring.py``): where, how large
+    each file grows, and how many of the newest are kept."""
+
+    directory: Path
+    file_bytes: int = 64 * 1024 * 1024
+    files: int = 8
+
+
 @dataclass(slots=True)
 class ListenStats:
     """What a listener saw: frames read, kernel drops, rows handed over."""
@@ -54,6 +64,8 @@ class ListenStats:
     batches: int = 0
     observations: int = 0
     conversations: int = 0
+    ring_frames: int = 0  # frames written to the ring files
+    ring_files: int = 0  # ring files opened (older ones may have been rotated away)
 
 
 @runtime_checkable
@@ -69,10 +81,12 @@ class PassiveListener(Protocol):
         on_batch: BatchCallback,
         should_stop: Callable[[], bool],
         flush_every_s: float,
+        ring: RingSpec | None = None,
     ) -> ListenStats:
         """Capture on ``interface`` (receiving only) until ``should_stop()``, handing what
-        changed to ``on_batch`` every ``flush_every_s`` and at the end; a bad interface or
-        filter raises ``ValidationError`` before anything is read."""
+        changed to ``on_batch`` every ``flush_every_s`` and at the end; with ``ring``, every
+        frame read is also kept in rotating ring files. A bad interface, filter or ring
+        directory raises ``ValidationError`` before anything is read."""
         ...
 
 

@@ -10,6 +10,7 @@ commits. Findings are drafted in :mod:`~cybermission.scans.judging`.
 """
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
@@ -31,6 +32,8 @@ from cybermission.guard import ScopeGuard
 from cybermission.net import Connector
 from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
+from cybermission.rules.models import RulePack
+from cybermission.rules.packs import adopted_packs, rules_with_packs
 from cybermission.scans.control import RunControl, StopRequest, keep_lease
 from cybermission.scans.engines import BUILTIN_ENGINE, load_engine
 from cybermission.scans.listening import PassiveRecorder
@@ -59,7 +62,7 @@ from cybermission.scans.sweep import SCOPE_ERROR_PREFIX, HostResult
 from cybermission.scans.sweep_handoff import identify_paced
 from cybermission.scans.sweep_processes import sweep_specs
 from cybermission.scans.targets import expand_targets
-from cybermission.scans.writing import write_batches
+from cybermission.scans.writing import replay_left_spool, write_batches
 from cybermission.store_faults import describe_store_error, retry_transient
 from cybermission.traffic import Conversation
 
@@ -100,6 +103,8 @@ class _Begun:
     advisories: AdvisoryIndex
     # The hosts it finished before an interruption, when it is resumed (none otherwise).
     finished: FinishedHosts
+    # The shared rule packs the run's organisation adopted, at the version that applies.
+    packs: list[RulePack]
 
 
 def _begin(
@@ -132,6 +137,7 @@ def _begin(
             placements=load_placements(session),
             advisories=current_index(session),
             finished=finished_hosts(session, run.id) if resumed else FinishedHosts(),
+            packs=adopted_packs(session, organization_id=run.organization_id),
         )
 
 
@@ -199,7 +205,7 @@ async def execute_scan(
     writing: asyncio.Task[None] | None = None
     queue: asyncio.Queue[HostReport | None] = asyncio.Queue(maxsize=WRITE_BATCH_HOSTS * 4)
     try:
-        state.rules = RuleSet(load_rules(settings.rules_dirs))
+        state.rules = RuleSet(rules_with_packs(load_rules(settings.rules_dirs), begun.packs))
         pacing = settings.pacing.effective()
         installed = probes if probes is not None else load_probes()
         state.authority = authority_ranks(installed)
@@ -208,6 +214,8 @@ async def execute_scan(
             {p.protocol for ps in (*plan.tcp.values(), *plan.udp.values()) for p in ps}
             | {"tcp", ADVISORY_PROTOCOL}
         )
+        if done or run.resumes:
+            done = await asyncio.to_thread(_replay_left_spool, engine, state, settings, done)
         gate = DeviceGate.paced(pacing)
         connector = Connector(guard, pacer=gate, shared_udp=True)
         writing = asyncio.create_task(
@@ -312,6 +320,35 @@ def _carry_over(state: RunState, done: FinishedHosts, run: ScanRun) -> None:
     state.add_errors(done.errors)
     state.sent.add(done.sent)
     state.clean_devices |= done.clean_devices
+
+
+def _replay_left_spool(
+    engine: Engine, state: RunState, settings: Settings, done: FinishedHosts
+) -> FinishedHosts:
+    """Write the results a dead execution of this run left in its spool; the hosts finished now
+    include them (they are not probed again), and the state counts them as it counts the
+    hosts it finished before (:func:`_carry_over`)."""
+    try:
+        spooled = replay_left_spool(engine, state, settings.runs)
+    except SQLAlchemyError as exc:
+        raise CybermissionError(
+            f"the store refused the results spooled before the interruption"
+            f" ({describe_store_error(exc)}); they stay in the spool"
+        ) from exc
+    replayed = [r for r in spooled if r.address not in done.addresses]
+    if not replayed:
+        return done
+    for report in replayed:
+        state.progress.hosts_swept += 1
+        state.progress.hosts_live += 1
+        state.progress.open_ports += len(report.open_ports)
+        state.add_errors(report.errors)
+        state.sent.add(report.sent)
+    logger.info(
+        "spooled results of the interrupted execution stored",
+        extra={"scan_run_id": state.run_id, "hosts": len(replayed)},
+    )
+    return dataclasses.replace(done, addresses=done.addresses | {r.address for r in replayed})
 
 
 def _closing(iterator: AsyncIterator[HostResult]) -> "aclosing[Any]":

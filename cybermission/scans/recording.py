@@ -23,13 +23,15 @@ from cybermission.findings.advisories.matching import AdvisoryIndex
 from cybermission.findings.service import FindingDraft, record_findings, resolve_absent
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.inventory.absence import record_absences
-from cybermission.inventory.batch import HostSeen, InventoryCache, reconcile_hosts
+from cybermission.inventory.batch import HostSeen, reconcile_hosts
+from cybermission.inventory.catalog_cache import InventoryCache
 from cybermission.inventory.documents import asset_fields
 from cybermission.inventory.identity import ServiceSeen
 from cybermission.inventory.models import ChangeEvent, ChangeKind, Device
 from cybermission.inventory.queries import list_addresses_by_device
 from cybermission.probes import Observation, Probe, SentRequests, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
+from cybermission.rules.packs import adopted_packs, rules_with_packs
 from cybermission.scans.judging import judge_device, observation_subject, rule_drafts
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
 from cybermission.scans.ownership import record_run_end
@@ -132,7 +134,12 @@ def run_state(
     return RunState(
         run_id=scan_run_id,
         scanned=tuple((p, "tcp") for p in run.ports) + tuple((p, "udp") for p in run.udp_ports),
-        rules=RuleSet(load_rules(settings.rules_dirs)),
+        rules=RuleSet(
+            rules_with_packs(
+                load_rules(settings.rules_dirs),
+                adopted_packs(session, organization_id=run.organization_id),
+            )
+        ),
         guard=guard or build_guard(session, settings, organization_id=run.organization_id),
         placements=load_placements(session),
         progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=run.hosts_total),

@@ -11,7 +11,8 @@ already recorded (:mod:`cybermission.scans.resume`), and are skipped. A *permane
 full, schema mismatch) is never spooled: it stops the run at once with the store's words.
 
 The file (``<spool_dir>/run-<id>.journal``) exists only while something waits, and is removed once
-the spool is empty.
+the spool is empty. A run whose process died with results still spooled finds them when it is
+resumed: they are written first, and their hosts are not probed again.
 """
 
 import asyncio
@@ -45,11 +46,10 @@ class RunSpool:
         self.path = directory / f"run-{scan_run_id}.journal"
         self._journal: Journal | None = None
         if self.path.exists():
-            # Left by an execution of this run that died: the run is resumed, and probes again
-            # every host it had not recorded, these included. Writing them too would store
-            # them twice.
-            logger.warning("stale spool of a resumed run discarded", extra={"path": str(self.path)})
-            self._remove()
+            # Left by an execution of this run that died before the store took it: the run is
+            # being resumed, which writes these first (``writing.replay_left_spool``) and does
+            # not probe their hosts again.
+            self._journal = Journal(self.path)
 
     @property
     def waiting(self) -> int:

@@ -78,6 +78,24 @@ async def write_batches(
         await writer.finish()
 
 
+def replay_left_spool(engine: Engine, state: RunState, runs: RunSettings) -> list[HostReport]:
+    """Write what an earlier execution of this run spooled and never stored (its process died
+    first), oldest first; returns the spooled hosts (those it had stored already, a commit whose
+    answer was lost, are not stored twice). A store still away raises as a batch would (the spool
+    stays on disk for the next resume); written batches leave it, and the file with the last."""
+    spool = RunSpool(runs.spool_dir, state.run_id)
+    stored: list[HostReport] = []
+    try:
+        while (oldest := spool.oldest()) is not None:
+            key, batch = oldest
+            _store_batch_retrying(engine, state, batch, runs.store_retry_s, True)
+            stored.extend(batch)
+            spool.written(key)
+    finally:
+        spool.close()
+    return stored
+
+
 def _store_batch_retrying(
     engine: Engine,
     state: RunState,

@@ -7,8 +7,11 @@ confirms. A killed sensor leaves its chunk unacknowledged: RabbitMQ redelivers i
 """
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import signal
 import threading
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -17,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery  # type: ignore[import-untyped]
-from kombu import Queue  # type: ignore[import-untyped]
+from kombu import Connection, Queue  # type: ignore[import-untyped]
+from kombu.exceptions import KombuError  # type: ignore[import-untyped]
 
 from cybermission.clock import utcnow
 from cybermission.config import Settings
@@ -27,12 +31,14 @@ from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.journal import Journal
 from cybermission.net import Connector
 from cybermission.probes import Probe, load_probes
+from cybermission.scans.passive import RingSpec
 from cybermission.scans.probing import HostReport, identify_host, select_probes
 from cybermission.scans.sweep import HostResult, sweep
 from cybermission.scans.sweep_handoff import identify_paced
 from cybermission.scans.targets import expand_targets
-from cybermission.sensors.broker import INGEST_TASK, SCAN_TASK, publish_task
+from cybermission.sensors.broker import SCAN_TASK, publish_task, task_for
 from cybermission.sensors.messages import (
+    CancelNotice,
     ChunkMessage,
     ChunkOutcome,
     HostReportMessage,
@@ -42,7 +48,13 @@ from cybermission.sensors.messages import (
     read_message,
     write_message,
 )
-from cybermission.sensors.topology import RESULTS, SCAN_QUEUE, BrokerError, amqp_ssl
+from cybermission.sensors.topology import (
+    RESULTS,
+    SCAN_QUEUE,
+    BrokerError,
+    amqp_ssl,
+    control_queue,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +185,63 @@ def result_parts(
     return parts
 
 
+class CancelNotices:
+    """The sensor's own notice queue (``control.<sensor id>`` in its site vhost), read with
+    ``basic_get``: each notice is kept in the journal before it is acknowledged, so a cancel
+    outlives a restart of the sensor."""
+
+    def __init__(self, bundle: Bundle, journal: Journal, *, timeout_s: float) -> None:
+        self._bundle = bundle
+        self._journal = journal
+        self._timeout_s = timeout_s
+        self._queue = control_queue(bundle.sensor_id)
+        self._warned = False
+
+    def poll(self) -> int:
+        """Journal every waiting notice; returns how many. A broker out of reach, or a queue not
+        provisioned (a centre of an older release), reads as no notice, logged once."""
+        read = 0
+        try:
+            with Connection(
+                self._bundle.broker_url,
+                ssl=self._bundle.ssl_options(),
+                connect_timeout=self._timeout_s,
+            ) as conn:
+                conn.ensure_connection(max_retries=1, timeout=self._timeout_s)
+                channel = conn.default_channel
+                while (message := channel.basic_get(self._queue, no_ack=False)) is not None:
+                    self._keep(message.body)
+                    channel.basic_ack(message.delivery_tag)
+                    read += 1
+        except Exception as exc:  # kombu, amqp (AccessRefused, NotFound ...), OSError
+            if not isinstance(
+                exc, KombuError | OSError
+            ) and not exc.__class__.__module__.startswith(("amqp", "kombu")):
+                raise
+            if not self._warned:
+                logger.warning("cancel notices unread", extra={"error": str(exc)})
+                self._warned = True
+        else:
+            self._warned = False
+        return read
+
+    def _keep(self, body: bytes | str) -> None:
+        text = body if isinstance(body, str) else body.decode(errors="replace")
+        try:
+            notice: CancelNotice | None = read_message(CancelNotice, json.loads(text))
+            error = ""
+        except (ValueError, MessageError) as exc:
+            notice, error = None, str(exc)
+        if notice is None:
+            self._journal.refuse(text, error)
+            logger.error("cancel notice refused", extra={"error": error})
+            return
+        self._journal.cancel_run(
+            notice.scan_run_id, reason=notice.reason, until=notice.until.isoformat()
+        )
+        logger.info("run cancelled by the centre", extra={"scan_run_id": notice.scan_run_id})
+
+
 class SensorRuntime:
     """The sensor's state shared by its task and its flusher thread."""
 
@@ -181,6 +250,7 @@ class SensorRuntime:
         self.settings = settings
         self.journal = journal
         self.guard = bundle.guard()
+        self.notices = CancelNotices(bundle, journal, timeout_s=settings.broker.confirm_timeout_s)
         self._flush_lock = threading.Lock()
 
     def flush(self, chunk_id: str | None = None) -> int:
@@ -193,7 +263,7 @@ class SensorRuntime:
                         self.bundle.broker_url,
                         exchange=RESULTS,
                         routing_key=RESULTS,
-                        task_name=INGEST_TASK,
+                        task_name=task_for(item.chunk_id),
                         args=[item.body],
                         task_id=f"{item.chunk_id}.{item.part}.{uuid.uuid4().hex[:8]}",
                         timeout_s=self.settings.broker.confirm_timeout_s,
@@ -218,6 +288,9 @@ class SensorRuntime:
             # A redelivery of finished work: probe nothing, re-publish what is unconfirmed.
             self.flush(chunk.chunk_id)
             return "replayed"
+        self.notices.poll()
+        if self.journal.cancelled(chunk.scan_run_id) is not None:
+            return self.cancelled(chunk)
         state: ChunkOutcome
         if utcnow() > chunk.not_after:
             state, result = "skipped", ChunkResult()
@@ -230,20 +303,45 @@ class SensorRuntime:
                 result = ChunkResult(errors=[{"target": None, "stage": "scope", "error": str(exc)}])
             else:
                 state = "done"
-                result = asyncio.run(
-                    scan_chunk(
-                        chunk.targets,
-                        chunk.ports,
-                        chunk.udp_ports,
-                        guard=self.guard,
-                        settings=self.settings,
-                    )
-                )
+                scanned = asyncio.run(self._scan_unless_cancelled(chunk))
+                if scanned is None:
+                    return self.cancelled(chunk)
+                result = scanned
         parts = result_parts(chunk, state, result)
         self.journal.record(chunk.chunk_id, state, [write_message(p) for p in parts])
         self.flush(chunk.chunk_id)
         logger.info("chunk finished", extra={"chunk_id": chunk.chunk_id, "state": state})
         return state
+
+    async def _scan_unless_cancelled(self, chunk: ChunkMessage) -> ChunkResult | None:
+        """Scan the chunk, reading the notices every ``control_poll_s`` meanwhile; None when its
+        run was cancelled (the scan is stopped: its sockets closed, nothing more sent)."""
+        scan = asyncio.ensure_future(
+            scan_chunk(
+                chunk.targets,
+                chunk.ports,
+                chunk.udp_ports,
+                guard=self.guard,
+                settings=self.settings,
+            )
+        )
+        while True:
+            done, _ = await asyncio.wait({scan}, timeout=self.settings.sensor.control_poll_s)
+            if done:
+                return scan.result()
+            await asyncio.to_thread(self.notices.poll)
+            if self.journal.cancelled(chunk.scan_run_id) is not None:
+                scan.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scan
+                return None
+
+    def cancelled(self, chunk: ChunkMessage) -> str:
+        """A chunk of a cancelled run: finished in the journal with nothing to send (the centre
+        cancelled it already; what was probed of it is dropped whole, the chunk is the unit)."""
+        self.journal.record(chunk.chunk_id, "cancelled", [])
+        logger.info("chunk cancelled", extra={"chunk_id": chunk.chunk_id})
+        return "cancelled"
 
     def refuse(self, message: object, error: MessageError) -> str:
         """Keep a chunk message this sensor cannot read (another version, or malformed) in the
@@ -321,8 +419,19 @@ def _only(app: Celery, name: str) -> None:
             del app.tasks[task_name]
 
 
-def run_sensor(bundle: Bundle, settings: Settings) -> None:
-    """Run the sensor until it is stopped (SIGTERM finishes the current chunk first)."""
+@dataclass(frozen=True, slots=True)
+class ListenOrder:
+    """What a sensor that also listens captures: its mirror interface and a BPF filter."""
+
+    interface: str
+    bpf: str | None = None
+    flush_every_s: float = 5.0
+    ring: RingSpec | None = None  # rotating pcap files of what it captured, kept on the site
+
+
+def run_sensor(bundle: Bundle, settings: Settings, *, listen: ListenOrder | None = None) -> None:
+    """Run the sensor until it is stopped (SIGTERM finishes the current chunk first); with
+    ``listen``, it also listens on a mirror port of its site and ships what it learns."""
     if not bundle.networks:
         raise CybermissionError("bundle: the sensor has no networks to scan")
     journal = Journal(settings.sensor.journal_path)
@@ -330,6 +439,10 @@ def run_sensor(bundle: Bundle, settings: Settings) -> None:
     stop = threading.Event()
     flusher = threading.Thread(target=runtime.flusher, args=(stop,), daemon=True)
     flusher.start()
+    listener: _Listening | None = None
+    if listen is not None:
+        listener = _Listening(runtime, listen, stop)
+        listener.thread.start()
     app = sensor_app(runtime)
     try:
         worker = app.Worker(
@@ -344,4 +457,39 @@ def run_sensor(bundle: Bundle, settings: Settings) -> None:
         worker.start()
     finally:
         stop.set()
+        if listener is not None:
+            # Its last batch (the session's totals) is journalled before the journal closes.
+            listener.thread.join()
         journal.close()
+    if listener is not None and listener.error is not None:
+        raise listener.error
+
+
+class _Listening:
+    """The listener's thread beside the worker; a capture that cannot start stops the sensor
+    (SIGTERM to itself: the worker's own warm shutdown) and its error is the sensor's."""
+
+    def __init__(self, runtime: SensorRuntime, order: ListenOrder, stop: threading.Event) -> None:
+        self.error: CybermissionError | None = None
+        self.thread = threading.Thread(
+            target=self._run, args=(runtime, order, stop), name="sensor-listen"
+        )
+
+    def _run(self, runtime: SensorRuntime, order: ListenOrder, stop: threading.Event) -> None:
+        # Imported here: listening.py builds on SensorRuntime, defined above.
+        from cybermission.sensors.listening import listen_for_site
+
+        try:
+            listen_for_site(
+                runtime,
+                order.interface,
+                bpf=order.bpf,
+                stop=stop,
+                flush_every_s=order.flush_every_s,
+                ring=order.ring,
+            )
+        except CybermissionError as exc:
+            logger.warning("listening failed", extra={"error": str(exc)})
+            self.error = exc
+            if not stop.is_set():
+                os.kill(os.getpid(), signal.SIGTERM)

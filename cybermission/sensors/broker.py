@@ -4,7 +4,7 @@ The topology (vhosts, queues, permissions, shovels) and its provisioning are in
 :mod:`cybermission.sensors.topology`.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from celery import Celery  # type: ignore[import-untyped]
@@ -15,6 +15,15 @@ from cybermission.sensors.topology import BrokerError
 
 SCAN_TASK = "cybermission.sensors.scan_chunk"
 INGEST_TASK = "cybermission.sensors.ingest_part"
+TRAFFIC_TASK = "cybermission.sensors.ingest_traffic"
+# Journal keys of a listening session's batches start so (``sensors/listening.py``): the journal
+# holds chunk parts and traffic batches alike, and the key says which task carries each.
+TRAFFIC_KEY_PREFIX = "traffic."
+
+
+def task_for(journal_key: str) -> str:
+    """The central task that applies what the journal keeps under ``journal_key``."""
+    return TRAFFIC_TASK if journal_key.startswith(TRAFFIC_KEY_PREFIX) else INGEST_TASK
 
 
 def publish_task(
@@ -36,6 +45,54 @@ def publish_task(
     app = Celery(set_as_current=False)
     headers, properties, body, _sent = app.amqp.as_task_v2(task_id, task_name, args=list(args))
     try:
+        _publish(
+            url,
+            exchange=exchange,
+            routing_key=routing_key,
+            body=body,
+            timeout_s=timeout_s,
+            ssl=ssl,
+            headers=headers,
+            **properties,
+        )
+    finally:
+        app.close()
+
+
+def publish_message(
+    url: str,
+    *,
+    exchange: str,
+    routing_key: str,
+    body: Mapping[str, Any],
+    expires_in_s: float,
+    timeout_s: float,
+    ssl: Any = None,
+) -> None:
+    """Publish one plain JSON message (not a task: read with ``basic_get``), persistent, that
+    the broker drops after ``expires_in_s``; returns once confirmed, else raises BrokerError."""
+    _publish(
+        url,
+        exchange=exchange,
+        routing_key=routing_key,
+        body=dict(body),
+        timeout_s=timeout_s,
+        ssl=ssl,
+        expiration=max(1.0, expires_in_s),  # kombu takes seconds, sends milliseconds
+    )
+
+
+def _publish(
+    url: str,
+    *,
+    exchange: str,
+    routing_key: str,
+    body: Any,
+    timeout_s: float,
+    ssl: Any,
+    **properties: Any,
+) -> None:
+    try:
         with Connection(
             url,
             ssl=ssl,
@@ -49,7 +106,6 @@ def publish_task(
                 exchange=exchange,
                 routing_key=routing_key,
                 serializer="json",
-                headers=headers,
                 delivery_mode=2,
                 declare=[],
                 timeout=timeout_s,
@@ -61,8 +117,6 @@ def publish_task(
         if exc.__class__.__module__.startswith(("amqp", "kombu")):
             raise BrokerError(f"publish to {exchange or 'default'}/{routing_key}: {exc}") from exc
         raise
-    finally:
-        app.close()
 
 
 def check_broker(url: str, *, timeout_s: float, ssl: Any = None) -> None:

@@ -1,7 +1,9 @@
-"""The central ingest worker: applies sensors' results parts, relays chunks, reaps late ones.
+"""The central ingest worker: applies sensors' results parts, relays chunks and cancel notices,
+reaps late ones.
 
 It consumes the central vhost's ``ingest`` queue, which only the sites' shovels feed, registers
-only the ingest task and accepts JSON only: a message naming any other task, or in another
+only the two ingest tasks (chunks' results parts, listening sensors' traffic batches) and accepts
+JSON only: a message naming any other task, or in another
 content type, is neither executed nor deserialised. The site of a part is the routing key the
 site's shovel stamped (``site.<site id>``), never a claim of the message.
 """
@@ -13,13 +15,15 @@ from celery import Celery, Task  # type: ignore[import-untyped]
 from kombu import Exchange, Queue  # type: ignore[import-untyped]
 
 from cybermission.config import Settings
-from cybermission.db import create_db_engine
+from cybermission.db import create_db_engine, session_scope
 from cybermission.migrations import upgrade_database
-from cybermission.sensors.broker import INGEST_TASK
-from cybermission.sensors.ingestion import Ingestion, record_rejection
+from cybermission.sensors.broker import INGEST_TASK, TRAFFIC_TASK
+from cybermission.sensors.ingestion import Ingestion, IngestOutcome, record_rejection
 from cybermission.sensors.models import RejectionReason
-from cybermission.sensors.relay import reap_chunks, relay_outbox
+from cybermission.sensors.relay import reap_chunks, relay_cancels, relay_outbox
+from cybermission.sensors.service import cancel_chunks, provision_sensors
 from cybermission.sensors.topology import INGEST, Management, central_ssl, vhost_url
+from cybermission.sensors.traffic_ingestion import TrafficIngestion
 
 logger = logging.getLogger(__name__)
 
@@ -58,21 +62,39 @@ def ingest_app(settings: Settings) -> Celery:
         broker_heartbeat=0,
     )
 
+    traffic = TrafficIngestion(engine, settings)
+
+    def site_of(task: Task) -> str | None:
+        """The site the shovel stamped, or None (and the message rejected) when it is not from
+        a site's shovel (someone with central rights published it)."""
+        routing_key = str((task.request.delivery_info or {}).get("routing_key") or "")
+        if routing_key.startswith("site."):
+            return routing_key.removeprefix("site.")
+        record_rejection(
+            engine, None, RejectionReason.FOREIGN, None, f"routing key {routing_key!r}"
+        )
+        return None
+
+    def said(outcome: IngestOutcome) -> str:
+        return "applied" if outcome.applied else f"rejected: {outcome.reason}"
+
     @app.task(name=INGEST_TASK, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def ingest(self: Task, part: object) -> str:
-        routing_key = str((self.request.delivery_info or {}).get("routing_key") or "")
-        if not routing_key.startswith("site."):
-            # Not from a site's shovel (someone with central rights published it): no site.
-            record_rejection(
-                engine, None, RejectionReason.FOREIGN, None, f"routing key {routing_key!r}"
-            )
+        site_id = site_of(self)
+        if site_id is None:
             return "rejected"
-        outcome = ingestion.apply(site_id=routing_key.removeprefix("site."), part=part)
-        return "applied" if outcome.applied else f"rejected: {outcome.reason}"
+        return said(ingestion.apply(site_id=site_id, part=part))
+
+    @app.task(name=TRAFFIC_TASK, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
+    def ingest_traffic(self: Task, batch: object) -> str:
+        site_id = site_of(self)
+        if site_id is None:
+            return "rejected"
+        return said(traffic.apply(site_id=site_id, batch=batch))
 
     app.finalize()
     for name in list(app.tasks):
-        if name != INGEST_TASK:
+        if name not in (INGEST_TASK, TRAFFIC_TASK):
             del app.tasks[name]
     return app
 
@@ -82,6 +104,9 @@ def _loop(settings: Settings, stop: threading.Event) -> None:
     since_reap = REAP_INTERVAL_S
     while not stop.wait(RELAY_INTERVAL_S):
         try:
+            # Cancelled runs first: their chunks are never dispatched after the request.
+            cancel_chunks(engine)
+            relay_cancels(engine, settings)
             relay_outbox(engine, settings)
             since_reap += RELAY_INTERVAL_S
             if since_reap >= REAP_INTERVAL_S:
@@ -94,9 +119,12 @@ def _loop(settings: Settings, stop: threading.Event) -> None:
 
 def run_central(settings: Settings, *, relay: bool = True) -> None:
     """The ingest worker, with the outbox relay and the reaper in a thread beside it."""
-    upgrade_database(create_db_engine(settings.database_url))
+    engine = create_db_engine(settings.database_url)
+    upgrade_database(engine)
     with Management(settings.broker) as mgmt:
         mgmt.ensure_central()
+    with session_scope(engine) as session:
+        provision_sensors(session, settings)
     stop = threading.Event()
     if relay:
         threading.Thread(target=_loop, args=(settings, stop), daemon=True).start()

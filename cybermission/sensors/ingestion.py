@@ -34,6 +34,19 @@ from cybermission.sites.models import Site
 logger = logging.getLogger(__name__)
 
 
+class _ChunkCancelledError(Exception):
+    """The chunk was cancelled while its part was being applied: roll the part back."""
+
+
+def _lock_unless_cancelled(session: Session, chunk_id: str) -> Chunk:
+    """The chunk row, locked (its newest committed version); raises when it was cancelled."""
+    chunk = session.get(Chunk, chunk_id, with_for_update=True, populate_existing=True)
+    assert chunk is not None
+    if chunk.state is ChunkState.CANCELLED:
+        raise _ChunkCancelledError(chunk_id)
+    return chunk
+
+
 @dataclass(frozen=True, slots=True)
 class IngestOutcome:
     applied: bool
@@ -117,6 +130,10 @@ class Ingestion:
                     chunk_id,
                     f"outside: {outside[:3]}",
                 )
+            if chunk.state is ChunkState.CANCELLED:
+                return record_rejection(
+                    self._engine, known, RejectionReason.CANCELLED, chunk_id, f"part {number}"
+                )
             if session.exec(
                 select(ChunkPart).where(ChunkPart.chunk_id == chunk_id, ChunkPart.part == number)
             ).first():
@@ -142,9 +159,9 @@ class Ingestion:
                 before = (state.progress.observations, state.progress.findings)
                 store_reports(session, state, reports)
                 session.flush()
-                # The chunk row is touched last (scenario 9 holds a lock on it to stop here).
-                chunk = session.get(Chunk, chunk_id)
-                assert chunk is not None
+                # The chunk row is locked last (scenario 9 holds a lock on it to stop here); a
+                # cancel that committed meanwhile wins: nothing of the part is applied.
+                chunk = _lock_unless_cancelled(session, chunk_id)
                 chunk.parts_done += 1
                 chunk.observations += state.progress.observations - before[0]
                 chunk.findings += state.progress.findings - before[1]
@@ -171,6 +188,11 @@ class Ingestion:
                     )
                 ).all():
                     sensor.last_seen_at = utcnow()
+        except _ChunkCancelledError:
+            self._states.pop(run_id, None)  # counters of a rolled-back transaction are void
+            return record_rejection(
+                self._engine, known, RejectionReason.CANCELLED, chunk_id, f"part {number}"
+            )
         except IntegrityError:
             self._states.pop(run_id, None)  # counters of a rolled-back transaction are void
             return record_rejection(

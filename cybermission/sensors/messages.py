@@ -1,8 +1,11 @@
 """What sites and the centre send each other: typed, versioned messages (pydantic), never dicts.
 
-Two messages cross the broker: a :class:`ChunkMessage` from the centre to a site's sensor (the
-work), and a :class:`ResultsPart` from the sensor back (up to ``PART_HOSTS`` host reports; the last
-part of a chunk carries its totals). Each carries ``version``; a side reads only the version it
+Four messages cross the broker: a :class:`ChunkMessage` from the centre to a site's sensor (the
+work), a :class:`ResultsPart` from the sensor back (up to ``PART_HOSTS`` host reports; the last
+part of a chunk carries its totals), a :class:`TrafficBatch` from a sensor that listens on a
+mirror port (what its passive decoder saw since the previous batch; the last one carries the
+listening session's totals), and a :class:`CancelNotice` from the centre to the site's sensors
+when a run is cancelled. Each carries ``version``; a side reads only the version it
 was built for and refuses any other, or a malformed message, with a :class:`MessageError` that
 says which message, which field and what was expected. Refusing loses nothing: the sensor's
 journal keeps every part it sent and every chunk it refused (``journal.py``), and the centre
@@ -21,6 +24,7 @@ from pydantic import ValidationError as PydanticValidationError
 from cybermission.errors import ValidationError
 from cybermission.probes import Observation, SentRequests, Transport
 from cybermission.scans.probing import HostReport
+from cybermission.traffic import Conversation, FunctionClass
 
 # The version of the messages this code writes and the only one it reads. Raise it when a field
 # changes meaning or a required one is added, so a sensor and a centre of different releases
@@ -153,6 +157,86 @@ class ResultsPart(_Versioned):
 
     def host_reports(self) -> list[HostReport]:
         return [r.report() for r in self.reports]
+
+
+class ConversationMessage(_Message):
+    """One row of the communication map (:class:`~cybermission.traffic.Conversation`)."""
+
+    client: str
+    server: str
+    port: Port
+    transport: Transport
+    protocol: str
+    function: FunctionClass
+    packets: Count
+    first_seen_at: AwareDatetime
+    last_seen_at: AwareDatetime
+
+    @classmethod
+    def of(cls, c: Conversation) -> Self:
+        return cls(
+            client=c.client,
+            server=c.server,
+            port=c.port,
+            transport=c.transport,
+            protocol=c.protocol,
+            function=c.function,
+            packets=c.packets,
+            first_seen_at=c.first_seen_at,
+            last_seen_at=c.last_seen_at,
+        )
+
+    def conversation(self) -> Conversation:
+        return Conversation(
+            client=self.client,
+            server=self.server,
+            port=self.port,
+            transport=self.transport,
+            protocol=self.protocol,
+            function=self.function,
+            packets=self.packets,
+            first_seen_at=self.first_seen_at.astimezone(UTC),
+            last_seen_at=self.last_seen_at.astimezone(UTC),
+        )
+
+
+class TrafficBatch(_Versioned):
+    """Batch ``seq`` of a sensor's listening session ``session_id`` on ``interface``: the
+    services and conversations its passive decoder saw change; the ``last`` one carries the
+    session's capture totals. The centre records a session as one passive run of the site."""
+
+    kind: ClassVar[str] = "traffic batch"
+
+    session_id: Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[0-9a-f]+$")]
+    seq: Count
+    interface: Annotated[str, Field(min_length=1, max_length=64)]
+    observations: list[ObservationMessage] = []
+    conversations: list[ConversationMessage] = []
+    last: bool = False
+    packets: Count = 0
+    kernel_dropped: Count = 0
+    state_dropped: Count = 0
+    # Rows the sensor kept to itself: addresses outside the networks it was enrolled for.
+    outside: Count = 0
+    errors: list[RunError] = []
+
+    def observations_seen(self) -> list[Observation]:
+        return [o.observation() for o in self.observations]
+
+    def conversations_seen(self) -> list[Conversation]:
+        return [c.conversation() for c in self.conversations]
+
+
+class CancelNotice(_Versioned):
+    """The centre's notice to a site's sensors: the run was cancelled; probe none of its chunks,
+    and stop the one under way. ``until`` is the end of its chunks' window: past it, a chunk of
+    the run is skipped anyway, so the notice can be forgotten."""
+
+    kind: ClassVar[str] = "cancel notice"
+
+    scan_run_id: str
+    reason: str
+    until: AwareDatetime
 
 
 M = TypeVar("M", bound=_Versioned)

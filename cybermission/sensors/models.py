@@ -1,4 +1,5 @@
-"""Tables of the distributed mode: enrolled sensors, chunks of scan runs, ingested parts."""
+"""Tables of the distributed mode: enrolled sensors, chunks of scan runs, ingested parts, and the
+listening sessions of sensors on mirror ports with their ingested batches."""
 
 from datetime import datetime
 from enum import StrEnum
@@ -39,10 +40,18 @@ class ChunkState(StrEnum):
     DONE = "done"
     FAILED = "failed"  # refused by the sensor, or out of attempts
     SKIPPED = "skipped"  # its window closed before a sensor took it: nothing was probed
+    # Its run was cancelled (or closed) first: a sensor that has it, queued or mid-way, is told
+    # to stop, and results it sends for it anyway are refused.
+    CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
-        return self in (ChunkState.DONE, ChunkState.FAILED, ChunkState.SKIPPED)
+        return self in (
+            ChunkState.DONE,
+            ChunkState.FAILED,
+            ChunkState.SKIPPED,
+            ChunkState.CANCELLED,
+        )
 
 
 class Chunk(SQLModel, table=True):
@@ -76,6 +85,9 @@ class Chunk(SQLModel, table=True):
     )
     # What its sensor sent, in the run's form (SentRequests.to_json, cybermission/probes.py).
     sent: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The outbox of a cancelled chunk: null until the broker confirmed the cancel notice to its
+    # site's sensors (``relay.relay_cancels``).
+    cancel_sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ChunkPart(SQLModel, table=True):
@@ -92,6 +104,34 @@ class ChunkPart(SQLModel, table=True):
     ingested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class ListenSession(SQLModel, table=True):
+    """A site sensor's listening session (named by the sensor): the site's passive run its
+    traffic batches are recorded in."""
+
+    __tablename__ = "listen_session"
+
+    id: str = Field(primary_key=True, max_length=64)
+    site_id: str = Field(foreign_key="site.id", index=True)
+    scan_run_id: str = Field(foreign_key="scan_run.id", index=True)
+    interface: str = Field(max_length=64)
+    batches: int = 0
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_batch_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ListenBatch(SQLModel, table=True):
+    """The idempotency key of traffic ingestion: a batch of a session is applied once."""
+
+    __tablename__ = "listen_batch"
+    __table_args__ = (UniqueConstraint("session_id", "seq"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    session_id: str = Field(foreign_key="listen_session.id", index=True, max_length=64)
+    seq: int
+    rows: int = 0
+    ingested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class RejectionReason(StrEnum):
     FOREIGN = "foreign"  # names a chunk, run or address of another site
     DUPLICATE = "duplicate"  # already ingested (a redelivery): harmless, counted
@@ -99,6 +139,8 @@ class RejectionReason(StrEnum):
     # A results part of a message version this centre does not read (a sensor of another
     # release): refused whole, kept in the sensor's journal until one side is upgraded.
     VERSION = "version"
+    # A part of a chunk whose run was cancelled before it arrived: nothing of it is applied.
+    CANCELLED = "cancelled"
 
 
 class RejectedPart(SQLModel, table=True):

@@ -1,4 +1,5 @@
-"""The chunk relay and the reaper: the only central code that publishes to the broker (Celery).
+"""The chunk relay, the cancel notices and the reaper: the only central code that publishes to the
+broker (Celery).
 
 Kept apart from :mod:`cybermission.sensors.service` so the API process can plan site scans (rows in
 the store, picked up by the relay in ``cybermission central``) without importing Celery.
@@ -7,18 +8,19 @@ the store, picked up by the relay in ``cybermission central``) without importing
 import logging
 from datetime import timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, update
 from sqlmodel import col, select
 
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.run_metrics import count_run_started
-from cybermission.sensors.broker import SCAN_TASK, publish_task
-from cybermission.sensors.messages import ChunkMessage, write_message
+from cybermission.sensors.broker import SCAN_TASK, publish_message, publish_task
+from cybermission.sensors.messages import CancelNotice, ChunkMessage, write_message
 from cybermission.sensors.models import Chunk, ChunkState
 from cybermission.sensors.service import finish_if_complete
 from cybermission.sensors.topology import (
+    CONTROL,
     SCAN_QUEUE,
     BrokerError,
     central_ssl,
@@ -55,6 +57,8 @@ def relay_outbox(engine: Engine, settings: Settings, *, limit: int = 500) -> int
             .join(ScanRun, col(ScanRun.id) == col(Chunk.scan_run_id))
             .join(Site, col(Site.id) == col(Chunk.site_id))
             .where(col(Chunk.dispatched_at).is_(None), Chunk.state == ChunkState.PENDING)
+            # A run closed meanwhile (cancelled while queued): its chunks are cancelled next.
+            .where(col(ScanRun.finished_at).is_(None))
             .order_by(col(Chunk.scan_run_id), col(Chunk.seq))
             .limit(limit)
         ).all()
@@ -85,6 +89,54 @@ def relay_outbox(engine: Engine, settings: Settings, *, limit: int = 500) -> int
                 run.status = ScanStatus.RUNNING
                 run.started_at = utcnow()
                 count_run_started(session)
+        sent += 1
+    return sent
+
+
+def relay_cancels(engine: Engine, settings: Settings) -> int:
+    """Tell each site whose chunks of a run were cancelled (one notice per run and site), each
+    confirmed by the broker before the chunks are marked told; returns the notices sent.
+
+    Sent for chunks never dispatched too: a crash between a chunk's confirm and its mark leaves
+    it queued at the site though the store says undispatched.
+    """
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(Chunk.scan_run_id, Chunk.site_id, func.max(Chunk.not_after), ScanRun.reason)
+            .join(ScanRun, col(ScanRun.id) == col(Chunk.scan_run_id))
+            .where(Chunk.state == ChunkState.CANCELLED, col(Chunk.cancel_sent_at).is_(None))
+            .group_by(col(Chunk.scan_run_id), col(Chunk.site_id), col(ScanRun.reason))
+        ).all()
+    sent = 0
+    tls = central_ssl(settings.broker) if rows else False
+    for run_id, site_id, until, reason in rows:
+        notice = CancelNotice(scan_run_id=run_id, reason=(reason or "cancelled")[:200], until=until)
+        now = utcnow()
+        try:
+            publish_message(
+                vhost_url(settings.broker.url, site_vhost(site_id)),
+                exchange=CONTROL,
+                routing_key="",
+                body=write_message(notice),
+                # Past the window a chunk is skipped unprobed anyway; a minute's margin.
+                expires_in_s=max(60.0, (until - now).total_seconds() + 60.0),
+                timeout_s=settings.broker.confirm_timeout_s,
+                ssl=tls,
+            )
+        except BrokerError as exc:
+            logger.warning(
+                "cancel notice not sent", extra={"scan_run_id": run_id, "error": str(exc)}
+            )
+            continue
+        with session_scope(engine) as session:
+            session.execute(
+                update(Chunk)
+                .where(col(Chunk.scan_run_id) == run_id, col(Chunk.site_id) == site_id)
+                .where(col(Chunk.state) == ChunkState.CANCELLED)
+                .where(col(Chunk.cancel_sent_at).is_(None))
+                .values(cancel_sent_at=now)
+            )
+        logger.info("cancel notice sent", extra={"scan_run_id": run_id, "site_id": site_id})
         sent += 1
     return sent
 

@@ -34,9 +34,9 @@ from cybermission.sensors.models import (
     SensorState,
 )
 from cybermission.sensors.topology import (
-    SENSOR_PERMISSIONS,
     Management,
     new_password,
+    sensor_permissions,
     site_vhost,
     vhost_url,
 )
@@ -120,7 +120,8 @@ def approve_sensor(session: Session, settings: Settings, *, sensor_id: str) -> S
     if sensor.state is SensorState.REVOKED:
         raise ConflictError(f"sensor {sensor_id!r} is revoked; enrol a new one")
     with Management(settings.broker) as mgmt:
-        mgmt.set_permissions(site_vhost(site.id), sensor.username, SENSOR_PERMISSIONS)
+        mgmt.ensure_sensor(site.id, sensor.id)
+        mgmt.set_permissions(site_vhost(site.id), sensor.username, sensor_permissions(sensor.id))
     sensor.state = SensorState.APPROVED
     sensor.approved_at = utcnow()
     return sensor
@@ -133,9 +134,25 @@ def revoke_sensor(session: Session, settings: Settings, *, sensor_id: str) -> Se
         mgmt.clear_permissions(site_vhost(site.id), sensor.username)
         mgmt.delete_user(sensor.username)
         mgmt.close_connections(sensor.username)
+        mgmt.delete_sensor(site.id, sensor.id)
     sensor.state = SensorState.REVOKED
     sensor.revoked_at = utcnow()
     return sensor
+
+
+def provision_sensors(session: Session, settings: Settings) -> int:
+    """Give every approved sensor its notice queue and current permissions (idempotent): the
+    centre's start-up, so sensors approved by an older release receive cancel notices too."""
+    rows = session.exec(select(Sensor).where(Sensor.state == SensorState.APPROVED)).all()
+    if not rows:
+        return 0
+    with Management(settings.broker) as mgmt:
+        for sensor in rows:
+            mgmt.ensure_sensor(sensor.site_id, sensor.id)
+            mgmt.set_permissions(
+                site_vhost(sensor.site_id), sensor.username, sensor_permissions(sensor.id)
+            )
+    return len(rows)
 
 
 # --- planning ----------------------------------------------------------------------------------
@@ -290,7 +307,8 @@ def plan_site_scan(
 
 
 def finish_if_complete(engine: Engine, run_id: str) -> bool:
-    """End the run once every chunk is done, skipped or failed; True if this call ended it."""
+    """End the run once every chunk is terminal; True if this call ended it. A run with a
+    cancel request, or with a cancelled chunk, ends ``cancelled`` with who asked."""
     with session_scope(engine) as session:
         run = session.get(ScanRun, run_id)
         if run is None or run.status.finished:
@@ -298,6 +316,10 @@ def finish_if_complete(engine: Engine, run_id: str) -> bool:
         chunks = session.exec(select(Chunk).where(Chunk.scan_run_id == run_id)).all()
         if any(not c.state.terminal for c in chunks):
             return False
+        cancelled_by = run.cancel_requested_by or "someone"
+        cancelled = run.cancel_requested_at is not None or any(
+            c.state is ChunkState.CANCELLED for c in chunks
+        )
     state = RunState(
         run_id=run_id,
         scanned=(),
@@ -319,7 +341,11 @@ def finish_if_complete(engine: Engine, run_id: str) -> bool:
                 ]
             )
         state.sent.add(SentRequests.from_json(c.sent))
-    if any(c.state is ChunkState.FAILED for c in chunks) and not any(
+    reason: str | None = None
+    if cancelled:
+        status, reason = ScanStatus.CANCELLED, f"cancelled by {cancelled_by}"
+        state.add_errors([{"target": None, "stage": "run", "error": reason}])
+    elif any(c.state is ChunkState.FAILED for c in chunks) and not any(
         c.state is ChunkState.DONE for c in chunks
     ):
         status = ScanStatus.FAILED
@@ -327,9 +353,48 @@ def finish_if_complete(engine: Engine, run_id: str) -> bool:
         status = ScanStatus.PARTIAL
     else:
         status = ScanStatus.SUCCEEDED
-    finish_run(engine, state, status)
+    finish_run(engine, state, status, reason=reason)
     logger.info("distributed scan finished", extra={"scan_run_id": run_id, "status": str(status)})
     return True
+
+
+def cancel_chunks(engine: Engine) -> list[str]:
+    """Honour cancel requests of distributed runs: their unfinished chunks become ``cancelled``
+    and the run ends ``cancelled`` (the centre executes these runs: no lease, no heartbeat). The
+    unfinished chunks of a run closed otherwise (cancelled while queued) are cancelled too, so
+    the relay never dispatches them. Returns the runs ended here.
+
+    The chunk rows are locked: an ingestion committing a chunk's last part either commits first
+    (its chunk stays done) or finds it cancelled and applies nothing (``ingestion.py``).
+    """
+    with session_scope(engine) as session:
+        stopped = session.exec(
+            select(Chunk)
+            .join(ScanRun, col(ScanRun.id) == col(Chunk.scan_run_id))
+            .where(col(Chunk.state).in_([ChunkState.PENDING, ChunkState.RUNNING]))
+            .where(
+                col(ScanRun.finished_at).is_not(None)
+                | col(ScanRun.cancel_requested_at).is_not(None)
+            )
+            .with_for_update(of=Chunk)
+        ).all()
+        runs = {c.scan_run_id for c in stopped}
+        now = utcnow()
+        for chunk in stopped:
+            chunk.state = ChunkState.CANCELLED
+            chunk.finished_at = now
+        # Runs whose chunks were all terminal already when the request came.
+        runs |= set(
+            session.exec(
+                select(ScanRun.id)
+                .join(Chunk, col(Chunk.scan_run_id) == col(ScanRun.id))
+                .where(col(ScanRun.finished_at).is_(None))
+                .where(col(ScanRun.cancel_requested_at).is_not(None))
+            ).all()
+        )
+    if stopped:
+        logger.warning("chunks cancelled", extra={"chunks": len(stopped), "runs": sorted(runs)})
+    return [r for r in sorted(runs) if finish_if_complete(engine, r)]
 
 
 def _progress(chunks: Sequence[Chunk], run_id: str) -> ScanProgress:

@@ -2,15 +2,18 @@
 
 Site isolation is the broker's job (SCALE-OUT.md): each site has its own vhost ``site.<site id>``
 with a ``scan`` queue (single active consumer: one chunk at a time per site) and a ``results``
-exchange and queue. A sensor's user may read ``scan`` and write ``results`` in its own vhost and
-nothing else. A shovel per site moves ``results`` to the central vhost and stamps the site as the
-routing key, so where a result came from is stated by the broker, never by the message.
+exchange and queue, and a ``control`` fanout exchange with one notice queue per sensor (a run
+cancelled: its chunks are not to be probed). A sensor's user may read ``scan`` and its own notice
+queue and write ``results`` in its own vhost, and nothing else. A shovel per site moves
+``results`` to the central vhost and stamps the site as the routing key, so where a result came
+from is stated by the broker, never by the message.
 
 Only HTTP is used here, so the API's ``/metrics`` can read queue depths without importing the
 AMQP stack (import-linter: only the sensors' workers talk to Celery and AMQP).
 """
 
 import logging
+import re
 import ssl
 import uuid
 from collections.abc import Mapping
@@ -29,6 +32,15 @@ logger = logging.getLogger(__name__)
 SCAN_QUEUE = "scan"
 RESULTS = "results"  # exchange and queue in each site vhost
 INGEST = "ingest"  # topic exchange and queue in the central vhost
+# Fanout exchange in each site vhost: the centre's notices (a run cancelled) to every sensor of
+# the site, each through its own queue (a standby sensor taking over the scan queue has its own
+# copy: one sensor reading a notice never hides it from another).
+CONTROL = "control"
+
+
+def control_queue(sensor_id: str) -> str:
+    """The queue of one sensor's notices in its site vhost."""
+    return f"{CONTROL}.{sensor_id}"
 
 
 class BrokerError(CybermissionError):
@@ -91,8 +103,11 @@ class Permissions:
     read: str
 
 
-# Least privilege of a sensor (RabbitMQ access control: regexes on resource names).
-SENSOR_PERMISSIONS = Permissions(configure="^$", write=f"^{RESULTS}$", read=f"^{SCAN_QUEUE}$")
+def sensor_permissions(sensor_id: str) -> Permissions:
+    """Least privilege of a sensor (RabbitMQ access control: regexes on resource names): read
+    the scan queue and its own notices, write results, declare nothing."""
+    own = re.escape(control_queue(sensor_id))
+    return Permissions(configure="^$", write=f"^{RESULTS}$", read=f"^({SCAN_QUEUE}|{own})$")
 
 
 class Management:
@@ -183,6 +198,21 @@ class Management:
                 }
             },
         )
+
+    def ensure_sensor(self, site_id: str, sensor_id: str) -> None:
+        """A sensor's notice queue, bound to its site's control exchange.
+
+        Notices expire on their own (each says until when): a sensor away for long does not
+        find a backlog of stale ones."""
+        vhost = self._q(site_vhost(site_id))
+        queue = self._q(control_queue(sensor_id))
+        self._call("PUT", f"/exchanges/{vhost}/{CONTROL}", {"type": "fanout", "durable": True})
+        self._call("PUT", f"/queues/{vhost}/{queue}", {"durable": True})
+        self._call("POST", f"/bindings/{vhost}/e/{CONTROL}/q/{queue}", {"routing_key": ""})
+
+    def delete_sensor(self, site_id: str, sensor_id: str) -> None:
+        vhost = self._q(site_vhost(site_id))
+        self._call("DELETE", f"/queues/{vhost}/{self._q(control_queue(sensor_id))}")
 
     def delete_site(self, site_id: str) -> None:
         self._call("DELETE", f"/vhosts/{self._q(site_vhost(site_id))}")

@@ -1,7 +1,8 @@
 """Organisations, sites and zones: create and list them, and place a scope in a site's zone.
 
 Every site is created here (:func:`create_site`): the API, the CLI and the sensors' set-up all call
-it, so a site has one slug rule, one time-zone check and one organisation rule.
+it, so a site has one slug rule, one time-zone check and one organisation rule. Every zone is
+created here too (:func:`create_zone`), by the API and the CLI alike.
 """
 
 import re
@@ -22,6 +23,7 @@ from cybermission.visibility import get_owned_or_raise, get_visible_or_raise, se
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 _SLUG = re.compile(SLUG_PATTERN)
 MAX_TIMEZONE = 64  # the column's length
+MAX_ZONE_NAME = 100  # the column's length
 
 
 def check_slug(value: str, *, field: str = "slug") -> str:
@@ -104,13 +106,20 @@ def _insert(session: Session, row: Organization | Site | Zone, conflict: str) ->
 def create_zone(
     session: Session,
     *,
-    site: str,
+    site_id: str,
     name: str,
     exposure: ZoneExposure | str = ZoneExposure.CONTROL,
     purdue_level: int | None = None,
+    visible_to: str | None = None,
 ) -> Zone:
-    """A network zone of a site (by slug): its exposure weighs the score of what it holds."""
-    owner = get_site_or_raise(session, slug=site)
+    """A network zone of the site ``site_id``, the one way zones are made (the API and the CLI's
+    ``zones add`` call it): its exposure weighs the score of what it holds.
+
+    The site must be one ``visible_to`` sees (None, a global admin's or the CLI's: any); another
+    organisation's is not found, as if it did not exist. ``name`` is stripped, non-empty, at most
+    :data:`MAX_ZONE_NAME` characters and unique in the site.
+    """
+    owner = get_site_by_id_or_raise(session=session, site_id=site_id, visible_to=visible_to)
     try:
         level = ZoneExposure(exposure)
     except ValueError as exc:
@@ -119,14 +128,16 @@ def create_zone(
     if purdue_level is not None and not 0 <= purdue_level <= 5:
         raise ValidationError(f"purdue_level: expected 0 to 5, got {purdue_level}")
     name = name.strip()
-    if not name:
-        raise ValidationError("name: expected a zone name")
-    clash = session.exec(select(Zone).where(Zone.site_id == owner.id, Zone.name == name)).first()
-    if clash is not None:
-        raise ConflictError(f"name: site {site!r} already has a zone {name!r}")
+    if not name or len(name) > MAX_ZONE_NAME:
+        raise ValidationError(
+            f"name: expected a zone name of 1 to {MAX_ZONE_NAME} characters, got {name[:80]!r}"
+        )
+    conflict = f"name: the site already has a zone {name!r}"
+    clash = select(Zone).where(Zone.site_id == owner.id, Zone.name == name)
+    if session.exec(clash).first() is not None:
+        raise ConflictError(conflict)
     zone = Zone(site_id=owner.id, name=name, exposure=level, purdue_level=purdue_level)
-    session.add(zone)
-    session.flush()
+    _insert(session, zone, conflict)
     return zone
 
 

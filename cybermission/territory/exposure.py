@@ -20,6 +20,7 @@ from cybermission.findings.advisories.drafts import RULE_PREFIX
 from cybermission.findings.models import Advisory, Finding, Severity
 from cybermission.findings.service import ACTIVE_STATUSES
 from cybermission.inventory.models import Device, Service
+from cybermission.rules.loader import Rule
 from cybermission.sites.models import Organization, Sector
 from cybermission.territory.privacy import WITHHELD, Cell, Part, Shown, withhold_row
 from cybermission.territory.shares import Disclosure, disclosed_devices, load_disclosure
@@ -30,6 +31,7 @@ EOL = "devices_past_end_of_life"
 KEV = "unpatched_kev_findings"
 OPEN = "open_findings"
 PROTOCOLS = "exposed_protocols"
+END_OF_LIFE_TAG = "end-of-life"
 
 # metric key ("devices", "open_findings/high", "exposed_protocols/modbus") -> org -> part
 Parts = dict[str, dict[str, Part]]
@@ -65,12 +67,17 @@ class Territory:
         return Cell(parts=parts, hiding=self.hiding(members))
 
 
+def end_of_life_rule_ids(rules: Iterable[Rule]) -> frozenset[str]:
+    """The rules whose finding says a device is past its end of life (tagged ``end-of-life``)."""
+    return frozenset(rule.id for rule in rules if END_OF_LIFE_TAG in rule.info.tags)
+
+
 def load_members(session: Session) -> list[Member]:
     rows = session.exec(select(Organization).order_by(col(Organization.slug))).all()
     return [Member(o.id, o.slug, o.name, o.sector) for o in rows]
 
 
-def _add(parts: Parts, key: str, rows: Iterable[Any]) -> None:
+def add_parts(parts: Parts, key: str, rows: Iterable[Any]) -> None:
     """Rows of (organisation, shared 0/1, count) into ``parts[key]``."""
     for organization_id, shared, count in rows:
         if organization_id is None:
@@ -89,7 +96,7 @@ def load_territory(session: Session, *, eol_rule_ids: Collection[str]) -> Territ
     parts = territory.parts
 
     devices = select(org, shared, func.count()).where(org.is_not(None)).group_by(org, shared)
-    _add(parts, DEVICES, session.exec(devices))
+    add_parts(parts, DEVICES, session.exec(devices))
 
     active = col(Finding.status).in_(ACTIVE_STATUSES)
     findings = (
@@ -103,7 +110,7 @@ def load_territory(session: Session, *, eol_rule_ids: Collection[str]) -> Territ
     for organization_id, flag, severity, count in session.exec(findings):
         by_severity[Severity(severity)].append((organization_id, flag, count))
     for severity in SEVERITIES:
-        _add(parts, f"{OPEN}/{severity}", by_severity.get(severity, []))
+        add_parts(parts, f"{OPEN}/{severity}", by_severity.get(severity, []))
         parts.setdefault(f"{OPEN}/{severity}", {})
 
     speaking = func.count(func.distinct(Service.device_id))
@@ -118,7 +125,7 @@ def load_territory(session: Session, *, eol_rule_ids: Collection[str]) -> Territ
     for organization_id, flag, protocol, count in session.exec(protocols):
         by_protocol[protocol].append((organization_id, flag, count))
     for protocol, rows in by_protocol.items():
-        _add(parts, f"{PROTOCOLS}/{protocol}", rows)
+        add_parts(parts, f"{PROTOCOLS}/{protocol}", rows)
 
     eol = (
         select(org, shared, func.count(func.distinct(Finding.device_id)))
@@ -129,7 +136,7 @@ def load_territory(session: Session, *, eol_rule_ids: Collection[str]) -> Territ
     )
     parts.setdefault(EOL, {})
     if eol_rule_ids:
-        _add(parts, EOL, session.exec(eol))
+        add_parts(parts, EOL, session.exec(eol))
 
     kev = (
         select(org, shared, func.count())
@@ -140,7 +147,7 @@ def load_territory(session: Session, *, eol_rule_ids: Collection[str]) -> Territ
         .group_by(org, shared)
     )
     parts.setdefault(KEV, {})
-    _add(parts, KEV, session.exec(kev))
+    add_parts(parts, KEV, session.exec(kev))
     return territory
 
 

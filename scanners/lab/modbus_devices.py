@@ -106,6 +106,16 @@ class LabDevice:
         self.connections = 0
         self.bytes_received = 0
 
+    @property
+    def open_connections(self) -> int:
+        """Connections accepted and not yet closed. Zero after a peer died means the device has
+        read everything that peer sent before dying: the event loop hands a transport its data
+        before its end (a killed client's requests still unread in the socket are counted later,
+        not lost)."""
+        if self._server is not None:
+            return len(self._server.active_connections)
+        return len(self._tasks)
+
     async def start(self) -> None:
         """Listen on ``address:port``; returns once it accepts, raises ``OSError`` if it cannot."""
         if self.kind in (LabDeviceKind.MODBUS, LabDeviceKind.GATEWAY):

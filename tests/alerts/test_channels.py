@@ -163,6 +163,18 @@ def test_cef_carries_the_advisory_cves_cvss_and_kev() -> None:
     assert ext["flexString1"] == "ICSA-99-001-01"
 
 
+def test_cef_carries_a_rule_findings_cwe() -> None:
+    event = Event(
+        id=7,
+        kind=EventKind.FINDING_CREATED,
+        payload={**FINDING, "cwe": "CWE-306", "cves": []},
+        severity="high",
+    )
+    _header, ext = parse_cef(format_cef(event, idempotency_key="7:a"))
+    assert (ext["cs6Label"], ext["cs6"]) == ("cwe", "CWE-306")
+    assert "cfp2" not in ext
+
+
 def test_syslog_tcp_refused_is_a_delivery_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.24.0.14", 0))

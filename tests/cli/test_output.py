@@ -108,6 +108,15 @@ def test_zones_list_formats(env: dict[str, str]) -> None:
     assert (zone["site"], zone["name"]) == ("plant-a", "cell-1")
 
 
+def test_zones_add_twice_is_the_services_conflict(env: dict[str, str]) -> None:
+    _run(env, "sites", "add", "plant-a", "--scope", "127.60.0.0/24")
+    _run(env, "zones", "add", "plant-a", "cell-1")
+    result = CliRunner().invoke(app, ["zones", "add", "plant-a", "cell-1"], env=env)
+    assert result.exit_code != 0
+    # The message of sites/service.create_zone, the same the API's 409 carries.
+    assert "name: the site already has a zone 'cell-1'" in result.output
+
+
 def test_tokens_list_formats(env: dict[str, str]) -> None:
     _run(env, "tokens", "create", "--name", "grafana", "--role", "viewer")
     (token,) = _both(env, "tokens", "list")

@@ -1,29 +1,35 @@
 """The store away for longer than the retry window mid-run: results wait in the run's durable
 local spool and are written once it is back; the run ends succeeded with everything stored once.
+A run killed while results wait there writes them when it is resumed, and does not probe their
+hosts again.
 
 The CLI reaches the real PostgreSQL through a relay the test cuts (every connection reset, new
 ones refused) and restores on the same port, as a restart of the server or a cut link looks.
 """
 
+import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
-from cybermission.db import session_scope
-from cybermission.scans.models import ScanRunHost, ScanStatus
+from cybermission.db import session_scope, utcnow
+from cybermission.scans.models import ObservationRecord, ScanRunHost, ScanStatus
 from tests.faults.processes import (
     LAB_TARGETS,
     Store,
     cli,
     inventory,
+    run_cli,
     scan_json,
     stored_observations,
     wait_for,
 )
 from tests.faults.proxy import TcpRelay
+from tests.faults.test_resume import _assert_equals_undisturbed, _finished_hosts
 from tests.faults.test_runs import _running
 from tests.timing import scaled
 
@@ -94,3 +100,73 @@ def test_postgres_away_longer_than_the_retry_window_spools_and_loses_nothing(
     assert len(hosts) == len(set(hosts)) == expected["hosts_probed"]
     assert run.sent == expected["sent"]
     assert list(spool.iterdir()) == []  # written, then removed
+
+
+def _spooled_addresses(journal: Path) -> set[str]:
+    """The hosts waiting in a run's spool file (read as it is on disk)."""
+    if not journal.exists():
+        return set()
+    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+        bodies = db.execute("SELECT body FROM part WHERE confirmed_at IS NULL").fetchall()
+    return {host["address"] for (body,) in bodies for host in json.loads(body)["hosts"]}
+
+
+def test_results_spooled_when_the_cli_was_killed_are_written_on_resume_not_probed_again(
+    pg_store: Store, tmp_path: Path, undisturbed: dict[str, Any]
+) -> None:
+    spool = tmp_path / "spool"
+    env = {
+        "CYBERMISSION_RUNS__STORE_RETRY_S": str(RETRY_WINDOW_S),
+        "CYBERMISSION_RUNS__SPOOL_AFTER_S": "1",
+        "CYBERMISSION_RUNS__SPOOL_FLUSH_S": "0.5",
+        "CYBERMISSION_RUNS__SPOOL_DIR": str(spool),
+    }
+    with TcpRelay(("127.0.0.1", 5432)) as relay:
+        through = Store(
+            url=pg_store.url.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}"), kind="postgres"
+        )
+        proc = cli(
+            through, "scan", LAB_TARGETS, "--format", "json", log=tmp_path / "killed.log", **env
+        )
+        try:
+            running = wait_for(
+                lambda: _running(pg_store), timeout_s=scaled(60), what="the run to store results"
+            )
+            relay.cut()
+            journal = wait_for(
+                lambda: next(spool.glob("run-*.journal"), None),
+                timeout_s=scaled(60),
+                what="results to wait in the spool",
+            )
+            wait_for(
+                lambda: _spooled_addresses(journal) or None,
+                timeout_s=scaled(60),
+                what="hosts in the spool",
+            )
+        finally:
+            proc.kill()  # kill -9 while the store is away: the spool is all that holds them
+            proc.wait(timeout=scaled(30))
+        killed_at = utcnow()
+        through.dispose()
+    spooled = _spooled_addresses(journal)
+    assert spooled
+    assert not spooled & set(_finished_hosts(pg_store, running.id))  # not in the store yet
+
+    log = tmp_path / "resume.log"
+    code = run_cli(
+        pg_store, "scans", "resume", running.id, "--format", "json", log=log, timeout_s=300, **env
+    )
+    assert code == 0, log.read_text()[-3000:]
+    assert "spooled results of the interrupted execution stored" in log.read_text()
+    assert inventory(scan_json(log)) == inventory(undisturbed)
+    _assert_equals_undisturbed(pg_store, pg_store.run(running.id), undisturbed)
+    with session_scope(pg_store.engine) as session:
+        seen = session.exec(
+            select(ObservationRecord.address, ObservationRecord.observed_at)
+            .where(ObservationRecord.scan_run_id == running.id)
+            .where(col(ObservationRecord.address).in_(spooled))
+        ).all()
+    # Written from the spool: what was observed before the kill, not a second probe's answers.
+    assert seen
+    assert all(at < killed_at for _, at in seen), sorted(seen)
+    assert list(spool.iterdir()) == []

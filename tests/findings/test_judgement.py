@@ -70,7 +70,7 @@ def placed(session: Session, settings: Settings, tmp_path: Path) -> None:
     org = create_organization(session, slug="water", name="Water works")
     site = create_site(session, organization_id=org.id, slug="plant-a", name="Plant A")
     zone = create_zone(
-        session, site=site.slug, name="office", exposure=ZoneExposure.ENTERPRISE, purdue_level=4
+        session, site_id=site.id, name="office", exposure=ZoneExposure.ENTERPRISE, purdue_level=4
     )
     # A scope on an organisation's site lies in the organisation's allocations (sites/allocations).
     create_allocation(session, organization_id=org.id, cidr="127.50.44.0/24")

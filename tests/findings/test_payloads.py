@@ -1,7 +1,7 @@
 """A finding's event payload (webhooks, CEF, MQTT) carries its advisory's CVEs, CVSS and KEV."""
 
 from cybermission.findings.models import Confidence, Finding, Severity
-from cybermission.findings.payloads import advisory_fields, finding_payload
+from cybermission.findings.payloads import advisory_fields, finding_cwe, finding_payload
 
 
 def _finding(**evidence: object) -> Finding:
@@ -38,3 +38,10 @@ def test_payloads_of_a_rule_finding_have_no_advisory() -> None:
     assert fields["cves"] == []
     assert fields["advisory_id"] is None
     assert fields["kev"] is False
+
+
+def test_payloads_of_a_rule_finding_carry_its_cwe() -> None:
+    assert finding_payload(_finding(probe="modbus", cwe="CWE-306"))["cwe"] == "CWE-306"
+    # An advisory finding, or one judged before rules named a CWE, has none; junk is not one.
+    assert finding_cwe(_finding(advisory_id="ICSA-99-001-01")) is None
+    assert finding_cwe(_finding(cwe="modbus; drop")) is None

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cybermission.errors import ValidationError
+from cybermission.findings.advisories.drafts import severity_of_match
 from cybermission.findings.models import Confidence, Severity
 from cybermission.findings.scoring import (
     CONFIDENCE_FACTOR,
@@ -137,3 +138,19 @@ def test_scoring_a_low_confidence_match_is_not_a_certain_critical() -> None:
     assert alone == 4.9  # a CVSS 9.8 matched with low confidence ranks as a medium
     assert unsure < 9.0  # even exploited and exposed: confirm it first
     assert breakdown["decision"] == "attend"
+
+
+@pytest.mark.parametrize(
+    ("cvss", "confidence", "severity"),
+    [
+        (9.8, Confidence.HIGH, Severity.CRITICAL),
+        (9.8, Confidence.MEDIUM, Severity.HIGH),  # 8.3
+        (9.8, Confidence.LOW, Severity.MEDIUM),  # 4.9: a low-confidence match is no critical
+        (7.5, Confidence.LOW, Severity.LOW),  # 3.8
+        (None, Confidence.LOW, Severity.MEDIUM),  # unscored: medium, as before
+    ],
+)
+def test_scoring_advisory_severity_follows_the_match_confidence(
+    cvss: float | None, confidence: Confidence, severity: Severity
+) -> None:
+    assert severity_of_match(cvss, confidence) is severity

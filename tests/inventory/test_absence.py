@@ -7,7 +7,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from cybermission.inventory.absence import Absences, record_absences
-from cybermission.inventory.batch import HostSeen, InventoryCache, reconcile_hosts
+from cybermission.inventory.batch import HostSeen, reconcile_hosts
+from cybermission.inventory.catalog_cache import InventoryCache
 from cybermission.inventory.identity import ServiceSeen
 from cybermission.inventory.models import ChangeEvent, ChangeKind, Device, Service
 from cybermission.scans.targets import target_membership

@@ -8,10 +8,10 @@ from sqlmodel import Session, select
 
 from cybermission.inventory.batch import (
     HostSeen,
-    InventoryCache,
     ReconcileResult,
     reconcile_hosts,
 )
+from cybermission.inventory.catalog_cache import InventoryCache
 from cybermission.inventory.identity import ServiceSeen, normalise_mac
 from cybermission.inventory.models import (
     ChangeEvent,

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import Engine, event
 from sqlmodel import Session, select
 
-from cybermission.inventory.batch import HostSeen, InventoryCache, reconcile_hosts
+from cybermission.inventory.batch import HostSeen, reconcile_hosts
+from cybermission.inventory.catalog_cache import InventoryCache
 from cybermission.inventory.identity import ServiceSeen, host_identity
 from cybermission.inventory.models import (
     ChangeEvent,
@@ -206,25 +207,37 @@ def test_a_product_code_is_never_the_model(engine: Engine) -> None:
         assert device.name == "Rockwell Automation/Allen-Bradley"
 
 
-def test_a_batch_reads_the_store_in_a_constant_number_of_queries(engine: Engine) -> None:
-    """The point of batching: the SELECTs of a batch do not grow with its hosts."""
+@pytest.mark.parametrize("own_models", [False, True], ids=["one model", "a model per host"])
+def test_a_batch_reads_the_store_in_a_constant_number_of_queries(
+    engine: Engine, own_models: bool
+) -> None:
+    """The point of batching: the statements of a batch do not grow with its hosts, also when
+    every host is a model the store has not seen (new device types and manufacturers)."""
 
     def hosts(count: int, base: int) -> list[HostSeen]:
         return [
             HostSeen(
                 f"127.50.{base}.{i}",
-                [_service("modbus", {**M340, "serial": f"SN-{base}-{i}"})],
+                [
+                    _service(
+                        "modbus",
+                        {
+                            **M340,
+                            "serial": f"SN-{base}-{i}",
+                            "model": f"M-{base}-{i}" if own_models else M340["model"],
+                            "vendor": f"V-{base}-{i % 3}" if own_models else M340["vendor"],
+                        },
+                    )
+                ],
             )
             for i in range(count)
         ]
 
-    def selects(batch: list[HostSeen], cache: InventoryCache) -> int:
-        statements: list[str] = []
+    def statements(batch: list[HostSeen], cache: InventoryCache) -> tuple[int, int]:
+        seen: list[str] = []
 
         def count(*args: object) -> None:
-            statement = str(args[2])
-            if statement.lstrip().upper().startswith("SELECT"):
-                statements.append(statement)
+            seen.append(str(args[2]).lstrip().upper())
 
         event.listen(engine, "before_cursor_execute", count)
         try:
@@ -232,14 +245,19 @@ def test_a_batch_reads_the_store_in_a_constant_number_of_queries(engine: Engine)
                 _scan(session, batch, cache=cache)
         finally:
             event.remove(engine, "before_cursor_execute", count)
-        return len(statements)
+        selects = sum(1 for s in seen if s.startswith("SELECT"))
+        inserts = sum(1 for s in seen if s.startswith("INSERT"))
+        return selects, inserts
 
     cache = InventoryCache()
-    selects(hosts(1, 3), cache)  # the manufacturer and device type enter the cache
-    small_first, large_first = selects(hosts(4, 4), cache), selects(hosts(60, 5), cache)
-    small_again, large_again = selects(hosts(4, 4), cache), selects(hosts(60, 5), cache)
+    statements(hosts(1, 3), cache)  # the manufacturer and device type enter the cache
+    small_first, large_first = statements(hosts(4, 4), cache), statements(hosts(60, 5), cache)
+    small_again, large_again = statements(hosts(4, 4), cache), statements(hosts(60, 5), cache)
     assert small_first == large_first
     assert small_again == large_again
+    with Session(engine) as session:
+        types = session.exec(select(DeviceType)).all()
+    assert len(types) == (1 + 4 + 60 if own_models else 1)
 
 
 def test_the_cache_forgets_rows_of_a_rolled_back_batch(engine: Engine) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cybermission.findings.cwe import CWE_NAMES
 from cybermission.probes import load_probes
 from cybermission.rules.loader import Rule, example_document, load_rules
 
@@ -97,3 +98,9 @@ def test_corpus_examples_use_facts_their_probes_document(
 
 def _documents(doc: str, fact: str) -> bool:
     return re.search(rf"``{re.escape(fact)}``", doc) is not None
+
+
+def test_corpus_names_a_known_cwe_for_every_rule(corpus: list[Rule]) -> None:
+    # The exports write MITRE's name beside the id: every CWE the pack uses has one in the table.
+    unnamed = {rule.id: rule.cwe for rule in corpus if rule.cwe not in CWE_NAMES}
+    assert unnamed == {}

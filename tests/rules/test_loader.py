@@ -44,6 +44,7 @@ id: {id}
 info:
   name: Modbus reachable
   severity: {severity}
+  cwe: CWE-306
   description: The device answers Modbus.
   remediation: Restrict the port.
   references: [MITRE ATT&CK for ICS T0855]
@@ -354,3 +355,21 @@ def test_loader_corpus_never_raises_on_odd_documents(
     assert {r.id for r in ruleset.evaluate(doc)} == {r.id for r in corpus if r.matches(doc)}
     for rule in corpus:
         rule.evidence(doc)
+
+
+def test_loader_requires_a_cwe(tmp_path: Path) -> None:
+    # Without one, a rule's finding could not be an OCSF vulnerability (a cve or a cwe is needed).
+    text = GOOD.format(id="sample-rule", severity="high", modifier="exists", value="true")
+    path = write_rule(tmp_path, text=text.replace("  cwe: CWE-306\n", ""))
+    with pytest.raises(RuleError, match=r"info\.cwe: Field required") as info:
+        load_rule_file(path)
+    assert info.value.line == line_of(path, "info:")
+
+
+@pytest.mark.parametrize("cwe", ["306", "CWE306", "cwe-306", "CWE-0306", "CWE-306 "])
+def test_loader_refuses_a_malformed_cwe(tmp_path: Path, cwe: str) -> None:
+    text = GOOD.format(id="sample-rule", severity="high", modifier="exists", value="true")
+    path = write_rule(tmp_path, text=text.replace("cwe: CWE-306", f"cwe: '{cwe}'"))
+    with pytest.raises(RuleError, match=r"info\.cwe") as info:
+        load_rule_file(path)
+    assert info.value.line == line_of(path, "  cwe:")

@@ -26,7 +26,13 @@ def test_schema_model_reads_the_file_spelling() -> None:
     spec = RuleSpec.model_validate(
         {
             "id": "x-y",
-            "info": {"name": "n", "severity": "low", "description": "d", "remediation": "r"},
+            "info": {
+                "name": "n",
+                "severity": "low",
+                "cwe": "CWE-306",
+                "description": "d",
+                "remediation": "r",
+            },
             "applies-to": {"protocols": ["modbus"]},
             "match": {"facts.a": 1},
             "examples": {"match": [{"facts": {"a": 1}}], "no-match": [{}]},

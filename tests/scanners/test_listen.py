@@ -48,6 +48,7 @@ class Listened:
     report: dict[str, Any]
     listened_url: str
     imported_url: str
+    ring: Path
 
 
 def _services(url: str) -> set[tuple[object, ...]]:
@@ -76,28 +77,35 @@ def listened(tmp_path_factory: pytest.TempPathFactory) -> Listened:
     captures = [shared_data("pcaps", *parts) for parts in CAPTURES]
     workdir = tmp_path_factory.mktemp("listen")
     imported_url = store_url(workdir / "imported.db")
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level  # the CLI points logging at its runner
-    for capture in captures:
-        result = CliRunner().invoke(
-            app, ["import", "pcap", str(capture), "--format", "json"],
-            env={"CYBERMISSION_DATABASE_URL": imported_url},
-        )  # fmt: skip
-        assert result.exit_code == 0, result.stderr
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    _import(captures, imported_url)
     listened_url = store_url(workdir / "listened.db")
+    ring = workdir / "ring"
     with mirror_link() as mirror:
         tx_before = mirror.counters("tx")
         env = {"CYBERMISSION_DATABASE_URL": listened_url}
-        with listening(mirror, env, workdir, "--format", "json", "--filter", "tcp or udp") as run:
+        options = ["--format", "json", "--filter", "tcp or udp", "--ring", str(ring)]
+        with listening(mirror, env, workdir, *options) as run:
             sent = mirror.replay(captures)
             stdout, stderr = run.stop()
         tx_after = mirror.counters("tx")
     assert run.process.returncode == 0, stderr
     return Listened(
-        mirror, sent, tx_before, tx_after, json.loads(stdout), listened_url, imported_url
+        mirror, sent, tx_before, tx_after, json.loads(stdout), listened_url, imported_url, ring
     )
+
+
+def _import(captures: list[Path], url: str) -> None:
+    """``import pcap`` of each file into the store at ``url``."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # the CLI points logging at its runner
+    for capture in captures:
+        result = CliRunner().invoke(
+            app, ["import", "pcap", str(capture), "--format", "json"],
+            env={"CYBERMISSION_DATABASE_URL": url},
+        )  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_listen_finds_the_services_import_pcap_finds(listened: Listened) -> None:
@@ -146,6 +154,15 @@ def test_listen_stores_the_communication_map(listened: Listened) -> None:
     (plc,) = {r.server_device_id for r in rows if r.protocol == "s7comm"}
     assert plc is not None
     assert all(r.packets > 0 and r.first_seen_at <= r.last_seen_at for r in rows)
+
+
+def test_listen_ring_files_import_to_what_listen_found(listened: Listened, tmp_path: Path) -> None:
+    files = sorted(listened.ring.glob("*.pcap"))
+    assert len(files) == listened.report["capture"]["ring_files"] == 1
+    assert listened.report["capture"]["ring_frames"] == listened.report["capture"]["packets"]
+    url = store_url(tmp_path / "from-ring.db")
+    _import(files, url)
+    assert _services(url) == _services(listened.listened_url)
 
 
 def test_receive_only_socket_offers_no_way_to_send() -> None:

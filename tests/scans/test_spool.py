@@ -64,9 +64,14 @@ def test_spool_keeps_batches_on_disk_until_written(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # the file goes once empty
 
 
-def test_spool_left_by_a_dead_execution_is_discarded(tmp_path: Path) -> None:
+def test_spool_left_by_a_dead_execution_waits_for_the_resume(tmp_path: Path) -> None:
     RunSpool(tmp_path, "r1").append(_batch("127.0.0.1"))  # the process died here
-    assert RunSpool(tmp_path, "r1").waiting == 0
+    resumed = RunSpool(tmp_path, "r1")
+    assert resumed.waiting == 1
+    oldest = resumed.oldest()
+    assert oldest is not None
+    assert [r.address for r in oldest[1]] == ["127.0.0.1"]
+    resumed.written(oldest[0])
     assert list(tmp_path.iterdir()) == []
 
 

@@ -37,8 +37,8 @@ from cybermission.sensors.service import (
 )
 from cybermission.sensors.topology import (
     SCAN_QUEUE,
-    SENSOR_PERMISSIONS,
     Management,
+    sensor_permissions,
     site_vhost,
     vhost_url,
 )
@@ -98,6 +98,7 @@ class Cluster:
             CYBERMISSION_PACING__CONNECT_TIMEOUT_S="0.5",
             CYBERMISSION_PACING__PROBE_TIMEOUT_S=str(self.settings.pacing.probe_timeout_s),
             CYBERMISSION_SENSOR__FLUSH_INTERVAL_S="0.5",
+            CYBERMISSION_SENSOR__CONTROL_POLL_S="0.5",
             CYBERMISSION_UDP_PORTS="[]",
             CYBERMISSION_LOG_LEVEL="INFO",
         )
@@ -154,7 +155,10 @@ class Cluster:
 
     def restore_link(self, slug: str, user: str) -> None:
         with Management(self.settings.broker) as mgmt:
-            mgmt.set_permissions(self.vhost(slug), user, SENSOR_PERMISSIONS)
+            # The user is sensor.<slug>.<sensor id>.
+            mgmt.set_permissions(
+                self.vhost(slug), user, sensor_permissions(user.rpartition(".")[2])
+            )
 
     def connections(self, *, user: str | None = None, vhost: str | None = None) -> int:
         with Management(self.settings.broker) as mgmt:

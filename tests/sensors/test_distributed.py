@@ -289,6 +289,10 @@ async def test_sensor_killed_mid_chunk_only_that_chunk_is_probed_again(
         )
     )
     cluster.stop(sensor, kill=True)
+    # What the sensor sent before it died may still sit unread in the devices' sockets (this
+    # loop was blocked in the kill): once the devices saw its connections end, they have read it
+    # all, and only then is the count what the devices received from the first attempt.
+    await cluster.wait_for(lambda: not any(d.open_connections for d in lab))
     at_kill = requests_by_address(lab)
     cluster.start_sensor(a, bundle)
     run = await cluster.wait_run(run_id)

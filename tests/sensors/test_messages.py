@@ -24,15 +24,19 @@ from cybermission.sensors.ingestion import Ingestion
 from cybermission.sensors.messages import (
     MESSAGE_VERSION,
     ChunkMessage,
+    ConversationMessage,
     HostReportMessage,
     MessageError,
+    ObservationMessage,
     ResultsPart,
+    TrafficBatch,
     read_message,
     write_message,
 )
 from cybermission.sensors.models import ChunkState, RejectedPart, RejectionReason
 from cybermission.sensors.relay import chunk_message
 from cybermission.sensors.topology import SCAN_QUEUE, site_vhost, vhost_url
+from cybermission.traffic import Conversation, FunctionClass
 from tests.sensors.conftest import Cluster, chunks_of
 from tests.timing import scaled
 
@@ -178,3 +182,38 @@ async def test_chunk_of_another_version_fails_the_run_with_the_reason_and_nothin
     journal = Journal(tmp_path / "journal.db")
     assert [body for body, _ in journal.refused()] == [newer]
     journal.close()
+
+
+def test_traffic_batch_carries_observations_and_conversations_through_json_unchanged() -> None:
+    seen = _report().observations[0]
+    talk = Conversation(
+        client="192.0.2.7",
+        server=seen.address,
+        port=502,
+        transport=Transport.TCP,
+        protocol="modbus",
+        function=FunctionClass.WRITE,
+        packets=3,
+        first_seen_at=utcnow(),
+        last_seen_at=utcnow(),
+    )
+    batch = TrafficBatch(
+        session_id=uuid.uuid4().hex,
+        seq=4,
+        interface="span0",
+        observations=[ObservationMessage.of(seen)],
+        conversations=[ConversationMessage.of(talk)],
+    )
+    wire = json.loads(json.dumps(write_message(batch)))
+    back = read_message(TrafficBatch, wire)
+    assert back.observations_seen() == [seen]
+    assert back.conversations_seen() == [talk]
+
+
+def test_traffic_batch_of_another_version_is_refused_by_name() -> None:
+    wire = write_message(TrafficBatch(session_id=uuid.uuid4().hex, seq=0, interface="span0"))
+    with pytest.raises(MessageError, match="traffic batch: version 2") as refused:
+        read_message(TrafficBatch, {**wire, "version": 2})
+    assert refused.value.unsupported_version
+    with pytest.raises(MessageError, match="traffic batch: session_id"):
+        read_message(TrafficBatch, {**wire, "session_id": "../../etc"})

@@ -5,8 +5,8 @@ matched and the device's address, for every export."""
 from collections.abc import Iterable
 
 from cybermission.findings.advisories.matching import AdvisoryMatch
-from cybermission.findings.models import Severity
-from cybermission.findings.scoring import score_finding
+from cybermission.findings.models import Confidence, Severity
+from cybermission.findings.scoring import CONFIDENCE_FACTOR, score_finding
 from cybermission.findings.service import FindingDraft
 from cybermission.probes import JSONValue
 
@@ -29,6 +29,15 @@ def severity_from_cvss(score: float | None) -> Severity:
     return Severity.INFO
 
 
+def severity_of_match(score: float | None, confidence: Confidence) -> Severity:
+    """The severity of an advisory match: the CVSS v3.1 rating of the CVSS base score weighted by
+    how sure the match is (the score's confidence factor), so that a CVSS 9.8 matched with low
+    confidence reads medium, not critical; a high-confidence match keeps the CVSS rating."""
+    if score is None:
+        return severity_from_cvss(None)
+    return severity_from_cvss(round(score * CONFIDENCE_FACTOR[Confidence(confidence)], 1))
+
+
 def advisory_drafts(
     matches: Iterable[AdvisoryMatch],
     *,
@@ -40,7 +49,7 @@ def advisory_drafts(
     """One draft per matched advisory, its evidence carrying what matched and how sure it is."""
     drafts: list[FindingDraft] = []
     for match in matches:
-        severity = severity_from_cvss(match.cvss_score)
+        severity = severity_of_match(match.cvss_score, match.confidence)
         score, breakdown = score_finding(
             severity=severity,
             cvss=match.cvss_score,

@@ -398,7 +398,7 @@ def build_plant(engine: Engine) -> Plant:
                 ),
             ]
         )
-        for role in (Role.ANALYST, Role.VIEWER):
+        for role in (Role.ANALYST, Role.VIEWER, Role.OPERATOR):
             issued = create_token(session, name=f"{role}-water", role=role, organization_id=org.id)
             plant.tokens[str(role)] = issued.secret
         session.commit()

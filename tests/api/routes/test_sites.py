@@ -70,3 +70,30 @@ async def test_sites_slug_of_another_organisation_is_free_and_own_is_409(
         headers=admin_a,
     )
     assert_problem(again, 409, "conflict")
+
+
+async def test_sites_zone_added_through_the_one_service(
+    world_client: tuple[httpx.AsyncClient, World],
+) -> None:
+    client, world = world_client
+    url = f"/api/v1/sites/{world.orgs['a'].site}/zones"
+    admin_a = world.auth(Role.ADMIN, "a")
+    created = await client.post(url, json={"name": " dmz ", "exposure": "dmz"}, headers=admin_a)
+    assert created.status_code == 201, created.text
+    assert (created.json()["name"], created.json()["exposure"]) == ("dmz", "dmz")
+    again = await client.post(url, json={"name": "dmz"}, headers=admin_a)
+    # The service's own message (sites/service.create_zone), the same the CLI prints.
+    body = assert_problem(again, 409, "conflict")
+    assert body["detail"] == "name: the site already has a zone 'dmz'"
+
+
+async def test_sites_zone_in_another_organisations_site_is_not_found(
+    world_client: tuple[httpx.AsyncClient, World],
+) -> None:
+    client, world = world_client
+    response = await client.post(
+        f"/api/v1/sites/{world.orgs['b'].site}/zones",
+        json={"name": "dmz"},
+        headers=world.auth(Role.ADMIN, "a"),
+    )
+    assert_problem(response, 404, "not-found")
