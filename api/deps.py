@@ -165,4 +165,12 @@ def require_admin(caller: CallerDep) -> Principal:
     return caller
 
 
+# Who may call a route: one alias per permission that several route modules check, so each is
+# declared once.
 Reader = Annotated[Principal, Depends(require(Permission.READ))]
+Triager = Annotated[Principal, Depends(require(Permission.TRIAGE))]
+OrganizationManager = Annotated[Principal, Depends(require(Permission.MANAGE_ORGANIZATIONS))]
+# The territory's aggregates and campaigns: a token of no organisation (coordinator, global admin).
+Coordinator = Annotated[Principal, Depends(require(Permission.TERRITORY))]
+# What only the coordinator changes: campaigns opened and closed, rule packs published.
+CoordinatorWriter = Annotated[Principal, Depends(require(Permission.COORDINATE))]

@@ -3,9 +3,9 @@ findings; criticality set by analysts."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 
-from api.deps import Reader, SessionDep, require
+from api.deps import Reader, SessionDep, Triager
 from api.schemas import MAX_PAGE, Page
 from api.schemas.assets import (
     ChangeEventRead,
@@ -15,8 +15,6 @@ from api.schemas.assets import (
     ServiceRead,
 )
 from api.schemas.findings import FindingRead
-from cybermission.auth.models import Permission
-from cybermission.auth.service import Principal
 from cybermission.findings.service import list_device_findings
 from cybermission.inventory.criticality import set_criticality
 from cybermission.inventory.models import Criticality, Device
@@ -30,7 +28,6 @@ RECENT_CHANGES = 50
 DeviceId = Annotated[str, Path(max_length=64)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Cursor = Annotated[str | None, Query(max_length=512)]
-Triager = Annotated[Principal, Depends(require(Permission.TRIAGE))]
 
 
 @router.get("", summary="Devices, filtered, oldest first, one page at a time")

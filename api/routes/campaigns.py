@@ -4,18 +4,16 @@ Rules and shapes: cybermission/territory/README.md."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Path, Query, status
 from sqlmodel import Session
 
-from api.deps import Reader, SessionDep, SettingsDep, require
+from api.deps import Coordinator, CoordinatorWriter, Reader, SessionDep, SettingsDep
 from api.schemas.campaigns import (
     CampaignCreate,
     CampaignDetailRead,
     CampaignNoticeRead,
     CampaignRead,
 )
-from cybermission.auth.models import Permission
-from cybermission.auth.service import Principal
 from cybermission.config import Settings
 from cybermission.db import utcnow
 from cybermission.territory.campaigns import (
@@ -36,8 +34,6 @@ from cybermission.territory.shares import load_disclosure
 router = APIRouter(tags=["campaigns"])
 
 CampaignId = Annotated[str, Path(max_length=64)]
-Coordinator = Annotated[Principal, Depends(require(Permission.TERRITORY))]
-Opener = Annotated[Principal, Depends(require(Permission.COORDINATE))]
 Points = Annotated[int, Query(ge=2, le=MAX_POINTS)]
 
 
@@ -83,7 +79,7 @@ def get_campaigns(
     summary="Open a campaign on an advisory, a rule, a protocol or a vendor (coordinator)",
 )
 def post_campaign(
-    body: CampaignCreate, session: SessionDep, settings: SettingsDep, caller: Opener
+    body: CampaignCreate, session: SessionDep, settings: SettingsDep, caller: CoordinatorWriter
 ) -> CampaignDetailRead:
     now = utcnow()
     campaign, _ = open_campaign(
@@ -119,7 +115,7 @@ def get_campaign(
     responses={404: {"description": "No such campaign"}},
 )
 def post_notify(
-    campaign_id: CampaignId, session: SessionDep, settings: SettingsDep, caller: Opener
+    campaign_id: CampaignId, session: SessionDep, settings: SettingsDep, caller: CoordinatorWriter
 ) -> CampaignDetailRead:
     campaign = get_campaign_or_raise(session, campaign_id)
     notify_campaign(session, campaign, now=utcnow())
@@ -132,7 +128,7 @@ def post_notify(
     responses={404: {"description": "No such campaign"}},
 )
 def post_close(
-    campaign_id: CampaignId, session: SessionDep, settings: SettingsDep, caller: Opener
+    campaign_id: CampaignId, session: SessionDep, settings: SettingsDep, caller: CoordinatorWriter
 ) -> CampaignDetailRead:
     campaign = get_campaign_or_raise(session, campaign_id)
     close_campaign(session, campaign, closed_by=caller.name, now=utcnow())

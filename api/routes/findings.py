@@ -6,11 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from api.deps import Reader, SessionDep, require
+from api.deps import Reader, SessionDep, Triager
 from api.schemas import MAX_PAGE, Page
 from api.schemas.findings import FindingRead, FindingTransitionRead, FindingUpdate
-from cybermission.auth.models import Permission
-from cybermission.auth.service import Principal
 from cybermission.db import utcnow
 from cybermission.findings.models import Confidence, FindingStatus, Severity
 from cybermission.findings.service import list_transitions, transition_finding
@@ -25,7 +23,6 @@ from cybermission.scans.placed_findings import (
 router = APIRouter(prefix="/findings", tags=["findings"])
 
 FindingId = Annotated[str, Path(max_length=64)]
-Triager = Annotated[Principal, Depends(require(Permission.TRIAGE))]
 
 
 def finding_filters(

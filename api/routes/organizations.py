@@ -6,9 +6,9 @@ organisation; an organisation's admin adds sites and zones to its own.
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Path, status
 
-from api.deps import Reader, SessionDep, require
+from api.deps import OrganizationManager, Reader, SessionDep
 from api.errors import ForbiddenError
 from api.schemas.organizations import (
     OrganizationCreate,
@@ -19,8 +19,6 @@ from api.schemas.organizations import (
     ZoneCreate,
     ZoneRead,
 )
-from cybermission.auth.models import Permission
-from cybermission.auth.service import Principal
 from cybermission.sites.service import (
     create_organization,
     create_site,
@@ -35,7 +33,6 @@ from cybermission.sites.service import (
 router = APIRouter(tags=["organisations"])
 
 Ident = Annotated[str, Path(max_length=64)]
-Manager = Annotated[Principal, Depends(require(Permission.MANAGE_ORGANIZATIONS))]
 
 
 @router.get("/organizations", summary="Organisations the caller sees, by slug")
@@ -51,7 +48,7 @@ def get_organizations(session: SessionDep, caller: Reader) -> list[OrganizationR
     responses={409: {"description": "The slug is taken"}},
 )
 def post_organization(
-    body: OrganizationCreate, session: SessionDep, caller: Manager
+    body: OrganizationCreate, session: SessionDep, caller: OrganizationManager
 ) -> OrganizationRead:
     if not caller.is_global:
         raise ForbiddenError("only a global admin adds organisations")
@@ -79,7 +76,10 @@ def get_organization(
     responses={404: {"description": "No such organisation"}},
 )
 def patch_organization(
-    organization_id: Ident, body: OrganizationUpdate, session: SessionDep, caller: Manager
+    organization_id: Ident,
+    body: OrganizationUpdate,
+    session: SessionDep,
+    caller: OrganizationManager,
 ) -> OrganizationRead:
     if not caller.is_global:
         raise ForbiddenError("only a global admin changes an organisation's sector")
@@ -104,7 +104,7 @@ def get_sites(session: SessionDep, caller: Reader) -> list[SiteRead]:
     summary="Add a site to an organisation",
     responses={409: {"description": "The slug is taken"}},
 )
-def post_site(body: SiteCreate, session: SessionDep, caller: Manager) -> SiteRead:
+def post_site(body: SiteCreate, session: SessionDep, caller: OrganizationManager) -> SiteRead:
     site = create_site(
         session,
         organization_id=body.organization_id,
@@ -142,7 +142,9 @@ def get_zones(site_id: Ident, session: SessionDep, caller: Reader) -> list[ZoneR
     summary="Add a zone to a site",
     responses={404: {"description": "No such site"}, 409: {"description": "The name is taken"}},
 )
-def post_zone(site_id: Ident, body: ZoneCreate, session: SessionDep, caller: Manager) -> ZoneRead:
+def post_zone(
+    site_id: Ident, body: ZoneCreate, session: SessionDep, caller: OrganizationManager
+) -> ZoneRead:
     zone = create_zone(
         session,
         site_id=site_id,

@@ -4,9 +4,16 @@ scans evaluate. The coordinator reads how many organisations evaluate each versi
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, status
+from fastapi import APIRouter, Path, Request, status
 
-from api.deps import Reader, SessionDep, SettingsDep, require
+from api.deps import (
+    Coordinator,
+    CoordinatorWriter,
+    OrganizationManager,
+    Reader,
+    SessionDep,
+    SettingsDep,
+)
 from api.errors import ForbiddenError
 from api.routes.rules import loaded_rules
 from api.schemas.rulepacks import (
@@ -19,8 +26,6 @@ from api.schemas.rulepacks import (
     RulePackRead,
     TerritoryRulePackRead,
 )
-from cybermission.auth.models import Permission
-from cybermission.auth.service import Principal
 from cybermission.rules.models import RulePack
 from cybermission.rules.packs import (
     adopted_packs,
@@ -38,9 +43,6 @@ router = APIRouter(tags=["rule packs"])
 
 Ident = Annotated[str, Path(max_length=64)]
 PackName = Annotated[str, Path(max_length=100)]
-Coordinator = Annotated[Principal, Depends(require(Permission.TERRITORY))]
-Publisher = Annotated[Principal, Depends(require(Permission.COORDINATE))]
-Manager = Annotated[Principal, Depends(require(Permission.MANAGE_ORGANIZATIONS))]
 
 
 def _fields(pack: RulePack) -> dict[str, object]:
@@ -66,7 +68,7 @@ def post_rule_pack(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    caller: Publisher,
+    caller: CoordinatorWriter,
 ) -> RulePackDetailRead:
     pack = publish_pack(
         session,
@@ -160,7 +162,7 @@ def post_rule_pack_decision(
     name: PackName,
     body: RulePackDecisionCreate,
     session: SessionDep,
-    caller: Manager,
+    caller: OrganizationManager,
 ) -> RulePackDecisionRead:
     get_organization_or_raise(
         session=session, organization_id=organization_id, visible_to=caller.organization_id

@@ -8,9 +8,10 @@ shares; everyone of that organisation reads it.
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
+from sqlmodel import Session
 
-from api.deps import Reader, SessionDep, SettingsDep, require
+from api.deps import Coordinator, OrganizationManager, Reader, SessionDep, SettingsDep
 from api.errors import ForbiddenError
 from api.routes.rules import loaded_rules
 from api.schemas.territory import (
@@ -20,7 +21,6 @@ from api.schemas.territory import (
     ShareRead,
     TrendsRead,
 )
-from cybermission.auth.models import Permission
 from cybermission.auth.service import Principal
 from cybermission.config import Settings
 from cybermission.db import utcnow
@@ -47,8 +47,6 @@ from cybermission.territory.trends import MAX_WEEKS, trend_points
 router = APIRouter(tags=["territory"])
 
 Ident = Annotated[str, Path(max_length=64)]
-Coordinator = Annotated[Principal, Depends(require(Permission.TERRITORY))]
-Manager = Annotated[Principal, Depends(require(Permission.MANAGE_ORGANIZATIONS))]
 
 
 def eol_rule_ids(request: Request, settings: Settings) -> frozenset[str]:
@@ -116,8 +114,12 @@ def get_shares(organization_id: Ident, session: SessionDep, caller: Reader) -> l
     return [ShareRead.model_validate(s) for s in rows]
 
 
-def _own_admin(caller: Principal, organization_id: str) -> None:
-    # Sharing is the organisation's decision: not even a global admin takes it for it.
+def _own_admin(session: Session, caller: Principal, organization_id: str) -> None:
+    """The organisation exists and the caller sees it (else 404), and is one of its own admins:
+    sharing is the organisation's decision, not even a global admin takes it for it (403)."""
+    get_organization_or_raise(
+        session=session, organization_id=organization_id, visible_to=caller.organization_id
+    )
     if caller.organization_id != organization_id:
         raise ForbiddenError("only the organisation's own admins share with the coordinator")
 
@@ -129,12 +131,9 @@ def _own_admin(caller: Principal, organization_id: str) -> None:
     responses={404: {"description": "No such organisation"}, 409: {"description": "Shared"}},
 )
 def post_share(
-    organization_id: Ident, body: ShareCreate, session: SessionDep, caller: Manager
+    organization_id: Ident, body: ShareCreate, session: SessionDep, caller: OrganizationManager
 ) -> ShareRead:
-    get_organization_or_raise(
-        session=session, organization_id=organization_id, visible_to=caller.organization_id
-    )
-    _own_admin(caller, organization_id)
+    _own_admin(session, caller, organization_id)
     share = create_share(
         session,
         organization_id=organization_id,
@@ -151,12 +150,9 @@ def post_share(
     responses={404: {"description": "No such organisation or share"}},
 )
 def delete_share(
-    organization_id: Ident, share_id: Ident, session: SessionDep, caller: Manager
+    organization_id: Ident, share_id: Ident, session: SessionDep, caller: OrganizationManager
 ) -> Response:
-    get_organization_or_raise(
-        session=session, organization_id=organization_id, visible_to=caller.organization_id
-    )
-    _own_admin(caller, organization_id)
+    _own_admin(session, caller, organization_id)
     revoke_share(
         session, share_id=share_id, organization_id=organization_id, revoked_by=caller.name
     )

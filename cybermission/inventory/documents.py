@@ -10,7 +10,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Row
+
 from cybermission.inventory.models import Device, Service
+
+# A device or a service as an ORM object, or as a row of some of its columns (readers that
+# select plain columns for speed, such as the run report): each field is read by its name.
+DeviceLike = Device | Row[tuple[object, ...]]
+ServiceLike = Service | Row[tuple[object, ...]]
 
 ASSET_TIMES = ("first_seen_at", "last_seen_at")
 # Every field of the document, in the order the exports write them (their columns).
@@ -39,7 +46,7 @@ SERVICE_FIELDS = ("address", "port", "transport", "protocol", "open", "facts", "
 
 
 def asset_fields(
-    device: Device, fields: Sequence[str] = ASSET_FIELDS, *, text_times: bool = False
+    device: DeviceLike, fields: Sequence[str] = ASSET_FIELDS, *, text_times: bool = False
 ) -> dict[str, Any]:
     """``fields`` of the device's document, in that order. The criticality is its plain text;
     timestamps stay datetimes unless ``text_times`` asks for ISO 8601 (exports, events)."""
@@ -54,7 +61,7 @@ def asset_fields(
     return document
 
 
-def service_fields(service: Service, fields: Sequence[str] = SERVICE_FIELDS) -> dict[str, Any]:
+def service_fields(service: ServiceLike, fields: Sequence[str] = SERVICE_FIELDS) -> dict[str, Any]:
     """``fields`` of one service of a device, in that order."""
     return {name: getattr(service, "is_open" if name == "open" else name) for name in fields}
 

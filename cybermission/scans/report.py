@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select
 
 from cybermission.errors import CybermissionError
 from cybermission.findings.models import Finding
+from cybermission.inventory.documents import IDENTITY_FIELDS, asset_fields, service_fields
 from cybermission.inventory.models import Device, IPAddress, Service
 from cybermission.scans.models import ObservationRecord, ScanRun
 
@@ -99,28 +100,31 @@ def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
         yield values[start : start + REPORT_CHUNK]
 
 
+# The report's own selections of the asset document (inventory/documents.py).
+REPORT_ASSET_FIELDS = ("id", *IDENTITY_FIELDS)
+REPORT_UNIT_FIELDS = ("id", "unit_id", *IDENTITY_FIELDS)
+REPORT_SERVICE_FIELDS = ("port", "transport", "protocol", "open", "facts")
+
+
+def _columns(model: type[Device] | type[Service], fields: Sequence[str]) -> list[Any]:
+    """The columns behind ``fields`` of the document (``open`` is the service's ``is_open``)."""
+    return [col(getattr(model, "is_open" if name == "open" else name)) for name in fields]
+
+
 def _assets_json(session: Session, device_ids: Sequence[str]) -> list[dict[str, Any]]:
     """The assets of ``device_ids`` (in that order), in four queries for all of them."""
     devices: dict[str, dict[str, Any]] = {}
-    for device_id, vendor, product, model, firmware, serial in session.execute(
-        sqlalchemy.select(
-            col(Device.id),
-            col(Device.vendor),
-            col(Device.product),
-            col(Device.model),
-            col(Device.firmware),
-            col(Device.serial),
-        ).where(col(Device.id).in_(device_ids))
+    for row in session.execute(
+        sqlalchemy.select(*_columns(Device, REPORT_ASSET_FIELDS)).where(
+            col(Device.id).in_(device_ids)
+        )
     ):
-        devices[device_id] = {
-            "id": device_id,
+        identity = asset_fields(row, IDENTITY_FIELDS)
+        devices[row.id] = {
+            "id": row.id,
             "addresses": [],
-            "vendor": vendor,
-            "product": product,
-            "model": model,
-            "firmware": firmware,
-            "serial": serial,
-            "device_type": model or product,
+            **identity,
+            "device_type": identity["model"] or identity["product"],
             "services": [],
             "units": [],
         }
@@ -131,52 +135,20 @@ def _assets_json(session: Session, device_ids: Sequence[str]) -> list[dict[str, 
     ):
         if device_id in devices:
             devices[device_id]["addresses"].append(address)
-    for device_id, port, transport, protocol, is_open, facts in session.execute(
-        sqlalchemy.select(
-            col(Service.device_id),
-            col(Service.port),
-            col(Service.transport),
-            col(Service.protocol),
-            col(Service.is_open),
-            col(Service.facts),
-        )
+    for row in session.execute(
+        sqlalchemy.select(col(Service.device_id), *_columns(Service, REPORT_SERVICE_FIELDS))
         .where(col(Service.device_id).in_(device_ids))
         .order_by(col(Service.port))
     ):
-        if device_id in devices:
-            devices[device_id]["services"].append(
-                {
-                    "port": port,
-                    "transport": transport,
-                    "protocol": protocol,
-                    "open": is_open,
-                    "facts": facts,
-                }
-            )
-    for child_id, parent_id, unit_id, vendor, product, model, firmware, serial in session.execute(
-        sqlalchemy.select(
-            col(Device.id),
-            col(Device.parent_id),
-            col(Device.unit_id),
-            col(Device.vendor),
-            col(Device.product),
-            col(Device.model),
-            col(Device.firmware),
-            col(Device.serial),
-        ).where(col(Device.parent_id).in_(device_ids))
+        if row.device_id in devices:
+            devices[row.device_id]["services"].append(service_fields(row, REPORT_SERVICE_FIELDS))
+    for row in session.execute(
+        sqlalchemy.select(col(Device.parent_id), *_columns(Device, REPORT_UNIT_FIELDS)).where(
+            col(Device.parent_id).in_(device_ids)
+        )
     ):
-        if parent_id in devices:
-            devices[parent_id]["units"].append(
-                {
-                    "id": child_id,
-                    "unit_id": unit_id,
-                    "vendor": vendor,
-                    "product": product,
-                    "model": model,
-                    "firmware": firmware,
-                    "serial": serial,
-                }
-            )
+        if row.parent_id in devices:
+            devices[row.parent_id]["units"].append(asset_fields(row, REPORT_UNIT_FIELDS))
     assets = [devices[i] for i in device_ids if i in devices]
     for asset in assets:
         asset["addresses"].sort()

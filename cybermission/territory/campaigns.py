@@ -29,12 +29,12 @@ from cybermission.findings.models import Advisory, Finding, FindingStatus, Sever
 from cybermission.findings.service import ACTIVE_STATUSES
 from cybermission.inventory.models import Device
 from cybermission.inventory.queries import list_addresses_by_device
+from cybermission.scans.finding_trend import Timeline, load_timelines
 from cybermission.scans.rematch import RematchReport, rematch_inventory
 from cybermission.territory.exposure import Parts, Territory, aggregate, load_members
 from cybermission.territory.models import Campaign, CampaignKind, CampaignNotice
 from cybermission.territory.privacy import Cell, Part, Shown
-from cybermission.territory.shares import load_disclosure
-from cybermission.territory.timeline import Timeline, load_timelines
+from cybermission.territory.shares import disclosed_devices, load_disclosure
 from cybermission.visibility import get_visible_or_raise
 
 logger = logging.getLogger(__name__)
@@ -267,7 +267,7 @@ def campaign_progress(
     condition = campaign_condition(campaign.kind, campaign.subject)
     lines = [
         line
-        for line in load_timelines(session, disclosure, where=condition)
+        for line in load_timelines(session, where=condition, shared=disclosed_devices(disclosure))
         if line.active_since(campaign.opened_at)
     ]
     end = campaign.closed_at or now

@@ -1,5 +1,5 @@
 """The territory over time: open findings by severity at the end of each week, rebuilt from the
-findings' audit trail (timeline.py).
+findings' audit trail (cybermission/scans/finding_trend.py, the one replay).
 
 A finding counts at a moment when the last transition at or before it left it open or
 acknowledged, on the same split (shared, hidden) and under the same withholding rule as the
@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from cybermission.scans.finding_trend import load_timelines
 from cybermission.territory.exposure import (
     OPEN,
     SEVERITIES,
@@ -21,8 +22,7 @@ from cybermission.territory.exposure import (
     nest,
 )
 from cybermission.territory.privacy import Part
-from cybermission.territory.shares import load_disclosure
-from cybermission.territory.timeline import load_timelines
+from cybermission.territory.shares import disclosed_devices, load_disclosure
 
 MAX_WEEKS = 104
 
@@ -32,7 +32,7 @@ def trend_points(
 ) -> list[dict[str, Any]]:
     """One point per week end, oldest first, the last one ``now``."""
     territory = Territory(members=load_members(session), disclosure=load_disclosure(session))
-    timelines = load_timelines(session, territory.disclosure)
+    timelines = load_timelines(session, shared=disclosed_devices(territory.disclosure))
     points = []
     for back in range(weeks - 1, -1, -1):
         at = now - timedelta(weeks=back)

@@ -13,7 +13,7 @@ from cybermission.findings.events import unplaced
 from cybermission.findings.models import FindingStatus, Severity
 from cybermission.findings.service import FindingDraft, record_findings, transition_finding
 from cybermission.inventory.models import Device
-from cybermission.scans.finding_trend import fold_trend, open_findings_trend
+from cybermission.scans.finding_trend import open_findings_trend, severity_trend
 from cybermission.sites.models import Organization, Site
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -125,6 +125,6 @@ def test_trend_follows_the_lifecycle_of_one_sites_findings(session: Session) -> 
     assert [p.total for p in late] == [1, 0, 1]
 
 
-def test_fold_trend_of_no_change_holds_zero() -> None:
-    points = fold_trend([], [T0, T0 + HOUR])
+def test_severity_trend_of_no_change_holds_zero() -> None:
+    points = severity_trend([], [T0, T0 + HOUR])
     assert [p.total for p in points] == [0, 0]
