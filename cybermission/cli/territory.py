@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cybermission.cli.runtime import command_group, err, open_store, start
+from cybermission.errors import ValidationError
 
 app = command_group("The territory, in aggregate (the coordinator's).")
 
@@ -41,7 +42,7 @@ def territory_report(
         month = f"{first - timedelta(days=1):%Y-%m}"
     try:
         chosen = parse_month(month)
-    except ValueError as exc:
+    except ValidationError as exc:
         raise typer.BadParameter(str(exc), param_hint="--month") from exc
     engine = open_store(settings)
     try:

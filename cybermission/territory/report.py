@@ -18,6 +18,7 @@ from markupsafe import Markup
 from sqlalchemy import case, func
 from sqlmodel import Session, col, select
 
+from cybermission.errors import ValidationError
 from cybermission.findings.models import Finding
 from cybermission.findings.service import ACTIVE_STATUSES
 from cybermission.inventory.models import Device
@@ -85,14 +86,17 @@ class TerritoryReport:
 
 
 def parse_month(text: str) -> date:
-    """``YYYY-MM`` to the month's first day (ValueError otherwise)."""
+    """``YYYY-MM`` to the month's first day (ValidationError otherwise). Years run 1970-9998: the
+    report reaches 13 weeks back and one month forward, which must stay inside ``datetime``."""
     year, _, month = text.partition("-")
     if len(year) != 4 or len(month) != 2 or not (year + month).isdigit():
-        raise ValueError(f"month: {text!r} is not YYYY-MM")
+        raise ValidationError(f"month: {text!r} is not YYYY-MM")
+    if not 1970 <= int(year) <= 9998:
+        raise ValidationError(f"month: {text!r} is outside the years 1970-9998")
     try:
         return date(int(year), int(month), 1)
     except ValueError as exc:
-        raise ValueError(f"month: {text!r} is not YYYY-MM ({exc})") from exc
+        raise ValidationError(f"month: {text!r} is not YYYY-MM ({exc})") from exc
 
 
 def month_bounds(month: date) -> tuple[datetime, datetime]:

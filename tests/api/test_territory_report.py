@@ -149,3 +149,14 @@ async def test_territory_report_is_the_coordinators(territory: Territory) -> Non
         "/api/v1/territory/reports/2026-13", headers=world.auth(world.coordinator)
     )
     assert response.status_code == 422, response.text
+
+
+async def test_territory_report_month_outside_the_calendar_is_422(territory: Territory) -> None:
+    # Year 0 is no date and 9999-12 has no month after it: both were 500 (schemathesis: 0000-01).
+    client, world, _ = territory
+    for month in ("0000-01", "9999-12", "1969-12"):
+        response = await client.get(
+            f"/api/v1/territory/reports/{month}", headers=world.auth(world.coordinator)
+        )
+        assert response.status_code == 422, (month, response.text)
+        assert "1970-9998" in response.json()["detail"], response.text
