@@ -142,6 +142,7 @@ def _scan(server: str, plant: Plant) -> str:
         f"{server}/api/v1/scans",
         json={"targets": [PLC, RTU], "ports": [502]},
         headers={"Authorization": f"Bearer {plant.tokens['operator']}"},
+        timeout=scaled(10),
     )
     assert response.status_code == 202, response.text
     run_id: str = response.json()["id"]
@@ -154,6 +155,7 @@ def _wait(server: str, plant: Plant, run_id: str) -> dict[str, object]:
         run: dict[str, object] = httpx.get(
             f"{server}/api/v1/scans/{run_id}",
             headers={"Authorization": f"Bearer {plant.tokens['operator']}"},
+            timeout=scaled(10),  # httpx's 5 s default: the scan shares the loaded server
         ).json()
         if run["finished_at"] is not None:
             assert run["status"] == "succeeded", run
