@@ -27,6 +27,14 @@ if TYPE_CHECKING:
     from cybermission.traffic import Conversation
 
 
+# What ``listen`` and a listening ``sensor`` are told the same way.
+BpfOption = Annotated[
+    str | None,
+    typer.Option("--filter", help="A BPF filter (tcpdump syntax), applied in the kernel."),
+]
+FlushEveryOption = Annotated[
+    float, typer.Option("--flush-every", min=0.1, help="Seconds between inventory batches.")
+]
 RingOption = Annotated[
     Path | None,
     typer.Option(
@@ -54,14 +62,8 @@ def ring_spec(directory: Path | None, file_mb: float, files: int) -> "RingSpec |
 
 def listen(
     interface: Annotated[str, typer.Argument(help="The mirror interface to capture on.")],
-    bpf: Annotated[
-        str | None,
-        typer.Option("--filter", help="A BPF filter (tcpdump syntax), applied in the kernel."),
-    ] = None,
-    flush_every_s: Annotated[
-        float,
-        typer.Option("--flush-every", min=0.1, help="Seconds between inventory batches."),
-    ] = 5.0,
+    bpf: BpfOption = None,
+    flush_every_s: FlushEveryOption = 5.0,
     duration_s: Annotated[
         float | None,
         typer.Option("--duration", min=0.1, help="Stop after this many seconds."),

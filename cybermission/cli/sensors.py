@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from cybermission.cli.listen import RingFileOption, RingFilesOption, RingOption, ring_spec
+from cybermission.cli.listen import (
+    BpfOption,
+    FlushEveryOption,
+    RingFileOption,
+    RingFilesOption,
+    RingOption,
+    ring_spec,
+)
 from cybermission.cli.output import FormatOption, check_format, write_rows
 from cybermission.cli.runtime import command_group, err, fail, open_store, start
 from cybermission.errors import CybermissionError
@@ -127,14 +134,8 @@ def sensor(
             "shows (assets, the communication map) to the centre.",
         ),
     ] = None,
-    bpf: Annotated[
-        str | None,
-        typer.Option("--filter", help="With --listen: a BPF filter (tcpdump syntax)."),
-    ] = None,
-    flush_every_s: Annotated[
-        float,
-        typer.Option("--flush-every", min=0.1, help="With --listen: seconds between batches."),
-    ] = 5.0,
+    bpf: BpfOption = None,
+    flush_every_s: FlushEveryOption = 5.0,
     ring: RingOption = None,
     ring_file_mb: RingFileOption = 64.0,
     ring_files: RingFilesOption = 8,
