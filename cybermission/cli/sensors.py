@@ -17,7 +17,7 @@ from cybermission.cli.listen import (
 )
 from cybermission.cli.output import FormatOption, check_format, write_rows
 from cybermission.cli.runtime import command_group, err, fail, open_store, start
-from cybermission.errors import CybermissionError
+from cybermission.errors import CybermissionError, ValidationError
 
 app = command_group("Site sensors: enrolment, approval, revocation.")
 
@@ -154,6 +154,11 @@ def sensor(
         raise fail(exc) from exc
     if loaded.site != site:
         raise fail(CybermissionError(f"--site {site!r} but the bundle is for {loaded.site!r}"))
+    # Checked before the Celery worker starts: a listener failing after it would race the
+    # worker's signal handlers and the sensor could die without saying why. The listener checks
+    # again (names with a slash included) when it opens the interface.
+    if listen is not None and not (Path("/sys/class/net") / listen.replace("/", "")).exists():
+        raise fail(ValidationError(f"interface: no interface named {listen!r}"))
     try:
         order = (
             ListenOrder(listen, bpf, flush_every_s, ring_spec(ring, ring_file_mb, ring_files))
