@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from cybermission.config import Settings
@@ -285,46 +284,3 @@ def prefer_engine_observations(
         found.get((o.address, o.port), o) if o.probe == "tcp-connect" else o
         for o in report.observations
     ]
-
-
-def report_from_json(data: dict[str, Any]) -> HostReport:
-    """A HostReport back from its JSON form (:func:`report_to_json`); KeyError/ValueError if bad."""
-    report = HostReport(
-        address=str(data["address"]), open_ports=tuple(int(p) for p in data["open_ports"])
-    )
-    for o in data["observations"]:
-        report.observations.append(
-            Observation(
-                probe=str(o["probe"]),
-                protocol=str(o["protocol"]),
-                address=str(o["address"]),
-                port=int(o["port"]),
-                transport=Transport(o["transport"]),
-                facts=dict(o["facts"]),
-                observed_at=datetime.fromisoformat(o["observed_at"]),
-            )
-        )
-    report.errors.extend(dict(e) for e in data.get("errors", []))
-    report.sent = SentRequests.from_json(data.get("sent", {}))
-    return report
-
-
-def report_to_json(report: HostReport) -> dict[str, Any]:
-    return {
-        "address": report.address,
-        "open_ports": list(report.open_ports),
-        "observations": [
-            {
-                "probe": o.probe,
-                "protocol": o.protocol,
-                "address": o.address,
-                "port": o.port,
-                "transport": str(o.transport),
-                "facts": o.facts,
-                "observed_at": o.observed_at.isoformat(),
-            }
-            for o in report.observations
-        ],
-        "errors": report.errors,
-        "sent": report.sent.to_json(),
-    }

@@ -27,7 +27,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from cybermission.config import RunSettings
 from cybermission.errors import CybermissionError
 from cybermission.journal import Journal
-from cybermission.scans.probing import HostReport, report_from_json, report_to_json
+from cybermission.scans.host_messages import report_from_json, report_to_json
+from cybermission.scans.probing import HostReport
 from cybermission.store_faults import describe_store_error, is_transient
 
 logger = logging.getLogger(__name__)

@@ -31,6 +31,7 @@ from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.journal import Journal
 from cybermission.net import Connector
 from cybermission.probes import Probe, load_probes
+from cybermission.scans.host_messages import HostReportMessage, RunError
 from cybermission.scans.passive import RingSpec
 from cybermission.scans.probing import HostReport, identify_host, select_probes
 from cybermission.scans.sweep import HostResult, sweep
@@ -41,10 +42,8 @@ from cybermission.sensors.messages import (
     CancelNotice,
     ChunkMessage,
     ChunkOutcome,
-    HostReportMessage,
     MessageError,
     ResultsPart,
-    RunError,
     read_message,
     write_message,
 )

@@ -18,16 +18,11 @@ import uuid
 from collections.abc import Sequence
 
 from cybermission.probes import Observation
+from cybermission.scans.host_messages import ObservationMessage, RunError
 from cybermission.scans.passive import ListenStats, RingSpec, load_listener, passive_decoders
 from cybermission.sensors.agent import SensorRuntime
 from cybermission.sensors.broker import TRAFFIC_KEY_PREFIX
-from cybermission.sensors.messages import (
-    ConversationMessage,
-    ObservationMessage,
-    RunError,
-    TrafficBatch,
-    write_message,
-)
+from cybermission.sensors.messages import ConversationMessage, TrafficBatch, write_message
 from cybermission.traffic import Conversation
 
 logger = logging.getLogger(__name__)

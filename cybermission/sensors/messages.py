@@ -18,11 +18,19 @@ from collections.abc import Mapping
 from datetime import UTC
 from typing import Annotated, Any, ClassVar, Final, Literal, Self, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AwareDatetime, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from cybermission.errors import ValidationError
-from cybermission.probes import Observation, SentRequests, Transport
+from cybermission.probes import Observation, Transport
+from cybermission.scans.host_messages import (
+    Count,
+    HostReportMessage,
+    ObservationMessage,
+    Port,
+    RunError,
+    StrictMessage,
+)
 from cybermission.scans.probing import HostReport
 from cybermission.traffic import Conversation, FunctionClass
 
@@ -31,8 +39,6 @@ from cybermission.traffic import Conversation, FunctionClass
 # refuse each other's messages in clear instead of misreading them.
 MESSAGE_VERSION: Final = 1
 
-Port = Annotated[int, Field(ge=0, le=65535)]
-Count = Annotated[int, Field(ge=0)]
 ChunkOutcome = Literal["done", "skipped", "failed"]
 
 
@@ -44,82 +50,7 @@ class MessageError(ValidationError):
         self.unsupported_version = unsupported_version
 
 
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RunError(_Message):
-    """One error a run met: where, at which stage, and what."""
-
-    target: str | None
-    stage: str
-    error: str
-
-
-class ObservationMessage(_Message):
-    probe: str
-    protocol: str
-    address: str
-    port: Port
-    transport: Transport
-    facts: dict[str, JsonValue]
-    observed_at: AwareDatetime
-
-    @classmethod
-    def of(cls, o: Observation) -> Self:
-        return cls(
-            probe=o.probe,
-            protocol=o.protocol,
-            address=o.address,
-            port=o.port,
-            transport=o.transport,
-            facts=o.facts,
-            observed_at=o.observed_at,
-        )
-
-    def observation(self) -> Observation:
-        return Observation(
-            probe=self.probe,
-            protocol=self.protocol,
-            address=self.address,
-            port=self.port,
-            transport=self.transport,
-            facts=dict(self.facts),
-            observed_at=self.observed_at.astimezone(UTC),
-        )
-
-
-class HostReportMessage(_Message):
-    """One host's report (:class:`~cybermission.scans.probing.HostReport`) on the wire."""
-
-    address: str
-    open_ports: list[Port]
-    observations: list[ObservationMessage] = []
-    errors: list[RunError] = []
-    # What was sent to the host: SentRequests' one JSON form.
-    sent: dict[str, dict[str, Count]] = {}
-
-    @classmethod
-    def of(cls, report: HostReport) -> Self:
-        return cls(
-            address=report.address,
-            open_ports=list(report.open_ports),
-            observations=[ObservationMessage.of(o) for o in report.observations],
-            errors=[RunError.model_validate(e) for e in report.errors],
-            sent=report.sent.to_json(),
-        )
-
-    def report(self) -> HostReport:
-        return HostReport(
-            address=self.address,
-            open_ports=tuple(self.open_ports),
-            observations=[o.observation() for o in self.observations],
-            errors=[e.model_dump() for e in self.errors],
-            sent=SentRequests.from_json(self.sent),
-        )
-
-
-class _Versioned(_Message):
+class _Versioned(StrictMessage):
     kind: ClassVar[str]
     version: Literal[1] = MESSAGE_VERSION
 
@@ -159,7 +90,7 @@ class ResultsPart(_Versioned):
         return [r.report() for r in self.reports]
 
 
-class ConversationMessage(_Message):
+class ConversationMessage(StrictMessage):
     """One row of the communication map (:class:`~cybermission.traffic.Conversation`)."""
 
     client: str

@@ -4,14 +4,18 @@ once written; a permanent store error is never spooled."""
 import asyncio
 import sqlite3
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import OperationalError
 
 from cybermission.config import RunSettings
+from cybermission.journal import Journal
+from cybermission.probes import Observation, Transport
+from cybermission.scans.host_messages import HostReportMessage
 from cybermission.scans.probing import HostReport
-from cybermission.scans.spool import RunSpool, SpooledWriter, SpoolNotWrittenError
+from cybermission.scans.spool import SPOOLED, RunSpool, SpooledWriter, SpoolNotWrittenError
 
 LOCKED = OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
 FULL = OperationalError("INSERT", {}, sqlite3.OperationalError("database or disk is full"))
@@ -73,6 +77,65 @@ def test_spool_left_by_a_dead_execution_waits_for_the_resume(tmp_path: Path) -> 
     assert [r.address for r in oldest[1]] == ["127.0.0.1"]
     resumed.written(oldest[0])
     assert list(tmp_path.iterdir()) == []
+
+
+def _full_report() -> HostReport:
+    report = HostReport(address="127.0.0.9", open_ports=(102, 502))
+    report.observations.append(
+        Observation(
+            probe="modbus",
+            protocol="modbus",
+            address="127.0.0.9",
+            port=502,
+            transport=Transport.TCP,
+            facts={"vendor": "Schneider Electric", "units": [{"unit_id": 1, "model": None}]},
+            observed_at=datetime(2026, 3, 1, 12, 30, tzinfo=UTC),
+        )
+    )
+    report.errors.append({"target": "127.0.0.9:102", "stage": "s7", "error": "reset"})
+    report.sent.of("modbus")["fc43/mei14/basic"] += 2
+    return report
+
+
+def test_spool_stores_the_wire_form_of_a_report_and_reads_it_back_whole(tmp_path: Path) -> None:
+    spool = RunSpool(tmp_path, "r1")
+    spool.append([_full_report()])
+    oldest = spool.oldest()
+    assert oldest is not None
+    assert oldest[1] == [_full_report()]
+    (part,) = Journal(spool.path).unconfirmed()
+    # One serialiser: the spool's JSON is what a results part carries for the host.
+    assert part.body["hosts"] == [HostReportMessage.of(_full_report()).model_dump(mode="json")]
+    spool.close()
+
+
+def test_spool_file_of_the_older_release_is_read(tmp_path: Path) -> None:
+    """Spool files written before the spool used the wire's model (hand-built JSON: offsets as
+    +00:00, no ``errors``/``sent`` keys in the oldest) are still replayed on resume."""
+    older = {
+        "address": "127.0.0.9",
+        "open_ports": [102, 502],
+        "observations": [
+            {
+                "probe": "modbus",
+                "protocol": "modbus",
+                "address": "127.0.0.9",
+                "port": 502,
+                "transport": "tcp",
+                "facts": {"vendor": "Schneider Electric", "units": [{"unit_id": 1, "model": None}]},
+                "observed_at": "2026-03-01T12:30:00+00:00",
+            }
+        ],
+        "errors": [{"target": "127.0.0.9:102", "stage": "s7", "error": "reset"}],
+        "sent": {"modbus": {"fc43/mei14/basic": 2}},
+    }
+    oldest_form = {"address": "127.0.0.8", "open_ports": [502], "observations": []}
+    journal = Journal(tmp_path / "run-r1.journal")
+    journal.record("k1", SPOOLED, [{"hosts": [older, oldest_form]}])
+    journal.close()
+    oldest = RunSpool(tmp_path, "r1").oldest()
+    assert oldest is not None
+    assert oldest[1] == [_full_report(), HostReport(address="127.0.0.8", open_ports=(502,))]
 
 
 async def test_writer_spools_while_the_store_is_away_then_writes_in_order(tmp_path: Path) -> None:

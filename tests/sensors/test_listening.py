@@ -20,9 +20,10 @@ from cybermission.cli import app
 from cybermission.db import create_db_engine
 from cybermission.inventory.communications import Communication
 from cybermission.inventory.models import Service
+from cybermission.scans.host_messages import ObservationMessage
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.sensors.broker import TRAFFIC_TASK, publish_task
-from cybermission.sensors.messages import ObservationMessage, TrafficBatch, write_message
+from cybermission.sensors.messages import TrafficBatch, write_message
 from cybermission.sensors.models import ListenSession, RejectedPart, RejectionReason
 from cybermission.sensors.topology import RESULTS
 from cybermission.sites.models import Site

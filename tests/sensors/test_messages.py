@@ -16,6 +16,7 @@ from cybermission.clock import utcnow
 from cybermission.config import Settings
 from cybermission.journal import Journal
 from cybermission.probes import Observation, Transport
+from cybermission.scans.host_messages import HostReportMessage, ObservationMessage
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.probing import HostReport
 from cybermission.sensors.agent import Bundle, SensorRuntime
@@ -25,9 +26,7 @@ from cybermission.sensors.messages import (
     MESSAGE_VERSION,
     ChunkMessage,
     ConversationMessage,
-    HostReportMessage,
     MessageError,
-    ObservationMessage,
     ResultsPart,
     TrafficBatch,
     read_message,
