@@ -80,7 +80,7 @@ def zones_attach(
 ) -> None:
     """Place the devices a scope covers in a site's zone (taken into account at the next scan)."""
     from cybermission.db import session_scope
-    from cybermission.sites.service import attach_scope
+    from cybermission.scans.scopes import attach_scope
 
     engine = open_store(start())
     try:

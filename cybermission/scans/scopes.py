@@ -1,4 +1,5 @@
-"""Authorised scopes in the store, and the scope guard built from them."""
+"""Authorised scopes in the store, their place in a site's zone, and the scope guard built from
+them."""
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -13,8 +14,8 @@ from cybermission.events import EventKind, record_event
 from cybermission.guard import ScopeGuard, ScopeRule, parse_network
 from cybermission.scans.models import Scope, ScopeBase
 from cybermission.sites.allocations import check_within_allocations
-from cybermission.sites.models import Organization, Site
-from cybermission.sites.service import get_site_by_id_or_raise, get_zone_or_raise
+from cybermission.sites.models import Organization, Site, Zone
+from cybermission.sites.service import get_site_by_id_or_raise, get_site_or_raise, get_zone_or_raise
 from cybermission.visibility import get_visible_or_raise, visible
 
 logger = logging.getLogger(__name__)
@@ -97,9 +98,11 @@ def list_scopes(session: Session, *, visible_to: str | None = None) -> list[Scop
     return list(session.exec(query.order_by(col(Scope.name), col(Scope.id))).all())
 
 
-def find_scope_or_raise(session: Session, *, name: str, organization: str | None = None) -> Scope:
+def find_scope_or_raise(
+    session: Session, *, name: str, organization: str | None = None, field: str = "name"
+) -> Scope:
     """The scope named ``name`` (the CLI's way to name one); ``organization`` (a slug) picks
-    among organisations that use the same name."""
+    among organisations that use the same name. ``field`` is the input the errors name."""
     query = select(Scope).where(Scope.name == name)
     if organization is not None:
         org = session.exec(select(Organization).where(Organization.slug == organization)).first()
@@ -108,12 +111,57 @@ def find_scope_or_raise(session: Session, *, name: str, organization: str | None
         query = query.where(Scope.organization_id == org.id)
     found = list(session.exec(query).all())
     if not found:
-        raise NotFoundError(f"no scope named {name!r}")
+        raise NotFoundError(f"{field}: no scope named {name!r}")
     if len(found) > 1:
         raise ConflictError(
-            f"name: {len(found)} organisations have a scope named {name!r}; name the organisation"
+            f"{field}: {len(found)} organisations have a scope named {name!r};"
+            " name the organisation"
         )
     return found[0]
+
+
+def attach_scope(
+    session: Session,
+    *,
+    scope: str,
+    site: str,
+    zone: str | None = None,
+    organization: str | None = None,
+) -> Scope:
+    """Place the devices a scope (by name; ``organization`` picks among organisations that use
+    the name) covers in a site and, optionally, one of its zones.
+
+    The scope then belongs to the site's organisation: its networks must lie in that
+    organisation's allocations and its name be new there. The next scan puts the devices there;
+    rules then see ``asset.zone`` and the score the exposure.
+    """
+    stored = find_scope_or_raise(session, name=scope, organization=organization, field="scope")
+    owner = get_site_or_raise(session, slug=site)
+    check_within_allocations(
+        session, organization_id=owner.organization_id, cidrs=stored.cidrs, field="scope"
+    )
+    clash = session.exec(
+        select(Scope).where(
+            Scope.name == stored.name,
+            Scope.organization_id == owner.organization_id,
+            Scope.id != stored.id,
+        )
+    ).first()
+    if clash is not None:
+        raise ConflictError(f"scope: the site's organisation already has a scope {scope!r}")
+    stored.site_id = owner.id
+    stored.organization_id = owner.organization_id
+    stored.zone_id = None
+    if zone is not None:
+        found = session.exec(
+            select(Zone).where(Zone.site_id == owner.id, Zone.name == zone)
+        ).first()
+        if found is None:
+            raise NotFoundError(f"zone: site {site!r} has no zone {zone!r}")
+        stored.zone_id = found.id
+    session.add(stored)
+    session.flush()
+    return stored
 
 
 def delete_scope(session: Session, *, scope: Scope) -> None:

@@ -1,4 +1,4 @@
-"""Organisations, sites and zones: create and list them, and place a scope in a site's zone.
+"""Organisations, sites and zones: create and list them.
 
 Every site is created here (:func:`create_site`): the API, the CLI and the sensors' set-up all call
 it, so a site has one slug rule, one time-zone check and one organisation rule. Every zone is
@@ -12,8 +12,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
-from cybermission.scans.models import Scope
-from cybermission.sites.allocations import check_within_allocations
 from cybermission.sites.models import Organization, Sector, Site, Zone, ZoneExposure
 from cybermission.visibility import get_owned_or_raise, get_visible_or_raise, sees, visible
 
@@ -184,61 +182,6 @@ def list_zones(session: Session, *, site: str | None = None) -> list[Zone]:
     if site is not None:
         statement = statement.where(Zone.site_id == get_site_or_raise(session, slug=site).id)
     return list(session.exec(statement))
-
-
-def attach_scope(
-    session: Session,
-    *,
-    scope: str,
-    site: str,
-    zone: str | None = None,
-    organization: str | None = None,
-) -> Scope:
-    """Place the devices a scope (by name; ``organization`` picks among organisations that use
-    the name) covers in a site and, optionally, one of its zones.
-
-    The scope then belongs to the site's organisation: its networks must lie in that
-    organisation's allocations and its name be new there. The next scan puts the devices there;
-    rules then see ``asset.zone`` and the score the exposure.
-    """
-    query = select(Scope).where(Scope.name == scope)
-    if organization is not None:
-        org = session.exec(select(Organization).where(Organization.slug == organization)).first()
-        if org is None:
-            raise NotFoundError(f"organization: no organisation {organization!r}")
-        query = query.where(Scope.organization_id == org.id)
-    candidates = list(session.exec(query).all())
-    if not candidates:
-        raise NotFoundError(f"scope: no scope named {scope!r}")
-    if len(candidates) > 1:
-        raise ConflictError(f"scope: several scopes are named {scope!r}; name the organisation")
-    stored = candidates[0]
-    owner = get_site_or_raise(session, slug=site)
-    check_within_allocations(
-        session, organization_id=owner.organization_id, cidrs=stored.cidrs, field="scope"
-    )
-    clash = session.exec(
-        select(Scope).where(
-            Scope.name == stored.name,
-            Scope.organization_id == owner.organization_id,
-            Scope.id != stored.id,
-        )
-    ).first()
-    if clash is not None:
-        raise ConflictError(f"scope: the site's organisation already has a scope {scope!r}")
-    stored.site_id = owner.id
-    stored.organization_id = owner.organization_id
-    stored.zone_id = None
-    if zone is not None:
-        found = session.exec(
-            select(Zone).where(Zone.site_id == owner.id, Zone.name == zone)
-        ).first()
-        if found is None:
-            raise NotFoundError(f"zone: site {site!r} has no zone {zone!r}")
-        stored.zone_id = found.id
-    session.add(stored)
-    session.flush()
-    return stored
 
 
 def get_organization_or_raise(

@@ -27,6 +27,7 @@ from cybermission.events import EventKind, record_event
 from cybermission.findings.advisories.drafts import RULE_PREFIX
 from cybermission.findings.models import Advisory, Finding, FindingStatus, Severity
 from cybermission.findings.service import ACTIVE_STATUSES
+from cybermission.inventory.documents import asset_fields
 from cybermission.inventory.models import Device
 from cybermission.inventory.queries import list_addresses_by_device
 from cybermission.scans.finding_trend import Timeline, load_timelines
@@ -46,6 +47,8 @@ ACTIVE = "findings_active"
 RESOLVED = "findings_resolved"
 MAX_POINTS = 60
 _RANK = {s: i for i, s in enumerate(Severity)}
+# A notified device in the campaign event: a selection of the one asset document.
+_NOTICE_FIELDS = ("id", "name", "vendor", "model", "firmware")
 
 
 def campaign_condition(kind: CampaignKind, subject: str) -> ColumnElement[bool]:
@@ -149,14 +152,7 @@ def notify_campaign(session: Session, campaign: Campaign, *, now: datetime) -> l
                 "subject": campaign.subject,
                 "title": campaign.title,
                 "devices": [
-                    {
-                        "id": d.id,
-                        "name": d.name,
-                        "vendor": d.vendor,
-                        "model": d.model,
-                        "firmware": d.firmware,
-                        "addresses": addresses[d.id],
-                    }
+                    {**asset_fields(d, _NOTICE_FIELDS), "addresses": addresses[d.id]}
                     for d in devices.values()
                 ],
             },

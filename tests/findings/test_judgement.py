@@ -19,10 +19,10 @@ from cybermission.probes import Observation, Transport
 from cybermission.scans.models import ScanRun, ScanStatus, ScopeBase
 from cybermission.scans.probing import HostReport
 from cybermission.scans.recording import finish_run, run_state, store_reports
-from cybermission.scans.scopes import create_scope
+from cybermission.scans.scopes import attach_scope, create_scope
 from cybermission.sites.allocations import create_allocation
 from cybermission.sites.models import ZoneExposure
-from cybermission.sites.service import attach_scope, create_organization, create_site, create_zone
+from cybermission.sites.service import create_organization, create_site, create_zone
 from tests.findings.advisories.test_store import csaf
 
 ADDRESS = "127.50.44.10"

@@ -9,7 +9,13 @@ from sqlmodel import Session
 from cybermission.config import Settings
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.scans.models import ScopeBase
-from cybermission.scans.scopes import build_guard, create_scope, list_scopes, update_scope
+from cybermission.scans.scopes import (
+    attach_scope,
+    build_guard,
+    create_scope,
+    list_scopes,
+    update_scope,
+)
 from cybermission.sites.allocations import (
     check_within_allocations,
     create_allocation,
@@ -17,7 +23,7 @@ from cybermission.sites.allocations import (
     list_allocations,
 )
 from cybermission.sites.models import Organization, Site
-from cybermission.sites.service import attach_scope, create_organization, create_site
+from cybermission.sites.service import create_organization, create_site
 
 # Private space reused by two partners, as it is in the field (on loopback: tests never leave it).
 SHARED = "127.60.0.0/16"

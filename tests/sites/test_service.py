@@ -10,11 +10,10 @@ from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.inventory.criticality import set_criticality
 from cybermission.inventory.models import Criticality, Device
 from cybermission.scans.models import ScopeBase
-from cybermission.scans.scopes import create_scope
+from cybermission.scans.scopes import attach_scope, create_scope
 from cybermission.sites.allocations import create_allocation
 from cybermission.sites.models import ZoneExposure
 from cybermission.sites.service import (
-    attach_scope,
     create_organization,
     create_site,
     create_zone,
