@@ -14,11 +14,11 @@ from api.deps import SessionDep, SettingsDep
 from api.routes.territory import eol_rule_ids
 from cybermission.auth.models import Permission
 from cybermission.db import utcnow
-from cybermission.rules.packs import adoption_counts, list_packs
 from cybermission.territory.campaigns import campaign_progress, list_campaigns
 from cybermission.territory.charts import stacked_columns, svg
 from cybermission.territory.exposure import SEVERITIES, exposure_report, load_territory
 from cybermission.territory.trends import trend_points
+from cybermission.territory.uptake import pack_uptake
 
 router = APIRouter(include_in_schema=False)
 TREND_WEEKS = 12
@@ -43,7 +43,6 @@ def territory_page(request: Request, session: SessionDep, settings: SettingsDep)
         (c, campaign_progress(session, c, threshold=threshold, now=now, points=2).now)
         for c in list_campaigns(session)
     ]
-    counts = adoption_counts(session)
     this_month = date(now.year, now.month, 1)
     months = [this_month, (this_month - timedelta(days=1)).replace(day=1)]
     return render(
@@ -58,6 +57,8 @@ def territory_page(request: Request, session: SessionDep, settings: SettingsDep)
         chart=Markup(svg(chart)),  # noqa: S704
         trend=trend,
         campaigns=campaigns,
-        packs=[(p, counts.get((p.name, p.version), 0)) for p in list_packs(session)],
+        packs=[
+            (u.pack, u.organizations_evaluating) for u in pack_uptake(session, threshold=threshold)
+        ],
         months=[f"{m:%Y-%m}" for m in months],
     )

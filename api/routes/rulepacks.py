@@ -1,6 +1,7 @@
 """Shared rule packs: the coordinator publishes versions; each organisation's own admins adopt
 (optionally pinned to a version) or decline them; everyone of the organisation reads what its
-scans evaluate. The coordinator reads how many organisations evaluate each version, not which."""
+scans evaluate. The coordinator reads how many organisations evaluate each version (withheld
+when a few), not which."""
 
 from typing import Annotated
 
@@ -29,7 +30,6 @@ from api.schemas.rulepacks import (
 from cybermission.rules.models import RulePack
 from cybermission.rules.packs import (
     adopted_packs,
-    adoption_counts,
     compile_pack,
     decide,
     get_pack_version_or_raise,
@@ -38,6 +38,7 @@ from cybermission.rules.packs import (
     publish_pack,
 )
 from cybermission.sites.service import get_organization_or_raise
+from cybermission.territory.uptake import pack_uptake
 
 router = APIRouter(tags=["rule packs"])
 
@@ -84,14 +85,13 @@ def post_rule_pack(
 
 @router.get("/territory/rulepacks", summary="Published rule packs and their uptake (coordinator)")
 def get_territory_rule_packs(
-    session: SessionDep, caller: Coordinator
+    session: SessionDep, settings: SettingsDep, caller: Coordinator
 ) -> list[TerritoryRulePackRead]:
-    counts = adoption_counts(session)
     return [
         TerritoryRulePackRead.model_validate(
-            {**_fields(p), "organizations_evaluating": counts.get((p.name, p.version), 0)}
+            {**_fields(u.pack), "organizations_evaluating": u.organizations_evaluating}
         )
-        for p in list_packs(session)
+        for u in pack_uptake(session, threshold=settings.territory.threshold)
     ]
 
 

@@ -6,6 +6,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, StringConstraints
 
 from api.schemas import ReadModel, RequestModel
+from api.schemas.territory import Shown
 from cybermission.rules.models import PackDecision
 
 RuleText = Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
@@ -39,7 +40,9 @@ class RulePackDetailRead(RulePackRead):
 class TerritoryRulePackRead(RulePackRead):
     """A version as the coordinator sees it: how many organisations' scans evaluate it now."""
 
-    organizations_evaluating: int
+    organizations_evaluating: Shown = Field(
+        description='"withheld" when fewer organisations than the threshold, but some, do'
+    )
 
 
 class OrganizationRulePackRead(RulePackRead):

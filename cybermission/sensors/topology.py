@@ -255,6 +255,18 @@ class Management:
             closed += 1
         return closed
 
+    def consumer_connections(self, vhost: str) -> set[str]:
+        """Names of the connections that hold a consumer in ``vhost`` (the workers' links).
+
+        The management API lists connections and consumers from its statistics, a few seconds
+        behind: a caller that must reach a consumer waits until it is listed here."""
+        consumers = self._call("GET", f"/consumers/{self._q(vhost)}") or []
+        return {
+            str(c["channel_details"]["connection_name"])
+            for c in consumers
+            if c.get("channel_details", {}).get("connection_name")
+        }
+
     def queue_depth(self, vhost: str, queue: str) -> int | None:
         try:
             info = self._call("GET", f"/queues/{self._q(vhost)}/{self._q(queue)}")

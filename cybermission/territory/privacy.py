@@ -67,6 +67,12 @@ def disclose(cell: Cell, *, threshold: int) -> Shown:
     return WITHHELD
 
 
+def disclose_count(organizations: int, *, threshold: int) -> Shown:
+    """A count of organisations (how many do X), or "withheld" when it is a few but not none: a
+    count of one or two would point at who, among partners the coordinator knows."""
+    return WITHHELD if _small(organizations, threshold) else organizations
+
+
 def withhold_row(
     cells: Sequence[Cell], total: Cell, *, threshold: int
 ) -> tuple[list[Shown], Shown]:

@@ -136,6 +136,9 @@ async def test_rulepacks_scans_evaluate_the_version_each_organisation_chose(worl
     response = await _decide(client, pinned, {"decision": "adopt", "pinned_version": 1})
     assert response.status_code == 201
     assert (await _decide(client, declining, {"decision": "decline"})).status_code == 201
+    # Two more follow the latest: three evaluate version 2, one version 1.
+    for org in members[4:6]:
+        assert (await _decide(client, org, {"decision": "adopt"})).status_code == 201
     for org in (following, pinned, declining, silent):
         await _scan(client, org)
 
@@ -146,6 +149,10 @@ async def test_rulepacks_scans_evaluate_the_version_each_organisation_chose(worl
     listed = await _ok(
         await client.get("/api/v1/territory/rulepacks", headers=_auth(coordinator)), 200
     )
-    assert [(p["version"], p["organizations_evaluating"]) for p in listed] == [(1, 1), (2, 1)]
+    # One organisation on version 1 is under the threshold (3): withheld, as every aggregate.
+    assert [(p["version"], p["organizations_evaluating"]) for p in listed] == [
+        (1, "withheld"),
+        (2, 3),
+    ]
     mine = await _ok(await client.get("/api/v1/rulepacks", headers=_auth(pinned.viewer)), 200)
     assert [(p["version"], p["evaluated"]) for p in mine] == [(1, True), (2, False)]

@@ -1,6 +1,13 @@
 """The withholding rule on its own: group size, dominance by a few, and subtraction."""
 
-from cybermission.territory.privacy import WITHHELD, Cell, Part, disclose, withhold_row
+from cybermission.territory.privacy import (
+    WITHHELD,
+    Cell,
+    Part,
+    disclose,
+    disclose_count,
+    withhold_row,
+)
 
 K = 3
 
@@ -76,3 +83,8 @@ def test_privacy_total_withheld_when_one_organisation_dominates_it() -> None:
     shown, territory = withhold_row([water, health], total, threshold=K)
     assert shown == [WITHHELD, WITHHELD]
     assert territory == WITHHELD
+
+
+def test_privacy_counts_of_a_few_organisations_are_withheld_none_and_many_shown() -> None:
+    shown = [disclose_count(n, threshold=3) for n in range(5)]
+    assert shown == [0, WITHHELD, WITHHELD, 3, 4]
