@@ -227,6 +227,10 @@ async def test_territory_coordinator_opens_a_protocol_campaign_each_organisation
     assert [(e.organization_id, [d["id"] for d in e.payload["devices"]]) for e in events] == [
         (hospital.id, hospital.devices)
     ]
+    # Each device as the campaign notice names it: a selection of the asset document.
+    assert {tuple(d) for e in events for d in e.payload["devices"]} == {
+        ("id", "name", "vendor", "model", "firmware", "addresses")
+    }
     # Opening it again tells nobody twice.
     again = await client.post(
         "/api/v1/territory/campaigns", json=body, headers=world.auth(world.coordinator)
