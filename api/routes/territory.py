@@ -29,8 +29,10 @@ from cybermission.territory.exposure import (
     end_of_life_rule_ids,
     exposure_report,
     load_territory,
+    organization_view,
 )
 from cybermission.territory.report import (
+    TerritoryReport,
     build_territory_report,
     parse_month,
     render_html,
@@ -185,10 +187,49 @@ def get_territory_report(
         eol_rule_ids=eol_rule_ids(request, settings),
         now=utcnow(),
     )
+    return _report_response(report, f"territory-{month}", format)
+
+
+@router.get(
+    "/organizations/{organization_id}/reports/{month}",
+    summary="An organisation's own monthly report, HTML or PDF",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/html": {}, "application/pdf": {}},
+            "description": "The report of the organisation's own devices, findings, campaigns",
+        },
+        404: {"description": "No such organisation (or not the caller's)"},
+    },
+)
+def get_organization_report(
+    organization_id: Annotated[str, Path(max_length=64)],
+    month: Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")],
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: Reader,
+    format: Annotated[Literal["html", "pdf"], Query()] = "html",
+) -> Response:
+    organization = get_organization_or_raise(
+        session=session, organization_id=organization_id, visible_to=caller.organization_id
+    )
+    report = build_territory_report(
+        session,
+        month=parse_month(month),
+        threshold=settings.territory.threshold,
+        eol_rule_ids=eol_rule_ids(request, settings),
+        now=utcnow(),
+        view=organization_view(session, organization_id=organization.id),
+    )
+    return _report_response(report, f"{organization.slug}-{month}", format)
+
+
+def _report_response(report: TerritoryReport, stem: str, format: str) -> Response:
     if format == "pdf":
         return Response(
             render_pdf(report),
             media_type="application/pdf",
-            headers={"Content-Disposition": f'inline; filename="territory-{month}.pdf"'},
+            headers={"Content-Disposition": f'inline; filename="{stem}.pdf"'},
         )
     return Response(render_html(report), media_type="text/html; charset=utf-8")

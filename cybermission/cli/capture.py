@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 app = command_group("Passive discovery from recorded traffic and other tools' reports.")
 
-OutputOption = Annotated[str, typer.Option("--format", help="json or table")]
+OutputOption = Annotated[
+    str, typer.Option("--format", help="table, json (indented) or jsonl (one line)")
+]
 
 
 def _import(kind: str, path: Path, output: str) -> None:

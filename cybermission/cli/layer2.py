@@ -27,7 +27,9 @@ def discover_l2(
     listen_s: Annotated[
         float, typer.Option("--listen", min=0.5, max=120, help="Seconds answers are read.")
     ] = 3.0,
-    output: Annotated[str, typer.Option("--format", help="json or table")] = "table",
+    output: Annotated[
+        str, typer.Option("--format", help="table, json (indented) or jsonl (one line)")
+    ] = "table",
 ) -> None:
     """Find stations of a segment by DCP Identify, LLDP and ARP, sending nothing that writes."""
     from cybermission.db import session_scope

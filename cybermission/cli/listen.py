@@ -68,7 +68,9 @@ def listen(
         float | None,
         typer.Option("--duration", min=0.1, help="Stop after this many seconds."),
     ] = None,
-    output: Annotated[str, typer.Option("--format", help="json or table")] = "table",
+    output: Annotated[
+        str, typer.Option("--format", help="table, json (indented) or jsonl (one line)")
+    ] = "table",
     ring: RingOption = None,
     ring_file_mb: RingFileOption = 64.0,
     ring_files: RingFilesOption = 8,

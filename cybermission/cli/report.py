@@ -4,21 +4,18 @@ import json
 import sys
 from typing import Any
 
-from cybermission.cli.output import check_format as check_any_format
+from cybermission.cli.output import check_format
 from cybermission.cli.runtime import err, out
 
-FORMATS = ("json", "table")
-
-
-def check_format(output: str) -> None:
-    """Refuse a ``--format`` the report has no form for (it has no ``jsonl``)."""
-    check_any_format(output, FORMATS)
+__all__ = ["check_format", "show_report"]
 
 
 def show_report(report: dict[str, Any], output: str) -> None:
-    """Write ``report`` (from the scan's report builder) as JSON or as tables."""
-    if output == "json":
-        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+    """Write ``report`` (from the scan's report builder) as tables, or as one JSON document:
+    indented for ``json``, on one line for ``jsonl`` (as ``assets show`` writes one record)."""
+    if output in ("json", "jsonl"):
+        indent = None if output == "jsonl" else 2
+        sys.stdout.write(json.dumps(report, indent=indent, default=str) + "\n")
         return
     from rich.table import Table
 

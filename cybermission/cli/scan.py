@@ -43,7 +43,9 @@ def scan(
     udp_ports: Annotated[
         str | None, typer.Option(help="UDP ports to probe on every target; 'none' for none.")
     ] = None,
-    output: Annotated[str, typer.Option("--format", help="json or table")] = "table",
+    output: Annotated[
+        str, typer.Option("--format", help="table, json (indented) or jsonl (one line)")
+    ] = "table",
     engine_name: Annotated[
         str | None, typer.Option("--engine", help="sweep (built in) or nmap (optional extra)")
     ] = None,

@@ -62,7 +62,9 @@ def scans_cancel(
 @app.command("resume")
 def scans_resume(
     scan_run_id: Annotated[str, typer.Argument(help="The interrupted run's id.")],
-    output: Annotated[str, typer.Option("--format", help="json or table")] = "table",
+    output: Annotated[
+        str, typer.Option("--format", help="table, json (indented) or jsonl (one line)")
+    ] = "table",
 ) -> None:
     """Resume an interrupted run here: only the hosts it had not finished are scanned, and its
     result is the one the run would have had uninterrupted."""

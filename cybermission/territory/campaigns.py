@@ -32,10 +32,17 @@ from cybermission.inventory.models import Device
 from cybermission.inventory.queries import list_addresses_by_device
 from cybermission.scans.finding_trend import Timeline, load_timelines
 from cybermission.scans.rematch import RematchReport, rematch_inventory
-from cybermission.territory.exposure import Parts, Territory, aggregate, load_members
+from cybermission.territory.exposure import (
+    Parts,
+    Territory,
+    View,
+    aggregate,
+    load_members,
+    view_of,
+)
 from cybermission.territory.models import Campaign, CampaignKind, CampaignNotice
 from cybermission.territory.privacy import Cell, Part, Shown
-from cybermission.territory.shares import disclosed_devices, load_disclosure
+from cybermission.territory.shares import disclosed_devices
 from cybermission.visibility import get_visible_or_raise
 
 logger = logging.getLogger(__name__)
@@ -255,11 +262,18 @@ def _parts_at(lines: list[Timeline], at: datetime) -> Parts:
 
 
 def campaign_progress(
-    session: Session, campaign: Campaign, *, threshold: int, now: datetime, points: int = 12
+    session: Session,
+    campaign: Campaign,
+    *,
+    threshold: int,
+    now: datetime,
+    points: int = 12,
+    view: View | None = None,
 ) -> Progress:
-    """The campaign's numbers at ``points`` moments evenly from its opening to ``now``."""
-    disclosure = load_disclosure(session)
-    members = load_members(session)
+    """The campaign's numbers at ``points`` moments evenly from its opening to ``now`` (over
+    every organisation by default, else over the view's)."""
+    seen = view_of(session, view)
+    disclosure, members = seen.disclosure, seen.members
     condition = campaign_condition(campaign.kind, campaign.subject)
     lines = [
         line

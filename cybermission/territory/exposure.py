@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import case, func, literal
 from sqlmodel import Session, col, select
 
+from cybermission.errors import NotFoundError
 from cybermission.findings.advisories.drafts import RULE_PREFIX
 from cybermission.findings.models import Advisory, Finding, Severity
 from cybermission.findings.service import ACTIVE_STATUSES
@@ -67,6 +68,40 @@ class Territory:
         return Cell(parts=parts, hiding=self.hiding(members))
 
 
+@dataclass(frozen=True, slots=True)
+class View:
+    """Whose numbers are counted, and what of them the reader may see: the coordinator's view of
+    every organisation under its shares, or one organisation's view of itself (all of it)."""
+
+    members: list[Member]
+    disclosure: Disclosure
+    subject: str  # "territory", or the organisation's name
+
+    @property
+    def is_territory(self) -> bool:
+        return self.subject == TERRITORY
+
+
+TERRITORY = "territory"
+
+
+def territory_view(session: Session) -> View:
+    return View(load_members(session), load_disclosure(session), TERRITORY)
+
+
+def organization_view(session: Session, *, organization_id: str) -> View:
+    """One organisation reading its own numbers: it alone, everything of it disclosed (so the
+    withholding rule withholds nothing; privacy.py counts fully shared parts as shown)."""
+    members = [m for m in load_members(session) if m.id == organization_id]
+    if not members:
+        raise NotFoundError("organisation not found")
+    return View(members, Disclosure(full=frozenset({organization_id})), members[0].name)
+
+
+def view_of(session: Session, view: View | None) -> View:
+    return territory_view(session) if view is None else view
+
+
 def end_of_life_rule_ids(rules: Iterable[Rule]) -> frozenset[str]:
     """The rules whose finding says a device is past its end of life (tagged ``end-of-life``)."""
     return frozenset(rule.id for rule in rules if END_OF_LIFE_TAG in rule.info.tags)
@@ -87,12 +122,16 @@ def add_parts(parts: Parts, key: str, rows: Iterable[Any]) -> None:
         bucket[organization_id] = bucket.get(organization_id, Part()) + addition
 
 
-def load_territory(session: Session, *, eol_rule_ids: Collection[str]) -> Territory:
-    """Every organisation's numbers, each split by what it shares (one query per metric)."""
-    disclosure = load_disclosure(session)
+def load_territory(
+    session: Session, *, eol_rule_ids: Collection[str], view: View | None = None
+) -> Territory:
+    """The numbers of the view's organisations (every one by default), each split by what it
+    discloses (one query per metric)."""
+    seen = view_of(session, view)
+    disclosure = seen.disclosure
     shared = case((disclosed_devices(disclosure), 1), else_=0)
     org = col(Device.organization_id)
-    territory = Territory(members=load_members(session), disclosure=disclosure)
+    territory = Territory(members=seen.members, disclosure=disclosure)
     parts = territory.parts
 
     devices = select(org, shared, func.count()).where(org.is_not(None)).group_by(org, shared)

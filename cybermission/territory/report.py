@@ -1,9 +1,11 @@
-"""The territory's monthly report for the coordinator, as HTML and as PDF: exposure by sector,
-the exposure trend, top findings, campaign progress, devices by sector and protocol.
+"""The monthly report, as HTML and as PDF: exposure by sector, the exposure trend, top
+findings, campaign progress, devices by sector and protocol. Of the territory for the
+coordinator, or of one organisation for itself (the same code over an organisation's view).
 
 Every number comes from the functions the territory API answers with (exposure.py, trends.py,
-campaigns.py) or goes through the same withholding rule (privacy.py): the report holds sector
-and territory aggregates only, never an organisation's own row, device, address or name.
+campaigns.py) or goes through the same withholding rule (privacy.py): the territory's report
+holds sector and territory aggregates only, never an organisation's own row, device, address or
+name; an organisation's report counts its own devices only (its campaigns: those it was told of).
 """
 
 import calendar
@@ -22,7 +24,11 @@ from cybermission.errors import ValidationError
 from cybermission.findings.models import Finding
 from cybermission.findings.service import ACTIVE_STATUSES
 from cybermission.inventory.models import Device
-from cybermission.territory.campaigns import campaign_progress, list_campaigns
+from cybermission.territory.campaigns import (
+    campaign_progress,
+    list_campaigns,
+    list_organization_campaigns,
+)
 from cybermission.territory.charts import Chart, horizontal_bars, stacked_columns, svg
 from cybermission.territory.exposure import (
     DEVICES,
@@ -30,12 +36,15 @@ from cybermission.territory.exposure import (
     KEV,
     OPEN,
     PROTOCOLS,
+    TERRITORY,
     ExposureReport,
     Parts,
     Territory,
+    View,
     add_parts,
     exposure_report,
     load_territory,
+    view_of,
 )
 from cybermission.territory.pdf import A4_HEIGHT, Document, Page
 from cybermission.territory.privacy import WITHHELD, Shown, disclose
@@ -67,6 +76,7 @@ class CampaignLine:
 
 @dataclass(frozen=True, slots=True)
 class TerritoryReport:
+    subject: str  # "territory", or the organisation's name
     month: str  # YYYY-MM
     period_start: datetime
     period_end: datetime
@@ -79,6 +89,15 @@ class TerritoryReport:
     @property
     def threshold(self) -> int:
         return self.exposure.threshold
+
+    @property
+    def is_territory(self) -> bool:
+        return self.subject == TERRITORY
+
+    @property
+    def title(self) -> str:
+        what = "Territory report" if self.is_territory else f"Report of {self.subject}"
+        return f"{what} {self.month}"
 
     @property
     def last_day(self) -> date:
@@ -106,15 +125,18 @@ def month_bounds(month: date) -> tuple[datetime, datetime]:
 
 
 def _top_findings(session: Session, territory: Territory, threshold: int) -> list[TopFinding]:
-    """Rules with the most active findings over the territory, each count under the rule; a
-    withheld count is left out (its rank would tell about its size)."""
+    """Rules with the most active findings over the territory's members, each count under the
+    rule; a withheld count is left out (its rank would tell about its size)."""
     shared = case((disclosed_devices(territory.disclosure), 1), else_=0)
     org = col(Device.organization_id)
     rows = session.exec(
         select(Finding.rule_id, org, shared, func.count())
         .select_from(Finding)
         .join(Device, col(Device.id) == col(Finding.device_id))
-        .where(col(Finding.status).in_(ACTIVE_STATUSES))
+        .where(
+            col(Finding.status).in_(ACTIVE_STATUSES),
+            org.in_(sorted(m.id for m in territory.members)),
+        )
         .group_by(col(Finding.rule_id), org, shared)
     ).all()
     parts: Parts = {}
@@ -147,16 +169,30 @@ def build_territory_report(
     threshold: int,
     eol_rule_ids: frozenset[str],
     now: datetime,
+    view: View | None = None,
 ) -> TerritoryReport:
-    """The report of ``month``: trends up to the month's end (or now, for the current month);
-    exposure, top findings and campaigns as they are now."""
+    """The report of ``month`` (of the territory by default, else of the view's organisation):
+    trends up to the month's end (or now, for the current month); exposure, top findings and
+    campaigns as they are now."""
     start, end = month_bounds(month)
-    territory = load_territory(session, eol_rule_ids=eol_rule_ids)
+    seen = view_of(session, view)
+    territory = load_territory(session, eol_rule_ids=eol_rule_ids, view=seen)
     exposure = exposure_report(territory, threshold=threshold, now=now)
-    trend = trend_points(session, weeks=TREND_WEEKS, threshold=threshold, now=min(end, now))
+    trend = trend_points(
+        session, weeks=TREND_WEEKS, threshold=threshold, now=min(end, now), view=seen
+    )
+    if seen.is_territory:
+        chosen = list_campaigns(session)
+    else:
+        chosen = [
+            c.campaign
+            for c in list_organization_campaigns(session, organization_id=seen.members[0].id)
+        ]
     campaigns = []
-    for campaign in list_campaigns(session):
-        progress = campaign_progress(session, campaign, threshold=threshold, now=now, points=2)
+    for campaign in chosen:
+        progress = campaign_progress(
+            session, campaign, threshold=threshold, now=now, points=2, view=seen
+        )
         campaigns.append(
             CampaignLine(
                 title=campaign.title,
@@ -168,6 +204,7 @@ def build_territory_report(
             )
         )
     return TerritoryReport(
+        subject=seen.subject,
         month=f"{month:%Y-%m}",
         period_start=start,
         period_end=end,
@@ -182,7 +219,7 @@ def build_territory_report(
 def report_charts(report: TerritoryReport, *, width: float) -> list[Chart]:
     """The report's charts, in order: trend, devices by sector, devices by protocol, campaigns."""
     trend = stacked_columns(
-        "Open findings by severity at each week's end (territory)",
+        f"Open findings by severity at each week's end ({report.subject})",
         [(f"{p['at']:%m-%d}", p["territory"]) for p in report.trend],
         width=width,
     )
@@ -193,7 +230,7 @@ def report_charts(report: TerritoryReport, *, width: float) -> list[Chart]:
     )
     protocols = report.exposure.territory["metrics"][PROTOCOLS]
     by_protocol = horizontal_bars(
-        "Devices with an open service, by protocol (territory)",
+        f"Devices with an open service, by protocol ({report.subject})",
         sorted(protocols.items()),
         width=width,
     )
@@ -211,10 +248,9 @@ def _shown(value: object) -> str:
 
 def _sector_rows(report: TerritoryReport) -> list[list[str]]:
     rows = []
-    for entry in [
-        {"sector": "territory", **report.exposure.territory},
-        *report.exposure.sectors,
-    ]:
+    # An organisation's report: its own row (its sector's row would repeat it).
+    sectors = report.exposure.sectors if report.is_territory else []
+    for entry in [{"sector": report.subject, **report.exposure.territory}, *sectors]:
         metrics = entry["metrics"]
         rows.append(
             [
@@ -250,6 +286,18 @@ def _environment() -> jinja2.Environment:
     )
 
 
+def _scope_line(report: TerritoryReport) -> str:
+    if report.is_territory:
+        return (
+            "Aggregates only: by sector and over the territory. A number that fewer than "
+            f"{report.threshold} organisations stand behind is withheld."
+        )
+    return (
+        f"{report.subject}'s own devices and findings, and the campaigns it was told of "
+        "(numbers of its devices only)."
+    )
+
+
 def render_html(report: TerritoryReport) -> str:
     charts = report_charts(report, width=640)
     return (
@@ -257,6 +305,7 @@ def render_html(report: TerritoryReport) -> str:
         .get_template(_TEMPLATE.name)
         .render(
             report=report,
+            scope_line=_scope_line(report),
             sector_header=SECTOR_HEADER,
             sector_rows=_sector_rows(report),
             campaign_header=CAMPAIGN_HEADER,
@@ -321,21 +370,19 @@ class _Writer:
 
 
 def render_pdf(report: TerritoryReport) -> bytes:
-    document = Document(title=f"Territory report {report.month}")
+    document = Document(title=report.title)
     out = _Writer(document)
-    out.heading(f"Territory report {report.month}", size=18)
+    out.heading(report.title, size=18)
     out.line(
         f"Period {report.period_start:%Y-%m-%d} to {report.last_day:%Y-%m-%d}; "
         f"generated {report.generated_at:%Y-%m-%d %H:%M} UTC"
     )
-    out.line(
-        f"Aggregates only. A number behind fewer than {report.threshold} organisations is withheld."
-    )
+    out.line(_scope_line(report))
     out.heading("Exposure by sector (now)")
     out.table(SECTOR_HEADER, _sector_rows(report))
     charts = report_charts(report, width=A4_WIDTH_USABLE)
     out.chart(charts[0])
-    out.heading("Top findings (territory)")
+    out.heading(f"Top findings ({report.subject})")
     if report.top_findings:
         out.table(
             ["rule", "title", "active"],

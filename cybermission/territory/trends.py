@@ -17,21 +17,24 @@ from cybermission.territory.exposure import (
     SEVERITIES,
     Parts,
     Territory,
+    View,
     aggregate,
-    load_members,
     nest,
+    view_of,
 )
 from cybermission.territory.privacy import Part
-from cybermission.territory.shares import disclosed_devices, load_disclosure
+from cybermission.territory.shares import disclosed_devices
 
 MAX_WEEKS = 104
 
 
 def trend_points(
-    session: Session, *, weeks: int, threshold: int, now: datetime
+    session: Session, *, weeks: int, threshold: int, now: datetime, view: View | None = None
 ) -> list[dict[str, Any]]:
-    """One point per week end, oldest first, the last one ``now``."""
-    territory = Territory(members=load_members(session), disclosure=load_disclosure(session))
+    """One point per week end, oldest first, the last one ``now`` (of every organisation by
+    default, else of the view's)."""
+    seen = view_of(session, view)
+    territory = Territory(members=seen.members, disclosure=seen.disclosure)
     timelines = load_timelines(session, shared=disclosed_devices(territory.disclosure))
     points = []
     for back in range(weeks - 1, -1, -1):

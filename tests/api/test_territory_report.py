@@ -160,3 +160,86 @@ async def test_territory_report_month_outside_the_calendar_is_422(territory: Ter
         )
         assert response.status_code == 422, (month, response.text)
         assert "1970-9998" in response.json()["detail"], response.text
+
+
+async def _own_report(
+    client: httpx.AsyncClient, world: TerritoryWorld, slug: str, fmt: str
+) -> httpx.Response:
+    member = world.members[slug]
+    response = await client.get(
+        f"/api/v1/organizations/{member.id}/reports/{MONTH}?format={fmt}",
+        headers=world.auth(member.viewer),
+    )
+    assert response.status_code == 200, response.text
+    return response
+
+
+def _others(world: TerritoryWorld, slug: str) -> list[str]:
+    return [
+        v
+        for s, m in world.members.items()
+        if s != slug
+        for v in (m.id, *m.devices, *m.names, *m.addresses, *m.serials)
+    ]
+
+
+async def test_organization_report_counts_its_own_devices_only(territory: Territory) -> None:
+    client, world, _ = territory
+    page = (await _own_report(client, world, "water-north", "html")).text
+    assert "Report of Water-North 2026-11" in page
+    # Its own row, nothing withheld (its own numbers): 2 devices, 1 critical, 1 high
+    # (tests/api/territory_world.PLAN), and no sector row beside it.
+    assert (
+        "<tr><td>Water-North</td><td>1</td><td>2</td><td>1</td><td>1</td><td>0</td><td>0</td>"
+        in (page)
+    )
+    assert "<tr><td>water</td>" not in page
+    assert "withheld" not in page.split('id="sectors"')[1].split("</table>")[0]
+    # Top findings of its own: rule-0 on both its devices (the territory has 7 of them).
+    assert "<tr><td>rule-0</td><td>t</td><td>2</td></tr>" in page
+    assert page.count("<svg") == 4
+    for secret in _others(world, "water-north"):
+        assert secret not in page, secret
+    await asyncio.to_thread(REPORTS.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread((REPORTS / f"water-north-{MONTH}.html").write_text, page, "utf-8")
+
+
+async def test_organization_report_pdf_renders_its_charts(
+    territory: Territory, tmp_path: Path
+) -> None:
+    client, world, _ = territory
+    response = await _own_report(client, world, "water-north", "pdf")
+    assert response.headers["content-type"] == "application/pdf"
+    pdf = REPORTS / f"water-north-{MONTH}.pdf"
+    await asyncio.to_thread(REPORTS.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(pdf.write_bytes, response.content)
+    await asyncio.to_thread(_inspect_own_pdf, pdf, tmp_path, _others(world, "water-north"))
+
+
+def _inspect_own_pdf(pdf: Path, pages_dir: Path, secrets: list[str]) -> None:
+    text = subprocess.run(
+        [_tool("pdftotext"), "-layout", str(pdf), "-"], capture_output=True, check=True, text=True
+    ).stdout
+    assert "Report of Water-North 2026-11" in text
+    for secret in secrets:
+        assert secret not in text, secret
+    subprocess.run(
+        [_tool("pdftoppm"), "-r", "50", str(pdf), str(pages_dir / "page")],
+        capture_output=True,
+        check=True,
+    )
+    _, _, pixels = _ppm_pixels(sorted(pages_dir.glob("page-*.ppm"))[0])
+    # Its trend's columns: one high and one critical finding open.
+    assert _has_colour(pixels, SEVERITY_COLOURS["critical"])
+    assert _has_colour(pixels, SEVERITY_COLOURS["high"])
+
+
+async def test_organization_report_is_the_organisations_own(territory: Territory) -> None:
+    client, world, _ = territory
+    north, south = world.members["water-north"], world.members["water-south"]
+    path = f"/api/v1/organizations/{north.id}/reports/{MONTH}"
+    response = await client.get(path, headers=world.auth(south.viewer))
+    assert response.status_code == 404, response.text
+    # The coordinator reads aggregates, not an organisation's report.
+    response = await client.get(path, headers=world.auth(world.coordinator))
+    assert response.status_code == 403, response.text

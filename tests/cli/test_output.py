@@ -146,3 +146,19 @@ def test_probes_table_fits_80_columns(env: dict[str, str]) -> None:
 def test_unknown_format_is_refused(env: dict[str, str]) -> None:
     result = CliRunner().invoke(app, ["assets", "list", "--format", "xml"], env=env)
     assert result.exit_code == 2
+
+
+def test_import_report_jsonl_is_the_json_document_on_one_line(tmp_path: Path) -> None:
+    capture = shared_data("pcaps", "modbus", "mod_17.pcap")
+    reports = []
+    for fmt in ("json", "jsonl"):
+        env = {"CYBERMISSION_DATABASE_URL": store_url(tmp_path / f"{fmt}.db")}
+        printed = _run(env, "import", "pcap", str(capture), "--format", fmt)
+        assert len(printed.splitlines()) == (1 if fmt == "jsonl" else printed.count("\n"))
+        reports.append(json.loads(printed))
+    indented, one_line = reports
+    # Two imports into two stores: the same report but for its ids and times.
+    assert one_line.keys() == indented.keys()
+    assert [a["addresses"] for a in one_line["assets"]] == [
+        a["addresses"] for a in indented["assets"]
+    ]

@@ -189,6 +189,7 @@ def test_analyst_finds_reads_triages_and_sees_the_trend_move_after_a_rescan(
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text(PLC)
     expect(rows.first).to_contain_text("v2.5")
+    shoot("assets")
     follow(page, "#assets tbody tr[data-id] a")
     expect(page.locator("#device-title")).to_contain_text("BMX P34 2020")
     # Its history: first seen, then the firmware change the second scan saw.
@@ -248,6 +249,7 @@ def test_analyst_finds_reads_triages_and_sees_the_trend_move_after_a_rescan(
     page.goto(f"{server}/console/scans/{rescan}")
     # The run page follows the event stream and shows the run's end without a manual reload.
     expect(page.locator("#run-status")).to_have_text("succeeded", timeout=scaled(60) * 1000)
+    shoot("scan")
     _wait(server, plant, rescan)
     page.goto(f"{server}/console/sites/{plant.north}")
     after = chart.get_attribute("data-latest")
