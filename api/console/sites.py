@@ -1,4 +1,5 @@
-"""Console pages of sites: every site with its devices and open findings by severity, and one
+"""Console pages of sites: every site with its devices and open findings by severity (and links
+to the organisation's own monthly reports), and one
 site's overview with the trend of its open findings by severity, drawn on the server (SVG). The
 counts are the dashboard's queries; the trend is replayed from the findings' audit trail
 (``cybermission.scans.finding_trend``)."""
@@ -19,6 +20,7 @@ from cybermission.inventory.queries import count_devices_by_site
 from cybermission.scans.finding_trend import open_findings_trend
 from cybermission.scans.placed_findings import count_active_findings_by_site
 from cybermission.sites.service import get_site_by_id_or_raise, list_site_zones, list_sites
+from cybermission.territory.report import recent_months
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -46,6 +48,9 @@ def sites_page(request: Request, session: SessionDep) -> Response:
         devices=count_devices_by_site(session=session, visible_to=visible_to),
         findings=findings,
         severities=ORDER,
+        # The organisation's own monthly reports (a global user has no organisation's).
+        organization_id=visible_to,
+        months=recent_months(utcnow()),
     )
 
 

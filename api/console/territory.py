@@ -3,8 +3,6 @@ where it withholds), the trend of open findings, campaigns with their numbers no
 rule packs' uptake, and the monthly reports. Aggregates only, as the territory API answers them:
 the page is built from the same functions (cybermission/territory)."""
 
-from datetime import date, timedelta
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
@@ -17,6 +15,7 @@ from cybermission.db import utcnow
 from cybermission.territory.campaigns import campaign_progress, list_campaigns
 from cybermission.territory.charts import stacked_columns, svg
 from cybermission.territory.exposure import SEVERITIES, exposure_report, load_territory
+from cybermission.territory.report import recent_months
 from cybermission.territory.trends import trend_points
 from cybermission.territory.uptake import pack_uptake
 
@@ -43,8 +42,6 @@ def territory_page(request: Request, session: SessionDep, settings: SettingsDep)
         (c, campaign_progress(session, c, threshold=threshold, now=now, points=2).now)
         for c in list_campaigns(session)
     ]
-    this_month = date(now.year, now.month, 1)
-    months = [this_month, (this_month - timedelta(days=1)).replace(day=1)]
     return render(
         "console/territory.html",
         user=user,
@@ -60,5 +57,5 @@ def territory_page(request: Request, session: SessionDep, settings: SettingsDep)
         packs=[
             (u.pack, u.organizations_evaluating) for u in pack_uptake(session, threshold=threshold)
         ],
-        months=[f"{m:%Y-%m}" for m in months],
+        months=recent_months(now),
     )

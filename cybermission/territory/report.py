@@ -118,6 +118,12 @@ def parse_month(text: str) -> date:
         raise ValidationError(f"month: {text!r} is not YYYY-MM ({exc})") from exc
 
 
+def recent_months(now: datetime) -> list[str]:
+    """The months a page offers reports of: this one (so far), then the one before."""
+    this_month = date(now.year, now.month, 1)
+    return [f"{m:%Y-%m}" for m in (this_month, (this_month - timedelta(days=1)).replace(day=1))]
+
+
 def month_bounds(month: date) -> tuple[datetime, datetime]:
     start = datetime.combine(month, time(), tzinfo=UTC)
     days = calendar.monthrange(month.year, month.month)[1]

@@ -20,6 +20,12 @@ def test_sites_list_counts_devices_and_open_findings(
         expect(north.locator(f"td[data-severity={severity}]")).to_have_text(count)
     expect(page.locator("#sites tbody tr")).to_have_count(2)  # not the other organisation's
     shoot("sites")
+    # The organisation's own monthly report, through the console's sign-in.
+    follow(page, "#reports li:first-child a:text('HTML')")
+    expect(page.locator("h1")).to_contain_text("Report of Water ")
+    expect(page.locator("#sectors")).to_contain_text("Water")
+    expect(page.locator("#sectors")).not_to_contain_text("Sewer")
+    shoot("own-report")
 
 
 def test_site_overview_draws_the_trend_of_open_findings(
