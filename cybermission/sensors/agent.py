@@ -37,7 +37,7 @@ from cybermission.scans.probing import HostReport, identify_host, select_probes
 from cybermission.scans.sweep import HostResult, sweep
 from cybermission.scans.sweep_handoff import identify_paced
 from cybermission.scans.targets import expand_targets
-from cybermission.sensors.broker import SCAN_TASK, publish_task, task_for
+from cybermission.sensors.broker import SCAN_TASK, WORKER_CONF, publish_task, task_for
 from cybermission.sensors.messages import (
     CancelNotice,
     ChunkMessage,
@@ -375,31 +375,13 @@ def sensor_app(runtime: SensorRuntime) -> Celery:
     """The sensor's Celery app: it consumes its site's ``scan`` queue and runs one task."""
     app = Celery("cybermission-sensor", set_as_current=False)
     app.conf.update(
+        WORKER_CONF,
         broker_url=runtime.bundle.broker_url,
         broker_use_ssl=runtime.bundle.ssl_options(),
-        broker_connection_retry_on_startup=True,
-        broker_connection_max_retries=None,
-        accept_content=["json"],
-        task_serializer="json",
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
         worker_concurrency=1,
         # The sensor's user may not declare anything (configure "^$"): queues are provisioned.
         task_queues=[Queue(SCAN_QUEUE, no_declare=True)],
         task_default_queue=SCAN_QUEUE,
-        task_create_missing_queues=False,
-        task_ignore_result=True,
-        worker_enable_remote_control=False,
-        worker_send_task_events=False,
-        task_send_sent_event=False,
-        worker_hijack_root_logger=False,
-        worker_redirect_stdouts=False,
-        # The solo pool runs the task in the consumer's loop: the ack and the next delivery
-        # follow at once (a thread pool waited for the loop's next wake-up). AMQP heartbeats
-        # cannot be answered during a task there, so they are off: a chunk lasts minutes and
-        # TCP keepalive and the reaper cover a dead link.
-        broker_heartbeat=0,
     )
 
     @app.task(name=SCAN_TASK, ignore_result=True)  # type: ignore[untyped-decorator]

@@ -20,6 +20,30 @@ TRAFFIC_TASK = "cybermission.sensors.ingest_traffic"
 # holds chunk parts and traffic batches alike, and the key says which task carries each.
 TRAFFIC_KEY_PREFIX = "traffic."
 
+# What the sensor's worker and the centre's ingest worker share: JSON only, one task at a time,
+# acked once done (a crash before means a redelivery), no results, events or remote control.
+WORKER_CONF: Mapping[str, Any] = {
+    "broker_connection_retry_on_startup": True,
+    "broker_connection_max_retries": None,
+    "accept_content": ["json"],
+    "task_serializer": "json",
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "worker_prefetch_multiplier": 1,
+    "task_create_missing_queues": False,
+    "task_ignore_result": True,
+    "worker_enable_remote_control": False,
+    "worker_send_task_events": False,
+    "task_send_sent_event": False,
+    "worker_hijack_root_logger": False,
+    "worker_redirect_stdouts": False,
+    # The solo pool runs the task in the consumer's loop: the ack and the next delivery follow at
+    # once (a thread pool waited for the loop's next wake-up). AMQP heartbeats cannot be answered
+    # during a task there, so they are off: a chunk lasts minutes and TCP keepalive and the
+    # reaper cover a dead link.
+    "broker_heartbeat": 0,
+}
+
 
 def task_for(journal_key: str) -> str:
     """The central task that applies what the journal keeps under ``journal_key``."""

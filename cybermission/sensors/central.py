@@ -17,7 +17,7 @@ from kombu import Exchange, Queue  # type: ignore[import-untyped]
 from cybermission.config import Settings
 from cybermission.db import create_db_engine, session_scope
 from cybermission.migrations import upgrade_database
-from cybermission.sensors.broker import INGEST_TASK, TRAFFIC_TASK
+from cybermission.sensors.broker import INGEST_TASK, TRAFFIC_TASK, WORKER_CONF
 from cybermission.sensors.ingestion import Ingestion, IngestOutcome, record_rejection
 from cybermission.sensors.models import RejectionReason
 from cybermission.sensors.relay import reap_chunks, relay_cancels, relay_outbox
@@ -36,30 +36,11 @@ def ingest_app(settings: Settings) -> Celery:
     ingestion = Ingestion(engine, settings)
     app = Celery("cybermission-central", set_as_current=False)
     app.conf.update(
+        WORKER_CONF,
         broker_url=vhost_url(settings.broker.url, settings.broker.central_vhost),
         broker_use_ssl=central_ssl(settings.broker),
-        broker_connection_retry_on_startup=True,
-        broker_connection_max_retries=None,
-        accept_content=["json"],
-        task_serializer="json",
-        # Acked after the transaction commits: a crash before it means a redelivery.
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
         task_queues=[Queue(INGEST, Exchange(INGEST, type="topic"), routing_key="site.*")],
         task_default_queue=INGEST,
-        task_create_missing_queues=False,
-        task_ignore_result=True,
-        worker_enable_remote_control=False,
-        worker_send_task_events=False,
-        task_send_sent_event=False,
-        worker_hijack_root_logger=False,
-        worker_redirect_stdouts=False,
-        # The solo pool runs the task in the consumer's loop: the ack and the next delivery
-        # follow at once (a thread pool waited for the loop's next wake-up). AMQP heartbeats
-        # cannot be answered during a task there, so they are off: a chunk lasts minutes and
-        # TCP keepalive and the reaper cover a dead link.
-        broker_heartbeat=0,
     )
 
     traffic = TrafficIngestion(engine, settings)
