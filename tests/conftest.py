@@ -2,7 +2,8 @@
 
 Address plan on loopback, so tests never collide (and never leave 127.0.0.0/8):
 127.10.0.0/16 discovery, 127.20.0.0/16 scanners, 127.40.0.0/16 api, 127.50.0.0/16 pipeline/cli,
-127.60.0.0/15 the fault suite (its lab on 127.60.0.0/24, silent targets on 127.61.0.0/24),
+127.60.0.0/15 the fault suite (its lab on 127.60.0.0/24, silent targets on 127.61.0.0/24, a second
+lab that a device leaves on 127.61.128.0/24, a resetting device on 127.61.200.1),
 127.0.10.0/24 the default lab of `cybermission lab`.
 """
 

@@ -58,7 +58,8 @@ from cybermission.scans.recording import (
 from cybermission.scans.resume import FinishedHosts, finished_hosts
 from cybermission.scans.run_metrics import count_run_started
 from cybermission.scans.scopes import build_guard
-from cybermission.scans.sweep import SCOPE_ERROR_PREFIX, HostResult
+from cybermission.scans.skipped import SKIPPED_STAGE
+from cybermission.scans.sweep import HostResult
 from cybermission.scans.sweep_handoff import identify_paced
 from cybermission.scans.sweep_processes import sweep_specs
 from cybermission.scans.targets import expand_targets
@@ -81,8 +82,10 @@ async def _hosts(
         state.progress.hosts_swept += 1
         errors = host.errors
         if host.scope_refused:
+            # Refused part-way or at once: skipped as a whole (skipped.py says why).
             state.skipped.add_refused(host)
-            errors = tuple(e for e in errors if not e.startswith(SCOPE_ERROR_PREFIX))
+            state.tick()
+            continue
         state.add_errors({"target": host.address, "stage": "sweep", "error": e} for e in errors)
         if host.open_ports:
             state.progress.hosts_live += 1
@@ -231,6 +234,11 @@ async def execute_scan(
                 host, plan=plan, connector=connector, gate=gate, timeout_s=pacing.probe_timeout_s
             )
             state.progress.hosts_identified += 1
+            refused = [e for e in report.errors if e["stage"] == SKIPPED_STAGE]
+            if refused:
+                # The scope lapsed while probing it: skipped as a whole, nothing stored.
+                state.skipped.add(host.address, str(refused[0]["error"]))
+                return
             prefer_engine_observations(report, engine_observations)
             if not host.open_ports and not report.observations and not report.errors:
                 return  # a silent address on every UDP port: nothing to write

@@ -4,6 +4,11 @@ A scope that expires mid-run stops every packet at once (the guard judges each s
 must then say what it missed (DESIGN.md §2, "honest results"). One error per address would be
 cut at the run's error cap on a large range, so the addresses are kept as integers and reported
 as merged ranges, one entry per reason: ``127.0.4.21-127.0.4.63``.
+
+A host the guard refused part-way (some ports swept or probed before the lapse) is skipped as a
+whole: it is listed here and nothing of it is stored, so every address of a run is either
+scanned completely or listed, never both (an incomplete host stored as finished would pass for
+a device whose other services had closed).
 """
 
 import ipaddress
@@ -28,9 +33,13 @@ class SkippedAddresses:
     def add_refused(self, host: HostResult) -> None:
         """Book a swept host the guard refused, with the reason its error gave."""
         reason = next(e for e in host.errors if e.startswith(SCOPE_ERROR_PREFIX))
-        # "scope: <address>: <why>": the why is the same for every address of a lapse.
-        why = reason.removeprefix(SCOPE_ERROR_PREFIX).removeprefix(f"{host.address}: ")
-        address = ipaddress.ip_address(host.address)
+        self.add(host.address, reason.removeprefix(SCOPE_ERROR_PREFIX))
+
+    def add(self, host: str, refusal: str) -> None:
+        """Book ``host``, refused as ``refusal`` (the guard's ``<address>: <why>``)."""
+        # The why is the same for every address of a lapse: one entry for them all.
+        why = refusal.removeprefix(f"{host}: ")
+        address = ipaddress.ip_address(host)
         key = f"v{address.version}:{why}"
         self._by_reason[key].add(int(address))
         self._versions[key] = address.version

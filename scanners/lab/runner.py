@@ -2,7 +2,7 @@
 
 CLI contract (the core spawns it; it never imports ``scanners``)::
 
-    python -m scanners.lab [--base 127.0.10.0] [--state-file var/lab.json]
+    python -m scanners.lab [--base 127.0.10.0] [--state-file var/lab.json] [--without NAME]...
 
 - Loads every entry point of the ``cybermission.lab`` group; each is a callable
   ``(base: str) -> list[device]`` whose devices have ``name``, ``address``, ``port``, ``protocol``,
@@ -11,6 +11,8 @@ CLI contract (the core spawns it; it never imports ``scanners``)::
   one line ``lab ready <n> devices`` to stdout. State file JSON:
   ``{"pid": int, "base": str, "started_at": ISO-8601 UTC, "devices": [{"name", "address", "port",
   "protocol", "identity"}]}``.
+- ``--without NAME`` leaves that device out (a device gone offline, for the fault suite); a name
+  no device has is an error (exit 2), so a typo never passes for an absent device.
 - SIGTERM or SIGINT: stops every device, removes the state file, exits 0.
 - A device that cannot listen (address in use, permission): stops what started, writes no state
   file, prints the reason to stderr and exits 1.
@@ -120,9 +122,15 @@ def _remove_state(path: Path) -> None:
         path.unlink()
 
 
-async def run_lab(base: str, state_file: Path) -> int:
-    """Start every device, publish the state file, wait for SIGTERM/SIGINT, stop cleanly."""
+async def run_lab(base: str, state_file: Path, without: Sequence[str] = ()) -> int:
+    """Start every device (but those named in ``without``), publish the state file, wait for
+    SIGTERM/SIGINT, stop cleanly."""
     devices = load_lab_devices(base)
+    unknown = sorted(set(without) - {d.name for d in devices})
+    if unknown:
+        print(f"lab failed: --without names no device: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    devices = [d for d in devices if d.name not in without]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -147,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scanners.lab", description=__doc__)
     parser.add_argument("--base", default="127.0.10.0", help="first address of the lab /24")
     parser.add_argument("--state-file", type=Path, default=Path("var/lab.json"))
+    parser.add_argument(
+        "--without", action="append", default=[], metavar="NAME", help="leave this device out"
+    )
     args = parser.parse_args(argv)
     base = ipaddress.IPv4Address(args.base)
     if not base.is_loopback:
@@ -156,4 +167,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CybermissionError as exc:
         print(f"lab failed: {exc}", file=sys.stderr, flush=True)
         return 2
-    return asyncio.run(run_lab(str(base), args.state_file))
+    return asyncio.run(run_lab(str(base), args.state_file, args.without))

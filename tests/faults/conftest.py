@@ -1,10 +1,7 @@
 """Fixtures of the fault suite: the lab's simulators in their own process, fresh stores (SQLite
 and the real PostgreSQL) migrated by the CLI, and free ports for services."""
 
-import json
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,42 +12,19 @@ from tests.conftest import REQUIRE_POSTGRES
 from tests.faults.processes import (
     LAB_BASE,
     LAB_TARGETS,
-    ROOT,
     Store,
+    lab_process,
     postgres_store,
     run_cli,
     scan_json,
-    wait_for,
 )
-from tests.timing import scaled
 
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dict[str, Any]]]:
     """Every simulator of ``cybermission lab`` on 127.60.0.x, one process for the whole suite."""
-    state = tmp_path_factory.mktemp("lab") / "lab.json"
-    log = state.with_suffix(".log")
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "scanners.lab", "--base", LAB_BASE, "--state-file", str(state)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def ready() -> list[dict[str, Any]] | None:
-            if proc.poll() is not None:
-                raise AssertionError(f"the lab exited:\n{log.read_text()[-2000:]}")
-            if not state.exists():
-                return None
-            devices: list[dict[str, Any]] = json.loads(state.read_text())["devices"]
-            return devices
-
-        yield wait_for(ready, timeout_s=scaled(60), what="the lab")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=scaled(30))
+    with lab_process(LAB_BASE, tmp_path_factory.mktemp("lab") / "lab.json") as devices:
+        yield devices
 
 
 def _migrated(store: Store, tmp_path: Path) -> Store:

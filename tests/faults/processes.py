@@ -52,6 +52,46 @@ def wait_for(check: Callable[[], T | None], *, timeout_s: float, what: str) -> T
         time.sleep(0.2)
 
 
+@contextmanager
+def lab_process(
+    base: str, state: Path, *, without: tuple[str, ...] = ()
+) -> Iterator[list[dict[str, Any]]]:
+    """The lab's simulators on ``base`` in a process of their own (but the devices named in
+    ``without``: gone offline) until the block ends; yields the devices the state file lists."""
+    log = state.with_suffix(".log")
+    leave_out = [arg for name in without for arg in ("--without", name)]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "scanners.lab",
+                "--base",
+                base,
+                "--state-file",
+                str(state),
+                *leave_out,
+            ],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def ready() -> list[dict[str, Any]] | None:
+            if proc.poll() is not None:
+                raise AssertionError(f"the lab exited:\n{log.read_text()[-2000:]}")
+            if not state.exists():
+                return None
+            devices: list[dict[str, Any]] = json.loads(state.read_text())["devices"]
+            return devices
+
+        yield wait_for(ready, timeout_s=scaled(60), what=f"the lab on {base}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=scaled(30))
+
+
 @dataclass
 class Store:
     """A fresh store the processes share: a SQLite file or a PostgreSQL database of its own."""
