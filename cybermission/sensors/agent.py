@@ -37,7 +37,13 @@ from cybermission.scans.probing import HostReport, identify_host, select_probes
 from cybermission.scans.sweep import HostResult, sweep
 from cybermission.scans.sweep_handoff import identify_paced
 from cybermission.scans.targets import expand_targets
-from cybermission.sensors.broker import SCAN_TASK, WORKER_CONF, publish_task, task_for
+from cybermission.sensors.broker import (
+    SCAN_TASK,
+    WORKER_CONF,
+    WORKER_OPTIONS,
+    publish_task,
+    task_for,
+)
 from cybermission.sensors.messages import (
     CancelNotice,
     ChunkMessage,
@@ -426,15 +432,7 @@ def run_sensor(bundle: Bundle, settings: Settings, *, listen: ListenOrder | None
         listener.thread.start()
     app = sensor_app(runtime)
     try:
-        worker = app.Worker(
-            pool="solo",
-            concurrency=1,
-            without_gossip=True,
-            without_mingle=True,
-            without_heartbeat=True,
-            quiet=True,
-            loglevel=settings.log_level,
-        )
+        worker = app.Worker(**WORKER_OPTIONS, loglevel=settings.log_level)
         worker.start()
     finally:
         stop.set()

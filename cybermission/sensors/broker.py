@@ -43,6 +43,16 @@ WORKER_CONF: Mapping[str, Any] = {
     # reaper cover a dead link.
     "broker_heartbeat": 0,
 }
+# How both run it: one solo worker, none of Celery's gossip, mingle or event heartbeats (each
+# worker is alone on its queue).
+WORKER_OPTIONS: Mapping[str, Any] = {
+    "pool": "solo",
+    "concurrency": 1,
+    "without_gossip": True,
+    "without_mingle": True,
+    "without_heartbeat": True,
+    "quiet": True,
+}
 
 
 def task_for(journal_key: str) -> str:

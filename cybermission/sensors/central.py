@@ -17,7 +17,7 @@ from kombu import Exchange, Queue  # type: ignore[import-untyped]
 from cybermission.config import Settings
 from cybermission.db import create_db_engine, session_scope
 from cybermission.migrations import upgrade_database
-from cybermission.sensors.broker import INGEST_TASK, TRAFFIC_TASK, WORKER_CONF
+from cybermission.sensors.broker import INGEST_TASK, TRAFFIC_TASK, WORKER_CONF, WORKER_OPTIONS
 from cybermission.sensors.ingestion import Ingestion, IngestOutcome, record_rejection
 from cybermission.sensors.models import RejectionReason
 from cybermission.sensors.relay import reap_chunks, relay_cancels, relay_outbox
@@ -111,14 +111,6 @@ def run_central(settings: Settings, *, relay: bool = True) -> None:
         threading.Thread(target=_loop, args=(settings, stop), daemon=True).start()
     app = ingest_app(settings)
     try:
-        app.Worker(
-            pool="solo",
-            concurrency=1,
-            without_gossip=True,
-            without_mingle=True,
-            without_heartbeat=True,
-            quiet=True,
-            loglevel=settings.log_level,
-        ).start()
+        app.Worker(**WORKER_OPTIONS, loglevel=settings.log_level).start()
     finally:
         stop.set()
