@@ -6,6 +6,14 @@ Every string that reaches the API, in the path, the query or a JSON body, passes
   control characters and DEL (tab, newline and carriage return are ordinary text), and the Unicode
   bidirectional controls (U+202A-U+202E, U+2066-U+2069, U+200E/U+200F, U+061C: a right-to-left
   override makes ``gpj.exe`` read as ``exe.jpg`` in a scope or asset name) are refused;
+- characters that show nothing and tell nothing (zero-width space, word joiner, byte-order mark,
+  soft hyphen, Hangul fillers, ...: :data:`_INVISIBLE`) are refused too: ``Café`` and
+  ``Café\u200b`` would be two scopes no one can tell apart. Zero-width (non-)joiners stay: Persian,
+  Indic scripts and emoji sequences need them;
+- request text is read in Unicode NFC (:func:`nfc_tree`) before any bound or rule applies, so a
+  name sent decomposed (``Cafe\u0301``) is the same name as the precomposed one (a 409, not a
+  second scope that looks the same). Compatibility forms (full-width ``\uff43afe``) are kept as
+  sent: NFKC would change what people wrote (``²`` to ``2``);
 - the answer is one 422 problem (``invalid-request``) whose ``errors`` name the field and where it
   was (``path``, ``query``, ``body``), on SQLite and PostgreSQL alike, before any query runs.
 
@@ -38,6 +46,15 @@ _BIDI_CONTROLS = frozenset(
     "\u200e\u200f\u061c"  # LRM, RLM, ALM
 )
 
+# Default-ignorable characters with no job in the names and texts of an inventory: they render
+# as nothing, so two strings that differ only by them look equal (and a name of U+3164 looks
+# blank). ZWNJ/ZWJ (U+200C/U+200D) and the variation selectors are left out: scripts and emoji
+# need them.
+_INVISIBLE = frozenset(
+    "\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180e\u200b\u2060\u2061\u2062\u2063\u2064"
+    "\u3164\ufeff\uffa0"
+)
+
 
 # Every character text_problem refuses, as one class: every string of every request is searched
 # by the regex engine, not walked a character at a time in Python.
@@ -45,7 +62,8 @@ _REFUSED_CONTROLS = "".join(
     chr(code) for code in (*range(0x20), *range(0x7F, 0xA0)) if chr(code) not in _ALLOWED_CONTROLS
 )
 _REFUSED: Final = re.compile(
-    f"[{re.escape(_REFUSED_CONTROLS + ''.join(sorted(_BIDI_CONTROLS)))}\\ud800-\\udfff]"
+    f"[{re.escape(_REFUSED_CONTROLS + ''.join(sorted(_BIDI_CONTROLS | _INVISIBLE)))}"
+    "\\ud800-\\udfff]"
 )
 
 
@@ -62,7 +80,21 @@ def text_problem(value: str) -> str | None:
     if char in _BIDI_CONTROLS:
         name = unicodedata.name(char, "bidirectional control")
         return f"a bidirectional control ({name}, U+{code:04X}) at position {index} is not allowed"
+    if char in _INVISIBLE:
+        name = unicodedata.name(char, "invisible character")
+        return f"an invisible character ({name}, U+{code:04X}) at position {index} is not allowed"
     return f"a lone surrogate (U+{code:04X}) at position {index} is not text"
+
+
+def nfc_tree(value: Any) -> Any:
+    """``value`` with every string, and every string of a list, in Unicode NFC; anything else
+    (numbers, dicts) as it came. Dicts are left alone: they carry other systems' settings (an
+    alert channel's MQTT password), which must reach those systems byte for byte."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, list):
+        return [unicodedata.normalize("NFC", v) if isinstance(v, str) else v for v in value]
+    return value
 
 
 def check_tree(value: Any) -> None:

@@ -105,7 +105,8 @@ class PacingSettings(BaseModel):
 class BrokerSettings(BaseModel):
     """The RabbitMQ broker of the distributed mode (SCALE-OUT.md); unused in the embedded mode."""
 
-    # The central service's AMQP account; the vhost part is replaced per site (``site.<slug>``).
+    # The central service's AMQP account; the vhost part is replaced per site (``site.<site id>``:
+    # ids, as slugs are unique per organisation only; sensors/topology.py site_vhost).
     url: Annotated[str, SECRET] = "amqp://guest:guest@127.0.0.1:5672/"
     # The management API provisions per-site vhosts, users, permissions and shovels.
     management_url: str = "http://127.0.0.1:15672"

@@ -23,7 +23,7 @@ from typing import Annotated, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationInfo, field_validator
 
-from api.boundary import check_tree
+from api.boundary import check_tree, nfc_tree
 from cybermission.sites.service import SLUG_PATTERN
 
 MAX_PAGE = 500
@@ -43,6 +43,13 @@ class RequestModel(BaseModel):
     control and bidirectional characters): a 422 naming the field, on every store."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _nfc(cls, value: object) -> object:
+        # Before the schema's bounds: NFC may lengthen text (U+0958 is two code points in NFC),
+        # and the length the column holds is the normalised one.
+        return nfc_tree(value)
 
     @field_validator("*", mode="after")
     @classmethod

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from api.schemas import ReadModel, RequestModel
+from api.schemas import ReadModel, RequestModel, UpdateModel
 from cybermission.alerts.channels import redact_config
 from cybermission.alerts.models import ChannelKind, DeliveryStatus
 
@@ -20,7 +20,10 @@ class AlertChannelCreate(RequestModel):
     enabled: bool = True
 
 
-class AlertChannelUpdate(RequestModel):
+class AlertChannelUpdate(UpdateModel):
+    """A channel change: fields left out keep their value; `null` is refused, naming the field
+    (it was taken as "leave it", so `{"enabled": null}` answered 200 and changed nothing)."""
+
     config: dict[str, Any] | None = None
     enabled: bool | None = None
 

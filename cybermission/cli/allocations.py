@@ -18,10 +18,9 @@ def allocations_list(
     organization: Annotated[
         str | None, typer.Option(help="Only this organisation's (slug).")
     ] = None,
-    # JSON lines by default: the command printed them before it took --format.
-    output: FormatOption = "jsonl",
+    output: FormatOption = "table",
 ) -> None:
-    """The allocations: organisation, network, reference (one JSON line each by default)."""
+    """The allocations: organisation, network, reference."""
     from sqlmodel import select
 
     from cybermission.db import session_scope

@@ -35,11 +35,22 @@ def create_scope(session: Session, *, data: ScopeBase) -> Scope:
         raise ValidationError("cidrs: a scope needs at least one network")
     _check_validity(data.valid_from, data.valid_until)
     scope = Scope.model_validate(data)
+    scope.cidrs, scope.excludes = (
+        _canonical(scope.cidrs, "cidrs"),
+        _canonical(scope.excludes, "excludes"),
+    )
     scope.organization_id = _site_organization(session, scope.site_id)
     _check_owner(session, scope)
     session.add(scope)
     session.flush()
     return scope
+
+
+def _canonical(cidrs: Sequence[str], field: str) -> list[str]:
+    """``cidrs`` as the guard reads them (``10.0.0.0/255.255.255.0``, a hostmask
+    ``/0.0.0.255``, ``/024`` and upper-case IPv6 all become ``a.b.c.d/n``): what is stored and
+    shown is what authorises, not a spelling a reader might take for another network."""
+    return [str(parse_network(cidr, field=field)) for cidr in cidrs]
 
 
 def _check_networks(cidrs: Sequence[str] | None, excludes: Sequence[str] | None) -> None:
@@ -318,6 +329,8 @@ def update_scope(
         changes.get("valid_from", scope.valid_from), changes.get("valid_until", scope.valid_until)
     )
     for field, value in changes.items():
+        if field in ("cidrs", "excludes"):
+            value = _canonical(value, field)
         setattr(scope, field, value)
     scope.organization_id = _site_organization(session, scope.site_id)
     _check_owner(session, scope)

@@ -15,9 +15,10 @@ from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.sites.models import Organization, Sector, Site, Zone, ZoneExposure
 from cybermission.visibility import get_owned_or_raise, get_visible_or_raise, sees, visible
 
-# Lower-case letters, digits and '-', starting with a letter or digit: a slug names RabbitMQ
-# vhosts and routing keys of the site sensors, where '.' separates words and '_' would read
-# differently in URLs. The API's request schema uses this pattern too.
+# Lower-case letters, digits and '-', starting with a letter or digit: a slug is typed in CLI
+# arguments (`ORGANISATION/slug`) and URLs, where '/' and '.' would be ambiguous. It does not name
+# the sensors' RabbitMQ vhosts: those use the site's id (``site.<site id>``), as slugs are unique
+# per organisation only. The API's request schema uses this pattern too.
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 _SLUG = re.compile(SLUG_PATTERN)
 MAX_TIMEZONE = 64  # the column's length

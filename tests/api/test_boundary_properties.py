@@ -1,8 +1,9 @@
 """The input boundary as properties (hypothesis), on SQLite and PostgreSQL: for any text, in a body,
 a query filter or a path segment, the answer is never 5xx; text the boundary refuses is a 422
-naming the field, and text it accepts is stored and read back as sent."""
+naming the field, and text it accepts is stored and read back as sent (in Unicode NFC)."""
 
 import json
+import unicodedata
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -81,9 +82,9 @@ def test_boundary_zone_name_is_stored_as_sent_or_refused_naming_it(
             headers={**_auth(world), "content-type": "application/json"},
         )
         assert response.status_code < 500, response.text
-        # The schema strips surrounding whitespace first (NEL is whitespace): what is judged
-        # and stored is the stripped name.
-        judged = text.strip(UNICODE_WHITESPACE)
+        # The boundary reads text in NFC, then the schema strips surrounding whitespace (NEL is
+        # whitespace): what is judged and stored is the normalised, stripped name.
+        judged = unicodedata.normalize("NFC", text).strip(UNICODE_WHITESPACE)
         if text_problem(judged) is not None:
             assert response.status_code == 422, response.text
             assert [e["field"] for e in response.json()["errors"]] == ["name"]
@@ -182,6 +183,10 @@ def test_check_tree_bounds_nesting() -> None:
         ("gpj\u202eexe", True),
         ("\u2067x\u2069", True),
         ("\ud800", True),
+        ("Caf\u00e9\u200b", True),  # invisible: reads as "Café"
+        ("\ufeffplc", True),
+        ("\u3164", True),
+        ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", False),  # ZWNJ: Persian needs it
     ],
 )
 def test_text_problem(text: str, refused: bool) -> None:

@@ -1,11 +1,11 @@
 """A corpus of hostile inputs against every operation, on SQLite and PostgreSQL: never a 5xx.
 
-Classes: NUL, other control characters, bidirectional overrides, overlong text, deeply nested
-JSON, wrong types, and bytes that are not UTF-8. Each goes into every path parameter, every query
-parameter and every top-level body field of every operation of the OpenAPI schema (bodies start
-from a valid one where the corpus knows it, so the hostile field is the only thing wrong). Text a
-store cannot hold or a person cannot trust must be a 422 naming where it was; nothing may be 5xx.
-The tally per class is printed (``-s``) for the issue's closing note.
+Classes: NUL, other control characters, bidirectional overrides, invisible characters, overlong
+text, deeply nested JSON, wrong types, and bytes that are not UTF-8. Each goes into every path
+parameter, every query parameter and every top-level body field of every operation of the OpenAPI
+schema (bodies start from a valid one where the corpus knows it, so the hostile field is the only
+thing wrong). Text a store cannot hold or a person cannot trust must be a 422 naming where it
+was; nothing may be 5xx. The tally per class is printed (``-s``) for the issue's closing note.
 """
 
 import json
@@ -21,6 +21,8 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.app import create_app
+from api.schemas import UpdateModel
+from api.schemas.alerts import AlertChannelUpdate
 from api.schemas.schedules import ScheduleUpdate
 from api.schemas.scopes import ScopeUpdate
 from cybermission.config import Settings
@@ -35,6 +37,8 @@ TEXT_CLASSES = {
     "nul": "plc\x00name",
     "control": "plc\x1b[31mname",
     "bidi": "plc\u202egpj.exe",
+    # Shows as "plcname": a second name no one can tell from the first.
+    "invisible": "plc\u200bname",
 }
 OVERLONG = "a" * 70_000
 # In a URL: httpx refuses URLs over 64 KiB, and servers cap the request line far lower.
@@ -245,13 +249,25 @@ async def test_patch_with_null_is_a_422_naming_the_field_unless_null_clears_it(
         "/api/v1/schedules", json={"name": "nightly", "scope_id": a.scope, "interval_s": 3600}
     )
     assert created.status_code == 201, created.text
+    channel = await client.post(
+        "/api/v1/alert-channels",
+        json={"name": "c", "kind": "syslog", "config": {"host": "127.40.9.9", "port": 514}},
+    )
+    assert channel.status_code == 201, channel.text
     targets = {
         "scopes": (f"/api/v1/scopes/{a.scope}", "ScopeUpdate"),
         "schedules": (f"/api/v1/schedules/{created.json()['id']}", "ScheduleUpdate"),
+        # {"enabled": null} was a 200 that changed nothing.
+        "alert-channels": (f"/api/v1/alert-channels/{channel.json()['id']}", "AlertChannelUpdate"),
     }
     spec = app.openapi()["components"]["schemas"]
+    models: dict[str, type[UpdateModel]] = {
+        "ScopeUpdate": ScopeUpdate,
+        "ScheduleUpdate": ScheduleUpdate,
+        "AlertChannelUpdate": AlertChannelUpdate,
+    }
     for name, (url, schema) in targets.items():
-        model = {"ScopeUpdate": ScopeUpdate, "ScheduleUpdate": ScheduleUpdate}[schema]
+        model = models[schema]
         for field in spec[schema]["properties"]:
             response = await client.patch(url, json={field: None})
             assert response.status_code < 500, (name, field, response.text)
@@ -259,3 +275,37 @@ async def test_patch_with_null_is_a_422_naming_the_field_unless_null_clears_it(
                 continue  # null clears it: the service judges the result (200 or 422)
             assert response.status_code == 422, (name, field, response.text)
             assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
+async def test_names_that_look_equal_are_one_name(
+    hostile_client: tuple[httpx.AsyncClient, World, FastAPI],
+) -> None:
+    """``Café`` precomposed and decomposed (``Cafe`` + U+0301) are one name (NFC at the boundary:
+    the second is a 409, not a twin scope), and a name padded with an invisible character is a
+    422 naming the field. Both were stored as second scopes that read the same."""
+    client, world, _ = hostile_client
+    site = world.orgs["a"].site
+
+    def scope(name: str) -> dict[str, object]:
+        return {"name": name, "cidrs": ["127.40.1.0/26"], "site_id": site}
+
+    first = await client.post("/api/v1/scopes", json=scope("Caf\u00e9"))
+    assert first.status_code == 201, first.text
+    decomposed = await client.post("/api/v1/scopes", json=scope("Cafe\u0301"))
+    assert decomposed.status_code == 409, decomposed.text
+    renamed = await client.post(
+        "/api/v1/organizations", json={"slug": "org-nfd", "name": "Cafe\u0301"}
+    )
+    assert renamed.status_code == 201, renamed.text
+    assert renamed.json()["name"] == "Caf\u00e9"  # stored, and read back, in NFC
+    for invisible in ("\u200b", "\ufeff", "\u00ad", "\u2060", "\u3164"):
+        padded = await client.post("/api/v1/scopes", json=scope("Caf\u00e9" + invisible))
+        assert padded.status_code == 422, (invisible, padded.text)
+        assert [e["field"] for e in padded.json()["errors"]] == ["name"]
+    blank = await client.post("/api/v1/scopes", json=scope("\u3164"))  # a Hangul filler: blank
+    assert blank.status_code == 422, blank.text
+    # A joiner stays: scripts need it (and it is not a second "Café" on its own).
+    joined = await client.post(
+        "/api/v1/scopes", json=scope("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645")
+    )
+    assert joined.status_code == 201, joined.text

@@ -134,7 +134,9 @@ async def test_cli_allocations_add_list_remove(tmp_path: Path) -> None:
     assert code == 0, err
     code, out, err = await _cli(tmp_path, "allocations", "add", "default", "127.50.4.0/24")
     assert code == 0, err
-    code, out, _ = await _cli(tmp_path, "allocations", "list", "--organization", "default")
+    code, out, _ = await _cli(
+        tmp_path, "allocations", "list", "--organization", "default", "--format", "jsonl"
+    )
     assert [json.loads(line)["cidr"] for line in out.splitlines()] == [
         "127.50.3.0/24",
         "127.50.4.0/24",
@@ -145,8 +147,13 @@ async def test_cli_allocations_add_list_remove(tmp_path: Path) -> None:
     assert "site-plant" in err
     code, _, err = await _cli(tmp_path, "allocations", "remove", "default", "127.50.4.0/24")
     assert code == 0, err
+    code, out, _ = await _cli(tmp_path, "allocations", "list", "--format", "json")
+    assert [row["cidr"] for row in json.loads(out)] == ["127.50.3.0/24"]
+    # Like every other listing, a table by default.
     code, out, _ = await _cli(tmp_path, "allocations", "list")
-    assert [json.loads(line)["cidr"] for line in out.splitlines()] == ["127.50.3.0/24"]
+    assert code == 0
+    assert "127.50.3.0/24" in out
+    assert "organization" in out
 
 
 def test_cli_import_pcap_works_outside_the_repository(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ The site sensors' RabbitMQ vhosts were named by slug (``site.<slug>``); they are
 the site's id (``site.<site id>``, :func:`cybermission.sensors.topology.site_vhost`), which no
 other site of any organisation can share. The store holds no vhost name, so this revision
 changes nothing on the broker: existing sensors are re-enrolled once after the upgrade (the steps
-are in cybermission/sensors/README.md, "Upgrading: vhosts named by site id").
+are in deploy/README.md, "Upgrading to vhosts named by site id").
 """
 
 from collections.abc import Sequence

@@ -31,6 +31,28 @@ async def test_scopes_create_then_list(client: httpx.AsyncClient) -> None:
     assert [s["id"] for s in listed.json()] == [body["id"]]
 
 
+async def test_scopes_are_stored_in_the_spelling_that_authorises(client: httpx.AsyncClient) -> None:
+    """A netmask, a hostmask (``/0.0.0.255`` reads like a /32's neighbour but is a /24 to
+    Python's parser), a zero-padded prefix and upper-case IPv6 were stored as sent: what a reader
+    saw was not what the guard authorised. They are stored as the networks they are."""
+    created = await client.post(
+        "/api/v1/scopes",
+        json={
+            "name": "spelled",
+            "cidrs": ["127.40.1.0/255.255.255.0", "127.40.2.0/0.0.0.255", "2001:DB8:0::/032"],
+            "excludes": ["127.40.1.9/255.255.255.255"],
+        },
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["cidrs"] == ["127.40.1.0/24", "127.40.2.0/24", "2001:db8::/32"]
+    assert created.json()["excludes"] == ["127.40.1.9/32"]
+    changed = await client.patch(
+        f"/api/v1/scopes/{created.json()['id']}", json={"cidrs": ["127.40.3.0/024"]}
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["cidrs"] == ["127.40.3.0/24"]
+
+
 async def test_scopes_duplicate_name_is_409(client: httpx.AsyncClient) -> None:
     payload = {"name": "plant-b", "cidrs": ["127.40.2.0/24"]}
     assert (await client.post("/api/v1/scopes", json=payload)).status_code == 201
