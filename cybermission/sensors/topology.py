@@ -274,6 +274,14 @@ class Management:
             return None
         return int(info.get("messages", 0)) if info else None
 
+    def queue_consumers(self, vhost: str, queue: str) -> int:
+        """How many consumers ``queue`` has now (0 where the queue or its vhost is absent)."""
+        try:
+            info = self._call("GET", f"/queues/{self._q(vhost)}/{self._q(queue)}")
+        except BrokerError:
+            return 0
+        return int(info.get("consumers", 0)) if info else 0
+
 
 def new_password() -> str:
     return uuid.uuid4().hex + uuid.uuid4().hex

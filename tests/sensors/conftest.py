@@ -36,6 +36,7 @@ from cybermission.sensors.service import (
     enroll_sensor,
 )
 from cybermission.sensors.topology import (
+    INGEST,
     SCAN_QUEUE,
     Management,
     sensor_permissions,
@@ -168,6 +169,11 @@ class Cluster:
                 if (user is None or c.get("user") == user)
                 and (vhost is None or c.get("vhost") == vhost)
             )
+
+    def ingest_consumers(self) -> int:
+        """Consumers of the central ingest queue: the central worker, once it really listens."""
+        with Management(self.settings.broker) as mgmt:
+            return mgmt.queue_consumers(self.settings.broker.central_vhost, INGEST)
 
     def start(self, *args: str, log: str) -> subprocess.Popen[bytes]:
         with (self.tmp / log).open("ab") as out:
