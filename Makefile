@@ -34,8 +34,9 @@ contracts: $(STAMP)
 # Where the machine allows (root, unshare, socat), the suite runs in parallel workers, each in a
 # network namespace of its own, so the loopback address plan holds in every worker
 # (tests/netns-python). Elsewhere, or with PYTEST_WORKERS=0, it runs in one process.
+# Files start longest first (tests/file_order.py); --no-loadscope-reorder keeps that order.
 PYTEST_WORKERS ?= $(shell tests/netns-python --workers)
-XDIST := $(if $(filter-out 0,$(PYTEST_WORKERS)),-p xdist --dist loadfile --tx $(PYTEST_WORKERS)*popen//python=tests/netns-python)
+XDIST := $(if $(filter-out 0,$(PYTEST_WORKERS)),-p xdist --dist loadfile --no-loadscope-reorder --tx $(PYTEST_WORKERS)*popen//python=tests/netns-python)
 
 pytest: $(STAMP)
 	CYBERMISSION_TEST_PYTHON=$(BIN)/python $(BIN)/pytest -q $(XDIST) --durations=25

@@ -20,6 +20,7 @@ from sqlmodel import SQLModel
 from cybermission import models  # noqa: F401  (registers every table)
 from cybermission.config import Settings, load_settings
 from cybermission.db import create_db_engine
+from tests.file_order import format_record, longest_files_first, read_record
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "CYBERMISSION_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -100,3 +101,30 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     SQLModel.metadata.create_all(eng)
     yield eng
     eng.dispose()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--record-file-durations",
+        metavar="PATH",
+        help="write the seconds each test file took to PATH (tests/file_order.py reads it)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Longest files first: see tests/file_order.py (every worker sorts alike: xdist checks it).
+    items[:] = longest_files_first(items, read_record())
+
+
+_durations: list[tuple[str, float]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _durations.append((report.nodeid, report.duration))  # setup, call and teardown alike
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = session.config.getoption("--record-file-durations")
+    # Only the process that saw every report writes: xdist's controller, or a run without xdist.
+    if path and not hasattr(session.config, "workerinput"):
+        Path(path).write_text(format_record(_durations))
