@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 _LINGER_RESET: Final = struct.pack("ii", 1, 0)
 _EPOLL_CONNECTED: Final = select.EPOLLOUT | select.EPOLLONESHOT
+_EPOLL_BATCH: Final = 1024  # events read per epoll_wait (Python's own default is 1023)
 # Unreachable answers (ICMP) and kernel-side timeouts: nothing listened, nothing refused.
 _FILTERED_ERRNOS: Final = frozenset(
     {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ETIMEDOUT}
@@ -297,12 +298,22 @@ class _Completions:
         self._epoll.close()
 
     def settle(self) -> None:
-        """Resolve every connect whose completion the kernel reported (the loop's reader)."""
+        """Resolve every connect whose completion the kernel reported (the loop's reader).
+
+        One ``poll`` returns at most ``_EPOLL_BATCH`` events, so it is repeated until the kernel
+        holds no more: the deadline sweep calls this right before it calls connects unanswered,
+        and a late loop on a busy machine can have thousands of completions waiting (reading only
+        the first batch called the rest "filtered": 415 of 420 open ports under stress-ng).
+        """
         waiting = self._waiting
-        for fd, _events in self._epoll.poll(0):
-            done = waiting.get(fd)
-            if done is not None and not done.done():
-                done.set_result(False)
+        while True:
+            events = self._epoll.poll(0, _EPOLL_BATCH)
+            for fd, _events in events:
+                done = waiting.get(fd)
+                if done is not None and not done.done():
+                    done.set_result(False)
+            if len(events) < _EPOLL_BATCH:
+                return
 
 
 class _Slots:

@@ -3,6 +3,7 @@
 import asyncio
 import itertools
 import resource
+import select
 import selectors
 import socket
 import threading
@@ -352,3 +353,35 @@ async def test_sweep_scope_revoked_mid_host_stops_that_host() -> None:
     assert got[0].scope_refused
     assert "no authorised scope is valid now" in got[0].errors[0]
     assert guard.checks == 3  # nothing more was tried on that host after the refusal
+
+
+async def test_completions_settle_reads_every_completion_the_kernel_holds() -> None:
+    """More connects completed than one epoll_wait returns (1,023 by Python's default): a late
+    loop's deadline sweep settles them all before it calls any unanswered."""
+    from cybermission.scans.sweep import _Completions
+
+    count = 2_500
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.10.13.1", 0))
+    server.listen(4096)
+    clients: list[socket.socket] = []
+    completions = _Completions(asyncio.get_running_loop())
+    try:
+        futures = []
+        for _ in range(count):
+            client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            clients.append(client)
+            client.setblocking(False)
+            client.connect_ex(server.getsockname())
+            futures.append(completions.watch(client.fileno()))
+        # Loopback completes the handshakes in the kernel; give them a moment without the loop.
+        last = select.poll()
+        last.register(clients[-1].fileno(), select.POLLOUT)
+        assert last.poll(scaled(5) * 1000)
+        completions.settle()  # called once, as the deadline sweep does
+        assert sum(f.done() for f in futures) == count
+    finally:
+        completions.close()
+        for client in clients:
+            client.close()
+        server.close()
