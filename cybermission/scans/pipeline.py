@@ -60,7 +60,7 @@ from cybermission.scans.run_metrics import count_run_started
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.skipped import SKIPPED_STAGE
 from cybermission.scans.sweep import HostResult
-from cybermission.scans.sweep_handoff import identify_paced
+from cybermission.scans.sweep_handoff import Handoff, identify_paced, udp_window
 from cybermission.scans.sweep_processes import sweep_specs
 from cybermission.scans.targets import expand_targets
 from cybermission.scans.writing import replay_left_spool, write_batches
@@ -229,9 +229,14 @@ async def execute_scan(
         # A writer that dies stops the probing side at once: nothing waits on a full queue.
         writing.add_done_callback(lambda task: _writer_ended(task, scan_run_id, control))
 
-        async def identify(host: HostResult) -> None:
+        async def identify(host: HostResult, handoff: Handoff) -> None:
             report = await identify_host(
-                host, plan=plan, connector=connector, gate=gate, timeout_s=pacing.probe_timeout_s
+                host,
+                plan=plan,
+                connector=connector,
+                gate=gate,
+                timeout_s=pacing.probe_timeout_s,
+                handoff=handoff,
             )
             state.progress.hosts_identified += 1
             refused = [e for e in report.errors if e["stage"] == SKIPPED_STAGE]
@@ -273,7 +278,9 @@ async def execute_scan(
                 _closing(swept),
                 _closing(_hosts(swept, state, udp=plan.has_udp)) as live,
             ):
-                await identify_paced(live, identify, gate=gate)
+                await identify_paced(
+                    live, identify, gate=gate, udp_hosts=udp_window(pacing, len(plan.udp))
+                )
         finally:
             connector.close()
         await queue.put(None)

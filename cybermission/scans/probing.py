@@ -9,7 +9,7 @@ any store code (pyproject, "the probing side imports no store code").
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,8 +200,12 @@ async def identify_host(
     connector: Connector,
     gate: DeviceGate,
     timeout_s: float,
+    handoff: Callable[[], Awaitable[None]] | None = None,
 ) -> HostReport:
     """Run the matching probes on one host, one at a time: one connection per device.
+
+    ``handoff`` is awaited after the TCP probes, before the UDP ones (the caller trades the
+    host's identification slot for a datagram slot there: ``sweep_handoff.py``).
 
     A device that resets, closes early or stays silent ``strikes_before_back_off`` times in a row
     is left alone for the rest of the run (back-off), and the report names it. A refusal by the
@@ -212,6 +216,8 @@ async def identify_host(
     try:
         await _identify_tcp(host, probing, plan)
         if plan.has_udp:
+            if handoff is not None:
+                await handoff()
             # Datagram exchanges hold no connection on the device: the UDP probes go together.
             await asyncio.gather(
                 *(_identify_udp(probes, probing, port) for port, probes in plan.udp.items())

@@ -8,6 +8,15 @@ run's :class:`~cybermission.device_pacing.DeviceGate` carries the per-host pace 
 sweep (``HostResult.next_contact_at``), and is dropped when it is done, so state follows the
 hosts in flight, never the size of the range.
 
+A host's UDP probes hold no connection on the device and mostly wait out a silence (the usual
+answer of an address on a UDP port; the kernel's ICMP rate limit, 1,000 a second even on
+loopback, leaves most "port unreachable" answers unsent). Holding an identification slot
+through that wait made the probe phase one UDP timeout per ``probes_in_flight`` hosts (issue 12:
+a 1,024-device lab run waited in epoll 76% of its time). So a host hands its slot over when its
+TCP probes are done: it takes one of ``udp_hosts`` datagram slots (the run's sessions in flight,
+``sockets_in_flight``, shared out over its UDP ports) and only then frees its identification
+slot, so at most ``probes_in_flight + udp_hosts`` hosts are in the probe phase at once.
+
 Backpressure runs the whole way: ``identify`` awaits the bounded write queue, a full set of
 slots stops this loop from pulling the next swept host, and the sweep's own bounded queue then
 stops its workers.
@@ -16,32 +25,57 @@ stops its workers.
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from cybermission.config import PacingSettings
 from cybermission.device_pacing import DeviceGate
 from cybermission.scans.sweep import HostResult
+
+#: What ``identify`` calls between a host's TCP and UDP probes (``identify_host``'s ``handoff``).
+Handoff = Callable[[], Awaitable[None]]
+
+
+def udp_window(pacing: PacingSettings, udp_ports: int) -> int:
+    """Hosts whose UDP probes may wait at once: the sessions in flight over the UDP ports, never
+    fewer than the identification window (what one window held before the handoff)."""
+    return max(pacing.probes_in_flight, pacing.sockets_in_flight // max(1, udp_ports))
 
 
 async def identify_paced(
     hosts: AsyncIterator[HostResult],
-    identify: Callable[[HostResult], Awaitable[None]],
+    identify: Callable[[HostResult, Handoff], Awaitable[None]],
     *,
     gate: DeviceGate,
+    udp_hosts: int | None = None,
 ) -> None:
     """Run ``identify`` on every host of ``hosts``, as many at once as the gate's window allows.
 
     The window (``gate.answer_times.window``, at most ``probes_in_flight``) narrows when probes
-    go unanswered and widens with answers. The first error of an ``identify`` cancels the
-    others and is raised here.
+    go unanswered and widens with answers. ``identify`` awaits the handoff it is given before
+    its UDP probes: the host then holds one of ``udp_hosts`` datagram slots (default: the
+    window's maximum) instead of its identification slot. The first error of an ``identify``
+    cancels the others and is raised here.
     """
     slots = _Window(lambda: gate.answer_times.window)
+    datagram_slots = _Window(lambda: udp_hosts or gate.answer_times.max_in_flight)
     tasks: set[asyncio.Task[None]] = set()
     failure: list[BaseException] = []
 
     async def one(host: HostResult) -> None:
+        held = [slots]
+
+        async def handoff() -> None:
+            if held != [slots]:
+                return  # handed over already
+            await datagram_slots.acquire()
+            held.append(datagram_slots)
+            held.remove(slots)
+            slots.release()
+
         try:
-            await identify(host)
+            await identify(host, handoff)
         finally:
             gate.release(host.address)
-            slots.release()
+            for window in held:
+                window.release()
 
     def done(task: asyncio.Task[None]) -> None:
         tasks.discard(task)

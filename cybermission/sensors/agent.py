@@ -35,7 +35,7 @@ from cybermission.scans.host_messages import HostReportMessage, RunError
 from cybermission.scans.passive import RingSpec
 from cybermission.scans.probing import HostReport, identify_host, select_probes
 from cybermission.scans.sweep import HostResult, sweep
-from cybermission.scans.sweep_handoff import identify_paced
+from cybermission.scans.sweep_handoff import Handoff, identify_paced, udp_window
 from cybermission.scans.targets import expand_targets
 from cybermission.sensors.broker import (
     SCAN_TASK,
@@ -129,9 +129,14 @@ async def scan_chunk(
     gate = DeviceGate.paced(pacing)
     connector = Connector(guard, pacer=gate, shared_udp=True)
 
-    async def identify(host: HostResult) -> None:
+    async def identify(host: HostResult, handoff: Handoff) -> None:
         report = await identify_host(
-            host, plan=plan, connector=connector, gate=gate, timeout_s=pacing.probe_timeout_s
+            host,
+            plan=plan,
+            connector=connector,
+            gate=gate,
+            timeout_s=pacing.probe_timeout_s,
+            handoff=handoff,
         )
         if not host.open_ports and not report.observations and not report.errors:
             return
@@ -155,7 +160,9 @@ async def scan_chunk(
             yield host
 
     try:
-        await identify_paced(swept(), identify, gate=gate)
+        await identify_paced(
+            swept(), identify, gate=gate, udp_hosts=udp_window(pacing, len(plan.udp))
+        )
     finally:
         connector.close()
     result.reports.sort(key=lambda r: r.address)
