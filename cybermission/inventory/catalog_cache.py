@@ -42,6 +42,13 @@ class InventoryCache:
 
     def prefetch(self, session: Session, pairs: Iterable[tuple[str, str]]) -> None:
         """Read the ids of these (vendor, model) pairs that the store holds, in two queries."""
+        if self._watched is not session:
+            # A new batch's session. Rows still pending belong to one that reported neither its
+            # commit nor a rollback: a connection lost during COMMIT, whose rollback then failed
+            # too ("cannot exit pipeline mode while busy"), fires no after_rollback. Trusting them
+            # made the retry refer to types that were never stored (a foreign-key violation that
+            # stopped the writer); forgotten, they are read again below if the commit did land.
+            self._forget_pending()
         self._absent_makers.clear()
         self._absent_types.clear()
         wanted = {p for p in pairs if p[0] and p[1] and p not in self._known_types()}

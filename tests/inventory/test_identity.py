@@ -279,6 +279,28 @@ def test_the_cache_forgets_rows_of_a_rolled_back_batch(engine: Engine) -> None:
         assert len(session.exec(select(Manufacturer)).all()) == 1
 
 
+def test_the_cache_forgets_rows_of_a_batch_whose_end_it_never_heard(engine: Engine) -> None:
+    """A session that ends with neither a commit nor a rollback event (its connection died
+    during COMMIT, so the rollback failed too): its new types are not trusted by the next."""
+    cache = InventoryCache()
+    with Session(engine) as session:
+        reconcile_hosts(
+            session,
+            [HostSeen("127.50.2.7", [_service("modbus", M340)])],
+            scanned=[(502, "tcp")],
+            scan_run_id=None,
+            now=T0,
+            cache=cache,
+        )
+    # Closed without commit: nothing of it was stored, and no after_rollback fired.
+    with Session(engine) as session:
+        (device,) = _scan(
+            session, [HostSeen("127.50.2.7", [_service("modbus", M340)])], cache=cache
+        )
+        assert session.get(DeviceType, device.device_type_id) is not None
+        assert len(session.exec(select(Manufacturer)).all()) == 1
+
+
 @pytest.mark.parametrize("scans", [1, 2])
 def test_rescans_of_the_same_answers_change_nothing(engine: Engine, scans: int) -> None:
     hosts = [
