@@ -97,7 +97,16 @@ def test_kill9_of_cli_scan_then_resume_equals_an_undisturbed_run(
 
 
 def test_resume_refuses_a_run_still_running_in_a_live_process(store: Store, tmp_path: Path) -> None:
-    proc = cli(store, "scan", LAB_TARGETS, log=tmp_path / "scan.log")
+    # Two connects a second overall: the run lasts minutes, so it is surely still running when
+    # the resume (a second process, slow to start on a loaded machine) asks; CI once saw the
+    # unpaced scan end in between.
+    proc = cli(
+        store,
+        "scan",
+        LAB_TARGETS,
+        log=tmp_path / "scan.log",
+        CYBERMISSION_PACING__GLOBAL_RATE_PER_S="2",
+    )
     try:
         running = wait_for(lambda: _running(store), timeout_s=scaled(60), what="the run to start")
         log = tmp_path / "resume.log"
