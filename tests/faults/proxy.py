@@ -51,6 +51,12 @@ class TcpRelay:
             # SO_LINGER 0: a reset, as a dead server or a cut link gives, not a polite close.
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            # close() alone does not wake a pump thread blocked in recv() on this socket: that
+            # call keeps the kernel's socket alive, so no reset left and a client waiting for an
+            # answer waited for ever (the spool fault test hung in CI after the store came back).
+            # shutdown(SHUT_RD) wakes it and sends nothing; the reset leaves when it lets go.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RD)
             sock.close()
 
     def _accept(self, listener: socket.socket) -> None:

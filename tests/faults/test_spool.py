@@ -79,6 +79,7 @@ def test_postgres_away_longer_than_the_retry_window_spools_and_loses_nothing(
         finally:
             if proc.poll() is None:
                 proc.kill()
+                proc.wait(timeout=scaled(30))
         through.dispose()
     assert code == 0, log.read_text()[-3000:]
     assert "results spooled" in log.read_text()
