@@ -46,6 +46,9 @@ from cybermission.territory.shares import (
 )
 from cybermission.territory.trends import MAX_WEEKS, trend_points
 
+# A report month, YYYY-MM: the territory's and an organisation's reports take the same.
+ReportMonth = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+
 router = APIRouter(tags=["territory"])
 
 Ident = Annotated[str, Path(max_length=64)]
@@ -173,7 +176,7 @@ def delete_share(
     },
 )
 def get_territory_report(
-    month: Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")],
+    month: ReportMonth,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
@@ -204,7 +207,7 @@ def get_territory_report(
 )
 def get_organization_report(
     organization_id: Annotated[str, Path(max_length=64)],
-    month: Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")],
+    month: ReportMonth,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
