@@ -129,6 +129,10 @@ class ProcessLock:
         if self._connection is not None:
             try:
                 self._connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            except SQLAlchemyError:
+                # The connection is already lost (a restart, a terminated backend): the server
+                # released the lock with it, so there is nothing left to unlock.
+                self._connection.invalidate()
             finally:
                 self._connection.close()
                 self._connection = None

@@ -2,6 +2,7 @@
 APScheduler really driving the ticks."""
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -131,9 +132,35 @@ def _lose_lock(engine: Engine, lock: ProcessLock) -> None:
         pid = lock._connection.execute(text("SELECT pg_backend_pid()")).scalar()
         with engine.connect() as connection:
             connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            # pg_terminate_backend only signals the backend; its locks go when it has exited,
+            # which a loaded machine can delay past the next statement.
+            deadline = time.monotonic() + scaled(30)
+            while True:
+                connection.rollback()  # pg_stat_activity is read once per transaction
+                alive = connection.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                ).scalar()
+                if not alive:
+                    break
+                assert time.monotonic() < deadline, f"backend {pid} still alive"
+                time.sleep(0.05)
     else:
         assert lock._path is not None
         lock._path.unlink()
+
+
+def test_a_lost_lock_is_released_quietly_and_taken_by_the_next(engine: Engine) -> None:
+    """A service stopping after its lock's connection was lost must stop cleanly (the server
+    already let the lock go), and another holder takes it."""
+    first, second = ProcessLock(engine, "test-lost-lock"), ProcessLock(engine, "test-lost-lock")
+    assert first.acquire()
+    _lose_lock(engine, first)
+    first.release()
+    assert not first.held
+    try:
+        assert second.acquire()
+    finally:
+        second.release()
 
 
 def test_leader_that_lost_its_lock_stops_deciding(engine: Engine, settings: Settings) -> None:
