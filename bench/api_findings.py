@@ -4,7 +4,11 @@ organisation-scoped token.
 
     .venv/bin/python -m bench.api_findings                      # both stores
     .venv/bin/python -m bench.api_findings --store sqlite --findings 100000
+    .venv/bin/python -m bench.api_findings --store postgresql --loads idle,stress
     .venv/bin/python -m bench.api_findings --indexes            # with the proposed finding indexes
+
+``--loads idle,stress`` measures the same loaded database twice: as the machine is, then under
+``stress-ng --cpu 2`` (``bench/cpu_hogs.py``); each table names the load average it began at.
 
 PostgreSQL: a scratch database is created on the machine's server (127.0.0.1:5432, or
 CYBERMISSION_BENCH_POSTGRES_URL) and dropped at the end; rows are loaded with COPY. SQLite: a
@@ -30,6 +34,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, SQLModel
 
 from api.app import create_app
+from bench.cpu_hogs import cpu_hogs
 from bench.postgres_database import throwaway_database
 from cybermission import models  # noqa: F401  (registers every table)
 from cybermission.auth.models import Role
@@ -126,15 +131,16 @@ def populate(engine: Engine, findings: int) -> dict[str, str]:
         cursor = raw.cursor()
         device_sql = (
             "INSERT INTO device (id, name, organization_id, site_id, zone_id, first_seen_at, "
-            "last_seen_at, provenance) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, '{{}}')"
+            "last_seen_at, provenance, absent_scans) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, "
+            "'{{}}', 0)"
         )
         if engine.dialect.name == "postgresql":
             with cursor.copy(
                 "COPY device (id, name, organization_id, site_id, zone_id, first_seen_at, "
-                "last_seen_at, provenance) FROM STDIN"
+                "last_seen_at, provenance, absent_scans) FROM STDIN"
             ) as copy:
                 for row in device_rows:
-                    copy.write_row((*row, "{}"))
+                    copy.write_row((*row, "{}", 0))
             with cursor.copy(f"COPY finding ({COLUMNS}) FROM STDIN") as copy:
                 for finding in _finding_rows(findings, device_ids):
                     copy.write_row(finding)
@@ -193,6 +199,9 @@ async def measure(engine: Engine, ids: dict[str, str], repeat: int) -> dict[str,
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             for name, (params, headers) in shapes.items():
+                # One untimed request first: the first of a shape compiles its SQL and warms
+                # the caches, and with 100 requests p99 is the slowest one.
+                await client.get("/api/v1/findings", params=params, headers=headers)
                 for _ in range(repeat):
                     started = time.perf_counter()
                     response = await client.get("/api/v1/findings", params=params, headers=headers)
@@ -209,8 +218,17 @@ async def measure(engine: Engine, ids: dict[str, str], repeat: int) -> dict[str,
     return timings
 
 
-def report(store: str, findings: int, timings: dict[str, list[float]], indexed: bool) -> None:
-    print(f"\n{store}: {findings:,} findings, indexes {'proposed' if indexed else 'as migrated'}")
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def report(
+    store: str, findings: int, timings: dict[str, list[float]], indexed: bool, load: str = "idle"
+) -> None:
+    print(
+        f"\n{store}: {findings:,} findings, indexes {'proposed' if indexed else 'as migrated'}, "
+        f"{load}, load at end {_loadavg()}"
+    )
     print(f"{'query':32} {'p50 ms':>8} {'p99 ms':>8}")
     for name, values in timings.items():
         ordered = sorted(values)
@@ -218,27 +236,44 @@ def report(store: str, findings: int, timings: dict[str, list[float]], indexed: 
         print(f"{name:32} {statistics.median(ordered) * 1000:8.1f} {p99 * 1000:8.1f}")
 
 
-def run_store(store: str, findings: int, repeat: int, indexes: bool) -> None:
+def measure_loads(
+    store: str,
+    engine: Engine,
+    ids: dict[str, str],
+    findings: int,
+    repeat: int,
+    loads: list[str],
+    indexed: bool,
+) -> None:
+    for load in loads:
+        with cpu_hogs(load == "stress"):
+            label = "stress-ng --cpu 2" if load == "stress" else "idle"
+            started_load = _loadavg()
+            timings = asyncio.run(measure(engine, ids, repeat))
+            report(store, findings, timings, indexed, f"{label} (load at start {started_load})")
+
+
+def run_store(store: str, findings: int, repeat: int, indexes: bool, loads: list[str]) -> None:
     if store == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
             engine = create_db_engine(f"sqlite:///{tmp}/bench.db")
             started = time.perf_counter()
             ids = populate(engine, findings)
             print(f"sqlite: loaded in {time.perf_counter() - started:.1f} s")
-            report(store, findings, asyncio.run(measure(engine, ids, repeat)), False)
+            measure_loads(store, engine, ids, findings, repeat, loads, False)
             if indexes:
                 add_indexes(engine)
-                report(store, findings, asyncio.run(measure(engine, ids, repeat)), True)
+                measure_loads(store, engine, ids, findings, repeat, loads, True)
             engine.dispose()
         return
     with throwaway_database(ADMIN_URL) as engine:
         started = time.perf_counter()
         ids = populate(engine, findings)
-        print(f"postgresql: loaded in {time.perf_counter() - started:.1f} s")
-        report(store, findings, asyncio.run(measure(engine, ids, repeat)), False)
+        print(f"postgresql: loaded in {time.perf_counter() - started:.1f} s", flush=True)
+        measure_loads(store, engine, ids, findings, repeat, loads, False)
         if indexes:
             add_indexes(engine)
-            report(store, findings, asyncio.run(measure(engine, ids, repeat)), True)
+            measure_loads(store, engine, ids, findings, repeat, loads, True)
 
 
 def main() -> None:
@@ -247,11 +282,17 @@ def main() -> None:
     parser.add_argument("--findings", type=int, default=None, help="override the row count")
     parser.add_argument("--repeat", type=int, default=100, help="requests per query shape")
     parser.add_argument("--indexes", action="store_true", help="also measure with PROPOSED_INDEXES")
+    parser.add_argument(
+        "--loads", default="idle", help="comma-separated: idle, stress (stress-ng --cpu 2)"
+    )
     args = parser.parse_args()
+    loads = [load.strip() for load in args.loads.split(",") if load.strip()]
+    if unknown := set(loads) - {"idle", "stress"}:
+        parser.error(f"--loads: unknown {sorted(unknown)}")
     if args.store in ("sqlite", "both"):
-        run_store("sqlite", args.findings or 100_000, args.repeat, args.indexes)
+        run_store("sqlite", args.findings or 100_000, args.repeat, args.indexes, loads)
     if args.store in ("postgresql", "both"):
-        run_store("postgresql", args.findings or 1_000_000, args.repeat, args.indexes)
+        run_store("postgresql", args.findings or 1_000_000, args.repeat, args.indexes, loads)
 
 
 if __name__ == "__main__":
