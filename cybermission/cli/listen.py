@@ -5,8 +5,14 @@ pcap`` uses, and stored as one run in batches while it listens: inventory (first
 rules and findings, and the communication map. It stops on Ctrl-C, SIGTERM or ``--duration``,
 then prints the run's report (stdout) and what it captured (stderr).
 
+The process owns its run as a scan's does (``scans/ownership.py``): it renews the run's lease
+while it listens, so a session killed outright (``kill -9``, a crash) is closed ``interrupted``
+with the reason by the first process that notices (any ``scan`` or ``listen`` at start-up, the
+reaper of ``serve``); a cancel request stops it and ends the run ``cancelled``. Runs such a
+process left behind are closed before this one starts.
+
 Exit status: 0 stopped and stored (partial when the kernel dropped frames); 2 a bad interface
-or filter (the run ends failed, saying why), or no store.
+or filter (the run ends failed, saying why), or no store; 1 the store failed before listening.
 """
 
 import signal
@@ -76,8 +82,12 @@ def listen(
     ring_files: RingFilesOption = 8,
 ) -> None:
     """Learn assets and who talks to whom from a mirror port's traffic, never sending a packet."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from cybermission.scans.listening import PassiveRecorder
+    from cybermission.scans.ownership import reap_before_starting
     from cybermission.scans.passive import load_listener, passive_decoders
+    from cybermission.store_faults import describe_store_error
 
     check_format(output)
     settings = start()
@@ -96,11 +106,22 @@ def listen(
     # Made before the capture starts, so its rules and advisories are loaded before the first
     # frame; a capture that cannot start ends it failed, saying why.
     try:
+        reap_before_starting(engine, settings.runs)
         recorder = PassiveRecorder(
-            engine=engine, settings=settings, source=f"listen:{interface}", requested_by="listen"
+            engine=engine,
+            settings=settings,
+            source=f"listen:{interface}",
+            requested_by="listen",
+            owned=settings.runs,
         )
     except CybermissionError as exc:
         raise fail(exc) from exc
+    except SQLAlchemyError as exc:
+        err().print(f"[bold red]error:[/] the store failed: {describe_store_error(exc)}")
+        raise typer.Exit(code=1) from exc
+
+    def should_stop() -> bool:
+        return stop.is_set() or recorder.stop_request is not None
 
     def on_batch(observations: list["Observation"], conversations: list["Conversation"]) -> None:
         recorder.record(observations, conversations)
@@ -112,7 +133,7 @@ def listen(
                 passive_decoders(),
                 bpf=bpf,
                 on_batch=on_batch,
-                should_stop=stop.is_set,
+                should_stop=should_stop,
                 flush_every_s=flush_every_s,
                 ring=ring_spec(ring, ring_file_mb, ring_files),
             )

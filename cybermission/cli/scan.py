@@ -54,7 +54,7 @@ def scan(
     from sqlalchemy.exc import SQLAlchemyError
 
     from cybermission.db import session_scope
-    from cybermission.scans.ownership import reap_orphaned_runs, this_process
+    from cybermission.scans.ownership import reap_before_starting, this_process
     from cybermission.scans.scopes import build_guard
     from cybermission.scans.service import create_scan_run
     from cybermission.store_faults import describe_store_error, retry_transient
@@ -82,11 +82,7 @@ def scan(
 
     try:
         # Runs a killed scan or service left behind are closed before this one starts.
-        retry_transient(
-            lambda: reap_orphaned_runs(engine, lease_s=settings.runs.lease_s),
-            horizon_s=retry_s,
-            what="close orphaned runs",
-        )
+        reap_before_starting(engine, settings.runs)
         run_id, total = retry_transient(create, horizon_s=retry_s, what="create a run")
     except CybermissionError as exc:
         raise fail(exc) from exc

@@ -7,6 +7,7 @@ the run must end in and why; the scan task is cancelled and records exactly that
 
 import asyncio
 import logging
+import threading
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -49,33 +50,74 @@ class RunControl:
             self._task.cancel()
 
 
-async def keep_lease(
-    engine: Engine, scan_run_id: str, owner: RunOwner, *, interval_s: float, control: RunControl
-) -> None:
-    """Renew the run's lease every ``interval_s`` until cancelled; the first renewal is at once,
-    so a cancel recorded while the run was queued is honoured before anything is sent.
+def renew_once(engine: Engine, scan_run_id: str, owner: RunOwner, control: RunControl) -> bool:
+    """One heartbeat of the run's owner; False once the run must stop (``control`` was told how:
+    its lease was taken, or a cancel request was seen).
 
     A failed renewal is only logged: the lease is several heartbeats long, and a store that stays
     away makes the run's own writes fail, which ends it.
     """
+    try:
+        renewal = renew_lease(engine, scan_run_id, owner)
+    except SQLAlchemyError as exc:
+        logger.warning(
+            "heartbeat not recorded", extra={"scan_run_id": scan_run_id, "error": str(exc)}
+        )
+        return True
+    if not renewal.owned:
+        control.request_stop(
+            ScanStatus.INTERRUPTED,
+            "interrupted: another process closed this run while it ran (its lease had lapsed)",
+        )
+        return False
+    if renewal.cancel_requested_by is not None:
+        control.request_stop(ScanStatus.CANCELLED, f"cancelled by {renewal.cancel_requested_by}")
+        return False
+    return True
+
+
+async def keep_lease(
+    engine: Engine, scan_run_id: str, owner: RunOwner, *, interval_s: float, control: RunControl
+) -> None:
+    """Renew the run's lease every ``interval_s`` until cancelled or told to stop
+    (:func:`renew_once`); the first renewal is at once, so a cancel recorded while the run was
+    queued is honoured before anything is sent."""
     while True:
-        try:
-            renewal = await asyncio.to_thread(renew_lease, engine, scan_run_id, owner)
-        except SQLAlchemyError as exc:
-            logger.warning(
-                "heartbeat not recorded", extra={"scan_run_id": scan_run_id, "error": str(exc)}
-            )
-        else:
-            if not renewal.owned:
-                control.request_stop(
-                    ScanStatus.INTERRUPTED,
-                    "interrupted: another process closed this run while it ran "
-                    "(its lease had lapsed)",
-                )
-                return
-            if renewal.cancel_requested_by is not None:
-                control.request_stop(
-                    ScanStatus.CANCELLED, f"cancelled by {renewal.cancel_requested_by}"
-                )
-                return
+        if not await asyncio.to_thread(renew_once, engine, scan_run_id, owner, control):
+            return
         await asyncio.sleep(interval_s)
+
+
+class LeaseThread:
+    """:func:`keep_lease` for a run executed by blocking code (a listening session): a daemon
+    thread renews the lease every ``interval_s`` until :meth:`stop`; the code polls
+    ``control.stop`` to learn that it must end, and how."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        scan_run_id: str,
+        owner: RunOwner,
+        *,
+        interval_s: float,
+        control: RunControl,
+    ) -> None:
+        self._args = (engine, scan_run_id, owner, control)
+        self._interval_s = interval_s
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="run-lease", daemon=True)
+
+    def start(self) -> "LeaseThread":
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while renew_once(*self._args) and not self._stopping.wait(self._interval_s):
+            pass
+
+    def stop(self) -> None:
+        """No more heartbeats (the run is about to end); waits a while for one in progress (a
+        store that does not answer cannot hold the run's end for long: the thread is a daemon)."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=max(5.0, self._interval_s))

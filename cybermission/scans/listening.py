@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from cybermission.config import Settings
+from cybermission.config import RunSettings, Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.findings.service import FindingDraft, record_findings
 from cybermission.guard import ScopeGuard
@@ -23,8 +23,10 @@ from cybermission.inventory.communications import (
 )
 from cybermission.inventory.models import Device
 from cybermission.probes import Observation
+from cybermission.scans.control import LeaseThread, RunControl, StopRequest
 from cybermission.scans.judging import asset_document, rule_drafts, traffic_subject
 from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.ownership import claim_run, this_process
 from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.probing import HostReport
 from cybermission.scans.recording import (
@@ -55,11 +57,21 @@ class PassiveRecorder:
         guard: ScopeGuard | None = None,
         organization_id: str | None = None,
         site_id: str | None = None,
+        owned: RunSettings | None = None,
     ) -> None:
         """Start a run of ``source``, or go on with ``run_id`` (a site sensor's session whose
         recorder the centre dropped). ``guard`` places and partitions what is seen (a sensor's
-        session: its site's scopes only); by default every scope of the store does."""
+        session: its site's scopes only); by default every scope of the store does.
+
+        With ``owned`` (a new run executed by this process, a ``listen`` session), this process
+        claims the run and renews its lease from a thread until :meth:`finish` or :meth:`fail`,
+        as a scan's owner does: if the process dies the run is closed ``interrupted`` by the
+        first process that notices (``ownership.reap_orphaned_runs``), and a cancel request or a
+        lease taken by another process shows in :attr:`stop_request`."""
         self.engine = engine
+        self.control = RunControl()
+        self._lease: LeaseThread | None = None
+        owner = this_process() if owned is not None and run_id is None else None
         with session_scope(engine) as session:
             if run_id is None:
                 run = ScanRun(
@@ -73,6 +85,8 @@ class PassiveRecorder:
                     organization_id=organization_id,
                     site_id=site_id,
                 )
+                if owner is not None:
+                    claim_run(run, owner)
                 session.add(run)
                 session.flush()
                 count_run_started(session)
@@ -81,6 +95,20 @@ class PassiveRecorder:
         self.source = source
         self.addresses: set[str] = set()
         self.conversations = 0
+        if owner is not None and owned is not None:
+            self._lease = LeaseThread(
+                engine, run_id, owner, interval_s=owned.heartbeat_s, control=self.control
+            ).start()
+
+    @property
+    def stop_request(self) -> StopRequest | None:
+        """Why the run must stop now (cancelled, or closed by another process), if it must."""
+        return self.control.stop
+
+    def _release(self) -> None:
+        if self._lease is not None:
+            self._lease.stop()
+            self._lease = None
 
     @property
     def run_id(self) -> str:
@@ -182,11 +210,14 @@ class PassiveRecorder:
 
     def fail(self, reason: str) -> ScanRun:
         """End the run as failed (the capture could not start): ``reason`` says why."""
+        self._release()
         self.state.add_errors([{"target": self.source, "stage": "listen", "error": reason}])
         return finish_run(self.engine, self.state, ScanStatus.FAILED, reason=reason)
 
     def finish(self, problems: Sequence[str] = ()) -> ScanRun:
-        """End the run; ``problems`` (damage met, a capture that stopped) make it partial."""
+        """End the run; ``problems`` (damage met, a capture that stopped) make it partial; a
+        :attr:`stop_request` (cancelled, lease lost) decides its status and reason."""
+        self._release()
         with session_scope(self.engine) as session:
             run = session.get(ScanRun, self.run_id)
             if run is not None:
@@ -195,5 +226,8 @@ class PassiveRecorder:
         self.state.add_errors(
             {"target": self.source, "stage": "import", "error": p} for p in problems
         )
+        stopped = self.control.stop
+        if stopped is not None:
+            return finish_run(self.engine, self.state, stopped.status, reason=stopped.reason)
         status = ScanStatus.PARTIAL if problems else ScanStatus.SUCCEEDED
         return finish_run(self.engine, self.state, status)

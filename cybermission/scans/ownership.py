@@ -22,10 +22,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
+from cybermission.config import RunSettings
 from cybermission.db import session_scope, utcnow
 from cybermission.events import EventKind, record_event
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.run_metrics import count_run_ended
+from cybermission.store_faults import retry_transient
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +234,17 @@ def reap_orphaned_runs(
             )
             reaped.append(run.id)
     return reaped
+
+
+def reap_before_starting(engine: Engine, runs: RunSettings) -> list[str]:
+    """What a process that executes runs does first (``scan``, ``listen``): close the runs a
+    killed scan, session or service left behind, transient store errors retried for
+    ``runs.store_retry_s``."""
+    return retry_transient(
+        lambda: reap_orphaned_runs(engine, lease_s=runs.lease_s),
+        horizon_s=runs.store_retry_s,
+        what="close orphaned runs",
+    )
 
 
 def cancel_unowned(engine: Engine, scan_run_id: str, *, by: str, lease_s: float) -> ScanRun | None:
