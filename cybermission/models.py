@@ -3,7 +3,13 @@
 from cybermission.alerts.models import AlertChannel, AlertPolicy, Delivery, OutboxCursor
 from cybermission.auth.models import ApiToken, BrowserSession, Role
 from cybermission.events import Event, EventKind
-from cybermission.findings.models import Finding, FindingStatus, Severity
+from cybermission.findings.models import (
+    FamilyPack,
+    FamilyPackDecision,
+    Finding,
+    FindingStatus,
+    Severity,
+)
 from cybermission.inventory.communications import Communication
 from cybermission.inventory.models import (
     ChangeEvent,
@@ -51,6 +57,8 @@ __all__ = [
     "DeviceType",
     "Event",
     "EventKind",
+    "FamilyPack",
+    "FamilyPackDecision",
     "Finding",
     "FindingStatus",
     "IPAddress",

@@ -12,6 +12,7 @@ from api.deps import SessionDep, SettingsDep
 from api.routes.territory import eol_rule_ids
 from cybermission.auth.models import Permission
 from cybermission.db import utcnow
+from cybermission.rules.packs import RULE_PACKS
 from cybermission.territory.campaigns import campaign_progress, list_campaigns
 from cybermission.territory.charts import stacked_columns, svg
 from cybermission.territory.exposure import SEVERITIES, exposure_report, load_territory
@@ -55,7 +56,8 @@ def territory_page(request: Request, session: SessionDep, settings: SettingsDep)
         trend=trend,
         campaigns=campaigns,
         packs=[
-            (u.pack, u.organizations_evaluating) for u in pack_uptake(session, threshold=threshold)
+            (u.pack, u.organizations_evaluating)
+            for u in pack_uptake(session, RULE_PACKS, threshold=threshold)
         ],
         months=recent_months(now),
     )

@@ -54,7 +54,8 @@ def post_match(
         DeviceIdentity(vendor=d.vendor, firmware=d.firmware, names=tuple(d.names))
         for d in body.devices
     ]
-    results = match_identities(session, identities)
+    # With the family packs the caller's organisation adopted, as its scans match.
+    results = match_identities(session, identities, organization_id=caller.organization_id)
     return [IdentityMatchesRead.model_validate(r) for r in results_json(results)]
 
 

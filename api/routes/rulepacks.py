@@ -3,9 +3,7 @@
 scans evaluate. The coordinator reads how many organisations evaluate each version (withheld
 when a few), not which."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Request, status
 
 from api.deps import (
     Coordinator,
@@ -15,7 +13,7 @@ from api.deps import (
     SessionDep,
     SettingsDep,
 )
-from api.errors import ForbiddenError
+from api.routes.packs import Ident, PackName, Version, decide_for_organization, organization_packs
 from api.routes.rules import loaded_rules
 from api.schemas.rulepacks import (
     OrganizationRulePackRead,
@@ -29,21 +27,16 @@ from api.schemas.rulepacks import (
 )
 from cybermission.rules.models import RulePack
 from cybermission.rules.packs import (
+    RULE_PACKS,
     adopted_packs,
     compile_pack,
-    decide,
     get_pack_version_or_raise,
-    list_decisions,
     list_packs,
     publish_pack,
 )
-from cybermission.sites.service import get_organization_or_raise
 from cybermission.territory.uptake import pack_uptake
 
 router = APIRouter(tags=["rule packs"])
-
-Ident = Annotated[str, Path(max_length=64)]
-PackName = Annotated[str, Path(max_length=100)]
 
 
 def _fields(pack: RulePack) -> dict[str, object]:
@@ -91,7 +84,7 @@ def get_territory_rule_packs(
         TerritoryRulePackRead.model_validate(
             {**_fields(u.pack), "organizations_evaluating": u.organizations_evaluating}
         )
-        for u in pack_uptake(session, threshold=settings.territory.threshold)
+        for u in pack_uptake(session, RULE_PACKS, threshold=settings.territory.threshold)
     ]
 
 
@@ -115,7 +108,7 @@ def get_rule_packs(session: SessionDep, caller: Reader) -> list[OrganizationRule
 )
 def get_rule_pack(
     name: PackName,
-    version: Annotated[int, Path(ge=1, le=1_000_000)],
+    version: Version,
     session: SessionDep,
     caller: Reader,
 ) -> RulePackDetailRead:
@@ -131,20 +124,11 @@ def get_rule_pack(
 def get_organization_rule_packs(
     organization_id: Ident, session: SessionDep, caller: Reader
 ) -> OrganizationRulePacksRead:
-    get_organization_or_raise(
-        session=session, organization_id=organization_id, visible_to=caller.organization_id
+    evaluated, decisions = organization_packs(
+        session, RULE_PACKS, organization_id=organization_id, caller=caller
     )
-    return OrganizationRulePacksRead.model_validate(
-        {
-            "evaluated": [
-                RulePackRead.model_validate(_fields(p))
-                for p in adopted_packs(session, organization_id=organization_id)
-            ],
-            "decisions": [
-                RulePackDecisionRead.model_validate(d)
-                for d in list_decisions(session, organization_id=organization_id)
-            ],
-        }
+    return OrganizationRulePacksRead(
+        evaluated=[RulePackRead.model_validate(_fields(p)) for p in evaluated], decisions=decisions
     )
 
 
@@ -164,18 +148,6 @@ def post_rule_pack_decision(
     session: SessionDep,
     caller: OrganizationManager,
 ) -> RulePackDecisionRead:
-    get_organization_or_raise(
-        session=session, organization_id=organization_id, visible_to=caller.organization_id
+    return decide_for_organization(
+        session, RULE_PACKS, organization_id=organization_id, name=name, body=body, caller=caller
     )
-    # What an organisation's scans evaluate is its own decision: not even a global admin's.
-    if caller.organization_id != organization_id:
-        raise ForbiddenError("only the organisation's own admins adopt or decline rule packs")
-    row = decide(
-        session,
-        organization_id=organization_id,
-        pack_name=name,
-        decision=body.decision,
-        pinned_version=body.pinned_version,
-        decided_by=caller.name,
-    )
-    return RulePackDecisionRead.model_validate(row)

@@ -1,36 +1,25 @@
 """Shared rule packs: versions the coordinator publishes, organisations' decisions on them."""
 
-from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from api.schemas import ReadModel, RequestModel
+from api.schemas.packs import PackCreate, PackDecisionCreate, PackDecisionRead, PackVersionRead
 from api.schemas.territory import Shown
-from cybermission.rules.models import PackDecision
 
 RuleText = Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
 
 
-class RulePackCreate(RequestModel):
+class RulePackCreate(PackCreate):
     """The next version of a pack: its rules as whole rule files (YAML text)."""
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-    notes: Annotated[str, StringConstraints(max_length=4000)] = ""
     rules: list[RuleText] = Field(min_length=1, max_length=200)
 
 
-class RulePackRead(ReadModel):
+class RulePackRead(PackVersionRead):
     """One published version, with the ids of its rules."""
 
-    name: str
-    version: int
-    title: str
-    notes: str
     rule_ids: list[str]
-    published_by: str
-    published_at: datetime
 
 
 class RulePackDetailRead(RulePackRead):
@@ -51,21 +40,9 @@ class OrganizationRulePackRead(RulePackRead):
     evaluated: bool
 
 
-class RulePackDecisionCreate(RequestModel):
-    decision: PackDecision
-    pinned_version: int | None = Field(
-        default=None, ge=1, description="Adopt this version and stay on it; null follows the latest"
-    )
-
-
-class RulePackDecisionRead(ReadModel):
-    id: str
-    organization_id: str
-    pack_name: str
-    decision: PackDecision
-    pinned_version: int | None
-    decided_by: str
-    decided_at: datetime
+# An organisation's decisions are every pack's (api/schemas/packs.py).
+RulePackDecisionCreate = PackDecisionCreate
+RulePackDecisionRead = PackDecisionRead
 
 
 class OrganizationRulePacksRead(BaseModel):

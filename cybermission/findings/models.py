@@ -4,7 +4,7 @@ imported CISA advisories with their affected products, and the known-exploited C
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
@@ -13,6 +13,7 @@ from cybermission.db import UTCDateTime, enum_type, new_id, utcnow
 from cybermission.findings.grades import Confidence as Confidence
 from cybermission.findings.grades import FindingStatus as FindingStatus
 from cybermission.findings.grades import Severity as Severity
+from cybermission.packs import PackBase, PackDecisionBase
 
 
 class Finding(SQLModel, table=True):
@@ -122,3 +123,21 @@ class KnownExploited(SQLModel, table=True):
     product: str = Field(default="", max_length=300)
     date_added: str = Field(default="", max_length=32)
     imported_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class FamilyPack(PackBase, table=True):
+    """One version of advisory family data the coordinator published (families.yaml's format),
+    never edited afterwards (a change is a new version): the families laid over the shipped
+    file for the organisations that adopted it (advisories/family_packs.py)."""
+
+    __tablename__ = "family_pack"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    document: str = Field(sa_type=Text)
+
+
+class FamilyPackDecision(PackDecisionBase, table=True):
+    """An organisation's admin adopting (optionally pinned to a version) or declining family
+    data: advisory matching of its devices uses it, or does not."""
+
+    __tablename__ = "family_pack_decision"

@@ -2,9 +2,9 @@
 (optionally pinned to a version) or decline them, and an organisation's scans evaluate the rules
 of the packs it adopted beside the installed ones.
 
-A published version is never edited: publishing again makes the next version. Every decision is
-a row; the latest one per (organisation, pack) holds. Nothing here reads an organisation's
-devices or findings: what a pack finds stays with the organisation whose scan found it.
+Versions, decisions and counts are every kind of pack's (``cybermission/packs.py``); this holds
+what is a rule pack's own: its rules, checked when published, and how scans evaluate them. What a
+pack finds stays with the organisation whose scan found it.
 """
 
 import logging
@@ -13,17 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from cybermission.errors import ConflictError, NotFoundError, RuleError, ValidationError
+from cybermission.errors import RuleError, ValidationError
+from cybermission.packs import Packs
 from cybermission.rules.loader import Rule, load_rule_text
-from cybermission.rules.models import PackDecision, RulePack, RulePackDecision
+from cybermission.rules.models import RulePack, RulePackDecision
 
 logger = logging.getLogger(__name__)
 
 MAX_PACK_RULES: Final = 200
-_NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+RULE_PACKS: Final = Packs(noun="rule pack", pack=RulePack, decision=RulePackDecision)
 
 
 def pack_rule_path(name: str, version: int, rule_id: str) -> Path:
@@ -59,15 +59,11 @@ def publish_pack(
 ) -> RulePack:
     """Store the next version of pack ``name``; every rule must load with its examples passing,
     and no id may be an installed rule's or appear twice."""
-    if not _NAME_RE.match(name):
-        raise ValidationError(
-            "name: lower-case letters, digits and '-', starting with a letter or digit, at most 100"
-        )
+    version = RULE_PACKS.next_version(session, name)
     if not rules:
         raise ValidationError("rules: a pack holds at least one rule (YAML text)")
     if len(rules) > MAX_PACK_RULES:
         raise ValidationError(f"rules: at most {MAX_PACK_RULES} per pack")
-    version = _latest_version(session, name) + 1
     seen: set[str] = set()
     for index, text in enumerate(rules):
         path = pack_rule_path(name, version, _rule_id(text))
@@ -88,125 +84,16 @@ def publish_pack(
         rules=list(rules),
         published_by=published_by[:100],
     )
-    session.add(pack)
-    session.flush()
-    logger.info("rule pack published", extra={"pack": name, "version": version})
-    return pack
+    return RULE_PACKS.store(session, pack)
 
 
-def _latest_version(session: Session, name: str) -> int:
-    found = session.exec(select(func.max(RulePack.version)).where(col(RulePack.name) == name)).one()
-    return int(found or 0)
-
-
-def list_packs(session: Session) -> list[RulePack]:
-    """Every published version, by name then version."""
-    return list(
-        session.exec(select(RulePack).order_by(col(RulePack.name), col(RulePack.version))).all()
-    )
-
-
-def get_pack_version_or_raise(session: Session, *, name: str, version: int) -> RulePack:
-    pack = session.exec(
-        select(RulePack).where(col(RulePack.name) == name, col(RulePack.version) == version)
-    ).first()
-    if pack is None:
-        raise NotFoundError(f"no rule pack {name!r} version {version}")
-    return pack
-
-
-def decide(
-    session: Session,
-    *,
-    organization_id: str,
-    pack_name: str,
-    decision: PackDecision,
-    pinned_version: int | None,
-    decided_by: str,
-) -> RulePackDecision:
-    """Record an organisation's decision on a pack; pinning names a published version."""
-    latest = _latest_version(session, pack_name)
-    if latest == 0:
-        raise NotFoundError(f"no rule pack {pack_name!r}")
-    if decision is PackDecision.DECLINE and pinned_version is not None:
-        raise ValidationError("pinned_version: a declined pack pins no version")
-    if pinned_version is not None:
-        get_pack_version_or_raise(session, name=pack_name, version=pinned_version)
-    current = current_decisions(session, organization_id=organization_id).get(pack_name)
-    if (
-        current is not None
-        and current.decision is decision
-        and current.pinned_version == pinned_version
-    ):
-        raise ConflictError(f"this organisation already decided exactly that on {pack_name!r}")
-    sequence = session.exec(
-        select(func.max(RulePackDecision.sequence)).where(
-            col(RulePackDecision.organization_id) == organization_id
-        )
-    ).one()
-    row = RulePackDecision(
-        sequence=int(sequence or 0) + 1,
-        organization_id=organization_id,
-        pack_name=pack_name,
-        decision=decision,
-        pinned_version=pinned_version,
-        decided_by=decided_by[:100],
-    )
-    session.add(row)
-    session.flush()
-    logger.info(
-        "rule pack decided",
-        extra={
-            "organization_id": organization_id,
-            "pack": pack_name,
-            "decision": str(decision),
-            "pinned_version": pinned_version,
-        },
-    )
-    return row
-
-
-def list_decisions(session: Session, *, organization_id: str) -> list[RulePackDecision]:
-    """Every decision the organisation took, oldest first (the record)."""
-    return list(
-        session.exec(
-            select(RulePackDecision)
-            .where(col(RulePackDecision.organization_id) == organization_id)
-            .order_by(col(RulePackDecision.sequence))
-        ).all()
-    )
-
-
-def current_decisions(session: Session, *, organization_id: str) -> dict[str, RulePackDecision]:
-    """The decision that holds, per pack name."""
-    held: dict[str, RulePackDecision] = {}
-    for row in list_decisions(session, organization_id=organization_id):
-        held[row.pack_name] = row
-    return held
-
-
-def adopted_packs(session: Session, *, organization_id: str | None) -> list[RulePack]:
-    """The pack versions the organisation's scans evaluate: the pinned version, or the latest."""
-    if organization_id is None:
-        return []
-    packs: list[RulePack] = []
-    for name, row in sorted(current_decisions(session, organization_id=organization_id).items()):
-        if row.decision is not PackDecision.ADOPT:
-            continue
-        version = row.pinned_version or _latest_version(session, name)
-        packs.append(get_pack_version_or_raise(session, name=name, version=version))
-    return packs
-
-
-def adoption_counts(session: Session) -> dict[tuple[str, int], int]:
-    """How many organisations evaluate each (pack, version) now (the coordinator's count)."""
-    organizations = session.exec(select(RulePackDecision.organization_id).distinct()).all()
-    counts: dict[tuple[str, int], int] = {}
-    for organization_id in organizations:
-        for pack in adopted_packs(session, organization_id=organization_id):
-            key = (pack.name, pack.version)
-            counts[key] = counts.get(key, 0) + 1
-    return counts
+# Listing, deciding and counting are every pack's (cybermission/packs.py).
+list_packs = RULE_PACKS.list_packs
+get_pack_version_or_raise = RULE_PACKS.get_version_or_raise
+decide = RULE_PACKS.decide
+list_decisions = RULE_PACKS.list_decisions
+adopted_packs = RULE_PACKS.adopted
+adoption_counts = RULE_PACKS.adoption_counts
 
 
 def rules_with_packs(installed: Sequence[Rule], packs: Sequence[RulePack]) -> list[Rule]:

@@ -25,7 +25,7 @@ from cybermission.db import session_scope, utcnow
 from cybermission.device_pacing import DeviceGate
 from cybermission.errors import CybermissionError
 from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL
-from cybermission.findings.advisories.lookup import current_index
+from cybermission.findings.advisories.lookup import organization_index
 from cybermission.findings.advisories.matching import AdvisoryIndex
 from cybermission.findings.service import expire_acceptances
 from cybermission.guard import ScopeGuard
@@ -138,7 +138,7 @@ def _begin(
             run=run,
             guard=guard or build_guard(session, settings, organization_id=run.organization_id),
             placements=load_placements(session),
-            advisories=current_index(session),
+            advisories=organization_index(session, organization_id=run.organization_id),
             finished=finished_hosts(session, run.id) if resumed else FinishedHosts(),
             packs=adopted_packs(session, organization_id=run.organization_id),
         )

@@ -18,7 +18,7 @@ from cybermission.config import Settings
 from cybermission.db import insert_values, new_id, session_scope, utcnow
 from cybermission.errors import CybermissionError
 from cybermission.events import EventBatch, EventKind
-from cybermission.findings.advisories.lookup import current_index
+from cybermission.findings.advisories.lookup import organization_index
 from cybermission.findings.advisories.matching import AdvisoryIndex
 from cybermission.findings.service import FindingDraft, record_findings, resolve_absent
 from cybermission.guard import ScopeGuard, ScopeRule
@@ -66,8 +66,10 @@ class RunState:
     # probes that ran; findings of other protocols are not judged by this run.
     clean_devices: set[str] = field(default_factory=set)
     probes_run: frozenset[str] = frozenset()
-    # Imported CISA advisories, matched against every device the run writes.
+    # Imported CISA advisories, matched against every device the run writes: with the family
+    # packs the run's organisation adopted (another organisation's device: with its own).
     advisories: AdvisoryIndex | None = None
+    other_advisories: dict[str, AdvisoryIndex] = field(default_factory=dict)
     # The run's organisation: the inventory partition of addresses no scope places elsewhere.
     organization_id: str | None = None
     # Identity authority rank per probe name (inventory/identity.py prefers the stronger).
@@ -87,6 +89,16 @@ class RunState:
                 self.errors.append(error)
             else:
                 self.errors_dropped += 1
+
+    def advisories_of(self, session: Session, device: Device) -> AdvisoryIndex | None:
+        """The index matching ``device``: the family data its organisation chose (a global
+        run writes devices of several organisations)."""
+        owner = device.organization_id
+        if self.advisories is None or owner is None or owner == self.organization_id:
+            return self.advisories
+        if owner not in self.other_advisories:
+            self.other_advisories[owner] = organization_index(session, organization_id=owner)
+        return self.other_advisories[owner]
 
     def tick(self) -> None:
         if self.callback is not None:
@@ -144,7 +156,7 @@ def run_state(
         placements=load_placements(session),
         progress=ScanProgress(scan_run_id=scan_run_id, hosts_total=run.hosts_total),
         callback=progress,
-        advisories=current_index(session),
+        advisories=organization_index(session, organization_id=run.organization_id),
         organization_id=run.organization_id,
         authority=authority_ranks(load_probes()),
         absent_after_scans=settings.absent_after_scans,
@@ -242,7 +254,12 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
             )
         drafts.extend(
             judge_device(
-                state.rules, state.advisories, report, result.device, result.events, placement
+                state.rules,
+                state.advisories_of(session, result.device),
+                report,
+                result.device,
+                result.events,
+                placement,
             )
         )
         state.progress.observations += len(report.observations)

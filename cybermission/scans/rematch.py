@@ -9,13 +9,15 @@ with every fact its probes read.
 """
 
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
 from sqlmodel import Session, col, select
 
 from cybermission.findings.advisories.drafts import advisory_drafts
+from cybermission.findings.advisories.families import FamilyBook
+from cybermission.findings.advisories.family_packs import organization_book
 from cybermission.findings.advisories.matching import AdvisoryIndex, DeviceIdentity
 from cybermission.findings.models import Advisory, AdvisoryProduct
 from cybermission.findings.service import FindingDraft, record_findings
@@ -42,7 +44,30 @@ def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
         yield values[start : start + _IN_CHUNK]
 
 
-def _index(session: Session, advisory_ids: Sequence[str]) -> AdvisoryIndex:
+@dataclass(slots=True)
+class _Indexes:
+    """The changed advisories indexed once per family book: each device is matched with the
+    family data its organisation chose (advisories/family_packs.py)."""
+
+    advisories: list[Advisory]
+    products: list[AdvisoryProduct]
+    by_book: dict[int, tuple[FamilyBook, AdvisoryIndex]] = field(default_factory=dict)
+    by_organization: dict[str | None, AdvisoryIndex] = field(default_factory=dict)
+
+    def of(self, session: Session, organization_id: str | None) -> AdvisoryIndex:
+        found = self.by_organization.get(organization_id)
+        if found is not None:
+            return found
+        book = organization_book(session, organization_id=organization_id)
+        held = self.by_book.get(id(book))
+        if held is None or held[0] is not book:
+            held = (book, AdvisoryIndex.build(self.advisories, self.products, book=book))
+            self.by_book[id(book)] = held
+        self.by_organization[organization_id] = held[1]
+        return held[1]
+
+
+def _indexes(session: Session, advisory_ids: Sequence[str]) -> _Indexes:
     advisories: list[Advisory] = []
     products: list[AdvisoryProduct] = []
     for chunk in _chunks(advisory_ids):
@@ -50,7 +75,7 @@ def _index(session: Session, advisory_ids: Sequence[str]) -> AdvisoryIndex:
         products += session.exec(
             select(AdvisoryProduct).where(col(AdvisoryProduct.advisory_id).in_(chunk))
         ).all()
-    return AdvisoryIndex.build(advisories, products)
+    return _Indexes(advisories, products)
 
 
 def _devices(session: Session) -> Iterator[list[tuple[Device, str | None]]]:
@@ -82,8 +107,8 @@ def rematch_inventory(
     ids = sorted(set(advisory_ids))
     if not ids:
         return report
-    index = _index(session, ids)
-    report.advisories = len(index.advisories)
+    indexes = _indexes(session, ids)
+    report.advisories = len(indexes.advisories)
     placements = load_placements(session)
     for page in _devices(session):
         addresses = list_addresses_by_device(session=session, device_ids=[d.id for d, _ in page])
@@ -98,7 +123,7 @@ def rematch_inventory(
             identity = DeviceIdentity(vendor=device.vendor, firmware=device.firmware, names=names)
             placement = _placement(device, placements)
             drafts += advisory_drafts(
-                index.match(identity),
+                indexes.of(session, device.organization_id).match(identity),
                 device_id=device.id,
                 zone_exposure=placement.exposure if placement else None,
                 criticality=str(device.criticality) if device.criticality else None,

@@ -164,50 +164,117 @@ def _runs(names: list[Any], skip: frozenset[str], where: str) -> tuple[tuple[str
 
 def load_families(path: Path = FAMILIES_FILE) -> FamilyBook:
     """Read and check families.yaml: ValueError naming the entry on anything malformed."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return parse_families(path.read_text(encoding="utf-8"), source=path.name)
+
+
+def parse_families(text: str, *, source: str, known: "FamilyBook | None" = None) -> FamilyBook:
+    """Check a families document (families.yaml's format) and read it: ValueError naming
+    ``source`` and the entry on anything malformed (a family named twice included). The brand
+    words of ``known`` (the book it will be laid over) count as the document's own too."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{source}: not YAML ({exc})") from exc
     if not isinstance(data, dict) or not isinstance(data.get("families"), list):
-        raise ValueError(f"{path}: expected a mapping with a 'families' list")  # noqa: TRY004
-    brands = {
-        vendor_key(vendor): frozenset(str(w).casefold() for w in words)
-        for vendor, words in (data.get("brands") or {}).items()
-    }
+        raise ValueError(f"{source}: expected a mapping with a 'families' list")  # noqa: TRY004
+    unknown_top = set(data) - {"brands", "aliases", "families"}
+    if unknown_top:
+        raise ValueError(f"{source}: unknown keys {sorted(unknown_top)}")
+    brands = _brands(data.get("brands"), source)
+    for vendor, words in (known.brands if known else {}).items():
+        brands[vendor] = brands.get(vendor, frozenset()) | words
     families: list[Family] = []
+    seen: set[tuple[str, str]] = set()
     for index, raw in enumerate(data["families"]):
-        where = f"{path.name} families[{index}]"
-        if not isinstance(raw, dict):
-            raise ValueError(f"{where}: expected a mapping")  # noqa: TRY004 (a malformed file)
-        unknown = set(raw) - _ENTRY_KEYS
-        if unknown:
-            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
-        for key in ("vendor", "family", "source"):
-            if not isinstance(raw.get(key), str) or not raw[key].strip():
-                raise ValueError(f"{where}: '{key}' must be a non-empty string")
-        members = raw.get("members")
-        if not isinstance(members, list) or not members:
-            raise ValueError(f"{where}: 'members' must be a non-empty list of patterns")
-        try:
-            patterns = tuple(re.compile(str(m)) for m in members)
-        except re.error as exc:
-            raise ValueError(f"{where}: bad member pattern ({exc})") from exc
-        vendor = vendor_key(raw["vendor"])
-        skip = FILLER | brands.get(vendor, frozenset()) | frozenset(vendor.split())
-        families.append(
-            Family(
-                vendor=vendor,
-                name=raw["family"],
-                members=patterns,
-                names=_runs(raw.get("names") or [], skip, where),
-                vendors=(vendor, *(vendor_key(v) for v in raw.get("vendors") or [])),
-                source=raw["source"],
-            )
-        )
-    aliases = {
-        vendor_key(vendor): tuple(
-            (re.compile(str(item["pattern"])), str(item["alias"])) for item in items
-        )
-        for vendor, items in (data.get("aliases") or {}).items()
+        family = _family(raw, brands, f"{source} families[{index}]")
+        if (family.vendor, family.name) in seen:
+            raise ValueError(f"{source} families[{index}]: {family.name!r} appears twice")
+        seen.add((family.vendor, family.name))
+        families.append(family)
+    return FamilyBook(
+        families=tuple(families), brands=brands, aliases=_aliases(data.get("aliases"), source)
+    )
+
+
+def _brands(raw: object, source: str) -> dict[str, frozenset[str]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(w, list) for w in raw.values()):
+        raise ValueError(f"{source} brands: expected a mapping of vendor to a list of words")
+    return {
+        vendor_key(str(vendor)): frozenset(str(w).casefold() for w in words)
+        for vendor, words in raw.items()
     }
-    return FamilyBook(families=tuple(families), brands=brands, aliases=aliases)
+
+
+def _aliases(raw: object, source: str) -> dict[str, tuple[tuple[re.Pattern[str], str], ...]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{source} aliases: expected a mapping of vendor to a list")  # noqa: TRY004
+    aliases: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {}
+    for vendor, items in raw.items():
+        where = f"{source} aliases[{vendor!r}]"
+        if not isinstance(items, list) or not all(
+            isinstance(i, dict) and set(i) == {"pattern", "alias"} for i in items
+        ):
+            raise ValueError(f"{where}: expected a list of {{pattern, alias}}")
+        try:
+            aliases[vendor_key(str(vendor))] = tuple(
+                (re.compile(str(item["pattern"])), str(item["alias"])) for item in items
+            )
+        except re.error as exc:
+            raise ValueError(f"{where}: bad pattern ({exc})") from exc
+    return aliases
+
+
+def _family(raw: object, brands: dict[str, frozenset[str]], where: str) -> Family:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a mapping")  # noqa: TRY004 (a malformed file)
+    unknown = set(raw) - _ENTRY_KEYS
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+    for key in ("vendor", "family", "source"):
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise ValueError(f"{where}: '{key}' must be a non-empty string")
+    members = raw.get("members")
+    if not isinstance(members, list) or not members:
+        raise ValueError(f"{where}: 'members' must be a non-empty list of patterns")
+    try:
+        patterns = tuple(re.compile(str(m)) for m in members)
+    except re.error as exc:
+        raise ValueError(f"{where}: bad member pattern ({exc})") from exc
+    names = raw.get("names") or []
+    vendors = raw.get("vendors") or []
+    if not isinstance(names, list) or not isinstance(vendors, list):
+        raise ValueError(f"{where}: 'names' and 'vendors' must be lists")  # noqa: TRY004
+    vendor = vendor_key(raw["vendor"])
+    skip = FILLER | brands.get(vendor, frozenset()) | frozenset(vendor.split())
+    return Family(
+        vendor=vendor,
+        name=raw["family"],
+        members=patterns,
+        names=_runs(names, skip, where),
+        vendors=(vendor, *(vendor_key(str(v)) for v in vendors)),
+        source=raw["source"],
+    )
+
+
+def overlay(base: FamilyBook, over: FamilyBook) -> FamilyBook:
+    """``base`` with ``over``'s knowledge added: a family of the same vendor and name replaces
+    base's (a correction), brand words add up, a vendor's aliases are over's when it has some."""
+    replaced = {(f.vendor, f.name) for f in over.families}
+    brands = dict(base.brands)
+    for vendor, words in over.brands.items():
+        brands[vendor] = brands.get(vendor, frozenset()) | words
+    return FamilyBook(
+        families=(
+            *(f for f in base.families if (f.vendor, f.name) not in replaced),
+            *over.families,
+        ),
+        brands=brands,
+        aliases={**base.aliases, **over.aliases},
+    )
 
 
 @cache

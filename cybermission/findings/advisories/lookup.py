@@ -15,6 +15,8 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from cybermission.errors import ValidationError
+from cybermission.findings.advisories.families import FamilyBook, family_book
+from cybermission.findings.advisories.family_packs import organization_book
 from cybermission.findings.advisories.matching import AdvisoryIndex, AdvisoryMatch, DeviceIdentity
 from cybermission.findings.models import Advisory, AdvisoryProduct
 
@@ -22,8 +24,11 @@ MAX_IDENTITIES: Final = 1000
 MAX_NAMES: Final = 20
 MAX_TEXT: Final = 300
 
+# Organisations that adopted family packs match with a book of their own: an index per book,
+# the few most recently used kept.
+_INDEXES_KEPT: Final = 4
 _lock = threading.Lock()
-_cached: tuple[tuple[Any, ...], AdvisoryIndex] | None = None
+_cached: list[tuple[tuple[Any, ...], FamilyBook, AdvisoryIndex]] = []
 
 
 def _fingerprint(session: Session) -> tuple[Any, ...]:
@@ -39,17 +44,26 @@ def _fingerprint(session: Session) -> tuple[Any, ...]:
     return str(session.get_bind().engine.url), count, last, kev, products, newest
 
 
-def current_index(session: Session) -> AdvisoryIndex:
-    """The index of the stored advisories, rebuilt only when they changed."""
-    global _cached
+def current_index(session: Session, book: FamilyBook | None = None) -> AdvisoryIndex:
+    """The index of the stored advisories with ``book``'s families (the shipped families.yaml
+    by default), rebuilt only when they changed."""
+    book = book or family_book()
     fingerprint = _fingerprint(session)
     with _lock:
-        if _cached is not None and _cached[0] == fingerprint:
-            return _cached[1]
-    index = AdvisoryIndex.load(session)
+        for position, (seen, held, index) in enumerate(_cached):
+            if held is book and seen == fingerprint:
+                _cached.append(_cached.pop(position))
+                return index
+    index = AdvisoryIndex.load(session, book=book)
     with _lock:
-        _cached = (fingerprint, index)
+        _cached[:] = [c for c in _cached if c[1] is not book][-(_INDEXES_KEPT - 1) :]
+        _cached.append((fingerprint, book, index))
     return index
+
+
+def organization_index(session: Session, *, organization_id: str | None) -> AdvisoryIndex:
+    """The index matching the organisation's devices: with the family packs it adopted."""
+    return current_index(session, organization_book(session, organization_id=organization_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +95,13 @@ def identity_from(raw: object, where: str) -> DeviceIdentity:
 
 
 def match_identities(
-    session: Session, identities: Sequence[DeviceIdentity]
+    session: Session, identities: Sequence[DeviceIdentity], *, organization_id: str | None = None
 ) -> list[IdentityMatches]:
-    """The advisories that affect each identity, the most certain match per advisory."""
+    """The advisories that affect each identity, the most certain match per advisory (with the
+    family packs ``organization_id`` adopted)."""
     if len(identities) > MAX_IDENTITIES:
         raise ValidationError(f"at most {MAX_IDENTITIES} identities at once")
-    index = current_index(session)
+    index = organization_index(session, organization_id=organization_id)
     return [IdentityMatches(identity, index.match(identity)) for identity in identities]
 
 

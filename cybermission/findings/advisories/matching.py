@@ -170,9 +170,13 @@ class AdvisoryIndex:
 
     @classmethod
     def build(
-        cls, advisories: Iterable[Advisory], products: Iterable[AdvisoryProduct]
+        cls,
+        advisories: Iterable[Advisory],
+        products: Iterable[AdvisoryProduct],
+        *,
+        book: FamilyBook | None = None,
     ) -> "AdvisoryIndex":
-        index = cls(advisories={a.id: a for a in advisories})
+        index = cls(advisories={a.id: a for a in advisories}, book=book or family_book())
         for product in products:
             index.add(product)
         for advisory in index.advisories.values():
@@ -180,9 +184,11 @@ class AdvisoryIndex:
         return index
 
     @classmethod
-    def load(cls, session: Session) -> "AdvisoryIndex":
+    def load(cls, session: Session, *, book: FamilyBook | None = None) -> "AdvisoryIndex":
         """Every stored advisory and affected product (about 16,000 for CISA's 2017-2024 set)."""
-        return cls.build(session.exec(select(Advisory)), session.exec(select(AdvisoryProduct)))
+        return cls.build(
+            session.exec(select(Advisory)), session.exec(select(AdvisoryProduct)), book=book
+        )
 
     def __len__(self) -> int:
         return self._count
