@@ -25,6 +25,7 @@ from cybermission.inventory.identity import (
     Candidates,
     HostIdentity,
     ServiceSeen,
+    display_name,
     host_identity,
     identity_from_facts,
     load_candidates,
@@ -224,6 +225,7 @@ def _reconcile_one(
         sources=identity.sources,
         code=_product_code(host.services),
         track=not result.is_new,
+        fallback=host.address,
     )
     if identity.conflicts:
         provenance = dict(device.provenance)
@@ -294,6 +296,7 @@ def _apply_identity(
     sources: Mapping[str, str],
     code: str | None,
     track: bool,
+    fallback: str,
 ) -> list[ChangeEvent]:
     events: list[ChangeEvent] = []
     provenance = dict(device.provenance)
@@ -319,8 +322,11 @@ def _apply_identity(
         type_id = batch.cache.device_type_id(batch.session, device.vendor, model, code)
         if device.device_type_id != type_id:
             device.device_type_id = type_id
-    if not device.name:
-        device.name = " ".join(p for p in (device.vendor, device.product or device.model) if p)
+    # The name follows the identity (people do not edit it); a device nothing identifies yet is
+    # named by where it was found, never left blank.
+    device.name = (
+        display_name(device.vendor, device.product, device.model) or device.name or fallback
+    )
     return events
 
 
@@ -464,8 +470,7 @@ def _reconcile_units(
             sources=dict.fromkeys(identity, probe),
             code=None,
             track=not is_new,
+            fallback=f"unit {unit_id}",
         )
-        if not child.name:
-            child.name = f"unit {unit_id}"
         children.append((child, unit))
     return children

@@ -69,6 +69,16 @@ def identity_from_facts(facts: Mapping[str, Any]) -> dict[str, str]:
     return identity
 
 
+def display_name(vendor: str | None, product: str | None, model: str | None) -> str:
+    """A device's readable name from its identity: vendor and product (or model), the vendor
+    said once when the product already starts with it ("Red Lion Controls DSPSX000", not
+    "Red Lion Controls Red Lion Controls DSPSX000"); empty when nothing identifies it."""
+    main = product or model
+    if vendor and main and main.casefold().startswith(vendor.casefold()):
+        vendor = None
+    return " ".join(part for part in (vendor, main) if part)[:MAX_ATTR_CHARS]
+
+
 _MAC_HEX = re.compile(r"[0-9a-f]{12}")
 
 

@@ -207,6 +207,26 @@ def test_a_product_code_is_never_the_model(engine: Engine) -> None:
         assert device.name == "Rockwell Automation/Allen-Bradley"
 
 
+def test_every_device_has_a_readable_name_that_follows_its_identity(engine: Engine) -> None:
+    """No blank names: a device nothing identifies yet is named by its address, and takes its
+    vendor and product once a probe says them, the vendor said once."""
+    silent = _service("ftp", {}, port=21)
+    with Session(engine) as session:
+        (unknown,) = _scan(session, [HostSeen("127.50.2.6", [silent])])
+        assert unknown.name == "127.50.2.6"
+        red_lion = _service(
+            "crimson", {"vendor": "Red Lion Controls", "product": "Red Lion Controls G306a"}
+        )
+        (named,) = _scan(
+            session, [HostSeen("127.50.2.6", [silent, red_lion])], now=T0 + timedelta(hours=1)
+        )
+        assert named.id == unknown.id
+        assert named.name == "Red Lion Controls G306a"
+        long = _service("modbus", {"vendor": "V" * 150, "product": "P" * 150})
+        (bounded,) = _scan(session, [HostSeen("127.50.2.7", [long])])
+        assert bounded.name == ("V" * 150 + " " + "P" * 150)[:200]
+
+
 @pytest.mark.parametrize("own_models", [False, True], ids=["one model", "a model per host"])
 def test_a_batch_reads_the_store_in_a_constant_number_of_queries(
     engine: Engine, own_models: bool
