@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, select
 
 from api.app import create_app
 from bench.cpu_hogs import cpu_hogs
@@ -253,7 +253,14 @@ def measure_loads(
             report(store, findings, timings, indexed, f"{label} (load at start {started_load})")
 
 
-def run_store(store: str, findings: int, repeat: int, indexes: bool, loads: list[str]) -> None:
+def run_store(
+    store: str,
+    findings: int,
+    repeat: int,
+    indexes: bool,
+    loads: list[str],
+    database: str | None = None,
+) -> None:
     if store == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
             engine = create_db_engine(f"sqlite:///{tmp}/bench.db")
@@ -266,6 +273,15 @@ def run_store(store: str, findings: int, repeat: int, indexes: bool, loads: list
                 measure_loads(store, engine, ids, findings, repeat, loads, True)
             engine.dispose()
         return
+    if database is not None:
+        # A kept database (loading 1M rows takes minutes on a busy machine): filled once.
+        engine = create_db_engine(ADMIN_URL.rsplit("/", 1)[0] + f"/{database}")
+        kept = _kept_ids(engine)
+        measure_loads(
+            store, engine, kept or populate(engine, findings), findings, repeat, loads, False
+        )
+        engine.dispose()
+        return
     with throwaway_database(ADMIN_URL) as engine:
         started = time.perf_counter()
         ids = populate(engine, findings)
@@ -274,6 +290,23 @@ def run_store(store: str, findings: int, repeat: int, indexes: bool, loads: list
         if indexes:
             add_indexes(engine)
             measure_loads(store, engine, ids, findings, repeat, loads, True)
+
+
+def _kept_ids(engine: Engine) -> dict[str, str] | None:
+    """The ids :func:`populate` returned for a database it filled before (None: empty)."""
+    with engine.connect() as conn:
+        if not engine.dialect.has_table(conn, "finding"):
+            return None
+        site = conn.execute(text("SELECT id FROM site WHERE slug = 'site-2'")).scalar()
+        if site is None:
+            return None
+    with Session(engine) as session:
+        org = session.exec(select(Organization).where(Organization.slug == "org-0")).one()
+        secret = create_token(
+            session, name="bench-org", role=Role.VIEWER, organization_id=org.id
+        ).secret
+        session.commit()
+    return {"site": str(site), "org_token": secret}
 
 
 def main() -> None:
@@ -285,6 +318,11 @@ def main() -> None:
     parser.add_argument(
         "--loads", default="idle", help="comma-separated: idle, stress (stress-ng --cpu 2)"
     )
+    parser.add_argument(
+        "--database",
+        default=None,
+        help="PostgreSQL: use (and keep) this database, filled on first use, not a scratch one",
+    )
     args = parser.parse_args()
     loads = [load.strip() for load in args.loads.split(",") if load.strip()]
     if unknown := set(loads) - {"idle", "stress"}:
@@ -292,7 +330,14 @@ def main() -> None:
     if args.store in ("sqlite", "both"):
         run_store("sqlite", args.findings or 100_000, args.repeat, args.indexes, loads)
     if args.store in ("postgresql", "both"):
-        run_store("postgresql", args.findings or 1_000_000, args.repeat, args.indexes, loads)
+        run_store(
+            "postgresql",
+            args.findings or 1_000_000,
+            args.repeat,
+            args.indexes,
+            loads,
+            args.database,
+        )
 
 
 if __name__ == "__main__":

@@ -385,3 +385,20 @@ async def test_completions_settle_reads_every_completion_the_kernel_holds() -> N
         for client in clients:
             client.close()
         server.close()
+
+
+async def test_sweep_keeps_no_answered_connect_waiting_for_its_deadline() -> None:
+    """Deadline buckets hold only connects still unanswered. A busy loop is late at every tick,
+    which pushes every deadline back, so buckets that kept answered connects until their
+    deadline grew with the range (issue 12: a /16's memory 1.11 x a /20's). The timeout here
+    is long enough that no bucket expires during the sweep, as on that busy loop."""
+    from cybermission.scans.sweep import _Sweep
+
+    slow = FAST.model_copy(update={"connect_timeout_s": scaled(600.0)})
+    engine = _Sweep(SCOPE, (15041,), slow)
+    hosts = (f"127.10.{third}.{fourth}" for third in range(40, 42) for fourth in range(256))
+    got = await _collect(engine.run(hosts))
+    assert len(got) == 512
+    assert all(r.closed == 1 for r in got)  # every connect answered (RST)
+    waiting = sum(len(bucket) for _deadline, bucket in engine._deadlines._buckets)
+    assert waiting == 0
