@@ -1,7 +1,10 @@
 """Fixtures of the fault suite: the lab's simulators in their own process, fresh stores (SQLite
-and the real PostgreSQL) migrated by the CLI, and free ports for services."""
+and the real PostgreSQL: copies of a store the CLI migrated), and free ports for services."""
 
+import contextlib
+import shutil
 import socket
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,15 +37,30 @@ def _migrated(store: Store, tmp_path: Path) -> Store:
     return store
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store the CLI migrated, once per worker; each test's store is a copy of the file
+    (the migration costs a process start and 3 s of CPU: 10-20 s a test under load)."""
+    folder = tmp_path_factory.mktemp("sqlite-template")
+    store = _migrated(Store(url=f"sqlite:///{folder}/store.db", kind="sqlite"), folder)
+    store.dispose()
+    with contextlib.closing(sqlite3.connect(folder / "store.db")) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the file
+    return folder / "store.db"
+
+
 @pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+def sqlite_store(sqlite_template: Path, tmp_path: Path) -> Iterator[Store]:
+    shutil.copyfile(sqlite_template, tmp_path / "store.db")
     store = Store(url=f"sqlite:///{tmp_path}/store.db", kind="sqlite")
-    yield _migrated(store, tmp_path)
+    yield store
     store.dispose()
 
 
-@pytest.fixture
-def pg_store(tmp_path: Path) -> Iterator[Store]:
+@pytest.fixture(scope="session")
+def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The name of a PostgreSQL database the CLI migrated, once per worker; each test's store is
+    a copy of it (``CREATE DATABASE ... TEMPLATE``). Nothing stays connected to it."""
     try:
         context = postgres_store()
         store = context.__enter__()
@@ -51,9 +69,17 @@ def pg_store(tmp_path: Path) -> Iterator[Store]:
             raise
         pytest.skip(f"PostgreSQL on 127.0.0.1:5432 is not reachable ({exc.__class__.__name__})")
     try:
-        yield _migrated(store, tmp_path)
+        _migrated(store, tmp_path_factory.mktemp("pg-template"))
+        store.dispose()
+        yield store.url.rsplit("/", 1)[-1]
     finally:
         context.__exit__(None, None, None)
+
+
+@pytest.fixture
+def pg_store(pg_template: str) -> Iterator[Store]:
+    with postgres_store(template=pg_template) as store:
+        yield store
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -74,12 +100,13 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def undisturbed(
-    lab: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+    lab: list[dict[str, Any]], sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     """The report of an undisturbed CLI scan of the lab targets, to compare a disturbed one with;
     ``observations`` is the count its run stored."""
     folder = tmp_path_factory.mktemp("undisturbed")
-    store = _migrated(Store(url=f"sqlite:///{folder}/store.db", kind="sqlite"), folder)
+    shutil.copyfile(sqlite_template, folder / "store.db")
+    store = Store(url=f"sqlite:///{folder}/store.db", kind="sqlite")
     log = folder / "scan.log"
     code = run_cli(store, "scan", LAB_TARGETS, "--format", "json", log=log, timeout_s=300)
     assert code == 0, log.read_text()[-2000:]

@@ -122,11 +122,14 @@ class Store:
 
 
 @contextmanager
-def postgres_store() -> Iterator[Store]:
+def postgres_store(template: str | None = None) -> Iterator[Store]:
+    """A database of its own: empty, or a copy of the database ``template`` (which nothing may be
+    connected to)."""
     admin = create_db_engine(POSTGRES_ADMIN_URL)
     name = f"cm_fault_{uuid.uuid4().hex[:12]}"
+    copy_of = f' TEMPLATE "{template}"' if template is not None else ""
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"{copy_of}'))
     store = Store(url=POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", kind="postgres")
     try:
         yield store

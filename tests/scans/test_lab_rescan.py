@@ -4,12 +4,12 @@ Issue 12: two PLCs once merged into one asset whose model and firmware flipped a
 raised a false ``firmware-downgraded`` finding. Every lab device (every protocol, the identity
 traps included) is scanned twice by the real pipeline; the second run must find exactly the
 first run's assets with the same identities, record no attribute change, and open no finding.
+
+On SQLite here, on PostgreSQL in test_lab_rescan_postgres.py: two files, so that two workers
+(``--dist loadfile``) share the suite's two longest lab runs. The lab is ``whole_lab``
+(tests/scans/conftest.py), on 127.50.60.0.
 """
 
-import asyncio
-import json
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,36 +27,10 @@ from cybermission.scans.pipeline import execute_scan
 from cybermission.scans.service import create_scan_run
 from tests.timing import scaled
 
-BASE = "127.50.60.0"
 # Read-only opt-in probes the lab answers (bench/lab.py uses the same).
 OPT_IN_READS = ["modbus-units", "dnp3-attributes", "iec104-interrogation"]
 UDP_PROTOCOLS = {"bacnet", "snmp", "knx", "coap", "enip-udp", "fins-udp", "melsec-udp", "hart-udp"}
 IDENTITY = ("vendor", "product", "model", "firmware", "serial", "parent_id", "unit_id")
-
-
-@pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[list[dict[str, Any]]]:
-    state = tmp_path / "lab.json"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "scanners.lab",
-        "--base",
-        BASE,
-        "--state-file",
-        str(state),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        async with asyncio.timeout(scaled(60.0)):
-            line = await process.stdout.readline()
-        assert line.startswith(b"lab ready"), line
-        yield json.loads(state.read_text())["devices"]
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            await process.wait()
 
 
 def _settings(tmp_path: Path) -> Settings:
@@ -105,7 +79,14 @@ def _assets(engine: Engine) -> dict[str, tuple[object, ...]]:
         }
 
 
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 async def test_the_whole_lab_scanned_twice_gives_the_same_assets(
+    engine: Engine, whole_lab: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    await scanned_twice_gives_the_same_assets(engine, whole_lab, tmp_path)
+
+
+async def scanned_twice_gives_the_same_assets(
     engine: Engine, lab: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     settings = _settings(tmp_path)
