@@ -1,7 +1,7 @@
 """The coordinator's console page: the territory by sector (the exposure API's numbers, withheld
 where it withholds), the trend of open findings, campaigns with their numbers now, the shared
-rule packs' uptake, and the monthly reports. Aggregates only, as the territory API answers them:
-the page is built from the same functions (cybermission/territory)."""
+rule packs' and family packs' uptake, and the monthly reports. Aggregates only, as the territory
+API answers them: the page is built from the same functions (cybermission/territory)."""
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -12,6 +12,7 @@ from api.deps import SessionDep, SettingsDep
 from api.routes.territory import eol_rule_ids
 from cybermission.auth.models import Permission
 from cybermission.db import utcnow
+from cybermission.findings.advisories.family_packs import FAMILY_PACKS
 from cybermission.rules.packs import RULE_PACKS
 from cybermission.territory.campaigns import campaign_progress, list_campaigns
 from cybermission.territory.charts import stacked_columns, svg
@@ -58,6 +59,10 @@ def territory_page(request: Request, session: SessionDep, settings: SettingsDep)
         packs=[
             (u.pack, u.organizations_evaluating)
             for u in pack_uptake(session, RULE_PACKS, threshold=threshold)
+        ],
+        family_packs=[
+            (u.pack, u.organizations_evaluating)
+            for u in pack_uptake(session, FAMILY_PACKS, threshold=threshold)
         ],
         months=recent_months(now),
     )

@@ -15,13 +15,17 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import SQLModel
+from sqlmodel import Session, SQLModel
 
 from api.app import create_app
 from cybermission.auth.models import ROLE_PERMISSIONS, Permission, Role
 from cybermission.config import Settings
 from cybermission.db import create_db_engine
+from cybermission.findings.advisories.family_packs import publish_family_pack
+from cybermission.rules.packs import publish_pack
 from tests.api.conftest import assert_problem, served
+from tests.api.test_familypacks import V1 as FAMILY_PACK
+from tests.api.test_rulepacks import V1 as RULE_PACK
 from tests.api.world import World, build_world
 
 
@@ -69,6 +73,7 @@ BY_ID = [
 ]
 
 CALLERS = [("global", "b"), ("a", "a"), ("a", "b")]  # (caller organisation, target organisation)
+TARGET_ORGS = ("a", "b")
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +261,88 @@ async def test_isolation_zone_of_another_organisation_names_nothing_of_it(
     detail = assert_problem(response, 404, "not-found")["detail"]
     assert detail == f"no zone with id {theirs.zone!r}"
     assert theirs.site not in detail
+
+
+# Shared packs (rule packs, family packs): one published version in the world, then every route of
+# the kind as each role, global or of organisation A, on A's and B's organisation routes.
+PACK_BODIES: dict[str, dict[str, Any]] = {
+    "rulepacks": {**RULE_PACK, "name": "metro"},
+    "familypacks": {**FAMILY_PACK, "name": "metro"},
+}
+
+
+def _publish_pack(engine: Engine, kind: str) -> None:
+    body = PACK_BODIES[kind]
+    with Session(engine) as session:
+        if kind == "rulepacks":
+            publish_pack(
+                session,
+                name="metro",
+                title=body["title"],
+                notes="",
+                rules=body["rules"],
+                installed_ids=frozenset(),
+                published_by="test",
+            )
+        else:
+            publish_family_pack(
+                session,
+                name="metro",
+                title=body["title"],
+                notes="",
+                document=body["document"],
+                published_by="test",
+            )
+        session.commit()
+
+
+@pytest.mark.parametrize("kind", list(PACK_BODIES))
+@pytest.mark.parametrize("caller_org", ["global", "a"])
+@pytest.mark.parametrize("role", list(Role), ids=str)
+async def test_isolation_matrix_shared_packs(
+    cell_client: httpx.AsyncClient,
+    template: tuple[Path, World],
+    world_engine: Engine,
+    role: Role,
+    caller_org: str,
+    kind: str,
+) -> None:
+    """Only a global coordinator (or global admin) publishes and reads uptake; everyone with
+    read reads the published versions; an organisation's choice is read by its own members (and
+    global readers) and taken by its own admins only, not even a global admin."""
+    world = template[1]
+    _publish_pack(world_engine, kind)
+    headers = world.auth(role, caller_org)
+    granted = ROLE_PERMISSIONS[role]
+    is_global = caller_org == "global"
+    published = await cell_client.post(
+        f"/api/v1/territory/{kind}", json=PACK_BODIES[kind], headers=headers
+    )
+    coordinates = Permission.COORDINATE in granted and is_global
+    assert published.status_code == (201 if coordinates else 403), published.text
+    uptake = await cell_client.get(f"/api/v1/territory/{kind}", headers=headers)
+    territory = Permission.TERRITORY in granted and is_global
+    assert uptake.status_code == (200 if territory else 403), uptake.text
+    listed = await cell_client.get(f"/api/v1/{kind}", headers=headers)
+    assert listed.status_code == (200 if Permission.READ in granted else 403), listed.text
+    for target in TARGET_ORGS:
+        base = f"/api/v1/organizations/{world.orgs[target].organization}/{kind}"
+        elsewhere = not is_global and target != caller_org
+        read = await cell_client.get(base, headers=headers)
+        if Permission.READ not in granted:
+            assert_problem(read, 403, "forbidden")
+        elif elsewhere:
+            assert_problem(read, 404, "not-found")
+        else:
+            assert read.status_code == 200, read.text
+        decided = await cell_client.post(
+            f"{base}/metro", json={"decision": "adopt"}, headers=headers
+        )
+        if Permission.MANAGE_ORGANIZATIONS not in granted:
+            assert_problem(decided, 403, "forbidden")
+        elif elsewhere:
+            assert_problem(decided, 404, "not-found")
+        elif is_global:
+            assert_problem(decided, 403, "forbidden")  # the organisation's own admins only
+        else:
+            assert decided.status_code == 201, decided.text

@@ -6,6 +6,9 @@ import, naming the entry) and answers two questions:
 - :meth:`FamilyBook.of` — the families a device belongs to, from its names;
 - :meth:`FamilyBook.named_by` — whether an advisory's product name names one of those families
   as a whole (see families.yaml for the rule), and with which version line written in the name.
+
+:func:`parse_families` reads a document of the same format (a family pack the coordinator
+published, family_packs.py) and :func:`overlay` lays one book over another.
 """
 
 import re

@@ -14,6 +14,7 @@ from sqlmodel import Session
 from api.app import create_app
 from cybermission.config import Settings
 from cybermission.db import utcnow
+from cybermission.findings.advisories.family_packs import FAMILY_PACKS, publish_family_pack
 from cybermission.rules.models import PackDecision
 from cybermission.rules.packs import decide, publish_pack
 from cybermission.territory.campaigns import open_campaign
@@ -21,6 +22,7 @@ from cybermission.territory.models import CampaignKind
 from tests.api.browser import served
 from tests.api.console.conftest import Shoot, follow
 from tests.api.territory_world import TerritoryWorld, build_territory
+from tests.api.test_familypacks import V1 as FAMILY_PACK
 from tests.api.test_rulepacks import V1
 
 HOST = "127.40.14.2"
@@ -44,6 +46,23 @@ def world(engine: Engine) -> TerritoryWorld:
                 session,
                 organization_id=built.members[slug].id,
                 pack_name=V1["name"],
+                decision=PackDecision.ADOPT,
+                pinned_version=None,
+                decided_by=f"{slug}-admin",
+            )
+        publish_family_pack(
+            session,
+            name=FAMILY_PACK["name"],
+            title=FAMILY_PACK["title"],
+            notes="",
+            document=FAMILY_PACK["document"],
+            published_by="metropolis",
+        )
+        for slug in ("water-north", "water-south", "grid"):
+            FAMILY_PACKS.decide(
+                session,
+                organization_id=built.members[slug].id,
+                pack_name=FAMILY_PACK["name"],
                 decision=PackDecision.ADOPT,
                 pinned_version=None,
                 decided_by=f"{slug}-admin",
@@ -103,6 +122,9 @@ def test_territory_console_shows_the_coordinator_sectors_campaigns_and_packs(
     pack = page.locator("#packs tr[data-pack=metro-baseline]")
     # Two organisations adopted it: fewer than the threshold (3), so the count is withheld.
     expect(pack.locator("td").last).to_have_text("withheld")
+    # Three use the family data: as many as the threshold, so the count is shown.
+    family = page.locator("#familypacks tr[data-pack=metro-families]")
+    expect(family.locator("td").last).to_have_text("3")
     html = page.content()
     for secret in _secrets(world):
         assert secret not in html, secret

@@ -5,7 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from cybermission.findings.advisories.families import family_book, load_families
+from cybermission.findings.advisories.families import (
+    family_book,
+    load_families,
+    overlay,
+    parse_families,
+)
 
 
 def _family(vendor: str, names: tuple[str, ...]) -> set[str]:
@@ -205,3 +210,28 @@ def test_families_a_bad_entry_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="bad member pattern"):
         load_families(path)
+
+
+def test_families_overlay_replaces_a_family_of_the_same_name_and_keeps_the_others() -> None:
+    shipped = family_book()
+    corrected = parse_families(
+        "families:\n"
+        "  - {vendor: Siemens, family: SIMATIC S7-1500 CPU, members: ['^6es799'],"
+        " names: [S7-1500], source: a correction}\n",
+        source="metro@1",
+        known=shipped,
+    )
+    book = overlay(shipped, corrected)
+    assert len(book.families) == len(shipped.families)
+    # The shipped prefix no longer makes an S7-1500; the corrected one does.
+    assert "SIMATIC S7-1500 CPU" not in {f.name for f in book.of("siemens", ("6ES7 511-1AK02",))}
+    assert "SIMATIC S7-1500 CPU" in {f.name for f in book.of("siemens", ("6ES7 991-0AA00",))}
+    assert "SIMATIC S7-1200 CPU" in {f.name for f in book.of("siemens", ("6ES7 214-1AG40",))}
+    # The shipped book itself is unchanged.
+    assert "SIMATIC S7-1500 CPU" in {f.name for f in shipped.of("siemens", ("6ES7 511-1AK02",))}
+
+
+def test_families_a_document_naming_a_family_twice_is_refused() -> None:
+    entry = "  - {vendor: X, family: Y, members: ['^y'], names: [Y], source: s}\n"
+    with pytest.raises(ValueError, match=r"metro@2 families\[1\]: 'Y' appears twice"):
+        parse_families("families:\n" + entry + entry, source="metro@2")
