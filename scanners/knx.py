@@ -22,7 +22,9 @@ Facts keys (strings printable, at most ``MAX_TEXT_BYTES`` bytes before decoding)
 - ``serial`` (str "mmmm:ssssssss", hex; the first two bytes are the KNX manufacturer code).
 - ``multicast_address`` (str, the routing multicast address), ``mac`` (str "aa:bb:..."; the
   inventory merges devices by MAC).
-- ``friendly_name`` (str) and ``product`` (the same: KNX has no other product name in a DIB).
+- ``friendly_name`` (str) and ``instance_name`` (the same): the name the installer gave this
+  device in ETS ("IP Interface Parking B2"), which names the asset, never its product (KNX has no
+  product name in a DIB).
 - ``service_families`` (dict family name -> version), e.g. ``{"core": 2, "tunnelling": 2}``.
 - ``manufacturer_id`` (int) and ``vendor`` (str, from :data:`KNX_MANUFACTURERS`) when the device
   sends a manufacturer data DIB (0xFE); ``manufacturer_data`` (hex, bounded).
@@ -190,7 +192,7 @@ def device_info_facts(body: bytes) -> Facts:
     friendly = device_text(name.split(b"\x00", 1)[0], max_bytes=MAX_TEXT_BYTES, encoding="latin-1")
     if friendly:
         facts["friendly_name"] = friendly
-        facts["product"] = friendly
+        facts["instance_name"] = friendly
     return facts
 
 

@@ -20,8 +20,10 @@ still yields an observation with ``service_fault`` set.
 Facts keys (strings printable, at most ``opcua_binary.MAX_STRING_BYTES`` bytes before decoding):
 
 - ``application_uri``, ``product_uri``, ``application_name`` (str): the server's
-  ApplicationDescription from the first endpoint that carries one. ``product_name`` repeats
-  ``application_name`` for the inventory. Build info (manufacturer, software version) lives in
+  ApplicationDescription from the first endpoint that carries one. ``instance_name`` repeats
+  ``application_name`` for the inventory: an integrator names the application of one
+  installation ("SIMATIC.S7-1500.OPC-UA.Application:PLC_SUBSTATION_7"), so it names the asset,
+  never its product. Build info (manufacturer, software version) lives in
   the Server object and needs a session: the opt-in ``opcua-buildinfo`` probe reads it
   (:mod:`scanners.opcua_buildinfo`); this one never does.
 - ``application_type`` (str): Server, Client, ClientAndServer or DiscoveryServer.
@@ -101,7 +103,7 @@ def endpoint_facts(endpoints: list[Endpoint]) -> Facts:
             ("application_uri", described.application_uri),
             ("product_uri", described.product_uri),
             ("application_name", described.application_name),
-            ("product_name", described.application_name),
+            ("instance_name", described.application_name),
         ):
             if value:
                 facts[key] = value

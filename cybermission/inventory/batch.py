@@ -22,6 +22,7 @@ from cybermission.db import build_row, insert_rows, new_id
 from cybermission.inventory.catalog_cache import InventoryCache
 from cybermission.inventory.identity import (
     LOOKUP_CHUNK,
+    MAX_ATTR_CHARS,
     Candidates,
     HostIdentity,
     ServiceSeen,
@@ -223,8 +224,9 @@ def _reconcile_one(
         device,
         identity.attributes,
         sources=identity.sources,
-        code=_product_code(host.services),
+        code=_strongest_fact(host.services, "product_code"),
         track=not result.is_new,
+        instance=_strongest_fact(host.services, "instance_name"),
         fallback=host.address,
     )
     if identity.conflicts:
@@ -280,11 +282,12 @@ def _present(batch: _Batch, result: ReconcileResult) -> None:
         result.events.append(batch.change(device, ChangeKind.DEVICE_BACK))
 
 
-def _product_code(services: Sequence[ServiceSeen]) -> str | None:
+def _strongest_fact(services: Sequence[ServiceSeen], key: str) -> str | None:
+    """``key``'s value from the service of the strongest authority that states it."""
     for service in sorted(services, key=lambda s: -s.authority):
-        code = service.facts.get("product_code")
-        if isinstance(code, str | int) and not isinstance(code, bool) and str(code).strip():
-            return str(code).strip()[:200]
+        value = service.facts.get(key)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            return str(value).strip()[:MAX_ATTR_CHARS]
     return None
 
 
@@ -296,6 +299,7 @@ def _apply_identity(
     sources: Mapping[str, str],
     code: str | None,
     track: bool,
+    instance: str | None = None,
     fallback: str,
 ) -> list[ChangeEvent]:
     events: list[ChangeEvent] = []
@@ -324,9 +328,8 @@ def _apply_identity(
             device.device_type_id = type_id
     # The name follows the identity (people do not edit it); a device nothing identifies yet is
     # named by where it was found, never left blank.
-    device.name = (
-        display_name(device.vendor, device.product, device.model) or device.name or fallback
-    )
+    named = display_name(device.vendor, device.product, device.model, instance)
+    device.name = named or device.name or fallback
     return events
 
 

@@ -69,11 +69,14 @@ def identity_from_facts(facts: Mapping[str, Any]) -> dict[str, str]:
     return identity
 
 
-def display_name(vendor: str | None, product: str | None, model: str | None) -> str:
-    """A device's readable name from its identity: vendor and product (or model), the vendor
-    said once when the product already starts with it ("Red Lion Controls DSPSX000", not
-    "Red Lion Controls Red Lion Controls DSPSX000"); empty when nothing identifies it."""
-    main = product or model
+def display_name(
+    vendor: str | None, product: str | None, model: str | None, instance: str | None = None
+) -> str:
+    """A device's readable name from its identity: vendor and product (or model, or else the
+    name people gave this one device), the vendor said once when the product already starts
+    with it ("Red Lion Controls DSPSX000", not "Red Lion Controls Red Lion Controls DSPSX000");
+    empty when nothing identifies it."""
+    main = product or model or instance
     if vendor and main and main.casefold().startswith(vendor.casefold()):
         vendor = None
     return " ".join(part for part in (vendor, main) if part)[:MAX_ATTR_CHARS]

@@ -63,6 +63,7 @@ class OpcUaLabDevice:
     policies: list[ua.SecurityPolicyType]
     tokens: list[type]
     manufacturer: str = ""
+    product_name: str = ""  # BuildInfo's: the product, not the installation's application name
     software_version: str = "1.0"
     build_number: str = "1"
     protocol: str = "opcua"
@@ -79,7 +80,7 @@ class OpcUaLabDevice:
         """What the server's ServerStatus.BuildInfo holds (the opcua-buildinfo probe reads it)."""
         return {
             "manufacturer_name": self.manufacturer,
-            "product_name": self.application_name,
+            "product_name": self.product_name,
             "product_uri": self.product_uri,
             "software_version": self.software_version,
             "build_number": self.build_number,
@@ -111,7 +112,7 @@ class OpcUaLabDevice:
         await server.set_build_info(
             self.product_uri,
             self.manufacturer,
-            self.application_name,
+            self.product_name,
             self.software_version,
             self.build_number,
             datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC),
@@ -267,6 +268,7 @@ def _device(
     product_uri: str,
     application_name: str,
     manufacturer: str,
+    product_name: str,
     policies: list[ua.SecurityPolicyType],
     tokens: list[type],
     port: int,
@@ -296,6 +298,7 @@ def _device(
         product_uri=product_uri,
         application_name=application_name,
         manufacturer=manufacturer,
+        product_name=product_name,
         software_version=software_version,
         build_number=build_number,
         policies=policies,
@@ -314,6 +317,7 @@ def opcua_lab_devices(base: str = "127.0.10.0", *, port: int = OPCUA_PORT) -> li
             product_uri="http://www.kepware.com/KEPServerEX",
             application_name="KEPServerEX/UA@WTP-SCADA-01",
             manufacturer="PTC Kepware",
+            product_name="KEPServerEX",
             policies=[ua.SecurityPolicyType.NoSecurity],
             tokens=[ua.AnonymousIdentityToken, ua.UserNameIdentityToken],
             port=port,
@@ -327,6 +331,7 @@ def opcua_lab_devices(base: str = "127.0.10.0", *, port: int = OPCUA_PORT) -> li
             product_uri="https://www.siemens.com/s7-1500",
             application_name="SIMATIC.S7-1500.OPC-UA.Application:PLC_SUBSTATION_7",
             manufacturer="Siemens AG",
+            product_name="SIMATIC S7-1500",
             policies=[
                 ua.SecurityPolicyType.NoSecurity,
                 ua.SecurityPolicyType.Basic256Sha256_Sign,

@@ -633,7 +633,7 @@ def _knx_device(name: str, address: str, port: int, identity: KnxIdentity) -> Re
     area, line, member = identity.individual_address
     facts: dict[str, JSONValue] = {
         "friendly_name": identity.friendly_name,
-        "product": identity.friendly_name,
+        "instance_name": identity.friendly_name,
         "knx_address": f"{area}.{line}.{member}",
         "serial": f"{identity.serial[:2].hex()}:{identity.serial[2:].hex()}",
         "mac": ":".join(f"{b:02x}" for b in identity.mac),

@@ -227,6 +227,25 @@ def test_every_device_has_a_readable_name_that_follows_its_identity(engine: Engi
         assert bounded.name == ("V" * 150 + " " + "P" * 150)[:200]
 
 
+def test_a_name_people_gave_one_device_names_the_asset_not_its_product(engine: Engine) -> None:
+    """An OPC UA ApplicationName or a KNX friendly name is an installation's name: it names the
+    asset when nothing says its product, and never becomes the product."""
+    opcua = _service(
+        "opcua", {"instance_name": "SIMATIC.S7-1500.OPC-UA.Application:PLC_7"}, port=4840
+    )
+    knx = _service("knx", {"vendor": "MDT technologies", "instance_name": "Lobby"}, port=3671)
+    with Session(engine) as session:
+        plc, router = _scan(
+            session, [HostSeen("127.50.2.8", [opcua]), HostSeen("127.50.2.9", [knx])]
+        )
+        assert (plc.name, plc.product) == ("SIMATIC.S7-1500.OPC-UA.Application:PLC_7", None)
+        assert (router.name, router.vendor, router.product) == (
+            "MDT technologies Lobby",
+            "MDT technologies",
+            None,
+        )
+
+
 @pytest.mark.parametrize("own_models", [False, True], ids=["one model", "a model per host"])
 def test_a_batch_reads_the_store_in_a_constant_number_of_queries(
     engine: Engine, own_models: bool

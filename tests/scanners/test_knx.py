@@ -84,7 +84,7 @@ async def test_knx_probe_reads_every_dib_of_an_ip_router(lab: dict[str, Any]) ->
         "multicast_address": "224.0.23.12",
         "mac": "00:24:6d:01:02:a1",
         "friendly_name": "KNX IP Router Lobby",
-        "product": "KNX IP Router Lobby",
+        "instance_name": "KNX IP Router Lobby",
         "service_families": {"core": 2, "device-management": 2, "tunnelling": 2, "routing": 2},
         "knx_secure": False,
         "ip_address": "127.26.3.124",

@@ -127,7 +127,8 @@ async def test_opcua_probe_reports_application_and_security_facts(
     tokens = facts["user_token_types"]
     assert isinstance(tokens, list)
     assert sorted(str(t) for t in tokens) == device.identity["user_token_types"]
-    assert facts["product_name"] == device.identity["application_name"]
+    assert facts["instance_name"] == device.identity["application_name"]
+    assert not {"product", "product_name"} & set(facts)  # an installation's name, not a product
     assert observation.protocol == "opcua"
 
 
@@ -200,7 +201,7 @@ async def test_opcua_buildinfo_reads_manufacturer_product_and_version_anonymousl
     assert facts["build_info"] == device.build_info
     assert (facts["vendor"], facts["product"], facts["firmware"]) == (
         "PTC Kepware",
-        "KEPServerEX/UA@WTP-SCADA-01",
+        "KEPServerEX",
         "6.14.263.0",
     )
     assert observation.protocol == "opcua"
