@@ -121,7 +121,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = engine is None
-        store = create_db_engine(settings.database_url) if engine is None else engine
+        store = (
+            create_db_engine(settings.database_url, settings.store) if engine is None else engine
+        )
         app.state.engine = store
         tasks = scans.install_scan_tasks(app, engine=store, settings=settings)
         services = start_background(store, settings, tasks) if background else None

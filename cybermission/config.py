@@ -160,6 +160,29 @@ class RunSettings(BaseModel):
     spool_wait_s: float = Field(default=3600.0, gt=0)
 
 
+class StoreSettings(BaseModel):
+    """The store's PostgreSQL connections: how a peer gone silent is noticed (libpq options, and
+    a deadline on each unit of a run's store work; ``store_links.py``). SQLite has no
+    connection to lose and ignores them.
+    """
+
+    # Seconds a new connection may take to be established.
+    connect_timeout_s: int = Field(default=10, ge=1)
+    # TCP keepalives: an idle connection is probed after keepalives_idle_s, every
+    # keepalives_interval_s, and dropped after keepalives_count probes without an answer.
+    keepalives_idle_s: int = Field(default=30, ge=1)
+    keepalives_interval_s: int = Field(default=10, ge=1)
+    keepalives_count: int = Field(default=3, ge=1)
+    # Data sent and not acknowledged for this long drops the connection (TCP_USER_TIMEOUT)
+    # instead of retransmitting for about 15 minutes; 0 keeps the system's behaviour.
+    tcp_user_timeout_s: float = Field(default=30.0, ge=0)
+    # A unit of a run's store work (a batch of results, a heartbeat, the run's end), its
+    # pre-ping included, that has not had an answer for this long gives its connection up: the
+    # call fails as a lost connection does (retried, then spooled), never hangs. Catches what
+    # TCP cannot see: a peer that still acknowledges but no longer answers.
+    stall_s: float = Field(default=120.0, gt=0)
+
+
 class SensorSettings(BaseModel):
     """A site sensor's own settings (the bundle holds its broker address and credentials)."""
 
@@ -219,6 +242,7 @@ class Settings(BaseSettings):
     sensor: SensorSettings = Field(default_factory=SensorSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     runs: RunSettings = Field(default_factory=RunSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     territory: TerritorySettings = Field(default_factory=TerritorySettings)
     # Probes that may disturb a device (unit-id walk, ...) only run when named here.
     enabled_optional_probes: list[str] = Field(default_factory=list)

@@ -25,6 +25,8 @@ from sqlmodel import Session, SQLModel, create_engine
 
 # Re-exported for the store's callers; the clock lives apart so the sensor side needs no store.
 from cybermission.clock import utcnow as utcnow
+from cybermission.config import StoreSettings
+from cybermission.store_links import bound_connections, connect_args
 
 # Named constraints, so Alembic can alter them later (SQLite batch mode needs names).
 NAMING_CONVENTION = {
@@ -92,8 +94,10 @@ def is_new_sqlite_store(database_url: str) -> bool:
     return path is None or not path.exists()
 
 
-def create_db_engine(database_url: str) -> Engine:
-    """Build the engine for ``database_url``; creates the SQLite folder when needed."""
+def create_db_engine(database_url: str, store: StoreSettings | None = None) -> Engine:
+    """Build the engine for ``database_url``; creates the SQLite folder when needed. A
+    PostgreSQL engine's connections get ``store``'s timeouts and keepalives (the defaults when
+    not given) and a pre-ping bounded like the work it precedes (``store_links.py``)."""
     if database_url.startswith("sqlite"):
         path = _sqlite_file(database_url)
         if path is not None:
@@ -101,7 +105,10 @@ def create_db_engine(database_url: str) -> Engine:
         engine = create_engine(database_url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(database_url, pool_pre_ping=True)
+    settings = store or StoreSettings()
+    engine = create_engine(database_url, connect_args=connect_args(settings))
+    bound_connections(engine, settings)
+    return engine
 
 
 def store_holds(engine: Engine, table: str) -> bool:

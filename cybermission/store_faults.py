@@ -52,8 +52,11 @@ def is_transient(exc: BaseException) -> bool:
         if isinstance(code, int):
             return code & 0xFF in _SQLITE_TRANSIENT
         return any(text in str(orig) for text in _SQLITE_TRANSIENT_TEXT)
-    # A psycopg error without a SQLSTATE is a client-side connection failure (server gone).
-    return orig is not None and orig.__class__.__name__ == "OperationalError"
+    # A psycopg error without a SQLSTATE is a client-side connection failure (server gone), its
+    # subclasses too (ConnectionTimeout: a connect_timeout that expired).
+    return orig is not None and any(
+        kind.__name__ == "OperationalError" for kind in type(orig).__mro__
+    )
 
 
 def describe_store_error(exc: BaseException) -> str:

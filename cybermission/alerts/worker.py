@@ -410,9 +410,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--poll-s", type=float, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    engine = create_db_engine(args.database_url)
+    settings = load_settings()
+    engine = create_db_engine(args.database_url, settings.store)
     # Horizon and back-off from CYBERMISSION_ALERTS__*, as in the service.
-    options = WorkerOptions.from_settings(load_settings().alerts)
+    options = WorkerOptions.from_settings(settings.alerts)
     if args.poll_s is not None:
         options = dataclasses.replace(options, poll_s=args.poll_s)
     worker = DeliveryWorker(engine, options=options)

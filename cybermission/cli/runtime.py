@@ -146,7 +146,7 @@ def open_store(settings: Settings, *, migrate: bool = False) -> Engine:
                 "or run `cybermission db upgrade` to create it there"
             )
         )
-    engine = create_db_engine(settings.database_url)
+    engine = create_db_engine(settings.database_url, settings.store)
     if migrate or new:
         upgrade_database(engine)
         return engine

@@ -113,6 +113,7 @@ def execute_and_report(
     from cybermission.scans.probing import ScanProgress
     from cybermission.scans.report import build_scan_report
     from cybermission.store_faults import describe_store_error, retry_transient
+    from cybermission.store_links import store_deadline
 
     retry_s = settings.runs.store_retry_s
     with (
@@ -135,7 +136,7 @@ def execute_and_report(
         stopped_by = asyncio.run(_scan_until_stopped(engine, settings, run_id, show))
 
     def read_report() -> dict[str, Any]:
-        with session_scope(engine) as session:
+        with store_deadline(engine, "read the report"), session_scope(engine) as session:
             return build_scan_report(session, run_id)
 
     try:

@@ -38,6 +38,7 @@ from cybermission.scans.recording import (
     store_reports,
 )
 from cybermission.scans.run_metrics import count_run_started
+from cybermission.store_links import store_deadline
 from cybermission.traffic import Conversation
 
 logger = logging.getLogger(__name__)
@@ -119,11 +120,12 @@ class PassiveRecorder:
     ) -> None:
         """Store one batch: hosts by address (inventory, rules, findings), then the map."""
         reports = self._reports(observations)
-        for start in range(0, len(reports), WRITE_BATCH_HOSTS):
-            store_batch(self.engine, self.state, reports[start : start + WRITE_BATCH_HOSTS])
-        if conversations:
-            with session_scope(self.engine) as session:
-                self._record_conversations(session, conversations)
+        with store_deadline(self.engine, "store a batch of what was heard"):
+            for start in range(0, len(reports), WRITE_BATCH_HOSTS):
+                store_batch(self.engine, self.state, reports[start : start + WRITE_BATCH_HOSTS])
+            if conversations:
+                with session_scope(self.engine) as session:
+                    self._record_conversations(session, conversations)
 
     def record_in(
         self,

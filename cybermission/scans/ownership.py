@@ -28,6 +28,7 @@ from cybermission.events import EventKind, record_event
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.run_metrics import count_run_ended
 from cybermission.store_faults import retry_transient
+from cybermission.store_links import store_deadline
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +77,9 @@ def renew_lease(
     engine: Engine, scan_run_id: str, owner: RunOwner, *, now: datetime | None = None
 ) -> Renewal:
     """Renew the owner's lease; ``owned=False`` when the run finished or another process closed
-    or took it (the owner must stop at once: its results are no longer the run's)."""
-    with session_scope(engine) as session:
+    or took it (the owner must stop at once: its results are no longer the run's). A store
+    that does not answer fails it after the engine's stall deadline (``store_links``)."""
+    with store_deadline(engine, "renew a run's lease"), session_scope(engine) as session:
         renewed = session.execute(
             update(ScanRun)
             .where(col(ScanRun.id) == scan_run_id)

@@ -65,6 +65,7 @@ from cybermission.scans.sweep_processes import sweep_specs
 from cybermission.scans.targets import expand_targets
 from cybermission.scans.writing import replay_left_spool, write_batches
 from cybermission.store_faults import describe_store_error, retry_transient
+from cybermission.store_links import store_deadline
 from cybermission.traffic import Conversation
 
 logger = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def _begin(
 ) -> "_Begun | ScanRun":
     """Mark the run running under ``owner`` (one transaction: safe to retry); the finished row
     instead when it was closed before it could start (cancelled while queued)."""
-    with session_scope(engine) as session:
+    with store_deadline(engine, "start a run"), session_scope(engine) as session:
         run = session.get(ScanRun, scan_run_id)
         if run is None:
             raise CybermissionError(f"no scan run with id {scan_run_id!r}")

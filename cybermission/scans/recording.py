@@ -43,6 +43,7 @@ from cybermission.scans.scopes import build_guard
 from cybermission.scans.skipped import SKIPPED_STAGE, SkippedAddresses
 from cybermission.scans.targets import target_membership
 from cybermission.store_faults import retry_transient
+from cybermission.store_links import store_deadline
 
 MAX_RUN_ERRORS = 500
 WRITE_BATCH_HOSTS = 64
@@ -395,11 +396,12 @@ def finish_run(
     A run another process already closed (its lease had lapsed) keeps what that process wrote.
     Transient store errors are retried for ``retry_s``.
     """
-    return retry_transient(
-        lambda: _finish_run(engine, state, status, reason),
-        horizon_s=retry_s,
-        what="record the end of a run",
-    )
+
+    def attempt() -> ScanRun:
+        with store_deadline(engine, "record the end of a run"):
+            return _finish_run(engine, state, status, reason)
+
+    return retry_transient(attempt, horizon_s=retry_s, what="record the end of a run")
 
 
 def _finish_run(engine: Engine, state: RunState, status: ScanStatus, reason: str | None) -> ScanRun:

@@ -15,6 +15,7 @@ from cybermission.scans.probing import HostReport
 from cybermission.scans.recording import WRITE_BATCH_HOSTS, RunState, store_batch
 from cybermission.scans.spool import RunSpool, SpooledWriter
 from cybermission.store_faults import retry_transient
+from cybermission.store_links import store_deadline
 
 WRITE_BATCH_WAIT_S = 0.25
 
@@ -113,7 +114,9 @@ def _store_batch_retrying(
         clean = set(state.clean_devices)
         try:
             # Again after an error: the lost connection may have eaten a successful commit.
-            store_batch(engine, state, batch, skip_recorded=skip_recorded or attempts > 1)
+            # A connection that stops answering is given up (store_links): never a hang.
+            with store_deadline(engine, "store a batch of hosts"):
+                store_batch(engine, state, batch, skip_recorded=skip_recorded or attempts > 1)
         except BaseException:
             state.progress.observations, state.progress.findings = observations, findings
             state.clean_devices = clean

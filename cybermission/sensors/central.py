@@ -32,7 +32,7 @@ REAP_INTERVAL_S = 30.0
 
 
 def ingest_app(settings: Settings) -> Celery:
-    engine = create_db_engine(settings.database_url)
+    engine = create_db_engine(settings.database_url, settings.store)
     ingestion = Ingestion(engine, settings)
     app = Celery("cybermission-central", set_as_current=False)
     app.conf.update(
@@ -81,7 +81,7 @@ def ingest_app(settings: Settings) -> Celery:
 
 
 def _loop(settings: Settings, stop: threading.Event) -> None:
-    engine = create_db_engine(settings.database_url)
+    engine = create_db_engine(settings.database_url, settings.store)
     since_reap = REAP_INTERVAL_S
     while not stop.wait(RELAY_INTERVAL_S):
         try:
@@ -100,7 +100,7 @@ def _loop(settings: Settings, stop: threading.Event) -> None:
 
 def run_central(settings: Settings, *, relay: bool = True) -> None:
     """The ingest worker, with the outbox relay and the reaper in a thread beside it."""
-    engine = create_db_engine(settings.database_url)
+    engine = create_db_engine(settings.database_url, settings.store)
     upgrade_database(engine)
     with Management(settings.broker) as mgmt:
         mgmt.ensure_central()

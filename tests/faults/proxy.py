@@ -11,7 +11,9 @@ from types import TracebackType
 
 class TcpRelay:
     """Relays ``127.0.0.1:<port>`` to ``upstream``; :meth:`cut` resets every connection and
-    refuses new ones, :meth:`restore` listens again on the same port."""
+    refuses new ones, :meth:`restore` listens again on the same port. :meth:`stall` stops
+    forwarding without resetting anything (a half-open link: the relay's kernel still accepts and
+    acknowledges, nothing answers), :meth:`flow` forwards again."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
@@ -21,6 +23,8 @@ class TcpRelay:
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
 
     def __enter__(self) -> "TcpRelay":
         self.restore()
@@ -38,6 +42,13 @@ class TcpRelay:
         listener.listen(64)
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stall(self) -> None:
+        """Forward nothing more, either way, on any connection (new ones are still accepted)."""
+        self._flowing.clear()
+
+    def flow(self) -> None:
+        self._flowing.set()
 
     def cut(self) -> None:
         listener, self._listener = self._listener, None
@@ -58,6 +69,7 @@ class TcpRelay:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RD)
             sock.close()
+        self._flowing.set()  # pumps held by a stall find their sockets closed, and end
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -83,6 +95,7 @@ class TcpRelay:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(data)
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)

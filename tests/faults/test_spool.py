@@ -104,11 +104,16 @@ def test_postgres_away_longer_than_the_retry_window_spools_and_loses_nothing(
 
 
 def _spooled_addresses(journal: Path) -> set[str]:
-    """The hosts waiting in a run's spool file (read as it is on disk)."""
+    """The hosts waiting in a run's spool file (read as it is on disk); none while the file is
+    being made (it exists a moment before its tables: seen once on a loaded machine, "no such
+    table: part")."""
     if not journal.exists():
         return set()
-    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
-        bodies = db.execute("SELECT body FROM part WHERE confirmed_at IS NULL").fetchall()
+    try:
+        with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+            bodies = db.execute("SELECT body FROM part WHERE confirmed_at IS NULL").fetchall()
+    except sqlite3.OperationalError:
+        return set()
     return {host["address"] for (body,) in bodies for host in json.loads(body)["hosts"]}
 
 
@@ -170,4 +175,63 @@ def test_results_spooled_when_the_cli_was_killed_are_written_on_resume_not_probe
     # Written from the spool: what was observed before the kill, not a second probe's answers.
     assert seen
     assert all(at < killed_at for _, at in seen), sorted(seen)
+    assert list(spool.iterdir()) == []
+
+
+def test_a_store_link_that_stops_answering_ends_the_cli_scan_and_resume_loses_nothing(
+    pg_store: Store, tmp_path: Path, undisturbed: dict[str, Any]
+) -> None:
+    """The link to PostgreSQL goes half-open mid-scan: the relay keeps every connection and
+    accepts new ones, but forwards nothing and resets nothing (no error ever comes). The CLI
+    gives each stuck connection up after the stall deadline, spools what it probed, and ends on
+    its own (before the deadline it waited for ever on the first batch); the resumed run writes
+    the spool and equals an undisturbed one."""
+    spool = tmp_path / "spool"
+    env = {
+        "CYBERMISSION_RUNS__STORE_RETRY_S": str(RETRY_WINDOW_S),
+        "CYBERMISSION_RUNS__SPOOL_AFTER_S": "1",
+        "CYBERMISSION_RUNS__SPOOL_FLUSH_S": "0.5",
+        "CYBERMISSION_RUNS__SPOOL_WAIT_S": "5",
+        "CYBERMISSION_RUNS__SPOOL_DIR": str(spool),
+        "CYBERMISSION_STORE__STALL_S": "3",
+        "CYBERMISSION_STORE__CONNECT_TIMEOUT_S": "2",
+    }
+    log = tmp_path / "stalled.log"
+    with TcpRelay(("127.0.0.1", 5432)) as relay:
+        through = Store(
+            url=pg_store.url.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}"), kind="postgres"
+        )
+        proc = cli(through, "scan", LAB_TARGETS, "--format", "json", log=log, **env)
+        try:
+            running = wait_for(
+                lambda: _running(pg_store), timeout_s=scaled(60), what="the run to store results"
+            )
+            relay.stall()
+            # Bounded: the scan ends by itself while the link stays half-open.
+            code = proc.wait(timeout=scaled(300))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=scaled(30))
+        through.dispose()
+    text = log.read_text()
+    assert "store did not answer: connection given up" in text, text[-3000:]
+    assert "results spooled" in text, text[-3000:]
+    # Its end could not be recorded either: it says so, and the results stay in the spool.
+    assert code == 1, text[-3000:]
+    assert "the run could not be recorded" in text, text[-3000:]
+    journal = next(spool.glob("run-*.journal"))
+    spooled = _spooled_addresses(journal)
+    assert spooled
+    assert not spooled & set(_finished_hosts(pg_store, running.id))
+
+    resumed = tmp_path / "resume.log"
+    code = run_cli(
+        pg_store, "scans", "resume", running.id, "--format", "json", log=resumed,
+        timeout_s=300, **env,
+    )  # fmt: skip
+    assert code == 0, resumed.read_text()[-3000:]
+    assert "spooled results of the interrupted execution stored" in resumed.read_text()
+    assert inventory(scan_json(resumed)) == inventory(undisturbed)
+    _assert_equals_undisturbed(pg_store, pg_store.run(running.id), undisturbed)
     assert list(spool.iterdir()) == []

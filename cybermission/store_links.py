@@ -1,0 +1,148 @@
+"""PostgreSQL connections that cannot hang a run: libpq's timeouts and keepalives on every
+connection, and a deadline on a unit of store work that gives up a connection gone silent.
+
+A connection can be left half-open: the server's host died, a link or a firewall dropped it
+without a reset, a proxy in between stopped forwarding. Nothing then answers and nothing fails;
+a client waiting for a reply waits for ever (issue 10: a scan "hung for ever" mid-write). Two
+layers, both from :class:`~cybermission.config.StoreSettings`:
+
+- libpq options on every connection (:func:`connect_args`): ``connect_timeout``, TCP keepalives
+  (an idle connection whose peer vanished is dropped after idle + interval x count seconds) and
+  ``tcp_user_timeout`` (data sent and not acknowledged for that long drops it, instead of
+  retransmitting for about 15 minutes).
+- :func:`store_deadline` around one unit of work (a batch of a run's results, a heartbeat, the
+  run's end): a connection that has not answered within ``stall_s``, its pre-ping included, has
+  its socket shut down from a watchdog thread. The waiting call then fails as a lost connection
+  does (a transient error: retried, then spooled), never hangs. This also catches what TCP cannot
+  see: a peer whose kernel still acknowledges but whose server (or relay) no longer answers.
+
+The pre-ping is done here (a pool ``checkout`` listener, SQLAlchemy's documented custom form of
+``pool_pre_ping``) so that the connection is known to the unit's deadline before it is pinged.
+SQLite has no connection to lose: none of this applies to it.
+"""
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+
+from cybermission.config import StoreSettings
+
+logger = logging.getLogger(__name__)
+
+# Engines with a stall deadline (PostgreSQL ones), and the deadline each gives a unit of work.
+_stall_s: "weakref.WeakKeyDictionary[Engine, float]" = weakref.WeakKeyDictionary()
+_local = threading.local()
+
+
+def connect_args(settings: StoreSettings) -> dict[str, Any]:
+    """libpq connection options (``psycopg.connect`` keywords) from the settings."""
+    args: dict[str, Any] = {
+        "connect_timeout": settings.connect_timeout_s,
+        "keepalives": 1,
+        "keepalives_idle": settings.keepalives_idle_s,
+        "keepalives_interval": settings.keepalives_interval_s,
+        "keepalives_count": settings.keepalives_count,
+    }
+    if settings.tcp_user_timeout_s > 0:
+        args["tcp_user_timeout"] = int(settings.tcp_user_timeout_s * 1000)  # milliseconds
+    return args
+
+
+class _Deadline:
+    """The connections one unit of work used, cut together when its time is up."""
+
+    def __init__(self, seconds: float, what: str) -> None:
+        self.seconds = seconds
+        self.what = what
+        self.expired = False
+        self._connections: list[Any] = []
+        self._lock = threading.Lock()
+
+    def register(self, dbapi_connection: Any) -> None:
+        with self._lock:
+            self._connections.append(dbapi_connection)
+            expired = self.expired
+        if expired:  # a reconnection attempt after the deadline: given up at once
+            _shut_down(dbapi_connection)
+
+    def fire(self) -> None:
+        with self._lock:
+            self.expired = True
+            connections = list(self._connections)
+        logger.warning(
+            "store did not answer: connection given up",
+            extra={"work": self.what, "after_s": self.seconds, "connections": len(connections)},
+        )
+        for connection in connections:
+            _shut_down(connection)
+
+
+def _shut_down(dbapi_connection: Any) -> None:
+    """Shut the connection's socket down (both ways): a thread waiting on it wakes with an error
+    (the server "closed the connection"), and the pool then discards it. The socket itself
+    stays the driver's (a duplicate descriptor is shut down and closed)."""
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    if pgconn is None:
+        return
+    with contextlib.suppress(Exception):
+        descriptor = os.dup(pgconn.socket)
+        with socket.socket(fileno=descriptor) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+@contextmanager
+def store_deadline(engine: Engine, what: str) -> Iterator[None]:
+    """Run the block (one unit of store work, in this thread) with the engine's stall deadline:
+    a connection it checks out that has not answered within ``stall_s`` is shut down and the
+    waiting call fails as a lost connection. A no-op for SQLite."""
+    seconds = _stall_s.get(engine)
+    if seconds is None:
+        yield
+        return
+    deadline = _Deadline(seconds, what)
+    outer = getattr(_local, "deadline", None)
+    _local.deadline = deadline
+    timer = threading.Timer(seconds, deadline.fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        _local.deadline = outer
+
+
+def bound_connections(engine: Engine, settings: StoreSettings) -> None:
+    """Give a PostgreSQL engine (built with :func:`connect_args`, without ``pool_pre_ping``) its
+    pre-ping and the stall deadline of :func:`store_deadline`."""
+    _stall_s[engine] = settings.stall_s
+
+    @event.listens_for(engine, "connect")
+    def fresh(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["fresh"] = True
+
+    @event.listens_for(engine, "checkout")
+    def ping(
+        dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+    ) -> None:
+        deadline: _Deadline | None = getattr(_local, "deadline", None)
+        if deadline is not None:
+            deadline.register(dbapi_connection)
+        if record.info.pop("fresh", False):
+            return  # just connected: nothing to ping
+        try:
+            # The dialect's own ping (psycopg: in autocommit, leaving no transaction open).
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and checks out a new one (a few attempts).
+            raise DisconnectionError(f"pre-ping failed: {exc.__class__.__name__}") from exc
