@@ -18,6 +18,7 @@ from cybermission.db import utcnow
 from cybermission.findings.advisories.families import family_book
 from cybermission.findings.advisories.matching import DeviceIdentity
 from cybermission.findings.advisories.store import import_advisories
+from cybermission.inventory.models import Device
 from cybermission.scans.models import ScanRun
 from cybermission.scans.recording import run_state
 from cybermission.territory.campaigns import rematch_and_open
@@ -221,6 +222,22 @@ async def test_familypacks_matching_uses_the_version_each_organisation_chose(
             assert state.advisories is not None
             assert state.advisories.book is not family_book()
             assert [m.advisory_id for m in state.advisories.match(identity)] == expected
+        # A global run writes devices of several organisations: each matched with its own's.
+        global_run = ScanRun(targets=[], ports=[502])
+        session.add(global_run)
+        session.flush()
+        state = run_state(session, app.state.settings, global_run.id)
+        for org, expected in ((transit, [ADVISORY]), (hospital, [])):
+            device = session.exec(
+                select(Device).where(
+                    col(Device.organization_id) == org.id, col(Device.model) == OTHER["model"]
+                )
+            ).first()
+            assert device is not None
+            index = state.advisories_of(session, device)
+            assert index is not None
+            assert [m.advisory_id for m in index.match(identity)] == expected, org.slug
+        session.rollback()
 
     # The match API answers each organisation with its own family data.
     for org, expected in ((north, [ADVISORY]), (east, []), (members[3], [])):
