@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, select
 
 from cybermission.alerts.models import Delivery, OutboxCursor
 from cybermission.alerts.outbox import Gap, expire_gaps, note_missing, remove_seen
@@ -40,10 +40,8 @@ def test_expire_gaps_gives_up_after_the_grace() -> None:
 # Only PostgreSQL hands out ids to transactions that commit in another order: SQLite has one
 # writer at a time, so a second writer could not even start while the first holds its id.
 @pytest.fixture
-def pg_engine() -> Iterator[Engine]:
-    for engine in _postgres_engine():
-        SQLModel.metadata.create_all(engine)
-        yield engine
+def pg_engine(postgres_tables_template: str) -> Iterator[Engine]:
+    yield from _postgres_engine(template=postgres_tables_template)
 
 
 @pytest.mark.postgres

@@ -22,7 +22,7 @@ from sqlmodel import select
 
 from cybermission.db import create_db_engine, session_scope
 from cybermission.scans.models import ObservationRecord, ScanRun
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import _DROPPER, POSTGRES_ADMIN_URL
 from tests.timing import scaled
 
 T = TypeVar("T")
@@ -135,8 +135,11 @@ def postgres_store(template: str | None = None) -> Iterator[Store]:
         yield store
     finally:
         store.dispose()
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if template is None:  # a template itself: dropped at once, the session is ending
+            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        else:
+            _DROPPER.drop(name)  # a test's copy: in the background (tests/conftest.py)
         admin.dispose()
 
 

@@ -38,7 +38,6 @@ from cybermission.findings.events import unplaced
 from cybermission.findings.models import Severity
 from cybermission.findings.service import FindingDraft, record_findings
 from cybermission.inventory.models import Device
-from cybermission.migrations import upgrade_database
 from cybermission.scans.models import ScanRun
 from tests.alerts.conftest import FINDING, SECRET, HttpReceiver, _handler
 from tests.conftest import REQUIRE_POSTGRES, _postgres_engine
@@ -92,16 +91,14 @@ def receiver() -> Iterator[OutageReceiver]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A migrated store, as ``serve`` expects it."""
+    """A migrated store, as ``serve`` expects it: a copy of the worker's (tests/conftest.py)."""
     if request.param == "sqlite":
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite_template"), tmp_path / "store.db")
         engine = create_db_engine(f"sqlite:///{tmp_path}/store.db")
-        upgrade_database(engine)
         yield engine
         engine.dispose()
         return
-    for engine in _postgres_engine():
-        upgrade_database(engine)
-        yield engine
+    yield from _postgres_engine(template=request.getfixturevalue("migrated_postgres_template"))
 
 
 @dataclass

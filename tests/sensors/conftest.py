@@ -46,7 +46,7 @@ from cybermission.sensors.topology import (
 from cybermission.sites.onboarding import add_site
 from cybermission.sites.service import get_site_or_raise
 from scanners.lab.modbus_devices import LabDevice, LabDeviceKind, modbus_lab_devices
-from tests.conftest import _postgres_engine, postgres_template
+from tests.conftest import _postgres_engine
 from tests.timing import scaled
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,15 +71,10 @@ def rabbitmq() -> None:
         pytest.skip("RabbitMQ with the management plugin is not running on 127.0.0.1")
 
 
-@pytest.fixture(scope="session")
-def migrated_postgres_template(rabbitmq: None) -> Iterator[str]:
-    """A database the migrations built (as `cybermission central` does: not create_all), once
-    per worker; each test's database is a copy."""
-    yield from postgres_template(upgrade_database)
-
-
 @pytest.fixture
 def pg_engine(rabbitmq: None, migrated_postgres_template: str) -> Iterator[Engine]:
+    """A copy of the worker's migrated database (as `cybermission central` migrates: not
+    create_all; tests/conftest.py)."""
     yield from _postgres_engine(template=migrated_postgres_template)
 
 
