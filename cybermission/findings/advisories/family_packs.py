@@ -7,6 +7,7 @@ Versions, decisions and counts are every kind of pack's (``cybermission/packs.py
 what is a family pack's own: its document, checked when published, and the book it makes.
 """
 
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Final
@@ -22,6 +23,8 @@ from cybermission.findings.advisories.families import (
 )
 from cybermission.findings.models import FamilyPack, FamilyPackDecision
 from cybermission.packs import Packs
+
+logger = logging.getLogger(__name__)
 
 FAMILY_PACKS: Final = Packs(noun="family pack", pack=FamilyPack, decision=FamilyPackDecision)
 MAX_DOCUMENT_CHARS: Final = 500_000
@@ -86,7 +89,15 @@ def book_with(packs: Sequence[FamilyPack]) -> FamilyBook:
         return found
     book = family_book()
     for pack in packs:
-        book = overlay(book, _parse(pack))
+        try:
+            book = overlay(book, _parse(pack))
+        except ValueError:
+            # Checked when published: only a stricter reader since can refuse it. Matching goes
+            # on without it rather than stopping the organisation's scans.
+            logger.exception(
+                "family pack unreadable: left out",
+                extra={"pack": pack.name, "version": pack.version},
+            )
     with _lock:
         if len(_books) >= _BOOKS_KEPT:
             _books.pop(next(iter(_books)))
