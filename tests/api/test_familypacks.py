@@ -152,32 +152,8 @@ async def test_familypacks_publish_versions_and_refuse_bad_documents(world: Worl
     assert one["document"] == V1["document"]
 
 
-async def test_familypacks_decisions_are_the_organisations_own_and_recorded(world: World) -> None:
-    client, _, members, coordinator = world
-    await _publish(client, coordinator, V1)
-    north, south = members[0], members[1]
-    for secret in (south.admin, coordinator, north.viewer):
-        response = await _decide(client, north, {"decision": "adopt"}, secret=secret)
-        assert response.status_code in (403, 404), response.text
-    assert (await _decide(client, north, {"decision": "adopt"})).status_code == 201
-    assert (await _decide(client, north, {"decision": "adopt"})).status_code == 409
-    response = await _decide(client, north, {"decision": "adopt", "pinned_version": 7})
-    assert response.status_code == 404, response.text
-    assert (await _decide(client, north, {"decision": "decline"})).status_code == 201
-    path = f"/api/v1/organizations/{north.id}/familypacks"
-    own = await _ok(await client.get(path, headers=_auth(north.viewer)), 200)
-    assert own["used"] == []
-    assert [d["decision"] for d in own["decisions"]] == ["adopt", "decline"]
-    response = await client.get(path, headers=_auth(south.viewer))
-    assert response.status_code == 404, response.text
-    # The coordinator reads no organisation's choice.
-    response = await client.get(path, headers=_auth(coordinator))
-    assert response.status_code == 403, response.text
-    listed = await _ok(
-        await client.get("/api/v1/territory/familypacks", headers=_auth(coordinator)), 200
-    )
-    assert north.id not in str(listed)
-    assert north.slug not in str(listed)
+# Deciding (who may, the record, 409 and 404) is every pack's: tests/api/test_rulepacks.py
+# runs it for family packs too.
 
 
 async def test_familypacks_matching_uses_the_version_each_organisation_chose(

@@ -1,13 +1,16 @@
 """Shared rule packs over the e2e territory, on SQLite and PostgreSQL: the coordinator publishes
 versions, each organisation's own admins adopt (latest or pinned) or decline, every decision is
-recorded, and a real scan evaluates exactly the pack version its organisation chose."""
+recorded (family packs' decisions too: the same code), and a real scan evaluates exactly the pack
+version its organisation chose."""
 
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from tests.api import test_territory_e2e as lab
+from tests.api.test_familypacks import V1 as FAMILY_V1
 from tests.api.test_territory_e2e import Org, _auth, _ok, _scan
 
 # The end-to-end territory's fixtures: six organisations with Modbus lab devices, via the API.
@@ -100,28 +103,46 @@ async def test_rulepacks_publish_versions_and_refuse_broken_or_taken_rules(world
     assert [(p["version"], p["organizations_evaluating"]) for p in listed] == [(1, 0), (2, 0)]
 
 
-async def test_rulepacks_decisions_are_the_organisations_own_and_recorded(world: World) -> None:
+# The decisions are every kind of pack's (cybermission/packs.py): rule packs and family packs.
+KINDS = {"rulepacks": (V1, "evaluated"), "familypacks": (FAMILY_V1, "used")}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+async def test_packs_decisions_are_the_organisations_own_and_recorded(
+    world: World, kind: str
+) -> None:
     client, _, members, coordinator = world
-    await _publish(client, coordinator, V1)
+    body, applied = KINDS[kind]
+    await _ok(await client.post(f"/api/v1/territory/{kind}", json=body, headers=_auth(coordinator)))
     north, south = members[0], members[1]
+
+    async def decide(decision: dict[str, Any], secret: str | None = None) -> int:
+        response = await client.post(
+            f"/api/v1/organizations/{north.id}/{kind}/{body['name']}",
+            json=decision,
+            headers=_auth(secret or north.admin),
+        )
+        return response.status_code
+
     # Another organisation's admin, the coordinator and a viewer may not decide for north.
     for secret in (south.admin, coordinator, north.viewer):
-        response = await _decide(client, north, {"decision": "adopt"}, secret=secret)
-        assert response.status_code in (403, 404), response.text
-    assert (await _decide(client, north, {"decision": "adopt"})).status_code == 201
-    assert (await _decide(client, north, {"decision": "adopt"})).status_code == 409
-    response = await _decide(client, north, {"decision": "adopt", "pinned_version": 7})
-    assert response.status_code == 404, response.text
-    assert (await _decide(client, north, {"decision": "decline"})).status_code == 201
-    path = f"/api/v1/organizations/{north.id}/rulepacks"
+        assert await decide({"decision": "adopt"}, secret) in (403, 404)
+    assert await decide({"decision": "adopt"}) == 201
+    assert await decide({"decision": "adopt"}) == 409
+    assert await decide({"decision": "adopt", "pinned_version": 7}) == 404
+    assert await decide({"decision": "decline", "pinned_version": 1}) == 422
+    assert await decide({"decision": "decline"}) == 201
+    path = f"/api/v1/organizations/{north.id}/{kind}"
     own = await _ok(await client.get(path, headers=_auth(north.viewer)), 200)
-    assert own["evaluated"] == []
+    assert own[applied] == []
     assert [d["decision"] for d in own["decisions"]] == ["adopt", "decline"]
     # South reads neither north's decisions nor, as the coordinator does not, who adopted what.
     response = await client.get(path, headers=_auth(south.viewer))
     assert response.status_code == 404, response.text
+    response = await client.get(path, headers=_auth(coordinator))
+    assert response.status_code == 403, response.text
     listed = await _ok(
-        await client.get("/api/v1/territory/rulepacks", headers=_auth(coordinator)), 200
+        await client.get(f"/api/v1/territory/{kind}", headers=_auth(coordinator)), 200
     )
     assert north.id not in str(listed)
     assert north.slug not in str(listed)
