@@ -47,6 +47,7 @@ class Timed:
     identified: int
     peak_rss_mib: float
     status: str = ""
+    cpu_s: float = 0.0  # user + system of the finished process (wait4)
 
 
 def _network(base: str, devices: int) -> str:
@@ -62,8 +63,8 @@ def _cybermission() -> str:
     return str(found) if found.exists() else "cybermission"
 
 
-def _run_timed(command: Sequence[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MiB) of the finished child, and its stdout."""
+def _run_timed(command: Sequence[str], env: dict[str, str]) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds, peak RSS (MiB) of the finished child, and its stdout."""
     with tempfile.TemporaryFile() as out:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL, env=env)
@@ -74,7 +75,7 @@ def _run_timed(command: Sequence[str], env: dict[str, str]) -> tuple[float, floa
         text = out.read().decode(errors="replace")
     if process.returncode not in (0, 1):
         raise SystemExit(f"{command[0]} exited {process.returncode}")
-    return elapsed, usage.ru_maxrss / 1024, text
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, text
 
 
 def _scan_env(profile: str, store: Path) -> dict[str, str]:
@@ -86,6 +87,9 @@ def _scan_env(profile: str, store: Path) -> dict[str, str]:
             "CYBERMISSION_LOG_LEVEL": "WARNING",
         }
     )
+    # An installed command has its bytecode caches (pip compiles them); a session environment
+    # that forbids writing them made every run compile what it imports (4% of a run's samples).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
@@ -97,14 +101,14 @@ def run_cybermission(network: str, profile: str, *, udp: bool = True) -> Timed:
         command = [_cybermission(), "scan", network, "--ports", "502", "--format", "json"]
         if not udp:
             command += ["--udp-ports", "none"]
-        elapsed, peak, text = _run_timed(command, env)
+        elapsed, cpu, peak, text = _run_timed(command, env)
     report = json.loads(text)
     identified = sum(1 for a in report["assets"] if a.get("vendor") and a.get("model"))
     kinds = Counter(f"{e['stage']}: {str(e['error'])[:40]}" for e in report["scan"]["errors"])
     status = report["scan"]["status"]
     if kinds:
         status += "; " + ", ".join(f"{n} x {kind}" for kind, n in kinds.most_common(3))
-    return Timed(elapsed, identified, peak, status)
+    return Timed(elapsed, identified, peak, status, cpu)
 
 
 def run_nmap(network: str) -> Timed:
@@ -112,8 +116,8 @@ def run_nmap(network: str) -> Timed:
     if nmap is None:
         raise SystemExit("nmap is missing: apt-get install nmap")
     command = [nmap, "-n", "-Pn", "-sT", "-p", "502", "--script", "modbus-discover", network]
-    elapsed, peak, text = _run_timed(command, dict(os.environ))
-    return Timed(elapsed, text.count("Device identification:"), peak)
+    elapsed, cpu, peak, text = _run_timed(command, dict(os.environ))
+    return Timed(elapsed, text.count("Device identification:"), peak, cpu_s=cpu)
 
 
 def _load_average() -> str:
@@ -137,9 +141,10 @@ def compare(network: str, devices: int, profile: str, load: str, runs: int) -> b
             complete = complete and ours.identified == devices
             print(
                 f"{profile:4} {load:6} run {index + 1}: cybermission {ours.seconds:6.2f} s "
-                f"{ours.identified:4}/{devices} identified ({ours.status}, "
-                f"{ours.peak_rss_mib:.0f} MiB); nmap {peer.seconds:5.2f} s "
-                f"{peer.identified:4}/{devices}; ratio {ratios[-1]:.2f}; load {_load_average()}",
+                f"(CPU {ours.cpu_s:.2f} s) {ours.identified:4}/{devices} identified "
+                f"({ours.status}, {ours.peak_rss_mib:.0f} MiB); nmap {peer.seconds:5.2f} s "
+                f"(CPU {peer.cpu_s:.2f} s) {peer.identified:4}/{devices}; ratio "
+                f"{ratios[-1]:.2f}; load {_load_average()}",
                 flush=True,
             )
     print(

@@ -6,7 +6,7 @@ built at import time: call :func:`create_db_engine` with settings.
 
 import copy
 import functools
-import uuid
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -39,8 +39,16 @@ NAMING_CONVENTION = {
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
 
+# A random (version 4) UUID's fixed bits: version 0100 and variant 10 (RFC 9562 §5.4).
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A random UUID in its text form, as ``str(uuid.uuid4())`` gives it, at half the cost (the
+    ``UUID`` object is skipped: a scan writes one id per observation, service and finding)."""
+    digits = "%032x" % (int.from_bytes(os.urandom(16)) & _UUID4_CLEAR | _UUID4_SET)
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -10,6 +10,7 @@ that spoke to the device.
 import asyncio
 import socket
 import struct
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -158,28 +159,57 @@ class _SharedSender:
 
 
 class _Inbox(asyncio.DatagramProtocol):
-    """Keeps at most ``MAX_QUEUED_DATAGRAMS`` answers from the target, each cut to the bound."""
+    """Keeps at most ``MAX_QUEUED_DATAGRAMS`` answers from the target, each cut to the bound.
+
+    A deque and one waiting future rather than an ``asyncio.Queue`` under ``asyncio.timeout``:
+    a run opens a session per UDP port per address and most wait out a silence, where the
+    timeout's cancellation of the task was the largest part of a session's cost (issue 12).
+    """
 
     def __init__(self, address: str, port: int | None, max_datagram_bytes: int) -> None:
         self.address = address
         self.port = port
         self.max_datagram_bytes = max_datagram_bytes
-        self.queue: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue(MAX_QUEUED_DATAGRAMS)
+        self.queue: deque[tuple[bytes, int]] = deque()
         self.error: OSError | None = None
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[bool] | None = None
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         if addr[0] != self.address or (self.port is not None and addr[1] != self.port):
             return
-        if not self.queue.full():
-            self.queue.put_nowait((data[: self.max_datagram_bytes], int(addr[1])))
+        self._put(data[: self.max_datagram_bytes], int(addr[1]))
 
     def error_received(self, exc: Exception) -> None:
         if isinstance(exc, OSError):
             self.error = exc
-            if not self.queue.full():
-                # Wake a pending receive: the error is its answer (ICMP port unreachable).
-                self.queue.put_nowait((b"", _ERROR_PORT))
+            # Wake a pending receive: the error is its answer (ICMP port unreachable).
+            self._put(b"", _ERROR_PORT)
+
+    def _put(self, data: bytes, port: int) -> None:
+        if len(self.queue) < MAX_QUEUED_DATAGRAMS:
+            self.queue.append((data, port))
+            waiter = self.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(True)
+
+    async def wait(self, timeout_s: float) -> bool:
+        """Until something is queued (True) or ``timeout_s`` passed in silence (False)."""
+        if self.queue:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self.waiter = waiter
+        timer = loop.call_later(timeout_s, _expire, waiter)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            self.waiter = None
+
+
+def _expire(waiter: "asyncio.Future[bool]") -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class UdpSession:
@@ -223,11 +253,9 @@ class UdpSession:
 
         An ICMP error reported for this socket (port unreachable) is raised as the ``OSError``.
         """
-        try:
-            async with asyncio.timeout(timeout_s):
-                data, port = await self._inbox.queue.get()
-        except TimeoutError as exc:
-            raise ProbeTimeoutError(f"{self.address}:{self.port}/udp no answer") from exc
+        if not await self._inbox.wait(timeout_s):
+            raise ProbeTimeoutError(f"{self.address}:{self.port}/udp no answer")
+        data, port = self._inbox.queue.popleft()
         if port == _ERROR_PORT and self._inbox.error is not None:
             error, self._inbox.error = self._inbox.error, None
             raise error

@@ -1,10 +1,12 @@
 """The store helpers: rows built without ``__init__`` are the rows ``__init__`` builds."""
 
+import uuid
+
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from cybermission.db import build_row, insert_rows
+from cybermission.db import build_row, insert_rows, new_id
 from cybermission.inventory.models import Device, Service
 
 
@@ -46,3 +48,23 @@ def test_db_build_row_is_stored_and_read_back(engine: Engine) -> None:
     )
     assert stored.absent_scans == 0
     assert stored.first_seen_at == device.first_seen_at
+
+
+def test_new_id_is_a_random_version_4_uuid_in_canonical_text() -> None:
+    """new_id builds the text itself (issue 12): it must stay what str(uuid.uuid4()) gives."""
+    ids = [new_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+    # Every free bit takes both values: the mask keeps the random bits random.
+    numbers = [uuid.UUID(t).int for t in ids]
+    free = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+    ored, anded = 0, free
+    for n in numbers:
+        ored |= n
+        anded &= n
+    assert ored & free == free
+    assert anded & free == 0

@@ -7,6 +7,7 @@ interrupted otherwise than by a signal to this one; 128+N stopped by signal N (1
 at once.
 """
 
+import gc
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -133,6 +134,11 @@ def execute_and_report(
         def show(p: ScanProgress) -> None:
             bar.update(task, completed=p.hosts_swept, live=p.hosts_live, obs=p.observations)
 
+        # What start-up built (modules, the ORM's mappers, probes, rules) lives as long as the
+        # process: out of the collector's sight, each full collection of the run walks only
+        # what the run made (issue 12: a 1,024-device lab run's collections took 4.8 s of wall
+        # time on a loaded machine, 2.7 s frozen; whole-command CPU 0.93x, median of 3 pairs).
+        gc.freeze()
         stopped_by = asyncio.run(_scan_until_stopped(engine, settings, run_id, show))
 
     def read_report() -> dict[str, Any]:

@@ -171,6 +171,12 @@ class _HostProbing:
             if observation is not None:
                 gate.clear(report.address)
                 answers.record(time.monotonic() - started)
+                incomplete = observation.facts.get("incomplete")
+                if incomplete:
+                    # The device answered, then fell silent: its identity may lack what the
+                    # unanswered request carries (a Modbus model), which the report must say;
+                    # losses under load went unexplained while only the fact held it (issue 12).
+                    _record_failure(report, probe, port, f"incomplete: {incomplete}"[:300])
             elif ledger.early_closes:
                 _strike(gate, report, f"{probe.name} on port {port}: closed before answering")
             return observation

@@ -181,3 +181,38 @@ def test_scope_guard_refuses_an_address_two_organisations_authorise() -> None:
     assert guard.rule_for("127.60.0.5") is None
     assert guard.allows("127.60.0.200")  # only A's (and the global scope)
     assert ScopeGuard([r for r in guard.rules if r.organization_id != "org-b"]).allows("127.60.0.5")
+
+
+def test_scope_guard_cached_verdict_still_refuses_after_expiry_and_outside_scope() -> None:
+    """The guard keeps allowed verdicts per address (issue 12); each check still judges the
+    moment: the same address is refused once its scope has ended, or before a later scope of
+    another organisation makes it ambiguous, and a neighbour outside the scope is never allowed
+    by the cache of an address inside it."""
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    end = start + timedelta(hours=1)
+    guard = ScopeGuard(
+        [
+            ScopeRule.build(
+                "window", ["127.10.0.0/24"], valid_until=end, organization_id="water"
+            ),
+            ScopeRule.build(
+                "later", ["127.10.0.0/28"], valid_from=start + timedelta(minutes=30),
+                organization_id="power",
+            ),
+        ]
+    )  # fmt: skip
+    for _ in range(3):  # judged, then from the cache
+        assert str(guard.check("127.10.0.1", now=start)) == "127.10.0.1"
+        assert guard.allows("127.10.0.200", now=start)
+    with pytest.raises(ScopeError, match="outside every authorised scope"):
+        guard.check("127.10.1.1", now=start)
+    with pytest.raises(ScopeError, match="several organisations"):
+        guard.check("127.10.0.1", now=start + timedelta(minutes=30))
+    assert guard.allows("127.10.0.200", now=end - timedelta(microseconds=1))
+    with pytest.raises(ScopeError, match="outside every authorised scope"):
+        guard.check("127.10.0.200", now=end)
+    assert not guard.allows("127.10.0.200", now=end + timedelta(days=1))
+    # Once "window" ended, the address is one organisation's again: allowed.
+    assert guard.allows("127.10.0.1", now=end + timedelta(days=1))
+    # An allowed verdict of the past does not carry back into a moment before it began.
+    assert guard.allows("127.10.0.1", now=start)

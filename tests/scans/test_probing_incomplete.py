@@ -1,0 +1,84 @@
+"""A device that answers and then falls silent: the report says so (issue 12).
+
+Under load, blocks of devices lost their model without an error in the report: the Modbus probe
+kept the basic identity and put the unanswered request in its ``incomplete`` fact only, so the
+run reported "succeeded" with devices missing their model.
+"""
+
+from typing import ClassVar
+
+from cybermission.device_pacing import DeviceGate
+from cybermission.guard import ScopeGuard, ScopeRule
+from cybermission.net import Connector
+from cybermission.probes import (
+    IdentityAuthority,
+    Intrusiveness,
+    Manifest,
+    ManifestEntry,
+    Observation,
+    ProbeTarget,
+    Transport,
+)
+from cybermission.scans.probing import ProbePlan, identify_host
+from cybermission.scans.sweep import HostResult
+
+ADDRESS = "127.61.0.1"
+
+
+class _SilentAfterBasic:
+    name: ClassVar[str] = "half-answering"
+    protocol: ClassVar[str] = "modbus"
+    default_ports: ClassVar[tuple[int, ...]] = (502,)
+    transport: ClassVar[Transport] = Transport.TCP
+    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
+    manifest: ClassVar[Manifest] = Manifest((ManifestEntry("basic", 1, "basic identity"),))
+    optional: ClassVar[bool] = False
+    order: ClassVar[int] = 100
+    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
+
+    def __init__(self, incomplete: str | None) -> None:
+        self.incomplete = incomplete
+
+    async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
+        facts: dict[str, object] = {"vendor": "Bench Automation"}
+        if self.incomplete is not None:
+            facts["incomplete"] = self.incomplete
+        return Observation(
+            probe=self.name,
+            protocol=self.protocol,
+            address=target.address,
+            port=target.port,
+            transport=Transport.TCP,
+            facts=facts,  # type: ignore[arg-type]
+        )
+
+
+async def _identify(probe: _SilentAfterBasic) -> list[dict[str, str]]:
+    guard = ScopeGuard([ScopeRule.build("lab", ["127.61.0.0/24"])])
+    gate = DeviceGate(per_host_rate_per_s=1000.0)
+    gate.admit(ADDRESS)
+    host = HostResult(address=ADDRESS, open_ports=(502,), closed=0, filtered=0, errors=())
+    report = await identify_host(
+        host,
+        plan=ProbePlan(tcp={502: [probe]}, udp={}),
+        connector=Connector(guard, pacer=gate),
+        gate=gate,
+        timeout_s=1.0,
+    )
+    assert [o.facts["vendor"] for o in report.observations] == ["Bench Automation"]
+    return report.errors
+
+
+async def test_an_identity_cut_short_by_silence_is_a_report_error() -> None:
+    errors = await _identify(_SilentAfterBasic(f"{ADDRESS}: no answer to fc43/mei14/regular"))
+    assert errors == [
+        {
+            "target": f"{ADDRESS}:502",
+            "stage": "half-answering",
+            "error": f"incomplete: {ADDRESS}: no answer to fc43/mei14/regular",
+        }
+    ]
+
+
+async def test_a_complete_identity_is_no_error() -> None:
+    assert await _identify(_SilentAfterBasic(None)) == []
