@@ -34,6 +34,9 @@ from tests.timing import scaled
 
 pytestmark = pytest.mark.usefixtures("lab")
 
+# 16 addresses of the fault lab, the first of them (127.60.0.16) a device.
+RUNNING_TARGETS = "127.60.0.16/28"
+
 
 def _finished_hosts(store: Store, run_id: str) -> list[str]:
     with session_scope(store.engine) as session:
@@ -97,15 +100,18 @@ def test_kill9_of_cli_scan_then_resume_equals_an_undisturbed_run(
 
 
 def test_resume_refuses_a_run_still_running_in_a_live_process(store: Store, tmp_path: Path) -> None:
-    # Two connects a second overall: the run lasts minutes, so it is surely still running when
-    # the resume (a second process, slow to start on a loaded machine) asks; CI once saw the
-    # unpaced scan end in between.
+    # Two connects a second overall, one host at a time: the run lasts minutes, so it is surely
+    # still running when the resume (a second process, slow to start on a loaded machine)
+    # asks; CI once saw the unpaced scan end in between. Its first host is a lab device, so the
+    # run counts as running (a live host stored) after that host's own connects: from the lab's
+    # first address, 4 hosts at a time, 11 silent addresses came first (170 s a case under load).
     proc = cli(
         store,
         "scan",
-        LAB_TARGETS,
+        RUNNING_TARGETS,
         log=tmp_path / "scan.log",
         CYBERMISSION_PACING__GLOBAL_RATE_PER_S="2",
+        CYBERMISSION_PACING__HOSTS_IN_FLIGHT="1",
     )
     try:
         running = wait_for(lambda: _running(store), timeout_s=scaled(60), what="the run to start")

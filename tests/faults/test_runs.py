@@ -26,6 +26,8 @@ from tests.timing import scaled
 
 pytestmark = pytest.mark.usefixtures("lab")
 
+AFTER_THE_FAULT = {"CYBERMISSION_PACING__HOSTS_IN_FLIGHT": "16"}
+
 
 def _running(store: Store, run_id: str | None = None) -> ScanRun | None:
     """A run in progress that has already stored results (so it is truly mid-scan)."""
@@ -94,7 +96,9 @@ def test_kill9_of_serve_mid_scan_is_closed_at_next_start_and_the_schedule_runs_a
         store,
         free_port,
         tmp_path / "serve-2.log",
-        env={"CYBERMISSION_RUNS__SCHEDULED_RESUMES": "0"},
+        # The fault is over: the rerun goes at 16 hosts at a time, not the trickle that keeps
+        # a run long enough to be hit mid-scan (what it finds does not depend on the pace).
+        env={"CYBERMISSION_RUNS__SCHEDULED_RESUMES": "0", **AFTER_THE_FAULT},
     ).start()
     try:
         killed = store.run(run_id)  # closed by the start-up reaping, before the API answered
