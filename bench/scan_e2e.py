@@ -23,6 +23,7 @@ import argparse
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -39,6 +40,8 @@ from bench.cpu_hogs import cpu_hogs
 from bench.modbus_identify import simulators
 
 MEMORY_RANGES = ("127.22.0.0/20", "127.23.0.0/16")
+# Addresses in error texts, left out so that one kind of error counts as one kind.
+_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+(?::\d+)?")
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,10 @@ def run_cybermission(network: str, profile: str, *, udp: bool = True) -> Timed:
         elapsed, cpu, peak, text = _run_timed(command, env)
     report = json.loads(text)
     identified = sum(1 for a in report["assets"] if a.get("vendor") and a.get("model"))
-    kinds = Counter(f"{e['stage']}: {str(e['error'])[:40]}" for e in report["scan"]["errors"])
+    kinds = Counter(
+        f"{e['stage']}: {_ADDRESS.sub('<address>', str(e['error']))[:50]}"
+        for e in report["scan"]["errors"]
+    )
     status = report["scan"]["status"]
     if kinds:
         status += "; " + ", ".join(f"{n} x {kind}" for kind, n in kinds.most_common(3))
