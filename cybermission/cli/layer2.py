@@ -56,6 +56,7 @@ def discover_l2(
                 settings=settings,
                 source=f"layer2:{interface}",
                 requested_by="layer2",
+                owned=settings.runs,  # a process killed while recording leaves no run running
             )
             recorder.state.sent.of(discoverer.name).update(result.sent)
             recorder.record(result.observations)

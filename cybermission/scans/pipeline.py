@@ -430,8 +430,13 @@ def import_observations(
     ``problems`` (damage the reader met, filled while ``observations`` are read) make the run
     partial, each one an error of stage ``import``.
     """
+    # Owned like a listening session: an import killed part-way is closed interrupted.
     recorder = PassiveRecorder(
-        engine=engine, settings=settings, source=source, requested_by=requested_by
+        engine=engine,
+        settings=settings,
+        source=source,
+        requested_by=requested_by,
+        owned=settings.runs,
     )
     read = list(observations)  # the reader fills problems and conversations as it goes
     recorder.record(read, conversations)

@@ -152,6 +152,14 @@ def reopen(session: Session, run: ScanRun, *, by: str, owner: RunOwner | None = 
 
     A conditional update: of two processes resuming the same run, exactly one wins.
     """
+    if not run.ports:
+        # A passive run (a listening session, a capture import) probed nothing: an active run
+        # always has ports (validate_ports), and resuming this one would "scan" its source.
+        source = run.targets[0] if run.targets else "a passive source"
+        raise ConflictError(
+            f"scan run {run.id!r} recorded {source}, which is heard, not probed: nothing to "
+            "resume; start a new session"
+        )
     won = session.execute(
         update(ScanRun)
         .where(col(ScanRun.id) == run.id)

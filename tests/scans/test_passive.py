@@ -1,5 +1,6 @@
 """Passive discovery from real captures: assets built, not a packet sent."""
 
+import os
 import socket
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from sqlmodel import Session, select
 from cybermission.config import Settings
 from cybermission.errors import ValidationError
 from cybermission.inventory.models import Device, Service
-from cybermission.scans.models import ObservationRecord, ScanStatus
+from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
+from cybermission.scans.ownership import this_process
 from cybermission.scans.passive import load_capture_reader, passive_decoders
 from cybermission.scans.pipeline import import_observations
 from tests.conftest import shared_data
@@ -130,3 +132,15 @@ def test_import_pcap_refuses_a_file_that_is_not_a_capture(tmp_path: Path) -> Non
     reader = load_capture_reader("pcap")
     with pytest.raises(ValidationError, match="not a pcap"):
         list(reader.observations(bogus, passive_decoders()))
+
+
+def test_an_import_owns_its_run_so_a_killed_import_does_not_stay_running(
+    engine: Engine, settings: Settings
+) -> None:
+    """Like a listening session, an import claims its run: were the process killed while it
+    records, the reaper would find the owner gone and close the run interrupted."""
+    run_id = _import(engine, settings, shared_data("pcaps", "modbus", "mod_17.pcap"))
+    with Session(engine) as session:
+        run = session.get(ScanRun, run_id)
+    assert run is not None
+    assert (run.owner_host, run.owner_pid) == (this_process().host, os.getpid())

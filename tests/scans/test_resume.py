@@ -62,6 +62,20 @@ def test_reopen_refuses_a_run_that_ended_otherwise(engine: Engine, status: ScanS
     assert _get(engine, run_id).status is status
 
 
+def test_reopen_refuses_an_interrupted_passive_run(engine: Engine) -> None:
+    """A listening session killed mid-way is closed interrupted, but there is nothing to probe
+    again: resuming it must not start a scan of its source."""
+    with session_scope(engine) as session:
+        run = ScanRun(targets=["listen:veth-site"], ports=[], status=ScanStatus.RUNNING)
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    _interrupt(engine, run_id)
+    with pytest.raises(ConflictError, match="listen:veth-site, which is heard, not probed"):
+        reopen_run(engine, run_id, by="alice", lease_s=LEASE_S)
+    assert _get(engine, run_id).status is ScanStatus.INTERRUPTED
+
+
 def test_reopen_refuses_a_run_its_live_owner_executes(engine: Engine) -> None:
     run_id = _run(engine, _other_host())  # heartbeat fresh: alive elsewhere
     with pytest.raises(ConflictError, match="is still running by elsewhere:1"):
