@@ -150,6 +150,11 @@ def execute_and_report(
     except SQLAlchemyError as exc:
         err().print(f"[bold red]error:[/] the store failed: {describe_store_error(exc)}")
         raise typer.Exit(code=1) from exc
+    finally:
+        # Close the store now, not at exit: the engine is frozen above and frozen objects are
+        # never finalised, so its SQLite connections stayed open and the write-ahead log was
+        # never folded into the database file (a copy of the file alone lacked the run).
+        engine.dispose()
     show_report(report, output)
     status = ScanStatus(report["scan"]["status"])
     if stopped_by is not None:

@@ -87,6 +87,8 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
     db = tmp_path_factory.mktemp("triage") / "scanned.db"
     report = asyncio.run(_scan(db))
     assert {f["rule_id"] for f in report["findings"]} >= {REACHABLE}
+    # The CLI closed its store: the write-ahead log is in the file (the tests copy the file).
+    assert not db.with_name(f"{db.name}-wal").exists()
     return db, report
 
 
