@@ -22,11 +22,11 @@ from cybermission.db import build_row, insert_rows, new_id
 from cybermission.inventory.catalog_cache import InventoryCache
 from cybermission.inventory.identity import (
     LOOKUP_CHUNK,
-    MAX_ATTR_CHARS,
     Candidates,
     HostIdentity,
     ServiceSeen,
     display_name,
+    fact_text,
     host_identity,
     identity_from_facts,
     load_candidates,
@@ -285,9 +285,9 @@ def _present(batch: _Batch, result: ReconcileResult) -> None:
 def _strongest_fact(services: Sequence[ServiceSeen], key: str) -> str | None:
     """``key``'s value from the service of the strongest authority that states it."""
     for service in sorted(services, key=lambda s: -s.authority):
-        value = service.facts.get(key)
-        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
-            return str(value).strip()[:MAX_ATTR_CHARS]
+        text = fact_text(service.facts.get(key))
+        if text is not None:
+            return text
     return None
 
 

@@ -57,14 +57,21 @@ class HostIdentity:
     macs: list[str] = field(default_factory=list)
 
 
+def fact_text(value: object) -> str | None:
+    """A fact's value as an asset attribute (text or a number, stripped, bounded), else None."""
+    if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+        return str(value).strip()[:MAX_ATTR_CHARS]
+    return None
+
+
 def identity_from_facts(facts: Mapping[str, Any]) -> dict[str, str]:
     """The identity attributes a probe's facts carry, bounded and stripped."""
     identity: dict[str, str] = {}
     for attr, keys in IDENTITY_FACTS.items():
         for key in keys:
-            value = facts.get(key)
-            if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
-                identity[attr] = str(value).strip()[:MAX_ATTR_CHARS]
+            text = fact_text(facts.get(key))
+            if text is not None:
+                identity[attr] = text
                 break
     return identity
 
