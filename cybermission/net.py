@@ -116,21 +116,31 @@ class Connector:
                 finally:
                     shared.unregister(address, port)
                 return
-        # A connected socket lets the kernel report ICMP port unreachable and drop strangers;
-        # following the port needs an unconnected one, filtered by address in _Inbox.
+        if follow_port:
+            # Following the port needs an unconnected socket, filtered by address: one of the
+            # session's own (its own source port), which also reports ICMP errors.
+            private = SharedUdpSocket(loop, family, shared=False)
+            private.register(address, None, inbox)
+            try:
+                yield UdpSession(
+                    self.guard, _SharedSender(private), inbox, address, port, connected=False
+                )
+            finally:
+                private.close()
+            return
+        # A connected socket lets the kernel report ICMP port unreachable and drop strangers.
         # The socket is made here, not by the loop from an address: the loop's path resolves and
         # walks address families per endpoint, a sixth of the probe phase's UDP cost.
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
-            if not follow_port:
-                sock.connect((address, port))
+            sock.connect((address, port))
             transport, _ = await loop.create_datagram_endpoint(lambda: inbox, sock=sock)
         except BaseException:
             sock.close()
             raise
         try:
-            yield UdpSession(self.guard, transport, inbox, address, port, connected=not follow_port)
+            yield UdpSession(self.guard, transport, inbox, address, port, connected=True)
         finally:
             transport.close()
 

@@ -53,21 +53,35 @@ class Receiver(Protocol):
 
 
 class SharedUdpSocket:
-    """An unconnected UDP socket of one family whose datagrams go to registered receivers."""
+    """An unconnected UDP socket of one family whose datagrams go to registered receivers.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, family: socket.AddressFamily) -> None:
+    ``shared=False`` makes one for a single session that must follow the port its device answers
+    from (HART-IP): its own source port, default buffers, and a receiver registered for every
+    port of one address (``register(address, None, ...)``). That session then gets its ICMP
+    errors as the shared sessions do; on a plain unconnected socket the kernel reports none, so
+    each HART-IP probe of an address where nothing listens waited out its whole timeout (issue
+    12: 3.2 s of a 7.8 s lab run's wall time, the last hosts' HART-IP silences).
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, family: socket.AddressFamily, *, shared: bool = True
+    ) -> None:
         self._loop = loop
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             self._sock.setblocking(False)
             level, option = _RECVERR[family]
             self._sock.setsockopt(level, option, 1)
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER_BYTES)
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _RECEIVE_BUFFER_BYTES)
+            if shared:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER_BYTES)
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _RECEIVE_BUFFER_BYTES)
         except BaseException:
             self._sock.close()
             raise
-        self._receivers: dict[tuple[str, int], Receiver] = {}
+        # Keyed by (address, port); (address, None) takes every port of the address, which only
+        # a socket private to one session may hold (on a shared one it would take the late
+        # answers of other sessions of that address).
+        self._receivers: dict[tuple[str, int | None], Receiver] = {}
         self._unsent: deque[tuple[bytes, tuple[str, int]]] = deque()
         loop.add_reader(self._sock.fileno(), self._readable)
 
@@ -76,15 +90,16 @@ class SharedUdpSocket:
         host, port = self._sock.getsockname()[:2]
         return str(host), int(port)
 
-    def register(self, address: str, port: int, receiver: Receiver) -> bool:
-        """Route what comes from (address, port) to ``receiver``; False if another holds it."""
+    def register(self, address: str, port: int | None, receiver: Receiver) -> bool:
+        """Route what comes from (address, port) to ``receiver`` (port None: from any port of
+        the address); False if another holds it."""
         key = (address, port)
         if key in self._receivers:
             return False
         self._receivers[key] = receiver
         return True
 
-    def unregister(self, address: str, port: int) -> None:
+    def unregister(self, address: str, port: int | None) -> None:
         self._receivers.pop((address, port), None)
 
     def sendto(self, payload: bytes, destination: tuple[str, int]) -> None:
@@ -137,7 +152,7 @@ class SharedUdpSocket:
             except OSError:
                 # The pending error of an ICMP answer: its details are in the error queue.
                 continue
-            receiver = self._receivers.get((addr[0], addr[1]))
+            receiver = self._receiver(addr[0], addr[1])
             if receiver is not None:
                 receiver.datagram_received(data, addr)
         self._read_errors()
@@ -162,6 +177,10 @@ class SharedUdpSocket:
                     break
 
     def _deliver_error(self, destination: tuple[str, int], exc: OSError) -> None:
-        receiver = self._receivers.get(destination)
+        receiver = self._receiver(*destination)
         if receiver is not None:
             receiver.error_received(exc)
+
+    def _receiver(self, address: str, port: int) -> Receiver | None:
+        receiver = self._receivers.get((address, port))
+        return receiver if receiver is not None else self._receivers.get((address, None))

@@ -435,8 +435,8 @@ class HartIpUdpProbe:
 
             try:
                 facts = await _identify(exchange)
-            except PeerClosedError:
-                return None
+            except (PeerClosedError, ConnectionRefusedError):
+                return None  # closed, or ICMP port unreachable: nothing (more) to hear
         return observation(self, target, facts)
 
     def decode_answer(self, payload: bytes) -> Facts | None:

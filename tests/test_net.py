@@ -185,13 +185,16 @@ async def test_udp_session_bounds_answers_in_size_and_number(connector: Connecto
     assert kept[0] == b"00------"
 
 
-async def test_udp_session_raises_port_unreachable(connector: Connector) -> None:
+@pytest.mark.parametrize("follow_port", [False, True], ids=["fixed-port", "following"])
+async def test_udp_session_raises_port_unreachable(connector: Connector, follow_port: bool) -> None:
+    """A session following the port (HART-IP) hears "nothing here" too: without it, every such
+    probe of an empty address waited out its whole timeout (issue 12)."""
     async with _serve(SERVER, answer=False) as (_, port):
         pass  # the port is free again: nothing listens there
-    async with connector.open_udp(SERVER, port) as session:
+    async with connector.open_udp(SERVER, port, follow_port=follow_port) as session:
         session.send(b"anyone?")
         with pytest.raises(ConnectionRefusedError):
-            await session.receive(timeout_s=2)
+            await session.receive(timeout_s=scaled(30))
 
 
 async def test_exchange_udp_answers_one_datagram_each(

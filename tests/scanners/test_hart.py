@@ -1,7 +1,9 @@
 """Tests of the HART-IP probes against the replayed WirelessHART gateway and hart_ip.pcap."""
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -167,6 +169,21 @@ def test_hart_decoder_fuzz_mutated_real_answers_only_raise_protocol_error(
     data: st.DataObject,
 ) -> None:
     _check(mutate(data, _recorded("tcp")[1] + _recorded("udp")[1]))
+
+
+async def test_hart_udp_probe_hears_that_nothing_listens() -> None:
+    """ICMP port unreachable ends the probe at once with no observation, neither an error nor
+    a silence waited out (which cost every lab run a probe timeout per address)."""
+    probe = HartIpUdpProbe()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((BASE, 0))
+    port = sock.getsockname()[1]
+    sock.close()  # free again: datagrams to it draw port unreachable
+    target = _target(SimpleNamespace(address=BASE, port=port), probe)
+    # A silence would raise ProbeTimeoutError after the (long) timeout, an unhandled ICMP
+    # answer ConnectionRefusedError.
+    assert await probe.observe(target, timeout_s=scaled(60)) is None
+    assert target.ledger.sent == {REQUEST_INITIATE: 1}
 
 
 async def test_hart_udp_probe_sends_the_whole_session_from_one_source_port(

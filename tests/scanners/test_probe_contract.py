@@ -109,9 +109,6 @@ DIFFERS: dict[tuple[str, Case], Differs] = {
     ("coap", Case.CLOSING): Differs(Outcome.TIMEOUT, _UNREACHABLE_IS_TIMEOUT),
     ("knx", Case.CLOSING): Differs(Outcome.TIMEOUT, _UNREACHABLE_IS_TIMEOUT),
     ("snmp", Case.CLOSING): Differs(Outcome.TIMEOUT, _UNREACHABLE_IS_TIMEOUT),
-    ("hart-udp", Case.CLOSING): Differs(
-        Outcome.TIMEOUT, "follows the answering port: an unconnected socket hears no ICMP"
-    ),
     # Ledger: the first ledgered request comes after the device has spoken, or after TLS.
     ("ftp", Case.LEDGER): Differs(Outcome.TIMEOUT, _WAITS_FOR_GREETING),
     ("ssh", Case.LEDGER): Differs(Outcome.TIMEOUT, "sends nothing at all (manifest: none)"),
