@@ -146,3 +146,37 @@ def test_naming_identity_reads_attributes_code_and_every_naming_fact_once() -> N
     assert identity.names == ("S7-300", "CPU 315-2 PN/DP", "6ES7 315-2EH14-0AB0", "SIMATIC 300")
     assert advisory_identity(Device(vendor="Siemens"), product_code=None, facts=[]) is None
     assert advisory_identity(Device(product="S7-300"), product_code=None, facts=[]) is None
+
+
+def test_naming_gateway_unit_gets_the_same_finding_from_the_scan_and_the_rematch(
+    session: Session, settings: Settings, tmp_path: Path
+) -> None:
+    """A unit behind a gateway is a device of its own, matched by the re-match: the scan that
+    finds it matches it too, and both name the gateway's address (the unit has none)."""
+    path = tmp_path / "advisory.json"
+    path.write_text(json.dumps(csaf()), encoding="utf-8")  # Modicon M340 before SV3.51
+    import_advisories(session, path, now=NOW)
+    session.commit()
+    unit = {
+        "unit_id": 2,
+        "vendor": "Schneider Electric",
+        "product_name": "Modicon M340",
+        "model": "BMX P34 2020",
+        "revision": "v2.5",
+    }
+    _scan(session, settings, 502, "modbus", {"units": [unit]})
+    (found,) = _findings(session)
+    child = session.get(Device, found.device_id)
+    assert child is not None
+    assert child.unit_id == 2
+    assert found.evidence["address"] == ADDRESS
+    kev = tmp_path / "kev.json"
+    kev.write_text(json.dumps({"vulnerabilities": [{"cveID": "CVE-2024-0001"}]}), "utf-8")
+    report = rematch_inventory(
+        session, advisory_ids=import_kev(session, kev, now=NOW).changed, now=NOW
+    )
+    session.commit()
+    session.expire_all()
+    assert (report.created, report.updated) == (0, 1)
+    (refreshed,) = _findings(session)
+    assert (refreshed.id, refreshed.evidence["address"]) == (found.id, ADDRESS)
