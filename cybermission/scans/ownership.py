@@ -187,7 +187,7 @@ def _close_if_unchanged(
 ) -> bool:
     """Close ``seen`` unless its owner renewed, another process closed it, or it changed hands
     since it was read (a conditional update: exactly one closer wins)."""
-    with session_scope(engine) as session:
+    with store_deadline(engine, "close an abandoned run"), session_scope(engine) as session:
         claim = (
             update(ScanRun)
             .where(col(ScanRun.id) == seen.id)
@@ -218,7 +218,9 @@ def reap_orphaned_runs(
     """
     me = me or this_process()
     now = now or utcnow()
-    with session_scope(engine) as session:
+    # Each unit under the stall deadline (store_links): a store gone silent fails start-up
+    # reaping and the reaper of ``serve`` with a lost connection, never hangs them.
+    with store_deadline(engine, "find orphaned runs"), session_scope(engine) as session:
         candidates: Sequence[ScanRun] = session.exec(
             select(ScanRun)
             .where(col(ScanRun.finished_at).is_(None))
@@ -254,7 +256,8 @@ def cancel_unowned(engine: Engine, scan_run_id: str, *, by: str, lease_s: float)
     gone); None when a live owner holds it (the request then waits for its heartbeat)."""
     me = this_process()
     now = utcnow()
-    with session_scope(engine) as session:
+    # Under the stall deadline (store_links), as its close: a silent store fails the request.
+    with store_deadline(engine, "read a run to cancel"), session_scope(engine) as session:
         run = session.get(ScanRun, scan_run_id)
         if run is None or run.finished_at is not None:
             return run
@@ -267,5 +270,5 @@ def cancel_unowned(engine: Engine, scan_run_id: str, *, by: str, lease_s: float)
     reason = f"cancelled by {by[:100]} ({why})"
     if not _close_if_unchanged(engine, run, status=ScanStatus.CANCELLED, reason=reason, now=now):
         return None  # its owner renewed or finished meanwhile: the recorded request stands
-    with session_scope(engine) as session:
+    with store_deadline(engine, "read a cancelled run"), session_scope(engine) as session:
         return session.get(ScanRun, scan_run_id)
