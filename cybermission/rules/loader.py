@@ -52,6 +52,16 @@ class Rule:
     protocols: frozenset[str]
     probes: frozenset[str]
     fields: tuple[str, ...] = ()
+    # MITRE ATT&CK for ICS technique ids (T0xxx) named in references or tags, for SIEMs: read
+    # once here, not for every finding the rule makes.
+    attack_techniques: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        info = self.spec.info
+        found = _ATTACK_ID.findall(" ".join([*info.references, *info.tags]))
+        object.__setattr__(
+            self, "attack_techniques", tuple(dict.fromkeys(t.upper() for t in found))
+        )
 
     @property
     def id(self) -> str:
@@ -69,12 +79,6 @@ class Rule:
     def cwe(self) -> str:
         """The CWE id of the weakness this rule detects (``info.cwe``)."""
         return self.spec.info.cwe
-
-    @property
-    def attack_techniques(self) -> tuple[str, ...]:
-        """MITRE ATT&CK for ICS technique ids (T0xxx) named in references or tags, for SIEMs."""
-        found = _ATTACK_ID.findall(" ".join([*self.spec.info.references, *self.spec.info.tags]))
-        return tuple(dict.fromkeys(t.upper() for t in found))
 
     def applies(self, doc: Mapping[str, object]) -> bool:
         """Whether the observation is one this rule looks at (``applies-to``)."""
