@@ -11,10 +11,12 @@ layers, both from :class:`~cybermission.config.StoreSettings`:
   ``tcp_user_timeout`` (data sent and not acknowledged for that long drops it, instead of
   retransmitting for about 15 minutes).
 - :func:`store_deadline` around one unit of work (a batch of a run's results, a heartbeat, the
-  run's end): a connection that has not answered within ``stall_s``, its pre-ping included, has
-  its socket shut down from a watchdog thread. The waiting call then fails as a lost connection
-  does (a transient error: retried, then spooled), never hangs. This also catches what TCP cannot
-  see: a peer whose kernel still acknowledges but whose server (or relay) no longer answers.
+  run's end, reaping orphaned runs at start-up and in ``serve``, reopening a run to resume it, a
+  site sensor's results part or traffic batch): a connection that has not answered within
+  ``stall_s``, its pre-ping included, has its socket shut down from a watchdog thread. The
+  waiting call then fails as a lost connection does (a transient error: retried, then spooled),
+  never hangs. This also catches what TCP cannot see: a peer whose kernel still acknowledges but
+  whose server (or relay) no longer answers.
 
 The pre-ping is done here (a pool ``checkout`` listener, SQLAlchemy's documented custom form of
 ``pool_pre_ping``) so that the connection is known to the unit's deadline before it is pinged.

@@ -3,13 +3,19 @@ the deadline of a unit of store work giving up a connection that stopped answeri
 included), on the real PostgreSQL through a relay that stops forwarding without a reset."""
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
-from cybermission.config import StoreSettings
+from cybermission.config import RunSettings, StoreSettings, load_settings
 from cybermission.db import create_db_engine
+from cybermission.scans.ownership import reap_before_starting
+from cybermission.scans.reaper import RunReaper
+from cybermission.scans.resume import reopen_run
+from cybermission.sensors.ingestion import Ingestion
+from cybermission.sensors.traffic_ingestion import TrafficIngestion
 from cybermission.store_faults import is_transient
 from cybermission.store_links import connect_args, store_deadline
 from tests.conftest import POSTGRES_ADMIN_URL, REQUIRE_POSTGRES
@@ -107,3 +113,53 @@ def test_a_pinged_connection_is_handed_over_idle(through: Engine) -> None:
     autocommit (CREATE DATABASE needs it)."""
     with through.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         assert connection.execute(text("SELECT 1")).scalar_one() == 1
+
+
+def _units(tmp_path: Path) -> dict[str, Callable[[Engine], object]]:
+    """Store work outside a run's batches: each must give a silent store up (issue 12)."""
+    settings = load_settings(database_url=f"sqlite:///{tmp_path}/unused.db")
+    # One attempt: the retry horizon ends before the first back-off.
+    once = RunSettings(store_retry_s=0.01)
+    return {
+        "start-up reaping": lambda engine: reap_before_starting(engine, once),
+        "serve's reaper": lambda engine: RunReaper(engine, once).reap_once(),
+        "resume's reads": lambda engine: reopen_run(engine, "run-1", by="cli", lease_s=90.0),
+        "sensor results": lambda engine: Ingestion(engine, settings).apply(
+            site_id="site-1", part={"version": 1}
+        ),
+        "sensor traffic": lambda engine: TrafficIngestion(engine, settings).apply(
+            site_id="site-1", batch={"version": 1}
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "unit",
+    ["start-up reaping", "serve's reaper", "resume's reads", "sensor results", "sensor traffic"],
+)
+def test_store_work_beside_runs_ends_when_the_store_stalls(
+    relay: TcpRelay, through: Engine, tmp_path: Path, unit: str
+) -> None:
+    """Reaping at start-up and in ``serve``, resuming, and a site sensor's ingest: a store gone
+    silent ends each in a lost connection (the reaper logs it and returns nothing), never a
+    hang."""
+    work = _units(tmp_path)[unit]
+    relay.stall()
+    outcome: list[object] = []
+
+    def call() -> None:
+        try:
+            outcome.append(work(through))
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(timeout=scaled(30))
+    assert not thread.is_alive(), f"{unit} still waits on a store that does not answer"
+    (result,) = outcome
+    if unit == "serve's reaper":
+        assert result == []  # logged; the next pass tries again
+    else:
+        assert isinstance(result, BaseException), result
+        assert is_transient(result), result

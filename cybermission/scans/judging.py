@@ -24,9 +24,6 @@ from cybermission.rules.loader import RuleSet
 from cybermission.scans.placement import Placement
 from cybermission.scans.probing import HostReport
 
-# Facts that name a device beside its inventory attributes, for advisory matching.
-_NAMING_FACTS = ("product_code", "order_number", "product_name", "model", "product")
-
 
 def asset_document(device: Device, placement: Placement | None) -> dict[str, Any]:
     """The ``asset`` part of every subject document: the device's identity and criticality (from
@@ -155,27 +152,17 @@ def judge_device(
     device: Device,
     changes: Sequence[ChangeEvent],
     placement: Placement | None,
+    identity: DeviceIdentity | None,
 ) -> list[FindingDraft]:
     """Findings beyond one observation: change events run through the rules as ``history``
-    documents, and the device's identity meets the imported advisories."""
+    documents, and the device's ``identity`` (``scans/naming.py``, as the re-match after an
+    import reads it) meets the imported advisories."""
     asset = asset_document(device, placement)
     drafts: list[FindingDraft] = []
     for change in changes:
         subject = history_subject(report.address, change, asset)
         drafts.extend(rule_drafts(rules, subject, device_id=device.id, service_id=None))
-    if advisories is not None and len(advisories) and device.vendor:
-        names = [device.product, device.model]
-        for observation in report.observations:
-            names.extend(
-                value
-                for key in _NAMING_FACTS
-                if isinstance(value := observation.facts.get(key), str)
-            )
-        identity = DeviceIdentity(
-            vendor=device.vendor,
-            firmware=device.firmware,
-            names=tuple(dict.fromkeys(n for n in names if n)),
-        )
+    if advisories is not None and len(advisories) and identity is not None:
         drafts.extend(
             advisory_drafts(
                 advisories.match(identity),

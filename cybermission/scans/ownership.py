@@ -187,7 +187,7 @@ def _close_if_unchanged(
 ) -> bool:
     """Close ``seen`` unless its owner renewed, another process closed it, or it changed hands
     since it was read (a conditional update: exactly one closer wins)."""
-    with session_scope(engine) as session:
+    with store_deadline(engine, "close an abandoned run"), session_scope(engine) as session:
         claim = (
             update(ScanRun)
             .where(col(ScanRun.id) == seen.id)
@@ -218,7 +218,9 @@ def reap_orphaned_runs(
     """
     me = me or this_process()
     now = now or utcnow()
-    with session_scope(engine) as session:
+    # Each unit under the stall deadline (store_links): a store gone silent fails start-up
+    # reaping and the reaper of ``serve`` with a lost connection, never hangs them.
+    with store_deadline(engine, "find orphaned runs"), session_scope(engine) as session:
         candidates: Sequence[ScanRun] = session.exec(
             select(ScanRun)
             .where(col(ScanRun.finished_at).is_(None))

@@ -34,6 +34,7 @@ from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.rules.packs import adopted_packs, rules_with_packs
 from cybermission.scans.judging import judge_device, observation_subject, rule_drafts
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
+from cybermission.scans.naming import load_advisory_identities
 from cybermission.scans.ownership import record_run_end
 from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
@@ -233,6 +234,15 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
         cache=state.cache,
         absent_after_scans=state.absent_after_scans,
     )
+    # Read as the re-match after an import reads them (scans/naming.py): the stored services of
+    # each device, not only the ports this run probed; a gateway's units are judged too.
+    identities = (
+        load_advisory_identities(
+            session, [d for r in results for d in (r.device, *(c for c, _ in r.children))]
+        )
+        if state.advisories is not None and len(state.advisories)
+        else {}
+    )
     events = EventBatch()
     for report, placement, result in zip(reports, placements, results, strict=True):
         if not report.errors:
@@ -261,8 +271,21 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
                 result.device,
                 result.events,
                 placement,
+                identities.get(result.device.id),
             )
         )
+        for child in {c.id: c for c, _ in result.children}.values():
+            drafts.extend(
+                judge_device(
+                    state.rules,
+                    state.advisories_of(session, child),
+                    report,
+                    child,
+                    (),
+                    placement,
+                    identities.get(child.id),
+                )
+            )
         state.progress.observations += len(report.observations)
     # The findings service writes each finding's event (finding.created, finding.reopened) with
     # its audit row; the placement tells it whose alert policies see the event.

@@ -4,8 +4,9 @@ Only the advisories an import created or updated (or whose KEV flag changed) are
 device that names a vendor is matched against them: a new match is a new finding with a
 ``finding.created`` event (alerts, webhooks, CEF), a match already stored is refreshed (its KEV
 flag, CVSS and score), a resolved one that matches again reopens. The device's identity is what the
-inventory keeps of it (vendor, firmware, product, model, product code); the next scan matches it
-with every fact its probes read.
+store keeps of it (vendor, firmware, product, model, product code and the naming facts of its
+stored services), read in ``scans/naming.py`` exactly as a scan reads it: a finding a re-match
+raises, the next scan keeps.
 """
 
 from collections.abc import Collection, Iterator, Sequence
@@ -18,11 +19,12 @@ from sqlmodel import Session, col, select
 from cybermission.findings.advisories.drafts import advisory_drafts
 from cybermission.findings.advisories.families import FamilyBook
 from cybermission.findings.advisories.family_packs import organization_book
-from cybermission.findings.advisories.matching import AdvisoryIndex, DeviceIdentity
+from cybermission.findings.advisories.matching import AdvisoryIndex
 from cybermission.findings.models import Advisory, AdvisoryProduct
 from cybermission.findings.service import FindingDraft, record_findings
-from cybermission.inventory.models import Device, DeviceType
+from cybermission.inventory.models import Device
 from cybermission.inventory.queries import list_addresses_by_device
+from cybermission.scans.naming import load_advisory_identities
 from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
 
@@ -78,21 +80,20 @@ def _indexes(session: Session, advisory_ids: Sequence[str]) -> _Indexes:
     return _Indexes(advisories, products)
 
 
-def _devices(session: Session) -> Iterator[list[tuple[Device, str | None]]]:
-    """Devices that name a vendor, a page at a time by id, each with its product code."""
+def _devices(session: Session) -> Iterator[list[Device]]:
+    """Devices that name a vendor, a page at a time by id."""
     after = ""
     while True:
         rows = session.exec(
-            select(Device, DeviceType.product_code)
-            .join(DeviceType, col(DeviceType.id) == col(Device.device_type_id), isouter=True)
+            select(Device)
             .where(col(Device.vendor).is_not(None), col(Device.id) > after)
             .order_by(col(Device.id))
             .limit(_PAGE)
         ).all()
         if not rows:
             return
-        yield [(device, code) for device, code in rows]
-        after = rows[-1][0].id
+        yield list(rows)
+        after = rows[-1].id
 
 
 def _placement(device: Device, placements: dict[str, Placement]) -> Placement | None:
@@ -111,23 +112,27 @@ def rematch_inventory(
     report.advisories = len(indexes.advisories)
     placements = load_placements(session)
     for page in _devices(session):
-        addresses = list_addresses_by_device(session=session, device_ids=[d.id for d, _ in page])
+        # A gateway's unit has no address of its own: its findings name the gateway's, as the
+        # scan that found it does.
+        parents = {d.parent_id for d in page if d.parent_id}
+        addresses = list_addresses_by_device(
+            session=session, device_ids=[*(d.id for d in page), *parents]
+        )
+        identities = load_advisory_identities(session, page)
         drafts: list[FindingDraft] = []
-        for device, product_code in page:
+        for device in page:
             report.devices += 1
-            names = tuple(
-                dict.fromkeys(n for n in (device.product, device.model, product_code) if n)
-            )
-            if not names:
+            identity = identities.get(device.id)
+            if identity is None:
                 continue
-            identity = DeviceIdentity(vendor=device.vendor, firmware=device.firmware, names=names)
             placement = _placement(device, placements)
+            held = addresses.get(device.id) or addresses.get(device.parent_id or "") or []
             drafts += advisory_drafts(
                 indexes.of(session, device.organization_id).match(identity),
                 device_id=device.id,
                 zone_exposure=placement.exposure if placement else None,
                 criticality=str(device.criticality) if device.criticality else None,
-                address=addresses[device.id][0] if addresses[device.id] else None,
+                address=held[0] if held else None,
             )
         # The findings service writes each created or reopened finding's event.
         recorded = record_findings(

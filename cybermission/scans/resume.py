@@ -29,6 +29,7 @@ from cybermission.scans.ownership import (
 )
 from cybermission.scans.probing import HostReport
 from cybermission.scans.service import get_scan_run_or_raise
+from cybermission.store_links import store_deadline
 
 if TYPE_CHECKING:
     from cybermission.scans.recording import RunState
@@ -127,7 +128,8 @@ def reopen_run(
     and ``ConflictError`` when the run is not interrupted: running in a live process, or
     finished otherwise (succeeded, partial, failed, cancelled: nothing to resume).
     """
-    with session_scope(engine) as session:
+    # Each read and write under the stall deadline (store_links): never a hang.
+    with store_deadline(engine, "read a run to resume"), session_scope(engine) as session:
         run = get_scan_run_or_raise(
             session=session,
             scan_run_id=scan_run_id,
@@ -136,7 +138,7 @@ def reopen_run(
         gone = owner_gone(run, now=utcnow(), lease_s=lease_s, me=this_process())
     if run.finished_at is None and gone is not None:
         reap_orphaned_runs(engine, lease_s=lease_s)
-    with session_scope(engine) as session:
+    with store_deadline(engine, "reopen a run"), session_scope(engine) as session:
         run = get_scan_run_or_raise(
             session=session,
             scan_run_id=scan_run_id,

@@ -30,6 +30,7 @@ from cybermission.sensors.models import (
 )
 from cybermission.sensors.service import finish_if_complete, site_guard
 from cybermission.sites.models import Site
+from cybermission.store_links import store_deadline
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,13 @@ class Ingestion:
         the message. A part of another version, or malformed, is refused whole with the reason
         (the sensor's journal keeps it); a part naming a chunk, run or address of another site is
         rejected and counted; a part already applied is counted as a duplicate and changes nothing.
+        A store that stops answering fails the part as a lost connection after the engine's stall
+        deadline (``store_links``): the worker never hangs on it.
         """
+        with store_deadline(self._engine, "apply a results part"):
+            return self._apply(site_id=site_id, part=part)
+
+    def _apply(self, *, site_id: str, part: object) -> IngestOutcome:
         with Session(self._engine) as session:
             site = session.get(Site, site_id)
             known = site.id if site else None

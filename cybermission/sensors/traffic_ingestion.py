@@ -32,6 +32,7 @@ from cybermission.sensors.models import (
 )
 from cybermission.sensors.service import site_guard
 from cybermission.sites.models import Site
+from cybermission.store_links import store_deadline
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,13 @@ class TrafficIngestion:
         self._lock = threading.Lock()
 
     def apply(self, *, site_id: str, batch: object) -> IngestOutcome:
-        """Apply one traffic batch of the site ``site_id`` once, in one transaction."""
+        """Apply one traffic batch of the site ``site_id`` once, in one transaction; a store
+        that stops answering fails it as a lost connection after the engine's stall deadline
+        (``store_links``), never hangs the worker."""
+        with store_deadline(self._engine, "apply a traffic batch"):
+            return self._apply(site_id=site_id, batch=batch)
+
+    def _apply(self, *, site_id: str, batch: object) -> IngestOutcome:
         try:
             message = read_message(TrafficBatch, batch)
         except MessageError as exc:
