@@ -35,7 +35,7 @@ from sqlmodel import Session, SQLModel, select
 
 from api.app import create_app
 from bench.cpu_hogs import cpu_hogs
-from bench.postgres_database import throwaway_database
+from bench.postgres_database import kept_database, throwaway_database
 from cybermission import models  # noqa: F401  (registers every table)
 from cybermission.auth.models import Role
 from cybermission.auth.service import create_token
@@ -278,7 +278,7 @@ def run_store(
         return
     if database is not None:
         # A kept database (loading 1M rows takes minutes on a busy machine): filled once.
-        engine = create_db_engine(ADMIN_URL.rsplit("/", 1)[0] + f"/{database}")
+        engine = kept_database(ADMIN_URL, database)
         kept = _kept_ids(engine)
         measure_loads(
             store, engine, kept or populate(engine, findings), findings, repeat, loads, False

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 
 from cybermission.config import RunSettings, StoreSettings, load_settings
 from cybermission.db import create_db_engine
-from cybermission.scans.ownership import reap_before_starting
+from cybermission.scans.ownership import cancel_unowned, reap_before_starting
 from cybermission.scans.reaper import RunReaper
 from cybermission.scans.resume import reopen_run
 from cybermission.sensors.ingestion import Ingestion
@@ -124,6 +124,7 @@ def _units(tmp_path: Path) -> dict[str, Callable[[Engine], object]]:
         "start-up reaping": lambda engine: reap_before_starting(engine, once),
         "serve's reaper": lambda engine: RunReaper(engine, once).reap_once(),
         "resume's reads": lambda engine: reopen_run(engine, "run-1", by="cli", lease_s=90.0),
+        "cancel's reads": lambda engine: cancel_unowned(engine, "run-1", by="cli", lease_s=90.0),
         "sensor results": lambda engine: Ingestion(engine, settings).apply(
             site_id="site-1", part={"version": 1}
         ),
@@ -135,14 +136,21 @@ def _units(tmp_path: Path) -> dict[str, Callable[[Engine], object]]:
 
 @pytest.mark.parametrize(
     "unit",
-    ["start-up reaping", "serve's reaper", "resume's reads", "sensor results", "sensor traffic"],
+    [
+        "start-up reaping",
+        "serve's reaper",
+        "resume's reads",
+        "cancel's reads",
+        "sensor results",
+        "sensor traffic",
+    ],
 )
 def test_store_work_beside_runs_ends_when_the_store_stalls(
     relay: TcpRelay, through: Engine, tmp_path: Path, unit: str
 ) -> None:
-    """Reaping at start-up and in ``serve``, resuming, and a site sensor's ingest: a store gone
-    silent ends each in a lost connection (the reaper logs it and returns nothing), never a
-    hang."""
+    """Reaping at start-up and in ``serve``, resuming, cancelling, a site sensor's ingest: a
+    store gone silent ends each in a lost connection (the reaper logs it and returns nothing),
+    never a hang."""
     work = _units(tmp_path)[unit]
     relay.stall()
     outcome: list[object] = []

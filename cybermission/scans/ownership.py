@@ -256,7 +256,8 @@ def cancel_unowned(engine: Engine, scan_run_id: str, *, by: str, lease_s: float)
     gone); None when a live owner holds it (the request then waits for its heartbeat)."""
     me = this_process()
     now = utcnow()
-    with session_scope(engine) as session:
+    # Under the stall deadline (store_links), as its close: a silent store fails the request.
+    with store_deadline(engine, "read a run to cancel"), session_scope(engine) as session:
         run = session.get(ScanRun, scan_run_id)
         if run is None or run.finished_at is not None:
             return run
@@ -269,5 +270,5 @@ def cancel_unowned(engine: Engine, scan_run_id: str, *, by: str, lease_s: float)
     reason = f"cancelled by {by[:100]} ({why})"
     if not _close_if_unchanged(engine, run, status=ScanStatus.CANCELLED, reason=reason, now=now):
         return None  # its owner renewed or finished meanwhile: the recorded request stands
-    with session_scope(engine) as session:
+    with store_deadline(engine, "read a cancelled run"), session_scope(engine) as session:
         return session.get(ScanRun, scan_run_id)

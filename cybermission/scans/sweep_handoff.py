@@ -8,14 +8,14 @@ run's :class:`~cybermission.device_pacing.DeviceGate` carries the per-host pace 
 sweep (``HostResult.next_contact_at``), and is dropped when it is done, so state follows the
 hosts in flight, never the size of the range.
 
-A host's UDP probes hold no connection on the device and may wait out a silence (the usual
-answer of an address on a UDP port where the network drops ICMP; on loopback every "port
-unreachable" arrives, 4,000 of 4,000 measured, and ends its session at once). Holding an identification slot
-through that wait made the probe phase one UDP timeout per ``probes_in_flight`` hosts (issue 12:
-a 1,024-device lab run waited in epoll 76% of its time). So a host hands its slot over when its
-TCP probes are done: it takes one of ``udp_hosts`` datagram slots (the run's sessions in flight,
-``sockets_in_flight``, shared out over its UDP ports) and only then frees its identification
-slot, so at most ``probes_in_flight + udp_hosts`` hosts are in the probe phase at once.
+A host's UDP probes hold no connection on the device and may wait out a silence (the usual answer
+of an address on a UDP port where the network drops ICMP; on loopback every "port unreachable"
+arrives, 4,000 of 4,000 measured, and ends its session at once). Holding an identification slot
+through that wait made the probe phase one UDP timeout per ``probes_in_flight`` hosts (issue 12: a
+1,024-device lab run waited in epoll 76% of its time). So a host hands its slot over when its TCP
+probes are done: it takes one of ``udp_hosts`` datagram slots (the run's sessions in flight,
+``sockets_in_flight``, shared out over its UDP ports) and only then frees its identification slot,
+so at most ``probes_in_flight + udp_hosts`` hosts are in the probe phase at once.
 
 Backpressure runs the whole way: ``identify`` awaits the bounded write queue, a full set of
 slots stops this loop from pulling the next swept host, and the sweep's own bounded queue then

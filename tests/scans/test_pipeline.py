@@ -1,13 +1,17 @@
 """The pipeline end to end against real pymodbus servers on 127.50.1.x: targets to findings."""
 
-from collections.abc import AsyncIterator
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from cybermission.config import PacingProfile, PacingSettings, Settings, load_settings
+from cybermission.db import create_db_engine
 from cybermission.errors import ScopeError
 from cybermission.events import EventKind, events_after
 from cybermission.findings.models import Finding
@@ -24,6 +28,7 @@ from cybermission.sites.allocations import create_allocation
 from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
 from scanners.lab.runner import listening
+from tests.conftest import _postgres_engine
 from tests.timing import scaled
 
 BASE = "127.50.1.0"
@@ -74,10 +79,48 @@ async def _scan(
     )
 
 
-async def test_execute_scan_identifies_every_lab_device(
-    engine: Engine, lab: dict[str, LabDevice], tmp_path: Path
-) -> None:
-    run = await _scan(engine, _settings(tmp_path), [NET])
+@dataclass(frozen=True)
+class NetScan:
+    """One scan of the whole lab network (misfits included) and what it left."""
+
+    engine: Engine
+    lab: dict[str, LabDevice]
+    run: ScanRun
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def net_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """An empty store with every table for :func:`net_scan`, on SQLite and PostgreSQL (as the
+    ``engine`` fixture, once per module)."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("net-scan") / "store.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_tables_template"), path)
+        engine = create_db_engine(f"sqlite:///{path}")
+        yield engine
+        engine.dispose()
+        return
+    yield from _postgres_engine(template=request.getfixturevalue("postgres_tables_template"))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def net_scan(net_store: Engine, tmp_path_factory: pytest.TempPathFactory) -> NetScan:
+    """The scan of NET the three tests below judge, run once per store: each ran the same scan
+    on a fresh lab and store, and a scan of NET lasts as long as the silent device's timeout
+    (4 x the scaled probe timeout until 8 answers were measured: 24 s each, idle machine). The
+    lab stops once the scan ended: its counters stay, and the per-test ``lab`` of the other
+    tests can take the addresses again."""
+    devices = modbus_lab_devices(BASE, misfits=True)
+    async with listening(devices):
+        run = await _scan(net_store, _settings(tmp_path_factory.mktemp("net-scan")), [NET])
+    return NetScan(engine=net_store, lab={d.name: d for d in devices}, run=run)
+
+
+def test_execute_scan_identifies_every_lab_device(net_scan: NetScan) -> None:
+    engine, lab, run = net_scan.engine, net_scan.lab, net_scan.run
     with Session(engine) as session:
         devices = {
             ip.address: session.get(Device, ip.device_id)
@@ -93,10 +136,10 @@ async def test_execute_scan_identifies_every_lab_device(
     assert run.hosts_probed == len(lab)
 
 
-async def test_execute_scan_sends_only_declared_requests_one_connection_at_a_time(
-    engine: Engine, lab: dict[str, LabDevice], tmp_path: Path
+def test_execute_scan_sends_only_declared_requests_one_connection_at_a_time(
+    net_scan: NetScan,
 ) -> None:
-    run = await _scan(engine, _settings(tmp_path), [NET])
+    lab, run = net_scan.lab, net_scan.run
     received = 0
     for device in lab.values():
         assert {r.function_code for r in device.requests} <= {43, 17}, device.name
@@ -107,10 +150,8 @@ async def test_execute_scan_sends_only_declared_requests_one_connection_at_a_tim
     assert sum(sum(v.values()) for v in run.sent.values()) >= received > 0
 
 
-async def test_execute_scan_misbehaving_devices_make_a_partial_run(
-    engine: Engine, lab: dict[str, LabDevice], tmp_path: Path
-) -> None:
-    run = await _scan(engine, _settings(tmp_path), [NET])
+def test_execute_scan_misbehaving_devices_make_a_partial_run(net_scan: NetScan) -> None:
+    lab, run = net_scan.lab, net_scan.run
     assert run.status is ScanStatus.PARTIAL
     failed = {e["target"].split(":")[0] for e in run.errors if e["stage"] == "modbus"}
     assert lab["modbus-silent"].address in failed
