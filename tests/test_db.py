@@ -1,6 +1,7 @@
 """The store helpers: rows built without ``__init__`` are the rows ``__init__`` builds."""
 
 import uuid
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Engine
@@ -68,3 +69,24 @@ def test_new_id_is_a_random_version_4_uuid_in_canonical_text() -> None:
         anded &= n
     assert ored & free == free
     assert anded & free == 0
+
+
+def test_db_timestamps_bound_alike_or_apart_are_each_stored(engine: Engine) -> None:
+    """UTCDateTime's processor remembers its last value (issue 12): the same object bound
+    again, then another, then the first again, each row must still get its own instant."""
+    now = datetime(2026, 12, 4, 3, 0, tzinfo=UTC)
+    later = now + timedelta(seconds=1)
+    elsewhere = datetime(2026, 12, 4, 5, 0, 1, tzinfo=timezone(timedelta(hours=2)))  # = later
+    seen = [(now, now), (now, later), (later, now), (now, elsewhere), (elsewhere, now)]
+    devices = [build_row(Device, first_seen_at=first, last_seen_at=last) for first, last in seen]
+    with Session(engine) as session:
+        insert_rows(session, devices)
+        session.commit()
+        stored = {d.id: d for d in session.exec(select(Device))}
+    assert [(stored[d.id].first_seen_at, stored[d.id].last_seen_at) for d in devices] == [
+        (now, now),
+        (now, later),
+        (later, now),
+        (now, later),
+        (later, now),
+    ]

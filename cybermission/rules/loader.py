@@ -52,6 +52,18 @@ class Rule:
     protocols: frozenset[str]
     probes: frozenset[str]
     fields: tuple[str, ...] = ()
+    # MITRE ATT&CK for ICS technique ids (T0xxx) named in references or tags, for SIEMs: read
+    # once here, not for every finding the rule makes.
+    attack_techniques: tuple[str, ...] = field(init=False, repr=False)
+    _field_paths: tuple[tuple[str, ...], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        info = self.spec.info
+        found = _ATTACK_ID.findall(" ".join([*info.references, *info.tags]))
+        object.__setattr__(
+            self, "attack_techniques", tuple(dict.fromkeys(t.upper() for t in found))
+        )
+        object.__setattr__(self, "_field_paths", tuple(tuple(f.split(".")) for f in self.fields))
 
     @property
     def id(self) -> str:
@@ -69,12 +81,6 @@ class Rule:
     def cwe(self) -> str:
         """The CWE id of the weakness this rule detects (``info.cwe``)."""
         return self.spec.info.cwe
-
-    @property
-    def attack_techniques(self) -> tuple[str, ...]:
-        """MITRE ATT&CK for ICS technique ids (T0xxx) named in references or tags, for SIEMs."""
-        found = _ATTACK_ID.findall(" ".join([*self.spec.info.references, *self.spec.info.tags]))
-        return tuple(dict.fromkeys(t.upper() for t in found))
 
     def applies(self, doc: Mapping[str, object]) -> bool:
         """Whether the observation is one this rule looks at (``applies-to``)."""
@@ -95,8 +101,8 @@ class Rule:
     def evidence(self, doc: Mapping[str, object]) -> dict[str, object]:
         """The values of the fields this rule reads, as ``doc`` has them (the finding's proof)."""
         found: dict[str, object] = {}
-        for name in self.fields:
-            value = resolve(doc, tuple(name.split(".")))
+        for name, path in zip(self.fields, self._field_paths, strict=True):
+            value = resolve(doc, path)
             if value is not MISSING:
                 found[name] = value
         return found
@@ -123,9 +129,20 @@ class RuleSet:
     def evaluate(self, doc: Mapping[str, object]) -> list[Rule]:
         protocol = doc.get("protocol")
         candidates = self._by_protocol.get(protocol, ()) if isinstance(protocol, str) else ()
-        hits = [rule for rule in candidates if rule.matches(doc)]
+        probe = doc.get("probe")
+        hits: list[Rule] = []
+        # The candidates' protocol is the document's (their index says so): only ``probes``
+        # remains of Rule.applies, checked here once per rule (every observation of a scan).
+        for rule in candidates:
+            if _probe_applies(rule, probe) and rule.predicate(doc):
+                hits.append(rule)
         hits.extend(rule for rule in self._anywhere if rule.matches(doc))
         return hits
+
+
+def _probe_applies(rule: Rule, probe: object) -> bool:
+    """Rule.applies's ``probes`` half."""
+    return not rule.probes or (isinstance(probe, str) and probe in rule.probes)
 
 
 def evaluate(rules: Iterable[Rule] | RuleSet, doc: Mapping[str, object]) -> list[Rule]:

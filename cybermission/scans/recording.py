@@ -374,6 +374,8 @@ def _record_asset_events(
 ) -> None:
     """Tell the event log (alerting's outbox) what the inventory learnt about one device, at
     ``address`` (where it answered, or its first known address: a SIEM's destination)."""
+    if not is_new and not changes:
+        return  # a device seen again unchanged (most of a rescan): no event, nothing to build
     where = {"organization_id": device.organization_id, "site_id": device.site_id}
     asset = {
         "device_id": device.id,

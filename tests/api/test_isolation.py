@@ -14,16 +14,18 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel
 
 from api.app import create_app
 from cybermission.auth.models import ROLE_PERMISSIONS, Permission, Role
-from cybermission.config import Settings
+from cybermission.config import load_settings
 from cybermission.db import create_db_engine
 from cybermission.findings.advisories.family_packs import publish_family_pack
 from cybermission.rules.packs import publish_pack
-from tests.api.conftest import assert_problem, served
+from tests.api.conftest import TOKEN, assert_problem, served
 from tests.api.test_familypacks import V1 as FAMILY_PACK
 from tests.api.test_rulepacks import V1 as RULE_PACK
 from tests.api.world import World, build_world
@@ -72,6 +74,7 @@ BY_ID = [
     Endpoint("DELETE", "/tokens/{token}", Permission.MANAGE_TOKENS, ok=(204,)),
 ]
 
+WAL_FILES = ("-wal", "-shm", "-journal")
 CALLERS = [("global", "b"), ("a", "a"), ("a", "b")]  # (caller organisation, target organisation)
 TARGET_ORGS = ("a", "b")
 
@@ -89,20 +92,44 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World]:
     return path, world
 
 
+@pytest.fixture(scope="module")
+def cell_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where each cell's copy of the world lives while the cell runs."""
+    return tmp_path_factory.mktemp("cell") / "cell.db"
+
+
+@pytest.fixture(scope="module")
+def cell_app(cell_store: Path) -> FastAPI:
+    """One application for the module's ~480 cells, as ``serve`` runs it: without an engine of
+    the caller's, so each start-up (each cell enters the lifespan anew) opens the store at
+    ``cell_store``, the cell's own fresh copy of the world, and each shutdown disposes of it.
+    Building the routes' dependencies and validators (on an app's first requests) was most of a
+    cell's time when every cell built an app of its own."""
+    settings = load_settings(
+        database_url=f"sqlite:///{cell_store}",
+        rules_dirs=[Path("rules")],
+        admin_token=SecretStr(TOKEN),
+    )
+    return create_app(settings)
+
+
 @pytest.fixture
-def world_engine(template: tuple[Path, World], tmp_path: Path) -> Iterator[Engine]:
-    copy = tmp_path / "cell.db"
-    shutil.copy(template[0], copy)
-    engine = create_db_engine(f"sqlite:///{copy}")
+def world_engine(template: tuple[Path, World], cell_store: Path) -> Iterator[Engine]:
+    # A new file each cell (the previous cell's, and any -wal/-shm left with it, unlinked first):
+    # nothing a cell wrote can reach the next.
+    for leftover in (cell_store, *(cell_store.with_name(cell_store.name + s) for s in WAL_FILES)):
+        leftover.unlink(missing_ok=True)
+    shutil.copy(template[0], cell_store)
+    engine = create_db_engine(f"sqlite:///{cell_store}")
     yield engine
     engine.dispose()
 
 
 @pytest.fixture
-async def cell_client(
-    api_settings: Settings, world_engine: Engine
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with served(create_app(api_settings, engine=world_engine)) as client:
+async def cell_client(cell_app: FastAPI, world_engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
+    async with served(cell_app) as client:
+        # The app's start-up opened the cell's store, not another's.
+        assert cell_app.state.engine.url == world_engine.url
         yield client
 
 
