@@ -96,11 +96,22 @@ def _scan_env(profile: str, store: Path) -> dict[str, str]:
     return env
 
 
-def run_cybermission(network: str, profile: str, *, udp: bool = True) -> Timed:
+def run_cybermission(
+    network: str, profile: str, *, udp: bool = True, advisories: Path | None = None
+) -> Timed:
     with tempfile.TemporaryDirectory(prefix="cm-e2e-") as folder:
         env = _scan_env(profile, Path(folder) / "cybermission.db")
+        env["XDG_CACHE_HOME"] = str(Path(folder) / "cache")  # the advisory index, per run
         # A store other than the default must exist: created before the timed scan.
         subprocess.run([_cybermission(), "db", "upgrade"], env=env, check=True, capture_output=True)
+        if advisories is not None:
+            # What a user's store holds: the advisories imported (untimed), as README says.
+            subprocess.run(
+                [_cybermission(), "advisories", "import", str(advisories)],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
         command = [_cybermission(), "scan", network, "--ports", "502", "--format", "json"]
         if not udp:
             command += ["--udp-ports", "none"]
@@ -130,7 +141,9 @@ def _load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def compare(network: str, devices: int, profile: str, load: str, runs: int) -> bool:
+def compare(
+    network: str, devices: int, profile: str, load: str, runs: int, advisories: Path | None = None
+) -> bool:
     ratios: list[float] = []
     ours_s: list[float] = []
     peer_s: list[float] = []
@@ -139,7 +152,7 @@ def compare(network: str, devices: int, profile: str, load: str, runs: int) -> b
         # One untimed pass: pymodbus's lazy set-up on the simulators' first connections.
         run_cybermission(network, "lab")
         for index in range(runs):
-            ours = run_cybermission(network, profile)
+            ours = run_cybermission(network, profile, advisories=advisories)
             peer = run_nmap(network)
             ratios.append(ours.seconds / peer.seconds)
             ours_s.append(ours.seconds)
@@ -186,6 +199,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loads", default="idle,stress")
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--memory-only", action="store_true", help="no simulators, no nmap")
+    parser.add_argument(
+        "--advisories",
+        type=Path,
+        default=None,
+        help="import these CSAF advisories into each run's store first (untimed), e.g. "
+        "../shared/data/advisories/cisa-csaf-ot-2017-2024.tar.xz",
+    )
     args = parser.parse_args(argv)
     # Stopped by a signal: still stop the simulators and the CPU hogs (the finally blocks).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -197,7 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with simulators(args.base, args.devices):
         for load in args.loads.split(","):
             for profile in args.profiles.split(","):
-                complete = compare(network, args.devices, profile, load, args.runs) and complete
+                complete = (
+                    compare(network, args.devices, profile, load, args.runs, args.advisories)
+                    and complete
+                )
     if args.memory:
         memory()
     return 0 if complete else 1

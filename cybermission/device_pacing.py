@@ -104,14 +104,27 @@ class Pace:
     late-woken sender and an on-time one leave closer together than the rate allows. With burst 1
     two sends are never closer than ``1 / rate_per_s``. The event loop is single-threaded, so
     checking and booking need no lock.
+
+    Senders that must wait queue in a line (:meth:`hold`), served in arrival order: one timer
+    per send wakes only the first in line, once the pace conforms, instead of every waiter
+    sleeping for the same moment, waking together and all but one sleeping again (a thundering
+    herd: O(waiters) wake-ups per send, issue 12). The sender at the head *holds* the pace: no
+    one else may book it until it books (:meth:`take`) or gives its turn up (:meth:`leave`),
+    which it does before it awaits anything else, so the send still leaves on the clock it was
+    judged by.
     """
 
-    __slots__ = ("_interval", "_tat", "_tolerance")
+    __slots__ = ("_clock", "_held", "_interval", "_line", "_tat", "_timer", "_tolerance")
 
     def __init__(self, rate_per_s: float, burst: float = 1.0, *, resume_at: float = 0.0) -> None:
         self._interval = 1.0 / rate_per_s
         self._tolerance = max(burst - 1.0, 0.0) * self._interval
         self._tat = resume_at
+        # Waiters in arrival order (made on the first wait: most paces never have one).
+        self._line: deque[asyncio.Future[None]] | None = None
+        self._held = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._clock: Callable[[], float] = time.monotonic  # the waiters' (``hold``)
 
     @property
     def next_at(self) -> float:
@@ -121,8 +134,107 @@ class Pace:
     def wait_s(self, now: float) -> float:
         return self._tat - self._tolerance - now
 
+    def ready(self, now: float) -> bool:
+        """A send conforms now and nobody is before it: book it at once (``take``)."""
+        return not self._held and not self._line and self._tat - self._tolerance <= now
+
     def take(self, now: float) -> None:
+        """Book a send at ``now``; a holder's turn ends with it, the next in line is served."""
         self._tat = (self._tat if self._tat > now else now) + self._interval
+        if self._held:
+            self._held = False
+            if self._line:
+                self._serve(now)
+
+    def leave(self) -> None:
+        """The holder gives its turn up without sending (cancelled, or the guard refused)."""
+        if self._held:
+            self._held = False
+            if self._line:
+                self._serve(None)
+
+    async def hold(self, clock: Callable[[], float]) -> float:
+        """Wait in line until first and the send conforms; return the moment (``clock``'s).
+
+        The caller then holds the pace and must ``take`` or ``leave`` before awaiting anything
+        else. ``clock`` is the clock the pace is booked with; it must advance with the event
+        loop's (``time.monotonic``, or ``loop.time``).
+        """
+        now = clock()
+        if self.ready(now):
+            self._held = True
+            return now
+        self._clock = clock
+        line = self._line
+        if line is None:
+            line = self._line = deque()
+        waiter = asyncio.get_running_loop().create_future()
+        line.append(waiter)
+        if len(line) == 1 and not self._held:
+            self._serve(now)
+        try:
+            while True:
+                await waiter
+                now = clock()
+                wait = self.wait_s(now)
+                if wait <= 0:
+                    break
+                # Woken early (a clock that lags the loop's): wait again, still first in line.
+                waiter = asyncio.get_running_loop().create_future()
+                line[0] = waiter
+                self._arm(wait)
+        except BaseException:
+            self._drop(waiter)
+            raise
+        line.popleft()
+        self._held = True
+        return now
+
+    def _serve(self, now: float | None) -> None:
+        """Wake the first in line if the pace conforms, else time its wake-up (one timer)."""
+        line = self._line
+        if not line or self._held:
+            return
+        head = line[0]
+        if head.done():  # already woken, about to take its turn
+            return
+        if now is None:
+            now = self._clock()
+        wait = self.wait_s(now)
+        if wait <= 0:
+            self._disarm()
+            head.set_result(None)
+        else:
+            self._arm(wait)
+
+    def _arm(self, wait: float) -> None:
+        self._disarm()
+        self._timer = asyncio.get_running_loop().call_later(wait, self._fire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        line = self._line
+        if line and not self._held and not line[0].done():
+            line[0].set_result(None)
+
+    def _drop(self, waiter: "asyncio.Future[None]") -> None:
+        """A waiter cancelled in line: remove it; if it was first, serve the next."""
+        line = self._line
+        if not line:
+            return
+        first = line[0] is waiter
+        try:
+            line.remove(waiter)
+        except ValueError:
+            return
+        if first:
+            self._disarm()
+            self._serve(None)
 
 
 @dataclass(slots=True)
@@ -202,13 +314,10 @@ class DeviceGate:
     async def contact(self, address: str) -> None:
         """Wait until the device's pace allows one more connect or datagram session, book it."""
         pace = self._device(address).pace
-        while True:
-            now = self._clock()
-            wait = pace.wait_s(now)
-            if wait <= 0:
-                pace.take(now)
-                return
-            await asyncio.sleep(wait)
+        # In line behind the host's other sessions: one wake-up per contact, not one per
+        # waiting session per contact (a host's 8 UDP sessions wait together).
+        now = await pace.hold(self._clock)
+        pace.take(now)
 
     @asynccontextmanager
     async def turn(self, address: str) -> AsyncIterator[None]:

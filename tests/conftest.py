@@ -100,6 +100,15 @@ _DROPPER = _Dropper()
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite's caches (the advisory index kept on disk) in a folder of the session's, never
+    the user's ~/.cache; commands the tests start inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _databases_dropped() -> Iterator[None]:
     """The session ends once every test database is dropped, and fails if one could not be."""
     yield

@@ -8,12 +8,15 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cybermission.cli.runtime import command_group, err, fail, open_store, start
 from cybermission.errors import CybermissionError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = command_group("CISA ICS advisories (CSAF 2.0) and the KEV catalogue.", no_args_is_help=False)
 
@@ -38,6 +41,8 @@ def import_command(
             rematched, campaigns = rematch_and_open(session, advisory_ids=report.changed, now=now)
     except CybermissionError as exc:
         raise fail(exc) from exc
+    if report.changed:
+        _index_for_scans(engine)
     for line in report.errors:
         sys.stdout.write(line + "\n")
     summary = {
@@ -56,6 +61,18 @@ def import_command(
     err().print(json.dumps(summary))
     if report.errors:
         raise typer.Exit(code=1)
+
+
+def _index_for_scans(engine: "Engine") -> None:
+    """Build the matching index of every stored advisory now and keep it on disk
+    (``findings/advisories/index_cache.py``): the next scan reads it instead of spending its
+    first seconds building it (about 6 s of CPU for CISA's 2017-2024 archive)."""
+    from sqlmodel import Session
+
+    from cybermission.findings.advisories.lookup import current_index
+
+    with Session(engine) as session:
+        current_index(session)
 
 
 @app.command("kev")
@@ -77,6 +94,8 @@ def kev_command(
             rematched, campaigns = rematch_and_open(session, advisory_ids=report.changed, now=now)
     except CybermissionError as exc:
         raise fail(exc) from exc
+    if report.changed:
+        _index_for_scans(engine)
     err().print(
         json.dumps(
             {

@@ -40,14 +40,34 @@ class RunControl:
         if self.stop is not None:
             task.cancel()
 
+    def unbind(self) -> None:
+        """The run is ending: a stop requested from now on cancels nothing. The task executing a
+        run outlives it (a test's, a service's, the next run's), and a heartbeat still in its
+        thread when the run closed read "not owned" and cancelled whatever the task did next
+        (seen: the next scan's start, cancelled)."""
+        self._task = None
+
     def request_stop(self, status: ScanStatus, reason: str) -> None:
         """Stop the run; the first request decides its final status and reason, and later ones
-        change nothing (a second cancellation would cut short the recording of the first)."""
+        change nothing (a second cancellation would cut short the recording of the first).
+
+        Safe from any thread: the heartbeat asks from a worker thread, and a task is cancelled
+        on its own loop's thread only.
+        """
         if self.stop is not None:
             return
         self.stop = StopRequest(status, reason)
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        task = self._task
+        if task is None or task.done():
+            return
+        try:
+            task.get_loop().call_soon_threadsafe(self._cancel, task)
+        except RuntimeError:
+            return  # the loop is closed: nothing runs there any more
+
+    def _cancel(self, task: "asyncio.Task[object]") -> None:
+        if self._task is task and not task.done():
+            task.cancel()
 
 
 def renew_once(engine: Engine, scan_run_id: str, owner: RunOwner, control: RunControl) -> bool:

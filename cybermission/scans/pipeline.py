@@ -314,6 +314,9 @@ async def execute_scan(
         status, reason = ScanStatus.FAILED, f"failed: {error}"
     finally:
         lease.cancel()
+        # A heartbeat already in its thread may finish after the run is closed below and read
+        # it as lost: it must not cancel the caller, which goes on.
+        control.unbind()
     # What the run could not scan comes first, whatever the error cap kept after it.
     state.errors[:0] = state.skipped.errors()
     if status is ScanStatus.SUCCEEDED and state.errors:

@@ -222,16 +222,18 @@ class _Sweep:
             await slots.take()
         try:
             # Pacing last, so nothing can wait between the booked send time and the SYN.
-            while True:
-                now = loop.time()
-                wait = self._global.wait_s(now)
-                host_wait = pace.wait_s(now)
-                if host_wait > wait:
-                    wait = host_wait
-                if wait <= 0:
-                    break
-                await asyncio.sleep(wait)
-            self._global.take(now)
+            now = loop.time()
+            glob = self._global
+            if not (glob.ready(now) and pace.ready(now)):
+                # In line: first for the host's pace (a silent host's ports go together), then,
+                # holding it, for the global one. One wake-up per send, not one per worker.
+                await pace.hold(loop.time)
+                try:
+                    now = await glob.hold(loop.time)
+                except BaseException:
+                    pace.leave()
+                    raise
+            glob.take(now)
             pace.take(now)
             # Send-time scope enforcement: after any pacing wait, right before the SYN.
             self._guard.check(address)

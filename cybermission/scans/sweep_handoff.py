@@ -23,6 +23,7 @@ stops its workers.
 """
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from cybermission.config import PacingSettings
@@ -104,19 +105,39 @@ async def identify_paced(
 
 
 class _Window:
-    """A counting limit whose size is read at every acquire (it may shrink or grow meanwhile)."""
+    """A counting limit whose size is read at every acquire (it may shrink or grow meanwhile).
+
+    Waiters queue in arrival order and a release wakes only those it makes room for: with one
+    event for all, every release woke every host waiting for a datagram slot (64 in a safe run),
+    and all but one went back to wait (issue 12).
+    """
 
     def __init__(self, size: Callable[[], int]) -> None:
         self._size = size
         self._held = 0
-        self._freed = asyncio.Event()
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def acquire(self) -> None:
-        while self._held >= self._size():
-            self._freed.clear()
-            await self._freed.wait()
-        self._held += 1
+        if not self._waiters and self._held < self._size():
+            self._held += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # the slot is counted for us when we are woken
+        except asyncio.CancelledError:
+            if waiter.cancelled():
+                if waiter in self._waiters:  # a release may have passed over it already
+                    self._waiters.remove(waiter)
+            else:  # woken, then cancelled before running: hand the slot on
+                self.release()
+            raise
 
     def release(self) -> None:
         self._held -= 1
-        self._freed.set()
+        waiters = self._waiters
+        while waiters and self._held < self._size():
+            waiter = waiters.popleft()
+            if not waiter.done():
+                self._held += 1
+                waiter.set_result(None)

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cybermission.cli import app
@@ -23,6 +24,26 @@ def test_commands_import_then_reimport(tmp_path: Path) -> None:
     again = CliRunner().invoke(app, ["advisories", "import", str(source)], env=env(tmp_path))
     assert again.exit_code == 0
     assert '"unchanged": 1' in again.output
+
+
+def test_commands_import_and_kev_keep_the_index_for_the_next_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next command reads the index instead of building it (index_cache.py); a new KEV
+    flag makes a new one."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    kept = tmp_path / "cache" / "cybermission"
+    source = tmp_path / "a.json"
+    source.write_text(json.dumps(csaf()), encoding="utf-8")
+    result = CliRunner().invoke(app, ["advisories", "import", str(source)], env=env(tmp_path))
+    assert result.exit_code == 0, result.output
+    after_import = set(kept.iterdir())
+    assert len(after_import) == 1
+    kev = tmp_path / "kev.json"
+    kev.write_text(json.dumps({"vulnerabilities": [{"cveID": "CVE-2024-0001"}]}), encoding="utf-8")
+    result = CliRunner().invoke(app, ["advisories", "kev", str(kev)], env=env(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert len(set(kept.iterdir()) - after_import) == 1
 
 
 def test_commands_bad_document_exits_1_and_names_it(tmp_path: Path) -> None:

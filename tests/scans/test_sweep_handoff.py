@@ -2,14 +2,18 @@
 UDP silences holds a datagram slot, not one of the identification window's slots."""
 
 import asyncio
+import sys
+import types
 from collections.abc import AsyncIterator
 
 from cybermission.config import PacingProfile, PacingSettings
 from cybermission.device_pacing import DeviceGate
+from cybermission.scans import sweep_handoff
 from cybermission.scans.sweep import HostResult
 from cybermission.scans.sweep_handoff import Handoff, identify_paced, udp_window
 from tests.timing import scaled
 
+HANDOFF_FILE = sweep_handoff.__file__
 HOSTS = [HostResult(f"127.62.0.{i}", (502,), 0, 0, ()) for i in range(1, 11)]
 
 
@@ -76,3 +80,40 @@ def test_udp_window_shares_the_sessions_in_flight_over_the_udp_ports() -> None:
     lab = PacingSettings(profile=PacingProfile.LAB).effective()
     assert udp_window(lab, 8) == 15_000 // 8
     assert udp_window(lab, 0) == 15_000
+
+
+def test_hosts_waiting_for_a_datagram_slot_wake_once_each() -> None:
+    # Many hosts done with TCP wait for one datagram slot (a safe run: 64 wait for 64 slots
+    # held seconds each). Counted: resumptions of the hosts' handoff coroutines, not time. With
+    # one event for all waiters, every release woke every waiter (about 31 x 32 / 2 here).
+    hosts = [HostResult(f"127.62.1.{i}", (502,), 0, 0, ()) for i in range(1, 33)]
+    resumed = 0
+
+    def profile(frame: types.FrameType, event: str, _arg: object) -> None:
+        nonlocal resumed
+        code = frame.f_code
+        if event == "call" and code.co_name == "handoff" and code.co_filename == HANDOFF_FILE:
+            resumed += 1
+
+    async def swept() -> AsyncIterator[HostResult]:
+        for host in hosts:
+            yield host
+
+    async def identify(host: HostResult, handoff: Handoff) -> None:
+        await handoff()
+        for _ in range(3):  # the UDP phase holds its slot over a few loop turns
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        gate = DeviceGate(per_host_rate_per_s=1e6, probes_in_flight=len(hosts))
+        sys.setprofile(profile)
+        try:
+            await asyncio.wait_for(
+                identify_paced(swept(), identify, gate=gate, udp_hosts=1), scaled(30)
+            )
+        finally:
+            sys.setprofile(None)
+
+    asyncio.run(main())
+    # Each host's handoff is called once and, if it had to wait, resumed once.
+    assert len(hosts) <= resumed <= 2 * len(hosts)

@@ -15,6 +15,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from cybermission.errors import ValidationError
+from cybermission.findings.advisories import index_cache
 from cybermission.findings.advisories.families import FamilyBook, family_book
 from cybermission.findings.advisories.family_packs import organization_book
 from cybermission.findings.advisories.matching import AdvisoryIndex, AdvisoryMatch, DeviceIdentity
@@ -54,7 +55,14 @@ def current_index(session: Session, book: FamilyBook | None = None) -> AdvisoryI
             if held is book and seen == fingerprint:
                 _cached.append(_cached.pop(position))
                 return index
-    index = AdvisoryIndex.load(session, book=book)
+    # Another process may have built it already (every CLI scan is a new process).
+    key = index_cache.cache_key(fingerprint, book)
+    kept = index_cache.load(key)
+    if kept is not None:
+        index = kept
+    else:
+        index = AdvisoryIndex.load(session, book=book)
+        index_cache.save(key, index)
     with _lock:
         _cached[:] = [c for c in _cached if c[1] is not book][-(_INDEXES_KEPT - 1) :]
         _cached.append((fingerprint, book, index))
