@@ -155,6 +155,9 @@ def _lookups(note: Notation) -> tuple[str, ...]:
     return tuple(found)
 
 
+_MATCHES_KEPT: Final = 8192  # identities whose matches are kept (frozen tuples, ~a few KiB)
+
+
 @dataclass(slots=True)
 class AdvisoryIndex:
     """Affected products by vendor key, reachable by the first letters of each of their words
@@ -167,6 +170,9 @@ class AdvisoryIndex:
     _by_family: dict[str, list[tuple[_Entry, tuple[NameLine, ...]]]] = field(default_factory=dict)
     _vendors_of: dict[str, set[str]] = field(default_factory=dict)
     _passages: dict[str, dict[str, list[_Passage]]] = field(default_factory=dict)
+    # The answers already given, by identity: a network holds many devices of one model and
+    # firmware, and the index does not change once built (``add`` clears it).
+    _matched: dict[DeviceIdentity, tuple[AdvisoryMatch, ...]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -194,6 +200,7 @@ class AdvisoryIndex:
         return self._count
 
     def add(self, product: AdvisoryProduct) -> None:
+        self._matched.clear()
         keys = _vendor_keys(product.vendor) or frozenset({product.vendor_key} - {""})
         if not keys:
             return
@@ -238,6 +245,7 @@ class AdvisoryIndex:
 
     def add_mentions(self, advisory: Advisory) -> None:
         """Index the sentences of ``advisory`` under the vendors of its products (after them)."""
+        self._matched.clear()
         keys = self._vendors_of.get(advisory.id, set())
         for text in advisory.mentions or ():
             passage = _Passage(advisory.id, notation(text))
@@ -248,6 +256,15 @@ class AdvisoryIndex:
 
     def match(self, device: DeviceIdentity) -> list[AdvisoryMatch]:
         """The advisories that apply to ``device``: one match per advisory, the most certain."""
+        found = self._matched.get(device)
+        if found is None:
+            found = tuple(self._matches_of(device))
+            if len(self._matched) >= _MATCHES_KEPT:
+                self._matched.clear()
+            self._matched[device] = found
+        return list(found)
+
+    def _matches_of(self, device: DeviceIdentity) -> list[AdvisoryMatch]:
         key = vendor_key(device.vendor)
         if not key:
             return []

@@ -15,7 +15,9 @@ from cybermission.findings.advisories import index_cache, lookup
 from cybermission.findings.advisories.families import family_book
 from cybermission.findings.advisories.lookup import current_index
 from cybermission.findings.advisories.matching import AdvisoryIndex, DeviceIdentity
+from cybermission.findings.advisories.normalise import vendor_key
 from cybermission.findings.advisories.store import import_advisories
+from cybermission.findings.models import Advisory, AdvisoryProduct
 from tests.findings.advisories.test_store import csaf
 
 NOW = datetime(2026, 12, 4, 3, 0, tzinfo=UTC)
@@ -116,3 +118,31 @@ def test_the_folder_keeps_the_most_recently_used(
             _matched(session)
     kept = list((tmp_path / "cache" / "cybermission").iterdir())
     assert len(kept) == index_cache.FILES_KEPT
+
+
+def _product(advisory_id: str, product: str, version: str) -> AdvisoryProduct:
+    return AdvisoryProduct(
+        advisory_id=advisory_id,
+        product_id=f"{advisory_id}-1",
+        vendor="Schneider Electric",
+        vendor_key=vendor_key("Schneider Electric"),
+        product=product,
+        version=version,
+        branch_path=["Schneider Electric", product],
+        cves=[],
+        cvss_score=7.5,
+    )
+
+
+def test_answers_kept_per_identity_follow_what_the_index_holds() -> None:
+    """A network holds many devices of one model: the index answers each identity once, and a
+    product added later (while a re-match builds) is seen by the next answer."""
+    advisories = [Advisory(id=a, title=a, cves=[], imported_at=NOW) for a in ("ICSA-1", "ICSA-2")]
+    index = AdvisoryIndex.build(
+        advisories, [_product("ICSA-1", "Modicon M340 CPU (part numbers BMXP34*)", "< SV3.51")]
+    )
+    first = index.match(M340)
+    assert [m.advisory_id for m in first] == ["ICSA-1"]
+    assert index.match(M340) == first
+    index.add(_product("ICSA-2", "Modicon M340 BMXP342020", "< SV3.30"))
+    assert sorted(m.advisory_id for m in index.match(M340)) == ["ICSA-1", "ICSA-2"]
