@@ -19,10 +19,11 @@ import logging
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import Table, and_, func, or_, update
 from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from cybermission.db import build_row, insert_rows, insert_values, new_id
@@ -247,8 +248,9 @@ def record_findings(
             result.created.append(finding)
             continue
         _refresh(finding, draft)
-        finding.last_seen_at = now
-        finding.last_scan_run_id = scan_run_id
+        # Seen again: written below for all of them at once (the object already says so).
+        set_committed_value(finding, "last_seen_at", now)
+        set_committed_value(finding, "last_scan_run_id", scan_run_id)
         if finding.status == FindingStatus.RESOLVED:
             finding.status = FindingStatus.OPEN
             changes.add(
@@ -270,6 +272,15 @@ def record_findings(
                 },
             )
         result.updated.append(finding)
+    # Findings seen again: one UPDATE per chunk of ids, not one parameter set per finding
+    # through the unit of work (most of a rescan's findings change nothing else, issue 12).
+    table = cast(Table, Finding.__table__)  # type: ignore[attr-defined]
+    for chunk in _chunks([finding.id for finding in result.updated]):
+        session.exec(
+            update(table)
+            .where(table.c.id.in_(chunk))
+            .values(last_seen_at=now, last_scan_run_id=scan_run_id)
+        )
     # New findings: one Core INSERT, then in the session as if loaded (the caller may change
     # them further in its transaction) without the unit of work inserting them one by one.
     session.flush()

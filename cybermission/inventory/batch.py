@@ -14,9 +14,11 @@ scan of 1,024 devices in one SELECT and flush per host and per lookup (issue 12)
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlmodel import Session, col, select
+from sqlalchemy import Table, update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, SQLModel, col, select
 
 from cybermission.db import build_row, insert_rows, new_id
 from cybermission.inventory.catalog_cache import InventoryCache
@@ -97,6 +99,23 @@ class _Batch:
     new: _NewRows = field(default_factory=_NewRows)
     services: dict[str, dict[ServiceKey, Service]] = field(default_factory=dict)
     units: dict[tuple[str, int], Device] = field(default_factory=dict)
+    # Stored rows seen again, by table: their ``last_seen_at`` is written with one UPDATE per
+    # chunk of ids at the end (a rescan sees every address and service of every host again;
+    # one parameter set per row through the unit of work was most of its flush, issue 12).
+    seen_again: dict[type[SQLModel], list[str]] = field(default_factory=dict)
+
+    def seen(self, row: IPAddress | Interface | Service) -> None:
+        """``row`` answered now: the object says so at once, the store at the batch's end."""
+        set_committed_value(row, "last_seen_at", self.now)
+        self.seen_again.setdefault(type(row), []).append(row.id)
+
+    def write_seen(self) -> None:
+        for model, ids in self.seen_again.items():
+            table = cast(Table, model.__table__)  # type: ignore[attr-defined]
+            for chunk in _chunks(ids):
+                self.session.exec(
+                    update(table).where(table.c.id.in_(chunk)).values(last_seen_at=self.now)
+                )
 
     def change(
         self,
@@ -157,6 +176,7 @@ def reconcile_hosts(
         for host, identity in zip(hosts, identities, strict=True):
             results.append(_reconcile_one(batch, partitions[host.organization_id], host, identity))
         batch.new.insert(session, cache)
+        batch.write_seen()
     session.flush()  # the loaded rows that changed: one batched UPDATE per set of columns
     return results
 
@@ -350,7 +370,7 @@ def _attach_address(batch: _Batch, candidates: Candidates, device: Device, addre
         return
     if ip.device_id != device.id:
         ip.device_id = device.id  # the same serial moved to this address: follow the device
-    ip.last_seen_at = batch.now
+    batch.seen(ip)
 
 
 def _attach_interface(
@@ -387,7 +407,7 @@ def _attach_interface(
             )
             return
         interface.device_id = device.id
-    interface.last_seen_at = batch.now
+    batch.seen(interface)
 
 
 def _reconcile_services(batch: _Batch, result: ReconcileResult, host: HostSeen) -> None:
@@ -423,7 +443,7 @@ def _reconcile_services(batch: _Batch, result: ReconcileResult, host: HostSeen) 
                 service.address = host.address
             if service.absent_scans:
                 service.absent_scans = 0
-            service.last_seen_at = batch.now
+            batch.seen(service)
         result.services[key] = service
     for key, service in existing.items():
         if (

@@ -250,3 +250,32 @@ def test_normalise_mac_refuses_junk() -> None:
     assert normalise_mac("ff:ff:ff:ff:ff:ff") is None
     assert normalise_mac("not a mac") is None
     assert normalise_mac(42) is None
+
+
+def test_reconcile_hosts_rescan_stores_when_each_row_was_seen(engine: Engine) -> None:
+    """The address, MAC and services seen again get the rescan's time in the store (written
+    with one UPDATE per table at the batch's end, issue 12), and keep when they were first seen."""
+    web = ServiceSeen(
+        port=80, transport="tcp", protocol="http", probe="http", facts={"mac": "00246d010203"}
+    )
+    seen, scanned = [_modbus(IDENTITY), web], [(502, "tcp"), (80, "tcp")]
+    later = T0 + timedelta(days=1)
+    for now in (T0, later):
+        with Session(engine) as session:
+            reconcile_host(session, address="127.50.0.9", seen=seen, scanned=scanned, now=now)
+            session.commit()
+    with Session(engine) as session:
+        rows = [
+            *session.exec(select(IPAddress)),
+            *session.exec(select(Interface)),
+            *session.exec(select(Service)),
+            *session.exec(select(Device)),
+        ]
+        assert [type(r).__name__ for r in rows] == [
+            "IPAddress",
+            "Interface",
+            "Service",
+            "Service",
+            "Device",
+        ]
+        assert {(r.first_seen_at, r.last_seen_at) for r in rows} == {(T0, later)}
