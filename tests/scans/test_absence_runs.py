@@ -15,10 +15,9 @@ from cybermission.findings.models import Finding, FindingStatus
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.inventory.models import ChangeEvent, ChangeKind, Device, IPAddress, Service
 from cybermission.scans.models import ScanRun
-from cybermission.scans.pipeline import execute_scan
-from cybermission.scans.service import create_scan_run
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
 from scanners.lab.runner import listening
+from tests.scans.stored_runs import scan_now
 from tests.timing import scaled
 
 BASE = "127.50.70.0"
@@ -47,19 +46,7 @@ def _settings(tmp_path: Path) -> Settings:
 
 
 async def _scan(engine: Engine, settings: Settings, targets: list[str]) -> ScanRun:
-    with Session(engine) as session:
-        run = create_scan_run(
-            session,
-            guard=GUARD,
-            targets=targets,
-            ports=[502],
-            udp_ports=[],
-            settings=settings,
-            requested_by="test",
-        )
-        session.commit()
-        run_id = run.id
-    return await execute_scan(engine=engine, settings=settings, scan_run_id=run_id, guard=GUARD)
+    return await scan_now(engine, settings, targets, guard=GUARD)
 
 
 def _device_at(session: Session, address: str) -> Device:

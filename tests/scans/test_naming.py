@@ -21,7 +21,7 @@ from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.naming import advisory_identity
 from cybermission.scans.probing import HostReport
 from cybermission.scans.recording import finish_run, run_state, store_reports
-from cybermission.scans.rematch import rematch_inventory
+from cybermission.scans.rematch import RematchReport, rematch_inventory
 from tests.findings.advisories.test_store import csaf
 
 ADDRESS = "127.50.45.10"
@@ -78,6 +78,18 @@ def _scan_web_page(session: Session, settings: Settings) -> None:
     _scan(session, settings, 80, "http", {"server": "Embedded-httpd"})
 
 
+def _rematch_after_kev(session: Session, tmp_path: Path) -> RematchReport:
+    """KEV names the advisory's CVE: the re-match after that import, committed."""
+    kev = tmp_path / "kev.json"
+    kev.write_text(json.dumps({"vulnerabilities": [{"cveID": "CVE-2024-0001"}]}), "utf-8")
+    report = rematch_inventory(
+        session, advisory_ids=import_kev(session, kev, now=NOW).changed, now=NOW
+    )
+    session.commit()
+    session.expire_all()
+    return report
+
+
 def _import(session: Session, tmp_path: Path) -> list[str]:
     path = tmp_path / "advisory.json"
     document = csaf(products=((f"Station controllers ({ORDER_NUMBER})", "< V3.2.9"),))
@@ -117,13 +129,7 @@ def test_naming_scan_finding_is_refreshed_by_a_rematch_and_kept_by_other_scans(
     _import(session, tmp_path)
     _scan_controller(session, settings)
     (found,) = _findings(session)
-    kev = tmp_path / "kev.json"
-    kev.write_text(json.dumps({"vulnerabilities": [{"cveID": "CVE-2024-0001"}]}), "utf-8")
-    report = rematch_inventory(
-        session, advisory_ids=import_kev(session, kev, now=NOW).changed, now=NOW
-    )
-    session.commit()
-    session.expire_all()
+    report = _rematch_after_kev(session, tmp_path)
     assert (report.created, report.updated) == (0, 1)
     (refreshed,) = _findings(session)
     assert refreshed.evidence["kev"] is True
@@ -170,13 +176,7 @@ def test_naming_gateway_unit_gets_the_same_finding_from_the_scan_and_the_rematch
     assert child is not None
     assert child.unit_id == 2
     assert found.evidence["address"] == ADDRESS
-    kev = tmp_path / "kev.json"
-    kev.write_text(json.dumps({"vulnerabilities": [{"cveID": "CVE-2024-0001"}]}), "utf-8")
-    report = rematch_inventory(
-        session, advisory_ids=import_kev(session, kev, now=NOW).changed, now=NOW
-    )
-    session.commit()
-    session.expire_all()
+    report = _rematch_after_kev(session, tmp_path)
     assert (report.created, report.updated) == (0, 1)
     (refreshed,) = _findings(session)
     assert (refreshed.id, refreshed.evidence["address"]) == (found.id, ADDRESS)

@@ -5,14 +5,12 @@ import asyncio
 from pathlib import Path
 
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from cybermission.config import PacingProfile, PacingSettings, load_settings
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.scans.control import RunControl
 from cybermission.scans.models import ScanStatus
-from cybermission.scans.pipeline import execute_scan
-from cybermission.scans.service import create_scan_run
+from tests.scans.stored_runs import scan_now
 from tests.timing import scaled
 
 # Address plan: this module sends to 127.52.0.1 only (nothing listens there).
@@ -28,22 +26,8 @@ async def test_a_stop_requested_after_the_run_cancels_nothing(
         pacing=PacingSettings(profile=PacingProfile.LAB, connect_timeout_s=scaled(1.0)),
         rules_dirs=[Path("rules")],
     )
-    with Session(engine) as session:
-        run = create_scan_run(
-            session,
-            guard=GUARD,
-            targets=[TARGET],
-            ports=[502],
-            udp_ports=[],
-            settings=settings,
-            requested_by="test",
-        )
-        session.commit()
-        run_id = run.id
     control = RunControl()
-    finished = await execute_scan(
-        engine=engine, settings=settings, scan_run_id=run_id, guard=GUARD, control=control
-    )
+    finished = await scan_now(engine, settings, [TARGET], guard=GUARD, control=control)
     assert finished.status is ScanStatus.SUCCEEDED
     # What a heartbeat in flight at the run's end does: it reads the closed run as no longer
     # owned and asks, from its worker thread, for the run to stop.
