@@ -15,6 +15,7 @@ renamed) and the few most recently used are kept.
 The cache folder is ``$XDG_CACHE_HOME/cybermission`` (``~/.cache/cybermission``), mode 0700.
 """
 
+import contextlib
 import gc
 import hashlib
 import logging
@@ -37,8 +38,15 @@ _SUFFIX: Final = ".advisory-index"
 _PACKAGE: Final = Path(__file__).resolve().parent
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+def cache_dir() -> Path | None:
+    """The folder, or None where the user has no home to keep it in (a service account with no
+    HOME and no passwd entry): the index is then built by each process, as before."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:
+            return None
     return Path(base) / "cybermission"
 
 
@@ -69,7 +77,10 @@ def cache_key(fingerprint: tuple[Hashable, ...], book: FamilyBook) -> str:
 
 def load(key: str) -> AdvisoryIndex | None:
     """The index kept under ``key``, or None (absent, not ours, unreadable)."""
-    path = cache_dir() / f"{key}{_SUFFIX}"
+    folder = cache_dir()
+    if folder is None:
+        return None
+    path = folder / f"{key}{_SUFFIX}"
     try:
         with path.open("rb") as file:
             status = os.fstat(file.fileno())
@@ -107,19 +118,28 @@ def load(key: str) -> AdvisoryIndex | None:
         return None
     if not isinstance(index, AdvisoryIndex):
         return None
-    os.utime(path)  # recently used: kept by the pruning
+    with contextlib.suppress(OSError):  # a read-only cache still serves
+        os.utime(path)  # recently used: kept by the pruning
     return index
 
 
 def save(key: str, index: AdvisoryIndex) -> None:
     """Keep ``index`` under ``key``; a cache that cannot be written is only logged."""
     folder = cache_dir()
+    if folder is None:
+        return
+    temporary: str | None = None
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as file:
+            temporary = file.name
             pickle.dump(index, file, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(file.name, folder / f"{key}{_SUFFIX}")
-    except OSError as exc:
+        os.replace(temporary, folder / f"{key}{_SUFFIX}")
+    except (OSError, pickle.PicklingError) as exc:
+        # A full disk, a read-only home: the run goes on without the cache, leaving no part file.
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
         logger.warning(
             "advisory index not cached", extra={"folder": str(folder), "error": str(exc)}
         )
@@ -136,4 +156,5 @@ def _prune(folder: Path) -> None:
 
     kept = sorted(folder.glob(f"*{_SUFFIX}"), key=used, reverse=True)
     for stale in kept[FILES_KEPT:]:
-        stale.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # another process's, or already gone
+            stale.unlink(missing_ok=True)

@@ -146,3 +146,26 @@ def test_answers_kept_per_identity_follow_what_the_index_holds() -> None:
     assert index.match(M340) == first
     index.add(_product("ICSA-2", "Modicon M340 BMXP342020", "< SV3.30"))
     assert sorted(m.advisory_id for m in index.match(M340)) == ["ICSA-1", "ICSA-2"]
+
+
+def test_no_home_or_a_read_only_cache_only_costs_the_build(
+    engine: Engine, tmp_path: Path, builds: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service account without a home, or a cache folder it cannot write: every process builds
+    the index, as before the cache, and nothing fails."""
+    with Session(engine) as session:
+        _import(session, tmp_path, "ICSA-99-001-01")
+        monkeypatch.delenv("XDG_CACHE_HOME")
+
+        def no_home() -> Path:
+            raise RuntimeError("Could not determine home directory.")
+
+        monkeypatch.setattr(Path, "home", staticmethod(no_home))
+        assert _matched(session) == ["ICSA-99-001-01"]
+        # A file where the folder should be (root writes through modes: a file stops even root).
+        blocked = tmp_path / "blocked"
+        blocked.write_text("", encoding="utf-8")
+        monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+        _next_process()
+        assert _matched(session) == ["ICSA-99-001-01"]
+    assert len(builds) == 2
