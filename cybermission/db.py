@@ -7,14 +7,14 @@ built at import time: call :func:`create_db_engine` with settings.
 import copy
 import functools
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import DateTime, Engine, Table, event, insert, inspect, text
+from sqlalchemy import DateTime, Engine, Table, event, insert, inspect, text, update
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import configure_mappers
@@ -211,6 +211,29 @@ def _defaults_of(model: type[SQLModel]) -> tuple[tuple[_Default, ...], frozenset
 
 def _required(model: str, name: str) -> object:
     raise TypeError(f"{model}: {name} is required")
+
+
+# Values per ``IN (...)`` list: well under SQLite's bound on parameters (32,766) and PostgreSQL's
+# (65,535), and statements stay small.
+IN_CHUNK = 500
+
+
+def in_chunks(values: Iterable[str]) -> Iterator[list[str]]:
+    """``values`` once each, sorted, in lists of at most ``IN_CHUNK``: one ``IN (...)`` list per
+    statement, rows met in the same order whatever the caller's."""
+    items = sorted(set(values))
+    for start in range(0, len(items), IN_CHUNK):
+        yield items[start : start + IN_CHUNK]
+
+
+def update_by_ids(
+    session: Session, model: type[SQLModel], ids: Iterable[str], values: Mapping[str, Any]
+) -> None:
+    """The same ``values`` into every row of ``ids``: one UPDATE per chunk of ids, where the unit
+    of work sent one parameter set per row (a rescan sees almost every stored row again)."""
+    table = cast(Table, model.__table__)  # type: ignore[attr-defined]
+    for chunk in in_chunks(ids):
+        session.exec(update(table).where(table.c.id.in_(chunk)).values(**values))
 
 
 def insert_rows(session: Session, rows: Sequence[SQLModel]) -> None:

@@ -16,17 +16,17 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Any, Final
 
-from sqlalchemy import Table, and_, func, or_, update
+from sqlalchemy import and_, func, or_
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from cybermission.db import build_row, insert_rows, insert_values, new_id
+from cybermission.db import build_row, in_chunks, insert_rows, insert_values, new_id, update_by_ids
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.events import EventBatch
 from cybermission.findings.events import FindingPlaceOf, add_finding_event
@@ -44,9 +44,6 @@ logger = logging.getLogger(__name__)
 # Statuses that mean "the condition is there and nobody has closed it": rescans may resolve them.
 ACTIVE_STATUSES = (FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED)
 MAX_PAGE = 1000
-# Bound on the size of one IN (...) list; PostgreSQL and SQLite both take far more, this keeps
-# statements small.
-_IN_CHUNK = 500
 SYSTEM_ACTOR: Final = "system"
 _UNLOADED: Final = object()  # a column not in an instance's __dict__ (expired): assign it
 
@@ -130,11 +127,6 @@ class FindingPage:
     next_cursor: str | None
 
 
-def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(values), _IN_CHUNK):
-        yield values[start : start + _IN_CHUNK]
-
-
 class _Changes:
     """Status changes made by one service call: each one's audit row and event, written with
     one INSERT per table when the call ends (a scan batch changes thousands: issue 12)."""
@@ -208,7 +200,7 @@ def record_findings(
         latest[draft.dedup_key] = draft
     keys = list(latest)
     stored: dict[str, Finding] = {}
-    for chunk in _chunks(keys):
+    for chunk in in_chunks(keys):
         statement = select(Finding).where(col(Finding.dedup_key).in_(chunk))
         stored.update((finding.dedup_key, finding) for finding in session.exec(statement))
 
@@ -274,13 +266,12 @@ def record_findings(
         result.updated.append(finding)
     # Findings seen again: one UPDATE per chunk of ids, not one parameter set per finding
     # through the unit of work (most of a rescan's findings change nothing else, issue 12).
-    table = cast(Table, Finding.__table__)  # type: ignore[attr-defined]
-    for chunk in _chunks([finding.id for finding in result.updated]):
-        session.exec(
-            update(table)
-            .where(table.c.id.in_(chunk))
-            .values(last_seen_at=now, last_scan_run_id=scan_run_id)
-        )
+    update_by_ids(
+        session,
+        Finding,
+        (finding.id for finding in result.updated),
+        {"last_seen_at": now, "last_scan_run_id": scan_run_id},
+    )
     # New findings: one Core INSERT, then in the session as if loaded (the caller may change
     # them further in its transaction) without the unit of work inserting them one by one.
     session.flush()
@@ -345,7 +336,7 @@ def resolve_absent(
     ids = list(device_ids)
     resolved: list[Finding] = []
     changes = _Changes(place_of)
-    for chunk in _chunks(ids):
+    for chunk in in_chunks(ids):
         statement = select(Finding).where(
             col(Finding.device_id).in_(chunk),
             col(Finding.status).in_(ACTIVE_STATUSES),

@@ -10,14 +10,14 @@ it is back (``batch.py``). A device with an address outside the run is never cou
 answer there.
 """
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from cybermission.db import insert_rows
-from cybermission.inventory.identity import LOOKUP_CHUNK, in_organization
+from cybermission.db import in_chunks, insert_rows
+from cybermission.inventory.identity import in_organization
 from cybermission.inventory.models import ChangeEvent, ChangeKind, Device, IPAddress, Service
 
 # (address, organisation) -> the run looked at that address completely for that organisation.
@@ -32,12 +32,6 @@ class Absences:
     unreachable: list[Device] = field(default_factory=list)  # reached the threshold now
     closed: list[tuple[Device, Service]] = field(default_factory=list)
     events: list[ChangeEvent] = field(default_factory=list)
-
-
-def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
-    items = sorted(set(values))
-    for start in range(0, len(items), LOOKUP_CHUNK):
-        yield items[start : start + LOOKUP_CHUNK]
 
 
 def _covered_devices(
@@ -80,7 +74,7 @@ def record_absences(
     ports = set(scanned)
     result = Absences()
     candidates = _covered_devices(session, organizations, covered)
-    for chunk in _chunks(candidates):
+    for chunk in in_chunks(candidates):
         missed = session.exec(
             select(Device).where(
                 col(Device.id).in_(chunk),

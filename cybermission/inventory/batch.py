@@ -14,16 +14,14 @@ scan of 1,024 devices in one SELECT and flush per host and per lookup (issue 12)
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, select
 
-from cybermission.db import build_row, insert_rows, new_id
+from cybermission.db import build_row, in_chunks, insert_rows, new_id, update_by_ids
 from cybermission.inventory.catalog_cache import InventoryCache
 from cybermission.inventory.identity import (
-    LOOKUP_CHUNK,
     Candidates,
     HostIdentity,
     ServiceSeen,
@@ -111,11 +109,7 @@ class _Batch:
 
     def write_seen(self) -> None:
         for model, ids in self.seen_again.items():
-            table = cast(Table, model.__table__)  # type: ignore[attr-defined]
-            for chunk in _chunks(ids):
-                self.session.exec(
-                    update(table).where(table.c.id.in_(chunk)).values(last_seen_at=self.now)
-                )
+            update_by_ids(self.session, model, ids, {"last_seen_at": self.now})
 
     def change(
         self,
@@ -208,21 +202,15 @@ def _load_partitions(
     }
 
 
-def _chunks(values: Collection[str]) -> Iterable[list[str]]:
-    items = sorted(values)
-    for start in range(0, len(items), LOOKUP_CHUNK):
-        yield items[start : start + LOOKUP_CHUNK]
-
-
 def _load_services(batch: _Batch, device_ids: Collection[str]) -> None:
-    for chunk in _chunks(device_ids):
+    for chunk in in_chunks(device_ids):
         for service in batch.session.exec(select(Service).where(col(Service.device_id).in_(chunk))):
             key = (service.port, service.transport, service.protocol)
             batch.services.setdefault(service.device_id, {})[key] = service
 
 
 def _load_units(batch: _Batch, parent_ids: Collection[str]) -> None:
-    for chunk in _chunks(parent_ids):
+    for chunk in in_chunks(parent_ids):
         for child in batch.session.exec(select(Device).where(col(Device.parent_id).in_(chunk))):
             if child.parent_id is not None and child.unit_id is not None:
                 batch.units[(child.parent_id, child.unit_id)] = child

@@ -5,15 +5,8 @@ from collections.abc import Iterable
 from sqlalchemy import event
 from sqlmodel import Session, col, select
 
-from cybermission.db import build_row, insert_rows, new_id
-from cybermission.inventory.identity import LOOKUP_CHUNK
+from cybermission.db import build_row, in_chunks, insert_rows, new_id
 from cybermission.inventory.models import DeviceType, Manufacturer
-
-
-def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
-    items = sorted(values)
-    for start in range(0, len(items), LOOKUP_CHUNK):
-        yield items[start : start + LOOKUP_CHUNK]
 
 
 class InventoryCache:
@@ -53,7 +46,7 @@ class InventoryCache:
         self._absent_types.clear()
         wanted = {p for p in pairs if p[0] and p[1] and p not in self._known_types()}
         vendors = {v for v, _ in wanted if self._known_maker(v) is None}
-        for chunk in _chunks(vendors):
+        for chunk in in_chunks(vendors):
             for maker in session.exec(
                 select(Manufacturer).where(col(Manufacturer.name).in_(chunk))
             ):
@@ -68,8 +61,8 @@ class InventoryCache:
                 by_maker.setdefault(known, set()).add(model)
         models = {m for ms in by_maker.values() for m in ms}
         found: set[tuple[str, str]] = set()
-        for maker_chunk in _chunks(by_maker):
-            for model_chunk in _chunks(models):
+        for maker_chunk in in_chunks(by_maker):
+            for model_chunk in in_chunks(models):
                 types = select(DeviceType).where(
                     col(DeviceType.manufacturer_id).in_(maker_chunk),
                     col(DeviceType.model).in_(model_chunk),

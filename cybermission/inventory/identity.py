@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from cybermission.db import in_chunks
 from cybermission.inventory.models import Device, Interface, IPAddress
 
 # Identity attributes and the fact keys probes use for them, in order of preference. A
@@ -27,8 +28,6 @@ IDENTITY_FACTS: dict[str, tuple[str, ...]] = {
     "serial": ("serial",),
 }
 MAX_ATTR_CHARS = 200
-# SQL parameter lists stay well under SQLite's limit (32,766) and PostgreSQL's (65,535).
-LOOKUP_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,12 +140,6 @@ def in_organization(column: Any, organization_id: str | None) -> ColumnElement[b
     return col(column) == organization_id
 
 
-def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
-    items = sorted(set(values))
-    for start in range(0, len(items), LOOKUP_CHUNK):
-        yield items[start : start + LOOKUP_CHUNK]
-
-
 _Row = TypeVar("_Row")
 
 
@@ -154,7 +147,7 @@ def _in_chunks(
     session: Session, query: SelectOfScalar[_Row], column: Any, values: Iterable[str]
 ) -> Iterator[_Row]:
     """The rows of ``query`` whose ``column`` is one of ``values``: one ``IN (...)`` per chunk."""
-    for chunk in _chunks(values):
+    for chunk in in_chunks(values):
         yield from session.exec(query.where(col(column).in_(chunk)))
 
 

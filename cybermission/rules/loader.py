@@ -88,11 +88,12 @@ class Rule:
             protocol = doc.get("protocol")
             if not isinstance(protocol, str) or protocol not in self.protocols:
                 return False
-        if self.probes:
-            probe = doc.get("probe")
-            if not isinstance(probe, str) or probe not in self.probes:
-                return False
-        return True
+        return self.probe_applies(doc.get("probe"))
+
+    def probe_applies(self, probe: object) -> bool:
+        """The ``probes`` half of :meth:`applies` (the whole of it where the protocol is known
+        to be one of the rule's)."""
+        return not self.probes or (isinstance(probe, str) and probe in self.probes)
 
     def matches(self, doc: Mapping[str, object]) -> bool:
         """Whether the subject document shows the condition this rule describes."""
@@ -134,15 +135,10 @@ class RuleSet:
         # The candidates' protocol is the document's (their index says so): only ``probes``
         # remains of Rule.applies, checked here once per rule (every observation of a scan).
         for rule in candidates:
-            if _probe_applies(rule, probe) and rule.predicate(doc):
+            if rule.probe_applies(probe) and rule.predicate(doc):
                 hits.append(rule)
         hits.extend(rule for rule in self._anywhere if rule.matches(doc))
         return hits
-
-
-def _probe_applies(rule: Rule, probe: object) -> bool:
-    """Rule.applies's ``probes`` half."""
-    return not rule.probes or (isinstance(probe, str) and probe in rule.probes)
 
 
 def evaluate(rules: Iterable[Rule] | RuleSet, doc: Mapping[str, object]) -> list[Rule]:

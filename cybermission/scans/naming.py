@@ -14,17 +14,17 @@ what the device is, as its product and model stay when it does; a finding people
 lost because a port was not probed this time.
 """
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from sqlmodel import Session, col, select
 
+from cybermission.db import in_chunks
 from cybermission.findings.advisories.matching import DeviceIdentity
 from cybermission.inventory.models import Device, DeviceType, Service
 
 # Facts that name a device beside its inventory attributes.
 NAMING_FACTS: Final = ("product_code", "order_number", "product_name", "model", "product")
-_IN_CHUNK: Final = 500
 
 
 def advisory_identity(
@@ -47,11 +47,6 @@ def advisory_identity(
     )
 
 
-def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(values), _IN_CHUNK):
-        yield values[start : start + _IN_CHUNK]
-
-
 def load_advisory_identities(
     session: Session, devices: Sequence[Device]
 ) -> dict[str, DeviceIdentity]:
@@ -63,14 +58,14 @@ def load_advisory_identities(
         return {}
     type_ids = sorted({d.device_type_id for d in named if d.device_type_id})
     codes: dict[str, str | None] = {}
-    for chunk in _chunks(type_ids):
+    for chunk in in_chunks(type_ids):
         codes.update(
             session.exec(
                 select(DeviceType.id, DeviceType.product_code).where(col(DeviceType.id).in_(chunk))
             ).all()
         )
     facts: dict[str, list[Mapping[str, Any]]] = {}
-    for chunk in _chunks(sorted({d.id for d in named})):
+    for chunk in in_chunks(d.id for d in named):
         rows = session.exec(
             select(Service.device_id, Service.facts)
             .where(col(Service.device_id).in_(chunk))

@@ -16,6 +16,7 @@ from typing import Final
 
 from sqlmodel import Session, col, select
 
+from cybermission.db import in_chunks
 from cybermission.findings.advisories.drafts import advisory_drafts
 from cybermission.findings.advisories.families import FamilyBook
 from cybermission.findings.advisories.family_packs import organization_book
@@ -29,7 +30,6 @@ from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
 
 _PAGE: Final = 1000
-_IN_CHUNK: Final = 500
 
 
 @dataclass(slots=True)
@@ -39,11 +39,6 @@ class RematchReport:
     created: int = 0
     updated: int = 0
     reopened: int = 0
-
-
-def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(values), _IN_CHUNK):
-        yield values[start : start + _IN_CHUNK]
 
 
 @dataclass(slots=True)
@@ -72,7 +67,7 @@ class _Indexes:
 def _indexes(session: Session, advisory_ids: Sequence[str]) -> _Indexes:
     advisories: list[Advisory] = []
     products: list[AdvisoryProduct] = []
-    for chunk in _chunks(advisory_ids):
+    for chunk in in_chunks(advisory_ids):
         advisories += session.exec(select(Advisory).where(col(Advisory.id).in_(chunk))).all()
         products += session.exec(
             select(AdvisoryProduct).where(col(AdvisoryProduct.advisory_id).in_(chunk))

@@ -1,20 +1,18 @@
 """The run report: the JSON contract of ``cybermission scan --format json`` (README)."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy
 from sqlmodel import Session, col, select
 
+from cybermission.db import in_chunks
 from cybermission.errors import CybermissionError
 from cybermission.findings.models import Finding
 from cybermission.inventory.documents import IDENTITY_FIELDS, asset_fields, service_fields
 from cybermission.inventory.models import Device, IPAddress, Service
 from cybermission.scans.models import ObservationRecord, ScanRun
-
-# Ids per ``IN (...)`` query: under every store's bound on bound parameters.
-REPORT_CHUNK = 500
 
 
 def build_scan_report(session: Session, scan_run_id: str) -> dict[str, Any]:
@@ -38,12 +36,12 @@ def build_scan_report(session: Session, scan_run_id: str) -> dict[str, Any]:
         )
     )
     device_ids: set[str] = set()
-    for chunk in _chunks(addresses):
+    for chunk in in_chunks(addresses):
         device_ids.update(
             session.exec(select(IPAddress.device_id).where(col(IPAddress.address).in_(chunk))).all()
         )
     assets = []
-    for chunk in _chunks(sorted(device_ids)):
+    for chunk in in_chunks(device_ids):
         assets.extend(_assets_json(session, chunk))
     findings = session.execute(
         sqlalchemy.select(
@@ -93,11 +91,6 @@ def build_scan_report(session: Session, scan_run_id: str) -> dict[str, Any]:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
-
-
-def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(values), REPORT_CHUNK):
-        yield values[start : start + REPORT_CHUNK]
 
 
 # The report's own selections of the asset document (inventory/documents.py).

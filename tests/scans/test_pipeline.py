@@ -19,7 +19,6 @@ from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.inventory.models import Device, IPAddress, Service
 from cybermission.probes import Transport, load_probes
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus, ScopeBase
-from cybermission.scans.pipeline import execute_scan
 from cybermission.scans.probing import select_probes
 from cybermission.scans.report import build_scan_report
 from cybermission.scans.scopes import create_scope, guard_from_scopes
@@ -29,6 +28,7 @@ from cybermission.sites.models import Organization, Site, Zone, ZoneExposure
 from scanners.lab.modbus_devices import LabDevice, modbus_lab_devices
 from scanners.lab.runner import listening
 from tests.conftest import _postgres_engine
+from tests.scans.stored_runs import scan_now
 from tests.timing import scaled
 
 BASE = "127.50.1.0"
@@ -63,19 +63,9 @@ async def _scan(
     guard: ScopeGuard = GUARD,
     run_guard: ScopeGuard | None = None,
 ) -> ScanRun:
-    with Session(engine) as session:
-        run = create_scan_run(
-            session,
-            guard=guard,
-            targets=targets,
-            ports=[502],
-            settings=settings,
-            requested_by="test",
-        )
-        session.commit()
-        run_id = run.id
-    return await execute_scan(
-        engine=engine, settings=settings, scan_run_id=run_id, guard=run_guard or guard
+    """The settings' UDP ports too: the pipeline's whole plan."""
+    return await scan_now(
+        engine, settings, targets, guard=guard, udp_ports=None, run_guard=run_guard
     )
 
 
