@@ -44,7 +44,8 @@ class InventoryCache:
             self._forget_pending()
         self._absent_makers.clear()
         self._absent_types.clear()
-        wanted = {p for p in pairs if p[0] and p[1] and p not in self._known_types()}
+        held = self._known_types()  # once: it walks every type the run holds
+        wanted = {p for p in pairs if p[0] and p[1] and p not in held}
         vendors = {v for v, _ in wanted if self._known_maker(v) is None}
         for chunk in in_chunks(vendors):
             for maker in session.exec(
