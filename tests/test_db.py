@@ -4,11 +4,15 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Column, Engine, Integer, MetaData, Table, delete, insert
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import StatementError
 from sqlmodel import Session, select
 
-from cybermission.db import build_row, insert_rows, new_id
-from cybermission.inventory.models import Device, Service
+from cybermission.db import _plain_insert, build_row, insert_rows, insert_values, new_id
+from cybermission.events import Event, EventKind
+from cybermission.inventory.models import Device, Manufacturer, Service
 
 
 def test_db_build_row_fills_defaults_like_init() -> None:
@@ -90,3 +94,77 @@ def test_db_timestamps_bound_alike_or_apart_are_each_stored(engine: Engine) -> N
         (now, later),
         (later, now),
     ]
+
+
+def _stored_as_sent(engine: Engine, table: str, order_by: str) -> list[tuple[object, ...]]:
+    """The rows of ``table`` as the driver reads them back, columns untranslated (a timestamp's
+    text on SQLite, the JSON's text): what was sent, not what the ORM makes of it."""
+    with engine.connect() as connection:
+        columns = [
+            c["name"] for c in sa_inspect(connection).get_columns(table) if c["name"] != "id"
+        ]
+        selected = ", ".join(f"CAST({c} AS TEXT)" for c in columns)
+        query = f"SELECT {selected} FROM {table} ORDER BY {order_by}"
+        return [tuple(row) for row in connection.exec_driver_sql(query)]
+
+
+def test_db_insert_values_stores_what_the_full_insert_stores(engine: Engine) -> None:
+    """insert_values binds each column through the compiled statement's processors itself
+    (issue 12): the rows stored must be those SQLAlchemy's own executemany stores, byte for
+    byte, for enums, timestamps (aware, naive, another zone), JSON, NULLs and text."""
+    at = datetime(2026, 12, 4, 3, 0, 0, 120, tzinfo=UTC)
+    rows: list[dict[str, object]] = [
+        {
+            "kind": kind,
+            "at": when,
+            "organization_id": None,
+            "site_id": "site-1" if i % 2 else None,
+            "scan_run_id": "run-1",
+            "subject_id": f"subject-{i:02d}",
+            "severity": severity,
+            "payload": payload,
+        }
+        for i, (kind, when, severity, payload) in enumerate(
+            [
+                (EventKind.ASSET_CREATED, at, None, {"address": "127.0.0.1", "n": [1, 2.5]}),
+                (EventKind.FINDING_CREATED, at, "high", {"title": 'é "quoted"', "x": None}),
+                (EventKind.SERVICE_OPENED, at.replace(tzinfo=None), None, {}),
+                (
+                    EventKind.SCAN_FINISHED,
+                    datetime(2026, 12, 4, 5, 0, tzinfo=timezone(timedelta(hours=2))),
+                    None,
+                    {"nested": {"deep": [True, False, None]}},
+                ),
+            ]
+        )
+    ]
+    with Session(engine) as session:
+        insert_values(session, Event, rows)
+        session.commit()
+    fast = _stored_as_sent(engine, "event", "subject_id")
+    with Session(engine) as session:
+        session.exec(delete(Event))
+        session.exec(insert(Event.__table__), params=rows)  # type: ignore[attr-defined]
+        session.commit()
+    assert fast == _stored_as_sent(engine, "event", "subject_id")
+    assert len(fast) == 4
+
+
+def test_db_insert_values_of_a_row_lacking_a_column_fails_as_the_full_insert_does(
+    engine: Engine,
+) -> None:
+    complete = {"id": new_id(), "name": "Acme"}
+    with Session(engine) as session, pytest.raises(StatementError, match="name"):
+        insert_values(session, Manufacturer, [complete, {"id": new_id()}])
+
+
+def test_db_plain_insert_leaves_python_defaults_to_the_full_insert() -> None:
+    """A column whose default Python computes per row is not bound by the plain INSERT."""
+    table = Table(
+        "counted",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("n", Integer, default=7),
+    )
+    assert _plain_insert(table, ("id",), sqlite.dialect()) is None
+    assert _plain_insert(table, ("id", "n"), sqlite.dialect()) is not None
