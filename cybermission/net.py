@@ -11,8 +11,6 @@ import asyncio
 import socket
 import struct
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from cybermission.errors import ProbeTimeoutError
@@ -34,7 +32,11 @@ def reset_on_close(sock: socket.socket) -> None:
 
 
 class Pacer(Protocol):
-    async def contact(self, address: str) -> None: ...
+    def contact_now(self, address: str) -> bool:
+        """Book a contact if the pace allows one now without waiting; else False."""
+
+    async def contact(self, address: str) -> None:
+        """Wait until the pace allows a contact, and book it."""
 
 
 class Connector:
@@ -77,29 +79,41 @@ class Connector:
     async def exchange_udp(
         self, address: str, port: int, payload: bytes, *, timeout_s: float
     ) -> bytes:
-        """Send one datagram to an in-scope address and wait for one answer (a fresh socket)."""
-        async with self.open_udp(address, port) as session:
+        """Send one datagram to an in-scope address and wait for one answer (one session)."""
+        # The session without its context object: most of a run's sessions are these, and most
+        # end at once on "port unreachable" (issue 12: per-session overhead was the cost).
+        session = await self._start_udp(address, port, False, MAX_DATAGRAM_BYTES)
+        try:
             session.send(payload)
             return await session.receive(timeout_s=timeout_s)
+        finally:
+            session.close()
 
-    @asynccontextmanager
-    async def open_udp(
+    def open_udp(
         self,
         address: str,
         port: int,
         *,
         follow_port: bool = False,
         max_datagram_bytes: int = MAX_DATAGRAM_BYTES,
-    ) -> AsyncIterator["UdpSession"]:
+    ) -> "_UdpOpening":
         """One UDP socket (one source port) for a whole exchange with an in-scope address.
 
-        The guard judges the address here and again before every datagram. Only answers from
-        ``address`` are kept: from ``port`` itself, or with ``follow_port`` from any port of that
-        address, later datagrams then going to the port that answered (HART-IP gateways answer a
-        session from another port).
+        Used as ``async with connector.open_udp(...) as session``. The guard judges the address
+        on entry and again before every datagram. Only answers from ``address`` are kept: from
+        ``port`` itself, or with ``follow_port`` from any port of that address, later datagrams
+        then going to the port that answered (HART-IP gateways answer a session from another
+        port).
         """
-        if self.pacer is not None:
-            await self.pacer.contact(address)
+        return _UdpOpening(self, address, port, follow_port, max_datagram_bytes)
+
+    async def _start_udp(
+        self, address: str, port: int, follow_port: bool, max_datagram_bytes: int
+    ) -> "UdpSession":
+        """Pace, guard, then a session on the run's shared socket, its own, or a connected one."""
+        pacer = self.pacer
+        if pacer is not None and not pacer.contact_now(address):
+            await pacer.contact(address)
         self.guard.check(address)
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -109,25 +123,17 @@ class Connector:
             if shared is None:
                 shared = self._shared[family] = SharedUdpSocket(loop, family)
             if shared.register(address, port, inbox):
-                try:
-                    yield UdpSession(
-                        self.guard, _SharedSender(shared), inbox, address, port, connected=False
-                    )
-                finally:
-                    shared.unregister(address, port)
-                return
+                return UdpSession(
+                    self.guard, _SharedSender(shared, address, port), inbox, address, port
+                )
         if follow_port:
             # Following the port needs an unconnected socket, filtered by address: one of the
             # session's own (its own source port), which also reports ICMP errors.
             private = SharedUdpSocket(loop, family, shared=False)
             private.register(address, None, inbox)
-            try:
-                yield UdpSession(
-                    self.guard, _SharedSender(private), inbox, address, port, connected=False
-                )
-            finally:
-                private.close()
-            return
+            return UdpSession(
+                self.guard, _SharedSender(private, address, None), inbox, address, port
+            )
         # A connected socket lets the kernel report ICMP port unreachable and drop strangers.
         # The socket is made here, not by the loop from an address: the loop's path resolves and
         # walks address families per endpoint, a sixth of the probe phase's UDP cost.
@@ -139,10 +145,48 @@ class Connector:
         except BaseException:
             sock.close()
             raise
-        try:
-            yield UdpSession(self.guard, transport, inbox, address, port, connected=True)
-        finally:
-            transport.close()
+        return UdpSession(self.guard, transport, inbox, address, port, connected=True)
+
+
+class _UdpOpening:
+    """``open_udp``'s ``async with``: a plain class, where an ``@asynccontextmanager`` made an
+    async generator and its wrapper for every session (issue 12: 84 of a run's 236 UDP samples
+    were ``open_udp`` and that wrapper)."""
+
+    __slots__ = (
+        "_address",
+        "_connector",
+        "_follow_port",
+        "_max_datagram_bytes",
+        "_port",
+        "_session",
+    )
+
+    def __init__(
+        self,
+        connector: Connector,
+        address: str,
+        port: int,
+        follow_port: bool,
+        max_datagram_bytes: int,
+    ) -> None:
+        self._connector = connector
+        self._address = address
+        self._port = port
+        self._follow_port = follow_port
+        self._max_datagram_bytes = max_datagram_bytes
+        self._session: UdpSession | None = None
+
+    async def __aenter__(self) -> "UdpSession":
+        self._session = await self._connector._start_udp(
+            self._address, self._port, self._follow_port, self._max_datagram_bytes
+        )
+        return self._session
+
+    async def __aexit__(self, *_exc_info: object) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
 
 class _Sender(Protocol):
@@ -152,12 +196,21 @@ class _Sender(Protocol):
 
     def get_extra_info(self, name: str, default: object = None, /) -> Any: ...
 
+    def close(self) -> None: ...
+
 
 class _SharedSender:
-    """A session's view of the run's shared UDP socket, shaped as a datagram transport."""
+    """A session's view of the run's shared UDP socket, shaped as a datagram transport.
 
-    def __init__(self, shared: SharedUdpSocket) -> None:
+    ``port`` None: the socket is the session's own (it follows the port), closed with it.
+    """
+
+    __slots__ = ("_address", "_port", "_shared")
+
+    def __init__(self, shared: SharedUdpSocket, address: str, port: int | None) -> None:
         self._shared = shared
+        self._address = address
+        self._port = port
 
     def sendto(self, data: bytes, addr: tuple[str, int] | None = None, /) -> None:
         if addr is None:
@@ -167,14 +220,24 @@ class _SharedSender:
     def get_extra_info(self, name: str, default: object = None, /) -> Any:
         return self._shared.local_address if name == "sockname" else default
 
+    def close(self) -> None:
+        """The session ends: its answers and errors are no longer routed to it."""
+        if self._port is None:
+            self._shared.close()
+        else:
+            self._shared.unregister(self._address, self._port)
+
 
 class _Inbox(asyncio.DatagramProtocol):
     """Keeps at most ``MAX_QUEUED_DATAGRAMS`` answers from the target, each cut to the bound.
 
-    A deque and one waiting future rather than an ``asyncio.Queue`` under ``asyncio.timeout``:
-    a run opens a session per UDP port per address and most wait out a silence, where the
-    timeout's cancellation of the task was the largest part of a session's cost (issue 12).
+    A deque and one waiting future (``UdpSession.receive``) rather than an ``asyncio.Queue``
+    under ``asyncio.timeout``: a run opens a session per UDP port per address and most wait out
+    a silence, where the timeout's cancellation of the task was the largest part of a session's
+    cost (issue 12).
     """
+
+    __slots__ = ("address", "error", "max_datagram_bytes", "port", "queue", "waiter")
 
     def __init__(self, address: str, port: int | None, max_datagram_bytes: int) -> None:
         self.address = address
@@ -202,20 +265,6 @@ class _Inbox(asyncio.DatagramProtocol):
             if waiter is not None and not waiter.done():
                 waiter.set_result(True)
 
-    async def wait(self, timeout_s: float) -> bool:
-        """Until something is queued (True) or ``timeout_s`` passed in silence (False)."""
-        if self.queue:
-            return True
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[bool] = loop.create_future()
-        self.waiter = waiter
-        timer = loop.call_later(timeout_s, _expire, waiter)
-        try:
-            return await waiter
-        finally:
-            timer.cancel()
-            self.waiter = None
-
 
 def _expire(waiter: "asyncio.Future[bool]") -> None:
     if not waiter.done():
@@ -233,7 +282,7 @@ class UdpSession:
         address: str,
         port: int,
         *,
-        connected: bool,
+        connected: bool = False,
     ) -> None:
         self._guard = guard
         self._transport = transport
@@ -263,14 +312,30 @@ class UdpSession:
 
         An ICMP error reported for this socket (port unreachable) is raised as the ``OSError``.
         """
-        if not await self._inbox.wait(timeout_s):
-            raise ProbeTimeoutError(f"{self.address}:{self.port}/udp no answer")
-        data, port = self._inbox.queue.popleft()
-        if port == _ERROR_PORT and self._inbox.error is not None:
-            error, self._inbox.error = self._inbox.error, None
+        inbox = self._inbox
+        if not inbox.queue:
+            # One future and one timer, awaited here (no coroutine of its own per receive).
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[bool] = loop.create_future()
+            inbox.waiter = waiter
+            timer = loop.call_later(timeout_s, _expire, waiter)
+            try:
+                answered = await waiter
+            finally:
+                timer.cancel()
+                inbox.waiter = None
+            if not answered:
+                raise ProbeTimeoutError(f"{self.address}:{self.port}/udp no answer")
+        data, port = inbox.queue.popleft()
+        if port == _ERROR_PORT and inbox.error is not None:
+            error, inbox.error = inbox.error, None
             raise error
         self.port = port
         return data
+
+    def close(self) -> None:
+        """End the session: its socket closed, or its share of the run's socket given back."""
+        self._transport.close()
 
 
 async def close_politely(writer: asyncio.StreamWriter, *, timeout_s: float = 1.0) -> None:

@@ -135,7 +135,10 @@ class SentRequests:
 
     def of(self, probe: str) -> Counter[str]:
         """The requests ``probe`` sent (a live count: adding to it adds here)."""
-        return self.by_probe.setdefault(probe, Counter())
+        requests = self.by_probe.get(probe)
+        if requests is None:  # not ``setdefault``: that builds a Counter at every call
+            requests = self.by_probe[probe] = Counter()
+        return requests
 
     def add(self, other: "SentRequests") -> None:
         for probe, requests in other.by_probe.items():

@@ -7,6 +7,7 @@ Decoding is defensive: every tag length is checked against the datagram, strings
 (``MAX_VALUE_BYTES``), tag counts capped (``MAX_TAGS``); only ``ProbeProtocolError`` is raised.
 """
 
+import functools
 import struct
 from dataclasses import dataclass, field
 
@@ -390,8 +391,9 @@ def _frame(apdu: bytes, *, expecting_reply: bool) -> bytes:
     return struct.pack(">BBH", BVLC_TYPE, BVLC_ORIGINAL_UNICAST, len(npdu) + 4) + npdu
 
 
+@functools.cache
 def who_is_request() -> bytes:
-    """Unconfirmed Who-Is without range limits (§16.10.1)."""
+    """Unconfirmed Who-Is without range limits (§16.10.1); the same bytes for every device."""
     return _frame(bytes((PDU_UNCONFIRMED << 4, SERVICE_WHO_IS)), expecting_reply=False)
 
 

@@ -4,6 +4,7 @@ Options are delta-encoded (§3.1); a decoded message raises only ``ProbeProtocol
 :func:`check_answer` matches an answer to the request it answers (message id, token).
 """
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -144,12 +145,26 @@ def get_request(
     path: str, message_id: int, token: bytes, *, block: int | None = None, accept: int | None = None
 ) -> bytes:
     """A confirmable GET of ``path`` (Uri-Path segments), optional Block2 and Accept."""
+    if len(token) > 8:
+        raise ValueError("a CoAP token has at most 8 bytes")
+    # Only the header's message id and the token change between requests: the options are
+    # encoded once per path (issue 12: a run sends this GET to every address).
+    first = (VERSION << 6) | (TYPE_CON << 4) | len(token)
+    return _HEADER.pack(first, CODE_GET, message_id) + token + _get_options(path, block, accept)
+
+
+_HEADER = struct.Struct(">BBH")
+
+
+@functools.lru_cache(maxsize=64)
+def _get_options(path: str, block: int | None, accept: int | None) -> bytes:
+    """The encoded options of a GET (the bytes after header and token)."""
     options = [(OPTION_URI_PATH, segment.encode()) for segment in path.strip("/").split("/")]
     if accept is not None:
         options.append((OPTION_ACCEPT, _uint(accept)))
     if block is not None:
         options.append((OPTION_BLOCK2, _uint(block)))
-    return encode_message(Message(TYPE_CON, CODE_GET, message_id, token, tuple(options)))
+    return encode_message(Message(TYPE_CON, CODE_GET, 0, b"", tuple(options)))[4:]
 
 
 def _uint(value: int) -> bytes:

@@ -33,6 +33,7 @@ Facts keys (strings printable, at most ``MAX_TEXT_BYTES`` bytes before decoding)
 - ``knx_secure`` (bool): the security service family (0x09) is offered.
 """
 
+import functools
 import ipaddress
 import logging
 import struct
@@ -129,8 +130,11 @@ def hpai(address: str = "0.0.0.0", port: int = 0) -> bytes:  # noqa: S104 - NAT-
     return struct.pack(">BB4sH", HPAI_SIZE, IPV4_UDP, ipaddress.IPv4Address(address).packed, port)
 
 
+@functools.cache
 def description_request() -> bytes:
-    """DESCRIPTION_REQUEST with a NAT-mode control endpoint 0.0.0.0:0 (§8.6.3.3, §8.8.2)."""
+    """DESCRIPTION_REQUEST with a NAT-mode control endpoint 0.0.0.0:0 (§8.6.3.3, §8.8.2).
+
+    The same bytes for every device: built once per process, not per address (issue 12)."""
     body = hpai()
     return header(DESCRIPTION_REQUEST, len(body)) + body
 

@@ -30,6 +30,7 @@ Facts keys (strings printable, at most ``MAX_VALUE_BYTES`` bytes before decoding
 - ``errors`` (dict[str, str]): object -> "noSuchObject" / "noSuchInstance" for objects refused.
 """
 
+import functools
 import logging
 import re
 import secrets
@@ -162,12 +163,19 @@ def encode_oid(oid: str) -> bytes:
 
 def get_request(version: int, community: bytes, request_id: int, oids: Sequence[str]) -> bytes:
     """A GetRequest message (RFC 1157 §4.1.2 / RFC 3416 §3) with NULL values."""
-    varbinds = b"".join(_tlv(TAG_SEQUENCE, encode_oid(oid) + _tlv(TAG_NULL, b"")) for oid in oids)
+    varbinds = _null_varbinds(tuple(oids))
     pdu = _tlv(
         TAG_GET_REQUEST,
         _integer(request_id) + _integer(0) + _integer(0) + _tlv(TAG_SEQUENCE, varbinds),
     )
     return _tlv(TAG_SEQUENCE, _integer(version) + _tlv(TAG_OCTET_STRING, community) + pdu)
+
+
+@functools.lru_cache(maxsize=16)
+def _null_varbinds(oids: tuple[str, ...]) -> bytes:
+    """The variable bindings of ``oids`` with NULL values: the same bytes for every request of a
+    run (only the request id changes), encoded once instead of for every address (issue 12)."""
+    return b"".join(_tlv(TAG_SEQUENCE, encode_oid(oid) + _tlv(TAG_NULL, b"")) for oid in oids)
 
 
 def read_tlv(data: bytes, offset: int) -> tuple[int, bytes, int]:
@@ -408,7 +416,7 @@ class SnmpProbe:
     )
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        oids = list(SYSTEM_OBJECTS)
+        oids = tuple(SYSTEM_OBJECTS)
         for community in communities(target.options):
             for version, request in ((VERSION_V2C, REQUEST_V2C), (VERSION_V1, REQUEST_V1)):
                 request_id = secrets.randbelow(0x7FFFFFFF)

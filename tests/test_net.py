@@ -115,6 +115,69 @@ async def test_open_udp_asks_the_guard_before_every_datagram(echo: tuple[_Echo, 
     assert [data for data, _ in server.received] == [b"one", b"two"]
 
 
+class _RecordingPacer:
+    """A pacer that says whether a contact conforms now, recording what the connector asked."""
+
+    def __init__(self, guard: _CountingGuard, *, conforming: bool) -> None:
+        self.guard = guard
+        self.conforming = conforming
+        self.calls: list[tuple[str, int]] = []  # (what, guard checks so far)
+
+    def contact_now(self, address: str) -> bool:
+        self.calls.append(("now", self.guard.checks))
+        return self.conforming
+
+    async def contact(self, address: str) -> None:
+        self.calls.append(("wait", self.guard.checks))
+
+
+@pytest.mark.parametrize("conforming", [True, False], ids=["conforming", "waits"])
+async def test_udp_sessions_are_paced_before_the_guard_judges(
+    echo: tuple[_Echo, int], conforming: bool
+) -> None:
+    """Each session books its contact first (waiting only when the pace does not conform now),
+    then the guard judges the address: the check stays right before the packet."""
+    _, port = echo
+    guard = _CountingGuard()
+    pacer = _RecordingPacer(guard, conforming=conforming)
+    connector = Connector(guard, pacer=pacer, shared_udp=True)
+    try:
+        assert await connector.exchange_udp(SERVER, port, b"a", timeout_s=scaled(2)) == b"re:a"
+        async with connector.open_udp(SERVER, port) as session:
+            session.send(b"b")
+            assert await session.receive(timeout_s=scaled(2)) == b"re:b"
+    finally:
+        connector.close()
+    per_session = [("now", 0)] if conforming else [("now", 0), ("wait", 0)]
+    assert pacer.calls[: len(per_session)] == per_session
+    assert [what for what, _ in pacer.calls] == [what for what, _ in per_session] * 2
+    assert guard.checks == 4  # each session's open and its one datagram
+
+
+async def test_open_udp_gives_its_share_of_the_socket_back_when_its_body_raises(
+    echo: tuple[_Echo, int],
+) -> None:
+    _, port = echo
+    connector = Connector(ScopeGuard([ScopeRule.build("net", ["127.64.0.0/24"])]), shared_udp=True)
+    shared_ports: list[int] = []
+
+    async def failing_probe() -> None:
+        async with connector.open_udp(SERVER, port) as first:
+            shared_ports.append(first.local_address[1])
+            raise RuntimeError("the probe failed")
+
+    try:
+        with pytest.raises(RuntimeError):
+            await failing_probe()
+        # The address and port are free on the shared socket again: no socket of its own.
+        async with connector.open_udp(SERVER, port) as second:
+            assert [second.local_address[1]] == shared_ports
+            second.send(b"again")
+            assert await second.receive(timeout_s=scaled(2)) == b"re:again"
+    finally:
+        connector.close()
+
+
 async def test_open_udp_refuses_an_out_of_scope_address_before_a_socket(
     connector: Connector,
 ) -> None:

@@ -27,8 +27,11 @@ from scanners.coap import (
 )
 from scanners.coap_message import (
     CODE_CONTENT,
+    CODE_GET,
+    OPTION_ACCEPT,
     OPTION_BLOCK2,
     OPTION_CONTENT_FORMAT,
+    OPTION_URI_PATH,
     TYPE_ACK,
     TYPE_CON,
     Message,
@@ -227,6 +230,29 @@ def test_coap_request_encodes_uri_path_and_block2_per_rfc_7252() -> None:
     message = decode_message(request)
     assert message.mtype == TYPE_CON
     assert message.option(OPTION_BLOCK2) == b"\x26"
+
+
+@given(
+    path=st.sampled_from(["/.well-known/core", "/3/0", "/a/b/c"]),
+    message_id=st.integers(0, 0xFFFF),
+    token=st.binary(max_size=8),
+    block=st.one_of(st.none(), st.integers(0, 0xFFFFF)),
+    accept=st.one_of(st.none(), st.integers(0, 0xFFFF)),
+)
+def test_coap_request_keeps_each_message_id_and_token_with_options_built_once(
+    path: str, message_id: int, token: bytes, block: int | None, accept: int | None
+) -> None:
+    """The options of a path are encoded once per run; each request still carries its own
+    message id and token, byte for byte what the full encoder makes (issue 12)."""
+    request = get_request(path, message_id, token, block=block, accept=accept)
+    options = [(OPTION_URI_PATH, s.encode()) for s in path.strip("/").split("/")]
+    if accept is not None:
+        options.append((OPTION_ACCEPT, accept.to_bytes((accept.bit_length() + 7) // 8, "big")))
+    if block is not None:
+        options.append((OPTION_BLOCK2, block.to_bytes((block.bit_length() + 7) // 8, "big")))
+    expected = Message(TYPE_CON, CODE_GET, message_id, token, tuple(options))
+    assert request == encode_message(expected)
+    assert decode_message(request) == expected
 
 
 def test_coap_decoder_reads_extended_option_numbers_and_lengths() -> None:

@@ -4,6 +4,7 @@ The listeners are plain sockets served from a thread: one resets every connectio
 request, one accepts and closes at once and records when (the device's view of the run's pace).
 """
 
+import asyncio
 import socket
 import struct
 import threading
@@ -188,6 +189,24 @@ def test_pace_resumed_from_the_sweep_keeps_the_interval() -> None:
     probe_pace = Pace(2.0, resume_at=sweep_pace.next_at)
     assert probe_pace.wait_s(100.1) == pytest.approx(0.4)
     assert probe_pace.wait_s(100.5) <= 0
+
+
+async def test_contact_now_books_only_a_conforming_pace_with_nobody_in_line() -> None:
+    """The lab profile's sessions book their contact without a wait's coroutines (issue 12);
+    one that does not conform, or would pass a session already waiting, waits in line."""
+    clock = [100.0]
+    gate = DeviceGate(per_host_rate_per_s=10.0, clock=lambda: clock[0])
+    gate.admit("127.61.4.1")
+    assert gate.contact_now("127.61.4.1") is True  # booked: the next conforms at 100.1
+    assert gate.contact_now("127.61.4.1") is False  # 0.1 s apart at most 10 a second
+    clock[0] = 100.1
+    waiting = asyncio.ensure_future(gate.contact("127.61.4.1"))
+    await asyncio.sleep(0)  # it holds the pace, first in line
+    assert gate.contact_now("127.61.4.1") is False  # conforms, but it came first
+    await waiting
+    assert gate.contact_now("127.61.4.1") is False  # its contact was booked at 100.1
+    clock[0] = 100.2
+    assert gate.contact_now("127.61.4.1") is True
 
 
 class LapsingGuard(ScopeGuard):
