@@ -141,13 +141,11 @@ class Ingestion:
                 return record_rejection(
                     self._engine, known, RejectionReason.CANCELLED, chunk_id, f"part {number}"
                 )
+            run_id = chunk.scan_run_id
             if session.exec(
                 select(ChunkPart).where(ChunkPart.chunk_id == chunk_id, ChunkPart.part == number)
             ).first():
-                return record_rejection(
-                    self._engine, known, RejectionReason.DUPLICATE, chunk_id, f"part {number}"
-                )
-            run_id = chunk.scan_run_id
+                return self._duplicate(known, chunk_id, number, run_id)
         with self._lock:
             state = self._states.get(run_id)
             if state is None:
@@ -202,9 +200,7 @@ class Ingestion:
             )
         except IntegrityError:
             self._states.pop(run_id, None)  # counters of a rolled-back transaction are void
-            return record_rejection(
-                self._engine, known, RejectionReason.DUPLICATE, chunk_id, f"part {number}"
-            )
+            return self._duplicate(known, chunk_id, number, run_id)
         except BaseException:
             self._states.pop(run_id, None)
             raise
@@ -212,3 +208,15 @@ class Ingestion:
         if finished:
             self._states.pop(run_id, None)
         return IngestOutcome(applied=True, run_finished=finished)
+
+    def _duplicate(
+        self, site_id: str | None, chunk_id: str, number: int, run_id: str
+    ) -> IngestOutcome:
+        """A part applied already changes nothing, but ends its run if that is still to do: a
+        part whose transaction committed and whose run's end then failed on the store comes back
+        (the worker requeues it) as a duplicate."""
+        finished = finish_if_complete(self._engine, run_id)
+        record_rejection(
+            self._engine, site_id, RejectionReason.DUPLICATE, chunk_id, f"part {number}"
+        )
+        return IngestOutcome(applied=False, reason=RejectionReason.DUPLICATE, run_finished=finished)

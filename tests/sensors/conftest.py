@@ -175,10 +175,16 @@ class Cluster:
         with Management(self.settings.broker) as mgmt:
             return mgmt.queue_consumers(self.settings.broker.central_vhost, INGEST)
 
-    def start(self, *args: str, log: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, *args: str, log: str, environ: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         with (self.tmp / log).open("ab") as out:
             proc = subprocess.Popen(
-                [*CLI, *args], cwd=ROOT, env=self.env(), stdout=out, stderr=subprocess.STDOUT
+                [*CLI, *args],
+                cwd=ROOT,
+                env={**self.env(), **(environ or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         self.procs.append(proc)
         return proc
@@ -199,8 +205,11 @@ class Cluster:
             log=f"sensor-{slug}.log",
         )
 
-    def start_central(self) -> subprocess.Popen[bytes]:
-        return self.start("central", log="central.log")
+    def start_central(self, *, database_url: str | None = None) -> subprocess.Popen[bytes]:
+        """The central worker, on the cluster's store or at ``database_url`` (the same store
+        through a relay a test cuts)."""
+        environ = {"CYBERMISSION_DATABASE_URL": database_url} if database_url else None
+        return self.start("central", log="central.log", environ=environ)
 
     def stop(self, proc: subprocess.Popen[bytes], *, kill: bool = False) -> None:
         if proc.poll() is None:

@@ -9,19 +9,33 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from amqp import Message
 from amqp.exceptions import AccessRefused, NotAllowed
 from kombu import Connection
-from sqlalchemy import text
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
 from cybermission.db import session_scope, utcnow
 from cybermission.findings.models import Finding
 from cybermission.inventory.models import Device, IPAddress
-from cybermission.scans.models import ScanStatus
-from cybermission.sensors.broker import INGEST_TASK
-from cybermission.sensors.models import Chunk, ChunkPart, ChunkState, RejectedPart, RejectionReason
+from cybermission.scans.host_messages import ObservationMessage
+from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.sensors import ingestion as ingestion_module
+from cybermission.sensors.broker import INGEST_TASK, TRAFFIC_TASK, publish_task
+from cybermission.sensors.ingestion import Ingestion
+from cybermission.sensors.messages import TrafficBatch, write_message
+from cybermission.sensors.models import (
+    Chunk,
+    ChunkPart,
+    ChunkState,
+    ListenBatch,
+    ListenSession,
+    RejectedPart,
+    RejectionReason,
+)
 from cybermission.sensors.service import (
     approve_sensor,
     count_rejections,
@@ -29,7 +43,9 @@ from cybermission.sensors.service import (
 )
 from cybermission.sensors.topology import RESULTS, SCAN_QUEUE, Management
 from cybermission.sites.models import Organization, Site
+from cybermission.store_faults import is_transient
 from scanners.lab.modbus_devices import LabDeviceKind
+from tests.faults.proxy import TcpRelay
 from tests.sensors.conftest import (
     Cluster,
     chunk_seq_of,
@@ -222,6 +238,206 @@ async def test_forged_result_naming_another_sites_run_is_rejected_and_counted(
     with Session(cluster.engine) as session:
         assert session.get(Chunk, chunk_b.id).parts_done == 0  # type: ignore[union-attr]
         assert count_rejections(session) == {(site_a.id, "foreign"): 1}
+
+
+def _deliveries(cluster: Cluster, task_id: str) -> int:
+    """How often the central worker was handed the task ``task_id`` (Celery logs each one)."""
+    log = (cluster.tmp / "central.log").read_text()
+    return sum(1 for line in log.splitlines() if f"[{task_id}] received" in line)
+
+
+def _send(cluster: Cluster, bundle: Path, task: str, message: object) -> str:
+    """Publish ``message`` as the site's sensor does (to its results queue); its task id."""
+    task_id = str(uuid.uuid4())
+    publish_task(
+        cluster.bundle(bundle)["broker_url"],
+        exchange=RESULTS,
+        routing_key=RESULTS,
+        task_name=task,
+        args=[message],
+        task_id=task_id,
+        timeout_s=scaled(5),
+    )
+    return task_id
+
+
+def _only_part(chunk: Chunk, address: str) -> dict[str, Any]:
+    """The chunk's one results part, as a sensor sends it: ``address`` answered on 502."""
+    return {
+        "version": 1,
+        "chunk_id": chunk.id,
+        "scan_run_id": chunk.scan_run_id,
+        "part": 0,
+        "state": "done",
+        "last": True,
+        "reports": [
+            {
+                "address": address,
+                "open_ports": [502],
+                "observations": [],
+                "errors": [],
+                "sent": {},
+            }
+        ],
+    }
+
+
+async def _store_down_at_first_delivery(
+    cluster: Cluster, bundle: Path, relay: TcpRelay, task: str, message: object
+) -> str:
+    """Start the central worker on the store through ``relay``, cut the store, publish
+    ``message``, wait until the worker was handed it twice (it failed on the store and was not
+    acknowledged), and bring the store back; the message's task id."""
+    url = cluster.settings.database_url
+    assert "127.0.0.1:5432" in url
+    cluster.start_central(database_url=url.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}"))
+    await cluster.wait_for(lambda: cluster.ingest_consumers() == 1)
+    relay.cut()  # PostgreSQL down, as the worker sees it: connections reset, new ones refused
+    task_id = _send(cluster, bundle, task, message)
+    await cluster.wait_for(lambda: _deliveries(cluster, task_id) >= 2)
+    relay.restore()
+    return task_id
+
+
+async def test_part_the_store_failed_is_delivered_again_and_applied_once(
+    cluster: Cluster,
+) -> None:
+    """PostgreSQL down while a results part arrives: the worker hands the part back to RabbitMQ
+    (acknowledging a task that raised would lose it until the reaper re-dispatched the chunk),
+    and applies it once the store is back, once. A malformed part is still rejected and
+    acknowledged, never delivered again."""
+    a = cluster.site("a", ["127.30.22.0/29"])
+    _, bundle = cluster.enroll(a)
+    run_id = cluster.scan(a)  # no sensor: its chunk waits in the site's queue
+    chunk = chunks_of(cluster, run_id)[0]
+    part = _only_part(chunk, "127.30.22.3")
+    with TcpRelay(("127.0.0.1", 5432)) as relay:
+        await _store_down_at_first_delivery(cluster, bundle, relay, INGEST_TASK, part)
+
+        def applied() -> list[ChunkPart]:
+            with Session(cluster.engine) as session:
+                return list(
+                    session.exec(select(ChunkPart).where(ChunkPart.chunk_id == chunk.id)).all()
+                )
+
+        assert [p.part for p in await cluster.wait_for(applied)] == [0]
+        with Session(cluster.engine) as session:
+            stored = session.get(Chunk, chunk.id)
+            assert stored is not None
+            assert (stored.parts_done, stored.state) == (1, ChunkState.DONE)
+        assert _rejections(cluster) == []
+        requeued = [
+            line
+            for line in (cluster.tmp / "central.log").read_text().splitlines()
+            if "ingest requeued: the store failed" in line
+        ]
+        assert requeued
+        assert all(chunk.id in line and "error='OperationalError" in line for line in requeued)
+
+        # A malformed part: rejected and acknowledged once. A copy of the applied part after it
+        # (a duplicate, counted) is only reached once the malformed one left the queue.
+        malformed = _send(cluster, bundle, INGEST_TASK, {"version": 1, "chunk_id": chunk.id})
+        _send(cluster, bundle, INGEST_TASK, part)
+        rejected = await cluster.wait_for(lambda: len(_rejections(cluster)) == 2)
+        assert rejected
+        assert sorted(r.reason for r in _rejections(cluster)) == sorted(
+            [RejectionReason.MALFORMED, RejectionReason.DUPLICATE]
+        )
+        assert _deliveries(cluster, malformed) == 1
+        assert [p.part for p in applied()] == [0]
+        for proc in cluster.procs:
+            cluster.stop(proc)
+
+
+def test_part_whose_run_end_failed_on_the_store_ends_the_run_when_delivered_again(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The part's transaction committed, then ending its run failed on the store (a transient
+    error: the worker requeues the part). Its redelivery, a duplicate, ends the run."""
+    a = cluster.site("a", ["127.30.24.0/29"])
+    cluster.enroll(a)
+    run_id = cluster.scan(a)
+    (chunk,) = chunks_of(cluster, run_id)
+    with Session(cluster.engine) as session:
+        site_id = session.exec(select(Site).where(Site.slug == a)).one().id
+    lost = OperationalError(
+        "SELECT", {}, psycopg.OperationalError("server closed the connection unexpectedly")
+    )
+    assert is_transient(lost)
+    finish = ingestion_module.finish_if_complete
+    calls: list[str] = []
+
+    def lost_once(engine: Engine, run: str) -> bool:
+        calls.append(run)
+        if len(calls) == 1:
+            raise lost
+        return finish(engine, run)
+
+    monkeypatch.setattr(ingestion_module, "finish_if_complete", lost_once)
+    ingestion = Ingestion(cluster.engine, cluster.settings)
+    part = _only_part(chunk, "127.30.24.3")
+    with pytest.raises(OperationalError):
+        ingestion.apply(site_id=site_id, part=part)
+    with Session(cluster.engine) as session:
+        assert session.get(Chunk, chunk.id).state is ChunkState.DONE  # type: ignore[union-attr]
+        assert not session.get(ScanRun, run_id).status.finished  # type: ignore[union-attr]
+    outcome = ingestion.apply(site_id=site_id, part=part)  # delivered again
+    assert (outcome.applied, outcome.reason, outcome.run_finished) == (
+        False,
+        RejectionReason.DUPLICATE,
+        True,
+    )
+    with Session(cluster.engine) as session:
+        assert session.get(ScanRun, run_id).status is ScanStatus.SUCCEEDED  # type: ignore[union-attr]
+        assert session.get(Chunk, chunk.id).parts_done == 1  # type: ignore[union-attr]
+
+
+async def test_traffic_batch_the_store_failed_is_delivered_again_and_applied_once(
+    cluster: Cluster,
+) -> None:
+    """The same for a listening sensor's traffic batch."""
+    a = cluster.site("a", ["127.30.23.0/29"])
+    _, bundle = cluster.enroll(a)
+    seen = ObservationMessage.model_validate(
+        {
+            "probe": "modbus",
+            "protocol": "modbus",
+            "address": "127.30.23.3",
+            "port": 502,
+            "transport": "tcp",
+            "facts": {"vendor": "Schneider Electric"},
+            "observed_at": "2026-12-03T12:00:00+00:00",
+        }
+    )
+    batch = TrafficBatch(
+        session_id=uuid.uuid4().hex, seq=0, interface="eth9", observations=[seen], last=False
+    )
+    with TcpRelay(("127.0.0.1", 5432)) as relay:
+        await _store_down_at_first_delivery(
+            cluster, bundle, relay, TRAFFIC_TASK, write_message(batch)
+        )
+
+        def applied() -> list[ListenBatch]:
+            with Session(cluster.engine) as session:
+                return list(
+                    session.exec(
+                        select(ListenBatch).where(ListenBatch.session_id == batch.session_id)
+                    ).all()
+                )
+
+        assert [b.seq for b in await cluster.wait_for(applied)] == [0]
+        with Session(cluster.engine) as session:
+            listening = session.get(ListenSession, batch.session_id)
+            assert listening is not None
+            assert listening.batches == 1
+            assert len(session.exec(select(ScanRun)).all()) == 1
+            assert session.exec(select(IPAddress).where(IPAddress.address == "127.30.23.3")).all()
+        assert _rejections(cluster) == []
+        log = (cluster.tmp / "central.log").read_text()
+        assert "ingest requeued: the store failed" in log
+        assert batch.session_id in log
+        for proc in cluster.procs:
+            cluster.stop(proc)
 
 
 async def test_results_with_unknown_task_or_non_json_are_neither_run_nor_decoded(
