@@ -19,6 +19,7 @@ from cybermission.shared_udp import SharedUdpSocket
 _LINGER_RESET = struct.pack("ii", 1, 0)
 MAX_DATAGRAM_BYTES = 65535  # answers are cut to this (or the session's own bound)
 MAX_QUEUED_DATAGRAMS = 16  # answers kept unread per session; more are dropped
+MAX_IDLE_PRIVATE_SOCKETS = 256  # a run's port-following sockets kept for the next session
 _ERROR_PORT = -1  # marks an ICMP error in the inbox
 
 
@@ -56,12 +57,22 @@ class Connector:
         # such a connector closes it (``close``) when its run ends.
         self._shared_udp = shared_udp
         self._shared: dict[socket.AddressFamily, SharedUdpSocket] = {}
+        # With ``shared_udp``, a port-following session's own socket outlives it, idle, for the
+        # next such session (of another address): making one (socket, options, the loop's
+        # reader) was a quarter of a run's UDP samples once the rest was cheap (issue 12).
+        self._idle_private: dict[socket.AddressFamily, list[SharedUdpSocket]] = {}
+        self._closed = False
 
     def close(self) -> None:
         """Close the run's shared UDP sockets (nothing to do without ``shared_udp``)."""
+        self._closed = True
         for shared in self._shared.values():
             shared.close()
         self._shared.clear()
+        for idle in self._idle_private.values():
+            for private in idle:
+                private.close()
+        self._idle_private.clear()
 
     async def open_tcp(
         self, address: str, port: int, *, timeout_s: float
@@ -129,10 +140,14 @@ class Connector:
         if follow_port:
             # Following the port needs an unconnected socket, filtered by address: one of the
             # session's own (its own source port), which also reports ICMP errors.
-            private = SharedUdpSocket(loop, family, shared=False)
+            # A socket one session holds at a time; reused only with ``shared_udp`` (the owner
+            # closes the run's sockets), its source port then serving one address after another
+            # as the shared socket's does, answers and errors still filtered by address.
+            idle = self._idle_private.get(family) if self._shared_udp else None
+            private = idle.pop() if idle else SharedUdpSocket(loop, family, shared=False)
             private.register(address, None, inbox)
             return UdpSession(
-                self.guard, _SharedSender(private, address, None), inbox, address, port
+                self.guard, _PrivateSender(self, private, address), inbox, address, port
             )
         # A connected socket lets the kernel report ICMP port unreachable and drop strangers.
         # The socket is made here, not by the loop from an address: the loop's path resolves and
@@ -200,14 +215,11 @@ class _Sender(Protocol):
 
 
 class _SharedSender:
-    """A session's view of the run's shared UDP socket, shaped as a datagram transport.
-
-    ``port`` None: the socket is the session's own (it follows the port), closed with it.
-    """
+    """A session's view of the run's shared UDP socket, shaped as a datagram transport."""
 
     __slots__ = ("_address", "_port", "_shared")
 
-    def __init__(self, shared: SharedUdpSocket, address: str, port: int | None) -> None:
+    def __init__(self, shared: SharedUdpSocket, address: str, port: int) -> None:
         self._shared = shared
         self._address = address
         self._port = port
@@ -222,10 +234,37 @@ class _SharedSender:
 
     def close(self) -> None:
         """The session ends: its answers and errors are no longer routed to it."""
-        if self._port is None:
-            self._shared.close()
+        self._shared.unregister(self._address, self._port)
+
+
+class _PrivateSender(_SharedSender):
+    """A port-following session's own socket (every port of one address is routed to it)."""
+
+    __slots__ = ("_connector", "_open")
+
+    def __init__(self, connector: Connector, private: SharedUdpSocket, address: str) -> None:
+        super().__init__(private, address, 0)
+        self._connector = connector
+        self._open = True
+
+    def sendto(self, data: bytes, addr: tuple[str, int] | None = None, /) -> None:
+        if not self._open:  # its socket may serve another address now
+            raise RuntimeError("the UDP session is closed")
+        super().sendto(data, addr)
+
+    def close(self) -> None:
+        """The session ends: its socket is closed, or kept idle for the run's next one."""
+        if not self._open:
+            return
+        self._open = False
+        private = self._shared
+        connector = self._connector
+        idle = connector._idle_private.setdefault(private.family, [])
+        if connector._shared_udp and not connector._closed and len(idle) < MAX_IDLE_PRIVATE_SOCKETS:
+            private.vacate(self._address)
+            idle.append(private)
         else:
-            self._shared.unregister(self._address, self._port)
+            private.close()
 
 
 class _Inbox(asyncio.DatagramProtocol):

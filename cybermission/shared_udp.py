@@ -67,6 +67,7 @@ class SharedUdpSocket:
         self, loop: asyncio.AbstractEventLoop, family: socket.AddressFamily, *, shared: bool = True
     ) -> None:
         self._loop = loop
+        self.family = family
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             self._sock.setblocking(False)
@@ -101,6 +102,14 @@ class SharedUdpSocket:
 
     def unregister(self, address: str, port: int | None) -> None:
         self._receivers.pop((address, port), None)
+
+    def vacate(self, address: str) -> None:
+        """A private socket's session with ``address`` ended, the socket stays open for another:
+        nothing of that session is routed or sent any more (as if it had been closed)."""
+        self._receivers.pop((address, None), None)
+        if self._unsent:
+            self._unsent.clear()
+            self._loop.remove_writer(self._sock.fileno())
 
     def sendto(self, payload: bytes, destination: tuple[str, int]) -> None:
         """Send now, or as soon as the socket's buffer has room (order kept)."""

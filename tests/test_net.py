@@ -271,6 +271,37 @@ async def test_exchange_udp_answers_one_datagram_each(
     assert len({source for _, source in server.received}) == sources
 
 
+async def test_port_following_sessions_of_a_run_reuse_an_idle_socket_address_by_address() -> None:
+    """A run's HART-IP sessions take an idle socket of an ended session (issue 12: making one
+    per address was a quarter of the UDP cost); what the socket's last address sends late never
+    reaches the next session, and "port unreachable" still does."""
+    connector = Connector(ScopeGuard([ScopeRule.build("net", ["127.64.0.0/24"])]), shared_udp=True)
+    try:
+        async with _serve(SERVER) as (server, port), _serve(OTHER) as (_, other_port):
+            async with connector.open_udp(SERVER, port, follow_port=True) as first:
+                first.send(b"one")
+                assert await first.receive(timeout_s=scaled(2)) == b"re:one"
+                source = first.local_address[1]
+            with pytest.raises(RuntimeError):
+                first.send(b"after the end")  # its socket may serve another address now
+            async with connector.open_udp(OTHER, other_port, follow_port=True) as second:
+                assert second.local_address[1] == source
+                assert server.transport is not None
+                server.transport.sendto(b"late", server.received[-1][1])
+                second.send(b"two")
+                assert await second.receive(timeout_s=scaled(2)) == b"re:two"
+            async with _serve(SERVER, answer=False) as (_, closed_port):
+                pass  # free again: nothing listens there
+            async with connector.open_udp(SERVER, closed_port, follow_port=True) as third:
+                assert third.local_address[1] == source
+                third.send(b"anyone?")
+                with pytest.raises(ConnectionRefusedError):
+                    await third.receive(timeout_s=scaled(30))
+        assert [data for data, _ in server.received] == [b"one"]
+    finally:
+        connector.close()
+
+
 async def test_shared_socket_gives_each_session_its_answers_and_its_errors() -> None:
     connector = Connector(ScopeGuard([ScopeRule.build("net", ["127.64.0.0/24"])]), shared_udp=True)
     try:
