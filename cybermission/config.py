@@ -176,11 +176,12 @@ class StoreSettings(BaseModel):
     # Data sent and not acknowledged for this long drops the connection (TCP_USER_TIMEOUT)
     # instead of retransmitting for about 15 minutes; 0 keeps the system's behaviour.
     tcp_user_timeout_s: float = Field(default=30.0, ge=0)
-    # A unit of store work (a batch of a run's results, a heartbeat, the run's end, reaping
-    # orphaned runs, reopening one to resume it, a site sensor's part), its pre-ping included,
-    # that has not had an answer for this long gives its connection up: the call fails as a lost
-    # connection does (retried, then spooled), never hangs. Catches what TCP cannot see: a peer
-    # that still acknowledges but no longer answers.
+    # A unit of store work (creating a run, a batch of its results, a heartbeat, its end,
+    # reaping orphaned runs, reopening one to resume it, cancelling one and waiting for it, a
+    # scheduler tick, a site sensor's part), its pre-ping included, that has not had an answer
+    # for this long gives its connection up: the call fails as a lost connection does (retried,
+    # then spooled), never hangs. Catches what TCP cannot see: a peer that still acknowledges
+    # but no longer answers.
     stall_s: float = Field(default=120.0, gt=0)
 
 

@@ -10,6 +10,8 @@ from typing import IO
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from cybermission.store_links import bound_held, store_deadline
+
 _memory_locks: dict[str, threading.Lock] = {}
 _memory_guard = threading.Lock()
 
@@ -61,16 +63,20 @@ class ProcessLock:
         """
         if self._connection is not None:
             try:
-                still = bool(
-                    self._connection.execute(
-                        text(
-                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                            " AND pid = pg_backend_pid() AND granted"
-                            " AND ((classid::bigint << 32) | objid::bigint) = :k"
-                        ),
-                        {"k": self._key},
-                    ).scalar()
-                )
+                # Under the stall deadline (store_links): a store gone silent loses the lock
+                # after ``store.stall_s`` instead of holding the caller (a tick) for ever.
+                with store_deadline(self._engine, "check a process lock"):
+                    bound_held(self._connection)
+                    still = bool(
+                        self._connection.execute(
+                            text(
+                                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                " AND pid = pg_backend_pid() AND granted"
+                                " AND ((classid::bigint << 32) | objid::bigint) = :k"
+                            ),
+                            {"k": self._key},
+                        ).scalar()
+                    )
             except SQLAlchemyError:
                 still = False
             if not still:
@@ -102,8 +108,15 @@ class ProcessLock:
     def _acquire_postgres(self) -> bool:
         # Advisory lock keys are bigint: the first 8 bytes of a hash of the name, signed.
         key = int.from_bytes(hashlib.sha256(self._name.encode()).digest()[:8], "big", signed=True)
-        connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        got = bool(connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+        with store_deadline(self._engine, "take a process lock"):
+            connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                query = text("SELECT pg_try_advisory_lock(:k)")
+                got = bool(connection.execute(query, {"k": key}).scalar())
+            except SQLAlchemyError:
+                connection.invalidate()  # given up mid-query: not back to the pool
+                connection.close()
+                raise
         if got:
             self._connection = connection
             self._key = key
@@ -128,7 +141,11 @@ class ProcessLock:
     def release(self) -> None:
         if self._connection is not None:
             try:
-                self._connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+                with store_deadline(self._engine, "release a process lock"):
+                    bound_held(self._connection)
+                    self._connection.execute(
+                        text("SELECT pg_advisory_unlock(:k)"), {"k": self._key}
+                    )
             except SQLAlchemyError:
                 # The connection is already lost (a restart, a terminated backend): the server
                 # released the lock with it, so there is nothing left to unlock.

@@ -10,9 +10,12 @@ layers, both from :class:`~cybermission.config.StoreSettings`:
   (an idle connection whose peer vanished is dropped after idle + interval x count seconds) and
   ``tcp_user_timeout`` (data sent and not acknowledged for that long drops it, instead of
   retransmitting for about 15 minutes).
-- :func:`store_deadline` around one unit of work (a batch of a run's results, a heartbeat, the
-  run's end, reaping orphaned runs at start-up and in ``serve``, reopening a run to resume it, a
-  site sensor's results part or traffic batch): a connection that has not answered within
+- :func:`store_deadline` around one unit of work (creating a run, a batch of its results, a
+  heartbeat, the run's end, the service runner's end of a run the pipeline could not close,
+  reaping orphaned runs at start-up and in ``serve``, reopening a run to resume it, cancelling
+  one and each poll while waiting for it to end, each unit of a scheduler tick, taking, checking
+  and releasing a process lock (:func:`bound_held`), a site sensor's results part or traffic
+  batch): a connection that has not answered within
   ``stall_s``, its pre-ping included, has its socket shut down from a watchdog thread. The
   waiting call then fails as a lost connection does (a transient error: retried, then spooled),
   never hangs. This also catches what TCP cannot see: a peer whose kernel still acknowledges but
@@ -33,7 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
@@ -122,6 +125,15 @@ def store_deadline(engine: Engine, what: str) -> Iterator[None]:
     finally:
         timer.cancel()
         _local.deadline = outer
+
+
+def bound_held(connection: Connection) -> None:
+    """Put a connection checked out before the current unit of work began (a session lock's,
+    held as long as the lock) under that unit's deadline: the pool registers the connections a
+    unit checks out, and a held one is not checked out again. A no-op outside a unit."""
+    deadline: _Deadline | None = getattr(_local, "deadline", None)
+    if deadline is not None and not connection.closed:
+        deadline.register(connection.connection.dbapi_connection)
 
 
 def bound_connections(engine: Engine, settings: StoreSettings) -> None:

@@ -2,23 +2,42 @@
 the deadline of a unit of store work giving up a connection that stopped answering (its pre-ping
 included), on the real PostgreSQL through a relay that stops forwarding without a reset."""
 
+import asyncio
+import logging
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlmodel import Session, select
+from typer.testing import CliRunner, Result
 
+from cybermission import db
+from cybermission.cli import app
 from cybermission.config import RunSettings, StoreSettings, load_settings
-from cybermission.db import create_db_engine
-from cybermission.scans.ownership import cancel_unowned, reap_before_starting
+from cybermission.db import create_db_engine, session_scope, utcnow
+from cybermission.locks import ProcessLock
+from cybermission.scans import ownership, runner
+from cybermission.scans.models import ScanRun, ScanStatus, ScopeBase
+from cybermission.scans.ownership import (
+    RunOwner,
+    cancel_unowned,
+    claim_run,
+    reap_before_starting,
+)
 from cybermission.scans.reaper import RunReaper
 from cybermission.scans.resume import reopen_run
+from cybermission.scans.scheduler import ScheduleRunner
+from cybermission.scans.schedules import ScheduleBase, create_schedule, ticks
+from cybermission.scans.scopes import create_scope
 from cybermission.sensors.ingestion import Ingestion
 from cybermission.sensors.traffic_ingestion import TrafficIngestion
 from cybermission.store_faults import is_transient
 from cybermission.store_links import connect_args, store_deadline
-from tests.conftest import POSTGRES_ADMIN_URL, REQUIRE_POSTGRES
+from tests.conftest import POSTGRES_ADMIN_URL, REQUIRE_POSTGRES, _postgres_engine
 from tests.faults.proxy import TcpRelay
 from tests.timing import scaled
 
@@ -171,3 +190,261 @@ def test_store_work_beside_runs_ends_when_the_store_stalls(
     else:
         assert isinstance(result, BaseException), result
         assert is_transient(result), result
+
+
+# The scan path's own store calls (issue 12's deadlines): creating a run, cancelling one and
+# waiting for it to end, the service runner recording a run's end, the scheduler's tick. Each
+# is reached with a pooled connection through the relay, which stalls as the unit starts: its
+# checkout's pre-ping then gets no answer. Bounded: the deadline, then the pool's one reconnection
+# attempt (connect_timeout_s), for one attempt of the unit (a retry window shorter than a
+# back-off), with room for a loaded machine.
+ONE_UNIT_S = QUICK.stall_s + QUICK.connect_timeout_s
+BOUND_S = scaled(3 * ONE_UNIT_S)
+QUICK_ENV = {
+    "CYBERMISSION_STORE__STALL_S": str(QUICK.stall_s),
+    "CYBERMISSION_STORE__CONNECT_TIMEOUT_S": str(QUICK.connect_timeout_s),
+    "CYBERMISSION_RUNS__STORE_RETRY_S": "0.01",
+    "CYBERMISSION_LOG_LEVEL": "WARNING",
+}
+
+
+@pytest.fixture
+def migrated_url(relay: TcpRelay, migrated_postgres_template: str) -> Iterator[str]:
+    """The URL, through the relay, of a database the migrations built (a copy of the template)."""
+    for direct in _postgres_engine(template=migrated_postgres_template):
+        url = direct.url.render_as_string(hide_password=False)
+        yield url.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}")
+
+
+@pytest.fixture
+def migrated(migrated_url: str) -> Iterator[Engine]:
+    """An engine on ``migrated_url`` with the stall deadline, one used connection in its pool."""
+    engine = create_db_engine(migrated_url, QUICK)
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    yield engine
+    engine.dispose()
+
+
+class _StallOnEntry:
+    """``session_scope`` that stalls the relay as the ``nth`` unit of store work begins (the
+    store stops answering right there), and is the real one otherwise."""
+
+    def __init__(self, relay: TcpRelay, nth: int) -> None:
+        self.relay, self.nth, self.entered = relay, nth, 0
+
+    def __call__(self, engine: Engine) -> AbstractContextManager[Session]:
+        self.entered += 1
+        if self.entered == self.nth:
+            self.relay.stall()
+        return session_scope(engine)
+
+
+def _bounded(work: Callable[[], object], what: str) -> object:
+    """``work``'s result or error, from a thread given ``BOUND_S`` (fails the test past it)."""
+    outcome: list[object] = []
+
+    def call() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(timeout=BOUND_S)
+    assert not thread.is_alive(), f"{what} still waits on a store that does not answer"
+    (result,) = outcome
+    return result
+
+
+def _cli(url: str, *args: str) -> Result:
+    return CliRunner().invoke(app, list(args), env={"CYBERMISSION_DATABASE_URL": url, **QUICK_ENV})
+
+
+@pytest.fixture
+def _restore_logging() -> Iterator[None]:
+    """Commands run in-process point the root logger at the runner's stream: put it back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("_restore_logging")
+def test_cli_scan_ends_when_the_store_stalls_as_it_creates_the_run(
+    relay: TcpRelay, migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Start-up reaping answered (its connection pooled); the store goes silent as ``create``
+    begins: the command says the store failed and exits 1, no run is stored."""
+    real_reap = ownership.reap_before_starting
+
+    def reap_then_stall(engine: Engine, runs: RunSettings) -> list[str]:
+        reaped = real_reap(engine, runs)
+        relay.stall()
+        return reaped
+
+    monkeypatch.setattr(ownership, "reap_before_starting", reap_then_stall)
+    result = _bounded(
+        lambda: _cli(migrated_url, "scan", "127.0.0.1", "--ports", "502", "--udp-ports", "none"),
+        "cybermission scan",
+    )
+    assert isinstance(result, Result), result
+    assert result.exit_code == 1, result.output
+    assert "the store failed" in result.output
+    relay.flow()
+    engine = create_db_engine(migrated_url)
+    try:
+        with session_scope(engine) as session:
+            assert session.exec(select(ScanRun)).all() == []
+    finally:
+        engine.dispose()
+
+
+def _owned_elsewhere(url: str) -> str:
+    """A running run a live process elsewhere owns (fresh heartbeat): cancel waits for it."""
+    engine = create_db_engine(url)
+    try:
+        with session_scope(engine) as session:
+            run = ScanRun(targets=["127.50.2.1"], ports=[502], status=ScanStatus.RUNNING)
+            claim_run(run, RunOwner(instance="elsewhere-1", host="elsewhere", pid=7))
+            session.add(run)
+            session.flush()
+            return run.id
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(("unit", "nth"), [("its read of the run", 1), ("its wait", 2)])
+@pytest.mark.usefixtures("_restore_logging")
+def test_cli_scans_cancel_ends_when_the_store_stalls(
+    relay: TcpRelay, migrated_url: str, monkeypatch: pytest.MonkeyPatch, unit: str, nth: int
+) -> None:
+    """The store goes silent as ``scans cancel`` reads the run, or as it polls for the run's end
+    (the request recorded, the owner alive elsewhere; it would wait 10 minutes): it says the
+    store failed and exits 1."""
+    run_id = _owned_elsewhere(migrated_url)
+    # The command's own units (cancel_unowned's are store_links-bounded already).
+    monkeypatch.setattr(db, "session_scope", _StallOnEntry(relay, nth))
+    result = _bounded(
+        lambda: _cli(migrated_url, "scans", "cancel", run_id, "--wait-s", "600"),
+        f"scans cancel ({unit})",
+    )
+    assert isinstance(result, Result), result
+    assert result.exit_code == 1, result.output
+    assert "the store failed" in result.output
+    assert ("waiting for its owner" in result.output) is (nth == 2)
+
+
+def test_service_runner_ends_when_the_store_stalls_as_it_records_a_run_s_end(
+    relay: TcpRelay,
+    migrated_url: str,
+    migrated: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A run the pipeline could not close (a crash, stood in for here) is ended by the runner;
+    the store goes silent then: the task ends, saying the end was not recorded."""
+    with session_scope(migrated) as session:
+        run = ScanRun(targets=["127.50.2.1"], ports=[502])
+        session.add(run)
+        session.flush()
+        run_id = run.id
+
+    async def crash(**_: object) -> ScanRun:
+        relay.stall()
+        raise RuntimeError("a bug in the pipeline")
+
+    monkeypatch.setattr(runner, "execute_scan", crash)
+    settings = load_settings(database_url=migrated_url, runs=RunSettings(store_retry_s=0.01))
+
+    async def run_it() -> None:
+        tasks = runner.ScanTasks(engine=migrated, settings=settings)
+        tasks.start(run_id)
+        await tasks.wait()
+
+    result = _bounded(lambda: asyncio.run(run_it()), "the runner's end of a run")
+    assert result is None
+    (record,) = [r for r in caplog.records if r.message == "scan run end not recorded"]
+    assert record.scan_run_id == run_id  # type: ignore[attr-defined]
+    assert any(
+        getattr(r, "work", None) == "record the end of a run"
+        and r.message == "store did not answer: connection given up"
+        for r in caplog.records
+    )
+
+
+@pytest.mark.parametrize(
+    ("unit", "nth"), [("expire risk acceptances", 1), ("list the schedules", 2), ("decide", 3)]
+)
+def test_scheduler_tick_ends_when_the_store_stalls(
+    relay: TcpRelay,
+    migrated_url: str,
+    migrated: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    unit: str,
+    nth: int,
+) -> None:
+    """Reaping answered; the store goes silent as the tick's ``nth`` unit begins: the tick fails
+    with a lost connection (the runner logs it and ticks again later), never holds the
+    scheduler's one tick thread."""
+    settings = load_settings(database_url=migrated_url, runs=RunSettings(store_retry_s=0.01))
+    with session_scope(migrated) as session:
+        scope = create_scope(session, data=ScopeBase(name="lab", cidrs=["127.24.2.0/24"]))
+        create_schedule(
+            session,
+            data=ScheduleBase(name="hourly", scope_id=scope.id, interval_s=3600, ports=[502]),
+            settings=settings,
+            actor="alice",
+        )
+    monkeypatch.setattr(ticks, "session_scope", _StallOnEntry(relay, nth))
+    result = _bounded(
+        lambda: ticks.tick(migrated, settings=settings, now=utcnow() + timedelta(hours=2)),
+        f"the tick ({unit})",
+    )
+    assert isinstance(result, BaseException), result
+    assert is_transient(result), result
+
+
+def test_scheduler_runner_ends_when_the_store_stalls_as_it_checks_its_lock(
+    relay: TcpRelay, migrated_url: str, migrated: Engine
+) -> None:
+    """The leader re-checks its lock (on the connection that holds it) before every tick; the
+    store goes silent between two ticks: the check gives the lock up and taking it again fails
+    with a lost connection (the runner logs it, the next tick tries again). Before, the check
+    waited for ever and held the one tick thread, and the service's stop behind it."""
+    settings = load_settings(database_url=migrated_url, runs=RunSettings(store_retry_s=0.01))
+    scheduler = ScheduleRunner(migrated, settings=settings, launch=lambda _: None)
+    assert scheduler.tick_once() is not None  # the lock taken, a tick done
+    relay.stall()
+    result = _bounded(scheduler.tick_once, "the scheduler's lock check")
+    assert isinstance(result, BaseException), result
+    assert is_transient(result), result
+    assert not scheduler.is_leader
+
+
+def test_releasing_a_process_lock_ends_when_the_store_stalls(
+    relay: TcpRelay, migrated: Engine
+) -> None:
+    """A service stopping releases its lock on the connection that holds it; the store is
+    silent: the release gives the connection up (the server frees a lost session's locks)
+    instead of holding the service's stop for ever."""
+    lock = ProcessLock(migrated, "a-test-lock")
+    assert lock.acquire()
+    relay.stall()
+    assert _bounded(lock.release, "releasing the lock") is None
+    assert not lock.held
+
+
+def test_taking_a_process_lock_ends_when_the_store_stalls(
+    relay: TcpRelay, migrated: Engine
+) -> None:
+    """A follower tries the scheduler's lock at every tick on a pooled connection; the store is
+    silent: the attempt fails with a lost connection instead of holding the tick for ever."""
+    lock = ProcessLock(migrated, "a-test-lock")
+    relay.stall()
+    result = _bounded(lock.acquire, "taking the lock")
+    assert isinstance(result, BaseException), result
+    assert is_transient(result), result
+    assert not lock.held

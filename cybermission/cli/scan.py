@@ -59,6 +59,7 @@ def scan(
     from cybermission.scans.scopes import build_guard
     from cybermission.scans.service import create_scan_run
     from cybermission.store_faults import describe_store_error, retry_transient
+    from cybermission.store_links import store_deadline
 
     check_format(output)
     settings = start()
@@ -68,7 +69,7 @@ def scan(
     retry_s = settings.runs.store_retry_s
 
     def create() -> tuple[str, int]:
-        with session_scope(engine) as session:
+        with store_deadline(engine, "create a run"), session_scope(engine) as session:
             run = create_scan_run(
                 session,
                 guard=build_guard(session, settings),

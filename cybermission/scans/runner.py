@@ -11,6 +11,7 @@ import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from cybermission.config import Settings
 from cybermission.db import session_scope
@@ -20,6 +21,8 @@ from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.pipeline import execute_scan
 from cybermission.scans.probing import ScanProgress
 from cybermission.scans.run_metrics import count_run_ended
+from cybermission.store_faults import describe_store_error, retry_transient
+from cybermission.store_links import store_deadline
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +135,7 @@ class ScanTasks:
             # Cancelled before the pipeline took the run (it records its own stops otherwise).
             await asyncio.shield(
                 asyncio.to_thread(
-                    _record_end,
-                    self._engine,
+                    self._close,
                     scan_run_id,
                     ScanStatus.INTERRUPTED,
                     "interrupted: the service stopped",
@@ -144,8 +146,7 @@ class ScanTasks:
             # Broad on purpose: a background failure must land on the run, not vanish with the task.
             logger.exception("scan failed", extra={"scan_run_id": scan_run_id})
             await asyncio.to_thread(
-                _record_end,
-                self._engine,
+                self._close,
                 scan_run_id,
                 ScanStatus.FAILED,
                 f"failed: {exc.__class__.__name__}: {exc}",
@@ -153,10 +154,32 @@ class ScanTasks:
         finally:
             self._progress.pop(scan_run_id, None)
 
+    def _close(self, scan_run_id: str, status: ScanStatus, reason: str) -> None:
+        """Record the end of a run the pipeline did not close, transient store errors retried;
+        a store that stays away or silent (each attempt under the stall deadline) is logged and
+        the task ends: the run stays ``running`` until another process's reaper, or this
+        service's next start, judges its owner gone."""
+        try:
+            retry_transient(
+                lambda: _record_end(self._engine, scan_run_id, status, reason),
+                horizon_s=self._settings.runs.store_retry_s,
+                what="record the end of a run",
+            )
+        except SQLAlchemyError as exc:
+            logger.warning(
+                "scan run end not recorded",
+                extra={
+                    "scan_run_id": scan_run_id,
+                    "status": str(status),
+                    "error": describe_store_error(exc),
+                },
+            )
+
 
 def _record_end(engine: Engine, scan_run_id: str, status: ScanStatus, reason: str) -> None:
-    """End the run in ``status``, unless the pipeline already closed it itself."""
-    with session_scope(engine) as session:
+    """End the run in ``status``, unless the pipeline already closed it itself; under the
+    engine's stall deadline (``store_links``): a silent store fails it, never hangs it."""
+    with store_deadline(engine, "record the end of a run"), session_scope(engine) as session:
         run = session.get(ScanRun, scan_run_id)
         if run is None or run.finished_at is not None:
             return

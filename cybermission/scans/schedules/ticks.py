@@ -58,6 +58,7 @@ from cybermission.scans.schedules.timing import (
 )
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.service import create_scan_run
+from cybermission.store_links import store_deadline
 
 
 class SitePlanner(Protocol):
@@ -359,18 +360,24 @@ def tick(
     report = TickReport()
     # Runs whose owner died would otherwise absorb their schedule's next run as an overlap.
     reap_orphaned_runs(engine, lease_s=settings.runs.lease_s)
+    # Each unit under the stall deadline (store_links), as the reaping: a store gone silent fails
+    # the tick with a lost connection (logged; the next tick tries again), never hangs the
+    # scheduler's one tick thread.
     # A risk acceptance lapses on its date (reopened, with its event and alerts), not at the next
     # scan of its device.
-    with session_scope(engine) as session:
+    with store_deadline(engine, "expire risk acceptances"), session_scope(engine) as session:
         expire_acceptances(session, now=now, place_of=finding_places(session=session))
-    with session_scope(engine) as session:
+    with store_deadline(engine, "list the schedules"), session_scope(engine) as session:
         ids = list(session.exec(select(Schedule.id).where(col(Schedule.enabled))).all())
     for schedule_id in ids:
         if still_leader is not None and not still_leader():
             break
         launched_before = len(report.launched)
         try:
-            with session_scope(engine) as session:
+            with (
+                store_deadline(engine, "decide a schedule"),
+                session_scope(engine) as session,
+            ):
                 # Locked until this decision commits: a process that lost the scheduler lock
                 # mid-decision and its successor never both decide one due time (the second
                 # reads the schedule once the first committed, no longer due).
