@@ -3,9 +3,16 @@
 from collections.abc import Mapping
 
 import pytest
+import re2
 
 from cybermission.errors import RuleError
-from cybermission.rules.matcher import MISSING, compile_match, match_fields, resolve
+from cybermission.rules.matcher import (
+    MISSING,
+    REGEX_MEMO_CHARS,
+    compile_match,
+    match_fields,
+    resolve,
+)
 
 DOC: dict[str, object] = {
     "probe": "modbus",
@@ -176,3 +183,31 @@ def test_matcher_match_fields_lists_every_field_once() -> None:
         "not": {"asset.zone": "control"},
     }
     assert match_fields(match) == ("facts.vendor", "target.port", "asset.zone")
+
+
+class _CountingPattern:
+    """An RE2 pattern that records the texts it is asked to search."""
+
+    def __init__(self, pattern: object, asked: list[str]) -> None:
+        self._pattern = pattern
+        self._asked = asked
+
+    def search(self, text: str) -> object:
+        self._asked.append(text)
+        return self._pattern.search(text)  # type: ignore[attr-defined]
+
+
+def test_matcher_regex_searches_a_repeated_short_text_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Devices of one model repeat their texts (issue 12): the verdict is kept per text, with
+    the same answers; texts longer than REGEX_MEMO_CHARS are searched every time."""
+    asked: list[str] = []
+    real = re2.compile
+    monkeypatch.setattr(
+        re2, "compile", lambda pattern, options: _CountingPattern(real(pattern, options), asked)
+    )
+    predicate = compile_match({"facts.title|re": "(?i)hmi"})
+    long_title = "HMI " + "x" * REGEX_MEMO_CHARS
+    titles = ["Web HMI", "Web HMI", "Printer", "Web HMI", "Printer", long_title, long_title]
+    verdicts = [predicate({"facts": {"title": title}}) for title in titles]
+    assert verdicts == [True, True, False, True, False, True, True]
+    assert asked == ["Web HMI", "Printer", long_title, long_title]
