@@ -25,7 +25,9 @@ from bench.cpu_hogs import cpu_hogs
 from bench.lab_listeners import plan_live_hosts
 from cybermission.config import PacingProfile, PacingSettings
 from cybermission.guard import ScopeGuard, ScopeRule
-from cybermission.scans.sweep_processes import sweep_specs
+from cybermission.scans.probe_processes import probe_specs
+from cybermission.scans.probing import ProbePlan
+from cybermission.scans.sweep import HostResult
 
 PORTS = [502, 102, 44818, 2404, 20000, 4840, 1911, 9600, 80, 443]
 DENSE_NETWORK = "127.100.0.0/20"
@@ -34,6 +36,7 @@ SPARSE_NETWORK = "127.101.0.0/20"
 LIVE_FRACTION = 0.05
 SEED = 20_240_502
 NMAP_DENSE = ["--max-retries", "1", "-T5"]
+NO_PROBES = ProbePlan(tcp={}, udp={})
 NMAP_SPARSE = ["--min-hostgroup", "4096", "--max-retries", "1", "--min-rate", "5000"]
 
 Found = set[tuple[str, int]]
@@ -63,10 +66,13 @@ async def _sweep_once(network: str, processes: int) -> Found:
     guard = ScopeGuard([ScopeRule.build("bench", [network])])
     pacing = PacingSettings(profile=PacingProfile.LAB)
     found: Found = set()
-    async for result in sweep_specs(
-        [network], PORTS, guard=guard, pacing=pacing, processes=processes
-    ):
-        found.update((result.address, port) for port in result.open_ports)
+    # No probe planned: each open port is only recorded as open (what the peer's sweep finds).
+    probed = probe_specs(
+        [network], PORTS, guard=guard, pacing=pacing, plan=NO_PROBES, processes=processes
+    )
+    async for result in probed:
+        if isinstance(result, HostResult):
+            found.update((result.address, port) for port in result.open_ports)
     return found
 
 
@@ -239,7 +245,7 @@ def main() -> None:
         "--stress", action="store_true", help="dense under two CPU hogs (stress-ng --cpu 2)"
     )
     parser.add_argument(
-        "--processes", type=int, default=1, help="sweep processes (one event loop per core)"
+        "--processes", type=int, default=1, help="probe processes (one event loop per core)"
     )
     args = parser.parse_args()
     # 15,000 sockets in flight in the lab profile: lift the soft descriptor limit to the hard one.

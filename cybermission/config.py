@@ -78,8 +78,9 @@ class PacingSettings(BaseModel):
     probes_in_flight: int = Field(default=64, ge=1)
     # Resets, early closes and silences in a row that back a device off for the rest of the run.
     strikes_before_back_off: int = Field(default=3, ge=1)
-    # Sweep processes (one event loop per core) for large ranges; 1 keeps everything in-process.
-    processes: int = Field(default=1, ge=1, le=64)
+    # Processes that sweep and identify (one event loop each): 0 is one per core for a range of
+    # at least 256 addresses per core; 1 keeps everything in this process.
+    processes: int = Field(default=0, ge=0, le=64)
 
     def effective(self) -> "PacingSettings":
         """The lab profile lifts every limit for loopback benchmarks; safe keeps the values."""

@@ -4,7 +4,7 @@ DESIGN.md §2 asks for a per-host rate and one TCP connection per device at a ti
 run*, and for a device that resets, closes early or slows down to be left alone. The sweep and
 the probes reach a device in turn: the sweep paces its connects with a :class:`Pace`, hands the
 pace's next allowed moment on with the host's result (``HostResult.next_contact_at``, a monotonic
-time, so it crosses sweep processes too), and the probe phase resumes the same pace in the
+time, so it crosses probe processes too), and the probe phase resumes the same pace in the
 host's :class:`DeviceGate` entry. Every connect and every UDP session of a probe then waits for
 that pace (:meth:`DeviceGate.contact`), probes take the device's one turn at a time
 (:meth:`DeviceGate.turn`), and the pipeline books each reset, early close or silence as a strike

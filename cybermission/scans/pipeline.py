@@ -12,24 +12,21 @@ commits. Findings are drafted in :mod:`~cybermission.scans.judging`.
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
-from cybermission.device_pacing import DeviceGate
 from cybermission.errors import CybermissionError
 from cybermission.findings.advisories.drafts import ADVISORY_PROTOCOL
 from cybermission.findings.advisories.lookup import organization_index
 from cybermission.findings.advisories.matching import AdvisoryIndex
 from cybermission.findings.service import expire_acceptances
 from cybermission.guard import ScopeGuard
-from cybermission.net import Connector
 from cybermission.probes import Observation, Probe, load_probes
 from cybermission.rules.loader import RuleSet, load_rules
 from cybermission.rules.models import RulePack
@@ -41,11 +38,11 @@ from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.ownership import RunOwner, claim_run, this_process
 from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
+from cybermission.scans.probe_processes import probe_specs, process_count
 from cybermission.scans.probing import (
     HostReport,
     ProgressCallback,
     ScanProgress,
-    identify_host,
     prefer_engine_observations,
     select_probes,
 )
@@ -60,8 +57,7 @@ from cybermission.scans.run_metrics import count_run_started
 from cybermission.scans.scopes import build_guard
 from cybermission.scans.skipped import SKIPPED_STAGE
 from cybermission.scans.sweep import HostResult
-from cybermission.scans.sweep_handoff import Handoff, identify_paced, udp_window
-from cybermission.scans.sweep_processes import sweep_specs
+from cybermission.scans.sweep_handoff import probe_hosts
 from cybermission.scans.targets import expand_targets
 from cybermission.scans.writing import replay_left_spool, write_batches
 from cybermission.store_faults import describe_store_error, retry_transient
@@ -76,25 +72,20 @@ async def _replay(hosts: Sequence[HostResult]) -> AsyncIterator[HostResult]:
         yield host
 
 
-async def _hosts(
-    results: AsyncIterator[HostResult], state: RunState, *, udp: bool
-) -> AsyncIterator[HostResult]:
-    async for host in results:
-        state.progress.hosts_swept += 1
-        errors = host.errors
-        if host.scope_refused:
-            # Refused part-way or at once: skipped as a whole (skipped.py says why).
-            state.skipped.add_refused(host)
-            state.tick()
-            continue
-        state.add_errors({"target": host.address, "stage": "sweep", "error": e} for e in errors)
+def _account(host: HostResult, state: RunState) -> None:
+    """Count a swept host and keep its sweep errors; one refused by the scope is skipped whole."""
+    state.progress.hosts_swept += 1
+    if host.scope_refused:
+        # Refused part-way or at once: skipped as a whole (skipped.py says why).
+        state.skipped.add_refused(host)
+    else:
+        state.add_errors(
+            {"target": host.address, "stage": "sweep", "error": e} for e in host.errors
+        )
         if host.open_ports:
             state.progress.hosts_live += 1
             state.progress.open_ports += len(host.open_ports)
-            yield host
-        elif udp:
-            yield host  # no TCP port open, but a UDP-only device may still answer
-        state.tick()
+    state.tick()
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,8 +211,6 @@ async def execute_scan(
         )
         if done or run.resumes:
             done = await asyncio.to_thread(_replay_left_spool, engine, state, settings, done)
-        gate = DeviceGate.paced(pacing)
-        connector = Connector(guard, pacer=gate, shared_udp=True)
         writing = asyncio.create_task(
             write_batches(
                 engine, state, queue, retry_s=settings.runs.store_retry_s, runs=settings.runs
@@ -230,41 +219,34 @@ async def execute_scan(
         # A writer that dies stops the probing side at once: nothing waits on a full queue.
         writing.add_done_callback(lambda task: _writer_ended(task, scan_run_id, control))
 
-        async def identify(host: HostResult, handoff: Handoff) -> None:
-            report = await identify_host(
-                host,
-                plan=plan,
-                connector=connector,
-                gate=gate,
-                timeout_s=pacing.probe_timeout_s,
-                handoff=handoff,
-            )
+        async def identified(report: HostReport) -> None:
             state.progress.hosts_identified += 1
             refused = [e for e in report.errors if e["stage"] == SKIPPED_STAGE]
             if refused:
                 # The scope lapsed while probing it: skipped as a whole, nothing stored.
-                state.skipped.add(host.address, str(refused[0]["error"]))
+                state.skipped.add(report.address, str(refused[0]["error"]))
                 return
             prefer_engine_observations(report, engine_observations)
-            if not host.open_ports and not report.observations and not report.errors:
+            if not report.open_ports and not report.observations and not report.errors:
                 return  # a silent address on every UDP port: nothing to write
-            if not host.open_ports:
+            if not report.open_ports:
                 state.progress.hosts_live += 1
             await queue.put(report)
 
-        hosts = (a for a in expand_targets(targets, guard=guard) if a not in done.addresses)
         engine_observations: dict[tuple[str, int], Observation] = {}
-        swept: AsyncIterator[HostResult]
+        probed: AsyncGenerator[HostResult | HostReport, None]
         if settings.discovery_engine == BUILTIN_ENGINE:
-            swept = sweep_specs(
+            probed = probe_specs(
                 targets,
                 ports,
                 guard=guard,
                 pacing=pacing,
-                processes=pacing.processes,
+                plan=plan,
+                processes=process_count(pacing, hosts_total - len(done)),
                 skip=done.addresses,
             )
         else:
+            hosts = (a for a in expand_targets(targets, guard=guard) if a not in done.addresses)
             found = await load_engine(settings.discovery_engine).discover(
                 list(hosts),
                 ports,
@@ -273,17 +255,13 @@ async def execute_scan(
                 script_ports=[p for p in ports if p not in plan.tcp],
             )
             engine_observations = {(o.address, o.port): o for o in found.observations}
-            swept = _replay(found.hosts)
-        try:
-            async with (
-                _closing(swept),
-                _closing(_hosts(swept, state, udp=plan.has_udp)) as live,
-            ):
-                await identify_paced(
-                    live, identify, gate=gate, udp_hosts=udp_window(pacing, len(plan.udp))
-                )
-        finally:
-            connector.close()
+            probed = probe_hosts(_replay(found.hosts), plan=plan, guard=guard, pacing=pacing)
+        async with aclosing(probed):
+            async for item in probed:
+                if isinstance(item, HostReport):
+                    await identified(item)
+                else:
+                    _account(item, state)
         await queue.put(None)
         await writing
     except CybermissionError as exc:
@@ -368,11 +346,6 @@ def _replay_left_spool(
         extra={"scan_run_id": state.run_id, "hosts": len(replayed)},
     )
     return dataclasses.replace(done, addresses=done.addresses | {r.address for r in replayed})
-
-
-def _closing(iterator: AsyncIterator[HostResult]) -> "aclosing[Any]":
-    """Close a sweep's generators when the run stops early (their sockets, their processes)."""
-    return aclosing(iterator)
 
 
 def _writer_ended(task: "asyncio.Task[None]", scan_run_id: str, control: RunControl) -> None:

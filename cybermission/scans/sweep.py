@@ -66,7 +66,7 @@ class HostResult:
     filtered: int
     errors: tuple[str, ...]
     # When the host's pace allows the next contact (``time.monotonic``, system-wide on Linux, so
-    # valid across sweep processes): the probe phase resumes the same per-host pace from here.
+    # valid across probe processes): the probe phase resumes the same per-host pace from here.
     next_contact_at: float = field(default=0.0, compare=False)
 
     @property

@@ -20,14 +20,21 @@ so at most ``probes_in_flight + udp_hosts`` hosts are in the probe phase at once
 Backpressure runs the whole way: ``identify`` awaits the bounded write queue, a full set of
 slots stops this loop from pulling the next swept host, and the sweep's own bounded queue then
 stops its workers.
+
+:func:`probe_hosts` is the probing side of a scan without a store, the one composition of sweep
+and identification that the embedded pipeline, its probe processes and a site sensor all run.
 """
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 
 from cybermission.config import PacingSettings
 from cybermission.device_pacing import DeviceGate
+from cybermission.guard import ScopeGuard
+from cybermission.net import Connector
+from cybermission.scans.probing import HostReport, ProbePlan, identify_host
 from cybermission.scans.sweep import HostResult
 
 #: What ``identify`` calls between a host's TCP and UDP probes (``identify_host``'s ``handoff``).
@@ -38,6 +45,74 @@ def udp_window(pacing: PacingSettings, udp_ports: int) -> int:
     """Hosts whose UDP probes may wait at once: the sessions in flight over the UDP ports, never
     fewer than the identification window (what one window held before the handoff)."""
     return max(pacing.probes_in_flight, pacing.sockets_in_flight // max(1, udp_ports))
+
+
+def wants_probes(host: HostResult, plan: ProbePlan) -> bool:
+    """Whether a swept host is identified: not refused by the scope, and a TCP port open or UDP
+    probes to run (a UDP-only device answers no connect)."""
+    return not host.scope_refused and (bool(host.open_ports) or plan.has_udp)
+
+
+async def probe_hosts(
+    swept: AsyncIterator[HostResult],
+    *,
+    plan: ProbePlan,
+    guard: ScopeGuard,
+    pacing: PacingSettings,
+) -> AsyncGenerator[HostResult | HostReport, None]:
+    """Every host of ``swept`` as it comes (for the caller's counts and errors), then the report
+    of each one :func:`wants_probes`, as its identification ends.
+
+    The caller's pace is the backpressure: a consumer that stops pulling stops the probes
+    starting (the output holds at most ``probes_in_flight`` items); closing the iterator
+    cancels what is in flight and closes the run's sockets.
+    """
+    out: asyncio.Queue[HostResult | HostReport | BaseException | None] = asyncio.Queue(
+        maxsize=pacing.probes_in_flight
+    )
+    gate = DeviceGate.paced(pacing)
+    connector = Connector(guard, pacer=gate, shared_udp=True)
+
+    async def identify(host: HostResult, handoff: Handoff) -> None:
+        report = await identify_host(
+            host,
+            plan=plan,
+            connector=connector,
+            gate=gate,
+            timeout_s=pacing.probe_timeout_s,
+            handoff=handoff,
+        )
+        await out.put(report)
+
+    async def wanted() -> AsyncGenerator[HostResult, None]:
+        async for host in swept:
+            await out.put(host)
+            if wants_probes(host, plan):
+                yield host
+
+    async def produce() -> None:
+        end: Exception | None = None
+        try:
+            async with aclosing(wanted()) as live:
+                await identify_paced(
+                    live, identify, gate=gate, udp_hosts=udp_window(pacing, len(plan.udp))
+                )
+        except Exception as exc:  # noqa: BLE001 (raised by the consumer, in its own task)
+            end = exc
+        finally:
+            connector.close()
+        await out.put(end)
+
+    producer = asyncio.create_task(produce())
+    try:
+        while (item := await out.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        if not producer.done():
+            producer.cancel()
+        await asyncio.gather(producer, return_exceptions=True)
 
 
 async def identify_paced(

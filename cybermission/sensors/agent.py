@@ -14,7 +14,8 @@ import os
 import signal
 import threading
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,17 +26,15 @@ from kombu.exceptions import KombuError  # type: ignore[import-untyped]
 
 from cybermission.clock import utcnow
 from cybermission.config import Settings
-from cybermission.device_pacing import DeviceGate
 from cybermission.errors import CybermissionError, ScopeError, ValidationError
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.journal import Journal
-from cybermission.net import Connector
 from cybermission.probes import Probe, load_probes
 from cybermission.scans.host_messages import HostReportMessage, RunError
 from cybermission.scans.passive import RingSpec
-from cybermission.scans.probing import HostReport, identify_host, select_probes
+from cybermission.scans.probing import HostReport, select_probes
 from cybermission.scans.sweep import HostResult, sweep
-from cybermission.scans.sweep_handoff import Handoff, identify_paced, udp_window
+from cybermission.scans.sweep_handoff import probe_hosts
 from cybermission.scans.targets import expand_targets
 from cybermission.sensors.broker import (
     SCAN_TASK,
@@ -126,45 +125,21 @@ async def scan_chunk(
     plan = select_probes(
         probes if probes is not None else load_probes(), settings, udp_ports=udp_ports
     )
-    gate = DeviceGate.paced(pacing)
-    connector = Connector(guard, pacer=gate, shared_udp=True)
-
-    async def identify(host: HostResult, handoff: Handoff) -> None:
-        report = await identify_host(
-            host,
-            plan=plan,
-            connector=connector,
-            gate=gate,
-            timeout_s=pacing.probe_timeout_s,
-            handoff=handoff,
-        )
-        if not host.open_ports and not report.observations and not report.errors:
-            return
-        if not host.open_ports:
-            result.hosts_live += 1
-        result.reports.append(report)
-
-    async def swept() -> AsyncIterator[HostResult]:
-        async for host in sweep(
-            expand_targets(targets, guard=guard), ports, guard=guard, pacing=pacing
-        ):
-            result.hosts_swept += 1
-            result.errors.extend(
-                {"target": host.address, "stage": "sweep", "error": e} for e in host.errors
-            )
-            if host.open_ports:
-                result.hosts_live += 1
-                result.open_ports += len(host.open_ports)
-            elif not plan.has_udp:
-                continue
-            yield host
-
-    try:
-        await identify_paced(
-            swept(), identify, gate=gate, udp_hosts=udp_window(pacing, len(plan.udp))
-        )
-    finally:
-        connector.close()
+    swept = sweep(expand_targets(targets, guard=guard), ports, guard=guard, pacing=pacing)
+    async with aclosing(probe_hosts(swept, plan=plan, guard=guard, pacing=pacing)) as probed:
+        async for item in probed:
+            if isinstance(item, HostResult):
+                result.hosts_swept += 1
+                result.errors.extend(
+                    {"target": item.address, "stage": "sweep", "error": e} for e in item.errors
+                )
+                if item.open_ports:
+                    result.hosts_live += 1
+                    result.open_ports += len(item.open_ports)
+            elif item.open_ports or item.observations or item.errors:
+                if not item.open_ports:
+                    result.hosts_live += 1
+                result.reports.append(item)
     result.reports.sort(key=lambda r: r.address)
     return result
 

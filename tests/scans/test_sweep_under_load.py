@@ -17,7 +17,8 @@ import pytest
 
 from cybermission.config import PacingSettings
 from cybermission.guard import ScopeGuard, ScopeRule
-from cybermission.scans.sweep_processes import sweep_specs
+from cybermission.scans.sweep import sweep
+from cybermission.scans.targets import expand_targets
 
 NETWORK = "127.62.0.0/20"
 PORTS = [502, 102, 44818, 2404, 20000, 4840, 1911, 9600, 80, 443]
@@ -74,7 +75,8 @@ def cpu_hogs() -> Iterator[None]:
 async def _open_ports() -> set[tuple[str, int]]:
     guard = ScopeGuard([ScopeRule.build("load-tests", [NETWORK])])
     found: set[tuple[str, int]] = set()
-    async for result in sweep_specs([NETWORK], PORTS, guard=guard, pacing=LAB_LIKE, processes=1):
+    hosts = expand_targets([NETWORK], guard=guard)
+    async for result in sweep(hosts, PORTS, guard=guard, pacing=LAB_LIKE):
         found.update((result.address, port) for port in result.open_ports)
     return found
 
