@@ -78,6 +78,9 @@ class PacingSettings(BaseModel):
     probes_in_flight: int = Field(default=64, ge=1)
     # Resets, early closes and silences in a row that back a device off for the rest of the run.
     strikes_before_back_off: int = Field(default=3, ge=1)
+    # Ask a device whose TCP identification went unanswered once more, at the end of the run
+    # (not if it was backed off; within the probes' per-device request limits).
+    retry_unanswered: bool = True
     # Processes that sweep and identify (one event loop each): 0 is one per core for a range of
     # at least 256 addresses per core; 1 keeps everything in this process.
     processes: int = Field(default=0, ge=0, le=64)
@@ -98,6 +101,7 @@ class PacingSettings(BaseModel):
                 # lost 4, in the same time), so the lab keeps the safe count.
                 probes_in_flight=self.probes_in_flight,
                 strikes_before_back_off=self.strikes_before_back_off,
+                retry_unanswered=self.retry_unanswered,
                 processes=self.processes,
             )
         return self

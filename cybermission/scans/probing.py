@@ -9,6 +9,7 @@ any store code (pyproject, "the probing side imports no store code").
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,9 @@ class HostReport:
     observations: list[Observation] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     sent: SentRequests = field(default_factory=SentRequests)
+    # TCP ports whose identification went unanswered (a timeout, or an identity cut short):
+    # the run may ask them once more (:func:`retried`). Not stored, not sent by a sensor.
+    unanswered_ports: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +127,9 @@ class _HostProbing:
     gate: DeviceGate
     timeout_s: float
     options: Mapping[str, JSONValue]
+    # What an earlier attempt of this run sent to the host (a retry): it counts against each
+    # probe's per-device manifest limits, which include retries (scanners/README.md).
+    prior: SentRequests | None = None
 
     async def observe(self, probe: Probe, port: int) -> Observation | None:
         """Run one probe, account for what it sent, and turn device trouble into report errors.
@@ -138,7 +145,8 @@ class _HostProbing:
 
     async def _observe_now(self, probe: Probe, port: int) -> Observation | None:
         report, gate = self.report, self.gate
-        ledger = RequestLedger(probe=probe.name, manifest=probe.manifest)
+        spent = Counter(self.prior.by_probe.get(probe.name, ())) if self.prior else Counter()
+        ledger = RequestLedger(probe=probe.name, manifest=probe.manifest, sent=Counter(spent))
         target = ProbeTarget(
             address=report.address,
             port=port,
@@ -158,6 +166,7 @@ class _HostProbing:
             if probe.transport is Transport.UDP:
                 return None  # nobody there: the normal answer of most addresses on a UDP port
             _record_failure(report, probe, port, "ProbeTimeoutError: no answer in time")
+            report.unanswered_ports.add(port)
             answers.silence()
             _strike(gate, report, f"{probe.name} on port {port}: timeout")
             return None
@@ -177,11 +186,13 @@ class _HostProbing:
                     # unanswered request carries (a Modbus model), which the report must say;
                     # losses under load went unexplained while only the fact held it (issue 12).
                     _record_failure(report, probe, port, f"incomplete: {incomplete}"[:300])
+                    if probe.transport is Transport.TCP:
+                        report.unanswered_ports.add(port)
             elif ledger.early_closes:
                 _strike(gate, report, f"{probe.name} on port {port}: closed before answering")
             return observation
         finally:
-            report.sent.of(probe.name).update(ledger.sent)
+            report.sent.of(probe.name).update(ledger.sent - spent)
 
 
 def _strike(gate: DeviceGate, report: HostReport, reason: str) -> None:
@@ -207,6 +218,7 @@ async def identify_host(
     gate: DeviceGate,
     timeout_s: float,
     handoff: Callable[[], Awaitable[None]] | None = None,
+    prior: SentRequests | None = None,
 ) -> HostReport:
     """Run the matching probes on one host, one at a time: one connection per device.
 
@@ -215,10 +227,11 @@ async def identify_host(
 
     A device that resets, closes early or stays silent ``strikes_before_back_off`` times in a row
     is left alone for the rest of the run (back-off), and the report names it. A refusal by the
-    scope guard stops everything for the host.
+    scope guard stops everything for the host. ``prior``: what an earlier attempt sent (a
+    retry's requests stay within the manifests' per-device limits with it).
     """
     report = HostReport(address=host.address, open_ports=host.open_ports)
-    probing = _HostProbing(report, connector, gate, timeout_s, plan.options)
+    probing = _HostProbing(report, connector, gate, timeout_s, plan.options, prior)
     try:
         await _identify_tcp(host, probing, plan)
         if plan.has_udp:
@@ -259,6 +272,8 @@ async def _identify_tcp(host: HostResult, probing: _HostProbing, plan: ProbePlan
             if observation is not None:
                 report.observations.append(observation)
                 identified = observation.protocol
+                if not observation.facts.get("incomplete"):
+                    report.unanswered_ports.discard(port)  # a fallback answered after all
         if identified is None:
             report.observations.append(
                 Observation(
@@ -296,3 +311,19 @@ def prefer_engine_observations(
         found.get((o.address, o.port), o) if o.probe == "tcp-connect" else o
         for o in report.observations
     ]
+
+
+def retried(first: HostReport, again: HostReport) -> HostReport:
+    """``first`` with what a second attempt on its unanswered TCP ports (``again.open_ports``)
+    found instead: those ports' observations and errors are the retry's, what was sent adds up
+    (both attempts reached the device), the rest stays."""
+    targets = {f"{first.address}:{port}" for port in again.open_ports}
+    first.observations = again.observations + [
+        o
+        for o in first.observations
+        if not (o.transport is Transport.TCP and o.port in again.open_ports)
+    ]
+    first.errors = [e for e in first.errors if e.get("target") not in targets] + again.errors
+    first.sent.add(again.sent)
+    first.unanswered_ports = again.unanswered_ports
+    return first

@@ -26,6 +26,7 @@ and identification that the embedded pipeline, its probe processes and a site se
 """
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
@@ -34,8 +35,10 @@ from cybermission.config import PacingSettings
 from cybermission.device_pacing import DeviceGate
 from cybermission.guard import ScopeGuard
 from cybermission.net import Connector
-from cybermission.scans.probing import HostReport, ProbePlan, identify_host
+from cybermission.scans.probing import HostReport, ProbePlan, identify_host, retried
 from cybermission.scans.sweep import HostResult
+
+logger = logging.getLogger(__name__)
 
 #: What ``identify`` calls between a host's TCP and UDP probes (``identify_host``'s ``handoff``).
 Handoff = Callable[[], Awaitable[None]]
@@ -63,6 +66,13 @@ async def probe_hosts(
     """Every host of ``swept`` as it comes (for the caller's counts and errors), then the report
     of each one :func:`wants_probes`, as its identification ends.
 
+    A host whose TCP identification went unanswered (a timeout, an identity cut short) is asked
+    once more when every other host is done, unless it was backed off or ``pacing`` says not
+    to (``retry_unanswered``): on a busy machine a stall of this process or of the device's
+    shared host, not the device, timed most of them out (issue 12: windows of 64 to 128 hosts
+    lost at once). The retry goes through the same gate, guard and manifests (its requests count
+    with the first attempt's), and its report is given then.
+
     The caller's pace is the backpressure: a consumer that stops pulling stops the probes
     starting (the output holds at most ``probes_in_flight`` items); closing the iterator
     cancels what is in flight and closes the run's sockets.
@@ -72,6 +82,7 @@ async def probe_hosts(
     )
     gate = DeviceGate.paced(pacing)
     connector = Connector(guard, pacer=gate, shared_udp=True)
+    unanswered: dict[str, HostReport] = {}
 
     async def identify(host: HostResult, handoff: Handoff) -> None:
         report = await identify_host(
@@ -82,7 +93,39 @@ async def probe_hosts(
             timeout_s=pacing.probe_timeout_s,
             handoff=handoff,
         )
-        await out.put(report)
+        if (
+            pacing.retry_unanswered
+            and report.unanswered_ports
+            and gate.backed_off_reason(host.address) is None
+        ):
+            unanswered[host.address] = report
+        else:
+            await out.put(report)
+
+    async def again(host: HostResult, handoff: Handoff) -> None:
+        first = unanswered[host.address]
+        second = await identify_host(
+            host,
+            plan=ProbePlan(tcp=plan.tcp, udp={}, options=plan.options),
+            connector=connector,
+            gate=gate,
+            timeout_s=pacing.probe_timeout_s,
+            prior=first.sent,
+        )
+        logger.info(
+            "identification retried",
+            extra={
+                "address": host.address,
+                "ports": list(host.open_ports),
+                "answered": not second.unanswered_ports,
+            },
+        )
+        await out.put(retried(first, second))
+
+    async def to_retry() -> AsyncGenerator[HostResult, None]:
+        for address, report in list(unanswered.items()):
+            ports = tuple(sorted(report.unanswered_ports))
+            yield HostResult(address=address, open_ports=ports, closed=0, filtered=0, errors=())
 
     async def wanted() -> AsyncGenerator[HostResult, None]:
         async for host in swept:
@@ -97,6 +140,9 @@ async def probe_hosts(
                 await identify_paced(
                     live, identify, gate=gate, udp_hosts=udp_window(pacing, len(plan.udp))
                 )
+            if unanswered:
+                async with aclosing(to_retry()) as hosts:
+                    await identify_paced(hosts, again, gate=gate)
         except Exception as exc:  # noqa: BLE001 (raised by the consumer, in its own task)
             end = exc
         finally:

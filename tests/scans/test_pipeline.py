@@ -131,11 +131,15 @@ def test_execute_scan_sends_only_declared_requests_one_connection_at_a_time(
 ) -> None:
     lab, run = net_scan.lab, net_scan.run
     received = 0
+    unanswered = {
+        e["target"].split(":")[0] for e in run.errors if "ProbeTimeoutError" in str(e["error"])
+    }
     for device in lab.values():
         assert {r.function_code for r in device.requests} <= {43, 17}, device.name
         assert all(r.mei_type == 14 for r in device.requests if r.function_code == 43)
-        # One connection from the sweep (reset at once), one from the probe: never together.
-        assert device.connections <= 2, device.name
+        # One connection from the sweep (reset at once), one from the probe, one more for a
+        # device that left it unanswered (asked again at the end of the run): never together.
+        assert device.connections <= 2 + (device.address in unanswered), device.name
         received += len(device.requests)
     assert sum(sum(v.values()) for v in run.sent.values()) >= received > 0
 

@@ -6,7 +6,6 @@ import asyncio
 import multiprocessing
 import os
 import signal
-import socket
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -31,6 +30,7 @@ from cybermission.scans.probe_processes import (
 )
 from cybermission.scans.probing import HostReport, ProbePlan
 from cybermission.scans.sweep import HostResult
+from tests.scans.listeners import listeners_on
 from tests.timing import scaled
 
 NET = "127.10.77.0/26"
@@ -84,16 +84,8 @@ PLAN = ProbePlan(tcp={502: [_Named()]}, udp={})
 
 @pytest.fixture
 def listeners() -> Iterator[None]:
-    sockets = []
-    for address, port in OPEN:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((address, port))
-        sock.listen(16)
-        sockets.append(sock)
-    yield
-    for sock in sockets:
-        sock.close()
+    with listeners_on(OPEN):
+        yield
 
 
 async def _probed(processes: int, plan: ProbePlan = PLAN) -> tuple[set[tuple[str, int]], int, set]:

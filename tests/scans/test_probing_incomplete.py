@@ -19,7 +19,7 @@ from cybermission.probes import (
     ProbeTarget,
     Transport,
 )
-from cybermission.scans.probing import ProbePlan, identify_host
+from cybermission.scans.probing import HostReport, ProbePlan, identify_host
 from cybermission.scans.sweep import HostResult
 
 ADDRESS = "127.61.0.1"
@@ -53,7 +53,7 @@ class _SilentAfterBasic:
         )
 
 
-async def _identify(probe: _SilentAfterBasic) -> list[dict[str, str]]:
+async def _identify(probe: _SilentAfterBasic) -> HostReport:
     guard = ScopeGuard([ScopeRule.build("lab", ["127.61.0.0/24"])])
     gate = DeviceGate(per_host_rate_per_s=1000.0)
     gate.admit(ADDRESS)
@@ -66,12 +66,13 @@ async def _identify(probe: _SilentAfterBasic) -> list[dict[str, str]]:
         timeout_s=1.0,
     )
     assert [o.facts["vendor"] for o in report.observations] == ["Bench Automation"]
-    return report.errors
+    return report
 
 
 async def test_an_identity_cut_short_by_silence_is_a_report_error() -> None:
-    errors = await _identify(_SilentAfterBasic(f"{ADDRESS}: no answer to fc43/mei14/regular"))
-    assert errors == [
+    report = await _identify(_SilentAfterBasic(f"{ADDRESS}: no answer to fc43/mei14/regular"))
+    assert report.unanswered_ports == {502}  # the run asks it once more at its end
+    assert report.errors == [
         {
             "target": f"{ADDRESS}:502",
             "stage": "half-answering",
@@ -81,4 +82,6 @@ async def test_an_identity_cut_short_by_silence_is_a_report_error() -> None:
 
 
 async def test_a_complete_identity_is_no_error() -> None:
-    assert await _identify(_SilentAfterBasic(None)) == []
+    report = await _identify(_SilentAfterBasic(None))
+    assert report.errors == []
+    assert report.unanswered_ports == set()
