@@ -1,16 +1,25 @@
 """The store helpers: rows built without ``__init__`` are the rows ``__init__`` builds."""
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from typing import cast
 
 import pytest
-from sqlalchemy import Column, Engine, Integer, MetaData, Table, delete, insert
+from sqlalchemy import Column, Engine, Integer, MetaData, Table, delete, event, insert
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import StatementError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from cybermission.db import _plain_insert, build_row, insert_rows, insert_values, new_id
+from cybermission.db import (
+    _plain_insert,
+    among,
+    build_row,
+    insert_rows,
+    insert_values,
+    new_id,
+)
 from cybermission.events import Event, EventKind
 from cybermission.inventory.models import Device, Manufacturer, Service
 
@@ -168,3 +177,32 @@ def test_db_plain_insert_leaves_python_defaults_to_the_full_insert() -> None:
     )
     assert _plain_insert(table, ("id",), sqlite.dialect()) is None
     assert _plain_insert(table, ("id", "n"), sqlite.dialect()) is not None
+
+
+def test_db_among_selects_what_in_selects_with_one_parameter_on_postgresql(engine: Engine) -> None:
+    """among() is IN on SQLite and ``= ANY(array)`` on PostgreSQL (issue 12): the same rows, and
+    on PostgreSQL one parameter however many values (no list expanded into the query)."""
+    devices = [build_row(Device, vendor=f"V{i}") for i in range(5)]
+    wanted = sorted([d.id for d in devices[:3]] + [new_id()])  # one id that is not stored
+    sent: list[tuple[str, object]] = []
+
+    def record(*args: object) -> None:
+        sent.append((str(args[2]), args[3]))
+
+    with Session(engine) as session:
+        insert_rows(session, devices)
+        session.commit()
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            found = session.exec(select(Device.id).where(among(session, col(Device.id), wanted)))
+            ids = sorted(found)
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+    assert ids == sorted(d.id for d in devices[:3])
+    [(statement, parameters)] = sent
+    if engine.dialect.name == "postgresql":
+        assert "ANY" in statement
+        assert isinstance(parameters, dict)
+        assert list(parameters.values()) == [wanted]
+    else:
+        assert len(cast(Sequence[object], parameters)) == len(wanted)

@@ -26,7 +26,15 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from cybermission.db import build_row, in_chunks, insert_rows, insert_values, new_id, update_by_ids
+from cybermission.db import (
+    among,
+    build_row,
+    in_chunks,
+    insert_rows,
+    insert_values,
+    new_id,
+    update_by_ids,
+)
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.events import EventBatch
 from cybermission.findings.events import FindingPlaceOf, add_finding_event
@@ -201,7 +209,7 @@ def record_findings(
     keys = list(latest)
     stored: dict[str, Finding] = {}
     for chunk in in_chunks(keys):
-        statement = select(Finding).where(col(Finding.dedup_key).in_(chunk))
+        statement = select(Finding).where(among(session, col(Finding.dedup_key), chunk))
         stored.update((finding.dedup_key, finding) for finding in session.exec(statement))
 
     result = RecordResult()

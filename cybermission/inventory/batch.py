@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, select
 
-from cybermission.db import build_row, in_chunks, insert_rows, new_id, update_by_ids
+from cybermission.db import among, build_row, in_chunks, insert_rows, new_id, update_by_ids
 from cybermission.inventory.catalog_cache import InventoryCache
 from cybermission.inventory.identity import (
     Candidates,
@@ -204,14 +204,18 @@ def _load_partitions(
 
 def _load_services(batch: _Batch, device_ids: Collection[str]) -> None:
     for chunk in in_chunks(device_ids):
-        for service in batch.session.exec(select(Service).where(col(Service.device_id).in_(chunk))):
+        for service in batch.session.exec(
+            select(Service).where(among(batch.session, col(Service.device_id), chunk))
+        ):
             key = (service.port, service.transport, service.protocol)
             batch.services.setdefault(service.device_id, {})[key] = service
 
 
 def _load_units(batch: _Batch, parent_ids: Collection[str]) -> None:
     for chunk in in_chunks(parent_ids):
-        for child in batch.session.exec(select(Device).where(col(Device.parent_id).in_(chunk))):
+        for child in batch.session.exec(
+            select(Device).where(among(batch.session, col(Device.parent_id), chunk))
+        ):
             if child.parent_id is not None and child.unit_id is not None:
                 batch.units[(child.parent_id, child.unit_id)] = child
 

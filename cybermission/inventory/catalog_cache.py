@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from sqlalchemy import event
 from sqlmodel import Session, col, select
 
-from cybermission.db import build_row, in_chunks, insert_rows, new_id
+from cybermission.db import among, build_row, in_chunks, insert_rows, new_id
 from cybermission.inventory.models import DeviceType, Manufacturer
 
 
@@ -49,7 +49,7 @@ class InventoryCache:
         vendors = {v for v, _ in wanted if self._known_maker(v) is None}
         for chunk in in_chunks(vendors):
             for maker in session.exec(
-                select(Manufacturer).where(col(Manufacturer.name).in_(chunk))
+                select(Manufacturer).where(among(session, col(Manufacturer.name), chunk))
             ):
                 self._makers[maker.name] = maker.id
         self._absent_makers = {v for v in vendors if v not in self._makers}
@@ -65,8 +65,8 @@ class InventoryCache:
         for maker_chunk in in_chunks(by_maker):
             for model_chunk in in_chunks(models):
                 types = select(DeviceType).where(
-                    col(DeviceType.manufacturer_id).in_(maker_chunk),
-                    col(DeviceType.model).in_(model_chunk),
+                    among(session, col(DeviceType.manufacturer_id), maker_chunk),
+                    among(session, col(DeviceType.model), model_chunk),
                 )
                 for dtype in session.exec(types):
                     self._types[(dtype.manufacturer_id, dtype.model)] = dtype.id

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from cybermission.db import in_chunks
+from cybermission.db import among, in_chunks
 from cybermission.inventory.models import Device, Interface, IPAddress
 
 # Identity attributes and the fact keys probes use for them, in order of preference. A
@@ -148,7 +148,7 @@ def _in_chunks(
 ) -> Iterator[_Row]:
     """The rows of ``query`` whose ``column`` is one of ``values``: one ``IN (...)`` per chunk."""
     for chunk in in_chunks(values):
-        yield from session.exec(query.where(col(column).in_(chunk)))
+        yield from session.exec(query.where(among(session, col(column), chunk)))
 
 
 @dataclass(slots=True)
