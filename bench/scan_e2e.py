@@ -97,7 +97,7 @@ def _scan_env(profile: str, store: Path) -> dict[str, str]:
 
 
 def run_cybermission(
-    network: str, profile: str, *, udp: bool = True, advisories: Path | None = None
+    network: str, profile: str, *, udp_ports: str | None = None, advisories: Path | None = None
 ) -> Timed:
     with tempfile.TemporaryDirectory(prefix="cm-e2e-") as folder:
         env = _scan_env(profile, Path(folder) / "cybermission.db")
@@ -113,8 +113,8 @@ def run_cybermission(
                 capture_output=True,
             )
         command = [_cybermission(), "scan", network, "--ports", "502", "--format", "json"]
-        if not udp:
-            command += ["--udp-ports", "none"]
+        if udp_ports is not None:
+            command += ["--udp-ports", udp_ports]
         elapsed, cpu, peak, text = _run_timed(command, env)
     report = json.loads(text)
     identified = sum(1 for a in report["assets"] if a.get("vendor") and a.get("model"))
@@ -142,7 +142,13 @@ def _load_average() -> str:
 
 
 def compare(
-    network: str, devices: int, profile: str, load: str, runs: int, advisories: Path | None = None
+    network: str,
+    devices: int,
+    profile: str,
+    load: str,
+    runs: int,
+    advisories: Path | None = None,
+    udp_ports: str | None = None,
 ) -> bool:
     ratios: list[float] = []
     ours_s: list[float] = []
@@ -152,7 +158,7 @@ def compare(
         # One untimed pass: pymodbus's lazy set-up on the simulators' first connections.
         run_cybermission(network, "lab")
         for index in range(runs):
-            ours = run_cybermission(network, profile, advisories=advisories)
+            ours = run_cybermission(network, profile, advisories=advisories, udp_ports=udp_ports)
             peer = run_nmap(network)
             ratios.append(ours.seconds / peer.seconds)
             ours_s.append(ours.seconds)
@@ -180,7 +186,7 @@ def memory() -> None:
     for network in MEMORY_RANGES:
         # TCP only: UDP probes go to every address (65,536 x 24 sessions on a /16), which
         # measures time, not the memory the range costs.
-        timed = run_cybermission(network, "lab", udp=False)
+        timed = run_cybermission(network, "lab", udp_ports="none")
         peaks[network] = timed.peak_rss_mib
         print(
             f"memory {network}: {timed.seconds:.2f} s, peak RSS {timed.peak_rss_mib:.1f} MiB",
@@ -206,6 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="import these CSAF advisories into each run's store first (untimed), e.g. "
         "../shared/data/advisories/cisa-csaf-ot-2017-2024.tar.xz",
     )
+    parser.add_argument(
+        "--udp-ports",
+        default=None,
+        help="the scan's --udp-ports: 'none' does what the peer does (TCP 502 only); default: "
+        "the command's default UDP ports on every address, which the peer does not probe",
+    )
     args = parser.parse_args(argv)
     # Stopped by a signal: still stop the simulators and the CPU hogs (the finally blocks).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -218,7 +230,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for load in args.loads.split(","):
             for profile in args.profiles.split(","):
                 complete = (
-                    compare(network, args.devices, profile, load, args.runs, args.advisories)
+                    compare(
+                        network,
+                        args.devices,
+                        profile,
+                        load,
+                        args.runs,
+                        args.advisories,
+                        args.udp_ports,
+                    )
                     and complete
                 )
     if args.memory:
