@@ -12,18 +12,16 @@ from cybermission.config import PacingProfile, PacingSettings
 from cybermission.errors import ProbeTimeoutError
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.probes import (
-    IdentityAuthority,
-    Intrusiveness,
     Manifest,
     ManifestEntry,
     Observation,
     ProbeTarget,
-    Transport,
 )
 from cybermission.scans.probing import HostReport, ProbePlan
 from cybermission.scans.sweep import sweep
 from cybermission.scans.sweep_handoff import probe_hosts
 from cybermission.scans.targets import expand_targets
+from tests.scans.fake_probes import FakeTcpProbe
 from tests.scans.listeners import listeners_on
 from tests.timing import scaled
 
@@ -32,18 +30,12 @@ GUARD = ScopeGuard([ScopeRule.build("retry", [NET])])
 LIVE = {("127.10.78.2", 502), ("127.10.78.3", 502), ("127.10.78.5", 502)}
 
 
-class _SilentOnce:
+class _SilentOnce(FakeTcpProbe):
     """Silent at its first request to each device, answers the next (a stalled moment)."""
 
     name: ClassVar[str] = "silent-once"
     protocol: ClassVar[str] = "silent-once"
-    default_ports: ClassVar[tuple[int, ...]] = (502,)
-    transport: ClassVar[Transport] = Transport.TCP
-    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     manifest: ClassVar[Manifest] = Manifest(entries=(ManifestEntry("ask", 2, "read the id"),))
-    optional: ClassVar[bool] = False
-    order: ClassVar[int] = 100
-    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
 
     def __init__(self) -> None:
         self.asked: Counter[str] = Counter()
@@ -53,14 +45,7 @@ class _SilentOnce:
         self.asked[target.address] += 1
         if self.asked[target.address] == 1:
             raise ProbeTimeoutError("no answer in time")
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=Transport.TCP,
-            facts={"vendor": "Acme", "model": "X1"},
-        )
+        return self.observation(target, {"vendor": "Acme", "model": "X1"})
 
 
 class _OneAskOnly(_SilentOnce):
@@ -78,7 +63,7 @@ async def _reports(probe: _SilentOnce, **pacing: object) -> dict[str, HostReport
         profile=PacingProfile.LAB,
         connect_timeout_s=scaled(0.5),
         probe_timeout_s=scaled(2.0),
-        **pacing,  # type: ignore[arg-type]
+        **pacing,
     ).effective()
     swept = sweep(expand_targets([NET], guard=GUARD), [502], guard=GUARD, pacing=settings)
     plan = ProbePlan(tcp={502: [probe]}, udp={})

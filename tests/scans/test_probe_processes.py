@@ -15,12 +15,8 @@ from cybermission.config import PacingProfile, PacingSettings
 from cybermission.errors import CybermissionError, ScopeError
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.probes import (
-    IdentityAuthority,
-    Intrusiveness,
-    Manifest,
     Observation,
     ProbeTarget,
-    Transport,
 )
 from cybermission.scans.probe_processes import (
     MIN_HOSTS_PER_PROCESS,
@@ -30,6 +26,7 @@ from cybermission.scans.probe_processes import (
 )
 from cybermission.scans.probing import HostReport, ProbePlan
 from cybermission.scans.sweep import HostResult
+from tests.scans.fake_probes import FakeTcpProbe
 from tests.scans.listeners import listeners_on
 from tests.timing import scaled
 
@@ -42,28 +39,14 @@ OPEN = {("127.10.77.5", 502), ("127.10.77.9", 102), ("127.10.77.40", 502), ("127
 PARENT = os.getpid()
 
 
-class _Named:
-    """A read-only probe that names the address it reached (no bytes sent: accept, then close)."""
+class _Named(FakeTcpProbe):
+    """Names the address it reached and the process it ran in (nothing sent: connect, close)."""
 
     name: ClassVar[str] = "named"
     protocol: ClassVar[str] = "named"
-    default_ports: ClassVar[tuple[int, ...]] = (502,)
-    transport: ClassVar[Transport] = Transport.TCP
-    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.PASSIVE
-    manifest: ClassVar[Manifest] = Manifest(entries=())
-    optional: ClassVar[bool] = False
-    order: ClassVar[int] = 100
-    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
 
     async def observe(self, target: ProbeTarget, *, timeout_s: float) -> Observation | None:
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=Transport.TCP,
-            facts={"pid_is_parent": os.getpid() == PARENT},
-        )
+        return self.observation(target, {"pid_is_parent": os.getpid() == PARENT})
 
 
 class _DiesInChild(_Named):
@@ -88,7 +71,9 @@ def listeners() -> Iterator[None]:
         yield
 
 
-async def _probed(processes: int, plan: ProbePlan = PLAN) -> tuple[set[tuple[str, int]], int, set]:
+async def _probed(
+    processes: int, plan: ProbePlan = PLAN
+) -> tuple[set[tuple[str, int]], int, set[tuple[str, int, bool]]]:
     found: set[tuple[str, int]] = set()
     hosts = 0
     named: set[tuple[str, int, bool]] = set()

@@ -11,30 +11,22 @@ from cybermission.device_pacing import DeviceGate
 from cybermission.guard import ScopeGuard, ScopeRule
 from cybermission.net import Connector
 from cybermission.probes import (
-    IdentityAuthority,
-    Intrusiveness,
     Manifest,
     ManifestEntry,
     Observation,
     ProbeTarget,
-    Transport,
 )
 from cybermission.scans.probing import HostReport, ProbePlan, identify_host
 from cybermission.scans.sweep import HostResult
+from tests.scans.fake_probes import FakeTcpProbe
 
 ADDRESS = "127.61.0.1"
 
 
-class _SilentAfterBasic:
+class _SilentAfterBasic(FakeTcpProbe):
     name: ClassVar[str] = "half-answering"
     protocol: ClassVar[str] = "modbus"
-    default_ports: ClassVar[tuple[int, ...]] = (502,)
-    transport: ClassVar[Transport] = Transport.TCP
-    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.READ_ONLY
     manifest: ClassVar[Manifest] = Manifest((ManifestEntry("basic", 1, "basic identity"),))
-    optional: ClassVar[bool] = False
-    order: ClassVar[int] = 100
-    authority: ClassVar[IdentityAuthority] = IdentityAuthority.DEVICE
 
     def __init__(self, incomplete: str | None) -> None:
         self.incomplete = incomplete
@@ -43,14 +35,7 @@ class _SilentAfterBasic:
         facts: dict[str, object] = {"vendor": "Bench Automation"}
         if self.incomplete is not None:
             facts["incomplete"] = self.incomplete
-        return Observation(
-            probe=self.name,
-            protocol=self.protocol,
-            address=target.address,
-            port=target.port,
-            transport=Transport.TCP,
-            facts=facts,  # type: ignore[arg-type]
-        )
+        return self.observation(target, facts)
 
 
 async def _identify(probe: _SilentAfterBasic) -> HostReport:
