@@ -8,6 +8,7 @@ lab that a device leaves on 127.61.128.0/24, a resetting device on 127.61.200.1)
 """
 
 import contextlib
+import logging
 import os
 import queue
 import shutil
@@ -254,3 +255,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     # Only the process that saw every report writes: xdist's controller, or a run without xdist.
     if path and not hasattr(session.config, "workerinput"):
         Path(path).write_text(format_record(_durations))
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Commands run in-process (CliRunner) point the root logger at the runner's stream: put it
+    back after the test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

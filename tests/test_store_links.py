@@ -3,7 +3,6 @@ the deadline of a unit of store work giving up a connection that stopped answeri
 included), on the real PostgreSQL through a relay that stops forwarding without a reset."""
 
 import asyncio
-import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -262,17 +261,7 @@ def _cli(url: str, *args: str) -> Result:
     return CliRunner().invoke(app, list(args), env={"CYBERMISSION_DATABASE_URL": url, **QUICK_ENV})
 
 
-@pytest.fixture
-def _restore_logging() -> Iterator[None]:
-    """Commands run in-process point the root logger at the runner's stream: put it back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.mark.usefixtures("_restore_logging")
+@pytest.mark.usefixtures("restore_logging")
 def test_cli_scan_ends_when_the_store_stalls_as_it_creates_the_run(
     relay: TcpRelay, migrated_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -317,7 +306,7 @@ def _owned_elsewhere(url: str) -> str:
 
 
 @pytest.mark.parametrize(("unit", "nth"), [("its read of the run", 1), ("its wait", 2)])
-@pytest.mark.usefixtures("_restore_logging")
+@pytest.mark.usefixtures("restore_logging")
 def test_cli_scans_cancel_ends_when_the_store_stalls(
     relay: TcpRelay, migrated_url: str, monkeypatch: pytest.MonkeyPatch, unit: str, nth: int
 ) -> None:

@@ -1,15 +1,8 @@
-"""Commands run in-process (CliRunner) point the root logger at the runner's stream: put it back."""
-
-import logging
-from collections.abc import Iterator
+"""Every CLI test runs commands in-process: the root logger is put back after each."""
 
 import pytest
 
 
 @pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+def _cli_logging(restore_logging: None) -> None:
+    """``restore_logging`` (tests/conftest.py) for every test here."""
