@@ -8,6 +8,7 @@ Nothing is sent and nothing is closed: traffic shows what talked, not what is go
 
 import logging
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -23,12 +24,13 @@ from cybermission.inventory.communications import (
 )
 from cybermission.inventory.models import Device
 from cybermission.probes import Observation
+from cybermission.rules.loader import RuleSet
 from cybermission.scans.control import LeaseThread, RunControl, StopRequest
 from cybermission.scans.judging import asset_document, rule_drafts, traffic_subject
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.scans.ownership import claim_run, this_process
 from cybermission.scans.placed_findings import finding_places
-from cybermission.scans.probing import HostReport
+from cybermission.scans.probing import HostReport, ScanProgress
 from cybermission.scans.recording import (
     WRITE_BATCH_HOSTS,
     RunState,
@@ -59,10 +61,14 @@ class PassiveRecorder:
         organization_id: str | None = None,
         site_id: str | None = None,
         owned: RunSettings | None = None,
+        session: Session | None = None,
     ) -> None:
         """Start a run of ``source``, or go on with ``run_id`` (a site sensor's session whose
         recorder the centre dropped). ``guard`` places and partitions what is seen (a sensor's
         session: its site's scopes only); by default every scope of the store does.
+
+        With ``session``, the run is created (or read) in the caller's transaction, not in one of
+        its own: a sensor's session, its run and its first batch commit together or not at all.
 
         With ``owned`` (a new run executed by this process, a ``listen`` session), this process
         claims the run and renews its lease from a thread until :meth:`finish` or :meth:`fail`,
@@ -73,7 +79,7 @@ class PassiveRecorder:
         self.control = RunControl()
         self._lease: LeaseThread | None = None
         owner = this_process() if owned is not None and run_id is None else None
-        with session_scope(engine) as session:
+        with nullcontext(session) if session is not None else session_scope(engine) as session:
             if run_id is None:
                 run = ScanRun(
                     targets=[source[:200]],
@@ -233,3 +239,38 @@ class PassiveRecorder:
             return finish_run(self.engine, self.state, stopped.status, reason=stopped.reason)
         status = ScanStatus.PARTIAL if problems else ScanStatus.SUCCEEDED
         return finish_run(self.engine, self.state, status)
+
+
+def finish_stored_run(engine: Engine, run_id: str, problems: Sequence[str] = ()) -> bool:
+    """End the passive run ``run_id`` from what the store holds (its counters), as
+    :meth:`PassiveRecorder.finish` does, if it has not ended; True if this call ended it.
+
+    For a run whose recorder is gone: a sensor's last batch committed, the run's end then failed
+    on the store, and the batch, delivered again, is a duplicate that must still end the run."""
+    with session_scope(engine) as session:
+        run = session.get(ScanRun, run_id)
+        if run is None or run.status.finished:
+            return False
+        run.hosts_total = max(run.hosts_total, run.hosts_probed)
+        progress = ScanProgress(
+            scan_run_id=run_id,
+            hosts_total=run.hosts_total,
+            hosts_live=run.hosts_probed,
+            open_ports=run.open_ports,
+            observations=run.observations,
+            findings=run.findings,
+        )
+        source = run.targets[0] if run.targets else None
+        stored_errors = list(run.errors or [])
+    state = RunState(
+        run_id=run_id,
+        scanned=(),
+        rules=RuleSet(()),  # finishing stores nothing
+        guard=ScopeGuard([]),
+        progress=progress,
+        callback=None,
+    )
+    state.add_errors(stored_errors)
+    state.add_errors({"target": source, "stage": "import", "error": p} for p in problems)
+    finish_run(engine, state, ScanStatus.PARTIAL if problems else ScanStatus.SUCCEEDED)
+    return True

@@ -20,7 +20,7 @@ from cybermission.config import Settings
 from cybermission.db import session_scope, utcnow
 from cybermission.errors import ValidationError
 from cybermission.guard import ScopeGuard
-from cybermission.scans.listening import PassiveRecorder
+from cybermission.scans.listening import PassiveRecorder, finish_stored_run
 from cybermission.sensors.ingestion import IngestOutcome, record_rejection
 from cybermission.sensors.messages import MessageError, TrafficBatch, read_message
 from cybermission.sensors.models import (
@@ -90,16 +90,21 @@ class TrafficIngestion:
                     ListenBatch.session_id == message.session_id, ListenBatch.seq == message.seq
                 )
             ).first():
-                return self._reject(site.id, RejectionReason.DUPLICATE, key)
+                return self._duplicate(site.id, key, message)
             run_id = listening.scan_run_id if listening is not None else None
             site_slug, organization_id = site.slug, site.organization_id
         with self._lock:
-            recorder = self._recorder(message, site_id, site_slug, organization_id, guard, run_id)
             try:
-                self._store(message, site_id, recorder, new_session=run_id is None)
+                # A new session's run, the session and its first batch: one transaction, so a
+                # first batch that fails leaves no run behind and its redelivery makes the one.
+                with session_scope(self._engine) as session:
+                    recorder = self._recorder(
+                        session, message, site_id, site_slug, organization_id, guard, run_id
+                    )
+                    self._store(session, message, site_id, recorder, new_session=run_id is None)
             except IntegrityError:
                 self._recorders.pop(message.session_id, None)  # its counters are void
-                return self._reject(site_id, RejectionReason.DUPLICATE, key)
+                return self._duplicate(site_id, key, message)
             except BaseException:
                 self._recorders.pop(message.session_id, None)
                 raise
@@ -108,37 +113,57 @@ class TrafficIngestion:
                 recorder.finish([e.error for e in message.errors])
         return IngestOutcome(applied=True, run_finished=message.last)
 
+    def _duplicate(self, site_id: str, key: str, message: TrafficBatch) -> IngestOutcome:
+        """A batch applied already changes nothing, but a session's last batch ends its run if
+        that is still to do: a last batch whose transaction committed and whose run's end then
+        failed on the store comes back (the worker requeues it) as a duplicate."""
+        finished = False
+        if message.last:
+            with Session(self._engine) as session:
+                listening = session.get(ListenSession, message.session_id)
+                run_id = listening.scan_run_id if listening is not None else None
+            if run_id is not None:
+                finished = finish_stored_run(
+                    self._engine, run_id, [e.error for e in message.errors]
+                )
+        record_rejection(self._engine, site_id, RejectionReason.DUPLICATE, None, key)
+        return IngestOutcome(applied=False, reason=RejectionReason.DUPLICATE, run_finished=finished)
+
     def _store(
-        self, message: TrafficBatch, site_id: str, recorder: PassiveRecorder, *, new_session: bool
+        self,
+        session: Session,
+        message: TrafficBatch,
+        site_id: str,
+        recorder: PassiveRecorder,
+        *,
+        new_session: bool,
     ) -> None:
-        with session_scope(self._engine) as session:
-            if new_session:
-                session.add(
-                    ListenSession(
-                        id=message.session_id,
-                        site_id=site_id,
-                        scan_run_id=recorder.run_id,
-                        interface=message.interface,
-                    )
+        if new_session:
+            session.add(
+                ListenSession(
+                    id=message.session_id,
+                    site_id=site_id,
+                    scan_run_id=recorder.run_id,
+                    interface=message.interface,
                 )
-                session.flush()
-            rows = len(message.observations) + len(message.conversations)
-            session.add(ListenBatch(session_id=message.session_id, seq=message.seq, rows=rows))
-            session.flush()  # the idempotency key first: a concurrent twin fails here
-            recorder.record_in(session, message.observations_seen(), message.conversations_seen())
-            listening = session.get(ListenSession, message.session_id)
-            assert listening is not None
-            listening.batches += 1
-            listening.last_batch_at = utcnow()
-            for sensor in session.exec(
-                select(Sensor).where(
-                    Sensor.site_id == site_id, Sensor.state == SensorState.APPROVED
-                )
-            ).all():
-                sensor.last_seen_at = utcnow()
+            )
+            session.flush()
+        rows = len(message.observations) + len(message.conversations)
+        session.add(ListenBatch(session_id=message.session_id, seq=message.seq, rows=rows))
+        session.flush()  # the idempotency key first: a concurrent twin fails here
+        recorder.record_in(session, message.observations_seen(), message.conversations_seen())
+        listening = session.get(ListenSession, message.session_id)
+        assert listening is not None
+        listening.batches += 1
+        listening.last_batch_at = utcnow()
+        for sensor in session.exec(
+            select(Sensor).where(Sensor.site_id == site_id, Sensor.state == SensorState.APPROVED)
+        ).all():
+            sensor.last_seen_at = utcnow()
 
     def _recorder(
         self,
+        session: Session,
         message: TrafficBatch,
         site_id: str,
         site_slug: str,
@@ -157,6 +182,7 @@ class TrafficIngestion:
                 guard=guard,
                 organization_id=organization_id,
                 site_id=site_id,
+                session=session,
             )
             self._recorders[message.session_id] = recorder
             while len(self._recorders) > MAX_RECORDERS:

@@ -22,6 +22,7 @@ from cybermission.db import session_scope, utcnow
 from cybermission.findings.models import Finding
 from cybermission.inventory.models import Device, IPAddress
 from cybermission.scans.host_messages import ObservationMessage
+from cybermission.scans.listening import PassiveRecorder
 from cybermission.scans.models import ScanRun, ScanStatus
 from cybermission.sensors import ingestion as ingestion_module
 from cybermission.sensors.broker import INGEST_TASK, TRAFFIC_TASK, publish_task
@@ -42,6 +43,7 @@ from cybermission.sensors.service import (
     revoke_sensor,
 )
 from cybermission.sensors.topology import RESULTS, SCAN_QUEUE, Management
+from cybermission.sensors.traffic_ingestion import TrafficIngestion
 from cybermission.sites.models import Organization, Site
 from cybermission.store_faults import is_transient
 from scanners.lab.modbus_devices import LabDeviceKind
@@ -438,6 +440,129 @@ async def test_traffic_batch_the_store_failed_is_delivered_again_and_applied_onc
         assert batch.session_id in log
         for proc in cluster.procs:
             cluster.stop(proc)
+
+
+def _lost_once(real: Any) -> Any:
+    """``real`` (a method), whose first call fails as a connection to the store lost in the
+    middle (a transient error: the worker requeues the message) and the next ones do the work."""
+    lost = OperationalError(
+        "SELECT", {}, psycopg.OperationalError("server closed the connection unexpectedly")
+    )
+    assert is_transient(lost)
+    calls: list[object] = []
+
+    def once(self: object, *args: Any, **kwargs: Any) -> Any:
+        calls.append(self)
+        if len(calls) == 1:
+            raise lost
+        return real(self, *args, **kwargs)
+
+    return once
+
+
+def _heard(session_id: str, seq: int, address: str, *, last: bool) -> dict[str, Any]:
+    """Batch ``seq`` of the listening session ``session_id``: ``address`` answered Modbus."""
+    seen = ObservationMessage.model_validate(
+        {
+            "probe": "modbus",
+            "protocol": "modbus",
+            "address": address,
+            "port": 502,
+            "transport": "tcp",
+            "facts": {"vendor": "Schneider Electric"},
+            "observed_at": "2026-12-03T12:00:00+00:00",
+        }
+    )
+    batch = TrafficBatch(
+        session_id=session_id, seq=seq, interface="eth9", observations=[seen], last=last
+    )
+    return write_message(batch)
+
+
+def _listening_runs(cluster: Cluster, site_id: str) -> list[ScanRun]:
+    with Session(cluster.engine) as session:
+        return list(session.exec(select(ScanRun).where(ScanRun.site_id == site_id)).all())
+
+
+def _assert_one_finished_run_with_both_batches(
+    cluster: Cluster, site_id: str, session_id: str, addresses: list[str]
+) -> None:
+    (run,) = _listening_runs(cluster, site_id)  # no orphan run beside the session's
+    assert run.status is ScanStatus.SUCCEEDED
+    assert run.finished_at is not None
+    assert (run.hosts_probed, run.hosts_total, run.observations) == (2, 2, 2)
+    with Session(cluster.engine) as session:
+        listening = session.get(ListenSession, session_id)
+        assert listening is not None
+        assert (listening.scan_run_id, listening.batches) == (run.id, 2)
+        batches = session.exec(select(ListenBatch).where(ListenBatch.session_id == session_id))
+        assert sorted(b.seq for b in batches.all()) == [0, 1]
+        for address in addresses:
+            assert session.exec(select(IPAddress).where(IPAddress.address == address)).all()
+
+
+def test_last_traffic_batch_whose_run_end_failed_on_the_store_ends_the_run_when_delivered_again(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listening session's last batch committed, then ending its run failed on the store (the
+    worker requeues the batch). Its redelivery, a duplicate, ends the run, with what the batches
+    stored; a further copy changes nothing."""
+    a = cluster.site("a", ["127.30.25.0/29"])
+    cluster.enroll(a)
+    with Session(cluster.engine) as session:
+        site_id = session.exec(select(Site).where(Site.slug == a)).one().id
+    monkeypatch.setattr(PassiveRecorder, "finish", _lost_once(PassiveRecorder.finish))
+    ingestion = TrafficIngestion(cluster.engine, cluster.settings)
+    session_id = uuid.uuid4().hex
+    first = _heard(session_id, 0, "127.30.25.3", last=False)
+    last = _heard(session_id, 1, "127.30.25.4", last=True)
+    assert ingestion.apply(site_id=site_id, batch=first).applied
+    with pytest.raises(OperationalError):
+        ingestion.apply(site_id=site_id, batch=last)
+    (run,) = _listening_runs(cluster, site_id)
+    assert run.status is ScanStatus.RUNNING
+    outcome = ingestion.apply(site_id=site_id, batch=last)  # delivered again
+    assert (outcome.applied, outcome.reason, outcome.run_finished) == (
+        False,
+        RejectionReason.DUPLICATE,
+        True,
+    )
+    _assert_one_finished_run_with_both_batches(
+        cluster, site_id, session_id, ["127.30.25.3", "127.30.25.4"]
+    )
+    again = TrafficIngestion(cluster.engine, cluster.settings).apply(site_id=site_id, batch=last)
+    assert (again.applied, again.run_finished) == (False, False)
+    _assert_one_finished_run_with_both_batches(
+        cluster, site_id, session_id, ["127.30.25.3", "127.30.25.4"]
+    )
+
+
+def test_first_traffic_batch_the_store_failed_leaves_no_run_and_its_redelivery_makes_the_one(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first batch of a listening session fails on the store after the session's recorder
+    was made (the worker requeues the batch): no run is left behind, and the redelivery makes
+    the session's one run, which the rest of the session goes on with and ends."""
+    a = cluster.site("a", ["127.30.26.0/29"])
+    cluster.enroll(a)
+    with Session(cluster.engine) as session:
+        site_id = session.exec(select(Site).where(Site.slug == a)).one().id
+    monkeypatch.setattr(PassiveRecorder, "record_in", _lost_once(PassiveRecorder.record_in))
+    ingestion = TrafficIngestion(cluster.engine, cluster.settings)
+    session_id = uuid.uuid4().hex
+    first = _heard(session_id, 0, "127.30.26.3", last=False)
+    with pytest.raises(OperationalError):
+        ingestion.apply(site_id=site_id, batch=first)
+    assert _listening_runs(cluster, site_id) == []
+    with Session(cluster.engine) as session:
+        assert session.get(ListenSession, session_id) is None
+    assert ingestion.apply(site_id=site_id, batch=first).applied  # delivered again
+    last = _heard(session_id, 1, "127.30.26.4", last=True)
+    outcome = ingestion.apply(site_id=site_id, batch=last)
+    assert (outcome.applied, outcome.run_finished) == (True, True)
+    _assert_one_finished_run_with_both_batches(
+        cluster, site_id, session_id, ["127.30.26.3", "127.30.26.4"]
+    )
 
 
 async def test_results_with_unknown_task_or_non_json_are_neither_run_nor_decoded(
