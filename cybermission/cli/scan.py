@@ -8,6 +8,8 @@ at once.
 """
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -17,10 +19,11 @@ from cybermission.cli.runtime import err, fail, logs_through, open_store, start
 from cybermission.errors import CybermissionError
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from sqlalchemy import Engine
 
     from cybermission.config import Settings
-    from cybermission.scans.probing import ProgressCallback
+    from cybermission.scans.probing import ProgressCallback, ScanProgress
 
 
 def parse_ports(text: str | None) -> list[int] | None:
@@ -94,13 +97,18 @@ def scan(
     execute_and_report(engine, settings, run_id, total=total, output=output)
 
 
-def execute_and_report(
-    engine: "Engine", settings: "Settings", run_id: str, *, total: int, output: str
-) -> None:
-    """Execute a stored run with a progress bar on stderr, print its report, and exit with the
-    status the module docstring lists (``scan`` and ``scans resume`` end the same way)."""
-    import asyncio
+@contextmanager
+def progress_bar(console: "Console", total: int) -> "Iterator[ProgressCallback]":
+    """The run's progress bar on a terminal; off one, a callback that shows nothing.
 
+    A transient bar shows nothing on a file or pipe, yet its refresh thread built the table ten
+    times a second against the probing loop (1.4% of a run's GIL samples), and importing
+    ``rich.progress`` alone cost a scan's start-up ~40 ms (issue 12): neither happens off a
+    terminal.
+    """
+    if not console.is_terminal:
+        yield lambda _p: None
+        return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -108,37 +116,42 @@ def execute_and_report(
         TextColumn,
         TimeElapsedColumn,
     )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[live]} live, {task.fields[obs]} observations"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("scanning", total=total, live=0, obs=0)
+
+        def show(p: "ScanProgress") -> None:
+            bar.update(task, completed=p.hosts_swept, live=p.hosts_live, obs=p.observations)
+
+        yield show
+
+
+def execute_and_report(
+    engine: "Engine", settings: "Settings", run_id: str, *, total: int, output: str
+) -> None:
+    """Execute a stored run with a progress bar on stderr, print its report, and exit with the
+    status the module docstring lists (``scan`` and ``scans resume`` end the same way)."""
+    import asyncio
+
     from sqlalchemy.exc import SQLAlchemyError
 
     from cybermission.db import session_scope
     from cybermission.scans.models import ScanStatus
-    from cybermission.scans.probing import ScanProgress
     from cybermission.scans.report import build_scan_report
     from cybermission.store_faults import describe_store_error, retry_transient
     from cybermission.store_links import store_deadline
 
     retry_s = settings.runs.store_retry_s
     console = err()
-    with (
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[live]} live, {task.fields[obs]} observations"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-            # A transient bar shows nothing on a file or pipe, yet its refresh thread built the
-            # table ten times a second against the probing loop (1.4% of a run's GIL samples).
-            disable=not console.is_terminal,
-        ) as bar,
-        logs_through(console),
-    ):
-        task = bar.add_task("scanning", total=total, live=0, obs=0)
-
-        def show(p: ScanProgress) -> None:
-            bar.update(task, completed=p.hosts_swept, live=p.hosts_live, obs=p.observations)
-
+    with progress_bar(console, total) as show, logs_through(console):
         # What start-up built (modules, the ORM's mappers, probes, rules) lives as long as the
         # process: out of the collector's sight, each full collection of the run walks only
         # what the run made (issue 12: a 1,024-device lab run's collections took 4.8 s of wall
