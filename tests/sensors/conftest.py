@@ -43,6 +43,7 @@ from cybermission.sensors.topology import (
     site_vhost,
     vhost_url,
 )
+from cybermission.sites.models import Site
 from cybermission.sites.onboarding import add_site
 from cybermission.sites.service import get_site_or_raise
 from scanners.lab.modbus_devices import LabDevice, LabDeviceKind, modbus_lab_devices
@@ -116,6 +117,11 @@ class Cluster:
                 site = add_site(session, slug=slug, networks=networks)
             self.sites.append(site.id)
         return f"{organization}/{slug}" if organization else slug
+
+    def site_id(self, slug: str) -> str:
+        """The id of a site named by its slug (as :meth:`site` returns it, no organisation)."""
+        with Session(self.engine) as session:
+            return session.exec(select(Site).where(Site.slug == slug)).one().id
 
     def vhost(self, site: str) -> str:
         """The broker vhost of a site named as :meth:`site` returns it."""

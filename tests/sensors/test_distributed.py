@@ -360,8 +360,7 @@ def test_part_whose_run_end_failed_on_the_store_ends_the_run_when_delivered_agai
     cluster.enroll(a)
     run_id = cluster.scan(a)
     (chunk,) = chunks_of(cluster, run_id)
-    with Session(cluster.engine) as session:
-        site_id = session.exec(select(Site).where(Site.slug == a)).one().id
+    site_id = cluster.site_id(a)
     lost = OperationalError(
         "SELECT", {}, psycopg.OperationalError("server closed the connection unexpectedly")
     )
@@ -509,8 +508,7 @@ def test_last_traffic_batch_whose_run_end_failed_on_the_store_ends_the_run_when_
     stored; a further copy changes nothing."""
     a = cluster.site("a", ["127.30.25.0/29"])
     cluster.enroll(a)
-    with Session(cluster.engine) as session:
-        site_id = session.exec(select(Site).where(Site.slug == a)).one().id
+    site_id = cluster.site_id(a)
     monkeypatch.setattr(PassiveRecorder, "finish", _lost_once(PassiveRecorder.finish))
     ingestion = TrafficIngestion(cluster.engine, cluster.settings)
     session_id = uuid.uuid4().hex
@@ -545,8 +543,7 @@ def test_first_traffic_batch_the_store_failed_leaves_no_run_and_its_redelivery_m
     the session's one run, which the rest of the session goes on with and ends."""
     a = cluster.site("a", ["127.30.26.0/29"])
     cluster.enroll(a)
-    with Session(cluster.engine) as session:
-        site_id = session.exec(select(Site).where(Site.slug == a)).one().id
+    site_id = cluster.site_id(a)
     monkeypatch.setattr(PassiveRecorder, "record_in", _lost_once(PassiveRecorder.record_in))
     ingestion = TrafficIngestion(cluster.engine, cluster.settings)
     session_id = uuid.uuid4().hex

@@ -10,7 +10,6 @@ from urllib.parse import quote
 import httpx
 from kombu import Connection
 from prometheus_client.parser import text_string_to_metric_families
-from sqlmodel import Session, select
 
 from api.app import create_app
 from cybermission.config import Settings
@@ -18,7 +17,6 @@ from cybermission.db import session_scope
 from cybermission.scans.models import ScanStatus
 from cybermission.sensors.models import RejectedPart, RejectionReason
 from cybermission.sensors.topology import RESULTS, SCAN_QUEUE, Management, vhost_url
-from cybermission.sites.models import Site
 from tests.sensors.conftest import Cluster
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -48,11 +46,6 @@ async def _scrape(client: httpx.AsyncClient) -> Samples:
 def _site(samples: Samples, name: str, site: str, **labels: str) -> float | None:
     labels = {"organization": "default", "site": site, **labels}
     return samples.get((name, tuple(sorted(labels.items()))))
-
-
-def _site_id(cluster: Cluster, slug: str) -> str:
-    with Session(cluster.engine) as session:
-        return session.exec(select(Site).where(Site.slug == slug)).one().id
 
 
 async def test_metrics_route_exposes_each_sites_queue_sensor_chunks_buffer_and_rejections(
@@ -94,9 +87,9 @@ async def test_metrics_route_exposes_each_sites_queue_sensor_chunks_buffer_and_r
                 declare=[],
             )
     with session_scope(cluster.engine) as session:
-        session.add(RejectedPart(site_id=_site_id(cluster, a), reason=RejectionReason.FOREIGN))
-        session.add(RejectedPart(site_id=_site_id(cluster, a), reason=RejectionReason.DUPLICATE))
-        session.add(RejectedPart(site_id=_site_id(cluster, a), reason=RejectionReason.DUPLICATE))
+        session.add(RejectedPart(site_id=cluster.site_id(a), reason=RejectionReason.FOREIGN))
+        session.add(RejectedPart(site_id=cluster.site_id(a), reason=RejectionReason.DUPLICATE))
+        session.add(RejectedPart(site_id=cluster.site_id(a), reason=RejectionReason.DUPLICATE))
 
     async with _api(cluster) as client:
         with Management(cluster.settings.broker) as mgmt:
