@@ -9,7 +9,6 @@ any store code (pyproject, "the probing side imports no store code").
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,8 +144,11 @@ class _HostProbing:
 
     async def _observe_now(self, probe: Probe, port: int) -> Observation | None:
         report, gate = self.report, self.gate
-        spent = Counter(self.prior.by_probe.get(probe.name, ())) if self.prior else Counter()
-        ledger = RequestLedger(probe=probe.name, manifest=probe.manifest, sent=Counter(spent))
+        # A retry's ledger starts from what the first attempt sent (the manifests' limits).
+        spent = self.prior.by_probe.get(probe.name) if self.prior else None
+        ledger = RequestLedger(probe=probe.name, manifest=probe.manifest)
+        if spent:
+            ledger.sent.update(spent)
         target = ProbeTarget(
             address=report.address,
             port=port,
@@ -192,7 +194,7 @@ class _HostProbing:
                 _strike(gate, report, f"{probe.name} on port {port}: closed before answering")
             return observation
         finally:
-            report.sent.of(probe.name).update(ledger.sent - spent)
+            report.sent.of(probe.name).update(ledger.sent - spent if spent else ledger.sent)
 
 
 def _strike(gate: DeviceGate, report: HostReport, reason: str) -> None:
