@@ -24,7 +24,6 @@ from cybermission.inventory.communications import (
 )
 from cybermission.inventory.models import Device
 from cybermission.probes import Observation
-from cybermission.rules.loader import RuleSet
 from cybermission.scans.control import LeaseThread, RunControl, StopRequest
 from cybermission.scans.judging import asset_document, rule_drafts, traffic_subject
 from cybermission.scans.models import ScanRun, ScanStatus
@@ -262,14 +261,7 @@ def finish_stored_run(engine: Engine, run_id: str, problems: Sequence[str] = ())
         )
         source = run.targets[0] if run.targets else None
         stored_errors = list(run.errors or [])
-    state = RunState(
-        run_id=run_id,
-        scanned=(),
-        rules=RuleSet(()),  # finishing stores nothing
-        guard=ScopeGuard([]),
-        progress=progress,
-        callback=None,
-    )
+    state = RunState.closing(run_id, progress)
     state.add_errors(stored_errors)
     state.add_errors({"target": source, "stage": "import", "error": p} for p in problems)
     finish_run(engine, state, ScanStatus.PARTIAL if problems else ScanStatus.SUCCEEDED)

@@ -88,6 +88,19 @@ class RunState:
     # not a capture's, which sees the same hosts batch after batch.
     record_hosts: bool = False
 
+    @classmethod
+    def closing(cls, run_id: str, progress: ScanProgress) -> "RunState":
+        """The state that only ends a run whose results are stored (no rules, no guard): a
+        distributed run once its chunks are done, a sensor's listening run ended late."""
+        return cls(
+            run_id=run_id,
+            scanned=(),
+            rules=RuleSet(()),
+            guard=ScopeGuard([]),
+            progress=progress,
+            callback=None,
+        )
+
     def add_errors(self, errors: Iterable[dict[str, Any]]) -> None:
         for error in errors:
             if len(self.errors) < MAX_RUN_ERRORS:

@@ -19,7 +19,6 @@ from cybermission.db import session_scope, utcnow
 from cybermission.errors import ConflictError, NotFoundError, ValidationError
 from cybermission.guard import ScopeGuard
 from cybermission.probes import SentRequests
-from cybermission.rules.loader import RuleSet
 from cybermission.scans.models import ScanRun, ScanStatus, Scope
 from cybermission.scans.probing import ScanProgress
 from cybermission.scans.recording import RunState, finish_run
@@ -320,14 +319,7 @@ def finish_if_complete(engine: Engine, run_id: str) -> bool:
         cancelled = run.cancel_requested_at is not None or any(
             c.state is ChunkState.CANCELLED for c in chunks
         )
-    state = RunState(
-        run_id=run_id,
-        scanned=(),
-        rules=RuleSet(()),  # finishing stores nothing
-        guard=ScopeGuard([]),
-        progress=_progress(chunks, run_id),
-        callback=None,
-    )
+    state = RunState.closing(run_id, _progress(chunks, run_id))
     for c in chunks:
         state.add_errors(c.errors)
         if c.state is ChunkState.SKIPPED:
