@@ -48,8 +48,9 @@ class AnswerTimes:
     into losses (issue: the lab profile identified 0 to 147 of 1,024 devices under load). As
     nmap adapts its timeouts to measured round trips, a probe here is given
     ``max(configured, 3 x the 90th percentile of the last 64 answers)``, capped at 8 x the
-    configured value; 4 x the configured value until 8 answers were measured. Silences never
-    feed it: a dead device cannot stretch the timeouts.
+    configured value; 4 x the configured value until 8 answers were measured, for TCP probes
+    (``timeout_s``; a UDP probe gets ``measured_timeout_s``: scans/probing.py says why).
+    Silences never feed it: a dead device cannot stretch the timeouts.
 
     The window is how many hosts may be identified at once, up to ``max_in_flight``: more in
     flight does not answer faster on a busy machine, it only makes each probe wait longer for
@@ -82,6 +83,14 @@ class AnswerTimes:
 
     @property
     def timeout_s(self) -> float:
+        return self._timeout_s
+
+    @property
+    def measured_timeout_s(self) -> float:
+        """The timeout the measured answers call for, without the first answers' widening:
+        the configured one until ``ANSWER_SAMPLES_FIRST`` answers were measured."""
+        if len(self._samples) < ANSWER_SAMPLES_FIRST:
+            return self.configured_s
         return self._timeout_s
 
     def record(self, duration_s: float) -> None:

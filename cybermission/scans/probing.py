@@ -158,12 +158,18 @@ class _HostProbing:
             options=self.options,
         )
         answers = gate.answer_times
+        # The configured timeout, widened while recent answers show a busy machine. A datagram
+        # session meets no backlog of the sweep's connections, and silence is the usual answer
+        # of a UDP port (an SNMP agent drops another community's requests, RFC 3584 §5.2.1): it
+        # skips the widening of a run's first probes, which made each silent exchange 4 x the
+        # configured timeout (the demo's lab run: SNMP's two silent requests to a device of
+        # another community held the run's end 40 s, 30 s after every other host was done).
+        widened = (
+            answers.timeout_s if probe.transport is Transport.TCP else answers.measured_timeout_s
+        )
         started = time.monotonic()
         try:
-            # The configured timeout, widened while recent answers show a busy machine.
-            observation = await probe.observe(
-                target, timeout_s=max(self.timeout_s, answers.timeout_s)
-            )
+            observation = await probe.observe(target, timeout_s=max(self.timeout_s, widened))
         except ProbeTimeoutError:
             if probe.transport is Transport.UDP:
                 return None  # nobody there: the normal answer of most addresses on a UDP port
