@@ -58,6 +58,9 @@ def scan(
     from sqlalchemy.exc import SQLAlchemyError
 
     from cybermission.db import session_scope
+
+    # Every table a run reads or writes, and each table their keys name (open_store below).
+    from cybermission.scans import pipeline  # noqa: F401
     from cybermission.scans.ownership import reap_before_starting, this_process
     from cybermission.scans.scopes import build_guard
     from cybermission.scans.service import create_scan_run
@@ -68,7 +71,7 @@ def scan(
     settings = start()
     if engine_name:
         settings = settings.model_copy(update={"discovery_engine": engine_name})
-    engine = open_store(settings)
+    engine = open_store(settings, every_table=False)
     retry_s = settings.runs.store_retry_s
 
     def create() -> tuple[str, int]:

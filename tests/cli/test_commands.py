@@ -32,9 +32,10 @@ async def lab() -> AsyncIterator[dict[str, LabDevice]]:
             await device.stop()
 
 
-async def _cli(tmp_path: Path, *args: str) -> tuple[int, str, str]:
+async def _cli(tmp_path: Path, *args: str, **more_env: str) -> tuple[int, str, str]:
     env = {
         **os.environ,
+        **more_env,
         "CYBERMISSION_DATABASE_URL": store_url(tmp_path / "cli.db"),
         "CYBERMISSION_PACING__PROFILE": "lab",
         "CYBERMISSION_LOG_LEVEL": "WARNING",
@@ -65,6 +66,39 @@ async def test_cli_scan_json_follows_the_contract(
     vendors = sorted(a["vendor"] for a in report["assets"])
     assert vendors == sorted(str(d.identity["vendor"]) for d in lab.values())
     assert {f["rule_id"] for f in report["findings"]} >= {"modbus-unauthenticated-reachable"}
+
+
+async def test_cli_scan_stores_its_run_with_only_the_tables_of_a_scan(
+    lab: dict[str, LabDevice], tmp_path: Path
+) -> None:
+    # The scan command puts only the pipeline's tables on the metadata (not cybermission.models):
+    # its inventory, findings and run are still written whole.
+    code, out, err = await _cli(
+        tmp_path,
+        "scan",
+        f"{BASE}/28",
+        "--ports",
+        "502",
+        "--format",
+        "json",
+        PYTHONPROFILEIMPORTTIME="1",
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert report["scan"]["status"] == "succeeded"
+    assert len(report["assets"]) == len(lab)
+    assert report["findings"]
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in err.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "cybermission.scans.pipeline" in imported
+    assert not imported & {
+        "cybermission.models",
+        "cybermission.sensors.models",
+        "cybermission.scans.schedules",
+    }
 
 
 async def test_cli_scan_accepts_a_dash_range(lab: dict[str, LabDevice], tmp_path: Path) -> None:
