@@ -6,8 +6,10 @@ built at import time: call :func:`create_db_engine` with settings.
 
 import copy
 import functools
+import json
 import operator
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -109,6 +111,66 @@ class UTCDateTime(TypeDecorator[datetime]):
         return remembering
 
 
+def _json_encoder() -> Callable[[object], str]:
+    """``json.dumps`` with its default arguments (the same C encoder, the same text), built once.
+
+    ``json.dumps`` makes a new encoder for each value, with a dict of the containers it is
+    inside to refuse cycles, behind two Python frames: for the small documents a scan writes
+    (~17 JSON values per host: facts, evidence, score breakdowns, event payloads) that set-up
+    cost as much as the encoding, 2-3x the cost of this one (issue 12). A cycle, which no
+    stored document can have, raises RecursionError here instead of ValueError.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return json.dumps
+    encode = make(
+        None,  # no cycle markers
+        json.JSONEncoder().default,
+        json.encoder.encode_basestring_ascii,
+        None,  # indent
+        ": ",
+        ", ",
+        False,  # sort_keys
+        False,  # skipkeys
+        True,  # allow_nan
+    )
+
+    def encoded(value: object) -> str:
+        return "".join(encode(value, 0))
+
+    return encoded
+
+
+_encode_json = _json_encoder()
+
+
+class _StatementJson(threading.local):
+    """The JSON texts one :func:`insert_values` call has made, by the identity of their value
+    (held, so that no other object takes its id meanwhile); None outside such a call."""
+
+    texts: dict[int, tuple[object, str]] | None = None
+
+
+_statement_json = _StatementJson()
+
+
+def json_text(value: object) -> str:
+    """The text of a JSON column's value: the serializer of every engine of the store.
+
+    Inside one :func:`insert_values` call, an object met again is encoded once: a scan batch's
+    findings share their score breakdown (``findings/scoring.py``), ~600 bytes of JSON each.
+    Its values cannot change while the call binds them; between calls nothing is kept, since a
+    caller may change a dict in place before writing it again.
+    """
+    texts = _statement_json.texts
+    if texts is None:
+        return _encode_json(value)
+    held = texts.get(id(value))
+    if held is None:
+        held = texts[id(value)] = (value, _encode_json(value))
+    return held[1]
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the API read while a scan writes; foreign keys are off by default in SQLite.
@@ -148,11 +210,15 @@ def create_db_engine(database_url: str, store: StoreSettings | None = None) -> E
         path = _sqlite_file(database_url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(database_url, connect_args={"check_same_thread": False})
+        engine = create_engine(
+            database_url, connect_args={"check_same_thread": False}, json_serializer=json_text
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     settings = store or StoreSettings()
-    engine = create_engine(database_url, connect_args=connect_args(settings))
+    engine = create_engine(
+        database_url, connect_args=connect_args(settings), json_serializer=json_text
+    )
     bound_connections(engine, settings)
     return engine
 
@@ -183,11 +249,15 @@ def insert_values(
     table = cast(Table, model.__table__)  # type: ignore[attr-defined]
     connection = session.connection()
     plain = _plain_insert(table, tuple(rows[0]), connection.dialect)
-    parameters = plain.parameters(rows) if plain is not None else None
-    if plain is None or parameters is None:
-        session.exec(insert(table), params=list(rows))
-        return
-    connection.exec_driver_sql(plain.statement, parameters)
+    _statement_json.texts = {}
+    try:
+        parameters = plain.parameters(rows) if plain is not None else None
+        if plain is None or parameters is None:
+            session.exec(insert(table), params=list(rows))
+            return
+        connection.exec_driver_sql(plain.statement, parameters)
+    finally:
+        _statement_json.texts = None
 
 
 class _PlainInsert:

@@ -1,8 +1,10 @@
 """The store helpers: rows built without ``__init__`` are the rows ``__init__`` builds."""
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from enum import StrEnum
 from typing import cast
 
 import pytest
@@ -12,12 +14,14 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import StatementError
 from sqlmodel import Session, col, select
 
+from cybermission import db
 from cybermission.db import (
     _plain_insert,
     among,
     build_row,
     insert_rows,
     insert_values,
+    json_text,
     new_id,
 )
 from cybermission.events import Event, EventKind
@@ -206,3 +210,67 @@ def test_db_among_selects_what_in_selects_with_one_parameter_on_postgresql(engin
         assert list(parameters.values()) == [wanted]
     else:
         assert len(cast(Sequence[object], parameters)) == len(wanted)
+
+
+class _Colour(StrEnum):
+    RED = "red"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": 1, "b": [1.5, 2e-07, None, True], "c": {"d": 'é "q" \u2028'}},
+        {"nan": float("nan"), "inf": float("-inf"), "big": 10**30, "enum": _Colour.RED},
+        [],
+        "text",
+        None,
+    ],
+)
+def test_db_json_text_is_the_text_of_json_dumps(value: object) -> None:
+    """The store's JSON serializer (a pre-built encoder, issue 12) writes json.dumps's text."""
+    assert json_text(value) == json.dumps(value)
+
+
+def test_db_insert_values_encodes_a_shared_json_value_once_per_call(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows sharing one dict (findings scored alike share their breakdown) encode it once in
+    an INSERT; the next INSERT encodes it again, as it may have changed in between."""
+    encoded: list[object] = []
+    encode = db._encode_json
+
+    def counting(value: object) -> str:
+        encoded.append(value)
+        return encode(value)
+
+    monkeypatch.setattr(db, "_encode_json", counting)
+    shared: dict[str, object] = {"factors": [1, 2]}
+
+    def rows(tag: str) -> list[dict[str, object]]:
+        return [
+            {
+                "kind": EventKind.ASSET_CREATED,
+                "at": datetime(2026, 12, 4, tzinfo=UTC),
+                "organization_id": None,
+                "site_id": None,
+                "scan_run_id": None,
+                "subject_id": f"{tag}-{i}",
+                "severity": None,
+                "payload": shared,
+            }
+            for i in range(3)
+        ]
+
+    with Session(engine) as session:
+        insert_values(session, Event, rows("a"))
+        assert encoded.count(shared) == 1
+        shared["factors"] = [3]
+        insert_values(session, Event, rows("b"))
+        session.commit()
+    assert encoded.count(shared) == 2
+    with Session(engine) as session:
+        payloads = {e.subject_id: e.payload for e in session.exec(select(Event))}
+    assert payloads == {
+        **{f"a-{i}": {"factors": [1, 2]} for i in range(3)},
+        **{f"b-{i}": {"factors": [3]} for i in range(3)},
+    }

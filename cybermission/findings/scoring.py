@@ -28,6 +28,7 @@ The **decision** follows the spirit of CISA's SSVC deployer tree (Track / Attend
 - ``track``: everything else.
 """
 
+import functools
 from typing import Final
 
 from cybermission.errors import ValidationError
@@ -81,7 +82,26 @@ def score_finding(
     criticality: str | None = None,
     confidence: Confidence | None = None,
 ) -> tuple[float, dict[str, JSONValue]]:
-    """The 0-10 score of a finding and its breakdown (formula in the module docstring)."""
+    """The 0-10 score of a finding and its breakdown (formula in the module docstring).
+
+    The breakdown is shared by every finding scored from the same inputs: never change it in
+    place (JSON columns are assigned whole anyway). A scan scores thousands of findings from a
+    handful of input sets; each breakdown cost more to build than its finding's row (issue 12),
+    and a shared one is encoded once per INSERT (``cybermission.db.json_text``).
+    """
+    return _scored(severity, cvss, kev, zone_exposure, criticality, confidence)
+
+
+# typed: 7 and 7.0 are one key untyped, but the breakdown's reason writes them apart.
+@functools.lru_cache(maxsize=1024, typed=True)
+def _scored(
+    severity: Severity,
+    cvss: float | None,
+    kev: bool,
+    zone_exposure: str | None,
+    criticality: str | None,
+    confidence: Confidence | None,
+) -> tuple[float, dict[str, JSONValue]]:
     if cvss is not None:
         if not 0.0 <= cvss <= 10.0:
             raise ValidationError(f"cvss: expected a CVSS base score from 0 to 10, got {cvss}")

@@ -195,6 +195,8 @@ def record_findings(
     drafts: Iterable[FindingDraft],
     now: datetime,
     place_of: FindingPlaceOf,
+    new_devices: Collection[str] = frozenset(),
+    keep_created: bool = True,
 ) -> RecordResult:
     """Upsert ``drafts`` by dedup key in the caller's transaction; never creates a duplicate.
 
@@ -202,13 +204,24 @@ def record_findings(
     against the inventory: scans/rematch.py).
 
     Several drafts with the same key in one call collapse into one finding (the last one wins).
+
+    ``new_devices``: devices created in the caller's transaction (a scan batch's new hosts). No
+    finding of theirs can be stored yet, so their drafts are not looked up: on a first scan that
+    was the whole SELECT, for nothing (issue 12). Were one stored all the same, the unique dedup
+    key would refuse the duplicate and the transaction would fail, not store two.
+
+    The created findings are in the session as if loaded (the caller may change them further in
+    its transaction); ``keep_created=False`` leaves them out (detached, still counted in the
+    result) for a caller that only counts them: attaching them cost a scan batch ~4% of its
+    writes (issue 12).
     """
     latest: dict[str, FindingDraft] = {}
     for draft in drafts:
         latest[draft.dedup_key] = draft
     keys = list(latest)
     stored: dict[str, Finding] = {}
-    for chunk in in_chunks(keys):
+    looked_up = (k for k in keys if latest[k].device_id not in new_devices) if new_devices else keys
+    for chunk in in_chunks(looked_up):
         statement = select(Finding).where(among(session, col(Finding.dedup_key), chunk))
         stored.update((finding.dedup_key, finding) for finding in session.exec(statement))
 
@@ -230,7 +243,8 @@ def record_findings(
                 severity=draft.severity,
                 confidence=draft.confidence,
                 score=draft.score,
-                score_breakdown=dict(draft.score_breakdown),
+                # As scored, shared by the findings scored alike (scoring.score_finding).
+                score_breakdown=draft.score_breakdown,
                 status=FindingStatus.OPEN,
                 evidence=dict(draft.evidence),
                 first_seen_at=now,
@@ -280,13 +294,14 @@ def record_findings(
         (finding.id for finding in result.updated),
         {"last_seen_at": now, "last_scan_run_id": scan_run_id},
     )
-    # New findings: one Core INSERT, then in the session as if loaded (the caller may change
-    # them further in its transaction) without the unit of work inserting them one by one.
+    # New findings: one Core INSERT, then (unless the caller only counts them) in the session as
+    # if loaded, without the unit of work inserting them one by one.
     session.flush()
     insert_rows(session, result.created)
-    for finding in result.created:
-        make_transient_to_detached(finding)
-    session.add_all(result.created)
+    if keep_created:
+        for finding in result.created:
+            make_transient_to_detached(finding)
+        session.add_all(result.created)
     changes.write(session)
     logger.info(
         "findings recorded",

@@ -338,13 +338,16 @@ def store_reports(session: Session, state: RunState, reports: Sequence[HostRepor
             )
         state.progress.observations += len(report.observations)
     # The findings service writes each finding's event (finding.created, finding.reopened) with
-    # its audit row; the placement tells it whose alert policies see the event.
+    # its audit row; the placement tells it whose alert policies see the event. The batch's new
+    # hosts have no stored finding to look up, and the run only counts what was created.
     recorded = record_findings(
         session,
         scan_run_id=state.run_id,
         drafts=drafts,
         now=now,
         place_of=finding_places(session=session, devices=[r.device for r in results]),
+        new_devices={r.device.id for r in results if r.is_new},
+        keep_created=False,
     )
     state.progress.findings += len(recorded.created)
     events.write(session)

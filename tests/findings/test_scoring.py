@@ -154,3 +154,22 @@ def test_scoring_advisory_severity_follows_the_match_confidence(
     cvss: float | None, confidence: Confidence, severity: Severity
 ) -> None:
     assert severity_of_match(cvss, confidence) is severity
+
+
+def test_scoring_same_inputs_share_one_breakdown() -> None:
+    """Scored once per set of inputs (issue 12): the same breakdown object, which INSERTs then
+    encode once; other inputs get their own."""
+    score, breakdown = score_finding(severity=Severity.HIGH, zone_exposure="control")
+    again = score_finding(severity=Severity.HIGH, zone_exposure="control")
+    assert again == (score, breakdown)
+    assert again[1] is breakdown
+    assert score_finding(severity=Severity.HIGH, zone_exposure="dmz")[1] is not breakdown
+
+
+def test_scoring_cvss_written_as_given_whichever_came_first() -> None:
+    """7 and 7.0 are equal keys to a plain cache; the breakdown writes the score as given."""
+    integer = score_finding(severity=Severity.HIGH, cvss=7)[1]["base"]
+    decimal = score_finding(severity=Severity.HIGH, cvss=7.0)[1]["base"]
+    assert isinstance(integer, dict)
+    assert isinstance(decimal, dict)
+    assert (integer["reason"], decimal["reason"]) == ("CVSS base score 7", "CVSS base score 7.0")

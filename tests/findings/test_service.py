@@ -1,10 +1,12 @@
 """Recording findings on SQLite and PostgreSQL: dedup, reopen, decisions kept, resolve, pages."""
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func
+from sqlalchemy import event, func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from cybermission.errors import ValidationError
@@ -133,6 +135,99 @@ def test_service_same_key_twice_in_one_batch_is_one_finding(session: Session) ->
     session.commit()
     assert len(result.created) == 1
     assert count(session) == 1
+
+
+def _finding_selects(session: Session) -> tuple[list[str], Callable[[], None]]:
+    """The SELECTs of the finding table sent from now on, and how to stop listening."""
+    sent: list[str] = []
+
+    def record(*args: object) -> None:
+        statement = str(args[2])
+        if statement.lstrip().upper().startswith("SELECT") and "FROM finding" in statement:
+            sent.append(statement)
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", record)
+    return sent, lambda: event.remove(engine, "before_cursor_execute", record)
+
+
+def test_service_does_not_look_up_findings_of_devices_new_in_the_transaction(
+    session: Session,
+) -> None:
+    """A scan batch's new devices can have no stored finding (issue 12): their drafts are
+    created without a SELECT; a known device's draft is still looked up and updated."""
+    known, new = make_device(session, "known"), make_device(session, "new")
+    run = make_run(session)
+    record_findings(session, scan_run_id=run, drafts=[draft(known)], now=T0, place_of=unplaced)
+    session.commit()
+    sent, stop = _finding_selects(session)
+    try:
+        only_new = record_findings(
+            session,
+            scan_run_id=run,
+            drafts=[draft(new), draft(new, "other-rule")],
+            now=T0,
+            place_of=unplaced,
+            new_devices={new.id},
+        )
+        assert sent == []
+        both = record_findings(
+            session,
+            scan_run_id=run,
+            drafts=[draft(known), draft(new, "third-rule")],
+            now=T0 + timedelta(hours=1),
+            place_of=unplaced,
+            new_devices={new.id},
+        )
+        assert len(sent) == 1
+    finally:
+        stop()
+    session.commit()
+    assert [f.device_id for f in only_new.created] == [new.id, new.id]
+    assert [f.device_id for f in both.created] == [new.id]
+    assert [f.device_id for f in both.updated] == [known.id]
+    assert count(session) == 4
+
+
+def test_service_new_device_whose_finding_is_stored_fails_rather_than_duplicates(
+    session: Session,
+) -> None:
+    """A caller wrong about a device being new: the unique dedup key refuses the second row."""
+    device = make_device(session)
+    run = make_run(session)
+    record_findings(session, scan_run_id=run, drafts=[draft(device)], now=T0, place_of=unplaced)
+    session.commit()
+    with pytest.raises(IntegrityError):
+        record_findings(
+            session,
+            scan_run_id=run,
+            drafts=[draft(device)],
+            now=T0,
+            place_of=unplaced,
+            new_devices={device.id},
+        )
+    session.rollback()
+    assert count(session) == 1
+
+
+def test_service_created_findings_left_out_of_the_session_are_stored(session: Session) -> None:
+    """keep_created=False (a scan batch only counts them): stored, counted, not attached."""
+    device = make_device(session)
+    result = record_findings(
+        session,
+        scan_run_id=make_run(session),
+        drafts=[draft(device), draft(device, "other-rule")],
+        now=T0,
+        place_of=unplaced,
+        keep_created=False,
+    )
+    assert len(result.created) == 2
+    assert not any(finding in session for finding in result.created)
+    session.commit()
+    stored = {f.rule_id: f for f in session.exec(select(Finding))}
+    assert sorted(stored) == sorted(f.rule_id for f in result.created)
+    for finding in result.created:
+        assert stored[finding.rule_id].id == finding.id
 
 
 def test_service_service_id_separates_findings(session: Session) -> None:

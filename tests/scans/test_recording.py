@@ -7,10 +7,15 @@ from typing import Any, cast
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
+from cybermission.config import Settings
+from cybermission.findings.models import Finding
+from cybermission.probes import Observation, Transport
 from cybermission.scans import recording
-from cybermission.scans.recording import RunState, collector_paused
+from cybermission.scans.models import ScanRun
+from cybermission.scans.probing import HostReport
+from cybermission.scans.recording import RunState, collector_paused, run_state, store_reports
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +72,32 @@ def test_collector_turned_off_before_a_batch_stays_off() -> None:
     with collector_paused():
         assert not gc.isenabled()
     assert not gc.isenabled()
+
+
+def test_store_reports_host_seen_twice_in_a_batch_gets_each_finding_once(
+    engine: Engine, settings: Settings
+) -> None:
+    """A batch's new devices skip the findings lookup (issue 12). A host reported twice in one
+    batch (the second report finds the device the first created) still gets one finding per
+    rule, and the run counts each once."""
+    address = "127.50.44.11"
+    observation = Observation(
+        probe="modbus",
+        protocol="modbus",
+        address=address,
+        port=502,
+        transport=Transport.TCP,
+        facts={"vendor": "Schneider Electric", "product_code": "BMX P34 2020"},
+    )
+    report = HostReport(address, (502,), observations=[observation])
+    with Session(engine, expire_on_commit=False) as session:
+        run = ScanRun(targets=[address], ports=[502], hosts_total=1)
+        session.add(run)
+        session.commit()
+        state = run_state(session, settings, run.id)
+        store_reports(session, state, [report, report])
+        session.commit()
+        keys = list(session.exec(select(Finding.dedup_key)))
+    assert keys
+    assert sorted(keys) == sorted(set(keys))
+    assert state.progress.findings == len(keys)
