@@ -16,7 +16,9 @@ from sqlmodel import Session, col, select
 
 from cybermission import db
 from cybermission.db import (
+    UTCDateTime,
     _plain_insert,
+    _sqlite_datetime_text,
     among,
     build_row,
     insert_rows,
@@ -274,3 +276,26 @@ def test_db_insert_values_encodes_a_shared_json_value_once_per_call(
         **{f"a-{i}": {"factors": [1, 2]} for i in range(3)},
         **{f"b-{i}": {"factors": [3]} for i in range(3)},
     }
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 12, 4, 3, 0, 0, 120, tzinfo=UTC),
+        datetime(2026, 12, 4, 3, 0, 0, tzinfo=UTC),  # no microseconds: isoformat drops them
+        datetime(2026, 12, 4, 1, 30, 5, 999999, tzinfo=timezone(timedelta(hours=-2))),
+        datetime(999, 1, 2, 3, 4, 5),  # naive: taken as UTC
+        None,
+    ],
+)
+def test_db_sqlite_timestamp_text_is_the_dialects(value: datetime | None) -> None:
+    """UTCDateTime writes SQLite's DATETIME text itself (issue 12): the text SQLAlchemy's
+    chain (this type's conversion, then the dialect's formatting) makes."""
+    dialect = sqlite.dialect()
+    chain = sqlite.DATETIME().bind_processor(dialect)
+    assert chain is not None
+    expected = chain(UTCDateTime().process_bind_param(value, dialect))
+    assert _sqlite_datetime_text(value) == expected
+    bound = UTCDateTime().bind_processor(dialect)
+    assert bound is not None
+    assert bound(value) == expected
