@@ -20,6 +20,7 @@ from api.console import territory as console_territory
 from api.deps import authenticate
 from api.errors import install_error_handlers
 from api.openapi import install_openapi, operation_id
+from api.request_deadline import RequestDeadline
 from api.routes import (
     advisories,
     alerts,
@@ -163,6 +164,8 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
+    # A store that does not answer ends the request in a 503 (api/request_deadline.py).
+    app.add_middleware(RequestDeadline)
     # Outermost: a path or query no store could hold never reaches a route (api/boundary.py).
     app.add_middleware(InputBoundary)
 

@@ -13,8 +13,16 @@ error                            status  why
 ``ValidationError`` (core)       422     the body parsed, its content is wrong
 ``RequestValidationError``       422     the body or query does not match the schema
 ``NotReadyError``                503     readiness probe: the store cannot serve
+store lost, locked or silent     503     ``store-unavailable``, with ``Retry-After``
 anything else                    500     logged at ERROR, nothing of it leaks to the client
 ===============================  ======  ===========================================
+
+The store's errors: a connection lost (PostgreSQL restarted, ``pg_terminate_backend``), one shut
+down by the request's deadline (api/request_deadline.py), SQLite busy or locked past its busy
+timeout, a full disk, a schema that is not the code's (``OperationalError``), a pool with no
+connection free in time: the service cannot serve now, and the client may retry (503, RFC 9110
+§15.6.4). The detail names the store and the error's kind, never the driver's text (it can
+carry the store's address); the log keeps that. A constraint or SQL error is our bug: 500.
 
 ScopeError is 403, not 422: RFC 9110 §15.5.4 says 403 is for a request the server understood and
 refuses, "for reasons unrelated to the credentials" too. Scanning outside the scope is exactly that:
@@ -30,6 +38,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cybermission.errors import (
@@ -39,6 +48,7 @@ from cybermission.errors import (
     ScopeError,
     ValidationError,
 )
+from cybermission.store_faults import describe_store_error, is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +206,44 @@ async def _not_ready(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+RETRY_AFTER_S = 5
+_STORE_NAMES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
+
+
+def _store_unavailable(exc: sa.SQLAlchemyError) -> bool:
+    """Whether the store, not our code, failed the request (the module docstring lists how)."""
+    return isinstance(exc, sa.OperationalError | sa.TimeoutError) or is_transient(exc)
+
+
+async def _store(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, sa.SQLAlchemyError)
+    if not _store_unavailable(exc):
+        return await _unexpected(request, exc)
+    logger.warning(
+        "store unavailable",
+        extra={
+            "path": request.url.path,
+            "method": request.method,
+            "error": describe_store_error(exc),
+        },
+    )
+    engine = getattr(request.app.state, "engine", None)
+    dialect = engine.dialect.name if engine is not None else "unknown"
+    state = "busy or unreachable" if is_transient(exc) else "unable to serve requests"
+    kind = (exc.orig if isinstance(exc, sa.DBAPIError) and exc.orig else exc).__class__.__name__
+    return problem_response(
+        status=503,
+        slug="store-unavailable",
+        title="Store unavailable",
+        detail=(
+            f"the store ({_STORE_NAMES.get(dialect, dialect)}) is {state} ({kind}): the "
+            f"request did not complete, retry it later"
+        ),
+        instance=_instance(request),
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Our bug: the log keeps the traceback, the client gets nothing of it.
     logger.error(
@@ -220,4 +268,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(NotReadyError, _not_ready)
+    app.add_exception_handler(sa.SQLAlchemyError, _store)
     app.add_exception_handler(Exception, _unexpected)

@@ -15,8 +15,9 @@ layers, both from :class:`~cybermission.config.StoreSettings`:
   reaping orphaned runs at start-up and in ``serve``, reopening a run to resume it, cancelling
   one and each poll while waiting for it to end, each unit of a scheduler tick, taking, checking
   and releasing a process lock (:func:`bound_held`), a site sensor's results part or traffic
-  batch): a connection that has not answered within
-  ``stall_s``, its pre-ping included, has its socket shut down from a watchdog thread. The
+  batch, an API request until its response starts: ``api/request_deadline.py``): a connection
+  that has not answered within ``stall_s``, its pre-ping included, has its socket shut down
+  from a watchdog thread. The
   waiting call then fails as a lost connection does (a transient error: retried, then spooled),
   never hangs. This also catches what TCP cannot see: a peer whose kernel still acknowledges but
   whose server (or relay) no longer answers.
@@ -32,8 +33,9 @@ import os
 import socket
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event
@@ -46,7 +48,10 @@ logger = logging.getLogger(__name__)
 
 # Engines with a stall deadline (PostgreSQL ones), and the deadline each gives a unit of work.
 _stall_s: "weakref.WeakKeyDictionary[Engine, float]" = weakref.WeakKeyDictionary()
-_local = threading.local()
+# The unit of work under way. A context variable, not a thread's: a unit begun in an event loop's
+# task (an HTTP request, api/request_deadline.py) covers the threads it hands work to, which run
+# in a copy of its context (asyncio.to_thread, Starlette's thread pool).
+_current: "ContextVar[_Deadline | None]" = ContextVar("store_deadline", default=None)
 
 
 def connect_args(settings: StoreSettings) -> dict[str, Any]:
@@ -70,11 +75,26 @@ class _Deadline:
         self.seconds = seconds
         self.what = what
         self.expired = False
+        self.ended = False
         self._connections: list[Any] = []
         self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self.fire)
+        self._timer.daemon = True
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def end(self) -> None:
+        """No more bound: the timer stops, the connections are forgotten, later ones ignored."""
+        self._timer.cancel()
+        with self._lock:
+            self.ended = True
+            self._connections.clear()
 
     def register(self, dbapi_connection: Any) -> None:
         with self._lock:
+            if self.ended:
+                return
             self._connections.append(dbapi_connection)
             expired = self.expired
         if expired:  # a reconnection attempt after the deadline: given up at once
@@ -82,6 +102,8 @@ class _Deadline:
 
     def fire(self) -> None:
         with self._lock:
+            if self.ended:
+                return
             self.expired = True
             connections = list(self._connections)
         logger.warning(
@@ -105,33 +127,39 @@ def _shut_down(dbapi_connection: Any) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
+def _no_deadline() -> None:
+    return None
+
+
 @contextmanager
-def store_deadline(engine: Engine, what: str) -> Iterator[None]:
-    """Run the block (one unit of store work, in this thread) with the engine's stall deadline:
-    a connection it checks out that has not answered within ``stall_s`` is shut down and the
-    waiting call fails as a lost connection. A no-op for SQLite."""
+def store_deadline(engine: Engine, what: str) -> Iterator[Callable[[], None]]:
+    """Run the block (one unit of store work, in this thread or this task and the threads it
+    hands work to) with the engine's stall deadline: a connection it checks out that has not
+    answered within ``stall_s`` of the block's start is shut down and the waiting call fails
+    as a lost connection. A no-op for SQLite.
+
+    Yields a function that ends the deadline before the block does: store work after it is not
+    bounded (an HTTP response's body, streamed once its head has been sent).
+    """
     seconds = _stall_s.get(engine)
     if seconds is None:
-        yield
+        yield _no_deadline
         return
     deadline = _Deadline(seconds, what)
-    outer = getattr(_local, "deadline", None)
-    _local.deadline = deadline
-    timer = threading.Timer(seconds, deadline.fire)
-    timer.daemon = True
-    timer.start()
+    token = _current.set(deadline)
+    deadline.start()
     try:
-        yield
+        yield deadline.end
     finally:
-        timer.cancel()
-        _local.deadline = outer
+        deadline.end()
+        _current.reset(token)
 
 
 def bound_held(connection: Connection) -> None:
     """Put a connection checked out before the current unit of work began (a session lock's,
     held as long as the lock) under that unit's deadline: the pool registers the connections a
     unit checks out, and a held one is not checked out again. A no-op outside a unit."""
-    deadline: _Deadline | None = getattr(_local, "deadline", None)
+    deadline = _current.get()
     if deadline is not None and not connection.closed:
         deadline.register(connection.connection.dbapi_connection)
 
@@ -149,7 +177,7 @@ def bound_connections(engine: Engine, settings: StoreSettings) -> None:
     def ping(
         dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
     ) -> None:
-        deadline: _Deadline | None = getattr(_local, "deadline", None)
+        deadline = _current.get()
         if deadline is not None:
             deadline.register(dbapi_connection)
         if record.info.pop("fresh", False):
