@@ -20,6 +20,7 @@ from cybermission.config import RunSettings, StoreSettings, load_settings
 from cybermission.db import create_db_engine, session_scope, utcnow
 from cybermission.locks import ProcessLock
 from cybermission.scans import ownership, runner
+from cybermission.scans.listening import PassiveRecorder
 from cybermission.scans.models import ScanRun, ScanStatus, ScopeBase
 from cybermission.scans.ownership import (
     RunOwner,
@@ -437,3 +438,43 @@ def test_taking_a_process_lock_ends_when_the_store_stalls(
     assert isinstance(result, BaseException), result
     assert is_transient(result), result
     assert not lock.held
+
+
+def _listening(engine: Engine, url: str, *, owned: bool = True) -> PassiveRecorder:
+    """A ``listen`` session's recorder: its run made (and owned: its lease renewed from a
+    thread), one attempt per unit."""
+    settings = load_settings(database_url=url, runs=RunSettings(store_retry_s=0.01))
+    return PassiveRecorder(
+        engine=engine,
+        settings=settings,
+        source="listen:mirror0",
+        requested_by="listen",
+        owned=settings.runs if owned else None,
+    )
+
+
+def test_a_listening_session_s_start_ends_when_the_store_stalls(
+    relay: TcpRelay, migrated_url: str, migrated: Engine
+) -> None:
+    """``listen`` makes its run before capturing; the store is silent: a lost connection (the
+    command says the store failed), never a wait for ever. Nothing is stored."""
+    relay.stall()
+    result = _bounded(lambda: _listening(migrated, migrated_url), "a listening session's start")
+    assert isinstance(result, BaseException), result
+    assert is_transient(result), result
+    relay.flow()
+    with session_scope(migrated) as session:
+        assert session.exec(select(ScanRun)).all() == []
+
+
+def test_a_listening_session_s_end_ends_when_the_store_stalls(
+    relay: TcpRelay, migrated_url: str, migrated: Engine
+) -> None:
+    """The session stops (Ctrl-C) and the store is silent as it ends the run: a lost connection,
+    never a wait for ever; the run stays open for the first process that notices to close.
+    (Not owned here: the lease thread's own connection would make the pool's use racy.)"""
+    recorder = _listening(migrated, migrated_url, owned=False)
+    relay.stall()
+    result = _bounded(recorder.finish, "a listening session's end")
+    assert isinstance(result, BaseException), result
+    assert is_transient(result), result

@@ -12,7 +12,8 @@ reaper of ``serve``); a cancel request stops it and ends the run ``cancelled``. 
 process left behind are closed before this one starts.
 
 Exit status: 0 stopped and stored (partial when the kernel dropped frames); 2 a bad interface
-or filter (the run ends failed, saying why), or no store; 1 the store failed before listening.
+or filter (the run ends failed, saying why), or no store; 1 the store failed (before listening,
+or after its retries while storing or ending the run, which the first process to notice closes).
 """
 
 import signal
@@ -149,6 +150,11 @@ def listen(
         except CybermissionError as exc:
             recorder.fail(str(exc))
             raise fail(exc) from exc
+        except SQLAlchemyError as exc:
+            # Retried and bounded already (PassiveRecorder): the run stays open, and the first
+            # process to notice this one gone closes it interrupted (scans/ownership.py).
+            err().print(f"[bold red]error:[/] the store failed: {describe_store_error(exc)}")
+            raise typer.Exit(code=1) from exc
     from cybermission.db import session_scope
     from cybermission.scans.report import build_scan_report
 

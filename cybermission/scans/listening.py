@@ -8,7 +8,6 @@ Nothing is sent and nothing is closed: traffic shows what talked, not what is go
 
 import logging
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -39,6 +38,7 @@ from cybermission.scans.recording import (
     store_reports,
 )
 from cybermission.scans.run_metrics import count_run_started
+from cybermission.store_faults import retry_transient
 from cybermission.store_links import store_deadline
 from cybermission.traffic import Conversation
 
@@ -77,9 +77,13 @@ class PassiveRecorder:
         self.engine = engine
         self.control = RunControl()
         self._lease: LeaseThread | None = None
+        self._retry_s = settings.runs.store_retry_s
         owner = this_process() if owned is not None and run_id is None else None
-        with nullcontext(session) if session is not None else session_scope(engine) as session:
-            if run_id is None:
+
+        def begin(session: Session) -> RunState:
+            """The run's row (made, unless ``run_id`` names it) and what storing it needs."""
+            begun = run_id
+            if begun is None:
                 run = ScanRun(
                     targets=[source[:200]],
                     ports=[],
@@ -96,8 +100,20 @@ class PassiveRecorder:
                 session.add(run)
                 session.flush()
                 count_run_started(session)
-                run_id = run.id
-            self.state: RunState = run_state(session, settings, run_id, guard=guard)
+                begun = run.id
+            return run_state(session, settings, begun, guard=guard)
+
+        def attempt() -> RunState:
+            # One transaction, bounded as a scan's start is: safe to run again.
+            with store_deadline(engine, "start a passive run"), session_scope(engine) as own:
+                return begin(own)
+
+        self.state: RunState = (
+            begin(session)
+            if session is not None
+            else retry_transient(attempt, horizon_s=self._retry_s, what="start a passive run")
+        )
+        run_id = self.state.run_id
         self.source = source
         self.addresses: set[str] = set()
         self.conversations = 0
@@ -215,6 +231,16 @@ class PassiveRecorder:
             last_seen_at=conversation.last_seen_at,
         )
 
+    def _count_hosts(self) -> None:
+        with (
+            store_deadline(self.engine, "end a passive run"),
+            session_scope(self.engine) as session,
+        ):
+            run = session.get(ScanRun, self.run_id)
+            if run is not None:
+                # A recorder that went on with a run knows only the hosts seen since.
+                run.hosts_total = max(run.hosts_total, len(self.addresses))
+
     def fail(self, reason: str) -> ScanRun:
         """End the run as failed (the capture could not start): ``reason`` says why."""
         self._release()
@@ -225,11 +251,7 @@ class PassiveRecorder:
         """End the run; ``problems`` (damage met, a capture that stopped) make it partial; a
         :attr:`stop_request` (cancelled, lease lost) decides its status and reason."""
         self._release()
-        with session_scope(self.engine) as session:
-            run = session.get(ScanRun, self.run_id)
-            if run is not None:
-                # A recorder that went on with a run knows only the hosts seen since.
-                run.hosts_total = max(run.hosts_total, len(self.addresses))
+        retry_transient(self._count_hosts, horizon_s=self._retry_s, what="end a passive run")
         self.state.add_errors(
             {"target": self.source, "stage": "import", "error": p} for p in problems
         )
