@@ -168,6 +168,25 @@ def record_run_end(session: Session, run: ScanRun) -> None:
     )
 
 
+def claim_run_end(session: Session, scan_run_id: str, now: datetime) -> bool:
+    """Mark the run ended at ``now`` unless it already is: True when this transaction ended it,
+    and only then may it write the run's end and count it (:func:`record_run_end`).
+
+    A conditional ``UPDATE ... WHERE finished_at IS NULL``: of two closers racing (the owner
+    and the reaper, the service runner and the pipeline) exactly one matches the row. A read
+    first, then a plain update, let both end the run, the second overwriting the first's status
+    and the "runs ended" metric counting it twice (on PostgreSQL the second waits for the
+    first's row lock, then matches nothing here)."""
+    claim = (
+        update(ScanRun)
+        .where(col(ScanRun.id) == scan_run_id)
+        .where(col(ScanRun.finished_at).is_(None))
+        .values(finished_at=now)
+    )
+    ended: bool = session.execute(claim).rowcount == 1  # type: ignore[attr-defined]
+    return ended
+
+
 def close_abandoned_run(
     session: Session, run: ScanRun, *, status: ScanStatus, reason: str, now: datetime
 ) -> None:

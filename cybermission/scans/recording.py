@@ -38,7 +38,7 @@ from cybermission.rules.packs import adopted_packs, rules_with_packs
 from cybermission.scans.judging import judge_device, observation_subject, rule_drafts
 from cybermission.scans.models import ObservationRecord, ScanRun, ScanStatus
 from cybermission.scans.naming import load_advisory_identities
-from cybermission.scans.ownership import record_run_end
+from cybermission.scans.ownership import claim_run_end, record_run_end
 from cybermission.scans.placed_findings import finding_places
 from cybermission.scans.placement import Placement, load_placements
 from cybermission.scans.probing import HostReport, ProgressCallback, ScanProgress
@@ -484,13 +484,16 @@ def finish_run(
 
 def _finish_run(engine: Engine, state: RunState, status: ScanStatus, reason: str | None) -> ScanRun:
     with session_scope(engine) as session:
-        run = session.get(ScanRun, state.run_id)
+        # Claimed first (a conditional update): a closer racing this one ends it once.
+        now = utcnow()
+        ended = claim_run_end(session, state.run_id, now)
+        run = session.get(ScanRun, state.run_id, populate_existing=True)
         if run is None:
             raise CybermissionError(f"scan run {state.run_id!r} vanished while running")
-        if run.finished_at is not None:
+        if not ended:
             return run
         run.status = status
-        run.finished_at = utcnow()
+        run.finished_at = now
         run.reason = reason[:500] if reason else None
         run.hosts_probed = state.progress.hosts_live
         run.open_ports = state.progress.open_ports

@@ -18,6 +18,7 @@ from cybermission.db import session_scope
 from cybermission.guard import ScopeGuard
 from cybermission.scans.control import RunControl
 from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.ownership import claim_run_end
 from cybermission.scans.pipeline import execute_scan
 from cybermission.scans.probing import ScanProgress
 from cybermission.scans.run_metrics import count_run_ended
@@ -180,11 +181,12 @@ def _record_end(engine: Engine, scan_run_id: str, status: ScanStatus, reason: st
     """End the run in ``status``, unless the pipeline already closed it itself; under the
     engine's stall deadline (``store_links``): a silent store fails it, never hangs it."""
     with store_deadline(engine, "record the end of a run"), session_scope(engine) as session:
-        run = session.get(ScanRun, scan_run_id)
-        if run is None or run.finished_at is not None:
+        if not claim_run_end(session, scan_run_id, datetime.now(UTC)):
+            return
+        run = session.get(ScanRun, scan_run_id, populate_existing=True)
+        if run is None:
             return
         run.status = status
-        run.finished_at = datetime.now(UTC)
         run.reason = reason[:500]
         # Reassign (not append): JSON columns only notice a new value.
         run.errors = [*run.errors, {"target": None, "stage": "pipeline", "error": reason[:500]}]
