@@ -2,7 +2,7 @@
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import cast
@@ -24,6 +24,7 @@ from cybermission.db import (
     insert_rows,
     insert_values,
     json_text,
+    json_value,
     new_id,
 )
 from cybermission.events import Event, EventKind
@@ -299,3 +300,35 @@ def test_db_sqlite_timestamp_text_is_the_dialects(value: datetime | None) -> Non
     bound = UTCDateTime().bind_processor(dialect)
     assert bound is not None
     assert bound(value) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": [1, 2.5, null, true], "b": {"c": "\\u00e9 \\"q\\""}}',
+        ' {"padded": 1} ',
+        "[]",
+        '"text"',
+        "[NaN, -Infinity]",
+        b'{"from": "psycopg", "bytes": "\xc3\xa9"}',
+    ],
+)
+def test_db_json_value_is_what_json_loads_returns(text: str | bytes) -> None:
+    """The store's JSON deserializer (json's scanner without its wrapper, issue 12)."""
+    # repr: NaN is not equal to itself.
+    assert repr(json_value(text)) == repr(json.loads(text))
+
+
+def _refusal(read: Callable[[str | bytes], object], text: str | bytes) -> tuple[type, str] | None:
+    try:
+        read(text)
+    except ValueError as exc:
+        return type(exc), str(exc)
+    return None
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"a": 1} x', "[1,]", b"\\xff"])
+def test_db_json_value_refuses_what_json_loads_refuses(text: str | bytes) -> None:
+    refused = _refusal(json.loads, text)
+    assert refused is not None
+    assert _refusal(json_value, text) == refused
