@@ -65,8 +65,10 @@ def demo(
     port: Annotated[int, typer.Option()] = 8000,
 ) -> None:
     """What `make run` does: the lab, the store under ./var, a first scan, and the service."""
-    import asyncio
     import secrets
+    import signal
+    import socket
+    from types import FrameType
 
     import uvicorn
     from pydantic import SecretStr
@@ -75,7 +77,6 @@ def demo(
     from cybermission.config import secret_values
     from cybermission.db import session_scope
     from cybermission.logs import install_redaction
-    from cybermission.scans.pipeline import execute_scan
     from cybermission.scans.scopes import build_guard
     from cybermission.scans.service import create_scan_run
 
@@ -108,20 +109,38 @@ def demo(
         f"API: http://{host}:{port}/docs  token: {VAR / 'admin-token'} "
         "(Authorization: Bearer <token>)"
     )
+    engine.dispose()
     application = create_app(settings, background=True)
 
-    async def main() -> None:
-        config = uvicorn.Config(application, host=host, port=port, log_level="info")
-        install_redaction(secret_values(settings))
-        server = uvicorn.Server(config)
-        scan_task = asyncio.create_task(
-            execute_scan(engine=engine, settings=settings, scan_run_id=run_id)
-        )
-        await server.serve()
-        scan_task.cancel()
-
-    try:
-        asyncio.run(main())
-    finally:
-        if started_lab:
+    def stop_lab() -> None:
+        if started_lab and lab_pid() is not None:
             lab_down()
+
+    class DemoServer(uvicorn.Server):
+        """uvicorn's server, running the first scan among the application's scans (a SIGTERM or
+        Ctrl-C ends it ``interrupted`` with the signal's name, as ``serve`` ends its scans) and
+        stopping the lab once the application has stopped: uvicorn then ends the process by
+        the signal it caught, so nothing after :meth:`run` runs (the scan was left "running"
+        and the lab up)."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            application.state.stop_signal = signal.Signals(sig).name
+            super().handle_exit(sig, frame)
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                application.state.scan_tasks.start(run_id)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            try:
+                await super().shutdown(sockets)
+            finally:
+                stop_lab()
+
+    config = uvicorn.Config(application, host=host, port=port, log_level="info")
+    install_redaction(secret_values(settings))
+    try:
+        DemoServer(config).run()
+    finally:
+        stop_lab()  # it did not start, or stopped without a signal
