@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
+    Connection,
     DateTime,
     Engine,
     String,
@@ -298,7 +299,8 @@ def insert_values(
     through that statement's own bind processors (:class:`_PlainInsert`): the same SQL and
     the same values reach the driver as through ``session.execute``, without its parameter
     dictionary per row (a third of a scan batch's INSERT time, issue 12). Rows whose columns
-    need what only the full path does (a Python-side default) take it.
+    need what only the full path does (a Python-side default) take it. On PostgreSQL the same
+    values go through ``COPY ... FROM STDIN`` (:func:`_copy_rows`).
     """
     if not rows:
         return
@@ -307,19 +309,49 @@ def insert_values(
     plain = _plain_insert(table, tuple(rows[0]), connection.dialect)
     _statement_json.texts = {}
     try:
-        parameters = plain.parameters(rows) if plain is not None else None
-        if plain is None or parameters is None:
+        values = plain.values(rows) if plain is not None else None
+        if plain is None or values is None:
             session.exec(insert(table), params=list(rows))
-            return
-        connection.exec_driver_sql(plain.statement, parameters)
+        elif plain.copy is not None:
+            _copy_rows(connection, plain.copy, values)
+        else:
+            connection.exec_driver_sql(plain.statement, plain.parameters(values))
     finally:
         _statement_json.texts = None
 
 
-class _PlainInsert:
-    """An INSERT of some columns of a table, compiled for one dialect, executed as its text."""
+def _copy_rows(connection: Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:
+    """``rows`` (bound values, in the COPY's column order) into PostgreSQL with ``COPY ... FROM
+    STDIN``, in the connection's transaction.
 
-    def __init__(self, compiled: SQLCompiler, names: tuple[str, ...], dialect: Dialect) -> None:
+    psycopg's executemany sends, and waits for, one execution per row: half of a first scan's
+    writer CPU on PostgreSQL; COPY streams the rows with the same dumpers for 2-2.5x less CPU
+    (issue 12). The rows meet the same constraints and defaults as an INSERT's. Listeners of
+    ``before_cursor_execute`` see the COPY; a driver error is raised as SQLAlchemy raises an
+    INSERT's (``IntegrityError``, a lost connection invalidated).
+    """
+    # Imported here: only a PostgreSQL store needs it, not SQLite's start-up.
+    import psycopg
+
+    cursor = connection.connection.cursor()
+    try:
+        connection.dispatch.before_cursor_execute(connection, cursor, statement, rows, None, True)
+        with cast(psycopg.Cursor[Any], cursor).copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as exc:
+        connection._handle_dbapi_exception(exc, statement, rows, cursor, None)
+    finally:
+        cursor.close()
+
+
+class _PlainInsert:
+    """An INSERT of some columns of a table, compiled for one dialect, executed as its text;
+    on PostgreSQL (psycopg) also the COPY of the same columns."""
+
+    def __init__(
+        self, compiled: SQLCompiler, table: Table, names: tuple[str, ...], dialect: Dialect
+    ) -> None:
         self.statement = compiled.string
         self._positional = dialect.positional
         self._names = names
@@ -329,12 +361,15 @@ class _PlainInsert:
         self._processors = tuple(
             (index, processors[name]) for index, name in enumerate(names) if name in processors
         )
+        self.copy: str | None = None
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            quote = dialect.identifier_preparer
+            columns = ", ".join(quote.quote(table.c[name].name) for name in names)
+            self.copy = f"COPY {quote.format_table(table)} ({columns}) FROM STDIN"
 
-    def parameters(
-        self, rows: Sequence[Mapping[str, Any]]
-    ) -> list[tuple[Any, ...]] | list[dict[str, Any]] | None:
-        """The driver's parameters for ``rows``; None when a row lacks a column (the full path
-        raises its own error for that)."""
+    def values(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]] | None:
+        """Each row's values in the statement's order, through the bind processors; None when
+        a row lacks a column (the full path raises its own error for that)."""
         try:
             if len(self._names) == 1:
                 values: list[tuple[Any, ...]] = [(self._row_values(row),) for row in rows]
@@ -347,6 +382,12 @@ class _PlainInsert:
             for index, process in self._processors:
                 columns[index] = map(process, columns[index])
             values = list(zip(*columns, strict=True))
+        return values
+
+    def parameters(
+        self, values: list[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]] | list[dict[str, Any]]:
+        """The driver's executemany parameters for :meth:`values`."""
         if self._positional:
             return values
         return [dict(zip(self._names, row, strict=True)) for row in values]
@@ -370,7 +411,7 @@ def _plain_insert(table: Table, names: tuple[str, ...], dialect: Dialect) -> _Pl
         or sorted(binds) != sorted(names)
     ):
         return None
-    return _PlainInsert(compiled, binds, dialect)
+    return _PlainInsert(compiled, table, binds, dialect)
 
 
 RowT = TypeVar("RowT", bound=SQLModel)
