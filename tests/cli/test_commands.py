@@ -101,6 +101,57 @@ async def test_cli_scan_stores_its_run_with_only_the_tables_of_a_scan(
     }
 
 
+# Run as a script: the collector's own callbacks count its collections once the store's code is
+# being imported (the CLI's own imports come before the command runs), up to the freeze.
+_COUNT_COLLECTIONS = """
+import gc, sys
+collections = []
+gc.callbacks.append(
+    lambda phase, info: phase == "start" and "sqlalchemy" in sys.modules and collections.append(1)
+)
+freeze = gc.freeze
+def counted():
+    print("collections before the freeze:", len(collections), file=sys.stderr)
+    freeze()
+gc.freeze = counted
+from cybermission.cli import main
+sys.argv = ["cybermission", *sys.argv[1:]]
+main()
+"""
+
+
+def test_cli_scan_starts_without_a_collection(tmp_path: Path) -> None:
+    # Nothing listens on 127.53.2.1: the run succeeds with nothing found.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _COUNT_COLLECTIONS,
+            "scan",
+            "127.53.2.1",
+            "--ports",
+            "502",
+            "--udp-ports",
+            "none",
+            "--format",
+            "json",
+        ],
+        env={
+            **os.environ,
+            "CYBERMISSION_DATABASE_URL": store_url(tmp_path / "cli.db"),
+            "CYBERMISSION_PACING__PROFILE": "lab",
+            "CYBERMISSION_LOG_LEVEL": "WARNING",
+        },
+        cwd=Path.cwd(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["scan"]["status"] == "succeeded"
+    assert "collections before the freeze: 0" in done.stderr.splitlines()
+
+
 async def test_cli_scan_accepts_a_dash_range(lab: dict[str, LabDevice], tmp_path: Path) -> None:
     addresses = sorted(d.address for d in lab.values())
     code, out, _ = await _cli(
