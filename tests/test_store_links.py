@@ -3,6 +3,7 @@ the deadline of a unit of store work giving up a connection that stopped answeri
 included), on the real PostgreSQL through a relay that stops forwarding without a reset."""
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -44,6 +45,8 @@ from tests.timing import scaled
 pytestmark = pytest.mark.postgres
 
 QUICK = StoreSettings(stall_s=1.0, connect_timeout_s=2)
+# Far beyond any test's wait: a deadline that must not be the one that fires.
+LONG = StoreSettings(stall_s=600.0, connect_timeout_s=2)
 
 
 @pytest.fixture
@@ -114,6 +117,33 @@ def test_without_a_deadline_a_stalled_connection_is_still_waiting(
     assert errors == []
     relay.cut()  # the relay resets it: the thread ends
     thread.join(timeout=scaled(30))
+
+
+def test_units_of_work_share_one_watchdog_thread(through: Engine) -> None:
+    """Deadlines open at once (an API's concurrent requests, a run's batches and heartbeats) are
+    watched by one thread of the process, not one timer thread each."""
+    before = {thread.ident for thread in threading.enumerate()}
+    with contextlib.ExitStack() as units:
+        for number in range(20):
+            units.enter_context(store_deadline(through, f"unit {number}"))
+        started = [t for t in threading.enumerate() if t.ident not in before]
+    assert len(started) <= 1, [thread.name for thread in started]
+
+
+def test_a_sooner_deadline_is_not_held_behind_a_later_one(relay: TcpRelay, through: Engine) -> None:
+    """The watchdog sleeps until the soonest deadline: a unit of a short deadline opened while it
+    sleeps for a long one (another engine's) still gives a stalled connection up in time."""
+    patient = create_db_engine(through.url.render_as_string(hide_password=False), LONG)
+    try:
+        with store_deadline(patient, "a long unit"):
+            relay.stall()
+            thread, errors = _in_thread(through, bounded=True)
+            thread.join(timeout=scaled(30))
+            assert not thread.is_alive(), "the short deadline waited behind the long one"
+        assert len(errors) == 1
+        assert is_transient(errors[0]), errors[0]
+    finally:
+        patient.dispose()
 
 
 def test_postgres_connections_carry_keepalives_and_timeouts(through: Engine) -> None:
