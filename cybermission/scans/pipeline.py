@@ -357,8 +357,11 @@ async def execute_scan(
         # A heartbeat already in its thread may finish after the run is closed below and read
         # it as lost: it must not cancel the caller, which goes on.
         control.unbind()
-    if writing is None or writing.done():
-        _count_unwritten(queue, state)
+    # Probing failed or crashed with the writer still at work: it stores what it was handed
+    # before the run ends (otherwise the end was written without them, the writer left waiting
+    # and what it held lost), bounded as a stop's wind-down is.
+    await _wind_down(writing, queue, drain_s=settings.runs.store_retry_s)
+    _count_unwritten(queue, state)
     # What the run could not scan comes first, whatever the error cap kept after it.
     state.errors[:0] = state.skipped.errors()
     if status is ScanStatus.SUCCEEDED and state.errors:
