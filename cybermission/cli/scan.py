@@ -88,9 +88,6 @@ def _scan(
     from sqlalchemy.exc import SQLAlchemyError
 
     from cybermission.db import session_scope
-
-    # Every table a run reads or writes, and each table their keys name (open_store below).
-    from cybermission.scans import pipeline  # noqa: F401
     from cybermission.scans.ownership import reap_before_starting, this_process
     from cybermission.scans.scopes import build_guard
     from cybermission.scans.service import create_scan_run
@@ -101,7 +98,7 @@ def _scan(
     settings = start()
     if engine_name:
         settings = settings.model_copy(update={"discovery_engine": engine_name})
-    engine = open_store(settings, every_table=False)
+    engine = open_run_store(settings)
     retry_s = settings.runs.store_retry_s
 
     def create() -> tuple[str, int]:
@@ -128,6 +125,15 @@ def _scan(
         err().print(f"[bold red]error:[/] the store failed: {describe_store_error(exc)}")
         raise typer.Exit(code=1) from exc
     execute_and_report(engine, settings, run_id, total=total, output=output)
+
+
+def open_run_store(settings: "Settings") -> "Engine":
+    """The store of a command that executes a run here (``scan``, ``scans resume``): its schema
+    checked, and only the tables a run reads or writes, and those their keys name, on the
+    metadata (``open_store(every_table=False)``)."""
+    from cybermission.scans import pipeline  # noqa: F401  (the run's tables)
+
+    return open_store(settings, every_table=False)
 
 
 @contextmanager

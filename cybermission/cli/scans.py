@@ -86,10 +86,17 @@ def scans_resume(
 ) -> None:
     """Resume an interrupted run here: only the hosts it had not finished are scanned, and its
     result is the one the run would have had uninterrupted."""
+    from cybermission.cli.scan import collector_paused
+
+    with collector_paused():  # started as ``scan`` starts
+        _resume(scan_run_id, output)
+
+
+def _resume(scan_run_id: str, output: str) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from cybermission.cli.report import check_format
-    from cybermission.cli.scan import execute_and_report
+    from cybermission.cli.scan import execute_and_report, open_run_store
     from cybermission.errors import CybermissionError
     from cybermission.scans.ownership import this_process
     from cybermission.scans.resume import reopen_run
@@ -97,7 +104,7 @@ def scans_resume(
 
     check_format(output)
     settings = start()
-    engine = open_store(settings)
+    engine = open_run_store(settings)
     try:
         run = retry_transient(
             lambda: reopen_run(

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -99,6 +100,30 @@ async def test_cli_scan_stores_its_run_with_only_the_tables_of_a_scan(
         "cybermission.sensors.models",
         "cybermission.scans.schedules",
     }
+
+
+async def test_cli_scans_resume_starts_as_scan_does(tmp_path: Path) -> None:
+    # A run interrupted (as a killed scan's is closed), resumed by the command: it starts with
+    # the pipeline's tables only, as ``scan`` does. Nothing listens on 127.53.2.2.
+    code, out, _ = await _cli(
+        tmp_path, "scan", "127.53.2.2", "--ports", "502", "--udp-ports", "none", "--format", "json"
+    )
+    assert code == 0
+    run_id = json.loads(out)["scan"]["id"]
+    with sqlite3.connect(tmp_path / "cli.db") as store:
+        store.execute("UPDATE scan_run SET status = 'interrupted' WHERE id = ?", (run_id,))
+    code, out, err = await _cli(
+        tmp_path, "scans", "resume", run_id, "--format", "json", PYTHONPROFILEIMPORTTIME="1"
+    )
+    assert code == 0, err[-2000:]
+    assert json.loads(out)["scan"]["status"] == "succeeded"
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in err.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "cybermission.scans.pipeline" in imported
+    assert "cybermission.models" not in imported
 
 
 # Run as a script: the collector's own callbacks count its collections once the store's code is
