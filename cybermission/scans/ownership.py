@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, update
+from sqlalchemy import ColumnElement, Engine, update
 from sqlmodel import Session, col, select
 
 from cybermission.config import RunSettings
@@ -168,9 +168,12 @@ def record_run_end(session: Session, run: ScanRun) -> None:
     )
 
 
-def claim_run_end(session: Session, scan_run_id: str, now: datetime) -> bool:
-    """Mark the run ended at ``now`` unless it already is: True when this transaction ended it,
-    and only then may it write the run's end and count it (:func:`record_run_end`).
+def claim_run_end(
+    session: Session, scan_run_id: str, now: datetime, *also: ColumnElement[bool]
+) -> ScanRun | None:
+    """Mark the run ended at ``now`` unless it already is (and while ``also`` holds): the run,
+    as the store now holds it, when this transaction ended it; None otherwise. Only the closer
+    that gets the run writes its end and counts it (:func:`record_run_end`).
 
     A conditional ``UPDATE ... WHERE finished_at IS NULL``: of two closers racing (the owner
     and the reaper, the service runner and the pipeline) exactly one matches the row. A read
@@ -181,10 +184,12 @@ def claim_run_end(session: Session, scan_run_id: str, now: datetime) -> bool:
         update(ScanRun)
         .where(col(ScanRun.id) == scan_run_id)
         .where(col(ScanRun.finished_at).is_(None))
+        .where(*also)
         .values(finished_at=now)
     )
-    ended: bool = session.execute(claim).rowcount == 1  # type: ignore[attr-defined]
-    return ended
+    if session.execute(claim).rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return session.get(ScanRun, scan_run_id, populate_existing=True)
 
 
 def close_abandoned_run(
@@ -207,21 +212,15 @@ def _close_if_unchanged(
     """Close ``seen`` unless its owner renewed, another process closed it, or it changed hands
     since it was read (a conditional update: exactly one closer wins)."""
     with store_deadline(engine, "close an abandoned run"), session_scope(engine) as session:
-        claim = (
-            update(ScanRun)
-            .where(col(ScanRun.id) == seen.id)
-            .where(col(ScanRun.finished_at).is_(None))
-            .where(col(ScanRun.owner_instance) == seen.owner_instance)
-        )
-        claim = claim.where(
+        run = claim_run_end(
+            session,
+            seen.id,
+            now,
+            col(ScanRun.owner_instance) == seen.owner_instance,
             col(ScanRun.heartbeat_at).is_(None)
             if seen.heartbeat_at is None
-            else col(ScanRun.heartbeat_at) == seen.heartbeat_at
+            else col(ScanRun.heartbeat_at) == seen.heartbeat_at,
         )
-        won = session.execute(claim.values(finished_at=now)).rowcount == 1  # type: ignore[attr-defined]
-        if not won:
-            return False
-        run = session.get(ScanRun, seen.id, populate_existing=True)
         if run is None:
             return False
         close_abandoned_run(session, run, status=status, reason=reason, now=now)

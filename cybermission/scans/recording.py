@@ -486,14 +486,13 @@ def _finish_run(engine: Engine, state: RunState, status: ScanStatus, reason: str
     with session_scope(engine) as session:
         # Claimed first (a conditional update): a closer racing this one ends it once.
         now = utcnow()
-        ended = claim_run_end(session, state.run_id, now)
-        run = session.get(ScanRun, state.run_id, populate_existing=True)
+        run = claim_run_end(session, state.run_id, now)
         if run is None:
-            raise CybermissionError(f"scan run {state.run_id!r} vanished while running")
-        if not ended:
-            return run
+            closed = session.get(ScanRun, state.run_id)  # by another closer, or missing
+            if closed is None:
+                raise CybermissionError(f"scan run {state.run_id!r} vanished while running")
+            return closed
         run.status = status
-        run.finished_at = now
         run.reason = reason[:500] if reason else None
         run.hosts_probed = state.progress.hosts_live
         run.open_ports = state.progress.open_ports
@@ -520,7 +519,7 @@ def _finish_run(engine: Engine, state: RunState, status: ScanStatus, reason: str
                 device_ids=state.clean_devices,
                 probes_run=set(state.probes_run),
                 ports_scanned={port for port, _ in state.scanned},
-                now=run.finished_at,
+                now=now,
                 place_of=finding_places(session=session),
             )
         if complete:

@@ -17,7 +17,7 @@ from cybermission.config import Settings
 from cybermission.db import session_scope
 from cybermission.guard import ScopeGuard
 from cybermission.scans.control import RunControl
-from cybermission.scans.models import ScanRun, ScanStatus
+from cybermission.scans.models import ScanStatus
 from cybermission.scans.ownership import claim_run_end
 from cybermission.scans.pipeline import execute_scan
 from cybermission.scans.probing import ScanProgress
@@ -181,9 +181,7 @@ def _record_end(engine: Engine, scan_run_id: str, status: ScanStatus, reason: st
     """End the run in ``status``, unless the pipeline already closed it itself; under the
     engine's stall deadline (``store_links``): a silent store fails it, never hangs it."""
     with store_deadline(engine, "record the end of a run"), session_scope(engine) as session:
-        if not claim_run_end(session, scan_run_id, datetime.now(UTC)):
-            return
-        run = session.get(ScanRun, scan_run_id, populate_existing=True)
+        run = claim_run_end(session, scan_run_id, datetime.now(UTC))
         if run is None:
             return
         run.status = status
