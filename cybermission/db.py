@@ -257,25 +257,19 @@ def create_db_engine(database_url: str, store: StoreSettings | None = None) -> E
     """Build the engine for ``database_url``; creates the SQLite folder when needed. A
     PostgreSQL engine's connections get ``store``'s timeouts and keepalives (the defaults when
     not given) and a pre-ping bounded like the work it precedes (``store_links.py``)."""
+    # JSON columns through the store's own encoder and decoder, on every dialect.
+    json_codec: dict[str, Any] = {"json_serializer": json_text, "json_deserializer": json_value}
     if database_url.startswith("sqlite"):
         path = _sqlite_file(database_url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            database_url,
-            connect_args={"check_same_thread": False},
-            json_serializer=json_text,
-            json_deserializer=json_value,
+            database_url, connect_args={"check_same_thread": False}, **json_codec
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     settings = store or StoreSettings()
-    engine = create_engine(
-        database_url,
-        connect_args=connect_args(settings),
-        json_serializer=json_text,
-        json_deserializer=json_value,
-    )
+    engine = create_engine(database_url, connect_args=connect_args(settings), **json_codec)
     bound_connections(engine, settings)
     return engine
 
